@@ -1,0 +1,1 @@
+//! Streaming readers and writers for block and object I/O traces.
