@@ -1,1 +1,17 @@
-//! kplugfs library
+//! kplugfs: a FUSE passthrough filesystem whose cache policies are WebAssembly plugins.
+//!
+//! The crate is split the way mountpoint-s3 splits its own: [`fs`] is the filesystem core
+//! with plain Rust methods (tests drive it without FUSE), [`fuse`] is the thin fuser adapter,
+//! [`data`] is the data path every read goes through, and [`mount`] holds the command-line
+//! side of mounting. See docs/architecture.md for the whole picture.
+
+pub mod data;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod inode;
+pub mod mount;
+pub mod sys;
+
+pub use error::{FsError, Result};
+pub use fs::KplugFs;

@@ -1,1 +1,134 @@
-fn main() {}
+//! The `kplugfs` command line: a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, Subcommand};
+use kplugfs::mount::{self, MountArgs};
+
+/// kplugfs: a FUSE passthrough filesystem whose caching, prefetch and eviction policies are
+/// WebAssembly plugins you can swap into the live mount.
+#[derive(Debug, Parser)]
+#[command(name = "kplugfs", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount BACKING_DIR at MOUNTPOINT. Returns once the mount is ready; the daemon runs in
+    /// the background (use --foreground to keep it attached).
+    ///
+    /// Example: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
+    Mount {
+        /// The directory whose contents the mount exposes.
+        backing_dir: PathBuf,
+        /// An existing, empty-or-not directory to mount on (not already a mount point).
+        mountpoint: PathBuf,
+        /// Stay in the foreground (for tests, systemd and debugging); Ctrl-C unmounts.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Emulated delay added to every backend data read, e.g. `2ms`, to model a remote
+        /// store in benchmarks. An emulation: it only sleeps.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+        backend_latency: Duration,
+        /// FUSE worker threads: a slow read of one file does not stall the others.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// How long the kernel caches names and attributes (changes made directly in the
+        /// backing dir show through the mount after at most this long).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+        attr_timeout: Duration,
+        /// Only the mounting user may use the mount (default when root: everyone may, with
+        /// normal permission checks).
+        #[arg(long)]
+        private: bool,
+        /// Write the daemon's log here (default: discarded in background mode, stderr with
+        /// --foreground).
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<PathBuf>,
+    },
+    /// Unmount a kplugfs mount; the daemon exits. Plain `umount MOUNTPOINT` works too.
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 2ms, 500us, 1s)"))
+}
+
+fn init_logging(verbose: u8, log_file: Option<&Path>) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if let Some(path) = log_file {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => {
+                let _ = builder
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(f))
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("kplugfs: cannot open log file {}: {e}", path.display()),
+        }
+    }
+    let _ = builder.with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    let result = match cli.command {
+        Command::Mount {
+            backing_dir,
+            mountpoint,
+            foreground,
+            backend_latency,
+            threads,
+            attr_timeout,
+            private,
+            log_file,
+        } => {
+            let args = MountArgs {
+                backing: backing_dir,
+                mountpoint,
+                foreground,
+                backend_latency,
+                threads,
+                attr_timeout,
+                allow_other: !private && nix::unistd::geteuid().is_root(),
+                log_file,
+            };
+            mount::mount(&args, |log| init_logging(verbose, log))
+        }
+        Command::Umount { mountpoint } => {
+            init_logging(verbose, None);
+            mount::umount(&mountpoint)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kplugfs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

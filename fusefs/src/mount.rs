@@ -1,0 +1,450 @@
+//! Mounting and unmounting: argument checks, the background daemon, signals.
+//!
+//! `kplugfs mount` checks everything it can *before* touching the kernel, so bad input gets
+//! a one-line error and leaves nothing mounted: the backing directory must exist and be a
+//! directory, the mountpoint must exist, be a directory and not already be a mount, neither
+//! may contain the other (a backing dir inside the mountpoint would make the filesystem
+//! read itself), `/dev/fuse` must open, and an unprivileged user needs `fusermount3`.
+//!
+//! Without `--foreground` the command forks *before any thread exists*; the child mounts and
+//! reports through a pipe (`ok` or the error), and the parent exits 0 only once the mount is
+//! in place. The daemon blocks SIGINT/SIGTERM/SIGHUP in every thread and one thread waits
+//! for them and unmounts, so a killed daemon never leaves a dead mount behind. A plain
+//! `umount MOUNTPOINT` ends the FUSE session and the daemon exits by itself.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::data::{Backend, DataCache, Passthrough};
+use crate::fs::{FsConfig, KplugFs};
+use crate::fuse::FuseAdapter;
+
+/// The filesystem type kplugfs mounts show in /proc/mounts (`fuse.kplugfs`).
+pub const FS_SUBTYPE: &str = "kplugfs";
+
+/// Everything `kplugfs mount` needs.
+#[derive(Debug, Clone)]
+pub struct MountArgs {
+    /// The directory to expose.
+    pub backing: PathBuf,
+    /// Where to mount it.
+    pub mountpoint: PathBuf,
+    /// Stay attached instead of daemonizing.
+    pub foreground: bool,
+    /// Emulated delay per backend data read.
+    pub backend_latency: Duration,
+    /// FUSE worker threads.
+    pub threads: usize,
+    /// Kernel attribute/entry cache time.
+    pub attr_timeout: Duration,
+    /// Let other users use the mount (default for root).
+    pub allow_other: bool,
+    /// Where the daemon writes its log (background mode); stderr when `None` in foreground.
+    pub log_file: Option<PathBuf>,
+}
+
+/// One entry of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Mount point (unescaped).
+    pub mountpoint: PathBuf,
+    /// Filesystem type (e.g. `fuse.kplugfs`).
+    pub fstype: String,
+    /// Mount source.
+    pub source: String,
+}
+
+/// Decode the octal escapes (`\040`) of mountinfo fields.
+fn unescape(s: &str) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// The mounts of this process's namespace.
+pub fn mounts() -> Result<Vec<MountInfo>> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(text.lines().filter_map(parse_mountinfo_line).collect())
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let (left, right) = line.split_once(" - ")?;
+    let mountpoint = left.split(' ').nth(4)?;
+    let mut r = right.split(' ');
+    let fstype = r.next()?.to_string();
+    let source = unescape(r.next()?).to_string_lossy().into_owned();
+    Some(MountInfo {
+        mountpoint: PathBuf::from(unescape(mountpoint)),
+        fstype,
+        source,
+    })
+}
+
+/// The mount whose mount point is exactly `path`, if any (the last one: the visible one).
+pub fn mount_at(path: &Path) -> Result<Option<MountInfo>> {
+    Ok(mounts()?.into_iter().rev().find(|m| m.mountpoint == path))
+}
+
+fn canonical_dir(path: &Path, what: &str) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{what} {} does not exist", path.display()),
+        _ => anyhow::anyhow!("{what} {}: {e}", path.display()),
+    })?;
+    if !meta.is_dir() {
+        bail!("{what} {} is not a directory", path.display());
+    }
+    std::fs::canonicalize(path).with_context(|| format!("resolving {what} {}", path.display()))
+}
+
+/// Check the arguments of a mount; returns the canonical (backing, mountpoint).
+pub fn validate(args: &MountArgs) -> Result<(PathBuf, PathBuf)> {
+    let backing = canonical_dir(&args.backing, "backing directory")?;
+    let mountpoint = canonical_dir(&args.mountpoint, "mountpoint")?;
+    if mount_at(&mountpoint)?.is_some() {
+        bail!(
+            "mountpoint {} is already a mount point (umount it first)",
+            mountpoint.display()
+        );
+    }
+    if backing.starts_with(&mountpoint) {
+        bail!(
+            "backing directory {} is inside the mountpoint {}: the filesystem would read itself",
+            backing.display(),
+            mountpoint.display()
+        );
+    }
+    if mountpoint.starts_with(&backing) {
+        bail!(
+            "mountpoint {} is inside the backing directory {}: the filesystem would read itself",
+            mountpoint.display(),
+            backing.display()
+        );
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                bail!("/dev/fuse does not exist: load the fuse module (modprobe fuse)")
+            }
+            std::io::ErrorKind::PermissionDenied => bail!("no permission to open /dev/fuse: {e}"),
+            _ => bail!("cannot open /dev/fuse: {e}"),
+        }
+    }
+    if !nix::unistd::geteuid().is_root()
+        && which("fusermount3").is_none()
+        && which("fusermount").is_none()
+    {
+        bail!(
+            "permission denied: mounting needs root, or fusermount3 (apt install fuse3) for a user mount"
+        );
+    }
+    if !nix::unistd::geteuid().is_root()
+        && nix::unistd::access(
+            &backing,
+            nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_err()
+    {
+        bail!(
+            "permission denied: cannot read backing directory {}",
+            backing.display()
+        );
+    }
+    Ok((backing, mountpoint))
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
+}
+
+/// Build the core for a mount.
+pub fn build_fs(backing: &Path, args: &MountArgs) -> Result<Arc<KplugFs>> {
+    let backend = Arc::new(Backend::new(args.backend_latency));
+    let data: Arc<dyn DataCache> = Arc::new(Passthrough::new(backend));
+    let fs = KplugFs::new(
+        backing,
+        data,
+        FsConfig {
+            attr_ttl: args.attr_timeout,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(fs))
+}
+
+fn fuse_config(backing: &Path, args: &MountArgs) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(backing.display().to_string()),
+        MountOption::DefaultPermissions,
+    ];
+    // The kernel takes the subtype as a mount option (so /proc/mounts says `fuse.kplugfs`);
+    // fusermount3 takes it as its own option.
+    config.mount_options.push(if nix::unistd::geteuid().is_root() {
+        MountOption::CUSTOM(format!("subtype={FS_SUBTYPE}"))
+    } else {
+        MountOption::Subtype(FS_SUBTYPE.into())
+    });
+    if args.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(args.threads.max(1));
+    config.clone_fd = true;
+    config
+}
+
+/// Block the termination signals in this thread (and every thread it spawns later).
+fn block_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    let _ = set.thread_block();
+    set
+}
+
+/// Mount and serve until unmounted. Calls `ready` once the mount is in place.
+fn serve(
+    args: &MountArgs,
+    backing: &Path,
+    mountpoint: &Path,
+    ready: impl FnOnce(Result<(), String>),
+) -> Result<()> {
+    let sigs = block_signals();
+    // Objects created through the mount get exactly the mode the caller asked for.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let fs = match build_fs(backing, args) {
+        Ok(fs) => fs,
+        Err(e) => {
+            ready(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    };
+    let mut session = match fuser::Session::new(
+        FuseAdapter::new(fs),
+        mountpoint,
+        &fuse_config(backing, args),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("mounting {} failed: {e}", mountpoint.display());
+            ready(Err(msg.clone()));
+            bail!(msg);
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    std::thread::Builder::new()
+        .name("kplugfs-signals".into())
+        .spawn(move || {
+            if let Ok(sig) = sigs.wait() {
+                tracing::info!("received {sig:?}, unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount after {sig:?} failed: {e}");
+                }
+            }
+        })?;
+    tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
+    ready(Ok(()));
+    match session.run() {
+        Ok(()) => {}
+        // The kernel ends the session with ENODEV when the filesystem is unmounted.
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+        Err(e) => return Err(e).context("FUSE session"),
+    }
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted, exiting");
+    Ok(())
+}
+
+/// `kplugfs mount`: validate, then serve in the foreground or in a background daemon.
+pub fn mount(args: &MountArgs, init_logging: impl FnOnce(Option<&Path>)) -> Result<()> {
+    let (backing, mountpoint) = validate(args)?;
+    if args.foreground {
+        init_logging(args.log_file.as_deref());
+        return serve(args, &backing, &mountpoint, |_| {});
+    }
+    let (rfd, wfd) = nix::unistd::pipe().context("pipe")?;
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(wfd);
+            let mut r = std::fs::File::from(rfd);
+            let mut msg = String::new();
+            let _ = r.read_to_string(&mut msg);
+            match msg.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if msg.is_empty() => {
+                    bail!("the kplugfs daemon exited before the mount was ready")
+                }
+                None => bail!("{}", msg.trim_start_matches("err ").trim_end()),
+            }
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(rfd);
+            let _ = nix::unistd::setsid();
+            redirect_stdio();
+            init_logging(args.log_file.as_deref());
+            let mut w = Some(std::fs::File::from(wfd));
+            let result = serve(args, &backing, &mountpoint, |r| {
+                if let Some(mut w) = w.take() {
+                    let _ = match r {
+                        Ok(()) => w.write_all(b"ok"),
+                        Err(e) => w.write_all(format!("err {e}").as_bytes()),
+                    };
+                }
+            });
+            if let Err(e) = &result {
+                tracing::error!("{e:#}");
+            }
+            std::process::exit(if result.is_ok() { 0 } else { 1 });
+        }
+    }
+}
+
+fn redirect_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+}
+
+/// `kplugfs umount`: unmount a kplugfs mount and wait until it is gone.
+pub fn umount(mountpoint: &Path) -> Result<()> {
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let Some(m) = mount_at(&mp)? else {
+        bail!("{} is not a mount point", mp.display());
+    };
+    if m.fstype != format!("fuse.{FS_SUBTYPE}") {
+        bail!(
+            "{} is a {} mount, not a kplugfs mount",
+            mp.display(),
+            m.fstype
+        );
+    }
+    if nix::unistd::geteuid().is_root() {
+        nix::mount::umount2(&mp, nix::mount::MntFlags::empty()).map_err(|e| match e {
+            nix::errno::Errno::EBUSY => anyhow::anyhow!(
+                "{} is busy (files open or a process inside it)",
+                mp.display()
+            ),
+            e => anyhow::anyhow!("umount {}: {e}", mp.display()),
+        })?;
+    } else {
+        let prog = if which("fusermount3").is_some() {
+            "fusermount3"
+        } else {
+            "fusermount"
+        };
+        let st = std::process::Command::new(prog)
+            .arg("-u")
+            .arg(&mp)
+            .status()
+            .with_context(|| format!("running {prog}"))?;
+        if !st.success() {
+            bail!("{prog} -u {} failed", mp.display());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mount_at(&mp)?.is_some_and(|m| m.fstype == format!("fuse.{FS_SUBTYPE}")) {
+        if Instant::now() > deadline {
+            bail!("{} is still mounted 10 s after umount", mp.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_parse_and_unescape() {
+        let l = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - fuse.kplugfs /back\\040dir rw";
+        let m = parse_mountinfo_line(l).unwrap();
+        assert_eq!(m.mountpoint, PathBuf::from("/mnt/with space"));
+        assert_eq!(m.fstype, "fuse.kplugfs");
+        assert_eq!(m.source, "/back dir");
+    }
+
+    fn args(b: &Path, m: &Path) -> MountArgs {
+        MountArgs {
+            backing: b.into(),
+            mountpoint: m.into(),
+            foreground: true,
+            backend_latency: Duration::ZERO,
+            threads: 1,
+            attr_timeout: Duration::from_secs(1),
+            allow_other: false,
+            log_file: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path().join("b");
+        let m = t.path().join("m");
+        let err = validate(&args(&b, &m)).unwrap_err().to_string();
+        assert!(
+            err.contains("backing directory") && err.contains("does not exist"),
+            "{err}"
+        );
+        std::fs::create_dir(&b).unwrap();
+        let err = validate(&args(&b, &m)).unwrap_err().to_string();
+        assert!(
+            err.contains("mountpoint") && err.contains("does not exist"),
+            "{err}"
+        );
+        std::fs::write(&m, b"").unwrap();
+        let err = validate(&args(&b, &m)).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        std::fs::remove_file(&m).unwrap();
+        std::fs::create_dir(&m).unwrap();
+        let inner = m.join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        let err = validate(&args(&inner, &m)).unwrap_err().to_string();
+        assert!(err.contains("inside the mountpoint"), "{err}");
+        let err = validate(&args(t.path(), &m)).unwrap_err().to_string();
+        assert!(err.contains("inside the backing directory"), "{err}");
+        let err = validate(&args(&b, Path::new("/proc")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already a mount point"), "{err}");
+    }
+}
