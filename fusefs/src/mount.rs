@@ -209,11 +209,13 @@ fn fuse_config(backing: &Path, args: &MountArgs) -> Config {
     ];
     // The kernel takes the subtype as a mount option (so /proc/mounts says `fuse.kplugfs`);
     // fusermount3 takes it as its own option.
-    config.mount_options.push(if nix::unistd::geteuid().is_root() {
-        MountOption::CUSTOM(format!("subtype={FS_SUBTYPE}"))
-    } else {
-        MountOption::Subtype(FS_SUBTYPE.into())
-    });
+    config
+        .mount_options
+        .push(if nix::unistd::geteuid().is_root() {
+            MountOption::CUSTOM(format!("subtype={FS_SUBTYPE}"))
+        } else {
+            MountOption::Subtype(FS_SUBTYPE.into())
+        });
     if args.allow_other {
         config.acl = SessionACL::All;
     }
