@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install everything kplugfs needs on a fresh Debian 12 machine (run as root), then build.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    # Another process may hold the apt lock for a while: wait rather than fail.
+    for i in $(seq 1 60); do
+        if { [ "$i" -gt 1 ] || apt-get update -qq; } &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+            return 0
+        fi
+        log "apt busy or failed, retrying ($i/60)"
+        sleep 5
+    done
+    echo "setup: could not install ${missing[*]}" >&2
+    return 1
+}
+
+# fuse3: fusermount3 for unprivileged mounts; acl + libacl1-dev: pjdfstest; bindfs and fio:
+# the peers and load generator of the benchmarks; clang/lld: the C plugin example.
+apt_install fuse3 acl libacl1-dev bindfs fio pkg-config clang lld
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    log "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+
+# pjdfstest switches to these users; Debian has nobody/nogroup, not tests/tests.
+getent group tests >/dev/null || groupadd tests
+id -u tests >/dev/null 2>&1 || useradd -M -N -g tests -s /usr/sbin/nologin tests
+
+if [ "${KPLUGFS_SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release -p kplugfs"
+    cargo build --release -p kplugfs
+fi
