@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): formatting, lints, unit and property tests,
+# real-mount tests, pjdfstest against a mount, and the kernel module's VM test.
+# Run as root (mounts need /dev/fuse; the VM test installs qemu and a Debian kernel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+section() { printf '\n\033[1m=== %s ===\033[0m\n' "$*"; }
+
+section "setup"
+KPLUGFS_SKIP_BUILD=1 ./scripts/setup.sh
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --workspace --all-targets --features kplugfs-tests/mount-tests -- -D warnings
+
+section "cargo test (unit, property and real-mount tests)"
+cargo build -p kplugfs
+cargo test --workspace --features kplugfs-tests/mount-tests
+
+section "pjdfstest"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+pjd_root=${PJDFSTEST_ROOT:-/var/cache/kplugfs/pjdfstest}
+if [ ! -x "$pjd_root/bin/pjdfstest" ]; then
+    cargo install --locked pjdfstest@0.2.2 --root "$pjd_root"
+fi
+tests/pjdfstest/run.sh "$target_dir/debug/kplugfs" "$pjd_root/bin/pjdfstest"
+
+section "kernel module VM test"
+kmod-bridge/vm-test
+
+section "all tests passed"
