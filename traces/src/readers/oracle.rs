@@ -1,0 +1,130 @@
+//! libCacheSim oracleGeneral binary traces (little-endian, packed, no header, 24 B records).
+//!
+//! `u32 time (s), u64 obj_id, u32 obj_size (bytes), i64 next_access` where next_access is the
+//! 1-based number of the next request to the same id, or -1 / `i64::MAX` for "never" (other
+//! negative values and 0 are errors). Records with size 0 are skipped, as libCacheSim's reader
+//! does by default; they are counted in `skipped` and still count in record numbers.
+//!
+//! id = obj_id; offset = `None`: an oracleGeneral id is an object name, not an address. When
+//! the ids are known to be LBNs (as in `cloudPhysicsIO.oracleGeneral.bin`),
+//! `ReadOptions::oracle_sector_bytes = Some(512)` sets offset = id × 512 so that block
+//! splitting works exactly as for vscsi/csv. time = seconds × 10^9, op read, stream 0.
+
+use std::{io::Read, path::PathBuf};
+
+use crate::{
+    Flags, Location, Op, Request, TraceError,
+    input::Input,
+    readers::{Source, next_record, parse_err},
+};
+
+/// Bytes per record.
+pub(crate) const RECORD_LEN: usize = 24;
+
+pub(crate) struct OracleReader<R> {
+    src: Source<R>,
+    record: u64,
+    sector_bytes: Option<u64>,
+    pub(crate) skipped: u64,
+}
+
+impl<R: Read> OracleReader<R> {
+    pub(crate) fn new(input: Input<R>, file: PathBuf, sector_bytes: Option<u64>) -> Self {
+        OracleReader {
+            src: Source::new(input, file),
+            record: 0,
+            sector_bytes,
+            skipped: 0,
+        }
+    }
+
+    #[inline]
+    fn read(&mut self) -> Result<Option<Request>, TraceError> {
+        loop {
+            self.record += 1;
+            let at = self.src.input.position();
+            let Some(r) =
+                next_record::<_, RECORD_LEN>(&mut self.src.input, &self.src.file, self.record)?
+            else {
+                return Ok(None);
+            };
+            let [
+                t0,
+                t1,
+                t2,
+                t3,
+                i0,
+                i1,
+                i2,
+                i3,
+                i4,
+                i5,
+                i6,
+                i7,
+                s0,
+                s1,
+                s2,
+                s3,
+                rest @ ..,
+            ] = *r;
+            let time = u32::from_le_bytes([t0, t1, t2, t3]);
+            let id = u64::from_le_bytes([i0, i1, i2, i3, i4, i5, i6, i7]);
+            let size = u32::from_le_bytes([s0, s1, s2, s3]);
+            let next = i64::from_le_bytes(rest);
+            self.src.input.consume(RECORD_LEN);
+            if size == 0 {
+                self.skipped += 1;
+                continue;
+            }
+            let loc = Location::Record {
+                index: self.record,
+                byte: at,
+            };
+            let next_access = match next {
+                -1 | i64::MAX => None,
+                n if n > 0 => Some(n as u64),
+                n => {
+                    return Err(parse_err(
+                        &self.src.file,
+                        loc,
+                        format!(
+                            "next-access field is {n}; expected -1, i64::MAX or a 1-based request number"
+                        ),
+                    ));
+                }
+            };
+            let offset = match self.sector_bytes {
+                None => None,
+                Some(s) => Some(id.checked_mul(s).ok_or_else(|| {
+                    parse_err(
+                        &self.src.file,
+                        loc,
+                        format!("id {id} × {s}-byte sectors overflows a 64-bit byte offset"),
+                    )
+                })?),
+            };
+            return Ok(Some(Request {
+                time: u64::from(time) * 1_000_000_000,
+                id,
+                offset,
+                size: u64::from(size),
+                op: Op::Read,
+                stream: 0,
+                flags: Flags::NONE,
+                next_access,
+            }));
+        }
+    }
+}
+
+impl<R: Read> Iterator for OracleReader<R> {
+    type Item = Result<Request, TraceError>;
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.src.done {
+            return None;
+        }
+        let r = self.read();
+        self.src.fuse(r)
+    }
+}
