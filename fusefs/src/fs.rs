@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::control::{self, CONTROL_DIR, Control, is_virtual, is_virtual_fh};
 use crate::data::{DataCache, FileRef};
 use crate::error::{FsError, Result};
 use crate::fs_err;
@@ -299,6 +300,7 @@ pub struct KplugFs {
     data: Arc<dyn DataCache>,
     config: FsConfig,
     is_root: bool,
+    control: Option<Arc<Control>>,
 }
 
 impl std::fmt::Debug for KplugFs {
@@ -328,7 +330,40 @@ impl KplugFs {
             data,
             config,
             is_root: nix::unistd::geteuid().is_root(),
+            control: None,
         })
+    }
+
+    /// Serve the control directory `.kplug` from `control`.
+    pub fn with_control(mut self, control: Arc<Control>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The control plane, when the mount has one.
+    pub fn control(&self) -> Option<&Arc<Control>> {
+        self.control.as_ref()
+    }
+
+    fn ctl(&self) -> Result<&Arc<Control>> {
+        self.control
+            .as_ref()
+            .ok_or_else(|| fs_err!(libc::ESTALE, "no control plane"))
+    }
+
+    /// True when `name` in `parent` is the control directory.
+    fn is_control_name(&self, parent: u64, name: &OsStr) -> bool {
+        self.control.is_some() && parent == ROOT_INO && name.as_bytes() == CONTROL_DIR.as_bytes()
+    }
+
+    /// Refuse a namespace change touching the control tree.
+    fn guard_names(&self, pairs: &[(u64, &OsStr)]) -> Result<()> {
+        for &(parent, name) in pairs {
+            if is_virtual(parent) || self.is_control_name(parent, name) {
+                return Err(fs_err!(libc::EPERM, "{CONTROL_DIR} is managed by kplugfs"));
+            }
+        }
+        Ok(())
     }
 
     /// The inode table (tests check lookup counts through it).
@@ -388,18 +423,30 @@ impl KplugFs {
 
     /// Look up `name` in directory `parent`; the kernel now holds one more reference.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        if is_virtual(parent) {
+            return self.ctl()?.lookup(parent, &name.to_string_lossy());
+        }
+        if self.is_control_name(parent, name) {
+            return Ok(self.ctl()?.root_entry());
+        }
         let p = self.inode(parent)?;
         self.do_lookup(&p, name)
     }
 
     /// The kernel dropped `nlookup` references to `ino`.
     pub fn forget(&self, ino: u64, nlookup: u64) {
+        if is_virtual(ino) {
+            return;
+        }
         self.inodes.forget(ino, nlookup);
     }
 
     /// Attributes of `ino` (through its open handle when given).
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
-        if let Some(fh) = fh {
+        if is_virtual(ino) {
+            return self.ctl()?.getattr(ino);
+        }
+        if let Some(fh) = fh.filter(|fh| !is_virtual_fh(*fh)) {
             if let Ok(f) = self.file(fh) {
                 let st = sys::fstat(f.fd.as_fd())?;
                 return Ok(Attr::from_stat(ino, &st));
@@ -413,6 +460,19 @@ impl KplugFs {
     /// Change attributes: mode, owner, size, times (in that order, as chmod/chown/truncate/
     /// utimensat would), then return the new attributes.
     pub fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
+        if is_virtual(ino) {
+            let ctl = self.ctl()?;
+            if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+                return Err(fs_err!(
+                    libc::EPERM,
+                    "{CONTROL_DIR} entries keep their owner and mode"
+                ));
+            }
+            return match set.size {
+                Some(size) => ctl.truncate(ino, size),
+                None => ctl.getattr(ino),
+            };
+        }
         let inode = self.inode(ino)?;
         let handle = set.fh.and_then(|fh| self.file(fh).ok());
         if let Some(mode) = set.mode {
@@ -473,6 +533,9 @@ impl KplugFs {
 
     /// Target of a symbolic link.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        if is_virtual(ino) {
+            return Err(fs_err!(libc::EINVAL, "not a symlink"));
+        }
         let inode = self.inode(ino)?;
         Ok(sys::readlink_fd(inode.fd())?)
     }
@@ -529,6 +592,7 @@ impl KplugFs {
         rdev: u32,
         caller: Caller,
     ) -> Result<Entry> {
+        self.guard_names(&[(parent, name)])?;
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         let mode = mode & !(umask & 0o777);
@@ -545,6 +609,7 @@ impl KplugFs {
         umask: u32,
         caller: Caller,
     ) -> Result<Entry> {
+        self.guard_names(&[(parent, name)])?;
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         let mode = mode & 0o7777 & !(umask & 0o777);
@@ -560,6 +625,7 @@ impl KplugFs {
         target: &Path,
         caller: Caller,
     ) -> Result<Entry> {
+        self.guard_names(&[(parent, name)])?;
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         let t = sys::cstr(target.as_os_str())?;
@@ -569,6 +635,13 @@ impl KplugFs {
 
     /// Create a hard link to `ino` named `name` in `newparent`.
     pub fn link(&self, ino: u64, newparent: u64, name: &OsStr) -> Result<Entry> {
+        self.guard_names(&[(newparent, name)])?;
+        if is_virtual(ino) {
+            return Err(fs_err!(
+                libc::EPERM,
+                "{CONTROL_DIR} entries cannot be linked"
+            ));
+        }
         let inode = self.inode(ino)?;
         let p = self.inode(newparent)?;
         let c = sys::cstr(name)?;
@@ -578,6 +651,10 @@ impl KplugFs {
 
     /// Remove a file.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        if is_virtual(parent) {
+            return self.ctl()?.unlink(parent, &name.to_string_lossy());
+        }
+        self.guard_names(&[(parent, name)])?;
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         // Drop cached data of a file losing its last name: its blocks would never be read
@@ -600,6 +677,7 @@ impl KplugFs {
 
     /// Remove an empty directory.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.guard_names(&[(parent, name)])?;
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         Ok(sys::unlinkat(p.fd(), &c, libc::AT_REMOVEDIR)?)
@@ -614,6 +692,7 @@ impl KplugFs {
         newname: &OsStr,
         flags: u32,
     ) -> Result<()> {
+        self.guard_names(&[(parent, name), (newparent, newname)])?;
         let p = self.inode(parent)?;
         let np = self.inode(newparent)?;
         let c = sys::cstr(name)?;
@@ -642,11 +721,16 @@ impl KplugFs {
 
     /// Open a file with `flags` (O_CREAT/O_EXCL/O_NOCTTY already handled by the kernel).
     pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        if is_virtual(ino) {
+            return self.ctl()?.open(ino, flags);
+        }
         let inode = self.inode(ino)?;
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
         let fd = sys::reopen(inode.fd(), flags)?;
         if flags & libc::O_TRUNC != 0 {
             self.data.invalidate_file(ino);
+        } else if inode.kind == Kind::File {
+            self.data.opened(ino, &sys::fstat(fd.as_fd())?);
         }
         Ok(self.register_file(ino, fd, flags))
     }
@@ -661,6 +745,12 @@ impl KplugFs {
         flags: i32,
         caller: Caller,
     ) -> Result<(Entry, u64)> {
+        if is_virtual(parent) {
+            return self.ctl()?.create(parent, &name.to_string_lossy(), caller);
+        }
+        if self.is_control_name(parent, name) {
+            return Err(fs_err!(libc::EEXIST, "{CONTROL_DIR} exists"));
+        }
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         let mode = mode & 0o7777 & !(umask & 0o777);
@@ -677,6 +767,9 @@ impl KplugFs {
 
     /// Read through the data cache.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if is_virtual_fh(fh) {
+            return self.ctl()?.read(fh, offset, size);
+        }
         let f = self.file(fh)?;
         self.data.read(
             FileRef {
@@ -690,6 +783,9 @@ impl KplugFs {
 
     /// Write through to the backing file, then drop the cached range.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        if is_virtual_fh(fh) {
+            return self.ctl()?.write(fh, offset, data);
+        }
         let f = self.file(fh)?;
         let n = sys::pwrite_full(f.fd.as_raw_fd(), data, offset)?;
         let start = if f.flags & libc::O_APPEND != 0 {
@@ -708,12 +804,18 @@ impl KplugFs {
 
     /// `close()` of one descriptor of the handle: report deferred errors.
     pub fn flush(&self, fh: u64) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return self.ctl()?.flush(fh);
+        }
         let f = self.file(fh)?;
         Ok(sys::flush_fd(f.fd.as_fd())?)
     }
 
     /// Last close of the handle.
     pub fn release(&self, fh: u64) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return self.ctl()?.release(fh);
+        }
         self.files
             .lock()
             .remove(&fh)
@@ -723,18 +825,24 @@ impl KplugFs {
 
     /// fsync/fdatasync of an open file.
     pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return Ok(());
+        }
         let f = self.file(fh)?;
         Ok(sys::fsync(f.fd.as_fd(), datasync)?)
     }
 
     /// Open a directory for listing.
     pub fn opendir(&self, ino: u64) -> Result<u64> {
+        if is_virtual(ino) {
+            return self.ctl()?.opendir(ino);
+        }
         let inode = self.inode(ino)?;
         if inode.kind != Kind::Dir {
             return Err(fs_err!(libc::ENOTDIR, "opendir of a non-directory"));
         }
         let fd = sys::reopen(inode.fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let entries = Self::snapshot(fd.as_fd())?;
+        let entries = self.snapshot(ino, fd.as_fd())?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(
             fh,
@@ -747,9 +855,11 @@ impl KplugFs {
         Ok(fh)
     }
 
-    fn snapshot(fd: BorrowedFd<'_>) -> Result<Vec<DirEnt>> {
+    fn snapshot(&self, ino: u64, fd: BorrowedFd<'_>) -> Result<Vec<DirEnt>> {
+        let hide = self.control.is_some() && ino == ROOT_INO;
         let mut v: Vec<DirEnt> = sys::read_dir_entries(fd)?
             .into_iter()
+            .filter(|(name, _, _)| !(hide && name == CONTROL_DIR.as_bytes()))
             .map(|(name, backing_ino, t)| DirEnt {
                 name,
                 backing_ino,
@@ -763,7 +873,7 @@ impl KplugFs {
     fn entries_from(&self, d: &OpenDir, offset: u64) -> Result<Arc<Vec<DirEnt>>> {
         let mut guard = d.entries.lock();
         if offset == 0 {
-            *guard = Arc::new(Self::snapshot(d.fd.as_fd())?);
+            *guard = Arc::new(self.snapshot(d.ino, d.fd.as_fd())?);
         }
         Ok(guard.clone())
     }
@@ -771,6 +881,24 @@ impl KplugFs {
     /// List a directory from `offset` (0 = start). Offsets 1 and 2 are `.` and `..`;
     /// entry i of the snapshot has offset i + 3.
     pub fn readdir(&self, ino: u64, fh: u64, offset: u64, sink: &mut dyn DirSink) -> Result<()> {
+        if is_virtual(ino) {
+            let names = self.ctl()?.list(ino)?;
+            let dots = [
+                (ino, FileKind::Dir, ".".to_string()),
+                (ino, FileKind::Dir, "..".to_string()),
+            ];
+            for (i, (eino, kind, name)) in dots
+                .into_iter()
+                .chain(names)
+                .enumerate()
+                .skip(offset as usize)
+            {
+                if sink.add(eino, i as u64 + 1, kind, OsStr::new(&name)) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let d = self.dir(fh)?;
         debug_assert_eq!(d.ino, ino);
         let entries = self.entries_from(&d, offset)?;
@@ -790,8 +918,17 @@ impl KplugFs {
                 kind,
                 OsStr::from_bytes(&e.name),
             ) {
-                break;
+                return Ok(());
             }
+        }
+        let last = entries.len() as u64 + 3;
+        if self.control.is_some() && ino == ROOT_INO && offset < last {
+            let _ = sink.add(
+                control::INO_CONTROL,
+                last,
+                FileKind::Dir,
+                OsStr::new(CONTROL_DIR),
+            );
         }
         Ok(())
     }
@@ -804,6 +941,25 @@ impl KplugFs {
         offset: u64,
         sink: &mut dyn DirPlusSink,
     ) -> Result<()> {
+        if is_virtual(ino) {
+            let ctl = self.ctl()?;
+            let dot = Entry {
+                attr: ctl.getattr(ino)?,
+                ttl: Duration::ZERO,
+            };
+            let mut all = vec![(".".to_string(), dot), ("..".to_string(), dot)];
+            for (_, _, name) in ctl.list(ino)? {
+                if let Ok(e) = ctl.lookup(ino, &name) {
+                    all.push((name, e));
+                }
+            }
+            for (i, (name, e)) in all.iter().enumerate().skip(offset as usize) {
+                if sink.add(i as u64 + 1, OsStr::new(name), e) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let d = self.dir(fh)?;
         let entries = self.entries_from(&d, offset)?;
         let dir = self.inode(ino)?;
@@ -830,14 +986,21 @@ impl KplugFs {
             if sink.add(i as u64 + 3, name, &entry) {
                 // Not taken: undo the lookup the kernel will never know about.
                 self.forget(entry.attr.ino, 1);
-                break;
+                return Ok(());
             }
+        }
+        let last = entries.len() as u64 + 3;
+        if self.control.is_some() && ino == ROOT_INO && offset < last {
+            let _ = sink.add(last, OsStr::new(CONTROL_DIR), &self.ctl()?.root_entry());
         }
         Ok(())
     }
 
     /// Close a directory handle.
     pub fn releasedir(&self, fh: u64) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return self.ctl()?.release(fh);
+        }
         self.dirs
             .lock()
             .remove(&fh)
@@ -847,6 +1010,9 @@ impl KplugFs {
 
     /// fsync of a directory handle.
     pub fn fsyncdir(&self, fh: u64, datasync: bool) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return Ok(());
+        }
         let d = self.dir(fh)?;
         Ok(sys::fsync(d.fd.as_fd(), datasync)?)
     }
@@ -867,6 +1033,9 @@ impl KplugFs {
     }
 
     fn xattr_target(&self, ino: u64) -> Result<Arc<Inode>> {
+        if is_virtual(ino) {
+            return Err(fs_err!(libc::ENOTSUP, "no xattrs in {CONTROL_DIR}"));
+        }
         let inode = self.inode(ino)?;
         if matches!(inode.kind, Kind::Symlink | Kind::Special) {
             // The /proc link of a symlink or special file cannot carry the call to the object
@@ -878,6 +1047,9 @@ impl KplugFs {
 
     /// Get an extended attribute (`size` 0 asks for its size).
     pub fn getxattr(&self, ino: u64, name: &OsStr, size: u32) -> Result<XattrReply> {
+        if is_virtual(ino) {
+            return Err(fs_err!(libc::ENODATA, "no xattrs in {CONTROL_DIR}"));
+        }
         let inode = self.inode(ino)?;
         if matches!(inode.kind, Kind::Symlink | Kind::Special) {
             return Err(fs_err!(
@@ -906,6 +1078,13 @@ impl KplugFs {
 
     /// List extended attribute names (`size` 0 asks for the list's size).
     pub fn listxattr(&self, ino: u64, size: u32) -> Result<XattrReply> {
+        if is_virtual(ino) {
+            return Ok(if size == 0 {
+                XattrReply::Size(0)
+            } else {
+                XattrReply::Data(Vec::new())
+            });
+        }
         let inode = self.inode(ino)?;
         if matches!(inode.kind, Kind::Symlink | Kind::Special) {
             return Ok(if size == 0 {
@@ -932,6 +1111,9 @@ impl KplugFs {
 
     /// access(2): check `mask` (R_OK/W_OK/X_OK bits, or F_OK) for `caller`.
     pub fn access(&self, ino: u64, mask: i32, caller: Caller) -> Result<()> {
+        if is_virtual(ino) {
+            return Ok(());
+        }
         let inode = self.inode(ino)?;
         let st = sys::fstat(inode.fd())?;
         if mask == libc::F_OK {
@@ -964,6 +1146,9 @@ impl KplugFs {
 
     /// Allocate or punch space in an open file.
     pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        if is_virtual_fh(fh) {
+            return Err(fs_err!(libc::EOPNOTSUPP, "not on {CONTROL_DIR} files"));
+        }
         let f = self.file(fh)?;
         sys::fallocate(f.fd.as_fd(), mode, offset, length)?;
         self.data.invalidate(f.ino, offset, length);
@@ -972,6 +1157,9 @@ impl KplugFs {
 
     /// lseek, with SEEK_DATA and SEEK_HOLE answered by the backing file.
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> Result<i64> {
+        if is_virtual_fh(fh) {
+            return Err(fs_err!(libc::EOPNOTSUPP, "not on {CONTROL_DIR} files"));
+        }
         let f = self.file(fh)?;
         Ok(sys::lseek(f.fd.as_fd(), offset, whence)?)
     }
@@ -987,6 +1175,9 @@ impl KplugFs {
         len: u64,
         flags: u32,
     ) -> Result<u32> {
+        if is_virtual_fh(fh_in) || is_virtual_fh(fh_out) {
+            return Err(fs_err!(libc::EOPNOTSUPP, "not on {CONTROL_DIR} files"));
+        }
         let fin = self.file(fh_in)?;
         let fout = self.file(fh_out)?;
         let n = sys::copy_file_range(
@@ -1003,6 +1194,9 @@ impl KplugFs {
 
     /// The open file behind a handle (for the data path and the control plane).
     pub fn open_file(&self, fh: u64) -> Result<Arc<OpenFile>> {
+        if is_virtual_fh(fh) {
+            return Err(fs_err!(libc::EOPNOTSUPP, "not on {CONTROL_DIR} files"));
+        }
         self.file(fh)
     }
 

@@ -18,6 +18,7 @@ use fuser::{
     WriteFlags,
 };
 
+use crate::control;
 use crate::error::{FsError, Level};
 use crate::fs::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, KplugFs, SetAttr, SetTime, XattrReply,
@@ -45,6 +46,16 @@ impl FuseAdapter {
     /// Wrap a core.
     pub fn new(fs: Arc<KplugFs>) -> Self {
         Self { fs }
+    }
+}
+
+/// Control files change size behind the kernel's back: serve them with direct I/O so reads
+/// are never cut at a stale size or answered from the page cache.
+fn open_flags(fh: u64) -> FopenFlags {
+    if control::is_virtual_fh(fh) {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
     }
 }
 
@@ -297,7 +308,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), open_flags(fh)),
             Err(e) => reply_err!(reply, "open", e),
         }
     }
@@ -518,7 +529,7 @@ impl Filesystem for FuseAdapter {
                 &attr(&e.attr),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                open_flags(fh),
             ),
             Err(e) => reply_err!(reply, "create", e),
         }

@@ -5,6 +5,8 @@
 //! [`data`] is the data path every read goes through, and [`mount`] holds the command-line
 //! side of mounting. See docs/architecture.md for the whole picture.
 
+pub mod blockcache;
+pub mod control;
 pub mod data;
 pub mod error;
 pub mod fs;

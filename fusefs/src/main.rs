@@ -52,6 +52,18 @@ enum Command {
         /// --foreground).
         #[arg(long, value_name = "PATH")]
         log_file: Option<PathBuf>,
+        /// Capacity of the user-space block cache (e.g. 256MiB, 1GiB). 0 turns the cache and
+        /// the .kplug control directory off: a pure passthrough.
+        #[arg(long, value_name = "SIZE", value_parser = mount::parse_size, default_value = "256MiB")]
+        cache_size: u64,
+        /// Block size of the cache: the unit of caching, eviction and prefetch decisions
+        /// (a power of two, at least 4KiB). See docs/block-cache.md for the default.
+        #[arg(long, value_name = "SIZE", value_parser = mount::parse_size, default_value = "128KiB")]
+        block_size: u64,
+        /// Forward prefetch hints to the backing files' kernel page cache: through the
+        /// kplug_bridge module (kmod), readahead(2) (syscall), whichever works (auto), or not.
+        #[arg(long, value_name = "MODE", default_value = "auto")]
+        kernel_hints: kplug_bridge::Mode,
     },
     /// Unmount a kplugfs mount; the daemon exits. Plain `umount MOUNTPOINT` works too.
     Umount {
@@ -106,6 +118,9 @@ fn main() -> ExitCode {
             attr_timeout,
             private,
             log_file,
+            cache_size,
+            block_size,
+            kernel_hints,
         } => {
             let args = MountArgs {
                 backing: backing_dir,
@@ -116,6 +131,9 @@ fn main() -> ExitCode {
                 attr_timeout,
                 allow_other: !private && nix::unistd::geteuid().is_root(),
                 log_file,
+                cache_size,
+                block_size,
+                kernel_hints,
             };
             mount::mount(&args, |log| init_logging(verbose, log))
         }

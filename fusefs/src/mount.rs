@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption, SessionACL};
 
+use crate::blockcache::{BlockCache, BlockCacheConfig};
+use crate::control::Control;
 use crate::data::{Backend, DataCache, Passthrough};
 use crate::fs::{FsConfig, KplugFs};
 use crate::fuse::FuseAdapter;
+use kplug_host::EngineConfig;
 
 /// The filesystem type kplugfs mounts show in /proc/mounts (`fuse.kplugfs`).
 pub const FS_SUBTYPE: &str = "kplugfs";
@@ -47,6 +50,49 @@ pub struct MountArgs {
     pub allow_other: bool,
     /// Where the daemon writes its log (background mode); stderr when `None` in foreground.
     pub log_file: Option<PathBuf>,
+    /// Block cache capacity in bytes; 0 disables the block cache (pure passthrough, no
+    /// `.kplug` control directory).
+    pub cache_size: u64,
+    /// Block cache block size in bytes (a power of two, at least 4 KiB).
+    pub block_size: u64,
+    /// Where prefetch hints go in the kernel: the bridge module, readahead(2), or nowhere.
+    pub kernel_hints: kplug_bridge::Mode,
+}
+
+/// Parse a byte size: `4096`, `128K`, `128KiB`, `256M`, `256MiB`, `1G`, `1GiB` (powers of
+/// two: K = 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (examples: 4096, 128KiB, 256MiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => {
+            return Err(format!(
+                "bad size unit {u:?} in {s:?} (use K, M, G, T: powers of 1024)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Forwards the block cache's prefetch ranges to the kernel bridge.
+struct BridgeHints(kplug_bridge::HintSink);
+
+impl crate::blockcache::HintSink for BridgeHints {
+    fn hint(&self, fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) {
+        if let Err(e) = self.0.hint(fd, offset, len) {
+            tracing::debug!("kernel hint failed: {e}");
+        }
+    }
 }
 
 /// One entry of /proc/self/mountinfo.
@@ -155,6 +201,19 @@ pub fn validate(args: &MountArgs) -> Result<(PathBuf, PathBuf)> {
             _ => bail!("cannot open /dev/fuse: {e}"),
         }
     }
+    if args.cache_size > 0 && (args.block_size < 4096 || !args.block_size.is_power_of_two()) {
+        bail!(
+            "--block-size must be a power of two of at least 4KiB (got {})",
+            args.block_size
+        );
+    }
+    if args.cache_size > 0 && args.cache_size < args.block_size {
+        bail!(
+            "--cache-size {} is smaller than one block ({} bytes)",
+            args.cache_size,
+            args.block_size
+        );
+    }
     if !nix::unistd::geteuid().is_root()
         && which("fusermount3").is_none()
         && which("fusermount").is_none()
@@ -189,16 +248,40 @@ fn which(prog: &str) -> Option<PathBuf> {
 /// Build the core for a mount.
 pub fn build_fs(backing: &Path, args: &MountArgs) -> Result<Arc<KplugFs>> {
     let backend = Arc::new(Backend::new(args.backend_latency));
-    let data: Arc<dyn DataCache> = Arc::new(Passthrough::new(backend));
-    let fs = KplugFs::new(
-        backing,
-        data,
-        FsConfig {
-            attr_ttl: args.attr_timeout,
+    let config = FsConfig {
+        attr_ttl: args.attr_timeout,
+    };
+    if args.cache_size == 0 {
+        let data: Arc<dyn DataCache> = Arc::new(Passthrough::new(backend));
+        let fs = KplugFs::new(backing, data, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(Arc::new(fs));
+    }
+    let hints: Option<Arc<dyn crate::blockcache::HintSink>> = match args.kernel_hints {
+        kplug_bridge::Mode::Off => None,
+        mode => {
+            let sink = kplug_bridge::HintSink::new(mode)
+                .with_context(|| format!("--kernel-hints {mode}"))?;
+            tracing::info!(backend = ?sink.backend(), "kernel hints");
+            Some(Arc::new(BridgeHints(sink)))
+        }
+    };
+    let cache = BlockCache::new(
+        backend,
+        BlockCacheConfig {
+            block_size: args.block_size,
+            capacity_bytes: args.cache_size,
+            ..Default::default()
         },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Arc::new(fs))
+        hints,
+    );
+    let owner = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let control = Control::new(cache.clone(), owner, EngineConfig::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fs = KplugFs::new(backing, cache, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(fs.with_control(Arc::new(control))))
 }
 
 fn fuse_config(backing: &Path, args: &MountArgs) -> Config {
@@ -396,6 +479,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("128KiB"), Ok(128 << 10));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert!(parse_size("12XB").unwrap_err().contains("unit"));
+        assert!(parse_size("lots").is_err());
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
     fn mountinfo_lines_parse_and_unescape() {
         let l = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - fuse.kplugfs /back\\040dir rw";
         let m = parse_mountinfo_line(l).unwrap();
@@ -414,6 +512,9 @@ mod tests {
             attr_timeout: Duration::from_secs(1),
             allow_other: false,
             log_file: None,
+            cache_size: 256 << 20,
+            block_size: 128 << 10,
+            kernel_hints: kplug_bridge::Mode::Off,
         }
     }
 

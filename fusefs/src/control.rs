@@ -1,0 +1,567 @@
+//! The control directory `MOUNT/.kplug/`: a small virtual tree, like sysfs, through which an
+//! operator manages the plugins of a live mount.
+//!
+//! ```text
+//! .kplug/            dr-xr-xr-x  owner: the mounting user
+//! ├── status         r--r--r--   JSON: every plugin and which policy serves each role
+//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm it to unload it
+//! ```
+//!
+//! **Loading.** Writes to a file in `plugins/` only fill a buffer. The `close()` of the
+//! writer (FUSE `flush`) compiles and validates the module, instantiates it for the cache's
+//! capacity and installs it for every role it implements, atomically between two requests
+//! (the cache core's mutex). A module that fails any step is refused: `close()` fails with
+//! EINVAL, so `cp` reports an error, the reason shows in `status`, and the policies that were
+//! serving keep serving. Replacing a file replaces its plugin; `rm` returns its roles to the
+//! built-ins. The plugin's name is the file name without `.wasm`.
+//!
+//! **Who may write.** The tree belongs to the user who mounted; the kernel's
+//! `default_permissions` check then lets only that user (and root) create, write or remove
+//! files in `plugins/`: anyone else gets EACCES.
+//!
+//! **Numbers.** Virtual inodes live above `inode::VIRTUAL_BASE` and are never forgotten;
+//! virtual handles carry `VIRTUAL_FH`. An entry named `.kplug` in the backing root is hidden
+//! by this tree and never touched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kplug_host::{
+    BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, EngineConfig, PluginEngine, PluginRegistry,
+    Role, RoleSet, StatusHandle, StatusSnapshot,
+};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::blockcache::BlockCache;
+use crate::error::Result;
+use crate::fs::{Attr, Caller, Entry, FileKind};
+use crate::fs_err;
+use crate::inode::VIRTUAL_BASE;
+
+/// Name of the control directory in the mount's root.
+pub const CONTROL_DIR: &str = ".kplug";
+/// Inode of `.kplug`.
+pub const INO_CONTROL: u64 = VIRTUAL_BASE + 1;
+/// Inode of `.kplug/status`.
+pub const INO_STATUS: u64 = VIRTUAL_BASE + 2;
+/// Inode of `.kplug/plugins`.
+pub const INO_PLUGINS: u64 = VIRTUAL_BASE + 3;
+/// First inode of plugin files.
+const INO_FIRST_PLUGIN: u64 = VIRTUAL_BASE + 1024;
+/// Bit set in every virtual file handle.
+pub const VIRTUAL_FH: u64 = 1 << 63;
+
+/// True for inode numbers of the control tree.
+pub fn is_virtual(ino: u64) -> bool {
+    ino >= VIRTUAL_BASE
+}
+
+/// True for handles of the control tree.
+pub fn is_virtual_fh(fh: u64) -> bool {
+    fh & VIRTUAL_FH != 0
+}
+
+/// A file in `plugins/`.
+struct PluginFile {
+    ino: u64,
+    data: Vec<u8>,
+    /// Written since the last load attempt.
+    dirty: bool,
+    mtime: SystemTime,
+    /// The instance serving (or that served) this file's roles.
+    status: Option<StatusHandle>,
+    /// Why the last load attempt was refused.
+    refused: Option<(String, SystemTime)>,
+}
+
+enum Handle {
+    Status(Vec<u8>),
+    Plugin(String),
+    Dir,
+}
+
+/// One plugin in `.kplug/status`.
+#[derive(Debug, Serialize)]
+struct PluginJson {
+    name: String,
+    file: String,
+    roles: Vec<Role>,
+    state: String,
+    error: Option<String>,
+    loaded_at: u64,
+    calls: u64,
+    faults: u64,
+}
+
+/// The control plane of one mount.
+pub struct Control {
+    cache: Arc<BlockCache>,
+    registry: Mutex<PluginRegistry>,
+    files: Mutex<BTreeMap<String, PluginFile>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    next_ino: AtomicU64,
+    owner: (u32, u32),
+    started: SystemTime,
+    max_module_bytes: usize,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn plugin_name(file: &str) -> &str {
+    file.strip_suffix(".wasm").unwrap_or(file)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Control {
+    /// The control plane of a mount owned by `owner` (uid, gid), over `cache`.
+    pub fn new(cache: Arc<BlockCache>, owner: (u32, u32), engine: EngineConfig) -> Result<Self> {
+        let max_module_bytes = engine.max_module_bytes;
+        let engine =
+            PluginEngine::new(engine).map_err(|e| fs_err!(libc::EIO, "plugin engine: {e}"))?;
+        Ok(Self {
+            cache,
+            registry: Mutex::new(PluginRegistry::new(engine)),
+            files: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            next_ino: AtomicU64::new(INO_FIRST_PLUGIN),
+            owner,
+            started: SystemTime::now(),
+            max_module_bytes,
+        })
+    }
+
+    fn attr(&self, ino: u64, kind: FileKind, perm: u16, size: u64, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            kind,
+            perm,
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            uid: self.owner.0,
+            gid: self.owner.1,
+            rdev: 0,
+            blksize: 4096,
+        }
+    }
+
+    fn entry(attr: Attr) -> Entry {
+        // Virtual attributes change without the kernel knowing: never cache them.
+        Entry {
+            attr,
+            ttl: Duration::ZERO,
+        }
+    }
+
+    /// Attributes of a virtual inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        Ok(match ino {
+            INO_CONTROL => self.attr(ino, FileKind::Dir, 0o555, 0, self.started),
+            INO_STATUS => self.attr(ino, FileKind::File, 0o444, 0, SystemTime::now()),
+            INO_PLUGINS => self.attr(ino, FileKind::Dir, 0o755, 0, self.started),
+            _ => {
+                let files = self.files.lock();
+                let f = files
+                    .values()
+                    .find(|f| f.ino == ino)
+                    .ok_or_else(|| fs_err!(libc::ENOENT, "plugin file gone"))?;
+                self.attr(ino, FileKind::File, 0o644, f.data.len() as u64, f.mtime)
+            }
+        })
+    }
+
+    /// The entry of `.kplug` itself.
+    pub fn root_entry(&self) -> Entry {
+        Self::entry(self.attr(INO_CONTROL, FileKind::Dir, 0o555, 0, self.started))
+    }
+
+    /// Look up `name` in a virtual directory.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
+        let ino = match (parent, name) {
+            (INO_CONTROL, "status") => INO_STATUS,
+            (INO_CONTROL, "plugins") => INO_PLUGINS,
+            (INO_CONTROL | INO_PLUGINS, "." | "..") => parent,
+            (INO_PLUGINS, _) => self
+                .files
+                .lock()
+                .get(name)
+                .map(|f| f.ino)
+                .ok_or_else(|| fs_err!(libc::ENOENT, "no plugin {name}"))?,
+            (INO_CONTROL, _) => return Err(fs_err!(libc::ENOENT, "no {name} in .kplug")),
+            _ => return Err(fs_err!(libc::ENOTDIR, "not a directory")),
+        };
+        Ok(Self::entry(self.getattr(ino)?))
+    }
+
+    /// Entries of a virtual directory: (inode, kind, name).
+    pub fn list(&self, ino: u64) -> Result<Vec<(u64, FileKind, String)>> {
+        match ino {
+            INO_CONTROL => Ok(vec![
+                (INO_PLUGINS, FileKind::Dir, "plugins".into()),
+                (INO_STATUS, FileKind::File, "status".into()),
+            ]),
+            INO_PLUGINS => Ok(self
+                .files
+                .lock()
+                .iter()
+                .map(|(n, f)| (f.ino, FileKind::File, n.clone()))
+                .collect()),
+            _ => Err(fs_err!(libc::ENOTDIR, "not a directory")),
+        }
+    }
+
+    fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed) | VIRTUAL_FH;
+        self.handles.lock().insert(fh, h);
+        fh
+    }
+
+    /// Open a virtual directory.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        self.list(ino)?;
+        Ok(self.new_fh(Handle::Dir))
+    }
+
+    /// Open a virtual file. `status` is rendered once per open, so a reader sees one
+    /// consistent snapshot.
+    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        match ino {
+            INO_STATUS => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    return Err(fs_err!(libc::EACCES, ".kplug/status is read-only"));
+                }
+                Ok(self.new_fh(Handle::Status(self.status_json().into_bytes())))
+            }
+            INO_CONTROL | INO_PLUGINS => Err(fs_err!(libc::EISDIR, "a directory")),
+            _ => {
+                let mut files = self.files.lock();
+                let (name, f) = files
+                    .iter_mut()
+                    .find(|(_, f)| f.ino == ino)
+                    .ok_or_else(|| fs_err!(libc::ENOENT, "plugin file gone"))?;
+                if flags & libc::O_TRUNC != 0 {
+                    f.data.clear();
+                    f.dirty = true;
+                }
+                let name = name.clone();
+                drop(files);
+                Ok(self.new_fh(Handle::Plugin(name)))
+            }
+        }
+    }
+
+    /// Create a plugin file in `plugins/`.
+    pub fn create(&self, parent: u64, name: &str, _caller: Caller) -> Result<(Entry, u64)> {
+        if parent != INO_PLUGINS {
+            return Err(fs_err!(
+                libc::EACCES,
+                "files can only be created in .kplug/plugins"
+            ));
+        }
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(fs_err!(libc::EINVAL, "bad plugin file name {name:?}"));
+        }
+        let mut files = self.files.lock();
+        let ino = match files.get_mut(name) {
+            Some(f) => {
+                f.data.clear();
+                f.dirty = true;
+                f.ino
+            }
+            None => {
+                let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+                files.insert(
+                    name.to_string(),
+                    PluginFile {
+                        ino,
+                        data: Vec::new(),
+                        dirty: true,
+                        mtime: SystemTime::now(),
+                        status: None,
+                        refused: None,
+                    },
+                );
+                ino
+            }
+        };
+        drop(files);
+        let fh = self.new_fh(Handle::Plugin(name.to_string()));
+        Ok((Self::entry(self.getattr(ino)?), fh))
+    }
+
+    /// Read from a virtual file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let slice = |d: &[u8]| {
+            let start = (offset as usize).min(d.len());
+            let end = start.saturating_add(size as usize).min(d.len());
+            d[start..end].to_vec()
+        };
+        let handles = self.handles.lock();
+        match handles.get(&fh) {
+            Some(Handle::Status(d)) => Ok(slice(d)),
+            Some(Handle::Plugin(name)) => {
+                let files = self.files.lock();
+                Ok(files.get(name).map(|f| slice(&f.data)).unwrap_or_default())
+            }
+            Some(Handle::Dir) => Err(fs_err!(libc::EISDIR, "a directory")),
+            None => Err(fs_err!(libc::EBADF, "unknown handle")),
+        }
+    }
+
+    /// Write to a plugin file (buffered until `flush`).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let name = match self.handles.lock().get(&fh) {
+            Some(Handle::Plugin(name)) => name.clone(),
+            Some(_) => return Err(fs_err!(libc::EBADF, "not writable")),
+            None => return Err(fs_err!(libc::EBADF, "unknown handle")),
+        };
+        let end = offset as usize + data.len();
+        if end > self.max_module_bytes {
+            return Err(fs_err!(
+                libc::EFBIG,
+                "plugin modules are limited to {} bytes",
+                self.max_module_bytes
+            ));
+        }
+        let mut files = self.files.lock();
+        let f = files
+            .get_mut(&name)
+            .ok_or_else(|| fs_err!(libc::ENOENT, "plugin file removed"))?;
+        if f.data.len() < end {
+            f.data.resize(end, 0);
+        }
+        f.data[offset as usize..end].copy_from_slice(data);
+        f.dirty = true;
+        f.mtime = SystemTime::now();
+        Ok(data.len() as u32)
+    }
+
+    /// Truncate a plugin file.
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<Attr> {
+        if size as usize > self.max_module_bytes {
+            return Err(fs_err!(
+                libc::EFBIG,
+                "plugin modules are limited to {} bytes",
+                self.max_module_bytes
+            ));
+        }
+        {
+            let mut files = self.files.lock();
+            let f = files
+                .values_mut()
+                .find(|f| f.ino == ino)
+                .ok_or_else(|| fs_err!(libc::EACCES, "read-only"))?;
+            f.data.resize(size as usize, 0);
+            f.dirty = true;
+            f.mtime = SystemTime::now();
+        }
+        self.getattr(ino)
+    }
+
+    /// `close()` of a descriptor: load what was written. EINVAL when the module is refused.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let name = match self.handles.lock().get(&fh) {
+            Some(Handle::Plugin(name)) => name.clone(),
+            _ => return Ok(()),
+        };
+        let bytes = {
+            let mut files = self.files.lock();
+            let Some(f) = files.get_mut(&name) else {
+                return Ok(());
+            };
+            if !f.dirty {
+                return Ok(());
+            }
+            f.dirty = false;
+            f.data.clone()
+        };
+        match self.load(&name, &bytes) {
+            Ok(status) => {
+                let mut files = self.files.lock();
+                if let Some(f) = files.get_mut(&name) {
+                    f.status = Some(status);
+                    f.refused = None;
+                }
+                tracing::info!(plugin = plugin_name(&name), "plugin loaded");
+                Ok(())
+            }
+            Err(msg) => {
+                tracing::warn!(plugin = plugin_name(&name), "plugin refused: {msg}");
+                let mut files = self.files.lock();
+                if let Some(f) = files.get_mut(&name) {
+                    f.refused = Some((msg.clone(), SystemTime::now()));
+                }
+                Err(fs_err!(libc::EINVAL, "plugin {name} refused: {msg}"))
+            }
+        }
+    }
+
+    /// Compile, validate, instantiate and install; the previous plugin of the same file gives
+    /// back the roles the new one does not take.
+    fn load(&self, file: &str, bytes: &[u8]) -> std::result::Result<StatusHandle, String> {
+        let name = plugin_name(file);
+        let capacity = self.cache.with_core(|c| c.capacity());
+        let plugin = {
+            let mut reg = self.registry.lock();
+            reg.add(name, bytes).map_err(|e| e.to_string())?;
+            reg.instantiate(name, &[], capacity)
+                .map_err(|e| e.to_string())?
+        };
+        let roles = plugin.roles();
+        let status = plugin.status();
+        let previous = self.files.lock().get(file).and_then(|f| f.status.clone());
+        self.cache.with_core(|core| {
+            core.install_plugin(plugin, roles)
+                .map_err(|e| e.to_string())?;
+            if let Some(prev) = previous {
+                Self::return_roles(core, &prev, roles);
+            }
+            Ok(status)
+        })
+    }
+
+    /// Give every role `status`'s plugin still serves, except those in `keep`, to the built-ins.
+    fn return_roles(
+        core: &mut kplug_host::CacheCore<crate::blockcache::Block>,
+        status: &StatusHandle,
+        keep: RoleSet,
+    ) {
+        for role in [Role::Eviction, Role::Admission, Role::Prefetch] {
+            if keep.contains(role) {
+                continue;
+            }
+            let serves = core
+                .policy(role)
+                .plugin
+                .is_some_and(|p| Arc::ptr_eq(&p, status));
+            if serves {
+                match role {
+                    Role::Eviction => core.set_eviction(BuiltinEviction::default()),
+                    Role::Admission => core.set_admission(BuiltinAdmission::default()),
+                    Role::Prefetch => core.set_prefetch(BuiltinPrefetch::default()),
+                }
+            }
+        }
+    }
+
+    /// Close a virtual handle.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        self.handles
+            .lock()
+            .remove(&fh)
+            .map(drop)
+            .ok_or_else(|| fs_err!(libc::EBADF, "unknown handle"))
+    }
+
+    /// `rm .kplug/plugins/NAME`: unload it; its roles go back to the built-ins.
+    pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        if parent != INO_PLUGINS {
+            return Err(fs_err!(libc::EPERM, "only plugin files can be removed"));
+        }
+        let f = self
+            .files
+            .lock()
+            .remove(name)
+            .ok_or_else(|| fs_err!(libc::ENOENT, "no plugin {name}"))?;
+        if let Some(status) = f.status {
+            self.cache
+                .with_core(|core| Self::return_roles(core, &status, RoleSet::default()));
+        }
+        tracing::info!(plugin = plugin_name(name), "plugin removed");
+        Ok(())
+    }
+
+    /// The JSON document of `.kplug/status`.
+    pub fn status_json(&self) -> String {
+        let files = self.files.lock();
+        let mut plugins = Vec::new();
+        for (file, f) in files.iter() {
+            let snap: Option<StatusSnapshot> = f.status.as_ref().map(|s| s.snapshot());
+            let json = match (&f.refused, snap) {
+                (Some((err, at)), prev) => PluginJson {
+                    name: plugin_name(file).into(),
+                    file: file.clone(),
+                    roles: prev.as_ref().map(|s| s.roles.clone()).unwrap_or_default(),
+                    state: "failed".into(),
+                    error: Some(format!("refused at load: {err}")),
+                    loaded_at: millis(*at),
+                    calls: prev.as_ref().map_or(0, |s| s.calls),
+                    faults: prev.as_ref().map_or(0, |s| s.faults),
+                },
+                (None, Some(s)) => PluginJson {
+                    name: s.name,
+                    file: file.clone(),
+                    roles: s.roles,
+                    state: serde_json::to_value(s.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
+                    error: s.error,
+                    loaded_at: s.loaded_at,
+                    calls: s.calls,
+                    faults: s.faults,
+                },
+                (None, None) => PluginJson {
+                    name: plugin_name(file).into(),
+                    file: file.clone(),
+                    roles: Vec::new(),
+                    state: "failed".into(),
+                    error: Some("not loaded yet (still being written?)".into()),
+                    loaded_at: millis(f.mtime),
+                    calls: 0,
+                    faults: 0,
+                },
+            };
+            plugins.push(json);
+        }
+        drop(files);
+        let (active, stats, occupancy) = self.cache.with_core(|core| {
+            let mut active = serde_json::Map::new();
+            for role in [Role::Eviction, Role::Admission, Role::Prefetch] {
+                let p = core.policy(role);
+                let v = if p.plugin.is_some() {
+                    p.name
+                } else {
+                    format!("builtin:{}", p.name)
+                };
+                active.insert(role.name().to_string(), v.into());
+            }
+            (active, *core.stats(), (core.len() as u64, core.capacity()))
+        });
+        let doc = serde_json::json!({
+            "plugins": plugins,
+            "active": active,
+            "cache": {
+                "block_size": self.cache.block_size(),
+                "resident_blocks": occupancy.0,
+                "capacity_blocks": occupancy.1,
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "evictions": stats.evictions,
+                "faults": stats.faults,
+            },
+        });
+        let mut s = serde_json::to_string_pretty(&doc).expect("json");
+        s.push('\n');
+        s
+    }
+}
