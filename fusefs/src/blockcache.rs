@@ -105,8 +105,6 @@ impl Pending {
 struct FileState {
     id: u32,
     version: u64,
-    /// (size, mtime, ctime) seen at the last open, to notice changes behind the mount.
-    seen: Option<(i64, i64, i64, i64, i64)>,
 }
 
 struct Inner {
@@ -475,9 +473,6 @@ impl DataCache for BlockCache {
             return;
         };
         f.version += 1;
-        // Our own write changed mtime/ctime: the next open records the new state instead of
-        // taking it for a change behind the mount.
-        f.seen = None;
         let id = f.id;
         g.detach_pending(id);
         let first = offset / bs;
@@ -499,30 +494,9 @@ impl DataCache for BlockCache {
             return;
         };
         f.version += 1;
-        f.seen = None;
         let id = f.id;
         g.detach_pending(id);
         g.core.remove_file(id, 0);
-    }
-
-    fn opened(&self, ino: u64, st: &libc::stat) {
-        let now = (
-            st.st_size,
-            st.st_mtime,
-            st.st_mtime_nsec,
-            st.st_ctime,
-            st.st_ctime_nsec,
-        );
-        let mut g = self.inner.lock();
-        let f = g.file(ino);
-        let changed = f.seen.is_some_and(|s| s != now);
-        f.seen = Some(now);
-        if changed {
-            f.version += 1;
-            let id = f.id;
-            g.detach_pending(id);
-            g.core.remove_file(id, 0);
-        }
     }
 
     fn name(&self) -> &'static str {

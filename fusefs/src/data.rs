@@ -42,11 +42,6 @@ pub trait DataCache: Send + Sync {
     /// last link removed).
     fn invalidate_file(&self, ino: u64);
 
-    /// A regular file was opened and its backing file has stat `st` now: a cache compares it
-    /// with what it saw at the previous open to notice changes made behind the mount
-    /// (close-to-open consistency).
-    fn opened(&self, _ino: u64, _st: &libc::stat) {}
-
     /// A short name for logs and status (`passthrough`, `block-cache`).
     fn name(&self) -> &'static str;
 }

@@ -252,6 +252,10 @@ pub enum XattrReply {
 pub struct FsConfig {
     /// How long the kernel may cache attributes and names.
     pub attr_ttl: Duration,
+    /// Let the kernel keep a file's cached pages across opens while the file is unchanged
+    /// (libfuse's `auto_cache`). Off: every open drops them, and every read reaches the
+    /// daemon (and so the block cache and its policies).
+    pub kernel_cache: bool,
 }
 
 impl Default for FsConfig {
@@ -260,6 +264,7 @@ impl Default for FsConfig {
         // while `ls -l` of a big directory does not stat every file twice.
         Self {
             attr_ttl: Duration::from_secs(1),
+            kernel_cache: true,
         }
     }
 }
@@ -301,6 +306,20 @@ pub struct KplugFs {
     config: FsConfig,
     is_root: bool,
     control: Option<Arc<Control>>,
+    stamps: Mutex<HashMap<u64, Stamp>>,
+}
+
+/// (size, mtime s, mtime ns, ctime s, ctime ns) of a file at its last open.
+type Stamp = (i64, i64, i64, i64, i64);
+
+/// An opened file: its handle, and whether the kernel may keep the pages it cached for the
+/// file (true only when the file is unchanged since the previous open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// Set FOPEN_KEEP_CACHE.
+    pub keep_cache: bool,
 }
 
 impl std::fmt::Debug for KplugFs {
@@ -331,6 +350,7 @@ impl KplugFs {
             config,
             is_root: nix::unistd::geteuid().is_root(),
             control: None,
+            stamps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -438,7 +458,9 @@ impl KplugFs {
         if is_virtual(ino) {
             return;
         }
-        self.inodes.forget(ino, nlookup);
+        if self.inodes.forget(ino, nlookup) {
+            self.stamps.lock().remove(&ino);
+        }
     }
 
     /// Attributes of `ino` (through its open handle when given).
@@ -492,6 +514,7 @@ impl KplugFs {
                 }
                 _ => sys::truncate_fd(inode.fd(), size)?,
             }
+            self.changed_here(ino);
             self.data.invalidate_file(ino);
         }
         if set.atime.is_some() || set.mtime.is_some() {
@@ -720,19 +743,59 @@ impl KplugFs {
     }
 
     /// Open a file with `flags` (O_CREAT/O_EXCL/O_NOCTTY already handled by the kernel).
-    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    pub fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         if is_virtual(ino) {
-            return self.ctl()?.open(ino, flags);
+            let fh = self.ctl()?.open(ino, flags)?;
+            return Ok(Opened {
+                fh,
+                keep_cache: false,
+            });
         }
         let inode = self.inode(ino)?;
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
         let fd = sys::reopen(inode.fd(), flags)?;
-        if flags & libc::O_TRUNC != 0 {
+        let keep_cache = if flags & libc::O_TRUNC != 0 {
+            self.changed_here(ino);
             self.data.invalidate_file(ino);
+            false
         } else if inode.kind == Kind::File {
-            self.data.opened(ino, &sys::fstat(fd.as_fd())?);
+            self.check_stamp(ino, &sys::fstat(fd.as_fd())?)
+        } else {
+            false
+        };
+        let fh = self.register_file(ino, fd, flags);
+        Ok(Opened {
+            fh,
+            keep_cache: keep_cache && self.config.kernel_cache,
+        })
+    }
+
+    /// Close-to-open consistency: compare the file's (size, mtime, ctime) with what the
+    /// previous open saw. Unchanged: the kernel may keep its cached pages. Changed behind the
+    /// mount: every cached block of the file is dropped.
+    fn check_stamp(&self, ino: u64, st: &libc::stat) -> bool {
+        let now: Stamp = (
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec,
+            st.st_ctime,
+            st.st_ctime_nsec,
+        );
+        let prev = self.stamps.lock().insert(ino, now);
+        match prev {
+            Some(p) if p == now => true,
+            Some(_) => {
+                self.data.invalidate_file(ino);
+                false
+            }
+            None => false,
         }
-        Ok(self.register_file(ino, fd, flags))
+    }
+
+    /// Data of `ino` changed through the mount: forget its stamp, so the next open neither
+    /// keeps stale kernel pages nor takes our own change for one made behind the mount.
+    fn changed_here(&self, ino: u64) {
+        self.stamps.lock().remove(&ino);
     }
 
     /// Create and open a file.
@@ -798,6 +861,7 @@ impl KplugFs {
         } else {
             n as u64
         };
+        self.changed_here(f.ino);
         self.data.invalidate(f.ino, start, len);
         Ok(n as u32)
     }
@@ -1151,6 +1215,7 @@ impl KplugFs {
         }
         let f = self.file(fh)?;
         sys::fallocate(f.fd.as_fd(), mode, offset, length)?;
+        self.changed_here(f.ino);
         self.data.invalidate(f.ino, offset, length);
         Ok(())
     }
@@ -1188,6 +1253,7 @@ impl KplugFs {
             len.min(u32::MAX as u64),
             flags,
         )?;
+        self.changed_here(fout.ino);
         self.data.invalidate(fout.ino, off_out, n as u64);
         Ok(n as u32)
     }

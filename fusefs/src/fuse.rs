@@ -308,7 +308,14 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), open_flags(fh)),
+            Ok(o) => {
+                let flags = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    open_flags(o.fh)
+                };
+                reply.opened(FileHandle(o.fh), flags)
+            }
             Err(e) => reply_err!(reply, "open", e),
         }
     }

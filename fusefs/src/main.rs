@@ -64,6 +64,10 @@ enum Command {
         /// kplug_bridge module (kmod), readahead(2) (syscall), whichever works (auto), or not.
         #[arg(long, value_name = "MODE", default_value = "auto")]
         kernel_hints: kplug_bridge::Mode,
+        /// Drop the kernel's cached pages of a file at every open, so every read reaches the
+        /// daemon and its block cache (by default pages are kept while the file is unchanged).
+        #[arg(long)]
+        no_kernel_cache: bool,
     },
     /// Unmount a kplugfs mount; the daemon exits. Plain `umount MOUNTPOINT` works too.
     Umount {
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             cache_size,
             block_size,
             kernel_hints,
+            no_kernel_cache,
         } => {
             let args = MountArgs {
                 backing: backing_dir,
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
                 cache_size,
                 block_size,
                 kernel_hints,
+                kernel_cache: !no_kernel_cache,
             };
             mount::mount(&args, |log| init_logging(verbose, log))
         }

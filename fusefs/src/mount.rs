@@ -57,6 +57,8 @@ pub struct MountArgs {
     pub block_size: u64,
     /// Where prefetch hints go in the kernel: the bridge module, readahead(2), or nowhere.
     pub kernel_hints: kplug_bridge::Mode,
+    /// Let the kernel keep file pages across opens while a file is unchanged.
+    pub kernel_cache: bool,
 }
 
 /// Parse a byte size: `4096`, `128K`, `128KiB`, `256M`, `256MiB`, `1G`, `1GiB` (powers of
@@ -249,6 +251,7 @@ fn which(prog: &str) -> Option<PathBuf> {
 pub fn build_fs(backing: &Path, args: &MountArgs) -> Result<Arc<KplugFs>> {
     let backend = Arc::new(Backend::new(args.backend_latency));
     let config = FsConfig {
+        kernel_cache: args.kernel_cache,
         attr_ttl: args.attr_timeout,
     };
     if args.cache_size == 0 {
@@ -515,6 +518,7 @@ mod tests {
             cache_size: 256 << 20,
             block_size: 128 << 10,
             kernel_hints: kplug_bridge::Mode::Off,
+            kernel_cache: true,
         }
     }
 

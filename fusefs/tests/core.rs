@@ -439,7 +439,7 @@ fn backend_latency_is_applied_per_read() {
     )
     .unwrap();
     let e = fs.lookup(ROOT_INO, n("f")).unwrap();
-    let fh = fs.open(e.attr.ino, libc::O_RDONLY).unwrap();
+    let fh = fs.open(e.attr.ino, libc::O_RDONLY).unwrap().fh;
     let t = std::time::Instant::now();
     for _ in 0..3 {
         assert_eq!(fs.read(fh, 0, 4096).unwrap().len(), 4096);
