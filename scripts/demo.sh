@@ -22,8 +22,8 @@ mkdir -p "$backing" "$mnt"
 printf 'Hello from the backing directory.\n' > "$backing/hello.txt"
 [ -f "$backing/data.bin" ] || head -c $((64 << 20)) /dev/urandom > "$backing/data.bin"
 
-step "kplugfs mount $backing $mnt"
-"$kplugfs" mount "$backing" "$mnt"
+step "kplugfs mount $backing $mnt --no-kernel-cache    # every read reaches the plugin-driven cache"
+"$kplugfs" mount "$backing" "$mnt" --no-kernel-cache
 step "grep kplugfs /proc/mounts"
 grep " $mnt " /proc/mounts
 step "ls -l $mnt"
@@ -37,6 +37,27 @@ step "dd if=$mnt/data.bin of=/dev/null bs=1M"
 dd if="$mnt/data.bin" of=/dev/null bs=1M 2>&1 | tail -1
 step "cmp $mnt/data.bin $backing/data.bin"
 cmp "$mnt/data.bin" "$backing/data.bin" && echo identical
+
+# A policy plugin, built from source to WebAssembly (policies/lru, written with the SDK).
+policy_target=$target_dir/policies
+cargo build -q --release --target wasm32-unknown-unknown --manifest-path policies/lru/Cargo.toml \
+    --target-dir "$policy_target"
+lru_wasm=$policy_target/wasm32-unknown-unknown/release/kplug_policy_lru.wasm
+
+step "cp lru.wasm $mnt/.kplug/plugins/    # hot-swap the eviction policy of the live mount"
+cp "$lru_wasm" "$mnt/.kplug/plugins/lru.wasm"
+step "cat $mnt/.kplug/status"
+cat "$mnt/.kplug/status"
+step "cat $mnt/data.bin > /dev/null; cmp $mnt/data.bin $backing/data.bin    # served under the plugin"
+cat "$mnt/data.bin" > /dev/null
+cmp "$mnt/data.bin" "$backing/data.bin" && echo identical
+step "printf 'not wasm' > $mnt/.kplug/plugins/bad.wasm    # refused at close(), nothing changes"
+printf 'not wasm' > "$mnt/.kplug/plugins/bad.wasm" || echo "(refused, as it should be)"
+step "grep -A3 '\"active\"' $mnt/.kplug/status"
+grep -A4 '"active"' "$mnt/.kplug/status"
+step "rm $mnt/.kplug/plugins/*.wasm    # back to the built-in policies"
+rm "$mnt"/.kplug/plugins/*.wasm
+grep -A4 '"active"' "$mnt/.kplug/status"
 step "kplugfs umount $mnt"
 "$kplugfs" umount "$mnt"
 trap - EXIT

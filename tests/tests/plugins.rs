@@ -1,0 +1,355 @@
+//! Plugins in a live mount, through `MOUNT/.kplug/`: loading, refusing, removing, the
+//! owner-only rule, hostile plugins, and hot swaps under concurrent readers. Every read is
+//! compared with the backing file: no plugin may ever cause a wrong byte.
+#![cfg(feature = "mount-tests")]
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use kplugfs_tests::TestMount;
+
+/// The SDK-built LRU policy, built once per test run.
+fn lru_wasm() -> Vec<u8> {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let p = PATH.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let target = std::env::temp_dir().join("kplugfs-test-policies");
+        kplug_host::build::build_policy(&root.join("policies/lru"), &target)
+            .expect("build policies/lru")
+    });
+    fs::read(p).unwrap()
+}
+
+/// The hand-written WAT LRU (no SDK).
+fn wat_lru() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    wat::parse_file(root.join("policies/lru-wat/lru.wat")).unwrap()
+}
+
+fn status(m: &TestMount) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(m.m(".kplug/status")).unwrap()).unwrap()
+}
+
+fn active(m: &TestMount, role: &str) -> String {
+    status(m)["active"][role].as_str().unwrap().to_string()
+}
+
+fn plugin<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    st["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {st}"))
+}
+
+/// Write `bytes` as `.kplug/plugins/NAME` and return the result of close().
+fn drop_plugin(m: &TestMount, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(m.m(&format!(".kplug/plugins/{name}")))?;
+    f.write_all(bytes)?;
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+        .collect()
+}
+
+/// A mount with a small cache (so policies must evict) whose reads all reach the daemon.
+fn small_cache_mount(files: usize, size: usize) -> TestMount {
+    TestMount::with_backing(
+        &[
+            "--cache-size",
+            "2MiB",
+            "--block-size",
+            "64KiB",
+            "--no-kernel-cache",
+        ],
+        |b| {
+            for i in 0..files {
+                fs::write(b.join(format!("f{i}")), data(size, i as u32)).unwrap();
+            }
+        },
+    )
+}
+
+fn check_file(m: &TestMount, i: usize, size: usize) {
+    assert_eq!(
+        fs::read(m.m(&format!("f{i}"))).unwrap(),
+        data(size, i as u32),
+        "f{i}"
+    );
+}
+
+#[test]
+fn control_dir_lists_status_and_plugins_and_hides_backing_entry() {
+    let m = TestMount::with_backing(&[], |b| {
+        fs::create_dir(b.join(".kplug")).unwrap();
+        fs::write(b.join(".kplug/mine"), b"user data").unwrap();
+    });
+    let mut names: Vec<_> = fs::read_dir(m.m(".kplug"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["plugins", "status"]);
+    assert!(
+        fs::read_dir(m.m(".kplug/plugins"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let st = status(&m);
+    assert_eq!(st["active"]["eviction"], "builtin:lru");
+    assert_eq!(st["active"]["admission"], "builtin:admit-all");
+    assert_eq!(st["active"]["prefetch"], "builtin:readahead");
+    // The backing entry of that name is hidden, not touched, and cannot be reached.
+    assert_eq!(fs::read(m.b(".kplug/mine")).unwrap(), b"user data");
+    assert!(fs::read(m.m(".kplug/mine")).is_err());
+    assert_eq!(
+        fs::read_dir(m.m(""))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() == ".kplug")
+            .count(),
+        1
+    );
+    // The tree cannot be removed or renamed.
+    assert!(fs::remove_dir(m.m(".kplug/plugins")).is_err());
+    assert!(fs::rename(m.m(".kplug"), m.m("elsewhere")).is_err());
+    assert!(fs::write(m.m(".kplug/status"), b"x").is_err());
+}
+
+#[test]
+fn load_swap_and_remove_a_plugin() {
+    let m = small_cache_mount(4, 1 << 20);
+    check_file(&m, 0, 1 << 20);
+    drop_plugin(&m, "lru.wasm", &lru_wasm()).expect("close of a valid plugin succeeds");
+    assert_eq!(active(&m, "eviction"), "lru");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20);
+    }
+    let st = status(&m);
+    let p = plugin(&st, "lru");
+    assert_eq!(p["state"], "active");
+    assert_eq!(p["roles"], serde_json::json!(["eviction"]));
+    assert!(p["calls"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["faults"], 0);
+    assert!(p["error"].is_null());
+    assert!(p["loaded_at"].as_u64().unwrap() > 1_600_000_000_000);
+    // The WAT plugin (no SDK) replaces it.
+    drop_plugin(&m, "wat-lru.wasm", &wat_lru()).unwrap();
+    assert_eq!(active(&m, "eviction"), "wat-lru");
+    assert_eq!(plugin(&status(&m), "lru")["state"], "disabled");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20);
+    }
+    // rm returns its roles to the built-ins.
+    fs::remove_file(m.m(".kplug/plugins/wat-lru.wasm")).unwrap();
+    assert_eq!(active(&m, "eviction"), "builtin:lru");
+    check_file(&m, 2, 1 << 20);
+}
+
+#[test]
+fn invalid_plugins_are_refused_at_close_and_change_nothing() {
+    let m = small_cache_mount(2, 1 << 20);
+    drop_plugin(&m, "lru.wasm", &lru_wasm()).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage.wasm", b"this is not wasm at all".to_vec(), "not a WebAssembly binary"),
+        (
+            "abi9.wasm",
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) i32.const 0x90000))"#)
+                .unwrap(),
+            "ABI version",
+        ),
+        (
+            "wasi.wasm",
+            wat::parse_str(
+                r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                   (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) i32.const 0x10000))"#,
+            )
+            .unwrap(),
+            "wasi_snapshot_preview1.fd_write",
+        ),
+        (
+            "half.wasm",
+            wat::parse_str(
+                r#"(module (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
+                   (func (export "kplug_evict_insert") (param i64)))"#,
+            )
+            .unwrap(),
+            "missing export",
+        ),
+    ];
+    for (name, bytes, why) in cases {
+        let err = drop_plugin(&m, name, &bytes).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{name}: {err}");
+        let st = status(&m);
+        let p = plugin(&st, name.trim_end_matches(".wasm"));
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(p["error"].as_str().unwrap().contains(why), "{name}: {p}");
+        assert_eq!(
+            st["active"]["eviction"], "lru",
+            "a refused plugin must not replace the active one"
+        );
+        check_file(&m, 1, 1 << 20);
+    }
+    // `cp` reports the failure too.
+    let garbage = m.root.path().join("garbage.bin");
+    fs::write(&garbage, b"\0asm garbage").unwrap();
+    let out = Command::new("cp")
+        .arg(&garbage)
+        .arg(m.m(".kplug/plugins/cp.wasm"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"));
+}
+
+#[test]
+fn only_the_mount_owner_may_write_plugins() {
+    let m = TestMount::new(&[]);
+    fs::set_permissions(
+        m.root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let lru = m.root.path().join("lru.wasm");
+    fs::write(&lru, lru_wasm()).unwrap();
+    fs::set_permissions(&lru, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cp"])
+        .arg(&lru)
+        .arg(m.m(".kplug/plugins/lru.wasm"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    assert_eq!(active(&m, "eviction"), "builtin:lru");
+    // Everyone may read the status.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(m.m(".kplug/status"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+/// A plugin that faults while serving: the built-in takes over and every byte stays right.
+#[test]
+fn hostile_plugins_are_disabled_and_reads_stay_correct() {
+    let m = small_cache_mount(3, 1 << 20);
+    let hostile = [
+        // A victim hook that never returns.
+        (
+            "loop.wasm",
+            r#"(func (export "kplug_evict_victim") (result i64) (loop (br 0)) i64.const 0)"#,
+            "deadline",
+        ),
+        // A victim that is not resident.
+        (
+            "liar.wasm",
+            r#"(func (export "kplug_evict_victim") (result i64) i64.const 0x7fffffffffff)"#,
+            "not a resident block",
+        ),
+        // A trap.
+        (
+            "trap.wasm",
+            r#"(func (export "kplug_evict_victim") (result i64) unreachable)"#,
+            "trap",
+        ),
+    ];
+    for (name, victim, why) in hostile {
+        let wat = format!(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
+                 (func (export "kplug_evict_insert") (param i64))
+                 (func (export "kplug_evict_access") (param i64))
+                 (func (export "kplug_evict_remove") (param i64))
+                 {victim})"#
+        );
+        drop_plugin(&m, name, &wat::parse_str(&wat).unwrap()).unwrap();
+        // 3 MiB through a 2 MiB cache: evictions must happen, so the bad hook runs.
+        for i in 0..3 {
+            check_file(&m, i, 1 << 20);
+        }
+        let st = status(&m);
+        let p = plugin(&st, name.trim_end_matches(".wasm"));
+        assert_eq!(p["state"], "failed", "{name}: {p}");
+        assert_eq!(p["faults"], 1, "{p}");
+        assert!(
+            p["error"].as_str().unwrap().to_lowercase().contains(why),
+            "{name}: {p}"
+        );
+        assert_eq!(st["active"]["eviction"], "builtin:lru");
+    }
+}
+
+#[test]
+fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
+    const FILES: usize = 4;
+    const SIZE: usize = 768 << 10;
+    let m = Arc::new(small_cache_mount(FILES, SIZE));
+    let want: Vec<Vec<u8>> = (0..FILES).map(|i| data(SIZE, i as u32)).collect();
+    let want = Arc::new(want);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let (m, want, stop, reads) = (m.clone(), want.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut x = 0x9E3779B97F4A7C15u64 ^ t;
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = (x % FILES as u64) as usize;
+                    let off = (x >> 8) % SIZE as u64;
+                    let len = ((x >> 32) % (200 << 10)) as usize + 1;
+                    let mut f = fs::File::open(m.m(&format!("f{i}"))).expect("open");
+                    f.seek(SeekFrom::Start(off)).unwrap();
+                    let mut buf = vec![0u8; len];
+                    let mut got = 0;
+                    while got < len {
+                        let n = f.read(&mut buf[got..]).expect("read never fails");
+                        if n == 0 {
+                            break;
+                        }
+                        got += n;
+                    }
+                    let end = (off as usize + len).min(SIZE);
+                    assert_eq!(&buf[..got], &want[i][off as usize..end], "f{i} at {off}");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let plugins = [("lru.wasm", lru_wasm()), ("wat-lru.wasm", wat_lru())];
+    for k in 0..120 {
+        let (name, bytes) = &plugins[k % 2];
+        drop_plugin(&m, name, bytes).expect("swap");
+        if k % 10 == 9 {
+            fs::remove_file(m.m(&format!(".kplug/plugins/{name}"))).unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join()
+            .expect("reader thread: a read failed or returned wrong bytes");
+    }
+    assert!(reads.load(Ordering::Relaxed) > 50, "readers made progress");
+    let st = status(&m);
+    assert_eq!(st["cache"]["faults"], 0, "{st}");
+}
