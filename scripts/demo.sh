@@ -51,10 +51,11 @@ cat "$mnt/.kplug/status"
 step "cat $mnt/data.bin > /dev/null; cmp $mnt/data.bin $backing/data.bin    # served under the plugin"
 cat "$mnt/data.bin" > /dev/null
 cmp "$mnt/data.bin" "$backing/data.bin" && echo identical
-step "printf 'not wasm' > $mnt/.kplug/plugins/bad.wasm    # refused at close(), nothing changes"
-printf 'not wasm' > "$mnt/.kplug/plugins/bad.wasm" || echo "(refused, as it should be)"
-step "grep -A3 '\"active\"' $mnt/.kplug/status"
-grep -A4 '"active"' "$mnt/.kplug/status"
+printf 'not wasm' > "$demo/bad.wasm"
+step "cp bad.wasm $mnt/.kplug/plugins/    # refused at close(): cp fails, nothing changes"
+cp "$demo/bad.wasm" "$mnt/.kplug/plugins/" || echo "(refused, as it should be)"
+step "cat $mnt/.kplug/status    # bad: failed, with the reason; lru still active"
+cat "$mnt/.kplug/status"
 step "rm $mnt/.kplug/plugins/*.wasm    # back to the built-in policies"
 rm "$mnt"/.kplug/plugins/*.wasm
 grep -A4 '"active"' "$mnt/.kplug/status"
