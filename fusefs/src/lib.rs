@@ -13,6 +13,7 @@ pub mod fs;
 pub mod fuse;
 pub mod inode;
 pub mod mount;
+pub mod policies;
 pub mod sys;
 
 pub use error::{FsError, Result};

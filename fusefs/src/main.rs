@@ -74,6 +74,27 @@ enum Command {
         /// The mount point.
         mountpoint: PathBuf,
     },
+    /// The policy plugins built into this binary.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print each built-in policy's name, roles and description.
+    List,
+    /// Write a built-in policy's .wasm to DEST (a file, or a directory that gets NAME.wasm),
+    /// ready to copy into MOUNT/.kplug/plugins/.
+    ///
+    /// Example: kplugfs policy export lru /tmp && cp /tmp/lru.wasm /mnt/data/.kplug/plugins/
+    Export {
+        /// Policy name (see `kplugfs policy list`).
+        name: String,
+        /// Destination file or directory.
+        dest: PathBuf,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -146,6 +167,16 @@ fn main() -> ExitCode {
         Command::Umount { mountpoint } => {
             init_logging(verbose, None);
             mount::umount(&mountpoint)
+        }
+        Command::Policy { command } => {
+            init_logging(verbose, None);
+            match command {
+                PolicyCommand::List => kplugfs::policies::list(&mut std::io::stdout().lock()),
+                PolicyCommand::Export { name, dest } => kplugfs::policies::export(&name, &dest)
+                    .map(|p| {
+                        println!("{}", p.display());
+                    }),
+            }
         }
     };
     match result {
