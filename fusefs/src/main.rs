@@ -74,6 +74,45 @@ enum Command {
         /// The mount point.
         mountpoint: PathBuf,
     },
+    /// Replay a trace through policy plugins without FUSE (libCacheSim's object mode).
+    ///
+    /// Example: kplugfs sim --trace traces/data/cloudPhysicsIO.vscsi --policy lru,fifo
+    ///          --cache-size 0.01,0.05,0.1,0.25
+    Sim {
+        /// The trace file.
+        #[arg(long)]
+        trace: PathBuf,
+        /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug.
+        #[arg(long, default_value = "auto")]
+        format: kplug_traces::Format,
+        /// Policies, comma-separated: a built-in plugin name, a path to a .wasm file, or
+        /// builtin:lru for the host's native LRU; combine roles with +, e.g. lru+readahead.
+        #[arg(long, value_delimiter = ',', required = true)]
+        policy: Vec<String>,
+        /// Cache sizes as fractions of the trace's unique ids (floor(unique x F)).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with = "cache_objects",
+            required_unless_present = "cache_objects"
+        )]
+        cache_size: Vec<f64>,
+        /// Cache sizes as object counts.
+        #[arg(long, value_delimiter = ',')]
+        cache_objects: Vec<u64>,
+        /// Expand each request of a block trace into the BYTES-sized blocks it touches.
+        #[arg(long, value_name = "BYTES", value_parser = mount::parse_size)]
+        split_blocks: Option<u64>,
+        /// A plugin parameter, NAME:key=value (repeatable).
+        #[arg(long)]
+        param: Vec<String>,
+        /// One JSON object per line per (policy, size).
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// The policy plugins built into this binary.
     Policy {
         #[command(subcommand)]
@@ -130,6 +169,32 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) {
     let _ = builder.with_writer(std::io::stderr).try_init();
 }
 
+fn run_sim(args: &kplugfs::sim::SimArgs, json: bool) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("reading");
+    let trace = kplugfs::sim::load_trace(&args.trace, args.format, args.split_blocks, &bar)?;
+    bar.set_message("replaying");
+    let results = kplugfs::sim::run(args, &trace, &bar)?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if json {
+        use std::io::Write;
+        for r in &results {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+    } else {
+        kplugfs::sim::print_table(&mut out, &trace, &results)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.verbose;
@@ -167,6 +232,31 @@ fn main() -> ExitCode {
         Command::Umount { mountpoint } => {
             init_logging(verbose, None);
             mount::umount(&mountpoint)
+        }
+        Command::Sim {
+            trace,
+            format,
+            policy,
+            cache_size,
+            cache_objects,
+            split_blocks,
+            param,
+            json,
+            jobs,
+        } => {
+            init_logging(verbose, None);
+            let args = kplugfs::sim::SimArgs {
+                trace,
+                format,
+                policies: policy,
+                fractions: cache_size,
+                objects: cache_objects,
+                split_blocks,
+                params: param,
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            run_sim(&args, json)
         }
         Command::Policy { command } => {
             init_logging(verbose, None);
