@@ -1,0 +1,406 @@
+//! The two structures most eviction policies are built from, written for
+//! small code size and predictable speed inside a plugin (no hashing crate,
+//! no std): [`IntMap`], an open-addressing map from `u64` keys, and
+//! [`KeyList`], an ordered list of keys with O(1) lookup, move and removal
+//! (LRU, FIFO, CLOCK hands, 2Q/ARC/S3-FIFO queues are one or more of these).
+
+use alloc::vec::Vec;
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Fibonacci hashing: the top `64 - shift` bits of `key * K`. One 64-bit
+/// multiply (wasm has no 64x64->128 multiply, so a folded multiply would
+/// cost several), and the high bits of the product depend on all key bits.
+#[inline]
+fn slot_of(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(K) >> shift) as usize
+}
+
+/// A hash map from `u64` to `V` with linear probing and backward-shift
+/// deletion (no tombstones, so lookups stay short under churn). Load factor
+/// at most 3/4.
+pub struct IntMap<V> {
+    slots: Vec<Option<(u64, V)>>,
+    len: usize,
+    mask: usize,
+    /// 64 - log2(slots.len()).
+    shift: u32,
+}
+
+impl<V> Default for IntMap<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V> IntMap<V> {
+    /// An empty map (allocates on first insert).
+    pub const fn new() -> Self {
+        IntMap {
+            slots: Vec::new(),
+            len: 0,
+            mask: 0,
+            shift: 63,
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes room for `additional` more entries without rehashing.
+    pub fn reserve(&mut self, additional: usize) {
+        let need = self.len + additional;
+        if need * 4 > self.slots.len() * 3 {
+            self.resize((need * 4 / 3 + 1).next_power_of_two().max(8));
+        }
+    }
+
+    fn resize(&mut self, cap: usize) {
+        let old = core::mem::take(&mut self.slots);
+        self.slots = Vec::with_capacity(cap);
+        self.slots.resize_with(cap, || None);
+        self.mask = cap - 1;
+        self.shift = 64 - cap.trailing_zeros();
+        self.len = 0;
+        for (k, v) in old.into_iter().flatten() {
+            self.insert(k, v);
+        }
+    }
+
+    #[inline]
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        if self.slots.is_empty() {
+            return Err(usize::MAX);
+        }
+        let mut i = slot_of(key, self.shift);
+        loop {
+            match &self.slots[i] {
+                Some((k, _)) if *k == key => return Ok(i),
+                Some(_) => i = (i + 1) & self.mask,
+                None => return Err(i),
+            }
+        }
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<&V> {
+        self.find(key)
+            .ok()
+            .and_then(|i| self.slots[i].as_ref().map(|(_, v)| v))
+    }
+
+    /// The value of `key`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut V> {
+        match self.find(key) {
+            Ok(i) => self.slots[i].as_mut().map(|(_, v)| v),
+            Err(_) => None,
+        }
+    }
+
+    /// Whether `key` is present.
+    #[inline]
+    pub fn contains_key(&self, key: u64) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`, returning the previous value.
+    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.resize((self.slots.len() * 2).max(8));
+        }
+        match self.find(key) {
+            Ok(i) => self.slots[i].replace((key, value)).map(|(_, v)| v),
+            Err(i) => {
+                self.slots[i] = Some((key, value));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let mut hole = self.find(key).ok()?;
+        let (_, value) = self.slots[hole].take()?;
+        self.len -= 1;
+        // Backward-shift: pull later entries of the probe run into the hole
+        // when their home slot is at or before it (cyclically).
+        let mut i = (hole + 1) & self.mask;
+        while let Some((k, _)) = &self.slots[i] {
+            let home = slot_of(*k, self.shift);
+            if (i.wrapping_sub(home) & self.mask) >= (i.wrapping_sub(hole) & self.mask) {
+                self.slots[hole] = self.slots[i].take();
+                hole = i;
+            }
+            i = (i + 1) & self.mask;
+        }
+        Some(value)
+    }
+
+    /// Removes every entry, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.len = 0;
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+struct Node {
+    key: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// An ordered list of distinct keys, front to back, with O(1) `push_front`,
+/// `push_back`, `move_to_front`, `remove` and `pop_back`/`pop_front`. Nodes
+/// live in a slab indexed by `u32`, reused after removal.
+#[derive(Default)]
+pub struct KeyList {
+    index: IntMap<u32>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    head: Option<u32>,
+    tail: Option<u32>,
+}
+
+impl KeyList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes room for `additional` more keys.
+    pub fn reserve(&mut self, additional: usize) {
+        self.index.reserve(additional);
+        self.nodes.reserve(additional);
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether `key` is in the list.
+    pub fn contains(&self, key: u64) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The key at the back (oldest for LRU/FIFO use).
+    pub fn back(&self) -> Option<u64> {
+        self.tail.map(|i| self.nodes[i as usize].key)
+    }
+
+    /// The key at the front.
+    pub fn front(&self) -> Option<u64> {
+        self.head.map(|i| self.nodes[i as usize].key)
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Node { prev, next, .. } = self.nodes[i as usize];
+        match prev {
+            NIL => self.head = (next != NIL).then_some(next),
+            p => self.nodes[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = (prev != NIL).then_some(prev),
+            n => self.nodes[n as usize].prev = prev,
+        }
+    }
+
+    fn link_front(&mut self, i: u32) {
+        let old = self.head.unwrap_or(NIL);
+        self.nodes[i as usize].prev = NIL;
+        self.nodes[i as usize].next = old;
+        match self.head {
+            Some(h) => self.nodes[h as usize].prev = i,
+            None => self.tail = Some(i),
+        }
+        self.head = Some(i);
+    }
+
+    fn link_back(&mut self, i: u32) {
+        let old = self.tail.unwrap_or(NIL);
+        self.nodes[i as usize].next = NIL;
+        self.nodes[i as usize].prev = old;
+        match self.tail {
+            Some(t) => self.nodes[t as usize].next = i,
+            None => self.head = Some(i),
+        }
+        self.tail = Some(i);
+    }
+
+    fn alloc(&mut self, key: u64) -> u32 {
+        let node = Node {
+            key,
+            prev: NIL,
+            next: NIL,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds `key` at the front; false (no change) if it is already present.
+    pub fn push_front(&mut self, key: u64) -> bool {
+        if self.index.contains_key(key) {
+            return false;
+        }
+        let i = self.alloc(key);
+        self.index.insert(key, i);
+        self.link_front(i);
+        true
+    }
+
+    /// Adds `key` at the back; false (no change) if it is already present.
+    pub fn push_back(&mut self, key: u64) -> bool {
+        if self.index.contains_key(key) {
+            return false;
+        }
+        let i = self.alloc(key);
+        self.index.insert(key, i);
+        self.link_back(i);
+        true
+    }
+
+    /// Moves `key` to the front; false if it is not present.
+    pub fn move_to_front(&mut self, key: u64) -> bool {
+        let Some(&i) = self.index.get(key) else {
+            return false;
+        };
+        if self.head != Some(i) {
+            self.unlink(i);
+            self.link_front(i);
+        }
+        true
+    }
+
+    /// Removes `key`; false if it is not present.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let Some(i) = self.index.remove(key) else {
+            return false;
+        };
+        self.unlink(i);
+        self.free.push(i);
+        true
+    }
+
+    /// Removes and returns the key at the back.
+    pub fn pop_back(&mut self) -> Option<u64> {
+        let key = self.back()?;
+        self.remove(key);
+        Some(key)
+    }
+
+    /// Removes and returns the key at the front.
+    pub fn pop_front(&mut self) -> Option<u64> {
+        let key = self.front()?;
+        self.remove(key);
+        Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::collections::{HashMap, VecDeque};
+
+    /// A small xorshift so the test needs no crate.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn int_map_matches_std_hashmap() {
+        let mut m = IntMap::new();
+        let mut model = HashMap::new();
+        let mut s = 0x1234_5678_9abc_def1u64;
+        for _ in 0..200_000 {
+            let r = rng(&mut s);
+            let key = r % 512; // small key space: many collisions and removals
+            match (r >> 32) % 3 {
+                0 | 1 => assert_eq!(m.insert(key, r), model.insert(key, r)),
+                _ => assert_eq!(m.remove(key), model.remove(&key)),
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        for k in 0..512 {
+            assert_eq!(m.get(k), model.get(&k));
+        }
+        m.clear();
+        assert!(m.is_empty() && m.get(1).is_none());
+    }
+
+    #[test]
+    fn key_list_matches_vecdeque() {
+        let mut l = KeyList::new();
+        let mut model: VecDeque<u64> = VecDeque::new();
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..50_000 {
+            let r = rng(&mut s);
+            let key = r % 64;
+            match (r >> 40) % 6 {
+                0 => assert_eq!(
+                    l.push_front(key),
+                    !model.contains(&key) && {
+                        model.push_front(key);
+                        true
+                    }
+                ),
+                1 => assert_eq!(
+                    l.push_back(key),
+                    !model.contains(&key) && {
+                        model.push_back(key);
+                        true
+                    }
+                ),
+                2 => {
+                    let present = model.iter().position(|k| *k == key);
+                    if let Some(p) = present {
+                        model.remove(p);
+                        model.push_front(key);
+                    }
+                    assert_eq!(l.move_to_front(key), present.is_some());
+                }
+                3 => {
+                    let present = model.iter().position(|k| *k == key);
+                    if let Some(p) = present {
+                        model.remove(p);
+                    }
+                    assert_eq!(l.remove(key), present.is_some());
+                }
+                4 => assert_eq!(l.pop_back(), model.pop_back()),
+                _ => assert_eq!(l.pop_front(), model.pop_front()),
+            }
+            assert_eq!(l.len(), model.len());
+            assert_eq!(l.front(), model.front().copied());
+            assert_eq!(l.back(), model.back().copied());
+        }
+    }
+}

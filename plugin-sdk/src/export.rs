@@ -1,0 +1,216 @@
+//! The registration macro and the runtime pieces its generated code uses.
+//!
+//! State lives in a static [`__private::PluginCell`]: wasm32 plugins are
+//! single-threaded and the host never re-enters a plugin (imports do not call
+//! back), so each export takes the one `&mut` to the state for its duration.
+//! The exports are generated only on wasm32, so policy crates can also be
+//! linked natively (as rlibs, for unit tests or a native simulator) without
+//! clashing `#[no_mangle]` symbols.
+
+#[doc(hidden)]
+pub mod __private {
+    use core::cell::UnsafeCell;
+
+    use crate::{MAX_PARAM_BYTES, MAX_PREFETCH_RANGES, Plugin};
+
+    /// Lazily-initialised plugin state in a static.
+    pub struct PluginCell<T>(UnsafeCell<Option<T>>);
+
+    // SAFETY: only used on wasm32 (single-threaded) by the generated exports,
+    // which are not re-entered.
+    unsafe impl<T> Sync for PluginCell<T> {}
+
+    impl<T: Default> PluginCell<T> {
+        /// An empty cell.
+        pub const fn new() -> Self {
+            PluginCell(UnsafeCell::new(None))
+        }
+
+        /// The state, created with `Default` on first use.
+        ///
+        /// # Safety
+        /// No other reference from `get` may be alive (single thread, no
+        /// re-entrance): each generated export calls it once.
+        #[inline(always)]
+        #[allow(clippy::mut_from_ref)]
+        pub unsafe fn get(&self) -> &mut T {
+            // SAFETY: see the function's contract.
+            unsafe { (*self.0.get()).get_or_insert_with(T::default) }
+        }
+    }
+
+    impl<T: Default> Default for PluginCell<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// A static buffer of a fixed size, handed to the host.
+    #[repr(align(8))]
+    pub struct Buffer<const N: usize>(pub UnsafeCell<[u8; N]>);
+
+    // SAFETY: as for `PluginCell`.
+    unsafe impl<const N: usize> Sync for Buffer<N> {}
+
+    /// Where the host writes a parameter's key and value.
+    pub static PARAM_BUF: Buffer<{ 2 * MAX_PARAM_BYTES }> =
+        Buffer(UnsafeCell::new([0; 2 * MAX_PARAM_BYTES]));
+    /// Where the plugin writes its prefetch ranges.
+    pub static PREFETCH_BUF: Buffer<{ 16 * MAX_PREFETCH_RANGES }> =
+        Buffer(UnsafeCell::new([0; 16 * MAX_PREFETCH_RANGES]));
+
+    /// `kplug_alloc`: the parameter buffer if `len` fits, else 0.
+    pub fn alloc(len: i32) -> i32 {
+        if len > 0 && len as usize <= 2 * MAX_PARAM_BYTES {
+            PARAM_BUF.0.get() as usize as i32
+        } else {
+            0
+        }
+    }
+
+    /// `kplug_set_param`: decodes the strings and calls `set_param`.
+    ///
+    /// # Safety
+    /// The pointers and lengths must describe bytes of this module's memory
+    /// (the host passes ranges of the buffer `alloc` returned).
+    pub unsafe fn set_param<T: Plugin>(p: &mut T, kp: i32, kl: i32, vp: i32, vl: i32) -> i32 {
+        // SAFETY: see the function's contract.
+        let (k, v) = unsafe {
+            (
+                core::slice::from_raw_parts(kp as usize as *const u8, kl as usize),
+                core::slice::from_raw_parts(vp as usize as *const u8, vl as usize),
+            )
+        };
+        match (core::str::from_utf8(k), core::str::from_utf8(v)) {
+            (Ok(k), Ok(v)) => match p.set_param(k, v) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            },
+            _ => 2,
+        }
+    }
+
+    /// `kplug_init`.
+    pub fn init<T: Plugin>(p: &mut T, capacity: i64) -> i32 {
+        match p.init(capacity as u64) {
+            Ok(()) => 0,
+            Err(0) => 1,
+            Err(c) => c,
+        }
+    }
+
+    /// The prefetch output array as the SDK's typed view.
+    ///
+    /// # Safety
+    /// No other reference to `PREFETCH_BUF` may be alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn prefetch_out() -> crate::PrefetchOut<'static> {
+        // SAFETY: the buffer is 8-aligned and exactly 128 u64s; see the contract.
+        let buf = unsafe { &mut *(PREFETCH_BUF.0.get() as *mut [u64; 2 * MAX_PREFETCH_RANGES]) };
+        crate::PrefetchOut::new(buf)
+    }
+}
+
+/// Generates the ABI v1 exports for a plugin type and the roles it serves.
+///
+/// `export_plugin!(Type, role, ...)` where `Type: Plugin + Default` and each
+/// role is `eviction`, `admission` or `prefetch` (the type must implement the
+/// matching trait). Use it once per plugin crate. On targets other than
+/// wasm32 it only checks the trait bounds.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty $(, $role:ident)+ $(,)?) => {
+        const _: fn() = || {
+            fn assert_plugin<T: $crate::Plugin + ::core::default::Default>() {}
+            assert_plugin::<$ty>();
+            $( $crate::export_plugin!(@check $role, $ty); )+
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static STATE: $crate::__private::PluginCell<$ty> = $crate::__private::PluginCell::new();
+
+            #[inline(always)]
+            fn state() -> &'static mut $ty {
+                // SAFETY: single-threaded wasm, exports are not re-entered, and
+                // each export takes the state once.
+                unsafe { STATE.get() }
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_abi_version() -> i32 {
+                $crate::ABI_VERSION as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_alloc(len: i32) -> i32 {
+                $crate::__private::alloc(len)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_set_param(kp: i32, kl: i32, vp: i32, vl: i32) -> i32 {
+                // SAFETY: the host passes ranges inside the buffer from kplug_alloc.
+                unsafe { $crate::__private::set_param(state(), kp, kl, vp, vl) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_init(capacity: i64) -> i32 {
+                $crate::__private::init(state(), capacity)
+            }
+
+            $( $crate::export_plugin!(@role $role, $ty); )+
+        };
+    };
+
+    (@check eviction, $ty:ty) => { fn assert_eviction<T: $crate::Eviction>() {} assert_eviction::<$ty>(); };
+    (@check admission, $ty:ty) => { fn assert_admission<T: $crate::Admission>() {} assert_admission::<$ty>(); };
+    (@check prefetch, $ty:ty) => { fn assert_prefetch<T: $crate::Prefetch>() {} assert_prefetch::<$ty>(); };
+    (@check $other:ident, $ty:ty) => {
+        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission or prefetch"));
+    };
+
+    (@role eviction, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_insert(key: i64) {
+            <$ty as $crate::Eviction>::insert(state(), key as u64)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_access(key: i64) {
+            <$ty as $crate::Eviction>::access(state(), key as u64)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_remove(key: i64) {
+            <$ty as $crate::Eviction>::remove(state(), key as u64)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_victim() -> i64 {
+            <$ty as $crate::Eviction>::victim(state()) as i64
+        }
+    };
+    (@role admission, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_admit(key: i64, file: i64, block: i64) -> i32 {
+            <$ty as $crate::Admission>::admit(state(), key as u64, file as u64, block as u64) as i32
+        }
+    };
+    (@role prefetch, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_prefetch_buf() -> i32 {
+            $crate::__private::PREFETCH_BUF.0.get() as usize as i32
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_prefetch(file: i64, block: i64, file_blocks: i64, hit: i32) -> i32 {
+            // SAFETY: the only reference to the buffer during this call.
+            let mut out = unsafe { $crate::__private::prefetch_out() };
+            let req = $crate::PrefetchRequest {
+                file: file as u64,
+                block: block as u64,
+                file_blocks: file_blocks as u64,
+                hit: hit != 0,
+            };
+            <$ty as $crate::Prefetch>::prefetch(state(), req, &mut out);
+            out.len() as i32
+        }
+    };
+    (@role $other:ident, $ty:ty) => {};
+}
