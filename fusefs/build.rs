@@ -94,12 +94,11 @@ fn field(manifest: &str, key: &str) -> Option<String> {
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             in_package = line == "[package]";
-        } else if in_package {
-            if let Some(rest) = line.strip_prefix(key) {
-                if let Some(v) = rest.trim_start().strip_prefix('=') {
-                    return Some(v.trim().trim_matches('"').to_string());
-                }
-            }
+        } else if in_package
+            && let Some(rest) = line.strip_prefix(key)
+            && let Some(v) = rest.trim_start().strip_prefix('=')
+        {
+            return Some(v.trim().trim_matches('"').to_string());
         }
     }
     None

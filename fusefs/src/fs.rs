@@ -468,11 +468,11 @@ impl KplugFs {
         if is_virtual(ino) {
             return self.ctl()?.getattr(ino);
         }
-        if let Some(fh) = fh.filter(|fh| !is_virtual_fh(*fh)) {
-            if let Ok(f) = self.file(fh) {
-                let st = sys::fstat(f.fd.as_fd())?;
-                return Ok(Attr::from_stat(ino, &st));
-            }
+        if let Some(fh) = fh.filter(|fh| !is_virtual_fh(*fh))
+            && let Ok(f) = self.file(fh)
+        {
+            let st = sys::fstat(f.fd.as_fd())?;
+            return Ok(Attr::from_stat(ino, &st));
         }
         let inode = self.inode(ino)?;
         let st = sys::fstat(inode.fd())?;
@@ -684,10 +684,10 @@ impl KplugFs {
         // again, and a new file may reuse its inode number.
         let st = sys::fstatat(p.fd(), &c).ok();
         sys::unlinkat(p.fd(), &c, 0)?;
-        if let Some(st) = st {
-            if st.st_nlink <= 1 {
-                self.invalidate_backing(st.st_dev, st.st_ino);
-            }
+        if let Some(st) = st
+            && st.st_nlink <= 1
+        {
+            self.invalidate_backing(st.st_dev, st.st_ino);
         }
         Ok(())
     }
@@ -726,10 +726,11 @@ impl KplugFs {
             None
         };
         sys::renameat2(p.fd(), &c, np.fd(), &nc, flags)?;
-        if let Some(st) = replaced {
-            if st.st_nlink <= 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                self.invalidate_backing(st.st_dev, st.st_ino);
-            }
+        if let Some(st) = replaced
+            && st.st_nlink <= 1
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        {
+            self.invalidate_backing(st.st_dev, st.st_ino);
         }
         Ok(())
     }
@@ -743,6 +744,8 @@ impl KplugFs {
     }
 
     /// Open a file with `flags` (O_CREAT/O_EXCL/O_NOCTTY already handled by the kernel).
+    /// O_DIRECT is not passed on: the kernel already bypasses its page cache for the caller,
+    /// and the daemon's buffers from FUSE requests are not aligned as O_DIRECT requires.
     pub fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         if is_virtual(ino) {
             let fh = self.ctl()?.open(ino, flags)?;
@@ -752,7 +755,7 @@ impl KplugFs {
             });
         }
         let inode = self.inode(ino)?;
-        let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
+        let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT);
         let fd = sys::reopen(inode.fd(), flags)?;
         let keep_cache = if flags & libc::O_TRUNC != 0 {
             self.changed_here(ino);
@@ -817,7 +820,7 @@ impl KplugFs {
         let p = self.inode(parent)?;
         let c = sys::cstr(name)?;
         let mode = mode & 0o7777 & !(umask & 0o777);
-        let flags = (flags | libc::O_CREAT) & !libc::O_NOCTTY;
+        let flags = (flags | libc::O_CREAT) & !(libc::O_NOCTTY | libc::O_DIRECT);
         let fd = sys::openat(p.fd(), &c, flags, mode)?;
         let entry = self.new_entry(&p, name, caller, libc::S_IFREG | mode)?;
         let fh = self.register_file(

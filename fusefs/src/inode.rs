@@ -185,10 +185,10 @@ impl InodeTable {
     }
 
     fn pick_number(&self, t: &mut Tables, id: (u64, u64)) -> u64 {
-        if let Some(&n) = t.synthetic.get(&id) {
-            if !t.by_ino.contains_key(&n) {
-                return n;
-            }
+        if let Some(&n) = t.synthetic.get(&id)
+            && !t.by_ino.contains_key(&n)
+        {
+            return n;
         }
         let (dev, bino) = id;
         let own_ok = dev == self.root.dev

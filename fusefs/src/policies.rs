@@ -84,10 +84,10 @@ pub fn export(name: &str, dest: &Path) -> Result<PathBuf> {
     } else {
         dest.to_path_buf()
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!("{} is not a directory", parent.display());
-        }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        bail!("{} is not a directory", parent.display());
     }
     std::fs::write(&path, e.wasm).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

@@ -28,7 +28,7 @@ fn wait_gone(pids: &[u32]) -> bool {
     while Instant::now() < deadline {
         let alive = pids.iter().any(|p| {
             fs::read_to_string(format!("/proc/{p}/stat"))
-                .map(|s| !s.split(' ').nth(2).is_some_and(|st| st == "Z"))
+                .map(|s| s.split(' ').nth(2).is_none_or(|st| st != "Z"))
                 .unwrap_or(false)
         });
         if !alive {
