@@ -75,6 +75,8 @@ struct PluginFile {
     status: Option<StatusHandle>,
     /// Why the last load attempt was refused.
     refused: Option<(String, SystemTime)>,
+    /// When the `close()` that loaded the current plugin began.
+    closed_at: Option<std::time::Instant>,
 }
 
 enum Handle {
@@ -94,6 +96,9 @@ struct PluginJson {
     loaded_at: u64,
     calls: u64,
     faults: u64,
+    /// Microseconds from the `close()` that loaded the plugin to its first decision (its
+    /// first hook call once installed); null until then.
+    swap_latency_us: Option<u64>,
 }
 
 /// The control plane of one mount.
@@ -298,6 +303,7 @@ impl Control {
                         mtime: SystemTime::now(),
                         status: None,
                         refused: None,
+                        closed_at: None,
                     },
                 );
                 ino
@@ -383,6 +389,7 @@ impl Control {
             Some(Handle::Plugin(name)) => name.clone(),
             _ => return Ok(()),
         };
+        let closed_at = std::time::Instant::now();
         let bytes = {
             let mut files = self.files.lock();
             let Some(f) = files.get_mut(&name) else {
@@ -400,6 +407,7 @@ impl Control {
                 if let Some(f) = files.get_mut(&name) {
                     f.status = Some(status);
                     f.refused = None;
+                    f.closed_at = Some(closed_at);
                 }
                 tracing::info!(plugin = plugin_name(&name), "plugin loaded");
                 Ok(())
@@ -506,6 +514,7 @@ impl Control {
                     loaded_at: millis(*at),
                     calls: prev.as_ref().map_or(0, |s| s.calls),
                     faults: prev.as_ref().map_or(0, |s| s.faults),
+                    swap_latency_us: None,
                 },
                 (None, Some(s)) => PluginJson {
                     name: s.name,
@@ -519,6 +528,15 @@ impl Control {
                     loaded_at: s.loaded_at,
                     calls: s.calls,
                     faults: s.faults,
+                    swap_latency_us: match (
+                        f.closed_at,
+                        f.status.as_ref().and_then(|h| h.first_decision()),
+                    ) {
+                        (Some(c), Some(d)) => {
+                            Some(d.saturating_duration_since(c).as_micros() as u64)
+                        }
+                        _ => None,
+                    },
                 },
                 (None, None) => PluginJson {
                     name: plugin_name(file).into(),
@@ -529,6 +547,7 @@ impl Control {
                     loaded_at: millis(f.mtime),
                     calls: 0,
                     faults: 0,
+                    swap_latency_us: None,
                 },
             };
             plugins.push(json);

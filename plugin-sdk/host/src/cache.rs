@@ -653,6 +653,7 @@ impl<V> CacheCore<V> {
             }
         }
         let old = self.slots();
+        plugin.mark_installed();
         let slot = self.plugins.add(plugin);
         if roles.contains(Role::Eviction) {
             self.eviction = EvictionRole::Plugin(slot);

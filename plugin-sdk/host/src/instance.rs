@@ -194,6 +194,8 @@ struct Runner {
     store: Store<HostState>,
     deadline: u64,
     calls: u64,
+    /// The call number that is the plugin's first decision once installed (0: not armed).
+    first_decision_call: u64,
     status: StatusHandle,
 }
 
@@ -212,6 +214,9 @@ impl Runner {
         self.store.set_epoch_deadline(self.deadline);
         self.calls += 1;
         self.status.calls.store(self.calls, Ordering::Relaxed);
+        if self.calls == self.first_decision_call {
+            self.status.note_first_decision();
+        }
         f.call(&mut self.store, params).map_err(|e| HookFault {
             hook,
             fault: classify(&self.store, e),
@@ -459,6 +464,7 @@ impl CompiledPlugin {
                 store,
                 deadline: cfg.hook_deadline_ticks,
                 calls: 0,
+                first_decision_call: 0,
                 status: PluginStatus::new(&c.name, roles),
             },
             memory,
@@ -562,6 +568,12 @@ impl Plugin {
         // In bounds: checked at load, and memory never shrinks.
         let bytes = &self.memory.data(&self.rt.store)[p.buf..p.buf + len];
         Ok((n, bytes))
+    }
+
+    /// The plugin now serves its roles: its next hook call is its first decision (the
+    /// replay of resident blocks before it does not count).
+    pub(crate) fn mark_installed(&mut self) {
+        self.rt.first_decision_call = self.rt.calls + 1;
     }
 
     pub(crate) fn mark_failed(&self, fault: &HookFault) {

@@ -38,6 +38,7 @@ pub struct PluginStatus {
     pub(crate) calls: AtomicU64,
     faults: AtomicU64,
     state: Mutex<(PluginState, Option<String>)>,
+    first_decision: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// Shared handle to a plugin's status.
@@ -71,6 +72,7 @@ impl PluginStatus {
             calls: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             state: Mutex::new((PluginState::Active, None)),
+            first_decision: std::sync::OnceLock::new(),
         })
     }
 
@@ -92,6 +94,16 @@ impl PluginStatus {
     /// Hook calls made so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// When the plugin, once installed, answered its first hook call (hot-swap latency is
+    /// measured up to this instant).
+    pub fn first_decision(&self) -> Option<std::time::Instant> {
+        self.first_decision.get().copied()
+    }
+
+    pub(crate) fn note_first_decision(&self) {
+        let _ = self.first_decision.set(std::time::Instant::now());
     }
 
     /// Faults seen.
