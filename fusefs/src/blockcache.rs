@@ -15,7 +15,11 @@
 //! unchanged when it ends; invalidation also detaches the file's pending fetches, so a reader
 //! that arrives after a write never joins a fetch that may have read the old bytes. A cached
 //! block shorter than the block size (end of file) is used only while the file still ends
-//! inside it. Plugin faults never reach this file: the core falls back to a built-in policy
+//! inside it. A write through the mount is bracketed by `write_begin`/`write_end`: reads of
+//! the file wait while it is in progress, so none can be answered from before the write and
+//! leave old bytes in the kernel's page cache once the writer's `write()` has returned (the
+//! kernel drops written pages as soon as they are copied, before the daemon sees the write).
+//! Plugin faults never reach this file: the core falls back to a built-in policy
 //! and completes the call.
 //!
 //! **Prefetch.** After each block access the prefetch policy may ask for ranges; the core
@@ -105,6 +109,8 @@ impl Pending {
 struct FileState {
     id: u32,
     version: u64,
+    /// Writes through the mount in progress on this file: reads wait for them.
+    writing: u32,
 }
 
 struct Inner {
@@ -160,6 +166,8 @@ pub struct BlockCache {
     queue: Sender<PrefetchJob>,
     hints: Option<Arc<dyn HintSink>>,
     counters: Arc<BlockCacheCounters>,
+    /// Signalled when a file's last write in progress ends.
+    writes_done: Condvar,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -214,6 +222,7 @@ impl BlockCache {
             queue: tx,
             hints,
             counters,
+            writes_done: Condvar::new(),
         })
     }
 
@@ -253,6 +262,9 @@ impl BlockCache {
     fn block(&self, file: FileRef<'_>, file_size: u64, index: u64) -> Result<(Block, bool)> {
         let bs = self.block_size;
         let mut g = self.inner.lock();
+        while g.files.get(&file.ino).is_some_and(|f| f.writing > 0) {
+            self.writes_done.wait(&mut g);
+        }
         let (id, version) = {
             let f = g.file(file.ino);
             (f.id, f.version)
@@ -442,6 +454,27 @@ fn run_prefetch(
     }
 }
 
+/// Bump `ino`'s generation and drop its cached blocks overlapping `[offset, offset + len)`.
+/// Writes past the end change the length of the last cached block: the read path revalidates
+/// short blocks against the file size.
+fn drop_range(g: &mut Inner, ino: u64, offset: u64, len: u64, bs: u64) {
+    let Some(f) = g.files.get_mut(&ino) else {
+        return;
+    };
+    f.version += 1;
+    let id = f.id;
+    g.detach_pending(id);
+    let first = offset / bs;
+    let last = offset.saturating_add(len.max(1) - 1) / bs;
+    if last - first >= 64 || last > u32::MAX as u64 {
+        g.core.remove_file(id, first.min(u32::MAX as u64) as u32);
+    } else {
+        for b in first..=last {
+            g.core.remove(block_key(id, b as u32));
+        }
+    }
+}
+
 impl DataCache for BlockCache {
     fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
         let size = sys::fstat(file.fd)?.st_size as u64;
@@ -467,25 +500,31 @@ impl DataCache for BlockCache {
     }
 
     fn invalidate(&self, ino: u64, offset: u64, len: u64) {
-        let bs = self.block_size;
+        drop_range(&mut self.inner.lock(), ino, offset, len, self.block_size);
+    }
+
+    fn write_begin(&self, ino: u64, offset: u64, len: u64) {
+        let mut g = self.inner.lock();
+        match g.files.get_mut(&ino) {
+            Some(f) => f.writing += 1,
+            None => return,
+        }
+        drop_range(&mut g, ino, offset, len, self.block_size);
+    }
+
+    fn write_end(&self, ino: u64, offset: u64, len: u64) {
         let mut g = self.inner.lock();
         let Some(f) = g.files.get_mut(&ino) else {
             return;
         };
-        f.version += 1;
-        let id = f.id;
-        g.detach_pending(id);
-        let first = offset / bs;
-        let last = offset.saturating_add(len.max(1) - 1) / bs;
-        if last - first >= 64 || last > u32::MAX as u64 {
-            g.core.remove_file(id, first.min(u32::MAX as u64) as u32);
-        } else {
-            for b in first..=last {
-                g.core.remove(block_key(id, b as u32));
-            }
+        let was_writing = f.writing > 0;
+        f.writing = f.writing.saturating_sub(1);
+        let idle = f.writing == 0;
+        drop_range(&mut g, ino, offset, len, self.block_size);
+        drop(g);
+        if was_writing && idle {
+            self.writes_done.notify_all();
         }
-        // Writes past the end change the length of the last cached block: the read path
-        // revalidates short blocks against the file size.
     }
 
     fn invalidate_file(&self, ino: u64) {

@@ -4,7 +4,8 @@
 //! ```text
 //! .kplug/            dr-xr-xr-x  owner: the mounting user
 //! ├── status         r--r--r--   JSON: every plugin and which policy serves each role
-//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm it to unload it
+//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm it to unload it;
+//!                                NAME.params beside NAME.wasm sets its parameters
 //! ```
 //!
 //! **Loading.** Writes to a file in `plugins/` only fill a buffer. The `close()` of the
@@ -14,6 +15,12 @@
 //! EINVAL, so `cp` reports an error, the reason shows in `status`, and the policies that were
 //! serving keep serving. Replacing a file replaces its plugin; `rm` returns its roles to the
 //! built-ins. The plugin's name is the file name without `.wasm`.
+//!
+//! **Parameters.** `plugins/NAME.params` holds `key=value` parameters (newline- or
+//! comma-separated, `#` comments) passed to `NAME.wasm` before its `kplug_init`. Write it
+//! before copying the plugin, or afterwards to retune a live plugin: its `close()` reloads
+//! `NAME.wasm` with the new parameters (EINVAL, and nothing changes, when the plugin rejects
+//! them).
 //!
 //! **Who may write.** The tree belongs to the user who mounted; the kernel's
 //! `default_permissions` check then lets only that user (and root) create, write or remove
@@ -99,6 +106,8 @@ struct PluginJson {
     /// Microseconds from the `close()` that loaded the plugin to its first decision (its
     /// first hook call once installed); null until then.
     swap_latency_us: Option<u64>,
+    /// The text of `NAME.params`, when present.
+    params: Option<String>,
 }
 
 /// The control plane of one mount.
@@ -124,6 +133,48 @@ impl std::fmt::Debug for Control {
 
 fn plugin_name(file: &str) -> &str {
     file.strip_suffix(".wasm").unwrap_or(file)
+}
+
+/// Suffix of parameter files: `NAME.params` holds the `key=value` parameters of `NAME.wasm`.
+const PARAMS_SUFFIX: &str = ".params";
+
+fn is_params_file(file: &str) -> bool {
+    file.ends_with(PARAMS_SUFFIX)
+}
+
+/// The parameter file of a plugin file, and the plugin file of a parameter file.
+fn params_file_of(plugin_file: &str) -> String {
+    format!("{}{PARAMS_SUFFIX}", plugin_name(plugin_file))
+}
+
+fn plugin_file_of(params_file: &str) -> String {
+    format!(
+        "{}.wasm",
+        params_file
+            .strip_suffix(PARAMS_SUFFIX)
+            .unwrap_or(params_file)
+    )
+}
+
+/// Parse a parameter file: `key=value` pairs separated by newlines or commas; `#` starts a
+/// comment.
+pub fn parse_params_text(text: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+    let text =
+        std::str::from_utf8(text).map_err(|_| "parameters must be UTF-8 text".to_string())?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not key=value"))?;
+            if k.trim().is_empty() {
+                return Err(format!("{item:?} has an empty key"));
+            }
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok(out)
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -401,6 +452,9 @@ impl Control {
             f.dirty = false;
             f.data.clone()
         };
+        if is_params_file(&name) {
+            return self.flush_params(&name, &bytes);
+        }
         match self.load(&name, &bytes) {
             Ok(status) => {
                 let mut files = self.files.lock();
@@ -423,15 +477,67 @@ impl Control {
         }
     }
 
+    /// A parameter file was written: check it, and reload its plugin (if loaded) with it.
+    fn flush_params(&self, name: &str, text: &[u8]) -> Result<()> {
+        let refuse = |msg: String| {
+            tracing::warn!(file = name, "parameters refused: {msg}");
+            if let Some(f) = self.files.lock().get_mut(name) {
+                f.refused = Some((msg.clone(), SystemTime::now()));
+            }
+            Err(fs_err!(libc::EINVAL, "{name}: {msg}"))
+        };
+        if let Err(msg) = parse_params_text(text) {
+            return refuse(msg);
+        }
+        if let Some(f) = self.files.lock().get_mut(name) {
+            f.refused = None;
+        }
+        let plugin_file = plugin_file_of(name);
+        let wasm = {
+            let files = self.files.lock();
+            files
+                .get(&plugin_file)
+                .filter(|f| f.status.is_some())
+                .map(|f| f.data.clone())
+        };
+        let Some(wasm) = wasm else { return Ok(()) };
+        let closed_at = std::time::Instant::now();
+        match self.load(&plugin_file, &wasm) {
+            Ok(status) => {
+                if let Some(f) = self.files.lock().get_mut(&plugin_file) {
+                    f.status = Some(status);
+                    f.refused = None;
+                    f.closed_at = Some(closed_at);
+                }
+                tracing::info!(
+                    plugin = plugin_name(&plugin_file),
+                    "plugin reloaded with new parameters"
+                );
+                Ok(())
+            }
+            Err(msg) => refuse(format!("reloading {plugin_file}: {msg}")),
+        }
+    }
+
     /// Compile, validate, instantiate and install; the previous plugin of the same file gives
     /// back the roles the new one does not take.
     fn load(&self, file: &str, bytes: &[u8]) -> std::result::Result<StatusHandle, String> {
         let name = plugin_name(file);
         let capacity = self.cache.with_core(|c| c.capacity());
+        let params = match self.files.lock().get(&params_file_of(file)) {
+            Some(f) => {
+                parse_params_text(&f.data).map_err(|e| format!("{}: {e}", params_file_of(file)))?
+            }
+            None => Vec::new(),
+        };
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let plugin = {
             let mut reg = self.registry.lock();
             reg.add(name, bytes).map_err(|e| e.to_string())?;
-            reg.instantiate(name, &[], capacity)
+            reg.instantiate(name, &params, capacity)
                 .map_err(|e| e.to_string())?
         };
         let roles = plugin.roles();
@@ -503,6 +609,12 @@ impl Control {
         let files = self.files.lock();
         let mut plugins = Vec::new();
         for (file, f) in files.iter() {
+            if is_params_file(file) {
+                continue;
+            }
+            let params = files
+                .get(&params_file_of(file))
+                .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
             let snap: Option<StatusSnapshot> = f.status.as_ref().map(|s| s.snapshot());
             let json = match (&f.refused, snap) {
                 (Some((err, at)), prev) => PluginJson {
@@ -515,6 +627,7 @@ impl Control {
                     calls: prev.as_ref().map_or(0, |s| s.calls),
                     faults: prev.as_ref().map_or(0, |s| s.faults),
                     swap_latency_us: None,
+                    params: params.clone(),
                 },
                 (None, Some(s)) => PluginJson {
                     name: s.name,
@@ -537,6 +650,7 @@ impl Control {
                         }
                         _ => None,
                     },
+                    params: params.clone(),
                 },
                 (None, None) => PluginJson {
                     name: plugin_name(file).into(),
@@ -548,6 +662,7 @@ impl Control {
                     calls: 0,
                     faults: 0,
                     swap_latency_us: None,
+                    params: params.clone(),
                 },
             };
             plugins.push(json);

@@ -38,6 +38,17 @@ pub trait DataCache: Send + Sync {
     /// Data of `ino` in `[offset, offset + len)` changed through the mount.
     fn invalidate(&self, ino: u64, offset: u64, len: u64);
 
+    /// A write of `[offset, offset + len)` of `ino` is about to reach the backing file. Until
+    /// the matching [`write_end`](DataCache::write_end), a cache must not serve that file's
+    /// data from before the write: a read handled meanwhile would put old bytes into the
+    /// kernel's page cache after the writer's `write()` returned.
+    fn write_begin(&self, _ino: u64, _offset: u64, _len: u64) {}
+
+    /// The write announced by [`write_begin`](DataCache::write_begin) is done (or failed).
+    fn write_end(&self, ino: u64, offset: u64, len: u64) {
+        self.invalidate(ino, offset, len);
+    }
+
     /// All cached data of `ino` is stale (truncate, open of a file changed behind the mount,
     /// last link removed).
     fn invalidate_file(&self, ino: u64);

@@ -853,20 +853,17 @@ impl KplugFs {
             return self.ctl()?.write(fh, offset, data);
         }
         let f = self.file(fh)?;
-        let n = sys::pwrite_full(f.fd.as_raw_fd(), data, offset)?;
-        let start = if f.flags & libc::O_APPEND != 0 {
-            0
+        // An O_APPEND write lands wherever the end is: treat it as touching everything after 0.
+        let (start, len) = if f.flags & libc::O_APPEND != 0 {
+            (0, u64::MAX)
         } else {
-            offset
+            (offset, data.len() as u64)
         };
-        let len = if f.flags & libc::O_APPEND != 0 {
-            u64::MAX
-        } else {
-            n as u64
-        };
+        self.data.write_begin(f.ino, start, len);
+        let result = sys::pwrite_full(f.fd.as_raw_fd(), data, offset);
         self.changed_here(f.ino);
-        self.data.invalidate(f.ino, start, len);
-        Ok(n as u32)
+        self.data.write_end(f.ino, start, len);
+        Ok(result? as u32)
     }
 
     /// `close()` of one descriptor of the handle: report deferred errors.

@@ -16,6 +16,7 @@ pub mod mount;
 pub mod policies;
 pub mod sim;
 pub mod sys;
+pub mod trace_cmd;
 
 pub use error::{FsError, Result};
 pub use fs::KplugFs;

@@ -118,6 +118,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Summarise, convert and replay I/O traces (see docs/traces.md).
+    Trace {
+        #[command(subcommand)]
+        command: kplugfs::trace_cmd::TraceCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +272,10 @@ fn main() -> ExitCode {
                         println!("{}", p.display());
                     }),
             }
+        }
+        Command::Trace { command } => {
+            init_logging(verbose, None);
+            kplugfs::trace_cmd::run(command)
         }
     };
     match result {
