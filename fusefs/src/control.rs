@@ -681,6 +681,7 @@ impl Control {
             }
             (active, *core.stats(), (core.len() as u64, core.capacity()))
         });
+        let counters = self.cache.counters();
         let doc = serde_json::json!({
             "plugins": plugins,
             "active": active,
@@ -691,7 +692,24 @@ impl Control {
                 "hits": stats.hits,
                 "misses": stats.misses,
                 "evictions": stats.evictions,
+                "insertions": stats.insertions,
+                "admission_refusals": stats.admission_refusals,
+                "invalidations": stats.invalidations,
                 "faults": stats.faults,
+                "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
+                "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
+            },
+            "prefetch": {
+                "issued_blocks": stats.prefetch_planned,
+                "completed_blocks": stats.prefetch_inserted,
+                "used_blocks": stats.prefetch_used,
+                "wasted_blocks": stats.prefetch_wasted,
+                "dropped_blocks": counters.prefetch_dropped.load(Ordering::Relaxed),
+            },
+            "backend": {
+                "reads": self.cache.backend().reads(),
+                "bytes": self.cache.backend().bytes(),
+                "latency_us": self.cache.backend().latency().as_micros() as u64,
             },
         });
         let mut s = serde_json::to_string_pretty(&doc).expect("json");
