@@ -43,7 +43,9 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::data::{Backend, DataCache, FileRef};
 use crate::error::Result;
+use crate::recorder::Recorder;
 use crate::sys;
+use kplug_traces::Op;
 
 /// A cached block: the bytes of `[index * block_size, ..)`, shorter at end of file.
 pub type Block = Arc<[u8]>;
@@ -168,6 +170,7 @@ pub struct BlockCache {
     counters: Arc<BlockCacheCounters>,
     /// Signalled when a file's last write in progress ends.
     writes_done: Condvar,
+    recorder: Arc<Recorder>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -200,17 +203,19 @@ impl BlockCache {
         }));
         let (tx, rx) = crossbeam::channel::unbounded::<PrefetchJob>();
         let counters = Arc::new(BlockCacheCounters::default());
+        let recorder = Recorder::new();
         for i in 0..config.prefetch_threads.max(1) {
             let rx: Receiver<PrefetchJob> = rx.clone();
             let inner = inner.clone();
             let backend = backend.clone();
             let counters = counters.clone();
+            let recorder = recorder.clone();
             let bs = config.block_size;
             std::thread::Builder::new()
                 .name(format!("kplugfs-prefetch-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        run_prefetch(&inner, &backend, bs, &counters, job);
+                        run_prefetch(&inner, &backend, bs, &counters, &recorder, job);
                     }
                 })
                 .expect("spawn prefetch thread");
@@ -223,7 +228,13 @@ impl BlockCache {
             hints,
             counters,
             writes_done: Condvar::new(),
+            recorder,
         })
+    }
+
+    /// The recorder of data accesses (`kplugfs trace record`).
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
     }
 
     /// Bytes per block.
@@ -411,15 +422,18 @@ impl BlockCache {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_prefetch(
     inner: &Mutex<Inner>,
     backend: &Backend,
     bs: u64,
     counters: &BlockCacheCounters,
+    recorder: &Recorder,
     job: PrefetchJob,
 ) {
     for (b, pending) in job.blocks {
         let key = block_key(job.file_id, b as u32);
+        recorder.record(job.ino, b * bs, bs, Op::Read, false, true);
         let result = backend.read_at(job.fd.as_fd(), b * bs, bs as usize);
         let mut g = inner.lock();
         g.queued_prefetch -= 1;
@@ -485,9 +499,11 @@ impl DataCache for BlockCache {
         let bs = self.block_size;
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
+        let mut all_hit = true;
         while pos < end {
             let index = pos / bs;
-            let (block, _hit) = self.block(file, size, index)?;
+            let (block, hit) = self.block(file, size, index)?;
+            all_hit &= hit;
             let in_block = (pos - index * bs) as usize;
             if in_block >= block.len() {
                 break; // the file shrank under us: a short read, as from the backing file
@@ -496,6 +512,8 @@ impl DataCache for BlockCache {
             out.extend_from_slice(&block[in_block..in_block + take]);
             pos += take as u64;
         }
+        self.recorder
+            .record(file.ino, offset, out.len() as u64, Op::Read, all_hit, false);
         Ok(out)
     }
 
@@ -513,6 +531,10 @@ impl DataCache for BlockCache {
     }
 
     fn write_end(&self, ino: u64, offset: u64, len: u64) {
+        // An O_APPEND write is announced as [0, MAX): its offset is not known here.
+        let recorded_len = if len == u64::MAX { 0 } else { len };
+        self.recorder
+            .record(ino, offset, recorded_len, Op::Write, false, false);
         let mut g = self.inner.lock();
         let Some(f) = g.files.get_mut(&ino) else {
             return;

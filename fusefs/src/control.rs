@@ -4,6 +4,7 @@
 //! ```text
 //! .kplug/            dr-xr-xr-x  owner: the mounting user
 //! ├── status         r--r--r--   JSON: every plugin and which policy serves each role
+//! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`: record data accesses
 //! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm it to unload it;
 //!                                NAME.params beside NAME.wasm sets its parameters
 //! ```
@@ -56,6 +57,8 @@ pub const INO_CONTROL: u64 = VIRTUAL_BASE + 1;
 pub const INO_STATUS: u64 = VIRTUAL_BASE + 2;
 /// Inode of `.kplug/plugins`.
 pub const INO_PLUGINS: u64 = VIRTUAL_BASE + 3;
+/// Inode of `.kplug/trace`.
+pub const INO_TRACE: u64 = VIRTUAL_BASE + 4;
 /// First inode of plugin files.
 const INO_FIRST_PLUGIN: u64 = VIRTUAL_BASE + 1024;
 /// Bit set in every virtual file handle.
@@ -89,6 +92,8 @@ struct PluginFile {
 enum Handle {
     Status(Vec<u8>),
     Plugin(String),
+    /// `.kplug/trace`: the state rendered at open, and the command being written.
+    Trace(Vec<u8>, Vec<u8>),
     Dir,
 }
 
@@ -233,6 +238,7 @@ impl Control {
         Ok(match ino {
             INO_CONTROL => self.attr(ino, FileKind::Dir, 0o555, 0, self.started),
             INO_STATUS => self.attr(ino, FileKind::File, 0o444, 0, SystemTime::now()),
+            INO_TRACE => self.attr(ino, FileKind::File, 0o644, 0, SystemTime::now()),
             INO_PLUGINS => self.attr(ino, FileKind::Dir, 0o755, 0, self.started),
             _ => {
                 let files = self.files.lock();
@@ -254,6 +260,7 @@ impl Control {
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let ino = match (parent, name) {
             (INO_CONTROL, "status") => INO_STATUS,
+            (INO_CONTROL, "trace") => INO_TRACE,
             (INO_CONTROL, "plugins") => INO_PLUGINS,
             (INO_CONTROL | INO_PLUGINS, "." | "..") => parent,
             (INO_PLUGINS, _) => self
@@ -274,6 +281,7 @@ impl Control {
             INO_CONTROL => Ok(vec![
                 (INO_PLUGINS, FileKind::Dir, "plugins".into()),
                 (INO_STATUS, FileKind::File, "status".into()),
+                (INO_TRACE, FileKind::File, "trace".into()),
             ]),
             INO_PLUGINS => Ok(self
                 .files
@@ -306,6 +314,12 @@ impl Control {
                     return Err(fs_err!(libc::EACCES, ".kplug/status is read-only"));
                 }
                 Ok(self.new_fh(Handle::Status(self.status_json().into_bytes())))
+            }
+            INO_TRACE => {
+                let mut state =
+                    serde_json::to_string_pretty(&self.cache.recorder().state()).expect("json");
+                state.push('\n');
+                Ok(self.new_fh(Handle::Trace(state.into_bytes(), Vec::new())))
             }
             INO_CONTROL | INO_PLUGINS => Err(fs_err!(libc::EISDIR, "a directory")),
             _ => {
@@ -374,7 +388,7 @@ impl Control {
         };
         let handles = self.handles.lock();
         match handles.get(&fh) {
-            Some(Handle::Status(d)) => Ok(slice(d)),
+            Some(Handle::Status(d)) | Some(Handle::Trace(d, _)) => Ok(slice(d)),
             Some(Handle::Plugin(name)) => {
                 let files = self.files.lock();
                 Ok(files.get(name).map(|f| slice(&f.data)).unwrap_or_default())
@@ -386,8 +400,23 @@ impl Control {
 
     /// Write to a plugin file (buffered until `flush`).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let name = match self.handles.lock().get(&fh) {
+        let name = match self.handles.lock().get_mut(&fh) {
             Some(Handle::Plugin(name)) => name.clone(),
+            Some(Handle::Trace(_, cmd)) => {
+                // Commands are one short line; anything longer is not a command.
+                if offset as usize + data.len() > 4096 {
+                    return Err(fs_err!(
+                        libc::EINVAL,
+                        "a .kplug/trace command is one short line"
+                    ));
+                }
+                let end = offset as usize + data.len();
+                if cmd.len() < end {
+                    cmd.resize(end, 0);
+                }
+                cmd[offset as usize..end].copy_from_slice(data);
+                return Ok(data.len() as u32);
+            }
             Some(_) => return Err(fs_err!(libc::EBADF, "not writable")),
             None => return Err(fs_err!(libc::EBADF, "unknown handle")),
         };
@@ -414,6 +443,10 @@ impl Control {
 
     /// Truncate a plugin file.
     pub fn truncate(&self, ino: u64, size: u64) -> Result<Attr> {
+        if ino == INO_TRACE {
+            // `echo stop > .kplug/trace` truncates first: commands replace, never append.
+            return self.getattr(ino);
+        }
         if size as usize > self.max_module_bytes {
             return Err(fs_err!(
                 libc::EFBIG,
@@ -436,8 +469,12 @@ impl Control {
 
     /// `close()` of a descriptor: load what was written. EINVAL when the module is refused.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        let name = match self.handles.lock().get(&fh) {
+        let name = match self.handles.lock().get_mut(&fh) {
             Some(Handle::Plugin(name)) => name.clone(),
+            Some(Handle::Trace(_, cmd)) if !cmd.is_empty() => {
+                let cmd = std::mem::take(cmd);
+                return self.trace_command(&cmd);
+            }
             _ => return Ok(()),
         };
         let closed_at = std::time::Instant::now();
@@ -475,6 +512,28 @@ impl Control {
                 Err(fs_err!(libc::EINVAL, "plugin {name} refused: {msg}"))
             }
         }
+    }
+
+    /// A command written to `.kplug/trace`: `start /absolute/path` or `stop`.
+    fn trace_command(&self, cmd: &[u8]) -> Result<()> {
+        let text = String::from_utf8_lossy(cmd);
+        let text = text.trim();
+        let rec = self.cache.recorder();
+        let r = match text
+            .split_once(char::is_whitespace)
+            .map(|(a, b)| (a, b.trim()))
+            .unwrap_or((text, ""))
+        {
+            ("start", path) if !path.is_empty() => rec.start(std::path::Path::new(path)),
+            ("stop", "") => rec.stop().map(drop),
+            _ => Err(format!(
+                "unknown command {text:?} (expected `start /absolute/path` or `stop`)"
+            )),
+        };
+        r.map_err(|msg| {
+            tracing::warn!("trace: {msg}");
+            fs_err!(libc::EINVAL, "trace: {msg}")
+        })
     }
 
     /// A parameter file was written: check it, and reload its plugin (if loaded) with it.

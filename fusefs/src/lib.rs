@@ -14,6 +14,7 @@ pub mod fuse;
 pub mod inode;
 pub mod mount;
 pub mod policies;
+pub mod recorder;
 pub mod sim;
 pub mod sys;
 pub mod trace_cmd;
