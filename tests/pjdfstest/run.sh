@@ -35,7 +35,8 @@ grep -E '^[a-z0-9_:]+ +[A-Za-z]+$' "$work/out.txt" | awk '$2 != "ok" && $2 != "s
 grep -vE '^\s*(#|$)' "$here/exclusions.txt" | awk '{print $1}' | sort -u > "$work/excluded.txt"
 unexpected=$(comm -23 "$work/failed.txt" "$work/excluded.txt")
 stale=$(comm -13 "$work/failed.txt" "$work/excluded.txt")
-echo "pjdfstest: $pass passed, $fail failed ($(wc -l < "$work/excluded.txt") excluded with reasons), $skip skipped"
+echo "pjdfstest: $pass passed, $fail failed, $skip skipped"
+echo "pjdfstest: $(wc -l < "$work/excluded.txt") failures excluded with reasons (tests/pjdfstest/exclusions.txt)"
 echo "pjdfstest: skipped because: $(grep -A1 -E ' skipped$' "$work/out.txt" | grep -E '^\s' | sed 's/^\s*//' | sort | uniq -c | sed 's/^ *//' | paste -sd ';' -)"
 rc=0
 if [ -n "$unexpected" ]; then
