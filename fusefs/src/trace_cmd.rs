@@ -652,7 +652,6 @@ impl Plan {
         // once the number of slots is known.
         let mut raw: Vec<(u64, u64, u64)> = Vec::new();
         let mut empty = 0;
-        let mut n = 0u64;
         let mut slot = |key: (u64, u64), wrapped: &mut bool| {
             let next = slot_of.len() as u64;
             *slot_of.entry(key).or_insert_with(|| {
@@ -662,12 +661,12 @@ impl Plan {
                 next % max_slots
             })
         };
-        for r in reader.by_ref() {
-            if limit.is_some_and(|l| n >= l) {
+        for (i, r) in reader.by_ref().enumerate() {
+            let n = i as u64 + 1; // 1-based request number
+            if limit.is_some_and(|l| n > l) {
                 break;
             }
             let r = r?;
-            n += 1;
             if r.size == 0 {
                 empty += 1;
                 continue;

@@ -108,3 +108,153 @@ impl Drop for TestMount {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Plugins through `MOUNT/.kplug/` (shared by plugins.rs, model.rs and trace_reads.rs)
+// ---------------------------------------------------------------------------------------
+
+/// The parsed `MOUNT/.kplug/status`.
+pub fn status(m: &TestMount) -> serde_json::Value {
+    let text = std::fs::read(m.m(".kplug/status")).expect("read .kplug/status");
+    serde_json::from_slice(&text).expect(".kplug/status is JSON")
+}
+
+/// The policy serving `role` (`eviction`, `admission`, `prefetch`) per the status.
+pub fn active(m: &TestMount, role: &str) -> String {
+    status(m)["active"][role]
+        .as_str()
+        .expect("active role")
+        .to_string()
+}
+
+/// The status entry of plugin `name`.
+pub fn plugin<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    st["plugins"]
+        .as_array()
+        .expect("plugins array")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {st}"))
+}
+
+/// Write `bytes` as `.kplug/plugins/NAME` and return the result of close() (where the
+/// daemon loads the module: EINVAL when it refuses it).
+pub fn drop_plugin(m: &TestMount, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    drop_plugin_at(&m.mnt, name, bytes)
+}
+
+/// [`drop_plugin`] for a mount point given by path.
+pub fn drop_plugin_at(mnt: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(mnt.join(".kplug/plugins").join(name))?;
+    f.write_all(bytes)?;
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: `fd` was just released by `f` and is closed exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The hand-written WAT LRU eviction plugin (no SDK).
+pub fn wat_lru() -> Vec<u8> {
+    wat::parse_file(repo_root().join("policies/lru-wat/lru.wat")).expect("lru.wat")
+}
+
+/// The built-in policies of the binary: `(name, roles)` per `kplugfs policy list`.
+pub fn policy_list() -> Vec<(String, Vec<String>)> {
+    let out = kplugfs(&["policy", "list"]);
+    assert!(
+        out.status.success(),
+        "policy list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let name = cols.next()?.to_string();
+            let roles = cols.next()?.split(',').map(str::to_string).collect();
+            Some((name, roles))
+        })
+        .collect()
+}
+
+/// The module of built-in policy `name`, through `kplugfs policy export`.
+pub fn exported_policy(name: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = kplugfs(&["policy", "export", name, dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "policy export {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(dir.path().join(format!("{name}.wasm"))).expect("exported module")
+}
+
+/// How a hostile eviction plugin misbehaves at its first `kplug_evict_victim`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// Never returns (hits the CPU-time deadline).
+    Loop,
+    /// Names a block that is not resident.
+    Liar,
+    /// Traps (`unreachable`).
+    Trap,
+}
+
+impl Hostile {
+    /// Every kind.
+    pub const ALL: [Hostile; 3] = [Hostile::Loop, Hostile::Liar, Hostile::Trap];
+
+    /// A file name for it in `.kplug/plugins/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Hostile::Loop => "loop.wasm",
+            Hostile::Liar => "liar.wasm",
+            Hostile::Trap => "trap.wasm",
+        }
+    }
+
+    /// A word the plugin's status error contains (lowercase).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Hostile::Loop => "deadline",
+            Hostile::Liar => "not a resident block",
+            Hostile::Trap => "trap",
+        }
+    }
+
+    /// A valid eviction module (it loads) whose victim hook misbehaves.
+    pub fn wasm(self) -> Vec<u8> {
+        let victim = match self {
+            Hostile::Loop => {
+                r#"(func (export "kplug_evict_victim") (result i64) (loop (br 0)) i64.const 0)"#
+            }
+            Hostile::Liar => {
+                r#"(func (export "kplug_evict_victim") (result i64) i64.const 0x7fffffffffff)"#
+            }
+            Hostile::Trap => r#"(func (export "kplug_evict_victim") (result i64) unreachable)"#,
+        };
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
+                 (func (export "kplug_evict_insert") (param i64))
+                 (func (export "kplug_evict_access") (param i64))
+                 (func (export "kplug_evict_remove") (param i64))
+                 {victim})"#
+        ))
+        .expect("hostile module")
+    }
+}

@@ -25,9 +25,20 @@
 //!
 //! One mount serves all cases; each case works in a fresh subdirectory that it removes at the
 //! end. `KPLUGFS_SOAK=1` runs many more and longer sequences; `PROPTEST_CASES` overrides the
-//! case count. Adding an op (the plugin ops: swap, drop a faulty one, remove, via
-//! `MOUNT/.kplug/plugins/`) means a variant in [`Op`] and [`Step`], a line in
+//! case count. Adding an op means a variant in [`Op`] and [`Step`], a line in
 //! [`Model::resolve`] and one arm in each `apply`.
+//!
+//! **Plugin ops** (on the small-cache mount: 1 MiB of 64 KiB blocks, no kernel cache, so
+//! reads reach the block cache and evictions happen): swap in a valid eviction plugin (the
+//! SDK LRU exported from the binary, or the WAT LRU) under one of two names, drop a hostile
+//! one (its `kplug_evict_victim` loops, traps or names a block that is not resident), remove a
+//! plugin file, and *churn*: read a 2 MiB ballast file outside the case directory, which
+//! evicts the whole cache. The model tracks which plugin files exist and which one serves
+//! eviction ([`Plugins`]); after every step the data checks above run as always (no plugin
+//! may cause a wrong byte) and the `.kplug/plugins` listing and `status` must agree with it:
+//! a hostile plugin serves until its first eviction, then shows `failed` with one fault and
+//! the built-in LRU serves; after a churn that first eviction has certainly happened. Each
+//! case starts by removing every plugin file.
 #![cfg(feature = "mount-tests")]
 
 use std::collections::{BTreeMap, HashMap, btree_map};
@@ -38,9 +49,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kplugfs_tests::TestMount;
+use kplugfs_tests::{Hostile, TestMount};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
@@ -203,7 +215,48 @@ enum Op {
         handle: Ix,
         data_only: bool,
     },
+    /// Write a valid eviction plugin (`module` picks one of [`Module`]) as one of
+    /// [`VALID_PLUGINS`] into `.kplug/plugins/`.
+    SwapPlugin {
+        name: Ix,
+        module: Ix,
+    },
+    /// Write a hostile eviction plugin (one of [`Hostile::ALL`]).
+    DropFaulty {
+        kind: Ix,
+    },
+    /// Remove a plugin file.
+    RemovePlugin {
+        plugin: Ix,
+    },
+    /// Read the ballast file: the whole cache is evicted.
+    Churn,
 }
+
+/// File names valid plugins are dropped as (a swap onto an existing name replaces it).
+const VALID_PLUGINS: [&str; 2] = ["evict-a.wasm", "evict-b.wasm"];
+/// The ballast file in the mount's root, twice the plugin mount's cache.
+const BALLAST: &str = "ballast";
+const BALLAST_LEN: usize = 2 << 20;
+
+fn ballast() -> Vec<u8> {
+    (0..BALLAST_LEN as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// A valid eviction plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Module {
+    /// `kplugfs policy export lru` (built with the SDK).
+    SdkLru,
+    /// policies/lru-wat (hand-written WAT).
+    WatLru,
+}
+
+/// What `SwapPlugin`'s `module` picks from. The SDK module takes the (debug-built) daemon
+/// ~0.5 s to compile, the WAT one a fraction of that: one swap in three loads the SDK one.
+const MODULES: [Module; 3] = [Module::WatLru, Module::SdkLru, Module::WatLru];
 
 /// An offset: small, around a page boundary, or anywhere in the first few pages.
 fn offset() -> impl Strategy<Value = u64> {
@@ -251,6 +304,24 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ix(), offset()).prop_map(|(handle, len)| Op::HandleTruncate { handle, len }),
         1 => (ix(), any::<bool>()).prop_map(|(handle, data_only)| Op::Fsync { handle, data_only }),
     ]
+}
+
+fn plugin_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (ix(), ix()).prop_map(|(name, module)| Op::SwapPlugin { name, module }),
+        ix().prop_map(|kind| Op::DropFaulty { kind }),
+        ix().prop_map(|plugin| Op::RemovePlugin { plugin }),
+        Just(Op::Churn),
+    ]
+}
+
+/// The ops of a case: file ops, plus the plugin ops (about one in twelve) on a plugin mount.
+fn any_op(plugins: bool) -> BoxedStrategy<Op> {
+    if plugins {
+        prop_oneof![11 => op(), 1 => plugin_op()].boxed()
+    } else {
+        op().boxed()
+    }
 }
 
 /// An op resolved against the current state: paths relative to the case directory and
@@ -335,6 +406,18 @@ enum Step {
         handle: usize,
         data_only: bool,
     },
+    SwapPlugin {
+        file: String,
+        module: Module,
+    },
+    DropFaulty {
+        file: String,
+        kind: Hostile,
+    },
+    RemovePlugin {
+        file: String,
+    },
+    Churn,
 }
 
 /// What a step returned: success with maybe some bytes, or an errno.
@@ -391,6 +474,15 @@ struct Model {
     files: BTreeMap<u64, Vec<u8>>,
     handles: Vec<u64>,
     next_ino: u64,
+    plugins: Plugins,
+}
+
+/// The plugin side of the model: the files in `.kplug/plugins/` and the one serving
+/// eviction (`None`: the built-in LRU).
+#[derive(Debug, Default)]
+struct Plugins {
+    files: BTreeMap<String, Option<Hostile>>,
+    active: Option<String>,
 }
 
 fn write_at(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -607,6 +699,27 @@ impl Model {
                 handle: handle(h)?,
                 data_only: *data_only,
             },
+            Op::SwapPlugin { name, module } => Step::SwapPlugin {
+                file: VALID_PLUGINS[name.index(VALID_PLUGINS.len())].to_string(),
+                module: MODULES[module.index(MODULES.len())],
+            },
+            Op::DropFaulty { kind } => {
+                let kind = Hostile::ALL[kind.index(Hostile::ALL.len())];
+                Step::DropFaulty {
+                    file: kind.file_name().to_string(),
+                    kind,
+                }
+            }
+            Op::RemovePlugin { plugin } => {
+                let names: Vec<&String> = self.plugins.files.keys().collect();
+                if names.is_empty() {
+                    return None;
+                }
+                Step::RemovePlugin {
+                    file: names[plugin.index(names.len())].clone(),
+                }
+            }
+            Op::Churn => Step::Churn,
         })
     }
 
@@ -750,6 +863,32 @@ impl Side for Model {
                 Ok(Reply::Done)
             }
             Step::Fsync { .. } => Ok(Reply::Done),
+            Step::SwapPlugin { file, .. } => {
+                self.plugins.files.insert(file.clone(), None);
+                self.plugins.active = Some(file.clone());
+                Ok(Reply::Done)
+            }
+            Step::DropFaulty { file, kind } => {
+                self.plugins.files.insert(file.clone(), Some(*kind));
+                self.plugins.active = Some(file.clone());
+                Ok(Reply::Done)
+            }
+            Step::RemovePlugin { file } => {
+                self.plugins.files.remove(file);
+                if self.plugins.active.as_ref() == Some(file) {
+                    self.plugins.active = None;
+                }
+                Ok(Reply::Done)
+            }
+            Step::Churn => {
+                // Evicting the whole cache runs the victim hook: a hostile plugin is out.
+                if let Some(a) = &self.plugins.active
+                    && self.plugins.files[a].is_some()
+                {
+                    self.plugins.active = None;
+                }
+                Ok(Reply::Bytes(ballast()))
+            }
         }
     }
 }
@@ -763,6 +902,18 @@ impl Side for Model {
 struct Real {
     dir: PathBuf,
     handles: Vec<File>,
+    /// The mount point (for `.kplug/` and the ballast).
+    mnt: PathBuf,
+}
+
+/// The module of a valid plugin, built once.
+fn module_bytes(m: Module) -> &'static [u8] {
+    static SDK: OnceLock<Vec<u8>> = OnceLock::new();
+    static WAT: OnceLock<Vec<u8>> = OnceLock::new();
+    match m {
+        Module::SdkLru => SDK.get_or_init(|| kplugfs_tests::exported_policy("lru")),
+        Module::WatLru => WAT.get_or_init(kplugfs_tests::wat_lru),
+    }
 }
 
 fn errno(e: io::Error) -> i32 {
@@ -938,6 +1089,16 @@ impl Real {
                     self.handles[*handle].sync_all()?
                 }
             }
+            Step::SwapPlugin { file, module } => {
+                kplugfs_tests::drop_plugin_at(&self.mnt, file, module_bytes(*module))?
+            }
+            Step::DropFaulty { file, kind } => {
+                kplugfs_tests::drop_plugin_at(&self.mnt, file, &kind.wasm())?
+            }
+            Step::RemovePlugin { file } => {
+                fs::remove_file(self.mnt.join(".kplug/plugins").join(file))?
+            }
+            Step::Churn => return fs::read(self.mnt.join(BALLAST)).map(Reply::Bytes),
         }
         Ok(Reply::Done)
     }
@@ -1079,6 +1240,48 @@ fn check(model: &Model, real: &Real, backing: &Path, watch: &mut Watchers) -> Re
     Ok(())
 }
 
+/// Compare `.kplug/plugins/` and the status with [`Plugins`]. A hostile plugin the model
+/// still has serving may have met its first eviction already: then it must show as failed
+/// with exactly one fault (and the model learns it is out).
+fn check_plugins(plugins: &mut Plugins, mnt: &Path) -> Result<(), String> {
+    let got: Vec<String> = listing(&mnt.join(".kplug/plugins"))?.into_keys().collect();
+    let want: Vec<String> = plugins.files.keys().cloned().collect();
+    if got != want {
+        return Err(format!(".kplug/plugins lists {got:?}, model has {want:?}"));
+    }
+    let text =
+        fs::read(mnt.join(".kplug/status")).map_err(|e| format!("read .kplug/status: {e}"))?;
+    let st: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!(".kplug/status: {e}"))?;
+    let serving = st["active"]["eviction"].as_str().unwrap_or("?").to_string();
+    let name = |f: &str| f.trim_end_matches(".wasm").to_string();
+    match &plugins.active {
+        None if serving == "builtin:lru" => Ok(()),
+        Some(f) if serving == name(f) => Ok(()),
+        Some(f) if serving == "builtin:lru" && plugins.files[f].is_some() => {
+            let kind = plugins.files[f].unwrap();
+            let p = st["plugins"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["name"] == name(f).as_str()))
+                .ok_or_else(|| format!("{f} missing from status {st}"))?;
+            let error = p["error"].as_str().unwrap_or("").to_lowercase();
+            if p["state"] != "failed" || p["faults"] != 1 || !error.contains(kind.reason()) {
+                return Err(format!(
+                    "{f} ({kind:?}) lost eviction but its status is {p} (want failed, 1 fault, \
+                     error mentioning {:?})",
+                    kind.reason()
+                ));
+            }
+            plugins.active = None;
+            Ok(())
+        }
+        want => Err(format!(
+            "eviction served by {serving:?}, model says {want:?} (files {:?})",
+            plugins.files
+        )),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Running cases
 // ---------------------------------------------------------------------------------------
@@ -1087,14 +1290,24 @@ static CASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Run `ops` in a fresh case directory of `mount`; `Err` describes the first divergence
 /// together with the steps that led to it. The directory is removed through the mount
-/// afterwards (also checked).
-fn run_case(mount: &TestMount, ops: &[Op]) -> Result<(), String> {
+/// afterwards (also checked). On a `plugins` mount, plugin files are removed first and the
+/// plugin state is checked after every step too.
+fn run_case(mount: &TestMount, ops: &[Op], plugins: bool) -> Result<(), String> {
     let name = format!("case{}", CASE.fetch_add(1, Ordering::Relaxed));
     let backing = mount.b(&name);
     let mut real = Real {
         dir: mount.m(&name),
         handles: Vec::new(),
+        mnt: mount.mnt.clone(),
     };
+    if plugins {
+        // Every case starts with the built-ins serving.
+        let dir = mount.m(".kplug/plugins");
+        for e in fs::read_dir(&dir).map_err(|e| format!("list {}: {e}", dir.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            fs::remove_file(&p).map_err(|e| format!("rm {}: {e}", p.display()))?;
+        }
+    }
     fs::create_dir(&real.dir).map_err(|e| format!("mkdir {name}: {e}"))?;
     let mut model = Model::default();
     let mut watch = Watchers::new();
@@ -1110,7 +1323,15 @@ fn run_case(mount: &TestMount, ops: &[Op]) -> Result<(), String> {
         let failed = if want != got {
             Some(format!("returned {got:?}, model says {want:?}"))
         } else {
-            check(&model, &real, &backing, &mut watch).err()
+            check(&model, &real, &backing, &mut watch)
+                .and_then(|()| {
+                    if plugins {
+                        check_plugins(&mut model.plugins, &mount.mnt)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .err()
         };
         if let Some(why) = failed {
             let history: Vec<String> = steps.iter().map(|s| format!("  {s:?}")).collect();
@@ -1157,27 +1378,48 @@ fn config() -> (Config, usize) {
     )
 }
 
-/// Run the property on a mount made with `options`, `share` of the configured cases.
-fn check_property(options: &[&str], share: f64) {
-    let mount = TestMount::new(options);
+/// Run the property on a mount made with `options`, `share` of the configured cases; with
+/// `plugins` the plugin ops are generated too (and the ballast file is in the mount's root).
+fn check_property(options: &[&str], share: f64, plugins: bool) {
+    let mount = TestMount::with_backing(options, |b| {
+        if plugins {
+            fs::write(b.join(BALLAST), ballast()).unwrap();
+        }
+    });
     let (mut config, max_ops) = config();
     config.cases = ((f64::from(config.cases) * share).ceil() as u32).max(1);
-    proptest!(config, |(ops in prop::collection::vec(op(), 1..max_ops))| {
-        run_case(&mount, &ops).map_err(TestCaseError::fail)?;
+    proptest!(config, |(ops in prop::collection::vec(any_op(plugins), 1..max_ops))| {
+        run_case(&mount, &ops, plugins).map_err(TestCaseError::fail)?;
     });
 }
+
+/// The plugin mount: a cache of 16 blocks, every read reaching it.
+const SMALL_CACHE: [&str; 5] = [
+    "--cache-size",
+    "1MiB",
+    "--block-size",
+    "64KiB",
+    "--no-kernel-cache",
+];
 
 /// The default mount, as users get it (names and attributes cached for 1 s).
 #[test]
 fn mount_matches_model() {
-    check_property(&[], 0.7);
+    check_property(&[], 0.5, false);
 }
 
 /// Every access revalidates names and attributes, so lookups and getattrs reach the daemon
 /// (its inode table) instead of the kernel's caches.
 #[test]
 fn mount_without_attr_cache_matches_model() {
-    check_property(&["--attr-timeout", "0s"], 0.3);
+    check_property(&["--attr-timeout", "0s"], 0.25, false);
+}
+
+/// A small block cache under plugin swaps, hostile plugins and removals (see the module doc):
+/// evictions happen all the time, and data must still equal the model after every op.
+#[test]
+fn small_cache_with_plugin_ops_matches_model() {
+    check_property(&SMALL_CACHE, 0.25, true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1186,8 +1428,16 @@ fn mount_without_attr_cache_matches_model() {
 
 /// Run fixed `ops` on a fresh mount and panic with the divergence, if any.
 fn replay(ops: &[Op]) {
-    let mount = TestMount::new(&[]);
-    if let Err(e) = run_case(&mount, ops) {
+    replay_on(&[], false, ops);
+}
+
+fn replay_on(options: &[&str], plugins: bool, ops: &[Op]) {
+    let mount = TestMount::with_backing(options, |b| {
+        if plugins {
+            fs::write(b.join(BALLAST), ballast()).unwrap();
+        }
+    });
+    if let Err(e) = run_case(&mount, ops, plugins) {
         panic!("{e}");
     }
 }
@@ -1214,4 +1464,42 @@ fn regression_odirect_write_of_a_page() {
             seed: 0,
         },
     ]);
+}
+
+/// Every plugin op once, in an order that covers each transition: a hostile plugin serving
+/// until a churn evicts, a swap replacing a failed one, removing the active and an inactive
+/// plugin; file data checked throughout.
+#[test]
+fn plugin_ops_in_sequence() {
+    let write = |seed| Op::Write {
+        file: Ix(0),
+        offset: 100,
+        data: Data { seed, len: 9000 },
+    };
+    let mut ops = vec![create(0), write(1)];
+    for (k, _) in Hostile::ALL.iter().enumerate() {
+        ops.extend([
+            Op::SwapPlugin {
+                name: Ix(k as u8),
+                module: Ix(k as u8),
+            },
+            Op::Churn,
+            write(2 + k as u8),
+            Op::DropFaulty { kind: Ix(k as u8) },
+            Op::Churn,
+            create(1),
+            write(7),
+            Op::SwapPlugin {
+                name: Ix(1),
+                module: Ix(0),
+            },
+            Op::DropFaulty {
+                kind: Ix(k as u8 + 1),
+            },
+            Op::RemovePlugin { plugin: Ix(0) },
+            Op::Churn,
+            Op::RemovePlugin { plugin: Ix(1) },
+        ]);
+    }
+    replay_on(&SMALL_CACHE, true, &ops);
 }

@@ -4,13 +4,13 @@
 #![cfg(feature = "mount-tests")]
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use kplugfs_tests::TestMount;
+use kplugfs_tests::{Hostile, TestMount, active, drop_plugin, plugin, status, wat_lru};
 
 /// The SDK-built LRU policy, built once per test run.
 fn lru_wasm() -> Vec<u8> {
@@ -22,41 +22,6 @@ fn lru_wasm() -> Vec<u8> {
             .expect("build policies/lru")
     });
     fs::read(p).unwrap()
-}
-
-/// The hand-written WAT LRU (no SDK).
-fn wat_lru() -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    wat::parse_file(root.join("policies/lru-wat/lru.wat")).unwrap()
-}
-
-fn status(m: &TestMount) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(m.m(".kplug/status")).unwrap()).unwrap()
-}
-
-fn active(m: &TestMount, role: &str) -> String {
-    status(m)["active"][role].as_str().unwrap().to_string()
-}
-
-fn plugin<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    st["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("{name} in {st}"))
-}
-
-/// Write `bytes` as `.kplug/plugins/NAME` and return the result of close().
-fn drop_plugin(m: &TestMount, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::File::create(m.m(&format!(".kplug/plugins/{name}")))?;
-    f.write_all(bytes)?;
-    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 fn data(len: usize, seed: u32) -> Vec<u8> {
@@ -102,7 +67,7 @@ fn control_dir_lists_status_and_plugins_and_hides_backing_entry() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["plugins", "status"]);
+    assert_eq!(names, ["plugins", "status", "trace"]);
     assert!(
         fs::read_dir(m.m(".kplug/plugins"))
             .unwrap()
@@ -167,8 +132,12 @@ fn invalid_plugins_are_refused_at_close_and_change_nothing() {
         ("garbage.wasm", b"this is not wasm at all".to_vec(), "not a WebAssembly binary"),
         (
             "abi9.wasm",
-            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) i32.const 0x90000))"#)
-                .unwrap(),
+            wat::parse_str(
+                r#"(module (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) i32.const 0x90000)
+                   (func (export "kplug_evict_insert") (param i64)) (func (export "kplug_evict_access") (param i64))
+                   (func (export "kplug_evict_remove") (param i64)) (func (export "kplug_evict_victim") (result i64) i64.const 0))"#,
+            )
+            .unwrap(),
             "ABI version",
         ),
         (
@@ -251,36 +220,9 @@ fn only_the_mount_owner_may_write_plugins() {
 #[test]
 fn hostile_plugins_are_disabled_and_reads_stay_correct() {
     let m = small_cache_mount(3, 1 << 20);
-    let hostile = [
-        // A victim hook that never returns.
-        (
-            "loop.wasm",
-            r#"(func (export "kplug_evict_victim") (result i64) (loop (br 0)) i64.const 0)"#,
-            "deadline",
-        ),
-        // A victim that is not resident.
-        (
-            "liar.wasm",
-            r#"(func (export "kplug_evict_victim") (result i64) i64.const 0x7fffffffffff)"#,
-            "not a resident block",
-        ),
-        // A trap.
-        (
-            "trap.wasm",
-            r#"(func (export "kplug_evict_victim") (result i64) unreachable)"#,
-            "trap",
-        ),
-    ];
-    for (name, victim, why) in hostile {
-        let wat = format!(
-            r#"(module (memory (export "memory") 1)
-                 (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
-                 (func (export "kplug_evict_insert") (param i64))
-                 (func (export "kplug_evict_access") (param i64))
-                 (func (export "kplug_evict_remove") (param i64))
-                 {victim})"#
-        );
-        drop_plugin(&m, name, &wat::parse_str(&wat).unwrap()).unwrap();
+    for kind in Hostile::ALL {
+        let (name, why) = (kind.file_name(), kind.reason());
+        drop_plugin(&m, name, &kind.wasm()).unwrap();
         // 3 MiB through a 2 MiB cache: evictions must happen, so the bad hook runs.
         for i in 0..3 {
             check_file(&m, i, 1 << 20);
@@ -352,4 +294,24 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
     assert!(reads.load(Ordering::Relaxed) > 50, "readers made progress");
     let st = status(&m);
     assert_eq!(st["cache"]["faults"], 0, "{st}");
+}
+
+#[test]
+fn params_files_are_checked_and_reload_the_plugin() {
+    let m = small_cache_mount(1, 1 << 20);
+    drop_plugin(&m, "lru.wasm", &lru_wasm()).unwrap();
+    // Not key=value: refused at close.
+    let err = drop_plugin(&m, "lru.params", b"just words").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // Well-formed, but the LRU takes no parameters: the reload is refused and the running
+    // instance stays.
+    let err = drop_plugin(&m, "lru.params", b"window=3").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(active(&m, "eviction"), "lru");
+    assert_eq!(plugin(&status(&m), "lru")["state"], "active");
+    check_file(&m, 0, 1 << 20);
+    // An empty parameter file is accepted and reloads the plugin.
+    drop_plugin(&m, "lru.params", b"# no parameters\n").unwrap();
+    assert_eq!(active(&m, "eviction"), "lru");
+    check_file(&m, 0, 1 << 20);
 }

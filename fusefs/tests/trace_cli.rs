@@ -1,0 +1,257 @@
+//! `kplugfs trace info` and `kplugfs trace convert` through the binary, on the real traces of
+//! `traces/data/` (replay needs a mount: tests/tests/trace_replay.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kplugfs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kplugfs"))
+        .args(args)
+        .output()
+        .expect("run kplugfs")
+}
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../traces/data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn info_json(path: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["trace", "info", path, "--json"];
+    args.extend_from_slice(extra);
+    let out = ok(&kplugfs(&args));
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn tmp(dir: &tempfile::TempDir, name: &str) -> String {
+    let p: PathBuf = dir.path().join(name);
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn info_of_cloudphysics_in_every_encoding() {
+    for (file, format) in [
+        ("cloudPhysicsIO.vscsi", "vscsi"),
+        ("cloudPhysicsIO.csv", "csv"),
+        ("cloudPhysicsIO.txt", "txt"),
+        ("cloudPhysicsIO.oracleGeneral.bin", "oracle"),
+    ] {
+        let v = info_json(&data(file), &[]);
+        assert_eq!(v["requests"], 113_872, "{file}");
+        assert_eq!(v["unique_ids"], 48_974, "{file}");
+        assert_eq!(v["format"], format, "{file}");
+    }
+    let v = info_json(&data("cloudPhysicsIO.vscsi"), &["--format", "vscsi"]);
+    assert_eq!(
+        v["reads"].as_u64().unwrap() + v["writes"].as_u64().unwrap(),
+        113_872
+    );
+    assert_eq!(v["reads"], 46_974);
+    assert_eq!(v["writes"], 66_898);
+    assert_eq!(v["unique_bytes"], 2_029_769_728u64);
+    assert_eq!(v["streams"], 1);
+    let hist: u64 = v["size_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, 113_872);
+    let seq = v["sequentiality"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&seq));
+    // Object traces have no offsets: no sequentiality.
+    let v = info_json(&data("sprite.trace"), &[]);
+    assert_eq!(
+        (v["requests"].as_u64(), v["unique_ids"].as_u64()),
+        (Some(133_996), Some(7_075))
+    );
+    assert!(v["sequentiality"].is_null());
+}
+
+#[test]
+fn info_text_is_readable() {
+    let out = ok(&kplugfs(&["trace", "info", &data("cloudPhysicsIO.vscsi")]));
+    for want in [
+        "requests      113,872",
+        "unique ids    48,974",
+        "reads         46,974",
+        "writes        66,898",
+        "sequential    26.0%",
+        "request sizes",
+        "64 KiB - 128 KiB",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn info_errors_name_the_problem() {
+    let out = kplugfs(&["trace", "info", "/nonexistent/trace"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/trace") && err.contains("No such file"),
+        "{err}"
+    );
+    let out = kplugfs(&["trace", "info", &data("README.md")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot tell the trace format"),
+        "{out:?}"
+    );
+}
+
+fn same_except(a: &serde_json::Value, b: &serde_json::Value, except: &[&str]) {
+    for (k, va) in a.as_object().unwrap() {
+        if except.contains(&k.as_str()) {
+            continue;
+        }
+        assert_eq!(va, &b[k], "field {k}");
+    }
+}
+
+#[test]
+fn vscsi_to_kplug_and_back_to_csv_keeps_the_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let kplug = tmp(&dir, "cp.kplug");
+    let out = kplugfs(&[
+        "trace",
+        "convert",
+        &data("cloudPhysicsIO.vscsi"),
+        &kplug,
+        "--to",
+        "kplug",
+    ]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("converted 113,872 requests"));
+    let orig = info_json(&data("cloudPhysicsIO.vscsi"), &[]);
+    let k = info_json(&kplug, &[]);
+    assert_eq!(k["format"], "kplug");
+    // kplug keeps every request, op, size, offset and time; its id is the stream (file), so
+    // the id counts become stream counts (documented, and announced by a note).
+    same_except(&orig, &k, &["file", "format", "unique_ids", "unique_bytes"]);
+    assert_eq!(k["unique_ids"], 1);
+    // kplug -> csv recovers the lbn ids from the offsets; csv keeps whole seconds only.
+    let csv = tmp(&dir, "cp.csv");
+    ok(&kplugfs(&["trace", "convert", &kplug, &csv, "--to", "csv"]));
+    let c = info_json(&csv, &[]);
+    same_except(
+        &orig,
+        &c,
+        &[
+            "file",
+            "format",
+            "min_time_ns",
+            "max_time_ns",
+            "duration_ns",
+        ],
+    );
+    assert_eq!(c["unique_ids"], 48_974);
+    // And csv -> kplug -> info equals vscsi -> kplug -> info except times (seconds).
+    let k2 = tmp(&dir, "cp2.kplug");
+    ok(&kplugfs(&[
+        "trace", "convert", &csv, &k2, "--to", "kplug", "--format", "csv",
+    ]));
+    same_except(
+        &k,
+        &info_json(&k2, &[]),
+        &["file", "min_time_ns", "max_time_ns", "duration_ns"],
+    );
+}
+
+#[test]
+fn convert_to_object_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let orig = info_json(&data("cloudPhysicsIO.vscsi"), &[]);
+    for to in ["txt", "lirs", "oracle"] {
+        let out = tmp(&dir, &format!("cp.{to}"));
+        ok(&kplugfs(&[
+            "trace",
+            "convert",
+            &data("cloudPhysicsIO.vscsi"),
+            &out,
+            "--to",
+            to,
+        ]));
+        let v = info_json(&out, &["--format", to]);
+        assert_eq!(v["requests"], orig["requests"], "{to}");
+        assert_eq!(v["unique_ids"], orig["unique_ids"], "{to}");
+    }
+    // The oracle file's next-access fields were computed: it reads back like the reference
+    // oracleGeneral encoding of the same trace, id for id.
+    let ours = info_json(&tmp(&dir, "cp.oracle"), &["--format", "oracle"]);
+    let reference = info_json(&data("cloudPhysicsIO.oracleGeneral.bin"), &[]);
+    assert_eq!(ours["requests"], reference["requests"]);
+    assert_eq!(ours["unique_ids"], reference["unique_ids"]);
+}
+
+#[test]
+fn convert_refuses_what_it_cannot_write_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    for to in ["vscsi", "msr", "systor", "auto"] {
+        let out_path = tmp(&dir, "out");
+        let out = kplugfs(&[
+            "trace",
+            "convert",
+            &data("cloudPhysicsIO.csv"),
+            &out_path,
+            "--to",
+            to,
+        ]);
+        assert!(!out.status.success(), "{to}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("txt, lirs, csv, oracle") && err.contains("kplug"),
+            "{to}: {err}"
+        );
+        assert!(!Path::new(&out_path).exists(), "{to}");
+    }
+    let out = kplugfs(&[
+        "trace",
+        "convert",
+        &data("sprite.trace"),
+        &tmp(&dir, "x"),
+        "--to",
+        "nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown trace format `nope`"));
+    // A request the target cannot hold: an error naming it, and no output file.
+    let odd = tmp(&dir, "odd.msr");
+    std::fs::write(&odd, "128166385295514663,hm,0,Read,100,512,10\n").unwrap();
+    let out_path = tmp(&dir, "odd.csv");
+    let out = kplugfs(&["trace", "convert", &odd, &out_path, "--to", "csv"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a multiple of 512") && err.contains("odd.csv"),
+        "{err}"
+    );
+    assert!(!err.contains("partial"), "names the real output: {err}");
+    assert!(!Path::new(&out_path).exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary left"
+    );
+    // The input is never overwritten.
+    let input = data("cloudPhysicsIO.txt");
+    let out = kplugfs(&["trace", "convert", &input, &input, "--to", "txt"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the input"));
+}
