@@ -63,9 +63,13 @@ fn main() {
             .join("wasm32-unknown-unknown/release")
             .join(format!("{}.wasm", package.replace('-', "_")));
         assert!(wasm.exists(), "{} missing after the build", wasm.display());
+        // Relative to OUT_DIR, so the target directory can be moved.
+        let rel = format!(
+            "/policies-target/wasm32-unknown-unknown/release/{}.wasm",
+            package.replace('-', "_")
+        );
         code.push_str(&format!(
-            "    ({dir:?}, {description:?}, include_bytes!({:?})),\n",
-            wasm.display().to_string()
+            "    ({dir:?}, {description:?}, include_bytes!(concat!(env!(\"OUT_DIR\"), {rel:?}))),\n"
         ));
     }
     code.push_str("];\n");

@@ -65,6 +65,22 @@ use crate::mount::parse_size;
 /// `kplugfs trace ...`.
 #[derive(Debug, Subcommand)]
 pub enum TraceCommand {
+    /// Start recording every data access of a mounted kplugfs (file, offset, length,
+    /// read/write, time, hit/miss, prefetch/demand) into FILE, in kplug format; returns at once.
+    ///
+    /// Example: kplugfs trace record /mnt/data --out /var/tmp/run.kplug
+    Record {
+        /// The kplugfs mount point.
+        mount: PathBuf,
+        /// The trace file to write (created or replaced; its directory must exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Stop the recording of a mount and finish its file; prints what was recorded.
+    Stop {
+        /// The kplugfs mount point.
+        mount: PathBuf,
+    },
     /// Summarise a trace: requests, unique ids, reads and writes, bytes, request sizes,
     /// sequentiality.
     ///
@@ -148,8 +164,76 @@ pub enum TraceCommand {
 }
 
 /// Runs one `kplugfs trace` subcommand.
+/// Write one command to `MOUNT/.kplug/trace`; the daemon answers at close().
+fn trace_control(mount: &Path, command: &str) -> Result<()> {
+    let ctl = mount.join(".kplug/trace");
+    if !ctl.exists() {
+        anyhow::bail!(
+            "{} is not a kplugfs mount with a block cache (no {})",
+            mount.display(),
+            ctl.display()
+        );
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&ctl)
+        .with_context(|| format!("opening {}", ctl.display()))?;
+    f.write_all(command.as_bytes())
+        .with_context(|| format!("writing {}", ctl.display()))?;
+    // The daemon acts on close(): its error is the command's.
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    if unsafe { libc::close(fd) } != 0 {
+        let e = io::Error::last_os_error();
+        anyhow::bail!("{command:?} refused by the mount ({e}); the daemon's log says why");
+    }
+    Ok(())
+}
+
+fn recorder_state(mount: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read(mount.join(".kplug/trace")).context("reading .kplug/trace")?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
 pub fn run(cmd: TraceCommand) -> Result<()> {
     match cmd {
+        TraceCommand::Record { mount, out } => {
+            let parent = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = std::fs::canonicalize(parent)
+                .with_context(|| format!("directory of {}", out.display()))?;
+            let file = out
+                .file_name()
+                .with_context(|| format!("{} names no file", out.display()))?;
+            let abs = dir.join(file);
+            if abs.starts_with(std::fs::canonicalize(&mount).unwrap_or_else(|_| mount.clone())) {
+                anyhow::bail!("the trace must not be written inside the mount it records");
+            }
+            trace_control(&mount, &format!("start {}\n", abs.display()))?;
+            eprintln!(
+                "recording {} into {} (stop with: kplugfs trace stop {})",
+                mount.display(),
+                abs.display(),
+                mount.display()
+            );
+            Ok(())
+        }
+        TraceCommand::Stop { mount } => {
+            if recorder_state(&mount).is_ok_and(|st| st["recording"] == false) {
+                bail!("no recording in progress on {}", mount.display());
+            }
+            trace_control(&mount, "stop\n")?;
+            let st = recorder_state(&mount)?;
+            println!(
+                "recorded {} accesses into {} ({} dropped)",
+                st["records"],
+                st["file"].as_str().unwrap_or("?"),
+                st["dropped"]
+            );
+            Ok(())
+        }
         TraceCommand::Info {
             trace,
             format,
