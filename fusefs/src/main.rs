@@ -112,6 +112,10 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Also draw miss-ratio curves (one line per policy over the cache sizes) to FILE.svg
+        /// or FILE.png.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
     /// The policy plugins built into this binary.
     Policy {
@@ -174,7 +178,11 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) {
     let _ = builder.with_writer(std::io::stderr).try_init();
 }
 
-fn run_sim(args: &kplugfs::sim::SimArgs, json: bool) -> anyhow::Result<()> {
+fn run_sim(
+    args: &kplugfs::sim::SimArgs,
+    json: bool,
+    plot: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -196,6 +204,9 @@ fn run_sim(args: &kplugfs::sim::SimArgs, json: bool) -> anyhow::Result<()> {
         }
     } else {
         kplugfs::sim::print_table(&mut out, &trace, &results)?;
+    }
+    if let Some(path) = plot {
+        kplugfs::sim::plot(&results, path)?;
     }
     Ok(())
 }
@@ -248,6 +259,7 @@ fn main() -> ExitCode {
             param,
             json,
             jobs,
+            plot,
         } => {
             init_logging(verbose, None);
             let args = kplugfs::sim::SimArgs {
@@ -261,7 +273,7 @@ fn main() -> ExitCode {
                 jobs: jobs
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             };
-            run_sim(&args, json)
+            run_sim(&args, json, plot.as_deref())
         }
         Command::Policy { command } => {
             init_logging(verbose, None);

@@ -1,0 +1,381 @@
+//! LIRS eviction written with `kplug-sdk`, following libCacheSim's `LIRS.c`
+//! (Jiang & Zhang, SIGMETRICS '02).
+//!
+//! Blocks are LIR (low inter-reference recency, the bulk of the cache) or HIR.
+//! Stack **S** orders recently seen blocks (LIR, resident HIR and non-resident
+//! HIR ids) by recency; its bottom is always LIR (stack pruning). List **Q**
+//! holds the resident HIR blocks, the eviction candidates, 1 % of the cache
+//! (at least one). **NH** orders the non-resident HIR ids still in S, so S
+//! can be bounded at twice the cache size.
+//!
+//! - Hit on LIR: to the top of S, prune.
+//! - Hit on a resident HIR in S: it becomes LIR (leaves Q); S's bottom LIR
+//!   becomes HIR (to Q), prune.
+//! - Hit on a resident HIR only in Q: to the top of S and Q, still HIR (as
+//!   libCacheSim does, this also demotes S's bottom LIR when the LIR set is
+//!   full, which can evict a block on a hit).
+//! - Miss on a non-resident HIR in S: it becomes LIR; S's bottom LIR becomes
+//!   HIR, Q's front is evicted if Q is full.
+//! - Other miss: LIR while the LIR set has room, else resident HIR (Q's front
+//!   is evicted first if Q is full).
+//!
+//! libCacheSim evicts inside these transitions (in `can_insert` before the
+//! insertion, and on the hits above), not only when the cache is full. The
+//! ABI evicts one block per `victim` call, on a full cache: evicted blocks go
+//! to a pending list and are handed to the host at its next `victim` calls.
+//! The transitions need the missed block before room is made, so this plugin
+//! also serves the **admission** role (it always admits): `kplug_admit` is
+//! libCacheSim's `find` + `can_insert` on a miss. If another plugin takes the
+//! admission role, that work happens at insert instead. When the host and
+//! libCacheSim disagree about a block (it was handed out late, or libCacheSim
+//! kept a block it had counted out), the hook replays libCacheSim's view:
+//! these are the only ways our counts can differ from libCacheSim's.
+//!
+//! Parameters:
+//! - `hirs-ratio=0.01`: Q's share of the cache, `max(1, floor(capacity x r))`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+use kplug_sdk::{Admission, Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin};
+
+#[derive(Clone, Copy)]
+struct SEntry {
+    lir: bool,
+    resident: bool,
+}
+
+/// LIRS.
+pub struct Lirs {
+    /// Front = top (most recent).
+    s: KeyList,
+    s_state: IntMap<SEntry>,
+    /// Resident HIR blocks, front = most recent; evict from the back.
+    q: KeyList,
+    /// Non-resident HIR ids in S, front = most recent.
+    nh: KeyList,
+    hirs_ratio: f64,
+    capacity: u64,
+    lirs_limit: u64,
+    hirs_limit: u64,
+    lirs_count: u64,
+    /// Blocks libCacheSim evicted, still resident in the host.
+    pending: KeyList,
+    /// Blocks resident in the host.
+    host: IntMap<()>,
+    /// The key whose miss `admit` already processed.
+    prepared: Option<u64>,
+}
+
+impl Default for Lirs {
+    fn default() -> Self {
+        Lirs {
+            s: KeyList::new(),
+            s_state: IntMap::new(),
+            q: KeyList::new(),
+            nh: KeyList::new(),
+            hirs_ratio: 0.01,
+            capacity: 0,
+            lirs_limit: 0,
+            hirs_limit: 1,
+            lirs_count: 0,
+            pending: KeyList::new(),
+            host: IntMap::new(),
+            prepared: None,
+        }
+    }
+}
+
+impl Lirs {
+    fn hirs_count(&self) -> u64 {
+        self.q.len() as u64
+    }
+
+    /// Whether libCacheSim considers `key` cached.
+    fn model_resident(&self, key: u64) -> bool {
+        match self.s_state.get(key) {
+            Some(e) => e.lir || e.resident,
+            None => self.q.contains(key),
+        }
+    }
+
+    fn s_push(&mut self, key: u64, lir: bool, resident: bool) {
+        if !self.s.push_front(key) {
+            self.s.move_to_front(key);
+        }
+        self.s_state.insert(key, SEntry { lir, resident });
+    }
+
+    fn s_remove(&mut self, key: u64) {
+        self.s.remove(key);
+        self.s_state.remove(key);
+    }
+
+    fn evicted(&mut self, key: u64) {
+        if self.host.contains_key(key) {
+            self.pending.push_front(key);
+        }
+    }
+
+    /// Pops S's bottom while it is not LIR.
+    fn prune(&mut self) {
+        while self.s.len() > 1 {
+            let Some(k) = self.s.back() else { break };
+            let e = *self.s_state.get(k).expect("S entries have a state");
+            if e.lir {
+                break;
+            }
+            if !e.resident {
+                self.nh.remove(k);
+            }
+            self.s_remove(k);
+        }
+    }
+
+    /// Q's front (LRU end) leaves the cache.
+    fn evict_hir(&mut self) {
+        let Some(k) = self.q.pop_back() else { return };
+        if let Some(e) = self.s_state.get_mut(k) {
+            e.resident = false;
+            self.nh.push_front(k);
+        }
+        self.evicted(k);
+    }
+
+    /// S's bottom LIR becomes a resident HIR in Q.
+    fn evict_lir(&mut self) {
+        let Some(k) = self.s.pop_back() else { return };
+        self.s_state.remove(k);
+        self.lirs_count = self.lirs_count.saturating_sub(1);
+        while self.hirs_count() + 1 > self.hirs_limit {
+            self.evict_hir();
+        }
+        self.q.push_front(k);
+        self.prune();
+    }
+
+    /// libCacheSim's find on a block it has resident (a hit).
+    fn hit(&mut self, key: u64) {
+        let in_s = self.s.move_to_front(key);
+        let in_q = self.q.move_to_front(key);
+        if in_s {
+            let e = *self.s_state.get(key).expect("S entries have a state");
+            if e.lir {
+                self.prune();
+            } else {
+                // Resident HIR in S: becomes LIR.
+                if in_q {
+                    self.q.remove(key);
+                }
+                while self.lirs_count + 1 > self.lirs_limit {
+                    self.evict_lir();
+                }
+                self.s_state.insert(
+                    key,
+                    SEntry {
+                        lir: true,
+                        resident: true,
+                    },
+                );
+                self.lirs_count += 1;
+            }
+        } else if in_q {
+            while self.lirs_count + 1 > self.lirs_limit {
+                self.evict_lir();
+            }
+            self.s_push(key, false, true);
+        }
+    }
+
+    /// libCacheSim's find + can_insert for a block it does not have.
+    fn prepare_miss(&mut self, key: u64) {
+        let in_s = self.s.move_to_front(key);
+        self.q.move_to_front(key);
+        if in_s {
+            // A non-resident HIR in S.
+            while self.lirs_count + 1 > self.lirs_limit {
+                self.evict_lir();
+            }
+            self.nh.remove(key);
+        } else if self.lirs_count + 1 > self.lirs_limit && self.hirs_count() + 1 > self.hirs_limit {
+            while self.hirs_count() + 1 > self.hirs_limit {
+                self.evict_hir();
+            }
+        }
+        self.prepared = Some(key);
+    }
+
+    /// libCacheSim's insert.
+    fn insert_model(&mut self, key: u64) {
+        if self.s_state.get(key).is_some() {
+            // Non-resident HIR in S: becomes LIR (already on top of S).
+            self.s_state.insert(
+                key,
+                SEntry {
+                    lir: true,
+                    resident: true,
+                },
+            );
+            self.lirs_count += 1;
+        } else if self.lirs_count < self.lirs_limit {
+            self.s_push(key, true, true);
+            self.lirs_count += 1;
+        } else {
+            self.s_push(key, false, true);
+            self.q.push_front(key);
+        }
+    }
+
+    /// libCacheSim's limitStack, after every request.
+    fn limit_stack(&mut self) {
+        while self.s.len() as u64 > 2 * self.capacity {
+            let Some(k) = self.nh.pop_back() else { break };
+            self.s_remove(k);
+        }
+    }
+
+    /// A miss in libCacheSim's view (host miss, or host hit on a block
+    /// libCacheSim had evicted).
+    fn miss(&mut self, key: u64) {
+        if self.prepared != Some(key) {
+            self.prepare_miss(key);
+        }
+        self.prepared = None;
+        self.insert_model(key);
+        self.limit_stack();
+    }
+}
+
+impl Plugin for Lirs {
+    fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
+        match (key, value.parse::<f64>()) {
+            ("hirs-ratio", Ok(r)) if r > 0.0 && r < 1.0 => {
+                self.hirs_ratio = r;
+                Ok(())
+            }
+            _ => Err(Rejected),
+        }
+    }
+
+    fn init(&mut self, capacity: u64) -> Result<(), i32> {
+        self.capacity = capacity;
+        self.hirs_limit = ((self.hirs_ratio * capacity as f64) as u64).max(1);
+        self.lirs_limit = capacity.saturating_sub(self.hirs_limit);
+        let c = capacity.min(1 << 20) as usize;
+        self.s.reserve(2 * c);
+        self.s_state.reserve(2 * c);
+        self.host.reserve(c);
+        Ok(())
+    }
+}
+
+impl Admission for Lirs {
+    fn admit(&mut self, key: u64, _file: u64, _block: u64) -> bool {
+        if !self.model_resident(key) {
+            self.prepare_miss(key);
+        }
+        true
+    }
+}
+
+impl Eviction for Lirs {
+    fn insert(&mut self, key: u64) {
+        self.host.insert(key, ());
+        self.pending.remove(key);
+        if self.model_resident(key) {
+            // libCacheSim still has it: a hit there.
+            self.prepared = None;
+            self.hit(key);
+            self.limit_stack();
+        } else {
+            self.miss(key);
+        }
+    }
+
+    fn access(&mut self, key: u64) {
+        if self.pending.remove(key) || !self.model_resident(key) {
+            self.miss(key);
+        } else {
+            self.hit(key);
+            self.limit_stack();
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        self.host.remove(key);
+        if self.pending.remove(key) {
+            return;
+        }
+        match self.s_state.get(key).copied() {
+            Some(e) if e.lir => {
+                self.s_remove(key);
+                self.lirs_count -= 1;
+                self.prune();
+            }
+            Some(e) => {
+                if !e.resident {
+                    self.nh.remove(key);
+                }
+                self.s_remove(key);
+                self.q.remove(key);
+            }
+            None => {
+                self.q.remove(key);
+            }
+        }
+    }
+
+    fn victim(&mut self) -> u64 {
+        loop {
+            while let Some(k) = self.pending.pop_back() {
+                if self.host.remove(k).is_some() {
+                    return k;
+                }
+            }
+            // The host is full but libCacheSim thinks there is room: make
+            // room as a miss in no list would.
+            if self.q.is_empty() {
+                if self.lirs_count == 0 {
+                    return u64::MAX;
+                }
+                self.evict_lir();
+            }
+            self.evict_hir();
+        }
+    }
+}
+
+export_plugin!(Lirs, eviction, admission);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_larger_than_cache_keeps_lir_set() {
+        // A loop over 12 blocks in a cache of 10: LRU misses every time, LIRS
+        // keeps its LIR blocks and hits on them.
+        let mut l = Lirs::default();
+        l.init(10).unwrap();
+        let mut resident = std::collections::HashSet::new();
+        let mut hits = 0;
+        for round in 0..20 {
+            for k in 0..12u64 {
+                if resident.contains(&k) {
+                    l.access(k);
+                    if round > 0 {
+                        hits += 1;
+                    }
+                } else {
+                    assert!(l.admit(k, 0, k));
+                    if resident.len() == 10 {
+                        let v = l.victim();
+                        assert!(resident.remove(&v), "victim {v} not resident");
+                    }
+                    l.insert(k);
+                    resident.insert(k);
+                }
+            }
+        }
+        assert!(hits > 19 * 12 / 2, "{hits}");
+    }
+}

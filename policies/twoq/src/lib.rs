@@ -1,0 +1,139 @@
+//! 2Q eviction written with `kplug-sdk`, following libCacheSim's `TwoQ.c`
+//! (Johnson & Shasha, VLDB '94, the "full" version).
+//!
+//! New blocks enter **Ain**, a FIFO; hits in Ain change nothing. When room is
+//! needed and Ain holds more than its share, Ain's oldest block is evicted and
+//! remembered in **Aout**, a FIFO of ghost ids; otherwise **Am**, an LRU of
+//! blocks that came back while remembered in Aout, loses its least recently
+//! used block. A miss found in Aout enters Am.
+//!
+//! Ghost timing: libCacheSim looks the missed block up in Aout before making
+//! room, our hooks after (at `insert`). Aout is therefore trimmed lazily: an
+//! eviction may leave it one entry over its size until the next insert has
+//! looked, which gives exactly libCacheSim's contents (removing the missed
+//! id and pushing the victim commute when the oldest entry is dropped last).
+//!
+//! Parameters (libCacheSim's names and defaults; sizes are
+//! `floor(capacity x ratio)`):
+//! - `Ain-size-ratio=0.25`: Ain's share of the cache;
+//! - `Aout-size-ratio=0.5`: ghost entries, as a fraction of the cache size.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin};
+
+/// 2Q.
+pub struct TwoQ {
+    ain: KeyList,
+    aout: KeyList,
+    am: KeyList,
+    ain_ratio: f64,
+    aout_ratio: f64,
+    ain_size: usize,
+    aout_size: usize,
+}
+
+impl Default for TwoQ {
+    fn default() -> Self {
+        TwoQ {
+            ain: KeyList::new(),
+            aout: KeyList::new(),
+            am: KeyList::new(),
+            ain_ratio: 0.25,
+            aout_ratio: 0.5,
+            ain_size: 0,
+            aout_size: 0,
+        }
+    }
+}
+
+fn ratio(value: &str) -> Result<f64, Rejected> {
+    match value.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(Rejected),
+    }
+}
+
+impl TwoQ {
+    fn trim_aout(&mut self, to: usize) {
+        while self.aout.len() > to {
+            self.aout.pop_back();
+        }
+    }
+}
+
+impl Plugin for TwoQ {
+    fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
+        match key {
+            "Ain-size-ratio" => self.ain_ratio = ratio(value)?,
+            "Aout-size-ratio" => self.aout_ratio = ratio(value)?,
+            _ => return Err(Rejected),
+        }
+        Ok(())
+    }
+
+    fn init(&mut self, capacity: u64) -> Result<(), i32> {
+        self.ain_size = (capacity as f64 * self.ain_ratio) as usize;
+        self.aout_size = (capacity as f64 * self.aout_ratio) as usize;
+        let c = capacity.min(1 << 20) as usize;
+        self.am.reserve(c);
+        self.aout.reserve(self.aout_size.min(1 << 20) + 1);
+        Ok(())
+    }
+}
+
+impl Eviction for TwoQ {
+    fn insert(&mut self, key: u64) {
+        let remembered = self.aout.remove(key);
+        self.trim_aout(self.aout_size);
+        if remembered {
+            self.am.push_front(key);
+        } else {
+            self.ain.push_front(key);
+        }
+    }
+
+    fn access(&mut self, key: u64) {
+        // Ain is a FIFO: a hit there changes nothing.
+        self.am.move_to_front(key);
+    }
+
+    fn remove(&mut self, key: u64) {
+        if !self.ain.remove(key) {
+            self.am.remove(key);
+        }
+    }
+
+    fn victim(&mut self) -> u64 {
+        if (self.ain.len() > self.ain_size || self.am.is_empty())
+            && let Some(k) = self.ain.pop_back()
+        {
+            self.trim_aout(self.aout_size);
+            self.aout.push_front(k);
+            return k;
+        }
+        self.am.pop_back().unwrap_or(u64::MAX)
+    }
+}
+
+export_plugin!(TwoQ, eviction);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_blocks_enter_am() {
+        let mut q = TwoQ::default();
+        q.init(4).unwrap(); // Ain 1, Aout 2
+        for k in 1..=4 {
+            q.insert(k);
+        }
+        assert_eq!(q.victim(), 1);
+        q.insert(1); // remembered in Aout -> Am
+        assert!(q.am.contains(1));
+        assert_eq!(q.victim(), 2);
+        assert!(q.set_param("Ain-size-ratio", "2").is_err());
+        assert!(q.set_param("nope", "1").is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! W-TinyLFU eviction written with `kplug-sdk`, following libCacheSim's
+//! `WTinyLFU.c` (Einziger et al., TOS '17) with its default SLRU main cache.
+//!
+//! - **Window**: an LRU that every missed block enters (1 % of the cache; it
+//!   is not capped on insert, only drained by eviction, as in libCacheSim).
+//! - **Main**: a segmented LRU of the rest of the cache, 20 % probation and
+//!   80 % protected (libCacheSim's `seg-size=1:4`). Blocks enter probation
+//!   (or protected while probation is full and protected is not); a hit in
+//!   probation promotes to protected, whose overflow is demoted back to the
+//!   head of probation.
+//! - **Frequency sketch**: a counting Bloom filter sized for the main cache
+//!   at 0.1 % error (libCacheSim's `minimalIncrementCBF`, same sizing, same
+//!   XXH64-based indexes), incremented on insertion, on main hits and for
+//!   each window block considered for main; all counters are halved after
+//!   `32 x main size` main hits.
+//!
+//! To make room, the window's LRU block moves to main while main has room;
+//! once main is full it is compared with main's victim (probation's tail):
+//! if the sketch says the window block is **more** frequent, main's victim is
+//! evicted and the window block enters main (and the next window block is
+//! considered); otherwise the window block is evicted. An empty window makes
+//! main evict.
+//!
+//! libCacheSim's loop can evict several main blocks for one miss, leaving
+//! the cache below capacity. The ABI evicts one block per `victim` call, so
+//! the extra blocks are kept on a pending list: they leave the policy's state
+//! at once and are handed to the host at its next `victim` calls (when
+//! libCacheSim would have had free room). A hit on a pending block is
+//! replayed as libCacheSim's miss (the block re-enters the window); the host
+//! counts it as a hit, the one way our counts can differ.
+//!
+//! Parameters (libCacheSim's names and defaults):
+//! - `window-size=0.01`: window share, `floor(capacity x ratio)`, in [0, 1);
+//! - `main-cache=SLRU`: the only main cache implemented.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin};
+
+/// libCacheSim's `minimalIncrementCBF`: a counting Bloom filter sized for
+/// `entries` at false-positive rate `error`. Despite its name, an add
+/// increments all `k` counters (libCacheSim's loop does); the estimate is
+/// their minimum. Indexes are `(a + i b) mod m` in 32-bit arithmetic, with
+/// `a`, `b` the low 32 bits of XXH64 of the id under two seeds, exactly as
+/// libCacheSim computes them.
+struct Sketch {
+    counters: Vec<u32>,
+    hashes: u32,
+}
+
+const SEED0: u64 = 0x1234_5678;
+const SEED1: u64 = 0x1234_4321;
+
+impl Sketch {
+    fn new(entries: u64, error: f64) -> Self {
+        // bpe = -ln(error) / ln(2)^2 counters per entry, k = ceil(ln(2) bpe).
+        let bpe = -ln(error) / 0.480_453_013_918_201;
+        let hashes = ceil(core::f64::consts::LN_2 * bpe) as u32;
+        let m = (ceil(bpe * entries as f64) as u64).clamp(2 * hashes as u64, i32::MAX as u64);
+        Sketch {
+            counters: vec![0; m as usize],
+            hashes,
+        }
+    }
+
+    #[inline]
+    fn slots(&self, key: u64) -> impl Iterator<Item = usize> + use<> {
+        let a = xxh64_u64(key, SEED0) as u32;
+        let b = xxh64_u64(key, SEED1) as u32;
+        let m = self.counters.len() as u32;
+        (0..self.hashes).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) % m) as usize)
+    }
+
+    fn estimate(&self, key: u64) -> u32 {
+        self.slots(key).map(|i| self.counters[i]).min().unwrap_or(0)
+    }
+
+    fn add(&mut self, key: u64) {
+        for i in self.slots(key) {
+            self.counters[i] = self.counters[i].wrapping_add(1);
+        }
+    }
+
+    fn decay(&mut self) {
+        self.counters.iter_mut().for_each(|c| *c >>= 1);
+    }
+}
+
+/// XXH64 of the 8 little-endian bytes of `x`.
+#[inline]
+fn xxh64_u64(x: u64, seed: u64) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    let mut h = seed.wrapping_add(P5).wrapping_add(8);
+    let k = x.wrapping_mul(P2).rotate_left(31).wrapping_mul(P1);
+    h ^= k;
+    h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
+}
+
+fn ceil(x: f64) -> f64 {
+    let t = x as i64 as f64;
+    if t < x { t + 1.0 } else { t }
+}
+
+/// Natural logarithm for no_std (only used at init): ln(x) = 2 atanh((x-1)/(x+1)).
+fn ln(x: f64) -> f64 {
+    // Reduce x to [0.5, 1) x 2^e.
+    let mut e = 0i32;
+    let mut m = x;
+    while m >= 1.0 {
+        m /= 2.0;
+        e += 1;
+    }
+    while m < 0.5 {
+        m *= 2.0;
+        e -= 1;
+    }
+    let y = (m - 1.0) / (m + 1.0);
+    let (mut term, mut sum, y2) = (y, 0.0, y * y);
+    for k in 0..40 {
+        sum += term / (2 * k + 1) as f64;
+        term *= y2;
+    }
+    2.0 * sum + e as f64 * core::f64::consts::LN_2
+}
+
+/// W-TinyLFU with an SLRU main cache.
+pub struct WTinyLfu {
+    window: KeyList,
+    /// SLRU segment 0 (probation) and 1 (protected); fronts are MRU.
+    probation: KeyList,
+    protected: KeyList,
+    seg_max: [usize; 2],
+    main_size: usize,
+    window_ratio: f64,
+    sketch: Sketch,
+    main_hits: u64,
+    decay_every: u64,
+    /// Blocks libCacheSim has already evicted, still resident in the host.
+    pending: KeyList,
+}
+
+impl Default for WTinyLfu {
+    fn default() -> Self {
+        WTinyLfu {
+            window: KeyList::new(),
+            probation: KeyList::new(),
+            protected: KeyList::new(),
+            seg_max: [0, 0],
+            main_size: 0,
+            window_ratio: 0.01,
+            sketch: Sketch {
+                counters: Vec::new(),
+                hashes: 1,
+            },
+            main_hits: 0,
+            decay_every: u64::MAX,
+            pending: KeyList::new(),
+        }
+    }
+}
+
+impl WTinyLfu {
+    fn main_len(&self) -> usize {
+        self.probation.len() + self.protected.len()
+    }
+
+    fn main_insert(&mut self, key: u64) {
+        if self.probation.len() < self.seg_max[0] || self.protected.len() >= self.seg_max[1] {
+            self.probation.push_front(key);
+        } else {
+            self.protected.push_front(key);
+        }
+    }
+
+    /// SLRU's victim: probation's tail, or protected's when probation is empty.
+    fn main_victim(&self) -> Option<u64> {
+        self.probation.back().or_else(|| self.protected.back())
+    }
+
+    fn main_evict(&mut self) -> Option<u64> {
+        let k = self.main_victim()?;
+        if !self.probation.remove(k) {
+            self.protected.remove(k);
+        }
+        Some(k)
+    }
+
+    fn main_hit(&mut self, key: u64) {
+        if !self.protected.move_to_front(key) {
+            self.probation.remove(key);
+            self.protected.push_front(key);
+            while self.protected.len() > self.seg_max[1] {
+                let k = self.protected.pop_back().expect("non-empty");
+                self.probation.push_front(k);
+                while self.probation.len() > self.seg_max[0] {
+                    if let Some(v) = self.main_evict() {
+                        self.pending.push_front(v);
+                    }
+                }
+            }
+        }
+        self.sketch.add(key);
+        self.main_hits += 1;
+        if self.main_hits >= self.decay_every {
+            self.main_hits = 0;
+            self.sketch.decay();
+        }
+    }
+
+    /// libCacheSim's `WTinyLFU_evict`: evicts at least one block; all but the
+    /// last go to `pending`, the last is returned.
+    fn evict(&mut self) -> Option<u64> {
+        loop {
+            let Some(w) = self.window.back() else {
+                return self.main_evict();
+            };
+            if self.main_len() < self.main_size {
+                self.window.remove(w);
+                self.main_insert(w);
+                self.sketch.add(w);
+                continue;
+            }
+            let m = self.main_victim();
+            match m {
+                Some(m) if self.sketch.estimate(w) > self.sketch.estimate(m) => {
+                    self.main_evict();
+                    self.pending.push_front(m);
+                    self.window.remove(w);
+                    self.main_insert(w);
+                    self.sketch.add(w);
+                }
+                _ => {
+                    self.window.remove(w);
+                    self.sketch.add(w);
+                    return Some(w);
+                }
+            }
+        }
+    }
+}
+
+impl Plugin for WTinyLfu {
+    fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
+        match key {
+            "window-size" => match value.parse::<f64>() {
+                Ok(r) if (0.0..1.0).contains(&r) => self.window_ratio = r,
+                _ => return Err(Rejected),
+            },
+            "main-cache" if value.eq_ignore_ascii_case("SLRU") => {}
+            _ => return Err(Rejected),
+        }
+        Ok(())
+    }
+
+    fn init(&mut self, capacity: u64) -> Result<(), i32> {
+        let window = (capacity as f64 * self.window_ratio) as u64;
+        let main = capacity - window;
+        self.main_size = main as usize;
+        self.seg_max = [
+            (1.0 / 5.0 * main as f64) as usize,
+            (4.0 / 5.0 * main as f64) as usize,
+        ];
+        self.decay_every = (32 * main).max(1);
+        self.sketch = Sketch::new(main.min(1 << 22), 0.001);
+        let c = capacity.min(1 << 20) as usize;
+        self.protected.reserve(self.seg_max[1].min(c));
+        self.probation.reserve(self.seg_max[0].min(c) + 1);
+        Ok(())
+    }
+}
+
+impl Eviction for WTinyLfu {
+    fn insert(&mut self, key: u64) {
+        self.window.push_front(key);
+        self.sketch.add(key);
+    }
+
+    fn access(&mut self, key: u64) {
+        if self.pending.remove(key) {
+            // libCacheSim evicted it: this is its miss, with room to insert.
+            self.insert(key);
+        } else if !self.window.move_to_front(key) {
+            self.main_hit(key);
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        let _ = self.pending.remove(key)
+            || self.window.remove(key)
+            || self.probation.remove(key)
+            || self.protected.remove(key);
+    }
+
+    fn victim(&mut self) -> u64 {
+        if let Some(k) = self.pending.pop_back() {
+            return k;
+        }
+        match self.evict() {
+            Some(k) => k,
+            None => self.pending.pop_back().unwrap_or(u64::MAX),
+        }
+    }
+}
+
+export_plugin!(WTinyLfu, eviction);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequent_blocks_survive_a_scan() {
+        let mut w = WTinyLfu::default();
+        w.init(100).unwrap(); // window 1, main 99 (19 probation, 79 protected)
+        let mut resident = std::collections::HashSet::new();
+        let mut request = |w: &mut WTinyLfu, k: u64| {
+            if resident.contains(&k) {
+                w.access(k);
+            } else {
+                if resident.len() == 100 {
+                    let v = w.victim();
+                    assert!(resident.remove(&v), "victim {v} not resident");
+                }
+                w.insert(k);
+                resident.insert(k);
+            }
+        };
+        for _ in 0..5 {
+            for k in 0..50 {
+                request(&mut w, k);
+            }
+        }
+        // A scan interleaved with the hot set: main hits keep the hot blocks'
+        // counts up and age the sketch; one-time blocks lose the comparison.
+        for (i, k) in (1000..5000).enumerate() {
+            request(&mut w, k);
+            request(&mut w, i as u64 % 50);
+        }
+        let hot = (0..50).filter(|k| w.probation.contains(*k) || w.protected.contains(*k));
+        let n = hot.count();
+        assert!(n >= 45, "{n} hot blocks in main, window {}", w.window.len());
+    }
+
+    #[test]
+    fn ln_and_sketch() {
+        assert!((ln(0.001) + 6.907_755).abs() < 1e-5);
+        let mut s = Sketch::new(1000, 0.001);
+        assert_eq!(s.hashes, 10);
+        for _ in 0..5 {
+            s.add(7);
+        }
+        s.add(8);
+        assert_eq!(s.estimate(7), 5);
+        assert_eq!(s.estimate(8), 1);
+        s.decay();
+        assert_eq!(s.estimate(7), 2);
+        // XXH64 test vector: 8 zero bytes, seed 0.
+        assert_eq!(xxh64_u64(0, 0), 0x34c9_6acd_cadb_1bbb);
+    }
+}
