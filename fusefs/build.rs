@@ -25,6 +25,31 @@ fn main() {
     );
 
     let members = workspace_members(&policies.join("Cargo.toml"));
+    // Name every source file: a directory in rerun-if-changed is not always rescanned.
+    println!(
+        "cargo:rerun-if-changed={}",
+        policies.join("Cargo.toml").display()
+    );
+    for dir in &members {
+        println!(
+            "cargo:rerun-if-changed={}",
+            policies.join(dir).join("Cargo.toml").display()
+        );
+        for entry in std::fs::read_dir(policies.join(dir).join("src"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
+    }
+    for entry in std::fs::read_dir(root.join("plugin-sdk/src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
     let target = out.join("policies-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)

@@ -162,13 +162,13 @@ fn assert_same(name: &str, capacity: u64, ids: &[u64]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Random streams over a small id space (many hits, ghosts, reuse) at small capacities.
     #[test]
     fn wasm_and_native_agree_on_random_streams(
         capacity in 1u64..48,
-        ids in prop::collection::vec(0u64..160, 1..600),
+        ids in prop::collection::vec(0u64..160, 1..1000),
     ) {
         for name in POLICIES {
             assert_same(name, capacity, &ids);
@@ -179,7 +179,7 @@ proptest! {
     #[test]
     fn wasm_and_native_agree_on_skewed_streams(
         capacity in 8u64..128,
-        raw in prop::collection::vec((0u8..4, 0u64..64, 0u64..5000), 1..600),
+        raw in prop::collection::vec((0u8..4, 0u64..64, 0u64..5000), 1..1000),
     ) {
         let ids: Vec<u64> = raw
             .iter()

@@ -60,8 +60,8 @@ pub struct Lirs {
     lirs_count: u64,
     /// Blocks libCacheSim evicted, still resident in the host.
     pending: KeyList,
-    /// Blocks resident in the host.
-    host: IntMap<()>,
+    /// Blocks resident in the host, most recently inserted first.
+    host: KeyList,
     /// The key whose miss `admit` already processed.
     prepared: Option<u64>,
 }
@@ -79,7 +79,7 @@ impl Default for Lirs {
             hirs_limit: 1,
             lirs_count: 0,
             pending: KeyList::new(),
-            host: IntMap::new(),
+            host: KeyList::new(),
             prepared: None,
         }
     }
@@ -111,7 +111,7 @@ impl Lirs {
     }
 
     fn evicted(&mut self, key: u64) {
-        if self.host.contains_key(key) {
+        if self.host.contains(key) {
             self.pending.push_front(key);
         }
     }
@@ -141,9 +141,13 @@ impl Lirs {
         self.evicted(k);
     }
 
-    /// S's bottom LIR becomes a resident HIR in Q.
-    fn evict_lir(&mut self) {
-        let Some(k) = self.s.pop_back() else { return };
+    /// S's bottom LIR becomes a resident HIR in Q; false if S is empty (with a
+    /// LIR set of size 0, i.e. a 1-block cache, the callers' loops stop here
+    /// instead of spinning).
+    fn evict_lir(&mut self) -> bool {
+        let Some(k) = self.s.pop_back() else {
+            return false;
+        };
         self.s_state.remove(k);
         self.lirs_count = self.lirs_count.saturating_sub(1);
         while self.hirs_count() + 1 > self.hirs_limit {
@@ -151,6 +155,7 @@ impl Lirs {
         }
         self.q.push_front(k);
         self.prune();
+        true
     }
 
     /// libCacheSim's find on a block it has resident (a hit).
@@ -166,9 +171,7 @@ impl Lirs {
                 if in_q {
                     self.q.remove(key);
                 }
-                while self.lirs_count + 1 > self.lirs_limit {
-                    self.evict_lir();
-                }
+                while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
                 self.s_state.insert(
                     key,
                     SEntry {
@@ -179,9 +182,7 @@ impl Lirs {
                 self.lirs_count += 1;
             }
         } else if in_q {
-            while self.lirs_count + 1 > self.lirs_limit {
-                self.evict_lir();
-            }
+            while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
             self.s_push(key, false, true);
         }
     }
@@ -192,9 +193,7 @@ impl Lirs {
         self.q.move_to_front(key);
         if in_s {
             // A non-resident HIR in S.
-            while self.lirs_count + 1 > self.lirs_limit {
-                self.evict_lir();
-            }
+            while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
             self.nh.remove(key);
         } else if self.lirs_count + 1 > self.lirs_limit && self.hirs_count() + 1 > self.hirs_limit {
             while self.hirs_count() + 1 > self.hirs_limit {
@@ -230,6 +229,27 @@ impl Lirs {
         while self.s.len() as u64 > 2 * self.capacity {
             let Some(k) = self.nh.pop_back() else { break };
             self.s_remove(k);
+        }
+    }
+
+    /// Drops `key` from libCacheSim's state (invalidation).
+    fn forget(&mut self, key: u64) {
+        match self.s_state.get(key).copied() {
+            Some(e) if e.lir => {
+                self.s_remove(key);
+                self.lirs_count = self.lirs_count.saturating_sub(1);
+                self.prune();
+            }
+            Some(e) => {
+                if !e.resident {
+                    self.nh.remove(key);
+                }
+                self.s_remove(key);
+                self.q.remove(key);
+            }
+            None => {
+                self.q.remove(key);
+            }
         }
     }
 
@@ -279,7 +299,7 @@ impl Admission for Lirs {
 
 impl Eviction for Lirs {
     fn insert(&mut self, key: u64) {
-        self.host.insert(key, ());
+        self.host.push_front(key);
         self.pending.remove(key);
         if self.model_resident(key) {
             // libCacheSim still has it: a hit there.
@@ -302,44 +322,34 @@ impl Eviction for Lirs {
 
     fn remove(&mut self, key: u64) {
         self.host.remove(key);
-        if self.pending.remove(key) {
-            return;
-        }
-        match self.s_state.get(key).copied() {
-            Some(e) if e.lir => {
-                self.s_remove(key);
-                self.lirs_count -= 1;
-                self.prune();
-            }
-            Some(e) => {
-                if !e.resident {
-                    self.nh.remove(key);
-                }
-                self.s_remove(key);
-                self.q.remove(key);
-            }
-            None => {
-                self.q.remove(key);
-            }
+        if !self.pending.remove(key) {
+            self.forget(key);
         }
     }
 
     fn victim(&mut self) -> u64 {
         loop {
             while let Some(k) = self.pending.pop_back() {
-                if self.host.remove(k).is_some() {
+                if self.host.remove(k) {
                     return k;
                 }
             }
             // The host is full but libCacheSim thinks there is room: make
             // room as a miss in no list would.
-            if self.q.is_empty() {
-                if self.lirs_count == 0 {
-                    return u64::MAX;
-                }
-                self.evict_lir();
+            if self.q.is_empty() && !self.evict_lir() {
+                break;
             }
             self.evict_hir();
+        }
+        // Degenerate states (a 1-block cache, whose LIR set has size 0, can
+        // leave libCacheSim's lists without the blocks the host holds): the
+        // oldest host block goes.
+        match self.host.pop_back() {
+            Some(k) => {
+                self.forget(k);
+                k
+            }
+            None => u64::MAX,
         }
     }
 }
@@ -349,6 +359,37 @@ export_plugin!(Lirs, eviction, admission);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_block_cache_does_not_spin() {
+        // LIR set of size 0: a hit on the resident HIR block must not loop.
+        let mut l = Lirs::default();
+        l.init(1).unwrap();
+        assert!(l.admit(111, 0, 111));
+        l.insert(111);
+        l.access(111);
+        l.access(111);
+        assert!(l.admit(5, 0, 5));
+        assert_eq!(l.victim(), 111);
+        l.insert(5);
+        // The shrunk differential case: 111 111 147 111 133 in one block.
+        let mut l = Lirs::default();
+        l.init(1).unwrap();
+        let mut resident = std::collections::HashSet::new();
+        for k in [111u64, 111, 147, 111, 133] {
+            if resident.contains(&k) {
+                l.access(k);
+            } else {
+                assert!(l.admit(k, 0, k));
+                if !resident.is_empty() {
+                    let v = l.victim();
+                    assert!(resident.remove(&v), "victim {v}");
+                }
+                l.insert(k);
+                resident.insert(k);
+            }
+        }
+    }
 
     #[test]
     fn loop_larger_than_cache_keeps_lir_set() {
