@@ -4,7 +4,10 @@
 //! Semantics are libCacheSim's object mode: each request is one id of size 1, a miss inserts
 //! unless an admission policy refuses, miss ratio = misses / all requests, no warm-up, and a
 //! cache size given as a fraction is `floor(unique ids x fraction)`. `--split-blocks B`
-//! expands block-trace requests into the B-byte blocks they touch first.
+//! expands block-trace requests into the B-byte blocks they touch first; blocks of different
+//! streams (the files of a trace recorded with `kplugfs trace record`, disks, LUNs) are
+//! different objects, and a recorded trace's prefetch records are skipped (the simulated
+//! policies prefetch for themselves).
 //!
 //! The trace is read once (streaming, through `kplug_traces`) into a vector of ids, then every
 //! (policy, size) pair replays it on its own core, in parallel across cores. Each module is
@@ -99,10 +102,23 @@ pub fn load_trace(
     split: Option<u64>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Trace> {
-    let reader = kplug_traces::open(path, format)?;
+    // A trace recorded from a mount also holds the blocks its prefetcher fetched: the
+    // simulated policies decide their own prefetching, so only demand accesses replay.
+    let reader = kplug_traces::open(path, format)?
+        .filter(|r| !matches!(r, Ok(req) if req.flags.is_prefetch()));
+    let splitting = split.is_some();
     let mut ids = Vec::new();
     let mut push = |r: Result<kplug_traces::Request, kplug_traces::TraceError>| -> Result<()> {
-        ids.push(r?.id);
+        let r = r?;
+        // Blocks of different streams (files of a recorded mount, disks, LUNs) are different
+        // objects: key = (stream << 32) | block, as the mount keys its blocks. Stream 0 (every
+        // single-address-space trace) keeps the plain block number, as libCacheSim does.
+        let id = if splitting && r.stream != 0 {
+            (r.stream << 32) | (r.id & 0xffff_ffff)
+        } else {
+            r.id
+        };
+        ids.push(id);
         if ids.len() % (1 << 16) == 0 {
             progress.set_position(ids.len() as u64);
         }
@@ -864,6 +880,49 @@ impl Canvas for Raster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_traces_replay_per_file_blocks_without_prefetches() {
+        use kplug_traces::{Flags, Op, Request, TraceWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.kplug");
+        let mut w = TraceWriter::create(&path, Format::Kplug).unwrap();
+        let req = |file: u64, offset: u64, flags: Flags| Request {
+            time: 1,
+            id: file,
+            offset: Some(offset),
+            size: 4096,
+            op: Op::Read,
+            stream: file,
+            flags,
+            next_access: None,
+        };
+        // Two files read at the same offsets, plus prefetch records that must not replay.
+        for b in 0..8u64 {
+            w.write(&req(7, b * 4096, Flags::NONE)).unwrap();
+            w.write(&req(9, b * 4096, Flags::NONE)).unwrap();
+            w.write(&req(9, (b + 100) * 4096, Flags::PREFETCH)).unwrap();
+        }
+        w.finish().unwrap();
+        let t = load_trace(
+            &path,
+            Format::Kplug,
+            Some(4096),
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        assert_eq!(t.ids.len(), 16);
+        assert_eq!(t.unique, 16, "the same block of two files is two objects");
+        assert!(t.ids.contains(&((7 << 32) | 3)) && t.ids.contains(&((9 << 32) | 3)));
+        let unsplit = load_trace(
+            &path,
+            Format::Kplug,
+            None,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        assert_eq!((unsplit.ids.len(), unsplit.unique), (16, 2));
+    }
 
     fn trace(ids: &[u64]) -> Trace {
         Trace {
