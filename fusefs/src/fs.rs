@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::coherence;
 use crate::control::{self, CONTROL_DIR, Control, is_virtual, is_virtual_fh};
 use crate::data::{DataCache, FileRef};
 use crate::error::{FsError, Result};
@@ -269,11 +270,23 @@ impl Default for FsConfig {
     }
 }
 
+/// The result of [`KplugFs::write_through`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes written.
+    pub bytes: u32,
+    /// A byte range whose pages the kernel may hold with older bytes than were just written:
+    /// the FUSE adapter must drop them from the kernel's cache before replying.
+    pub stale_pages: Option<std::ops::Range<u64>>,
+}
+
 /// An open regular file.
 #[derive(Debug)]
 pub struct OpenFile {
     /// FUSE inode number.
     pub ino: u64,
+    /// The inode (for its read log, see [`crate::coherence`]).
+    pub inode: Arc<Inode>,
     /// Backing descriptor opened with the caller's flags.
     pub fd: OwnedFd,
     /// Open flags.
@@ -735,11 +748,17 @@ impl KplugFs {
         Ok(())
     }
 
-    fn register_file(&self, ino: u64, fd: OwnedFd, flags: i32) -> u64 {
+    fn register_file(&self, inode: Arc<Inode>, fd: OwnedFd, flags: i32) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files
-            .lock()
-            .insert(fh, Arc::new(OpenFile { ino, fd, flags }));
+        self.files.lock().insert(
+            fh,
+            Arc::new(OpenFile {
+                ino: inode.ino,
+                inode,
+                fd,
+                flags,
+            }),
+        );
         fh
     }
 
@@ -766,7 +785,7 @@ impl KplugFs {
         } else {
             false
         };
-        let fh = self.register_file(ino, fd, flags);
+        let fh = self.register_file(inode, fd, flags);
         Ok(Opened {
             fh,
             keep_cache: keep_cache && self.config.kernel_cache,
@@ -824,7 +843,7 @@ impl KplugFs {
         let fd = sys::openat(p.fd(), &c, flags, mode)?;
         let entry = self.new_entry(&p, name, caller, libc::S_IFREG | mode)?;
         let fh = self.register_file(
-            entry.attr.ino,
+            self.inode(entry.attr.ino)?,
             fd,
             flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC),
         );
@@ -837,6 +856,9 @@ impl KplugFs {
             return self.ctl()?.read(fh, offset, size);
         }
         let f = self.file(fh)?;
+        f.inode
+            .reads
+            .record(offset..offset.saturating_add(size as u64));
         self.data.read(
             FileRef {
                 ino: f.ino,
@@ -849,9 +871,26 @@ impl KplugFs {
 
     /// Write through to the backing file, then drop the cached range.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        Ok(self.write_through(fh, offset, data, false)?.bytes)
+    }
+
+    /// [`write`](Self::write), also saying whether the kernel may now cache older bytes of
+    /// the written pages (see [`crate::coherence`]): `from_page_cache` is set for writes the
+    /// kernel sends from its own dirty pages (mmap writeback), which cannot race that way.
+    pub fn write_through(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        from_page_cache: bool,
+    ) -> Result<Written> {
         if is_virtual_fh(fh) {
-            return self.ctl()?.write(fh, offset, data);
+            return Ok(Written {
+                bytes: self.ctl()?.write(fh, offset, data)?,
+                stale_pages: None,
+            });
         }
+        let arrived = coherence::now_ns();
         let f = self.file(fh)?;
         // An O_APPEND write lands wherever the end is: treat it as touching everything after 0.
         let (start, len) = if f.flags & libc::O_APPEND != 0 {
@@ -863,7 +902,16 @@ impl KplugFs {
         let result = sys::pwrite_full(f.fd.as_raw_fd(), data, offset);
         self.changed_here(f.ino);
         self.data.write_end(f.ino, start, len);
-        Ok(result? as u32)
+        let bytes = result? as u32;
+        // The pages the kernel filled with these bytes (it is given the final offset, also
+        // for O_APPEND).
+        let page = coherence::page_size();
+        let pages = offset / page * page..(offset + bytes as u64).div_ceil(page) * page;
+        let since = arrived.saturating_sub(coherence::RACE_WINDOW.as_nanos() as u64);
+        let stale_pages =
+            (!from_page_cache && bytes > 0 && f.inode.reads.overlaps_since(pages, since))
+                .then(|| offset..offset + bytes as u64);
+        Ok(Written { bytes, stale_pages })
     }
 
     /// `close()` of one descriptor of the handle: report deferred errors.

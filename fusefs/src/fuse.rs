@@ -6,9 +6,10 @@
 //! never leave this file.
 
 use std::ffi::OsStr;
+use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
@@ -18,6 +19,7 @@ use fuser::{
     WriteFlags,
 };
 
+use crate::coherence;
 use crate::control;
 use crate::error::{FsError, Level};
 use crate::fs::{
@@ -40,12 +42,93 @@ macro_rules! reply_err {
 #[derive(Debug)]
 pub struct FuseAdapter {
     fs: Arc<KplugFs>,
+    pages: Arc<OnceLock<PageInvalidator>>,
 }
 
 impl FuseAdapter {
     /// Wrap a core.
     pub fn new(fs: Arc<KplugFs>) -> Self {
-        Self { fs }
+        Self {
+            fs,
+            pages: Arc::default(),
+        }
+    }
+
+    /// Where the session's notifier goes once the session exists (see [`PageSlot`]).
+    pub fn page_slot(&self) -> PageSlot {
+        PageSlot(self.pages.clone())
+    }
+}
+
+/// The adapter's handle on the kernel's page cache, connected after the session is created
+/// (the notifier comes from the session, which owns the adapter).
+#[derive(Debug, Clone)]
+pub struct PageSlot(Arc<OnceLock<PageInvalidator>>);
+
+impl PageSlot {
+    /// Start the invalidation thread on the session's notifier.
+    pub fn connect(&self, notifier: fuser::Notifier) -> std::io::Result<()> {
+        let inv = PageInvalidator::spawn(notifier)?;
+        let _ = self.0.set(inv);
+        Ok(())
+    }
+}
+
+/// How long a write's reply waits for its pages to be dropped. The drop blocks only on a
+/// page locked by a read in flight; if every worker thread is busy that read may wait for a
+/// free thread, so the wait is bounded instead of risking a deadlock.
+const INVALIDATE_WAIT: Duration = Duration::from_millis(200);
+
+struct InvalJob {
+    ino: u64,
+    range: Range<u64>,
+    done: Option<mpsc::Sender<()>>,
+}
+
+/// Sends FUSE_NOTIFY_INVAL_INODE from one dedicated thread (a notification runs the
+/// invalidation synchronously in the kernel and may wait for page locks).
+#[derive(Debug)]
+struct PageInvalidator {
+    tx: mpsc::Sender<InvalJob>,
+}
+
+impl PageInvalidator {
+    fn spawn(notifier: fuser::Notifier) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<InvalJob>();
+        std::thread::Builder::new()
+            .name("kplugfs-inval".into())
+            .spawn(move || {
+                for job in rx {
+                    let len = (job.range.end - job.range.start) as i64;
+                    if let Err(e) =
+                        notifier.inval_inode(INodeNo(job.ino), job.range.start as i64, len)
+                    {
+                        tracing::warn!(ino = job.ino, "page-cache invalidation failed: {e}");
+                    }
+                    if let Some(done) = job.done {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
+        Ok(Self { tx })
+    }
+
+    fn send(&self, ino: u64, range: Range<u64>, done: Option<mpsc::Sender<()>>) {
+        let _ = self.tx.send(InvalJob { ino, range, done });
+    }
+
+    /// Drop the whole pages of `range` now (bounded wait); return the partial edge pages,
+    /// to drop after the reply (the kernel may hold one of them locked until then).
+    fn drop_before_reply(&self, ino: u64, range: Range<u64>) -> Vec<Range<u64>> {
+        let (whole, edges) = coherence::split_pages(range, coherence::page_size());
+        if !whole.is_empty() {
+            let (done, wait) = mpsc::channel();
+            self.send(ino, whole, Some(done));
+            if wait.recv_timeout(INVALIDATE_WAIT).is_err() {
+                tracing::debug!(ino, "page-cache invalidation still waiting; replying");
+            }
+        }
+        edges
     }
 }
 
@@ -340,17 +423,27 @@ impl Filesystem for FuseAdapter {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+        let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        match self.fs.write_through(fh.0, offset, data, from_cache) {
+            Ok(w) => {
+                let inval = self.pages.get().zip(w.stale_pages);
+                let edges = inval.map(|(p, r)| (p, p.drop_before_reply(ino.0, r)));
+                reply.written(w.bytes);
+                if let Some((p, edges)) = edges {
+                    for r in edges {
+                        p.send(ino.0, r, None);
+                    }
+                }
+            }
             Err(e) => reply_err!(reply, "write", e),
         }
     }

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::coherence::ReadLog;
 use crate::sys;
 
 /// FUSE's root inode number.
@@ -78,6 +79,9 @@ pub struct Inode {
     pub kind: Kind,
     fd: OwnedFd,
     nlookup: AtomicU64,
+    /// Recent reads of the file's data, for the write path's page-cache check
+    /// (see [`crate::coherence`]).
+    pub reads: ReadLog,
 }
 
 impl Inode {
@@ -117,6 +121,7 @@ impl InodeTable {
             kind: Kind::Dir,
             fd: root_fd,
             nlookup: AtomicU64::new(1),
+            reads: ReadLog::default(),
         });
         let mut t = Tables {
             next_synthetic: SYNTHETIC_BASE,
@@ -178,6 +183,7 @@ impl InodeTable {
             kind: Kind::from_mode(st.st_mode),
             fd,
             nlookup: AtomicU64::new(1),
+            reads: ReadLog::default(),
         });
         t.by_ino.insert(ino, inode.clone());
         t.by_id.insert(id, ino);

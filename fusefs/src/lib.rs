@@ -6,6 +6,7 @@
 //! side of mounting. See docs/architecture.md for the whole picture.
 
 pub mod blockcache;
+pub mod coherence;
 pub mod control;
 pub mod data;
 pub mod error;

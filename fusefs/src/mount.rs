@@ -338,11 +338,9 @@ fn serve(
             return Err(e);
         }
     };
-    let mut session = match fuser::Session::new(
-        FuseAdapter::new(fs),
-        mountpoint,
-        &fuse_config(backing, args),
-    ) {
+    let adapter = FuseAdapter::new(fs);
+    let pages = adapter.page_slot();
+    let mut session = match fuser::Session::new(adapter, mountpoint, &fuse_config(backing, args)) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("mounting {} failed: {e}", mountpoint.display());
@@ -350,6 +348,7 @@ fn serve(
             bail!(msg);
         }
     };
+    pages.connect(session.notifier())?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("kplugfs-signals".into())

@@ -450,3 +450,32 @@ fn backend_latency_is_applied_per_read() {
     assert_eq!(backend.reads(), 3);
     assert_eq!(backend.bytes(), 3 * 4096);
 }
+
+/// A write racing a read of the same pages asks the adapter to drop them from the kernel's
+/// page cache (docs/consistency.md); writes nobody read, writes of other pages and writes
+/// the kernel sends from its own dirty pages do not.
+#[test]
+fn writes_racing_reads_of_the_same_pages_report_stale_pages() {
+    let (_dir, fs) = setup();
+    let (_, fh) = fs
+        .create(ROOT_INO, n("f"), 0o644, 0, RW, Caller::ROOT)
+        .unwrap();
+    let block = vec![7u8; 3 * 4096];
+    // Nobody read the file: nothing to drop.
+    let w = fs.write_through(fh, 0, &block, false).unwrap();
+    assert_eq!((w.bytes, w.stale_pages), (3 * 4096, None));
+    // A read of page 1, then a write of pages 1-2: the written range comes back.
+    fs.read(fh, 4096, 4096).unwrap();
+    let w = fs.write_through(fh, 4096, &block[..8192], false).unwrap();
+    assert_eq!(w.stale_pages, Some(4096..12288));
+    // A write of page 2 only overlaps nothing read... except the page-rounded tail of a
+    // partial write into page 1 does.
+    let w = fs.write_through(fh, 8192, &block[..4096], false).unwrap();
+    assert_eq!(w.stale_pages, None);
+    let w = fs.write_through(fh, 8000, &block[..100], false).unwrap();
+    assert_eq!(w.stale_pages, Some(8000..8100));
+    // Mmap writeback comes from the kernel's own pages: never reported.
+    let w = fs.write_through(fh, 4096, &block[..4096], true).unwrap();
+    assert_eq!(w.stale_pages, None);
+    fs.release(fh).unwrap();
+}
