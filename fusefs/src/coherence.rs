@@ -168,6 +168,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)]
     fn pages_split_into_whole_and_edges() {
         assert_eq!(split_pages(0..8192, 4096), (0..8192, vec![]));
         assert_eq!(
