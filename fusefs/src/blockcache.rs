@@ -37,13 +37,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crossbeam::channel::{Receiver, Sender, TrySendError};
 use kplug_host::{BlockRange, CacheCore, CacheStats, CoreConfig, Insert, block_key};
-use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::data::{Backend, DataCache, FileRef};
 use crate::error::Result;
 use crate::recorder::Recorder;
+use crate::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
 use crate::sys;
 use kplug_traces::Op;
 
@@ -165,12 +164,19 @@ pub struct BlockCache {
     inner: Arc<Mutex<Inner>>,
     backend: Arc<Backend>,
     block_size: u64,
-    queue: Sender<PrefetchJob>,
+    queue: Arc<WorkQueue<PrefetchJob>>,
     hints: Option<Arc<dyn HintSink>>,
     counters: Arc<BlockCacheCounters>,
     /// Signalled when a file's last write in progress ends.
     writes_done: Condvar,
     recorder: Arc<Recorder>,
+}
+
+impl Drop for BlockCache {
+    /// The prefetch threads finish what is queued and exit.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -201,30 +207,28 @@ impl BlockCache {
             pending: HashMap::new(),
             queued_prefetch: 0,
         }));
-        let (tx, rx) = crossbeam::channel::unbounded::<PrefetchJob>();
+        let queue = Arc::new(WorkQueue::<PrefetchJob>::default());
         let counters = Arc::new(BlockCacheCounters::default());
         let recorder = Recorder::new();
         for i in 0..config.prefetch_threads.max(1) {
-            let rx: Receiver<PrefetchJob> = rx.clone();
+            let queue = queue.clone();
             let inner = inner.clone();
             let backend = backend.clone();
             let counters = counters.clone();
             let recorder = recorder.clone();
             let bs = config.block_size;
-            std::thread::Builder::new()
-                .name(format!("kplugfs-prefetch-{i}"))
-                .spawn(move || {
-                    for job in rx {
-                        run_prefetch(&inner, &backend, bs, &counters, &recorder, job);
-                    }
-                })
-                .expect("spawn prefetch thread");
+            sync::spawn(format!("kplugfs-prefetch-{i}"), move || {
+                while let Some(job) = queue.pop() {
+                    run_prefetch(&inner, &backend, bs, &counters, &recorder, job);
+                }
+            })
+            .expect("spawn prefetch thread");
         }
         Arc::new(Self {
             inner,
             backend,
             block_size: config.block_size,
-            queue: tx,
+            queue,
             hints,
             counters,
             writes_done: Condvar::new(),
@@ -409,9 +413,7 @@ impl BlockCache {
             fd,
             blocks,
         };
-        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-            self.queue.try_send(job)
-        {
+        if let Err(job) = self.queue.push(job) {
             g.queued_prefetch -= job.blocks.len();
             for (b, p) in job.blocks {
                 g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });

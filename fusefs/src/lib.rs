@@ -17,6 +17,7 @@ pub mod mount;
 pub mod policies;
 pub mod recorder;
 pub mod sim;
+pub mod sync;
 pub mod sys;
 pub mod trace_cmd;
 

@@ -1,5 +1,12 @@
 //! The `kplugfs` command line: a thin layer over the library.
 
+// The `shuttle` feature swaps the block cache's locks for a test scheduler's: never in the binary.
+#[cfg(feature = "shuttle")]
+compile_error!(
+    "the `shuttle` feature is for tests/shuttle only: run `cargo test -p kplugfs-shuttle` on \
+     its own and exclude it from workspace-wide builds (`--exclude kplugfs-shuttle`)"
+);
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
