@@ -6,7 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-section() { printf '\n\033[1m=== %s ===\033[0m\n' "$*"; }
+# Each section prints how long the previous one took (docs/testing.md quotes these).
+start=$SECONDS
+last=$SECONDS
+prev=""
+section() {
+    if [ -n "$prev" ]; then
+        printf '\033[1m--- %s: %ds (total %ds)\033[0m\n' "$prev" $((SECONDS - last)) $((SECONDS - start))
+    fi
+    prev=$*
+    last=$SECONDS
+    printf '\n\033[1m=== %s ===\033[0m\n' "$*"
+}
 
 section "setup"
 KPLUGFS_SKIP_BUILD=1 ./scripts/setup.sh
@@ -14,12 +25,20 @@ KPLUGFS_SKIP_BUILD=1 ./scripts/setup.sh
 section "cargo fmt --check"
 cargo fmt --all -- --check
 
+# tests/shuttle builds kplugfs with its `shuttle` feature (test-only locks): never together
+# with the rest of the workspace, whose binary the mount tests run.
 section "cargo clippy"
-cargo clippy --workspace --all-targets --features kplugfs-tests/mount-tests -- -D warnings
+cargo clippy --workspace --exclude kplugfs-shuttle --all-targets --features kplugfs-tests/mount-tests -- -D warnings
+cargo clippy -p kplugfs-shuttle --all-targets -- -D warnings
 
 section "cargo test (unit, property and real-mount tests)"
 cargo build -p kplugfs
-cargo test --workspace --features kplugfs-tests/mount-tests
+cargo test --workspace --exclude kplugfs-shuttle --features kplugfs-tests/mount-tests
+
+section "shuttle (block cache interleavings)"
+cargo test -p kplugfs-shuttle
+# The shuttle build must not have replaced the binary the next steps use.
+cargo build -p kplugfs
 
 section "pjdfstest"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

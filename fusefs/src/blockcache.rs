@@ -525,10 +525,9 @@ impl DataCache for BlockCache {
 
     fn write_begin(&self, ino: u64, offset: u64, len: u64) {
         let mut g = self.inner.lock();
-        match g.files.get_mut(&ino) {
-            Some(f) => f.writing += 1,
-            None => return,
-        }
+        // Also for a file never read yet: a first read racing this write must wait too
+        // (found by tests/shuttle).
+        g.file(ino).writing += 1;
         drop_range(&mut g, ino, offset, len, self.block_size);
     }
 

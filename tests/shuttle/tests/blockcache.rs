@@ -7,7 +7,8 @@
 //! version: every byte of block `b` at version `v` is `b * 16 + v`. The properties:
 //!
 //! - a read never returns a mixed or foreign block, nor a version older than the one
-//!   committed (write or invalidation finished) before the read began;
+//!   committed before the read began (a write through the mount counts from the moment
+//!   `write_begin` returned, a change behind the mount once `invalidate_file` returned);
 //! - after all threads are done, every block read through the cache is the file's content;
 //! - no interleaving deadlocks (shuttle fails a run where every thread is blocked), and
 //!   dropping the cache stops its prefetch threads.
@@ -116,13 +117,18 @@ fn read_and_check(c: &BlockCache, fx: &Fixture, offset: u64, len: u32) {
 }
 
 /// A write through the mount, as `KplugFs::write` does it: announce, write, finish.
+///
+/// The version counts as committed as soon as `write_begin` returns: by then the kernel
+/// already holds the new bytes in its page cache, so a read the daemon starts after that
+/// must not return older ones (it would put them back in the kernel's cache after the
+/// write's reply). The cache guarantees it by making such reads wait for `write_end`.
 fn write_block(c: &BlockCache, fx: &Fixture, b: u64, v: u64) {
     c.write_begin(INO, b * BS, BS);
+    fx.committed[b as usize].store(v, Ordering::SeqCst);
     fx.file
         .write_all_at(&vec![stamp(b, v); BS as usize], b * BS)
         .unwrap();
     c.write_end(INO, b * BS, BS);
-    fx.committed[b as usize].store(v, Ordering::SeqCst);
 }
 
 /// A change behind the mount, seen at the next open: write the backing file, then drop the
