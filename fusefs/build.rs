@@ -15,10 +15,14 @@ fn main() {
     let policies = root.join("policies");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed={}", policies.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("plugin-sdk/src").display()
-    );
+    // Every SDK source file (a directory's mtime changes only when entries come or go).
+    for entry in std::fs::read_dir(root.join("plugin-sdk/src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
     println!(
         "cargo:rerun-if-changed={}",
         root.join("plugin-sdk/Cargo.toml").display()

@@ -37,7 +37,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kplug_host::{BlockRange, CacheCore, CacheStats, CoreConfig, Insert, block_key};
+use kplug_host::{BlockRange, CacheCore, CacheStats, CoreConfig, Figures, Insert, block_key};
 
 use crate::data::{Backend, DataCache, FileRef};
 use crate::error::Result;
@@ -170,6 +170,8 @@ pub struct BlockCache {
     /// Signalled when a file's last write in progress ends.
     writes_done: Condvar,
     recorder: Arc<Recorder>,
+    /// The core's introspection figures (fed the backend latency, read without the lock).
+    figures: Arc<Figures>,
 }
 
 impl Drop for BlockCache {
@@ -200,8 +202,10 @@ impl BlockCache {
             "block size"
         );
         let capacity = config.capacity_bytes / config.block_size;
+        let core = CacheCore::new(capacity, config.core.clone());
+        let figures = core.figures().clone();
         let inner = Arc::new(Mutex::new(Inner {
-            core: CacheCore::new(capacity, config.core.clone()),
+            core,
             files: HashMap::new(),
             next_file_id: 1,
             pending: HashMap::new(),
@@ -216,10 +220,11 @@ impl BlockCache {
             let backend = backend.clone();
             let counters = counters.clone();
             let recorder = recorder.clone();
+            let figures = figures.clone();
             let bs = config.block_size;
             sync::spawn(format!("kplugfs-prefetch-{i}"), move || {
                 while let Some(job) = queue.pop() {
-                    run_prefetch(&inner, &backend, bs, &counters, &recorder, job);
+                    run_prefetch(&inner, &backend, bs, &counters, &recorder, &figures, job);
                 }
             })
             .expect("spawn prefetch thread");
@@ -233,6 +238,7 @@ impl BlockCache {
             counters,
             writes_done: Condvar::new(),
             recorder,
+            figures,
         })
     }
 
@@ -320,7 +326,10 @@ impl BlockCache {
             let data = self.backend.read_at(file.fd, index * bs, bs as usize)?;
             return Ok((data.into(), false));
         }
+        let started = std::time::Instant::now();
         let result = self.backend.read_at(file.fd, index * bs, bs as usize);
+        self.figures
+            .note_backend_latency(started.elapsed().as_nanos() as u64);
         let mut g = self.inner.lock();
         if let Some((_, p)) = g.pending.get(&key)
             && Arc::ptr_eq(p, &pending)
@@ -431,12 +440,15 @@ fn run_prefetch(
     bs: u64,
     counters: &BlockCacheCounters,
     recorder: &Recorder,
+    figures: &Figures,
     job: PrefetchJob,
 ) {
     for (b, pending) in job.blocks {
         let key = block_key(job.file_id, b as u32);
         recorder.record(job.ino, b * bs, bs, Op::Read, false, true);
+        let started = std::time::Instant::now();
         let result = backend.read_at(job.fd.as_fd(), b * bs, bs as usize);
+        figures.note_backend_latency(started.elapsed().as_nanos() as u64);
         let mut g = inner.lock();
         g.queued_prefetch -= 1;
         if let Some((_, p)) = g.pending.get(&key)

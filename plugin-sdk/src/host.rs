@@ -1,6 +1,12 @@
 //! The host imports of ABI v1 (module `kplug`). Outside wasm32 (native unit
-//! tests of a policy) there is no host: `log` does nothing and `capacity` /
-//! `resident` return 0.
+//! tests of a policy) there is no host: `log` does nothing and every figure
+//! is 0.
+//!
+//! ABI 1.1 added the introspection imports ([`hit_ratio`], [`pressure`],
+//! [`sequentiality`], [`backend_latency_ns`], [`now_ns`]): see
+//! `docs/plugin-abi.md` §4 for what each measures. A module imports only
+//! what it calls, so a plugin that uses none of them still loads on any 1.x
+//! host that accepts its version word.
 
 /// Log levels of [`log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,11 @@ mod imports {
         pub fn log(level: i32, ptr: i32, len: i32);
         pub fn capacity() -> i64;
         pub fn resident() -> i64;
+        pub fn hit_ratio() -> f64;
+        pub fn pressure() -> f64;
+        pub fn sequentiality(file: i64) -> f64;
+        pub fn backend_latency_ns() -> i64;
+        pub fn now_ns() -> i64;
     }
 }
 
@@ -54,6 +65,59 @@ pub fn resident() -> u64 {
     #[cfg(target_arch = "wasm32")]
     // SAFETY: a plain host call without pointers.
     return unsafe { imports::resident() } as u64;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
+/// Hits / requests of the cache over its last window of 4096 requests (ABI 1.1).
+pub fn hit_ratio() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::hit_ratio() };
+    #[cfg(not(target_arch = "wasm32"))]
+    0.0
+}
+
+/// Fraction of the last window of insertions that had to evict first: 0 while
+/// the cache fills, near 1 when every miss evicts (ABI 1.1).
+pub fn pressure() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::pressure() };
+    #[cfg(not(target_arch = "wasm32"))]
+    0.0
+}
+
+/// How sequential `file`'s recent accesses are, 0..=1: the weighted fraction
+/// that went to the block right after the previous one (ABI 1.1). `file` is
+/// `key >> 32`, as `kplug_admit` and the prefetch hook receive it.
+pub fn sequentiality(file: u64) -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::sequentiality(file as i64) };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = file;
+        0.0
+    }
+}
+
+/// Recent backend read latency in ns (ABI 1.1); in the simulator, its
+/// `--backend-latency` (0 by default).
+pub fn backend_latency_ns() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::backend_latency_ns() } as u64;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
+/// Monotonic time in ns (ABI 1.1); in the simulator a logical clock of 1 µs per
+/// request, so runs are reproducible.
+pub fn now_ns() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::now_ns() } as u64;
     #[cfg(not(target_arch = "wasm32"))]
     0
 }

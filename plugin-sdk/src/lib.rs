@@ -78,15 +78,17 @@ mod host;
 
 #[cfg(feature = "alloc")]
 pub use collections::{IntMap, KeyList};
-pub use host::{Level, capacity, log, resident};
+pub use host::{
+    Level, backend_latency_ns, capacity, hit_ratio, log, now_ns, pressure, resident, sequentiality,
+};
 
 #[doc(hidden)]
 pub use export::__private;
 
 /// ABI major version implemented by this SDK.
 pub const ABI_MAJOR: u32 = 1;
-/// ABI minor version implemented by this SDK.
-pub const ABI_MINOR: u32 = 0;
+/// ABI minor version implemented by this SDK (1.1: introspection imports).
+pub const ABI_MINOR: u32 = 1;
 /// The word `kplug_abi_version` returns: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 /// Most ranges one prefetch answer may hold.
@@ -116,7 +118,16 @@ pub mod names {
     /// Exports of the prefetch role.
     pub const PREFETCH: [&str; 2] = ["kplug_prefetch_buf", "kplug_prefetch"];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 3] = ["log", "capacity", "resident"];
+    pub const IMPORTS: [&str; 8] = [
+        "log",
+        "capacity",
+        "resident",
+        "hit_ratio",
+        "pressure",
+        "sequentiality",
+        "backend_latency_ns",
+        "now_ns",
+    ];
 }
 
 /// A parameter was not accepted (unknown key or bad value); the host refuses
@@ -270,6 +281,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0000);
+        assert_eq!(ABI_VERSION, 0x0001_0001);
     }
 }

@@ -22,8 +22,9 @@ use std::time::Duration;
 /// Major version of the ABI this host implements.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI this host implements (highest minor it accepts).
-pub const ABI_MINOR: u32 = 0;
-/// The version word a v1.0 plugin returns from `kplug_abi_version`.
+/// 1.1 added the introspection imports.
+pub const ABI_MINOR: u32 = 1;
+/// The version word of this host's ABI, `kplug_abi_version`'s answer for a 1.1 plugin.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
 /// Module name of every host import.
@@ -34,6 +35,16 @@ pub const IMPORT_LOG: &str = "log";
 pub const IMPORT_CAPACITY: &str = "capacity";
 /// `resident() -> i64`: the number of blocks resident right now.
 pub const IMPORT_RESIDENT: &str = "resident";
+/// 1.1: `hit_ratio() -> f64`, hits / requests over the last window (see `figures.rs`).
+pub const IMPORT_HIT_RATIO: &str = "hit_ratio";
+/// 1.1: `pressure() -> f64`, the fraction of recent insertions that had to evict.
+pub const IMPORT_PRESSURE: &str = "pressure";
+/// 1.1: `sequentiality(file: i64) -> f64`, how sequential the file's recent accesses are.
+pub const IMPORT_SEQUENTIALITY: &str = "sequentiality";
+/// 1.1: `backend_latency_ns() -> i64`, recent backend read latency.
+pub const IMPORT_BACKEND_LATENCY: &str = "backend_latency_ns";
+/// 1.1: `now_ns() -> i64`, monotonic time (logical in the simulator).
+pub const IMPORT_NOW: &str = "now_ns";
 
 /// Required export: the plugin's linear memory.
 pub const EXPORT_MEMORY: &str = "memory";

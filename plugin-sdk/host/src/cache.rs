@@ -31,11 +31,14 @@
 //! insertion/eviction and can be turned off where nothing is invalidated by
 //! file (then `remove_file` scans the map).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::abi::{Role, RoleSet, block_key, key_block, key_file};
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
 use crate::error::InstallError;
+use crate::figures::{Figures, Windows};
 use crate::hash::{FastMap, FastSet};
 use crate::instance::Plugin;
 use crate::roles::admission::AdmissionRole;
@@ -164,6 +167,8 @@ pub struct CacheCore<V> {
     prefetch: PrefetchRole,
     scratch: Vec<BlockRange>,
     native_repairs: u32,
+    figures: Arc<Figures>,
+    windows: Windows,
 }
 
 impl<V> std::fmt::Debug for CacheCore<V> {
@@ -193,7 +198,15 @@ impl<V> CacheCore<V> {
             config,
             scratch: Vec::new(),
             native_repairs: 0,
+            figures: Arc::default(),
+            windows: Windows::default(),
         }
+    }
+
+    /// The live figures plugins read through the introspection imports (ABI 1.1); the
+    /// mount feeds the backend latency, the simulator sets a logical clock.
+    pub fn figures(&self) -> &Arc<Figures> {
+        &self.figures
     }
 
     /// Capacity in blocks.
@@ -279,8 +292,10 @@ impl<V> CacheCore<V> {
     fn touch(&mut self, key: u64) -> bool {
         let Some(e) = self.map.get_mut(&key) else {
             self.stats.misses += 1;
+            self.figures.note_request(&mut self.windows, key, false);
             return false;
         };
+        self.figures.note_request(&mut self.windows, key, true);
         self.seq += 1;
         e.last_access = self.seq;
         if e.prefetched {
@@ -341,10 +356,12 @@ impl<V> CacheCore<V> {
             self.stats.admission_refusals += 1;
             return Insert::Refused;
         }
+        let evicting = self.map.len() as u64 >= self.capacity;
         while self.map.len() as u64 >= self.capacity {
             let victim = self.next_victim();
             self.evict(victim);
         }
+        self.figures.note_insert(&mut self.windows, evicting);
         self.seq += 1;
         self.map.insert(
             key,
@@ -651,6 +668,10 @@ impl<V> CacheCore<V> {
                     return Err(InstallError::Fault(fault.fault));
                 }
             }
+        }
+        plugin.attach_figures(self.figures.clone());
+        if plugin.wants_sequentiality() {
+            self.figures.set_track_sequentiality(true);
         }
         let old = self.slots();
         plugin.mark_installed();

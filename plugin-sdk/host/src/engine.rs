@@ -159,6 +159,7 @@ impl PluginEngine {
                 pre,
                 roles,
                 has_params: module.get_export(abi::EXPORT_SET_PARAM).is_some(),
+                wants_sequentiality: imports_sequentiality(&module),
             }),
         })
     }
@@ -170,6 +171,8 @@ pub(crate) struct CompiledInner {
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) roles: RoleSet,
     pub(crate) has_params: bool,
+    /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
+    pub(crate) wants_sequentiality: bool,
 }
 
 /// A validated, compiled plugin module. Cheap to clone; instantiate it once
@@ -244,7 +247,11 @@ fn describe_extern(t: &ExternType) -> String {
 
 /// Renders an ABI signature written as letters (`I` = i32, `L` = i64).
 fn describe_sig(params: &str, results: &str) -> String {
-    let letter = |c: char| if c == 'I' { "i32" } else { "i64" };
+    let letter = |c: char| match c {
+        'I' => "i32",
+        'F' => "f64",
+        _ => "i64",
+    };
     let p: Vec<&str> = params.chars().map(letter).collect();
     let r: Vec<&str> = results.chars().map(letter).collect();
     if r.is_empty() {
@@ -262,18 +269,31 @@ fn matches_sig(t: &ExternType, params: &str, results: &str) -> bool {
         got.len() == want.len()
             && got.zip(want.chars()).all(|(g, w)| match w {
                 'I' => matches!(g, ValType::I32),
+                'F' => matches!(g, ValType::F64),
                 _ => matches!(g, ValType::I64),
             })
     };
     same(&mut ft.params(), params) && same(&mut ft.results(), results)
 }
 
-/// The host imports of ABI 1.0 with their signatures.
-const IMPORTS: [(&str, &str, &str); 3] = [
+/// The host imports of ABI 1.1 with their signatures (I = i32, L = i64, F = f64).
+const IMPORTS: [(&str, &str, &str); 8] = [
     (abi::IMPORT_LOG, "III", ""),
     (abi::IMPORT_CAPACITY, "", "L"),
     (abi::IMPORT_RESIDENT, "", "L"),
+    (abi::IMPORT_HIT_RATIO, "", "F"),
+    (abi::IMPORT_PRESSURE, "", "F"),
+    (abi::IMPORT_SEQUENTIALITY, "L", "F"),
+    (abi::IMPORT_BACKEND_LATENCY, "", "L"),
+    (abi::IMPORT_NOW, "", "L"),
 ];
+
+/// Whether `module` imports `kplug.sequentiality` (the core tracks it only then).
+pub(crate) fn imports_sequentiality(module: &Module) -> bool {
+    module
+        .imports()
+        .any(|i| i.module() == abi::IMPORT_MODULE && i.name() == abi::IMPORT_SEQUENTIALITY)
+}
 
 fn check_imports(module: &Module) -> Result<(), LoadError> {
     for imp in module.imports() {

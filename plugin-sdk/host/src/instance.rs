@@ -32,6 +32,7 @@ use wasmtime::{
 use crate::abi::{self, Role, RoleSet};
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::{Fault, LoadError};
+use crate::figures::Figures;
 use crate::limiter::Limiter;
 use crate::status::{PluginStatus, StatusHandle};
 
@@ -49,6 +50,8 @@ pub(crate) struct HostState {
     cpu_budget_ns: u64,
     /// Set when a call was interrupted for running past its budget.
     timed_out: bool,
+    /// The figures of the cache the plugin is installed in (ABI 1.1 introspection).
+    figures: Arc<Figures>,
 }
 
 /// CPU time consumed by the calling thread, in ns.
@@ -125,6 +128,31 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         |c: Caller<'_, HostState>| c.data().resident as i64,
     )?;
     l.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_LOG, host_log)?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_HIT_RATIO,
+        |c: Caller<'_, HostState>| c.data().figures.hit_ratio(),
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_PRESSURE,
+        |c: Caller<'_, HostState>| c.data().figures.pressure(),
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_SEQUENTIALITY,
+        |c: Caller<'_, HostState>, file: i64| c.data().figures.sequentiality(file as u64),
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_BACKEND_LATENCY,
+        |c: Caller<'_, HostState>| c.data().figures.backend_latency_ns() as i64,
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_NOW,
+        |c: Caller<'_, HostState>| c.data().figures.now_ns() as i64,
+    )?;
     Ok(l)
 }
 
@@ -233,6 +261,7 @@ pub struct Plugin {
     prefetch: Option<PrefetchFns>,
     capacity: u64,
     roles: RoleSet,
+    wants_sequentiality: bool,
     // Keeps the epoch ticker alive as long as the instance.
     _engine: PluginEngine,
 }
@@ -280,6 +309,7 @@ impl CompiledPlugin {
                 extend_ticks: 1,
                 cpu_budget_ns: 0,
                 timed_out: false,
+                figures: Arc::default(),
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -467,6 +497,7 @@ impl CompiledPlugin {
                 first_decision_call: 0,
                 status: PluginStatus::new(&c.name, roles),
             },
+            wants_sequentiality: c.wants_sequentiality,
             memory,
             eviction,
             admission,
@@ -479,6 +510,16 @@ impl CompiledPlugin {
 }
 
 impl Plugin {
+    /// Whether the plugin imports `kplug.sequentiality` (ABI 1.1).
+    pub fn wants_sequentiality(&self) -> bool {
+        self.wants_sequentiality
+    }
+
+    /// Give the plugin the figures of the cache it is installed in.
+    pub(crate) fn attach_figures(&mut self, figures: Arc<Figures>) {
+        self.rt.store.data_mut().figures = figures;
+    }
+
     /// Plugin name.
     pub fn name(&self) -> &str {
         self.rt.status.name()

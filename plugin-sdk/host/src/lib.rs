@@ -13,7 +13,8 @@
 //! Files: `abi` (names, version, limits), `engine` (wasmtime config, epoch
 //! ticker, compile + validate), `limiter` (memory cap), `instance` (store per
 //! plugin, typed hooks, load sequence), `roles/` (role adapters with answer
-//! validation), `builtin/` (native policies), `cache` (the core), `status`,
+//! validation), `builtin/` (native policies), `cache` (the core), `figures`
+//! (introspection for plugins, ABI 1.1), `status`,
 //! `registry`, `build` (policy crate -> .wasm), `error`.
 
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ pub mod builtin;
 mod cache;
 mod engine;
 mod error;
+pub mod figures;
 mod hash;
 mod instance;
 mod limiter;
@@ -36,6 +38,7 @@ pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadC
 pub use cache::{ActivePolicy, BlockRange, CacheCore, CacheStats, CoreConfig, Insert};
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{BuildError, Fault, InstallError, LoadError};
+pub use figures::Figures;
 pub use instance::Plugin;
 pub use registry::{PluginRegistry, parse_params};
 pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};

@@ -33,7 +33,16 @@ fn sdk_and_host_agree_on_names_and_version() {
     );
     assert_eq!(
         kplug_sdk::names::IMPORTS.to_vec(),
-        vec![abi::IMPORT_LOG, abi::IMPORT_CAPACITY, abi::IMPORT_RESIDENT]
+        vec![
+            abi::IMPORT_LOG,
+            abi::IMPORT_CAPACITY,
+            abi::IMPORT_RESIDENT,
+            abi::IMPORT_HIT_RATIO,
+            abi::IMPORT_PRESSURE,
+            abi::IMPORT_SEQUENTIALITY,
+            abi::IMPORT_BACKEND_LATENCY,
+            abi::IMPORT_NOW,
+        ]
     );
 }
 

@@ -1,0 +1,228 @@
+//! Introspection (ABI 1.1): the figures a plugin may read about the cache it serves.
+//!
+//! A [`CacheCore`](crate::CacheCore) owns one `Figures` and hands it to every plugin it
+//! installs; the `kplug.*` introspection imports read it. The core updates it on its own
+//! request path with plain arithmetic, publishing through relaxed atomics, so the imports
+//! never lock the core (they run *inside* a hook the core is calling):
+//!
+//! - `hit_ratio() -> f64`: hits / requests over the last completed window of
+//!   [`WINDOW`] requests (the current window's ratio until the first one completes;
+//!   0 before any request). Windows, not decay, so the simulator stays deterministic and a
+//!   plugin sees a figure it can reason about.
+//! - `pressure() -> f64`: over the last completed window of insertions, the fraction that
+//!   had to evict a block first (0 while the cache fills, near 1 when every miss evicts).
+//! - `sequentiality(file: i64) -> f64`: for the file (`key >> 32`; the simulator's ids are
+//!   file 0), the fraction of its recent accesses that were to the block after the previous
+//!   one (an exponentially weighted average with weight 1/8; 0 for a file never seen). It is
+//!   tracked from the moment a plugin importing it is installed.
+//! - `backend_latency_ns() -> i64`: the mount's recent backend read latency (EWMA with
+//!   weight 1/8, fed by the block cache); in the simulator, what `--backend-latency` says
+//!   (0 by default).
+//! - `now_ns() -> i64`: monotonic time in the mount; in the simulator, a logical clock of
+//!   1 µs per request, so runs are reproducible.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::hash::FastMap;
+
+/// Requests (and insertions) per window of `hit_ratio` (and `pressure`).
+pub const WINDOW: u64 = 4096;
+
+/// Files tracked for `sequentiality`; beyond that the table is cleared and starts again.
+const MAX_FILES: usize = 1 << 16;
+
+/// Live figures of one cache, shared by its core and the plugins installed in it.
+#[derive(Debug, Default)]
+pub struct Figures {
+    hit_ratio: AtomicU64,
+    pressure: AtomicU64,
+    backend_latency_ns: AtomicU64,
+    /// 0: wall clock; else the logical clock in ns.
+    logical_now: AtomicU64,
+    logical: AtomicBool,
+    track_sequentiality: AtomicBool,
+    files: Mutex<FastMap<u64, (u64, f64)>>,
+}
+
+/// Window counters kept by the core (not shared: the core updates them under `&mut`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Windows {
+    requests: u64,
+    hits: u64,
+    inserts: u64,
+    evicting: u64,
+    published_hit: bool,
+    published_pressure: bool,
+}
+
+fn f64_bits(v: f64) -> u64 {
+    v.to_bits()
+}
+
+impl Figures {
+    /// `hit_ratio()` as a plugin sees it.
+    pub fn hit_ratio(&self) -> f64 {
+        f64::from_bits(self.hit_ratio.load(Ordering::Relaxed))
+    }
+
+    /// `pressure()` as a plugin sees it.
+    pub fn pressure(&self) -> f64 {
+        f64::from_bits(self.pressure.load(Ordering::Relaxed))
+    }
+
+    /// `sequentiality(file)` as a plugin sees it.
+    pub fn sequentiality(&self, file: u64) -> f64 {
+        self.files.lock().get(&file).map_or(0.0, |f| f.1)
+    }
+
+    /// `backend_latency_ns()` as a plugin sees it.
+    pub fn backend_latency_ns(&self) -> u64 {
+        self.backend_latency_ns.load(Ordering::Relaxed)
+    }
+
+    /// `now_ns()` as a plugin sees it.
+    pub fn now_ns(&self) -> u64 {
+        if self.logical.load(Ordering::Relaxed) {
+            self.logical_now.load(Ordering::Relaxed)
+        } else {
+            use std::sync::OnceLock;
+            use std::time::Instant;
+            static EPOCH: OnceLock<Instant> = OnceLock::new();
+            EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+        }
+    }
+
+    /// One backend read took `ns` (the mount calls this after every read).
+    pub fn note_backend_latency(&self, ns: u64) {
+        let old = self.backend_latency_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.backend_latency_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Set the backend latency outright (the simulator's `--backend-latency`).
+    pub fn set_backend_latency(&self, ns: u64) {
+        self.backend_latency_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Use a logical clock advanced by the core: 1 µs per request (the simulator).
+    pub fn use_logical_clock(&self) {
+        self.logical.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_track_sequentiality(&self, on: bool) {
+        self.track_sequentiality.store(on, Ordering::Relaxed);
+    }
+
+    /// A request for `key`; `hit` says whether it was resident.
+    pub(crate) fn note_request(&self, w: &mut Windows, key: u64, hit: bool) {
+        w.requests += 1;
+        w.hits += hit as u64;
+        if w.requests == WINDOW {
+            self.hit_ratio
+                .store(f64_bits(w.hits as f64 / WINDOW as f64), Ordering::Relaxed);
+            w.published_hit = true;
+            w.requests = 0;
+            w.hits = 0;
+        } else if !w.published_hit {
+            self.hit_ratio.store(
+                f64_bits(w.hits as f64 / w.requests as f64),
+                Ordering::Relaxed,
+            );
+        }
+        if self.logical.load(Ordering::Relaxed) {
+            self.logical_now.fetch_add(1_000, Ordering::Relaxed);
+        }
+        if self.track_sequentiality.load(Ordering::Relaxed) {
+            let (file, block) = (key >> 32, key & 0xffff_ffff);
+            let mut files = self.files.lock();
+            if files.len() >= MAX_FILES && !files.contains_key(&file) {
+                files.clear();
+            }
+            let e = files.entry(file).or_insert((u64::MAX - 1, 0.0));
+            let seq = block == e.0.wrapping_add(1);
+            e.1 += ((seq as u8 as f64) - e.1) / 8.0;
+            e.0 = block;
+        }
+    }
+
+    /// An insertion; `evicted` says whether it had to evict first.
+    pub(crate) fn note_insert(&self, w: &mut Windows, evicted: bool) {
+        w.inserts += 1;
+        w.evicting += evicted as u64;
+        if w.inserts == WINDOW {
+            self.pressure.store(
+                f64_bits(w.evicting as f64 / WINDOW as f64),
+                Ordering::Relaxed,
+            );
+            w.published_pressure = true;
+            w.inserts = 0;
+            w.evicting = 0;
+        } else if !w.published_pressure {
+            self.pressure.store(
+                f64_bits(w.evicting as f64 / w.inserts as f64),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_ratio_is_the_last_completed_window() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        assert_eq!(f.hit_ratio(), 0.0);
+        f.note_request(&mut w, 1, true);
+        f.note_request(&mut w, 2, false);
+        assert_eq!(f.hit_ratio(), 0.5, "first window: running ratio");
+        for i in 2..WINDOW {
+            f.note_request(&mut w, i, false);
+        }
+        assert_eq!(f.hit_ratio(), 1.0 / WINDOW as f64);
+        // The next window's requests do not move it until it completes.
+        for i in 0..WINDOW - 1 {
+            f.note_request(&mut w, i, true);
+        }
+        assert_eq!(f.hit_ratio(), 1.0 / WINDOW as f64);
+        f.note_request(&mut w, 0, true);
+        assert_eq!(f.hit_ratio(), 1.0);
+    }
+
+    #[test]
+    fn sequentiality_per_file_only_when_tracked() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        f.note_request(&mut w, 1, false);
+        assert_eq!(f.sequentiality(0), 0.0, "not tracked");
+        f.set_track_sequentiality(true);
+        for b in 0..64u64 {
+            f.note_request(&mut w, (3 << 32) | b, false);
+            f.note_request(&mut w, (4 << 32) | (b * 7919 % 1000), false);
+        }
+        assert!(f.sequentiality(3) > 0.99, "{}", f.sequentiality(3));
+        assert!(f.sequentiality(4) < 0.01, "{}", f.sequentiality(4));
+        assert_eq!(f.sequentiality(5), 0.0);
+    }
+
+    #[test]
+    fn pressure_logical_clock_and_latency() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        f.note_insert(&mut w, false);
+        f.note_insert(&mut w, true);
+        assert_eq!(f.pressure(), 0.5);
+        f.use_logical_clock();
+        let t0 = f.now_ns();
+        f.note_request(&mut w, 1, false);
+        assert_eq!(f.now_ns(), t0 + 1_000);
+        f.note_backend_latency(8_000);
+        assert_eq!(f.backend_latency_ns(), 8_000);
+        f.note_backend_latency(0);
+        assert_eq!(f.backend_latency_ns(), 7_000);
+    }
+}
