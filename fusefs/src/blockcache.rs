@@ -172,7 +172,12 @@ pub struct BlockCache {
     recorder: Arc<Recorder>,
     /// The core's introspection figures (fed the backend latency, read without the lock).
     figures: Arc<Figures>,
+    /// Whether the governor ticker runs.
+    ticker: std::sync::atomic::AtomicBool,
 }
+
+/// Period of a governor's ticks in a mount (the simulator ticks every N requests).
+pub const GOVERNOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Drop for BlockCache {
     /// The prefetch threads finish what is queued and exit.
@@ -239,7 +244,26 @@ impl BlockCache {
             writes_done: Condvar::new(),
             recorder,
             figures,
+            ticker: Default::default(),
         })
+    }
+
+    /// Tick a governor plugin every [`GOVERNOR_TICK`] from a thread of its own, started
+    /// once (the first time a governor is installed) and ending with the cache.
+    pub fn start_governor_ticker(&self) {
+        if self.ticker.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let _ = sync::spawn("kplugfs-governor".into(), move || {
+            loop {
+                std::thread::sleep(GOVERNOR_TICK);
+                match inner.upgrade() {
+                    Some(i) => i.lock().core.governor_tick(),
+                    None => break,
+                }
+            }
+        });
     }
 
     /// The recorder of data accesses (`kplugfs trace record`).

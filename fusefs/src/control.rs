@@ -602,6 +602,29 @@ impl Control {
         let roles = plugin.roles();
         let status = plugin.status();
         let previous = self.files.lock().get(file).and_then(|f| f.status.clone());
+        if plugin.is_governor() {
+            // Candidates are policies of the binary or other plugins dropped here.
+            let engine = self.registry.lock().engine().clone();
+            let loaded: BTreeMap<String, kplug_host::CompiledPlugin> = {
+                let reg = self.registry.lock();
+                reg.names()
+                    .filter_map(|n| reg.get(n).map(|c| (n.to_string(), c.clone())))
+                    .collect()
+            };
+            let resolve = |n: &str| -> std::result::Result<kplug_host::CompiledPlugin, String> {
+                if let Some(c) = loaded.get(n) {
+                    return Ok(c.clone());
+                }
+                let e = crate::policies::find(n)
+                    .ok_or_else(|| format!("no policy named {n} in this binary or in plugins/"))?;
+                engine.compile(n, e.wasm).map_err(|e| e.to_string())
+            };
+            self.cache
+                .with_core(|core| core.install_governor(plugin, &resolve, 0))
+                .map_err(|e| e.to_string())?;
+            self.cache.start_governor_ticker();
+            return Ok(status);
+        }
         self.cache.with_core(|core| {
             core.install_plugin(plugin, roles)
                 .map_err(|e| e.to_string())?;
@@ -656,8 +679,12 @@ impl Control {
             .remove(name)
             .ok_or_else(|| fs_err!(libc::ENOENT, "no plugin {name}"))?;
         if let Some(status) = f.status {
-            self.cache
-                .with_core(|core| Self::return_roles(core, &status, RoleSet::default()));
+            self.cache.with_core(|core| {
+                if core.governor_name() == Some(plugin_name(name)) {
+                    core.remove_governor();
+                }
+                Self::return_roles(core, &status, RoleSet::default())
+            });
         }
         tracing::info!(plugin = plugin_name(name), "plugin removed");
         Ok(())

@@ -123,6 +123,10 @@ enum Command {
         /// or FILE.png.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// Demand requests between two ticks of a governor policy (e.g. `adaptive`).
+        #[arg(long, value_name = "N", default_value_t = kplugfs::sim::DEFAULT_TICK_EVERY,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        tick_every: u64,
     },
     /// The policy plugins built into this binary.
     Policy {
@@ -267,6 +271,7 @@ fn main() -> ExitCode {
             json,
             jobs,
             plot,
+            tick_every,
         } => {
             init_logging(verbose, None);
             let args = kplugfs::sim::SimArgs {
@@ -279,6 +284,7 @@ fn main() -> ExitCode {
                 params: param,
                 jobs: jobs
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                tick_every,
             };
             run_sim(&args, json, plot.as_deref())
         }

@@ -46,12 +46,17 @@ fn unknown(name: &str) -> anyhow::Error {
     )
 }
 
-/// The roles a module implements, probed from its exports.
-pub fn roles(engine: &PluginEngine, name: &str, wasm: &[u8]) -> Result<Vec<Role>> {
+/// The roles a module implements, probed from its exports: `eviction`, `admission`,
+/// `prefetch`, and `governor` for a module exporting `kplug_tick`.
+pub fn roles(engine: &PluginEngine, name: &str, wasm: &[u8]) -> Result<Vec<&'static str>> {
     let c = engine
         .compile(name, wasm)
         .with_context(|| format!("policy {name}"))?;
-    Ok(c.roles().iter().collect())
+    let mut r: Vec<&'static str> = c.roles().iter().map(Role::name).collect();
+    if c.is_governor() {
+        r.push("governor");
+    }
+    Ok(r)
 }
 
 /// `kplugfs policy list`: name, roles and description of every built-in policy.
@@ -61,7 +66,7 @@ pub fn list(out: &mut impl std::io::Write) -> Result<()> {
         .into_iter()
         .map(|e| {
             let roles = roles(&engine, e.name, e.wasm)
-                .map(|r| r.iter().map(|r| r.name()).collect::<Vec<_>>().join(","))
+                .map(|r| r.join(","))
                 .unwrap_or_else(|err| format!("invalid: {err}"));
             (e.name.to_string(), roles, e.description.to_string())
         })

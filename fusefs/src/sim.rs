@@ -58,6 +58,33 @@ pub struct SimArgs {
     pub params: Vec<String>,
     /// Worker threads (default: all cores).
     pub jobs: usize,
+    /// Demand requests between two ticks of a governor policy (`adaptive`): ticks count
+    /// requests, not time, so a simulation is reproducible.
+    pub tick_every: u64,
+}
+
+/// Default of [`SimArgs::tick_every`].
+pub const DEFAULT_TICK_EVERY: u64 = 1000;
+
+/// Compiles the candidates a governor names, once per name for the whole run.
+struct Candidates<'a> {
+    engine: &'a PluginEngine,
+    cache: Mutex<HashMap<String, CompiledPlugin>>,
+}
+
+impl Candidates<'_> {
+    fn resolve(&self, name: &str) -> std::result::Result<CompiledPlugin, String> {
+        if let Some(c) = self.cache.lock().unwrap().get(name) {
+            return Ok(c.clone());
+        }
+        let (n, bytes) = policies::load(name).map_err(|e| format!("{e:#}"))?;
+        let c = self.engine.compile(&n, &bytes).map_err(|e| e.to_string())?;
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), c.clone());
+        Ok(c)
+    }
 }
 
 /// One line of results.
@@ -84,6 +111,8 @@ pub struct SimResult {
     pub cache_fraction: Option<f64>,
     /// Plugin faults (a faulting plugin is replaced by the built-in, as in the mount).
     pub faults: u64,
+    /// Policy switches made by a governor (`adaptive`); 0 without one.
+    pub policy_switches: u64,
 }
 
 /// A loaded trace: the id sequence and its unique count.
@@ -212,6 +241,8 @@ fn build_core(
     comps: &[Component],
     capacity: u64,
     params: &HashMap<String, Vec<(String, String)>>,
+    candidates: &Candidates<'_>,
+    tick_every: u64,
 ) -> Result<(CacheCore<()>, bool)> {
     let mut config = CoreConfig {
         index_files: false,
@@ -243,6 +274,11 @@ fn build_core(
             let plugin = compiled
                 .instantiate(&p, capacity)
                 .map_err(|e| anyhow::anyhow!("policy {name}: {e}"))?;
+            if plugin.is_governor() {
+                core.install_governor(plugin, &|n| candidates.resolve(n), tick_every.max(1))
+                    .map_err(|e| anyhow::anyhow!("policy {name}: {e}"))?;
+                continue;
+            }
             let roles = plugin.roles();
             prefetching |= roles.contains(Role::Prefetch);
             core.install_plugin(plugin, roles)
@@ -313,6 +349,10 @@ pub fn run(
         ..EngineConfig::default()
     })?;
     let params = parse_params(&args.params)?;
+    let candidates = Candidates {
+        engine: &engine,
+        cache: Mutex::new(HashMap::new()),
+    };
     let mut compiled = BTreeMap::new();
     let mut jobs = Vec::new();
     for spec in &args.policies {
@@ -323,7 +363,8 @@ pub fn run(
     }
     // Fail fast on a bad parameter or module before spending time on replays.
     for (spec, comps, n, _) in &jobs {
-        build_core(comps, *n, &params).with_context(|| format!("policy {spec}"))?;
+        build_core(comps, *n, &params, &candidates, args.tick_every)
+            .with_context(|| format!("policy {spec}"))?;
     }
     progress.set_length((jobs.len() * trace.ids.len()) as u64);
     progress.set_position(0);
@@ -339,7 +380,8 @@ pub fn run(
                         break;
                     };
                     let r = (|| {
-                        let (mut core, prefetching) = build_core(comps, *n, &params)?;
+                        let (mut core, prefetching) =
+                            build_core(comps, *n, &params, &candidates, args.tick_every)?;
                         let t = Instant::now();
                         let mut misses = 0;
                         for chunk in trace.ids.chunks(1 << 18) {
@@ -359,6 +401,7 @@ pub fn run(
                             requests_per_sec: requests as f64 / seconds.max(1e-9),
                             cache_fraction: *f,
                             faults: core.stats().faults,
+                            policy_switches: core.stats().policy_switches,
                         })
                     })();
                     results.lock().unwrap().push((i, r));
@@ -943,6 +986,7 @@ mod tests {
             split_blocks: None,
             params: vec![],
             jobs: 2,
+            tick_every: DEFAULT_TICK_EVERY,
         }
     }
 
@@ -1022,6 +1066,7 @@ mod tests {
             requests_per_sec: 100.0,
             cache_fraction: Some(f),
             faults: 0,
+            policy_switches: 0,
         }
     }
 

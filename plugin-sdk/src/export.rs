@@ -114,8 +114,8 @@ pub mod __private {
 /// Generates the ABI v1 exports for a plugin type and the roles it serves.
 ///
 /// `export_plugin!(Type, role, ...)` where `Type: Plugin + Default` and each
-/// role is `eviction`, `admission` or `prefetch` (the type must implement the
-/// matching trait). Use it once per plugin crate. On targets other than
+/// role is `eviction`, `admission`, `prefetch` or `governor` (the type must
+/// implement the matching trait). Use it once per plugin crate. On targets other than
 /// wasm32 it only checks the trait bounds.
 #[macro_export]
 macro_rules! export_plugin {
@@ -165,8 +165,9 @@ macro_rules! export_plugin {
     (@check eviction, $ty:ty) => { fn assert_eviction<T: $crate::Eviction>() {} assert_eviction::<$ty>(); };
     (@check admission, $ty:ty) => { fn assert_admission<T: $crate::Admission>() {} assert_admission::<$ty>(); };
     (@check prefetch, $ty:ty) => { fn assert_prefetch<T: $crate::Prefetch>() {} assert_prefetch::<$ty>(); };
+    (@check governor, $ty:ty) => { fn assert_governor<T: $crate::Governor>() {} assert_governor::<$ty>(); };
     (@check $other:ident, $ty:ty) => {
-        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission or prefetch"));
+        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission, prefetch or governor"));
     };
 
     (@role eviction, $ty:ty) => {
@@ -210,6 +211,13 @@ macro_rules! export_plugin {
             };
             <$ty as $crate::Prefetch>::prefetch(state(), req, &mut out);
             out.len() as i32
+        }
+    };
+    (@role governor, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_tick(now_ns: i64) -> i32 {
+            <$ty as $crate::Governor>::tick(state(), now_ns as u64);
+            0
         }
     };
     (@role $other:ident, $ty:ty) => {};

@@ -74,6 +74,7 @@ extern crate alloc;
 #[cfg(feature = "alloc")]
 mod collections;
 mod export;
+pub mod governor;
 mod host;
 
 #[cfg(feature = "alloc")]
@@ -117,8 +118,10 @@ pub mod names {
     pub const ADMISSION: [&str; 1] = ["kplug_admit"];
     /// Exports of the prefetch role.
     pub const PREFETCH: [&str; 2] = ["kplug_prefetch_buf", "kplug_prefetch"];
+    /// Export of the governor role.
+    pub const GOVERNOR: [&str; 1] = ["kplug_tick"];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 8] = [
+    pub const IMPORTS: [&str; 14] = [
         "log",
         "capacity",
         "resident",
@@ -127,6 +130,12 @@ pub mod names {
         "sequentiality",
         "backend_latency_ns",
         "now_ns",
+        "add_candidate",
+        "candidate_hits",
+        "candidate_requests",
+        "candidate_divergence",
+        "active",
+        "activate",
     ];
 }
 
@@ -182,6 +191,27 @@ pub trait Admission {
         let _ = (key, file, block);
         true
     }
+}
+
+/// A cache role, numbered as the ABI numbers them (governor imports take these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Role {
+    /// Which block to evict.
+    Eviction = 0,
+    /// Whether a missed block enters.
+    Admission = 1,
+    /// What to read ahead.
+    Prefetch = 2,
+}
+
+/// The governor role (ABI 1.1): called on a tick, it may switch the policy serving a role
+/// among the candidates it registered in [`Plugin::init`] with [`governor::add_candidate`].
+pub trait Governor {
+    /// One tick: read the candidates' figures ([`governor::candidate_hits`], ...) and
+    /// perhaps [`governor::activate`] one. `now_ns` is the host's clock (logical in the
+    /// simulator).
+    fn tick(&mut self, now_ns: u64);
 }
 
 /// An access the prefetch role is told about.

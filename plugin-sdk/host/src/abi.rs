@@ -45,6 +45,29 @@ pub const IMPORT_SEQUENTIALITY: &str = "sequentiality";
 pub const IMPORT_BACKEND_LATENCY: &str = "backend_latency_ns";
 /// 1.1: `now_ns() -> i64`, monotonic time (logical in the simulator).
 pub const IMPORT_NOW: &str = "now_ns";
+/// 1.1 governor: `add_candidate(role: i32, spec_ptr: i32, spec_len: i32) -> i32`, during
+/// load only: register a candidate policy (`name` or `name:key=value;key=value`) for a
+/// role (0 eviction, 1 admission, 2 prefetch); its index, or -1 if refused.
+pub const IMPORT_ADD_CANDIDATE: &str = "add_candidate";
+/// 1.1 governor: `candidate_hits(index: i32) -> i64`, demand hits counted for the candidate
+/// since it was registered (its shadow cache's while not active, the cache's while active);
+/// -1 for a bad index or a candidate without figures (not eviction).
+pub const IMPORT_CANDIDATE_HITS: &str = "candidate_hits";
+/// 1.1 governor: `candidate_requests(index: i32) -> i64`, demand requests counted likewise.
+pub const IMPORT_CANDIDATE_REQUESTS: &str = "candidate_requests";
+/// 1.1 governor: `candidate_divergence(index: i32) -> i64`, about how many blocks the
+/// eviction candidate's shadow holds that the cache does not (what switching to it would
+/// have to fetch again; estimated from a sample of up to 1024 of its keys); 0 for the
+/// serving candidate, -1 for a bad index or a candidate without a shadow.
+pub const IMPORT_CANDIDATE_DIVERGENCE: &str = "candidate_divergence";
+/// 1.1 governor: `active(role: i32) -> i32`, the candidate serving the role, -1 if none.
+pub const IMPORT_ACTIVE: &str = "active";
+/// 1.1 governor: `activate(index: i32) -> i32`, make the candidate serve its role once the
+/// current call returns (0), or -1 for a bad index.
+pub const IMPORT_ACTIVATE: &str = "activate";
+/// 1.1 governor role: `kplug_tick(now_ns: i64) -> i32`, called periodically (every N
+/// requests in the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
+pub const EXPORT_TICK: &str = "kplug_tick";
 
 /// Required export: the plugin's linear memory.
 pub const EXPORT_MEMORY: &str = "memory";
@@ -140,6 +163,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role with ABI number `n` (0 eviction, 1 admission, 2 prefetch).
+    pub fn from_index(n: i32) -> Option<Role> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Role::ALL.get(i).copied())
+    }
+
     /// All roles, in ABI order.
     pub const ALL: [Role; 3] = [Role::Eviction, Role::Admission, Role::Prefetch];
 
@@ -178,6 +208,12 @@ impl Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<Role> for RoleSet {
+    fn from(r: Role) -> RoleSet {
+        RoleSet::EMPTY.with(r)
     }
 }
 

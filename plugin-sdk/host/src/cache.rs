@@ -46,6 +46,10 @@ use crate::roles::eviction::EvictionRole;
 use crate::roles::prefetch::PrefetchRole;
 use crate::roles::{PluginSlots, SlotFault};
 use crate::status::StatusHandle;
+pub use governor::CandidateInfo;
+use governor::Governor;
+
+mod governor;
 
 /// A run of blocks `[start, start + len)` of one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -110,6 +114,8 @@ pub struct CacheStats {
     pub prefetch_wasted: u64,
     /// Plugin faults handled.
     pub faults: u64,
+    /// Times a governor switched the policy serving a role.
+    pub policy_switches: u64,
 }
 
 impl CacheStats {
@@ -169,6 +175,7 @@ pub struct CacheCore<V> {
     native_repairs: u32,
     figures: Arc<Figures>,
     windows: Windows,
+    governor: Option<Box<Governor>>,
 }
 
 impl<V> std::fmt::Debug for CacheCore<V> {
@@ -200,6 +207,7 @@ impl<V> CacheCore<V> {
             native_repairs: 0,
             figures: Arc::default(),
             windows: Windows::default(),
+            governor: None,
         }
     }
 
@@ -293,6 +301,9 @@ impl<V> CacheCore<V> {
         let Some(e) = self.map.get_mut(&key) else {
             self.stats.misses += 1;
             self.figures.note_request(&mut self.windows, key, false);
+            if self.governor.is_some() {
+                self.observe_for_governor(key, false);
+            }
             return false;
         };
         self.figures.note_request(&mut self.windows, key, true);
@@ -306,6 +317,9 @@ impl<V> CacheCore<V> {
         let resident = self.map.len() as u64;
         if let Err(f) = self.eviction.access(&mut self.plugins, key, resident) {
             self.on_fault(f);
+        }
+        if self.governor.is_some() {
+            self.observe_for_governor(key, true);
         }
         true
     }
@@ -571,6 +585,9 @@ impl<V> CacheCore<V> {
         plugin.mark_failed(&f.fault);
         if matches!(self.eviction, EvictionRole::Plugin(s) if s == f.slot) {
             self.eviction = self.seeded_builtin(self.config.eviction);
+            if let Some(g) = self.governor.as_mut() {
+                g.eviction_lost();
+            }
         }
         if matches!(self.admission, AdmissionRole::Plugin(s) if s == f.slot) {
             self.admission =
@@ -609,6 +626,21 @@ impl<V> CacheCore<V> {
                 _ => None,
             },
         ]
+    }
+
+    /// Takes the plugin serving eviction (if it serves only that role), leaving the
+    /// configured built-in seeded with the resident blocks in its place.
+    pub(crate) fn take_eviction_plugin(&mut self) -> Option<Plugin> {
+        let EvictionRole::Plugin(slot) = self.eviction else {
+            return None;
+        };
+        let shared = matches!(self.admission, AdmissionRole::Plugin(s) if s == slot)
+            || matches!(self.prefetch, PrefetchRole::Plugin(s) if s == slot);
+        if shared {
+            return None;
+        }
+        self.eviction = self.seeded_builtin(self.config.eviction);
+        self.plugins.take(slot)
     }
 
     /// Switches eviction to a built-in, seeded with the resident blocks.

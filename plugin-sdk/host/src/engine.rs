@@ -160,6 +160,7 @@ impl PluginEngine {
                 roles,
                 has_params: module.get_export(abi::EXPORT_SET_PARAM).is_some(),
                 wants_sequentiality: imports_sequentiality(&module),
+                governor: module.get_export(abi::EXPORT_TICK).is_some(),
             }),
         })
     }
@@ -173,6 +174,15 @@ pub(crate) struct CompiledInner {
     pub(crate) has_params: bool,
     /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
     pub(crate) wants_sequentiality: bool,
+    /// Exports `kplug_tick`: a governor.
+    pub(crate) governor: bool,
+}
+
+impl CompiledPlugin {
+    /// Whether the module is a governor (exports `kplug_tick`, ABI 1.1).
+    pub fn is_governor(&self) -> bool {
+        self.inner.governor
+    }
 }
 
 /// A validated, compiled plugin module. Cheap to clone; instantiate it once
@@ -277,7 +287,7 @@ fn matches_sig(t: &ExternType, params: &str, results: &str) -> bool {
 }
 
 /// The host imports of ABI 1.1 with their signatures (I = i32, L = i64, F = f64).
-const IMPORTS: [(&str, &str, &str); 8] = [
+const IMPORTS: [(&str, &str, &str); 14] = [
     (abi::IMPORT_LOG, "III", ""),
     (abi::IMPORT_CAPACITY, "", "L"),
     (abi::IMPORT_RESIDENT, "", "L"),
@@ -286,6 +296,12 @@ const IMPORTS: [(&str, &str, &str); 8] = [
     (abi::IMPORT_SEQUENTIALITY, "L", "F"),
     (abi::IMPORT_BACKEND_LATENCY, "", "L"),
     (abi::IMPORT_NOW, "", "L"),
+    (abi::IMPORT_ADD_CANDIDATE, "III", "I"),
+    (abi::IMPORT_CANDIDATE_HITS, "I", "L"),
+    (abi::IMPORT_CANDIDATE_REQUESTS, "I", "L"),
+    (abi::IMPORT_CANDIDATE_DIVERGENCE, "I", "L"),
+    (abi::IMPORT_ACTIVE, "I", "I"),
+    (abi::IMPORT_ACTIVATE, "I", "I"),
 ];
 
 /// Whether `module` imports `kplug.sequentiality` (the core tracks it only then).
@@ -391,7 +407,12 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadEr
             roles = roles.with(role);
         }
     }
-    if roles.is_empty() {
+    // A governor (ABI 1.1) may serve no cache role.
+    let governor = module.get_export(abi::EXPORT_TICK).is_some();
+    if governor {
+        check_export(module, abi::EXPORT_TICK, "L", "I", None)?;
+    }
+    if roles.is_empty() && !governor {
         return Err(LoadError::NoRoles);
     }
     Ok(roles)

@@ -98,7 +98,7 @@ pub enum LoadError {
         found: String,
     },
     /// The module implements no role at all.
-    #[error("the module implements no role (no eviction, admission or prefetch exports)")]
+    #[error("the module implements no role (no eviction, admission, prefetch or governor exports)")]
     NoRoles,
     /// The module's memory is unusable (initial size over the cap, 64-bit, shared...).
     #[error("memory: {0}")]
@@ -169,6 +169,17 @@ pub enum InstallError {
     /// failed and the cache keeps its previous policies.
     #[error("plugin faulted while replaying resident blocks: {0}")]
     Fault(Fault),
+    /// `install_governor` was given a plugin without `kplug_tick`.
+    #[error("plugin `{0}` is not a governor (no kplug_tick export)")]
+    NotGovernor(String),
+    /// A governor's candidate could not be resolved, loaded or installed.
+    #[error("candidate `{spec}`: {reason}")]
+    Candidate {
+        /// The spec the governor registered.
+        spec: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// Building a policy crate to `.wasm` failed.

@@ -52,6 +52,25 @@ pub(crate) struct HostState {
     timed_out: bool,
     /// The figures of the cache the plugin is installed in (ABI 1.1 introspection).
     figures: Arc<Figures>,
+    /// What a governor registered and may read or request (ABI 1.1).
+    pub(crate) gov: GovState,
+}
+
+/// Most candidates one governor may register.
+pub const MAX_CANDIDATES: usize = 32;
+/// Longest candidate spec (`name:key=value;...`), in bytes.
+pub const MAX_CANDIDATE_SPEC: usize = 1024;
+
+/// A governor's side of the candidate table: registrations during load, counters and the
+/// active candidates refreshed by the core before each tick, and the activation asked for.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GovState {
+    pub(crate) candidates: Vec<(Role, String)>,
+    pub(crate) counters: Vec<Option<(u64, u64)>>,
+    pub(crate) divergence: Vec<Option<u64>>,
+    pub(crate) active: [i32; 3],
+    pub(crate) pending: Option<usize>,
+    pub(crate) loading: bool,
 }
 
 /// CPU time consumed by the calling thread, in ns.
@@ -153,7 +172,87 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         abi::IMPORT_NOW,
         |c: Caller<'_, HostState>| c.data().figures.now_ns() as i64,
     )?;
+    l.func_wrap(abi::IMPORT_MODULE, abi::IMPORT_ADD_CANDIDATE, add_candidate)?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_CANDIDATE_HITS,
+        |c: Caller<'_, HostState>, i: i32| counter(&c, i, |h, _| h),
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_CANDIDATE_REQUESTS,
+        |c: Caller<'_, HostState>, i: i32| counter(&c, i, |_, r| r),
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_CANDIDATE_DIVERGENCE,
+        |c: Caller<'_, HostState>, i: i32| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| c.data().gov.divergence.get(i).copied().flatten())
+                .map_or(-1, |d| d as i64)
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_ACTIVE,
+        |c: Caller<'_, HostState>, role: i32| {
+            Role::from_index(role).map_or(-1, |r| c.data().gov.active[r as usize])
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_ACTIVATE,
+        |mut c: Caller<'_, HostState>, i: i32| {
+            let g = &mut c.data_mut().gov;
+            match usize::try_from(i) {
+                Ok(i) if i < g.candidates.len() => {
+                    g.pending = Some(i);
+                    0
+                }
+                _ => -1,
+            }
+        },
+    )?;
     Ok(l)
+}
+
+fn counter(c: &Caller<'_, HostState>, i: i32, pick: fn(u64, u64) -> u64) -> i64 {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| c.data().gov.counters.get(i).copied().flatten())
+        .map_or(-1, |(h, r)| pick(h, r) as i64)
+}
+
+fn add_candidate(
+    mut caller: Caller<'_, HostState>,
+    role: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<i32> {
+    let (Some(role), true) = (Role::from_index(role), caller.data().gov.loading) else {
+        return Ok(-1);
+    };
+    let len = len as u32 as usize;
+    if len == 0 || len > MAX_CANDIDATE_SPEC || caller.data().gov.candidates.len() >= MAX_CANDIDATES
+    {
+        return Ok(-1);
+    }
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::EXPORT_MEMORY) else {
+        return Ok(-1);
+    };
+    let start = ptr as u32 as usize;
+    let Some(bytes) = mem.data(&caller).get(start..start + len) else {
+        wasmtime::bail!(
+            "kplug.add_candidate: spec {start:#x}+{len} is outside the plugin's memory"
+        );
+    };
+    let Ok(spec) = std::str::from_utf8(bytes).map(str::to_string) else {
+        return Ok(-1);
+    };
+    let g = &mut caller.data_mut().gov;
+    g.candidates.push((role, spec));
+    Ok(g.candidates.len() as i32 - 1)
 }
 
 fn host_log(
@@ -262,6 +361,7 @@ pub struct Plugin {
     capacity: u64,
     roles: RoleSet,
     wants_sequentiality: bool,
+    tick: Option<TypedFunc<i64, i32>>,
     // Keeps the epoch ticker alive as long as the instance.
     _engine: PluginEngine,
 }
@@ -310,6 +410,11 @@ impl CompiledPlugin {
                 cpu_budget_ns: 0,
                 timed_out: false,
                 figures: Arc::default(),
+                gov: GovState {
+                    loading: true,
+                    active: [-1; 3],
+                    ..GovState::default()
+                },
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -488,8 +593,19 @@ impl CompiledPlugin {
             None
         };
 
+        let tick = if c.governor {
+            Some(
+                instance
+                    .get_typed_func::<i64, i32>(&mut store, abi::EXPORT_TICK)
+                    .map_err(inst_err)?,
+            )
+        } else {
+            None
+        };
+        store.data_mut().gov.loading = false;
         store.data_mut().set_budget(cfg.hook_deadline_ticks);
         Ok(Plugin {
+            tick,
             rt: Runner {
                 store,
                 deadline: cfg.hook_deadline_ticks,
@@ -513,6 +629,50 @@ impl Plugin {
     /// Whether the plugin imports `kplug.sequentiality` (ABI 1.1).
     pub fn wants_sequentiality(&self) -> bool {
         self.wants_sequentiality
+    }
+
+    /// What `kplug.resident` reports during calls that do not pass it (the governor tick).
+    pub(crate) fn set_resident(&mut self, n: u64) {
+        self.rt.store.data_mut().resident = n;
+    }
+
+    /// Whether the plugin is a governor (exports `kplug_tick`, ABI 1.1).
+    pub fn is_governor(&self) -> bool {
+        self.tick.is_some()
+    }
+
+    /// The candidates a governor registered while loading: role and spec, in index order.
+    pub fn candidate_specs(&self) -> Vec<(Role, String)> {
+        self.rt.store.data().gov.candidates.clone()
+    }
+
+    /// The activation a governor asked for (during load or its last tick), taken.
+    pub(crate) fn take_activation(&mut self) -> Option<usize> {
+        self.rt.store.data_mut().gov.pending.take()
+    }
+
+    /// `kplug_tick(now_ns)` with the candidates' counters and the active candidate per role
+    /// as the imports will report them; a non-zero answer is a fault.
+    pub(crate) fn tick(
+        &mut self,
+        now_ns: u64,
+        counters: Vec<Option<(u64, u64)>>,
+        divergence: Vec<Option<u64>>,
+        active: [i32; 3],
+    ) -> Result<(), HookFault> {
+        let d = &mut self.rt.store.data_mut().gov;
+        d.counters = counters;
+        d.divergence = divergence;
+        d.active = active;
+        let f = self.tick.as_ref().expect("governor");
+        let resident = self.rt.store.data().resident;
+        match self.rt.call(abi::EXPORT_TICK, f, now_ns as i64, resident)? {
+            0 => Ok(()),
+            code => Err(HookFault {
+                hook: abi::EXPORT_TICK,
+                fault: Fault::InvalidAnswer(format!("kplug_tick returned {code}, not 0")),
+            }),
+        }
     }
 
     /// Give the plugin the figures of the cache it is installed in.

@@ -35,7 +35,9 @@ mod status;
 
 pub use abi::{Role, RoleSet, block_key};
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
-pub use cache::{ActivePolicy, BlockRange, CacheCore, CacheStats, CoreConfig, Insert};
+pub use cache::{
+    ActivePolicy, BlockRange, CacheCore, CacheStats, CandidateInfo, CoreConfig, Insert,
+};
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{BuildError, Fault, InstallError, LoadError};
 pub use figures::Figures;

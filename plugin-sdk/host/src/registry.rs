@@ -40,7 +40,12 @@ impl PluginRegistry {
         Ok(c)
     }
 
-    /// The module registered under `name`.
+    /// The engine modules are compiled with.
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    /// The compiled module registered as `name`.
     pub fn get(&self, name: &str) -> Option<&CompiledPlugin> {
         self.compiled.get(name)
     }

@@ -42,6 +42,12 @@ fn sdk_and_host_agree_on_names_and_version() {
             abi::IMPORT_SEQUENTIALITY,
             abi::IMPORT_BACKEND_LATENCY,
             abi::IMPORT_NOW,
+            abi::IMPORT_ADD_CANDIDATE,
+            abi::IMPORT_CANDIDATE_HITS,
+            abi::IMPORT_CANDIDATE_REQUESTS,
+            abi::IMPORT_CANDIDATE_DIVERGENCE,
+            abi::IMPORT_ACTIVE,
+            abi::IMPORT_ACTIVATE,
         ]
     );
 }

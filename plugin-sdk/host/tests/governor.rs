@@ -1,0 +1,163 @@
+//! The governor role (ABI 1.1) driven through a `CacheCore`: candidates resolved by name,
+//! shadows, switches that adopt a shadow's state, faults that drop the governor.
+
+mod common;
+
+use common::*;
+use kplug_host::{CacheCore, CompiledPlugin, CoreConfig, InstallError, Role};
+
+/// A governor registering `fifo` (0) and `lru` (1), serving 0 from the start and
+/// switching to `{SWITCH}` at its first tick; `{TICK}` is extra tick code.
+const GOVERNOR: &str = r#"
+(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "activate" (func $act (param i32) (result i32)))
+  (import "kplug" "candidate_requests" (func $req (param i32) (result i64)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{FIRST}")
+  (data (i32.const 200) "{SECOND}")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10001))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const {FIRST_LEN})))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const {SECOND_LEN})))
+    (drop (call $act (i32.const 0)))
+    (i32.const 0))
+  (func (export "kplug_tick") (param i64) (result i32)
+    (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+    (if (i32.eq (global.get $ticks) (i32.const 1))
+      (then (drop (call $act (i32.const 1)))))
+    {TICK}
+    (i32.const 0)))
+"#;
+
+fn governor(first: &str, second: &str, tick: &str) -> String {
+    GOVERNOR
+        .replace("{FIRST}", first)
+        .replace("{SECOND}", second)
+        .replace("{FIRST_LEN}", &first.len().to_string())
+        .replace("{SECOND_LEN}", &second.len().to_string())
+        .replace("{TICK}", tick)
+}
+
+fn resolve(name: &str) -> Result<CompiledPlugin, String> {
+    match name {
+        "lru" => Ok(wat_lru().clone()),
+        "fifo" => Ok(compile(&fifo(&[]))),
+        _ => Err(format!("no policy {name}")),
+    }
+}
+
+/// A skewed stream over 200 keys.
+fn stream(n: usize) -> Vec<u64> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            (200f64.powf(u) - 1.0) as u64
+        })
+        .collect()
+}
+
+#[test]
+fn switching_between_identical_policies_changes_nothing() {
+    // Both candidates are the same LRU: at the switch the shadow holds exactly the
+    // resident blocks, so the cache must behave as one LRU all along.
+    let mut reference = CacheCore::new(16, CoreConfig::default());
+    reference
+        .install_plugin(
+            wat_lru().instantiate(&[], 16).unwrap(),
+            Role::Eviction.into(),
+        )
+        .unwrap();
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("lru", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    for (i, k) in stream(3000).into_iter().enumerate() {
+        assert_eq!(
+            core.request(k, || ()),
+            reference.request(k, || ()),
+            "request {i} (key {k})"
+        );
+    }
+    assert_eq!(core.stats().policy_switches, 2, "init, then the first tick");
+    let c = core.candidates();
+    assert!(c[1].active && !c[0].active);
+    assert_eq!(c[0].requests, 3000);
+    assert_eq!(core.stats().faults, 0);
+}
+
+#[test]
+fn a_switch_adopts_the_shadow_and_keeps_the_cache_consistent() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 500)
+        .unwrap();
+    let mut lru = CacheCore::new(16, CoreConfig::default());
+    lru.install_plugin(
+        wat_lru().instantiate(&[], 16).unwrap(),
+        Role::Eviction.into(),
+    )
+    .unwrap();
+    let keys = stream(5000);
+    for k in &keys {
+        core.request(*k, || ());
+        lru.request(*k, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0);
+    assert_eq!(core.stats().policy_switches, 2);
+    // After the switch the serving LRU tracks the resident set: its victims are always
+    // resident (a fault would show) and, once every phantom block has been fetched again,
+    // the cache holds what a pure LRU holds.
+    let mut a = core.resident_keys();
+    let mut b = lru.resident_keys();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    // The FIFO candidate kept running as a shadow after it stopped serving.
+    let c = core.candidates();
+    assert_eq!(c[0].requests, 5000);
+    assert!(c[0].hits > 0 && c[1].hits > 0);
+}
+
+#[test]
+fn a_faulting_governor_is_dropped_and_the_cache_keeps_serving() {
+    let text = governor(
+        "fifo",
+        "lru",
+        "(if (i32.eq (global.get $ticks) (i32.const 2)) (then unreachable))",
+    );
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve, 100)
+        .unwrap();
+    for k in stream(1000) {
+        core.request(k, || ());
+    }
+    assert_eq!(core.stats().faults, 1);
+    assert!(core.governor_name().is_none());
+    assert!(core.candidates().is_empty());
+    // The LRU it switched to at the first tick still serves.
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    assert!(core.len() <= 16);
+}
+
+#[test]
+fn unknown_or_wrong_candidates_are_refused_at_install() {
+    let mut core: CacheCore<()> = CacheCore::new(16, CoreConfig::default());
+    let e = core
+        .install_governor(load(&governor("fifo", "nope", ""), 16), &resolve, 100)
+        .unwrap_err();
+    assert!(
+        matches!(&e, InstallError::Candidate { spec, .. } if spec == "nope"),
+        "{e}"
+    );
+    assert!(core.governor_name().is_none());
+    let e = core
+        .install_plugin(load(&fifo(&[]), 16), Role::Eviction.into())
+        .and_then(|_| core.install_governor(load(&fifo(&[]), 16), &resolve, 1))
+        .unwrap_err();
+    assert!(matches!(e, InstallError::NotGovernor(_)), "{e}");
+}

@@ -1,0 +1,102 @@
+//! The governor's host imports (ABI 1.1, module `kplug`). Outside wasm32 there is no host:
+//! registrations and activations are refused and every figure is absent.
+
+use crate::Role;
+
+#[cfg(target_arch = "wasm32")]
+mod imports {
+    #[link(wasm_import_module = "kplug")]
+    unsafe extern "C" {
+        pub fn add_candidate(role: i32, ptr: i32, len: i32) -> i32;
+        pub fn candidate_hits(index: i32) -> i64;
+        pub fn candidate_requests(index: i32) -> i64;
+        pub fn candidate_divergence(index: i32) -> i64;
+        pub fn active(role: i32) -> i32;
+        pub fn activate(index: i32) -> i32;
+    }
+}
+
+/// Register a candidate for `role`, during [`Plugin::init`](crate::Plugin::init) only:
+/// `spec` is a policy name the host can resolve (a built-in policy of the binary) or
+/// `name:key=value;key=value` with parameters. Returns its index.
+pub fn add_candidate(role: Role, spec: &str) -> Option<u32> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: the host reads `len` bytes at `ptr` from our memory; the str is live.
+        let i =
+            unsafe { imports::add_candidate(role as i32, spec.as_ptr() as i32, spec.len() as i32) };
+        return u32::try_from(i).ok();
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (role, spec);
+        None
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn figure(v: i64) -> Option<u64> {
+    u64::try_from(v).ok()
+}
+
+/// Demand hits counted for eviction candidate `index` since it was registered (its shadow
+/// cache's while not serving, the cache's while serving); `None` for other candidates.
+pub fn candidate_hits(index: u32) -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return figure(unsafe { imports::candidate_hits(index as i32) });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = index;
+        None
+    }
+}
+
+/// Demand requests counted for eviction candidate `index`.
+pub fn candidate_requests(index: u32) -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return figure(unsafe { imports::candidate_requests(index as i32) });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = index;
+        None
+    }
+}
+
+/// About how many blocks eviction candidate `index` holds that the cache does not: what a
+/// switch to it would fetch again (0 for the one serving).
+pub fn candidate_divergence(index: u32) -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return figure(unsafe { imports::candidate_divergence(index as i32) });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = index;
+        None
+    }
+}
+
+/// The candidate serving `role` now, if one does.
+pub fn active(role: Role) -> Option<u32> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return u32::try_from(unsafe { imports::active(role as i32) }).ok();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = role;
+        None
+    }
+}
+
+/// Ask the host to make candidate `index` serve its role once this call returns.
+pub fn activate(index: u32) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::activate(index as i32) } == 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = index;
+        false
+    }
+}

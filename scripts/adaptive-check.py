@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Compare `adaptive` with every fixed eviction policy on the real traces in traces/data at
+1, 5, 10 and 25 % (libCacheSim's object mode, as the golden tests use), and print, per
+(trace, size), the best fixed policy, adaptive's miss ratio and the difference.
+
+usage: scripts/adaptive-check.py KPLUGFS_BINARY [--param adaptive:key=value ...] [--trace PATH ...]
+Exit status 1 if adaptive is more than 0.005 worse than the best fixed policy anywhere.
+"""
+import json, subprocess, sys
+
+FIXED = "fifo,lru,clock,sieve,arc,twoq,lirs,s3fifo,wtinylfu"
+TRACES = [
+    ("traces/data/cloudPhysicsIO.vscsi", []),
+    ("traces/data/cloudPhysicsIO.vscsi", ["--split-blocks", "4096"]),
+    ("traces/data/sprite.trace", []),
+    ("traces/data/msr-cambridge1-sample.csv", ["--split-blocks", "4096"]),
+    ("traces/data/systor17-sample.csv", ["--split-blocks", "4096"]),
+]
+
+def main():
+    kplugfs = sys.argv[1]
+    extra, traces, args = [], [], sys.argv[2:]
+    while args:
+        if args[0] == "--param":
+            extra += args[:2]; args = args[2:]
+        elif args[0] == "--trace":
+            traces.append((args[1], [])); args = args[2:]
+        else:
+            sys.exit(f"unknown argument {args[0]}")
+    worst = -1.0
+    print(f"{'TRACE':44} {'SIZE':>5} {'BEST FIXED':>10} {'MISS':>7} {'ADAPTIVE':>8} {'DIFF':>8} {'SWITCHES':>8}")
+    for trace, opts in traces or TRACES:
+        out = subprocess.run(
+            [kplugfs, "sim", "--trace", trace, *opts, "--policy", "adaptive," + FIXED,
+             "--cache-size", "0.01,0.05,0.1,0.25", "--json", *extra],
+            check=True, capture_output=True, text=True).stdout
+        rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        for f in (0.01, 0.05, 0.1, 0.25):
+            at = {r["policy"]: r for r in rows if r["cache_fraction"] == f}
+            best = min((r["miss_ratio"], p) for p, r in at.items() if p != "adaptive")
+            a = at["adaptive"]
+            diff = a["miss_ratio"] - best[0]
+            worst = max(worst, diff)
+            name = trace.split("/")[-1] + (" " + " ".join(opts) if opts else "")
+            print(f"{name:44} {f:5} {best[1]:>10} {best[0]:7.4f} {a['miss_ratio']:8.4f} {diff:+8.4f} {a['policy_switches']:8}")
+    print(f"worst difference: {worst:+.4f}")
+    sys.exit(0 if worst <= 0.005 else 1)
+
+main()
