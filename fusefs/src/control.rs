@@ -765,6 +765,18 @@ impl Control {
                 };
                 active.insert(role.name().to_string(), v.into());
             }
+            active.insert("governor".into(), core.governor_name().into());
+            let candidates: Vec<serde_json::Value> = core
+                .candidates()
+                .into_iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "spec": c.spec, "role": c.role, "active": c.active,
+                        "hits": c.hits, "requests": c.requests,
+                    })
+                })
+                .collect();
+            active.insert("candidates".into(), candidates.into());
             (active, *core.stats(), (core.len() as u64, core.capacity()))
         });
         let counters = self.cache.counters();
@@ -782,6 +794,7 @@ impl Control {
                 "admission_refusals": stats.admission_refusals,
                 "invalidations": stats.invalidations,
                 "faults": stats.faults,
+                "policy_switches": stats.policy_switches,
                 "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
                 "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
             },

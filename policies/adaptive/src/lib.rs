@@ -51,6 +51,7 @@ pub struct Adaptive {
     cands: Vec<Cand>,
     last_requests: u64,
     requests: f64,
+    elapsed: f64,
     serving: usize,
     switches: u64,
 }
@@ -67,6 +68,7 @@ impl Default for Adaptive {
             cands: Vec::new(),
             last_requests: 0,
             requests: 0.0,
+            elapsed: 0.0,
             serving: 0,
             switches: 0,
         }
@@ -143,6 +145,7 @@ impl Adaptive {
         let h = self.half_life.max(self.capacity_lives * self.capacity);
         let d = (1.0 - requests as f64 * core::f64::consts::LN_2 / h).max(0.0);
         self.requests = self.requests * d + requests as f64;
+        self.elapsed += requests as f64;
         for (c, h) in self.cands.iter_mut().zip(hits) {
             c.score = c.score * d + *h as f64;
         }
@@ -152,12 +155,15 @@ impl Adaptive {
                 best = i;
             }
         }
-        // Expected gain over the next half-life against the blocks the switch must fetch
-        // again (the winner's shadow holds them, the cache does not).
+        // Expected gain against the blocks the switch must fetch again (the winner's
+        // shadow holds them, the cache does not). The gain is the hit-rate advantage over
+        // the horizon still to come, guessed as long as what was seen so far (and at least
+        // a half-life).
         let advantage = self.cands[best].score - self.cands[self.serving].score;
+        let horizon = h.max(self.elapsed);
         if best != self.serving
             && advantage > self.margin * self.requests
-            && advantage / self.requests.max(1.0) * h > self.switch_cost * divergence(best)
+            && advantage / self.requests.max(1.0) * horizon > self.switch_cost * divergence(best)
         {
             self.serving = best;
             self.switches += 1;
