@@ -12,11 +12,14 @@ pub mod data;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod history;
 pub mod inode;
+pub mod metrics;
 pub mod mount;
 pub mod policies;
 pub mod recorder;
 pub mod sim;
+pub mod stats_cmd;
 pub mod sys;
 pub mod trace_cmd;
 
