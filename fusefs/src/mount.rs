@@ -232,6 +232,11 @@ pub fn validate(args: &MountArgs) -> Result<(PathBuf, PathBuf)> {
             args.block_size
         );
     }
+    if !args.history_period.is_zero() && args.history_retention.is_zero() {
+        bail!(
+            "--history-retention must be more than 0 (use --history-period 0 to turn history off)"
+        );
+    }
     if !nix::unistd::geteuid().is_root()
         && which("fusermount3").is_none()
         && which("fusermount").is_none()

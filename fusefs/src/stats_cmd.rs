@@ -491,9 +491,12 @@ pub fn history_table(samples: &[Sample]) -> String {
     if per > 1 {
         let _ = writeln!(s, "{} samples, {per} intervals per row", samples.len());
     }
+    // Sub-second samples get milliseconds in their time stamps.
+    let millis = rows.iter().any(|r| r.end_ms - r.start_ms < 1000);
+    let tw = if millis { 24 } else { 20 };
     let _ = writeln!(
         s,
-        "{:<20} {:>7} {:>9} {:>10} {:>12} {:>12} {:>9}",
+        "{:<tw$} {:>7} {:>9} {:>10} {:>11} {:>13} {:>9}",
         "time (UTC)",
         "span s",
         "hit ratio",
@@ -504,13 +507,18 @@ pub fn history_table(samples: &[Sample]) -> String {
     );
     for r in rows {
         let t = UNIX_EPOCH + Duration::from_millis(r.end_ms);
+        let t = if millis {
+            humantime::format_rfc3339_millis(t).to_string()
+        } else {
+            humantime::format_rfc3339_seconds(t).to_string()
+        };
         let ratio = r
             .hit_ratio()
             .map_or("-".to_string(), |h| format!("{:.1}%", h * 100.0));
         let _ = writeln!(
             s,
-            "{:<20} {:>7.1} {:>9} {:>10.2} {:>12.1} {:>12.2} {:>9}",
-            humantime::format_rfc3339_seconds(t).to_string(),
+            "{:<tw$} {:>7.1} {:>9} {:>10.2} {:>11.1} {:>13.2} {:>9}",
+            t,
             r.secs(),
             ratio,
             r.read_mib_s(),
