@@ -582,3 +582,74 @@ fn stats_count_misses_then_hits_and_backend_bytes() {
     assert!(u(&doc, "/cache/hits") >= u(&s3, "/cache/hits"));
     fs.release(o.fh).unwrap();
 }
+
+/// Every name `.kplug/stats` can show is documented in docs/METRICS.md (as a dotted path in
+/// backticks, `<op>` and `<name>` standing for object keys).
+#[test]
+fn every_stats_name_is_documented() {
+    use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
+    use kplugfs::control::Control;
+    use kplugfs::history::{HistoryConfig, HistoryState};
+    use kplugfs::metrics::FuseOp;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::new(
+        Arc::new(Backend::new(Duration::ZERO)),
+        BlockCacheConfig::default(),
+        None,
+    );
+    let control =
+        Arc::new(Control::new(cache.clone(), (0, 0), kplug_host::EngineConfig::default()).unwrap());
+    let fs = KplugFs::new(dir.path(), cache, FsConfig::default())
+        .unwrap()
+        .with_control(control.clone());
+    for &op in FuseOp::ALL {
+        drop(fs.fuse_metrics().start(op));
+    }
+    control.attach_history(Arc::new(HistoryState::new(HistoryConfig {
+        path: dir.path().join("h.db"),
+        period: Duration::from_secs(1),
+        retention: Duration::from_secs(60),
+    })));
+    let doc: serde_json::Value = serde_json::from_str(&control.stats_json()).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md"))
+            .unwrap();
+    fn walk(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(o) => {
+                for (k, child) in o {
+                    let key = match path.as_str() {
+                        "fuse" => "<op>",
+                        "plugins" => "<name>",
+                        _ => k.as_str(),
+                    };
+                    let p = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(child, p, out);
+                }
+            }
+            None => out.push(path),
+        }
+    }
+    let mut names = Vec::new();
+    walk(&doc, String::new(), &mut names);
+    assert!(names.len() > 40, "{names:?}");
+    for name in names {
+        // Latency percentiles are documented as `x.latency_us.p50`, `.p90`, ...
+        let documented = text.contains(&format!("`{name}`"))
+            || name.rsplit_once('.').is_some_and(|(head, last)| {
+                text.contains(&format!("`{head}.p50`")) && text.contains(&format!("`.{last}`"))
+            });
+        assert!(documented, "{name} is not in docs/METRICS.md");
+    }
+    for &op in FuseOp::ALL {
+        assert!(
+            text.contains(&format!("`{}`", op.name())),
+            "op {}",
+            op.name()
+        );
+    }
+}
