@@ -82,6 +82,24 @@ impl Default for BlockCacheConfig {
 pub trait HintSink: Send + Sync {
     /// Ask the kernel to read `[offset, offset + len)` of `fd` ahead.
     fn hint(&self, fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64);
+
+    /// What was forwarded so far, for `.kplug/stats`.
+    fn stats(&self) -> HintCounters {
+        HintCounters::default()
+    }
+}
+
+/// Counters of a [`HintSink`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HintCounters {
+    /// Where hints go (`kmod`, `readahead`, `fadvise`, `off`).
+    pub backend: String,
+    /// Hints forwarded successfully.
+    pub forwarded: u64,
+    /// Bytes those hints asked the kernel to read ahead (clamped to end of file).
+    pub bytes: u64,
+    /// Hints the kernel refused.
+    pub errors: u64,
 }
 
 /// One fetch in progress; readers of the same block wait on it.
@@ -295,6 +313,11 @@ impl BlockCache {
     /// Counters of this layer.
     pub fn counters(&self) -> &BlockCacheCounters {
         &self.counters
+    }
+
+    /// What the kernel hint sink forwarded; `None` with `--kernel-hints off`.
+    pub fn hint_stats(&self) -> Option<HintCounters> {
+        self.hints.as_ref().map(|h| h.stats())
     }
 
     /// The backend.

@@ -4,6 +4,7 @@
 //! ```text
 //! .kplug/            dr-xr-xr-x  owner: the mounting user
 //! ├── status         r--r--r--   JSON: every plugin and which policy serves each role
+//! ├── stats          r--r--r--   JSON: counters and latencies of every layer (docs/METRICS.md)
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`: record data accesses
 //! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm it to unload it;
 //!                                NAME.params beside NAME.wasm sets its parameters
@@ -32,8 +33,8 @@
 //! by this tree and never touched.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kplug_host::{
@@ -47,7 +48,9 @@ use crate::blockcache::BlockCache;
 use crate::error::Result;
 use crate::fs::{Attr, Caller, Entry, FileKind};
 use crate::fs_err;
+use crate::history::HistoryState;
 use crate::inode::VIRTUAL_BASE;
+use crate::metrics::FuseMetrics;
 
 /// Name of the control directory in the mount's root.
 pub const CONTROL_DIR: &str = ".kplug";
@@ -59,6 +62,8 @@ pub const INO_STATUS: u64 = VIRTUAL_BASE + 2;
 pub const INO_PLUGINS: u64 = VIRTUAL_BASE + 3;
 /// Inode of `.kplug/trace`.
 pub const INO_TRACE: u64 = VIRTUAL_BASE + 4;
+/// Inode of `.kplug/stats`.
+pub const INO_STATS: u64 = VIRTUAL_BASE + 5;
 /// First inode of plugin files.
 const INO_FIRST_PLUGIN: u64 = VIRTUAL_BASE + 1024;
 /// Bit set in every virtual file handle.
@@ -125,7 +130,13 @@ pub struct Control {
     next_ino: AtomicU64,
     owner: (u32, u32),
     started: SystemTime,
+    /// Monotonic start, for `uptime_ms`.
+    started_at: std::time::Instant,
     max_module_bytes: usize,
+    /// The FUSE adapter's request counters (absent when driven without FUSE).
+    fuse_metrics: OnceLock<Arc<FuseMetrics>>,
+    /// The history writer, when `--history-period` is not 0.
+    history: OnceLock<Arc<HistoryState>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -203,8 +214,21 @@ impl Control {
             next_ino: AtomicU64::new(INO_FIRST_PLUGIN),
             owner,
             started: SystemTime::now(),
+            started_at: std::time::Instant::now(),
             max_module_bytes,
+            fuse_metrics: OnceLock::new(),
+            history: OnceLock::new(),
         })
+    }
+
+    /// Show `metrics` (the FUSE adapter's) in `stats`.
+    pub fn attach_fuse_metrics(&self, metrics: Arc<FuseMetrics>) {
+        let _ = self.fuse_metrics.set(metrics);
+    }
+
+    /// Show the history writer's state in `stats`.
+    pub fn attach_history(&self, history: Arc<HistoryState>) {
+        let _ = self.history.set(history);
     }
 
     fn attr(&self, ino: u64, kind: FileKind, perm: u16, size: u64, mtime: SystemTime) -> Attr {
@@ -237,7 +261,7 @@ impl Control {
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         Ok(match ino {
             INO_CONTROL => self.attr(ino, FileKind::Dir, 0o555, 0, self.started),
-            INO_STATUS => self.attr(ino, FileKind::File, 0o444, 0, SystemTime::now()),
+            INO_STATUS | INO_STATS => self.attr(ino, FileKind::File, 0o444, 0, SystemTime::now()),
             INO_TRACE => self.attr(ino, FileKind::File, 0o644, 0, SystemTime::now()),
             INO_PLUGINS => self.attr(ino, FileKind::Dir, 0o755, 0, self.started),
             _ => {
@@ -260,6 +284,7 @@ impl Control {
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let ino = match (parent, name) {
             (INO_CONTROL, "status") => INO_STATUS,
+            (INO_CONTROL, "stats") => INO_STATS,
             (INO_CONTROL, "trace") => INO_TRACE,
             (INO_CONTROL, "plugins") => INO_PLUGINS,
             (INO_CONTROL | INO_PLUGINS, "." | "..") => parent,
@@ -280,6 +305,7 @@ impl Control {
         match ino {
             INO_CONTROL => Ok(vec![
                 (INO_PLUGINS, FileKind::Dir, "plugins".into()),
+                (INO_STATS, FileKind::File, "stats".into()),
                 (INO_STATUS, FileKind::File, "status".into()),
                 (INO_TRACE, FileKind::File, "trace".into()),
             ]),
@@ -314,6 +340,12 @@ impl Control {
                     return Err(fs_err!(libc::EACCES, ".kplug/status is read-only"));
                 }
                 Ok(self.new_fh(Handle::Status(self.status_json().into_bytes())))
+            }
+            INO_STATS => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    return Err(fs_err!(libc::EACCES, ".kplug/stats is read-only"));
+                }
+                Ok(self.new_fh(Handle::Status(self.stats_json().into_bytes())))
             }
             INO_TRACE => {
                 let mut state =
@@ -688,6 +720,142 @@ impl Control {
         }
         tracing::info!(plugin = plugin_name(name), "plugin removed");
         Ok(())
+    }
+
+    /// The document of `.kplug/stats` (see docs/METRICS.md for every field).
+    pub fn stats_value(&self) -> serde_json::Value {
+        use serde_json::{Map, Value, json};
+        let now = SystemTime::now();
+        // Plugin files first (their lock is never taken with the core's).
+        let handles: Vec<(String, Option<StatusHandle>)> = self
+            .files
+            .lock()
+            .iter()
+            .filter(|(file, _)| !is_params_file(file))
+            .map(|(file, f)| (plugin_name(file).to_string(), f.status.clone()))
+            .collect();
+        let (active, serving, stats, occupancy) = self.cache.with_core(|core| {
+            let mut active = Map::new();
+            let mut serving: Vec<(Role, StatusHandle)> = Vec::new();
+            for role in [Role::Eviction, Role::Admission, Role::Prefetch] {
+                let p = core.policy(role);
+                let v = match &p.plugin {
+                    Some(h) => {
+                        serving.push((role, h.clone()));
+                        p.name
+                    }
+                    None => format!("builtin:{}", p.name),
+                };
+                active.insert(role.name().to_string(), v.into());
+            }
+            (
+                active,
+                serving,
+                *core.stats(),
+                (core.len() as u64, core.capacity()),
+            )
+        });
+        let mut plugins = Map::new();
+        for (name, handle) in handles {
+            let v = match handle {
+                Some(h) => {
+                    let snap = h.snapshot();
+                    let active_roles: Vec<&str> = serving
+                        .iter()
+                        .filter(|(_, s)| Arc::ptr_eq(s, &h))
+                        .map(|(r, _)| r.name())
+                        .collect();
+                    json!({
+                        "state": snap.state,
+                        "roles": snap.roles,
+                        "active_roles": active_roles,
+                        "calls": snap.calls,
+                        "faults": snap.faults,
+                        "time_ns": h.time_ns(),
+                    })
+                }
+                None => json!({
+                    "state": "failed",
+                    "roles": [],
+                    "active_roles": [],
+                    "calls": 0,
+                    "faults": 0,
+                    "time_ns": 0,
+                }),
+            };
+            plugins.insert(name, v);
+        }
+        let counters = self.cache.counters();
+        let backend = self.cache.backend();
+        let mut fuse = Map::new();
+        if let Some(m) = self.fuse_metrics.get() {
+            for op in m.snapshot() {
+                fuse.insert(
+                    op.op.name().to_string(),
+                    json!({
+                        "count": op.count,
+                        "errors": op.errors,
+                        "bytes": op.bytes,
+                        "latency_us": op.latency.latency_us(),
+                    }),
+                );
+            }
+        }
+        let hints = match self.cache.hint_stats() {
+            Some(h) => json!({
+                "backend": h.backend,
+                "forwarded": h.forwarded,
+                "bytes": h.bytes,
+                "errors": h.errors,
+            }),
+            None => Value::Null,
+        };
+        let mut doc = json!({
+            "time_unix_ms": millis(now),
+            "uptime_ms": self.started_at.elapsed().as_millis() as u64,
+            "cache": {
+                "block_size": self.cache.block_size(),
+                "resident_blocks": occupancy.0,
+                "capacity_blocks": occupancy.1,
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "evictions": stats.evictions,
+                "insertions": stats.insertions,
+                "admission_refusals": stats.admission_refusals,
+                "invalidations": stats.invalidations,
+                "faults": stats.faults,
+                "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
+                "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
+            },
+            "prefetch": {
+                "issued_blocks": stats.prefetch_planned,
+                "completed_blocks": stats.prefetch_inserted,
+                "used_blocks": stats.prefetch_used,
+                "wasted_blocks": stats.prefetch_wasted,
+                "dropped_blocks": counters.prefetch_dropped.load(Ordering::Relaxed),
+            },
+            "backend": {
+                "reads": backend.reads(),
+                "bytes": backend.bytes(),
+                "emulated_latency_us": backend.latency().as_micros() as u64,
+                "latency_us": backend.read_latency().latency_us(),
+            },
+            "fuse": fuse,
+            "kernel_hints": hints,
+            "active": active,
+            "plugins": plugins,
+        });
+        if let Some(h) = self.history.get() {
+            doc["history"] = h.json();
+        }
+        doc
+    }
+
+    /// The text of `.kplug/stats`.
+    pub fn stats_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.stats_value()).expect("json");
+        s.push('\n');
+        s
     }
 
     /// The JSON document of `.kplug/status`.

@@ -15,10 +15,10 @@
 //! being served by the other FUSE worker threads.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::metrics::{Counter, Histogram, HistogramSnapshot};
 use crate::sys;
 
 /// A file the data path reads from: its FUSE inode number and an open backing descriptor.
@@ -61,8 +61,11 @@ pub trait DataCache: Send + Sync {
 #[derive(Debug, Default)]
 pub struct Backend {
     latency: Duration,
-    reads: AtomicU64,
-    bytes: AtomicU64,
+    /// Successful data reads, bytes they returned, and their latency (the emulated delay
+    /// included): sharded, since demand and prefetch threads read at once.
+    reads: Counter,
+    bytes: Counter,
+    read_latency: Histogram,
 }
 
 impl Backend {
@@ -76,14 +79,16 @@ impl Backend {
 
     /// Read up to `len` bytes at `offset` from `fd`.
     pub fn read_at(&self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let start = Instant::now();
         if !self.latency.is_zero() {
             std::thread::sleep(self.latency);
         }
         let mut buf = vec![0u8; len];
         let n = sys::pread_full(fd.as_raw_fd(), &mut buf, offset)?;
         buf.truncate(n);
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.read_latency.record_duration(start.elapsed());
+        self.reads.inc();
+        self.bytes.add(n as u64);
         Ok(buf)
     }
 
@@ -94,12 +99,17 @@ impl Backend {
 
     /// Data reads issued so far.
     pub fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+        self.reads.get()
     }
 
     /// Bytes read so far.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes.get()
+    }
+
+    /// Latencies of the data reads so far (ns, emulated delay included).
+    pub fn read_latency(&self) -> HistogramSnapshot {
+        self.read_latency.snapshot()
     }
 }
 

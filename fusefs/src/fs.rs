@@ -40,6 +40,7 @@ use crate::data::{DataCache, FileRef};
 use crate::error::{FsError, Result};
 use crate::fs_err;
 use crate::inode::{Inode, InodeTable, Kind, ROOT_INO};
+use crate::metrics::FuseMetrics;
 use crate::sys;
 
 /// File types as reported to the kernel.
@@ -320,6 +321,8 @@ pub struct KplugFs {
     is_root: bool,
     control: Option<Arc<Control>>,
     stamps: Mutex<HashMap<u64, Stamp>>,
+    /// Requests per FUSE operation, filled by the adapter, shown in `.kplug/stats`.
+    fuse_metrics: Arc<FuseMetrics>,
 }
 
 /// (size, mtime s, mtime ns, ctime s, ctime ns) of a file at its last open.
@@ -364,13 +367,21 @@ impl KplugFs {
             is_root: nix::unistd::geteuid().is_root(),
             control: None,
             stamps: Mutex::new(HashMap::new()),
+            fuse_metrics: Arc::default(),
         })
     }
 
-    /// Serve the control directory `.kplug` from `control`.
+    /// Serve the control directory `.kplug` from `control` (whose `stats` then shows this
+    /// core's FUSE request metrics).
     pub fn with_control(mut self, control: Arc<Control>) -> Self {
+        control.attach_fuse_metrics(self.fuse_metrics.clone());
         self.control = Some(control);
         self
+    }
+
+    /// Per-operation request counters, filled by the FUSE adapter.
+    pub fn fuse_metrics(&self) -> &Arc<FuseMetrics> {
+        &self.fuse_metrics
     }
 
     /// The control plane, when the mount has one.

@@ -4,6 +4,10 @@
 //! go through [`reply_err!`], which logs at the error's level and replies with its errno. No
 //! filesystem logic lives here, so everything that matters is tested without FUSE. fuser types
 //! never leave this file.
+//!
+//! Each callback starts with `let g = self.metrics.start(FuseOp::..)`: the guard times the
+//! request until the callback returns (after the reply) and [`reply_err!`] marks it failed,
+//! which is all the monitoring plane needs from this file (see `metrics.rs`).
 
 use std::ffi::OsStr;
 use std::ops::Range;
@@ -25,14 +29,17 @@ use crate::error::{FsError, Level};
 use crate::fs::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, KplugFs, SetAttr, SetTime, XattrReply,
 };
+use crate::metrics::{FuseMetrics, FuseOp};
 
-/// Log an error at its level and reply with its errno.
+/// Log an error at its level, count it on the request's guard and reply with its errno.
 macro_rules! reply_err {
-    ($reply:expr, $op:expr, $err:expr) => {{
+    ($reply:expr, $guard:expr, $err:expr) => {{
         let err: FsError = $err;
+        $guard.fail();
+        let op = $guard.op().name();
         match err.level() {
-            Level::Debug => tracing::debug!(op = $op, "{err}"),
-            Level::Warn => tracing::warn!(op = $op, "{err}"),
+            Level::Debug => tracing::debug!(op, "{err}"),
+            Level::Warn => tracing::warn!(op, "{err}"),
         }
         $reply.error(Errno::from_i32(err.errno()))
     }};
@@ -43,12 +50,14 @@ macro_rules! reply_err {
 pub struct FuseAdapter {
     fs: Arc<KplugFs>,
     pages: Arc<OnceLock<PageInvalidator>>,
+    metrics: Arc<FuseMetrics>,
 }
 
 impl FuseAdapter {
-    /// Wrap a core.
+    /// Wrap a core; requests are counted in the core's [`KplugFs::fuse_metrics`].
     pub fn new(fs: Arc<KplugFs>) -> Self {
         Self {
+            metrics: fs.fuse_metrics().clone(),
             fs,
             pages: Arc::default(),
         }
@@ -237,20 +246,23 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mut g = self.metrics.start(FuseOp::Lookup);
         match self.fs.lookup(parent.0, name) {
             Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply_err!(reply, "lookup", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _g = self.metrics.start(FuseOp::Forget);
         self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mut g = self.metrics.start(FuseOp::Getattr);
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&self.fs_ttl(), &attr(&a)),
-            Err(e) => reply_err!(reply, "getattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -272,6 +284,7 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let mut g = self.metrics.start(FuseOp::Setattr);
         let set = SetAttr {
             mode,
             uid,
@@ -283,14 +296,15 @@ impl Filesystem for FuseAdapter {
         };
         match self.fs.setattr(ino.0, set) {
             Ok(a) => reply.attr(&self.fs_ttl(), &attr(&a)),
-            Err(e) => reply_err!(reply, "setattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let mut g = self.metrics.start(FuseOp::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply_err!(reply, "readlink", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -304,12 +318,13 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let mut g = self.metrics.start(FuseOp::Mknod);
         match self
             .fs
             .mknod(parent.0, name, mode, umask, rdev, caller(req))
         {
             Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply_err!(reply, "mknod", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -322,23 +337,26 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let mut g = self.metrics.start(FuseOp::Mkdir);
         match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply_err!(reply, "mkdir", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Unlink);
         match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "unlink", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Rmdir);
         match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "rmdir", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -350,9 +368,10 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let mut g = self.metrics.start(FuseOp::Symlink);
         match self.fs.symlink(parent.0, link_name, target, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply_err!(reply, "symlink", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -366,12 +385,13 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Rename);
         match self
             .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits())
         {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "rename", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -383,13 +403,15 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let mut g = self.metrics.start(FuseOp::Link);
         match self.fs.link(ino.0, newparent.0, newname) {
             Ok(e) => reply_entry(reply, &e),
-            Err(e) => reply_err!(reply, "link", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mut g = self.metrics.start(FuseOp::Open);
         match self.fs.open(ino.0, flags.0) {
             Ok(o) => {
                 let flags = if o.keep_cache {
@@ -399,7 +421,7 @@ impl Filesystem for FuseAdapter {
                 };
                 reply.opened(FileHandle(o.fh), flags)
             }
-            Err(e) => reply_err!(reply, "open", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -414,9 +436,13 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let mut g = self.metrics.start(FuseOp::Read);
         match self.fs.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply_err!(reply, "read", e),
+            Ok(d) => {
+                g.bytes(d.len() as u64);
+                reply.data(&d)
+            }
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -432,9 +458,11 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let mut g = self.metrics.start(FuseOp::Write);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         match self.fs.write_through(fh.0, offset, data, from_cache) {
             Ok(w) => {
+                g.bytes(w.bytes as u64);
                 let inval = self.pages.get().zip(w.stale_pages);
                 let edges = inval.map(|(p, r)| (p, p.drop_before_reply(ino.0, r)));
                 reply.written(w.bytes);
@@ -444,7 +472,7 @@ impl Filesystem for FuseAdapter {
                     }
                 }
             }
-            Err(e) => reply_err!(reply, "write", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -456,9 +484,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Flush);
         match self.fs.flush(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "flush", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -472,9 +501,10 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Release);
         match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "release", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -486,16 +516,18 @@ impl Filesystem for FuseAdapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Fsync);
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "fsync", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let mut g = self.metrics.start(FuseOp::Opendir);
         match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply_err!(reply, "opendir", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -507,10 +539,11 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        let mut g = self.metrics.start(FuseOp::Readdir);
         let mut sink = DirReply(reply);
         match self.fs.readdir(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
-            Err(e) => reply_err!(sink.0, "readdir", e),
+            Err(e) => reply_err!(sink.0, g, e),
         }
     }
 
@@ -522,10 +555,11 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        let mut g = self.metrics.start(FuseOp::Readdirplus);
         let mut sink = DirPlusReply(reply);
         match self.fs.readdirplus(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
-            Err(e) => reply_err!(sink.0, "readdirplus", e),
+            Err(e) => reply_err!(sink.0, g, e),
         }
     }
 
@@ -537,9 +571,10 @@ impl Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Releasedir);
         match self.fs.releasedir(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "releasedir", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -551,18 +586,20 @@ impl Filesystem for FuseAdapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Fsyncdir);
         match self.fs.fsyncdir(fh.0, datasync) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "fsyncdir", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let mut g = self.metrics.start(FuseOp::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
-            Err(e) => reply_err!(reply, "statfs", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -576,37 +613,42 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Setxattr);
         match self.fs.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "setxattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let mut g = self.metrics.start(FuseOp::Getxattr);
         match self.fs.getxattr(ino.0, name, size) {
             Ok(r) => reply_xattr(reply, r),
-            Err(e) => reply_err!(reply, "getxattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut g = self.metrics.start(FuseOp::Listxattr);
         match self.fs.listxattr(ino.0, size) {
             Ok(r) => reply_xattr(reply, r),
-            Err(e) => reply_err!(reply, "listxattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Removexattr);
         match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "removexattr", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Access);
         match self.fs.access(ino.0, mask.bits(), caller(req)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "access", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -620,6 +662,7 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let mut g = self.metrics.start(FuseOp::Create);
         match self
             .fs
             .create(parent.0, name, mode, umask, flags, caller(req))
@@ -631,7 +674,7 @@ impl Filesystem for FuseAdapter {
                 FileHandle(fh),
                 open_flags(fh),
             ),
-            Err(e) => reply_err!(reply, "create", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -645,9 +688,10 @@ impl Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let mut g = self.metrics.start(FuseOp::Fallocate);
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
-            Err(e) => reply_err!(reply, "fallocate", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -660,9 +704,10 @@ impl Filesystem for FuseAdapter {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let mut g = self.metrics.start(FuseOp::Lseek);
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
-            Err(e) => reply_err!(reply, "lseek", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 
@@ -679,6 +724,7 @@ impl Filesystem for FuseAdapter {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let mut g = self.metrics.start(FuseOp::CopyFileRange);
         match self.fs.copy_file_range(
             fh_in.0,
             offset_in,
@@ -688,7 +734,7 @@ impl Filesystem for FuseAdapter {
             flags.bits() as u32,
         ) {
             Ok(n) => reply.written(n),
-            Err(e) => reply_err!(reply, "copy_file_range", e),
+            Err(e) => reply_err!(reply, g, e),
         }
     }
 }

@@ -75,7 +75,23 @@ enum Command {
         /// daemon and its block cache (by default pages are kept while the file is unchanged).
         #[arg(long)]
         no_kernel_cache: bool,
+        /// Write a snapshot of .kplug/stats to the history database every DURATION (0
+        /// disables history). See docs/METRICS.md.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+        history_period: Duration,
+        /// The history database (default: /var/lib/kplugfs/history/<mountpoint with / as
+        /// _>.db for root, ~/.local/state/kplugfs/history/... or $XDG_STATE_HOME otherwise).
+        #[arg(long, value_name = "PATH")]
+        history_db: Option<PathBuf>,
+        /// Delete history rows older than DURATION.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+        history_retention: Duration,
     },
+    /// Show the statistics of a live mount (.kplug/stats), live with --watch, or its history.
+    ///
+    /// Examples: kplugfs stats /mnt/data --watch
+    ///           kplugfs stats /mnt/data --history --since 10m --plot hist.svg
+    Stats(kplugfs::stats_cmd::StatsArgs),
     /// Unmount a kplugfs mount; the daemon exits. Plain `umount MOUNTPOINT` works too.
     Umount {
         /// The mount point.
@@ -239,6 +255,9 @@ fn main() -> ExitCode {
             block_size,
             kernel_hints,
             no_kernel_cache,
+            history_period,
+            history_db,
+            history_retention,
         } => {
             let args = MountArgs {
                 backing: backing_dir,
@@ -253,8 +272,15 @@ fn main() -> ExitCode {
                 block_size,
                 kernel_hints,
                 kernel_cache: !no_kernel_cache,
+                history_period,
+                history_db,
+                history_retention,
             };
             mount::mount(&args, |log| init_logging(verbose, log))
+        }
+        Command::Stats(args) => {
+            init_logging(verbose, None);
+            kplugfs::stats_cmd::run(&args)
         }
         Command::Umount { mountpoint } => {
             init_logging(verbose, None);

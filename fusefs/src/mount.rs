@@ -59,6 +59,12 @@ pub struct MountArgs {
     pub kernel_hints: kplug_bridge::Mode,
     /// Let the kernel keep file pages across opens while a file is unchanged.
     pub kernel_cache: bool,
+    /// Time between two history snapshots; zero disables history.
+    pub history_period: Duration,
+    /// The history database (default: [`crate::history::default_path`]).
+    pub history_db: Option<PathBuf>,
+    /// How long history rows are kept.
+    pub history_retention: Duration,
 }
 
 /// Parse a byte size: `4096`, `128K`, `128KiB`, `256M`, `256MiB`, `1G`, `1GiB` (powers of
@@ -93,6 +99,16 @@ impl crate::blockcache::HintSink for BridgeHints {
     fn hint(&self, fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) {
         if let Err(e) = self.0.hint(fd, offset, len) {
             tracing::debug!("kernel hint failed: {e}");
+        }
+    }
+
+    fn stats(&self) -> crate::blockcache::HintCounters {
+        let s = self.0.stats();
+        crate::blockcache::HintCounters {
+            backend: self.0.backend().to_string(),
+            forwarded: s.hints,
+            bytes: s.bytes_requested,
+            errors: s.errors,
         }
     }
 }
@@ -216,6 +232,11 @@ pub fn validate(args: &MountArgs) -> Result<(PathBuf, PathBuf)> {
             args.block_size
         );
     }
+    if !args.history_period.is_zero() && args.history_retention.is_zero() {
+        bail!(
+            "--history-retention must be more than 0 (use --history-period 0 to turn history off)"
+        );
+    }
     if !nix::unistd::geteuid().is_root()
         && which("fusermount3").is_none()
         && which("fusermount").is_none()
@@ -321,6 +342,28 @@ fn block_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// Start the history thread when the mount has a control plane and a history period.
+/// Failing to start it is logged, never fatal.
+fn start_history(fs: &Arc<KplugFs>, args: &MountArgs, mountpoint: &Path) {
+    let Some(control) = fs.control() else { return };
+    if args.history_period.is_zero() {
+        return;
+    }
+    let config = crate::history::HistoryConfig {
+        path: args
+            .history_db
+            .clone()
+            .unwrap_or_else(|| crate::history::default_path(mountpoint)),
+        period: args.history_period,
+        retention: args.history_retention,
+    };
+    let state = Arc::new(crate::history::HistoryState::new(config));
+    control.attach_history(state.clone());
+    if let Err(e) = crate::history::spawn(Arc::downgrade(control), state) {
+        tracing::error!("history disabled: cannot start its thread: {e}");
+    }
+}
+
 /// Mount and serve until unmounted. Calls `ready` once the mount is in place.
 fn serve(
     args: &MountArgs,
@@ -338,6 +381,7 @@ fn serve(
             return Err(e);
         }
     };
+    start_history(&fs, args, mountpoint);
     let adapter = FuseAdapter::new(fs);
     let pages = adapter.page_slot();
     let mut session = match fuser::Session::new(adapter, mountpoint, &fuse_config(backing, args)) {
@@ -518,6 +562,9 @@ mod tests {
             block_size: 128 << 10,
             kernel_hints: kplug_bridge::Mode::Off,
             kernel_cache: true,
+            history_period: Duration::ZERO,
+            history_db: None,
+            history_retention: crate::history::DEFAULT_RETENTION,
         }
     }
 

@@ -489,9 +489,9 @@ pub fn plot(results: &[SimResult], path: &Path) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-const PLOT_W: u32 = 900;
-const PLOT_H: u32 = 540;
-const PALETTE: [(u8, u8, u8); 10] = [
+pub(crate) const PLOT_W: u32 = 900;
+pub(crate) const PLOT_H: u32 = 540;
+pub(crate) const PALETTE: [(u8, u8, u8); 10] = [
     (31, 119, 180),
     (255, 127, 14),
     (44, 160, 44),
@@ -526,7 +526,7 @@ fn plot_series(results: &[SimResult]) -> Vec<(String, Vec<(f64, f64)>)> {
 }
 
 /// Round step for about `n` ticks over `span`.
-fn nice_step(span: f64, n: f64) -> f64 {
+pub(crate) fn nice_step(span: f64, n: f64) -> f64 {
     let raw = (span / n).max(1e-9);
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;
@@ -541,7 +541,7 @@ fn nice_step(span: f64, n: f64) -> f64 {
     }
 }
 
-fn fmt_tick(v: f64, step: f64) -> String {
+pub(crate) fn fmt_tick(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 {
         0
     } else {
@@ -551,15 +551,15 @@ fn fmt_tick(v: f64, step: f64) -> String {
 }
 
 #[derive(Clone, Copy)]
-enum Anchor {
+pub(crate) enum Anchor {
     Start,
     Middle,
     End,
 }
 
-type Rgb = (u8, u8, u8);
+pub(crate) type Rgb = (u8, u8, u8);
 
-trait Canvas {
+pub(crate) trait Canvas {
     fn line(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, c: Rgb, width: f64);
     fn dot(&mut self, x: f64, y: f64, r: f64, c: Rgb);
     fn text(&mut self, x: f64, y: f64, s: &str, c: Rgb, anchor: Anchor);
@@ -657,12 +657,12 @@ fn draw_plot(c: &mut impl Canvas, series: &[(String, Vec<(f64, f64)>)], results:
     }
 }
 
-struct Svg {
+pub(crate) struct Svg {
     out: String,
 }
 
 impl Svg {
-    fn new(w: u32, h: u32) -> Self {
+    pub(crate) fn new(w: u32, h: u32) -> Self {
         Svg {
             out: format!(
                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
@@ -672,7 +672,7 @@ impl Svg {
         }
     }
 
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.out.push_str("</svg>\n");
         self.out
     }
@@ -712,7 +712,7 @@ impl Canvas for Svg {
 }
 
 /// An RGB raster for the PNG output.
-struct Raster {
+pub(crate) struct Raster {
     w: u32,
     h: u32,
     px: Vec<u8>,
@@ -793,7 +793,7 @@ fn glyph(ch: char) -> [u8; 7] {
 }
 
 impl Raster {
-    fn new(w: u32, h: u32) -> Self {
+    pub(crate) fn new(w: u32, h: u32) -> Self {
         Raster {
             w,
             h,
@@ -820,7 +820,7 @@ impl Raster {
     }
 
     /// The image as PNG: 8-bit RGB, filter 0, zlib with stored (uncompressed) blocks.
-    fn png(&self) -> Vec<u8> {
+    pub(crate) fn png(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity(((self.w * 3 + 1) * self.h) as usize);
         for row in self.px.chunks((self.w * 3) as usize) {
             raw.push(0);

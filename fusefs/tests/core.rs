@@ -479,3 +479,177 @@ fn writes_racing_reads_of_the_same_pages_report_stale_pages() {
     assert_eq!(w.stale_pages, None);
     fs.release(fh).unwrap();
 }
+
+/// The core with the block cache and control plane (no FUSE): `.kplug/stats` must count what
+/// the reads did.
+#[test]
+fn stats_count_misses_then_hits_and_backend_bytes() {
+    use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
+    use kplugfs::control::{Control, INO_STATS};
+    let dir = tempfile::tempdir().unwrap();
+    let bs = 64u64 << 10;
+    let small: Vec<u8> = (0..2 * bs as usize).map(|i| (i * 7 % 251) as u8).collect();
+    let big: Vec<u8> = (0..12 * bs as usize)
+        .map(|i| (i * 13 % 241) as u8)
+        .collect();
+    std::fs::write(dir.path().join("small"), &small).unwrap();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    let backend = Arc::new(Backend::new(Duration::ZERO));
+    let cache = BlockCache::new(
+        backend,
+        BlockCacheConfig {
+            block_size: bs,
+            capacity_bytes: 8 * bs,
+            ..Default::default()
+        },
+        None,
+    );
+    let control =
+        Arc::new(Control::new(cache.clone(), (0, 0), kplug_host::EngineConfig::default()).unwrap());
+    let fs = KplugFs::new(dir.path(), cache, FsConfig::default())
+        .unwrap()
+        .with_control(control.clone());
+    let stats = || -> serde_json::Value { serde_json::from_str(&control.stats_json()).unwrap() };
+    let u = |v: &serde_json::Value, p: &str| v.pointer(p).and_then(|x| x.as_u64()).unwrap();
+    let read_all = |name: &str, len: usize| {
+        let e = fs.lookup(ROOT_INO, n(name)).unwrap();
+        let o = fs.open(e.attr.ino, libc::O_RDONLY).unwrap();
+        let mut out = Vec::new();
+        while out.len() < len {
+            let chunk = fs.read(o.fh, out.len() as u64, 128 << 10).unwrap();
+            assert!(!chunk.is_empty());
+            out.extend_from_slice(&chunk);
+        }
+        fs.release(o.fh).unwrap();
+        out
+    };
+    let s0 = stats();
+    for p in [
+        "/cache/hits",
+        "/cache/misses",
+        "/cache/evictions",
+        "/cache/resident_blocks",
+        "/prefetch/issued_blocks",
+        "/prefetch/used_blocks",
+        "/prefetch/wasted_blocks",
+        "/backend/reads",
+        "/backend/bytes",
+    ] {
+        assert_eq!(u(&s0, p), 0, "{p} at start");
+    }
+    assert_eq!(u(&s0, "/cache/capacity_blocks"), 8);
+    assert!(s0["plugins"].as_object().unwrap().is_empty());
+    assert!(s0.get("history").is_none());
+    assert_eq!(s0["active"]["eviction"], "builtin:lru");
+
+    assert_eq!(read_all("small", small.len()), small);
+    // Let prefetches in flight finish, so the re-read is all hits.
+    std::thread::sleep(Duration::from_millis(200));
+    let s1 = stats();
+    assert!(u(&s1, "/cache/misses") >= 1, "{s1}");
+    assert!(u(&s1, "/backend/bytes") >= small.len() as u64, "{s1}");
+    assert!(u(&s1, "/backend/reads") >= 2, "{s1}");
+    assert_eq!(u(&s1, "/cache/resident_blocks"), 2, "{s1}");
+    assert!(u(&s1, "/backend/latency_us/max") >= u(&s1, "/backend/latency_us/p50"));
+
+    assert_eq!(read_all("small", small.len()), small);
+    let s2 = stats();
+    assert_eq!(u(&s2, "/cache/hits") - u(&s1, "/cache/hits"), 2, "{s2}");
+    assert_eq!(u(&s2, "/cache/misses"), u(&s1, "/cache/misses"), "{s2}");
+    assert_eq!(u(&s2, "/backend/bytes"), u(&s1, "/backend/bytes"), "{s2}");
+    assert!(u(&s2, "/time_unix_ms") >= u(&s1, "/time_unix_ms"));
+
+    // 12 blocks through an 8-block cache: evictions, never more resident than capacity.
+    assert_eq!(read_all("big", big.len()), big);
+    std::thread::sleep(Duration::from_millis(200));
+    let s3 = stats();
+    assert!(u(&s3, "/cache/evictions") >= 4, "{s3}");
+    assert!(u(&s3, "/cache/resident_blocks") <= u(&s3, "/cache/capacity_blocks"));
+    assert!(u(&s3, "/backend/bytes") >= (small.len() + big.len()) as u64);
+    assert!(u(&s3, "/prefetch/issued_blocks") >= u(&s3, "/prefetch/used_blocks"));
+
+    // `stats` is a read-only file of the control tree.
+    let ctl = fs.lookup(ROOT_INO, n(".kplug")).unwrap();
+    let e = fs.lookup(ctl.attr.ino, n("stats")).unwrap();
+    assert_eq!(e.attr.ino, INO_STATS);
+    assert_eq!(
+        fs.open(INO_STATS, libc::O_WRONLY).unwrap_err().errno(),
+        libc::EACCES
+    );
+    let o = fs.open(INO_STATS, libc::O_RDONLY).unwrap();
+    let text = fs.read(o.fh, 0, 1 << 20).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert!(u(&doc, "/cache/hits") >= u(&s3, "/cache/hits"));
+    fs.release(o.fh).unwrap();
+}
+
+/// Every name `.kplug/stats` can show is documented in docs/METRICS.md (as a dotted path in
+/// backticks, `<op>` and `<name>` standing for object keys).
+#[test]
+fn every_stats_name_is_documented() {
+    use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
+    use kplugfs::control::Control;
+    use kplugfs::history::{HistoryConfig, HistoryState};
+    use kplugfs::metrics::FuseOp;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::new(
+        Arc::new(Backend::new(Duration::ZERO)),
+        BlockCacheConfig::default(),
+        None,
+    );
+    let control =
+        Arc::new(Control::new(cache.clone(), (0, 0), kplug_host::EngineConfig::default()).unwrap());
+    let fs = KplugFs::new(dir.path(), cache, FsConfig::default())
+        .unwrap()
+        .with_control(control.clone());
+    for &op in FuseOp::ALL {
+        drop(fs.fuse_metrics().start(op));
+    }
+    control.attach_history(Arc::new(HistoryState::new(HistoryConfig {
+        path: dir.path().join("h.db"),
+        period: Duration::from_secs(1),
+        retention: Duration::from_secs(60),
+    })));
+    let doc: serde_json::Value = serde_json::from_str(&control.stats_json()).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md"))
+            .unwrap();
+    fn walk(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(o) => {
+                for (k, child) in o {
+                    let key = match path.as_str() {
+                        "fuse" => "<op>",
+                        "plugins" => "<name>",
+                        _ => k.as_str(),
+                    };
+                    let p = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(child, p, out);
+                }
+            }
+            None => out.push(path),
+        }
+    }
+    let mut names = Vec::new();
+    walk(&doc, String::new(), &mut names);
+    assert!(names.len() > 40, "{names:?}");
+    for name in names {
+        // Latency percentiles are documented as `x.latency_us.p50`, `.p90`, ...
+        let documented = text.contains(&format!("`{name}`"))
+            || name.rsplit_once('.').is_some_and(|(head, last)| {
+                text.contains(&format!("`{head}.p50`")) && text.contains(&format!("`.{last}`"))
+            });
+        assert!(documented, "{name} is not in docs/METRICS.md");
+    }
+    for &op in FuseOp::ALL {
+        assert!(
+            text.contains(&format!("`{}`", op.name())),
+            "op {}",
+            op.name()
+        );
+    }
+}

@@ -73,6 +73,15 @@ impl TestMount {
         fill(&backing);
         let mut args = vec!["mount", backing.to_str().unwrap(), mnt.to_str().unwrap()];
         args.extend_from_slice(extra);
+        // Keep the history database (on by default) in the scratch directory, not in
+        // /var/lib/kplugfs, unless the test chooses.
+        let history = root.path().join("history.db");
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--history-db") || a.starts_with("--history-period"))
+        {
+            args.extend_from_slice(&["--history-db", history.to_str().unwrap()]);
+        }
         let out = kplugfs(&args);
         assert!(
             out.status.success(),

@@ -263,3 +263,26 @@ fn registry_tracks_instances_by_name() {
     }
     assert!(r.get("lru-wat").unwrap().roles().contains(Role::Eviction));
 }
+
+#[test]
+fn time_in_hooks_is_sampled_one_call_in_16() {
+    let mut c: CacheCore<()> = CacheCore::new(8, CoreConfig::default());
+    let p = load(&fifo(&[]), 8);
+    let status = p.status();
+    c.install_plugin(p, RoleSet::of(&[Role::Eviction])).unwrap();
+    // Installing replays the (empty) cache: no call yet.
+    assert_eq!((status.calls(), status.time_ns()), (0, 0));
+    let mut k = 0;
+    // Before the 16th call nothing is timed; the 16th adds 16 times its duration.
+    while status.calls() < 16 {
+        assert_eq!(status.time_ns(), 0, "{} calls", status.calls());
+        c.request(k, || ());
+        k += 1;
+    }
+    let t = status.time_ns();
+    assert!(t > 0 && t.is_multiple_of(16), "{t}");
+    for k in 100..400 {
+        c.request(k, || ());
+    }
+    assert!(status.time_ns() > t);
+}
