@@ -24,9 +24,10 @@
 //!
 //! **Prefetch.** After each block access the prefetch policy may ask for ranges; the core
 //! validates them, clamps them to its per-access budget and filters what is resident or in
-//! flight. Dedicated prefetch threads (not the FUSE workers) fetch them; the queue is bounded
-//! (`MAX_QUEUED_PREFETCH` blocks), and what does not fit is dropped, so prefetch never starves
-//! demand reads. Each range is also forwarded to the kernel bridge (`--kernel-hints`), which
+//! flight. Dedicated prefetch threads (not the FUSE workers, `--prefetch-threads`, default
+//! 2) fetch them, one job per block so a window is fetched in parallel (a slow store's
+//! throughput is its concurrency); the queue is bounded (`MAX_QUEUED_PREFETCH` blocks), and
+//! what does not fit is dropped, so prefetch never starves demand reads. Each range is also forwarded to the kernel bridge (`--kernel-hints`), which
 //! asks the backing filesystem's page cache to read it ahead.
 //!
 //! **Keys.** A block's key is `(file_id << 32) | block_index`, with a 32-bit `file_id` given
@@ -462,19 +463,23 @@ impl BlockCache {
             }
         };
         g.queued_prefetch += blocks.len();
-        let job = PrefetchJob {
-            ino: file.ino,
-            file_id: id,
-            version,
-            fd,
-            blocks,
-        };
-        if let Err(job) = self.queue.push(job) {
-            g.queued_prefetch -= job.blocks.len();
-            for (b, p) in job.blocks {
-                g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
-                g.pending.remove(&block_key(id, b as u32));
-                p.complete(Err(libc::EAGAIN));
+        // One job per block: the prefetch threads fetch a window's blocks in parallel (a
+        // slow store's throughput is its concurrency), not one thread the whole window.
+        for (b, p) in blocks {
+            let job = PrefetchJob {
+                ino: file.ino,
+                file_id: id,
+                version,
+                fd: fd.clone(),
+                blocks: vec![(b, p)],
+            };
+            if let Err(job) = self.queue.push(job) {
+                g.queued_prefetch -= job.blocks.len();
+                for (b, p) in job.blocks {
+                    g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
+                    g.pending.remove(&block_key(id, b as u32));
+                    p.complete(Err(libc::EAGAIN));
+                }
             }
         }
     }

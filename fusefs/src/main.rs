@@ -67,6 +67,11 @@ enum Command {
         /// (a power of two, at least 4KiB). See docs/block-cache.md for the default.
         #[arg(long, value_name = "SIZE", value_parser = mount::parse_size, default_value = "128KiB")]
         block_size: u64,
+        /// Threads reading prefetched blocks: how many backend reads prefetch keeps in
+        /// flight (raise it for a slow, parallel store).
+        #[arg(long, value_name = "N", default_value_t = 2,
+              value_parser = clap::value_parser!(u64).range(1..=256))]
+        prefetch_threads: u64,
         /// Forward prefetch hints to the backing files' kernel page cache: through the
         /// kplug_bridge module (kmod), readahead(2) (syscall), whichever works (auto), or not.
         #[arg(long, value_name = "MODE", default_value = "auto")]
@@ -253,6 +258,7 @@ fn main() -> ExitCode {
             log_file,
             cache_size,
             block_size,
+            prefetch_threads,
             kernel_hints,
             no_kernel_cache,
             history_period,
@@ -270,6 +276,7 @@ fn main() -> ExitCode {
                 log_file,
                 cache_size,
                 block_size,
+                prefetch_threads: prefetch_threads as usize,
                 kernel_hints,
                 kernel_cache: !no_kernel_cache,
                 history_period,

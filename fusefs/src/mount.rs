@@ -55,6 +55,8 @@ pub struct MountArgs {
     pub cache_size: u64,
     /// Block cache block size in bytes (a power of two, at least 4 KiB).
     pub block_size: u64,
+    /// Threads that run prefetch reads: the prefetch's concurrency against the backend.
+    pub prefetch_threads: usize,
     /// Where prefetch hints go in the kernel: the bridge module, readahead(2), or nowhere.
     pub kernel_hints: kplug_bridge::Mode,
     /// Let the kernel keep file pages across opens while a file is unchanged.
@@ -294,6 +296,7 @@ pub fn build_fs(backing: &Path, args: &MountArgs) -> Result<Arc<KplugFs>> {
         BlockCacheConfig {
             block_size: args.block_size,
             capacity_bytes: args.cache_size,
+            prefetch_threads: args.prefetch_threads,
             ..Default::default()
         },
         hints,
@@ -560,6 +563,7 @@ mod tests {
             log_file: None,
             cache_size: 256 << 20,
             block_size: 128 << 10,
+            prefetch_threads: 2,
             kernel_hints: kplug_bridge::Mode::Off,
             kernel_cache: true,
             history_period: Duration::ZERO,

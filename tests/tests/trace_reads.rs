@@ -188,6 +188,21 @@ fn run_slice(s: &Slice, expect_evictions: bool, pairs: bool) {
                     "{label}: {last} serves {role}: {st}"
                 );
             }
+            // A governor is called on its 100 ms tick, not per read: give it a few.
+            let governs = roles.iter().any(|r| r == "governor");
+            let mut st = st.clone();
+            for _ in 0..30 {
+                let called = st["plugins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == last.as_str() && p["calls"].as_u64() > Some(0));
+                if called || !governs {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                st = status(&m);
+            }
             let p = st["plugins"]
                 .as_array()
                 .unwrap()

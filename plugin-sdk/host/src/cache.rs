@@ -628,16 +628,20 @@ impl<V> CacheCore<V> {
         ]
     }
 
-    /// Takes the plugin serving eviction (if it serves only that role), leaving the
-    /// configured built-in seeded with the resident blocks in its place.
+    /// Takes the plugin serving eviction, leaving the configured built-in seeded with the
+    /// resident blocks in its place; if the same plugin also serves admission (ARC learns
+    /// the incoming key there), admission goes back to its built-in too. `None` if a
+    /// built-in serves eviction or the plugin also serves prefetch.
     pub(crate) fn take_eviction_plugin(&mut self) -> Option<Plugin> {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return None;
         };
-        let shared = matches!(self.admission, AdmissionRole::Plugin(s) if s == slot)
-            || matches!(self.prefetch, PrefetchRole::Plugin(s) if s == slot);
-        if shared {
+        if matches!(self.prefetch, PrefetchRole::Plugin(s) if s == slot) {
             return None;
+        }
+        if matches!(self.admission, AdmissionRole::Plugin(s) if s == slot) {
+            self.admission =
+                AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
         }
         self.eviction = self.seeded_builtin(self.config.eviction);
         self.plugins.take(slot)

@@ -14,7 +14,9 @@
 //! - `sequentiality(file: i64) -> f64`: for the file (`key >> 32`; the simulator's ids are
 //!   file 0), the fraction of its recent accesses that were to the block after the previous
 //!   one (an exponentially weighted average with weight 1/8; 0 for a file never seen). It is
-//!   tracked from the moment a plugin importing it is installed.
+//!   tracked from the moment a plugin importing it is installed. `file = -1` gives the
+//!   same figure over every file's accesses together (weight 1/64): what a governor
+//!   watching the whole workload wants.
 //! - `backend_latency_ns() -> i64`: the mount's recent backend read latency (EWMA with
 //!   weight 1/8, fed by the block cache); in the simulator, what `--backend-latency` says
 //!   (0 by default).
@@ -44,6 +46,8 @@ pub struct Figures {
     logical: AtomicBool,
     track_sequentiality: AtomicBool,
     files: Mutex<FastMap<u64, (u64, f64)>>,
+    /// Sequentiality over all files (weight 1/64), as f64 bits.
+    global_sequentiality: AtomicU64,
 }
 
 /// Window counters kept by the core (not shared: the core updates them under `&mut`).
@@ -72,8 +76,12 @@ impl Figures {
         f64::from_bits(self.pressure.load(Ordering::Relaxed))
     }
 
-    /// `sequentiality(file)` as a plugin sees it.
+    /// `sequentiality(file)` as a plugin sees it; `file` = `u64::MAX` (-1) is every file's
+    /// accesses together.
     pub fn sequentiality(&self, file: u64) -> f64 {
+        if file == u64::MAX {
+            return f64::from_bits(self.global_sequentiality.load(Ordering::Relaxed));
+        }
         self.files.lock().get(&file).map_or(0.0, |f| f.1)
     }
 
@@ -144,6 +152,10 @@ impl Figures {
             let seq = block == e.0.wrapping_add(1);
             e.1 += ((seq as u8 as f64) - e.1) / 8.0;
             e.0 = block;
+            let g = f64::from_bits(self.global_sequentiality.load(Ordering::Relaxed));
+            let g = g + ((seq as u8 as f64) - g) / 64.0;
+            self.global_sequentiality
+                .store(g.to_bits(), Ordering::Relaxed);
         }
     }
 
@@ -207,6 +219,9 @@ mod tests {
         assert!(f.sequentiality(3) > 0.99, "{}", f.sequentiality(3));
         assert!(f.sequentiality(4) < 0.01, "{}", f.sequentiality(4));
         assert_eq!(f.sequentiality(5), 0.0);
+        // Half the accesses sequential overall.
+        let all = f.sequentiality(u64::MAX);
+        assert!((0.3..0.7).contains(&all), "{all}");
     }
 
     #[test]

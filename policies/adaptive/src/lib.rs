@@ -8,10 +8,14 @@
 //! `capacity_lives` times the cache capacity (a big cache's content reflects a long
 //! history, so its phases are judged over a long one). It switches when another
 //! candidate's score beats the serving one's by more than `margin` of the decayed requests
-//! **plus** `switch_cost` times the capacity: switching costs up to a cacheful of refetched
-//! blocks, so a small, brief advantage is not worth it. The host hands the winner's shadow
-//! state to the cache, so the new policy starts with its own history of the whole stream,
-//! not from scratch (docs/policies.md).
+//! and the expected gain (the hit-rate advantage times the horizon still to come, guessed
+//! as long as the stream seen so far and at least a half-life) exceeds `switch_cost` times
+//! the price of switching: the blocks the winner's shadow holds that the cache does not
+//! (`candidate_divergence`), which must be fetched again. Early on, when the shadows have
+//! barely diverged, it follows the leader freely; on a warm cache only a lasting advantage
+//! moves it. The host hands the winner's shadow state to the cache, so the new policy
+//! starts with its own history of the whole stream, not from scratch (docs/policies.md).
+//! Each switch is logged (`kplug.log`, info).
 //!
 //! Parameters: `candidates` (policy names joined by `/`, default
 //! `lru/fifo/clock/sieve/arc/twoq/lirs/s3fifo/wtinylfu`, the first serves at start),
@@ -25,12 +29,13 @@
 
 extern crate alloc;
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use kplug_sdk::governor::{
     activate, add_candidate, candidate_divergence, candidate_hits, candidate_requests,
 };
-use kplug_sdk::{Governor, Plugin, Rejected, Role, export_plugin};
+use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log};
 
 const DEFAULT: &str = "lru/fifo/clock/sieve/arc/twoq/lirs/s3fifo/wtinylfu";
 
@@ -190,6 +195,20 @@ impl Governor for Adaptive {
         let now = self.decide(&hits, new_requests, &div);
         if now != before {
             activate(self.cands[now].index);
+            let names: Vec<&str> = self.names.split('/').filter(|n| !n.is_empty()).collect();
+            log(
+                Level::Info,
+                &format!(
+                    "after {} requests: {} -> {} (decayed hits {:.0} vs {:.0} of {:.0}; ~{} blocks to fetch again)",
+                    self.elapsed,
+                    names.get(before).unwrap_or(&"?"),
+                    names.get(now).unwrap_or(&"?"),
+                    self.cands[now].score,
+                    self.cands[before].score,
+                    self.requests,
+                    div(now),
+                ),
+            );
         }
     }
 }

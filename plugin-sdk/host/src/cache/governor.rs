@@ -29,12 +29,14 @@
 //! serving stay as they are.
 
 use crate::abi::Role;
+use crate::abi::RoleSet;
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
 use crate::engine::CompiledPlugin;
 use crate::error::InstallError;
 use crate::hash::FastSet;
 use crate::instance::Plugin;
 use crate::registry::parse_params;
+use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::EvictionRole;
 
 use super::{CacheCore, CoreConfig};
@@ -95,6 +97,16 @@ impl Governor {
 }
 
 impl Candidate {
+    /// The roles an eviction candidate serves: eviction, and admission too if it has it
+    /// (ARC and LIRS learn the incoming key in `kplug_admit`, as libCacheSim's `find`).
+    fn eviction_roles(&self) -> RoleSet {
+        let mut r = RoleSet::from(Role::Eviction);
+        if self.compiled.roles().contains(Role::Admission) {
+            r = r.with(Role::Admission);
+        }
+        r
+    }
+
     fn instantiate(&self, capacity: u64) -> Result<Plugin, InstallError> {
         let p: Vec<(&str, &str)> = self
             .params
@@ -154,7 +166,7 @@ impl<V> CacheCore<V> {
             };
             if role == Role::Eviction {
                 let mut shadow = CacheCore::new(self.capacity, shadow_config());
-                shadow.install_plugin(c.instantiate(self.capacity)?, Role::Eviction.into())?;
+                shadow.install_plugin(c.instantiate(self.capacity)?, c.eviction_roles())?;
                 c.shadow = Some(Box::new(shadow));
             } else {
                 // Instantiated once now so a bad parameter is refused at install.
@@ -163,6 +175,9 @@ impl<V> CacheCore<V> {
             candidates.push(c);
         }
         plugin.attach_figures(self.figures.clone());
+        if plugin.wants_sequentiality() {
+            self.figures.set_track_sequentiality(true);
+        }
         plugin.mark_installed();
         let pending = plugin.take_activation();
         self.governor = Some(Box::new(Governor {
@@ -323,7 +338,7 @@ impl<V> CacheCore<V> {
         if fresh {
             let p = g.candidates[j].instantiate(self.capacity)?;
             let old = self.take_eviction_plugin();
-            self.install_plugin(p, Role::Eviction.into())?;
+            self.install_plugin(p, g.candidates[j].eviction_roles())?;
             g.candidates[j].shadow = None;
             self.shadow_from(g, old_live, old, &before);
             return Ok(());
@@ -352,6 +367,9 @@ impl<V> CacheCore<V> {
         p.mark_installed();
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);
+        if g.candidates[j].eviction_roles().contains(Role::Admission) {
+            self.admission = AdmissionRole::Plugin(slot);
+        }
         self.shadow_from(g, old_live, old, &before);
         Ok(())
     }
@@ -369,7 +387,8 @@ impl<V> CacheCore<V> {
             return;
         };
         let mut s = CacheCore::new(self.capacity, shadow_config());
-        s.adopt(p, keys);
+        let admits = g.candidates[i].eviction_roles().contains(Role::Admission);
+        s.adopt(p, keys, admits);
         g.candidates[i].shadow = Some(Box::new(s));
     }
 }
@@ -377,7 +396,7 @@ impl<V> CacheCore<V> {
 impl CacheCore<()> {
     /// Take `keys` (least recently used first) as resident and `p` as the eviction policy
     /// that already tracks exactly them (no replay).
-    fn adopt(&mut self, mut p: Plugin, keys: &[u64]) {
+    fn adopt(&mut self, mut p: Plugin, keys: &[u64], admits: bool) {
         for &k in keys {
             self.seq += 1;
             self.map.insert(
@@ -392,5 +411,8 @@ impl CacheCore<()> {
         p.attach_figures(self.figures.clone());
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);
+        if admits {
+            self.admission = AdmissionRole::Plugin(slot);
+        }
     }
 }
