@@ -200,6 +200,30 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 impl Control {
+    /// The `cache` object shared by `.kplug/status` and `.kplug/stats`.
+    fn cache_object(
+        &self,
+        stats: &kplug_host::CacheStats,
+        occupancy: (u64, u64),
+    ) -> serde_json::Value {
+        let counters = self.cache.counters();
+        serde_json::json!({
+            "block_size": self.cache.block_size(),
+            "resident_blocks": occupancy.0,
+            "capacity_blocks": occupancy.1,
+            "hits": stats.hits,
+            "misses": stats.misses,
+            "evictions": stats.evictions,
+            "insertions": stats.insertions,
+            "admission_refusals": stats.admission_refusals,
+            "invalidations": stats.invalidations,
+            "faults": stats.faults,
+            "policy_switches": stats.policy_switches,
+            "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
+            "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
+        })
+    }
+
     /// The control plane of a mount owned by `owner` (uid, gid), over `cache`.
     pub fn new(cache: Arc<BlockCache>, owner: (u32, u32), engine: EngineConfig) -> Result<Self> {
         let max_module_bytes = engine.max_module_bytes;
@@ -813,20 +837,7 @@ impl Control {
         let mut doc = json!({
             "time_unix_ms": millis(now),
             "uptime_ms": self.started_at.elapsed().as_millis() as u64,
-            "cache": {
-                "block_size": self.cache.block_size(),
-                "resident_blocks": occupancy.0,
-                "capacity_blocks": occupancy.1,
-                "hits": stats.hits,
-                "misses": stats.misses,
-                "evictions": stats.evictions,
-                "insertions": stats.insertions,
-                "admission_refusals": stats.admission_refusals,
-                "invalidations": stats.invalidations,
-                "faults": stats.faults,
-                "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
-                "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
-            },
+            "cache": self.cache_object(&stats, occupancy),
             "prefetch": {
                 "issued_blocks": stats.prefetch_planned,
                 "completed_blocks": stats.prefetch_inserted,
@@ -951,21 +962,7 @@ impl Control {
         let doc = serde_json::json!({
             "plugins": plugins,
             "active": active,
-            "cache": {
-                "block_size": self.cache.block_size(),
-                "resident_blocks": occupancy.0,
-                "capacity_blocks": occupancy.1,
-                "hits": stats.hits,
-                "misses": stats.misses,
-                "evictions": stats.evictions,
-                "insertions": stats.insertions,
-                "admission_refusals": stats.admission_refusals,
-                "invalidations": stats.invalidations,
-                "faults": stats.faults,
-                "policy_switches": stats.policy_switches,
-                "deduplicated_fetches": counters.deduplicated.load(Ordering::Relaxed),
-                "stale_fetches_dropped": counters.stale_fetches.load(Ordering::Relaxed),
-            },
+            "cache": self.cache_object(&stats, occupancy),
             "prefetch": {
                 "issued_blocks": stats.prefetch_planned,
                 "completed_blocks": stats.prefetch_inserted,

@@ -61,8 +61,20 @@ pub(crate) struct Windows {
     published_pressure: bool,
 }
 
-fn f64_bits(v: f64) -> u64 {
-    v.to_bits()
+/// Count one event (`yes` or not) into a window of [`WINDOW`] events and publish
+/// `yes / all` to `out`: at each completed window, and after every event until the first
+/// window completes.
+fn window(out: &AtomicU64, all: &mut u64, yes: &mut u64, published: &mut bool, hit: bool) {
+    *all += 1;
+    *yes += hit as u64;
+    if *all == WINDOW {
+        out.store((*yes as f64 / WINDOW as f64).to_bits(), Ordering::Relaxed);
+        *published = true;
+        *all = 0;
+        *yes = 0;
+    } else if !*published {
+        out.store((*yes as f64 / *all as f64).to_bits(), Ordering::Relaxed);
+    }
 }
 
 impl Figures {
@@ -125,20 +137,13 @@ impl Figures {
 
     /// A request for `key`; `hit` says whether it was resident.
     pub(crate) fn note_request(&self, w: &mut Windows, key: u64, hit: bool) {
-        w.requests += 1;
-        w.hits += hit as u64;
-        if w.requests == WINDOW {
-            self.hit_ratio
-                .store(f64_bits(w.hits as f64 / WINDOW as f64), Ordering::Relaxed);
-            w.published_hit = true;
-            w.requests = 0;
-            w.hits = 0;
-        } else if !w.published_hit {
-            self.hit_ratio.store(
-                f64_bits(w.hits as f64 / w.requests as f64),
-                Ordering::Relaxed,
-            );
-        }
+        window(
+            &self.hit_ratio,
+            &mut w.requests,
+            &mut w.hits,
+            &mut w.published_hit,
+            hit,
+        );
         if self.logical.load(Ordering::Relaxed) {
             self.logical_now.fetch_add(1_000, Ordering::Relaxed);
         }
@@ -161,22 +166,13 @@ impl Figures {
 
     /// An insertion; `evicted` says whether it had to evict first.
     pub(crate) fn note_insert(&self, w: &mut Windows, evicted: bool) {
-        w.inserts += 1;
-        w.evicting += evicted as u64;
-        if w.inserts == WINDOW {
-            self.pressure.store(
-                f64_bits(w.evicting as f64 / WINDOW as f64),
-                Ordering::Relaxed,
-            );
-            w.published_pressure = true;
-            w.inserts = 0;
-            w.evicting = 0;
-        } else if !w.published_pressure {
-            self.pressure.store(
-                f64_bits(w.evicting as f64 / w.inserts as f64),
-                Ordering::Relaxed,
-            );
-        }
+        window(
+            &self.pressure,
+            &mut w.inserts,
+            &mut w.evicting,
+            &mut w.published_pressure,
+            evicted,
+        );
     }
 }
 
