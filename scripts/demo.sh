@@ -51,6 +51,12 @@ cat "$mnt/.kplug/status"
 step "cat $mnt/data.bin > /dev/null; cmp $mnt/data.bin $backing/data.bin    # served under the plugin"
 cat "$mnt/data.bin" > /dev/null
 cmp "$mnt/data.bin" "$backing/data.bin" && echo identical
+step "kplugfs stats $mnt    # live figures of every layer (docs/METRICS.md)"
+"$kplugfs" stats "$mnt"
+step "kplugfs policy export scanboost $mnt/.kplug/plugins/    # a governor: switches prefetchers as the workload changes"
+"$kplugfs" policy export scanboost "$mnt/.kplug/plugins/"
+dd if="$mnt/data.bin" of=/dev/null bs=1M 2>&1 | tail -1
+grep -o '"governor": *"[a-z]*"' "$mnt/.kplug/status"
 printf 'not wasm' > "$demo/bad.wasm"
 step "cp bad.wasm $mnt/.kplug/plugins/    # refused at close(): cp fails, nothing changes"
 cp "$demo/bad.wasm" "$mnt/.kplug/plugins/" || echo "(refused, as it should be)"
