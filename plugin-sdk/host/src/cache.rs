@@ -649,6 +649,7 @@ impl<V> CacheCore<V> {
 
     /// Switches eviction to a built-in, seeded with the resident blocks.
     pub fn set_eviction(&mut self, policy: BuiltinEviction) {
+        self.governor_loses(Role::Eviction.into());
         let old = self.slots();
         self.eviction = self.seeded_builtin(policy);
         self.release_unused(&old);
@@ -656,6 +657,7 @@ impl<V> CacheCore<V> {
 
     /// Switches admission to a built-in.
     pub fn set_admission(&mut self, policy: BuiltinAdmission) {
+        self.governor_loses(Role::Admission.into());
         let old = self.slots();
         self.admission = AdmissionRole::Native(policy.build(), policy.name());
         self.release_unused(&old);
@@ -663,6 +665,7 @@ impl<V> CacheCore<V> {
 
     /// Switches prefetch to a built-in.
     pub fn set_prefetch(&mut self, policy: BuiltinPrefetch) {
+        self.governor_loses(Role::Prefetch.into());
         let old = self.slots();
         self.prefetch = PrefetchRole::Native(policy.build(), policy.name());
         self.release_unused(&old);
@@ -709,6 +712,7 @@ impl<V> CacheCore<V> {
         if plugin.wants_sequentiality() {
             self.figures.set_track_sequentiality(true);
         }
+        self.governor_loses(roles);
         let old = self.slots();
         plugin.mark_installed();
         let slot = self.plugins.add(plugin);

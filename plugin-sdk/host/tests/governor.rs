@@ -161,3 +161,27 @@ fn unknown_or_wrong_candidates_are_refused_at_install() {
         .unwrap_err();
     assert!(matches!(e, InstallError::NotGovernor(_)), "{e}");
 }
+
+#[test]
+fn a_plugin_dropped_over_the_governor_is_not_taken_for_a_candidate() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    let keys = stream(1000);
+    for k in &keys[..50] {
+        core.request(*k, || ());
+    }
+    // The operator drops an eviction plugin: no candidate serves any more.
+    core.install_plugin(load(&fifo(&[]), 16), Role::Eviction.into())
+        .unwrap();
+    assert!(core.candidates().iter().all(|c| !c.active));
+    // The governor's first tick activates `lru`: the operator's plugin gives way and is not
+    // turned into the shadow of `fifo` (which no longer has one).
+    for k in &keys[50..] {
+        core.request(*k, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0);
+    assert!(core.candidates()[1].active);
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+}

@@ -96,6 +96,19 @@ impl Governor {
     }
 }
 
+impl<V> CacheCore<V> {
+    /// Another policy (a plugin dropped by the operator, a built-in) takes `roles`: no
+    /// candidate serves them any more, and the one that did is not taken back as a shadow.
+    /// A governor's own activations set the candidate as serving after this.
+    pub(super) fn governor_loses(&mut self, roles: RoleSet) {
+        if let Some(g) = self.governor.as_mut() {
+            for r in roles.iter() {
+                g.live[r as usize] = None;
+            }
+        }
+    }
+}
+
 impl Candidate {
     /// The roles an eviction candidate serves: eviction, and admission too if it has it
     /// (ARC and LIRS learn the incoming key in `kplug_admit`, as libCacheSim's `find`).
@@ -383,7 +396,12 @@ impl<V> CacheCore<V> {
         old: Option<Plugin>,
         keys: &[u64],
     ) {
-        let (Some(i), Some(p)) = (old_live, old) else {
+        let Some(p) = old else {
+            return;
+        };
+        let Some(i) = old_live else {
+            // A policy the governor did not install (dropped by the operator) gives way.
+            p.mark_disabled("replaced by the governor's choice");
             return;
         };
         let mut s = CacheCore::new(self.capacity, shadow_config());
