@@ -563,6 +563,30 @@ pub(crate) trait Canvas {
     fn line(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, c: Rgb, width: f64);
     fn dot(&mut self, x: f64, y: f64, r: f64, c: Rgb);
     fn text(&mut self, x: f64, y: f64, s: &str, c: Rgb, anchor: Anchor);
+
+    /// Horizontal grid lines with their labels left of the plot area, every `step` from
+    /// `y0` to `y1`; `py` maps a value to a pixel row.
+    fn y_grid(
+        &mut self,
+        left: f64,
+        width: f64,
+        (y0, y1, step): (f64, f64, f64),
+        py: &dyn Fn(f64) -> f64,
+    ) {
+        let (black, grey) = ((0, 0, 0), (220, 220, 220));
+        let mut y = y0;
+        while y <= y1 + step / 2.0 {
+            self.line(left, py(y), left + width, py(y), grey, 1.0);
+            self.text(
+                left - 8.0,
+                py(y) + 4.0,
+                &fmt_tick(y, step),
+                black,
+                Anchor::End,
+            );
+            y += step;
+        }
+    }
 }
 
 fn draw_plot(c: &mut impl Canvas, series: &[(String, Vec<(f64, f64)>)], results: &[SimResult]) {
@@ -582,20 +606,8 @@ fn draw_plot(c: &mut impl Canvas, series: &[(String, Vec<(f64, f64)>)], results:
     let y1 = ((y_hi / ystep).ceil() * ystep).min(1.0).max(y0 + ystep);
     let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
     let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * ph;
-    let (black, grey) = ((0, 0, 0), (220, 220, 220));
-    // Grid and y ticks.
-    let mut y = y0;
-    while y <= y1 + ystep / 2.0 {
-        c.line(left, py(y), left + pw, py(y), grey, 1.0);
-        c.text(
-            left - 8.0,
-            py(y) + 4.0,
-            &fmt_tick(y, ystep),
-            black,
-            Anchor::End,
-        );
-        y += ystep;
-    }
+    let black = (0, 0, 0);
+    c.y_grid(left, pw, (y0, y1, ystep), &py);
     // X ticks at the simulated sizes.
     let mut ticks: Vec<f64> = series
         .iter()

@@ -655,7 +655,7 @@ fn panel(
     ylabel: &str,
     series: &[(&str, &Vec<(f64, f64)>)],
 ) {
-    let (black, grey) = ((0, 0, 0), (220, 220, 220));
+    let black = (0, 0, 0);
     let hi = y_max.unwrap_or_else(|| {
         series
             .iter()
@@ -666,18 +666,7 @@ fn panel(
     let y1 = ((hi / ystep).ceil() * ystep).max(ystep);
     let px = |x: f64| left + x / x1 * pw;
     let py = |y: f64| top + (1.0 - y / y1) * ph;
-    let mut y = 0.0;
-    while y <= y1 + ystep / 2.0 {
-        c.line(left, py(y), left + pw, py(y), grey, 1.0);
-        c.text(
-            left - 8.0,
-            py(y) + 4.0,
-            &fmt_tick(y, ystep),
-            black,
-            Anchor::End,
-        );
-        y += ystep;
-    }
+    c.y_grid(left, pw, (0.0, y1, ystep), &py);
     let xstep = nice_step(x1, 8.0);
     let mut x = 0.0;
     while x <= x1 + xstep / 2.0 {
