@@ -200,6 +200,18 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 impl Control {
+    /// The `prefetch` object shared by `.kplug/status` and `.kplug/stats`.
+    fn prefetch_object(&self, stats: &kplug_host::CacheStats) -> serde_json::Value {
+        let counters = self.cache.counters();
+        serde_json::json!({
+            "issued_blocks": stats.prefetch_planned,
+            "completed_blocks": stats.prefetch_inserted,
+            "used_blocks": stats.prefetch_used,
+            "wasted_blocks": stats.prefetch_wasted,
+            "dropped_blocks": counters.prefetch_dropped.load(Ordering::Relaxed),
+        })
+    }
+
     /// The `cache` object shared by `.kplug/status` and `.kplug/stats`.
     fn cache_object(
         &self,
@@ -809,7 +821,6 @@ impl Control {
             };
             plugins.insert(name, v);
         }
-        let counters = self.cache.counters();
         let backend = self.cache.backend();
         let mut fuse = Map::new();
         if let Some(m) = self.fuse_metrics.get() {
@@ -838,13 +849,7 @@ impl Control {
             "time_unix_ms": millis(now),
             "uptime_ms": self.started_at.elapsed().as_millis() as u64,
             "cache": self.cache_object(&stats, occupancy),
-            "prefetch": {
-                "issued_blocks": stats.prefetch_planned,
-                "completed_blocks": stats.prefetch_inserted,
-                "used_blocks": stats.prefetch_used,
-                "wasted_blocks": stats.prefetch_wasted,
-                "dropped_blocks": counters.prefetch_dropped.load(Ordering::Relaxed),
-            },
+            "prefetch": self.prefetch_object(&stats),
             "backend": {
                 "reads": backend.reads(),
                 "bytes": backend.bytes(),
@@ -958,18 +963,11 @@ impl Control {
             active.insert("candidates".into(), candidates.into());
             (active, *core.stats(), (core.len() as u64, core.capacity()))
         });
-        let counters = self.cache.counters();
         let doc = serde_json::json!({
             "plugins": plugins,
             "active": active,
             "cache": self.cache_object(&stats, occupancy),
-            "prefetch": {
-                "issued_blocks": stats.prefetch_planned,
-                "completed_blocks": stats.prefetch_inserted,
-                "used_blocks": stats.prefetch_used,
-                "wasted_blocks": stats.prefetch_wasted,
-                "dropped_blocks": counters.prefetch_dropped.load(Ordering::Relaxed),
-            },
+            "prefetch": self.prefetch_object(&stats),
             "backend": {
                 "reads": self.cache.backend().reads(),
                 "bytes": self.cache.backend().bytes(),

@@ -564,6 +564,17 @@ pub(crate) trait Canvas {
     fn dot(&mut self, x: f64, y: f64, r: f64, c: Rgb);
     fn text(&mut self, x: f64, y: f64, s: &str, c: Rgb, anchor: Anchor);
 
+    /// A series' line through `points` (pixel coordinates), 2 px wide.
+    fn polyline(&mut self, points: &mut dyn Iterator<Item = (f64, f64)>, c: Rgb) {
+        let mut prev: Option<(f64, f64)> = None;
+        for p in points {
+            if let Some(q) = prev {
+                self.line(q.0, q.1, p.0, p.1, c, 2.0);
+            }
+            prev = Some(p);
+        }
+    }
+
     /// Horizontal grid lines with their labels left of the plot area, every `step` from
     /// `y0` to `y1`; `py` maps a value to a pixel row.
     fn y_grid(
@@ -649,16 +660,7 @@ fn draw_plot(c: &mut impl Canvas, series: &[(String, Vec<(f64, f64)>)], results:
     c.text(left + pw / 2.0, top - 15.0, &title, black, Anchor::Middle);
     for (i, (name, pts)) in series.iter().enumerate() {
         let col = PALETTE[i % PALETTE.len()];
-        for pair in pts.windows(2) {
-            c.line(
-                px(pair[0].0),
-                py(pair[0].1),
-                px(pair[1].0),
-                py(pair[1].1),
-                col,
-                2.0,
-            );
-        }
+        c.polyline(&mut pts.iter().map(|&(x, y)| (px(x), py(y))), col);
         for &(x, y) in pts {
             c.dot(px(x), py(y), 3.5, col);
         }

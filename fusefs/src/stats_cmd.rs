@@ -685,16 +685,7 @@ fn panel(
     c.text(left, top - 8.0, ylabel, black, Anchor::Middle);
     for (i, (name, pts)) in series.iter().enumerate() {
         let col = PALETTE[i % PALETTE.len()];
-        for pair in pts.windows(2) {
-            c.line(
-                px(pair[0].0),
-                py(pair[0].1),
-                px(pair[1].0),
-                py(pair[1].1),
-                col,
-                2.0,
-            );
-        }
+        c.polyline(&mut pts.iter().map(|&(x, y)| (px(x), py(y))), col);
         if pts.len() <= 60 {
             for &(x, y) in pts.iter() {
                 c.dot(px(x), py(y), 2.5, col);
