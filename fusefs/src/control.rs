@@ -108,6 +108,8 @@ struct PluginJson {
     name: String,
     file: String,
     roles: Vec<Role>,
+    /// A governor (exports `kplug_tick`): it may serve no role and picks those that do.
+    governor: bool,
     state: String,
     error: Option<String>,
     loaded_at: u64,
@@ -804,6 +806,7 @@ impl Control {
                     json!({
                         "state": snap.state,
                         "roles": snap.roles,
+                        "governor": snap.governor,
                         "active_roles": active_roles,
                         "calls": snap.calls,
                         "faults": snap.faults,
@@ -813,6 +816,7 @@ impl Control {
                 None => json!({
                     "state": "failed",
                     "roles": [],
+                    "governor": false,
                     "active_roles": [],
                     "calls": 0,
                     "faults": 0,
@@ -891,6 +895,7 @@ impl Control {
                     name: plugin_name(file).into(),
                     file: file.clone(),
                     roles: prev.as_ref().map(|s| s.roles.clone()).unwrap_or_default(),
+                    governor: prev.as_ref().is_some_and(|s| s.governor),
                     state: "failed".into(),
                     error: Some(format!("refused at load: {err}")),
                     loaded_at: millis(*at),
@@ -903,6 +908,7 @@ impl Control {
                     name: s.name,
                     file: file.clone(),
                     roles: s.roles,
+                    governor: s.governor,
                     state: serde_json::to_value(s.state)
                         .ok()
                         .and_then(|v| v.as_str().map(String::from))
@@ -926,6 +932,7 @@ impl Control {
                     name: plugin_name(file).into(),
                     file: file.clone(),
                     roles: Vec::new(),
+                    governor: false,
                     state: "failed".into(),
                     error: Some("not loaded yet (still being written?)".into()),
                     loaded_at: millis(f.mtime),

@@ -64,7 +64,7 @@ pub struct SimArgs {
 }
 
 /// Default of [`SimArgs::tick_every`].
-pub const DEFAULT_TICK_EVERY: u64 = 1000;
+pub const DEFAULT_TICK_EVERY: u64 = 100;
 
 /// Compiles the candidates a governor names, once per name for the whole run.
 struct Candidates<'a> {

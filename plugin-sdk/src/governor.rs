@@ -13,6 +13,7 @@ mod imports {
         pub fn candidate_divergence(index: i32) -> i64;
         pub fn active(role: i32) -> i32;
         pub fn activate(index: i32) -> i32;
+        pub fn set_weight(index: i32, weight: f64) -> i32;
     }
 }
 
@@ -97,6 +98,24 @@ pub fn activate(index: u32) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = index;
+        false
+    }
+}
+
+/// Give eviction candidate `index` a weight (finite, >= 0) in the cache's eviction vote,
+/// once this call returns (ABI 1.2). The cache evicts the resident block whose holders
+/// (the candidates whose shadow cache holds it) weigh least, oldest first among equals:
+/// with one candidate of weight > 0 the cache becomes that candidate's cache, with several
+/// it keeps what the heavy ones agree on. [`activate`] is weight 1 for one candidate and 0
+/// for the others. Returns false for a bad index, a candidate of another role or a bad
+/// weight.
+pub fn set_weight(index: u32, weight: f64) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return unsafe { imports::set_weight(index as i32, weight) } == 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (index, weight);
         false
     }
 }

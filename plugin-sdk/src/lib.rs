@@ -88,8 +88,9 @@ pub use export::__private;
 
 /// ABI major version implemented by this SDK.
 pub const ABI_MAJOR: u32 = 1;
-/// ABI minor version implemented by this SDK (1.1: introspection imports).
-pub const ABI_MINOR: u32 = 1;
+/// ABI minor version implemented by this SDK (1.1: introspection imports and the governor
+/// role; 1.2: eviction weights, [`governor::set_weight`]).
+pub const ABI_MINOR: u32 = 2;
 /// The word `kplug_abi_version` returns: `(major << 16) | minor`.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 /// Most ranges one prefetch answer may hold.
@@ -311,6 +312,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0001);
+        assert_eq!(ABI_VERSION, 0x0001_0002);
     }
 }

@@ -210,6 +210,7 @@ fn run_slice(s: &Slice, expect_evictions: bool, pairs: bool) {
                 .find(|p| p["name"] == last.as_str())
                 .unwrap();
             assert_eq!(p["state"], "active", "{label}: {p}");
+            assert_eq!(p["governor"], governs, "{label}: {p}");
             assert!(
                 p["calls"].as_u64().unwrap() > 0,
                 "{label}: never called: {p}"

@@ -22,9 +22,9 @@ use std::time::Duration;
 /// Major version of the ABI this host implements.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI this host implements (highest minor it accepts).
-/// 1.1 added the introspection imports.
-pub const ABI_MINOR: u32 = 1;
-/// The version word of this host's ABI, `kplug_abi_version`'s answer for a 1.1 plugin.
+/// 1.1 added the introspection imports and the governor role; 1.2 added `set_weight`.
+pub const ABI_MINOR: u32 = 2;
+/// The version word of this host's ABI, `kplug_abi_version`'s answer for a 1.2 plugin.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
 /// Module name of every host import.
@@ -65,6 +65,12 @@ pub const IMPORT_ACTIVE: &str = "active";
 /// 1.1 governor: `activate(index: i32) -> i32`, make the candidate serve its role once the
 /// current call returns (0), or -1 for a bad index.
 pub const IMPORT_ACTIVATE: &str = "activate";
+/// 1.2 governor: `set_weight(index: i32, weight: f64) -> i32`, give an eviction candidate a
+/// weight (finite, >= 0) in the cache's eviction vote once the current call returns (0), or
+/// -1 for a bad index, a candidate of another role or a bad weight. The cache evicts the
+/// resident block whose holders (the candidates whose shadow holds it) weigh least;
+/// `activate(i)` is the weight 1 for `i` and 0 for every other eviction candidate.
+pub const IMPORT_SET_WEIGHT: &str = "set_weight";
 /// 1.1 governor role: `kplug_tick(now_ns: i64) -> i32`, called periodically (every N
 /// requests in the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
 pub const EXPORT_TICK: &str = "kplug_tick";

@@ -176,6 +176,8 @@ pub struct CacheCore<V> {
     figures: Arc<Figures>,
     windows: Windows,
     governor: Option<Box<Governor>>,
+    /// Keys this core evicted since the governor last looked (shadow caches only).
+    evicted_log: Option<Vec<u64>>,
 }
 
 impl<V> std::fmt::Debug for CacheCore<V> {
@@ -208,6 +210,7 @@ impl<V> CacheCore<V> {
             figures: Arc::default(),
             windows: Windows::default(),
             governor: None,
+            evicted_log: None,
         }
     }
 
@@ -256,6 +259,11 @@ impl<V> CacheCore<V> {
 
     /// Which policy serves `role` now.
     pub fn policy(&self, role: Role) -> ActivePolicy {
+        if role == Role::Eviction
+            && let Some(p) = self.followed_policy()
+        {
+            return p;
+        }
         let slot = match (role, &self.eviction, &self.admission, &self.prefetch) {
             (Role::Eviction, EvictionRole::Native(_, n), _, _)
             | (Role::Admission, _, AdmissionRole::Native(_, n), _)
@@ -370,6 +378,9 @@ impl<V> CacheCore<V> {
             self.stats.admission_refusals += 1;
             return Insert::Refused;
         }
+        if prefetched && self.governor.is_some() {
+            self.prefetch_for_governor(key);
+        }
         let evicting = self.map.len() as u64 >= self.capacity;
         while self.map.len() as u64 >= self.capacity {
             let victim = self.next_victim();
@@ -399,10 +410,23 @@ impl<V> CacheCore<V> {
         if let Err(f) = self.eviction.insert(&mut self.plugins, key, resident) {
             self.on_fault(f);
         }
+        if self.governor.is_some() {
+            self.inserted_for_governor(key);
+        }
         Insert::Inserted
     }
 
     fn next_victim(&mut self) -> u64 {
+        if self.governor.is_some()
+            && let Some(k) = self.follow_victim()
+        {
+            // The built-in tracking the resident set forgets it as it would its own victim.
+            let resident = self.map.len() as u64;
+            if let Err(f) = self.eviction.remove(&mut self.plugins, k, resident) {
+                self.on_fault(f);
+            }
+            return k;
+        }
         loop {
             let resident = self.map.len() as u64;
             let map = &self.map;
@@ -433,6 +457,12 @@ impl<V> CacheCore<V> {
     }
 
     fn evict(&mut self, key: u64) {
+        if let Some(log) = &mut self.evicted_log {
+            log.push(key);
+        }
+        if self.governor.is_some() {
+            self.dropped_for_governor(key);
+        }
         if let Some(e) = self.map.remove(&key) {
             self.unindex(key);
             self.stats.evictions += 1;
@@ -464,6 +494,9 @@ impl<V> CacheCore<V> {
     }
 
     fn after_remove(&mut self, key: u64, prefetched: bool) {
+        if self.governor.is_some() {
+            self.removed_for_governor(key);
+        }
         self.stats.invalidations += 1;
         if prefetched {
             self.stats.prefetch_wasted += 1;

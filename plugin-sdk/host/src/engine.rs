@@ -286,8 +286,8 @@ fn matches_sig(t: &ExternType, params: &str, results: &str) -> bool {
     same(&mut ft.params(), params) && same(&mut ft.results(), results)
 }
 
-/// The host imports of ABI 1.1 with their signatures (I = i32, L = i64, F = f64).
-const IMPORTS: [(&str, &str, &str); 14] = [
+/// The host imports of ABI 1.2 with their signatures (I = i32, L = i64, F = f64).
+const IMPORTS: [(&str, &str, &str); 15] = [
     (abi::IMPORT_LOG, "III", ""),
     (abi::IMPORT_CAPACITY, "", "L"),
     (abi::IMPORT_RESIDENT, "", "L"),
@@ -302,6 +302,7 @@ const IMPORTS: [(&str, &str, &str); 14] = [
     (abi::IMPORT_CANDIDATE_DIVERGENCE, "I", "L"),
     (abi::IMPORT_ACTIVE, "I", "I"),
     (abi::IMPORT_ACTIVATE, "I", "I"),
+    (abi::IMPORT_SET_WEIGHT, "IF", "I"),
 ];
 
 /// Whether `module` imports `kplug.sequentiality` (the core tracks it only then).

@@ -70,6 +70,7 @@ pub(crate) struct GovState {
     pub(crate) divergence: Vec<Option<u64>>,
     pub(crate) active: [i32; 3],
     pub(crate) pending: Option<usize>,
+    pub(crate) weights: Vec<(usize, f64)>,
     pub(crate) loading: bool,
 }
 
@@ -208,6 +209,26 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             match usize::try_from(i) {
                 Ok(i) if i < g.candidates.len() => {
                     g.pending = Some(i);
+                    g.weights.clear();
+                    0
+                }
+                _ => -1,
+            }
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_SET_WEIGHT,
+        |mut c: Caller<'_, HostState>, i: i32, w: f64| {
+            let g = &mut c.data_mut().gov;
+            match usize::try_from(i) {
+                Ok(i)
+                    if g.candidates.get(i).is_some_and(|c| c.0 == Role::Eviction)
+                        && w.is_finite()
+                        && w >= 0.0
+                        && g.weights.len() < 4 * MAX_CANDIDATES =>
+                {
+                    g.weights.push((i, w));
                     0
                 }
                 _ => -1,
@@ -628,7 +649,7 @@ impl CompiledPlugin {
                 deadline: cfg.hook_deadline_ticks,
                 calls: 0,
                 first_decision_call: 0,
-                status: PluginStatus::new(&c.name, roles),
+                status: PluginStatus::new(&c.name, roles, c.governor),
             },
             wants_sequentiality: c.wants_sequentiality,
             memory,
@@ -666,6 +687,12 @@ impl Plugin {
     /// The activation a governor asked for (during load or its last tick), taken.
     pub(crate) fn take_activation(&mut self) -> Option<usize> {
         self.rt.store.data_mut().gov.pending.take()
+    }
+
+    /// The eviction weights a governor set (during load or its last tick), in call order,
+    /// taken. An `activate` clears the weights set before it in the same call.
+    pub(crate) fn take_weights(&mut self) -> Vec<(usize, f64)> {
+        std::mem::take(&mut self.rt.store.data_mut().gov.weights)
     }
 
     /// `kplug_tick(now_ns)` with the candidates' counters and the active candidate per role

@@ -34,6 +34,7 @@ pub enum PluginState {
 pub struct PluginStatus {
     name: String,
     roles: RoleSet,
+    governor: bool,
     loaded_at: SystemTime,
     pub(crate) calls: AtomicU64,
     faults: AtomicU64,
@@ -52,6 +53,8 @@ pub struct StatusSnapshot {
     pub name: String,
     /// Roles the plugin implements.
     pub roles: Vec<Role>,
+    /// Whether it is a governor (ABI 1.1: exports `kplug_tick`; it may serve no role).
+    pub governor: bool,
     /// `active`, `failed` or `disabled`.
     pub state: PluginState,
     /// The fault or reason that ended it, if any.
@@ -65,10 +68,11 @@ pub struct StatusSnapshot {
 }
 
 impl PluginStatus {
-    pub(crate) fn new(name: &str, roles: RoleSet) -> StatusHandle {
+    pub(crate) fn new(name: &str, roles: RoleSet, governor: bool) -> StatusHandle {
         Arc::new(PluginStatus {
             name: name.to_string(),
             roles,
+            governor,
             loaded_at: SystemTime::now(),
             calls: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -132,6 +136,7 @@ impl PluginStatus {
         StatusSnapshot {
             name: self.name.clone(),
             roles: self.roles.iter().collect(),
+            governor: self.governor,
             state,
             error,
             loaded_at: self

@@ -1,5 +1,5 @@
 //! The governor role (ABI 1.1) driven through a `CacheCore`: candidates resolved by name,
-//! shadows, switches that adopt a shadow's state, faults that drop the governor.
+//! shadows, switches that make the cache follow a shadow, weights, faults that drop the governor.
 
 mod common;
 
@@ -91,7 +91,7 @@ fn switching_between_identical_policies_changes_nothing() {
 }
 
 #[test]
-fn a_switch_adopts_the_shadow_and_keeps_the_cache_consistent() {
+fn a_switch_follows_the_shadow_and_keeps_the_cache_consistent() {
     let mut core = CacheCore::new(16, CoreConfig::default());
     core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 500)
         .unwrap();
@@ -184,4 +184,82 @@ fn a_plugin_dropped_over_the_governor_is_not_taken_for_a_candidate() {
     assert_eq!(core.stats().faults, 0);
     assert!(core.candidates()[1].active);
     assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+}
+
+/// A governor that gives `lru` (1) weight 1 and `fifo` (0) weight 0 with `set_weight`
+/// (ABI 1.2) at its first tick, and traps if a bad weight is not refused.
+const WEIGHING: &str = r#"
+(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "fifo")
+  (data (i32.const 200) "lru")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 4)))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 3)))
+    (i32.const 0))
+  (func (export "kplug_tick") (param i64) (result i32)
+    (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+    (if (i32.ne (call $w (i32.const 7) (f64.const 1)) (i32.const -1)) (then unreachable))
+    (if (i32.ne (call $w (i32.const 0) (f64.const -1)) (i32.const -1)) (then unreachable))
+    (if (i32.ne (call $w (i32.const 0) (f64.div (f64.const 0) (f64.const 0))) (i32.const -1))
+      (then unreachable))
+    (if (i32.eq (global.get $ticks) (i32.const 1))
+      (then
+        (drop (call $w (i32.const 0) (f64.const 0)))
+        (drop (call $w (i32.const 1) (f64.const 1)))))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn weights_make_the_cache_the_heaviest_candidate() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(WEIGHING, 16), &resolve, 100)
+        .unwrap();
+    let mut lru = CacheCore::new(16, CoreConfig::default());
+    lru.install_plugin(
+        wat_lru().instantiate(&[], 16).unwrap(),
+        Role::Eviction.into(),
+    )
+    .unwrap();
+    let keys = stream(5000);
+    for k in &keys {
+        core.request(*k, || ());
+        lru.request(*k, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0, "a bad weight was not refused");
+    assert_eq!(core.stats().policy_switches, 1);
+    assert!(core.candidates()[1].active);
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    // Once caught up, the cache holds what the LRU shadow holds, and the candidates'
+    // counts are those of the fixed policies.
+    let mut a = core.resident_keys();
+    let mut b = lru.resident_keys();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    assert_eq!(core.candidates()[1].hits, lru.stats().hits);
+}
+
+#[test]
+fn removing_the_governor_installs_the_candidate_it_followed() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    for k in stream(2000) {
+        core.request(k, || ());
+    }
+    assert!(core.remove_governor().is_some());
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    // The LRU now serves the cache directly and tracks exactly the resident set: its
+    // victims are always resident (a fault would show).
+    for k in stream(3000) {
+        core.request(k ^ 0x55, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0);
 }

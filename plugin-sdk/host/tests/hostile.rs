@@ -388,22 +388,22 @@ fn wrong_abi_version_is_refused() {
     let e = load_err(&fifo(&[("{VERSION}", "0x20000")]));
     assert_eq!(
         e.to_string(),
-        "unsupported ABI version 2.0 (this host supports 1.0..=1.1)"
+        "unsupported ABI version 2.0 (this host supports 1.0..=1.2)"
     );
-    // A minor newer than the host's is refused; 1.0 and 1.1 load.
-    let e = load_err(&fifo(&[("{VERSION}", "0x10002")]));
+    // A minor newer than the host's is refused; 1.0 to 1.2 load.
+    let e = load_err(&fifo(&[("{VERSION}", "0x10003")]));
     assert!(
         matches!(
             e,
             LoadError::AbiVersion {
                 major: 1,
-                minor: 2,
+                minor: 3,
                 ..
             }
         ),
         "{e}"
     );
-    for v in ["0x10000", "0x10001"] {
+    for v in ["0x10000", "0x10001", "0x10002"] {
         load(&fifo(&[("{VERSION}", v)]), 4);
     }
 }

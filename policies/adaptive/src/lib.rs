@@ -1,26 +1,31 @@
-//! `adaptive`: an eviction governor that follows the policy hitting most in the current
-//! phase of the workload.
+//! `adaptive`: an eviction governor that follows the policy that would have hit most.
 //!
 //! It registers every eviction policy of `candidates` with the host, which runs each one
-//! as a shadow cache of the same capacity (keys only) fed the same requests. On every tick
-//! it reads each candidate's hits since the previous tick and keeps an exponentially
-//! decayed score per candidate, with a half-life in requests of `half_life` or, if larger,
-//! `capacity_lives` times the cache capacity (a big cache's content reflects a long
-//! history, so its phases are judged over a long one). It switches when another
-//! candidate's score beats the serving one's by more than `margin` of the decayed requests
-//! and the expected gain (the hit-rate advantage times the horizon still to come, guessed
-//! as long as the stream seen so far and at least a half-life) exceeds `switch_cost` times
-//! the price of switching: the blocks the winner's shadow holds that the cache does not
-//! (`candidate_divergence`), which must be fetched again. Early on, when the shadows have
-//! barely diverged, it follows the leader freely; on a warm cache only a lasting advantage
-//! moves it. The host hands the winner's shadow state to the cache, so the new policy
-//! starts with its own history of the whole stream, not from scratch (docs/policies.md).
-//! Each switch is logged (`kplug.log`, info).
+//! as a shadow cache of the same capacity (keys only) fed the same requests, so each
+//! candidate's hit count is exactly what that fixed policy would have had. On every tick
+//! it adds each candidate's new hits to its score and serves the best scored candidate once
+//! its lead is more than `margin` of the requests scored, and (if `switch_cost` > 0) the
+//! lead, extrapolated over the horizon still to come, outweighs `switch_cost` times the
+//! blocks the winner's shadow holds that the cache does not (`candidate_divergence`).
 //!
-//! Parameters: `candidates` (policy names joined by `/`, default
-//! `lru/fifo/clock/sieve/arc/twoq/lirs/s3fifo/wtinylfu`, the first serves at start),
-//! `half_life` (requests, default 20000), `capacity_lives` (default 8), `margin` (default
-//! 0.002), `switch_cost` (default 1).
+//! Scores are cumulative by default (`half_life=0`): on the real traces the policy that
+//! wins over a whole trace usually leads early, and forgetting makes the governor chase
+//! noise (measured in docs/policies.md). A `half_life` in requests (at least
+//! `capacity_lives` times the capacity) decays them instead, for workloads whose phases are
+//! long against the cache. The host makes a switch cheap: the cache *follows* the chosen
+//! shadow, evicting first the blocks it does not hold, so nothing is thrown away eagerly
+//! and a candidate's history is never disturbed (docs/policies.md).
+//!
+//! With `temperature` > 0 the governor does not pick one candidate: it sets every
+//! candidate's eviction weight (ABI 1.2) to e^-(lead / (temperature x capacity)), and the
+//! cache evicts the block whose holders weigh least (a vote of the shadows). Each switch of
+//! the best scored candidate is logged (`kplug.log`, info); every tick at debug.
+//!
+//! Parameters: `candidates` (policy names joined by `/`, default `s3fifo/arc/lirs/twoq/lru`:
+//! the fixed policies that are best somewhere on the real traces; the first serves at start,
+//! S3-FIFO being the one closest to the best on the most of them), `half_life` (requests,
+//! 0 = cumulative, the default), `capacity_lives` (default 8), `margin` (default 0.0005),
+//! `switch_cost` (default 0), `temperature` (default 0: follow one candidate).
 //!
 //! The decision is deterministic given the tick sequence, so `kplugfs sim --policy adaptive`
 //! is reproducible.
@@ -33,11 +38,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use kplug_sdk::governor::{
-    activate, add_candidate, candidate_divergence, candidate_hits, candidate_requests,
+    activate, add_candidate, candidate_divergence, candidate_hits, candidate_requests, set_weight,
 };
 use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log};
 
-const DEFAULT: &str = "lru/fifo/clock/sieve/arc/twoq/lirs/s3fifo/wtinylfu";
+const DEFAULT: &str = "s3fifo/arc/lirs/twoq/lru";
 
 struct Cand {
     index: u32,
@@ -52,6 +57,7 @@ pub struct Adaptive {
     capacity_lives: f64,
     margin: f64,
     switch_cost: f64,
+    temperature: f64,
     capacity: f64,
     cands: Vec<Cand>,
     last_requests: u64,
@@ -65,10 +71,11 @@ impl Default for Adaptive {
     fn default() -> Self {
         Self {
             names: String::from(DEFAULT),
-            half_life: 20_000.0,
+            half_life: 0.0,
             capacity_lives: 8.0,
-            margin: 0.002,
-            switch_cost: 1.0,
+            margin: 0.0005,
+            switch_cost: 0.0,
+            temperature: 0.0,
             capacity: 0.0,
             cands: Vec::new(),
             last_requests: 0,
@@ -92,7 +99,7 @@ impl Plugin for Adaptive {
             "candidates" if !value.is_empty() => self.names = String::from(value),
             "half_life" => {
                 let h = parse_f64(value)?;
-                if !(1.0..=1e12).contains(&h) {
+                if h != 0.0 && !(1.0..=1e12).contains(&h) {
                     return Err(Rejected);
                 }
                 self.half_life = h;
@@ -110,6 +117,13 @@ impl Plugin for Adaptive {
                     return Err(Rejected);
                 }
                 self.switch_cost = c;
+            }
+            "temperature" => {
+                let t = parse_f64(value)?;
+                if !(0.0..=1e6).contains(&t) {
+                    return Err(Rejected);
+                }
+                self.temperature = t;
             }
             "margin" => {
                 let m = parse_f64(value)?;
@@ -142,13 +156,61 @@ impl Plugin for Adaptive {
 }
 
 impl Adaptive {
+    /// The half-life in requests (infinite: cumulative scores) and the decay factor over
+    /// `requests` new ones: 0.5^(r/h) ~ 1 - r ln 2 / h (no libm in no_std; ticks are much
+    /// shorter than a half-life).
+    fn decay(&self, requests: u64) -> (f64, f64) {
+        if self.half_life == 0.0 {
+            return (f64::INFINITY, 1.0);
+        }
+        let h = self.half_life.max(self.capacity_lives * self.capacity);
+        (
+            h,
+            (1.0 - requests as f64 * core::f64::consts::LN_2 / h).max(0.0),
+        )
+    }
+
     /// The candidate index that should serve after adding `hits[i]` new hits per
     /// candidate over `requests` new requests (pure, for the native tests).
     fn decide(&mut self, hits: &[u64], requests: u64, divergence: &dyn Fn(usize) -> f64) -> usize {
-        // Decay over `requests` with half-life h requests: 0.5^(r/h) ~ 1 - r ln 2 / h (no
-        // libm in no_std; ticks are much shorter than the half-life).
-        let h = self.half_life.max(self.capacity_lives * self.capacity);
-        let d = (1.0 - requests as f64 * core::f64::consts::LN_2 / h).max(0.0);
+        let (h, d) = self.decay(requests);
+        self.requests = self.requests * d + requests as f64;
+        self.elapsed += requests as f64;
+        for (c, h) in self.cands.iter_mut().zip(hits) {
+            c.score = c.score * d + *h as f64;
+        }
+        let s = self.serving;
+        let mut best = s;
+        for (i, c) in self.cands.iter().enumerate() {
+            if c.score > self.cands[best].score {
+                best = i;
+            }
+        }
+        // Expected gain against the blocks the switch must fetch again (the winner's
+        // shadow holds them, the cache does not). The gain is the hit-rate advantage over
+        // the horizon still to come, guessed as long as what was seen so far (and at least
+        // a half-life).
+        let advantage = self.cands[best].score - self.cands[s].score;
+        let horizon = if h.is_finite() {
+            h.max(self.elapsed)
+        } else {
+            self.elapsed
+        };
+        if best != s
+            && advantage > self.margin * self.requests
+            && advantage / self.requests.max(1.0) * horizon > self.switch_cost * divergence(best)
+        {
+            self.serving = best;
+            self.switches += 1;
+        }
+        self.serving
+    }
+}
+
+impl Adaptive {
+    /// Vote mode: update the decayed scores; the heaviest candidate is the best scored.
+    fn vote(&mut self, hits: &[u64], requests: u64) -> usize {
+        let (_, d) = self.decay(requests);
         self.requests = self.requests * d + requests as f64;
         self.elapsed += requests as f64;
         for (c, h) in self.cands.iter_mut().zip(hits) {
@@ -160,21 +222,32 @@ impl Adaptive {
                 best = i;
             }
         }
-        // Expected gain against the blocks the switch must fetch again (the winner's
-        // shadow holds them, the cache does not). The gain is the hit-rate advantage over
-        // the horizon still to come, guessed as long as what was seen so far (and at least
-        // a half-life).
-        let advantage = self.cands[best].score - self.cands[self.serving].score;
-        let horizon = h.max(self.elapsed);
-        if best != self.serving
-            && advantage > self.margin * self.requests
-            && advantage / self.requests.max(1.0) * horizon > self.switch_cost * divergence(best)
-        {
+        if best != self.serving {
             self.serving = best;
             self.switches += 1;
         }
-        self.serving
+        best
     }
+}
+
+/// e^-x for x >= 0 without libm: 2^-(x / ln 2), the integer part as an exponent, the
+/// fraction by a polynomial (relative error < 1e-9).
+fn exp_neg(x: f64) -> f64 {
+    let y = x.max(0.0) / core::f64::consts::LN_2;
+    if y >= 1000.0 {
+        return 0.0;
+    }
+    let n = y as u64;
+    let f = y - n as f64;
+    // 2^-f = e^(-f ln 2), Taylor to degree 10 (f ln 2 < 0.7).
+    let z = -f * core::f64::consts::LN_2;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..11 {
+        term *= z / k as f64;
+        sum += term;
+    }
+    sum * f64::from_bits((1023 - n) << 52)
 }
 
 impl Governor for Adaptive {
@@ -192,9 +265,32 @@ impl Governor for Adaptive {
         let before = self.serving;
         let idx: Vec<u32> = self.cands.iter().map(|c| c.index).collect();
         let div = |i: usize| candidate_divergence(idx[i]).unwrap_or(0) as f64;
-        let now = self.decide(&hits, new_requests, &div);
+        let now = if self.temperature > 0.0 {
+            self.vote(&hits, new_requests)
+        } else {
+            self.decide(&hits, new_requests, &div)
+        };
+        log(
+            Level::Debug,
+            &format!(
+                "tick {} serving {} hits {:?} divergence {:?}",
+                self.elapsed,
+                now,
+                self.cands.iter().map(|c| c.last_hits).collect::<Vec<_>>(),
+                (0..idx.len()).map(|i| div(i) as u64).collect::<Vec<_>>(),
+            ),
+        );
+        if self.temperature > 0.0 {
+            let best = self.cands[now].score;
+            let t = self.temperature * self.capacity.max(1.0);
+            for c in &self.cands {
+                set_weight(c.index, exp_neg((best - c.score) / t));
+            }
+        }
         if now != before {
-            activate(self.cands[now].index);
+            if self.temperature == 0.0 {
+                activate(self.cands[now].index);
+            }
             let names: Vec<&str> = self.names.split('/').filter(|n| !n.is_empty()).collect();
             log(
                 Level::Info,
@@ -235,6 +331,8 @@ mod tests {
     fn follows_the_better_candidate_with_hysteresis() {
         let mut a = with(2);
         a.half_life = 16_000.0;
+        a.margin = 0.002;
+        a.switch_cost = 1.0;
         a.capacity = 100.0;
         // Equal: stays.
         assert_eq!(a.decide(&[500, 500], 1000, &|_| 50.0), 0);
@@ -257,10 +355,50 @@ mod tests {
     }
 
     #[test]
+    fn cumulative_scores_follow_the_best_over_the_whole_stream() {
+        let mut a = with(2);
+        a.capacity = 100.0;
+        // 0 leads for a long time, then 1 does better but not yet better overall: stays.
+        for _ in 0..50 {
+            a.decide(&[600, 500], 1000, &|_| 50.0);
+        }
+        for _ in 0..40 {
+            a.decide(&[500, 600], 1000, &|_| 50.0);
+        }
+        assert_eq!(a.serving, 0);
+        // Once 1's total passes 0's by more than the margin, it serves.
+        for _ in 0..20 {
+            a.decide(&[500, 600], 1000, &|_| 50.0);
+        }
+        assert_eq!(a.serving, 1);
+        assert_eq!(a.switches, 1);
+    }
+
+    #[test]
+    fn exp_neg_is_accurate() {
+        for (x, e) in [
+            (0.0, 1.0),
+            (1.0, 0.367_879_441_171),
+            (5.5, 0.004_086_771_438),
+            (40.0, 4.248_354_255e-18),
+        ] {
+            assert!(
+                (exp_neg(x) - e).abs() <= 1e-6 * e,
+                "{x}: {} vs {e}",
+                exp_neg(x)
+            );
+        }
+        assert_eq!(exp_neg(1e6), 0.0);
+    }
+
+    #[test]
     fn parameters_are_checked() {
         let mut a = Adaptive::default();
         assert!(a.set_param("half_life", "8").is_ok());
-        assert!(a.set_param("half_life", "0").is_err());
+        assert!(a.set_param("half_life", "0").is_ok());
+        assert!(a.set_param("half_life", "0.5").is_err());
+        assert!(a.set_param("temperature", "0.1").is_ok());
+        assert!(a.set_param("temperature", "-1").is_err());
         assert!(a.set_param("switch_cost", "0.5").is_ok());
         assert!(a.set_param("capacity_lives", "-1").is_err());
         assert!(a.set_param("margin", "0.01").is_ok());

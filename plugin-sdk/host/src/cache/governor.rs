@@ -5,41 +5,51 @@
 //! spec = `name` or `name:key=value;key=value`); [`CacheCore::install_governor`] resolves
 //! each name to a compiled module through the embedder (the mount and the simulator resolve
 //! the policies the binary carries). Every **eviction** candidate runs a *shadow cache*: a
-//! `CacheCore<()>` of the same capacity fed every demand request's key, so the governor can
-//! compare what each policy would have hit (`candidate_hits`, `candidate_requests`). The
-//! shadows hold keys only, never data.
+//! `CacheCore<()>` of the same capacity, seeded with the resident blocks and fed every
+//! demand request, every prefetched block and every invalidation, so it is at all times
+//! the cache that candidate alone would have made. `candidate_hits`/`candidate_requests`
+//! are exactly the hits that fixed policy would have had. The shadows hold keys only.
 //!
-//! **Switching eviction without losing the new policy's history.** Activating eviction
-//! candidate *j* does not start *j* from scratch: the cache adopts *j*'s shadow instance,
-//! whose state reflects the whole request stream under *j*. The two are reconciled: blocks
-//! the cache holds that *j* does not are evicted, and blocks *j* holds that the cache does
-//! not are removed from *j* (`kplug_evict_remove`), so afterwards *j* tracks exactly the
-//! resident set and from then on the cache behaves like *j* except for blocks it must fetch
-//! again. The policy that served before becomes its candidate's shadow, with the resident set
-//! as its keys, so its history is kept too. A shadow that has seen nothing while the cache
-//! holds blocks (a governor installed on a warm cache) is instead instantiated afresh and
-//! seeded with the resident blocks, like any plugin swap.
+//! **Serving eviction by following a shadow.** Activating eviction candidate *j* does not
+//! move a policy instance into the cache (that would corrupt *j*'s history, or the
+//! other candidates' if they were then fed the cache's set). The cache *follows* *j*'s
+//! shadow instead: it keeps an ordered queue of *orphans*, resident blocks that *j*'s
+//! shadow does not hold, and when it needs room it evicts the oldest orphan. An orphan
+//! always exists when a full cache misses: the shadow has just taken the missed block, so
+//! it cannot also hold every resident one. Orphans are born when the shadow evicts or
+//! never admits a block the cache holds (queued in the shadow's eviction order) and, at a
+//! switch, every resident block the new shadow lacks (queued least recently used first).
+//! Once the cache has caught up it holds exactly *j*'s set, and it stays so: the cache is
+//! *j*. A switch evicts nothing eagerly; blocks the old policy kept stay resident, and can
+//! hit, until room is needed. What a switch costs is the blocks *j* holds and the cache
+//! does not, fetched again when asked for (`candidate_divergence` estimates their number).
+//! Underneath, the configured built-in eviction policy tracks the resident set: it is the
+//! fallback if no orphan is valid (a host bug, logged) and nothing else.
 //!
 //! Admission and prefetch candidates have no shadow: activating one instantiates it and
 //! installs it for that role.
 //!
 //! Ticks come every `tick_every` demand requests (the simulator: deterministic) or from the
 //! embedder's timer ([`CacheCore::governor_tick`], the mount). A governor that faults
-//! (trap, timeout, `kplug_tick` not returning 0) is dropped with its shadows; the policies
-//! serving stay as they are.
+//! (trap, timeout, `kplug_tick` not returning 0) or is removed is dropped with its shadows;
+//! the eviction candidate it followed then serves the cache directly: its shadow's instance
+//! is reconciled with the resident set (blocks only one side holds are dropped) and
+//! installed.
+
+use std::collections::VecDeque;
 
 use crate::abi::Role;
 use crate::abi::RoleSet;
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
 use crate::engine::CompiledPlugin;
 use crate::error::InstallError;
-use crate::hash::FastSet;
+use crate::hash::{FastMap, FastSet};
 use crate::instance::Plugin;
 use crate::registry::parse_params;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::EvictionRole;
 
-use super::{CacheCore, CoreConfig};
+use super::{ActivePolicy, CacheCore, CoreConfig};
 
 /// One registered candidate.
 pub(crate) struct Candidate {
@@ -57,10 +67,99 @@ pub(crate) struct Candidate {
 pub(crate) struct Governor {
     plugin: Plugin,
     candidates: Vec<Candidate>,
-    /// The candidate serving each role (by [`Role`] index), if any.
+    /// The candidate serving each role (by [`Role`] index), if any. For eviction: the
+    /// candidate of highest weight while the cache votes.
     live: [Option<usize>; 3],
+    /// Eviction weight per candidate (0 for other roles).
+    weights: Vec<f64>,
+    /// Bit of each eviction candidate in a block's holder mask, and the reverse.
+    bit: Vec<Option<u32>>,
+    by_bit: Vec<usize>,
+    /// The holder masks of the resident blocks, while the cache votes (a weight is > 0).
+    votes: Option<Votes>,
     tick_every: u64,
     since_tick: u64,
+}
+
+/// The eviction vote: every resident block sits in the bucket of its *holder mask* (bit
+/// `b` set when eviction candidate `by_bit[b]`'s shadow holds it), in the order it entered
+/// that bucket. The victim is the oldest block of the non-empty bucket whose holders weigh
+/// least. A block changes bucket only when a shadow takes or drops it (at most two per
+/// shadow per request), so the cost is O(candidates) per request plus a sort of the
+/// buckets when the weights change. Entries left behind in a bucket's queue are stale and
+/// skipped; a bucket's queue is purged when it holds more than twice its live blocks.
+#[derive(Default)]
+struct Votes {
+    seq: u64,
+    of: FastMap<u64, (u64, u64)>,
+    buckets: FastMap<u64, Bucket>,
+    order: Vec<u64>,
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Bucket {
+    queue: VecDeque<(u64, u64)>,
+    live: usize,
+}
+
+impl Votes {
+    fn mask(&self, key: u64) -> Option<u64> {
+        self.of.get(&key).map(|e| e.0)
+    }
+
+    fn set(&mut self, key: u64, mask: u64) {
+        if let Some(&(m, _)) = self.of.get(&key) {
+            if m == mask {
+                return;
+            }
+            self.buckets.get_mut(&m).expect("bucket of a block").live -= 1;
+        }
+        self.seq += 1;
+        self.of.insert(key, (mask, self.seq));
+        if !self.buckets.contains_key(&mask) {
+            self.dirty = true;
+        }
+        let b = self.buckets.entry(mask).or_default();
+        b.queue.push_back((self.seq, key));
+        b.live += 1;
+        if b.queue.len() > 2 * b.live + 64 {
+            let of = &self.of;
+            b.queue.retain(|(s, k)| of.get(k) == Some(&(mask, *s)));
+        }
+    }
+
+    fn drop(&mut self, key: u64) {
+        if let Some((m, _)) = self.of.remove(&key) {
+            self.buckets.get_mut(&m).expect("bucket of a block").live -= 1;
+        }
+    }
+
+    /// The block to evict, forgotten: oldest of the lightest non-empty bucket.
+    fn victim(&mut self, weight: impl Fn(u64) -> f64) -> Option<u64> {
+        if self.dirty {
+            let mut order: Vec<(f64, u64)> =
+                self.buckets.keys().map(|m| (weight(*m), *m)).collect();
+            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            self.order = order.into_iter().map(|(_, m)| m).collect();
+            self.dirty = false;
+        }
+        for m in &self.order {
+            let b = self.buckets.get_mut(m).expect("ordered bucket");
+            if b.live == 0 {
+                b.queue.clear();
+                continue;
+            }
+            while let Some((s, k)) = b.queue.pop_front() {
+                if self.of.get(&k) == Some(&(*m, s)) {
+                    self.of.remove(&k);
+                    b.live -= 1;
+                    return Some(k);
+                }
+            }
+        }
+        None
+    }
 }
 
 /// What the shadows use besides the candidate: no prefetch, no file index.
@@ -90,20 +189,108 @@ pub struct CandidateInfo {
 }
 
 impl Governor {
-    /// The eviction candidate serving was disabled (it faulted): none serves now.
+    /// The eviction plugin serving the cache faulted: no candidate serves eviction now.
     pub(super) fn eviction_lost(&mut self) {
+        self.stop_voting();
+    }
+
+    fn stop_voting(&mut self) {
         self.live[Role::Eviction as usize] = None;
+        self.weights.iter_mut().for_each(|w| *w = 0.0);
+        self.votes = None;
+    }
+
+    /// The weight of the holders in `mask`.
+    fn weight_of(&self, mask: u64) -> f64 {
+        let mut w = 0.0;
+        let mut m = mask;
+        while m != 0 {
+            let b = m.trailing_zeros();
+            w += self.weights[self.by_bit[b as usize]];
+            m &= m - 1;
+        }
+        w
+    }
+
+    /// The holder mask of `key` now.
+    fn holders(&self, key: u64) -> u64 {
+        let mut mask = 0;
+        for (i, c) in self.candidates.iter().enumerate() {
+            if let (Some(b), Some(s)) = (self.bit[i], c.shadow.as_ref())
+                && s.contains(key)
+            {
+                mask |= 1 << b;
+            }
+        }
+        mask
+    }
+
+    /// After every shadow handled an event: blocks a shadow dropped lose its bit.
+    fn note_evictions<V>(&mut self, map: &FastMap<u64, super::Entry<V>>) {
+        for (i, c) in self.candidates.iter_mut().enumerate() {
+            let (Some(bit), Some(s)) = (self.bit[i], c.shadow.as_mut()) else {
+                continue;
+            };
+            let Some(log) = s.evicted_log.as_mut() else {
+                continue;
+            };
+            if let Some(v) = self.votes.as_mut() {
+                for k in log.iter() {
+                    if map.contains_key(k)
+                        && let Some(m) = v.mask(*k)
+                    {
+                        v.set(*k, m & !(1 << bit));
+                    }
+                }
+            }
+            log.clear();
+        }
+    }
+
+    /// Start (or restart) the vote: every resident block goes to its holders' bucket, least
+    /// recently used first.
+    fn start_voting(&mut self, resident: &[u64]) {
+        let mut v = Votes::default();
+        for &k in resident {
+            v.set(k, self.holders(k));
+        }
+        self.votes = Some(v);
+    }
+
+    /// Apply `activate(j)` (weight 1 for `j`, 0 for the others) or a list of weights.
+    fn reweigh(&mut self, weights: &[(usize, f64)], resident: &[u64]) -> bool {
+        for &(i, w) in weights {
+            self.weights[i] = w;
+        }
+        let top = (0..self.weights.len())
+            .filter(|i| self.weights[*i] > 0.0)
+            .max_by(|a, b| self.weights[*a].total_cmp(&self.weights[*b]).then(b.cmp(a)));
+        let Some(top) = top else {
+            let changed = self.live[Role::Eviction as usize].is_some();
+            self.stop_voting();
+            return changed;
+        };
+        match self.votes.as_mut() {
+            Some(v) => v.dirty = true,
+            None => self.start_voting(resident),
+        }
+        let changed = self.live[Role::Eviction as usize] != Some(top);
+        self.live[Role::Eviction as usize] = Some(top);
+        changed
     }
 }
 
 impl<V> CacheCore<V> {
     /// Another policy (a plugin dropped by the operator, a built-in) takes `roles`: no
-    /// candidate serves them any more, and the one that did is not taken back as a shadow.
-    /// A governor's own activations set the candidate as serving after this.
+    /// candidate serves them any more. A governor's own activations set the candidate as
+    /// serving after this.
     pub(super) fn governor_loses(&mut self, roles: RoleSet) {
         if let Some(g) = self.governor.as_mut() {
             for r in roles.iter() {
                 g.live[r as usize] = None;
+            }
+            if roles.contains(Role::Eviction) {
+                g.stop_voting();
             }
         }
     }
@@ -149,6 +336,7 @@ impl<V> CacheCore<V> {
         if !plugin.is_governor() {
             return Err(InstallError::NotGovernor(plugin.name().to_string()));
         }
+        let resident = self.resident_keys();
         let mut candidates = Vec::new();
         for (role, spec) in plugin.candidate_specs() {
             let (name, params) = match spec.split_once(':') {
@@ -180,6 +368,12 @@ impl<V> CacheCore<V> {
             if role == Role::Eviction {
                 let mut shadow = CacheCore::new(self.capacity, shadow_config());
                 shadow.install_plugin(c.instantiate(self.capacity)?, c.eviction_roles())?;
+                // A governor installed on a warm cache: every shadow starts from the
+                // resident set, least recently used first.
+                for &k in &resident {
+                    shadow.insert(k, ());
+                }
+                shadow.evicted_log = Some(Vec::new());
                 c.shadow = Some(Box::new(shadow));
             } else {
                 // Instantiated once now so a bad parameter is refused at install.
@@ -193,24 +387,38 @@ impl<V> CacheCore<V> {
         }
         plugin.mark_installed();
         let pending = plugin.take_activation();
+        let weights = plugin.take_weights();
+        let mut bit = Vec::new();
+        let mut by_bit = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            bit.push((c.role == Role::Eviction).then(|| {
+                by_bit.push(i);
+                by_bit.len() as u32 - 1
+            }));
+        }
         self.governor = Some(Box::new(Governor {
             plugin,
+            weights: vec![0.0; candidates.len()],
             candidates,
             live: [None; 3],
+            bit,
+            by_bit,
+            votes: None,
             tick_every,
             since_tick: 0,
         }));
-        if let Some(i) = pending {
-            self.activate_candidate(i);
-        }
+        self.apply_choices(pending, weights);
         Ok(())
     }
 
-    /// Drop the governor and its shadows; the policies serving stay.
+    /// Drop the governor and its shadows; the policies serving stay (the eviction candidate
+    /// followed is installed in the cache).
     pub fn remove_governor(&mut self) -> Option<String> {
         let g = self.governor.take()?;
         g.plugin.mark_disabled("removed");
-        Some(g.plugin.name().to_string())
+        let name = g.plugin.name().to_string();
+        self.materialize(g);
+        Some(name)
     }
 
     /// The governor's candidates (empty without a governor).
@@ -236,25 +444,33 @@ impl<V> CacheCore<V> {
         self.governor.as_ref().map(|g| g.plugin.name())
     }
 
-    /// Feed a demand request to the shadows and tick when due. Called by `touch`.
+    /// The eviction policy serving while the cache votes: the heaviest candidate's.
+    pub(super) fn followed_policy(&self) -> Option<ActivePolicy> {
+        let g = self.governor.as_ref()?;
+        g.votes.as_ref()?;
+        let s = g.candidates[g.live[Role::Eviction as usize]?]
+            .shadow
+            .as_ref()?;
+        Some(s.policy(Role::Eviction))
+    }
+
+    /// Feed a demand request to the shadows and tick when due. Called by `touch`, before the
+    /// cache makes room for a missed block, so the holder masks are up to date.
     pub(super) fn observe_for_governor(&mut self, key: u64, hit: bool) {
         let Some(g) = self.governor.as_mut() else {
             return;
         };
-        let live = g.live[Role::Eviction as usize];
-        for (i, c) in g.candidates.iter_mut().enumerate() {
-            if c.role != Role::Eviction {
-                continue;
-            }
-            let h = if live == Some(i) {
-                hit
-            } else if let Some(s) = c.shadow.as_mut() {
-                s.request(key, || ())
-            } else {
+        for c in g.candidates.iter_mut() {
+            let Some(s) = c.shadow.as_mut() else {
                 continue;
             };
-            c.hits += h as u64;
+            c.hits += s.request(key, || ()) as u64;
             c.requests += 1;
+        }
+        g.note_evictions(&self.map);
+        let m = (hit && g.votes.is_some()).then(|| g.holders(key));
+        if let (Some(m), Some(v)) = (m, g.votes.as_mut()) {
+            v.set(key, m);
         }
         if g.tick_every > 0 {
             g.since_tick += 1;
@@ -263,6 +479,65 @@ impl<V> CacheCore<V> {
                 self.governor_tick();
             }
         }
+    }
+
+    /// A prefetched block is about to be inserted: the shadows take it too.
+    pub(super) fn prefetch_for_governor(&mut self, key: u64) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        for c in g.candidates.iter_mut() {
+            if let Some(s) = c.shadow.as_mut() {
+                s.insert(key, ());
+            }
+        }
+        g.note_evictions(&self.map);
+    }
+
+    /// `key` was just inserted: it joins its holders' bucket.
+    pub(super) fn inserted_for_governor(&mut self, key: u64) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        let m = g.votes.is_some().then(|| g.holders(key));
+        if let (Some(m), Some(v)) = (m, g.votes.as_mut()) {
+            v.set(key, m);
+        }
+    }
+
+    /// `key` left the cache (evicted or invalidated).
+    pub(super) fn dropped_for_governor(&mut self, key: u64) {
+        if let Some(v) = self.governor.as_mut().and_then(|g| g.votes.as_mut()) {
+            v.drop(key);
+        }
+    }
+
+    /// `key` was invalidated: no shadow may keep it either.
+    pub(super) fn removed_for_governor(&mut self, key: u64) {
+        self.dropped_for_governor(key);
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        for c in &mut g.candidates {
+            if let Some(s) = c.shadow.as_mut() {
+                s.remove(key);
+                if let Some(log) = &mut s.evicted_log {
+                    log.clear();
+                }
+            }
+        }
+    }
+
+    /// The vote's victim, when the cache votes.
+    pub(super) fn follow_victim(&mut self) -> Option<u64> {
+        let g = self.governor.as_mut()?;
+        let mut v = g.votes.take()?;
+        let k = v.victim(|m| g.weight_of(m));
+        g.votes = Some(v);
+        if k.is_none() {
+            tracing::error!("the eviction vote found no resident block; the built-in evicts");
+        }
+        k
     }
 
     /// Tick the governor now (the mount's timer); applies the activation it asks for.
@@ -276,15 +551,10 @@ impl<V> CacheCore<V> {
             .iter()
             .map(|c| (c.role == Role::Eviction).then_some((c.hits, c.requests)))
             .collect();
-        let live = g.live[Role::Eviction as usize];
         let divergence = g
             .candidates
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if live == Some(i) {
-                    return Some(0);
-                }
+            .map(|c| {
                 let s = c.shadow.as_ref()?;
                 let sample = s.map.keys().take(1024);
                 let (mut n, mut out) = (0u64, 0u64);
@@ -299,16 +569,27 @@ impl<V> CacheCore<V> {
         g.plugin.set_resident(self.map.len() as u64);
         match g.plugin.tick(now, counters, divergence, active) {
             Ok(()) => {
-                if let Some(i) = g.plugin.take_activation() {
-                    self.activate_candidate(i);
-                }
+                let pending = g.plugin.take_activation();
+                let weights = g.plugin.take_weights();
+                self.apply_choices(pending, weights);
             }
             Err(f) => {
                 self.stats.faults += 1;
                 tracing::warn!(plugin = g.plugin.name(), "governor disabled: {f}");
                 g.plugin.mark_failed(&f);
-                self.governor = None;
+                let g = self.governor.take().expect("checked");
+                self.materialize(g);
             }
+        }
+    }
+
+    /// Apply what the governor asked for in its last call: an activation, then weights.
+    fn apply_choices(&mut self, pending: Option<usize>, weights: Vec<(usize, f64)>) {
+        if let Some(i) = pending {
+            self.activate_candidate(i);
+        }
+        if !weights.is_empty() {
+            self.reweigh(&weights);
         }
     }
 
@@ -318,14 +599,20 @@ impl<V> CacheCore<V> {
             return;
         };
         let role = g.candidates[i].role;
+        if role == Role::Eviction {
+            self.governor = Some(g);
+            let one_hot: Vec<(usize, f64)> =
+                (0..self.governor.as_ref().map_or(0, |g| g.weights.len()))
+                    .map(|j| (j, if j == i { 1.0 } else { 0.0 }))
+                    .collect();
+            self.reweigh(&one_hot);
+            return;
+        }
         if g.live[role as usize] != Some(i) {
-            let result = match role {
-                Role::Eviction => self.switch_eviction(&mut g, i),
-                _ => g.candidates[i]
-                    .instantiate(self.capacity)
-                    .and_then(|p| self.install_plugin(p, role.into())),
-            };
-            match result {
+            match g.candidates[i]
+                .instantiate(self.capacity)
+                .and_then(|p| self.install_plugin(p, role.into()))
+            {
                 Ok(()) => {
                     g.live[role as usize] = Some(i);
                     self.stats.policy_switches += 1;
@@ -340,97 +627,118 @@ impl<V> CacheCore<V> {
         self.governor = Some(g);
     }
 
-    /// Eviction switch to candidate `j` (see the module docs).
-    fn switch_eviction(&mut self, g: &mut Governor, j: usize) -> Result<(), InstallError> {
-        let before = self.resident_keys();
-        let old_live = g.live[Role::Eviction as usize];
-        let fresh = g.candidates[j]
-            .shadow
-            .as_ref()
-            .is_none_or(|s| s.is_empty() && !before.is_empty());
-        if fresh {
-            let p = g.candidates[j].instantiate(self.capacity)?;
-            let old = self.take_eviction_plugin();
-            self.install_plugin(p, g.candidates[j].eviction_roles())?;
-            g.candidates[j].shadow = None;
-            self.shadow_from(g, old_live, old, &before);
-            return Ok(());
+    /// New eviction weights. When the cache starts voting, a plugin that served eviction in
+    /// the cache gives way to the configured built-in, which tracks the resident set.
+    fn reweigh(&mut self, weights: &[(usize, f64)]) {
+        let Some(mut g) = self.governor.take() else {
+            return;
+        };
+        let weights: Vec<(usize, f64)> = weights
+            .iter()
+            .copied()
+            .filter(|(i, _)| g.bit.get(*i).is_some_and(|b| b.is_some()))
+            .collect();
+        let starting = g.votes.is_none();
+        let resident = if starting {
+            self.resident_keys()
+        } else {
+            Vec::new()
+        };
+        if g.reweigh(&weights, &resident) {
+            self.stats.policy_switches += 1;
         }
-        let mut shadow = g.candidates[j].shadow.take().expect("checked");
+        if starting
+            && g.votes.is_some()
+            && let EvictionRole::Plugin(slot) = self.eviction
+        {
+            let old = self.slots();
+            if matches!(self.admission, AdmissionRole::Plugin(s) if s == slot) {
+                self.admission = AdmissionRole::Native(
+                    self.config.admission.build(),
+                    self.config.admission.name(),
+                );
+            }
+            self.eviction = self.seeded_builtin(self.config.eviction);
+            self.release_unused(&old);
+        }
+        self.governor = Some(g);
+    }
+
+    /// A governor is going away: the eviction candidate it followed serves the cache
+    /// directly. Its shadow's instance forgets the blocks the cache lacks, the cache drops
+    /// the orphans, and the instance is installed. If that fails (a fault, or the shadow
+    /// fell back to its built-in) the built-in tracking the resident set keeps serving.
+    fn materialize(&mut self, mut g: Box<Governor>) {
+        let Some(j) = g.live[Role::Eviction as usize] else {
+            return;
+        };
+        let roles = g.candidates[j].eviction_roles();
+        let Some(mut shadow) = g.candidates[j].shadow.take() else {
+            return;
+        };
         let keys = shadow.resident_keys();
-        let mut p = shadow
-            .take_eviction_plugin()
-            .expect("a shadow runs its candidate");
-        // The candidate forgets what the cache does not hold (before any change here, so
-        // a fault leaves the cache as it was).
+        let Some(mut p) = shadow.take_eviction_plugin() else {
+            return;
+        };
         let resident = self.map.len() as u64;
         for k in keys.iter().filter(|k| !self.map.contains_key(k)) {
             if let Err(f) = p.evict_remove(*k, resident) {
+                self.stats.faults += 1;
                 p.mark_failed(&f);
-                return Err(InstallError::Fault(f.fault));
+                return;
             }
         }
-        // The cache drops what the candidate does not hold.
         let theirs: FastSet<u64> = keys.into_iter().collect();
-        for k in before.iter().filter(|k| !theirs.contains(k)) {
-            self.evict(*k);
+        for k in self.resident_keys() {
+            if !theirs.contains(&k) {
+                self.evict(k);
+            }
         }
-        let old = self.take_eviction_plugin();
+        let old = self.slots();
         p.attach_figures(self.figures.clone());
         p.mark_installed();
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);
-        if g.candidates[j].eviction_roles().contains(Role::Admission) {
+        if roles.contains(Role::Admission) {
             self.admission = AdmissionRole::Plugin(slot);
         }
-        self.shadow_from(g, old_live, old, &before);
-        Ok(())
-    }
-
-    /// The plugin that served eviction becomes its candidate's shadow again, holding the
-    /// blocks that were resident when it stopped serving (its state tracks exactly those).
-    fn shadow_from(
-        &mut self,
-        g: &mut Governor,
-        old_live: Option<usize>,
-        old: Option<Plugin>,
-        keys: &[u64],
-    ) {
-        let Some(p) = old else {
-            return;
-        };
-        let Some(i) = old_live else {
-            // A policy the governor did not install (dropped by the operator) gives way.
-            p.mark_disabled("replaced by the governor's choice");
-            return;
-        };
-        let mut s = CacheCore::new(self.capacity, shadow_config());
-        let admits = g.candidates[i].eviction_roles().contains(Role::Admission);
-        s.adopt(p, keys, admits);
-        g.candidates[i].shadow = Some(Box::new(s));
+        self.release_unused(&old);
     }
 }
 
-impl CacheCore<()> {
-    /// Take `keys` (least recently used first) as resident and `p` as the eviction policy
-    /// that already tracks exactly them (no replay).
-    fn adopt(&mut self, mut p: Plugin, keys: &[u64], admits: bool) {
-        for &k in keys {
-            self.seq += 1;
-            self.map.insert(
-                k,
-                super::Entry {
-                    value: (),
-                    last_access: self.seq,
-                    prefetched: false,
-                },
-            );
+#[cfg(test)]
+mod tests {
+    use super::Votes;
+
+    #[test]
+    fn the_vote_evicts_the_lightest_holders_oldest_first() {
+        // Two candidates: bit 0 weighs 1, bit 1 weighs 0.25.
+        let weight = |m: u64| (m & 1) as f64 + ((m >> 1) & 1) as f64 * 0.25;
+        let mut v = Votes::default();
+        v.set(10, 0b11);
+        v.set(11, 0b01);
+        v.set(12, 0b10);
+        v.set(13, 0b00);
+        v.set(14, 0b10);
+        // Held by nobody first, then by the light candidate (oldest first), then the heavy.
+        assert_eq!(v.victim(weight), Some(13));
+        assert_eq!(v.victim(weight), Some(12));
+        // A block that changes holders moves to the back of its new bucket.
+        v.set(11, 0b10);
+        assert_eq!(v.victim(weight), Some(14));
+        assert_eq!(v.victim(weight), Some(11));
+        v.drop(10);
+        assert_eq!(v.victim(weight), None);
+    }
+
+    #[test]
+    fn stale_entries_are_purged() {
+        let mut v = Votes::default();
+        for round in 0..1000u64 {
+            v.set(1, round % 2);
+            v.set(2, 1 - round % 2);
         }
-        p.attach_figures(self.figures.clone());
-        let slot = self.plugins.add(p);
-        self.eviction = EvictionRole::Plugin(slot);
-        if admits {
-            self.admission = AdmissionRole::Plugin(slot);
-        }
+        assert!(v.buckets.values().all(|b| b.queue.len() <= 2 * b.live + 65));
+        assert_eq!(v.of.len(), 2);
     }
 }
