@@ -35,6 +35,9 @@ section "cargo test (unit, property and real-mount tests)"
 cargo build -p kplugfs
 cargo test --workspace --exclude kplugfs-shuttle --features kplugfs-tests/mount-tests
 
+section "policy unit tests (native builds of policies/, their own workspace)"
+(cd policies && cargo fmt --all -- --check && cargo test --workspace)
+
 section "shuttle (block cache interleavings)"
 cargo test -p kplugfs-shuttle
 # The shuttle build must not have replaced the binary the next steps use.

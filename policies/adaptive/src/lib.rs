@@ -24,7 +24,7 @@
 //! Parameters: `candidates` (policy names joined by `/`, default `s3fifo/arc/lirs/twoq/lru`:
 //! the fixed policies that are best somewhere on the real traces; the first serves at start,
 //! S3-FIFO being the one closest to the best on the most of them), `half_life` (requests,
-//! 0 = cumulative, the default), `capacity_lives` (default 8), `margin` (default 0.0005),
+//! 0 = cumulative, the default), `capacity_lives` (default 8), `margin` (default 0: any lead),
 //! `switch_cost` (default 0), `temperature` (default 0: follow one candidate).
 //!
 //! The decision is deterministic given the tick sequence, so `kplugfs sim --policy adaptive`
@@ -73,7 +73,7 @@ impl Default for Adaptive {
             names: String::from(DEFAULT),
             half_life: 0.0,
             capacity_lives: 8.0,
-            margin: 0.0005,
+            margin: 0.0,
             switch_cost: 0.0,
             temperature: 0.0,
             capacity: 0.0,
