@@ -418,7 +418,7 @@ impl<V> CacheCore<V> {
 
     fn next_victim(&mut self) -> u64 {
         if self.governor.is_some()
-            && let Some(k) = self.follow_victim()
+            && let Some(k) = self.vote_victim()
         {
             // The built-in tracking the resident set forgets it as it would its own victim.
             let resident = self.map.len() as u64;

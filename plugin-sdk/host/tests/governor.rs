@@ -62,17 +62,38 @@ fn stream(n: usize) -> Vec<u64> {
         .collect()
 }
 
+/// A 16-block cache served by the WAT LRU alone: what a cache following `lru` must equal.
+fn lru_reference() -> CacheCore<()> {
+    let mut lru = CacheCore::new(16, CoreConfig::default());
+    lru.install_plugin(
+        wat_lru().instantiate(&[], 16).unwrap(),
+        Role::Eviction.into(),
+    )
+    .unwrap();
+    lru
+}
+
+/// Feed `stream(n)` to both caches; the governed one never exceeds its capacity.
+fn run_beside(core: &mut CacheCore<()>, reference: &mut CacheCore<()>, n: usize) {
+    for k in stream(n) {
+        core.request(k, || ());
+        reference.request(k, || ());
+        assert!(core.len() <= 16);
+    }
+}
+
+/// The resident keys, sorted.
+fn blocks(core: &CacheCore<()>) -> Vec<u64> {
+    let mut v = core.resident_keys();
+    v.sort_unstable();
+    v
+}
+
 #[test]
 fn switching_between_identical_policies_changes_nothing() {
     // Both candidates are the same LRU: at the switch the shadow holds exactly the
     // resident blocks, so the cache must behave as one LRU all along.
-    let mut reference = CacheCore::new(16, CoreConfig::default());
-    reference
-        .install_plugin(
-            wat_lru().instantiate(&[], 16).unwrap(),
-            Role::Eviction.into(),
-        )
-        .unwrap();
+    let mut reference = lru_reference();
     let mut core = CacheCore::new(16, CoreConfig::default());
     core.install_governor(load(&governor("lru", "lru", ""), 16), &resolve, 100)
         .unwrap();
@@ -95,28 +116,13 @@ fn a_switch_follows_the_shadow_and_keeps_the_cache_consistent() {
     let mut core = CacheCore::new(16, CoreConfig::default());
     core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 500)
         .unwrap();
-    let mut lru = CacheCore::new(16, CoreConfig::default());
-    lru.install_plugin(
-        wat_lru().instantiate(&[], 16).unwrap(),
-        Role::Eviction.into(),
-    )
-    .unwrap();
-    let keys = stream(5000);
-    for k in &keys {
-        core.request(*k, || ());
-        lru.request(*k, || ());
-        assert!(core.len() <= 16);
-    }
+    let mut lru = lru_reference();
+    run_beside(&mut core, &mut lru, 5000);
     assert_eq!(core.stats().faults, 0);
     assert_eq!(core.stats().policy_switches, 2);
-    // After the switch the serving LRU tracks the resident set: its victims are always
-    // resident (a fault would show) and, once every phantom block has been fetched again,
-    // the cache holds what a pure LRU holds.
-    let mut a = core.resident_keys();
-    let mut b = lru.resident_keys();
-    a.sort_unstable();
-    b.sort_unstable();
-    assert_eq!(a, b);
+    // After the switch the cache follows the LRU shadow: it evicts what the shadow does not
+    // hold first, and once caught up it holds what a pure LRU holds.
+    assert_eq!(blocks(&core), blocks(&lru));
     // The FIFO candidate kept running as a shadow after it stopped serving.
     let c = core.candidates();
     assert_eq!(c[0].requests, 5000);
@@ -219,29 +225,15 @@ fn weights_make_the_cache_the_heaviest_candidate() {
     let mut core = CacheCore::new(16, CoreConfig::default());
     core.install_governor(load(WEIGHING, 16), &resolve, 100)
         .unwrap();
-    let mut lru = CacheCore::new(16, CoreConfig::default());
-    lru.install_plugin(
-        wat_lru().instantiate(&[], 16).unwrap(),
-        Role::Eviction.into(),
-    )
-    .unwrap();
-    let keys = stream(5000);
-    for k in &keys {
-        core.request(*k, || ());
-        lru.request(*k, || ());
-        assert!(core.len() <= 16);
-    }
+    let mut lru = lru_reference();
+    run_beside(&mut core, &mut lru, 5000);
     assert_eq!(core.stats().faults, 0, "a bad weight was not refused");
     assert_eq!(core.stats().policy_switches, 1);
     assert!(core.candidates()[1].active);
     assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
     // Once caught up, the cache holds what the LRU shadow holds, and the candidates'
     // counts are those of the fixed policies.
-    let mut a = core.resident_keys();
-    let mut b = lru.resident_keys();
-    a.sort_unstable();
-    b.sort_unstable();
-    assert_eq!(a, b);
+    assert_eq!(blocks(&core), blocks(&lru));
     assert_eq!(core.candidates()[1].hits, lru.stats().hits);
 }
 

@@ -10,21 +10,22 @@
 //! the cache that candidate alone would have made. `candidate_hits`/`candidate_requests`
 //! are exactly the hits that fixed policy would have had. The shadows hold keys only.
 //!
-//! **Serving eviction by following a shadow.** Activating eviction candidate *j* does not
-//! move a policy instance into the cache (that would corrupt *j*'s history, or the
-//! other candidates' if they were then fed the cache's set). The cache *follows* *j*'s
-//! shadow instead: it keeps an ordered queue of *orphans*, resident blocks that *j*'s
-//! shadow does not hold, and when it needs room it evicts the oldest orphan. An orphan
-//! always exists when a full cache misses: the shadow has just taken the missed block, so
-//! it cannot also hold every resident one. Orphans are born when the shadow evicts or
-//! never admits a block the cache holds (queued in the shadow's eviction order) and, at a
-//! switch, every resident block the new shadow lacks (queued least recently used first).
-//! Once the cache has caught up it holds exactly *j*'s set, and it stays so: the cache is
-//! *j*. A switch evicts nothing eagerly; blocks the old policy kept stay resident, and can
-//! hit, until room is needed. What a switch costs is the blocks *j* holds and the cache
-//! does not, fetched again when asked for (`candidate_divergence` estimates their number).
-//! Underneath, the configured built-in eviction policy tracks the resident set: it is the
-//! fallback if no orphan is valid (a host bug, logged) and nothing else.
+//! **Serving eviction by a vote of the shadows.** Activating eviction candidate *j* does not
+//! move a policy instance into the cache (that would corrupt *j*'s history, or the other
+//! candidates' if they were then fed the cache's set). Each eviction candidate has a weight
+//! (`set_weight`, ABI 1.2; `activate(j)` is 1 for *j*, 0 for the others), each resident block
+//! a *holder mask* (the candidates whose shadow holds it, kept up to date from the shadows'
+//! insertions and evictions), and to make room the cache evicts the oldest block among those
+//! whose holders weigh least ([`Votes`]). With one weight the cache *follows* *j*'s shadow:
+//! it evicts first what *j* does not hold, least recently used or longest dropped first.
+//! Such a block always exists when a full cache misses: the shadow has just taken the missed
+//! block, so it cannot also hold every resident one. Once caught up the cache holds exactly
+//! *j*'s set and stays so: the cache is *j*. A switch evicts nothing eagerly; blocks the old
+//! policy kept stay resident, and can hit, until room is needed. What a switch costs is the
+//! blocks *j* holds and the cache does not, fetched again when asked for
+//! (`candidate_divergence` estimates their number). Underneath, the configured built-in
+//! eviction policy tracks the resident set: it is the fallback if the vote finds no block (a
+//! host bug, logged) and serves when every weight is 0.
 //!
 //! Admission and prefetch candidates have no shadow: activating one instantiates it and
 //! installs it for that role.
@@ -529,7 +530,7 @@ impl<V> CacheCore<V> {
     }
 
     /// The vote's victim, when the cache votes.
-    pub(super) fn follow_victim(&mut self) -> Option<u64> {
+    pub(super) fn vote_victim(&mut self) -> Option<u64> {
         let g = self.governor.as_mut()?;
         let mut v = g.votes.take()?;
         let k = v.victim(|m| g.weight_of(m));
