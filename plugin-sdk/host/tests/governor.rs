@@ -255,3 +255,95 @@ fn removing_the_governor_installs_the_candidate_it_followed() {
     }
     assert_eq!(core.stats().faults, 0);
 }
+
+/// A governor over `fifo` (0) and `lru` (1) whose weights cycle through every shape on its
+/// ticks: (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
+const CYCLING: &str = r#"
+(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "fifo")
+  (data (i32.const 200) "lru")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 4)))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 3)))
+    (i32.const 0))
+  (func $set (param f64 f64)
+    (drop (call $w (i32.const 0) (local.get 0)))
+    (drop (call $w (i32.const 1) (local.get 1))))
+  (func (export "kplug_tick") (param i64) (result i32)
+    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
+    (block (block (block (block (block
+      (br_table 0 1 2 3 4 (global.get $ticks)))
+      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
+    (call $set (f64.const 0.5) (f64.const 2))
+    (i32.const 0)))
+"#;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Request(u64),
+    Invalidate(u64),
+    InvalidateFile(u32),
+    Tick,
+    OperatorPlugin,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0u64..48).prop_map(|k| Op::Request(k | ((k % 3) << 32))),
+        1 => (0u64..48).prop_map(|k| Op::Invalidate(k | ((k % 3) << 32))),
+        1 => (0u32..3).prop_map(Op::InvalidateFile),
+        2 => Just(Op::Tick),
+        1 => Just(Op::OperatorPlugin),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever the weights do (follow one, vote between two, nobody), with invalidations,
+    /// operator plugins dropped over the governor and its removal at the end: the cache
+    /// stays within capacity, every resident block sits in its holders' bucket, no fault,
+    /// and afterwards the followed policy serves a consistent cache.
+    #[test]
+    fn the_vote_bookkeeping_survives_any_sequence(ops in proptest::collection::vec(op(), 1..400)) {
+        let mut core = CacheCore::new(8, CoreConfig::default());
+        core.install_governor(load(CYCLING, 8), &resolve, 0).unwrap();
+        for op in &ops {
+            match op {
+                Op::Request(k) => {
+                    core.request(*k, || ());
+                }
+                Op::Invalidate(k) => {
+                    core.remove(*k);
+                }
+                Op::InvalidateFile(f) => {
+                    core.remove_file(*f, 0);
+                }
+                Op::Tick => core.governor_tick(),
+                Op::OperatorPlugin => {
+                    if core.candidates().iter().any(|c| c.active) {
+                        core.install_plugin(load(&fifo(&[]), 8), Role::Eviction.into()).unwrap();
+                    }
+                }
+            }
+            if let Err(e) = core.check_governor_invariants() {
+                panic!("after {op:?}: {e}");
+            }
+        }
+        proptest::prop_assert_eq!(core.stats().faults, 0);
+        core.remove_governor();
+        for k in 0..200u64 {
+            core.request(k % 40, || ());
+            proptest::prop_assert!(core.len() <= 8);
+        }
+        proptest::prop_assert_eq!(core.stats().faults, 0);
+    }
+}
