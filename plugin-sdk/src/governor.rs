@@ -104,7 +104,8 @@ pub fn activate(index: u32) -> bool {
 
 /// Give eviction candidate `index` a weight (finite, >= 0) in the cache's eviction vote,
 /// once this call returns (ABI 1.2). The cache evicts the resident block whose holders
-/// (the candidates whose shadow cache holds it) weigh least, oldest first among equals:
+/// (the candidates whose shadow cache holds it) weigh least (among equals: held by the
+/// fewest candidates, then the oldest):
 /// with one candidate of weight > 0 the cache becomes that candidate's cache, with several
 /// it keeps what the heavy ones agree on. [`activate`] is weight 1 for one candidate and 0
 /// for the others. Returns false for a bad index, a candidate of another role or a bad

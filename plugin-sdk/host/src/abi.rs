@@ -57,8 +57,9 @@ pub const IMPORT_CANDIDATE_HITS: &str = "candidate_hits";
 pub const IMPORT_CANDIDATE_REQUESTS: &str = "candidate_requests";
 /// 1.1 governor: `candidate_divergence(index: i32) -> i64`, about how many blocks the
 /// eviction candidate's shadow holds that the cache does not (what switching to it would
-/// have to fetch again; estimated from a sample of up to 1024 of its keys); 0 for the
-/// serving candidate, -1 for a bad index or a candidate without a shadow.
+/// have to fetch again; estimated from a sample of up to 256 of its keys; for the candidate
+/// followed, what the cache has not caught up with yet), -1 for a bad index or a candidate
+/// without a shadow.
 pub const IMPORT_CANDIDATE_DIVERGENCE: &str = "candidate_divergence";
 /// 1.1 governor: `active(role: i32) -> i32`, the candidate serving the role, -1 if none.
 pub const IMPORT_ACTIVE: &str = "active";

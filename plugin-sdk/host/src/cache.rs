@@ -487,6 +487,12 @@ impl<V> CacheCore<V> {
     /// Also forgets an in-flight prefetch of it.
     pub fn remove(&mut self, key: u64) -> Option<V> {
         self.in_flight.remove(&key);
+        if self.governor.is_some() {
+            // The shadows drop it too, whether the cache holds it or not.
+            self.invalidate_in_shadows(|s| {
+                s.remove(key);
+            });
+        }
         let e = self.map.remove(&key)?;
         self.unindex(key);
         self.after_remove(key, e.prefetched);
@@ -495,7 +501,7 @@ impl<V> CacheCore<V> {
 
     fn after_remove(&mut self, key: u64, prefetched: bool) {
         if self.governor.is_some() {
-            self.removed_for_governor(key);
+            self.dropped_for_governor(key);
         }
         self.stats.invalidations += 1;
         if prefetched {
@@ -514,6 +520,12 @@ impl<V> CacheCore<V> {
     pub fn remove_file(&mut self, file: u32, from_block: u32) -> usize {
         self.in_flight
             .retain(|k| !(key_file(*k) == file && key_block(*k) >= from_block));
+        if self.governor.is_some() {
+            // Shadows keep no file index: a scan of each (truncate and unlink only).
+            self.invalidate_in_shadows(|s| {
+                s.remove_file(file, from_block);
+            });
+        }
         let doomed: Vec<u32> = match &mut self.files {
             Some(files) => {
                 let Some(set) = files.get_mut(&file) else {

@@ -209,7 +209,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             match usize::try_from(i) {
                 Ok(i) if i < g.candidates.len() => {
                     g.pending = Some(i);
-                    g.weights.clear();
+                    if g.candidates[i].0 == Role::Eviction {
+                        g.weights.clear();
+                    }
                     0
                 }
                 _ => -1,

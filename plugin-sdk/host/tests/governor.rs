@@ -316,22 +316,36 @@ proptest::proptest! {
     fn the_vote_bookkeeping_survives_any_sequence(ops in proptest::collection::vec(op(), 1..400)) {
         let mut core = CacheCore::new(8, CoreConfig::default());
         core.install_governor(load(CYCLING, 8), &resolve, 0).unwrap();
-        for op in &ops {
+        let hits = |core: &CacheCore<()>| core.candidates().iter().map(|c| c.hits).collect::<Vec<_>>();
+        let mut operator = false;
+        for (i, op) in ops.iter().enumerate() {
             match op {
                 Op::Request(k) => {
                     core.request(*k, || ());
                 }
                 Op::Invalidate(k) => {
+                    // Resident or not, no shadow keeps it: asking for it again hits nowhere.
                     core.remove(*k);
+                    let before = hits(&core);
+                    core.request(*k, || ());
+                    proptest::prop_assert_eq!(hits(&core), before, "a shadow kept {:#x}", k);
                 }
                 Op::InvalidateFile(f) => {
                     core.remove_file(*f, 0);
                 }
-                Op::Tick => core.governor_tick(),
-                Op::OperatorPlugin => {
-                    if core.candidates().iter().any(|c| c.active) {
-                        core.install_plugin(load(&fifo(&[]), 8), Role::Eviction.into()).unwrap();
+                Op::Tick => {
+                    core.governor_tick();
+                    // This governor only sets weights: after the operator's drop they are
+                    // ignored, and the operator's policy keeps serving.
+                    if operator {
+                        proptest::prop_assert!(core.candidates().iter().all(|c| !c.active));
                     }
+                }
+                // The vote never resumes after it: only in the last quarter of a sequence.
+                Op::OperatorPlugin if i < ops.len() * 3 / 4 => {}
+                Op::OperatorPlugin => {
+                    core.install_plugin(load(&fifo(&[]), 8), Role::Eviction.into()).unwrap();
+                    operator = true;
                 }
             }
             if let Err(e) = core.check_governor_invariants() {

@@ -19,7 +19,7 @@
 //! With `temperature` > 0 the governor does not pick one candidate: it sets every
 //! candidate's eviction weight (ABI 1.2) to e^-(lead / (temperature x capacity)), and the
 //! cache evicts the block whose holders weigh least (a vote of the shadows). Each switch of
-//! the best scored candidate is logged (`kplug.log`, info); every tick at debug.
+//! the best scored candidate is logged (`kplug.log`, info).
 //!
 //! Parameters: `candidates` (policy names joined by `/`, default `s3fifo/arc/lirs/twoq/lru`:
 //! the fixed policies that are best somewhere on the real traces; the first serves at start,
@@ -157,8 +157,7 @@ impl Plugin for Adaptive {
 
 impl Adaptive {
     /// The half-life in requests (infinite: cumulative scores) and the decay factor over
-    /// `requests` new ones: 0.5^(r/h) ~ 1 - r ln 2 / h (no libm in no_std; ticks are much
-    /// shorter than a half-life).
+    /// `requests` new ones, 0.5^(r/h).
     fn decay(&self, requests: u64) -> (f64, f64) {
         if self.half_life == 0.0 {
             return (f64::INFINITY, 1.0);
@@ -270,16 +269,6 @@ impl Governor for Adaptive {
         } else {
             self.decide(&hits, new_requests, &div)
         };
-        log(
-            Level::Debug,
-            &format!(
-                "tick {} serving {} hits {:?} divergence {:?}",
-                self.elapsed,
-                now,
-                self.cands.iter().map(|c| c.last_hits).collect::<Vec<_>>(),
-                (0..idx.len()).map(|i| div(i) as u64).collect::<Vec<_>>(),
-            ),
-        );
         if self.temperature > 0.0 {
             let best = self.cands[now].score;
             let t = self.temperature * self.capacity.max(1.0);

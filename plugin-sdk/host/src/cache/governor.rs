@@ -17,7 +17,8 @@
 //! a *holder mask* (the candidates whose shadow holds it, kept up to date from the shadows'
 //! insertions and evictions), and to make room the cache evicts the oldest block among those
 //! whose holders weigh least ([`Votes`]). With one weight the cache *follows* *j*'s shadow:
-//! it evicts first what *j* does not hold, least recently used or longest dropped first.
+//! it evicts first what *j* does not hold, the blocks fewest other candidates hold first,
+//! then the longest dropped.
 //! Such a block always exists when a full cache misses: the shadow has just taken the missed
 //! block, so it cannot also hold every resident one. Once caught up the cache holds exactly
 //! *j*'s set and stays so: the cache is *j*. A switch evicts nothing eagerly; blocks the old
@@ -64,6 +65,10 @@ pub(crate) struct Candidate {
     requests: u64,
 }
 
+/// Keys of a shadow sampled to estimate `candidate_divergence` at each tick (an estimate
+/// within a few percent; the tick is every 100 requests in the simulator).
+const DIVERGENCE_SAMPLE: usize = 256;
+
 /// An installed governor and its candidates.
 pub(crate) struct Governor {
     plugin: Plugin,
@@ -73,6 +78,9 @@ pub(crate) struct Governor {
     live: [Option<usize>; 3],
     /// Eviction weight per candidate (0 for other roles).
     weights: Vec<f64>,
+    /// The operator dropped an eviction policy over the governor: its weights are ignored
+    /// until it activates an eviction candidate again.
+    overridden: bool,
     /// Bit of each eviction candidate in a block's holder mask, and the reverse.
     bit: Vec<Option<u32>>,
     by_bit: Vec<usize>,
@@ -84,17 +92,18 @@ pub(crate) struct Governor {
 
 /// The eviction vote: every resident block sits in the bucket of its *holder mask* (bit
 /// `b` set when eviction candidate `by_bit[b]`'s shadow holds it), in the order it entered
-/// that bucket. The victim is the oldest block of the non-empty bucket whose holders weigh
-/// least. A block changes bucket only when a shadow takes or drops it (at most two per
-/// shadow per request), so the cost is O(candidates) per request plus a sort of the
-/// buckets when the weights change. Entries left behind in a bucket's queue are stale and
+/// that bucket. The victim comes from the non-empty buckets whose holders weigh least, then
+/// hold fewest, and is the oldest of their heads. A block changes bucket only when a shadow
+/// takes or drops it (at most two per shadow per request), so the cost is O(candidates)
+/// per request plus a sort of the buckets when the weights change. Entries left behind in a bucket's queue are stale and
 /// skipped; a bucket's queue is purged when it holds more than twice its live blocks.
 #[derive(Default)]
 struct Votes {
     seq: u64,
     of: FastMap<u64, (u64, u64)>,
     buckets: FastMap<u64, Bucket>,
-    order: Vec<u64>,
+    /// (weight, holders, mask) of every bucket, lightest first.
+    order: Vec<(f64, u32, u64)>,
     dirty: bool,
 }
 
@@ -136,27 +145,52 @@ impl Votes {
         }
     }
 
-    /// The block to evict, forgotten: oldest of the lightest non-empty bucket.
+    /// The block to evict, forgotten: from the lightest non-empty buckets, those held by
+    /// the fewest candidates (with one candidate weighing, the others' agreement breaks the
+    /// tie: a block nobody holds goes before one that four policies keep), and among those
+    /// the oldest.
     fn victim(&mut self, weight: impl Fn(u64) -> f64) -> Option<u64> {
         if self.dirty {
-            let mut order: Vec<(f64, u64)> =
-                self.buckets.keys().map(|m| (weight(*m), *m)).collect();
-            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            self.order = order.into_iter().map(|(_, m)| m).collect();
+            let mut order: Vec<(f64, u32, u64)> = self
+                .buckets
+                .keys()
+                .map(|m| (weight(*m), m.count_ones(), *m))
+                .collect();
+            order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            self.order = order;
             self.dirty = false;
         }
-        for m in &self.order {
-            let b = self.buckets.get_mut(m).expect("ordered bucket");
-            if b.live == 0 {
-                b.queue.clear();
-                continue;
-            }
-            while let Some((s, k)) = b.queue.pop_front() {
-                if self.of.get(&k) == Some(&(*m, s)) {
-                    self.of.remove(&k);
-                    b.live -= 1;
-                    return Some(k);
+        let mut i = 0;
+        while i < self.order.len() {
+            let (w, n) = (self.order[i].0, self.order[i].1);
+            // The oldest live head among the buckets of that weight and holder count.
+            let mut best: Option<(u64, u64)> = None;
+            while i < self.order.len() && self.order[i].0 == w && self.order[i].1 == n {
+                let m = self.order[i].2;
+                i += 1;
+                let b = self.buckets.get_mut(&m).expect("ordered bucket");
+                if b.live == 0 {
+                    b.queue.clear();
+                    continue;
                 }
+                // Stale heads go; a live bucket has a valid entry.
+                while let Some(&(s, k)) = b.queue.front() {
+                    if self.of.get(&k) == Some(&(m, s)) {
+                        break;
+                    }
+                    b.queue.pop_front();
+                }
+                let (s, _) = *b.queue.front().expect("a live bucket has a valid entry");
+                if best.is_none_or(|(bs, _)| s < bs) {
+                    best = Some((s, m));
+                }
+            }
+            if let Some((_, m)) = best {
+                let b = self.buckets.get_mut(&m).expect("ordered bucket");
+                let (_, k) = b.queue.pop_front().expect("checked");
+                self.of.remove(&k);
+                b.live -= 1;
+                return Some(k);
             }
         }
         None
@@ -292,6 +326,7 @@ impl<V> CacheCore<V> {
             }
             if roles.contains(Role::Eviction) {
                 g.stop_voting();
+                g.overridden = true;
             }
         }
     }
@@ -400,6 +435,7 @@ impl<V> CacheCore<V> {
         self.governor = Some(Box::new(Governor {
             plugin,
             weights: vec![0.0; candidates.len()],
+            overridden: false,
             candidates,
             live: [None; 3],
             bit,
@@ -557,18 +593,17 @@ impl<V> CacheCore<V> {
         }
     }
 
-    /// `key` was invalidated: no shadow may keep it either.
-    pub(super) fn removed_for_governor(&mut self, key: u64) {
-        self.dropped_for_governor(key);
+    /// An invalidation: every shadow applies it too (`remove` or `remove_file`), whether the
+    /// cache holds the blocks or not, so no shadow counts a hit on data that changed. A
+    /// shadow's invalidation is not an eviction: its log stays empty, and the cache drops the
+    /// blocks it holds itself (their masks go with them).
+    pub(super) fn invalidate_in_shadows(&mut self, mut f: impl FnMut(&mut CacheCore<()>)) {
         let Some(g) = self.governor.as_mut() else {
             return;
         };
         for c in &mut g.candidates {
             if let Some(s) = c.shadow.as_mut() {
-                s.remove(key);
-                if let Some(log) = &mut s.evicted_log {
-                    log.clear();
-                }
+                f(s);
             }
         }
     }
@@ -601,7 +636,7 @@ impl<V> CacheCore<V> {
             .iter()
             .map(|c| {
                 let s = c.shadow.as_ref()?;
-                let sample = s.map.keys().take(1024);
+                let sample = s.map.keys().take(DIVERGENCE_SAMPLE);
                 let (mut n, mut out) = (0u64, 0u64);
                 for k in sample {
                     n += 1;
@@ -629,11 +664,15 @@ impl<V> CacheCore<V> {
     }
 
     /// Apply what the governor asked for in its last call: an activation, then weights.
+    /// Weights are ignored while an operator's eviction policy serves (until the governor
+    /// activates an eviction candidate): a governor that sets them every tick would
+    /// otherwise take the cache back at once.
     fn apply_choices(&mut self, pending: Option<usize>, weights: Vec<(usize, f64)>) {
         if let Some(i) = pending {
             self.activate_candidate(i);
         }
-        if !weights.is_empty() {
+        let overridden = self.governor.as_ref().is_some_and(|g| g.overridden);
+        if !weights.is_empty() && !overridden {
             self.reweigh(&weights);
         }
     }
@@ -645,6 +684,7 @@ impl<V> CacheCore<V> {
         };
         let role = g.candidates[i].role;
         if role == Role::Eviction {
+            g.overridden = false;
             self.governor = Some(g);
             let one_hot: Vec<(usize, f64)> =
                 (0..self.governor.as_ref().map_or(0, |g| g.weights.len()))
@@ -683,7 +723,12 @@ impl<V> CacheCore<V> {
             .copied()
             .filter(|(i, _)| g.bit.get(*i).is_some_and(|b| b.is_some()))
             .collect();
-        let starting = g.votes.is_none();
+        // The resident set is needed only if the vote starts now.
+        let starting = g.votes.is_none()
+            && (0..g.weights.len()).any(|i| {
+                let last = weights.iter().rev().find(|(j, _)| *j == i);
+                last.map_or(g.weights[i], |w| w.1) > 0.0
+            });
         let resident = if starting {
             self.resident_keys()
         } else {
@@ -741,10 +786,15 @@ impl<V> CacheCore<V> {
         }
         let old = self.slots();
         p.attach_figures(self.figures.clone());
+        if p.wants_sequentiality() {
+            self.figures.set_track_sequentiality(true);
+        }
         p.mark_installed();
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);
-        if roles.contains(Role::Admission) {
+        // ARC and LIRS learn the missed key in `kplug_admit`; an admission plugin the
+        // operator installed keeps its role (they then see the miss at insert only).
+        if roles.contains(Role::Admission) && matches!(self.admission, AdmissionRole::Native(..)) {
             self.admission = AdmissionRole::Plugin(slot);
         }
         self.release_unused(&old);
@@ -773,6 +823,25 @@ mod tests {
         assert_eq!(v.victim(weight), Some(14));
         assert_eq!(v.victim(weight), Some(11));
         v.drop(10);
+        assert_eq!(v.victim(weight), None);
+    }
+
+    #[test]
+    fn equal_weights_go_by_holder_count_then_age() {
+        // activate(j): every mask without j's bit weighs 0. Blocks fewer candidates hold go
+        // first; among as many holders, oldest first whatever the masks.
+        let weight = |_m: u64| 0.0;
+        let mut v = Votes::default();
+        v.set(20, 0b100);
+        v.set(21, 0b010);
+        v.set(22, 0b000);
+        v.set(23, 0b110);
+        v.set(24, 0b100);
+        assert_eq!(v.victim(weight), Some(22));
+        assert_eq!(v.victim(weight), Some(20));
+        assert_eq!(v.victim(weight), Some(21));
+        assert_eq!(v.victim(weight), Some(24));
+        assert_eq!(v.victim(weight), Some(23));
         assert_eq!(v.victim(weight), None);
     }
 
