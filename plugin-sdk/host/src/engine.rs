@@ -159,7 +159,8 @@ impl PluginEngine {
                 pre,
                 roles,
                 has_params: module.get_export(abi::EXPORT_SET_PARAM).is_some(),
-                wants_sequentiality: imports_sequentiality(&module),
+                wants_sequentiality: imports(&module, abi::IMPORT_SEQUENTIALITY),
+                wants_divergence: imports(&module, abi::IMPORT_CANDIDATE_DIVERGENCE),
                 governor: module.get_export(abi::EXPORT_TICK).is_some(),
             }),
         })
@@ -174,6 +175,8 @@ pub(crate) struct CompiledInner {
     pub(crate) has_params: bool,
     /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
     pub(crate) wants_sequentiality: bool,
+    /// Imports `kplug.candidate_divergence`: the core then estimates it at each tick.
+    pub(crate) wants_divergence: bool,
     /// Exports `kplug_tick`: a governor.
     pub(crate) governor: bool,
 }
@@ -305,11 +308,11 @@ const IMPORTS: [(&str, &str, &str); 15] = [
     (abi::IMPORT_SET_WEIGHT, "IF", "I"),
 ];
 
-/// Whether `module` imports `kplug.sequentiality` (the core tracks it only then).
-pub(crate) fn imports_sequentiality(module: &Module) -> bool {
+/// Whether `module` imports `kplug.<name>` (the core computes some figures only then).
+pub(crate) fn imports(module: &Module, name: &str) -> bool {
     module
         .imports()
-        .any(|i| i.module() == abi::IMPORT_MODULE && i.name() == abi::IMPORT_SEQUENTIALITY)
+        .any(|i| i.module() == abi::IMPORT_MODULE && i.name() == name)
 }
 
 fn check_imports(module: &Module) -> Result<(), LoadError> {

@@ -69,7 +69,8 @@ pub(crate) struct GovState {
     pub(crate) counters: Vec<Option<(u64, u64)>>,
     pub(crate) divergence: Vec<Option<u64>>,
     pub(crate) active: [i32; 3],
-    pub(crate) pending: Option<usize>,
+    /// Activations asked for during the current call, in order.
+    pub(crate) pending: Vec<usize>,
     pub(crate) weights: Vec<(usize, f64)>,
     pub(crate) loading: bool,
 }
@@ -208,7 +209,9 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let g = &mut c.data_mut().gov;
             match usize::try_from(i) {
                 Ok(i) if i < g.candidates.len() => {
-                    g.pending = Some(i);
+                    if g.pending.len() < 4 * MAX_CANDIDATES {
+                        g.pending.push(i);
+                    }
                     if g.candidates[i].0 == Role::Eviction {
                         g.weights.clear();
                     }
@@ -401,6 +404,7 @@ pub struct Plugin {
     capacity: u64,
     roles: RoleSet,
     wants_sequentiality: bool,
+    wants_divergence: bool,
     tick: Option<TypedFunc<i64, i32>>,
     // Keeps the epoch ticker alive as long as the instance.
     _engine: PluginEngine,
@@ -654,6 +658,7 @@ impl CompiledPlugin {
                 status: PluginStatus::new(&c.name, roles, c.governor),
             },
             wants_sequentiality: c.wants_sequentiality,
+            wants_divergence: c.wants_divergence,
             memory,
             eviction,
             admission,
@@ -666,6 +671,12 @@ impl CompiledPlugin {
 }
 
 impl Plugin {
+    /// Whether a governor imports `kplug.candidate_divergence` (the core estimates it at each
+    /// tick only then).
+    pub(crate) fn wants_divergence(&self) -> bool {
+        self.wants_divergence
+    }
+
     /// Whether the plugin imports `kplug.sequentiality` (ABI 1.1).
     pub fn wants_sequentiality(&self) -> bool {
         self.wants_sequentiality
@@ -687,8 +698,8 @@ impl Plugin {
     }
 
     /// The activation a governor asked for (during load or its last tick), taken.
-    pub(crate) fn take_activation(&mut self) -> Option<usize> {
-        self.rt.store.data_mut().gov.pending.take()
+    pub(crate) fn take_activations(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.rt.store.data_mut().gov.pending)
     }
 
     /// The eviction weights a governor set (during load or its last tick), in call order,

@@ -361,3 +361,19 @@ proptest::proptest! {
         proptest::prop_assert_eq!(core.stats().faults, 0);
     }
 }
+
+#[test]
+fn of_two_activations_for_one_role_in_a_call_the_last_counts() {
+    // Each tick asks for `lru` (1) then `fifo` (0): `fifo`, serving since init, stays, and
+    // the `lru` asked for in passing is no switch.
+    let text = governor("fifo", "lru", "(drop (call $act (i32.const 0)))");
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve, 100)
+        .unwrap();
+    for k in stream(500) {
+        core.request(k, || ());
+    }
+    assert!(core.candidates()[0].active);
+    assert_eq!(core.stats().policy_switches, 1, "init only");
+    assert_eq!(core.stats().faults, 0);
+}

@@ -65,8 +65,9 @@ pub(crate) struct Candidate {
     requests: u64,
 }
 
-/// Keys of a shadow sampled to estimate `candidate_divergence` at each tick (an estimate
-/// within a few percent; the tick is every 100 requests in the simulator).
+/// Keys of a shadow sampled to estimate `candidate_divergence` at each tick, for governors
+/// that import it (an estimate within a few percent; the simulator ticks every 100
+/// requests).
 const DIVERGENCE_SAMPLE: usize = 256;
 
 /// An installed governor and its candidates.
@@ -422,7 +423,7 @@ impl<V> CacheCore<V> {
             self.figures.set_track_sequentiality(true);
         }
         plugin.mark_installed();
-        let pending = plugin.take_activation();
+        let pending = plugin.take_activations();
         let weights = plugin.take_weights();
         let mut bit = Vec::new();
         let mut by_bit = Vec::new();
@@ -631,11 +632,12 @@ impl<V> CacheCore<V> {
             .iter()
             .map(|c| (c.role == Role::Eviction).then_some((c.hits, c.requests)))
             .collect();
+        let wants = g.plugin.wants_divergence();
         let divergence = g
             .candidates
             .iter()
             .map(|c| {
-                let s = c.shadow.as_ref()?;
+                let s = c.shadow.as_ref().filter(|_| wants)?;
                 let sample = s.map.keys().take(DIVERGENCE_SAMPLE);
                 let (mut n, mut out) = (0u64, 0u64);
                 for k in sample {
@@ -649,7 +651,7 @@ impl<V> CacheCore<V> {
         g.plugin.set_resident(self.map.len() as u64);
         match g.plugin.tick(now, counters, divergence, active) {
             Ok(()) => {
-                let pending = g.plugin.take_activation();
+                let pending = g.plugin.take_activations();
                 let weights = g.plugin.take_weights();
                 self.apply_choices(pending, weights);
             }
@@ -663,12 +665,19 @@ impl<V> CacheCore<V> {
         }
     }
 
-    /// Apply what the governor asked for in its last call: an activation, then weights.
+    /// Apply what the governor asked for in its last call: the last activation it asked for
+    /// each role, then its weights.
     /// Weights are ignored while an operator's eviction policy serves (until the governor
     /// activates an eviction candidate): a governor that sets them every tick would
     /// otherwise take the cache back at once.
-    fn apply_choices(&mut self, pending: Option<usize>, weights: Vec<(usize, f64)>) {
-        if let Some(i) = pending {
+    fn apply_choices(&mut self, pending: Vec<usize>, weights: Vec<(usize, f64)>) {
+        let mut last: [Option<usize>; 3] = [None; 3];
+        if let Some(g) = &self.governor {
+            for i in pending {
+                last[g.candidates[i].role as usize] = Some(i);
+            }
+        }
+        for i in last.into_iter().flatten() {
             self.activate_candidate(i);
         }
         let overridden = self.governor.as_ref().is_some_and(|g| g.overridden);
