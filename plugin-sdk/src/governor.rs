@@ -1,5 +1,5 @@
-//! The governor's host imports (ABI 1.1, module `kplug`). Outside wasm32 there is no host:
-//! registrations and activations are refused and every figure is absent.
+//! The governor's host imports (ABI 1.1; `set_weight` 1.2; module `kplug`). Outside wasm32 there
+//! is no host: registrations, activations and weights are refused and every figure is absent.
 
 use crate::Role;
 
@@ -40,8 +40,8 @@ fn figure(v: i64) -> Option<u64> {
     u64::try_from(v).ok()
 }
 
-/// Demand hits counted for eviction candidate `index` since it was registered (its shadow
-/// cache's while not serving, the cache's while serving); `None` for other candidates.
+/// Demand hits of eviction candidate `index`'s shadow cache since it was registered:
+/// exactly what that fixed policy would have hit; `None` for other candidates.
 pub fn candidate_hits(index: u32) -> Option<u64> {
     #[cfg(target_arch = "wasm32")]
     // SAFETY: a plain host call without pointers.
@@ -66,7 +66,8 @@ pub fn candidate_requests(index: u32) -> Option<u64> {
 }
 
 /// About how many blocks eviction candidate `index` holds that the cache does not: what a
-/// switch to it would fetch again (0 for the one serving).
+/// switch to it would fetch again (for the one followed: what the cache has not caught up
+/// with yet).
 pub fn candidate_divergence(index: u32) -> Option<u64> {
     #[cfg(target_arch = "wasm32")]
     // SAFETY: a plain host call without pointers.

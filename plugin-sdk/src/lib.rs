@@ -210,7 +210,8 @@ pub enum Role {
 /// among the candidates it registered in [`Plugin::init`] with [`governor::add_candidate`].
 pub trait Governor {
     /// One tick: read the candidates' figures ([`governor::candidate_hits`], ...) and
-    /// perhaps [`governor::activate`] one. `now_ns` is the host's clock (logical in the
+    /// perhaps [`governor::activate`] one, or weigh the eviction candidates with
+    /// [`governor::set_weight`] (ABI 1.2). `now_ns` is the host's clock (logical in the
     /// simulator).
     fn tick(&mut self, now_ns: u64);
 }
