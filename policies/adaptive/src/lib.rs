@@ -93,6 +93,16 @@ fn parse_f64(v: &str) -> Result<f64, Rejected> {
     v.parse::<f64>().map_err(|_| Rejected)
 }
 
+/// A number in `0..=max`.
+fn in_range(v: &str, max: f64) -> Result<f64, Rejected> {
+    let x = parse_f64(v)?;
+    if (0.0..=max).contains(&x) {
+        Ok(x)
+    } else {
+        Err(Rejected)
+    }
+}
+
 impl Plugin for Adaptive {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
@@ -104,34 +114,10 @@ impl Plugin for Adaptive {
                 }
                 self.half_life = h;
             }
-            "capacity_lives" => {
-                let c = parse_f64(value)?;
-                if !(0.0..=1e6).contains(&c) {
-                    return Err(Rejected);
-                }
-                self.capacity_lives = c;
-            }
-            "switch_cost" => {
-                let c = parse_f64(value)?;
-                if !(0.0..=1e6).contains(&c) {
-                    return Err(Rejected);
-                }
-                self.switch_cost = c;
-            }
-            "temperature" => {
-                let t = parse_f64(value)?;
-                if !(0.0..=1e6).contains(&t) {
-                    return Err(Rejected);
-                }
-                self.temperature = t;
-            }
-            "margin" => {
-                let m = parse_f64(value)?;
-                if !(0.0..=1.0).contains(&m) {
-                    return Err(Rejected);
-                }
-                self.margin = m;
-            }
+            "capacity_lives" => self.capacity_lives = in_range(value, 1e6)?,
+            "switch_cost" => self.switch_cost = in_range(value, 1e6)?,
+            "temperature" => self.temperature = in_range(value, 1e6)?,
+            "margin" => self.margin = in_range(value, 1.0)?,
             _ => return Err(Rejected),
         }
         Ok(())
@@ -172,19 +158,8 @@ impl Adaptive {
     /// The candidate index that should serve after adding `hits[i]` new hits per
     /// candidate over `requests` new requests (pure, for the native tests).
     fn decide(&mut self, hits: &[u64], requests: u64, divergence: &dyn Fn(usize) -> f64) -> usize {
-        let (h, d) = self.decay(requests);
-        self.requests = self.requests * d + requests as f64;
-        self.elapsed += requests as f64;
-        for (c, h) in self.cands.iter_mut().zip(hits) {
-            c.score = c.score * d + *h as f64;
-        }
+        let (h, best) = self.score(hits, requests);
         let s = self.serving;
-        let mut best = s;
-        for (i, c) in self.cands.iter().enumerate() {
-            if c.score > self.cands[best].score {
-                best = i;
-            }
-        }
         // Expected gain against the blocks the switch must fetch again (the winner's
         // shadow holds them, the cache does not). The gain is the hit-rate advantage over
         // the horizon still to come, guessed as long as what was seen so far (and at least
@@ -204,12 +179,21 @@ impl Adaptive {
         }
         self.serving
     }
-}
 
-impl Adaptive {
-    /// Vote mode: update the decayed scores; the heaviest candidate is the best scored.
+    /// Vote mode: update the scores; the heaviest candidate is the best scored.
     fn vote(&mut self, hits: &[u64], requests: u64) -> usize {
-        let (_, d) = self.decay(requests);
+        let (_, best) = self.score(hits, requests);
+        if best != self.serving {
+            self.serving = best;
+            self.switches += 1;
+        }
+        best
+    }
+
+    /// Add `hits[i]` new hits per candidate over `requests` new requests to the (decayed)
+    /// scores; the half-life and the best scored candidate (the serving one on a tie).
+    fn score(&mut self, hits: &[u64], requests: u64) -> (f64, usize) {
+        let (h, d) = self.decay(requests);
         self.requests = self.requests * d + requests as f64;
         self.elapsed += requests as f64;
         for (c, h) in self.cands.iter_mut().zip(hits) {
@@ -221,11 +205,7 @@ impl Adaptive {
                 best = i;
             }
         }
-        if best != self.serving {
-            self.serving = best;
-            self.switches += 1;
-        }
-        best
+        (h, best)
     }
 }
 

@@ -261,6 +261,14 @@ impl Governor {
         mask
     }
 
+    /// While the cache votes: `key` (resident) goes to the bucket of its holders now.
+    fn revote(&mut self, key: u64) {
+        if let Some(mut v) = self.votes.take() {
+            v.set(key, self.holders(key));
+            self.votes = Some(v);
+        }
+    }
+
     /// After every shadow handled an event: blocks a shadow dropped lose its bit.
     fn note_evictions<V>(&mut self, map: &FastMap<u64, super::Entry<V>>) {
         for (i, c) in self.candidates.iter_mut().enumerate() {
@@ -550,9 +558,8 @@ impl<V> CacheCore<V> {
             c.requests += 1;
         }
         g.note_evictions(&self.map);
-        let m = (hit && g.votes.is_some()).then(|| g.holders(key));
-        if let (Some(m), Some(v)) = (m, g.votes.as_mut()) {
-            v.set(key, m);
+        if hit {
+            g.revote(key);
         }
         if g.tick_every > 0 {
             g.since_tick += 1;
@@ -581,10 +588,7 @@ impl<V> CacheCore<V> {
         let Some(g) = self.governor.as_mut() else {
             return;
         };
-        let m = g.votes.is_some().then(|| g.holders(key));
-        if let (Some(m), Some(v)) = (m, g.votes.as_mut()) {
-            v.set(key, m);
-        }
+        g.revote(key);
     }
 
     /// `key` left the cache (evicted or invalidated).
