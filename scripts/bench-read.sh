@@ -21,9 +21,8 @@ done
 for t in fio bindfs; do command -v $t >/dev/null || { echo "bench-read: $t missing (run scripts/setup.sh)" >&2; exit 1; }; done
 [ "$(id -u)" = 0 ] || { echo "bench-read: needs root (drop_caches, mounts)" >&2; exit 1; }
 
-cargo build --release -p kplugfs >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-kplugfs=$target_dir/release/kplugfs
+. scripts/lib.sh
+build_kplugfs
 
 work=$(mktemp -d /var/tmp/kplugfs-bench.XXXXXX)
 backing=$work/backing; kmnt=$work/kplugfs; bmnt=$work/bindfs

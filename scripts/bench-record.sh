@@ -20,13 +20,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench-record: needs root" >&2; exit 1; }
-cargo build --release -p kplugfs >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-kplugfs=$target_dir/release/kplugfs
-work=$(mktemp -d /var/tmp/kplugfs-record.XXXXXX)
-mkdir -p "$work/backing" "$work/mnt"
-cleanup() { "$kplugfs" umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. scripts/lib.sh
+build_kplugfs
+bench_work record
 head -c $((size_mib << 20)) /dev/urandom > "$work/backing/data"
 # The whole file fits in the block cache: reads measure the daemon, not the disk.
 "$kplugfs" mount "$work/backing" "$work/mnt" --no-kernel-cache --cache-size $((size_mib * 2))MiB

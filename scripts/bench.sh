@@ -88,7 +88,8 @@ emit() {
 
 # ---- build ---------------------------------------------------------------------------
 t_build=$SECONDS
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+. scripts/lib.sh
+target_dir=$(cargo_target_dir)
 if [ -n "${KPLUGFS_BIN:-}" ]; then
     kplugfs=$KPLUGFS_BIN   # a prebuilt release binary (must embed the current policies/)
     log "using KPLUGFS_BIN=$kplugfs (not building it)"

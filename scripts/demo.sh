@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+. scripts/lib.sh
+target_dir=$(cargo_target_dir)
 kplugfs="$target_dir/release/kplugfs"
 demo=${KPLUGFS_DEMO_DIR:-/var/tmp/kplugfs-demo}
 backing=$demo/backing

@@ -44,7 +44,8 @@ cargo test -p kplugfs-shuttle
 cargo build -p kplugfs
 
 section "pjdfstest"
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+. scripts/lib.sh
+target_dir=$(cargo_target_dir)
 pjd_root=${PJDFSTEST_ROOT:-/var/cache/kplugfs/pjdfstest}
 if [ ! -x "$pjd_root/bin/pjdfstest" ]; then
     cargo install --locked pjdfstest@0.2.2 --root "$pjd_root"

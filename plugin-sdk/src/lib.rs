@@ -145,6 +145,34 @@ pub mod names {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejected;
 
+/// A value that is not a number is a bad parameter: `let n: u64 = value.parse()?;`.
+impl From<core::num::ParseIntError> for Rejected {
+    fn from(_: core::num::ParseIntError) -> Self {
+        Rejected
+    }
+}
+
+impl From<core::num::ParseFloatError> for Rejected {
+    fn from(_: core::num::ParseFloatError) -> Self {
+        Rejected
+    }
+}
+
+/// A numeric parameter that must lie in `range`, e.g. a ratio: `param_in(value, 0.0..=1.0)`
+/// (NaN is in no range).
+pub fn param_in<T>(value: &str, range: core::ops::RangeInclusive<T>) -> Result<T, Rejected>
+where
+    T: core::str::FromStr + PartialOrd,
+    Rejected: From<T::Err>,
+{
+    let x: T = value.parse()?;
+    if range.contains(&x) {
+        Ok(x)
+    } else {
+        Err(Rejected)
+    }
+}
+
 /// Lifecycle hooks every plugin has. Both have defaults: no parameters
 /// accepted, init succeeds.
 pub trait Plugin {
@@ -296,6 +324,21 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_parameters_are_checked() {
+        assert_eq!(param_in("0.5", 0.0..=1.0), Ok(0.5));
+        assert_eq!(param_in("1", 0.0..=1.0), Ok(1.0));
+        for bad in ["1.5", "-0.1", "NaN", "x", ""] {
+            assert_eq!(param_in(bad, 0.0..=1.0), Err(Rejected), "{bad:?}");
+        }
+        assert_eq!(param_in::<u32>("8", 1..=8), Ok(8));
+        for bad in ["0", "9", "-1", "2.0"] {
+            assert_eq!(param_in::<u32>(bad, 1..=8), Err(Rejected), "{bad:?}");
+        }
+        let parsed: Result<u64, Rejected> = "12".parse().map_err(Rejected::from);
+        assert_eq!(parsed, Ok(12));
+    }
 
     #[test]
     fn prefetch_out_caps_at_64() {

@@ -40,7 +40,7 @@ use alloc::vec::Vec;
 use kplug_sdk::governor::{
     activate, add_candidate, candidate_divergence, candidate_hits, candidate_requests, set_weight,
 };
-use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log};
+use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log, param_in};
 
 const DEFAULT: &str = "s3fifo/arc/lirs/twoq/lru";
 
@@ -87,37 +87,21 @@ impl Default for Adaptive {
     }
 }
 
-fn parse_f64(v: &str) -> Result<f64, Rejected> {
-    // Decimal `int[.frac]`, enough for parameters (no_std has no float parsing helper
-    // beyond core's, which is what this uses).
-    v.parse::<f64>().map_err(|_| Rejected)
-}
-
-/// A number in `0..=max`.
-fn in_range(v: &str, max: f64) -> Result<f64, Rejected> {
-    let x = parse_f64(v)?;
-    if (0.0..=max).contains(&x) {
-        Ok(x)
-    } else {
-        Err(Rejected)
-    }
-}
-
 impl Plugin for Adaptive {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
             "candidates" if !value.is_empty() => self.names = String::from(value),
             "half_life" => {
-                let h = parse_f64(value)?;
+                let h: f64 = value.parse()?;
                 if h != 0.0 && !(1.0..=1e12).contains(&h) {
                     return Err(Rejected);
                 }
                 self.half_life = h;
             }
-            "capacity_lives" => self.capacity_lives = in_range(value, 1e6)?,
-            "switch_cost" => self.switch_cost = in_range(value, 1e6)?,
-            "temperature" => self.temperature = in_range(value, 1e6)?,
-            "margin" => self.margin = in_range(value, 1.0)?,
+            "capacity_lives" => self.capacity_lives = param_in(value, 0.0..=1e6)?,
+            "switch_cost" => self.switch_cost = param_in(value, 0.0..=1e6)?,
+            "temperature" => self.temperature = param_in(value, 0.0..=1e6)?,
+            "margin" => self.margin = param_in(value, 0.0..=1.0)?,
             _ => return Err(Rejected),
         }
         Ok(())

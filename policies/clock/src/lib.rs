@@ -13,7 +13,7 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin, param_in};
 
 /// CLOCK with an n-bit counter per block.
 pub struct Clock {
@@ -37,10 +37,7 @@ impl Plugin for Clock {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
             "n-bit-counter" => {
-                let n: u32 = value.parse().map_err(|_| Rejected)?;
-                if !(1..=8).contains(&n) {
-                    return Err(Rejected);
-                }
+                let n: u32 = param_in(value, 1..=8)?;
                 self.max_freq = ((1u32 << n) - 1) as u8;
                 Ok(())
             }

@@ -105,7 +105,7 @@ impl Doorkeeper {
 
 impl Plugin for Doorkeeper {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "threshold" if (1..=255).contains(&v) => self.threshold = v as u32,
             "window-factor" if v >= 1 => self.window_factor = v,

@@ -65,7 +65,7 @@ impl Follow {
         let mut schedule = Vec::new();
         for step in v.split('/') {
             let (name, at) = step.split_once('@').ok_or(Rejected)?;
-            let at: u64 = at.parse().map_err(|_| Rejected)?;
+            let at: u64 = at.parse()?;
             match schedule.last() {
                 None if at != 0 => return Err(Rejected),
                 Some(&(prev, _)) if at <= prev => return Err(Rejected),
@@ -98,7 +98,7 @@ impl Plugin for Follow {
                 Ok(())
             }
             "report_every" => {
-                self.report_every = value.parse().map_err(|_| Rejected)?;
+                self.report_every = value.parse()?;
                 Ok(())
             }
             _ => Err(Rejected),

@@ -43,7 +43,7 @@ fn node(file: u64, block: u64) -> u64 {
 
 impl Plugin for History {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "depth" if (1..=64).contains(&v) => self.depth = v as u32,
             "max-entries" if v >= 1 => self.max_entries = v as usize,

@@ -45,7 +45,7 @@ impl Default for Readahead {
 
 impl Plugin for Readahead {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "initial-window" if v >= 1 => self.initial = v,
             "max-window" if v >= 1 => self.max = v,

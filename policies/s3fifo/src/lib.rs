@@ -27,7 +27,7 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin, param_in};
 
 /// S3-FIFO.
 pub struct S3Fifo {
@@ -57,13 +57,6 @@ impl Default for S3Fifo {
             main_size: 0,
             ghost_size: 0,
         }
-    }
-}
-
-fn ratio(value: &str) -> Result<f64, Rejected> {
-    match value.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(Rejected),
     }
 }
 
@@ -118,10 +111,10 @@ impl S3Fifo {
 impl Plugin for S3Fifo {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
-            "small-size-ratio" => self.small_ratio = ratio(value)?,
-            "ghost-size-ratio" => self.ghost_ratio = ratio(value)?,
+            "small-size-ratio" => self.small_ratio = param_in(value, 0.0..=1.0)?,
+            "ghost-size-ratio" => self.ghost_ratio = param_in(value, 0.0..=1.0)?,
             "move-to-main-threshold" => {
-                self.threshold = value.parse().map_err(|_| Rejected)?;
+                self.threshold = value.parse()?;
             }
             _ => return Err(Rejected),
         }

@@ -56,7 +56,7 @@ impl Default for S3Window {
 
 impl Plugin for S3Window {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "block-size" if v >= 512 => self.block_size = v,
             "initial-bytes" if v >= 1 => self.initial_bytes = v,

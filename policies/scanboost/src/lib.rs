@@ -21,7 +21,8 @@ use alloc::format;
 use alloc::string::String;
 use kplug_sdk::governor::{activate, add_candidate};
 use kplug_sdk::{
-    Governor, Level, Plugin, Rejected, Role, backend_latency_ns, export_plugin, log, sequentiality,
+    Governor, Level, Plugin, Rejected, Role, backend_latency_ns, export_plugin, log, param_in,
+    sequentiality,
 };
 
 /// The scan-boost governor.
@@ -49,24 +50,15 @@ impl Default for ScanBoost {
     }
 }
 
-fn fraction(v: &str) -> Result<f64, Rejected> {
-    let f: f64 = v.parse().map_err(|_| Rejected)?;
-    if (0.0..=1.0).contains(&f) {
-        Ok(f)
-    } else {
-        Err(Rejected)
-    }
-}
-
 impl Plugin for ScanBoost {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
             "modest" if !value.is_empty() => self.modest = String::from(value),
             "aggressive" if !value.is_empty() => self.aggressive = String::from(value),
-            "seq_high" => self.seq_high = fraction(value)?,
-            "seq_low" => self.seq_low = fraction(value)?,
+            "seq_high" => self.seq_high = param_in(value, 0.0..=1.0)?,
+            "seq_low" => self.seq_low = param_in(value, 0.0..=1.0)?,
             "latency_us" => {
-                let us: u64 = value.parse().map_err(|_| Rejected)?;
+                let us: u64 = value.parse()?;
                 self.latency_ns = us.saturating_mul(1000);
             }
             _ => return Err(Rejected),

@@ -48,7 +48,7 @@ impl Default for ScanFilter {
 
 impl Plugin for ScanFilter {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "max-run" if v >= 1 => self.max_run = v,
             "max-files" if v >= 1 => self.max_files = v as usize,

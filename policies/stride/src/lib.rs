@@ -45,7 +45,7 @@ impl Default for Stride {
 
 impl Plugin for Stride {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        let v: u64 = value.parse().map_err(|_| Rejected)?;
+        let v: u64 = value.parse()?;
         match key {
             "confirm" if v >= 1 => self.confirm = v as u32,
             "degree" if (1..=64).contains(&v) => self.degree = v,

@@ -20,7 +20,7 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin, param_in};
 
 /// 2Q.
 pub struct TwoQ {
@@ -47,13 +47,6 @@ impl Default for TwoQ {
     }
 }
 
-fn ratio(value: &str) -> Result<f64, Rejected> {
-    match value.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(Rejected),
-    }
-}
-
 impl TwoQ {
     fn trim_aout(&mut self, to: usize) {
         while self.aout.len() > to {
@@ -65,8 +58,8 @@ impl TwoQ {
 impl Plugin for TwoQ {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
-            "Ain-size-ratio" => self.ain_ratio = ratio(value)?,
-            "Aout-size-ratio" => self.aout_ratio = ratio(value)?,
+            "Ain-size-ratio" => self.ain_ratio = param_in(value, 0.0..=1.0)?,
+            "Aout-size-ratio" => self.aout_ratio = param_in(value, 0.0..=1.0)?,
             _ => return Err(Rejected),
         }
         Ok(())
