@@ -144,10 +144,10 @@ enum Command {
         /// or FILE.png.
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
-        /// Demand requests between two ticks of a governor policy (e.g. `adaptive`).
-        #[arg(long, value_name = "N", default_value_t = kplugfs::sim::DEFAULT_TICK_EVERY,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        tick_every: u64,
+        /// Demand requests between two ticks of a governor policy (e.g. `adaptive`) [default:
+        /// 100, or the cache size in blocks when smaller]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        tick_every: Option<u64>,
     },
     /// The policy plugins built into this binary.
     Policy {

@@ -19,7 +19,7 @@
 //! for the host's native policies. Each plugin serves every role it implements; a later
 //! component takes a role from an earlier one. `--param NAME:key=value` passes parameters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -59,12 +59,20 @@ pub struct SimArgs {
     /// Worker threads (default: all cores).
     pub jobs: usize,
     /// Demand requests between two ticks of a governor policy (`adaptive`): ticks count
-    /// requests, not time, so a simulation is reproducible.
-    pub tick_every: u64,
+    /// requests, not time, so a simulation is reproducible. `None`: [`default_tick_every`].
+    pub tick_every: Option<u64>,
 }
 
-/// Default of [`SimArgs::tick_every`].
+/// The longest default period of a governor's ticks, in demand requests.
 pub const DEFAULT_TICK_EVERY: u64 = 100;
+
+/// The default tick period for a cache of `capacity` blocks: every [`DEFAULT_TICK_EVERY`]
+/// requests, or every `capacity` requests when the cache is smaller, so a governor sees the
+/// shadows at least once per turnover of a small cache (at 19 blocks, 100 requests can
+/// replace the whole cache five times between two decisions).
+pub fn default_tick_every(capacity: u64) -> u64 {
+    DEFAULT_TICK_EVERY.min(capacity).max(1)
+}
 
 /// Compiles the candidates a governor names, once per name for the whole run.
 struct Candidates<'a> {
@@ -242,8 +250,9 @@ fn build_core(
     capacity: u64,
     params: &HashMap<String, Vec<(String, String)>>,
     candidates: &Candidates<'_>,
-    tick_every: u64,
+    tick_every: Option<u64>,
 ) -> Result<(CacheCore<()>, bool)> {
+    let tick_every = tick_every.unwrap_or_else(|| default_tick_every(capacity));
     let mut config = CoreConfig {
         index_files: false,
         prefetch: BuiltinPrefetch::None,
@@ -359,6 +368,22 @@ pub fn run(
         let comps = components(&engine, spec, &mut compiled)?;
         for &(n, f) in &sizes {
             jobs.push((spec.clone(), comps.clone(), n, f));
+        }
+    }
+    // A parameter for a plugin the run does not load would silently change nothing.
+    let loaded: BTreeSet<&str> = compiled
+        .values()
+        .filter_map(|c| match c {
+            Component::Plugin { name, .. } => Some(name.as_str()),
+            Component::Native(_) => None,
+        })
+        .collect();
+    for name in params.keys() {
+        if !loaded.contains(name.as_str()) {
+            bail!(
+                "--param {name}:...: no policy named {name:?} in --policy (loaded: {})",
+                loaded.iter().copied().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     // Fail fast on a bad parameter or module before spending time on replays.
@@ -1000,7 +1025,7 @@ mod tests {
             split_blocks: None,
             params: vec![],
             jobs: 2,
-            tick_every: DEFAULT_TICK_EVERY,
+            tick_every: None,
         }
     }
 
@@ -1066,6 +1091,22 @@ mod tests {
         let mut a = args(&["lru"], &[1]);
         a.params = vec!["lru:oops".into()];
         assert!(run(&a, &t, &p).is_err());
+        // A parameter for a policy the run does not load is a mistake, not a no-op.
+        let mut a = args(&["lru"], &[1]);
+        a.params = vec!["arc:x=1".into()];
+        let e = run(&a, &t, &p).unwrap_err().to_string();
+        assert!(
+            e.contains("no policy named \"arc\"") && e.contains("loaded: lru"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn governors_tick_at_least_once_per_turnover_of_a_small_cache() {
+        assert_eq!(default_tick_every(19), 19);
+        assert_eq!(default_tick_every(DEFAULT_TICK_EVERY), DEFAULT_TICK_EVERY);
+        assert_eq!(default_tick_every(1 << 20), DEFAULT_TICK_EVERY);
+        assert_eq!(default_tick_every(0), 1);
     }
 
     fn result(policy: &str, f: f64, mr: f64) -> SimResult {

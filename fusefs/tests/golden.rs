@@ -176,7 +176,7 @@ fn trace_args(trace: &str) -> SimArgs {
         split_blocks: split,
         params: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        tick_every: kplugfs::sim::DEFAULT_TICK_EVERY,
+        tick_every: None,
     }
 }
 

@@ -6,10 +6,10 @@
 //! policy:
 //!
 //! - on the phase-changing trace (`scripts/phase-trace.py`), it beats every fixed policy at
-//!   25 % and is within 0.0005 of the best at 1 %;
-//! - on the real traces (object mode; the 4 KiB-block cloudPhysicsIO replay is left to
-//!   `scripts/adaptive-check.py`, being a minute per size in a debug build), its distance to
-//!   the best fixed policy in each cell is no worse than the documented one.
+//!   1 % and is within 0.001 of the best at 25 %;
+//! - on the real traces (object mode, and cloudPhysicsIO split into 4 KiB blocks: 1.1 M
+//!   requests, which the workspace's dev profile replays optimized), its distance to the
+//!   best fixed policy in each cell is no worse than the documented one.
 //!
 //! The simulation is deterministic (ticks count requests), so these are exact regressions
 //! guards: a change to the governor machinery or to `adaptive` that costs hits fails here.
@@ -48,7 +48,7 @@ fn sim(
         split_blocks: split,
         params: params.iter().map(|p| p.to_string()).collect(),
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        tick_every: kplugfs::sim::DEFAULT_TICK_EVERY,
+        tick_every: None,
     };
     let bar = indicatif::ProgressBar::hidden();
     let t = load_trace(&args.trace, args.format, args.split_blocks, &bar).unwrap();
@@ -159,14 +159,14 @@ fn adaptive_beats_every_fixed_policy_on_the_phase_trace() {
     }
     let (a, best, ratio) = &cells[0];
     assert!(
-        a.miss_ratio <= ratio + 0.0005,
-        "1 %: adaptive {} vs {best} {ratio}",
+        a.miss_ratio < *ratio,
+        "1 %: adaptive {} must beat every fixed policy; {best} has {ratio}",
         a.miss_ratio
     );
     let (a, best, ratio) = &cells[1];
     assert!(
-        a.miss_ratio < *ratio,
-        "25 %: adaptive {} must beat every fixed policy; {best} has {ratio}",
+        a.miss_ratio <= ratio + 0.001,
+        "25 %: adaptive {} vs {best} {ratio}",
         a.miss_ratio
     );
 }
@@ -178,19 +178,25 @@ const DOCUMENTED: &[(&str, Format, Option<u64>, [f64; 4])] = &[
         "cloudPhysicsIO.vscsi",
         Format::Vscsi,
         None,
-        [0.0007, -0.0009, -0.0002, 0.0452],
+        [0.0007, -0.0007, -0.0001, 0.0471],
+    ),
+    (
+        "cloudPhysicsIO.vscsi",
+        Format::Vscsi,
+        Some(4096),
+        [0.0010, 0.0012, -0.0041, 0.0022],
     ),
     (
         "sprite.trace",
         Format::Lirs,
         None,
-        [0.0027, 0.0015, 0.0013, 0.0012],
+        [0.0012, 0.0020, 0.0014, 0.0012],
     ),
     (
         "msr-cambridge1-sample.csv",
         Format::Msr,
         Some(4096),
-        [0.0061, 0.0061, 0.0036, 0.0],
+        [0.0049, 0.0, 0.0024, 0.0],
     ),
     (
         "systor17-sample.csv",
@@ -214,13 +220,13 @@ fn adaptive_is_no_further_from_the_best_fixed_policy_than_documented() {
         for ((a, best, ratio), doc) in cells.iter().zip(documented) {
             let diff = a.miss_ratio - ratio;
             println!(
-                "{name} {:?}: adaptive {:.4}, best fixed {best} {ratio:.4}, {diff:+.4} (documented {doc:+.4})",
+                "{name} {split:?} {:?}: adaptive {:.4}, best fixed {best} {ratio:.4}, {diff:+.4} (documented {doc:+.4})",
                 a.cache_fraction, a.miss_ratio
             );
             // Half a thousandth of slack: one miss is 0.0004 of the MSR sample.
             if diff > doc + 0.0005 {
                 worse.push(format!(
-                    "{name} {:?}: {diff:+.4}, documented {doc:+.4}",
+                    "{name} {split:?} {:?}: {diff:+.4}, documented {doc:+.4}",
                     a.cache_fraction
                 ));
             }

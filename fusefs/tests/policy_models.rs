@@ -286,7 +286,7 @@ fn throughput_wasm_vs_native() {
             split_blocks: split,
             params: vec![],
             jobs: 1,
-            tick_every: kplugfs::sim::DEFAULT_TICK_EVERY,
+            tick_every: None,
         };
         let bar = indicatif::ProgressBar::hidden();
         let t = kplugfs::sim::load_trace(&args.trace, args.format, split, &bar).unwrap();

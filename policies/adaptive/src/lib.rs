@@ -3,18 +3,27 @@
 //! It registers every eviction policy of `candidates` with the host, which runs each one
 //! as a shadow cache of the same capacity (keys only) fed the same requests, so each
 //! candidate's hit count is exactly what that fixed policy would have had. On every tick
-//! it adds each candidate's new hits to its score and serves the best scored candidate once
-//! its lead is more than `margin` of the requests scored, and (if `switch_cost` > 0) the
-//! lead, extrapolated over the horizon still to come, outweighs `switch_cost` times the
-//! blocks the winner's shadow holds that the cache does not (`candidate_divergence`).
+//! it adds each candidate's new hits to its score, decayed with a half-life of `half_life`
+//! requests (100,000 by default; 0: cumulative), and serves the best scored candidate once
+//! its lead over the serving one is
 //!
-//! Scores are cumulative by default (`half_life=0`): on the real traces the policy that
-//! wins over a whole trace usually leads early, and forgetting makes the governor chase
-//! noise (measured in docs/policies.md). A `half_life` in requests (at least
-//! `capacity_lives` times the capacity) decays them instead, for workloads whose phases are
-//! long against the cache. The host makes a switch cheap: the cache *follows* the chosen
-//! shadow, evicting first the blocks it does not hold, so nothing is thrown away eagerly
-//! and a candidate's history is never disturbed (docs/policies.md).
+//! - *significant*: more than `confidence` (default 1) standard deviations of a sign test.
+//!   Were the two equally good, each request on which only one of them hits would favour
+//!   either by a coin flip, so a lead built on few such requests is noise. Without it, one
+//!   hit ahead switches, and a switch costs the blocks the old policy kept (on the MSR
+//!   sample at 5 %, one such switch and back cost 15 misses);
+//! - more than `margin` of the requests scored (default 0), and
+//! - (if `switch_cost` > 0) large enough, extrapolated over the half-life, to outweigh
+//!   `switch_cost` times the blocks the winner's shadow holds that the cache does not
+//!   (`candidate_divergence`).
+//!
+//! The half-life is in requests, not in cache lifetimes: a policy's advantage on a real
+//! trace comes in bursts on blocks it kept for long, and a memory shorter than about
+//! 100,000 requests chases the bursts, a longer one reaches them too late
+//! (docs/policies.md measures both sides). `capacity_lives` sets a floor in multiples of
+//! the capacity (default 0: none). The host makes a switch cheap: the cache *follows* the
+//! chosen shadow, evicting first the blocks it does not hold, so nothing is thrown away
+//! eagerly and a candidate's history is never disturbed (docs/policies.md).
 //!
 //! With `temperature` > 0 the governor does not pick one candidate: it sets every
 //! candidate's eviction weight (ABI 1.2) to e^-(lead / (temperature x capacity)), and the
@@ -24,8 +33,9 @@
 //! Parameters: `candidates` (policy names joined by `/`, default `s3fifo/arc/lirs/twoq/lru`:
 //! the fixed policies that are best somewhere on the real traces; the first serves at start,
 //! S3-FIFO being the one closest to the best on the most of them), `half_life` (requests,
-//! 0 = cumulative, the default), `capacity_lives` (default 8), `margin` (default 0: any lead),
-//! `switch_cost` (default 0), `temperature` (default 0: follow one candidate).
+//! default 100000, 0 = cumulative), `capacity_lives` (default 0), `confidence` (default 1,
+//! 0: any lead), `margin` (default 0), `switch_cost` (default 0), `temperature` (default 0:
+//! follow one candidate).
 //!
 //! The decision is deterministic given the tick sequence, so `kplugfs sim --policy adaptive`
 //! is reproducible.
@@ -43,6 +53,8 @@ use kplug_sdk::governor::{
 use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log, param_in};
 
 const DEFAULT: &str = "s3fifo/arc/lirs/twoq/lru";
+/// Default half-life of the scores, in demand requests (docs/policies.md: how it was chosen).
+const DEFAULT_HALF_LIFE: f64 = 100_000.0;
 
 struct Cand {
     index: u32,
@@ -58,8 +70,13 @@ pub struct Adaptive {
     margin: f64,
     switch_cost: f64,
     temperature: f64,
+    confidence: f64,
     capacity: f64,
     cands: Vec<Cand>,
+    /// `spread[i * n + j]`: the sum over ticks of |new hits of i - new hits of j|, decayed
+    /// like the scores: (a lower bound of) the requests on which exactly one of the two
+    /// hit, the variance of the lead of one over the other were they equally good.
+    spread: Vec<f64>,
     last_requests: u64,
     requests: f64,
     elapsed: f64,
@@ -71,13 +88,15 @@ impl Default for Adaptive {
     fn default() -> Self {
         Self {
             names: String::from(DEFAULT),
-            half_life: 0.0,
-            capacity_lives: 8.0,
+            half_life: DEFAULT_HALF_LIFE,
+            capacity_lives: 0.0,
             margin: 0.0,
             switch_cost: 0.0,
             temperature: 0.0,
+            confidence: 1.0,
             capacity: 0.0,
             cands: Vec::new(),
+            spread: Vec::new(),
             last_requests: 0,
             requests: 0.0,
             elapsed: 0.0,
@@ -102,6 +121,7 @@ impl Plugin for Adaptive {
             "switch_cost" => self.switch_cost = param_in(value, 0.0..=1e6)?,
             "temperature" => self.temperature = param_in(value, 0.0..=1e6)?,
             "margin" => self.margin = param_in(value, 0.0..=1.0)?,
+            "confidence" => self.confidence = param_in(value, 0.0..=100.0)?,
             _ => return Err(Rejected),
         }
         Ok(())
@@ -154,8 +174,15 @@ impl Adaptive {
         } else {
             self.elapsed
         };
+        // A sign test: were the two equally good, each request on which only one of them
+        // hits would favour either by a coin flip, so the lead's standard deviation is the
+        // square root of their count. The lead must exceed `confidence` of them (compared
+        // squared: no sqrt in no_std).
+        let spread = self.spread[best * self.cands.len() + s];
+        let significant = advantage * advantage > self.confidence * self.confidence * spread;
         if best != s
             && advantage > self.margin * self.requests
+            && significant
             && advantage / self.requests.max(1.0) * horizon > self.switch_cost * divergence(best)
         {
             self.serving = best;
@@ -182,6 +209,16 @@ impl Adaptive {
         self.elapsed += requests as f64;
         for (c, h) in self.cands.iter_mut().zip(hits) {
             c.score = c.score * d + *h as f64;
+        }
+        // Within one tick only the net difference is known: |d| discordant requests at
+        // least, all of them when a single candidate gained.
+        let n = self.cands.len();
+        self.spread.resize(n * n, 0.0);
+        for i in 0..n {
+            for j in 0..n {
+                let x = hits[i].abs_diff(hits[j]) as f64;
+                self.spread[i * n + j] = self.spread[i * n + j] * d + x;
+            }
         }
         let mut best = self.serving;
         for (i, c) in self.cands.iter().enumerate() {
@@ -310,6 +347,7 @@ mod tests {
     #[test]
     fn cumulative_scores_follow_the_best_over_the_whole_stream() {
         let mut a = with(2);
+        a.half_life = 0.0;
         a.capacity = 100.0;
         // 0 leads for a long time, then 1 does better but not yet better overall: stays.
         for _ in 0..50 {
@@ -325,6 +363,41 @@ mod tests {
         }
         assert_eq!(a.serving, 1);
         assert_eq!(a.switches, 1);
+    }
+
+    #[test]
+    fn a_lead_must_stand_out_of_the_noise() {
+        let mut a = with(2);
+        a.capacity = 100.0;
+        // One hit ahead after identical ticks: one discordant request, a coin flip. Stays.
+        for _ in 0..10 {
+            a.decide(&[50, 50], 100, &|_| 0.0);
+        }
+        assert_eq!(a.decide(&[50, 51], 100, &|_| 0.0), 0);
+        // Without the test, the same lead switches.
+        let mut b = with(2);
+        b.confidence = 0.0;
+        b.decide(&[50, 50], 100, &|_| 0.0);
+        assert_eq!(b.decide(&[50, 51], 100, &|_| 0.0), 1);
+        // Noisy and even: they trade 3 hits a tick; a net lead of 5 over 20 ticks is
+        // under one standard deviation (sqrt(60 + 5)). Stays.
+        let mut c = with(2);
+        for i in 0..20 {
+            let (x, y) = if i % 2 == 0 { (53, 50) } else { (50, 53) };
+            c.decide(&[x, y], 100, &|_| 0.0);
+        }
+        for _ in 0..5 {
+            c.decide(&[50, 51], 100, &|_| 0.0);
+        }
+        assert_eq!(c.serving, 0);
+        // A steady lead of 3 a tick stands out within a few ticks.
+        let mut ticks = 0;
+        while c.serving == 0 {
+            c.decide(&[50, 53], 100, &|_| 0.0);
+            ticks += 1;
+            assert!(ticks <= 5, "a steady lead did not switch");
+        }
+        assert_eq!(c.switches, 1);
     }
 
     #[test]
@@ -356,6 +429,8 @@ mod tests {
         assert!(a.set_param("capacity_lives", "-1").is_err());
         assert!(a.set_param("margin", "0.01").is_ok());
         assert!(a.set_param("margin", "x").is_err());
+        assert!(a.set_param("confidence", "2").is_ok());
+        assert!(a.set_param("confidence", "-1").is_err());
         assert!(a.set_param("candidates", "lru/arc").is_ok());
         assert!(a.set_param("bogus", "1").is_err());
     }
