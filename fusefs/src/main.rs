@@ -131,7 +131,8 @@ enum Command {
         /// Expand each request of a block trace into the BYTES-sized blocks it touches.
         #[arg(long, value_name = "BYTES", value_parser = mount::parse_size)]
         split_blocks: Option<u64>,
-        /// A plugin parameter, NAME:key=value (repeatable).
+        /// A plugin parameter, NAME:key=value (repeatable); NAME is a policy of --policy (the
+        /// file stem for a .wasm path). A governor's candidates take theirs in its spec.
         #[arg(long)]
         param: Vec<String>,
         /// One JSON object per line per (policy, size).
@@ -145,7 +146,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
         /// Demand requests between two ticks of a governor policy (e.g. `adaptive`) [default:
-        /// 100, or the cache size in blocks when smaller]
+        /// 100, or the cache size in blocks or objects when smaller]
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         tick_every: Option<u64>,
     },

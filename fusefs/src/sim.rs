@@ -370,7 +370,8 @@ pub fn run(
             jobs.push((spec.clone(), comps.clone(), n, f));
         }
     }
-    // A parameter for a plugin the run does not load would silently change nothing.
+    // A parameter for a plugin the run does not load would silently change nothing. (One
+    // that is also a governor's candidate is tuned only where it runs as a fixed policy.)
     let loaded: BTreeSet<&str> = compiled
         .values()
         .filter_map(|c| match c {
@@ -381,8 +382,14 @@ pub fn run(
     for name in params.keys() {
         if !loaded.contains(name.as_str()) {
             bail!(
-                "--param {name}:...: no policy named {name:?} in --policy (loaded: {})",
-                loaded.iter().copied().collect::<Vec<_>>().join(", ")
+                "--param {name}:...: no policy named {name:?} in --policy (loaded: {}); a \
+                 governor's candidates take parameters in its own, e.g. \
+                 adaptive:candidates=lirs:hirs-ratio=0.05/lru",
+                if loaded.is_empty() {
+                    "no plugin".to_string()
+                } else {
+                    loaded.iter().copied().collect::<Vec<_>>().join(", ")
+                }
             );
         }
     }

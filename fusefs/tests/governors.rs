@@ -184,19 +184,19 @@ const DOCUMENTED: &[(&str, Format, Option<u64>, [f64; 4])] = &[
         "cloudPhysicsIO.vscsi",
         Format::Vscsi,
         Some(4096),
-        [0.0010, 0.0012, -0.0041, 0.0022],
+        [0.0010, 0.0011, -0.0044, -0.0004],
     ),
     (
         "sprite.trace",
         Format::Lirs,
         None,
-        [0.0012, 0.0020, 0.0014, 0.0012],
+        [0.0012, 0.0016, 0.0013, 0.0011],
     ),
     (
         "msr-cambridge1-sample.csv",
         Format::Msr,
         Some(4096),
-        [0.0049, 0.0, 0.0024, 0.0],
+        [0.0044, 0.0, 0.0024, 0.0],
     ),
     (
         "systor17-sample.csv",
