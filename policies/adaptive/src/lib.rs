@@ -21,9 +21,10 @@
 //! trace comes in bursts on blocks it kept for long, and a memory shorter than about
 //! 100,000 requests chases the bursts, a longer one reaches them too late
 //! (docs/policies.md measures both sides). `capacity_lives` sets a floor in multiples of
-//! the capacity (default 0: none; ignored with cumulative scores). The host makes a switch cheap: the cache *follows* the
-//! chosen shadow, evicting first the blocks it does not hold, so nothing is thrown away
-//! eagerly and a candidate's history is never disturbed (docs/policies.md).
+//! the capacity (default 0: none; ignored with cumulative scores). The host makes a switch
+//! cheap: the cache *follows* the chosen shadow, evicting first the blocks it does not
+//! hold, so nothing is thrown away eagerly and a candidate's history is never disturbed
+//! (docs/policies.md).
 //!
 //! With `temperature` > 0 the governor does not pick one candidate: it sets every
 //! candidate's eviction weight (ABI 1.2) to e^-(lead / (temperature x capacity)), and the
