@@ -32,10 +32,12 @@
 //! module is tested in a qemu guest by `kmod-bridge/vm-test`; `cargo test`
 //! covers the syscall backend against the real page cache.
 
+mod error;
 mod kmod;
 pub mod residency;
 mod sink;
 mod syscall;
 pub mod uapi;
 
-pub use sink::{Backend, Error, HintSink, HintStats, Mode, Options, ParseModeError};
+pub use error::Error;
+pub use sink::{Backend, HintSink, HintStats, Mode, Options, ParseModeError};

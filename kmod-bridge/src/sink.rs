@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::error::Error;
 use crate::kmod::{KmodDevice, Outcome};
 use crate::syscall::SyscallHints;
 use crate::uapi;
@@ -100,37 +101,6 @@ impl fmt::Display for Backend {
             Backend::Off => "off",
         })
     }
-}
-
-/// Why a sink could not be built (only `Mode::Kmod` can fail).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The device could not be opened (module not loaded: ENOENT).
-    #[error("cannot open {}: {source}", path.display())]
-    Device {
-        /// Device path tried.
-        path: PathBuf,
-        /// The open error.
-        source: io::Error,
-    },
-    /// `KPLUG_IOC_VERSION` failed (not our device?).
-    #[error("{}: version query failed: {source}", path.display())]
-    Version {
-        /// Device path.
-        path: PathBuf,
-        /// The ioctl error.
-        source: io::Error,
-    },
-    /// The module speaks another ABI version.
-    #[error("{}: kernel module ABI version {found}, this build needs {expected}", path.display())]
-    AbiMismatch {
-        /// Device path.
-        path: PathBuf,
-        /// Version the module reported.
-        found: u32,
-        /// `uapi::KPLUG_BRIDGE_VERSION`.
-        expected: u32,
-    },
 }
 
 /// Construction options; `Default` is what production uses.

@@ -12,6 +12,7 @@ pub mod __private {
     use core::cell::UnsafeCell;
 
     use crate::{MAX_PARAM_BYTES, MAX_PREFETCH_RANGES, Plugin};
+    use kplug_abi::PREFETCH_RANGE_BYTES;
 
     /// Lazily-initialised plugin state in a static.
     pub struct PluginCell<T>(UnsafeCell<Option<T>>);
@@ -56,8 +57,9 @@ pub mod __private {
     pub static PARAM_BUF: Buffer<{ 2 * MAX_PARAM_BYTES }> =
         Buffer(UnsafeCell::new([0; 2 * MAX_PARAM_BYTES]));
     /// Where the plugin writes its prefetch ranges.
-    pub static PREFETCH_BUF: Buffer<{ 16 * MAX_PREFETCH_RANGES }> =
-        Buffer(UnsafeCell::new([0; 16 * MAX_PREFETCH_RANGES]));
+    pub static PREFETCH_BUF: Buffer<{ PREFETCH_RANGE_BYTES * MAX_PREFETCH_RANGES }> = Buffer(
+        UnsafeCell::new([0; PREFETCH_RANGE_BYTES * MAX_PREFETCH_RANGES]),
+    );
 
     /// `kplug_alloc`: the parameter buffer if `len` fits, else 0.
     pub fn alloc(len: i32) -> i32 {

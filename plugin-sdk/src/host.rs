@@ -9,20 +9,7 @@
 //! host that accepts its version word.
 
 /// Log levels of [`log`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum Level {
-    /// Something is wrong.
-    Error = 0,
-    /// Something is odd.
-    Warn = 1,
-    /// Notable event.
-    Info = 2,
-    /// Detail for debugging.
-    Debug = 3,
-    /// Very verbose detail.
-    Trace = 4,
-}
+pub use kplug_abi::Level;
 
 #[cfg(target_arch = "wasm32")]
 mod imports {

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kplug_host::{EngineConfig, PluginEngine, Role};
-use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
-use kplugfs::data::{Backend, DataCache, FileRef};
+use kplug_abi::Role;
+use kplug_daemon::data::blockcache::{BlockCache, BlockCacheConfig};
+use kplug_daemon::data::{Backend, DataCache, FileRef};
+use kplug_engine::{EngineConfig, PluginEngine};
 
 const CACHE: u64 = 4 << 20;
 const READ: u32 = 4096;
@@ -30,9 +31,7 @@ fn cache_with(policy: &str, engine: &PluginEngine) -> Arc<BlockCache> {
         None,
     );
     let blocks = cache.with_core(|core| core.capacity());
-    let wasm = kplugfs::policies::find(policy)
-        .expect("built-in policy")
-        .wasm;
+    let wasm = kplug_catalog::find(policy).expect("built-in policy").wasm;
     let plugin = engine
         .compile(policy, wasm)
         .unwrap()
@@ -41,7 +40,7 @@ fn cache_with(policy: &str, engine: &PluginEngine) -> Arc<BlockCache> {
     cache.with_core(|core| {
         if plugin.is_governor() {
             let resolve = |n: &str| {
-                let e = kplugfs::policies::find(n).ok_or_else(|| format!("no policy {n}"))?;
+                let e = kplug_catalog::find(n).ok_or_else(|| format!("no policy {n}"))?;
                 engine.compile(n, e.wasm).map_err(|e| e.to_string())
             };
             core.install_governor(plugin, &resolve, 0).unwrap();

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
-use kplugfs::data::{Backend, DataCache, FileRef};
+use kplug_daemon::data::blockcache::{BlockCache, BlockCacheConfig};
+use kplug_daemon::data::{Backend, DataCache, FileRef};
 
 const SIZE: u64 = 4 << 20;
 const READ: u32 = 4096;

@@ -18,7 +18,7 @@ fn lru_wasm() -> Vec<u8> {
     let p = PATH.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let target = std::env::temp_dir().join("kplugfs-test-policies");
-        kplug_host::build::build_policy(&root.join("policies/lru"), &target)
+        kplug_catalog::build_policy(&root.join("policies/lru"), &target)
             .expect("build policies/lru")
     });
     fs::read(p).unwrap()

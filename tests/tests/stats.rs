@@ -273,7 +273,7 @@ fn history_records_snapshots_and_stats_reads_them() {
     assert!(s["history"]["error"].is_null(), "{s}");
     assert!(u(&s, "/history/rows_written") >= 4, "{s}");
 
-    let h = kplugfs::history::HistoryDb::open_read(&db).unwrap();
+    let h = kplug_daemon::monitor::history::HistoryDb::open_read(&db).unwrap();
     let rows = h.samples(0).unwrap();
     assert!(rows.len() >= 4, "{} rows", rows.len());
     for w in rows.windows(2) {

@@ -2,7 +2,7 @@
 //!
 //! Slices of the traces in `traces/data/` (cloudPhysicsIO.vscsi, the MSR Cambridge and
 //! SYSTOR'17 samples) are mapped onto files with `kplugfs trace replay`'s mapping
-//! ([`kplugfs::trace_cmd::Plan`]: blocks get slots in first-touch order, so reuse and
+//! ([`kplug_traces::replay::Plan`]: blocks get slots in first-touch order, so reuse and
 //! sequential runs are the trace's) and their reads are issued against a small-cache mount
 //! (2 MiB of 64 KiB blocks, no kernel cache, kernel readahead off and pages dropped after each
 //! read, so every read reaches the block cache). Each configuration is run in turn on the
@@ -28,8 +28,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::{Mutex, OnceLock};
 
+use kplug_traces::replay::{Plan, fill_pattern};
 use kplug_traces::{Format, Op};
-use kplugfs::trace_cmd::{Plan, fill_pattern};
 use kplugfs_tests::{TestMount, drop_plugin, exported_policy, policy_list, repo_root, status};
 
 const BLOCK: u64 = 64 << 10;
@@ -79,7 +79,8 @@ struct Slice {
 
 fn slice(file: &str, format: Format, limit: Option<u64>, clip: u64) -> Slice {
     let path = repo_root().join("traces/data").join(file);
-    let plan = Plan::build(&path, format, limit, FILES, BLOCK, MAX_SIZE)
+    let reader = kplug_traces::open(&path, format).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let plan = Plan::build(reader, limit, FILES, BLOCK, MAX_SIZE)
         .unwrap_or_else(|e| panic!("map {file}: {e:#}"));
     Slice { plan, clip }
 }

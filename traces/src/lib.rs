@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod detect;
 mod error;
 mod format;
 mod input;
@@ -35,6 +36,7 @@ mod kplug;
 mod num;
 mod reader;
 mod readers;
+pub mod replay;
 mod split;
 pub mod stats;
 mod writer;

@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     Format, Request, TraceError,
-    format::{SNIFF_BYTES, detect},
+    detect::{SNIFF_BYTES, detect},
     input::Input,
     kplug::KplugReader,
     readers::{

@@ -1,4 +1,4 @@
-//! The block cache's own code (`fusefs/src/blockcache.rs`: pending-fetch deduplication,
+//! The block cache's own code (`fusefs/daemon/src/data/blockcache.rs`: pending-fetch deduplication,
 //! per-file generations, reads waiting for writes in progress, the prefetch queue and its
 //! threads) under shuttle's schedulers, which choose the order of every lock, condvar and
 //! thread step at random (`check_random`) or by priority change points (`check_pct`).
@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kplug_host::CoreConfig;
-use kplugfs::blockcache::{BlockCache, BlockCacheConfig};
-use kplugfs::data::{Backend, DataCache, FileRef};
+use kplug_cache::CoreConfig;
+use kplugfs_shuttle::data::blockcache::{BlockCache, BlockCacheConfig};
+use kplugfs_shuttle::data::{Backend, DataCache, FileRef};
 
 const BS: u64 = 4096;
 const BLOCKS: u64 = 4;

@@ -1,0 +1,153 @@
+//! Cost of a plugin hook call vs the native built-in, and CacheCore
+//! throughput. Run: `cargo bench -p kplug-cache --bench hook_call`.
+//!
+//! - `hook/*`: one access + victim + insert cycle (3 hook calls) on an LRU
+//!   holding 4096 keys; criterion's elements/s counts hook calls.
+//! - `core/*`: `CacheCore<()>::request` on a skewed random stream over 64 Ki
+//!   keys with a 4096-block cache; elements/s is requests/s.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kplug_abi::{Role, RoleSet};
+use kplug_cache::__bench::NativeLru;
+use kplug_cache::{CacheCore, CoreConfig};
+use kplug_engine::{CompiledPlugin, EngineConfig, Plugin, PluginEngine};
+
+const N: u64 = 4096;
+
+fn plugins() -> (PluginEngine, CompiledPlugin, CompiledPlugin) {
+    let engine = PluginEngine::new(EngineConfig::default()).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let target = std::env::temp_dir().join("kplugfs-policy-target");
+    let sdk = kplug_catalog::build_policy(&root.join("lru"), &target).expect("build policies/lru");
+    let sdk = engine.compile("lru", &std::fs::read(sdk).unwrap()).unwrap();
+    let wat = wat::parse_file(root.join("lru-wat/lru.wat")).unwrap();
+    let wat = engine.compile("lru-wat", &wat).unwrap();
+    (engine, sdk, wat)
+}
+
+fn hooks(c: &mut Criterion) {
+    let (_engine, sdk, wat) = plugins();
+    let mut g = c.benchmark_group("hook");
+    g.throughput(Throughput::Elements(3));
+    let mut lru = NativeLru::default();
+    for k in 0..N {
+        lru.insert(k);
+    }
+    let mut i = N;
+    g.bench_function("native_lru_cycle", |b| {
+        b.iter(|| {
+            lru.access(black_box(i - 1));
+            let v = lru.victim();
+            lru.insert(i);
+            i += 1;
+            black_box(v)
+        })
+    });
+    drop(g);
+    // Transition cost alone: an access hook whose body is empty.
+    let empty = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "kplug_abi_version") (result i32) (i32.const 0x10000))
+             (func (export "kplug_evict_insert") (param i64))
+             (func (export "kplug_evict_access") (param i64))
+             (func (export "kplug_evict_remove") (param i64))
+             (func (export "kplug_evict_victim") (result i64) (i64.const 0)))"#,
+    )
+    .unwrap();
+    let mut p = _engine
+        .compile("empty", &empty)
+        .unwrap()
+        .instantiate(&[], N)
+        .unwrap();
+    c.benchmark_group("hook")
+        .bench_function("wasm_empty_call", |b| {
+            b.iter(|| p.evict_access(black_box(7), 0).unwrap())
+        });
+    wasm_cycle_group(c, "wasm_sdk_lru_cycle", &sdk);
+    wasm_cycle_group(c, "wasm_wat_lru_cycle", &wat);
+}
+
+fn wasm_cycle_group(c: &mut Criterion, name: &str, compiled: &CompiledPlugin) {
+    let mut g = c.benchmark_group("hook");
+    g.throughput(Throughput::Elements(3));
+    let mut p: Plugin = compiled.instantiate(&[], N).unwrap();
+    for k in 0..N {
+        p.evict_insert(k, 0).unwrap();
+    }
+    let mut i = N;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            p.evict_access(black_box(i - 1), 0).unwrap();
+            let v = p.evict_victim(0).unwrap();
+            p.evict_insert(i, 0).unwrap();
+            i += 1;
+            black_box(v)
+        })
+    });
+}
+
+/// Zipf-like (alpha = 1) stream over 64 Ki keys: `65536^u - 1` for uniform u.
+fn stream(len: usize) -> Vec<u64> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            65536f64.powf(u) as u64 - 1
+        })
+        .collect()
+}
+
+fn core(c: &mut Criterion) {
+    let (_engine, sdk, _wat) = plugins();
+    let keys = stream(100_000);
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    for (name, plugin) in [
+        ("requests_native_lru", None),
+        ("requests_wasm_sdk_lru", Some(&sdk)),
+    ] {
+        let config = CoreConfig {
+            index_files: false,
+            ..CoreConfig::default()
+        };
+        let mut core: CacheCore<()> = CacheCore::new(N, config);
+        if let Some(p) = plugin {
+            core.install_plugin(
+                p.instantiate(&[], N).unwrap(),
+                RoleSet::of(&[Role::Eviction]),
+            )
+            .unwrap();
+        }
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut hits = 0u64;
+                for &k in &keys {
+                    hits += core.request(k, || ()) as u64;
+                }
+                black_box(hits)
+            })
+        });
+        assert_eq!(core.stats().faults, 0);
+        eprintln!("{name}: miss ratio {:.4}", core.stats().miss_ratio());
+    }
+    // The same stream with the per-file index on (the mount's configuration).
+    let mut core: CacheCore<()> = CacheCore::new(N, CoreConfig::default());
+    g.bench_function("requests_native_lru_file_index", |b| {
+        b.iter(|| {
+            let mut hits = 0u64;
+            for &k in &keys {
+                hits += core.request(k, || ()) as u64;
+            }
+            black_box(hits)
+        })
+    });
+}
+
+criterion_group!(benches, hooks, core);
+criterion_main!(benches);

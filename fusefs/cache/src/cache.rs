@@ -1,0 +1,767 @@
+//! The block-cache bookkeeping core, shared by the FUSE mount and the trace
+//! simulator (libCacheSim / cache_ext style: the host owns the bookkeeping,
+//! policies own only their ordering).
+//!
+//! `CacheCore<V>` owns the block map (key -> value + metadata), the optional
+//! per-file index, the set of blocks with a prefetch in flight, the counters,
+//! and the three role adapters. It does no I/O and takes `&mut self`: the
+//! mount wraps it in a mutex and reads the backend outside the lock; the
+//! simulator drives it directly with `V = ()`.
+//!
+//! Request flow (libCacheSim's driver): `get` (hit -> `eviction.access`) ->
+//! on a miss the caller fetches and calls `insert`: admission -> while full:
+//! `eviction.victim`, validated resident, evicted -> map insert ->
+//! `eviction.insert`. Invalidation (`remove`, `remove_file`) calls
+//! `eviction.remove`. `prefetch_plan` asks the prefetch role, validates,
+//! clamps the total to `prefetch_budget` blocks, drops blocks resident or in
+//! flight (and the demand block) and marks the rest in flight; their data
+//! comes back through `insert_prefetched`, which refuses blocks no longer in
+//! flight (invalidated meanwhile), so a late read never resurrects stale data.
+//!
+//! Faults: a hook error comes back from an adapter as `(slot, fault)`. The
+//! core marks that plugin failed in its shared status, drops it, gives each
+//! role it served to the configured built-in (eviction seeded with the
+//! resident blocks by replaying `insert` in last-access order) and finishes
+//! the operation with the built-in, so a fault never surfaces to the request.
+//! Hot swap (`set_*`, `install_plugin`) uses the same seeding; the replaced
+//! plugin is marked disabled and dropped.
+//!
+//! Cost: a hit is two map lookups plus the policy's hook; with the native LRU
+//! a request costs tens of ns. The per-file index adds a set insert/remove per
+//! insertion/eviction and can be turned off where nothing is invalidated by
+//! file (then `remove_file` scans the map).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
+use crate::error::InstallError;
+use crate::roles::admission::AdmissionRole;
+use crate::roles::eviction::EvictionRole;
+use crate::roles::prefetch::PrefetchRole;
+use crate::roles::{PluginSlots, SlotFault};
+pub use governor::CandidateInfo;
+use governor::Governor;
+use kplug_abi::{BlockRange, Role, RoleSet, block_key, key_block, key_file};
+use kplug_engine::Plugin;
+use kplug_engine::StatusHandle;
+use kplug_engine::figures::{Figures, Windows};
+use kplug_engine::hash::{FastMap, FastSet};
+
+mod governor;
+
+/// Configuration of a [`CacheCore`].
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Most blocks one `prefetch_plan` may request (default 64): bounds the
+    /// I/O a prefetch policy can trigger per access.
+    pub prefetch_budget: u64,
+    /// Keep a per-file index so `remove_file` is O(blocks of that file)
+    /// (default true; the simulator may turn it off for speed).
+    pub index_files: bool,
+    /// Initial eviction policy, and the fallback when a plugin faults.
+    pub eviction: BuiltinEviction,
+    /// Initial admission policy, and the fallback.
+    pub admission: BuiltinAdmission,
+    /// Initial prefetch policy, and the fallback.
+    pub prefetch: BuiltinPrefetch,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            prefetch_budget: 64,
+            index_files: true,
+            eviction: BuiltinEviction::default(),
+            admission: BuiltinAdmission::default(),
+            prefetch: BuiltinPrefetch::default(),
+        }
+    }
+}
+
+/// Counters of a [`CacheCore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// `get`/`request` found the block.
+    pub hits: u64,
+    /// `get`/`request` did not.
+    pub misses: u64,
+    /// Blocks inserted (demand and prefetch).
+    pub insertions: u64,
+    /// Blocks evicted to make room.
+    pub evictions: u64,
+    /// Inserts refused by the admission policy.
+    pub admission_refusals: u64,
+    /// Blocks dropped by `remove`/`remove_file`.
+    pub invalidations: u64,
+    /// Blocks handed out by `prefetch_plan`.
+    pub prefetch_planned: u64,
+    /// Prefetched blocks inserted.
+    pub prefetch_inserted: u64,
+    /// Prefetched blocks hit before leaving the cache.
+    pub prefetch_used: u64,
+    /// Prefetched blocks that left the cache unused.
+    pub prefetch_wasted: u64,
+    /// Plugin faults handled.
+    pub faults: u64,
+    /// Times a governor switched the policy serving a role.
+    pub policy_switches: u64,
+}
+
+impl CacheStats {
+    /// misses / (hits + misses); 0 when there was no request.
+    pub fn miss_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.misses as f64 / total as f64
+        }
+    }
+}
+
+/// What `insert` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// The block is now resident.
+    Inserted,
+    /// Not admitted (admission policy refused, or capacity 0).
+    Refused,
+    /// The key was already resident; the value was dropped.
+    AlreadyResident,
+    /// `insert_prefetched` of a block not in flight (invalidated meanwhile).
+    Stale,
+}
+
+/// Which policy serves a role.
+#[derive(Clone, Debug)]
+pub struct ActivePolicy {
+    /// Built-in name (`lru`, `admit-all`, `readahead`, `none`) or plugin name.
+    pub name: String,
+    /// The plugin's status, when a plugin serves the role.
+    pub plugin: Option<StatusHandle>,
+}
+
+struct Entry<V> {
+    value: V,
+    last_access: u64,
+    prefetched: bool,
+}
+
+/// The block cache's bookkeeping and policy driver. See the module docs.
+pub struct CacheCore<V> {
+    capacity: u64,
+    config: CoreConfig,
+    map: FastMap<u64, Entry<V>>,
+    files: Option<FastMap<u32, FastSet<u32>>>,
+    in_flight: FastSet<u64>,
+    seq: u64,
+    stats: CacheStats,
+    plugins: PluginSlots,
+    eviction: EvictionRole,
+    admission: AdmissionRole,
+    prefetch: PrefetchRole,
+    scratch: Vec<BlockRange>,
+    native_repairs: u32,
+    figures: Arc<Figures>,
+    windows: Windows,
+    governor: Option<Box<Governor>>,
+    /// Keys this core evicted since the governor last looked (shadow caches only).
+    evicted_log: Option<Vec<u64>>,
+}
+
+impl<V> std::fmt::Debug for CacheCore<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheCore")
+            .field("capacity", &self.capacity)
+            .field("resident", &self.map.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<V> CacheCore<V> {
+    /// An empty cache of `capacity` blocks with the configured built-ins.
+    pub fn new(capacity: u64, config: CoreConfig) -> Self {
+        CacheCore {
+            capacity,
+            map: FastMap::default(),
+            files: config.index_files.then(FastMap::default),
+            in_flight: FastSet::default(),
+            seq: 0,
+            stats: CacheStats::default(),
+            plugins: PluginSlots::default(),
+            eviction: EvictionRole::Native(config.eviction.build(), config.eviction.name()),
+            admission: AdmissionRole::Native(config.admission.build(), config.admission.name()),
+            prefetch: PrefetchRole::Native(config.prefetch.build(), config.prefetch.name()),
+            config,
+            scratch: Vec::new(),
+            native_repairs: 0,
+            figures: Arc::default(),
+            windows: Windows::default(),
+            governor: None,
+            evicted_log: None,
+        }
+    }
+
+    /// The live figures plugins read through the introspection imports (ABI 1.1); the
+    /// mount feeds the backend latency, the simulator sets a logical clock.
+    pub fn figures(&self) -> &Arc<Figures> {
+        &self.figures
+    }
+
+    /// Capacity in blocks.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Resident blocks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no block is resident.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether `key` is resident (no counters, no policy call).
+    pub fn contains(&self, key: u64) -> bool {
+        self.map.contains_key(&key)
+    }
+
+    /// The value of a resident block, without counting or telling the policy.
+    pub fn peek(&self, key: u64) -> Option<&V> {
+        self.map.get(&key).map(|e| &e.value)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Resident keys, least recently used (by this core's clock) first.
+    pub fn resident_keys(&self) -> Vec<u64> {
+        let mut v: Vec<(u64, u64)> = self.map.iter().map(|(k, e)| (e.last_access, *k)).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Which policy serves `role` now.
+    pub fn policy(&self, role: Role) -> ActivePolicy {
+        if role == Role::Eviction
+            && let Some(p) = self.followed_policy()
+        {
+            return p;
+        }
+        let slot = match (role, &self.eviction, &self.admission, &self.prefetch) {
+            (Role::Eviction, EvictionRole::Native(_, n), _, _)
+            | (Role::Admission, _, AdmissionRole::Native(_, n), _)
+            | (Role::Prefetch, _, _, PrefetchRole::Native(_, n)) => {
+                return ActivePolicy {
+                    name: n.to_string(),
+                    plugin: None,
+                };
+            }
+            (Role::Eviction, EvictionRole::Plugin(s), _, _)
+            | (Role::Admission, _, AdmissionRole::Plugin(s), _)
+            | (Role::Prefetch, _, _, PrefetchRole::Plugin(s)) => *s,
+        };
+        let p = self.plugins.peek(slot);
+        ActivePolicy {
+            name: p.name().to_string(),
+            plugin: Some(p.status()),
+        }
+    }
+
+    /// Looks a block up: a hit counts, tells the eviction policy and returns
+    /// the value; a miss counts and returns `None`.
+    pub fn get(&mut self, key: u64) -> Option<&V> {
+        if self.touch(key) {
+            self.map.get(&key).map(|e| &e.value)
+        } else {
+            None
+        }
+    }
+
+    /// Simulator driver: `get`, and on a miss `insert(key, make())`.
+    /// Returns whether it was a hit.
+    pub fn request(&mut self, key: u64, make: impl FnOnce() -> V) -> bool {
+        if self.touch(key) {
+            return true;
+        }
+        self.insert(key, make());
+        false
+    }
+
+    #[inline]
+    fn touch(&mut self, key: u64) -> bool {
+        let Some(e) = self.map.get_mut(&key) else {
+            self.stats.misses += 1;
+            self.figures.note_request(&mut self.windows, key, false);
+            if self.governor.is_some() {
+                self.observe_for_governor(key, false);
+            }
+            return false;
+        };
+        self.figures.note_request(&mut self.windows, key, true);
+        self.seq += 1;
+        e.last_access = self.seq;
+        if e.prefetched {
+            e.prefetched = false;
+            self.stats.prefetch_used += 1;
+        }
+        self.stats.hits += 1;
+        let resident = self.map.len() as u64;
+        if let Err(f) = self.eviction.access(&mut self.plugins, key, resident) {
+            self.on_fault(f);
+        }
+        if self.governor.is_some() {
+            self.observe_for_governor(key, true);
+        }
+        true
+    }
+
+    /// Inserts a block fetched on demand (after a miss).
+    pub fn insert(&mut self, key: u64, value: V) -> Insert {
+        self.in_flight.remove(&key);
+        self.insert_inner(key, value, false)
+    }
+
+    /// Inserts a block read by a prefetch that `prefetch_plan` handed out.
+    /// Returns [`Insert::Stale`] if the block is no longer in flight (it was
+    /// invalidated, or the read was cancelled).
+    pub fn insert_prefetched(&mut self, key: u64, value: V) -> Insert {
+        if !self.in_flight.remove(&key) {
+            return Insert::Stale;
+        }
+        self.insert_inner(key, value, true)
+    }
+
+    /// Forgets that a planned prefetch of `range` of `file` is in flight
+    /// (its read failed or was dropped).
+    pub fn cancel_prefetch(&mut self, file: u32, range: BlockRange) {
+        for b in range.start..range.start.saturating_add(range.len).min(1 << 32) {
+            self.in_flight.remove(&block_key(file, b as u32));
+        }
+    }
+
+    fn insert_inner(&mut self, key: u64, value: V, prefetched: bool) -> Insert {
+        if self.map.contains_key(&key) {
+            return Insert::AlreadyResident;
+        }
+        if self.capacity == 0 {
+            return Insert::Refused;
+        }
+        let resident = self.map.len() as u64;
+        let (file, block) = (key_file(key) as u64, key_block(key) as u64);
+        let admitted = loop {
+            match self
+                .admission
+                .admit(&mut self.plugins, key, file, block, resident)
+            {
+                Ok(a) => break a,
+                Err(f) => self.on_fault(f),
+            }
+        };
+        if !admitted {
+            self.stats.admission_refusals += 1;
+            return Insert::Refused;
+        }
+        if prefetched && self.governor.is_some() {
+            self.prefetch_for_governor(key);
+        }
+        let evicting = self.map.len() as u64 >= self.capacity;
+        while self.map.len() as u64 >= self.capacity {
+            let victim = self.next_victim();
+            self.evict(victim);
+        }
+        self.figures.note_insert(&mut self.windows, evicting);
+        self.seq += 1;
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                last_access: self.seq,
+                prefetched,
+            },
+        );
+        if let Some(files) = &mut self.files {
+            files
+                .entry(key_file(key))
+                .or_default()
+                .insert(key_block(key));
+        }
+        self.stats.insertions += 1;
+        if prefetched {
+            self.stats.prefetch_inserted += 1;
+        }
+        let resident = self.map.len() as u64;
+        if let Err(f) = self.eviction.insert(&mut self.plugins, key, resident) {
+            self.on_fault(f);
+        }
+        if self.governor.is_some() {
+            self.inserted_for_governor(key);
+        }
+        Insert::Inserted
+    }
+
+    fn next_victim(&mut self) -> u64 {
+        if self.governor.is_some()
+            && let Some(k) = self.vote_victim()
+        {
+            // The built-in tracking the resident set forgets it as it would its own victim.
+            let resident = self.map.len() as u64;
+            if let Err(f) = self.eviction.remove(&mut self.plugins, k, resident) {
+                self.on_fault(f);
+            }
+            return k;
+        }
+        loop {
+            let resident = self.map.len() as u64;
+            let map = &self.map;
+            match self
+                .eviction
+                .victim(&mut self.plugins, resident, |k| map.contains_key(&k))
+            {
+                Ok(Some(k)) => {
+                    self.native_repairs = 0;
+                    return k;
+                }
+                Ok(None) => {
+                    // A built-in out of sync with the map is a host bug; rebuild
+                    // it from the map once, and refuse to loop forever.
+                    self.native_repairs += 1;
+                    assert!(
+                        self.native_repairs < 2,
+                        "built-in eviction policy has no valid victim among {resident} resident blocks"
+                    );
+                    tracing::error!(
+                        "built-in eviction policy out of sync with the cache; rebuilding it"
+                    );
+                    self.eviction = self.seeded_builtin(self.config.eviction);
+                }
+                Err(f) => self.on_fault(f),
+            }
+        }
+    }
+
+    fn evict(&mut self, key: u64) {
+        if let Some(log) = &mut self.evicted_log {
+            log.push(key);
+        }
+        if self.governor.is_some() {
+            self.dropped_for_governor(key);
+        }
+        if let Some(e) = self.map.remove(&key) {
+            self.unindex(key);
+            self.stats.evictions += 1;
+            if e.prefetched {
+                self.stats.prefetch_wasted += 1;
+            }
+        }
+    }
+
+    fn unindex(&mut self, key: u64) {
+        if let Some(files) = &mut self.files
+            && let Some(set) = files.get_mut(&key_file(key))
+        {
+            set.remove(&key_block(key));
+            if set.is_empty() {
+                files.remove(&key_file(key));
+            }
+        }
+    }
+
+    /// Drops a resident block (invalidation) and tells the eviction policy.
+    /// Also forgets an in-flight prefetch of it.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        self.in_flight.remove(&key);
+        if self.governor.is_some() {
+            // The shadows drop it too, whether the cache holds it or not.
+            self.invalidate_in_shadows(|s| {
+                s.remove(key);
+            });
+        }
+        let e = self.map.remove(&key)?;
+        self.unindex(key);
+        self.after_remove(key, e.prefetched);
+        Some(e.value)
+    }
+
+    fn after_remove(&mut self, key: u64, prefetched: bool) {
+        if self.governor.is_some() {
+            self.dropped_for_governor(key);
+        }
+        self.stats.invalidations += 1;
+        if prefetched {
+            self.stats.prefetch_wasted += 1;
+        }
+        let resident = self.map.len() as u64;
+        if let Err(f) = self.eviction.remove(&mut self.plugins, key, resident) {
+            self.on_fault(f);
+        }
+    }
+
+    /// Drops every resident block of `file` with index >= `from_block`
+    /// (truncate: `from_block` = new length in blocks; unlink: 0), and
+    /// forgets their in-flight prefetches. O(blocks of the file) with the
+    /// file index, O(cache size) without. Returns the number dropped.
+    pub fn remove_file(&mut self, file: u32, from_block: u32) -> usize {
+        self.in_flight
+            .retain(|k| !(key_file(*k) == file && key_block(*k) >= from_block));
+        if self.governor.is_some() {
+            // Shadows keep no file index: a scan of each (truncate and unlink only).
+            self.invalidate_in_shadows(|s| {
+                s.remove_file(file, from_block);
+            });
+        }
+        let doomed: Vec<u32> = match &mut self.files {
+            Some(files) => {
+                let Some(set) = files.get_mut(&file) else {
+                    return 0;
+                };
+                let doomed: Vec<u32> = set.iter().copied().filter(|b| *b >= from_block).collect();
+                for b in &doomed {
+                    set.remove(b);
+                }
+                if set.is_empty() {
+                    files.remove(&file);
+                }
+                doomed
+            }
+            None => self
+                .map
+                .keys()
+                .filter(|k| key_file(**k) == file && key_block(**k) >= from_block)
+                .map(|k| key_block(*k))
+                .collect(),
+        };
+        for b in &doomed {
+            let key = block_key(file, *b);
+            if let Some(e) = self.map.remove(&key) {
+                self.after_remove(key, e.prefetched);
+            }
+        }
+        doomed.len()
+    }
+
+    /// Ranges of `file` to read ahead after an access to `block` (the file
+    /// is `file_blocks` long): the policy's validated ranges, clamped to the
+    /// prefetch budget, with resident and in-flight blocks and `block` itself
+    /// removed; the returned blocks are now in flight (see
+    /// [`insert_prefetched`](Self::insert_prefetched),
+    /// [`cancel_prefetch`](Self::cancel_prefetch)).
+    pub fn prefetch_plan(
+        &mut self,
+        file: u32,
+        block: u32,
+        file_blocks: u64,
+        hit: bool,
+    ) -> Vec<BlockRange> {
+        let mut raw = std::mem::take(&mut self.scratch);
+        loop {
+            raw.clear();
+            let resident = self.map.len() as u64;
+            match self.prefetch.plan(
+                &mut self.plugins,
+                file as u64,
+                block as u64,
+                file_blocks,
+                hit,
+                resident,
+                &mut raw,
+            ) {
+                Ok(()) => break,
+                Err(f) => self.on_fault(f),
+            }
+        }
+        let mut out = Vec::new();
+        let mut budget = self.config.prefetch_budget;
+        for r in &raw {
+            if budget == 0 {
+                break;
+            }
+            let end = r.start.saturating_add(r.len.min(budget)).min(1 << 32);
+            budget -= r.len.min(budget);
+            let mut run: Option<BlockRange> = None;
+            for b in r.start..end {
+                let key = block_key(file, b as u32);
+                let wanted =
+                    b != block as u64 && !self.map.contains_key(&key) && self.in_flight.insert(key);
+                match (&mut run, wanted) {
+                    (Some(run), true) => run.len += 1,
+                    (None, true) => run = Some(BlockRange { start: b, len: 1 }),
+                    (Some(_), false) => out.extend(run.take()),
+                    (None, false) => {}
+                }
+            }
+            out.extend(run);
+        }
+        self.stats.prefetch_planned += out.iter().map(|r| r.len).sum::<u64>();
+        self.scratch = raw;
+        out
+    }
+
+    fn seeded_builtin(&self, b: BuiltinEviction) -> EvictionRole {
+        let mut p = b.build();
+        for k in self.resident_keys() {
+            p.insert(k);
+        }
+        EvictionRole::Native(p, b.name())
+    }
+
+    fn on_fault(&mut self, f: SlotFault) {
+        self.stats.faults += 1;
+        let Some(plugin) = self.plugins.take(f.slot) else {
+            return;
+        };
+        tracing::warn!(plugin = plugin.name(), "plugin disabled: {}", f.fault);
+        plugin.mark_failed(&f.fault);
+        if matches!(self.eviction, EvictionRole::Plugin(s) if s == f.slot) {
+            self.eviction = self.seeded_builtin(self.config.eviction);
+            if let Some(g) = self.governor.as_mut() {
+                g.eviction_lost();
+            }
+        }
+        if matches!(self.admission, AdmissionRole::Plugin(s) if s == f.slot) {
+            self.admission =
+                AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
+        }
+        if matches!(self.prefetch, PrefetchRole::Plugin(s) if s == f.slot) {
+            self.prefetch =
+                PrefetchRole::Native(self.config.prefetch.build(), self.config.prefetch.name());
+        }
+    }
+
+    /// Drops plugins no role points at any more, marking them disabled.
+    fn release_unused(&mut self, old: &[Option<usize>]) {
+        for slot in old.iter().flatten() {
+            let used = matches!(self.eviction, EvictionRole::Plugin(s) if s == *slot)
+                || matches!(self.admission, AdmissionRole::Plugin(s) if s == *slot)
+                || matches!(self.prefetch, PrefetchRole::Plugin(s) if s == *slot);
+            if !used && let Some(p) = self.plugins.take(*slot) {
+                p.mark_disabled("replaced");
+            }
+        }
+    }
+
+    fn slots(&self) -> [Option<usize>; 3] {
+        [
+            match self.eviction {
+                EvictionRole::Plugin(s) => Some(s),
+                _ => None,
+            },
+            match self.admission {
+                AdmissionRole::Plugin(s) => Some(s),
+                _ => None,
+            },
+            match self.prefetch {
+                PrefetchRole::Plugin(s) => Some(s),
+                _ => None,
+            },
+        ]
+    }
+
+    /// Takes the plugin serving eviction, leaving the configured built-in seeded with the
+    /// resident blocks in its place; if the same plugin also serves admission (ARC learns
+    /// the incoming key there), admission goes back to its built-in too. `None` if a
+    /// built-in serves eviction or the plugin also serves prefetch.
+    pub(crate) fn take_eviction_plugin(&mut self) -> Option<Plugin> {
+        let EvictionRole::Plugin(slot) = self.eviction else {
+            return None;
+        };
+        if matches!(self.prefetch, PrefetchRole::Plugin(s) if s == slot) {
+            return None;
+        }
+        if matches!(self.admission, AdmissionRole::Plugin(s) if s == slot) {
+            self.admission =
+                AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
+        }
+        self.eviction = self.seeded_builtin(self.config.eviction);
+        self.plugins.take(slot)
+    }
+
+    /// Switches eviction to a built-in, seeded with the resident blocks.
+    pub fn set_eviction(&mut self, policy: BuiltinEviction) {
+        self.governor_loses(Role::Eviction.into());
+        let old = self.slots();
+        self.eviction = self.seeded_builtin(policy);
+        self.release_unused(&old);
+    }
+
+    /// Switches admission to a built-in.
+    pub fn set_admission(&mut self, policy: BuiltinAdmission) {
+        self.governor_loses(Role::Admission.into());
+        let old = self.slots();
+        self.admission = AdmissionRole::Native(policy.build(), policy.name());
+        self.release_unused(&old);
+    }
+
+    /// Switches prefetch to a built-in.
+    pub fn set_prefetch(&mut self, policy: BuiltinPrefetch) {
+        self.governor_loses(Role::Prefetch.into());
+        let old = self.slots();
+        self.prefetch = PrefetchRole::Native(policy.build(), policy.name());
+        self.release_unused(&old);
+    }
+
+    /// Makes `plugin` serve `roles` (one instance shared by them). For
+    /// eviction the plugin is first told every resident block (`insert` in
+    /// last-access order) so it can evict blocks inserted before it. Plugins
+    /// no longer serving any role are dropped and marked disabled. On a fault
+    /// during the replay the built-ins serve the plugin's roles and the fault
+    /// is returned.
+    pub fn install_plugin(
+        &mut self,
+        mut plugin: Plugin,
+        roles: RoleSet,
+    ) -> Result<(), InstallError> {
+        if roles.is_empty() {
+            return Err(InstallError::NoRoles);
+        }
+        if let Some(role) = roles.iter().find(|r| !plugin.roles().contains(*r)) {
+            return Err(InstallError::MissingRole {
+                plugin: plugin.name().to_string(),
+                role,
+            });
+        }
+        if plugin.capacity() != self.capacity {
+            return Err(InstallError::CapacityMismatch {
+                plugin: plugin.capacity(),
+                cache: self.capacity,
+            });
+        }
+        if roles.contains(Role::Eviction) {
+            let resident = self.map.len() as u64;
+            for k in self.resident_keys() {
+                if let Err(fault) = plugin.evict_insert(k, resident) {
+                    self.stats.faults += 1;
+                    plugin.mark_failed(&fault);
+                    // The previous eviction policy keeps serving, untouched.
+                    return Err(InstallError::Fault(fault.fault));
+                }
+            }
+        }
+        plugin.attach_figures(self.figures.clone());
+        if plugin.wants_sequentiality() {
+            self.figures.set_track_sequentiality(true);
+        }
+        self.governor_loses(roles);
+        let old = self.slots();
+        plugin.mark_installed();
+        let slot = self.plugins.add(plugin);
+        if roles.contains(Role::Eviction) {
+            self.eviction = EvictionRole::Plugin(slot);
+        }
+        if roles.contains(Role::Admission) {
+            self.admission = AdmissionRole::Plugin(slot);
+        }
+        if roles.contains(Role::Prefetch) {
+            self.prefetch = PrefetchRole::Plugin(slot);
+        }
+        self.release_unused(&old);
+        Ok(())
+    }
+}

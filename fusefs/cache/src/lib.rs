@@ -1,0 +1,52 @@
+//! The cache core of kplugfs, shared by the FUSE mount and the trace simulator: it owns the
+//! bookkeeping (which blocks are resident, what is in flight, the counters) and asks a policy
+//! for every decision, a WebAssembly plugin or a native built-in, validating each answer.
+//!
+//! ```text
+//! CacheCore::new(cap, CoreConfig) --install_plugin(plugin, roles)--> plugin serves roles
+//! core.get / insert / remove / remove_file / prefetch_plan     (faults -> built-ins take over)
+//! core.install_governor(plugin, resolve, tick_every)           (candidates run as shadows)
+//! core.policy(role).plugin                                      (StatusHandle of what serves)
+//! ```
+//!
+//! Files: `cache` (the core; `cache/governor.rs`, the governor role and its shadow caches),
+//! `roles/` (one adapter per role: a plugin slot or a built-in, with answer validation),
+//! `builtin/` (the native policies that are the defaults and the fallbacks), `error`.
+//! Plugins themselves are compiled and called by `kplug-engine`; the ABI is `kplug-abi`.
+
+#![warn(missing_docs)]
+
+pub mod builtin;
+mod cache;
+mod error;
+mod roles;
+
+pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
+pub use cache::{ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, Insert};
+pub use error::InstallError;
+pub use kplug_abi::BlockRange;
+
+/// The native LRU for the `hook_call` bench (not a stable API).
+#[doc(hidden)]
+pub mod __bench {
+    use crate::builtin::NativeEviction;
+
+    /// The native LRU behind the `lru` built-in.
+    #[derive(Default)]
+    pub struct NativeLru(crate::builtin::Lru);
+
+    impl NativeLru {
+        /// `insert` hook.
+        pub fn insert(&mut self, key: u64) {
+            self.0.insert(key)
+        }
+        /// `access` hook.
+        pub fn access(&mut self, key: u64) {
+            self.0.access(key)
+        }
+        /// `victim` hook.
+        pub fn victim(&mut self) -> Option<u64> {
+            self.0.victim()
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Eviction role adapter. Contracts (same for built-ins and plugins):
+//! `insert` is called after a block became resident (room was made first);
+//! `access` on every hit; `remove` when the host drops a block for a reason
+//! other than eviction (invalidation); `victim` proposes a block to evict and
+//! forgets it. The core evicts exactly the proposed block and does not call
+//! `remove` for it. A plugin's victim must be resident, else `InvalidAnswer`.
+
+use super::{PluginSlots, SlotFault};
+use crate::builtin::NativeEviction;
+use kplug_engine::Fault;
+use kplug_engine::HookFault;
+
+pub(crate) enum EvictionRole {
+    Native(Box<dyn NativeEviction>, &'static str),
+    Plugin(usize),
+}
+
+impl EvictionRole {
+    #[inline]
+    pub(crate) fn insert(
+        &mut self,
+        plugins: &mut PluginSlots,
+        key: u64,
+        resident: u64,
+    ) -> Result<(), SlotFault> {
+        match self {
+            EvictionRole::Native(p, _) => {
+                p.insert(key);
+                Ok(())
+            }
+            EvictionRole::Plugin(slot) => plugins
+                .get(*slot)
+                .evict_insert(key, resident)
+                .map_err(|fault| SlotFault { slot: *slot, fault }),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn access(
+        &mut self,
+        plugins: &mut PluginSlots,
+        key: u64,
+        resident: u64,
+    ) -> Result<(), SlotFault> {
+        match self {
+            EvictionRole::Native(p, _) => {
+                p.access(key);
+                Ok(())
+            }
+            EvictionRole::Plugin(slot) => plugins
+                .get(*slot)
+                .evict_access(key, resident)
+                .map_err(|fault| SlotFault { slot: *slot, fault }),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn remove(
+        &mut self,
+        plugins: &mut PluginSlots,
+        key: u64,
+        resident: u64,
+    ) -> Result<(), SlotFault> {
+        match self {
+            EvictionRole::Native(p, _) => {
+                p.remove(key);
+                Ok(())
+            }
+            EvictionRole::Plugin(slot) => plugins
+                .get(*slot)
+                .evict_remove(key, resident)
+                .map_err(|fault| SlotFault { slot: *slot, fault }),
+        }
+    }
+
+    /// A validated victim. `Ok(None)` means a native policy had no valid
+    /// answer (out of sync with the core: a host bug the core repairs).
+    #[inline]
+    pub(crate) fn victim(
+        &mut self,
+        plugins: &mut PluginSlots,
+        resident: u64,
+        is_resident: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>, SlotFault> {
+        match self {
+            EvictionRole::Native(p, _) => Ok(p.victim().filter(|k| is_resident(*k))),
+            EvictionRole::Plugin(slot) => {
+                let key = plugins
+                    .get(*slot)
+                    .evict_victim(resident)
+                    .map_err(|fault| SlotFault { slot: *slot, fault })?;
+                if is_resident(key) {
+                    Ok(Some(key))
+                } else {
+                    Err(SlotFault {
+                        slot: *slot,
+                        fault: HookFault {
+                            hook: kplug_abi::exports::EVICT_VICTIM.name,
+                            fault: Fault::InvalidAnswer(format!(
+                                "victim {key:#x} is not a resident block"
+                            )),
+                        },
+                    })
+                }
+            }
+        }
+    }
+}

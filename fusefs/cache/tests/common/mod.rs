@@ -1,0 +1,204 @@
+//! Shared helpers of the integration tests: an engine with short deadlines,
+//! WAT fixture templates, and the policy .wasm files built once per run.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use kplug_abi::RoleSet;
+use kplug_cache::{CacheCore, CoreConfig};
+use kplug_engine::{CompiledPlugin, EngineConfig, Plugin, PluginEngine};
+
+/// One engine per test binary (one ticker thread); init deadline 50 ms so
+/// load-time timeouts are quick to test.
+pub fn engine() -> &'static PluginEngine {
+    static E: OnceLock<PluginEngine> = OnceLock::new();
+    E.get_or_init(|| {
+        PluginEngine::new(EngineConfig {
+            init_deadline_ticks: 50,
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    })
+}
+
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap_or_else(|e| panic!("fixture does not parse: {e}\n{text}"))
+}
+
+pub fn compile(text: &str) -> CompiledPlugin {
+    engine()
+        .compile("fixture", &wat(text))
+        .expect("fixture compiles")
+}
+
+pub fn load(text: &str, capacity: u64) -> Plugin {
+    compile(text)
+        .instantiate(&[], capacity)
+        .expect("fixture loads")
+}
+
+pub fn core_with(plugin: Plugin, roles: RoleSet) -> CacheCore<()> {
+    let mut core = CacheCore::new(plugin.capacity(), CoreConfig::default());
+    core.install_plugin(plugin, roles).expect("install");
+    core
+}
+
+/// A FIFO eviction plugin in WAT with hook bodies that can be prefixed with
+/// hostile code: `{INSERT}`, `{ACCESS}`, `{REMOVE}`, `{VICTIM}` are inserted
+/// at the start of the hooks, `{VERSION}` is the ABI word, `{EXTRA}` extra
+/// module fields. Ring of 1024 keys at 0, valid bytes at 8192.
+pub const FIFO_TEMPLATE: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (global $head (mut i32) (i32.const 0))
+  (global $tail (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const {VERSION}))
+  (func (export "kplug_evict_insert") (param $k i64)
+    {INSERT}
+    (i64.store (i32.shl (i32.and (global.get $tail) (i32.const 1023)) (i32.const 3)) (local.get $k))
+    (i32.store8 (i32.add (i32.const 8192) (i32.and (global.get $tail) (i32.const 1023))) (i32.const 1))
+    (global.set $tail (i32.add (global.get $tail) (i32.const 1))))
+  (func (export "kplug_evict_access") (param $k i64)
+    {ACCESS})
+  (func (export "kplug_evict_remove") (param $k i64)
+    (local $i i32)
+    {REMOVE}
+    (local.set $i (global.get $head))
+    (block $end (loop $scan
+      (br_if $end (i32.ge_u (local.get $i) (global.get $tail)))
+      (if (i32.and
+            (i64.eq (i64.load (i32.shl (i32.and (local.get $i) (i32.const 1023)) (i32.const 3))) (local.get $k))
+            (i32.load8_u (i32.add (i32.const 8192) (i32.and (local.get $i) (i32.const 1023)))))
+        (then (i32.store8 (i32.add (i32.const 8192) (i32.and (local.get $i) (i32.const 1023))) (i32.const 0))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $scan))))
+  (func (export "kplug_evict_victim") (result i64)
+    (local $i i32)
+    {VICTIM}
+    (loop $skip
+      (local.set $i (i32.and (global.get $head) (i32.const 1023)))
+      (global.set $head (i32.add (global.get $head) (i32.const 1)))
+      (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 8192) (local.get $i))))))
+    (i64.load (i32.shl (local.get $i) (i32.const 3))))
+  {EXTRA}
+)"#;
+
+/// Fills a template: `parts` are (placeholder, replacement); unlisted
+/// placeholders become empty, `{VERSION}` defaults to 0x10000.
+pub fn fill(template: &str, parts: &[(&str, &str)]) -> String {
+    let mut s = template.to_string();
+    for (k, v) in parts {
+        s = s.replace(k, v);
+    }
+    s = s.replace("{VERSION}", "0x10000");
+    for k in [
+        "{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}", "{EXTRA}", "{BODY}",
+    ] {
+        s = s.replace(k, "");
+    }
+    s
+}
+
+pub fn fifo(parts: &[(&str, &str)]) -> String {
+    fill(FIFO_TEMPLATE, parts)
+}
+
+/// An admission-only plugin whose `kplug_admit` body is `{BODY}` (params
+/// $key $file $block, result i32).
+pub const ADMIT_TEMPLATE: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "kplug_abi_version") (result i32) (i32.const {VERSION}))
+  (func (export "kplug_admit") (param $key i64) (param $file i64) (param $block i64) (result i32)
+    {BODY})
+  {EXTRA}
+)"#;
+
+/// A prefetch-only plugin whose output array is at 1024 and whose
+/// `kplug_prefetch` body is `{BODY}` (params $file $block $len $hit, result
+/// i32 = number of ranges).
+pub const PREFETCH_TEMPLATE: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "kplug_abi_version") (result i32) (i32.const {VERSION}))
+  (func (export "kplug_prefetch_buf") (result i32) (i32.const 1024))
+  (func (export "kplug_prefetch") (param $file i64) (param $block i64) (param $len i64) (param $hit i32) (result i32)
+    {BODY})
+  {EXTRA}
+)"#;
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+}
+
+/// Target dir of policy builds: never the caller's (cargo's lock would
+/// deadlock).
+fn policy_target_dir() -> PathBuf {
+    std::env::var_os("KPLUG_POLICY_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("kplugfs-policy-target"))
+}
+
+/// The SDK-built LRU, built with `kplug_catalog::build_policy`.
+pub fn sdk_lru_wasm() -> &'static [u8] {
+    static W: OnceLock<Vec<u8>> = OnceLock::new();
+    W.get_or_init(|| {
+        let path = kplug_catalog::build_policy(&policies_dir().join("lru"), &policy_target_dir())
+            .unwrap_or_else(|e| panic!("building policies/lru: {e}"));
+        std::fs::read(path).expect("read lru wasm")
+    })
+}
+
+/// The hand-written WAT LRU.
+pub fn wat_lru_wasm() -> &'static [u8] {
+    static W: OnceLock<Vec<u8>> = OnceLock::new();
+    W.get_or_init(|| {
+        wat::parse_file(policies_dir().join("lru-wat/lru.wat")).expect("lru.wat parses")
+    })
+}
+
+/// The SDK LRU compiled once per test binary (compiling is slow in debug builds).
+pub fn sdk_lru() -> &'static CompiledPlugin {
+    static C: OnceLock<CompiledPlugin> = OnceLock::new();
+    C.get_or_init(|| {
+        engine()
+            .compile("lru", sdk_lru_wasm())
+            .expect("sdk lru compiles")
+    })
+}
+
+/// The WAT LRU compiled once per test binary.
+pub fn wat_lru() -> &'static CompiledPlugin {
+    static C: OnceLock<CompiledPlugin> = OnceLock::new();
+    C.get_or_init(|| {
+        engine()
+            .compile("lru-wat", wat_lru_wasm())
+            .expect("wat lru compiles")
+    })
+}
+
+/// The bytes of the SDK fixture `tests/fixtures/NAME`, built once per test binary.
+pub fn fixture_wasm(name: &'static str) -> &'static [u8] {
+    static W: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, &'static [u8]>>> =
+        OnceLock::new();
+    let mut built = W.get_or_init(Default::default).lock().unwrap();
+    built.entry(name).or_insert_with(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let path = kplug_catalog::build_policy(&dir, &policy_target_dir())
+            .unwrap_or_else(|e| panic!("building the {name} fixture: {e}"));
+        Vec::leak(std::fs::read(path).expect("read fixture wasm"))
+    })
+}
+
+/// The SDK fixture using every role (tests/fixtures/sdk-roles), compiled once.
+pub fn sdk_roles() -> &'static CompiledPlugin {
+    static C: OnceLock<CompiledPlugin> = OnceLock::new();
+    C.get_or_init(|| {
+        engine()
+            .compile("sdk-roles", fixture_wasm("sdk-roles"))
+            .expect("fixture compiles")
+    })
+}

@@ -1,0 +1,377 @@
+//! The governor role (ABI 1.1) driven through a `CacheCore`: candidates resolved by name,
+//! shadows, switches that make the cache follow a shadow, weights, faults that drop the governor.
+
+mod common;
+
+use common::*;
+use kplug_abi::Role;
+use kplug_cache::{CacheCore, CoreConfig, InstallError};
+use kplug_engine::CompiledPlugin;
+
+/// A governor registering `fifo` (0) and `lru` (1), serving 0 from the start and
+/// switching to `{SWITCH}` at its first tick; `{TICK}` is extra tick code.
+const GOVERNOR: &str = r#"
+(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "activate" (func $act (param i32) (result i32)))
+  (import "kplug" "candidate_requests" (func $req (param i32) (result i64)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{FIRST}")
+  (data (i32.const 200) "{SECOND}")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10001))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const {FIRST_LEN})))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const {SECOND_LEN})))
+    (drop (call $act (i32.const 0)))
+    (i32.const 0))
+  (func (export "kplug_tick") (param i64) (result i32)
+    (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+    (if (i32.eq (global.get $ticks) (i32.const 1))
+      (then (drop (call $act (i32.const 1)))))
+    {TICK}
+    (i32.const 0)))
+"#;
+
+fn governor(first: &str, second: &str, tick: &str) -> String {
+    GOVERNOR
+        .replace("{FIRST}", first)
+        .replace("{SECOND}", second)
+        .replace("{FIRST_LEN}", &first.len().to_string())
+        .replace("{SECOND_LEN}", &second.len().to_string())
+        .replace("{TICK}", tick)
+}
+
+fn resolve(name: &str) -> Result<CompiledPlugin, String> {
+    match name {
+        "lru" => Ok(wat_lru().clone()),
+        "fifo" => Ok(compile(&fifo(&[]))),
+        _ => Err(format!("no policy {name}")),
+    }
+}
+
+/// A skewed stream over 200 keys.
+fn stream(n: usize) -> Vec<u64> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            (200f64.powf(u) - 1.0) as u64
+        })
+        .collect()
+}
+
+/// A 16-block cache served by the WAT LRU alone: what a cache following `lru` must equal.
+fn lru_reference() -> CacheCore<()> {
+    let mut lru = CacheCore::new(16, CoreConfig::default());
+    lru.install_plugin(
+        wat_lru().instantiate(&[], 16).unwrap(),
+        Role::Eviction.into(),
+    )
+    .unwrap();
+    lru
+}
+
+/// Feed `stream(n)` to both caches; the governed one never exceeds its capacity.
+fn run_beside(core: &mut CacheCore<()>, reference: &mut CacheCore<()>, n: usize) {
+    for k in stream(n) {
+        core.request(k, || ());
+        reference.request(k, || ());
+        assert!(core.len() <= 16);
+    }
+}
+
+/// The resident keys, sorted.
+fn blocks(core: &CacheCore<()>) -> Vec<u64> {
+    let mut v = core.resident_keys();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn switching_between_identical_policies_changes_nothing() {
+    // Both candidates are the same LRU: at the switch the shadow holds exactly the
+    // resident blocks, so the cache must behave as one LRU all along.
+    let mut reference = lru_reference();
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("lru", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    for (i, k) in stream(3000).into_iter().enumerate() {
+        assert_eq!(
+            core.request(k, || ()),
+            reference.request(k, || ()),
+            "request {i} (key {k})"
+        );
+    }
+    assert_eq!(core.stats().policy_switches, 2, "init, then the first tick");
+    let c = core.candidates();
+    assert!(c[1].active && !c[0].active);
+    assert_eq!(c[0].requests, 3000);
+    assert_eq!(core.stats().faults, 0);
+}
+
+#[test]
+fn a_switch_follows_the_shadow_and_keeps_the_cache_consistent() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 500)
+        .unwrap();
+    let mut lru = lru_reference();
+    run_beside(&mut core, &mut lru, 5000);
+    assert_eq!(core.stats().faults, 0);
+    assert_eq!(core.stats().policy_switches, 2);
+    // After the switch the cache follows the LRU shadow: it evicts what the shadow does not
+    // hold first, and once caught up it holds what a pure LRU holds.
+    assert_eq!(blocks(&core), blocks(&lru));
+    // The FIFO candidate kept running as a shadow after it stopped serving.
+    let c = core.candidates();
+    assert_eq!(c[0].requests, 5000);
+    assert!(c[0].hits > 0 && c[1].hits > 0);
+}
+
+#[test]
+fn a_faulting_governor_is_dropped_and_the_cache_keeps_serving() {
+    let text = governor(
+        "fifo",
+        "lru",
+        "(if (i32.eq (global.get $ticks) (i32.const 2)) (then unreachable))",
+    );
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve, 100)
+        .unwrap();
+    for k in stream(1000) {
+        core.request(k, || ());
+    }
+    assert_eq!(core.stats().faults, 1);
+    assert!(core.governor_name().is_none());
+    assert!(core.candidates().is_empty());
+    // The LRU it switched to at the first tick still serves.
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    assert!(core.len() <= 16);
+}
+
+#[test]
+fn unknown_or_wrong_candidates_are_refused_at_install() {
+    let mut core: CacheCore<()> = CacheCore::new(16, CoreConfig::default());
+    let e = core
+        .install_governor(load(&governor("fifo", "nope", ""), 16), &resolve, 100)
+        .unwrap_err();
+    assert!(
+        matches!(&e, InstallError::Candidate { spec, .. } if spec == "nope"),
+        "{e}"
+    );
+    assert!(core.governor_name().is_none());
+    let e = core
+        .install_plugin(load(&fifo(&[]), 16), Role::Eviction.into())
+        .and_then(|_| core.install_governor(load(&fifo(&[]), 16), &resolve, 1))
+        .unwrap_err();
+    assert!(matches!(e, InstallError::NotGovernor(_)), "{e}");
+}
+
+#[test]
+fn a_plugin_dropped_over_the_governor_is_not_taken_for_a_candidate() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    let keys = stream(1000);
+    for k in &keys[..50] {
+        core.request(*k, || ());
+    }
+    // The operator drops an eviction plugin: no candidate serves any more.
+    core.install_plugin(load(&fifo(&[]), 16), Role::Eviction.into())
+        .unwrap();
+    assert!(core.candidates().iter().all(|c| !c.active));
+    // The governor's first tick activates `lru`: the operator's plugin gives way and is not
+    // turned into the shadow of `fifo` (which no longer has one).
+    for k in &keys[50..] {
+        core.request(*k, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0);
+    assert!(core.candidates()[1].active);
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+}
+
+/// A governor (ABI 1.2) over `fifo` (0) and `lru` (1) that sets weights with `$w`
+/// (`set_weight`) or `$set` (both at once); `tick` is the body of `kplug_tick`, with a
+/// `$ticks` counter.
+fn weighing_governor(tick: &str) -> String {
+    format!(
+        r#"{HEAD}  (func $set (param f64 f64)
+    (drop (call $w (i32.const 0) (local.get 0)))
+    (drop (call $w (i32.const 1) (local.get 1))))
+  (func (export "kplug_tick") (param i64) (result i32)
+{tick}"#
+    )
+}
+
+const HEAD: &str = r#"(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "fifo")
+  (data (i32.const 200) "lru")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 4)))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 3)))
+    (i32.const 0))
+"#;
+
+/// The tick of a governor that gives `lru` (1) weight 1 and `fifo` (0) weight 0 with `set_weight`
+/// (ABI 1.2) at its first tick, and traps if a bad weight is not refused.
+const WEIGHING: &str = r#"
+    (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+    (if (i32.ne (call $w (i32.const 7) (f64.const 1)) (i32.const -1)) (then unreachable))
+    (if (i32.ne (call $w (i32.const 0) (f64.const -1)) (i32.const -1)) (then unreachable))
+    (if (i32.ne (call $w (i32.const 0) (f64.div (f64.const 0) (f64.const 0))) (i32.const -1))
+      (then unreachable))
+    (if (i32.eq (global.get $ticks) (i32.const 1))
+      (then (call $set (f64.const 0) (f64.const 1))))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn weights_make_the_cache_the_heaviest_candidate() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&weighing_governor(WEIGHING), 16), &resolve, 100)
+        .unwrap();
+    let mut lru = lru_reference();
+    run_beside(&mut core, &mut lru, 5000);
+    assert_eq!(core.stats().faults, 0, "a bad weight was not refused");
+    assert_eq!(core.stats().policy_switches, 1);
+    assert!(core.candidates()[1].active);
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    // Once caught up, the cache holds what the LRU shadow holds, and the candidates'
+    // counts are those of the fixed policies.
+    assert_eq!(blocks(&core), blocks(&lru));
+    assert_eq!(core.candidates()[1].hits, lru.stats().hits);
+}
+
+#[test]
+fn removing_the_governor_installs_the_candidate_it_followed() {
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&governor("fifo", "lru", ""), 16), &resolve, 100)
+        .unwrap();
+    for k in stream(2000) {
+        core.request(k, || ());
+    }
+    assert!(core.remove_governor().is_some());
+    assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
+    // The LRU now serves the cache directly and tracks exactly the resident set: its
+    // victims are always resident (a fault would show).
+    for k in stream(3000) {
+        core.request(k ^ 0x55, || ());
+        assert!(core.len() <= 16);
+    }
+    assert_eq!(core.stats().faults, 0);
+}
+
+/// The tick of a governor over `fifo` (0) and `lru` (1) whose weights cycle through every shape on its
+/// ticks: (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
+const CYCLING: &str = r#"
+    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
+    (block (block (block (block (block
+      (br_table 0 1 2 3 4 (global.get $ticks)))
+      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
+    (call $set (f64.const 0.5) (f64.const 2))
+    (i32.const 0)))
+"#;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Request(u64),
+    Invalidate(u64),
+    InvalidateFile(u32),
+    Tick,
+    OperatorPlugin,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0u64..48).prop_map(|k| Op::Request(k | ((k % 3) << 32))),
+        1 => (0u64..48).prop_map(|k| Op::Invalidate(k | ((k % 3) << 32))),
+        1 => (0u32..3).prop_map(Op::InvalidateFile),
+        2 => Just(Op::Tick),
+        1 => Just(Op::OperatorPlugin),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever the weights do (follow one, vote between two, nobody), with invalidations,
+    /// operator plugins dropped over the governor and its removal at the end: the cache
+    /// stays within capacity, every resident block sits in its holders' bucket, no fault,
+    /// and afterwards the followed policy serves a consistent cache.
+    #[test]
+    fn the_vote_bookkeeping_survives_any_sequence(ops in proptest::collection::vec(op(), 1..400)) {
+        let mut core = CacheCore::new(8, CoreConfig::default());
+        core.install_governor(load(&weighing_governor(CYCLING), 8), &resolve, 0).unwrap();
+        let hits = |core: &CacheCore<()>| core.candidates().iter().map(|c| c.hits).collect::<Vec<_>>();
+        let mut operator = false;
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Request(k) => {
+                    core.request(*k, || ());
+                }
+                Op::Invalidate(k) => {
+                    // Resident or not, no shadow keeps it: asking for it again hits nowhere.
+                    core.remove(*k);
+                    let before = hits(&core);
+                    core.request(*k, || ());
+                    proptest::prop_assert_eq!(hits(&core), before, "a shadow kept {:#x}", k);
+                }
+                Op::InvalidateFile(f) => {
+                    core.remove_file(*f, 0);
+                }
+                Op::Tick => {
+                    core.governor_tick();
+                    // This governor only sets weights: after the operator's drop they are
+                    // ignored, and the operator's policy keeps serving.
+                    if operator {
+                        proptest::prop_assert!(core.candidates().iter().all(|c| !c.active));
+                    }
+                }
+                // The vote never resumes after it: only in the last quarter of a sequence.
+                Op::OperatorPlugin if i < ops.len() * 3 / 4 => {}
+                Op::OperatorPlugin => {
+                    core.install_plugin(load(&fifo(&[]), 8), Role::Eviction.into()).unwrap();
+                    operator = true;
+                }
+            }
+            if let Err(e) = core.check_governor_invariants() {
+                panic!("after {op:?}: {e}");
+            }
+        }
+        proptest::prop_assert_eq!(core.stats().faults, 0);
+        core.remove_governor();
+        for k in 0..200u64 {
+            core.request(k % 40, || ());
+            proptest::prop_assert!(core.len() <= 8);
+        }
+        proptest::prop_assert_eq!(core.stats().faults, 0);
+    }
+}
+
+#[test]
+fn of_two_activations_for_one_role_in_a_call_the_last_counts() {
+    // Each tick asks for `lru` (1) then `fifo` (0): `fifo`, serving since init, stays, and
+    // the `lru` asked for in passing is no switch.
+    let text = governor("fifo", "lru", "(drop (call $act (i32.const 0)))");
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve, 100)
+        .unwrap();
+    for k in stream(500) {
+        core.request(k, || ());
+    }
+    assert!(core.candidates()[0].active);
+    assert_eq!(core.stats().policy_switches, 1, "init only");
+    assert_eq!(core.stats().faults, 0);
+}

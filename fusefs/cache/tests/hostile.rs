@@ -1,0 +1,611 @@
+//! Hostile and broken plugins: each must be refused at load with a precise
+//! error, or fault at run time with a precise `Fault`, after which the
+//! built-in serves the role and the cache keeps working correctly.
+
+mod common;
+
+use common::*;
+use kplug_abi::{Role, RoleSet};
+use kplug_cache::{BlockRange, CacheCore};
+use kplug_engine::{EngineConfig, Fault, LoadError, PluginEngine, PluginState, StatusHandle};
+
+fn ev() -> RoleSet {
+    RoleSet::of(&[Role::Eviction])
+}
+
+const LOOP: &str = "(loop $spin (br $spin))";
+const TRAP: &str = "(unreachable)";
+const BOMB: &str = "(loop $grow (drop (memory.grow (i32.const 16))) (br $grow))";
+
+/// Runs a workload touching every eviction hook (insert, access, victim,
+/// remove) on a 4-block cache and returns the core and the plugin status.
+fn run_eviction_workload(text: &str) -> (CacheCore<()>, StatusHandle) {
+    let plugin = load(text, 4);
+    let status = plugin.status();
+    let mut core = core_with(plugin, ev());
+    for k in 0..4 {
+        assert!(!core.request(k, || ()));
+    }
+    assert!(core.request(1, || ())); // access
+    assert!(!core.request(10, || ())); // victim + insert
+    core.remove(2); // remove
+    for k in 20..30 {
+        core.request(k, || ());
+    }
+    (core, status)
+}
+
+/// The plugin failed with `fault`, the built-in LRU took over, and the cache
+/// is consistent: full, and it evicts in LRU order from here.
+fn assert_fault_and_takeover(core: &mut CacheCore<()>, status: &StatusHandle, fault: &Fault) {
+    assert_eq!(status.state(), PluginState::Failed);
+    assert_eq!(status.faults(), 1);
+    let err = status.error().expect("error recorded");
+    assert!(
+        err.contains(&fault.to_string()),
+        "error `{err}` should contain `{fault}`"
+    );
+    assert_eq!(core.policy(Role::Eviction).name, "lru");
+    assert!(core.policy(Role::Eviction).plugin.is_none());
+    assert_eq!(core.stats().faults, 1);
+    assert_eq!(core.len(), 4);
+    // LRU from here: touch 26..30 in order, insert 4 new keys, all old ones go.
+    let before = core.resident_keys();
+    for k in 100..104 {
+        assert!(!core.request(k, || ()));
+    }
+    for k in &before {
+        assert!(!core.contains(*k), "block {k} should have been evicted");
+    }
+    assert_eq!(core.resident_keys(), vec![100, 101, 102, 103]);
+}
+
+fn check_eviction_hook(hook: &str, body: &str, fault: Fault) {
+    let (mut core, status) = run_eviction_workload(&fifo(&[(hook, body)]));
+    assert_fault_and_takeover(&mut core, &status, &fault);
+    let e = status.error().unwrap();
+    let export = match hook {
+        "{INSERT}" => "kplug_evict_insert",
+        "{ACCESS}" => "kplug_evict_access",
+        "{REMOVE}" => "kplug_evict_remove",
+        _ => "kplug_evict_victim",
+    };
+    assert!(e.starts_with(export), "error `{e}` should name {export}");
+}
+
+#[test]
+fn well_behaved_fifo_fixture_works() {
+    let (core, status) = run_eviction_workload(&fifo(&[]));
+    assert_eq!(status.state(), PluginState::Active);
+    assert_eq!(core.stats().faults, 0);
+    assert_eq!(core.policy(Role::Eviction).name, "fixture");
+    // FIFO: 20..30 inserted last, the four newest stay.
+    assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
+    assert!(status.calls() > 20);
+}
+
+#[test]
+fn infinite_loop_in_each_hook_times_out() {
+    for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
+        check_eviction_hook(hook, LOOP, Fault::Timeout);
+    }
+}
+
+#[test]
+fn trap_in_each_hook_is_a_trap_fault() {
+    for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
+        check_eviction_hook(
+            hook,
+            TRAP,
+            Fault::Trap("wasm `unreachable` instruction executed".into()),
+        );
+    }
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    for hook in ["{INSERT}", "{ACCESS}", "{VICTIM}"] {
+        check_eviction_hook(hook, BOMB, Fault::MemoryLimit);
+    }
+}
+
+#[test]
+fn memory_limit_is_configurable_and_exact() {
+    let e = PluginEngine::new(EngineConfig {
+        memory_limit: 4 << 20,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    // Growing to exactly 4 MiB is fine; one more page is not.
+    let ok = fifo(&[(
+        "{INSERT}",
+        "(if (i32.lt_s (memory.grow (i32.const 63)) (i32.const 0)) (then unreachable))",
+    )]);
+    let p = e
+        .compile("ok", &wat(&ok))
+        .unwrap()
+        .instantiate(&[], 4)
+        .unwrap();
+    let status = p.status();
+    let mut core = core_with(p, ev());
+    core.request(1, || ());
+    assert_eq!(status.state(), PluginState::Active);
+    core.request(2, || ()); // grows a 65th page
+    assert_eq!(status.state(), PluginState::Failed);
+    assert!(status.error().unwrap().contains("memory limit"));
+}
+
+#[test]
+fn victim_not_resident_is_an_invalid_answer() {
+    let (mut core, status) =
+        run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const 0xdead))")]));
+    assert_fault_and_takeover(
+        &mut core,
+        &status,
+        &Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
+    );
+}
+
+#[test]
+fn victim_out_of_range_is_an_invalid_answer() {
+    let (mut core, status) =
+        run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const -1))")]));
+    assert_fault_and_takeover(
+        &mut core,
+        &status,
+        &Fault::InvalidAnswer("victim 0xffffffffffffffff is not a resident block".into()),
+    );
+}
+
+#[test]
+fn victim_returned_twice_is_caught() {
+    // Returns the same (first) key forever: valid once, then not resident.
+    let text = fifo(&[("{VICTIM}", "(return (i64.load (i32.const 0)))")]);
+    let (mut core, status) = run_eviction_workload(&text);
+    assert_fault_and_takeover(
+        &mut core,
+        &status,
+        &Fault::InvalidAnswer("victim 0x0 is not a resident block".into()),
+    );
+}
+
+fn admission_core(body: &str) -> (CacheCore<()>, StatusHandle) {
+    let p = load(&fill(ADMIT_TEMPLATE, &[("{BODY}", body)]), 8);
+    let status = p.status();
+    (core_with(p, RoleSet::of(&[Role::Admission])), status)
+}
+
+#[test]
+fn admission_refusing_everything_is_legal() {
+    let (mut core, status) = admission_core("(i32.const 0)");
+    for round in 0..3 {
+        for k in 0..20 {
+            assert!(
+                !core.request(k, || ()),
+                "round {round} key {k}: nothing is ever cached"
+            );
+        }
+    }
+    assert!(core.is_empty());
+    assert_eq!(core.stats().hits, 0);
+    assert_eq!(core.stats().admission_refusals, 60);
+    assert_eq!(status.state(), PluginState::Active);
+    assert_eq!(core.stats().faults, 0);
+}
+
+#[test]
+fn admission_answer_other_than_0_or_1_faults() {
+    let (mut core, status) = admission_core("(i32.const 7)");
+    assert!(!core.request(5, || ()));
+    // The fault happened on this insert; admit-all admitted the block.
+    assert!(core.contains(5));
+    assert_eq!(status.state(), PluginState::Failed);
+    assert_eq!(
+        status.error().unwrap(),
+        "kplug_admit: invalid answer: kplug_admit returned 7; must be 0 or 1"
+    );
+    assert_eq!(core.policy(Role::Admission).name, "admit-all");
+    assert!(core.request(5, || ()));
+}
+
+#[test]
+fn admission_loop_times_out() {
+    let (mut core, status) = admission_core(&format!("{LOOP} (i32.const 1)"));
+    core.request(1, || ());
+    assert!(core.contains(1));
+    assert_eq!(
+        status.error().unwrap(),
+        "kplug_admit: timeout: the call ran past its deadline"
+    );
+}
+
+fn prefetch_core(body: &str) -> (CacheCore<()>, StatusHandle) {
+    let p = load(&fill(PREFETCH_TEMPLATE, &[("{BODY}", body)]), 1000);
+    let status = p.status();
+    (core_with(p, RoleSet::of(&[Role::Prefetch])), status)
+}
+
+/// A prefetch body writing one range `(start, len)` and returning `n`.
+fn one_range(start: &str, len: &str, n: i32) -> String {
+    format!(
+        "(i64.store (i32.const 1024) {start}) (i64.store (i32.const 1032) {len}) (i32.const {n})"
+    )
+}
+
+#[test]
+fn prefetch_of_the_whole_disk_beyond_the_file_faults() {
+    let (mut core, status) =
+        prefetch_core(&one_range("(i64.const 0)", "(i64.const 0x10000000000)", 1));
+    // Falls back to readahead for this very call: block 0 is sequential.
+    let plan = core.prefetch_plan(1, 0, 100, false);
+    assert_eq!(plan, vec![BlockRange { start: 1, len: 4 }]);
+    assert_eq!(status.state(), PluginState::Failed);
+    assert!(
+        status
+            .error()
+            .unwrap()
+            .contains("ends beyond the file's 100 blocks"),
+        "{:?}",
+        status.error()
+    );
+    assert_eq!(core.policy(Role::Prefetch).name, "readahead");
+}
+
+#[test]
+fn huge_legal_prefetch_is_clamped_not_a_fault() {
+    // The whole file, which is a million blocks long.
+    let (mut core, status) = prefetch_core(&one_range("(i64.const 0)", "(local.get $len)", 1));
+    let plan = core.prefetch_plan(7, 0, 1_000_000, false);
+    // Budget 64 blocks: blocks 0..64, minus the demand block 0.
+    assert_eq!(plan, vec![BlockRange { start: 1, len: 63 }]);
+    assert_eq!(status.state(), PluginState::Active);
+    // Again: those are in flight now, so the next plan skips them and stays in budget.
+    let plan = core.prefetch_plan(7, 0, 1_000_000, false);
+    assert!(plan.is_empty(), "{plan:?}");
+    assert_eq!(core.stats().prefetch_planned, 63);
+}
+
+#[test]
+fn prefetch_bad_counts_and_ranges_fault() {
+    let cases = [
+        (
+            one_range("(i64.const 0)", "(i64.const 1)", 65),
+            "kplug_prefetch returned 65 ranges; must be 0..=64",
+        ),
+        (
+            one_range("(i64.const 0)", "(i64.const 1)", -1),
+            "kplug_prefetch returned -1 ranges; must be 0..=64",
+        ),
+        (
+            one_range("(i64.const 3)", "(i64.const 0)", 1),
+            "range 0 (3, 0) is empty",
+        ),
+        (
+            one_range("(i64.const -1)", "(i64.const 2)", 1),
+            "range 0 (start 18446744073709551615, len 2) ends beyond the file's 100 blocks",
+        ),
+    ];
+    for (body, msg) in cases {
+        let (mut core, status) = prefetch_core(&body);
+        core.prefetch_plan(1, 50, 100, false);
+        assert_eq!(
+            status.error().unwrap(),
+            format!("kplug_prefetch: invalid answer: {msg}")
+        );
+    }
+}
+
+#[test]
+fn prefetch_loop_times_out() {
+    let (mut core, status) = prefetch_core(&format!("{LOOP} (i32.const 0)"));
+    core.prefetch_plan(1, 50, 100, false);
+    assert_eq!(
+        status.error().unwrap(),
+        "kplug_prefetch: timeout: the call ran past its deadline"
+    );
+}
+
+#[test]
+fn one_fault_disables_every_role_of_the_plugin() {
+    // Eviction + admission in one instance; admission shares state with
+    // eviction (refuses once 3 blocks were inserted) and traps on key 99.
+    let extra = r#"
+      (global $inserted (mut i32) (i32.const 0))
+      (func (export "kplug_admit") (param $key i64) (param $file i64) (param $block i64) (result i32)
+        (if (i64.eq (local.get $key) (i64.const 99)) (then unreachable))
+        (i32.lt_u (global.get $inserted) (i32.const 3)))"#;
+    let text = fifo(&[
+        (
+            "{INSERT}",
+            "(global.set $inserted (i32.add (global.get $inserted) (i32.const 1)))",
+        ),
+        ("{EXTRA}", extra),
+    ]);
+    let p = load(&text, 8);
+    assert_eq!(p.roles(), RoleSet::of(&[Role::Eviction, Role::Admission]));
+    let status = p.status();
+    let mut core = core_with(p, RoleSet::of(&[Role::Eviction, Role::Admission]));
+    for k in 0..5 {
+        core.request(k, || ());
+    }
+    // Shared state: the 4th and 5th were refused.
+    assert_eq!(core.len(), 3);
+    assert_eq!(core.stats().admission_refusals, 2);
+    core.request(99, || ());
+    assert_eq!(status.state(), PluginState::Failed);
+    assert_eq!(core.policy(Role::Admission).name, "admit-all");
+    assert_eq!(core.policy(Role::Eviction).name, "lru");
+    assert!(core.contains(99));
+    for k in 200..220 {
+        core.request(k, || ());
+    }
+    assert_eq!(core.len(), 8);
+    assert_eq!(core.stats().faults, 1);
+}
+
+fn load_err(text: &str) -> LoadError {
+    engine()
+        .compile("bad", &wat(text))
+        .and_then(|c| c.instantiate(&[], 8))
+        .expect_err("must be refused")
+}
+
+#[test]
+fn garbage_bytes_are_refused() {
+    let e = engine()
+        .compile("junk", b"this is not wasm at all")
+        .unwrap_err();
+    assert_eq!(e, LoadError::NotWasm);
+    assert_eq!(
+        e.to_string(),
+        "not a WebAssembly binary module (bad magic or version header)"
+    );
+    let e = engine()
+        .compile("junk", b"\0asm\x01\0\0\0garbage")
+        .unwrap_err();
+    assert!(matches!(e, LoadError::Invalid(_)), "{e}");
+    // WAT text is not accepted by the host: binary only.
+    let e = engine().compile("text", fifo(&[]).as_bytes()).unwrap_err();
+    assert_eq!(e, LoadError::NotWasm);
+}
+
+#[test]
+fn module_over_the_size_limit_is_refused() {
+    let big = vec![0u8; kplug_abi::MAX_MODULE_BYTES + 1];
+    let e = engine().compile("big", &big).unwrap_err();
+    assert_eq!(
+        e,
+        LoadError::TooLarge {
+            size: (16 << 20) + 1,
+            limit: 16 << 20
+        }
+    );
+}
+
+#[test]
+fn wrong_abi_version_is_refused() {
+    let e = load_err(&fifo(&[("{VERSION}", "0x20000")]));
+    assert_eq!(
+        e.to_string(),
+        "unsupported ABI version 2.0 (this host supports 1.0..=1.2)"
+    );
+    // A minor newer than the host's is refused; 1.0 to 1.2 load.
+    let e = load_err(&fifo(&[("{VERSION}", "0x10003")]));
+    assert!(
+        matches!(
+            e,
+            LoadError::AbiVersion {
+                major: 1,
+                minor: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    for v in ["0x10000", "0x10001", "0x10002"] {
+        load(&fifo(&[("{VERSION}", v)]), 4);
+    }
+}
+
+#[test]
+fn missing_exports_are_named() {
+    let text = fifo(&[]).replace("(export \"kplug_evict_victim\")", "");
+    let e = load_err(&text);
+    assert_eq!(
+        e.to_string(),
+        "missing export `kplug_evict_victim` (the eviction role needs all of its exports)"
+    );
+    let e = load_err(&fifo(&[]).replace("(export \"memory\")", ""));
+    assert_eq!(e.to_string(), "missing export `memory`");
+    let e = load_err(&fifo(&[]).replace("(export \"kplug_abi_version\")", ""));
+    assert_eq!(e.to_string(), "missing export `kplug_abi_version`");
+    let e = load_err(
+        r#"(module (memory (export "memory") 1) (func (export "kplug_abi_version") (result i32) (i32.const 0x10000)))"#,
+    );
+    assert_eq!(e, LoadError::NoRoles);
+}
+
+#[test]
+fn mistyped_exports_are_named() {
+    let text = fifo(&[]).replace(
+        "(func (export \"kplug_evict_access\") (param $k i64)",
+        "(func (export \"kplug_evict_access\") (param $k i32)",
+    );
+    assert_eq!(
+        load_err(&text).to_string(),
+        "export `kplug_evict_access` has type func(i32), expected func(i64)"
+    );
+    let text = fill(ADMIT_TEMPLATE, &[("{BODY}", "(i32.const 1)")])
+        .replace("(result i32)\n", "(result i64)\n");
+    let text = text.replace("(i32.const 1))", "(i64.const 1))");
+    assert_eq!(
+        load_err(&text).to_string(),
+        "export `kplug_admit` has type func(i64, i64, i64) -> i64, expected func(i64, i64, i64) -> i32"
+    );
+    let text = r#"(module (memory (export "memory") 1) (global (export "kplug_abi_version") i32 (i32.const 0)))"#;
+    assert_eq!(
+        load_err(text).to_string(),
+        "export `kplug_abi_version` has type global, expected func() -> i32"
+    );
+}
+
+#[test]
+fn wasi_and_unknown_imports_are_refused() {
+    let extra = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
+    let text = fifo(&[]).replacen("(module", &format!("(module {extra}"), 1);
+    let e = load_err(&text);
+    assert_eq!(
+        e,
+        LoadError::UnknownImport {
+            module: "wasi_snapshot_preview1".into(),
+            name: "fd_write".into()
+        }
+    );
+    assert!(e.to_string().contains("`wasi_snapshot_preview1.fd_write`"));
+    let text = fifo(&[]).replacen(
+        "(module",
+        r#"(module (import "kplug" "random" (func (result i64)))"#,
+        1,
+    );
+    assert!(load_err(&text).to_string().contains("`kplug.random`"));
+    let text = fifo(&[]).replacen(
+        "(module",
+        r#"(module (import "kplug" "capacity" (func (result i32)))"#,
+        1,
+    );
+    assert_eq!(
+        load_err(&text).to_string(),
+        "import `kplug.capacity` has type func() -> i32, expected func() -> i64"
+    );
+}
+
+#[test]
+fn initial_memory_over_the_cap_is_refused() {
+    let text = fifo(&[]).replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 1025)",
+    );
+    let e = load_err(&text);
+    assert_eq!(
+        e.to_string(),
+        "memory: initial memory of 67174400 bytes is over the limit of 67108864 bytes"
+    );
+}
+
+#[test]
+fn init_and_param_failures_are_refused() {
+    let init =
+        |body: &str| format!(r#"(func (export "kplug_init") (param i64) (result i32) {body})"#);
+    let e = load_err(&fifo(&[("{EXTRA}", &init("(i32.const 3)"))]));
+    assert_eq!(
+        e,
+        LoadError::Init {
+            capacity: 8,
+            code: 3
+        }
+    );
+    let e = load_err(&fifo(&[(
+        "{EXTRA}",
+        &init(&format!("{LOOP} (i32.const 0)")),
+    )]));
+    assert_eq!(
+        e,
+        LoadError::Fault {
+            hook: "kplug_init",
+            fault: Fault::Timeout
+        }
+    );
+    let e = load_err(&fifo(&[(
+        "{EXTRA}",
+        &init(&format!("{BOMB} (i32.const 0)")),
+    )]));
+    assert_eq!(
+        e,
+        LoadError::Fault {
+            hook: "kplug_init",
+            fault: Fault::MemoryLimit
+        }
+    );
+    // Start function spinning forever.
+    let e = load_err(&fifo(&[(
+        "{EXTRA}",
+        &format!("(func $start {LOOP}) (start $start)"),
+    )]));
+    assert_eq!(
+        e,
+        LoadError::Fault {
+            hook: "start function",
+            fault: Fault::Timeout
+        }
+    );
+
+    // Parameters: a plugin without kplug_set_param takes none.
+    let c = compile(&fifo(&[]));
+    let e = c.instantiate(&[("window", "4")], 8).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("parameter `window`: the plugin takes no parameters"),
+        "{e}"
+    );
+    // A plugin rejecting `bad` (code 1) and accepting the rest, checking the bytes it got.
+    let params = r#"
+      (func (export "kplug_alloc") (param i32) (result i32) (i32.const 40000))
+      (func (export "kplug_set_param") (param $kp i32) (param $kl i32) (param $vp i32) (param $vl i32) (result i32)
+        ;; accept only key "ok" with a 1-byte value "7"
+        (if (i32.and (i32.eq (local.get $kl) (i32.const 2))
+                     (i32.eq (i32.load16_u (local.get $kp)) (i32.const 0x6b6f)))
+          (then (return (i32.ne (i32.load8_u (local.get $vp)) (i32.const 0x37)))))
+        (i32.const 1))"#;
+    let c = compile(&fifo(&[("{EXTRA}", params)]));
+    assert!(c.accepts_params());
+    c.instantiate(&[("ok", "7")], 8).expect("accepted");
+    let e = c.instantiate(&[("ok", "7"), ("bad", "1")], 8).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "parameter `bad`: rejected by the plugin (value `1`, code 1)"
+    );
+    let e = c.instantiate(&[("ok", "8")], 8).unwrap_err();
+    assert!(
+        matches!(e, LoadError::Param { ref key, .. } if key == "ok"),
+        "{e}"
+    );
+    let e = c.instantiate(&[("a=b", "1")], 8).unwrap_err();
+    assert!(matches!(e, LoadError::Param { .. }), "{e}");
+}
+
+#[test]
+fn prefetch_buffer_outside_memory_is_refused() {
+    let text = fill(PREFETCH_TEMPLATE, &[("{BODY}", "(i32.const 0)")]).replace(
+        "(result i32) (i32.const 1024))",
+        "(result i32) (i32.const 65000))",
+    );
+    let e = load_err(&text);
+    assert!(
+        matches!(
+            &e,
+            LoadError::Fault {
+                hook: "kplug_prefetch_buf",
+                fault: Fault::InvalidAnswer(_)
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn status_snapshot_has_the_fields_the_ui_needs() {
+    let (_core, status) = run_eviction_workload(&fifo(&[("{VICTIM}", TRAP)]));
+    let s = status.snapshot();
+    assert_eq!(s.name, "fixture");
+    assert_eq!(s.roles, vec![Role::Eviction]);
+    assert_eq!(s.state, PluginState::Failed);
+    assert_eq!(s.faults, 1);
+    assert!(s.calls >= 5);
+    assert!(s.loaded_at > 1_600_000_000_000);
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap()
+            .starts_with("kplug_evict_victim: trap:")
+    );
+}

@@ -1,0 +1,146 @@
+//! The guest SDK end to end: a plugin built with `kplug-sdk` using every role
+//! and parameters, loaded by the host; and the SDK speaks exactly the ABI of
+//! `kplug-abi`, name for name and signature for signature.
+
+mod common;
+
+use common::*;
+use kplug_abi::{self as abi, Role, RoleSet, block_key};
+use kplug_cache::{BlockRange, CacheCore, CoreConfig, Insert};
+use kplug_engine::{LoadError, PluginState};
+
+/// The ABI is defined once, in `kplug-abi`; the SDK must spell its names as literals (in
+/// `extern` blocks and generated exports). Two SDK fixtures that between them call every
+/// import and generate every export are compiled by the engine, which checks each name and
+/// signature against `kplug-abi`; and they must cover the whole ABI, so no function of the
+/// SDK escapes the check.
+#[test]
+fn the_sdk_speaks_exactly_the_abi() {
+    assert_eq!(kplug_sdk::ABI_VERSION, abi::ABI_VERSION);
+    let engine = wasmtime::Engine::default();
+    let mut imports = std::collections::BTreeSet::new();
+    let mut exports = std::collections::BTreeSet::new();
+    for name in ["sdk-roles", "sdk-governor"] {
+        let bytes = fixture_wasm(name);
+        common::engine()
+            .compile(name, bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let m = wasmtime::Module::new(&engine, bytes).unwrap();
+        for i in m.imports() {
+            assert_eq!(i.module(), abi::imports::MODULE, "{name}: {}", i.name());
+            imports.insert(i.name().to_string());
+        }
+        exports.extend(m.exports().map(|e| e.name().to_string()));
+    }
+    for f in abi::imports::ALL {
+        assert!(
+            imports.contains(f.name),
+            "no SDK fixture imports {}",
+            f.name
+        );
+    }
+    for f in abi::exports::ALL {
+        assert!(
+            exports.contains(f.name),
+            "no SDK fixture exports {}",
+            f.name
+        );
+    }
+    assert!(exports.contains(abi::exports::MEMORY));
+    // The SDK's name lists are the ABI's.
+    let names: Vec<&str> = Role::Eviction.exports().iter().map(|f| f.name).collect();
+    assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);
+    let names: Vec<&str> = abi::imports::ALL.iter().map(|f| f.name).collect();
+    assert_eq!(kplug_sdk::names::IMPORTS.to_vec(), names);
+}
+
+#[test]
+fn the_sdk_governor_fixture_ticks_its_candidates() {
+    let c = common::engine()
+        .compile("sdk-governor", fixture_wasm("sdk-governor"))
+        .unwrap();
+    assert!(c.is_governor());
+    let p = c.instantiate(&[], 16).unwrap();
+    let resolve = |n: &str| -> Result<kplug_engine::CompiledPlugin, String> {
+        let (name, bytes) = kplug_catalog::load(n).map_err(|e| e.to_string())?;
+        common::engine()
+            .compile(&name, &bytes)
+            .map_err(|e| e.to_string())
+    };
+    let mut core: CacheCore<()> = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(p, &resolve, 10).unwrap();
+    for i in 0..2000u64 {
+        core.request(i % 40, || ());
+    }
+    let cands = core.candidates();
+    assert_eq!(cands.len(), 2);
+    assert!(cands.iter().any(|c| c.active), "{cands:?}");
+    assert!(cands.iter().all(|c| c.requests > 0));
+}
+
+#[test]
+fn sdk_plugin_serves_all_roles_with_params() {
+    let c = sdk_roles();
+    assert_eq!(
+        c.roles(),
+        RoleSet::of(&[Role::Eviction, Role::Admission, Role::Prefetch])
+    );
+    assert!(c.accepts_params());
+    let p = c
+        .instantiate(&[("window", "2"), ("admit_every", "2")], 4)
+        .unwrap();
+    let status = p.status();
+    let all = RoleSet::of(&[Role::Eviction, Role::Admission, Role::Prefetch]);
+    let mut core: CacheCore<()> = CacheCore::new(4, CoreConfig::default());
+    core.install_plugin(p, all).unwrap();
+    for r in Role::ALL {
+        assert_eq!(core.policy(r).name, "sdk-roles");
+    }
+    // Admission: odd keys refused.
+    assert_eq!(core.insert(3, ()), Insert::Refused);
+    for k in [0, 2, 4, 6, 8] {
+        assert_eq!(core.insert(k, ()), Insert::Inserted);
+    }
+    // Eviction: LRU, so 0 went first.
+    assert_eq!(core.resident_keys(), vec![2, 4, 6, 8]);
+    // Prefetch: window 2 after the block, clamped to the file.
+    assert_eq!(
+        core.prefetch_plan(0, 10, 100, true),
+        vec![BlockRange { start: 11, len: 2 }]
+    );
+    assert_eq!(
+        core.prefetch_plan(0, 98, 100, true),
+        vec![BlockRange { start: 99, len: 1 }]
+    );
+    assert!(core.prefetch_plan(0, 99, 100, true).is_empty());
+    assert_eq!(
+        core.insert_prefetched(block_key(0, 12), ()),
+        Insert::Inserted
+    );
+    assert_eq!(status.state(), PluginState::Active);
+    assert_eq!(core.stats().faults, 0);
+}
+
+#[test]
+fn sdk_plugin_rejects_unknown_and_bad_params() {
+    let e = sdk_roles().instantiate(&[("bogus", "1")], 4).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "parameter `bogus`: rejected by the plugin (value `1`, code 1)"
+    );
+    let e = sdk_roles()
+        .instantiate(&[("window", "many")], 4)
+        .unwrap_err();
+    assert!(
+        matches!(e, LoadError::Param { ref key, .. } if key == "window"),
+        "{e}"
+    );
+    let long = "9".repeat(300);
+    let e = sdk_roles()
+        .instantiate(&[("window", &long)], 4)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "parameter `window`: value is longer than 256 bytes"
+    );
+}

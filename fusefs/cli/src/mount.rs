@@ -1,0 +1,100 @@
+//! `kplugfs mount`: the mount's options, turned into the daemon's [`MountArgs`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kplug_daemon::mount::{self, MountArgs};
+
+use crate::parse_duration;
+
+/// The arguments of `kplugfs mount`.
+#[derive(Debug, clap::Args)]
+pub struct MountCmd {
+    /// The directory whose contents the mount exposes.
+    backing_dir: PathBuf,
+    /// An existing, empty-or-not directory to mount on (not already a mount point).
+    mountpoint: PathBuf,
+    /// Stay in the foreground (for tests, systemd and debugging); Ctrl-C unmounts.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Emulated delay added to every backend data read, e.g. `2ms`, to model a remote
+    /// store in benchmarks. An emulation: it only sleeps.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    backend_latency: Duration,
+    /// FUSE worker threads: a slow read of one file does not stall the others.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
+    /// How long the kernel caches names and attributes (changes made directly in the
+    /// backing dir show through the mount after at most this long).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    attr_timeout: Duration,
+    /// Only the mounting user may use the mount (default when root: everyone may, with
+    /// normal permission checks).
+    #[arg(long)]
+    private: bool,
+    /// Write the daemon's log here (default: discarded in background mode, stderr with
+    /// --foreground).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Capacity of the user-space block cache (e.g. 256MiB, 1GiB). 0 turns the cache and
+    /// the .kplug control directory off: a pure passthrough.
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse_size, default_value = "256MiB")]
+    cache_size: u64,
+    /// Block size of the cache: the unit of caching, eviction and prefetch decisions
+    /// (a power of two, at least 4KiB). See docs/block-cache.md for the default.
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse_size, default_value = "128KiB")]
+    block_size: u64,
+    /// Threads reading prefetched blocks: how many backend reads prefetch keeps in
+    /// flight (raise it for a slow, parallel store).
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    prefetch_threads: u64,
+    /// Forward prefetch hints to the backing files' kernel page cache: through the
+    /// kplug_bridge module (kmod), readahead(2) (syscall), whichever works (auto), or not.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    kernel_hints: kplug_bridge::Mode,
+    /// Drop the kernel's cached pages of a file at every open, so every read reaches the
+    /// daemon and its block cache (by default pages are kept while the file is unchanged).
+    #[arg(long)]
+    no_kernel_cache: bool,
+    /// Write a snapshot of .kplug/stats to the history database every DURATION (0
+    /// disables history). See docs/METRICS.md.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    history_period: Duration,
+    /// The history database (default: /var/lib/kplugfs/history/<mountpoint with / as
+    /// _>.db for root, ~/.local/state/kplugfs/history/... or $XDG_STATE_HOME otherwise).
+    #[arg(long, value_name = "PATH")]
+    history_db: Option<PathBuf>,
+    /// Delete history rows older than DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    history_retention: Duration,
+}
+
+impl MountCmd {
+    /// What the daemon is asked to do.
+    fn into_args(self) -> MountArgs {
+        MountArgs {
+            backing: self.backing_dir,
+            mountpoint: self.mountpoint,
+            foreground: self.foreground,
+            backend_latency: self.backend_latency,
+            threads: self.threads,
+            attr_timeout: self.attr_timeout,
+            allow_other: !self.private && nix::unistd::geteuid().is_root(),
+            log_file: self.log_file,
+            cache_size: self.cache_size,
+            block_size: self.block_size,
+            prefetch_threads: self.prefetch_threads as usize,
+            kernel_hints: self.kernel_hints,
+            kernel_cache: !self.no_kernel_cache,
+            history_period: self.history_period,
+            history_db: self.history_db,
+            history_retention: self.history_retention,
+        }
+    }
+
+    /// Mount; `init_logging` sets up the daemon's log (its file, if any).
+    pub fn run(self, init_logging: impl FnOnce(Option<&Path>)) -> anyhow::Result<()> {
+        mount::mount(&self.into_args(), init_logging)
+    }
+}

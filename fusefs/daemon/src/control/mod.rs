@@ -1,0 +1,135 @@
+//! The control directory `MOUNT/.kplug/`: small virtual trees, like sysfs, through which an
+//! operator manages the plugins of a live mount and reads what it does.
+//!
+//! ```text
+//! .kplug/            dr-xr-xr-x  owner: the mounting user               root.rs
+//! ├── status         r--r--r--   JSON: every plugin, what serves each role   file.rs + report.rs
+//! ├── stats          r--r--r--   JSON: counters and latencies (docs/METRICS.md)
+//! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
+//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! ```
+//!
+//! Each entry is a tree of its own ([`crate::fs::Tree`]) with its own inode and handle
+//! numbers, registered with the router by [`mount`]; `.kplug` itself (`root.rs`) only lists
+//! them. A new entry is one more file here and one more [`Child`] in [`mount`]. The
+//! documents are the typed schema of `crate::monitor::schema`, built in `report.rs`. An
+//! entry named `.kplug` in the backing root is hidden by this tree and never touched.
+//!
+//! **Who may write.** The trees belong to the user who mounted; the kernel's
+//! `default_permissions` check then lets only that user (and root) create, write or remove
+//! files in `plugins/`: anyone else gets EACCES.
+
+mod file;
+mod loader;
+mod node;
+mod plugins;
+mod report;
+mod root;
+mod trace;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use kplug_engine::{EngineConfig, PluginEngine};
+
+pub use node::Owner;
+pub use plugins::parse_params_text;
+pub use report::Sources;
+pub use root::Child;
+
+use crate::data::blockcache::BlockCache;
+use crate::error::Result;
+use crate::fs::{CONTROL_DIR, KplugFs, Tree, TreeIds};
+use crate::fs_err;
+use crate::monitor::history::HistoryState;
+use crate::monitor::schema::{self, Stats, Status};
+
+/// The control plane of one mount: what its virtual trees share.
+pub struct Control {
+    sources: Arc<Sources>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+/// Add `.kplug/` to `fs`: the control trees of a mount owned by `owner`, over `cache`, with
+/// plugins compiled under `engine`.
+pub fn mount(
+    fs: &mut KplugFs,
+    cache: Arc<BlockCache>,
+    owner: Owner,
+    engine: EngineConfig,
+) -> Result<Arc<Control>> {
+    let max_module_bytes = engine.max_module_bytes;
+    let engine = PluginEngine::new(engine).map_err(|e| fs_err!(libc::EIO, "plugin engine: {e}"))?;
+    let recorder = cache.recorder().clone();
+    let (plugins, plugins_ids) = fs.add_tree(|ids| {
+        Arc::new(plugins::PluginsDir::new(
+            ids,
+            owner,
+            loader::Loader::new(cache.clone(), engine),
+            max_module_bytes,
+        ))
+    });
+    let sources = Arc::new(Sources {
+        cache,
+        plugins: plugins.clone(),
+        fuse: fs.fuse_metrics().clone(),
+        history: OnceLock::new(),
+        started_at: Instant::now(),
+    });
+    let s = sources.clone();
+    let (status, status_ids) = fs.add_tree(|ids| {
+        Arc::new(file::RenderedFile::new(
+            ids,
+            owner,
+            "status",
+            Box::new(move || schema::to_text(&s.status())),
+        ))
+    });
+    let s = sources.clone();
+    let (stats, stats_ids) = fs.add_tree(|ids| {
+        Arc::new(file::RenderedFile::new(
+            ids,
+            owner,
+            "stats",
+            Box::new(move || schema::to_text(&s.stats())),
+        ))
+    });
+    let (trace, trace_ids) =
+        fs.add_tree(|ids| Arc::new(trace::TraceFile::new(ids, owner, recorder)));
+    let child = |name, tree: Arc<dyn Tree>, ids: TreeIds| Child {
+        name,
+        tree,
+        root: ids.root(),
+    };
+    let children = vec![
+        child("plugins", plugins, plugins_ids),
+        child("status", status, status_ids),
+        child("stats", stats, stats_ids),
+        child("trace", trace, trace_ids),
+    ];
+    let (_, root) = fs.add_tree(|ids| Arc::new(root::ControlRoot::new(ids, owner, children)));
+    fs.add_junction(CONTROL_DIR, root.root());
+    Ok(Arc::new(Control { sources }))
+}
+
+impl Control {
+    /// `.kplug/stats` now.
+    pub fn stats(&self) -> Stats {
+        self.sources.stats()
+    }
+
+    /// `.kplug/status` now.
+    pub fn status(&self) -> Status {
+        self.sources.status()
+    }
+
+    /// Show the history writer's state in `stats`.
+    pub fn attach_history(&self, history: Arc<HistoryState>) {
+        let _ = self.sources.history.set(history);
+    }
+}

@@ -1,0 +1,633 @@
+//! The block cache: file data served from memory in fixed-size blocks, every decision about
+//! which blocks to keep, admit and prefetch taken by a policy (a WebAssembly plugin or a
+//! built-in), through `kplug_cache::CacheCore`.
+//!
+//! **Locking.** One mutex guards the `CacheCore` and the small tables beside it; it is held
+//! only for bookkeeping and policy calls (tens of ns each), never across backend I/O. A miss
+//! registers a *pending fetch* for its block, drops the lock, reads the block from the backend,
+//! and retakes the lock to insert it. A second reader of the same block waits for that fetch
+//! instead of reading again, and so does a reader of a block a prefetch is already bringing in:
+//! in-flight fetches are deduplicated.
+//!
+//! **Never a wrong byte.** Each file has a *generation*, bumped by every invalidation (a
+//! write, truncate or fallocate through the mount, or a change seen behind it at open). A fetch
+//! records the generation when it starts and inserts its block only if the generation is
+//! unchanged when it ends; invalidation also detaches the file's pending fetches, so a reader
+//! that arrives after a write never joins a fetch that may have read the old bytes. A cached
+//! block shorter than the block size (end of file) is used only while the file still ends
+//! inside it. A write through the mount is bracketed by `write_begin`/`write_end`: reads of
+//! the file wait while it is in progress, so none can be answered from before the write and
+//! leave old bytes in the kernel's page cache once the writer's `write()` has returned (the
+//! kernel drops written pages as soon as they are copied, before the daemon sees the write).
+//! Plugin faults never reach this file: the core falls back to a built-in policy
+//! and completes the call.
+//!
+//! **Prefetch.** After each block access the prefetch policy may ask for ranges; the core
+//! validates them, clamps them to its per-access budget and filters what is resident or in
+//! flight. Dedicated prefetch threads (not the FUSE workers, `--prefetch-threads`, default
+//! 2) fetch them, one job per block so a window is fetched in parallel (a slow store's
+//! throughput is its concurrency); the queue is bounded (`MAX_QUEUED_PREFETCH` blocks), and
+//! what does not fit is dropped, so prefetch never starves demand reads. Each range is also forwarded to the kernel bridge (`--kernel-hints`), which
+//! asks the backing filesystem's page cache to read it ahead.
+//!
+//! **Keys.** A block's key is `(file_id << 32) | block_index`, with a 32-bit `file_id` given
+//! to each inode the first time it is read (ids are not reused during a mount).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kplug_abi::block_key;
+use kplug_cache::{BlockRange, CacheCore, CacheStats, CoreConfig, Insert};
+use kplug_engine::Figures;
+
+use super::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
+use super::{Backend, DataCache, FileRef};
+use crate::error::Result;
+use crate::fs::sys;
+use crate::monitor::recorder::Recorder;
+use kplug_traces::Op;
+
+/// A cached block: the bytes of `[index * block_size, ..)`, shorter at end of file.
+pub type Block = Arc<[u8]>;
+
+/// Most prefetch blocks queued for the prefetch threads at once; more are dropped. Enough to
+/// keep two threads busy through a few readahead windows, small enough that a burst of
+/// prefetch cannot delay demand reads by more than a few backend round trips.
+pub const MAX_QUEUED_PREFETCH: usize = 512;
+
+/// Settings of a block cache.
+#[derive(Debug, Clone)]
+pub struct BlockCacheConfig {
+    /// Bytes per block.
+    pub block_size: u64,
+    /// Capacity in bytes (rounded down to whole blocks).
+    pub capacity_bytes: u64,
+    /// Prefetch threads.
+    pub prefetch_threads: usize,
+    /// Built-in policies and prefetch budget of the core.
+    pub core: CoreConfig,
+}
+
+impl Default for BlockCacheConfig {
+    fn default() -> Self {
+        Self {
+            block_size: 128 << 10,
+            capacity_bytes: 256 << 20,
+            prefetch_threads: 2,
+            core: CoreConfig::default(),
+        }
+    }
+}
+
+/// Where a kernel readahead hint goes (the kernel bridge); `None` forwards nothing.
+pub trait HintSink: Send + Sync {
+    /// Ask the kernel to read `[offset, offset + len)` of `fd` ahead.
+    fn hint(&self, fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64);
+
+    /// What was forwarded so far, for `.kplug/stats`.
+    fn stats(&self) -> HintCounters {
+        HintCounters::default()
+    }
+}
+
+/// Counters of a [`HintSink`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HintCounters {
+    /// Where hints go (`kmod`, `readahead`, `fadvise`, `off`).
+    pub backend: String,
+    /// Hints forwarded successfully.
+    pub forwarded: u64,
+    /// Bytes those hints asked the kernel to read ahead (clamped to end of file).
+    pub bytes: u64,
+    /// Hints the kernel refused.
+    pub errors: u64,
+}
+
+/// One fetch in progress; readers of the same block wait on it.
+#[derive(Default)]
+struct Pending {
+    result: Mutex<Option<std::result::Result<Block, i32>>>,
+    cv: Condvar,
+}
+
+impl Pending {
+    fn complete(&self, r: std::result::Result<Block, i32>) {
+        *self.result.lock() = Some(r);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> std::result::Result<Block, i32> {
+        let mut g = self.result.lock();
+        while g.is_none() {
+            self.cv.wait(&mut g);
+        }
+        g.clone().expect("set")
+    }
+}
+
+#[derive(Default)]
+struct FileState {
+    id: u32,
+    version: u64,
+    /// Writes through the mount in progress on this file: reads wait for them.
+    writing: u32,
+}
+
+struct Inner {
+    core: CacheCore<Block>,
+    files: HashMap<u64, FileState>,
+    next_file_id: u32,
+    pending: HashMap<u64, (u64, Arc<Pending>)>,
+    queued_prefetch: usize,
+}
+
+impl Inner {
+    fn file(&mut self, ino: u64) -> &mut FileState {
+        let next = &mut self.next_file_id;
+        self.files.entry(ino).or_insert_with(|| {
+            let id = *next;
+            *next = next.wrapping_add(1).max(1);
+            FileState {
+                id,
+                ..Default::default()
+            }
+        })
+    }
+
+    fn detach_pending(&mut self, id: u32) {
+        self.pending.retain(|k, _| (k >> 32) as u32 != id);
+    }
+}
+
+struct PrefetchJob {
+    ino: u64,
+    file_id: u32,
+    version: u64,
+    fd: Arc<OwnedFd>,
+    blocks: Vec<(u64, Arc<Pending>)>,
+}
+
+/// Counters of the block cache beyond the core's.
+#[derive(Debug, Default)]
+pub struct BlockCacheCounters {
+    /// Prefetch blocks dropped because the queue was full.
+    pub prefetch_dropped: AtomicU64,
+    /// Demand reads that waited for a fetch already in flight.
+    pub deduplicated: AtomicU64,
+    /// Fetched blocks not inserted because their file changed meanwhile.
+    pub stale_fetches: AtomicU64,
+}
+
+/// The plugin-driven block cache. See the module docs.
+pub struct BlockCache {
+    inner: Arc<Mutex<Inner>>,
+    backend: Arc<Backend>,
+    block_size: u64,
+    queue: Arc<WorkQueue<PrefetchJob>>,
+    hints: Option<Arc<dyn HintSink>>,
+    counters: Arc<BlockCacheCounters>,
+    /// Signalled when a file's last write in progress ends.
+    writes_done: Condvar,
+    recorder: Arc<Recorder>,
+    /// The core's introspection figures (fed the backend latency, read without the lock).
+    figures: Arc<Figures>,
+    /// Whether the governor ticker runs.
+    ticker: std::sync::atomic::AtomicBool,
+}
+
+/// Period of a governor's ticks in a mount (the simulator ticks every N requests).
+pub const GOVERNOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Drop for BlockCache {
+    /// The prefetch threads finish what is queued and exit.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("block_size", &self.block_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockCache {
+    /// A cache over `backend`, with prefetch threads started, forwarding prefetch ranges to
+    /// `hints` when given.
+    pub fn new(
+        backend: Arc<Backend>,
+        config: BlockCacheConfig,
+        hints: Option<Arc<dyn HintSink>>,
+    ) -> Arc<Self> {
+        assert!(
+            config.block_size >= 4096 && config.block_size.is_power_of_two(),
+            "block size"
+        );
+        let capacity = config.capacity_bytes / config.block_size;
+        let core = CacheCore::new(capacity, config.core.clone());
+        let figures = core.figures().clone();
+        let inner = Arc::new(Mutex::new(Inner {
+            core,
+            files: HashMap::new(),
+            next_file_id: 1,
+            pending: HashMap::new(),
+            queued_prefetch: 0,
+        }));
+        let queue = Arc::new(WorkQueue::<PrefetchJob>::default());
+        let counters = Arc::new(BlockCacheCounters::default());
+        let recorder = Recorder::new();
+        for i in 0..config.prefetch_threads.max(1) {
+            let queue = queue.clone();
+            let inner = inner.clone();
+            let backend = backend.clone();
+            let counters = counters.clone();
+            let recorder = recorder.clone();
+            let figures = figures.clone();
+            let bs = config.block_size;
+            sync::spawn(format!("kplugfs-prefetch-{i}"), move || {
+                while let Some(job) = queue.pop() {
+                    run_prefetch(&inner, &backend, bs, &counters, &recorder, &figures, job);
+                }
+            })
+            .expect("spawn prefetch thread");
+        }
+        Arc::new(Self {
+            inner,
+            backend,
+            block_size: config.block_size,
+            queue,
+            hints,
+            counters,
+            writes_done: Condvar::new(),
+            recorder,
+            figures,
+            ticker: Default::default(),
+        })
+    }
+
+    /// Tick a governor plugin every [`GOVERNOR_TICK`] from a thread of its own, started
+    /// once (the first time a governor is installed) and ending with the cache.
+    pub fn start_governor_ticker(&self) {
+        if self.ticker.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        let _ = sync::spawn("kplugfs-governor".into(), move || {
+            loop {
+                std::thread::sleep(GOVERNOR_TICK);
+                match inner.upgrade() {
+                    Some(i) => i.lock().core.governor_tick(),
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// The recorder of data accesses (`kplugfs trace record`).
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// Bytes per block.
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Run `f` with the core locked (plugin installation, status).
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut CacheCore<Block>) -> R) -> R {
+        f(&mut self.inner.lock().core)
+    }
+
+    /// The core's counters.
+    pub fn stats(&self) -> CacheStats {
+        *self.inner.lock().core.stats()
+    }
+
+    /// Resident blocks and capacity in blocks.
+    pub fn occupancy(&self) -> (u64, u64) {
+        let g = self.inner.lock();
+        (g.core.len() as u64, g.core.capacity())
+    }
+
+    /// Counters of this layer.
+    pub fn counters(&self) -> &BlockCacheCounters {
+        &self.counters
+    }
+
+    /// What the kernel hint sink forwarded; `None` with `--kernel-hints off`.
+    pub fn hint_stats(&self) -> Option<HintCounters> {
+        self.hints.as_ref().map(|h| h.stats())
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Get block `index` of `file`: from the cache, from a fetch in flight, or from the
+    /// backend. Returns the block and whether it was a hit.
+    fn block(&self, file: FileRef<'_>, file_size: u64, index: u64) -> Result<(Block, bool)> {
+        let bs = self.block_size;
+        let mut g = self.inner.lock();
+        while g.files.get(&file.ino).is_some_and(|f| f.writing > 0) {
+            self.writes_done.wait(&mut g);
+        }
+        let (id, version) = {
+            let f = g.file(file.ino);
+            (f.id, f.version)
+        };
+        let key = block_key(id, index as u32);
+        let file_blocks = file_size.div_ceil(bs);
+        let cached = g.core.get(key).cloned();
+        if let Some(b) = cached {
+            let start = index * bs;
+            let valid = b.len() as u64 == bs || start + b.len() as u64 == file_size;
+            if valid {
+                self.plan_prefetch(&mut g, file, id, version, index, file_blocks, true);
+                return Ok((b, true));
+            }
+            // A short block of a file that grew: drop it and fetch again.
+            g.core.remove(key);
+        }
+        let joined = match g.pending.get(&key) {
+            Some((pversion, p)) if *pversion == version => Some(p.clone()),
+            _ => None,
+        };
+        let pending = match &joined {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(Pending::default());
+                g.pending.insert(key, (version, p.clone()));
+                p
+            }
+        };
+        self.plan_prefetch(&mut g, file, id, version, index, file_blocks, false);
+        drop(g);
+        if joined.is_some() {
+            self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+            if let Ok(b) = pending.wait() {
+                return Ok((b, false));
+            }
+            // The fetch we joined failed: read ourselves, without caching.
+            let data = self.backend.read_at(file.fd, index * bs, bs as usize)?;
+            return Ok((data.into(), false));
+        }
+        let started = std::time::Instant::now();
+        let result = self.backend.read_at(file.fd, index * bs, bs as usize);
+        self.figures
+            .note_backend_latency(started.elapsed().as_nanos() as u64);
+        let mut g = self.inner.lock();
+        if let Some((_, p)) = g.pending.get(&key)
+            && Arc::ptr_eq(p, &pending)
+        {
+            g.pending.remove(&key);
+        }
+        match result {
+            Ok(data) => {
+                let block: Block = data.into();
+                if g.file(file.ino).version == version {
+                    g.core.insert(key, block.clone());
+                } else {
+                    self.counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(g);
+                pending.complete(Ok(block.clone()));
+                Ok((block, false))
+            }
+            Err(e) => {
+                drop(g);
+                pending.complete(Err(e.errno()));
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_prefetch(
+        &self,
+        g: &mut MutexGuard<'_, Inner>,
+        file: FileRef<'_>,
+        id: u32,
+        version: u64,
+        index: u64,
+        file_blocks: u64,
+        hit: bool,
+    ) {
+        let plan = g.core.prefetch_plan(id, index as u32, file_blocks, hit);
+        if plan.is_empty() {
+            return;
+        }
+        let bs = self.block_size;
+        let mut blocks = Vec::new();
+        for r in &plan {
+            if g.queued_prefetch + blocks.len() + r.len as usize > MAX_QUEUED_PREFETCH {
+                g.core.cancel_prefetch(id, *r);
+                self.counters
+                    .prefetch_dropped
+                    .fetch_add(r.len, Ordering::Relaxed);
+                continue;
+            }
+            for b in r.start..r.start + r.len {
+                let key = block_key(id, b as u32);
+                if g.pending.get(&key).is_some_and(|(pv, _)| *pv == version) {
+                    // A demand read is already fetching it.
+                    g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
+                    continue;
+                }
+                let p = Arc::new(Pending::default());
+                g.pending.insert(key, (version, p.clone()));
+                blocks.push((b, p));
+            }
+        }
+        if let Some(h) = &self.hints {
+            for r in &plan {
+                h.hint(file.fd, r.start * bs, r.len * bs);
+            }
+        }
+        if blocks.is_empty() {
+            return;
+        }
+        let fd = match file.fd.try_clone_to_owned() {
+            Ok(fd) => Arc::new(fd),
+            Err(_) => {
+                for r in &plan {
+                    g.core.cancel_prefetch(id, *r);
+                }
+                for (b, p) in &blocks {
+                    g.pending.remove(&block_key(id, *b as u32));
+                    p.complete(Err(libc::EMFILE));
+                }
+                return;
+            }
+        };
+        g.queued_prefetch += blocks.len();
+        // One job per block: the prefetch threads fetch a window's blocks in parallel (a
+        // slow store's throughput is its concurrency), not one thread the whole window.
+        for (b, p) in blocks {
+            let job = PrefetchJob {
+                ino: file.ino,
+                file_id: id,
+                version,
+                fd: fd.clone(),
+                blocks: vec![(b, p)],
+            };
+            if let Err(job) = self.queue.push(job) {
+                g.queued_prefetch -= job.blocks.len();
+                for (b, p) in job.blocks {
+                    g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
+                    g.pending.remove(&block_key(id, b as u32));
+                    p.complete(Err(libc::EAGAIN));
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_prefetch(
+    inner: &Mutex<Inner>,
+    backend: &Backend,
+    bs: u64,
+    counters: &BlockCacheCounters,
+    recorder: &Recorder,
+    figures: &Figures,
+    job: PrefetchJob,
+) {
+    for (b, pending) in job.blocks {
+        let key = block_key(job.file_id, b as u32);
+        recorder.record(job.ino, b * bs, bs, Op::Read, false, true);
+        let started = std::time::Instant::now();
+        let result = backend.read_at(job.fd.as_fd(), b * bs, bs as usize);
+        figures.note_backend_latency(started.elapsed().as_nanos() as u64);
+        let mut g = inner.lock();
+        g.queued_prefetch -= 1;
+        if let Some((_, p)) = g.pending.get(&key)
+            && Arc::ptr_eq(p, &pending)
+        {
+            g.pending.remove(&key);
+        }
+        let current = g.files.get(&job.ino).map(|f| f.version);
+        match result {
+            Ok(data) => {
+                let block: Block = data.into();
+                if current == Some(job.version) {
+                    if g.core.insert_prefetched(key, block.clone()) == Insert::Stale {
+                        counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    g.core
+                        .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
+                    counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(g);
+                pending.complete(Ok(block));
+            }
+            Err(e) => {
+                g.core
+                    .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
+                drop(g);
+                pending.complete(Err(e.errno()));
+            }
+        }
+    }
+}
+
+/// Bump `ino`'s generation and drop its cached blocks overlapping `[offset, offset + len)`.
+/// Writes past the end change the length of the last cached block: the read path revalidates
+/// short blocks against the file size.
+fn drop_range(g: &mut Inner, ino: u64, offset: u64, len: u64, bs: u64) {
+    let Some(f) = g.files.get_mut(&ino) else {
+        return;
+    };
+    f.version += 1;
+    let id = f.id;
+    g.detach_pending(id);
+    let first = offset / bs;
+    let last = offset.saturating_add(len.max(1) - 1) / bs;
+    if last - first >= 64 || last > u32::MAX as u64 {
+        g.core.remove_file(id, first.min(u32::MAX as u64) as u32);
+    } else {
+        for b in first..=last {
+            g.core.remove(block_key(id, b as u32));
+        }
+    }
+}
+
+impl DataCache for BlockCache {
+    fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let size = sys::fstat(file.fd)?.st_size as u64;
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + len as u64);
+        let bs = self.block_size;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut pos = offset;
+        let mut all_hit = true;
+        while pos < end {
+            let index = pos / bs;
+            let (block, hit) = self.block(file, size, index)?;
+            all_hit &= hit;
+            let in_block = (pos - index * bs) as usize;
+            if in_block >= block.len() {
+                break; // the file shrank under us: a short read, as from the backing file
+            }
+            let take = (block.len() - in_block).min((end - pos) as usize);
+            out.extend_from_slice(&block[in_block..in_block + take]);
+            pos += take as u64;
+        }
+        self.recorder
+            .record(file.ino, offset, out.len() as u64, Op::Read, all_hit, false);
+        Ok(out)
+    }
+
+    fn invalidate(&self, ino: u64, offset: u64, len: u64) {
+        drop_range(&mut self.inner.lock(), ino, offset, len, self.block_size);
+    }
+
+    fn write_begin(&self, ino: u64, offset: u64, len: u64) {
+        let mut g = self.inner.lock();
+        // Also for a file never read yet: a first read racing this write must wait too
+        // (found by tests/shuttle).
+        g.file(ino).writing += 1;
+        drop_range(&mut g, ino, offset, len, self.block_size);
+    }
+
+    fn write_end(&self, ino: u64, offset: u64, len: u64) {
+        // An O_APPEND write is announced as [0, MAX): its offset is not known here.
+        let recorded_len = if len == u64::MAX { 0 } else { len };
+        self.recorder
+            .record(ino, offset, recorded_len, Op::Write, false, false);
+        let mut g = self.inner.lock();
+        let Some(f) = g.files.get_mut(&ino) else {
+            return;
+        };
+        let was_writing = f.writing > 0;
+        f.writing = f.writing.saturating_sub(1);
+        let idle = f.writing == 0;
+        drop_range(&mut g, ino, offset, len, self.block_size);
+        drop(g);
+        if was_writing && idle {
+            self.writes_done.notify_all();
+        }
+    }
+
+    fn invalidate_file(&self, ino: u64) {
+        let mut g = self.inner.lock();
+        let Some(f) = g.files.get_mut(&ino) else {
+            return;
+        };
+        f.version += 1;
+        let id = f.id;
+        g.detach_pending(id);
+        g.core.remove_file(id, 0);
+    }
+
+    fn name(&self) -> &'static str {
+        "block-cache"
+    }
+}

@@ -1,0 +1,144 @@
+//! The data path: every read of file data goes through a [`DataCache`].
+//!
+//! The filesystem core never reads file data itself; it asks its `DataCache` for
+//! `(file, offset, len)` and tells it when data changes through the mount (write, truncate,
+//! copy_file_range, fallocate) so cached copies are dropped. Writes themselves are
+//! write-through and go straight to the backing file: when `write()` returns, the bytes are
+//! in the backing file, and only then is the cache told.
+//!
+//! [`Passthrough`] is the simplest cache: none at all, every read goes to the [`Backend`].
+//! The block cache driven by WebAssembly plugins implements the same trait.
+//!
+//! The [`Backend`] is the only code that reads backing file data, so it is also where
+//! `--backend-latency` lives: an *emulated* delay added to each backend data read, to model a
+//! remote object store in benchmarks. It delays the calling thread only; other requests keep
+//! being served by the other FUSE worker threads.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::fs::sys;
+use crate::monitor::metrics::{Counter, Histogram, HistogramSnapshot};
+
+pub mod blockcache;
+pub mod sync;
+
+/// A file the data path reads from: its FUSE inode number and an open backing descriptor.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a> {
+    /// FUSE inode number (stable for the life of the mount).
+    pub ino: u64,
+    /// An open descriptor of the backing file, readable.
+    pub fd: BorrowedFd<'a>,
+}
+
+/// What the filesystem core needs from a data cache.
+pub trait DataCache: Send + Sync {
+    /// Read up to `len` bytes at `offset`; fewer only at end of file.
+    fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>>;
+
+    /// Data of `ino` in `[offset, offset + len)` changed through the mount.
+    fn invalidate(&self, ino: u64, offset: u64, len: u64);
+
+    /// A write of `[offset, offset + len)` of `ino` is about to reach the backing file. Until
+    /// the matching [`write_end`](DataCache::write_end), a cache must not serve that file's
+    /// data from before the write: a read handled meanwhile would put old bytes into the
+    /// kernel's page cache after the writer's `write()` returned.
+    fn write_begin(&self, _ino: u64, _offset: u64, _len: u64) {}
+
+    /// The write announced by [`write_begin`](DataCache::write_begin) is done (or failed).
+    fn write_end(&self, ino: u64, offset: u64, len: u64) {
+        self.invalidate(ino, offset, len);
+    }
+
+    /// All cached data of `ino` is stale (truncate, open of a file changed behind the mount,
+    /// last link removed).
+    fn invalidate_file(&self, ino: u64);
+
+    /// A short name for logs and status (`passthrough`, `block-cache`).
+    fn name(&self) -> &'static str;
+}
+
+/// Reads backing file data, with an optional emulated latency.
+#[derive(Debug, Default)]
+pub struct Backend {
+    latency: Duration,
+    /// Successful data reads, bytes they returned, and their latency (the emulated delay
+    /// included): sharded, since demand and prefetch threads read at once.
+    reads: Counter,
+    bytes: Counter,
+    read_latency: Histogram,
+}
+
+impl Backend {
+    /// A backend adding `latency` to every data read (zero for none).
+    pub fn new(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Default::default()
+        }
+    }
+
+    /// Read up to `len` bytes at `offset` from `fd`.
+    pub fn read_at(&self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        if !self.latency.is_zero() {
+            std::thread::sleep(self.latency);
+        }
+        let mut buf = vec![0u8; len];
+        let n = sys::pread_full(fd.as_raw_fd(), &mut buf, offset)?;
+        buf.truncate(n);
+        self.read_latency.record_duration(start.elapsed());
+        self.reads.inc();
+        self.bytes.add(n as u64);
+        Ok(buf)
+    }
+
+    /// The emulated latency.
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// Data reads issued so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    /// Latencies of the data reads so far (ns, emulated delay included).
+    pub fn read_latency(&self) -> HistogramSnapshot {
+        self.read_latency.snapshot()
+    }
+}
+
+/// No cache: every read goes to the backend.
+#[derive(Debug)]
+pub struct Passthrough {
+    backend: std::sync::Arc<Backend>,
+}
+
+impl Passthrough {
+    /// A pass-through over `backend`.
+    pub fn new(backend: std::sync::Arc<Backend>) -> Self {
+        Self { backend }
+    }
+}
+
+impl DataCache for Passthrough {
+    fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
+        self.backend.read_at(file.fd, offset, len as usize)
+    }
+
+    fn invalidate(&self, _ino: u64, _offset: u64, _len: u64) {}
+
+    fn invalidate_file(&self, _ino: u64) {}
+
+    fn name(&self) -> &'static str {
+        "passthrough"
+    }
+}

@@ -1,0 +1,21 @@
+//! The locks, condition variables and threads of the block cache, in one place so the
+//! shuttle tests can swap them.
+//!
+//! Here they are parking_lot's `Mutex`/`Condvar` and `std::thread`. `tests/shuttle/` compiles
+//! the block cache's source file (and [`WorkQueue`]'s) a second time inside its own crate,
+//! next to a module of the same name and API built on shuttle's primitives, so the block
+//! cache's own code runs under shuttle's scheduler, which explores the interleavings of its
+//! lock and condvar operations. No feature changes this crate. Plain atomics stay `std`:
+//! they only count.
+
+pub use parking_lot::{Condvar, Mutex, MutexGuard};
+
+mod workqueue;
+
+pub use workqueue::WorkQueue;
+
+/// Start a named thread.
+pub fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(f)?;
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! One typed schema for what the daemon reports: `.kplug/stats` ([`Stats`]) and
+//! `.kplug/status` ([`Status`]).
+//!
+//! The daemon renders these structs, the history writer stores them (`history.rs`), and
+//! every reader (`kplugfs stats`, `kplugfs trace replay`, the tests) parses them back with
+//! the same types, so a renamed or retyped field is a compile error on one side or a parse
+//! error on the other, never a silent zero. Every field is documented in `docs/METRICS.md`;
+//! `fusefs/daemon/tests/schema.rs` walks a full document (plugins, hints and history
+//! present) and fails on any field the page does not name, and checks that a history row
+//! round-trips.
+//!
+//! Fields are declared in alphabetical order, so the documents' keys come out sorted, as
+//! they always have. A field added later must be `#[serde(default)]`, so that history rows
+//! written before it still parse.
+
+use std::collections::BTreeMap;
+
+use kplug_abi::Role;
+use kplug_engine::PluginState;
+use serde::{Deserialize, Serialize};
+
+pub use super::metrics::LatencyUs;
+
+/// `.kplug/stats`: counters and latencies of every layer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Which policy serves each role.
+    pub active: ActiveRoles,
+    /// Reads of the backing store.
+    pub backend: BackendStats,
+    /// The block cache's counters.
+    pub cache: CacheCounters,
+    /// FUSE requests, per operation seen at least once.
+    pub fuse: BTreeMap<String, FuseOpStats>,
+    /// The history writer, when history is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryInfo>,
+    /// The kernel hint sink; `null` with `--kernel-hints off`.
+    pub kernel_hints: Option<HintStats>,
+    /// Every plugin file, by plugin name.
+    pub plugins: BTreeMap<String, PluginStats>,
+    /// Prefetch counters, in blocks.
+    pub prefetch: PrefetchCounters,
+    /// When the snapshot was taken, ms since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// ms since the mount's control plane started.
+    pub uptime_ms: u64,
+}
+
+/// The policy serving each role: a plugin's name, or `builtin:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ActiveRoles {
+    /// Admission.
+    pub admission: String,
+    /// Eviction.
+    pub eviction: String,
+    /// Prefetch.
+    pub prefetch: String,
+}
+
+/// `stats.backend`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BackendStats {
+    /// Bytes the reads returned.
+    pub bytes: u64,
+    /// The `--backend-latency` delay added to each read, µs.
+    pub emulated_latency_us: u64,
+    /// Latency of a read, µs, the emulated delay included.
+    pub latency_us: LatencyUs,
+    /// Successful data reads (demand misses and prefetches).
+    pub reads: u64,
+}
+
+/// `cache`, in `.kplug/stats` and `.kplug/status`: the cache core's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheCounters {
+    /// Fetched blocks the admission policy kept out.
+    pub admission_refusals: u64,
+    /// Bytes per block.
+    pub block_size: u64,
+    /// Capacity in blocks.
+    pub capacity_blocks: u64,
+    /// Demand reads that waited for a fetch already in flight.
+    pub deduplicated_fetches: u64,
+    /// Blocks evicted to make room.
+    pub evictions: u64,
+    /// Plugin faults the core handled.
+    pub faults: u64,
+    /// Block lookups answered from the cache.
+    pub hits: u64,
+    /// Blocks inserted.
+    pub insertions: u64,
+    /// Blocks dropped because their file changed.
+    pub invalidations: u64,
+    /// Block lookups that had to fetch.
+    pub misses: u64,
+    /// Times a governor switched the policy serving a role.
+    pub policy_switches: u64,
+    /// Blocks in the cache now.
+    pub resident_blocks: u64,
+    /// Fetched blocks not inserted because their file changed meanwhile.
+    pub stale_fetches_dropped: u64,
+}
+
+/// `fuse.<op>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FuseOpStats {
+    /// Bytes read or written (read, write, copy_file_range).
+    pub bytes: u64,
+    /// Requests.
+    pub count: u64,
+    /// Requests answered with an error.
+    pub errors: u64,
+    /// Time in the daemon per request, µs.
+    pub latency_us: LatencyUs,
+}
+
+/// `stats.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryInfo {
+    /// Why history stopped, if it did.
+    pub error: Option<String>,
+    /// The database file.
+    pub path: String,
+    /// Time between samples, ms.
+    pub period_ms: u64,
+    /// Rows older than this are deleted, ms.
+    pub retention_ms: u64,
+    /// Rows written since the mount.
+    pub rows_written: u64,
+}
+
+/// `stats.kernel_hints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintStats {
+    /// Where hints go: `kmod`, `readahead`, `fadvise`.
+    pub backend: String,
+    /// Bytes the hints asked the kernel to read ahead.
+    pub bytes: u64,
+    /// Hints the kernel refused.
+    pub errors: u64,
+    /// Hints forwarded.
+    pub forwarded: u64,
+}
+
+/// `stats.plugins.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginStats {
+    /// The roles it serves now.
+    pub active_roles: Vec<Role>,
+    /// Hook calls.
+    pub calls: u64,
+    /// Faults (a fault disables it).
+    pub faults: u64,
+    /// Whether it is a governor.
+    pub governor: bool,
+    /// The roles it implements.
+    pub roles: Vec<Role>,
+    /// `active`, `failed` or `disabled`.
+    pub state: PluginState,
+    /// Estimated ns spent in its hooks (sampled).
+    pub time_ns: u64,
+}
+
+/// `prefetch`, in blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PrefetchCounters {
+    /// Prefetched blocks fetched and inserted.
+    pub completed_blocks: u64,
+    /// Blocks not prefetched because the queue was full.
+    pub dropped_blocks: u64,
+    /// Blocks the prefetch policy asked for (after validation and budget).
+    pub issued_blocks: u64,
+    /// Prefetched blocks hit before leaving the cache.
+    pub used_blocks: u64,
+    /// Prefetched blocks evicted or invalidated unread.
+    pub wasted_blocks: u64,
+}
+
+/// `.kplug/status`: the plugins and which policy serves each role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Which policy serves each role, the governor and its candidates.
+    pub active: ActiveStatus,
+    /// Reads of the backing store.
+    pub backend: StatusBackend,
+    /// The block cache's counters (as in stats).
+    pub cache: CacheCounters,
+    /// Every plugin file (parameter files aside), by file name.
+    pub plugins: Vec<PluginEntry>,
+    /// Prefetch counters (as in stats).
+    pub prefetch: PrefetchCounters,
+}
+
+/// `status.active`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveStatus {
+    /// Admission.
+    pub admission: String,
+    /// A governor's candidates.
+    pub candidates: Vec<CandidateEntry>,
+    /// Eviction.
+    pub eviction: String,
+    /// The governor, if one is installed.
+    pub governor: Option<String>,
+    /// Prefetch.
+    pub prefetch: String,
+}
+
+/// `status.active.candidates[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidateEntry {
+    /// Whether it serves its role now.
+    pub active: bool,
+    /// Demand hits counted for it.
+    pub hits: u64,
+    /// Demand requests counted for it.
+    pub requests: u64,
+    /// Its role.
+    pub role: Role,
+    /// The spec the governor registered.
+    pub spec: String,
+}
+
+/// `status.backend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusBackend {
+    /// Bytes read.
+    pub bytes: u64,
+    /// The emulated `--backend-latency`, µs (`stats` calls it `emulated_latency_us`, and
+    /// gives the measured latency as `latency_us`).
+    pub latency_us: u64,
+    /// Data reads.
+    pub reads: u64,
+}
+
+/// `status.plugins[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginEntry {
+    /// Hook calls.
+    pub calls: u64,
+    /// The fault, refusal or reason that ended it.
+    pub error: Option<String>,
+    /// Faults seen.
+    pub faults: u64,
+    /// Its file in `plugins/`.
+    pub file: String,
+    /// Whether it is a governor.
+    pub governor: bool,
+    /// When it was loaded (or refused), ms since the Unix epoch.
+    pub loaded_at: u64,
+    /// Its name (the file name without `.wasm`).
+    pub name: String,
+    /// The text of `NAME.params`, when present.
+    pub params: Option<String>,
+    /// The roles it implements.
+    pub roles: Vec<Role>,
+    /// `active`, `failed` or `disabled`.
+    pub state: PluginState,
+    /// µs from the `close()` that loaded it to its first decision; null until then.
+    pub swap_latency_us: Option<u64>,
+}
+
+/// A document as the daemon writes it: pretty JSON and a newline.
+pub fn to_text(doc: &impl Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(doc).expect("documents serialize");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,392 @@
+//! The wasmtime engine shared by all plugins, its epoch ticker, and compilation
+//! with ABI validation.
+//!
+//! One [`PluginEngine`] per process: it owns the wasmtime `Engine` (compiled
+//! code is tied to it), a `Linker` holding the three `kplug.*` host imports,
+//! and one ticker thread that bumps the engine's epoch every
+//! [`abi::EPOCH_TICK`]. Epoch interruption is the cheapest way to bound a call:
+//! the generated code only compares a counter at loop headers and function
+//! entries, and setting a deadline before a call is a load and a store. Fuel is
+//! off (it costs on every basic block and we do not meter, only bound).
+//!
+//! Compilation is where load-time refusals happen, before any plugin code
+//! runs: size limit, magic header, wasmtime validation (with threads,
+//! memory64, multi-memory, GC and the component model off, so there is exactly
+//! one 32-bit non-shared memory), imports checked against the `kplug` set
+//! (anything else, WASI included, is refused with its name), the required
+//! exports, and each role's export set, which must be complete and exactly
+//! typed. The result, [`CompiledPlugin`], is cheap to clone and to instantiate
+//! many times (an `InstancePre` is cached), e.g. once per mount and per
+//! simulator run.
+//!
+//! The ticker thread holds only a clone of the wasmtime `Engine` and a stop
+//! flag; it ends within a tick of the last `PluginEngine` clone (held by every
+//! compiled plugin and instance) being dropped.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::{
+    Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, ValType,
+};
+
+use crate::error::LoadError;
+use crate::imports;
+use crate::state::HostState;
+use kplug_abi::{self as abi, Func, Role, RoleSet, exports as exp, imports as imp};
+
+/// Tunables of a [`PluginEngine`]; the defaults are the documented ABI limits.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Cap on each plugin's linear memory, in bytes.
+    pub memory_limit: usize,
+    /// Largest module accepted, in bytes.
+    pub max_module_bytes: usize,
+    /// Per-hook deadline in epoch ticks (a call times out after `ticks - 1`
+    /// to `ticks` ticks of [`abi::EPOCH_TICK`]).
+    pub hook_deadline_ticks: u64,
+    /// Deadline of `kplug_set_param`/`kplug_init` in ticks.
+    pub init_deadline_ticks: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            memory_limit: abi::DEFAULT_MEMORY_LIMIT,
+            max_module_bytes: abi::MAX_MODULE_BYTES,
+            hook_deadline_ticks: abi::DEFAULT_HOOK_DEADLINE_TICKS,
+            init_deadline_ticks: abi::DEFAULT_INIT_DEADLINE_TICKS,
+        }
+    }
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: EngineConfig,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The process-wide plugin engine: compiles and validates plugins. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl PluginEngine {
+    /// Creates the engine and starts its epoch ticker thread.
+    pub fn new(config: EngineConfig) -> Result<PluginEngine, LoadError> {
+        let mut c = Config::new();
+        c.epoch_interruption(true)
+            .consume_fuel(false)
+            .max_wasm_stack(abi::MAX_WASM_STACK)
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_memory64(false)
+            .wasm_multi_memory(false);
+        let engine = Engine::new(&c).map_err(|e| LoadError::Instantiate(format!("engine: {e}")))?;
+        let linker =
+            imports::linker(&engine).map_err(|e| LoadError::Instantiate(format!("linker: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticker_engine, ticker_stop) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("kplug-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(abi::EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| LoadError::Instantiate(format!("epoch ticker thread: {e}")))?;
+        Ok(PluginEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                config,
+                stop,
+            }),
+        })
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Compiles and validates a plugin module (binary format only). No plugin
+    /// code runs here; see [`CompiledPlugin::instantiate`].
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        let limit = self.inner.config.max_module_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        if bytes.len() < 8 || bytes[0..4] != *b"\0asm" || bytes[4..8] != [1, 0, 0, 0] {
+            return Err(LoadError::NotWasm);
+        }
+        let module = Module::from_binary(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        check_imports(&module)?;
+        let roles = check_exports(&module, self.inner.config.memory_limit)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        Ok(CompiledPlugin {
+            inner: Arc::new(CompiledInner {
+                name: name.to_string(),
+                engine: self.clone(),
+                pre,
+                roles,
+                has_params: module.get_export(exp::SET_PARAM.name).is_some(),
+                wants_sequentiality: imports(&module, imp::SEQUENTIALITY.name),
+                wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
+                governor: module.get_export(exp::TICK.name).is_some(),
+            }),
+        })
+    }
+}
+
+pub(crate) struct CompiledInner {
+    pub(crate) name: String,
+    pub(crate) engine: PluginEngine,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) roles: RoleSet,
+    pub(crate) has_params: bool,
+    /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
+    pub(crate) wants_sequentiality: bool,
+    /// Imports `kplug.candidate_divergence`: the core then estimates it at each tick.
+    pub(crate) wants_divergence: bool,
+    /// Exports `kplug_tick`: a governor.
+    pub(crate) governor: bool,
+}
+
+impl CompiledPlugin {
+    /// Whether the module is a governor (exports `kplug_tick`, ABI 1.1).
+    pub fn is_governor(&self) -> bool {
+        self.inner.governor
+    }
+}
+
+/// A validated, compiled plugin module. Cheap to clone; instantiate it once
+/// per cache (each instance has its own store, memory and state).
+#[derive(Clone)]
+pub struct CompiledPlugin {
+    pub(crate) inner: Arc<CompiledInner>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("name", &self.inner.name)
+            .field("roles", &self.inner.roles)
+            .finish()
+    }
+}
+
+impl CompiledPlugin {
+    /// The name given at compile time.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The roles whose export sets the module implements.
+    pub fn roles(&self) -> RoleSet {
+        self.inner.roles
+    }
+
+    /// Whether the module exports `kplug_set_param` (accepts parameters).
+    pub fn accepts_params(&self) -> bool {
+        self.inner.has_params
+    }
+}
+
+fn type_letter(t: &ValType) -> &'static str {
+    match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::Ref(_) => "ref",
+    }
+}
+
+fn describe_func(ft: &FuncType) -> String {
+    let mut s = String::from("func(");
+    for (i, p) in ft.params().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(type_letter(&p));
+    }
+    s.push(')');
+    let results: Vec<&str> = ft.results().map(|r| type_letter(&r)).collect();
+    if !results.is_empty() {
+        let _ = write!(s, " -> {}", results.join(", "));
+    }
+    s
+}
+
+fn describe_extern(t: &ExternType) -> String {
+    match t {
+        ExternType::Func(ft) => describe_func(ft),
+        ExternType::Global(_) => "global".into(),
+        ExternType::Table(_) => "table".into(),
+        ExternType::Memory(_) => "memory".into(),
+        ExternType::Tag(_) => "tag".into(),
+    }
+}
+
+/// Renders an ABI signature written as letters (`I` = i32, `L` = i64).
+fn describe_sig(params: &str, results: &str) -> String {
+    let letter = |c: char| match c {
+        'I' => "i32",
+        'F' => "f64",
+        _ => "i64",
+    };
+    let p: Vec<&str> = params.chars().map(letter).collect();
+    let r: Vec<&str> = results.chars().map(letter).collect();
+    if r.is_empty() {
+        format!("func({})", p.join(", "))
+    } else {
+        format!("func({}) -> {}", p.join(", "), r.join(", "))
+    }
+}
+
+fn matches_sig(t: &ExternType, params: &str, results: &str) -> bool {
+    let ExternType::Func(ft) = t else {
+        return false;
+    };
+    let same = |got: &mut dyn ExactSizeIterator<Item = ValType>, want: &str| {
+        got.len() == want.len()
+            && got.zip(want.chars()).all(|(g, w)| match w {
+                'I' => matches!(g, ValType::I32),
+                'F' => matches!(g, ValType::F64),
+                _ => matches!(g, ValType::I64),
+            })
+    };
+    same(&mut ft.params(), params) && same(&mut ft.results(), results)
+}
+
+/// Whether `module` imports `kplug.<name>` (the core computes some figures only then).
+pub(crate) fn imports(module: &Module, name: &str) -> bool {
+    module
+        .imports()
+        .any(|i| i.module() == imp::MODULE && i.name() == name)
+}
+
+fn check_imports(module: &Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        let known = (import.module() == imp::MODULE)
+            .then(|| imp::find(import.name()))
+            .flatten();
+        let Some(Func { sig, .. }) = known else {
+            return Err(LoadError::UnknownImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
+        };
+        let ty = import.ty();
+        if !matches_sig(&ty, sig.params, sig.results) {
+            return Err(LoadError::MistypedImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+                expected: describe_sig(sig.params, sig.results),
+                found: describe_extern(&ty),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_export(module: &Module, f: &Func, role: Option<Role>) -> Result<(), LoadError> {
+    let Some(ty) = module.get_export(f.name) else {
+        return Err(LoadError::MissingExport { name: f.name, role });
+    };
+    if !matches_sig(&ty, f.sig.params, f.sig.results) {
+        return Err(LoadError::MistypedExport {
+            name: f.name.to_string(),
+            expected: describe_sig(f.sig.params, f.sig.results),
+            found: describe_extern(&ty),
+        });
+    }
+    Ok(())
+}
+
+fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadError> {
+    match module.get_export(exp::MEMORY) {
+        None => {
+            return Err(LoadError::MissingExport {
+                name: exp::MEMORY,
+                role: None,
+            });
+        }
+        Some(ExternType::Memory(m)) => {
+            if m.is_64() || m.is_shared() {
+                return Err(LoadError::Memory(
+                    "memory must be 32-bit and not shared".into(),
+                ));
+            }
+            let initial = m.minimum().saturating_mul(m.page_size());
+            if initial > memory_limit as u64 {
+                return Err(LoadError::Memory(format!(
+                    "initial memory of {initial} bytes is over the limit of {memory_limit} bytes"
+                )));
+            }
+        }
+        Some(other) => {
+            return Err(LoadError::MistypedExport {
+                name: exp::MEMORY.into(),
+                expected: "memory".into(),
+                found: describe_extern(&other),
+            });
+        }
+    }
+    check_export(module, &exp::ABI_VERSION, None)?;
+    for f in exp::LIFECYCLE {
+        if module.get_export(f.name).is_some() {
+            check_export(module, f, None)?;
+        }
+    }
+    let mut roles = RoleSet::EMPTY;
+    for role in Role::ALL {
+        let exports = role.exports();
+        if exports.iter().any(|f| module.get_export(f.name).is_some()) {
+            for f in exports {
+                check_export(module, f, Some(role))?;
+            }
+            roles = roles.with(role);
+        }
+    }
+    // A governor (ABI 1.1) may serve no cache role.
+    let governor = module.get_export(exp::TICK.name).is_some();
+    if governor {
+        check_export(module, &exp::TICK, None)?;
+    }
+    if roles.is_empty() && !governor {
+        return Err(LoadError::NoRoles);
+    }
+    Ok(roles)
+}

@@ -1,0 +1,241 @@
+//! Introspection (ABI 1.1): the figures a plugin may read about the cache it serves.
+//!
+//! A `CacheCore` (crate `kplug-cache`) owns one `Figures` and hands it to every plugin it
+//! installs; the `kplug.*` introspection imports read it. The core updates it on its own
+//! request path with plain arithmetic, publishing through relaxed atomics, so the imports
+//! never lock the core (they run *inside* a hook the core is calling):
+//!
+//! - `hit_ratio() -> f64`: hits / requests over the last completed window of
+//!   [`WINDOW`] requests (the current window's ratio until the first one completes;
+//!   0 before any request). Windows, not decay, so the simulator stays deterministic and a
+//!   plugin sees a figure it can reason about.
+//! - `pressure() -> f64`: over the last completed window of insertions, the fraction that
+//!   had to evict a block first (0 while the cache fills, near 1 when every miss evicts).
+//! - `sequentiality(file: i64) -> f64`: for the file (`key >> 32`; the simulator's ids are
+//!   file 0), the fraction of its recent accesses that were to the block after the previous
+//!   one (an exponentially weighted average with weight 1/8; 0 for a file never seen). It is
+//!   tracked from the moment a plugin importing it is installed. `file = -1` gives the
+//!   same figure over every file's accesses together (weight 1/64): what a governor
+//!   watching the whole workload wants.
+//! - `backend_latency_ns() -> i64`: the mount's recent backend read latency (EWMA with
+//!   weight 1/8, fed by the block cache); in the simulator, what `--backend-latency` says
+//!   (0 by default).
+//! - `now_ns() -> i64`: monotonic time in the mount; in the simulator, a logical clock of
+//!   1 µs per request, so runs are reproducible.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::hash::FastMap;
+
+/// Requests (and insertions) per window of `hit_ratio` (and `pressure`).
+pub const WINDOW: u64 = 4096;
+
+/// Files tracked for `sequentiality`; beyond that the table is cleared and starts again.
+const MAX_FILES: usize = 1 << 16;
+
+/// Live figures of one cache, shared by its core and the plugins installed in it.
+#[derive(Debug, Default)]
+pub struct Figures {
+    hit_ratio: AtomicU64,
+    pressure: AtomicU64,
+    backend_latency_ns: AtomicU64,
+    /// 0: wall clock; else the logical clock in ns.
+    logical_now: AtomicU64,
+    logical: AtomicBool,
+    track_sequentiality: AtomicBool,
+    files: Mutex<FastMap<u64, (u64, f64)>>,
+    /// Sequentiality over all files (weight 1/64), as f64 bits.
+    global_sequentiality: AtomicU64,
+}
+
+/// Window counters kept by the core (not shared: the core updates them under `&mut`).
+#[derive(Debug, Default, Clone)]
+pub struct Windows {
+    requests: u64,
+    hits: u64,
+    inserts: u64,
+    evicting: u64,
+    published_hit: bool,
+    published_pressure: bool,
+}
+
+/// Count one event (`yes` or not) into a window of [`WINDOW`] events and publish
+/// `yes / all` to `out`: at each completed window, and after every event until the first
+/// window completes.
+fn window(out: &AtomicU64, all: &mut u64, yes: &mut u64, published: &mut bool, hit: bool) {
+    *all += 1;
+    *yes += hit as u64;
+    if *all == WINDOW {
+        out.store((*yes as f64 / WINDOW as f64).to_bits(), Ordering::Relaxed);
+        *published = true;
+        *all = 0;
+        *yes = 0;
+    } else if !*published {
+        out.store((*yes as f64 / *all as f64).to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl Figures {
+    /// `hit_ratio()` as a plugin sees it.
+    pub fn hit_ratio(&self) -> f64 {
+        f64::from_bits(self.hit_ratio.load(Ordering::Relaxed))
+    }
+
+    /// `pressure()` as a plugin sees it.
+    pub fn pressure(&self) -> f64 {
+        f64::from_bits(self.pressure.load(Ordering::Relaxed))
+    }
+
+    /// `sequentiality(file)` as a plugin sees it; `file` = `u64::MAX` (-1) is every file's
+    /// accesses together.
+    pub fn sequentiality(&self, file: u64) -> f64 {
+        if file == u64::MAX {
+            return f64::from_bits(self.global_sequentiality.load(Ordering::Relaxed));
+        }
+        self.files.lock().get(&file).map_or(0.0, |f| f.1)
+    }
+
+    /// `backend_latency_ns()` as a plugin sees it.
+    pub fn backend_latency_ns(&self) -> u64 {
+        self.backend_latency_ns.load(Ordering::Relaxed)
+    }
+
+    /// `now_ns()` as a plugin sees it.
+    pub fn now_ns(&self) -> u64 {
+        if self.logical.load(Ordering::Relaxed) {
+            self.logical_now.load(Ordering::Relaxed)
+        } else {
+            use std::sync::OnceLock;
+            use std::time::Instant;
+            static EPOCH: OnceLock<Instant> = OnceLock::new();
+            EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+        }
+    }
+
+    /// One backend read took `ns` (the mount calls this after every read).
+    pub fn note_backend_latency(&self, ns: u64) {
+        let old = self.backend_latency_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.backend_latency_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Set the backend latency outright (the simulator's `--backend-latency`).
+    pub fn set_backend_latency(&self, ns: u64) {
+        self.backend_latency_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Use a logical clock advanced by the core: 1 µs per request (the simulator).
+    pub fn use_logical_clock(&self) {
+        self.logical.store(true, Ordering::Relaxed);
+    }
+
+    /// Track per-file sequentiality from now on (a plugin importing `sequentiality` was
+    /// installed); off, the request path skips it.
+    pub fn set_track_sequentiality(&self, on: bool) {
+        self.track_sequentiality.store(on, Ordering::Relaxed);
+    }
+
+    /// A request for `key`; `hit` says whether it was resident.
+    pub fn note_request(&self, w: &mut Windows, key: u64, hit: bool) {
+        window(
+            &self.hit_ratio,
+            &mut w.requests,
+            &mut w.hits,
+            &mut w.published_hit,
+            hit,
+        );
+        if self.logical.load(Ordering::Relaxed) {
+            self.logical_now.fetch_add(1_000, Ordering::Relaxed);
+        }
+        if self.track_sequentiality.load(Ordering::Relaxed) {
+            let (file, block) = (key >> 32, key & 0xffff_ffff);
+            let mut files = self.files.lock();
+            if files.len() >= MAX_FILES && !files.contains_key(&file) {
+                files.clear();
+            }
+            let e = files.entry(file).or_insert((u64::MAX - 1, 0.0));
+            let seq = block == e.0.wrapping_add(1);
+            e.1 += ((seq as u8 as f64) - e.1) / 8.0;
+            e.0 = block;
+            let g = f64::from_bits(self.global_sequentiality.load(Ordering::Relaxed));
+            let g = g + ((seq as u8 as f64) - g) / 64.0;
+            self.global_sequentiality
+                .store(g.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// An insertion; `evicted` says whether it had to evict first.
+    pub fn note_insert(&self, w: &mut Windows, evicted: bool) {
+        window(
+            &self.pressure,
+            &mut w.inserts,
+            &mut w.evicting,
+            &mut w.published_pressure,
+            evicted,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_ratio_is_the_last_completed_window() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        assert_eq!(f.hit_ratio(), 0.0);
+        f.note_request(&mut w, 1, true);
+        f.note_request(&mut w, 2, false);
+        assert_eq!(f.hit_ratio(), 0.5, "first window: running ratio");
+        for i in 2..WINDOW {
+            f.note_request(&mut w, i, false);
+        }
+        assert_eq!(f.hit_ratio(), 1.0 / WINDOW as f64);
+        // The next window's requests do not move it until it completes.
+        for i in 0..WINDOW - 1 {
+            f.note_request(&mut w, i, true);
+        }
+        assert_eq!(f.hit_ratio(), 1.0 / WINDOW as f64);
+        f.note_request(&mut w, 0, true);
+        assert_eq!(f.hit_ratio(), 1.0);
+    }
+
+    #[test]
+    fn sequentiality_per_file_only_when_tracked() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        f.note_request(&mut w, 1, false);
+        assert_eq!(f.sequentiality(0), 0.0, "not tracked");
+        f.set_track_sequentiality(true);
+        for b in 0..64u64 {
+            f.note_request(&mut w, (3 << 32) | b, false);
+            f.note_request(&mut w, (4 << 32) | (b * 7919 % 1000), false);
+        }
+        assert!(f.sequentiality(3) > 0.99, "{}", f.sequentiality(3));
+        assert!(f.sequentiality(4) < 0.01, "{}", f.sequentiality(4));
+        assert_eq!(f.sequentiality(5), 0.0);
+        // Half the accesses sequential overall.
+        let all = f.sequentiality(u64::MAX);
+        assert!((0.3..0.7).contains(&all), "{all}");
+    }
+
+    #[test]
+    fn pressure_logical_clock_and_latency() {
+        let f = Figures::default();
+        let mut w = Windows::default();
+        f.note_insert(&mut w, false);
+        f.note_insert(&mut w, true);
+        assert_eq!(f.pressure(), 0.5);
+        f.use_logical_clock();
+        let t0 = f.now_ns();
+        f.note_request(&mut w, 1, false);
+        assert_eq!(f.now_ns(), t0 + 1_000);
+        f.note_backend_latency(8_000);
+        assert_eq!(f.backend_latency_ns(), 8_000);
+        f.note_backend_latency(0);
+        assert_eq!(f.backend_latency_ns(), 7_000);
+    }
+}

@@ -1,0 +1,243 @@
+//! The host functions of module `kplug`: one `func_wrap` per entry of
+//! [`kplug_abi::imports::ALL`], built once per engine into a `Linker`.
+//!
+//! Every import reads or writes only its caller's [`HostState`]; none takes a lock, since
+//! they run inside a hook the cache core is calling with its own lock held. Pointers a plugin
+//! passes are checked against its memory (a bad one traps the call, which the core turns
+//! into a fault of that plugin); strings are decoded lossily and bounded
+//! ([`abi::MAX_LOG_BYTES`], [`abi::MAX_CANDIDATE_SPEC`]). A test checks that the linker
+//! defines exactly the ABI's imports, each with the ABI's signature.
+
+use kplug_abi::{self as abi, Role, imports as imp};
+use wasmtime::{Caller, Engine, Extern, Linker};
+
+use crate::state::HostState;
+
+/// Log messages a plugin may emit over its life before further ones are
+/// dropped: a plugin logging on every hook would otherwise flood the log.
+const LOG_BUDGET: u32 = abi::MAX_LOG_MESSAGES as u32;
+
+/// The linker holding the `kplug.*` imports; built once per engine.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut l = Linker::new(engine);
+    l.func_wrap(
+        imp::MODULE,
+        imp::CAPACITY.name,
+        |c: Caller<'_, HostState>| c.data().capacity as i64,
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::RESIDENT.name,
+        |c: Caller<'_, HostState>| c.data().resident as i64,
+    )?;
+    l.func_wrap(imp::MODULE, imp::LOG.name, host_log)?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::HIT_RATIO.name,
+        |c: Caller<'_, HostState>| c.data().figures.hit_ratio(),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::PRESSURE.name,
+        |c: Caller<'_, HostState>| c.data().figures.pressure(),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::SEQUENTIALITY.name,
+        |c: Caller<'_, HostState>, file: i64| c.data().figures.sequentiality(file as u64),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::BACKEND_LATENCY.name,
+        |c: Caller<'_, HostState>| c.data().figures.backend_latency_ns() as i64,
+    )?;
+    l.func_wrap(imp::MODULE, imp::NOW.name, |c: Caller<'_, HostState>| {
+        c.data().figures.now_ns() as i64
+    })?;
+    l.func_wrap(imp::MODULE, imp::ADD_CANDIDATE.name, add_candidate)?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::CANDIDATE_HITS.name,
+        |c: Caller<'_, HostState>, i: i32| counter(&c, i, |h, _| h),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::CANDIDATE_REQUESTS.name,
+        |c: Caller<'_, HostState>, i: i32| counter(&c, i, |_, r| r),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::CANDIDATE_DIVERGENCE.name,
+        |c: Caller<'_, HostState>, i: i32| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| c.data().gov.divergence.get(i).copied().flatten())
+                .map_or(-1, |d| d as i64)
+        },
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::ACTIVE.name,
+        |c: Caller<'_, HostState>, role: i32| {
+            Role::from_index(role).map_or(-1, |r| c.data().gov.active[r as usize])
+        },
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::ACTIVATE.name,
+        |mut c: Caller<'_, HostState>, i: i32| {
+            let g = &mut c.data_mut().gov;
+            match usize::try_from(i) {
+                Ok(i) if i < g.candidates.len() => {
+                    if g.pending.len() < 4 * abi::MAX_CANDIDATES {
+                        g.pending.push(i);
+                    }
+                    if g.candidates[i].0 == Role::Eviction {
+                        g.weights.clear();
+                    }
+                    0
+                }
+                _ => -1,
+            }
+        },
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::SET_WEIGHT.name,
+        |mut c: Caller<'_, HostState>, i: i32, w: f64| {
+            let g = &mut c.data_mut().gov;
+            match usize::try_from(i) {
+                Ok(i)
+                    if g.candidates.get(i).is_some_and(|c| c.0 == Role::Eviction)
+                        && w.is_finite()
+                        && w >= 0.0
+                        && g.weights.len() < 4 * abi::MAX_CANDIDATES =>
+                {
+                    g.weights.push((i, w));
+                    0
+                }
+                _ => -1,
+            }
+        },
+    )?;
+    Ok(l)
+}
+
+fn counter(c: &Caller<'_, HostState>, i: i32, pick: fn(u64, u64) -> u64) -> i64 {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| c.data().gov.counters.get(i).copied().flatten())
+        .map_or(-1, |(h, r)| pick(h, r) as i64)
+}
+
+fn add_candidate(
+    mut caller: Caller<'_, HostState>,
+    role: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<i32> {
+    let (Some(role), true) = (Role::from_index(role), caller.data().gov.loading) else {
+        return Ok(-1);
+    };
+    let len = len as u32 as usize;
+    if len == 0
+        || len > abi::MAX_CANDIDATE_SPEC
+        || caller.data().gov.candidates.len() >= abi::MAX_CANDIDATES
+    {
+        return Ok(-1);
+    }
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
+        return Ok(-1);
+    };
+    let start = ptr as u32 as usize;
+    let Some(bytes) = mem.data(&caller).get(start..start + len) else {
+        wasmtime::bail!(
+            "kplug.add_candidate: spec {start:#x}+{len} is outside the plugin's memory"
+        );
+    };
+    let Ok(spec) = std::str::from_utf8(bytes).map(str::to_string) else {
+        return Ok(-1);
+    };
+    let g = &mut caller.data_mut().gov;
+    g.candidates.push((role, spec));
+    Ok(g.candidates.len() as i32 - 1)
+}
+
+fn host_log(
+    mut caller: Caller<'_, HostState>,
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<()> {
+    if caller.data().logs_left == 0 {
+        return Ok(());
+    }
+    caller.data_mut().logs_left -= 1;
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
+        return Ok(());
+    };
+    let (start, len) = (
+        ptr as u32 as usize,
+        (len as u32 as usize).min(abi::MAX_LOG_BYTES),
+    );
+    let data = mem.data(&caller);
+    let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+        wasmtime::bail!("kplug.log: message {start:#x}+{len} is outside the plugin's memory");
+    };
+    let msg = String::from_utf8_lossy(bytes);
+    let name = &caller.data().name;
+    match level {
+        0 => tracing::error!(plugin = %name, "{msg}"),
+        1 => tracing::warn!(plugin = %name, "{msg}"),
+        2 => tracing::info!(plugin = %name, "{msg}"),
+        3 => tracing::debug!(plugin = %name, "{msg}"),
+        _ => tracing::trace!(plugin = %name, "{msg}"),
+    }
+    if caller.data().logs_left == 0 {
+        tracing::warn!(plugin = %name, "log budget of {LOG_BUDGET} messages spent; dropping further messages");
+    }
+    Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use wasmtime::{Store, ValType};
+
+    fn letters(tys: impl Iterator<Item = ValType>) -> String {
+        tys.map(|t| match t {
+            ValType::I32 => 'I',
+            ValType::I64 => 'L',
+            ValType::F64 => 'F',
+            other => panic!("type {other:?} is not in the ABI"),
+        })
+        .collect()
+    }
+
+    /// The linker defines exactly the ABI's imports, each with the ABI's signature.
+    #[test]
+    fn the_linker_is_the_abi() {
+        let engine = Engine::default();
+        let l = linker(&engine).unwrap();
+        let mut store = Store::new(&engine, HostState::new(Arc::from("t"), 1, 1 << 20));
+        let items: Vec<(String, String, wasmtime::Extern)> = l
+            .iter(&mut store)
+            .map(|(m, n, e)| (m.to_string(), n.to_string(), e))
+            .collect();
+        let mut defined = Vec::new();
+        for (module, name, ext) in items {
+            let name = name.as_str();
+            assert_eq!(module, imp::MODULE);
+            let f = imp::find(name).unwrap_or_else(|| panic!("{name} is not in the ABI"));
+            let ty = ext.ty(&store);
+            let ft = ty.func().expect("a function");
+            assert_eq!(letters(ft.params()), f.sig.params, "{name}");
+            assert_eq!(letters(ft.results()), f.sig.results, "{name}");
+            defined.push(name.to_string());
+        }
+        defined.sort();
+        let mut all: Vec<String> = imp::ALL.iter().map(|f| f.name.to_string()).collect();
+        all.sort();
+        assert_eq!(defined, all);
+    }
+}

@@ -1,0 +1,36 @@
+//! The WebAssembly engine of kplugfs: compiles and validates plugin modules against the ABI
+//! (`kplug-abi`), runs each instance in its own wasmtime store under a memory cap and
+//! per-call deadlines, provides the host imports, and classifies every failure.
+//!
+//! ```text
+//! PluginEngine::new(cfg) --compile(name, bytes)--> CompiledPlugin --instantiate(params, cap)--> Plugin
+//! plugin.evict_insert / admit / prefetch / tick ...   (typed hooks; Err(HookFault) on a fault)
+//! plugin.status()                                     (StatusHandle, shared with whoever shows it)
+//! ```
+//!
+//! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
+//! the imports read), `state` (a store's data and the deadline policy), `imports` (the host
+//! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the
+//! load sequence and the hooks), `registry` (compiled plugins by name), `status`, `error`.
+//! The cache core that decides when hooks are called, and what to do with a fault, is
+//! `kplug-cache`.
+
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+pub mod figures;
+pub mod hash;
+mod imports;
+mod instance;
+mod limiter;
+mod registry;
+mod state;
+mod status;
+
+pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
+pub use error::{Fault, LoadError};
+pub use figures::Figures;
+pub use instance::{HookFault, Plugin};
+pub use registry::{PluginRegistry, parse_params};
+pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};

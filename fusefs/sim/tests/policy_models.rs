@@ -1,0 +1,321 @@
+//! Differential tests: every eviction plugin, run as WebAssembly through `kplug_cache::CacheCore`
+//! (what `kplugfs sim` and the mount do), against the same policy source compiled natively (the
+//! policy crates are rlibs too) and driven by a plain Rust loop written here: look up, on a miss
+//! ask the policy's admission hook (ARC and LIRS use it to see the miss before room is made),
+//! evict while full, insert. Both must give the same hit/miss sequence on random streams
+//! (proptest) and on trace-derived streams.
+//!
+//! The native loop is deliberately independent of `CacheCore`: a disagreement points either at
+//! the host (hook order, victim validation, fault fallback) or at the guest ABI shims.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use kplug_cache::{BuiltinPrefetch, CacheCore, CoreConfig};
+use kplug_engine::{CompiledPlugin, EngineConfig, PluginEngine};
+use kplug_sdk::{Admission, Eviction, Plugin};
+use proptest::prelude::*;
+
+/// The eviction plugins under test.
+const POLICIES: &[&str] = &[
+    "lru", "fifo", "clock", "sieve", "arc", "twoq", "lirs", "s3fifo", "wtinylfu",
+];
+
+/// A natively compiled policy, as the plain driver sees it.
+trait Native {
+    fn init(&mut self, capacity: u64);
+    /// The admission hook, for policies that serve it (always admit).
+    fn on_miss(&mut self, key: u64);
+    fn insert(&mut self, key: u64);
+    fn access(&mut self, key: u64);
+    fn victim(&mut self) -> u64;
+}
+
+macro_rules! native {
+    ($t:ty, $admits:tt) => {
+        impl Native for $t {
+            fn init(&mut self, capacity: u64) {
+                Plugin::init(self, capacity).unwrap();
+            }
+            fn on_miss(&mut self, key: u64) {
+                native!(@admit $admits, self, key);
+            }
+            fn insert(&mut self, key: u64) {
+                Eviction::insert(self, key);
+            }
+            fn access(&mut self, key: u64) {
+                Eviction::access(self, key);
+            }
+            fn victim(&mut self) -> u64 {
+                Eviction::victim(self)
+            }
+        }
+    };
+    (@admit yes, $s:ident, $k:ident) => {
+        assert!(Admission::admit($s, $k, $k >> 32, $k & 0xffff_ffff));
+    };
+    (@admit no, $s:ident, $k:ident) => {
+        let _ = ($s, $k);
+    };
+}
+
+native!(kplug_policy_lru::Lru, no);
+native!(kplug_policy_fifo::Fifo, no);
+native!(kplug_policy_clock::Clock, no);
+native!(kplug_policy_sieve::Sieve, no);
+native!(kplug_policy_arc::Arc, yes);
+native!(kplug_policy_twoq::TwoQ, no);
+native!(kplug_policy_lirs::Lirs, yes);
+native!(kplug_policy_s3fifo::S3Fifo, no);
+native!(kplug_policy_wtinylfu::WTinyLfu, no);
+
+fn native_policy(name: &str) -> Box<dyn Native> {
+    match name {
+        "lru" => Box::<kplug_policy_lru::Lru>::default(),
+        "fifo" => Box::<kplug_policy_fifo::Fifo>::default(),
+        "clock" => Box::<kplug_policy_clock::Clock>::default(),
+        "sieve" => Box::<kplug_policy_sieve::Sieve>::default(),
+        "arc" => Box::<kplug_policy_arc::Arc>::default(),
+        "twoq" => Box::<kplug_policy_twoq::TwoQ>::default(),
+        "lirs" => Box::<kplug_policy_lirs::Lirs>::default(),
+        "s3fifo" => Box::<kplug_policy_s3fifo::S3Fifo>::default(),
+        "wtinylfu" => Box::<kplug_policy_wtinylfu::WTinyLfu>::default(),
+        other => panic!("no native model for {other}"),
+    }
+}
+
+/// The plain driver: libCacheSim's get (find, admit, evict while full, insert).
+fn native_hits(name: &str, capacity: u64, ids: &[u64]) -> Vec<bool> {
+    let mut p = native_policy(name);
+    p.init(capacity);
+    let mut resident: HashSet<u64> = HashSet::new();
+    ids.iter()
+        .map(|&k| {
+            if resident.contains(&k) {
+                p.access(k);
+                return true;
+            }
+            p.on_miss(k);
+            while resident.len() as u64 >= capacity {
+                let v = p.victim();
+                assert!(
+                    resident.remove(&v),
+                    "{name}: native victim {v} is not resident"
+                );
+            }
+            p.insert(k);
+            resident.insert(k);
+            false
+        })
+        .collect()
+}
+
+fn compiled() -> &'static HashMap<&'static str, CompiledPlugin> {
+    static C: OnceLock<HashMap<&'static str, CompiledPlugin>> = OnceLock::new();
+    C.get_or_init(|| {
+        let engine = PluginEngine::new(EngineConfig {
+            hook_deadline_ticks: kplug_sim::SIM_HOOK_DEADLINE_TICKS,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        POLICIES
+            .iter()
+            .map(|&n| {
+                let (name, bytes) = kplug_catalog::load(n).unwrap();
+                (n, engine.compile(&name, &bytes).unwrap())
+            })
+            .collect()
+    })
+}
+
+/// The WebAssembly plugin through the host's cache core.
+fn wasm_hits(name: &str, capacity: u64, ids: &[u64]) -> Vec<bool> {
+    let plugin = compiled()[name].instantiate(&[], capacity).unwrap();
+    let roles = plugin.roles();
+    let mut core: CacheCore<()> = CacheCore::new(
+        capacity,
+        CoreConfig {
+            index_files: false,
+            prefetch: BuiltinPrefetch::None,
+            ..CoreConfig::default()
+        },
+    );
+    core.install_plugin(plugin, roles).unwrap();
+    let hits = ids.iter().map(|&k| core.request(k, || ())).collect();
+    assert_eq!(core.stats().faults, 0, "{name} faulted");
+    hits
+}
+
+fn assert_same(name: &str, capacity: u64, ids: &[u64]) {
+    let w = wasm_hits(name, capacity, ids);
+    let n = native_hits(name, capacity, ids);
+    if let Some(i) = (0..ids.len()).find(|&i| w[i] != n[i]) {
+        panic!(
+            "{name} @ {capacity}: request {i} (id {}): wasm {} native {}",
+            ids[i],
+            if w[i] { "hit" } else { "miss" },
+            if n[i] { "hit" } else { "miss" }
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random streams over a small id space (many hits, ghosts, reuse) at small capacities.
+    #[test]
+    fn wasm_and_native_agree_on_random_streams(
+        capacity in 1u64..48,
+        ids in prop::collection::vec(0u64..160, 1..1000),
+    ) {
+        for name in POLICIES {
+            assert_same(name, capacity, &ids);
+        }
+    }
+
+    /// Skewed streams: a hot set mixed with a long tail, keys spread over files.
+    #[test]
+    fn wasm_and_native_agree_on_skewed_streams(
+        capacity in 8u64..128,
+        raw in prop::collection::vec((0u8..4, 0u64..64, 0u64..5000), 1..1000),
+    ) {
+        let ids: Vec<u64> = raw
+            .iter()
+            .map(|&(f, hot, cold)| if cold % 3 == 0 { (1 << 32) | cold } else { ((f as u64) << 32) | hot })
+            .collect();
+        for name in POLICIES {
+            assert_same(name, capacity, &ids);
+        }
+    }
+}
+
+fn trace_prefix(
+    file: &str,
+    format: kplug_traces::Format,
+    split: Option<u64>,
+    n: usize,
+) -> Vec<u64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../traces/data")
+        .join(file);
+    let t = kplug_sim::load_trace(&path, format, split, &()).unwrap();
+    t.ids.into_iter().take(n).collect()
+}
+
+#[test]
+fn wasm_and_native_agree_on_trace_streams() {
+    use kplug_traces::Format;
+    let sprite = trace_prefix("sprite.trace", Format::Lirs, None, 60_000);
+    let cloud = trace_prefix("cloudPhysicsIO.vscsi", Format::Vscsi, None, 60_000);
+    let blocks = trace_prefix("cloudPhysicsIO.vscsi", Format::Vscsi, Some(4096), 60_000);
+    for name in POLICIES {
+        for cap in [70, 707] {
+            assert_same(name, cap, &sprite);
+        }
+        assert_same(name, 489, &cloud);
+        assert_same(name, 2692, &blocks);
+    }
+}
+
+/// A multiplicative hasher for the native driver's resident set (what the host's map uses in
+/// spirit): std's SipHash would make the native side look slower than it is.
+#[derive(Default)]
+struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (x ^ (x >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Requests per second of the native driver; also returns the misses.
+fn native_throughput(name: &str, capacity: u64, ids: &[u64]) -> (f64, u64) {
+    let mut p = native_policy(name);
+    p.init(capacity);
+    let mut resident: HashSet<u64, std::hash::BuildHasherDefault<MulHasher>> =
+        HashSet::with_capacity_and_hasher(capacity as usize, Default::default());
+    let t = std::time::Instant::now();
+    let mut misses = 0;
+    for &k in ids {
+        if resident.contains(&k) {
+            p.access(k);
+            continue;
+        }
+        misses += 1;
+        p.on_miss(k);
+        while resident.len() as u64 >= capacity {
+            resident.remove(&p.victim());
+        }
+        p.insert(k);
+        resident.insert(k);
+    }
+    (ids.len() as f64 / t.elapsed().as_secs_f64(), misses)
+}
+
+/// Throughput table for docs/policies.md (release build only; prints markdown):
+/// `cargo test --release -p kplugfs --test policy_models -- --ignored --nocapture throughput`
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn throughput_wasm_vs_native() {
+    use kplug_traces::Format;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces/data");
+    let traces = [
+        ("cloudPhysicsIO", None),
+        ("cloudPhysicsIO-4KiB-blocks", Some(4096)),
+    ];
+    println!("| trace | policy | requests | cache | WASM req/s | native req/s | misses equal |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for (label, split) in traces {
+        let args = kplug_sim::SimConfig {
+            trace: data.join("cloudPhysicsIO.vscsi"),
+            format: Format::Vscsi,
+            policies: POLICIES.iter().map(|s| s.to_string()).collect(),
+            fractions: vec![0.1],
+            objects: vec![],
+            split_blocks: split,
+            params: vec![],
+            jobs: 1,
+            tick_every: None,
+        };
+        let bar = ();
+        let t = kplug_sim::load_trace(&args.trace, args.format, split, &bar).unwrap();
+        // Concatenate the 4 KiB split 3x: 3.4 M requests.
+        let ids: Vec<u64> = if split.is_some() {
+            t.ids
+                .iter()
+                .cycle()
+                .take(t.ids.len() * 3)
+                .copied()
+                .collect()
+        } else {
+            t.ids.clone()
+        };
+        let trace = kplug_sim::Trace {
+            ids,
+            unique: t.unique,
+        };
+        let wasm = kplug_sim::run(&args, &trace, &bar).unwrap();
+        for r in &wasm {
+            let (native, misses) = native_throughput(&r.policy, r.cache_objects, &trace.ids);
+            println!(
+                "| {label}{} | {} | {} | {} | {:.2} M | {:.2} M | {} |",
+                if split.is_some() { " x3" } else { "" },
+                r.policy,
+                trace.ids.len(),
+                r.cache_objects,
+                r.requests_per_sec / 1e6,
+                native / 1e6,
+                if misses == r.misses { "yes" } else { "NO" }
+            );
+        }
+    }
+}

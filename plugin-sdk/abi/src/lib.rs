@@ -1,0 +1,472 @@
+//! The kplugfs plugin ABI, defined once: versions, the host imports and plugin exports with
+//! their signatures, limits, and the few types both sides share.
+//!
+//! Everything a plugin and the host must agree on is a constant here, and both sides read it:
+//! the guest SDK (`kplug-sdk`) takes its version word, limits and role numbers from this
+//! crate, and the host (`kplug-engine`) checks every module's imports and exports against
+//! [`imports::ALL`] and the export tables, and registers its host functions under these names.
+//! The SDK's `extern "C"` blocks and generated exports must spell names as literals (Rust
+//! cannot take a symbol name from a constant), so `fusefs/cache/tests/sdk.rs` builds a plugin
+//! that uses every import and export of the SDK and checks each one, name and signature,
+//! against these tables. `docs/plugin-abi.md` is the prose of the same contract.
+//!
+//! **Versioning.** `kplug_abi_version()` returns `(major << 16) | minor`. The host accepts
+//! `major == ABI_MAJOR` and `minor <= ABI_MINOR`. A minor version may only *add* optional
+//! exports (new roles such as a governor's `kplug_tick`) and imports (introspection such as
+//! the hit ratio); a plugin built against minor N therefore runs on every host of minor >= N,
+//! and a plugin importing something its host does not know is refused at load, naming it.
+//! Each [`Func`] records the minor version that introduced it.
+//!
+//! **Limits** are chosen so that a hostile plugin costs a bounded amount of host memory and
+//! time, while honest policies never come near them: an LRU over a million blocks needs
+//! ~40 MiB of guest memory, a hook runs in tens of nanoseconds against a deadline of
+//! milliseconds.
+//!
+//! `no_std`, no dependencies (`serde` derives behind the `serde` feature).
+
+#![no_std]
+#![deny(missing_docs)]
+
+use core::time::Duration;
+
+/// Major version of the ABI.
+pub const ABI_MAJOR: u32 = 1;
+/// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
+/// imports and the governor role; 1.2 added `set_weight`.
+pub const ABI_MINOR: u32 = 2;
+/// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
+pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
+
+/// The signature of an ABI function, one letter per value: `I` = i32, `L` = i64, `F` = f64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sig {
+    /// Parameter types.
+    pub params: &'static str,
+    /// Result types.
+    pub results: &'static str,
+}
+
+/// A function of the ABI: a host import or a plugin export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Func {
+    /// Its name (the import's field name in module [`imports::MODULE`], or the export name).
+    pub name: &'static str,
+    /// Its wasm signature.
+    pub sig: Sig,
+    /// The minor version of ABI 1 that introduced it.
+    pub since_minor: u32,
+}
+
+const fn func(name: &'static str, params: &'static str, results: &'static str, since: u32) -> Func {
+    Func {
+        name,
+        sig: Sig { params, results },
+        since_minor: since,
+    }
+}
+
+/// The functions the host provides, all in module [`imports::MODULE`]. A module imports only
+/// what it calls; anything else (WASI included) is refused at load.
+pub mod imports {
+    use super::{Func, func};
+
+    /// Module name of every host import.
+    pub const MODULE: &str = "kplug";
+    /// `log(level: i32, ptr: i32, len: i32)`: a UTF-8 message (lossy) at a [`Level`](crate::Level).
+    pub const LOG: Func = func("log", "III", "", 0);
+    /// `capacity() -> i64`: the cache capacity in blocks.
+    pub const CAPACITY: Func = func("capacity", "", "L", 0);
+    /// `resident() -> i64`: the number of blocks resident right now.
+    pub const RESIDENT: Func = func("resident", "", "L", 0);
+    /// `hit_ratio() -> f64`: hits / requests over the last window of requests.
+    pub const HIT_RATIO: Func = func("hit_ratio", "", "F", 1);
+    /// `pressure() -> f64`: the fraction of recent insertions that had to evict.
+    pub const PRESSURE: Func = func("pressure", "", "F", 1);
+    /// `sequentiality(file: i64) -> f64`: how sequential the file's recent accesses are
+    /// (`file = -1`: every file's together).
+    pub const SEQUENTIALITY: Func = func("sequentiality", "L", "F", 1);
+    /// `backend_latency_ns() -> i64`: recent backend read latency.
+    pub const BACKEND_LATENCY: Func = func("backend_latency_ns", "", "L", 1);
+    /// `now_ns() -> i64`: monotonic time (logical in the simulator).
+    pub const NOW: Func = func("now_ns", "", "L", 1);
+    /// Governor, load time only: `add_candidate(role: i32, spec_ptr: i32, spec_len: i32) ->
+    /// i32` registers a candidate policy (`name` or `name:key=value;key=value`) for a
+    /// [`Role`](crate::Role); its index, or -1 if refused.
+    pub const ADD_CANDIDATE: Func = func("add_candidate", "III", "I", 1);
+    /// Governor: `candidate_hits(index: i32) -> i64`, demand hits counted for the candidate
+    /// since it was registered; -1 for a bad index or a candidate without figures.
+    pub const CANDIDATE_HITS: Func = func("candidate_hits", "I", "L", 1);
+    /// Governor: `candidate_requests(index: i32) -> i64`, demand requests counted likewise.
+    pub const CANDIDATE_REQUESTS: Func = func("candidate_requests", "I", "L", 1);
+    /// Governor: `candidate_divergence(index: i32) -> i64`, about how many blocks the eviction
+    /// candidate's shadow holds that the cache does not; -1 without a shadow.
+    pub const CANDIDATE_DIVERGENCE: Func = func("candidate_divergence", "I", "L", 1);
+    /// Governor: `active(role: i32) -> i32`, the candidate serving the role, -1 if none.
+    pub const ACTIVE: Func = func("active", "I", "I", 1);
+    /// Governor: `activate(index: i32) -> i32`, make the candidate serve its role once the
+    /// current call returns (0), or -1 for a bad index.
+    pub const ACTIVATE: Func = func("activate", "I", "I", 1);
+    /// Governor: `set_weight(index: i32, weight: f64) -> i32`, an eviction candidate's weight
+    /// (finite, >= 0) in the cache's eviction vote (0), or -1 when refused.
+    pub const SET_WEIGHT: Func = func("set_weight", "IF", "I", 2);
+
+    /// Every import, in the order `docs/plugin-abi.md` lists them.
+    pub const ALL: &[Func] = &[
+        LOG,
+        CAPACITY,
+        RESIDENT,
+        HIT_RATIO,
+        PRESSURE,
+        SEQUENTIALITY,
+        BACKEND_LATENCY,
+        NOW,
+        ADD_CANDIDATE,
+        CANDIDATE_HITS,
+        CANDIDATE_REQUESTS,
+        CANDIDATE_DIVERGENCE,
+        ACTIVE,
+        ACTIVATE,
+        SET_WEIGHT,
+    ];
+
+    /// The import named `name`, if the ABI has one.
+    pub fn find(name: &str) -> Option<&'static Func> {
+        ALL.iter().find(|f| f.name == name)
+    }
+}
+
+/// The functions (and the memory) a plugin exports.
+pub mod exports {
+    use super::{Func, func};
+
+    /// Required: the plugin's linear memory (32-bit, not shared).
+    pub const MEMORY: &str = "memory";
+    /// Required: `kplug_abi_version() -> i32`, the version word.
+    pub const ABI_VERSION: Func = func("kplug_abi_version", "", "I", 0);
+    /// Optional: `kplug_alloc(len: i32) -> i32`, a guest buffer for parameter strings
+    /// (0 = refuse).
+    pub const ALLOC: Func = func("kplug_alloc", "I", "I", 0);
+    /// Optional: `kplug_set_param(key_ptr, key_len, val_ptr, val_len: i32) -> i32`
+    /// (0 = accepted).
+    pub const SET_PARAM: Func = func("kplug_set_param", "IIII", "I", 0);
+    /// Optional: `kplug_init(capacity_blocks: i64) -> i32` (0 = ok), once after the params.
+    pub const INIT: Func = func("kplug_init", "L", "I", 0);
+    /// The optional lifecycle exports, each checked when present.
+    pub const LIFECYCLE: &[Func] = &[ALLOC, SET_PARAM, INIT];
+
+    /// Eviction: `kplug_evict_insert(key: i64)`, a block became resident.
+    pub const EVICT_INSERT: Func = func("kplug_evict_insert", "L", "", 0);
+    /// Eviction: `kplug_evict_access(key: i64)`, a hit on a resident block.
+    pub const EVICT_ACCESS: Func = func("kplug_evict_access", "L", "", 0);
+    /// Eviction: `kplug_evict_remove(key: i64)`, the host dropped a block (invalidation).
+    pub const EVICT_REMOVE: Func = func("kplug_evict_remove", "L", "", 0);
+    /// Eviction: `kplug_evict_victim() -> i64`, propose a resident block to evict.
+    pub const EVICT_VICTIM: Func = func("kplug_evict_victim", "", "L", 0);
+    /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
+    pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0);
+    /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
+    /// ([`MAX_PREFETCH_RANGES`](crate::MAX_PREFETCH_RANGES) ranges of
+    /// [`PREFETCH_RANGE_BYTES`](crate::PREFETCH_RANGE_BYTES)).
+    pub const PREFETCH_BUF: Func = func("kplug_prefetch_buf", "", "I", 0);
+    /// Prefetch: `kplug_prefetch(file: i64, block: i64, file_blocks: i64, hit: i32) -> i32`,
+    /// the number of ranges written.
+    pub const PREFETCH: Func = func("kplug_prefetch", "LLLI", "I", 0);
+    /// Governor: `kplug_tick(now_ns: i64) -> i32`, called periodically (every N requests in
+    /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
+    pub const TICK: Func = func("kplug_tick", "L", "I", 1);
+
+    /// The exports of the eviction role.
+    pub const EVICTION: &[Func] = &[EVICT_INSERT, EVICT_ACCESS, EVICT_REMOVE, EVICT_VICTIM];
+    /// The exports of the admission role.
+    pub const ADMISSION: &[Func] = &[ADMIT];
+    /// The exports of the prefetch role.
+    pub const PREFETCH_ROLE: &[Func] = &[PREFETCH_BUF, PREFETCH];
+    /// The exports of the governor role.
+    pub const GOVERNOR: &[Func] = &[TICK];
+
+    /// Every export function, required, lifecycle and role exports.
+    pub const ALL: &[Func] = &[
+        ABI_VERSION,
+        ALLOC,
+        SET_PARAM,
+        INIT,
+        EVICT_INSERT,
+        EVICT_ACCESS,
+        EVICT_REMOVE,
+        EVICT_VICTIM,
+        ADMIT,
+        PREFETCH_BUF,
+        PREFETCH,
+        TICK,
+    ];
+
+    /// The export named `name`, if the ABI has one.
+    pub fn find(name: &str) -> Option<&'static Func> {
+        ALL.iter().find(|f| f.name == name)
+    }
+}
+
+/// Most ranges one `kplug_prefetch` call may return.
+pub const MAX_PREFETCH_RANGES: usize = 64;
+/// Size of one prefetch range in guest memory: `{start: u64, len: u64}` little-endian.
+pub const PREFETCH_RANGE_BYTES: usize = 16;
+/// Largest module accepted, in bytes. A policy is a few KiB to a few hundred KiB; 16 MiB
+/// leaves room for big lookup tables while bounding compile time.
+pub const MAX_MODULE_BYTES: usize = 16 << 20;
+/// Default cap on a plugin's linear memory (64 MiB): room for per-block state of a
+/// million-block cache, small enough that dozens of plugins fit in RAM.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// Largest table a plugin may have, in elements (function-pointer tables of Rust/C programs
+/// are a few hundred entries).
+pub const MAX_TABLE_ELEMENTS: usize = 10_000;
+/// Longest `key` or `value` of a parameter string, in bytes.
+pub const MAX_PARAM_BYTES: usize = 256;
+/// Longest log message forwarded to the host's log; longer ones are truncated.
+pub const MAX_LOG_BYTES: usize = 1024;
+/// Log messages an instance may send before the host drops the rest.
+pub const MAX_LOG_MESSAGES: u64 = 10_000;
+/// Most candidates one governor may register.
+pub const MAX_CANDIDATES: usize = 32;
+/// Longest candidate spec, in bytes.
+pub const MAX_CANDIDATE_SPEC: usize = 1024;
+
+/// Granularity of the host's deadlines. 1 ms keeps timeouts tight while the ticker itself
+/// costs ~1000 wakeups/s of a few hundred ns.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Default per-hook deadline in ticks (≈10 ms). A hook takes tens of ns; the margin absorbs a
+/// descheduled thread on a busy 2-core machine without letting a runaway plugin stall the
+/// mount for long.
+pub const DEFAULT_HOOK_DEADLINE_TICKS: u64 = 10;
+/// Default deadline of load-time calls (`kplug_set_param`, `kplug_init`) in ticks (≈1 s):
+/// init may build tables sized by the capacity.
+pub const DEFAULT_INIT_DEADLINE_TICKS: u64 = 1000;
+/// Largest wasm stack a plugin call may use (512 KiB, wasmtime's default).
+pub const MAX_WASM_STACK: usize = 512 << 10;
+
+/// Log levels of the `log` import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(i32)]
+pub enum Level {
+    /// Something is wrong.
+    Error = 0,
+    /// Something is odd.
+    Warn = 1,
+    /// Notable event.
+    Info = 2,
+    /// Detail for debugging.
+    Debug = 3,
+    /// Very verbose detail.
+    Trace = 4,
+}
+
+impl Level {
+    /// The level numbered `n` by the ABI, if any.
+    pub fn from_i32(n: i32) -> Option<Level> {
+        Some(match n {
+            0 => Level::Error,
+            1 => Level::Warn,
+            2 => Level::Info,
+            3 => Level::Debug,
+            4 => Level::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// Composes the stable key of a block in the mount: `(file_id << 32) | block`.
+///
+/// The simulator uses trace object ids directly; the host and the plugins treat keys as
+/// opaque, except that [`key_file`]/[`key_block`] split them (the admission hook and the
+/// per-file figures receive the file part).
+#[inline]
+pub fn block_key(file: u32, block: u32) -> u64 {
+    ((file as u64) << 32) | block as u64
+}
+
+/// The file part of a key built by [`block_key`].
+#[inline]
+pub fn key_file(key: u64) -> u32 {
+    (key >> 32) as u32
+}
+
+/// The block part of a key built by [`block_key`].
+#[inline]
+pub fn key_block(key: u64) -> u32 {
+    key as u32
+}
+
+/// A range of blocks of one file, `[start, start + len)`: what a prefetch answer holds
+/// (in guest memory as [`PREFETCH_RANGE_BYTES`] little-endian bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BlockRange {
+    /// First block.
+    pub start: u64,
+    /// Number of blocks.
+    pub len: u64,
+}
+
+/// A role a plugin can serve, numbered as the ABI numbers them (the governor imports take
+/// these numbers). A plugin serves a role when it exports the role's whole export set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[repr(i32)]
+pub enum Role {
+    /// Chooses which resident block to evict.
+    Eviction = 0,
+    /// Decides whether a missed block enters the cache.
+    Admission = 1,
+    /// Proposes block ranges to read ahead.
+    Prefetch = 2,
+}
+
+impl Role {
+    /// All roles, in ABI order.
+    pub const ALL: [Role; 3] = [Role::Eviction, Role::Admission, Role::Prefetch];
+
+    /// The role with ABI number `n` (0 eviction, 1 admission, 2 prefetch).
+    pub fn from_index(n: i32) -> Option<Role> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Role::ALL.get(i).copied())
+    }
+
+    /// The role's name as used in docs, status JSON and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Eviction => "eviction",
+            Role::Admission => "admission",
+            Role::Prefetch => "prefetch",
+        }
+    }
+
+    /// The exports of the role.
+    pub fn exports(self) -> &'static [Func] {
+        match self {
+            Role::Eviction => exports::EVICTION,
+            Role::Admission => exports::ADMISSION,
+            Role::Prefetch => exports::PREFETCH_ROLE,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+impl core::fmt::Display for Role {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Role> for RoleSet {
+    fn from(r: Role) -> RoleSet {
+        RoleSet::EMPTY.with(r)
+    }
+}
+
+/// A set of [`Role`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// The empty set.
+    pub const EMPTY: RoleSet = RoleSet(0);
+
+    /// A set holding the given roles.
+    pub fn of(roles: &[Role]) -> RoleSet {
+        roles.iter().fold(RoleSet::EMPTY, |s, r| s.with(*r))
+    }
+
+    /// This set plus `role`.
+    pub fn with(self, role: Role) -> RoleSet {
+        RoleSet(self.0 | role.bit())
+    }
+
+    /// Whether `role` is in the set.
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    /// Whether every role of `other` is in this set.
+    pub fn contains_all(self, other: RoleSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The roles in ABI order.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+}
+
+impl core::fmt::Display for RoleSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, r) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(r.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn keys_round_trip() {
+        let k = block_key(0xdead_beef, 0x1234_5678);
+        assert_eq!(k, 0xdead_beef_1234_5678);
+        assert_eq!(key_file(k), 0xdead_beef);
+        assert_eq!(key_block(k), 0x1234_5678);
+    }
+
+    #[test]
+    fn role_sets() {
+        let s = RoleSet::of(&[Role::Prefetch, Role::Eviction]);
+        assert!(s.contains(Role::Eviction) && !s.contains(Role::Admission));
+        assert_eq!(s.to_string(), "eviction,prefetch");
+        assert!(s.contains_all(RoleSet::of(&[Role::Prefetch])));
+        assert!(!s.contains_all(RoleSet::of(&[Role::Admission])));
+        assert!(RoleSet::EMPTY.is_empty());
+        for (i, r) in Role::ALL.into_iter().enumerate() {
+            assert_eq!(r as i32, i as i32);
+            assert_eq!(Role::from_index(i as i32), Some(r));
+        }
+    }
+
+    #[test]
+    fn tables_are_consistent() {
+        assert_eq!(ABI_VERSION, 0x0001_0002);
+        let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), imports::ALL.len(), "duplicate import");
+        for f in imports::ALL.iter().chain(exports::ALL) {
+            assert!(f.since_minor <= ABI_MINOR, "{} is from the future", f.name);
+            assert!(
+                (f.sig.params.chars().chain(f.sig.results.chars())).all(|c| "ILF".contains(c)),
+                "{}",
+                f.name
+            );
+            assert!(imports::find(f.name).is_some() || exports::find(f.name).is_some());
+        }
+        for r in Role::ALL {
+            for f in r.exports() {
+                assert_eq!(exports::find(f.name), Some(f));
+            }
+        }
+        assert_eq!(MAX_PREFETCH_RANGES * PREFETCH_RANGE_BYTES, 1024);
+    }
+}

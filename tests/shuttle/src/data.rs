@@ -1,0 +1,8 @@
+//! The daemon's data path, with the block cache compiled against shuttle's primitives.
+
+pub use kplug_daemon::data::{Backend, DataCache, FileRef, Passthrough};
+
+#[path = "../../../fusefs/daemon/src/data/blockcache.rs"]
+pub mod blockcache;
+
+pub mod sync;
