@@ -16,7 +16,7 @@
 #               and with each WASM eviction policy of `kplugfs policy list`
 #   slow        --backend-latency 2ms: sequential scan and random 4 KiB reads under each
 #               prefetch policy (none, built-in readahead, every WASM prefetch policy)
-#   hooks       criterion plugin-sdk/host/benches/hook_call.rs: ns per hook, WASM vs native
+#   hooks       criterion fusefs/cache/benches/hook_call.rs: ns per hook, WASM vs native
 #   sim         kplugfs sim req/s per eviction policy on traces/data/cloudPhysicsIO.vscsi
 #               (and its 4 KiB split), WASM vs builtin:lru
 #   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full)
@@ -100,7 +100,7 @@ else
 fi
 if want hooks; then
     log "building the hook_call bench"
-    cargo bench -p kplug-host --bench hook_call --no-run > "$logs/build-hooks.log" 2>&1 || { tail -30 "$logs/build-hooks.log" >&2; die "hook_call bench build failed"; }
+    cargo bench -p kplug-cache --bench hook_call --no-run > "$logs/build-hooks.log" 2>&1 || { tail -30 "$logs/build-hooks.log" >&2; die "hook_call bench build failed"; }
 fi
 if want hotswap; then
     log "building the hotswap bench"
@@ -282,11 +282,11 @@ fi
 # ---- 3. hook cost (criterion) --------------------------------------------------------
 if want hooks; then
     t0=$SECONDS
-    log "hooks: cargo bench -p kplug-host --bench hook_call -- ${crit_args[*]} (x$hook_runs)"
+    log "hooks: cargo bench -p kplug-cache --bench hook_call -- ${crit_args[*]} (x$hook_runs)"
     crit=$target_dir/criterion
     for r in $(seq 1 "$hook_runs"); do
         rm -rf "$crit/hook" "$crit/core"
-        cargo bench -p kplug-host --bench hook_call -- "${crit_args[@]}" > "$logs/hook_call.$r.log" 2>&1 ||
+        cargo bench -p kplug-cache --bench hook_call -- "${crit_args[@]}" > "$logs/hook_call.$r.log" 2>&1 ||
             { tail -20 "$logs/hook_call.$r.log" >&2; die "hook_call bench failed"; }
         for f in "$crit"/hook/*/new/estimates.json "$crit"/core/*/new/estimates.json; do
             [ -f "$f" ] || continue

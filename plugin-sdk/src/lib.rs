@@ -63,7 +63,7 @@
 //!
 //! Build it with `cargo build --release --target wasm32-unknown-unknown`
 //! (crate-type `["cdylib", "rlib"]`, SDK features `dlmalloc` and
-//! `panic-handler`), or from Rust with `kplug_host::build::build_policy`.
+//! `panic-handler`), or from Rust with `kplug_catalog::build_policy`.
 
 #![no_std]
 #![deny(missing_docs)]

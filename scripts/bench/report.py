@@ -288,7 +288,7 @@ if S:
 # ---------------------------------------------------------------- 3. hooks
 H = sel("hooks")
 if H:
-    P("## 3. Plugin cost: ns per hook call (criterion, `plugin-sdk/host/benches/hook_call.rs`)\n")
+    P("## 3. Plugin cost: ns per hook call (criterion, `fusefs/cache/benches/hook_call.rs`)\n")
     P("`hook/*` time one access + victim + insert cycle (3 hook calls) on an LRU of 4096 keys "
       "(`wasm_empty_call`: one call with an empty body); `core/*` time 100 000 "
       "`CacheCore::request`s (4096-block cache, skewed stream over 64 Ki keys). Criterion "

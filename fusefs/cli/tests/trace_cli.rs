@@ -13,7 +13,7 @@ fn kplugfs(args: &[&str]) -> Output {
 
 fn data(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../traces/data")
+        .join("../../traces/data")
         .join(name)
         .to_str()
         .unwrap()
