@@ -25,8 +25,8 @@ apt_install() {
 }
 
 # fuse3: fusermount3 for unprivileged mounts; acl + libacl1-dev: pjdfstest; bindfs and fio:
-# the peers and load generator of the benchmarks; clang/lld: the C plugin example.
-apt_install fuse3 acl libacl1-dev bindfs fio pkg-config clang lld
+# the peers and load generator of the benchmarks.
+apt_install fuse3 acl libacl1-dev bindfs fio pkg-config
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"
