@@ -8,15 +8,15 @@
 //!
 //! Run: `cargo bench -p kplugfs-tests --bench governor` (criterion).
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kplug_abi::Role;
 use kplug_daemon::data::blockcache::{BlockCache, BlockCacheConfig};
-use kplug_daemon::data::{Backend, DataCache, FileRef};
+use kplug_daemon::data::{Backend, DataCache, FileRef, FileSource, Source};
 use kplug_engine::{EngineConfig, PluginEngine};
+use std::os::fd::OwnedFd;
 
 const CACHE: u64 = 4 << 20;
 const READ: u32 = 4096;
@@ -56,9 +56,10 @@ fn bench(c: &mut Criterion) {
     let path = dir.path().join("data");
     std::fs::write(&path, vec![7u8; 4 * CACHE as usize]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
+    let source: Arc<dyn Source> = Arc::new(FileSource(Arc::new(OwnedFd::from(file))));
     let f = || FileRef {
         ino: 2,
-        fd: file.as_fd(),
+        source: &source,
     };
     let engine = PluginEngine::new(EngineConfig::default()).unwrap();
     let mut g = c.benchmark_group("governor");

@@ -8,13 +8,13 @@
 //! Run: `cargo bench -p kplugfs-tests --bench record` (criterion; `scripts/bench-record.sh`
 //! measures the same through a real mount).
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kplug_daemon::data::blockcache::{BlockCache, BlockCacheConfig};
-use kplug_daemon::data::{Backend, DataCache, FileRef};
+use kplug_daemon::data::{Backend, DataCache, FileRef, FileSource, Source};
+use std::os::fd::OwnedFd;
 
 const SIZE: u64 = 4 << 20;
 const READ: u32 = 4096;
@@ -32,9 +32,10 @@ fn bench(c: &mut Criterion) {
         },
         None,
     );
+    let source: Arc<dyn Source> = Arc::new(FileSource(Arc::new(OwnedFd::from(file))));
     let f = || FileRef {
         ino: 2,
-        fd: file.as_fd(),
+        source: &source,
     };
     // Warm: every block resident.
     cache.read(f(), 0, SIZE as u32).unwrap();

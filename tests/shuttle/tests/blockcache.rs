@@ -15,7 +15,6 @@
 //!
 //! `KPLUGFS_SOAK=1` runs 20 times as many schedules.
 
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use std::time::Duration;
 
 use kplug_cache::CoreConfig;
 use kplugfs_shuttle::data::blockcache::{BlockCache, BlockCacheConfig};
-use kplugfs_shuttle::data::{Backend, DataCache, FileRef};
+use kplugfs_shuttle::data::{Backend, DataCache, FileRef, FileSource, Source};
 
 const BS: u64 = 4096;
 const BLOCKS: u64 = 4;
@@ -45,6 +44,7 @@ fn stamp(block: u64, version: u64) -> u8 {
 struct Fixture {
     _dir: tempfile::TempDir,
     file: std::fs::File,
+    source: Arc<dyn Source>,
     committed: Vec<AtomicU64>,
 }
 
@@ -61,8 +61,10 @@ impl Fixture {
             .write(true)
             .open(&path)
             .unwrap();
+        let fd = std::os::fd::OwnedFd::from(file.try_clone().unwrap());
         Arc::new(Self {
             _dir: dir,
+            source: Arc::new(FileSource(Arc::new(fd))),
             file,
             committed: (0..BLOCKS).map(|_| AtomicU64::new(0)).collect(),
         })
@@ -71,7 +73,7 @@ impl Fixture {
     fn file_ref(&self) -> FileRef<'_> {
         FileRef {
             ino: INO,
-            fd: self.file.as_fd(),
+            source: &self.source,
         }
     }
 }

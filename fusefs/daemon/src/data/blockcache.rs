@@ -34,7 +34,6 @@
 //! to each inode the first time it is read (ids are not reused during a mount).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,9 +42,8 @@ use kplug_cache::{BlockRange, CacheCore, CacheStats, CoreConfig, Insert};
 use kplug_engine::Figures;
 
 use super::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
-use super::{Backend, DataCache, FileRef};
+use super::{Backend, DataCache, FileRef, Source};
 use crate::error::Result;
-use crate::fs::sys;
 use crate::monitor::recorder::Recorder;
 use kplug_traces::Op;
 
@@ -161,11 +159,13 @@ impl Inner {
     }
 }
 
+/// Contiguous blocks to prefetch with one backend read.
 struct PrefetchJob {
     ino: u64,
     file_id: u32,
     version: u64,
-    fd: Arc<OwnedFd>,
+    source: Arc<dyn Source>,
+    /// Consecutive block indexes, each with the fetch readers wait on.
     blocks: Vec<(u64, Arc<Pending>)>,
 }
 
@@ -373,11 +373,11 @@ impl BlockCache {
                 return Ok((b, false));
             }
             // The fetch we joined failed: read ourselves, without caching.
-            let data = self.backend.read_at(file.fd, index * bs, bs as usize)?;
+            let data = self.backend.read(&**file.source, index * bs, bs as usize)?;
             return Ok((data.into(), false));
         }
         let started = std::time::Instant::now();
-        let result = self.backend.read_at(file.fd, index * bs, bs as usize);
+        let result = self.backend.read(&**file.source, index * bs, bs as usize);
         self.figures
             .note_backend_latency(started.elapsed().as_nanos() as u64);
         let mut g = self.inner.lock();
@@ -443,37 +443,36 @@ impl BlockCache {
                 blocks.push((b, p));
             }
         }
-        if let Some(h) = &self.hints {
+        if let (Some(h), Some(fd)) = (&self.hints, file.source.fd()) {
             for r in &plan {
-                h.hint(file.fd, r.start * bs, r.len * bs);
+                h.hint(fd, r.start * bs, r.len * bs);
             }
         }
         if blocks.is_empty() {
             return;
         }
-        let fd = match file.fd.try_clone_to_owned() {
-            Ok(fd) => Arc::new(fd),
-            Err(_) => {
-                for r in &plan {
-                    g.core.cancel_prefetch(id, *r);
-                }
-                for (b, p) in &blocks {
-                    g.pending.remove(&block_key(id, *b as u32));
-                    p.complete(Err(libc::EMFILE));
-                }
-                return;
-            }
-        };
         g.queued_prefetch += blocks.len();
-        // One job per block: the prefetch threads fetch a window's blocks in parallel (a
-        // slow store's throughput is its concurrency), not one thread the whole window.
+        // Runs of consecutive blocks, each at most the source's preferred read: block by
+        // block for a local file, so the prefetch threads fetch a window in parallel (a slow
+        // store's throughput is its concurrency); larger reads where a request costs more
+        // than its bytes.
+        let per_job = (file.source.preferred_read() / bs).max(1) as usize;
+        let mut runs: Vec<Vec<(u64, Arc<Pending>)>> = Vec::new();
         for (b, p) in blocks {
+            match runs.last_mut() {
+                Some(run) if run.len() < per_job && run.last().is_some_and(|l| l.0 + 1 == b) => {
+                    run.push((b, p))
+                }
+                _ => runs.push(vec![(b, p)]),
+            }
+        }
+        for run in runs {
             let job = PrefetchJob {
                 ino: file.ino,
                 file_id: id,
                 version,
-                fd: fd.clone(),
-                blocks: vec![(b, p)],
+                source: file.source.clone(),
+                blocks: run,
             };
             if let Err(job) = self.queue.push(job) {
                 g.queued_prefetch -= job.blocks.len();
@@ -497,23 +496,33 @@ fn run_prefetch(
     figures: &Figures,
     job: PrefetchJob,
 ) {
-    for (b, pending) in job.blocks {
-        let key = block_key(job.file_id, b as u32);
+    let Some(&(first, _)) = job.blocks.first() else {
+        return;
+    };
+    let n = job.blocks.len() as u64;
+    for &(b, _) in &job.blocks {
         recorder.record(job.ino, b * bs, bs, Op::Read, false, true);
-        let started = std::time::Instant::now();
-        let result = backend.read_at(job.fd.as_fd(), b * bs, bs as usize);
-        figures.note_backend_latency(started.elapsed().as_nanos() as u64);
-        let mut g = inner.lock();
-        g.queued_prefetch -= 1;
+    }
+    let started = std::time::Instant::now();
+    let result = backend.read(&*job.source, first * bs, (n * bs) as usize);
+    figures.note_backend_latency(started.elapsed().as_nanos() as u64);
+    let mut g = inner.lock();
+    g.queued_prefetch -= job.blocks.len();
+    let current = g.files.get(&job.ino).map(|f| f.version);
+    let mut done = Vec::with_capacity(job.blocks.len());
+    for (i, (b, pending)) in job.blocks.into_iter().enumerate() {
+        let key = block_key(job.file_id, b as u32);
         if let Some((_, p)) = g.pending.get(&key)
             && Arc::ptr_eq(p, &pending)
         {
             g.pending.remove(&key);
         }
-        let current = g.files.get(&job.ino).map(|f| f.version);
-        match result {
+        let outcome = match &result {
             Ok(data) => {
-                let block: Block = data.into();
+                // The run's bytes, cut into its blocks (shorter, or empty, past end of file).
+                let start = (i * bs as usize).min(data.len());
+                let end = (start + bs as usize).min(data.len());
+                let block: Block = data[start..end].into();
                 if current == Some(job.version) {
                     if g.core.insert_prefetched(key, block.clone()) == Insert::Stale {
                         counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
@@ -523,16 +532,19 @@ fn run_prefetch(
                         .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
                     counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
                 }
-                drop(g);
-                pending.complete(Ok(block));
+                Ok(block)
             }
             Err(e) => {
                 g.core
                     .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
-                drop(g);
-                pending.complete(Err(e.errno()));
+                Err(e.errno())
             }
-        }
+        };
+        done.push((pending, outcome));
+    }
+    drop(g);
+    for (pending, outcome) in done {
+        pending.complete(outcome);
     }
 }
 
@@ -559,7 +571,7 @@ fn drop_range(g: &mut Inner, ino: u64, offset: u64, len: u64, bs: u64) {
 
 impl DataCache for BlockCache {
     fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let size = sys::fstat(file.fd)?.st_size as u64;
+        let size = file.source.size()?;
         if offset >= size || len == 0 {
             return Ok(Vec::new());
         }

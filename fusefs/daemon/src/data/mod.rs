@@ -9,12 +9,15 @@
 //! [`Passthrough`] is the simplest cache: none at all, every read goes to the [`Backend`].
 //! The block cache driven by WebAssembly plugins implements the same trait.
 //!
-//! The [`Backend`] is the only code that reads backing file data, so it is also where
-//! `--backend-latency` lives: an *emulated* delay added to each backend data read, to model a
-//! remote object store in benchmarks. It delays the calling thread only; other requests keep
-//! being served by the other FUSE worker threads.
+//! A file's bytes come from a [`Source`]: a backing file of the passthrough
+//! ([`FileSource`]), or an object of a store. The [`Backend`] is the only code that reads
+//! them, counting and timing every read, so it is also where `--backend-latency` lives: an
+//! *emulated* delay added to each backend data read, to model a remote store in benchmarks.
+//! It delays the calling thread only; other requests keep being served by the other FUSE
+//! worker threads.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -24,13 +27,58 @@ use crate::monitor::metrics::{Counter, Histogram, HistogramSnapshot};
 pub mod blockcache;
 pub mod sync;
 
-/// A file the data path reads from: its FUSE inode number and an open backing descriptor.
+/// The bytes of one open file, wherever they are: a backing file of the passthrough, an
+/// object of a store. The data cache reads through it and keeps a clone for prefetches.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// Read up to `len` bytes at `offset`; fewer only at end of file.
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+
+    /// The file's size now.
+    fn size(&self) -> Result<u64>;
+
+    /// The descriptor of the local file holding the bytes, if there is one: where the kernel
+    /// bridge sends readahead hints.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// How many bytes one backend read should fetch when it can choose (prefetching a run of
+    /// blocks): a local file reads block by block, so a window is fetched by the prefetch
+    /// threads in parallel; a remote store amortises its per-request latency over larger
+    /// reads.
+    fn preferred_read(&self) -> u64 {
+        0
+    }
+}
+
+/// A backing file of the passthrough, read with `pread`.
+#[derive(Debug, Clone)]
+pub struct FileSource(pub Arc<OwnedFd>);
+
+impl Source for FileSource {
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let n = sys::pread_full(self.0.as_raw_fd(), &mut buf, offset)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn size(&self) -> Result<u64> {
+        Ok(sys::fstat(self.0.as_fd())?.st_size as u64)
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.0.as_fd())
+    }
+}
+
+/// A file the data path reads from: its FUSE inode number and where its bytes are.
 #[derive(Debug, Clone, Copy)]
 pub struct FileRef<'a> {
     /// FUSE inode number (stable for the life of the mount).
     pub ino: u64,
-    /// An open descriptor of the backing file, readable.
-    pub fd: BorrowedFd<'a>,
+    /// The file's bytes.
+    pub source: &'a Arc<dyn Source>,
 }
 
 /// What the filesystem core needs from a data cache.
@@ -80,18 +128,16 @@ impl Backend {
         }
     }
 
-    /// Read up to `len` bytes at `offset` from `fd`.
-    pub fn read_at(&self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Vec<u8>> {
+    /// Read up to `len` bytes at `offset` from `source`, counted and timed.
+    pub fn read(&self, source: &dyn Source, offset: u64, len: usize) -> Result<Vec<u8>> {
         let start = Instant::now();
         if !self.latency.is_zero() {
             std::thread::sleep(self.latency);
         }
-        let mut buf = vec![0u8; len];
-        let n = sys::pread_full(fd.as_raw_fd(), &mut buf, offset)?;
-        buf.truncate(n);
+        let buf = source.read_at(offset, len)?;
         self.read_latency.record_duration(start.elapsed());
         self.reads.inc();
-        self.bytes.add(n as u64);
+        self.bytes.add(buf.len() as u64);
         Ok(buf)
     }
 
@@ -119,19 +165,19 @@ impl Backend {
 /// No cache: every read goes to the backend.
 #[derive(Debug)]
 pub struct Passthrough {
-    backend: std::sync::Arc<Backend>,
+    backend: Arc<Backend>,
 }
 
 impl Passthrough {
     /// A pass-through over `backend`.
-    pub fn new(backend: std::sync::Arc<Backend>) -> Self {
+    pub fn new(backend: Arc<Backend>) -> Self {
         Self { backend }
     }
 }
 
 impl DataCache for Passthrough {
     fn read(&self, file: FileRef<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
-        self.backend.read_at(file.fd, offset, len as usize)
+        self.backend.read(&**file.source, offset, len as usize)
     }
 
     fn invalidate(&self, _ino: u64, _offset: u64, _len: u64) {}

@@ -6,11 +6,13 @@ use super::*;
 impl LocalFs {
     pub(super) fn register_file(&self, inode: Arc<Inode>, fd: OwnedFd, flags: i32) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let fd = Arc::new(fd);
         self.files.lock().insert(
             fh,
             Arc::new(OpenFile {
                 ino: inode.ino,
                 inode,
+                source: Arc::new(FileSource(fd.clone())),
                 fd,
                 flags,
             }),
@@ -79,7 +81,7 @@ impl LocalFs {
         self.data.read(
             FileRef {
                 ino: f.ino,
-                fd: f.fd.as_fd(),
+                source: &f.source,
             },
             offset,
             size,

@@ -45,7 +45,7 @@ use super::types::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, FsConfig, Opened, SetAttr, SetTime,
     StatFs, Written, XattrReply,
 };
-use crate::data::{DataCache, FileRef};
+use crate::data::{DataCache, FileRef, FileSource, Source};
 use crate::error::{FsError, Result};
 use crate::fs_err;
 
@@ -57,7 +57,9 @@ pub struct OpenFile {
     /// The inode (for its read log, see [`crate::fs::coherence`]).
     pub inode: Arc<Inode>,
     /// Backing descriptor opened with the caller's flags.
-    pub fd: OwnedFd,
+    pub fd: Arc<OwnedFd>,
+    /// The same descriptor as the data cache reads it.
+    pub source: Arc<dyn Source>,
     /// Open flags.
     pub flags: i32,
 }
