@@ -168,11 +168,58 @@ where
     }
 }
 
+/// The canonical name of parameter `key`: the name `aliases` maps it to, else `key` itself.
+///
+/// Parameter names are lowercase kebab-case (`hirs-ratio`, `half-life`; `docs/policies.md`,
+/// "Parameter names"). A name a policy accepted before it took that form stays accepted as an
+/// alias, so that existing `.params` files keep loading and mean the same: list the
+/// `(alias, canonical)` pairs once and match on the canonical names only.
+///
+/// ```
+/// use kplug_sdk::{Rejected, param_in, param_key};
+///
+/// const ALIASES: &[(&str, &str)] = &[("half_life", "half-life")];
+///
+/// fn set_param(half_life: &mut f64, key: &str, value: &str) -> Result<(), Rejected> {
+///     match param_key(key, ALIASES) {
+///         "half-life" => *half_life = param_in(value, 1.0..=1e12)?,
+///         _ => return Err(Rejected),
+///     }
+///     Ok(())
+/// }
+///
+/// let mut h = 0.0;
+/// set_param(&mut h, "half_life", "8").unwrap();
+/// assert_eq!(h, 8.0);
+/// set_param(&mut h, "half-life", "9").unwrap();
+/// assert_eq!(h, 9.0);
+/// assert_eq!(set_param(&mut h, "Half-Life", "9"), Err(Rejected));
+/// ```
+pub fn param_key<'a>(key: &'a str, aliases: &[(&'a str, &'a str)]) -> &'a str {
+    aliases
+        .iter()
+        .find(|&&(alias, _)| alias == key)
+        .map_or(key, |&(_, canonical)| canonical)
+}
+
+/// The elements of a list parameter: joined by `/`, empty elements ignored (`lru/arc/` is
+/// `lru`, `arc`). Every list a policy takes is written so (`docs/policies.md`, "Parameter
+/// names"); an element may be a candidate spec, `name:key=value;key=value`.
+///
+/// ```
+/// let names: Vec<&str> = kplug_sdk::param_list("lirs:hirs-ratio=0.05/lru/").collect();
+/// assert_eq!(names, ["lirs:hirs-ratio=0.05", "lru"]);
+/// ```
+pub fn param_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split('/').filter(|e| !e.is_empty())
+}
+
 /// Lifecycle hooks every plugin has. Both have defaults: no parameters
 /// accepted, init succeeds.
 pub trait Plugin {
     /// A `key=value` parameter, before [`init`](Plugin::init). The default
-    /// rejects every parameter (a typo must not be ignored silently).
+    /// rejects every parameter (a typo must not be ignored silently). Name
+    /// parameters in lowercase kebab-case; [`param_key`] keeps older names as aliases.
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         let _ = (key, value);
         Err(Rejected)
@@ -324,6 +371,18 @@ mod tests {
         }
         let parsed: Result<u64, Rejected> = "12".parse().map_err(Rejected::from);
         assert_eq!(parsed, Ok(12));
+    }
+
+    #[test]
+    fn parameter_aliases_map_to_their_canonical_name() {
+        const ALIASES: &[(&str, &str)] = &[("Ain-size-ratio", "ain-size-ratio"), ("x_y", "x-y")];
+        assert_eq!(param_key("Ain-size-ratio", ALIASES), "ain-size-ratio");
+        assert_eq!(param_key("ain-size-ratio", ALIASES), "ain-size-ratio");
+        assert_eq!(param_key("x_y", ALIASES), "x-y");
+        // Only the listed spellings: no case folding, no `_` for `-` in general.
+        assert_eq!(param_key("AIN-size-ratio", ALIASES), "AIN-size-ratio");
+        assert_eq!(param_key("ain_size_ratio", ALIASES), "ain_size_ratio");
+        assert_eq!(param_key("other", &[]), "other");
     }
 
     #[test]

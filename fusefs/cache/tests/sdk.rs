@@ -87,7 +87,7 @@ fn sdk_plugin_serves_all_roles_with_params() {
     );
     assert!(c.accepts_params());
     let p = c
-        .instantiate(&[("window", "2"), ("admit_every", "2")], 4)
+        .instantiate(&[("window", "2"), ("admit-every", "2")], 4)
         .unwrap();
     let status = p.status();
     let all = RoleSet::of(&[Role::Eviction, Role::Admission, Role::Prefetch]);
@@ -119,6 +119,27 @@ fn sdk_plugin_serves_all_roles_with_params() {
     );
     assert_eq!(status.state(), PluginState::Active);
     assert_eq!(core.stats().faults, 0);
+}
+
+/// A parameter's older name, kept as an alias with `kplug_sdk::param_key`, means through the
+/// ABI what its canonical name means, and its value is checked the same.
+#[test]
+fn sdk_plugin_takes_a_renamed_parameter_by_its_alias() {
+    for key in ["admit-every", "admit_every"] {
+        let p = sdk_roles().instantiate(&[(key, "3")], 4).unwrap();
+        let mut core: CacheCore<()> = CacheCore::new(4, CoreConfig::default());
+        core.install_plugin(p, RoleSet::of(&[Role::Eviction, Role::Admission]))
+            .unwrap();
+        let admitted: Vec<u64> = (0..10)
+            .filter(|&k| core.insert(k, ()) == Insert::Inserted)
+            .collect();
+        assert_eq!(admitted, [0, 3, 6, 9], "{key}");
+        let e = sdk_roles().instantiate(&[(key, "0")], 4).unwrap_err();
+        assert!(
+            matches!(e, LoadError::Param { key: ref k, .. } if k == key),
+            "{key}: {e}"
+        );
+    }
 }
 
 #[test]

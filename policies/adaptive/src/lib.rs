@@ -3,7 +3,7 @@
 //! It registers every eviction policy of `candidates` with the host, which runs each one
 //! as a shadow cache of the same capacity (keys only) fed the same requests, so each
 //! candidate's hit count is exactly what that fixed policy would have had. On every tick
-//! it adds each candidate's new hits to its score, decayed with a half-life of `half_life`
+//! it adds each candidate's new hits to its score, decayed with a half-life of `half-life`
 //! requests (100,000 by default; 0: cumulative), and serves the best scored candidate once
 //! its lead over the serving one is
 //!
@@ -13,14 +13,14 @@
 //!   hit ahead switches, and a switch costs the blocks the old policy kept (on the MSR
 //!   sample at 5 %, one such switch and back cost 14 misses);
 //! - more than `margin` of the requests scored (default 0), and
-//! - (if `switch_cost` > 0) large enough, extrapolated over the horizon still to come (the
-//!   half-life, or the requests seen so far if more), to outweigh `switch_cost` times the
+//! - (if `switch-cost` > 0) large enough, extrapolated over the horizon still to come (the
+//!   half-life, or the requests seen so far if more), to outweigh `switch-cost` times the
 //!   blocks the winner's shadow holds that the cache does not (`candidate_divergence`).
 //!
 //! The half-life is in requests, not in cache lifetimes: a policy's advantage on a real
 //! trace comes in bursts on blocks it kept for long, and a memory shorter than about
 //! 100,000 requests chases the bursts, a longer one reaches them too late
-//! (docs/policies.md measures both sides). `capacity_lives` sets a floor in multiples of
+//! (docs/policies.md measures both sides). `capacity-lives` sets a floor in multiples of
 //! the capacity (default 0: none; ignored with cumulative scores). The host makes a switch
 //! cheap: the cache *follows* the chosen shadow, evicting first the blocks it does not
 //! hold, so nothing is thrown away eagerly and a candidate's history is never disturbed
@@ -31,12 +31,13 @@
 //! cache evicts the block whose holders weigh least (a vote of the shadows). Each switch of
 //! the best scored candidate is logged (`kplug.log`, info).
 //!
-//! Parameters: `candidates` (policy names joined by `/`, default `s3fifo/arc/lirs/twoq/lru`:
-//! the fixed policies that are best somewhere on the real traces; the first serves at start,
-//! S3-FIFO being the one closest to the best on the most of them), `half_life` (requests,
-//! default 100000, 0 = cumulative), `capacity_lives` (default 0), `confidence` (default 1,
-//! 0: any lead), `margin` (default 0), `switch_cost` (default 0), `temperature` (default 0:
-//! follow one candidate).
+//! Parameters: `candidates` (candidate specs joined by `/`, each `name` or
+//! `name:key=value;key=value`, default `s3fifo/arc/lirs/twoq/lru`: the fixed policies that
+//! are best somewhere on the real traces; the first serves at start, S3-FIFO being the one
+//! closest to the best on the most of them), `half-life` (requests, default 100000, 0 =
+//! cumulative), `capacity-lives` (default 0), `confidence` (default 1, 0: any lead), `margin`
+//! (default 0), `switch-cost` (default 0), `temperature` (default 0: follow one candidate).
+//! The older names `half_life`, `capacity_lives` and `switch_cost` are aliases.
 //!
 //! The decision is deterministic given the tick sequence, so `kplugfs sim --policy adaptive`
 //! is reproducible.
@@ -51,11 +52,19 @@ use alloc::vec::Vec;
 use kplug_sdk::governor::{
     activate, add_candidate, candidate_divergence, candidate_hits, candidate_requests, set_weight,
 };
-use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log, param_in};
+use kplug_sdk::{
+    Governor, Level, Plugin, Rejected, Role, export_plugin, log, param_in, param_key, param_list,
+};
 
 const DEFAULT: &str = "s3fifo/arc/lirs/twoq/lru";
 /// Default half-life of the scores, in demand requests (docs/policies.md: how it was chosen).
 const DEFAULT_HALF_LIFE: f64 = 100_000.0;
+/// Older names of the parameters, `(alias, canonical)`.
+const ALIASES: &[(&str, &str)] = &[
+    ("half_life", "half-life"),
+    ("capacity_lives", "capacity-lives"),
+    ("switch_cost", "switch-cost"),
+];
 
 struct Cand {
     index: u32,
@@ -110,17 +119,17 @@ impl Default for Adaptive {
 
 impl Plugin for Adaptive {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        match key {
+        match param_key(key, ALIASES) {
             "candidates" if !value.is_empty() => self.names = String::from(value),
-            "half_life" => {
+            "half-life" => {
                 let h: f64 = value.parse()?;
                 if h != 0.0 && !(1.0..=1e12).contains(&h) {
                     return Err(Rejected);
                 }
                 self.half_life = h;
             }
-            "capacity_lives" => self.capacity_lives = param_in(value, 0.0..=1e6)?,
-            "switch_cost" => self.switch_cost = param_in(value, 0.0..=1e6)?,
+            "capacity-lives" => self.capacity_lives = param_in(value, 0.0..=1e6)?,
+            "switch-cost" => self.switch_cost = param_in(value, 0.0..=1e6)?,
             "temperature" => self.temperature = param_in(value, 0.0..=1e6)?,
             "margin" => self.margin = param_in(value, 0.0..=1.0)?,
             "confidence" => self.confidence = param_in(value, 0.0..=100.0)?,
@@ -131,7 +140,7 @@ impl Plugin for Adaptive {
 
     fn init(&mut self, capacity: u64) -> Result<(), i32> {
         self.capacity = capacity as f64;
-        for name in self.names.split('/').filter(|n| !n.is_empty()) {
+        for name in param_list(&self.names) {
             let index = add_candidate(Role::Eviction, name).ok_or(2)?;
             self.cands.push(Cand {
                 index,
@@ -282,7 +291,7 @@ impl Governor for Adaptive {
             if self.temperature == 0.0 {
                 activate(self.cands[now].index);
             }
-            let names: Vec<&str> = self.names.split('/').filter(|n| !n.is_empty()).collect();
+            let names: Vec<&str> = param_list(&self.names).collect();
             log(
                 Level::Info,
                 &format!(
@@ -448,18 +457,47 @@ mod tests {
     #[test]
     fn parameters_are_checked() {
         let mut a = Adaptive::default();
-        assert!(a.set_param("half_life", "8").is_ok());
-        assert!(a.set_param("half_life", "0").is_ok());
-        assert!(a.set_param("half_life", "0.5").is_err());
+        assert!(a.set_param("half-life", "0").is_ok());
+        assert!(a.set_param("half-life", "0.5").is_err());
+        assert!(a.set_param("half-life", "2e12").is_err());
         assert!(a.set_param("temperature", "0.1").is_ok());
         assert!(a.set_param("temperature", "-1").is_err());
-        assert!(a.set_param("switch_cost", "0.5").is_ok());
-        assert!(a.set_param("capacity_lives", "-1").is_err());
+        assert!(a.set_param("capacity-lives", "-1").is_err());
+        assert!(a.set_param("switch-cost", "x").is_err());
         assert!(a.set_param("margin", "0.01").is_ok());
+        assert!(a.set_param("margin", "1.5").is_err());
         assert!(a.set_param("margin", "x").is_err());
         assert!(a.set_param("confidence", "2").is_ok());
         assert!(a.set_param("confidence", "-1").is_err());
         assert!(a.set_param("candidates", "lru/arc").is_ok());
-        assert!(a.set_param("bogus", "1").is_err());
+        assert!(a.set_param("candidates", "").is_err());
+        for bad in ["bogus", "Half-Life", "halflife", "switch cost"] {
+            assert!(a.set_param(bad, "1").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn canonical_names_and_aliases_set_the_same_value() {
+        let set = |key: &str, value: &str| {
+            let mut a = Adaptive::default();
+            a.set_param(key, value).unwrap();
+            a
+        };
+        for key in ["half-life", "half_life"] {
+            assert_eq!(set(key, "8").half_life, 8.0, "{key}");
+            assert!(Adaptive::default().set_param(key, "0.5").is_err(), "{key}");
+        }
+        for key in ["capacity-lives", "capacity_lives"] {
+            assert_eq!(set(key, "2").capacity_lives, 2.0, "{key}");
+            assert!(Adaptive::default().set_param(key, "-1").is_err(), "{key}");
+        }
+        for key in ["switch-cost", "switch_cost"] {
+            assert_eq!(set(key, "0.5").switch_cost, 0.5, "{key}");
+            assert!(Adaptive::default().set_param(key, "2e6").is_err(), "{key}");
+        }
+        assert_eq!(
+            set("candidates", "lirs:hirs-ratio=0.05/lru").names,
+            "lirs:hirs-ratio=0.05/lru"
+        );
     }
 }

@@ -106,12 +106,23 @@ mod tests {
         assert_eq!(c.victim(), 1);
     }
 
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
     #[test]
-    fn params() {
-        let mut c = Clock::default();
-        assert!(c.set_param("n-bit-counter", "2").is_ok());
-        assert_eq!(c.max_freq, 3);
-        assert!(c.set_param("n-bit-counter", "0").is_err());
-        assert!(c.set_param("bits", "1").is_err());
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = Clock::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("n-bit-counter", "2").unwrap().max_freq, 3);
+        assert_eq!(set("n-bit-counter", "8").unwrap().max_freq, 255);
+        for (key, bad) in [
+            ("n-bit-counter", "0"),
+            ("n-bit-counter", "9"),
+            ("n-bit-counter", "x"),
+            ("bits", "1"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
     }
 }

@@ -168,4 +168,27 @@ mod tests {
         assert!(one.set_param("threshold", "0").is_err());
         assert!(one.set_param("nope", "1").is_err());
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = Doorkeeper::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("threshold", "3").unwrap().threshold, 3);
+        assert_eq!(set("window-factor", "4").unwrap().window_factor, 4);
+        assert_eq!(set("bits-per-key", "16").unwrap().bits_per_key, 16);
+        for (key, bad) in [
+            ("threshold", "0"),
+            ("threshold", "256"),
+            ("window-factor", "0"),
+            ("bits-per-key", "65"),
+            ("bits-per-key", "x"),
+            ("window_factor", "4"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

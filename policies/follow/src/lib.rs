@@ -5,7 +5,7 @@
 //! governor was loaded). Run it in `kplugfs sim` to measure what a switch at a given moment
 //! costs or gains against the fixed policies, e.g. whether the refetch cost of switching, or
 //! its timing, is what separates a governor from the best fixed policy (docs/policies.md).
-//! With `report_every=N`, every N requests (checked on each tick) it logs each candidate's
+//! With `report-every=N`, every N requests (checked on each tick) it logs each candidate's
 //! hits so far, one info line `hits after R requests: lirs=H twoq=H ...`, which is how the
 //! tick-by-tick figures in docs/policies.md were taken; `watch` adds candidates that are
 //! only reported, never followed.
@@ -16,9 +16,10 @@
 //!
 //! Parameters: `schedule` (`name@requests` joined by `/`, requests increasing, the first
 //! at 0; default `lru@0`, so that dropped into a mount without parameters it serves LRU),
-//! `watch` (names joined by `/`, default none), `report_every` (requests, default 0: no
-//! report). In a mount, `follow` with `watch` and `report_every` logs live what other
-//! policies would have hit.
+//! `watch` (names joined by `/`, default none), `report-every` (requests, default 0: no
+//! report; the older name `report_every` is an alias). A name may carry parameters, as any
+//! candidate spec: `lirs:hirs-ratio=0.05@0`. In a mount, `follow` with `watch` and
+//! `report-every` logs live what other policies would have hit.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -28,10 +29,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use kplug_sdk::governor::{activate, add_candidate, candidate_hits, candidate_requests};
-use kplug_sdk::{Governor, Level, Plugin, Rejected, Role, export_plugin, log};
+use kplug_sdk::{
+    Governor, Level, Plugin, Rejected, Role, export_plugin, log, param_key, param_list,
+};
 
 /// What is followed without a `schedule`.
 const DEFAULT_POLICY: &str = "lru";
+/// Older names of the parameters, `(alias, canonical)`.
+const ALIASES: &[(&str, &str)] = &[("report_every", "report-every")];
 
 /// The schedule-following governor.
 #[derive(Default)]
@@ -63,7 +68,7 @@ impl Follow {
 
     fn parse_schedule(&mut self, v: &str) -> Result<(), Rejected> {
         let mut schedule = Vec::new();
-        for step in v.split('/') {
+        for step in param_list(v) {
             let (name, at) = step.split_once('@').ok_or(Rejected)?;
             let at: u64 = at.parse()?;
             match schedule.last() {
@@ -72,6 +77,9 @@ impl Follow {
                 _ => {}
             }
             schedule.push((at, self.name_slot(name)?));
+        }
+        if schedule.is_empty() {
+            return Err(Rejected);
         }
         self.schedule = schedule;
         Ok(())
@@ -89,15 +97,15 @@ impl Follow {
 
 impl Plugin for Follow {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        match key {
+        match param_key(key, ALIASES) {
             "schedule" => self.parse_schedule(value),
             "watch" => {
-                for name in value.split('/').filter(|n| !n.is_empty()) {
+                for name in param_list(value) {
                     self.name_slot(name)?;
                 }
                 Ok(())
             }
-            "report_every" => {
+            "report-every" => {
                 self.report_every = value.parse()?;
                 Ok(())
             }
@@ -168,6 +176,7 @@ mod tests {
     fn bad_schedules_are_refused() {
         for bad in [
             "",
+            "/",
             "lirs",
             "lirs@5",
             "lirs@0/twoq@0",
@@ -182,9 +191,30 @@ mod tests {
             );
         }
         let mut f = Follow::default();
-        assert!(f.set_param("report_every", "1000").is_ok());
-        assert!(f.set_param("report_every", "-1").is_err());
+        assert!(f.set_param("report-every", "1000").is_ok());
+        assert!(f.set_param("report-every", "-1").is_err());
         assert!(f.set_param("watch", "a@b").is_err());
         assert!(f.set_param("bogus", "1").is_err());
+        assert!(f.set_param("Report-Every", "1").is_err());
+    }
+
+    #[test]
+    fn canonical_names_and_aliases_set_the_same_value() {
+        for key in ["report-every", "report_every"] {
+            let mut f = Follow::default();
+            f.set_param(key, "2000").unwrap();
+            assert_eq!(f.report_every, 2000, "{key}");
+            assert!(f.set_param(key, "1.5").is_err(), "{key}");
+            assert!(f.set_param(key, "x").is_err(), "{key}");
+        }
+        // A schedule's names are candidate specs: they may carry parameters.
+        let mut f = Follow::default();
+        f.set_param("schedule", "lirs:hirs-ratio=0.05@0/lru@100")
+            .unwrap();
+        assert_eq!(f.names, ["lirs:hirs-ratio=0.05", "lru"]);
+        // A list's empty elements are ignored, as in `watch` and adaptive's `candidates`.
+        let mut f = Follow::default();
+        f.set_param("schedule", "lirs@0//twoq@600/").unwrap();
+        assert_eq!((f.due(599), f.due(600)), (0, 1));
     }
 }

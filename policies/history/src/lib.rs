@@ -109,4 +109,24 @@ mod tests {
         assert_eq!(ask(&mut h, 5), vec![(90, 1), (17, 1)]);
         assert_eq!(ask(&mut h, 90), vec![(17, 1), (300, 1)]);
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = History::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("depth", "4").unwrap().depth, 4);
+        assert_eq!(set("max-entries", "1024").unwrap().max_entries, 1024);
+        for (key, bad) in [
+            ("depth", "0"),
+            ("depth", "65"),
+            ("max-entries", "0"),
+            ("max_entries", "1024"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

@@ -419,4 +419,23 @@ mod tests {
         }
         assert!(hits > 19 * 12 / 2, "{hits}");
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = Lirs::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("hirs-ratio", "0.05").unwrap().hirs_ratio, 0.05);
+        for (key, bad) in [
+            ("hirs-ratio", "0"),
+            ("hirs-ratio", "1"),
+            ("hirs-ratio", "x"),
+            ("hirs_ratio", "0.05"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

@@ -129,4 +129,29 @@ mod tests {
         assert_eq!(ask(&mut r, 501), Some((502, 4)));
         assert_eq!(ask(&mut r, 998), None);
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = Readahead::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("initial-window", "2").unwrap().initial, 2);
+        assert_eq!(set("max-window", "32").unwrap().max, 32);
+        assert_eq!(set("max-files", "16").unwrap().max_files, 16);
+        for (key, bad) in [
+            ("initial-window", "0"),
+            ("max-window", "0"),
+            ("max-files", "0"),
+            ("max-window", "x"),
+            ("window", "4"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+        // A first window larger than the largest is refused at init.
+        let mut r = set("initial-window", "128").unwrap();
+        assert_eq!(r.init(100), Err(22));
+    }
 }

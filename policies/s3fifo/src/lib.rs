@@ -199,4 +199,26 @@ mod tests {
         s.insert(2); // remembered -> main
         assert!(s.main.contains(2) && !s.ghost.contains(2));
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = S3Fifo::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("small-size-ratio", "0.2").unwrap().small_ratio, 0.2);
+        assert_eq!(set("ghost-size-ratio", "0.5").unwrap().ghost_ratio, 0.5);
+        assert_eq!(set("move-to-main-threshold", "3").unwrap().threshold, 3);
+        for (key, bad) in [
+            ("small-size-ratio", "1.1"),
+            ("ghost-size-ratio", "-0.5"),
+            ("move-to-main-threshold", "256"),
+            ("move-to-main-threshold", "1.5"),
+            ("small_size_ratio", "0.2"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

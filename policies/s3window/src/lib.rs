@@ -166,4 +166,27 @@ mod tests {
         }
         assert!(max_len <= 64);
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = S3Window::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("block-size", "4096").unwrap().block_size, 4096);
+        assert_eq!(set("initial-bytes", "65536").unwrap().initial_bytes, 65536);
+        assert_eq!(set("max-window", "32").unwrap().max, 32);
+        assert_eq!(set("max-files", "16").unwrap().max_files, 16);
+        for (key, bad) in [
+            ("block-size", "511"),
+            ("initial-bytes", "0"),
+            ("max-window", "0"),
+            ("max-files", "0"),
+            ("block_size", "4096"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

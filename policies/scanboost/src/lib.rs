@@ -5,13 +5,14 @@
 //! `aggressive` (default `s3window`, mountpoint-s3's doubling window, which fetches a whole
 //! window at every new stream: many backend reads in flight, wasted on random reads) is
 //! pushed while the workload is a scan over a slow backend: on a tick, when the sequentiality of all accesses
-//! (`kplug.sequentiality(-1)`) is at least `seq_high` and the backend latency at least
-//! `latency_us`, it activates `aggressive`; when sequentiality falls to `seq_low` or below
+//! (`kplug.sequentiality(-1)`) is at least `seq-high` and the backend latency at least
+//! `latency-us`, it activates `aggressive`; when sequentiality falls to `seq-low` or below
 //! (reads turned random: an aggressive window would be wasted), it goes back to `modest`.
 //! The gap between the thresholds is the hysteresis. Each switch is logged.
 //!
 //! Parameters: `modest` and `aggressive` (candidate specs, `name` or
-//! `name:key=value;key=value`), `seq_high` (0.6), `seq_low` (0.3), `latency_us` (500).
+//! `name:key=value;key=value`), `seq-high` (0.6), `seq-low` (0.3), `latency-us` (500). The
+//! older names `seq_high`, `seq_low` and `latency_us` are aliases.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -22,8 +23,15 @@ use alloc::string::String;
 use kplug_sdk::governor::{activate, add_candidate};
 use kplug_sdk::{
     Governor, Level, Plugin, Rejected, Role, backend_latency_ns, export_plugin, log, param_in,
-    sequentiality,
+    param_key, sequentiality,
 };
+
+/// Older names of the parameters, `(alias, canonical)`.
+const ALIASES: &[(&str, &str)] = &[
+    ("seq_high", "seq-high"),
+    ("seq_low", "seq-low"),
+    ("latency_us", "latency-us"),
+];
 
 /// The scan-boost governor.
 pub struct ScanBoost {
@@ -52,12 +60,12 @@ impl Default for ScanBoost {
 
 impl Plugin for ScanBoost {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        match key {
+        match param_key(key, ALIASES) {
             "modest" if !value.is_empty() => self.modest = String::from(value),
             "aggressive" if !value.is_empty() => self.aggressive = String::from(value),
-            "seq_high" => self.seq_high = param_in(value, 0.0..=1.0)?,
-            "seq_low" => self.seq_low = param_in(value, 0.0..=1.0)?,
-            "latency_us" => {
+            "seq-high" => self.seq_high = param_in(value, 0.0..=1.0)?,
+            "seq-low" => self.seq_low = param_in(value, 0.0..=1.0)?,
+            "latency-us" => {
                 let us: u64 = value.parse()?;
                 self.latency_ns = us.saturating_mul(1000);
             }
@@ -133,14 +141,41 @@ mod tests {
     #[test]
     fn parameters_are_checked() {
         let mut g = ScanBoost::default();
-        assert!(g.set_param("seq_high", "0.8").is_ok());
-        assert!(g.set_param("seq_low", "1.5").is_err());
-        assert!(g.set_param("latency_us", "2000").is_ok());
+        assert!(g.set_param("seq-high", "0.8").is_ok());
+        assert!(g.set_param("seq-low", "1.5").is_err());
+        assert!(g.set_param("latency-us", "2000").is_ok());
         assert_eq!(g.latency_ns, 2_000_000);
         assert!(
             g.set_param("aggressive", "readahead:initial-window=64")
                 .is_ok()
         );
+        assert!(g.set_param("modest", "").is_err());
         assert!(g.set_param("nope", "1").is_err());
+        assert!(g.set_param("seq_High", "0.8").is_err());
+    }
+
+    #[test]
+    fn canonical_names_and_aliases_set_the_same_value() {
+        let set = |key: &str, value: &str| {
+            let mut g = ScanBoost::default();
+            g.set_param(key, value).unwrap();
+            g
+        };
+        for key in ["seq-high", "seq_high"] {
+            assert_eq!(set(key, "0.8").seq_high, 0.8, "{key}");
+            assert!(ScanBoost::default().set_param(key, "1.5").is_err(), "{key}");
+        }
+        for key in ["seq-low", "seq_low"] {
+            assert_eq!(set(key, "0.2").seq_low, 0.2, "{key}");
+            assert!(
+                ScanBoost::default().set_param(key, "-0.1").is_err(),
+                "{key}"
+            );
+        }
+        for key in ["latency-us", "latency_us"] {
+            assert_eq!(set(key, "2000").latency_ns, 2_000_000, "{key}");
+            assert!(ScanBoost::default().set_param(key, "-1").is_err(), "{key}");
+            assert!(ScanBoost::default().set_param(key, "0.5").is_err(), "{key}");
+        }
     }
 }

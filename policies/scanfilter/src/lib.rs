@@ -114,4 +114,25 @@ mod tests {
         assert!(f.admit(9, 0, 9));
         assert!(f.set_param("max-run", "0").is_err());
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = ScanFilter::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("max-run", "8").unwrap().max_run, 8);
+        assert_eq!(set("max-files", "16").unwrap().max_files, 16);
+        assert_eq!(set("remember", "100").unwrap().remember, 100);
+        for (key, bad) in [
+            ("max-run", "0"),
+            ("max-files", "0"),
+            ("remember", "-1"),
+            ("max_run", "8"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

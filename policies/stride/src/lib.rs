@@ -137,4 +137,26 @@ mod tests {
         assert!(ask(&mut s, 2).is_empty());
         assert_eq!(ask(&mut s, 1), vec![(0, 1)]);
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = Stride::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("confirm", "3").unwrap().confirm, 3);
+        assert_eq!(set("degree", "8").unwrap().degree, 8);
+        assert_eq!(set("max-files", "16").unwrap().max_files, 16);
+        for (key, bad) in [
+            ("confirm", "0"),
+            ("degree", "0"),
+            ("degree", "65"),
+            ("max-files", "0"),
+            ("max_files", "16"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }

@@ -13,14 +13,21 @@
 //! looked, which gives exactly libCacheSim's contents (removing the missed
 //! id and pushing the victim commute when the oldest entry is dropped last).
 //!
-//! Parameters (libCacheSim's names and defaults; sizes are
-//! `floor(capacity x ratio)`):
-//! - `Ain-size-ratio=0.25`: Ain's share of the cache;
-//! - `Aout-size-ratio=0.5`: ghost entries, as a fraction of the cache size.
+//! Parameters (libCacheSim's defaults; sizes are `floor(capacity x ratio)`):
+//! - `ain-size-ratio=0.25` (0..=1): Ain's share of the cache;
+//! - `aout-size-ratio=0.5` (0..=1): ghost entries, as a fraction of the cache size.
+//!
+//! libCacheSim's names, `Ain-size-ratio` and `Aout-size-ratio`, are aliases.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin, param_in};
+use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin, param_in, param_key};
+
+/// Older names of the parameters, `(alias, canonical)`.
+const ALIASES: &[(&str, &str)] = &[
+    ("Ain-size-ratio", "ain-size-ratio"),
+    ("Aout-size-ratio", "aout-size-ratio"),
+];
 
 /// 2Q.
 pub struct TwoQ {
@@ -57,9 +64,9 @@ impl TwoQ {
 
 impl Plugin for TwoQ {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
-        match key {
-            "Ain-size-ratio" => self.ain_ratio = param_in(value, 0.0..=1.0)?,
-            "Aout-size-ratio" => self.aout_ratio = param_in(value, 0.0..=1.0)?,
+        match param_key(key, ALIASES) {
+            "ain-size-ratio" => self.ain_ratio = param_in(value, 0.0..=1.0)?,
+            "aout-size-ratio" => self.aout_ratio = param_in(value, 0.0..=1.0)?,
             _ => return Err(Rejected),
         }
         Ok(())
@@ -126,7 +133,26 @@ mod tests {
         q.insert(1); // remembered in Aout -> Am
         assert!(q.am.contains(1));
         assert_eq!(q.victim(), 2);
-        assert!(q.set_param("Ain-size-ratio", "2").is_err());
-        assert!(q.set_param("nope", "1").is_err());
+    }
+
+    /// Every parameter by its name and by its alias (libCacheSim's spelling): both set the
+    /// same value; an out-of-range or malformed value and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = TwoQ::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        for key in ["ain-size-ratio", "Ain-size-ratio"] {
+            assert_eq!(set(key, "0.3").unwrap().ain_ratio, 0.3, "{key}");
+            assert!(set(key, "2").is_err() && set(key, "x").is_err(), "{key}");
+        }
+        for key in ["aout-size-ratio", "Aout-size-ratio"] {
+            assert_eq!(set(key, "0.2").unwrap().aout_ratio, 0.2, "{key}");
+            assert!(set(key, "-0.1").is_err(), "{key}");
+        }
+        for bad in ["nope", "AIN-size-ratio", "ain_size_ratio"] {
+            assert!(set(bad, "0.3").is_err(), "{bad}");
+        }
     }
 }

@@ -370,4 +370,25 @@ mod tests {
         // XXH64 test vector: 8 zero bytes, seed 0.
         assert_eq!(xxh64_u64(0, 0), 0x34c9_6acd_cadb_1bbb);
     }
+
+    /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
+    /// value is taken, an out-of-range or malformed one and an unknown name are refused.
+    #[test]
+    fn parameters_are_checked() {
+        let set = |key: &str, value: &str| {
+            let mut p = WTinyLfu::default();
+            p.set_param(key, value).map(|()| p)
+        };
+        assert_eq!(set("window-size", "0.05").unwrap().window_ratio, 0.05);
+        assert!(set("main-cache", "SLRU").is_ok());
+        assert!(set("main-cache", "slru").is_ok());
+        for (key, bad) in [
+            ("window-size", "1"),
+            ("window-size", "-0.1"),
+            ("main-cache", "LRU"),
+            ("window", "0.05"),
+        ] {
+            assert!(set(key, bad).is_err(), "{key}={bad}");
+        }
+    }
 }
