@@ -153,6 +153,12 @@ impl From<core::num::ParseFloatError> for Rejected {
     }
 }
 
+/// A count stored in a narrower integer (`usize` is 32 bits on wasm32): refused, not
+/// wrapped, when it does not fit: `self.max_files = narrow(v)?;`.
+pub fn narrow<T: TryFrom<u64>>(v: u64) -> Result<T, Rejected> {
+    T::try_from(v).map_err(|_| Rejected)
+}
+
 /// A numeric parameter that must lie in `range`, e.g. a ratio: `param_in(value, 0.0..=1.0)`
 /// (NaN is in no range).
 pub fn param_in<T>(value: &str, range: core::ops::RangeInclusive<T>) -> Result<T, Rejected>
@@ -369,6 +375,8 @@ mod tests {
         for bad in ["0", "9", "-1", "2.0"] {
             assert_eq!(param_in::<u32>(bad, 1..=8), Err(Rejected), "{bad:?}");
         }
+        assert_eq!(narrow::<u32>(7), Ok(7u32));
+        assert_eq!(narrow::<u32>(u64::from(u32::MAX) + 1), Err(Rejected));
         let parsed: Result<u64, Rejected> = "12".parse().map_err(Rejected::from);
         assert_eq!(parsed, Ok(12));
     }

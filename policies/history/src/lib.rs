@@ -16,7 +16,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin};
+use kplug_sdk::{
+    IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin, narrow,
+};
 
 /// History prefetcher.
 pub struct History {
@@ -46,7 +48,7 @@ impl Plugin for History {
         let v: u64 = value.parse()?;
         match key {
             "depth" if (1..=64).contains(&v) => self.depth = v as u32,
-            "max-entries" if v >= 1 => self.max_entries = v as usize,
+            "max-entries" if v >= 1 => self.max_entries = narrow(v)?,
             _ => return Err(Rejected),
         }
         Ok(())

@@ -13,7 +13,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin};
+use kplug_sdk::{
+    IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin, narrow,
+};
 
 #[derive(Clone, Copy)]
 struct Stream {
@@ -49,7 +51,7 @@ impl Plugin for Readahead {
         match key {
             "initial-window" if v >= 1 => self.initial = v,
             "max-window" if v >= 1 => self.max = v,
-            "max-files" if v >= 1 => self.max_files = v as usize,
+            "max-files" if v >= 1 => self.max_files = narrow(v)?,
             _ => return Err(Rejected),
         }
         Ok(())

@@ -20,7 +20,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin};
+use kplug_sdk::{
+    IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin, narrow,
+};
 
 #[derive(Clone, Copy)]
 struct Stream {
@@ -61,7 +63,7 @@ impl Plugin for S3Window {
             "block-size" if v >= 512 => self.block_size = v,
             "initial-bytes" if v >= 1 => self.initial_bytes = v,
             "max-window" if v >= 1 => self.max = v,
-            "max-files" if v >= 1 => self.max_files = v as usize,
+            "max-files" if v >= 1 => self.max_files = narrow(v)?,
             _ => return Err(Rejected),
         }
         Ok(())

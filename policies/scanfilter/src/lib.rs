@@ -17,7 +17,7 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Admission, IntMap, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Admission, IntMap, Plugin, Rejected, export_plugin, narrow};
 
 #[derive(Clone, Copy)]
 struct Run {
@@ -51,8 +51,8 @@ impl Plugin for ScanFilter {
         let v: u64 = value.parse()?;
         match key {
             "max-run" if v >= 1 => self.max_run = v,
-            "max-files" if v >= 1 => self.max_files = v as usize,
-            "remember" => self.remember = v as usize,
+            "max-files" if v >= 1 => self.max_files = narrow(v)?,
+            "remember" => self.remember = narrow(v)?,
             _ => return Err(Rejected),
         }
         Ok(())

@@ -15,7 +15,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin};
+use kplug_sdk::{
+    IntMap, Plugin, Prefetch, PrefetchOut, PrefetchRequest, Rejected, export_plugin, narrow,
+};
 
 #[derive(Clone, Copy)]
 struct State {
@@ -47,7 +49,7 @@ impl Plugin for Stride {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         let v: u64 = value.parse()?;
         match key {
-            "confirm" if v >= 1 => self.confirm = v as u32,
+            "confirm" if v >= 1 => self.confirm = narrow::<u32>(v)?,
             "degree" if (1..=64).contains(&v) => self.degree = v,
             "max-files" if v >= 1 => self.max_files = v as usize,
             _ => return Err(Rejected),
@@ -151,6 +153,7 @@ mod tests {
         assert_eq!(set("max-files", "16").unwrap().max_files, 16);
         for (key, bad) in [
             ("confirm", "0"),
+            ("confirm", "4294967296"),
             ("degree", "0"),
             ("degree", "65"),
             ("max-files", "0"),
