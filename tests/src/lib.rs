@@ -119,7 +119,7 @@ impl Drop for TestMount {
 }
 
 // ---------------------------------------------------------------------------------------
-// Plugins through `MOUNT/.kplug/` (shared by plugins.rs, model.rs and trace_reads.rs)
+// Plugins through `MOUNT/.kplug/` (shared by plugins.rs, model/ and trace_reads.rs)
 // ---------------------------------------------------------------------------------------
 
 /// The parsed `MOUNT/.kplug/status`.

@@ -9,9 +9,10 @@
 //! core.policy(role).plugin                                      (StatusHandle of what serves)
 //! ```
 //!
-//! Files: `cache` (the core; `cache/governor.rs`, the governor role and its shadow caches),
-//! `roles/` (one adapter per role: a plugin slot or a built-in, with answer validation),
-//! `builtin/` (the native policies that are the defaults and the fallbacks), `error`.
+//! Files: `cache` (the core; `cache/governor.rs` and `cache/governor/`, the governor role and
+//! its shadow caches), `roles/` (one adapter per role: a plugin slot or a built-in, with
+//! answer validation), `builtin/` (the native policies that are the defaults and the
+//! fallbacks), `error`.
 //! Plugins themselves are compiled and called by `kplug-engine`; the ABI is `kplug-abi`.
 
 #![warn(missing_docs)]
