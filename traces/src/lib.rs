@@ -25,15 +25,22 @@
 //! - **Errors end the stream.** After the first `Err` an iterator returns `None`: a reader that
 //!   lost sync with its input cannot say where the next valid record starts, and fusing
 //!   guarantees termination on any input.
+//!
+//! On top of reading, the whole-file operations of `kplugfs trace`, so that tests drive them
+//! without the binary: [`convert`] (summarise a file, convert it to another format) and
+//! [`replay`] (map a trace onto scratch files and issue it against a directory), reporting
+//! their progress through [`progress::Progress`].
 
 #![warn(missing_docs)]
 
+pub mod convert;
 mod detect;
 mod error;
 mod format;
 mod input;
 mod kplug;
 mod num;
+pub mod progress;
 mod reader;
 mod readers;
 pub mod replay;

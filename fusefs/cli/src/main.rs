@@ -1,6 +1,7 @@
 //! The `kplugfs` command line: arguments, progress bars and rendering over the libraries
 //! (`kplug-daemon` mounts and serves, `kplug-sim` replays, `kplug-catalog` carries the
-//! policies, `kplug-traces` reads and writes traces). One file per subcommand.
+//! policies, `kplug-traces` reads, converts and replays traces). One file (or folder) per
+//! subcommand.
 
 use std::path::Path;
 use std::process::ExitCode;

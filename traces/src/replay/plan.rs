@@ -1,28 +1,10 @@
-//! Replaying a trace against real files: mapping its requests onto a few scratch files
-//! ([`Plan`]) and the byte pattern those files hold ([`fill_pattern`]). `kplugfs trace
-//! replay` runs the plan against a mount; the real-mount tests read what it maps.
+//! [`Plan`]: a trace's requests mapped onto a few scratch files (the mapping is described in
+//! [the module documentation](super)).
 //!
-//! ## How a trace maps onto files
-//!
-//! A trace addresses disks (or LUNs, or files) that do not exist where it is replayed:
-//!
-//! 1. Each request is cut at `block_size` boundaries of its stream's address space: block
-//!    `(stream, offset / B)`. Requests without a byte offset (txt, lirs, oracle object traces)
-//!    read their object as one whole block `(stream, id)`.
-//! 2. Blocks get *slots* in order of first access: slot 0 for the first block the trace
-//!    touches, 1 for the next new one, and so on. Reuse is thus kept exactly (the same block
-//!    always lands on the same slot) while the multi-terabyte, mostly empty address spaces of
-//!    real block traces shrink to their working set; blocks first touched in sequence get
-//!    consecutive slots, so sequential runs stay sequential.
-//! 3. At most `max_size / B` slots exist: beyond that, slot numbers wrap (`slot mod max`), so
-//!    distinct blocks may share a slot ([`Plan::wrapped`]).
-//! 4. Slots fill the files in order, `ceil(slots / files)` per file: slot `s` is at byte
-//!    `(s mod per_file) * B` of file `s / per_file`. A request becomes one read per run of
-//!    contiguous slots (normally exactly one).
-//!
-//! The files hold a pattern that is a function of (file, offset) alone, so every read is
-//! verified without keeping a copy, and trace *writes* write the very bytes the pattern
-//! already has there.
+//! Design: one pass over the trace. Blocks get slots in a hash map in first-touch order while
+//! the requests are stored as runs of slots; only once the number of slots is known are the
+//! slots resolved to (file, offset), since that decides the files' size. The segments of all
+//! jobs share one vector; a [`Job`] is a range of it.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -224,35 +206,6 @@ impl Plan {
     }
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// Fills `buf` with the pattern of scratch file `file` at `offset`: the bytes of
-/// `splitmix((file << 48) ^ word)` for each 8-byte word.
-pub fn fill_pattern(file: u32, offset: u64, buf: &mut [u8]) {
-    let word = |pos: u64| splitmix((u64::from(file) << 48) ^ (pos / 8)).to_le_bytes();
-    // An unaligned head, whole words, a tail.
-    let head = ((8 - offset % 8) % 8).min(buf.len() as u64) as usize;
-    let (first, rest) = buf.split_at_mut(head);
-    if head > 0 {
-        let from = (offset % 8) as usize;
-        first.copy_from_slice(&word(offset)[from..from + head]);
-    }
-    let mut pos = offset + head as u64;
-    let mut chunks = rest.chunks_exact_mut(8);
-    for c in &mut chunks {
-        c.copy_from_slice(&word(pos));
-        pos += 8;
-    }
-    let tail = chunks.into_remainder();
-    let n = tail.len();
-    tail.copy_from_slice(&word(pos)[..n]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,22 +234,6 @@ mod tests {
         w.finish().unwrap();
         let reader = crate::open(&path, Format::Auto).unwrap();
         Plan::build(reader, None, files, block, max).unwrap()
-    }
-
-    #[test]
-    fn pattern_is_a_function_of_file_and_offset() {
-        let mut a = vec![0u8; 100];
-        fill_pattern(3, 5, &mut a);
-        for start in 0..40 {
-            for len in [0, 1, 3, 8, 13, 60 - start] {
-                let mut b = vec![0u8; len];
-                fill_pattern(3, 5 + start as u64, &mut b);
-                assert_eq!(&a[start..start + len], &b[..], "{start} {len}");
-            }
-        }
-        let mut c = vec![0u8; 100];
-        fill_pattern(4, 5, &mut c);
-        assert_ne!(a, c);
     }
 
     #[test]
