@@ -30,10 +30,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Mount BACKING_DIR at MOUNTPOINT. Returns once the mount is ready; the daemon runs in
-    /// the background (use --foreground to keep it attached).
+    /// Mount SOURCE (a directory, or an object store: s3://BUCKET[/PREFIX]) at MOUNTPOINT.
+    /// Returns once the mount is ready; the daemon runs in the background (use --foreground
+    /// to keep it attached).
     ///
-    /// Example: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
+    /// Examples: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
+    ///           kplugfs mount s3://bucket/prefix /mnt/data --endpoint http://127.0.0.1:7480
     Mount(mount::MountCmd),
     /// Show the statistics of a live mount (.kplug/stats), live with --watch, or its history.
     ///

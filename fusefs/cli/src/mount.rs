@@ -3,15 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kplug_daemon::mount::{self, MountArgs};
+use kplug_daemon::mount::{self, MountArgs, MountSource, StoreArgs};
+use kplug_store::StoreOptions;
 
 use crate::parse_duration;
 
 /// The arguments of `kplugfs mount`.
 #[derive(Debug, clap::Args)]
 pub struct MountCmd {
-    /// The directory whose contents the mount exposes.
-    backing_dir: PathBuf,
+    /// What the mount exposes: a directory, or an object store as s3://BUCKET[/PREFIX]
+    /// (gs://BUCKET[/PREFIX] and az://CONTAINER[/PREFIX] likewise), with credentials and
+    /// endpoint from the AWS variables and ~/.aws files (see the object-store options).
+    #[arg(value_name = "SOURCE")]
+    backing_dir: std::ffi::OsString,
     /// An existing, empty-or-not directory to mount on (not already a mount point).
     mountpoint: PathBuf,
     /// Stay in the foreground (for tests, systemd and debugging); Ctrl-C unmounts.
@@ -45,10 +49,13 @@ pub struct MountCmd {
     #[arg(long, value_name = "SIZE", value_parser = crate::parse_size, default_value = "128KiB")]
     block_size: u64,
     /// Threads reading prefetched blocks: how many backend reads prefetch keeps in
-    /// flight (raise it for a slow, parallel store).
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u64).range(1..=256))]
-    prefetch_threads: u64,
+    /// flight (raise it for a slow, parallel store) [default: 2 for a directory, 32 for an
+    /// object store]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    prefetch_threads: Option<u64>,
+    /// Refuse every change through the mount (EROFS).
+    #[arg(long)]
+    read_only: bool,
     /// Forward prefetch hints to the backing files' kernel page cache: through the
     /// kplug_bridge module (kmod), readahead(2) (syscall), whichever works (auto), or not.
     #[arg(long, value_name = "MODE", default_value = "auto")]
@@ -68,13 +75,78 @@ pub struct MountCmd {
     /// Delete history rows older than DURATION.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
     history_retention: Duration,
+    #[command(flatten)]
+    store: StoreCmd,
+}
+
+/// The options of an object-store source.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Object store (s3://, gs://, az://)")]
+struct StoreCmd {
+    /// The store's endpoint (an S3-compatible server, e.g. http://127.0.0.1:7480); default:
+    /// AWS_ENDPOINT_URL, the profile's endpoint_url, or the provider's.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The region; default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, or us-east-1.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// The profile of ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, or
+    /// "default"); environment variables win over it.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Owner of every file and directory (default: the mounting user).
+    #[arg(long, value_name = "UID")]
+    uid: Option<u32>,
+    /// Group of every file and directory (default: the mounting user's group).
+    #[arg(long, value_name = "GID")]
+    gid: Option<u32>,
+    /// Permission bits of files, in octal.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode, default_value = "644")]
+    file_mode: u16,
+    /// Permission bits of directories, in octal.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode, default_value = "755")]
+    dir_mode: u16,
+    /// Time one request may take, its body included, before it is retried.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    request_timeout: Duration,
+    /// No request is retried once this long has passed since a call's first attempt: a
+    /// call fails (a read with EIO) within about this plus --request-timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    retry_timeout: Duration,
+}
+
+/// Octal permission bits (`644`, `0755`).
+fn parse_mode(s: &str) -> Result<u16, String> {
+    match u16::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not octal permission bits (e.g. 644, 0755)"
+        )),
+    }
 }
 
 impl MountCmd {
     /// What the daemon is asked to do.
     fn into_args(self) -> MountArgs {
+        let source = MountSource::parse(&self.backing_dir);
+        let store_default = matches!(source, MountSource::Store(_));
         MountArgs {
-            backing: self.backing_dir,
+            source,
+            store: StoreArgs {
+                options: StoreOptions {
+                    endpoint: self.store.endpoint,
+                    region: self.store.region,
+                    profile: self.store.profile,
+                    request_timeout: self.store.request_timeout,
+                    retry_timeout: self.store.retry_timeout,
+                    ..StoreOptions::default()
+                },
+                uid: self.store.uid,
+                gid: self.store.gid,
+                file_mode: self.store.file_mode,
+                dir_mode: self.store.dir_mode,
+            },
+            read_only: self.read_only,
             mountpoint: self.mountpoint,
             foreground: self.foreground,
             backend_latency: self.backend_latency,
@@ -84,7 +156,11 @@ impl MountCmd {
             log_file: self.log_file,
             cache_size: self.cache_size,
             block_size: self.block_size,
-            prefetch_threads: self.prefetch_threads as usize,
+            // A remote store's throughput is its concurrency: tens of requests in flight.
+            prefetch_threads: self
+                .prefetch_threads
+                .unwrap_or(if store_default { 32 } else { 2 })
+                as usize,
             kernel_hints: self.kernel_hints,
             kernel_cache: !self.no_kernel_cache,
             history_period: self.history_period,

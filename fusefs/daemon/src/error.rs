@@ -53,6 +53,13 @@ impl FsError {
         self.level
     }
 
+    /// Log it at `level` whatever its errno (an unsupported operation a user should hear
+    /// about, say).
+    pub fn at(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+
     /// Prefix the message with context (the operation and its arguments).
     pub fn context(mut self, what: impl fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);
@@ -115,6 +122,12 @@ impl From<io::Error> for FsError {
             source: Some(e),
             level: level_for(errno),
         }
+    }
+}
+
+impl From<kplug_store::StoreError> for FsError {
+    fn from(e: kplug_store::StoreError) -> Self {
+        FsError::new(e.errno(), e.to_string())
     }
 }
 

@@ -475,14 +475,14 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let mut g = self.metrics.start(FuseOp::Flush);
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }

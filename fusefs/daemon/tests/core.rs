@@ -87,7 +87,7 @@ fn create_write_read_roundtrip_and_backing_agrees() {
     assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hello world");
     assert_eq!(fs.read(fh, 6, 100).unwrap(), b"world");
     assert_eq!(fs.read(fh, 100, 10).unwrap(), b"");
-    fs.flush(fh).unwrap();
+    fs.flush(fh, 0).unwrap();
     fs.fsync(fh, false).unwrap();
     fs.release(fh).unwrap();
     assert_eq!(fs.release(fh).unwrap_err().errno(), libc::EBADF);
@@ -551,6 +551,7 @@ fn stats_count_misses_then_hits_and_backend_bytes() {
     let control = control::mount(
         &mut fs.fs,
         cache,
+        None,
         Owner { uid: 0, gid: 0 },
         kplug_engine::EngineConfig::default(),
     )

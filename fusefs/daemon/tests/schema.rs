@@ -43,7 +43,7 @@ fn drop_file(m: &Mount, name: &str, bytes: &[u8]) -> kplug_daemon::Result<()> {
         )
         .unwrap();
     m.fs.write(o.fh, 0, bytes).unwrap();
-    let r = m.fs.flush(o.fh);
+    let r = m.fs.flush(o.fh, 0);
     m.fs.release(o.fh).unwrap();
     r
 }
@@ -69,6 +69,7 @@ fn full_mount() -> Mount {
     let control = control::mount(
         &mut fs,
         cache,
+        None,
         Owner { uid: 0, gid: 0 },
         kplug_engine::EngineConfig::default(),
     )

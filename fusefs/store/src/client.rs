@@ -124,9 +124,20 @@ impl Store {
         fut: impl std::future::Future<Output = object_store::Result<T>>,
         bytes: impl FnOnce(&T) -> u64,
     ) -> Result<T, StoreError> {
+        self.rt.block_on(self.counted(kind, what, fut, bytes))
+    }
+
+    /// A call of `kind`, timed and its failure counted, to await (several at once).
+    async fn counted<T>(
+        &self,
+        kind: RequestKind,
+        what: &str,
+        fut: impl std::future::Future<Output = object_store::Result<T>>,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T, StoreError> {
         let m = self.metrics.kind(kind);
         let start = Instant::now();
-        let r = self.rt.block_on(fut);
+        let r = fut.await;
         m.latency.record_duration(start.elapsed());
         match r {
             Ok(v) => {
@@ -188,6 +199,36 @@ impl Store {
             Err(StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// What `rel` names: the object of that key, if any, and whether keys exist under
+    /// `rel/` (a directory). Both questions are asked at once: one round trip.
+    pub fn probe(&self, rel: &str) -> Result<(Option<ObjectInfo>, bool), StoreError> {
+        use futures::StreamExt;
+        let path = self.path(rel)?;
+        let what = self.describe(rel);
+        let head = self.counted(RequestKind::Head, &what, self.inner.head(&path), |_| 0);
+        let inner = self.inner.clone();
+        let list_path = path.clone();
+        let dir = self.counted(
+            RequestKind::List,
+            &what,
+            async move {
+                match inner.list(Some(&list_path)).next().await {
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(_)) => Ok(true),
+                    None => Ok(false),
+                }
+            },
+            |_| 0,
+        );
+        let (head, dir) = self.rt.block_on(async { futures::join!(head, dir) });
+        let object = match head {
+            Ok(m) => Some(ObjectInfo::from(&m)),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok((object, dir?))
     }
 
     /// One directory level under `dir` (relative, empty or ending in `/`): every page.

@@ -31,6 +31,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kplug_engine::{EngineConfig, PluginEngine};
+use kplug_store::Store;
 
 pub use node::Owner;
 pub use plugins::parse_params_text;
@@ -55,11 +56,12 @@ impl std::fmt::Debug for Control {
     }
 }
 
-/// Add `.kplug/` to `fs`: the control trees of a mount owned by `owner`, over `cache`, with
-/// plugins compiled under `engine`.
+/// Add `.kplug/` to `fs`: the control trees of a mount owned by `owner`, over `cache` (and
+/// `store`, for an object-store mount), with plugins compiled under `engine`.
 pub fn mount(
     fs: &mut KplugFs,
     cache: Arc<BlockCache>,
+    store: Option<Arc<Store>>,
     owner: Owner,
     engine: EngineConfig,
 ) -> Result<Arc<Control>> {
@@ -76,6 +78,7 @@ pub fn mount(
     });
     let sources = Arc::new(Sources {
         cache,
+        store,
         plugins: plugins.clone(),
         fuse: fs.fuse_metrics().clone(),
         history: OnceLock::new(),

@@ -398,7 +398,7 @@ impl Tree for PluginsDir {
     }
 
     /// `close()` of a descriptor: load what was written. EINVAL when the module is refused.
-    fn flush(&self, fh: u64) -> Result<()> {
+    fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
         let Some(name) = self.open.with(fh, |h| Ok(h.clone()))? else {
             return Ok(());
         };

@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use kplug_abi::Role;
 use kplug_cache::CacheStats;
 use kplug_engine::{PluginState, StatusHandle};
+use kplug_store::Store;
 
 use super::plugins::{PluginsDir, is_params_file, params_file_of, plugin_name};
 use crate::data::blockcache::BlockCache;
@@ -18,13 +19,16 @@ use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
 use crate::monitor::schema::{
     ActiveRoles, ActiveStatus, BackendStats, CacheCounters, CandidateEntry, FuseOpStats, HintStats,
-    PluginEntry, PluginStats, PrefetchCounters, Stats, Status, StatusBackend,
+    PluginEntry, PluginStats, PrefetchCounters, Stats, Status, StatusBackend, StoreKindStats,
+    StoreStats,
 };
 
 /// Where the documents' figures come from.
 pub struct Sources {
     /// The block cache (and its core).
     pub cache: Arc<BlockCache>,
+    /// The object store of an object-store mount.
+    pub store: Option<Arc<Store>>,
     /// The plugin files.
     pub plugins: Arc<PluginsDir>,
     /// The FUSE adapter's request counters.
@@ -185,6 +189,23 @@ impl Sources {
             }),
             plugins,
             prefetch: self.prefetch_counters(&stats),
+            store: self.store.as_ref().map(|s| StoreStats {
+                source: s.describe(""),
+                requests: s
+                    .stats()
+                    .into_iter()
+                    .map(|k| {
+                        let v = StoreKindStats {
+                            bytes: k.bytes,
+                            errors: k.errors,
+                            latency_us: k.latency.latency_us(),
+                            requests: k.requests,
+                            retries: k.retries,
+                        };
+                        (k.kind.name().to_string(), v)
+                    })
+                    .collect(),
+            }),
             time_unix_ms: millis(now),
             uptime_ms: self.started_at.elapsed().as_millis() as u64,
         }

@@ -121,7 +121,7 @@ impl Tree for TraceFile {
         })
     }
 
-    fn flush(&self, fh: u64) -> Result<()> {
+    fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
         let cmd = self.open.with(fh, |o| Ok(std::mem::take(&mut o.command)))?;
         if cmd.is_empty() {
             return Ok(());

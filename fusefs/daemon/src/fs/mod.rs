@@ -14,12 +14,14 @@
 pub mod coherence;
 pub mod inode;
 mod local;
+mod object;
 mod router;
 pub mod sys;
 mod tree;
 mod types;
 
 pub use local::{LocalFs, OpenFile};
+pub use object::{ObjectConfig, ObjectFs};
 pub use router::KplugFs;
 pub use tree::{
     CONTROL_DIR, Tree, TreeIds, VIRTUAL_BASE, VIRTUAL_FH, list_dir, list_dir_plus, managed,

@@ -287,8 +287,8 @@ impl KplugFs {
     }
 
     /// `close()` of one descriptor of the handle: report deferred errors.
-    pub fn flush(&self, fh: u64) -> Result<()> {
-        self.tree(fh)?.flush(fh)
+    pub fn flush(&self, fh: u64, pid: u32) -> Result<()> {
+        self.tree(fh)?.flush(fh, pid)
     }
 
     /// Last close of the handle.

@@ -224,8 +224,9 @@ pub trait Tree: Send + Sync {
         Err(fs_err!(libc::EBADF, "not writable"))
     }
 
-    /// `close()` of one descriptor of the handle.
-    fn flush(&self, _fh: u64) -> Result<()> {
+    /// `close()` of one descriptor of the handle, by process `pid` (a handle's descriptors
+    /// may be duplicated, so there may be several `flush`es before its `release`).
+    fn flush(&self, _fh: u64, _pid: u32) -> Result<()> {
         Ok(())
     }
 

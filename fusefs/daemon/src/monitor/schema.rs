@@ -41,6 +41,9 @@ pub struct Stats {
     pub plugins: BTreeMap<String, PluginStats>,
     /// Prefetch counters, in blocks.
     pub prefetch: PrefetchCounters,
+    /// The object store of an object-store mount (absent for a directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStats>,
     /// When the snapshot was taken, ms since the Unix epoch.
     pub time_unix_ms: u64,
     /// ms since the mount's control plane started.
@@ -175,6 +178,32 @@ pub struct PrefetchCounters {
     pub used_blocks: u64,
     /// Prefetched blocks evicted or invalidated unread.
     pub wasted_blocks: u64,
+}
+
+/// `stats.store`: what the object store was asked, per kind of request.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Requests per kind (`get`, `head`, `list`, `put`, `create_multipart`, `upload_part`,
+    /// `complete_multipart`, `abort_multipart`, `delete`, `copy`, `other`), each kind used
+    /// at least once.
+    pub requests: BTreeMap<String, StoreKindStats>,
+    /// The mount's source, `s3://bucket/prefix/`.
+    pub source: String,
+}
+
+/// `stats.store.requests.<kind>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreKindStats {
+    /// Payload bytes the calls moved.
+    pub bytes: u64,
+    /// Calls that failed after every retry.
+    pub errors: u64,
+    /// Latency of a whole call, retries and body included, µs.
+    pub latency_us: LatencyUs,
+    /// HTTP requests sent (every attempt).
+    pub requests: u64,
+    /// Requests that failed in a way the client retries.
+    pub retries: u64,
 }
 
 /// `.kplug/status`: the plugins and which policy serves each role.

@@ -285,7 +285,7 @@ impl Tree for LocalFs {
     ) -> Result<Written> {
         LocalFs::write_through(self, fh, offset, data, from_page_cache)
     }
-    fn flush(&self, fh: u64) -> Result<()> {
+    fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
         LocalFs::flush(self, fh)
     }
     fn release(&self, fh: u64) -> Result<()> {

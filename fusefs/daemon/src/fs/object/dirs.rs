@@ -1,0 +1,150 @@
+//! Listings of an object-store mount: one level of the bucket under the directory's prefix
+//! (every page, with the delimiter), directories first shadowing objects of the same name,
+//! plus the directories made here and the files being written here that the store does not
+//! show yet. The listing is taken at `opendir` and again at each rewind (offset 0), so
+//! offsets stay valid while the bucket changes.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::fs::tree::{list_dir, list_dir_plus};
+
+/// A directory's entries: name, inode, kind, sorted by name.
+type Listing = Arc<Vec<(String, u64, NodeKind)>>;
+
+/// An open directory: its entries as of the last rewind.
+#[derive(Debug)]
+pub struct OpenDir {
+    ino: u64,
+    entries: Mutex<Listing>,
+}
+
+impl ObjectFs {
+    /// The entries of `ino` now, recorded in the inode table.
+    fn snapshot(&self, ino: u64) -> Result<Vec<(String, u64, NodeKind)>> {
+        let key = self.key(ino)?;
+        let listing = self.store.list(&key)?;
+        let mut nodes = self.nodes.lock();
+        let mut out: BTreeMap<String, (u64, NodeKind)> = BTreeMap::new();
+        for (name, info) in listing.files {
+            let i = nodes.upsert(ino, &name, NodeKind::File, |n| {
+                n.size = info.size;
+                n.etag = info.etag.clone();
+                n.mtime = info.mtime;
+            });
+            out.insert(name, (i, NodeKind::File));
+        }
+        // A name that is both an object and a prefix is the directory.
+        for name in listing.dirs {
+            let i = nodes.upsert(ino, &name, NodeKind::Dir, |n| n.local = false);
+            out.insert(name, (i, NodeKind::Dir));
+        }
+        for name in nodes.local_dirs(ino) {
+            if let Some(n) = nodes.child(ino, &name) {
+                out.entry(name).or_insert((n.ino, NodeKind::Dir));
+            }
+        }
+        // Files being written here (visible to the store only at close).
+        let writing: Vec<u64> = self
+            .files
+            .lock()
+            .values()
+            .filter(|f| f.writing())
+            .map(|f| f.ino)
+            .collect();
+        for i in writing {
+            if let Some(n) = nodes.get(i).filter(|n| n.parent == ino) {
+                out.entry(n.name.clone()).or_insert((i, NodeKind::File));
+            }
+        }
+        Ok(out.into_iter().map(|(n, (i, k))| (n, i, k)).collect())
+    }
+
+    /// Open directory `ino` for listing.
+    pub(super) fn opendir(&self, ino: u64) -> Result<u64> {
+        if self.node(ino)?.kind != NodeKind::Dir {
+            return Err(fs_err!(libc::ENOTDIR, "opendir of a non-directory"));
+        }
+        let entries = self.snapshot(ino)?;
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dirs.lock().insert(
+            fh,
+            Arc::new(OpenDir {
+                ino,
+                entries: Mutex::new(Arc::new(entries)),
+            }),
+        );
+        Ok(fh)
+    }
+
+    fn entries(&self, fh: u64, offset: u64) -> Result<(u64, Listing)> {
+        let d = self
+            .dirs
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| fs_err!(libc::EBADF, "unknown dir handle {fh}"))?;
+        let mut g = d.entries.lock();
+        if offset == 0 {
+            *g = Arc::new(self.snapshot(d.ino)?);
+        }
+        Ok((d.ino, g.clone()))
+    }
+
+    /// List a directory from `offset`.
+    pub(super) fn readdir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        sink: &mut dyn DirSink,
+    ) -> Result<()> {
+        let (dino, entries) = self.entries(fh, offset)?;
+        debug_assert_eq!(dino, ino);
+        let parent = self.node(ino)?.parent;
+        let listing = entries.iter().map(|(name, i, k)| {
+            let kind = match k {
+                NodeKind::Dir => FileKind::Dir,
+                NodeKind::File => FileKind::File,
+            };
+            (*i, kind, OsStr::new(name.as_str()))
+        });
+        list_dir(sink, offset, ino, parent, listing);
+        Ok(())
+    }
+
+    /// List a directory with attributes; every entry but `.` and `..` counts as a lookup.
+    pub(super) fn readdirplus(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        sink: &mut dyn DirPlusSink,
+    ) -> Result<()> {
+        let (_, entries) = self.entries(fh, offset)?;
+        let dot = Entry {
+            attr: self.attr_of(&self.node(ino)?),
+            ttl: Duration::ZERO,
+        };
+        list_dir_plus(
+            sink,
+            offset,
+            &dot,
+            entries.iter(),
+            |(name, _, _)| OsStr::new(name.as_str()),
+            |(_, i, _)| {
+                let mut nodes = self.nodes.lock();
+                let Some(n) = nodes.get(*i) else {
+                    return Ok(None);
+                };
+                let e = self.entry_of(n);
+                nodes.reference(*i);
+                Ok(Some(e))
+            },
+            |e| self.nodes.lock().forget(e.attr.ino, 1),
+        )?;
+        Ok(())
+    }
+}
