@@ -52,6 +52,8 @@ pub struct Listing {
     pub dirs: Vec<String>,
     /// Names and infos of the objects directly in the directory.
     pub files: Vec<(String, ObjectInfo)>,
+    /// Whether a `dir/` marker object (made by other tools) names the directory itself.
+    pub marker: bool,
 }
 
 /// A connected object store, rooted at the mount's prefix.
@@ -135,9 +137,21 @@ impl Store {
         fut: impl std::future::Future<Output = object_store::Result<T>>,
         bytes: impl FnOnce(&T) -> u64,
     ) -> Result<T, StoreError> {
-        let m = self.metrics.kind(kind);
         let start = Instant::now();
         let r = fut.await;
+        self.record(kind, what, r, bytes, start)
+    }
+
+    /// Count the outcome `r` of a call of `kind` that started at `start`.
+    pub(crate) fn record<T>(
+        &self,
+        kind: RequestKind,
+        what: &str,
+        r: object_store::Result<T>,
+        bytes: impl FnOnce(&T) -> u64,
+        start: Instant,
+    ) -> Result<T, StoreError> {
+        let m = self.metrics.kind(kind);
         m.latency.record_duration(start.elapsed());
         match r {
             Ok(v) => {
@@ -257,6 +271,7 @@ impl Store {
         for o in &r.objects {
             // A `dir/` marker object lists as the directory itself: not a file in it.
             if o.location.as_ref().len() + 1 == full.len() {
+                out.marker = true;
                 continue;
             }
             if let Some(n) = name(&o.location) {

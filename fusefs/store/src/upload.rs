@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
@@ -32,7 +33,8 @@ pub struct Upload {
     buf: BytesMut,
     written: u64,
     multipart: Option<Box<dyn MultipartUpload>>,
-    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, u64)>,
+    /// Parts on their way: the task sending it, its bytes, when it was sent.
+    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, u64, Instant)>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -58,6 +60,11 @@ impl Upload {
         })
     }
 
+    /// The key it writes (relative to the store's prefix).
+    pub fn key(&self) -> &str {
+        &self.rel
+    }
+
     /// Bytes written so far (the next write's offset).
     pub fn len(&self) -> u64 {
         self.written
@@ -74,7 +81,7 @@ impl Upload {
 
     /// Wait for the oldest part in flight.
     fn wait_oldest(&mut self) -> Result<(), StoreError> {
-        let Some((handle, bytes)) = self.in_flight.pop_front() else {
+        let Some((handle, bytes, sent)) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let what = self.what();
@@ -85,8 +92,9 @@ impl Upload {
                 source: Box::new(e),
             })
         });
+        // Counted from when the part was sent: its latency is its transfer.
         self.store
-            .run(RequestKind::UploadPart, &what, std::future::ready(r), bytes)
+            .record(RequestKind::UploadPart, &what, r, |_| bytes, sent)
     }
 
     /// Send the buffered part.
@@ -115,7 +123,8 @@ impl Upload {
             .expect("started above")
             .put_part(PutPayload::from_bytes(part));
         let (_, rt) = self.store.parts();
-        self.in_flight.push_back((rt.spawn(fut), bytes));
+        self.in_flight
+            .push_back((rt.spawn(fut), bytes, Instant::now()));
         Ok(())
     }
 
@@ -171,7 +180,7 @@ impl Upload {
     /// Abandon the upload: nothing becomes visible.
     pub fn abort(&mut self) {
         let (_, rt) = self.store.parts();
-        for (h, _) in self.in_flight.drain(..) {
+        for (h, _, _) in self.in_flight.drain(..) {
             h.abort();
             let _ = rt.block_on(h);
         }

@@ -1,0 +1,243 @@
+//! Writes, checked on the server through the S3 API (curl) and through a second mount (another
+//! client):
+//!
+//! - a small file is one PUT, a file above the 8 MiB part size a streamed multipart upload;
+//!   both hold exactly the bytes written, and neither is visible to another client before
+//!   the `close()` that ends it returns, also when that close is made by another thread of
+//!   the process that opened the file;
+//! - `O_TRUNC` replaces an object; `rename` of a file copies it on the server and deletes the
+//!   old key, onto a new name or over an existing file; `mv` of a non-empty directory
+//!   (refused with EXDEV) falls back to copying it;
+//! - `mkdir` makes a directory that stays local (no key on the server) until a file is
+//!   created in it, nested ones too;
+//! - `touch newfile` makes an empty object (written when its descriptor is released, as
+//!   mountpoint-s3 does), `touch` of an object leaves it alone;
+//! - shell redirection works (`echo x > file`: the shell duplicates and closes descriptors;
+//!   the flush of the opener's last descriptor ends the upload, as in mountpoint-s3).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use kplugfs_tests::s3::{S3Mount, TestBucket, eventually, listing, pattern};
+
+use crate::reads::first_diff;
+
+fn sh(m: &S3Mount, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&m.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sh -c {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn small_and_multipart_files_reach_the_server_when_closed() {
+    let b = TestBucket::new("writes");
+    let m = S3Mount::new(&b, &[]);
+    let other = S3Mount::new(&b, &["--attr-timeout", "0s"]);
+
+    // Small: one PUT at close.
+    let (puts, mpus) = (m.requests("put"), m.requests("create_multipart"));
+    let small = pattern(1, 100_000);
+    let mut f = File::create(m.m("small")).unwrap();
+    f.write_all(&small).unwrap();
+    assert_eq!(b.get("small"), None, "visible before close");
+    assert!(
+        fs::metadata(other.m("small")).is_err(),
+        "another client sees it before close"
+    );
+    drop(f);
+    assert!(b.get("small").unwrap() == small, "small on the server");
+    assert!(fs::read(other.m("small")).unwrap() == small);
+    assert_eq!(m.requests("put"), puts + 1, "one PUT");
+    assert_eq!(m.requests("create_multipart"), mpus, "no multipart upload");
+
+    // Above a part: multipart, parts sent while writing, visible only at close.
+    let big = pattern(2, (20 << 20) + 12345);
+    assert!(
+        File::create(m.m("dir/big")).is_err(),
+        "no directory `dir` yet"
+    );
+    fs::create_dir(m.m("dir")).unwrap();
+    let mut w = File::create(m.m("dir/big")).unwrap();
+    for chunk in big.chunks(1 << 20) {
+        w.write_all(chunk).unwrap();
+    }
+    assert!(
+        m.requests("upload_part") >= 2,
+        "parts are sent while writing"
+    );
+    assert_eq!(b.get("dir/big"), None, "visible before close");
+    assert!(b.keys("dir/").is_empty());
+    assert!(fs::metadata(other.m("dir/big")).is_err());
+    assert_eq!(
+        fs::metadata(m.m("dir/big")).unwrap().len(),
+        big.len() as u64
+    );
+    drop(w);
+    let got = b.get("dir/big").unwrap();
+    assert!(
+        got == big,
+        "dir/big on the server: {}",
+        first_diff(&big, &got)
+    );
+    assert_eq!(m.requests("create_multipart"), mpus + 1);
+    assert_eq!(m.requests("complete_multipart"), 1);
+    assert!(m.requests("upload_part") >= 3);
+    let got = fs::read(other.m("dir/big")).unwrap();
+    assert!(
+        got == big,
+        "through the other mount: {}",
+        first_diff(&big, &got)
+    );
+    let got = fs::read(m.m("dir/big")).unwrap();
+    assert!(got == big, "read back: {}", first_diff(&big, &got));
+
+    // Opened by one thread, closed by another of the same process: the close ends the
+    // upload, as a close by the opening thread does.
+    let data = pattern(3, (12 << 20) + 1);
+    let path = m.m("threads");
+    let d = data.clone();
+    let w = std::thread::spawn(move || {
+        let mut w = File::create(path).unwrap();
+        w.write_all(&d).unwrap();
+        w
+    })
+    .join()
+    .unwrap();
+    assert_eq!(b.get("threads"), None);
+    drop(w);
+    let got = b.get("threads");
+    assert!(
+        got.as_deref() == Some(&data[..]),
+        "closed by another thread: not on the server when close() returned ({:?} bytes)",
+        got.map(|g| g.len())
+    );
+
+    // O_TRUNC replaces an object.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.m("small"))
+        .unwrap();
+    f.write_all(b"replaced").unwrap();
+    drop(f);
+    assert_eq!(b.get("small").as_deref(), Some(&b"replaced"[..]));
+    assert_eq!(fs::read(m.m("small")).unwrap(), b"replaced");
+}
+
+#[test]
+fn renames_copy_on_the_server() {
+    let b = TestBucket::new("rename");
+    b.put("a", b"content of a");
+    b.put("target", b"old target");
+    b.put("tree/one", b"1");
+    b.put("tree/sub/two", b"22");
+    let m = S3Mount::new(&b, &[]);
+    fs::rename(m.m("a"), m.m("b")).unwrap();
+    assert_eq!(b.get("a"), None);
+    assert_eq!(b.get("b").as_deref(), Some(&b"content of a"[..]));
+    assert!(fs::metadata(m.m("a")).is_err());
+    assert_eq!(fs::read(m.m("b")).unwrap(), b"content of a");
+    // Into a directory, over an existing file.
+    fs::rename(m.m("b"), m.m("tree/sub/two")).unwrap();
+    assert_eq!(b.get("tree/sub/two").as_deref(), Some(&b"content of a"[..]));
+    assert_eq!(fs::read(m.m("tree/sub/two")).unwrap(), b"content of a");
+    fs::rename(m.m("tree/sub/two"), m.m("target")).unwrap();
+    assert_eq!(b.get("target").as_deref(), Some(&b"content of a"[..]));
+    assert_eq!(fs::read(m.m("target")).unwrap(), b"content of a");
+    // A non-empty directory: EXDEV, so mv copies it and removes the original.
+    let out = Command::new("mv")
+        .arg(m.m("tree"))
+        .arg(m.m("moved"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut keys = b.keys("");
+    keys.sort();
+    assert_eq!(keys, ["moved/one", "target"]);
+    assert_eq!(fs::read(m.m("moved/one")).unwrap(), b"1");
+}
+
+#[test]
+fn directories_stay_local_until_a_file_is_written_in_them() {
+    let b = TestBucket::new("mkdir");
+    let m = S3Mount::new(&b, &[]);
+    fs::create_dir(m.m("empty")).unwrap();
+    fs::create_dir_all(m.m("x/y/z")).unwrap();
+    assert!(
+        b.keys("").is_empty(),
+        "mkdir wrote to the server: {:?}",
+        b.keys("")
+    );
+    assert!(fs::metadata(m.m("empty")).unwrap().is_dir());
+    assert_eq!(
+        listing(&m.m("")),
+        [
+            (".kplug".into(), true, 0),
+            ("empty".into(), true, 0),
+            ("x".into(), true, 0)
+        ]
+    );
+    assert!(listing(&m.m("empty")).is_empty());
+    // Another client sees nothing.
+    let other = S3Mount::new(&b, &["--attr-timeout", "0s"]);
+    assert!(fs::metadata(other.m("empty")).is_err());
+    fs::write(m.m("x/y/z/file"), b"deep").unwrap();
+    fs::write(m.m("empty/file"), b"f").unwrap();
+    let mut keys = b.keys("");
+    keys.sort();
+    assert_eq!(keys, ["empty/file", "x/y/z/file"]);
+    assert_eq!(fs::read(other.m("x/y/z/file")).unwrap(), b"deep");
+    // An empty local directory is removed and renamed locally.
+    fs::create_dir(m.m("gone")).unwrap();
+    fs::create_dir(m.m("moving")).unwrap();
+    fs::rename(m.m("moving"), m.m("moved")).unwrap();
+    fs::remove_dir(m.m("gone")).unwrap();
+    assert!(fs::metadata(m.m("gone")).is_err());
+    assert!(fs::metadata(m.m("moved")).unwrap().is_dir());
+}
+
+#[test]
+fn touch_and_shell_redirection() {
+    let b = TestBucket::new("shell");
+    b.put("existing", b"keep me");
+    let m = S3Mount::new(&b, &[]);
+    sh(&m, "touch newfile");
+    assert!(
+        eventually(Duration::from_secs(10), || b.get("newfile").is_some()),
+        "touch made no object"
+    );
+    assert_eq!(b.get("newfile").unwrap(), b"");
+    assert_eq!(fs::metadata(m.m("newfile")).unwrap().len(), 0);
+    sh(&m, "touch existing");
+    assert_eq!(b.get("existing").as_deref(), Some(&b"keep me"[..]));
+    // The shell opens, duplicates onto 1 and closes the original: the data arrives after a
+    // flush of an empty file, and the last close ends it.
+    sh(&m, "echo x > file");
+    assert_eq!(b.get("file").as_deref(), Some(&b"x\n"[..]));
+    sh(&m, "echo y > file && cat file > /dev/null");
+    assert_eq!(b.get("file").as_deref(), Some(&b"y\n"[..]));
+    // A child process opens it (an external program), the shell waits for it.
+    sh(&m, "/bin/echo external > ext");
+    assert_eq!(b.get("ext").as_deref(), Some(&b"external\n"[..]));
+    sh(&m, "{ echo one; echo two; } > grouped");
+    assert_eq!(b.get("grouped").as_deref(), Some(&b"one\ntwo\n"[..]));
+    sh(&m, "exec 3> fd3; echo three >&3; exec 3>&-");
+    assert_eq!(b.get("fd3").as_deref(), Some(&b"three\n"[..]));
+    assert_eq!(fs::read(m.m("file")).unwrap(), b"y\n");
+    sh(&m, "cp file copy && cmp file copy");
+    assert_eq!(b.get("copy").as_deref(), Some(&b"y\n"[..]));
+}
