@@ -4,12 +4,14 @@
 //! - a small file is one PUT, a file above the 8 MiB part size a streamed multipart upload;
 //!   both hold exactly the bytes written, and neither is visible to another client before
 //!   the `close()` that ends it returns, also when that close is made by another thread of
-//!   the process that opened the file;
+//!   the process that opened the file; through the mount, a file being written is listed
+//!   all along, also while its upload completes;
 //! - `O_TRUNC` replaces an object; `rename` of a file copies it on the server and deletes the
 //!   old key, onto a new name or over an existing file; `mv` of a non-empty directory
 //!   (refused with EXDEV) falls back to copying it;
 //! - `mkdir` makes a directory that stays local (no key on the server) until a file is
-//!   created in it, nested ones too;
+//!   created in it, nested ones too; one with keys under it is no longer renamed locally;
+//!   removing the last file of a directory leaves the directory, so `rm -r` works;
 //! - `touch newfile` makes an empty object (written when its descriptor is released, as
 //!   mountpoint-s3 does), `touch` of an object leaves it alone;
 //! - shell redirection works (`echo x > file`: the shell duplicates and closes descriptors;
@@ -18,9 +20,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kplugfs_tests::s3::{S3Mount, TestBucket, eventually, listing, pattern};
+use kplugfs_tests::s3::{S3Mount, TestBucket, client, eventually, listing, pattern};
 
 use crate::reads::first_diff;
 
@@ -43,6 +47,7 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
     let b = TestBucket::new("writes");
     let m = S3Mount::new(&b, &[]);
     let other = S3Mount::new(&b, &["--attr-timeout", "0s"]);
+    let store = client(&b, "");
 
     // Small: one PUT at close.
     let (puts, mpus) = (m.requests("put"), m.requests("create_multipart"));
@@ -55,6 +60,10 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
         "another client sees it before close"
     );
     drop(f);
+    assert!(
+        store.head("small").unwrap().is_some(),
+        "small not visible at close"
+    );
     assert!(b.get("small").unwrap() == small, "small on the server");
     assert!(fs::read(other.m("small")).unwrap() == small);
     assert_eq!(m.requests("put"), puts + 1, "one PUT");
@@ -68,6 +77,26 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
     );
     fs::create_dir(m.m("dir")).unwrap();
     let mut w = File::create(m.m("dir/big")).unwrap();
+    // Meanwhile another thread lists the directory: the file is in every listing, while it
+    // is written, while its upload completes in close(), and after.
+    let stop = Arc::new(AtomicBool::new(false));
+    let lister = {
+        let (stop, dir) = (stop.clone(), m.m("dir"));
+        std::thread::spawn(move || {
+            let (mut lists, mut missing) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let names: Vec<_> = fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                lists += 1;
+                if names.iter().all(|n| n != "big") {
+                    missing += 1;
+                }
+            }
+            (lists, missing)
+        })
+    };
     for chunk in big.chunks(1 << 20) {
         w.write_all(chunk).unwrap();
     }
@@ -83,6 +112,17 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
         big.len() as u64
     );
     drop(w);
+    assert!(
+        store.head("dir/big").unwrap().is_some(),
+        "dir/big not visible at close"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (lists, missing) = lister.join().unwrap();
+    assert!(lists > 0);
+    assert_eq!(
+        missing, 0,
+        "dir/big missing from {missing} of {lists} listings"
+    );
     let got = b.get("dir/big").unwrap();
     assert!(
         got == big,
@@ -102,8 +142,10 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
     assert!(got == big, "read back: {}", first_diff(&big, &got));
 
     // Opened by one thread, closed by another of the same process: the close ends the
-    // upload, as a close by the opening thread does.
-    let data = pattern(3, (12 << 20) + 1);
+    // upload, as a close by the opening thread does. (The last part is nearly 8 MiB: were
+    // the upload left to the asynchronous release, it could not be complete when the
+    // in-process HEAD right after close() asks.)
+    let data = pattern(3, (24 << 20) - 4096);
     let path = m.m("threads");
     let d = data.clone();
     let w = std::thread::spawn(move || {
@@ -115,6 +157,12 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
     .unwrap();
     assert_eq!(b.get("threads"), None);
     drop(w);
+    let head = store.head("threads").unwrap();
+    assert_eq!(
+        head.map(|h| h.size),
+        Some(data.len() as u64),
+        "closed by another thread: not on the server when close() returned"
+    );
     let got = b.get("threads");
     assert!(
         got.as_deref() == Some(&data[..]),
@@ -201,6 +249,25 @@ fn directories_stay_local_until_a_file_is_written_in_them() {
     keys.sort();
     assert_eq!(keys, ["empty/file", "x/y/z/file"]);
     assert_eq!(fs::read(other.m("x/y/z/file")).unwrap(), b"deep");
+    // `x` was made here but now has keys under it: not renamed here (they would stay
+    // behind under `x/`), EXDEV, as any non-empty directory.
+    assert_eq!(
+        fs::rename(m.m("x"), m.m("x2")).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EXDEV))
+    );
+    assert_eq!(fs::read(m.m("x/y/z/file")).unwrap(), b"deep");
+    // Removing the last file of a directory leaves the directory (rm -r then removes it).
+    fs::remove_file(m.m("x/y/z/file")).unwrap();
+    assert!(b.keys("").iter().all(|k| !k.starts_with("x/")));
+    assert!(listing(&m.m("x/y/z")).is_empty());
+    assert_eq!(listing(&m.m("x")), [("y".into(), true, 0)]);
+    let out = Command::new("rm").arg("-r").arg(m.m("x")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "rm -r: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fs::metadata(m.m("x")).is_err());
     // An empty local directory is removed and renamed locally.
     fs::create_dir(m.m("gone")).unwrap();
     fs::create_dir(m.m("moving")).unwrap();

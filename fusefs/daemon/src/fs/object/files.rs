@@ -427,11 +427,11 @@ impl ObjectFs {
             }
         });
         self.data.invalidate_file(ino);
+        finished?;
         if let Some(n) = self.nodes.lock().get_mut(ino) {
-            // No handle may read cached blocks of the version replaced.
+            // The version handles opened before is gone: they read no more (EIO).
             n.cached_etag = None;
         }
-        finished?;
         let info = self.store.head(&key)?;
         let mut nodes = self.nodes.lock();
         if let (Some(info), Some(n)) = (info, nodes.get_mut(ino)) {
