@@ -181,6 +181,19 @@ fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
         libc::EPERM,
         std::os::unix::fs::chown(m.m("f"), Some(1), Some(1)),
     );
+    // Setting them to what they are is no change: accepted (`cp -p`, `mv` across
+    // directories do it), and the mount says nothing.
+    fs::set_permissions(
+        m.m("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(m.m("f"), Some(0), Some(0)).unwrap();
+    fs::set_permissions(
+        m.m("full"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     // Extended attributes.
     let fp = cpath(&m.m("f"));
     let name = c"user.test";

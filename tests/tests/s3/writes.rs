@@ -10,7 +10,7 @@
 //!   old key, onto a new name or over an existing file; `mv` of a non-empty directory
 //!   (refused with EXDEV) falls back to copying it;
 //! - `mkdir` makes a directory that stays local (no key on the server) until a file is
-//!   created in it, nested ones too; one with keys under it is no longer renamed locally;
+//!   created in it, nested ones too; once keys are under it, it is renamed no more;
 //!   removing the last file of a directory leaves the directory, so `rm -r` works;
 //! - `touch newfile` makes an empty object (written when its descriptor is released, as
 //!   mountpoint-s3 does), `touch` of an object leaves it alone;
@@ -250,8 +250,7 @@ fn directories_stay_local_until_a_file_is_written_in_them() {
     keys.sort();
     assert_eq!(keys, ["empty/file", "x/y/z/file"]);
     assert_eq!(fs::read(other.m("x/y/z/file")).unwrap(), b"deep");
-    // `x` was made here but now has keys under it: not renamed here (they would stay
-    // behind under `x/`), EXDEV, as any non-empty directory.
+    // `x` was made here but now has keys under it: EXDEV, as any non-empty directory.
     assert_eq!(
         fs::rename(m.m("x"), m.m("x2")).map_err(|e| e.raw_os_error()),
         Err(Some(libc::EXDEV))

@@ -223,10 +223,7 @@ impl ObjectFs {
             }
         }
         if n.kind == NodeKind::Dir {
-            // Kept here with nothing under it in the store (keys under a sub-directory count:
-            // they would stay behind).
-            let listing = self.store.list(&self.key(ino)?)?;
-            let empty_local = n.local && listing.files.is_empty() && listing.dirs.is_empty();
+            let empty_local = n.local && self.store.list(&self.key(ino)?)?.files.is_empty();
             if !empty_local || target.is_some() {
                 return Err(unsupported(
                     libc::EXDEV,
