@@ -3,9 +3,9 @@
 //! leaves a line in the daemon's log (`--log-file`) naming the FUSE operation and the errno:
 //! at WARN for the limits of an object store (random writes, writes into an existing object,
 //! appends, links, symlinks, special files, owner and mode changes, xattrs, fallocate,
-//! truncating a closed object, renaming a non-empty directory, removing a file while it is
-//! written, removing a directory kept by a `dir/` marker object); at DEBUG (the mount runs
-//! with `-vv`) for a plain `rmdir` of a non-empty directory. A `--read-only` mount refuses
+//! truncating a closed object, renaming a non-empty directory or a file being written,
+//! removing a directory kept by a `dir/` marker object); at DEBUG (the mount runs with
+//! `-vv`) for a plain `rmdir` of a non-empty directory. A `--read-only` mount refuses
 //! every change with EROFS (from the kernel: the mount is read-only, nothing reaches the
 //! daemon) and still reads.
 
@@ -242,15 +242,15 @@ fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
         libc::EXDEV,
         fs::rename(m.m("full"), m.m("moved")),
     );
-    // A file being written is not removed.
+    // A file being written is not renamed (its upload goes to its name).
     let mut w = File::create(m.m("being-written")).unwrap();
     w.write_all(b"data").unwrap();
     check(
         &mut log,
-        "unlink while written",
-        "unlink",
+        "rename while written",
+        "rename",
         libc::EBUSY,
-        fs::remove_file(m.m("being-written")),
+        fs::rename(m.m("being-written"), m.m("elsewhere")),
     );
     drop(w);
     assert_eq!(b.get("being-written").as_deref(), Some(&b"data"[..]));

@@ -12,6 +12,9 @@
 //! - `mkdir` makes a directory that stays local (no key on the server) until a file is
 //!   created in it, nested ones too; once keys are under it, it is renamed no more;
 //!   removing the last file of a directory leaves the directory, so `rm -r` works;
+//! - a file unlinked while it is written (a new one, or an object being replaced) is gone:
+//!   its close succeeds and its new bytes are discarded, as an unlinked file's are at its
+//!   last close;
 //! - `touch newfile` makes an empty object (written when its descriptor is released, as
 //!   mountpoint-s3 does), `touch` of an object leaves it alone;
 //! - shell redirection works (`echo x > file`: the shell duplicates and closes descriptors;
@@ -307,4 +310,38 @@ fn touch_and_shell_redirection() {
     assert_eq!(fs::read(m.m("file")).unwrap(), b"y\n");
     sh(&m, "cp file copy && cmp file copy");
     assert_eq!(b.get("copy").as_deref(), Some(&b"y\n"[..]));
+}
+
+#[test]
+fn files_unlinked_while_written_are_discarded_at_close() {
+    let b = TestBucket::new("unlinked");
+    b.put("old", b"old object");
+    let m = S3Mount::new(&b, &[]);
+    for (name, size) in [("new", 1000), ("old", 1000), ("big", (9 << 20) + 5)] {
+        let mut w = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.m(name))
+            .unwrap();
+        let data = pattern(9, size);
+        w.write_all(&data[..size / 2]).unwrap();
+        fs::remove_file(m.m(name)).unwrap_or_else(|e| panic!("unlink {name} while written: {e}"));
+        assert!(fs::metadata(m.m(name)).is_err(), "{name} still there");
+        w.write_all(&data[size / 2..]).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(w);
+        // SAFETY: `fd` was just released by `w` and is closed once.
+        assert_eq!(
+            unsafe { libc::close(fd) },
+            0,
+            "close of unlinked {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(b.get(name), None, "{name} reappeared on the server");
+        assert!(
+            fs::metadata(m.m(name)).is_err(),
+            "{name} reappeared in the mount"
+        );
+    }
+    assert!(b.keys("").is_empty(), "{:?}", b.keys(""));
 }

@@ -409,9 +409,30 @@ impl ObjectFs {
             }
         };
         // The node counts the upload until the store has the new version (or it failed).
-        let result = self.complete(f.ino, upload);
+        let key = upload.key().to_string();
+        let result = if self.named(f.ino) {
+            self.complete(f.ino, upload).and_then(|()| {
+                // Unlinked (or renamed over) while the upload ended: it goes too.
+                if self.named(f.ino) {
+                    Ok(())
+                } else {
+                    Ok(self.store.delete(&key)?)
+                }
+            })
+        } else {
+            // Unlinked, or replaced by a rename, while written: the new version is
+            // abandoned (dropping it aborts a multipart upload), as an unlinked file's data is
+            // discarded at its last close.
+            drop(upload);
+            Ok(())
+        };
         self.writing(f.ino, -1);
         result
+    }
+
+    /// Whether `ino` still has its name.
+    fn named(&self, ino: u64) -> bool {
+        self.nodes.lock().get(ino).is_some_and(|n| n.parent != 0)
     }
 
     /// Make an upload of `ino` visible and take its attributes from the store.

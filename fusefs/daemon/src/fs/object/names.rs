@@ -127,7 +127,7 @@ impl ObjectFs {
         Ok(self.entry_of(nodes.get(ino).expect("just made")))
     }
 
-    /// `unlink`: delete the object.
+    /// `unlink`: delete the object (and abandon a version being written).
     pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         self.writable()?;
         let name = check_name(name)?;
@@ -138,12 +138,8 @@ impl ObjectFs {
         if n.kind == NodeKind::Dir {
             return Err(fs_err!(libc::EISDIR, "{name} is a directory"));
         }
-        if n.writing > 0 {
-            return Err(unsupported(
-                libc::EBUSY,
-                &format!("removing {name} while it is written"),
-            ));
-        }
+        // A version being written through the mount is abandoned at close, as an unlinked
+        // file's data is discarded when its last descriptor closes (`files.rs`).
         self.store.delete(&self.key(ino)?)?;
         self.data.invalidate_file(ino);
         let mut nodes = self.nodes.lock();
