@@ -11,7 +11,8 @@
 //!                                          the history database as a table (or a plot)
 //! ```
 //!
-//! Everything is read from `.kplug/stats` (the history database's path too, from
+//! Everything is read from `.kplug/stats`, parsed into the daemon's typed schema
+//! (`kplug_daemon::monitor::schema::Stats`; the history database's path too, from
 //! `history.path`). The files, bottom up: `snapshot.rs` reads and parses the document,
 //! `units.rs` formats numbers, `summary.rs` renders a snapshot, `watch.rs` redraws it,
 //! `history.rs` turns the history database into intervals and a table, `history_plot.rs`
@@ -31,7 +32,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
 use kplug_daemon::monitor::history::HistoryDb;
-use serde_json::Value;
 
 /// Arguments of `kplugfs stats`.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,12 +90,16 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     if args.watch {
         return watch::watch(mnt, args.interval);
     }
-    let doc = snapshot::read_stats(mnt)?;
+    let snap = snapshot::read(mnt)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        // The document as the daemon wrote it.
+        out.write_all(snap.text.as_bytes())?;
+        if !snap.text.ends_with('\n') {
+            writeln!(out)?;
+        }
     } else {
-        out.write_all(summary::summary(mnt, &doc, None).as_bytes())?;
+        out.write_all(summary::summary(mnt, &snap.stats, None).as_bytes())?;
     }
     Ok(())
 }
@@ -104,16 +108,13 @@ pub fn run(args: &StatsArgs) -> Result<()> {
 fn run_history(args: &StatsArgs) -> Result<()> {
     let path = match (&args.db, &args.mountpoint) {
         (Some(db), _) => db.clone(),
-        (None, Some(mnt)) => {
-            let doc = snapshot::read_stats(mnt)?;
-            match doc.pointer("/history/path").and_then(Value::as_str) {
-                Some(p) => PathBuf::from(p),
-                None => bail!(
-                    "{} keeps no history (mounted with --history-period 0); use --db PATH for a database",
-                    mnt.display()
-                ),
-            }
-        }
+        (None, Some(mnt)) => match snapshot::read(mnt)?.stats.history {
+            Some(h) => PathBuf::from(h.path),
+            None => bail!(
+                "{} keeps no history (mounted with --history-period 0); use --db PATH for a database",
+                mnt.display()
+            ),
+        },
         (None, None) => bail!("give a mount point or --db PATH"),
     };
     let since = match &args.since {

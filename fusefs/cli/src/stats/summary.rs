@@ -1,49 +1,41 @@
 //! The readable summary of one `.kplug/stats` snapshot (`kplugfs stats MOUNT`, and each
-//! redraw of `--watch`).
+//! redraw of `--watch`), rendered from the typed schema.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::Value;
+use kplug_daemon::monitor::schema::{LatencyUs, Stats};
+use kplug_engine::PluginState;
 
 use super::units::{human_bytes, mib, pct};
 
-fn u(doc: &Value, ptr: &str) -> u64 {
-    doc.pointer(ptr).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn lat(doc: &Value, ptr: &str) -> String {
-    let l = |k: &str| u(doc, &format!("{ptr}/{k}"));
+fn lat(l: &LatencyUs) -> String {
     format!(
         "p50 {}us  p90 {}us  p99 {}us  max {}us",
-        l("p50"),
-        l("p90"),
-        l("p99"),
-        l("max")
+        l.p50, l.p90, l.p99, l.max
     )
 }
 
-fn active_line(doc: &Value) -> String {
-    ["eviction", "admission", "prefetch"]
-        .iter()
-        .map(|r| {
-            let v = doc
-                .pointer(&format!("/active/{r}"))
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            format!("{r} {v}")
-        })
-        .collect::<Vec<_>>()
-        .join("  ")
+fn state(s: PluginState) -> &'static str {
+    match s {
+        PluginState::Active => "active",
+        PluginState::Failed => "failed",
+        PluginState::Disabled => "disabled",
+    }
+}
+
+/// FUSE read requests and bytes (0 before the first read).
+fn fuse_reads(doc: &Stats) -> (u64, u64) {
+    doc.fuse.get("read").map_or((0, 0), |r| (r.count, r.bytes))
 }
 
 /// The readable summary of one snapshot; with `prev` (the snapshot one interval earlier),
 /// a first section of rates over that interval.
-pub fn summary(mnt: &Path, doc: &Value, prev: Option<&Value>) -> String {
+pub fn summary(mnt: &Path, doc: &Stats, prev: Option<&Stats>) -> String {
     let mut s = String::new();
-    let up = Duration::from_secs(u(doc, "/uptime_ms") / 1000);
-    let at = UNIX_EPOCH + Duration::from_millis(u(doc, "/time_unix_ms"));
+    let up = Duration::from_secs(doc.uptime_ms / 1000);
+    let at = UNIX_EPOCH + Duration::from_millis(doc.time_unix_ms);
     let _ = writeln!(
         s,
         "kplugfs stats {}   up {}   at {}",
@@ -52,111 +44,114 @@ pub fn summary(mnt: &Path, doc: &Value, prev: Option<&Value>) -> String {
         humantime::format_rfc3339_seconds(at)
     );
     if let Some(prev) = prev {
-        let d = |p: &str| u(doc, p).saturating_sub(u(prev, p));
-        let dt_ms = d("/time_unix_ms").max(1);
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        let dt_ms = d(doc.time_unix_ms, prev.time_unix_ms).max(1);
         let secs = dt_ms as f64 / 1000.0;
+        let ((reads, read_bytes), (reads0, read_bytes0)) = (fuse_reads(doc), fuse_reads(prev));
         let _ = writeln!(
             s,
             "last {:.1}s   hit ratio {}   read {:.1} MiB/s ({} req/s)   backend {:.1} MiB/s ({:.0} reads/s)   prefetch accuracy {}",
             secs,
-            pct(d("/cache/hits"), d("/cache/misses")),
-            mib(d("/fuse/read/bytes")) / secs,
-            (d("/fuse/read/count") as f64 / secs).round(),
-            mib(d("/backend/bytes")) / secs,
-            d("/backend/reads") as f64 / secs,
-            pct(d("/prefetch/used_blocks"), d("/prefetch/wasted_blocks")),
+            pct(
+                d(doc.cache.hits, prev.cache.hits),
+                d(doc.cache.misses, prev.cache.misses)
+            ),
+            mib(d(read_bytes, read_bytes0)) / secs,
+            (d(reads, reads0) as f64 / secs).round(),
+            mib(d(doc.backend.bytes, prev.backend.bytes)) / secs,
+            d(doc.backend.reads, prev.backend.reads) as f64 / secs,
+            pct(
+                d(doc.prefetch.used_blocks, prev.prefetch.used_blocks),
+                d(doc.prefetch.wasted_blocks, prev.prefetch.wasted_blocks)
+            ),
         );
     }
     let _ = writeln!(s);
-    let (hits, misses) = (u(doc, "/cache/hits"), u(doc, "/cache/misses"));
+    let c = &doc.cache;
     let _ = writeln!(
         s,
-        "cache      hit ratio {}   hits {hits}   misses {misses}   resident {}/{} blocks of {}   evictions {}   admission refusals {}",
-        pct(hits, misses),
-        u(doc, "/cache/resident_blocks"),
-        u(doc, "/cache/capacity_blocks"),
-        human_bytes(u(doc, "/cache/block_size")),
-        u(doc, "/cache/evictions"),
-        u(doc, "/cache/admission_refusals"),
+        "cache      hit ratio {}   hits {}   misses {}   resident {}/{} blocks of {}   evictions {}   admission refusals {}",
+        pct(c.hits, c.misses),
+        c.hits,
+        c.misses,
+        c.resident_blocks,
+        c.capacity_blocks,
+        human_bytes(c.block_size),
+        c.evictions,
+        c.admission_refusals,
     );
-    let (used, wasted) = (
-        u(doc, "/prefetch/used_blocks"),
-        u(doc, "/prefetch/wasted_blocks"),
-    );
+    let p = &doc.prefetch;
     let _ = writeln!(
         s,
-        "prefetch   accuracy {}   issued {}   completed {}   used {used}   wasted {wasted}   dropped {}",
-        pct(used, wasted),
-        u(doc, "/prefetch/issued_blocks"),
-        u(doc, "/prefetch/completed_blocks"),
-        u(doc, "/prefetch/dropped_blocks"),
+        "prefetch   accuracy {}   issued {}   completed {}   used {}   wasted {}   dropped {}",
+        pct(p.used_blocks, p.wasted_blocks),
+        p.issued_blocks,
+        p.completed_blocks,
+        p.used_blocks,
+        p.wasted_blocks,
+        p.dropped_blocks,
     );
     let _ = writeln!(
         s,
         "backend    reads {}   bytes {}   latency {}",
-        u(doc, "/backend/reads"),
-        human_bytes(u(doc, "/backend/bytes")),
-        lat(doc, "/backend/latency_us"),
+        doc.backend.reads,
+        human_bytes(doc.backend.bytes),
+        lat(&doc.backend.latency_us),
     );
-    if let Some(h) = doc.get("kernel_hints").filter(|h| !h.is_null()) {
+    if let Some(h) = &doc.kernel_hints {
         let _ = writeln!(
             s,
             "hints      {}   forwarded {}   bytes {}   errors {}",
-            h["backend"].as_str().unwrap_or("?"),
-            u(h, "/forwarded"),
-            human_bytes(u(h, "/bytes")),
-            u(h, "/errors"),
+            h.backend,
+            h.forwarded,
+            human_bytes(h.bytes),
+            h.errors,
         );
     }
-    let _ = writeln!(s, "policies   {}", active_line(doc));
-    if let Some(plugins) = doc.get("plugins").and_then(Value::as_object) {
-        for (name, p) in plugins {
-            let _ = writeln!(
-                s,
-                "plugin     {name}: {}   calls {}   faults {}   time in hooks {} us",
-                p["state"].as_str().unwrap_or("?"),
-                u(p, "/calls"),
-                u(p, "/faults"),
-                u(p, "/time_ns") / 1000,
-            );
-        }
+    let a = &doc.active;
+    let _ = writeln!(
+        s,
+        "policies   eviction {}  admission {}  prefetch {}",
+        a.eviction, a.admission, a.prefetch
+    );
+    for (name, p) in &doc.plugins {
+        let _ = writeln!(
+            s,
+            "plugin     {name}: {}   calls {}   faults {}   time in hooks {} us",
+            state(p.state),
+            p.calls,
+            p.faults,
+            p.time_ns / 1000,
+        );
     }
-    if let Some(fuse) = doc.get("fuse").and_then(Value::as_object) {
-        let mut ops: Vec<(&String, &Value)> = fuse.iter().collect();
-        ops.sort_by_key(|(name, v)| (std::cmp::Reverse(u(v, "/count")), name.to_string()));
-        if !ops.is_empty() {
-            let _ = writeln!(s, "\nFUSE ops (top by requests)");
+    let mut ops: Vec<_> = doc.fuse.iter().collect();
+    ops.sort_by_key(|(name, v)| (std::cmp::Reverse(v.count), name.as_str()));
+    if !ops.is_empty() {
+        let _ = writeln!(s, "\nFUSE ops (top by requests)");
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "op", "count", "errors", "p50 us", "p90 us", "p99 us", "max us"
+        );
+        for (name, v) in ops.iter().take(8) {
+            let l = &v.latency_us;
             let _ = writeln!(
                 s,
                 "  {:<16} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
-                "op", "count", "errors", "p50 us", "p90 us", "p99 us", "max us"
+                name, v.count, v.errors, l.p50, l.p90, l.p99, l.max,
             );
-            for (name, v) in ops.iter().take(8) {
-                let _ = writeln!(
-                    s,
-                    "  {:<16} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
-                    name,
-                    u(v, "/count"),
-                    u(v, "/errors"),
-                    u(v, "/latency_us/p50"),
-                    u(v, "/latency_us/p90"),
-                    u(v, "/latency_us/p99"),
-                    u(v, "/latency_us/max"),
-                );
-            }
         }
     }
-    if let Some(h) = doc.get("history") {
-        let err = h["error"]
-            .as_str()
+    if let Some(h) = &doc.history {
+        let err = h
+            .error
+            .as_deref()
             .map(|e| format!("   DISABLED: {e}"))
             .unwrap_or_default();
         let _ = writeln!(
             s,
             "\nhistory    {} every {} ms, {} rows written{err}",
-            h["path"].as_str().unwrap_or("?"),
-            u(h, "/period_ms"),
-            u(h, "/rows_written"),
+            h.path, h.period_ms, h.rows_written,
         );
     }
     s
@@ -165,29 +160,90 @@ pub fn summary(mnt: &Path, doc: &Value, prev: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use kplug_daemon::monitor::schema::{
+        ActiveRoles, BackendStats, CacheCounters, FuseOpStats, HintStats, HistoryInfo, PluginStats,
+        PrefetchCounters,
+    };
+
+    fn latency(base: u64) -> LatencyUs {
+        LatencyUs {
+            p50: base,
+            p90: base + 1,
+            p99: base + 2,
+            max: base + 3,
+            mean: base,
+        }
+    }
+
+    fn doc(t: u64, hits: u64, misses: u64, bytes: u64) -> Stats {
+        Stats {
+            time_unix_ms: t,
+            uptime_ms: 3000,
+            cache: CacheCounters {
+                hits,
+                misses,
+                resident_blocks: 3,
+                capacity_blocks: 8,
+                block_size: 131_072,
+                ..Default::default()
+            },
+            prefetch: PrefetchCounters {
+                used_blocks: 3,
+                wasted_blocks: 1,
+                ..Default::default()
+            },
+            backend: BackendStats {
+                reads: misses,
+                bytes: misses << 17,
+                latency_us: latency(1),
+                ..Default::default()
+            },
+            fuse: [
+                (
+                    "read".to_string(),
+                    FuseOpStats {
+                        count: 9,
+                        bytes,
+                        latency_us: latency(5),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "getattr".to_string(),
+                    FuseOpStats {
+                        count: 9,
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into(),
+            active: ActiveRoles {
+                eviction: "lru".into(),
+                admission: "builtin:admit-all".into(),
+                prefetch: "builtin:readahead".into(),
+            },
+            plugins: [(
+                "lru".to_string(),
+                PluginStats {
+                    active_roles: vec![],
+                    calls: 12,
+                    faults: 0,
+                    governor: false,
+                    roles: vec![],
+                    state: PluginState::Active,
+                    time_ns: 5000,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn summary_with_previous_shows_interval_rates() {
-        let mk = |t: u64, hits: u64, misses: u64, bytes: u64| {
-            json!({
-                "time_unix_ms": t, "uptime_ms": 3000,
-                "cache": {"hits": hits, "misses": misses, "resident_blocks": 3,
-                          "capacity_blocks": 8, "block_size": 131072},
-                "prefetch": {"used_blocks": 3, "wasted_blocks": 1},
-                "backend": {"reads": misses, "bytes": misses << 17,
-                            "latency_us": {"p50": 1, "p90": 2, "p99": 3, "max": 4}},
-                "fuse": {"read": {"count": 9, "bytes": bytes,
-                                  "latency_us": {"p50": 5, "p90": 6, "p99": 7, "max": 8}}},
-                "active": {"eviction": "lru", "admission": "builtin:admit-all",
-                           "prefetch": "builtin:readahead"},
-                "plugins": {"lru": {"state": "active", "calls": 12, "faults": 0,
-                                    "time_ns": 5000}},
-            })
-        };
-        let prev = mk(1000, 10, 10, 0);
-        let doc = mk(3000, 19, 11, 8 << 20);
-        let s = summary(Path::new("/mnt"), &doc, Some(&prev));
+        let prev = doc(1000, 10, 10, 0);
+        let now = doc(3000, 19, 11, 8 << 20);
+        let s = summary(Path::new("/mnt"), &now, Some(&prev));
         assert!(s.contains("last 2.0s   hit ratio 90.0%"), "{s}");
         assert!(s.contains("read 4.0 MiB/s"), "{s}");
         assert!(s.contains("hit ratio 63.3%"), "{s}");
@@ -199,5 +255,44 @@ mod tests {
         );
         assert!(s.contains("plugin     lru: active   calls 12"), "{s}");
         assert!(s.contains("  read "), "{s}");
+        assert!(!s.contains("hints"), "{s}");
+        assert!(!s.contains("\nhistory"), "{s}");
+    }
+
+    #[test]
+    fn summary_lines_are_the_documents_fields() {
+        let mut d = doc(1_800_000_000_000, 30, 10, 0);
+        d.kernel_hints = Some(HintStats {
+            backend: "fadvise".into(),
+            forwarded: 4,
+            bytes: 3 << 20,
+            errors: 1,
+        });
+        d.history = Some(HistoryInfo {
+            error: Some("disk full".into()),
+            path: "/var/h.db".into(),
+            period_ms: 1000,
+            retention_ms: 60_000,
+            rows_written: 17,
+        });
+        let s = summary(Path::new("/mnt"), &d, None);
+        let want = "\
+kplugfs stats /mnt   up 3s   at 2027-01-15T08:00:00Z
+
+cache      hit ratio 75.0%   hits 30   misses 10   resident 3/8 blocks of 128.0 KiB   evictions 0   admission refusals 0
+prefetch   accuracy 75.0%   issued 0   completed 0   used 3   wasted 1   dropped 0
+backend    reads 10   bytes 1.2 MiB   latency p50 1us  p90 2us  p99 3us  max 4us
+hints      fadvise   forwarded 4   bytes 3.0 MiB   errors 1
+policies   eviction lru  admission builtin:admit-all  prefetch builtin:readahead
+plugin     lru: active   calls 12   faults 0   time in hooks 5 us
+
+FUSE ops (top by requests)
+  op                    count   errors    p50 us    p90 us    p99 us    max us
+  getattr                   9        0         0         0         0         0
+  read                      9        0         5         6         7         8
+
+history    /var/h.db every 1000 ms, 17 rows written   DISABLED: disk full
+";
+        assert_eq!(s, want);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::snapshot::read_stats;
+use super::snapshot;
 use super::summary::summary;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -32,7 +32,7 @@ fn catch_ctrl_c() {
 
 /// Redraw until Ctrl-C (Ok) or until the mount goes away (an error saying so).
 pub fn watch(mnt: &Path, interval: Duration) -> Result<()> {
-    let mut prev = read_stats(mnt)?;
+    let mut prev = snapshot::read(mnt)?.stats;
     catch_ctrl_c();
     let mut out = std::io::stdout();
     let footer = format!(
@@ -63,8 +63,8 @@ pub fn watch(mnt: &Path, interval: Duration) -> Result<()> {
             }
             std::thread::sleep((next - now).min(Duration::from_millis(50)));
         }
-        let doc = match read_stats(mnt) {
-            Ok(d) => d,
+        let doc = match snapshot::read(mnt) {
+            Ok(s) => s.stats,
             Err(e) => bail!("{} went away, stopped watching ({e:#})", mnt.display()),
         };
         write!(
