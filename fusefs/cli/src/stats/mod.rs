@@ -33,6 +33,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Result, bail};
 use kplug_daemon::monitor::history::HistoryDb;
 
+use crate::plot::PlotFile;
+
 /// Arguments of `kplugfs stats`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatsArgs {
@@ -57,8 +59,8 @@ pub struct StatsArgs {
     #[arg(long, value_name = "DURATION|TIME")]
     pub since: Option<String>,
     /// With --history: plot hit ratio and throughput over time to FILE.svg or FILE.png.
-    #[arg(long, value_name = "FILE")]
-    pub plot: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = PlotFile::parse)]
+    pub plot: Option<PlotFile>,
     /// Read history from this database (no mount needed).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
@@ -137,7 +139,7 @@ fn run_history(args: &StatsArgs) -> Result<()> {
     }
     if let Some(plot) = &args.plot {
         history_plot::plot_history(&samples, plot)?;
-        println!("{}", plot.display());
+        println!("{}", plot.path().display());
     } else {
         print!("{}", history::history_table(&samples));
     }
