@@ -26,6 +26,9 @@ pub const PART_BYTES: usize = 8 << 20;
 /// Parts sent concurrently by one upload.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
+/// A part being sent: its result and how long it took.
+type PartTask = JoinHandle<(object_store::Result<()>, Duration)>;
+
 /// An object being written (see the module note).
 pub struct Upload {
     store: Arc<Store>,
@@ -33,8 +36,8 @@ pub struct Upload {
     buf: BytesMut,
     written: u64,
     multipart: Option<Box<dyn MultipartUpload>>,
-    /// Parts on their way: the task (its result and how long it took) and its bytes.
-    in_flight: VecDeque<(JoinHandle<(object_store::Result<()>, Duration)>, u64)>,
+    /// Parts on their way, with their bytes.
+    in_flight: VecDeque<(PartTask, u64)>,
 }
 
 impl std::fmt::Debug for Upload {
