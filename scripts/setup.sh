@@ -25,8 +25,10 @@ apt_install() {
 }
 
 # fuse3: fusermount3 for unprivileged mounts; acl + libacl1-dev: pjdfstest; bindfs and fio:
-# the peers and load generator of the benchmarks.
-apt_install fuse3 acl libacl1-dev bindfs fio pkg-config
+# the peers and load generator of the benchmarks; ceph-mon, ceph-osd, radosgw, ceph-common and
+# curl: the single-node Ceph RGW the object-store tests run against (scripts/s3/ceph-s3.sh).
+apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
+    ceph-mon ceph-osd radosgw ceph-common
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"

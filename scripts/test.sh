@@ -28,15 +28,27 @@ cargo fmt --all -- --check
 # No two files of a crate may import each other, directly or through others.
 python3 scripts/check-cycles.py
 
+# Every feature that turns tests on (mounts, the S3 server): clippy sees all the tests.
+FEATURES=kplugfs-tests/mount-tests,kplug-store/s3-tests
+
 section "cargo clippy (both workspaces)"
-cargo clippy --workspace --all-targets --features kplugfs-tests/mount-tests -- -D warnings
+cargo clippy --workspace --all-targets --features "$FEATURES" -- -D warnings
 (cd policies && cargo clippy --workspace --all-targets -- -D warnings)
 
 # The shuttle tests (tests/shuttle) compile the block cache's source a second time against
 # shuttle's primitives, inside their own crate: they run with the rest of the workspace.
-section "cargo test (unit, property, shuttle and real-mount tests)"
+# The object-store tests run against a real S3 server: the project's single-node Ceph RGW,
+# started here (a few seconds) and stopped at the end unless it was already running.
+section "S3 test server (Ceph RGW)"
+if ! scripts/s3/ceph-s3.sh status >/dev/null 2>&1; then
+    trap 'scripts/s3/ceph-s3.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+scripts/s3/ceph-s3.sh start >/dev/null
+eval "$(scripts/s3/ceph-s3.sh env)"
+
+section "cargo test (unit, property, shuttle, real-mount and S3 tests)"
 cargo build -p kplugfs
-cargo test --workspace --features kplugfs-tests/mount-tests
+cargo test --workspace --features "$FEATURES"
 
 section "policy unit tests (native builds of policies/, their own workspace)"
 (cd policies && cargo test --workspace)

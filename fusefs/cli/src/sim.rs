@@ -47,8 +47,8 @@ pub struct SimCmd {
     jobs: Option<usize>,
     /// Also draw miss-ratio curves (one line per policy over the cache sizes) to FILE.svg
     /// or FILE.png.
-    #[arg(long, value_name = "FILE")]
-    plot: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", value_parser = crate::plot::PlotFile::parse)]
+    plot: Option<crate::plot::PlotFile>,
     /// Demand requests between two ticks of a governor policy (e.g. `adaptive`) [default:
     /// 100, or the cache size in blocks or objects when smaller]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
@@ -26,6 +26,9 @@ pub const PART_BYTES: usize = 8 << 20;
 /// Parts sent concurrently by one upload.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
+/// A part being sent: its result and how long it took.
+type PartTask = JoinHandle<(object_store::Result<()>, Duration)>;
+
 /// An object being written (see the module note).
 pub struct Upload {
     store: Arc<Store>,
@@ -33,8 +36,8 @@ pub struct Upload {
     buf: BytesMut,
     written: u64,
     multipart: Option<Box<dyn MultipartUpload>>,
-    /// Parts on their way: the task sending it, its bytes, when it was sent.
-    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, u64, Instant)>,
+    /// Parts on their way, with their bytes.
+    in_flight: VecDeque<(PartTask, u64)>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -81,20 +84,21 @@ impl Upload {
 
     /// Wait for the oldest part in flight.
     fn wait_oldest(&mut self) -> Result<(), StoreError> {
-        let Some((handle, bytes, sent)) = self.in_flight.pop_front() else {
+        let Some((handle, bytes)) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let what = self.what();
         let (_, rt) = self.store.parts();
-        let r = rt.block_on(handle).unwrap_or_else(|e| {
-            Err(object_store::Error::Generic {
+        let (r, took) = rt.block_on(handle).unwrap_or_else(|e| {
+            let e = object_store::Error::Generic {
                 store: "upload",
                 source: Box::new(e),
-            })
+            };
+            (Err(e), Duration::ZERO)
         });
-        // Counted from when the part was sent: its latency is its transfer.
+        // Timed inside its task (see send_part): its latency is its transfer.
         self.store
-            .record(RequestKind::UploadPart, &what, r, |_| bytes, sent)
+            .account(RequestKind::UploadPart, &what, r, took, |_| bytes)
     }
 
     /// Send the buffered part.
@@ -123,8 +127,11 @@ impl Upload {
             .expect("started above")
             .put_part(PutPayload::from_bytes(part));
         let (_, rt) = self.store.parts();
-        self.in_flight
-            .push_back((rt.spawn(fut), bytes, Instant::now()));
+        let timed = async move {
+            let start = Instant::now();
+            (fut.await, start.elapsed())
+        };
+        self.in_flight.push_back((rt.spawn(timed), bytes));
         Ok(())
     }
 
@@ -180,7 +187,7 @@ impl Upload {
     /// Abandon the upload: nothing becomes visible.
     pub fn abort(&mut self) {
         let (_, rt) = self.store.parts();
-        for (h, _, _) in self.in_flight.drain(..) {
+        for (h, _) in self.in_flight.drain(..) {
             h.abort();
             let _ = rt.block_on(h);
         }

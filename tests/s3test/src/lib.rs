@@ -82,7 +82,9 @@ impl Server {
             .arg("--user")
             .arg(format!("{ak}:{sk}"))
             // RGW refuses the signature without it.
-            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            // Keys are sent as they are: `a/./b` is a key, not a path to tidy.
+            .arg("--path-as-is");
         if let Some(b) = body {
             std::fs::write(&input, b).unwrap();
             cmd.arg("--data-binary")

@@ -3,9 +3,10 @@
 //! leaves a line in the daemon's log (`--log-file`) naming the FUSE operation and the errno:
 //! at WARN for the limits of an object store (random writes, writes into an existing object,
 //! appends, links, symlinks, special files, owner and mode changes, xattrs, fallocate,
-//! truncating a closed object, renaming a non-empty directory or a file being written,
-//! removing a directory kept by a `dir/` marker object); at DEBUG (the mount runs with
-//! `-vv`) for a plain `rmdir` of a non-empty directory. A `--read-only` mount refuses
+//! truncating a closed object, renaming a non-empty directory, removing or renaming a file
+//! being written or renaming onto one, removing a directory kept by a `dir/` marker
+//! object); at DEBUG (the mount runs with `-vv`) for a plain `rmdir` of a non-empty
+//! directory (also one whose only file is still being written). A `--read-only` mount refuses
 //! every change with EROFS (from the kernel: the mount is read-only, nothing reaches the
 //! daemon) and still reads.
 
@@ -242,18 +243,44 @@ fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
         libc::EXDEV,
         fs::rename(m.m("full"), m.m("moved")),
     );
-    // A file being written is not renamed (its upload goes to its name).
-    let mut w = File::create(m.m("being-written")).unwrap();
+    // A file being written is neither removed nor renamed, nor renamed over, and its
+    // directory is not empty: its upload goes to its name at close.
+    fs::create_dir(m.m("wdir")).unwrap();
+    let mut w = File::create(m.m("wdir/being-written")).unwrap();
     w.write_all(b"data").unwrap();
+    check(
+        &mut log,
+        "unlink while written",
+        "unlink",
+        libc::EBUSY,
+        fs::remove_file(m.m("wdir/being-written")),
+    );
     check(
         &mut log,
         "rename while written",
         "rename",
         libc::EBUSY,
-        fs::rename(m.m("being-written"), m.m("elsewhere")),
+        fs::rename(m.m("wdir/being-written"), m.m("elsewhere")),
+    );
+    check(
+        &mut log,
+        "rename onto a file being written",
+        "rename",
+        libc::EBUSY,
+        fs::rename(m.m("f"), m.m("wdir/being-written")),
+    );
+    assert_eq!(
+        errno_of("rmdir wdir", fs::remove_dir(m.m("wdir"))),
+        libc::ENOTEMPTY
+    );
+    log.expect(
+        "rmdir of a dir being written in",
+        "rmdir",
+        libc::ENOTEMPTY,
+        true,
     );
     drop(w);
-    assert_eq!(b.get("being-written").as_deref(), Some(&b"data"[..]));
+    assert_eq!(b.get("wdir/being-written").as_deref(), Some(&b"data"[..]));
     // A directory that only a `dir/` marker object keeps cannot lose it (the store client
     // cannot name a key ending in `/`): refused rather than coming back.
     assert!(fs::read_dir(m.m("marked")).unwrap().next().is_none());
@@ -277,13 +304,13 @@ fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
     assert_eq!(
         keys,
         [
-            "being-written",
             "f",
             "falloc",
             "full/x",
             "full/y",
             "marked/",
-            "new"
+            "new",
+            "wdir/being-written"
         ]
     );
     assert_eq!(b.get("f").as_deref(), Some(&b"hello world"[..]));

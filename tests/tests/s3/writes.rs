@@ -12,9 +12,8 @@
 //! - `mkdir` makes a directory that stays local (no key on the server) until a file is
 //!   created in it, nested ones too; once keys are under it, it is renamed no more;
 //!   removing the last file of a directory leaves the directory, so `rm -r` works;
-//! - a file unlinked while it is written (a new one, or an object being replaced) is gone:
-//!   its close succeeds and its new bytes are discarded, as an unlinked file's are at its
-//!   last close;
+//! - a file being written (a new one, or an object being replaced) is not removed (EBUSY):
+//!   its close still uploads every byte, and it can be removed once closed;
 //! - `touch newfile` makes an empty object (written when its descriptor is released, as
 //!   mountpoint-s3 does), `touch` of an object leaves it alone;
 //! - shell redirection works (`echo x > file`: the shell duplicates and closes descriptors;
@@ -27,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kplugfs_tests::s3::{S3Mount, TestBucket, client, eventually, listing, pattern};
+use kplugfs_tests::s3::{S3Mount, TestBucket, client, errno_of, eventually, listing, pattern};
 
 use crate::reads::first_diff;
 
@@ -312,8 +311,10 @@ fn touch_and_shell_redirection() {
     assert_eq!(b.get("copy").as_deref(), Some(&b"y\n"[..]));
 }
 
+/// A file being written is not removed (EBUSY, as mountpoint-s3): its upload still ends at
+/// close with every byte, over an old object as for a new one, and can be removed then.
 #[test]
-fn files_unlinked_while_written_are_discarded_at_close() {
+fn files_being_written_are_not_removed_until_closed() {
     let b = TestBucket::new("unlinked");
     b.put("old", b"old object");
     let m = S3Mount::new(&b, &[]);
@@ -326,22 +327,27 @@ fn files_unlinked_while_written_are_discarded_at_close() {
             .unwrap();
         let data = pattern(9, size);
         w.write_all(&data[..size / 2]).unwrap();
-        fs::remove_file(m.m(name)).unwrap_or_else(|e| panic!("unlink {name} while written: {e}"));
-        assert!(fs::metadata(m.m(name)).is_err(), "{name} still there");
+        assert_eq!(
+            errno_of("unlink while written", fs::remove_file(m.m(name))),
+            libc::EBUSY,
+            "{name}"
+        );
         w.write_all(&data[size / 2..]).unwrap();
         let fd = std::os::fd::IntoRawFd::into_raw_fd(w);
         // SAFETY: `fd` was just released by `w` and is closed once.
         assert_eq!(
             unsafe { libc::close(fd) },
             0,
-            "close of unlinked {name}: {}",
+            "close of {name}: {}",
             std::io::Error::last_os_error()
         );
-        assert_eq!(b.get(name), None, "{name} reappeared on the server");
+        assert!(b.get(name) == Some(data.clone()), "{name} on the server");
         assert!(
-            fs::metadata(m.m(name)).is_err(),
-            "{name} reappeared in the mount"
+            fs::read(m.m(name)).unwrap() == data,
+            "{name} through the mount"
         );
+        fs::remove_file(m.m(name)).unwrap_or_else(|e| panic!("unlink {name} once closed: {e}"));
+        assert_eq!(b.get(name), None, "{name} still on the server");
     }
     assert!(b.keys("").is_empty(), "{:?}", b.keys(""));
 }

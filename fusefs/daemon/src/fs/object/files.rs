@@ -24,7 +24,8 @@ const OBJECT_READ_BYTES: u64 = 8 << 20;
 #[derive(Debug)]
 pub struct ObjectSource {
     store: Arc<Store>,
-    key: String,
+    /// The key from the mount's root: also the file's path.
+    key: Arc<str>,
     etag: Option<String>,
     size: u64,
 }
@@ -59,6 +60,10 @@ impl Source for ObjectSource {
 
     fn preferred_read(&self) -> u64 {
         OBJECT_READ_BYTES
+    }
+
+    fn path(&self) -> Option<Arc<str>> {
+        Some(self.key.clone())
     }
 }
 
@@ -185,7 +190,7 @@ impl ObjectFs {
             }
             let source: Arc<dyn Source> = Arc::new(ObjectSource {
                 store: self.store.clone(),
-                key,
+                key: key.into(),
                 etag: n.etag.clone(),
                 size: n.size,
             });
@@ -266,7 +271,7 @@ impl ObjectFs {
         };
         let source: Arc<dyn Source> = Arc::new(ObjectSource {
             store: self.store.clone(),
-            key: upload.key().to_string(),
+            key: upload.key().into(),
             etag: None,
             size: 0,
         });
@@ -409,30 +414,9 @@ impl ObjectFs {
             }
         };
         // The node counts the upload until the store has the new version (or it failed).
-        let key = upload.key().to_string();
-        let result = if self.named(f.ino) {
-            self.complete(f.ino, upload).and_then(|()| {
-                // Unlinked (or renamed over) while the upload ended: it goes too.
-                if self.named(f.ino) {
-                    Ok(())
-                } else {
-                    Ok(self.store.delete(&key)?)
-                }
-            })
-        } else {
-            // Unlinked, or replaced by a rename, while written: the new version is
-            // abandoned (dropping it aborts a multipart upload), as an unlinked file's data is
-            // discarded at its last close.
-            drop(upload);
-            Ok(())
-        };
+        let result = self.complete(f.ino, upload);
         self.writing(f.ino, -1);
         result
-    }
-
-    /// Whether `ino` still has its name.
-    fn named(&self, ino: u64) -> bool {
-        self.nodes.lock().get(ino).is_some_and(|n| n.parent != 0)
     }
 
     /// Make an upload of `ino` visible and take its attributes from the store.

@@ -23,7 +23,8 @@
 //! symlinks, special files and owner or mode changes fail at once, logged. `unlink` deletes the
 //! object; `rmdir` removes an empty directory; `rename` of a file copies it on the server and
 //! deletes the old key (not atomic); a non-empty directory is not renamed (EXDEV: `mv`
-//! copies). `--read-only` refuses every change with EROFS.
+//! copies). A file being written is not removed, renamed or renamed over (EBUSY) until its
+//! upload ends. `--read-only` refuses every change with EROFS.
 //!
 //! Files: `nodes.rs` (the inode table), `names.rs` (lookups, attributes, namespace changes),
 //! `files.rs` (open files: reads, uploads), `dirs.rs` (listings).
@@ -337,8 +338,10 @@ impl Tree for ObjectFs {
             frsize: 4096,
         })
     }
+    /// ENOSYS: the kernel then stops asking for the rest of the mount (it otherwise asks for
+    /// `security.capability` before every write, a round trip each).
     fn getxattr(&self, _ino: u64, _name: &OsStr, _size: u32) -> Result<XattrReply> {
-        Err(fs_err!(libc::ENODATA, "no xattrs on an object store"))
+        Err(fs_err!(libc::ENOSYS, "no xattrs on an object store"))
     }
     fn setxattr(&self, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32) -> Result<()> {
         self.writable()?;

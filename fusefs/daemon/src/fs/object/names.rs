@@ -127,7 +127,7 @@ impl ObjectFs {
         Ok(self.entry_of(nodes.get(ino).expect("just made")))
     }
 
-    /// `unlink`: delete the object (and abandon a version being written).
+    /// `unlink`: delete the object; a file being written is refused (EBUSY).
     pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         self.writable()?;
         let name = check_name(name)?;
@@ -138,8 +138,14 @@ impl ObjectFs {
         if n.kind == NodeKind::Dir {
             return Err(fs_err!(libc::EISDIR, "{name} is a directory"));
         }
-        // A version being written through the mount is abandoned at close, as an unlinked
-        // file's data is discarded when its last descriptor closes (`files.rs`).
+        // Its upload would bring it back at close, or vanish without a word: as mountpoint-s3,
+        // a file is not removed while written (`docs/object-store.md`).
+        if n.writing > 0 {
+            return Err(unsupported(
+                libc::EBUSY,
+                &format!("removing {name} while it is written"),
+            ));
+        }
         self.store.delete(&self.key(ino)?)?;
         self.data.invalidate_file(ino);
         let mut nodes = self.nodes.lock();
@@ -164,6 +170,7 @@ impl ObjectFs {
         if !listing.dirs.is_empty()
             || !listing.files.is_empty()
             || !self.nodes.lock().local_dirs(ino).is_empty()
+            || !self.nodes.lock().writing_files(ino).is_empty()
         {
             return Err(fs_err!(libc::ENOTEMPTY, "{name} is not empty"));
         }
@@ -216,6 +223,12 @@ impl ObjectFs {
                     return Err(fs_err!(libc::ENOTDIR, "{newname} is not a directory"));
                 }
                 _ => {}
+            }
+            if t.writing > 0 {
+                return Err(unsupported(
+                    libc::EBUSY,
+                    &format!("renaming onto {newname} while it is written"),
+                ));
             }
         }
         if n.kind == NodeKind::Dir {
