@@ -3,14 +3,70 @@
 //! [`TestBucket`] and unmounts when dropped; [`client`] is a second client of the same bucket
 //! (the store crate, not through any mount); [`pattern`] makes the bytes objects hold.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use kplugfs_s3test::{Server, TestBucket};
 
 use crate::{is_kplugfs_mount, kplugfs};
+
+/// Whether the S3 test server can be used: its environment loaded (keys and
+/// `AWS_ENDPOINT_URL`, from `eval "$(scripts/s3/ceph-s3.sh env)"`) and its endpoint
+/// answering HTTP. When it cannot, the S3 tests are skipped and the first one to find out
+/// says why on stderr (past the test harness's capture, so it shows under `cargo test`);
+/// with `KPLUGFS_S3_REQUIRED=1` (`scripts/test.sh` sets it: CI starts the server) the test
+/// fails instead, so a server that did not come up cannot pass for green. See
+/// [`require_s3!`](crate::require_s3).
+pub fn available() -> bool {
+    static WHY_NOT: OnceLock<Option<String>> = OnceLock::new();
+    let why_not = WHY_NOT.get_or_init(|| {
+        let missing: Vec<&str> = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT_URL",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_none_or(|x| x.is_empty()))
+        .collect();
+        if !missing.is_empty() {
+            return Some(format!("{} not set", missing.join(", ")));
+        }
+        let server = Server::default();
+        // ListBuckets: any HTTP status means a server answers (curl reports 0 otherwise).
+        let r = server.call("GET", "", None);
+        (r.status == 0).then(|| format!("nothing answers on {}", server.endpoint))
+    });
+    let Some(why) = why_not else {
+        return true;
+    };
+    let fix = "start it with: scripts/s3/ceph-s3.sh start && eval \"$(scripts/s3/ceph-s3.sh env)\"";
+    if std::env::var("KPLUGFS_S3_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("KPLUGFS_S3_REQUIRED=1 but the S3 test server is not available ({why}); {fix}");
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the S3 tests of this binary: the S3 test server is not available ({why}); \
+             {fix}"
+        );
+    });
+    false
+}
+
+/// First line of a test that needs the S3 test server: returns (the test is skipped, with
+/// a message) when [`s3::available`](crate::s3::available) says it is not there.
+#[macro_export]
+macro_rules! require_s3 {
+    () => {
+        if !$crate::s3::available() {
+            return;
+        }
+    };
+}
 
 /// A mounted object store.
 pub struct S3Mount {

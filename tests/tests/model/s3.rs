@@ -1,5 +1,5 @@
-//! The reference model against an object-store mount of the real S3 server (feature
-//! `s3-tests`; the server's environment loaded, see `tests/tests/s3/main.rs`).
+//! The reference model against an object-store mount of the real S3 server (its
+//! environment loaded, or the test is skipped: see `tests/tests/s3/main.rs`).
 //!
 //! Only the operations an object store allows are generated ([`any_s3_op`]): a whole file
 //! written from start to end and closed (`Put`: created, `O_EXCL`, or replacing a file with
@@ -170,6 +170,7 @@ pub(crate) fn s3_mount() -> (TestBucket, S3Mount, Arc<Store>) {
 /// An object-store mount matches the model under the ops it allows.
 #[test]
 fn s3_mount_matches_model() {
+    kplugfs_tests::require_s3!();
     let (_bucket, m, store) = s3_mount();
     let (cases, max_ops) = if soak() { (1000, 200) } else { (16, 40) };
     let cases = std::env::var("PROPTEST_CASES")

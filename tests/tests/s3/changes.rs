@@ -69,6 +69,7 @@ fn old_or_eio(f: &File, off: usize, len: usize, want: &[u8], what: &str) -> bool
 
 #[test]
 fn replaced_objects_read_new_bytes_after_the_timeout_and_held_ones_never_mix() {
+    kplugfs_tests::require_s3!();
     for (k, opts) in MOUNTS.iter().enumerate() {
         let b = TestBucket::new("replace");
         let (v1, v2) = (version(1), version(2));
@@ -130,6 +131,7 @@ fn prefix_or_eio(f: &File, off: usize, len: usize, want: &[u8], r: usize) -> boo
 
 #[test]
 fn readers_of_successive_versions_never_mix() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("versions");
     let versions: Arc<Vec<Vec<u8>>> = Arc::new((0..5).map(version).collect());
     b.put("obj", &versions[0]);
@@ -185,6 +187,7 @@ fn readers_of_successive_versions_never_mix() {
 
 #[test]
 fn deleted_objects_are_enoent_after_the_timeout() {
+    kplugfs_tests::require_s3!();
     for (k, opts) in MOUNTS.iter().enumerate() {
         let b = TestBucket::new("delete");
         // Larger than the mount's 8 MiB cache: its end is never read before the delete.

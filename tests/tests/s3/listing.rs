@@ -25,6 +25,7 @@ fn size(i: usize) -> usize {
 
 #[test]
 fn ten_thousand_entries_list_completely() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("listing");
     let store = client(&b, "big/");
     let next = Arc::new(AtomicUsize::new(0));

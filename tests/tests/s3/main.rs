@@ -1,10 +1,14 @@
 //! End-to-end tests of object-store mounts (`kplugfs mount s3://BUCKET[/PREFIX]`) against a
 //! real S3 server: the project's Ceph RGW (`scripts/s3/ceph-s3.sh start`, then
-//! `eval "$(scripts/s3/ceph-s3.sh env)"`), with the feature `s3-tests`:
+//! `eval "$(scripts/s3/ceph-s3.sh env)"`), with the mount tests:
 //!
 //! ```text
-//! cargo build -p kplugfs && cargo test -p kplugfs-tests --features s3-tests --test s3
+//! cargo build -p kplugfs && cargo test -p kplugfs-tests --features mount-tests --test s3
 //! ```
+//!
+//! Without the server each test is skipped, saying so on stderr; `KPLUGFS_S3_REQUIRED=1`
+//! (`scripts/test.sh`, which starts the server) makes that a failure
+//! (`kplugfs_tests::s3::available`).
 //!
 //! No mocks: every test mounts a fresh bucket of the server with the real binary, and
 //! changes objects behind the mount's back with signed requests (`kplugfs_s3test`). Buckets
@@ -18,7 +22,7 @@
 //! - `writes`: what writes become on the server, and when;
 //! - `outage`: the server killed in the middle of a read (a second cluster of its own);
 //! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md.
-#![cfg(feature = "s3-tests")]
+#![cfg(feature = "mount-tests")]
 
 mod changes;
 mod listing;

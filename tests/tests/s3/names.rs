@@ -21,6 +21,7 @@ const ODD: [&str; 8] = [
 
 #[test]
 fn odd_keys_round_trip() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("names");
     for (i, n) in ODD.iter().enumerate() {
         b.put(n, format!("object {i}").as_bytes());

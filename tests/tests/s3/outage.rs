@@ -142,6 +142,7 @@ fn open_direct(path: &std::path::Path) -> File {
 
 #[test]
 fn server_killed_mid_read_gives_eio_in_time_and_the_mount_recovers() {
+    kplugfs_tests::require_s3!();
     let cluster = Cluster::start();
     let server = Server::at(&format!("http://127.0.0.1:{PORT}"));
     let b = TestBucket::on(server, "outage");

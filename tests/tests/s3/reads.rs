@@ -129,6 +129,7 @@ fn status(m: &S3Mount) -> serde_json::Value {
 
 #[test]
 fn every_byte_of_every_size_through_every_policy_and_hot_swaps() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("reads");
     let objs = objects();
     for (name, data) in &objs {

@@ -67,6 +67,7 @@ fn sys(r: libc::c_int) -> std::io::Result<()> {
 
 #[test]
 fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("refused");
     b.put("f", b"hello world");
     b.put("full/x", b"x");
@@ -319,6 +320,7 @@ fn refused_operations_fail_at_once_with_their_errno_and_a_log_line() {
 
 #[test]
 fn read_only_mount_refuses_every_change_with_erofs() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("readonly");
     b.put("f", b"hello");
     b.put("d/x", b"x");

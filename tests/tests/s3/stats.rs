@@ -44,6 +44,7 @@ fn documented(text: &str, name: &str) -> bool {
 
 #[test]
 fn store_section_is_documented_and_counts_what_was_done() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("stats");
     let obj = pattern(1, 3 << 20);
     b.put("dir/obj", &obj);

@@ -46,6 +46,7 @@ fn sh(m: &S3Mount, script: &str) {
 
 #[test]
 fn small_and_multipart_files_reach_the_server_when_closed() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("writes");
     let m = S3Mount::new(&b, &[]);
     let other = S3Mount::new(&b, &["--attr-timeout", "0s"]);
@@ -187,6 +188,7 @@ fn small_and_multipart_files_reach_the_server_when_closed() {
 
 #[test]
 fn renames_copy_on_the_server() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("rename");
     b.put("a", b"content of a");
     b.put("target", b"old target");
@@ -224,6 +226,7 @@ fn renames_copy_on_the_server() {
 
 #[test]
 fn directories_stay_local_until_a_file_is_written_in_them() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("mkdir");
     let m = S3Mount::new(&b, &[]);
     fs::create_dir(m.m("empty")).unwrap();
@@ -281,6 +284,7 @@ fn directories_stay_local_until_a_file_is_written_in_them() {
 
 #[test]
 fn touch_and_shell_redirection() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("shell");
     b.put("existing", b"keep me");
     let m = S3Mount::new(&b, &[]);
@@ -315,6 +319,7 @@ fn touch_and_shell_redirection() {
 /// close with every byte, over an old object as for a new one, and can be removed then.
 #[test]
 fn files_being_written_are_not_removed_until_closed() {
+    kplugfs_tests::require_s3!();
     let b = TestBucket::new("unlinked");
     b.put("old", b"old object");
     let m = S3Mount::new(&b, &[]);
