@@ -1,12 +1,13 @@
 //! The server killed in the middle of a read. A second Ceph cluster of this test's own
-//! (`scripts/s3/ceph-s3.sh` on S3 port 7481, mon port 3301, `/var/tmp/kplug-ceph-kill`), so
+//! (`scripts/s3/ceph-s3.sh` on S3 port 7481, mon port 3301, `/dev/shm/kplug-ceph-kill`), so
 //! the shared one is never disturbed; stopped at the end by a guard, also when the test
 //! fails.
 //!
 //! A 64 MiB object is read sequentially through a mount with `--request-timeout 2s
 //! --retry-timeout 3s`, with `O_DIRECT` (no kernel page cache) and a 16 MiB block cache.
 //! After the first 8 MiB, radosgw alone is killed (`rgw-stop`: SIGKILL; the mon and the OSD
-//! keep the data). The read must fail with EIO within the bound the options promise: no new
+//! keep the data) while the reader waits between two reads (with the prefetches it started
+//! in flight): read on, it would finish the object before the kill script has run. The read must fail with EIO within the bound the options promise: no new
 //! attempt starts `retry-timeout` after a request's first one, which then takes at most
 //! `request-timeout`: 5 s, plus 10 s of slack for a busy machine (reads already cached are
 //! served meanwhile; the bound counts from the kill). Every byte read before the error is
@@ -94,12 +95,14 @@ impl Aligned {
 }
 
 /// Read `[from, SIZE)` through `f` in 1 MiB reads, checking every byte; reports each read's
-/// end offset, and stops at the first error (its offset and the error).
+/// end offset, and stops at the first error (its offset and the error). With `hold`
+/// (`at`, `go`), waits for a message on `go` once `at` bytes are read.
 fn read_from(
     f: &File,
     from: usize,
     want: &[u8],
     progress: Option<&mpsc::Sender<usize>>,
+    mut hold: Option<(usize, mpsc::Receiver<()>)>,
 ) -> Result<(), (usize, std::io::Error)> {
     let mut buf = Aligned::new(CHUNK);
     let mut pos = from;
@@ -127,6 +130,10 @@ fn read_from(
         pos += n;
         if let Some(p) = progress {
             let _ = p.send(pos);
+        }
+        if hold.as_ref().is_some_and(|(at, _)| pos >= *at) {
+            let (_, go) = hold.take().expect("checked");
+            let _ = go.recv_timeout(Duration::from_secs(120));
         }
     }
     Ok(())
@@ -165,11 +172,13 @@ fn server_killed_mid_read_gives_eio_in_time_and_the_mount_recovers() {
     let path = m.m("big");
     let f = open_direct(&path);
 
-    // Read until 8 MiB are in, then kill radosgw while the reader goes on.
+    // Read until 8 MiB are in, then kill radosgw while the reader waits.
     let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
     let reader = thread::scope(|s| {
-        let h = s.spawn(|| {
-            let r = read_from(&f, 0, &data, Some(&tx));
+        let (f, data, tx) = (&f, &data, &tx);
+        let h = s.spawn(move || {
+            let r = read_from(f, 0, data, Some(tx), Some((8 << 20, go_rx)));
             (r, Instant::now())
         });
         loop {
@@ -180,6 +189,7 @@ fn server_killed_mid_read_gives_eio_in_time_and_the_mount_recovers() {
         }
         let killed = Instant::now();
         Cluster::run("rgw-stop");
+        let _ = go_tx.send(());
         let (result, failed_at) = h.join().expect("reader");
         (result, killed, failed_at)
     });
@@ -208,9 +218,9 @@ fn server_killed_mid_read_gives_eio_in_time_and_the_mount_recovers() {
 
     // The server is back: the same read on the same descriptor, then a fresh open.
     Cluster::run("rgw-start");
-    read_from(&f, offset, &data, None)
+    read_from(&f, offset, &data, None, None)
         .unwrap_or_else(|(at, e)| panic!("after rgw-start, at {at}: {e}"));
-    read_from(&open_direct(&path), 0, &data, None)
+    read_from(&open_direct(&path), 0, &data, None, None)
         .unwrap_or_else(|(at, e)| panic!("fresh open after rgw-start, at {at}: {e}"));
     drop(f);
     drop(m);
