@@ -173,4 +173,3 @@ fn main() {
 fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
-
