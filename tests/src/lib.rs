@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests: finding the `kplugfs` binary and mounting a
-//! scratch backing directory that is unmounted again when the guard drops.
+//! scratch backing directory that is unmounted again when the guard drops; `s3` mounts the
+//! real S3 server's buckets.
+
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -52,6 +52,8 @@ pub struct Listing {
     pub dirs: Vec<String>,
     /// Names and infos of the objects directly in the directory.
     pub files: Vec<(String, ObjectInfo)>,
+    /// Whether a `dir/` marker object (made by other tools) names the directory itself.
+    pub marker: bool,
 }
 
 /// A connected object store, rooted at the mount's prefix.
@@ -288,6 +290,7 @@ impl Store {
         for o in &r.objects {
             // A `dir/` marker object lists as the directory itself: not a file in it.
             if o.location.as_ref().len() + 1 == full.len() {
+                out.marker = true;
                 continue;
             }
             if let Some(n) = name(&o.location) {

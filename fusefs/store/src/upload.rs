@@ -63,6 +63,11 @@ impl Upload {
         })
     }
 
+    /// The key it writes (relative to the store's prefix).
+    pub fn key(&self) -> &str {
+        &self.rel
+    }
+
     /// Bytes written so far (the next write's offset).
     pub fn len(&self) -> u64 {
         self.written
@@ -91,6 +96,7 @@ impl Upload {
             };
             (Err(e), Duration::ZERO)
         });
+        // Timed inside its task (see send_part): its latency is its transfer.
         self.store
             .account(RequestKind::UploadPart, &what, r, took, |_| bytes)
     }

@@ -12,7 +12,7 @@ use crate::model::{Model, Plugins};
 use crate::real::{Real, pread_full};
 
 /// Describe how two byte strings differ (lengths, first differing offset, a few bytes).
-fn diff(want: &[u8], got: &[u8]) -> Option<String> {
+pub(crate) fn diff(want: &[u8], got: &[u8]) -> Option<String> {
     if want == got {
         return None;
     }
@@ -31,7 +31,7 @@ fn diff(want: &[u8], got: &[u8]) -> Option<String> {
     ))
 }
 
-fn listing(dir: &Path) -> Result<BTreeMap<String, bool>, String> {
+pub(crate) fn listing(dir: &Path) -> Result<BTreeMap<String, bool>, String> {
     let rd = fs::read_dir(dir).map_err(|e| format!("read_dir {}: {e}", dir.display()))?;
     let mut out = BTreeMap::new();
     for e in rd {

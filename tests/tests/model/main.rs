@@ -40,6 +40,10 @@
 //! the built-in LRU serves; after a churn that first eviction has certainly happened. Each
 //! case starts by removing every plugin file.
 //!
+//! **Object-store mounts** (`s3.rs`): the same model over a bucket of the real S3 server,
+//! with only the ops an object store allows, checked through the mount and on the server
+//! (skipped, saying so, when the server is not available; see `tests/tests/s3/main.rs`).
+//!
 //! The files follow the flow of a case: `ops.rs` the generated [`Op`]s and their strategies,
 //! `step.rs` the resolved [`Step`]s and the [`Side`] both sides implement, `model.rs` the
 //! [`Model`] (resolving ops and applying steps), `real.rs` the [`Real`] mount, `check.rs`
@@ -52,6 +56,7 @@ mod model;
 mod ops;
 mod real;
 mod regressions;
+mod s3;
 mod step;
 
 use std::fs;
@@ -67,7 +72,7 @@ use ops::{BALLAST, Op, any_op, ballast};
 use real::Real;
 use step::{Side, Step};
 
-static CASE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static CASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Run `ops` in a fresh case directory of `mount`; `Err` describes the first divergence
 /// together with the steps that led to it. The directory is removed through the mount
@@ -133,7 +138,7 @@ fn run_case(mount: &TestMount, ops: &[Op], plugins: bool) -> Result<(), String> 
     Ok(())
 }
 
-fn soak() -> bool {
+pub(crate) fn soak() -> bool {
     std::env::var("KPLUGFS_SOAK").is_ok_and(|v| v == "1")
 }
 

@@ -282,6 +282,20 @@ impl Model {
                 }
             }
             Op::Churn => Step::Churn,
+            Op::Put {
+                parent,
+                name,
+                excl,
+                data,
+            } => Step::Put {
+                path: fresh(parent, name),
+                excl: *excl,
+                data: *data,
+            },
+            Op::RenameFile { src, dst } => Step::Rename {
+                from: file(src)?,
+                to: target(dst)?,
+            },
         })
     }
 
@@ -451,6 +465,19 @@ impl Side for Model {
                 }
                 Ok(Reply::Bytes(ballast()))
             }
+            Step::Put { path, excl, data } => match self.entries.get(path) {
+                Some(_) if *excl => Err(libc::EEXIST),
+                Some(Node::Dir) => Err(libc::EISDIR),
+                Some(Node::File(_)) => {
+                    *self.file_mut(path) = data.bytes();
+                    Ok(Reply::Done)
+                }
+                None => {
+                    self.new_file(path);
+                    *self.file_mut(path) = data.bytes();
+                    Ok(Reply::Done)
+                }
+            },
         }
     }
 }

@@ -178,6 +178,20 @@ pub(crate) enum Op {
     },
     /// Read the ballast file: the whole cache is evicted.
     Churn,
+    /// The write an object store allows (S3 mounts): `open(O_WRONLY|O_CREAT|(excl ?
+    /// O_EXCL : O_TRUNC))` of `NAMES[name]` in a directory, `data` written from start to end
+    /// in uneven chunks, `close`.
+    Put {
+        parent: Ix,
+        name: Ix,
+        excl: bool,
+        data: Data,
+    },
+    /// `rename` of a file (S3 mounts: directories with files are not renamed).
+    RenameFile {
+        src: Ix,
+        dst: Target,
+    },
 }
 
 /// File names valid plugins are dropped as (a swap onto an existing name replaces it).
@@ -260,6 +274,33 @@ fn plugin_op() -> impl Strategy<Value = Op> {
         ix().prop_map(|plugin| Op::RemovePlugin { plugin }),
         Just(Op::Churn),
     ]
+}
+
+/// What a `Put` writes: nothing (an empty object), a few bytes, a few pages, or a few blocks
+/// of the S3 model's 64 KiB-block cache.
+fn put_data() -> impl Strategy<Value = Data> {
+    let len = prop_oneof![
+        1 => Just(0usize),
+        3 => 1..64usize,
+        4 => 1..3 * PAGE as usize + 100,
+        1 => 100_000..300_000usize,
+    ];
+    (any::<u8>(), len).prop_map(|(seed, len)| Data { seed, len })
+}
+
+/// The ops of a case on an object-store mount: only what its semantics allow (whole-file
+/// writes, reads, unlink, mkdir, rmdir, renames of files; `O_TRUNC` is a `Put` onto an
+/// existing file).
+pub(crate) fn any_s3_op() -> BoxedStrategy<Op> {
+    prop_oneof![
+        5 => (ix(), ix(), any::<bool>(), put_data())
+            .prop_map(|(parent, name, excl, data)| Op::Put { parent, name, excl, data }),
+        1 => (ix(), ix()).prop_map(|(parent, name)| Op::Mkdir { parent, name }),
+        3 => (ix(), offset(), length()).prop_map(|(file, offset, len)| Op::Read { file, offset, len }),
+        2 => ix().prop_map(|entry| Op::Remove { entry }),
+        2 => (ix(), target()).prop_map(|(src, dst)| Op::RenameFile { src, dst }),
+    ]
+    .boxed()
 }
 
 /// The ops of a case: file ops, plus the plugin ops (about one in twelve) on a plugin mount.

@@ -1,7 +1,8 @@
 //! The system under test: a case directory inside a real mount ([`Real`]), applying each
 //! step with the system calls it names (fresh opens, `O_APPEND`, `truncate(2)` by path,
 //! shared `mmap` + `msync`, `O_DIRECT` with page-aligned buffers, held descriptors, plugin
-//! files in `.kplug/plugins/`) and returning errnos as the model does.
+//! files in `.kplug/plugins/`, whole-file writes checked at `close`) and returning errnos as
+//! the model does.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -39,6 +40,18 @@ fn errno(e: io::Error) -> i32 {
 
 fn cpath(p: &Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// `close(2)` with its result (where an object store's upload ends), which dropping a
+/// `File` ignores.
+fn close(f: File) -> io::Result<()> {
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: `fd` was just released by `f` and is closed exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Read up to `len` bytes at `offset`, looping over short reads; stops at end of file.
@@ -216,6 +229,21 @@ impl Real {
                 fs::remove_file(self.mnt.join(".kplug/plugins").join(file))?
             }
             Step::Churn => return fs::read(self.mnt.join(BALLAST)).map(Reply::Bytes),
+            Step::Put { path, excl, data } => {
+                let mut o = OpenOptions::new();
+                o.write(true);
+                if *excl {
+                    o.create_new(true);
+                } else {
+                    o.create(true).truncate(true);
+                }
+                let mut f = o.open(self.p(path))?;
+                // Uneven chunks: several FUSE writes, each at the end of the last.
+                for chunk in data.bytes().chunks(4096 + 13 * usize::from(data.seed)) {
+                    f.write_all(chunk)?;
+                }
+                close(f)?;
+            }
         }
         Ok(Reply::Done)
     }

@@ -101,6 +101,11 @@ pub(crate) enum Step {
         file: String,
     },
     Churn,
+    Put {
+        path: String,
+        excl: bool,
+        data: Data,
+    },
 }
 
 /// What a step returned: success with maybe some bytes, or an errno.

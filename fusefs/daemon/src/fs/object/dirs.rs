@@ -1,7 +1,7 @@
 //! Listings of an object-store mount: one level of the bucket under the directory's prefix
 //! (every page, with the delimiter), directories first shadowing objects of the same name,
-//! plus the directories made here and the files being written here that the store does not
-//! show yet. The listing is taken at `opendir` and again at each rewind (offset 0), so
+//! plus the directories made (or kept) here and the files being written here that the store
+//! does not show yet. The listing is taken at `opendir` and again at each rewind (offset 0), so
 //! offsets stay valid while the bucket changes.
 
 use std::collections::BTreeMap;
@@ -27,11 +27,7 @@ impl ObjectFs {
         let mut nodes = self.nodes.lock();
         let mut out: BTreeMap<String, (u64, NodeKind)> = BTreeMap::new();
         for (name, info) in listing.files {
-            let i = nodes.upsert(ino, &name, NodeKind::File, |n| {
-                n.size = info.size;
-                n.etag = info.etag.clone();
-                n.mtime = info.mtime;
-            });
+            let i = nodes.upsert_object(ino, &name, &info);
             out.insert(name, (i, NodeKind::File));
         }
         // A name that is both an object and a prefix is the directory.
@@ -44,18 +40,9 @@ impl ObjectFs {
                 out.entry(name).or_insert((n.ino, NodeKind::Dir));
             }
         }
-        // Files being written here (visible to the store only at close).
-        let writing: Vec<u64> = self
-            .files
-            .lock()
-            .values()
-            .filter(|f| f.writing())
-            .map(|f| f.ino)
-            .collect();
-        for i in writing {
-            if let Some(n) = nodes.get(i).filter(|n| n.parent == ino) {
-                out.entry(n.name.clone()).or_insert((i, NodeKind::File));
-            }
+        // Files being written here (visible to the store only once their upload ends).
+        for (name, i) in nodes.writing_files(ino) {
+            out.entry(name).or_insert((i, NodeKind::File));
         }
         Ok(out.into_iter().map(|(n, (i, k))| (n, i, k)).collect())
     }
@@ -143,7 +130,9 @@ impl ObjectFs {
                 nodes.reference(*i);
                 Ok(Some(e))
             },
-            |e| self.nodes.lock().forget(e.attr.ino, 1),
+            // Not taken by the kernel: the entry's lookup is undone, its node kept (it is in
+            // the listing, and the next call returns it).
+            |e| self.nodes.lock().unreference(e.attr.ino),
         )?;
         Ok(())
     }

@@ -1,5 +1,12 @@
 //! Open files of an object-store mount: reads through the data cache from the version open
 //! saw, and writes streamed to a new version of the object that appears at close.
+//!
+//! A handle reads its version only while that version is the one the data cache holds for
+//! the file: once a newer version is opened (or written) through the mount, older handles'
+//! reads fail with EIO, checked before and after each read, so neither the block cache nor
+//! the kernel's page cache (one per inode) ever mixes bytes of two versions. While a handle
+//! writes a new version, its node counts it (`Node::writing`): the name stays, listed and
+//! found, though the store does not have it before the upload ends.
 
 use std::sync::atomic::Ordering;
 
@@ -39,6 +46,10 @@ impl Source for ObjectSource {
                 format!("{what}: replaced while open; reopen the file to read the new version"),
             )
             .at(Level::Warn)),
+            // read(2) has no ENOENT: the object was deleted while open.
+            Err(StoreError::NotFound(what)) => {
+                Err(FsError::new(libc::EIO, format!("{what}: deleted while open")).at(Level::Warn))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -75,9 +86,11 @@ pub struct OpenObject {
     pub ino: u64,
     /// The version it reads.
     source: Arc<dyn Source>,
+    /// That version's ETag.
+    etag: Option<String>,
     /// Whether it was opened for writing.
     write_mode: bool,
-    /// The process that opened it.
+    /// The process (thread group) that opened it.
     opener: u32,
     writing: Mutex<Writing>,
 }
@@ -87,6 +100,19 @@ impl OpenObject {
     pub fn writing(&self) -> bool {
         matches!(*self.writing.lock(), Writing::Upload(_))
     }
+}
+
+/// The process (thread group) of thread `tid`: FUSE requests carry the calling thread's id.
+/// `tid` itself when /proc does not say (the thread is gone).
+fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
 }
 
 impl ObjectFs {
@@ -109,6 +135,29 @@ impl ObjectFs {
         Ok(Upload::new(self.store.clone(), self.key(ino)?)?)
     }
 
+    /// A handle starts writing a new version of `ino` (`delta` 1) or is done with it (-1).
+    fn writing(&self, ino: u64, delta: i32) {
+        if let Some(n) = self.nodes.lock().get_mut(ino) {
+            n.writing = n.writing.saturating_add_signed(delta);
+        }
+    }
+
+    /// Whether `f` still reads the version the data cache holds for its file (see the
+    /// module note): EIO once a newer one was opened or written through the mount.
+    fn still_current(&self, f: &OpenObject) -> Result<()> {
+        match self.nodes.lock().get(f.ino) {
+            Some(n) if n.cached_etag != f.etag => Err(FsError::new(
+                libc::EIO,
+                format!(
+                    "{}: a newer version was opened since; reopen the file to read it",
+                    n.name
+                ),
+            )
+            .at(Level::Warn)),
+            _ => Ok(()),
+        }
+    }
+
     /// Open `ino`: its attributes are asked again unless fresh, and the version seen is the
     /// one read (blocks cached for another version are dropped).
     pub(super) fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<Opened> {
@@ -123,14 +172,14 @@ impl ObjectFs {
                 return Err(unsupported(libc::EPERM, "append"));
             }
         }
-        if n.open == 0 && n.parent != 0 && n.seen.elapsed() >= self.config.attr_ttl {
+        if n.writing == 0 && n.parent != 0 && n.seen.elapsed() >= self.config.attr_ttl {
             let parent = n.parent;
             if self.probe_file(parent, &n.name)? != Some(ino) {
                 return Err(fs_err!(libc::ESTALE, "{} changed or was deleted", n.name));
             }
         }
         let truncate = write_mode && flags & libc::O_TRUNC != 0;
-        let (keep_cache, source) = {
+        let (keep_cache, source, etag) = {
             let mut nodes = self.nodes.lock();
             let key = nodes.key(ino).unwrap_or_default();
             let n = nodes.get_mut(ino).expect("checked above");
@@ -145,7 +194,7 @@ impl ObjectFs {
                 etag: n.etag.clone(),
                 size: n.size,
             });
-            (same, source)
+            (same, source, n.etag.clone())
         };
         let writing = if truncate {
             Writing::Upload(self.upload(ino)?)
@@ -155,11 +204,13 @@ impl ObjectFs {
         let fh = self.register(OpenObject {
             ino,
             source,
+            etag,
             write_mode,
-            opener: pid,
+            opener: process_of(pid),
             writing: Mutex::new(writing),
         });
         if truncate {
+            self.writing(ino, 1);
             self.written(ino, 0);
         }
         Ok(Opened {
@@ -174,13 +225,7 @@ impl ObjectFs {
         let pkey = self.key(parent)?;
         let (object, _) = self.store.probe(&format!("{pkey}{name}"))?;
         let mut nodes = self.nodes.lock();
-        Ok(object.map(|info| {
-            nodes.upsert(parent, name, NodeKind::File, |n| {
-                n.size = info.size;
-                n.etag = info.etag.clone();
-                n.mtime = info.mtime;
-            })
-        }))
+        Ok(object.map(|info| nodes.upsert_object(parent, name, &info)))
     }
 
     /// The node of a file being written reflects what was written so far.
@@ -211,23 +256,31 @@ impl ObjectFs {
                 n.size = 0;
                 n.etag = None;
                 n.mtime = SystemTime::now();
+                n.writing += 1;
             });
             nodes.reference(ino);
             ino
         };
         self.data.invalidate_file(ino);
-        let upload = self.upload(ino)?;
+        let upload = match self.upload(ino) {
+            Ok(u) => u,
+            Err(e) => {
+                self.writing(ino, -1);
+                return Err(e);
+            }
+        };
         let source: Arc<dyn Source> = Arc::new(ObjectSource {
             store: self.store.clone(),
-            key: self.key(ino)?.into(),
+            key: upload.key().into(),
             etag: None,
             size: 0,
         });
         let fh = self.register(OpenObject {
             ino,
             source,
+            etag: None,
             write_mode: true,
-            opener: pid,
+            opener: process_of(pid),
             writing: Mutex::new(Writing::Upload(upload)),
         });
         let entry = self.entry_of(&self.node(ino)?);
@@ -249,14 +302,18 @@ impl ObjectFs {
                 "reading a file while it is written",
             ));
         }
-        self.data.read(
+        self.still_current(&f)?;
+        let data = self.data.read(
             FileRef {
                 ino: f.ino,
                 source: &f.source,
             },
             offset,
             size,
-        )
+        )?;
+        // A newer version opened meanwhile may have put its blocks where this read found them.
+        self.still_current(&f)?;
+        Ok(data)
     }
 
     /// Write at the end of the new version (anywhere else is refused).
@@ -277,6 +334,8 @@ impl ObjectFs {
         }
         if let Err(e) = up.write(data) {
             *w = Writing::Done;
+            drop(w);
+            self.writing(f.ino, -1);
             return Err(e.into());
         }
         let size = up.len();
@@ -313,6 +372,7 @@ impl ObjectFs {
             Writing::None if size == 0 => {
                 *w = Writing::Upload(self.upload(ino)?);
                 drop(w);
+                self.writing(ino, 1);
                 self.written(ino, 0);
                 Ok(())
             }
@@ -326,18 +386,20 @@ impl ObjectFs {
     /// End the new version a handle writes, if any (the `close()` that returns after this
     /// has made it visible): the object's attributes are taken from the store.
     ///
-    /// A handle's descriptors may be duplicated, so `flush` (`closer`: the closing process)
+    /// A handle's descriptors may be duplicated, so `flush` (`closer`: the closing thread)
     /// may come before the last write: as mountpoint-s3 does, a flush ends the upload only
-    /// once bytes were written and only when the process that opened the file closes it
-    /// (`touch`, `dd` and shells close the descriptor they opened after duplicating it, a
-    /// forked child closes its copies); otherwise the handle's `release` ends it. `fsync`
-    /// and `release` (`closer` `None`) always end it.
+    /// once bytes were written and only when the process that opened the file closes it,
+    /// from any of its threads (`touch`, `dd` and shells close the descriptor they opened
+    /// after duplicating it, a forked child closes its copies); otherwise the handle's
+    /// `release` ends it. `fsync` and `release` (`closer` `None`) always end it.
     pub(super) fn finish(&self, fh: u64, closer: Option<u32>) -> Result<()> {
         let f = self.handle(fh)?;
         let upload = {
             let mut w = f.writing.lock();
             let defer = match (&*w, closer) {
-                (Writing::Upload(up), Some(pid)) => up.is_empty() || pid != f.opener,
+                (Writing::Upload(up), Some(tid)) => {
+                    up.is_empty() || (tid != f.opener && process_of(tid) != f.opener)
+                }
                 _ => false,
             };
             if defer {
@@ -351,7 +413,15 @@ impl ObjectFs {
                 }
             }
         };
-        let key = self.key(f.ino)?;
+        // The node counts the upload until the store has the new version (or it failed).
+        let result = self.complete(f.ino, upload);
+        self.writing(f.ino, -1);
+        result
+    }
+
+    /// Make an upload of `ino` visible and take its attributes from the store.
+    fn complete(&self, ino: u64, upload: Upload) -> Result<()> {
+        let key = upload.key().to_string();
         let size = upload.len();
         let finished = upload.finish().map(drop).or_else(|e| {
             // A completed upload whose answer was lost (RGW may answer without an ETag):
@@ -361,15 +431,18 @@ impl ObjectFs {
                 _ => Err(e),
             }
         });
-        self.data.invalidate_file(f.ino);
+        self.data.invalidate_file(ino);
         finished?;
+        if let Some(n) = self.nodes.lock().get_mut(ino) {
+            // The version handles opened before is gone: they read no more (EIO).
+            n.cached_etag = None;
+        }
         let info = self.store.head(&key)?;
         let mut nodes = self.nodes.lock();
-        if let (Some(info), Some(n)) = (info, nodes.get_mut(f.ino)) {
+        if let (Some(info), Some(n)) = (info, nodes.get_mut(ino)) {
             n.size = info.size;
             n.etag = info.etag;
             n.mtime = info.mtime;
-            n.cached_etag = None;
             n.seen = std::time::Instant::now();
         }
         Ok(())

@@ -23,7 +23,8 @@
 //! symlinks, special files and owner or mode changes fail at once, logged. `unlink` deletes the
 //! object; `rmdir` removes an empty directory; `rename` of a file copies it on the server and
 //! deletes the old key (not atomic); a non-empty directory is not renamed (EXDEV: `mv`
-//! copies). `--read-only` refuses every change with EROFS.
+//! copies). A file being written is not removed, renamed or renamed over (EBUSY) until its
+//! upload ends. `--read-only` refuses every change with EROFS.
 //!
 //! Files: `nodes.rs` (the inode table), `names.rs` (lookups, attributes, namespace changes),
 //! `files.rs` (open files: reads, uploads), `dirs.rs` (listings).

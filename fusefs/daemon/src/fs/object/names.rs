@@ -16,15 +16,12 @@ impl ObjectFs {
             ));
         }
         if let Some(info) = object {
-            return Ok(Some(nodes.upsert(parent, name, NodeKind::File, |n| {
-                n.size = info.size;
-                n.etag = info.etag.clone();
-                n.mtime = info.mtime;
-            })));
+            return Ok(Some(nodes.upsert_object(parent, name, &info)));
         }
-        // Neither: a directory made here still exists; anything else is gone.
+        // Neither: a directory made (or kept) here still exists, and so does a file being
+        // written here; anything else is gone (an open handle keeps its node, not its name).
         if let Some(n) = nodes.child(parent, name)
-            && (n.local || n.open > 0)
+            && (n.local || n.writing > 0)
         {
             return Ok(Some(n.ino));
         }
@@ -53,7 +50,7 @@ impl ObjectFs {
             let nodes = self.nodes.lock();
             nodes
                 .child(parent, name)
-                .filter(|n| n.local || n.open > 0 || n.seen.elapsed() < self.config.attr_ttl)
+                .filter(|n| n.local || n.writing > 0 || n.seen.elapsed() < self.config.attr_ttl)
                 .map(|n| n.ino)
         };
         let ino = match fresh {
@@ -73,16 +70,20 @@ impl ObjectFs {
         self.store.describe(&self.key(ino).unwrap_or_default())
     }
 
-    /// Attributes of `ino`; a file's are asked again once older than the attribute timeout.
+    /// Attributes of `ino`; a file's are asked again once older than the attribute timeout
+    /// (an open file whose object is gone keeps the attributes it had).
     pub(super) fn getattr(&self, ino: u64, _fh: Option<u64>) -> Result<Attr> {
         let n = self.node(ino)?;
         let stale = n.kind == NodeKind::File
-            && n.open == 0
+            && n.writing == 0
             && n.parent != 0
             && n.seen.elapsed() >= self.config.attr_ttl;
         if stale {
             let parent = n.parent;
             if self.probe(parent, &n.name)? != Some(ino) {
+                if n.open > 0 {
+                    return Ok(self.attr_of(&self.node(ino)?));
+                }
                 return Err(fs_err!(libc::ESTALE, "{} changed or was deleted", n.name));
             }
             return Ok(self.attr_of(&self.node(ino)?));
@@ -90,11 +91,19 @@ impl ObjectFs {
         Ok(self.attr_of(&n))
     }
 
-    /// Owner and mode never change; the size only on a file being written (to 0, starting it
-    /// anew, or to its length so far); times are the store's, and setting them is accepted
-    /// and ignored (so `touch` works).
+    /// Owner and mode never change (setting them to what they are is accepted: `mv` and
+    /// `cp -p` do); the size only on a file being written (to 0, starting it anew, or to its
+    /// length so far); times are the store's, and setting them is accepted and ignored (so
+    /// `touch` works).
     pub(super) fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
-        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+        let perm = match self.node(ino)?.kind {
+            NodeKind::File => self.config.file_mode,
+            NodeKind::Dir => self.config.dir_mode,
+        };
+        let changes = set.mode.is_some_and(|m| m & 0o7777 != u32::from(perm))
+            || set.uid.is_some_and(|u| u != self.config.uid)
+            || set.gid.is_some_and(|g| g != self.config.gid);
+        if changes {
             self.writable()?;
             return Err(unsupported(libc::EPERM, "chmod/chown"));
         }
@@ -118,7 +127,7 @@ impl ObjectFs {
         Ok(self.entry_of(nodes.get(ino).expect("just made")))
     }
 
-    /// `unlink`: delete the object.
+    /// `unlink`: delete the object; a file being written is refused (EBUSY).
     pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         self.writable()?;
         let name = check_name(name)?;
@@ -129,13 +138,19 @@ impl ObjectFs {
         if n.kind == NodeKind::Dir {
             return Err(fs_err!(libc::EISDIR, "{name} is a directory"));
         }
-        // Its upload would bring it back at close: as mountpoint-s3, not while written.
-        if self.being_written(ino) {
-            return Err(fs_err!(libc::EBUSY, "{name} is being written"));
+        // Its upload would bring it back at close, or vanish without a word: as mountpoint-s3,
+        // a file is not removed while written (`docs/object-store.md`).
+        if n.writing > 0 {
+            return Err(unsupported(
+                libc::EBUSY,
+                &format!("removing {name} while it is written"),
+            ));
         }
         self.store.delete(&self.key(ino)?)?;
         self.data.invalidate_file(ino);
-        self.nodes.lock().remove_name(parent, name);
+        let mut nodes = self.nodes.lock();
+        nodes.remove_name(parent, name);
+        nodes.keep_dirs(parent);
         Ok(())
     }
 
@@ -155,12 +170,17 @@ impl ObjectFs {
         if !listing.dirs.is_empty()
             || !listing.files.is_empty()
             || !self.nodes.lock().local_dirs(ino).is_empty()
+            || !self.nodes.lock().writing_files(ino).is_empty()
         {
             return Err(fs_err!(libc::ENOTEMPTY, "{name} is not empty"));
         }
-        // A `dir/` marker object (made by other tools) goes with the directory.
-        if self.store.head(&key)?.is_some() {
-            self.store.delete(&key)?;
+        // A `dir/` marker object (made by other tools) would keep the directory, and the
+        // client cannot name a key ending in `/` (it would delete the object `dir`).
+        if listing.marker {
+            return Err(unsupported(
+                libc::EPERM,
+                &format!("removing {name}, kept by its marker object {key:?}"),
+            ));
         }
         self.nodes.lock().remove_name(parent, name);
         Ok(())
@@ -204,20 +224,29 @@ impl ObjectFs {
                 }
                 _ => {}
             }
+            if t.writing > 0 {
+                return Err(unsupported(
+                    libc::EBUSY,
+                    &format!("renaming onto {newname} while it is written"),
+                ));
+            }
         }
         if n.kind == NodeKind::Dir {
             let empty_local = n.local && self.store.list(&self.key(ino)?)?.files.is_empty();
             if !empty_local || target.is_some() {
-                return Err(FsError::new(
+                return Err(unsupported(
                     libc::EXDEV,
-                    format!("{name}: directories of an object store are not renamed"),
+                    &format!("renaming directory {name} (mv copies it)"),
                 ));
             }
             self.nodes.lock().rename(ino, newparent, newname);
             return Ok(());
         }
-        if self.being_written(ino) {
-            return Err(fs_err!(libc::EBUSY, "{name} is being written"));
+        if n.writing > 0 {
+            return Err(unsupported(
+                libc::EBUSY,
+                &format!("renaming {name} while it is written"),
+            ));
         }
         let from = self.key(ino)?;
         let to = format!("{}{newname}", self.key(newparent)?);
@@ -230,19 +259,12 @@ impl ObjectFs {
         let info = self.store.head(&to)?;
         let mut nodes = self.nodes.lock();
         nodes.rename(ino, newparent, newname);
+        nodes.keep_dirs(parent);
         if let (Some(info), Some(n)) = (info, nodes.get_mut(ino)) {
             n.size = info.size;
             n.etag = info.etag;
             n.mtime = info.mtime;
         }
         Ok(())
-    }
-
-    /// Whether a handle is writing a new version of `ino`.
-    fn being_written(&self, ino: u64) -> bool {
-        self.files
-            .lock()
-            .values()
-            .any(|f| f.ino == ino && f.writing())
     }
 }

@@ -1,15 +1,21 @@
 //! The inode table of an object-store mount: what the kernel knows of the bucket's names.
 //!
 //! A node is a directory (a key prefix, `a/b/`; `local` while it exists only because it was
-//! `mkdir`ed here and no object is under it yet) or a file (an object key, `a/b/c`, with the
-//! size, ETag and time of the version last seen). Inode numbers are handed out in order and
-//! never reused during a mount; a node lives while the kernel holds a reference to it
+//! `mkdir`ed here and no object is under it yet, or its last object was removed through the
+//! mount) or a file (an object key, `a/b/c`, with the size, ETag and time of the version
+//! last seen; a version seen in the store is one inode, see [`Nodes::upsert_object`]).
+//! Inode numbers are handed out in order and never reused during a mount; a node lives while the kernel holds a reference to it
 //! (lookup counts, as FUSE defines them) or while it is open, and is found again by
 //! (parent, name). Each node remembers when its attributes were last confirmed by the store
-//! (`seen`), so they are asked again once older than the attribute timeout.
+//! (`seen`), so they are asked again once older than the attribute timeout, unless a new
+//! version is being written through the mount (`writing`: the store does not have it yet).
+//! Being open does not keep a node from the store's answers: a name deleted or replaced
+//! behind the mount is seen as such once the timeout has passed, open or not.
 
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
+
+use kplug_store::ObjectInfo;
 
 /// Inode number of the mount's root (the prefix).
 pub const ROOT: u64 = 1;
@@ -50,6 +56,8 @@ pub struct Node {
     pub lookups: u64,
     /// Open handles.
     pub open: u32,
+    /// Handles writing a new version of it that is not in the store yet (files).
+    pub writing: u32,
 }
 
 /// The table.
@@ -76,6 +84,7 @@ impl Nodes {
             cached_etag: None,
             lookups: 1,
             open: 0,
+            writing: 0,
         };
         Nodes {
             by_ino: HashMap::from([(ROOT, root)]),
@@ -158,6 +167,7 @@ impl Nodes {
                         cached_etag: None,
                         lookups: 0,
                         open: 0,
+                        writing: 0,
                     },
                 );
                 ino
@@ -167,6 +177,30 @@ impl Nodes {
         update(n);
         n.seen = Instant::now();
         ino
+    }
+
+    /// Record the object `name` in `parent` as the store shows it (`info`); returns its
+    /// inode. The same version (ETag) keeps its inode; another version is another inode, as
+    /// a file replaced by a rename is on a local filesystem: the kernel keeps one page cache
+    /// per inode, so descriptors of the old version never read the new one's pages (nor the
+    /// data cache its blocks), and the old node lives on while they hold it. A file being
+    /// written through the mount is left as the mount has it.
+    pub fn upsert_object(&mut self, parent: u64, name: &str, info: &ObjectInfo) -> u64 {
+        if let Some(n) = self.child(parent, name)
+            && n.kind == NodeKind::File
+        {
+            if n.writing > 0 {
+                return n.ino;
+            }
+            if n.etag.is_some() && info.etag.is_some() && n.etag != info.etag {
+                self.remove_name(parent, name);
+            }
+        }
+        self.upsert(parent, name, NodeKind::File, |n| {
+            n.size = info.size;
+            n.etag = info.etag.clone();
+            n.mtime = info.mtime;
+        })
     }
 
     /// `name` in `parent` no longer exists: forget the name (the node itself lives on while
@@ -207,6 +241,31 @@ impl Nodes {
     pub fn reference(&mut self, ino: u64) {
         if let Some(n) = self.by_ino.get_mut(&ino) {
             n.lookups += 1;
+        }
+    }
+
+    /// Take back a reference counted for an entry the kernel did not take (a readdirplus
+    /// reply that was full): the node stays as it was before, whatever its count.
+    pub fn unreference(&mut self, ino: u64) {
+        if let Some(n) = self.by_ino.get_mut(&ino) {
+            n.lookups = n.lookups.saturating_sub(1);
+        }
+    }
+
+    /// Keep `dir` and the directories above it through the mount even when the store has
+    /// no key under them (their last object was just removed or moved through the mount: a
+    /// directory does not vanish because it became empty).
+    pub fn keep_dirs(&mut self, dir: u64) {
+        let mut ino = dir;
+        while ino != ROOT {
+            let Some(n) = self.by_ino.get_mut(&ino) else {
+                return;
+            };
+            if n.parent == 0 {
+                return;
+            }
+            n.local = true;
+            ino = n.parent;
         }
     }
 
@@ -253,6 +312,15 @@ impl Nodes {
             .collect()
     }
 
+    /// Files directly in `parent` being written through the mount: name and inode.
+    pub fn writing_files(&self, parent: u64) -> Vec<(String, u64)> {
+        self.by_ino
+            .values()
+            .filter(|n| n.parent == parent && n.writing > 0 && n.kind == NodeKind::File)
+            .map(|n| (n.name.clone(), n.ino))
+            .collect()
+    }
+
     /// Nodes in the table, the root included (for tests).
     pub fn count(&self) -> usize {
         self.by_ino.len()
@@ -293,5 +361,52 @@ mod tests {
         t.rename(g, a, "h");
         assert_eq!(t.key(g).unwrap(), "a/h");
         assert!(t.child(ROOT, "g").is_none());
+    }
+
+    fn info(etag: &str, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            size,
+            etag: Some(etag.into()),
+            mtime: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_new_version_is_a_new_inode_and_the_old_one_lives_while_held() {
+        let mut t = Nodes::new(SystemTime::UNIX_EPOCH);
+        let v1 = t.upsert_object(ROOT, "f", &info("e1", 1));
+        assert_eq!(t.upsert_object(ROOT, "f", &info("e1", 1)), v1);
+        t.opened(v1, 1);
+        let v2 = t.upsert_object(ROOT, "f", &info("e2", 2));
+        assert_ne!(v1, v2);
+        assert_eq!(t.child(ROOT, "f").unwrap().ino, v2);
+        assert_eq!(
+            t.get(v1).unwrap().size,
+            1,
+            "the open old version keeps its attributes"
+        );
+        t.opened(v1, -1);
+        assert!(t.get(v1).is_none());
+        // A file being written keeps what the mount has.
+        t.get_mut(v2).unwrap().writing = 1;
+        assert_eq!(t.upsert_object(ROOT, "f", &info("e3", 3)), v2);
+        assert_eq!(t.get(v2).unwrap().size, 2);
+    }
+
+    #[test]
+    fn unreference_keeps_the_node_and_keep_dirs_marks_the_chain() {
+        let mut t = Nodes::new(SystemTime::UNIX_EPOCH);
+        let a = t.upsert(ROOT, "a", NodeKind::Dir, |_| {});
+        let b = t.upsert(a, "b", NodeKind::Dir, |_| {});
+        let f = t.upsert(b, "f", NodeKind::File, |_| {});
+        t.reference(f);
+        t.unreference(f);
+        assert!(
+            t.get(f).is_some(),
+            "a listed node stays for the next readdirplus"
+        );
+        t.keep_dirs(b);
+        assert!(t.get(a).unwrap().local && t.get(b).unwrap().local);
+        assert_eq!(t.local_dirs(a), vec!["b".to_string()]);
     }
 }
