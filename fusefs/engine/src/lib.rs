@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
-//! the imports read), `state` (a store's data and the deadline policy), `imports` (the host
+//! and file facts the imports read), `globs` (path patterns plugins register), `state` (a store's data and the deadline policy), `imports` (the host
 //! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the
 //! load sequence and the hooks), `registry` (compiled plugins by name), `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
@@ -20,6 +20,7 @@
 mod engine;
 mod error;
 pub mod figures;
+mod globs;
 pub mod hash;
 mod imports;
 mod instance;

@@ -135,10 +135,23 @@ impl Store {
         fut: impl std::future::Future<Output = object_store::Result<T>>,
         bytes: impl FnOnce(&T) -> u64,
     ) -> Result<T, StoreError> {
-        let m = self.metrics.kind(kind);
         let start = Instant::now();
         let r = fut.await;
-        m.latency.record_duration(start.elapsed());
+        self.account(kind, what, r, start.elapsed(), bytes)
+    }
+
+    /// Count a finished call of `kind` that took `took` (a call timed by its caller: an
+    /// upload's part, sent in the background).
+    pub(crate) fn account<T>(
+        &self,
+        kind: RequestKind,
+        what: &str,
+        r: object_store::Result<T>,
+        took: std::time::Duration,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T, StoreError> {
+        let m = self.metrics.kind(kind);
+        m.latency.record_duration(took);
         match r {
             Ok(v) => {
                 m.bytes.add(bytes(&v));
@@ -175,6 +188,12 @@ impl Store {
             },
             |_| 0,
         )
+        .or_else(|e| match e {
+            // The store answered with a key that cannot be a path (`a//b`): it is there and
+            // lets us in; only the directory holding that key cannot be listed.
+            StoreError::BadName(_) => Ok(()),
+            e => Err(e),
+        })
     }
 
     /// `s3://bucket/prefix/rel`, for messages.
@@ -215,6 +234,8 @@ impl Store {
             &what,
             async move {
                 match inner.list(Some(&list_path)).next().await {
+                    // A key that cannot be a path (`a//b`) is still a key under it.
+                    Some(Err(object_store::Error::InvalidPath { .. })) => Ok(true),
                     Some(Err(e)) => Err(e),
                     Some(Ok(_)) => Ok(true),
                     None => Ok(false),
@@ -240,12 +261,22 @@ impl Store {
             Some(Path::parse(&full).map_err(|e| StoreError::BadName(format!("{full:?}: {e}")))?)
         };
         let what = format!("listing {}", self.describe(dir));
-        let r = self.call(
-            RequestKind::List,
-            &what,
-            self.inner.list_with_delimiter(prefix.as_ref()),
-            |_| 0,
-        )?;
+        let r = self
+            .call(
+                RequestKind::List,
+                &what,
+                self.inner.list_with_delimiter(prefix.as_ref()),
+                |_| 0,
+            )
+            .map_err(|e| match e {
+                // The client refuses a whole page holding a key with an empty, `.` or `..`
+                // part: this directory cannot be listed (its files can still be opened by name).
+                StoreError::BadName(m) => StoreError::Other(format!(
+                    "{m} (a key with an empty, `.` or `..` part cannot be a path: this \
+                 directory cannot be listed)"
+                )),
+                e => e,
+            })?;
         // Paths come back without the prefix's trailing `/`: the name is the last segment.
         let name = |p: &Path| p.filename().map(str::to_string);
         let mut out = Listing::default();

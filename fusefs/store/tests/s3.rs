@@ -131,3 +131,25 @@ fn wrong_credentials_a_missing_bucket_and_no_server_fail_the_check() {
     assert!(matches!(wrong.check(), Err(StoreError::Unavailable(_))));
     assert!(t.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_key_that_cannot_be_a_path_spoils_only_its_own_directory() {
+    let (s, bucket) = store("");
+    kplugfs_s3test::put_object(&bucket, "odd/a//b", b"x");
+    kplugfs_s3test::put_object(&bucket, "odd/c/./d", b"x");
+    kplugfs_s3test::put_object(&bucket, "odd/ok", b"fine");
+    // Mountable, and every sibling listed and readable.
+    s.check().unwrap();
+    let l = s.list("odd/").unwrap();
+    assert_eq!(l.dirs, ["a", "c"]);
+    assert_eq!(l.files.len(), 1);
+    assert_eq!(&s.get_range("odd/ok", 0..4, None).unwrap()[..], b"fine");
+    let (object, dir) = s.probe("odd/a").unwrap();
+    assert!(object.is_none() && dir);
+    // The directories holding the odd keys fail with EIO, saying why.
+    for d in ["odd/a/", "odd/c/"] {
+        let e = s.list(d).unwrap_err();
+        assert_eq!(e.errno(), libc::EIO, "{e}");
+        assert!(e.to_string().contains("cannot be listed"), "{e}");
+    }
+}

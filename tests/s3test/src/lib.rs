@@ -40,7 +40,9 @@ pub fn s3_request(method: &str, path: &str, body: Option<&[u8]>) -> u16 {
         .arg("--user")
         .arg(format!("{ak}:{sk}"))
         // RGW refuses the signature without it.
-        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        // Keys are sent as they are: `a/./b` is a key, not a path to tidy.
+        .arg("--path-as-is");
     let dir = tempfile_path();
     if let Some(b) = body {
         std::fs::write(&dir, b).unwrap();

@@ -108,6 +108,20 @@ pub fn summary(mnt: &Path, doc: &Stats, prev: Option<&Stats>) -> String {
             h.errors,
         );
     }
+    if let Some(st) = &doc.store {
+        let _ = writeln!(s, "store      {}", st.source);
+        for (kind, k) in &st.requests {
+            let _ = writeln!(
+                s,
+                "  {kind:<18} requests {}   retries {}   errors {}   bytes {}   latency {}",
+                k.requests,
+                k.retries,
+                k.errors,
+                human_bytes(k.bytes),
+                lat(&k.latency_us),
+            );
+        }
+    }
     let a = &doc.active;
     let _ = writeln!(
         s,
@@ -162,7 +176,7 @@ mod tests {
     use super::*;
     use kplug_daemon::monitor::schema::{
         ActiveRoles, BackendStats, CacheCounters, FuseOpStats, HintStats, HistoryInfo, PluginStats,
-        PrefetchCounters,
+        PrefetchCounters, StoreKindStats, StoreStats,
     };
 
     fn latency(base: u64) -> LatencyUs {
@@ -275,6 +289,20 @@ mod tests {
             retention_ms: 60_000,
             rows_written: 17,
         });
+        d.store = Some(StoreStats {
+            requests: [(
+                "get".to_string(),
+                StoreKindStats {
+                    bytes: 2 << 20,
+                    errors: 1,
+                    latency_us: latency(900),
+                    requests: 10,
+                    retries: 2,
+                },
+            )]
+            .into(),
+            source: "s3://b/p/".into(),
+        });
         let s = summary(Path::new("/mnt"), &d, None);
         let want = "\
 kplugfs stats /mnt   up 3s   at 2027-01-15T08:00:00Z
@@ -283,6 +311,8 @@ cache      hit ratio 75.0%   hits 30   misses 10   resident 3/8 blocks of 128.0 
 prefetch   accuracy 75.0%   issued 0   completed 0   used 3   wasted 1   dropped 0
 backend    reads 10   bytes 1.2 MiB   latency p50 1us  p90 2us  p99 3us  max 4us
 hints      fadvise   forwarded 4   bytes 3.0 MiB   errors 1
+store      s3://b/p/
+  get                requests 10   retries 2   errors 1   bytes 2.0 MiB   latency p50 900us  p90 901us  p99 902us  max 903us
 policies   eviction lru  admission builtin:admit-all  prefetch builtin:readahead
 plugin     lru: active   calls 12   faults 0   time in hooks 5 us
 

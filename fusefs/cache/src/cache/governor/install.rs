@@ -84,9 +84,6 @@ impl<V> CacheCore<V> {
             candidates.push(c);
         }
         plugin.attach_figures(self.figures.clone());
-        if plugin.wants_sequentiality() {
-            self.figures.set_track_sequentiality(true);
-        }
         plugin.mark_installed();
         let pending = plugin.take_activations();
         let weights = plugin.take_weights();

@@ -129,6 +129,10 @@ impl ObjectFs {
         if n.kind == NodeKind::Dir {
             return Err(fs_err!(libc::EISDIR, "{name} is a directory"));
         }
+        // Its upload would bring it back at close: as mountpoint-s3, not while written.
+        if self.being_written(ino) {
+            return Err(fs_err!(libc::EBUSY, "{name} is being written"));
+        }
         self.store.delete(&self.key(ino)?)?;
         self.data.invalidate_file(ino);
         self.nodes.lock().remove_name(parent, name);
@@ -212,13 +216,7 @@ impl ObjectFs {
             self.nodes.lock().rename(ino, newparent, newname);
             return Ok(());
         }
-        if n.open > 0
-            && self
-                .files
-                .lock()
-                .values()
-                .any(|f| f.ino == ino && f.writing())
-        {
+        if self.being_written(ino) {
             return Err(fs_err!(libc::EBUSY, "{name} is being written"));
         }
         let from = self.key(ino)?;
@@ -238,5 +236,13 @@ impl ObjectFs {
             n.mtime = info.mtime;
         }
         Ok(())
+    }
+
+    /// Whether a handle is writing a new version of `ino`.
+    fn being_written(&self, ino: u64) -> bool {
+        self.files
+            .lock()
+            .values()
+            .any(|f| f.ino == ino && f.writing())
     }
 }
