@@ -14,7 +14,7 @@
 #   --s3-systems LIST  s3 only: a subset of kplugfs,kplugfs+s3window,kplugfs+scanboost,
 #                kplugfs-noprefetch,s3fs,rclone,mountpoint-s3 (default: all)
 #   --s3-rtts LIST     s3 only: added round-trip times in ms (default: 0,20)
-#   --s3-rows LIST     s3 only: a subset of seq,rand,warm,small (default: all)
+#   --s3-rows LIST     s3 only: a subset of seq,rand,warm,small,write (default: all)
 #
 # Scenarios (docs/benchmarks.md explains each one and shows the latest quick run):
 #   reads       fio seq/random reads, 4 KiB / 128 KiB / 1 MiB, cold and warm: native,
@@ -33,7 +33,8 @@
 #               +scanboost, prefetch off), s3fs, rclone --vfs-cache-mode full and
 #               mountpoint-s3 (scripts/bench/mountpoint-peer, built here): cold sequential
 #               and random reads of a 1 GiB object, warm re-reads of 256 MiB, listing and
-#               reading 10,000 objects of 16 KiB; directly and at 20 ms of added round-trip
+#               reading 10,000 objects of 16 KiB, writing a new 256 MiB object (not
+#               mountpoint-s3: its writes fail on this RGW); directly and at 20 ms of added round-trip
 #               time through tests/delay-proxy (about 25 min; quick: small objects, 5 min)
 # Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
 # the Ceph RGW packages (scripts/setup.sh installs them all).
@@ -44,7 +45,7 @@ root=$PWD
 
 cmdline="scripts/bench.sh $*"
 docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,s3"; runs=3
-s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small"
+s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; shift ;;
@@ -91,7 +92,7 @@ if [ $quick = 1 ]; then
     # s3: object sizes (MiB), small objects, fixed random-read counts per RTT (0 ms / more),
     # the time cap of a sequential read (s), runs.
     s3_big_mib=128; s3_ws_mib=32; s3_nsmall=1000; s3_small_bytes=16384
-    s3_rand_n0=500; s3_rand_n=100; s3_seq_cap=15; s3_runs=1
+    s3_rand_n0=500; s3_rand_n=100; s3_seq_cap=15; s3_runs=1; s3_write_mib=64
 else
     mode=full
     read_mib=512; read_rt=5s
@@ -100,7 +101,7 @@ else
     swaps=500; nfiles=100000
     wasm_caches="cold warm"; wasm_runs=$runs; hook_runs=$runs; split_runs=$runs; small_runs=$runs
     s3_big_mib=1024; s3_ws_mib=256; s3_nsmall=10000; s3_small_bytes=16384
-    s3_rand_n0=2000; s3_rand_n=250; s3_seq_cap=30; s3_runs=$(( runs < 2 ? runs : 2 ))
+    s3_rand_n0=2000; s3_rand_n=250; s3_seq_cap=30; s3_runs=$(( runs < 2 ? runs : 2 )); s3_write_mib=256
 fi
 cache_mib=$((read_mib / 2))              # reads: the block cache holds half the file
 raw=$out/raw.jsonl; : > "$raw"
@@ -615,6 +616,34 @@ PY
             $(net "$n0" "$(pnet)") $(kstats "$rtt-$1-$r-small")
         s3umount
     }
+    s3row_write() { # A new object written sequentially in 1 MiB writes: until close()
+        # returns, and until the server lists it whole (rclone uploads after close: its
+        # --vfs-write-back, 5 s by default). mountpoint-s3 is read-only here: no row.
+        [ "$1" != mountpoint-s3 ] || return 0
+        s3mount "$1" "$ep"
+        local name="write-$1-$rtt-$r.bin" t0 t1 t2 got
+        rcl "$s3_direct" deletefile "kplug:$bucket/$s3prefix/$name" >/dev/null 2>&1 || true
+        t0=$(date +%s.%N)
+        taskset -c "$pin_cpu" python3 -c 'import os, sys
+buf, n = os.urandom(1 << 20), int(sys.argv[2])
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for i in range(n):
+    os.write(fd, buf[:8] + i.to_bytes(8, "little") + buf[16:])
+os.close(fd)' "$s3mnt/$name" "$s3_write_mib" || die "s3: $1: writing $name failed"
+        t1=$(date +%s.%N)
+        for _ in $(seq 1 600); do
+            got=$(rcl "$s3_direct" lsjson "kplug:$bucket/$s3prefix/$name" 2>/dev/null |
+                python3 -c 'import json, sys; d = json.load(sys.stdin); print(d[0]["Size"] if d else -1)' 2>/dev/null) || got=-1
+            [ "$got" != "$((s3_write_mib << 20))" ] || break
+            sleep 0.1
+        done
+        t2=$(date +%s.%N)
+        [ "$got" = "$((s3_write_mib << 20))" ] || die "s3: $1: $name never appeared whole in the bucket"
+        s3emit "$rtt" "$1" write "$r" $(python3 -c 'import sys; t0, t1, t2, m = map(float, sys.argv[1:]); print(f"mib_s={m / (t1 - t0):.2f} close_s={t1 - t0:.3f} visible_s={t2 - t0:.3f} visible_mib_s={m / (t2 - t0):.2f}")' "$t0" "$t1" "$t2" "$s3_write_mib") \
+            $(kstats "$rtt-$1-$r-write")
+        s3umount
+        rcl "$s3_direct" deletefile "kplug:$bucket/$s3prefix/$name" >/dev/null 2>&1 || true
+    }
     for rtt in "${s3rtt[@]}"; do
         s3endpoint "$rtt"
         # What the endpoint costs: two requests on one connection (the first pays the handshake).
@@ -628,6 +657,7 @@ PY
                 if s3want rand; then s3row_rand "$sys" 4; s3row_rand "$sys" 128; fi
                 if s3want warm; then s3row_warm "$sys"; fi
                 if s3want small; then s3row_small "$sys"; fi
+                if s3want write; then s3row_write "$sys"; fi
             done
         done
     done
@@ -642,5 +672,5 @@ log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
-    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs"
+    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib"
 log "wrote $out/report.md and $out/report.json"

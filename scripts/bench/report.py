@@ -415,6 +415,7 @@ if S3:
       f"{machine['nproc']} CPUs" + (" (**a busy machine: other work shared it, figures are noisy**)" if busy else "") + ".\n")
     big, ws, n = int(params["s3_big_mib"]), int(params["s3_ws_mib"]), int(params["s3_nsmall"])
     sb = int(params["s3_small_bytes"])
+    wm = int(params.get("s3_write_mib", 0))
     size = lambda mib: f"{mib // 1024} GiB" if mib >= 1024 else f"{mib} MiB"
     P(f"One bucket of the project's Ceph RGW 16.2 (`scripts/s3/ceph-s3.sh`, memstore: objects in "
       f"the OSD's memory, on this machine), the same objects for every system: one of {size(big)}, "
@@ -431,7 +432,10 @@ if S3:
       f"again with its pages kept by the kernel, and again after dropping them "
       f"(`posix_fadvise` DONTNEED: the system's own cache, if any); *list*: `os.listdir` of the "
       f"{n:,} objects' prefix (getdents only, like `ls -f`); *read small*: then every one of "
-      f"them read whole by 16 threads ({params['s3_runs']} run(s), medians).\n")
+      f"them read whole by 16 threads; *write*: a new object of {size(wm)} written in 1 MiB writes, "
+      f"timed to the return of `close()` and to the moment a LIST of the server shows it whole "
+      f"(polled every 0.1 s; rclone uploads after close, its `--vfs-write-back` is 5 s; "
+      f"mountpoint-s3 is mounted read-only: its writes fail on this RGW) ({params['s3_runs']} run(s), medians).\n")
     P("Systems: **kplugfs** mounted with its defaults (`kplugfs mount s3://BUCKET/PREFIX MNT "
       "--endpoint URL`: 256 MiB block cache of 128 KiB blocks, built-in readahead, 32 prefetch "
       "threads), **+s3window** and **+scanboost**: the same with that plugin copied into "
@@ -458,7 +462,9 @@ if S3:
             ("warm", f"re-read {size(ws)}, warm", metric("warm", "mib_s"), "MiB/s"),
             ("warm-dropped", f"re-read {size(ws)}, pages dropped", metric("warm-dropped", "mib_s"), "MiB/s"),
             ("list", f"list {n:,} objects", metric("small", "entries_per_s"), "entries/s"),
-            ("small", f"read {n:,} x {sb // 1024} KiB", metric("small", "files_per_s"), "files/s")]
+            ("small", f"read {n:,} x {sb // 1024} KiB", metric("small", "files_per_s"), "files/s"),
+            ("write", f"write {size(wm)} new, to close", metric("write", "mib_s"), "MiB/s"),
+            ("write-visible", f"write {size(wm)} new, to listed", metric("write", "visible_mib_s"), "MiB/s")]
     short = {"kplugfs+s3window": "+s3window", "kplugfs+scanboost": "+scanboost"}
     P("| row | RTT | unit | " + " | ".join(short.get(s, s) for s in systems) + " | "
       + " | ".join(f"kplugfs/{p}" for p in peers) + " |")
