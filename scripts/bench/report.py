@@ -576,7 +576,8 @@ if args.docs:
         merged = [fresh.pop(num(sec), sec) for sec in old]
         merged += list(fresh.values())
         merged.sort(key=lambda sec: float(num(sec).rstrip(".")) if num(sec).rstrip(".").isdigit() else 1e9)
-        out = old_head + [l for sec in merged for l in sec]
+        # Each section ends with a blank line, whichever run wrote it.
+        out = old_head + [l for sec in merged for l in (sec if sec[-1] == "" else sec + [""])]
         open(args.docs, "w").write("\n".join(out).rstrip("\n") + "\n")
 json.dump({"command": args.command, "machine": machine, "params": params,
            "seconds": {"measurements": args.total_seconds, "build": args.build_seconds, **timings},
