@@ -3,12 +3,18 @@
 # written to DIR/report.json (machine-readable) and DIR/report.md (tables + SVG charts).
 #
 # usage: scripts/bench.sh [--quick] [--out DIR] [--only LIST] [--runs N] [--docs FILE]
-#   --quick      small sizes, short runs (under 5 minutes on 2 cores once built)
+#                         [--s3-systems LIST] [--s3-rtts LIST]
+#   --quick      small sizes, short runs (under 5 minutes on 2 cores once built, s3 apart)
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
-#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles
-#   --runs N     repetitions of every measured configuration (default 3)
-#   --docs FILE  also write FILE (docs/benchmarks.md) from this run
+#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,s3
+#   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
+#   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
+#                scenarios replaces only their sections of FILE
+#   --s3-systems LIST  s3 only: a subset of kplugfs,kplugfs+s3window,kplugfs+scanboost,
+#                kplugfs-noprefetch,s3fs,rclone,mountpoint-s3 (default: all)
+#   --s3-rtts LIST     s3 only: added round-trip times in ms (default: 0,20)
+#   --s3-rows LIST     s3 only: a subset of seq,rand,warm,small,write (default: all)
 #
 # Scenarios (docs/benchmarks.md explains each one and shows the latest quick run):
 #   reads       fio seq/random reads, 4 KiB / 128 KiB / 1 MiB, cold and warm: native,
@@ -22,14 +28,24 @@
 #   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full)
 #   smallfiles  create, stat, read N files of 4 KiB (10k quick, 100k full): native,
 #               bindfs, kplugfs
-# Needs root, /dev/fuse, fio, bindfs, python3 (scripts/setup.sh installs them).
+#   s3          an S3 bucket (the project's Ceph RGW, scripts/s3/ceph-s3.sh, started if it
+#               is not running, never stopped) through kplugfs (defaults, +s3window,
+#               +scanboost, prefetch off), s3fs, rclone --vfs-cache-mode full and
+#               mountpoint-s3 (scripts/bench/mountpoint-peer, built here): cold sequential
+#               and random reads of a 1 GiB object, warm re-reads of 256 MiB, listing and
+#               reading 10,000 objects of 16 KiB, writing a new 256 MiB object (not
+#               mountpoint-s3: its writes fail on this RGW); directly and at 20 ms of added round-trip
+#               time through tests/delay-proxy (about 25 min; quick: small objects, 5 min)
+# Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
+# the Ceph RGW packages (scripts/setup.sh installs them all).
 # Honours CARGO_TARGET_DIR; KPLUGFS_BIN=PATH uses a prebuilt release kplugfs instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,s3"; runs=3
+s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; shift ;;
@@ -37,7 +53,10 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --docs) docs=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --s3-systems) s3_systems=$2; shift 2 ;;
+        --s3-rtts) s3_rtts=$2; shift 2 ;;
+        --s3-rows) s3_rows=$2; shift 2 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,6 +72,12 @@ die() { echo "bench: $*" >&2; exit 1; }
 for t in fio bindfs python3 cargo taskset; do
     command -v $t >/dev/null || die "$t missing (run scripts/setup.sh)"
 done
+if want s3; then
+    for t in s3fs rclone fusermount radosgw cmake curl; do
+        command -v $t >/dev/null || die "s3: $t missing (scripts/setup.sh installs it; or leave s3 out of --only)"
+    done
+    pkg-config --exists fuse3 || die "s3: libfuse3-dev missing (the mountpoint-s3 peer links it; scripts/setup.sh)"
+fi
 
 if [ $quick = 1 ]; then
     mode=quick
@@ -64,6 +89,10 @@ if [ $quick = 1 ]; then
     # the built-in get every run); criterion once (its own confidence interval is the
     # spread); the 1.1 M-request simulator replay once; small files twice.
     wasm_caches="warm"; wasm_runs=1; hook_runs=1; split_runs=1; small_runs=2
+    # s3: object sizes (MiB), small objects, fixed random-read counts per RTT (0 ms / more),
+    # the time cap of a sequential read (s), runs.
+    s3_big_mib=128; s3_ws_mib=32; s3_nsmall=1000; s3_small_bytes=16384
+    s3_rand_n0=500; s3_rand_n=100; s3_seq_cap=15; s3_runs=1; s3_write_mib=64
 else
     mode=full
     read_mib=512; read_rt=5s
@@ -71,6 +100,8 @@ else
     crit_args=(--warm-up-time 1 --measurement-time 5)
     swaps=500; nfiles=100000
     wasm_caches="cold warm"; wasm_runs=$runs; hook_runs=$runs; split_runs=$runs; small_runs=$runs
+    s3_big_mib=1024; s3_ws_mib=256; s3_nsmall=10000; s3_small_bytes=16384
+    s3_rand_n0=2000; s3_rand_n=250; s3_seq_cap=30; s3_runs=$(( runs < 2 ? runs : 2 )); s3_write_mib=256
 fi
 cache_mib=$((read_mib / 2))              # reads: the block cache holds half the file
 raw=$out/raw.jsonl; : > "$raw"
@@ -106,6 +137,18 @@ if want hotswap; then
     log "building the hotswap bench"
     cargo bench -p kplugfs-tests --bench hotswap --no-run > "$logs/build-hotswap.log" 2>&1 || { tail -30 "$logs/build-hotswap.log" >&2; die "hotswap bench build failed"; }
 fi
+if want s3; then
+    log "building the delaying proxy (tests/delay-proxy)"
+    cargo build --release -p kplug-delay-proxy > "$logs/build-proxy.log" 2>&1 || { tail -30 "$logs/build-proxy.log" >&2; die "delay proxy build failed"; }
+    proxy_bin=$target_dir/release/kplug-delay-proxy
+    # The mountpoint-s3 peer: its own workspace and target dir (6 min cold, cached after).
+    mp_target=${KPLUG_MOUNTPOINT_TARGET:-/var/cache/kplugfs/mountpoint-peer}
+    log "building the mountpoint-s3 peer (scripts/bench/mountpoint-peer, target $mp_target; output in $logs/build-mountpoint.log)"
+    cargo build --release --locked -j 2 --manifest-path scripts/bench/mountpoint-peer/Cargo.toml \
+        --target-dir "$mp_target" > "$logs/build-mountpoint.log" 2>&1 ||
+        { tail -30 "$logs/build-mountpoint.log" >&2; die "mountpoint-s3 peer build failed"; }
+    mp_bin=$mp_target/release/mount-s3-peer
+fi
 build_s=$((SECONDS - t_build))
 t_start=$SECONDS
 
@@ -136,10 +179,13 @@ PY
 work=$(mktemp -d /var/tmp/kplugfs-bench.XXXXXX)
 backing=$work/backing; kmnt=$work/kplugfs; bmnt=$work/bindfs; exp=$work/wasm
 mkdir -p "$backing" "$kmnt" "$bmnt" "$exp"
+s3_cleanup() { :; }   # redefined by the s3 scenario
 cleanup() {
+    s3_cleanup
     "$kplugfs" umount "$kmnt" 2>/dev/null || umount -l "$kmnt" 2>/dev/null || true
     umount "$bmnt" 2>/dev/null || umount -l "$bmnt" 2>/dev/null || true
-    rm -rf "$work"
+    # Never through a mount left behind (an S3 mount would lose its objects).
+    rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -147,12 +193,13 @@ trap 'exit 130' INT TERM
 kumount() { mountpoint -q "$kmnt" && "$kplugfs" umount "$kmnt"; return 0; }
 kmount() { kumount; "$kplugfs" mount "$backing" "$kmnt" "$@"; }
 # Load a built-in policy as a plugin: kload NAME ROLE [key=value ...]
-kload() {
-    local name=$1 role=$2; shift 2
+kload() { kload_at "$kmnt" "$@"; }
+kload_at() { # mount name role [key=value ...]
+    local m=$1 name=$2 role=$3; shift 3
     [ -f "$exp/$name.wasm" ] || "$kplugfs" policy export "$name" "$exp" >/dev/null
-    if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$kmnt/.kplug/plugins/$name.params"; fi
-    cp "$exp/$name.wasm" "$kmnt/.kplug/plugins/" || die "loading plugin $name failed: $(cat "$kmnt/.kplug/status")"
-    python3 - "$kmnt/.kplug/status" "$role" "$name" <<'PY' || die "plugin $name is not active as $role"
+    if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$m/.kplug/plugins/$name.params"; fi
+    cp "$exp/$name.wasm" "$m/.kplug/plugins/" || die "loading plugin $name failed: $(cat "$m/.kplug/status")"
+    python3 - "$m/.kplug/status" "$role" "$name" <<'PY' || die "plugin $name is not active as $role"
 import json, sys
 st = json.load(open(sys.argv[1]))
 sys.exit(0 if st["active"][sys.argv[2]] == sys.argv[3] else 1)
@@ -366,10 +413,264 @@ if want smallfiles; then
     emit timing phase=smallfiles seconds=$((SECONDS - t0))
 fi
 
+# ---- 7. object store (S3) ------------------------------------------------------------
+# The same bucket and objects through every system, each row on a fresh mount (cold: no
+# page cache, no cache of the system's own), directly and through the delaying proxy.
+if want s3; then
+    t0=$SECONDS
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit s3load load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    if [ "${l1%.*}" -ge "$(nproc)" ]; then
+        log "s3: load average $l1 $l5 $l15 on $(nproc) CPUs: the machine is busy, figures will be noisy"
+    fi
+    # The project's RGW: reused if it runs (others may use it; it is never stopped here).
+    scripts/s3/ceph-s3.sh start > "$logs/ceph-start.log" 2>&1 ||
+        { tail "$logs/ceph-start.log" >&2; die "s3: the Ceph RGW did not start"; }
+    eval "$(scripts/s3/ceph-s3.sh env)"
+    s3_direct=$AWS_ENDPOINT_URL; s3_hostport=${s3_direct#http://}
+    bucket=${KPLUG_S3_BENCH_BUCKET:-kplug-s3bench}; s3prefix=$mode
+    s3dir=$work/s3; s3mnt=$s3dir/mnt; mkdir -p "$s3mnt" "$logs/s3"
+    IFS=, read -ra s3sys <<< "$s3_systems"
+    IFS=, read -ra s3rtt <<< "$s3_rtts"
+    proxy_pid=""; mp_pid=""; s3mounted=""; ep=""
+    log "s3: s3://$bucket/$s3prefix/ on $s3_direct; systems ${s3sys[*]}; added RTT ${s3rtt[*]} ms; $s3_runs run(s)"
+
+    # rclone with the remote "kplug" defined in the environment (AWS_CA_BUNDLE, set on some
+    # machines, makes rclone 1.60 fail even for plain http).
+    rcl() { # endpoint rclone-args...
+        local e=$1; shift
+        env -u AWS_CA_BUNDLE RCLONE_CONFIG_KPLUG_TYPE=s3 RCLONE_CONFIG_KPLUG_PROVIDER=Ceph \
+            RCLONE_CONFIG_KPLUG_ENDPOINT="$e" RCLONE_CONFIG_KPLUG_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+            RCLONE_CONFIG_KPLUG_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" rclone "$@"
+    }
+
+    # ---- the objects: uploaded once per mode, reused while they are in place
+    s3have() { # subdir count bytes: whether s3://bucket/prefix/subdir/ holds exactly that
+        local got
+        got=$(rcl "$s3_direct" size --json "kplug:$bucket/$s3prefix/$1" 2>/dev/null) || return 1
+        python3 -c 'import json, sys; d = json.loads(sys.argv[1]); sys.exit(0 if (d["count"], d["bytes"]) == (int(sys.argv[2]), int(sys.argv[3])) else 1)' "$got" "$2" "$3"
+    }
+    rcl "$s3_direct" mkdir "kplug:$bucket" >> "$logs/s3/upload.log" 2>&1 || die "s3: cannot create bucket $bucket"
+    for spec in "big 1 $((s3_big_mib << 20))" "ws 1 $((s3_ws_mib << 20))" "small $s3_nsmall $((s3_nsmall * s3_small_bytes))"; do
+        set -- $spec
+        if s3have "$1" "$2" "$3"; then
+            log "s3: s3://$bucket/$s3prefix/$1/ in place ($2 objects, $3 bytes)"; continue
+        fi
+        log "s3: uploading s3://$bucket/$s3prefix/$1/ ($2 objects, $3 bytes)"
+        rcl "$s3_direct" purge "kplug:$bucket/$s3prefix/$1" >> "$logs/s3/upload.log" 2>&1 || true
+        src=$s3dir/src/$1; mkdir -p "$src"
+        case $1 in
+            big|ws) head -c "$3" /dev/urandom > "$src/obj" ;;
+            small) python3 -c 'import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    open(os.path.join(d, f"f{i:05d}"), "wb").write(os.urandom(size))' "$src" "$s3_nsmall" "$s3_small_bytes" ;;
+        esac
+        # One PUT per object (no multipart below 5 GiB): nothing depends on RGW's multipart ETags.
+        rcl "$s3_direct" copy "$src" "kplug:$bucket/$s3prefix/$1" --s3-upload-cutoff 5Gi \
+            --s3-disable-checksum --transfers 32 --checkers 32 >> "$logs/s3/upload.log" 2>&1 ||
+            die "s3: uploading $1 failed (see $logs/s3/upload.log)"
+        rm -rf "$src"
+        s3have "$1" "$2" "$3" || die "s3: s3://$bucket/$s3prefix/$1/ does not hold what was uploaded"
+    done
+
+    # ---- mounts
+    printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$s3dir/s3fs.passwd"
+    chmod 600 "$s3dir/s3fs.passwd"
+    s3mount() { # system endpoint
+        local sys=$1 e=$2 i
+        s3mounted=$sys
+        case $sys in
+            kplugfs*)
+                "$kplugfs" mount "s3://$bucket/$s3prefix" "$s3mnt" --endpoint "$e" \
+                    --history-db "$s3dir/history.db" --log-file "$logs/s3/kplugfs.log"
+                case $sys in
+                    kplugfs+s3window) kload_at "$s3mnt" s3window prefetch ;;
+                    kplugfs+scanboost) kload_at "$s3mnt" scanboost governor ;;
+                    # Prefetch off: a prefetch policy that never asks (no mount option turns
+                    # it off; --cache-size 0 would drop the block cache as well).
+                    kplugfs-noprefetch) kload_at "$s3mnt" stride prefetch confirm=4294967295 ;;
+                esac ;;
+            s3fs)
+                s3fs "$bucket:/$s3prefix" "$s3mnt" -o url="$e" -o use_path_request_style \
+                    -o passwd_file="$s3dir/s3fs.passwd" -o logfile="$logs/s3/s3fs.log" ;;
+            rclone)
+                rm -rf "$s3dir/rclone-cache"
+                rcl "$e" mount "kplug:$bucket/$s3prefix" "$s3mnt" --vfs-cache-mode full \
+                    --cache-dir "$s3dir/rclone-cache" --daemon --log-file "$logs/s3/rclone.log" ;;
+            mountpoint-s3)
+                "$mp_bin" "s3://$bucket/$s3prefix/" "$s3mnt" --endpoint-url "$e" \
+                    --log-file "$logs/s3/mountpoint.log" > /dev/null 2>> "$logs/s3/mountpoint.log" &
+                mp_pid=$! ;;
+            *) die "s3: unknown system $sys (see --help)" ;;
+        esac
+        for i in $(seq 1 300); do mountpoint -q "$s3mnt" && return 0; sleep 0.1; done
+        die "s3: $sys did not mount (logs in $logs/s3)"
+    }
+    s3umount() {
+        [ -n "$s3mounted" ] || return 0
+        if mountpoint -q "$s3mnt"; then
+            case $s3mounted in
+                kplugfs*) "$kplugfs" umount "$s3mnt" || umount -l "$s3mnt" ;;
+                *) fusermount -u "$s3mnt" 2>/dev/null || { sleep 1; fusermount -u "$s3mnt"; } || fusermount -uz "$s3mnt" ;;
+            esac
+        fi
+        if [ -n "$mp_pid" ]; then wait "$mp_pid" 2>/dev/null || true; mp_pid=""; fi
+        s3mounted=""
+    }
+    s3_cleanup() {
+        s3umount || true
+        if [ -n "$mp_pid" ]; then kill "$mp_pid" 2>/dev/null || true; wait "$mp_pid" 2>/dev/null || true; fi
+        if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
+        return 0
+    }
+    # The endpoint at an added round-trip time of $1 ms, in $ep: the server itself for 0,
+    # else a delaying proxy with half of it each way (20 ms: --delay 10ms).
+    s3endpoint() {
+        if [ -n "$proxy_pid" ]; then kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""; fi
+        if [ "$1" = 0 ]; then ep=$s3_direct; return; fi
+        local half i
+        half=$(python3 -c 'import sys; print(f"{float(sys.argv[1]) / 2:g}ms")' "$1")
+        : > "$s3dir/proxy.out"
+        rm -f "$s3dir/proxy.json"
+        "$proxy_bin" --listen 127.0.0.1:0 --to "$s3_hostport" --delay "$half" --stats-file "$s3dir/proxy.json" \
+            > "$s3dir/proxy.out" 2>> "$logs/s3/proxy.log" &
+        proxy_pid=$!
+        for i in $(seq 1 100); do grep -q listening "$s3dir/proxy.out" && break; sleep 0.05; done
+        ep=http://$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$s3dir/proxy.out")
+        [ "$ep" != http:// ] || die "s3: the delay proxy did not start"
+    }
+
+    # ---- measurements
+    # fio, one job, psync, through the page cache; reads stop at io_bytes or after cap_s.
+    s3fio() { # path rw bs size_mib io_bytes cap_s -> mib_s= iops= io_bytes= lat_us= (mean)
+        taskset -c "$pin_cpu" fio --name=s3 --filename="$1" --rw="$2" --bs="$3" --size="${4}M" \
+            --io_size="$5" --runtime="$6" --ioengine=psync --direct=0 --invalidate=0 --numjobs=1 \
+            --randrepeat=1 --randseed=20261204 --readonly --output-format=terse --terse-version=3 2>>"$logs/fio.err" |
+            awk -F';' '{ printf "mib_s=%.2f iops=%s io_bytes=%d lat_us=%.0f\n", $7 / 1024, $8, $6 * 1024, $40 }'
+    }
+    # kplugfs only: .kplug/stats kept in the logs; k=v of its store requests and prefetch.
+    kstats() { # label
+        [[ $s3mounted == kplugfs* ]] || return 0
+        cp "$s3mnt/.kplug/stats" "$logs/s3/$1.stats.json"
+        python3 - "$logs/s3/$1.stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+out = []
+for k, r in sorted(((s.get("store") or {}).get("requests") or {}).items()):
+    out += [f"{k}_n={r['requests']}", f"{k}_mib={r['bytes'] / 2**20:.1f}",
+            f"{k}_p50_us={r['latency_us']['p50']}", f"{k}_p99_us={r['latency_us']['p99']}"]
+p, c = s.get("prefetch", {}), s.get("cache", {})
+out += [f"pf_issued={p.get('issued_blocks', 0)}", f"pf_used={p.get('used_blocks', 0)}",
+        f"hits={c.get('hits', 0)}", f"misses={c.get('misses', 0)}"]
+print(" ".join(out))
+PY
+    }
+    # Bytes the proxy carried from the server so far (nothing at 0 ms: no proxy); what a row
+    # fetched is the difference (its file is rewritten every 50 ms: wait a little).
+    pnet() {
+        [ -n "$proxy_pid" ] || return 0
+        sleep 0.2
+        python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["bytes_down"])' "$s3dir/proxy.json"
+    }
+    net() { [ -z "$1" ] || echo "net_mib=$(python3 -c 'import sys; print(round((int(sys.argv[2]) - int(sys.argv[1])) / 2**20, 2))' "$1" "$2")"; }
+    s3want() { [[ ",$s3_rows," == *",$1,"* ]]; }
+    s3emit() { # rtt system row run k=v...
+        emit s3 rtt_ms="$1" system="$2" row="$3" run="$4" "${@:5}"
+        log "s3: ${1} ms $2 $3 run $4: $(sed 's/ [a-z_0-9]*_p[59][09]_us=[0-9]*//g' <<<"${*:5}" | cut -c1-150)"
+    }
+    # One row on a fresh mount of system $1, at $rtt, run $r (globals of the loop below).
+    s3row_seq() { # Sequential read of the big object, cold.
+        s3mount "$1" "$ep"
+        local n0; n0=$(pnet)
+        res=$(s3fio "$s3mnt/big/obj" read 1M "$s3_big_mib" "$((s3_big_mib << 20))" "$s3_seq_cap")
+        s3emit "$rtt" "$1" seq "$r" $res $(net "$n0" "$(pnet)") $(kstats "$rtt-$1-$r-seq")
+        s3umount
+    }
+    s3row_rand() { # Random reads of $2 KiB in it, cold: a fixed count at a fixed seed.
+        s3mount "$1" "$ep"
+        local n0; n0=$(pnet)
+        res=$(s3fio "$s3mnt/big/obj" randread "${2}k" "$s3_big_mib" "$((randn * $2 * 1024))" 600)
+        s3emit "$rtt" "$1" "rand${2}k" "$r" $res $(net "$n0" "$(pnet)") $(kstats "$rtt-$1-$r-rand${2}k")
+        s3umount
+    }
+    s3row_warm() { # The working set read once, then again (pages kept), then again with its
+        # pages dropped from the kernel (what the system's own cache holds).
+        s3mount "$1" "$ep"
+        s3fio "$s3mnt/ws/obj" read 1M "$s3_ws_mib" "$((s3_ws_mib << 20))" 600 > /dev/null
+        res=$(s3fio "$s3mnt/ws/obj" read 1M "$s3_ws_mib" "$((s3_ws_mib << 20))" 600)
+        s3emit "$rtt" "$1" warm "$r" $res
+        dropfiles "$s3mnt/ws/obj"
+        local n0; n0=$(pnet)
+        res=$(s3fio "$s3mnt/ws/obj" read 1M "$s3_ws_mib" "$((s3_ws_mib << 20))" 600)
+        s3emit "$rtt" "$1" warm-dropped "$r" $res $(net "$n0" "$(pnet)") $(kstats "$rtt-$1-$r-warm")
+        s3umount
+    }
+    s3row_small() { # List the small objects, then read them all (16 threads).
+        s3mount "$1" "$ep"
+        local n0; n0=$(pnet)
+        res=$(taskset -c "$pin_cpu" python3 scripts/bench/s3files.py "$s3mnt/small" \
+            --expect "$s3_nsmall" --size "$s3_small_bytes" --jobs 16) ||
+            die "s3: $1: listing or reading the small objects failed"
+        s3emit "$rtt" "$1" small "$r" $(python3 -c 'import json, sys; print(" ".join(f"{k}={v}" for k, v in json.loads(sys.argv[1]).items()))' "$res") \
+            $(net "$n0" "$(pnet)") $(kstats "$rtt-$1-$r-small")
+        s3umount
+    }
+    s3row_write() { # A new object written sequentially in 1 MiB writes: until close()
+        # returns, and until the server lists it whole (rclone uploads after close: its
+        # --vfs-write-back, 5 s by default). mountpoint-s3 is read-only here: no row.
+        [ "$1" != mountpoint-s3 ] || return 0
+        s3mount "$1" "$ep"
+        local name="write-$1-$rtt-$r.bin" t0 t1 t2 got
+        rcl "$s3_direct" deletefile "kplug:$bucket/$s3prefix/$name" >/dev/null 2>&1 || true
+        t0=$(date +%s.%N)
+        taskset -c "$pin_cpu" python3 -c 'import os, sys
+buf, n = os.urandom(1 << 20), int(sys.argv[2])
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for i in range(n):
+    os.write(fd, buf[:8] + i.to_bytes(8, "little") + buf[16:])
+os.close(fd)' "$s3mnt/$name" "$s3_write_mib" || die "s3: $1: writing $name failed"
+        t1=$(date +%s.%N)
+        for _ in $(seq 1 600); do
+            got=$(rcl "$s3_direct" lsjson "kplug:$bucket/$s3prefix/$name" 2>/dev/null |
+                python3 -c 'import json, sys; d = json.load(sys.stdin); print(d[0]["Size"] if d else -1)' 2>/dev/null) || got=-1
+            [ "$got" != "$((s3_write_mib << 20))" ] || break
+            sleep 0.1
+        done
+        t2=$(date +%s.%N)
+        [ "$got" = "$((s3_write_mib << 20))" ] || die "s3: $1: $name never appeared whole in the bucket"
+        s3emit "$rtt" "$1" write "$r" $(python3 -c 'import sys; t0, t1, t2, m = map(float, sys.argv[1:]); print(f"mib_s={m / (t1 - t0):.2f} close_s={t1 - t0:.3f} visible_s={t2 - t0:.3f} visible_mib_s={m / (t2 - t0):.2f}")' "$t0" "$t1" "$t2" "$s3_write_mib") \
+            $(kstats "$rtt-$1-$r-write")
+        s3umount
+        rcl "$s3_direct" deletefile "kplug:$bucket/$s3prefix/$name" >/dev/null 2>&1 || true
+    }
+    for rtt in "${s3rtt[@]}"; do
+        s3endpoint "$rtt"
+        # What the endpoint costs: two requests on one connection (the first pays the handshake).
+        emit s3rtt rtt_ms="$rtt" $(curl -s -o /dev/null -o /dev/null -w '%{time_total}\n' "$ep/" "$ep/" |
+            awk 'NR == 1 { printf "first_ms=%.1f ", $1 * 1000 } NR == 2 { printf "next_ms=%.1f", $1 * 1000 }')
+        randn=$s3_rand_n; [ "$rtt" != 0 ] || randn=$s3_rand_n0
+        for r in $(seq 1 "$s3_runs"); do
+            for sys in "${s3sys[@]}"; do
+                if s3want seq; then s3row_seq "$sys"; fi
+                [ "$sys" != kplugfs-noprefetch ] || continue   # the sequential row only
+                if s3want rand; then s3row_rand "$sys" 4; s3row_rand "$sys" 128; fi
+                if s3want warm; then s3row_warm "$sys"; fi
+                if s3want small; then s3row_small "$sys"; fi
+                if s3want write; then s3row_write "$sys"; fi
+            done
+        done
+    done
+    s3endpoint 0   # stops the proxy
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit s3load phase=end load1="$l1" load5="$l5" load15="$l15"
+    emit timing phase=s3 seconds=$((SECONDS - t0))
+fi
+
 total_s=$((SECONDS - t_start))
 log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
-    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu"
+    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib"
 log "wrote $out/report.md and $out/report.json"

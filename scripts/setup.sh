@@ -26,9 +26,11 @@ apt_install() {
 
 # fuse3: fusermount3 for unprivileged mounts; acl + libacl1-dev: pjdfstest; bindfs and fio:
 # the peers and load generator of the benchmarks; ceph-mon, ceph-osd, radosgw, ceph-common and
-# curl: the single-node Ceph RGW the object-store tests run against (scripts/s3/ceph-s3.sh).
+# curl: the single-node Ceph RGW the object-store tests run against (scripts/s3/ceph-s3.sh);
+# s3fs, rclone, and cmake + libfuse3-dev (to build the mountpoint-s3 peer): the peers of the
+# s3 benchmark (scripts/bench.sh --only s3).
 apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
-    ceph-mon ceph-osd radosgw ceph-common
+    ceph-mon ceph-osd radosgw ceph-common s3fs rclone cmake libfuse3-dev
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"

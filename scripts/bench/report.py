@@ -401,6 +401,144 @@ if SF:
     hbar_svg(os.path.join(args.out, "smallfiles.svg"), f"{n} files of 4 KiB", ["create", "stat", "read"], series, "operations/s, median")
     P("![smallfiles](smallfiles.svg)\n")
 
+# ---------------------------------------------------------------- 7. object store (S3)
+S3 = sel("s3")
+if S3:
+    P("## 7. Object store: kplugfs and its peers on S3\n")
+    loads = sel("s3load")
+    start = next((l for l in loads if "phase" not in l), None)
+    end = next((l for l in loads if l.get("phase") == "end"), None)
+    fmt_load = lambda l: f"{l['load1']} {l['load5']} {l['load15']}" if l else "?"
+    busy = start and float(start["load1"]) >= machine["nproc"]
+    P(f"Command: `{args.command}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, kplugfs {machine['git']}; "
+      f"load average {fmt_load(start)} at the start of this scenario, {fmt_load(end)} at its end, on "
+      f"{machine['nproc']} CPUs" + (" (**a busy machine: other work shared it, figures are noisy**)" if busy else "") + ".\n")
+    big, ws, n = int(params["s3_big_mib"]), int(params["s3_ws_mib"]), int(params["s3_nsmall"])
+    sb = int(params["s3_small_bytes"])
+    wm = int(params.get("s3_write_mib", 0))
+    size = lambda mib: f"{mib // 1024} GiB" if mib >= 1024 else f"{mib} MiB"
+    P(f"One bucket of the project's Ceph RGW 16.2 (`scripts/s3/ceph-s3.sh`, memstore: objects in "
+      f"the OSD's memory, on this machine), the same objects for every system: one of {size(big)}, "
+      f"one of {size(ws)}, {n:,} of {sb // 1024} KiB. *0 ms*: the mounts talk to the server "
+      f"directly; *20 ms*: through `kplug-delay-proxy --delay 10ms` (tests/delay-proxy: every "
+      f"byte held 10 ms in each direction, so each request-response pays 20 ms more, and a new "
+      f"connection one more round trip for its handshake). Every row is measured on a fresh "
+      f"mount (so cold: no page cache, nothing in the system's own cache; rclone's cache "
+      f"directory emptied). fio: one job, psync, through the page cache, pinned to CPU "
+      f"{params['pin_cpu']}. Rows: *seq*: the {size(big)} object read once in 1 MiB reads "
+      f"(stopped after {params['s3_seq_cap']} s: the rate is over what was read); *rand*: a fixed "
+      f"count of random reads in it at a fixed seed ({params['s3_rand_n0']} at 0 ms, "
+      f"{params['s3_rand_n']} at 20 ms); *re-read*: the {size(ws)} object read once, then timed "
+      f"again with its pages kept by the kernel, and again after dropping them "
+      f"(`posix_fadvise` DONTNEED: the system's own cache, if any); *list*: `os.listdir` of the "
+      f"{n:,} objects' prefix (getdents only, like `ls -f`); *read small*: then every one of "
+      f"them read whole by 16 threads; *write*: a new object of {size(wm)} written in 1 MiB writes, "
+      f"timed to the return of `close()` and to the moment a LIST of the server shows it whole "
+      f"(polled every 0.1 s; rclone uploads after close, its `--vfs-write-back` is 5 s; "
+      f"mountpoint-s3 is mounted read-only: its writes fail on this RGW) ({params['s3_runs']} run(s), medians).\n")
+    P("Systems: **kplugfs** mounted with its defaults (`kplugfs mount s3://BUCKET/PREFIX MNT "
+      "--endpoint URL`: 256 MiB block cache of 128 KiB blocks, built-in readahead, 32 prefetch "
+      "threads), **+s3window** and **+scanboost**: the same with that plugin copied into "
+      "`MNT/.kplug/plugins/` after mounting; **s3fs** 1.90 (`-o use_path_request_style`, no "
+      "local cache: its default); **rclone** 1.60 `mount --vfs-cache-mode full`; "
+      "**mountpoint-s3** (mountpoint-s3-fs 0.11.0 through scripts/bench/mountpoint-peer: "
+      "mount-s3's defaults, read-only, no data cache). Ratios are kplugfs (defaults) / peer: "
+      "above 1, kplugfs is ahead.\n")
+    rtts = list(dict.fromkeys(r["rtt_ms"] for r in S3))
+    order = ["kplugfs", "kplugfs+s3window", "kplugfs+scanboost", "s3fs", "rclone", "mountpoint-s3"]
+    systems = [s for s in order if any(r["system"] == s for r in S3)]
+    peers = [s for s in ("s3fs", "rclone", "mountpoint-s3") if s in systems]
+    for chk in sel("s3rtt"):
+        P(f"- endpoint at {chk['rtt_ms']} ms: an S3 request takes {chk.get('first_ms', '?')} ms on a new "
+          f"connection, {chk.get('next_ms', '?')} ms on a kept one (curl)")
+    P("")
+
+    def metric(row, key):
+        return lambda s, rtt: vals(sel("s3", row=row, system=s, rtt_ms=rtt), key)
+
+    ROWS = [("seq", f"seq read {size(big)}, cold", metric("seq", "mib_s"), "MiB/s"),
+            ("rand4k", "rand 4 KiB, cold", metric("rand4k", "iops"), "IOPS"),
+            ("rand128k", "rand 128 KiB, cold", metric("rand128k", "iops"), "IOPS"),
+            ("warm", f"re-read {size(ws)}, warm", metric("warm", "mib_s"), "MiB/s"),
+            ("warm-dropped", f"re-read {size(ws)}, pages dropped", metric("warm-dropped", "mib_s"), "MiB/s"),
+            ("list", f"list {n:,} objects", metric("small", "entries_per_s"), "entries/s"),
+            ("small", f"read {n:,} x {sb // 1024} KiB", metric("small", "files_per_s"), "files/s"),
+            ("write", f"write {size(wm)} new, to close", metric("write", "mib_s"), "MiB/s"),
+            ("write-visible", f"write {size(wm)} new, to listed", metric("write", "visible_mib_s"), "MiB/s")]
+    short = {"kplugfs+s3window": "+s3window", "kplugfs+scanboost": "+scanboost"}
+    P("| row | RTT | unit | " + " | ".join(short.get(s, s) for s in systems) + " | "
+      + " | ".join(f"kplugfs/{p}" for p in peers) + " |")
+    P("|---|---:|---|" + "---:|" * (len(systems) + len(peers)))
+    summary["s3"] = []
+    behind = []
+    for rtt in rtts:
+        for key, label, get, unit in ROWS:
+            if not any(get(s, rtt) for s in systems):
+                continue
+            m = {s: med(get(s, rtt)) for s in systems}
+            cells = []
+            for s in systems:
+                v = get(s, rtt)
+                cell = "" if not v else f1(m[s]) + spread(v, f1)
+                if key.startswith("rand") and v:
+                    mb = med(vals(sel("s3", row=key, system=s, rtt_ms=rtt), "mib_s"))
+                    cell += f" ({f1(mb)} MiB/s)"
+                cells.append(cell)
+            rs = {p: ratio(m.get("kplugfs", float("nan")), m[p]) for p in peers}
+            P(f"| {label} | {rtt} ms | {unit} | " + " | ".join(cells) + " | "
+              + " | ".join(("**" + fr(v) + "**") if v < 1 else fr(v) for v in rs.values()) + " |")
+            for p, v in rs.items():
+                if v < 1:
+                    behind.append(f"{label} at {rtt} ms vs {p} ({fr(v)})")
+            summary["s3"].append({"row": key, "rtt_ms": rtt, "unit": unit, "median": m, "kplugfs_over": rs})
+    P("")
+    # Prefetch on / off, sequential.
+    NP = sel("s3", system="kplugfs-noprefetch", row="seq")
+    if NP:
+        P("**Prefetch on and off, sequential read, cold.** *prefetch off*: kplugfs's own prefetch "
+          "disabled by the `stride` plugin with `confirm=4294967295` (a prefetch policy that never "
+          "asks; no mount option turns prefetch off, and `--cache-size 0` would remove the block "
+          "cache as well); the kernel's own readahead of the FUSE mount (1 MiB, `max_readahead`) "
+          "still runs, as in every kplugfs row.\n")
+        P("| RTT | prefetch off MiB/s | kplugfs | +s3window | +scanboost | kplugfs / off | +s3window / off | +scanboost / off |")
+        P("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for rtt in rtts:
+            off = med(vals(sel("s3", row="seq", system="kplugfs-noprefetch", rtt_ms=rtt), "mib_s"))
+            if off != off:
+                continue
+            on = {s: med(vals(sel("s3", row="seq", system=s, rtt_ms=rtt), "mib_s")) for s in order[:3]}
+            P(f"| {rtt} ms | {f1(off)} | " + " | ".join(f1(on[s]) for s in order[:3]) + " | "
+              + " | ".join(fr(ratio(on[s], off)) for s in order[:3]) + " |")
+            summary.setdefault("s3_prefetch", []).append({"rtt_ms": rtt, "off_mib_s": off, "on_mib_s": on})
+        P("")
+    # kplugfs's requests to the store, per row (default mount).
+    K = [r for r in S3 if r["system"] == "kplugfs" and "get_n" in r]
+    if K:
+        P("**What kplugfs (defaults) asked the store** (`.kplug/stats` after each measured row, "
+          "the whole mount's life: the warm row includes its first read; medians over runs): GETs, "
+          "MiB they fetched, their latency p50/p99 (ms, body included), HEADs and LISTs.\n")
+        P("| row | RTT | GETs | GET MiB | GET p50 / p99 ms | HEADs | LISTs | prefetch issued / used blocks |")
+        P("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for rtt in rtts:
+            for key in ("seq", "rand4k", "rand128k", "warm-dropped", "small"):
+                rows = [r for r in K if r["row"] == key and r["rtt_ms"] == rtt]
+                if not rows:
+                    continue
+                g = lambda k: med(vals(rows, k))
+                P(f"| {key} | {rtt} ms | {g('get_n'):.0f} | {g('get_mib'):.1f} | "
+                  f"{g('get_p50_us') / 1000:.1f} / {g('get_p99_us') / 1000:.1f} | "
+                  f"{g('head_n') if vals(rows, 'head_n') else 0:.0f} | {g('list_n') if vals(rows, 'list_n') else 0:.0f} | "
+                  f"{g('pf_issued'):.0f} / {g('pf_used'):.0f} |")
+        P("")
+    P("**Targets.** kplugfs (defaults) at or ahead of every peer on every row: "
+      + ("met." if not behind else f"**not met**, behind on {len(behind)}: " + "; ".join(behind) + ".")
+      + (" At 20 ms, sequential read with prefetch at least 10x the same mount with prefetch off: "
+         + next((("met" if ratio(p["on_mib_s"]["kplugfs"], p["off_mib_s"]) >= 10 else "**not met**")
+                 + f" ({fr(ratio(p['on_mib_s']['kplugfs'], p['off_mib_s']))}x)"
+                 for p in summary.get("s3_prefetch", []) if p["rtt_ms"] == 20), "not measured")
+         + ".") + "\n")
+    summary["s3_behind"] = behind
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]
@@ -413,7 +551,34 @@ if args.docs:
            "small sizes and short runs; the full mode (no flag) uses 512 MiB files, 5 s random "
            "reads, 100 000 small files and every run for every policy.\n")
     body.insert(1, pre)
-    open(args.docs, "w").write("\n".join(body) + "\n")
+    scenarios = {r["scenario"] for r in recs}
+    everything = {"reads", "slow", "hooks", "sim", "hotswap", "smallfiles", "s3"} <= scenarios
+    if everything or not os.path.exists(args.docs):
+        open(args.docs, "w").write("\n".join(body) + "\n")
+    else:
+        # A run of some scenarios: replace only their sections ("## N. ...") of the page,
+        # keeping the others (and the page's header, which names the run that made them).
+        def sections(lines):
+            head, secs = [], []
+            for line in lines:
+                if line.startswith("## "):
+                    secs.append([line])
+                elif secs:
+                    secs[-1].append(line)
+                else:
+                    head.append(line)
+            return head, secs
+
+        num = lambda sec: sec[0].split()[1]
+        old_head, old = sections(open(args.docs).read().rstrip("\n").split("\n"))
+        _, new = sections("\n".join(body).split("\n"))
+        fresh = {num(sec): sec for sec in new}
+        merged = [fresh.pop(num(sec), sec) for sec in old]
+        merged += list(fresh.values())
+        merged.sort(key=lambda sec: float(num(sec).rstrip(".")) if num(sec).rstrip(".").isdigit() else 1e9)
+        # Each section ends with a blank line, whichever run wrote it.
+        out = old_head + [l for sec in merged for l in (sec if sec[-1] == "" else sec + [""])]
+        open(args.docs, "w").write("\n".join(out).rstrip("\n") + "\n")
 json.dump({"command": args.command, "machine": machine, "params": params,
            "seconds": {"measurements": args.total_seconds, "build": args.build_seconds, **timings},
            "summary": summary, "records": recs},

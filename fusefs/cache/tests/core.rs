@@ -146,9 +146,17 @@ fn prefetch_none_and_readahead_streams() {
             }
         }
     }
-    // Sequential stream: the window grew to 64 and stayed ahead.
-    assert!(c.contains(block_key(5, 19 + 64)));
-    assert!(!c.contains(block_key(5, 19 + 65)));
+    // Sequential stream: the window grew to 64 (at block 4: [5, 69) asked) and stays between
+    // half a window and a window ahead, asking again once less than half is left.
+    assert!(c.contains(block_key(5, 68)));
+    assert!(!c.contains(block_key(5, 69)));
+    for b in 20..37u32 {
+        assert!(c.prefetch_plan(5, b, 1000, false).is_empty(), "block {b}");
+    }
+    assert_eq!(
+        c.prefetch_plan(5, 37, 1000, false),
+        vec![BlockRange { start: 69, len: 33 }]
+    );
     c.set_prefetch(BuiltinPrefetch::None);
     assert_eq!(c.policy(Role::Prefetch).name, "none");
     assert!(c.prefetch_plan(6, 0, 1000, false).is_empty());

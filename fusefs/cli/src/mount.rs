@@ -53,6 +53,11 @@ pub struct MountCmd {
     /// object store]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     prefetch_threads: Option<u64>,
+    /// Largest window of the built-in readahead: how far ahead of a sequential reader it
+    /// fetches (a remote store needs its bandwidth x round-trip time in flight) [default:
+    /// 64 blocks (8MiB at the default block size) for a directory, 64MiB for an object store]
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse_size)]
+    readahead: Option<u64>,
     /// Refuse every change through the mount (EROFS).
     #[arg(long)]
     read_only: bool,
@@ -161,6 +166,11 @@ impl MountCmd {
                 .prefetch_threads
                 .unwrap_or(if store_default { 32 } else { 2 })
                 as usize,
+            readahead_blocks: match self.readahead {
+                Some(bytes) => bytes.div_ceil(self.block_size.max(1)),
+                None if store_default => (64u64 << 20).div_ceil(self.block_size.max(1)),
+                None => 64,
+            },
             kernel_hints: self.kernel_hints,
             kernel_cache: !self.no_kernel_cache,
             history_period: self.history_period,

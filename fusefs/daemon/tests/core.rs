@@ -629,3 +629,63 @@ fn stats_count_misses_then_hits_and_backend_bytes() {
     assert!(doc.cache.hits >= s3.cache.hits);
     fs.release(o.fh).unwrap();
 }
+
+/// A readahead window larger than the prefetch queue's floor (`MAX_QUEUED_PREFETCH`), as on
+/// an object store (`--readahead 64MiB`): a sequential scan through a slow backend gets every
+/// block ahead of the reader from the prefetch threads, none dropped for want of queue room,
+/// and the reader misses only where the stream starts.
+#[test]
+fn a_window_above_the_queue_floor_is_prefetched_whole() {
+    use kplug_cache::{BuiltinPrefetch, CoreConfig, ReadaheadConfig};
+    use kplug_daemon::data::blockcache::{
+        BlockCache, BlockCacheConfig, MAX_QUEUED_PREFETCH, queue_bound,
+    };
+    use std::sync::atomic::Ordering;
+    let window = 2 * MAX_QUEUED_PREFETCH as u64;
+    assert!(queue_bound(window) >= 2 * window as usize);
+    assert_eq!(queue_bound(1), MAX_QUEUED_PREFETCH);
+    let dir = tempfile::tempdir().unwrap();
+    let bs = 4096u64;
+    let blocks = 4 * window;
+    let data: Vec<u8> = (0..(blocks * bs) as usize)
+        .map(|i| (i * 31 % 253) as u8)
+        .collect();
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    let default = CoreConfig::default();
+    let cache = BlockCache::new(
+        Arc::new(Backend::new(Duration::from_micros(200))),
+        BlockCacheConfig {
+            block_size: bs,
+            capacity_bytes: 2 * blocks * bs,
+            prefetch_threads: 8,
+            core: CoreConfig {
+                prefetch: BuiltinPrefetch::Readahead(ReadaheadConfig {
+                    max_window: window,
+                    ..ReadaheadConfig::default()
+                }),
+                prefetch_budget: window,
+                ..default
+            },
+        },
+        None,
+    );
+    let fs = Fs::new(dir.path(), cache.clone());
+    let e = fs.lookup(ROOT_INO, n("f")).unwrap();
+    let o = fs.open(e.attr.ino, libc::O_RDONLY).unwrap();
+    let mut out = Vec::new();
+    while out.len() < data.len() {
+        let chunk = fs.read(o.fh, out.len() as u64, bs as u32).unwrap();
+        assert!(!chunk.is_empty());
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh).unwrap();
+    assert!(out == data, "bytes differ");
+    let c = cache.counters();
+    assert_eq!(c.prefetch_dropped.load(Ordering::Relaxed), 0);
+    let s = cache.stats();
+    // Past the start of the stream the reader either hit or joined a prefetch in flight: a
+    // miss that fetched on its own is a miss that joined nothing.
+    let own = s.misses - c.deduplicated.load(Ordering::Relaxed);
+    assert!(own <= 4, "{own} demand fetches of their own: {s:?}");
+    assert_eq!(s.prefetch_inserted, blocks - 1, "{s:?}");
+}

@@ -12,6 +12,7 @@ use crate::control::{self, Control, Owner};
 use crate::data::blockcache::{BlockCache, BlockCacheConfig};
 use crate::data::{Backend, DataCache, Passthrough};
 use crate::fs::{FsConfig, KplugFs, LocalFs, ObjectConfig, ObjectFs, Tree};
+use kplug_cache::{BuiltinPrefetch, CoreConfig, ReadaheadConfig};
 
 /// Forwards the block cache's prefetch ranges to the kernel bridge.
 pub struct BridgeHints(pub kplug_bridge::HintSink);
@@ -98,7 +99,7 @@ pub fn build_fs(source: &MountSource, args: &MountArgs) -> Result<Built> {
             block_size: args.block_size,
             capacity_bytes: args.cache_size,
             prefetch_threads: args.prefetch_threads,
-            ..Default::default()
+            core: readahead_core(args.readahead_blocks),
         },
         hints,
     );
@@ -131,5 +132,20 @@ fn object_config(args: &MountArgs) -> ObjectConfig {
         attr_ttl: args.attr_timeout,
         read_only: args.read_only,
         kernel_cache: args.kernel_cache,
+    }
+}
+
+/// The cache core's settings for a readahead window of `blocks`: the built-in readahead
+/// grows its window up to it, and one access may ask for that many blocks (the budget of
+/// every prefetch policy, plugins included, is never below the core's default).
+fn readahead_core(blocks: u64) -> CoreConfig {
+    let default = CoreConfig::default();
+    CoreConfig {
+        prefetch: BuiltinPrefetch::Readahead(ReadaheadConfig {
+            max_window: blocks.max(1),
+            ..ReadaheadConfig::default()
+        }),
+        prefetch_budget: default.prefetch_budget.max(blocks),
+        ..default
     }
 }

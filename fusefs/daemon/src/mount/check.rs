@@ -211,6 +211,7 @@ mod tests {
             cache_size: 256 << 20,
             block_size: 128 << 10,
             prefetch_threads: 2,
+            readahead_blocks: 64,
             kernel_hints: kplug_bridge::Mode::Off,
             kernel_cache: true,
             history_period: Duration::ZERO,

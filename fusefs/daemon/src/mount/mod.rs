@@ -64,6 +64,9 @@ pub struct MountArgs {
     pub block_size: u64,
     /// Threads that run prefetch reads: the prefetch's concurrency against the backend.
     pub prefetch_threads: usize,
+    /// Largest window of the built-in readahead, in blocks (also the most blocks one access
+    /// may ask to prefetch, if more than the core's default budget).
+    pub readahead_blocks: u64,
     /// Where prefetch hints go in the kernel: the bridge module, readahead(2), or nowhere.
     pub kernel_hints: kplug_bridge::Mode,
     /// Let the kernel keep file pages across opens while a file is unchanged.

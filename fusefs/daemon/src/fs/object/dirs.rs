@@ -1,8 +1,10 @@
 //! Listings of an object-store mount: one level of the bucket under the directory's prefix
 //! (every page, with the delimiter), directories first shadowing objects of the same name,
 //! plus the directories made (or kept) here and the files being written here that the store
-//! does not show yet. The listing is taken at `opendir` and again at each rewind (offset 0), so
-//! offsets stay valid while the bucket changes.
+//! does not show yet. The listing is taken at `opendir` and again at each rewind (a read from
+//! offset 0 after the first), so offsets stay valid while the bucket changes; the first read
+//! uses the listing `opendir` took (listing again would cost a second round of LIST requests
+//! per `ls`).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,8 @@ type Listing = Arc<Vec<(String, u64, NodeKind)>>;
 #[derive(Debug)]
 pub struct OpenDir {
     ino: u64,
-    entries: Mutex<Listing>,
+    /// The entries, and whether they are `opendir`'s listing, not read from offset 0 yet.
+    entries: Mutex<(Listing, bool)>,
 }
 
 impl ObjectFs {
@@ -60,7 +63,7 @@ impl ObjectFs {
             fh,
             Arc::new(OpenDir {
                 ino,
-                entries: Mutex::new(Arc::new(entries)),
+                entries: Mutex::new((Arc::new(entries), true)),
             }),
         );
         Ok(fh)
@@ -74,10 +77,11 @@ impl ObjectFs {
             .cloned()
             .ok_or_else(|| fs_err!(libc::EBADF, "unknown dir handle {fh}"))?;
         let mut g = d.entries.lock();
-        if offset == 0 {
-            *g = Arc::new(self.snapshot(d.ino)?);
+        let fresh = std::mem::replace(&mut g.1, false);
+        if offset == 0 && !fresh {
+            g.0 = Arc::new(self.snapshot(d.ino)?);
         }
-        Ok((d.ino, g.clone()))
+        Ok((d.ino, g.0.clone()))
     }
 
     /// List a directory from `offset`.
