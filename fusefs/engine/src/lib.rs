@@ -9,14 +9,17 @@
 //! ```
 //!
 //! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
-//! the imports read), `state` (a store's data and the deadline policy), `imports` (the host
-//! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the
-//! load sequence and the hooks), `registry` (compiled plugins by name), `status`, `error`.
+//! the imports read), `state` (a store's data and the deadline policy), `budget` (what slow
+//! calls may cost per second), `text` (plugin and wasmtime text made one printable line),
+//! `imports` (the host functions), `engine` (wasmtime config, epoch ticker, compile +
+//! validate), `instance` (the load sequence and the hooks), `registry` (compiled plugins by
+//! name), `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
 
 #![warn(missing_docs)]
 
+mod budget;
 mod engine;
 mod error;
 pub mod figures;
@@ -27,6 +30,7 @@ mod limiter;
 mod registry;
 mod state;
 mod status;
+pub mod text;
 
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};
