@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fixtures;
+
 /// The `kplugfs` binary built next to the running test (`KPLUGFS_BIN` overrides).
 pub fn kplugfs_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KPLUGFS_BIN") {
