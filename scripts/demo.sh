@@ -68,6 +68,39 @@ rm "$mnt"/.kplug/plugins/*.wasm
 grep -A4 '"active"' "$mnt/.kplug/status"
 step "kplugfs umount $mnt"
 "$kplugfs" umount "$mnt"
+
+# The same over an object store: the project's single-node Ceph RGW on 127.0.0.1 (an S3
+# server; started here, stopped at the end unless it was already running).
+step "scripts/s3/ceph-s3.sh start    # a local S3 server (Ceph RADOS Gateway)"
+started_s3=
+if ! scripts/s3/ceph-s3.sh status >/dev/null 2>&1; then started_s3=1; fi
+scripts/s3/ceph-s3.sh start >/dev/null
+eval "$(scripts/s3/ceph-s3.sh env)"
+cleanup() {
+    "$kplugfs" umount "$mnt" 2>/dev/null || true
+    [ -z "$started_s3" ] || scripts/s3/ceph-s3.sh stop >/dev/null 2>&1 || true
+}
+bucket=kplugfs-demo
+curl -s -o /dev/null -X PUT --aws-sigv4 "aws:amz:${AWS_DEFAULT_REGION:-us-east-1}:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$AWS_ENDPOINT_URL/$bucket"
+step "kplugfs mount s3://$bucket $mnt --no-kernel-cache    # credentials and endpoint from AWS_* variables"
+"$kplugfs" mount "s3://$bucket" "$mnt" --no-kernel-cache
+step "cp $backing/data.bin $mnt/    # a streamed multipart upload, visible to every client at close()"
+cp "$backing/data.bin" "$mnt/"
+ls -l "$mnt"
+step "kplugfs policy export s3window $mnt/.kplug/plugins/    # mountpoint-s3's prefetcher, as a plugin"
+"$kplugfs" policy export s3window "$mnt/.kplug/plugins/"
+step "dd if=$mnt/data.bin of=/dev/null bs=1M; cmp $mnt/data.bin $backing/data.bin"
+dd if="$mnt/data.bin" of=/dev/null bs=1M 2>&1 | tail -1
+cmp "$mnt/data.bin" "$backing/data.bin" && echo identical
+step "kplugfs stats $mnt    # with the store's requests, retries and latency per kind"
+"$kplugfs" stats "$mnt"
+step "rm $mnt/data.bin; kplugfs umount $mnt"
+rm "$mnt/data.bin"
+"$kplugfs" umount "$mnt"
+cleanup
 trap - EXIT
 echo
 echo "Demo done. Mount it yourself: $kplugfs mount $backing $mnt"
+echo "  or a bucket: eval \"\$(scripts/s3/ceph-s3.sh env)\"; $kplugfs mount s3://BUCKET $mnt"

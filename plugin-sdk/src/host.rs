@@ -3,7 +3,8 @@
 //! is 0.
 //!
 //! ABI 1.1 added the introspection imports ([`hit_ratio`], [`pressure`],
-//! [`sequentiality`], [`backend_latency_ns`], [`now_ns`]): see
+//! [`sequentiality`], [`backend_latency_ns`], [`now_ns`]), ABI 1.3 the file
+//! facts ([`block_size`], [`file_size`], [`add_glob`], [`path_matches`]): see
 //! `docs/plugin-abi.md` §4 for what each measures. A module imports only
 //! what it calls, so a plugin that uses none of them still loads on any 1.x
 //! host that accepts its version word.
@@ -23,6 +24,10 @@ mod imports {
         pub fn sequentiality(file: i64) -> f64;
         pub fn backend_latency_ns() -> i64;
         pub fn now_ns() -> i64;
+        pub fn block_size() -> i64;
+        pub fn file_size(file: i64) -> i64;
+        pub fn add_glob(ptr: i32, len: i32) -> i32;
+        pub fn path_matches(file: i64, glob: i32) -> i32;
     }
 }
 
@@ -107,4 +112,66 @@ pub fn now_ns() -> u64 {
     return unsafe { imports::now_ns() } as u64;
     #[cfg(not(target_arch = "wasm32"))]
     0
+}
+
+/// Bytes per block of the cache (ABI 1.3); `None` where blocks have no fixed
+/// size (the simulator's objects).
+pub fn block_size() -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return u64::try_from(unsafe { imports::block_size() }).ok();
+    #[cfg(not(target_arch = "wasm32"))]
+    None
+}
+
+/// Size in bytes of `file` (`key >> 32`, as the hooks receive it) as the cache
+/// last saw it (ABI 1.3); `None` when unknown (the simulator has no files).
+pub fn file_size(file: u64) -> Option<u64> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return u64::try_from(unsafe { imports::file_size(file as i64) }).ok();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+/// Register a path pattern, during [`Plugin::set_param`](crate::Plugin::set_param)
+/// or [`Plugin::init`](crate::Plugin::init) only (ABI 1.3); its index for
+/// [`path_matches`], or `None` if refused (more than 64 patterns, longer than
+/// 1 KiB, not a pattern). A pattern without `/` matches file names at any depth
+/// (`*.log`); one with `/` matches paths from the mount's root (`logs/**`).
+pub fn add_glob(pattern: &str) -> Option<u32> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: the host reads `len` bytes at `ptr` from our memory; the str is live.
+        let i = unsafe { imports::add_glob(pattern.as_ptr() as i32, pattern.len() as i32) };
+        return u32::try_from(i).ok();
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = pattern;
+        None
+    }
+}
+
+/// Whether the path of `file` matches pattern `glob` (an index [`add_glob`]
+/// returned), ABI 1.3; `None` when the path is unknown (the simulator) or the
+/// index is bad. The host matches; no string crosses per call.
+pub fn path_matches(file: u64, glob: u32) -> Option<bool> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: a plain host call without pointers.
+        return match unsafe { imports::path_matches(file as i64, glob as i32) } {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        };
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (file, glob);
+        None
+    }
 }

@@ -80,7 +80,8 @@ mod host;
 #[cfg(feature = "alloc")]
 pub use collections::{IntMap, KeyList};
 pub use host::{
-    Level, backend_latency_ns, capacity, hit_ratio, log, now_ns, pressure, resident, sequentiality,
+    Level, add_glob, backend_latency_ns, block_size, capacity, file_size, hit_ratio, log, now_ns,
+    path_matches, pressure, resident, sequentiality,
 };
 
 #[doc(hidden)]
@@ -116,7 +117,7 @@ pub mod names {
     /// Export of the governor role.
     pub const GOVERNOR: [&str; 1] = [e::TICK.name];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 15] = [
+    pub const IMPORTS: [&str; 19] = [
         i::LOG.name,
         i::CAPACITY.name,
         i::RESIDENT.name,
@@ -132,6 +133,10 @@ pub mod names {
         i::ACTIVE.name,
         i::ACTIVATE.name,
         i::SET_WEIGHT.name,
+        i::BLOCK_SIZE.name,
+        i::FILE_SIZE.name,
+        i::ADD_GLOB.name,
+        i::PATH_MATCHES.name,
     ];
 }
 
@@ -409,6 +414,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0002);
+        assert_eq!(ABI_VERSION, 0x0001_0003);
     }
 }

@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
     let path = dir.path().join("data");
     std::fs::write(&path, vec![7u8; 4 * CACHE as usize]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    let source: Arc<dyn Source> = Arc::new(FileSource(Arc::new(OwnedFd::from(file))));
+    let source: Arc<dyn Source> = Arc::new(FileSource::new(Arc::new(OwnedFd::from(file))));
     let f = || FileRef {
         ino: 2,
         source: &source,

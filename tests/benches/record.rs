@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         },
         None,
     );
-    let source: Arc<dyn Source> = Arc::new(FileSource(Arc::new(OwnedFd::from(file))));
+    let source: Arc<dyn Source> = Arc::new(FileSource::new(Arc::new(OwnedFd::from(file))));
     let f = || FileRef {
         ino: 2,
         source: &source,

@@ -387,22 +387,22 @@ fn wrong_abi_version_is_refused() {
     let e = load_err(&fifo(&[("{VERSION}", "0x20000")]));
     assert_eq!(
         e.to_string(),
-        "unsupported ABI version 2.0 (this host supports 1.0..=1.2)"
+        "unsupported ABI version 2.0 (this host supports 1.0..=1.3)"
     );
-    // A minor newer than the host's is refused; 1.0 to 1.2 load.
-    let e = load_err(&fifo(&[("{VERSION}", "0x10003")]));
+    // A minor newer than the host's is refused; 1.0 to 1.3 load.
+    let e = load_err(&fifo(&[("{VERSION}", "0x10004")]));
     assert!(
         matches!(
             e,
             LoadError::AbiVersion {
                 major: 1,
-                minor: 3,
+                minor: 4,
                 ..
             }
         ),
         "{e}"
     );
-    for v in ["0x10000", "0x10001", "0x10002"] {
+    for v in ["0x10000", "0x10001", "0x10002", "0x10003"] {
         load(&fifo(&[("{VERSION}", v)]), 4);
     }
 }

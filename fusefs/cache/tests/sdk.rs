@@ -121,6 +121,53 @@ fn sdk_plugin_serves_all_roles_with_params() {
     assert_eq!(core.stats().faults, 0);
 }
 
+/// ABI 1.3 through the SDK: an admission plugin learns a file's size and whether its path
+/// matches a pattern it registered, from the facts the mount records in the core's figures;
+/// without facts (the simulator) it hears "unknown" and decides without them.
+#[test]
+fn sdk_plugin_admits_by_file_size_and_path() {
+    let p = sdk_roles()
+        .instantiate(
+            &[("skip", "*.log"), ("skip", "tmp/**"), ("max-size", "1000")],
+            64,
+        )
+        .unwrap();
+    let mut core: CacheCore<()> = CacheCore::new(64, CoreConfig::default());
+    core.install_plugin(p, RoleSet::of(&[Role::Eviction, Role::Admission]))
+        .unwrap();
+    assert!(
+        core.figures().tracks_files(),
+        "the plugin imports file facts"
+    );
+    let f = core.figures().clone();
+    f.note_file(1, 10, Some(&"data/a.csv".into()));
+    f.note_file(2, 10, Some(&"deep/down/b.log".into()));
+    f.note_file(3, 10, Some(&"tmp/x/c.csv".into()));
+    f.note_file(4, 5000, Some(&"data/big.csv".into()));
+    let admitted = |core: &mut CacheCore<()>, file: u32| {
+        core.insert(block_key(file, 0), ()) == Insert::Inserted
+    };
+    assert!(admitted(&mut core, 1));
+    assert!(!admitted(&mut core, 2), "name pattern at any depth");
+    assert!(!admitted(&mut core, 3), "path pattern from the root");
+    assert!(!admitted(&mut core, 4), "larger than max-size");
+    assert!(admitted(&mut core, 5), "no facts: admitted");
+    // A rename is seen at the next decision; so is growth.
+    f.note_file(1, 10, Some(&"data/a.log".into()));
+    assert!(!admitted(&mut core, 1));
+    f.note_file(5, 1 << 20, None);
+    assert!(!admitted(&mut core, 5));
+    assert_eq!(core.stats().faults, 0);
+    // A pattern the host cannot read refuses the load, naming the parameter.
+    let e = sdk_roles()
+        .instantiate(&[("skip", "[oops")], 4)
+        .unwrap_err();
+    assert!(
+        matches!(e, LoadError::Param { ref key, .. } if key == "skip"),
+        "{e}"
+    );
+}
+
 /// A parameter's older name, kept as an alias with `kplug_sdk::param_key`, means through the
 /// ABI what its canonical name means, and its value is checked the same.
 #[test]

@@ -166,6 +166,8 @@ impl PluginEngine {
                 roles,
                 has_params: module.get_export(exp::SET_PARAM.name).is_some(),
                 wants_sequentiality: imports(&module, imp::SEQUENTIALITY.name),
+                wants_files: imports(&module, imp::FILE_SIZE.name)
+                    || imports(&module, imp::PATH_MATCHES.name),
                 wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
                 governor: module.get_export(exp::TICK.name).is_some(),
                 has_start: has_start_section(bytes),
@@ -182,6 +184,8 @@ pub(crate) struct CompiledInner {
     pub(crate) has_params: bool,
     /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
     pub(crate) wants_sequentiality: bool,
+    /// Imports `kplug.file_size` or `kplug.path_matches`: the mount then records file facts.
+    pub(crate) wants_files: bool,
     /// Imports `kplug.candidate_divergence`: the core then estimates it at each tick.
     pub(crate) wants_divergence: bool,
     /// Exports `kplug_tick`: a governor.

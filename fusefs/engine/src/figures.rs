@@ -22,7 +22,15 @@
 //!   (0 by default).
 //! - `now_ns() -> i64`: monotonic time in the mount; in the simulator, a logical clock of
 //!   1 µs per request, so runs are reproducible.
+//!
+//! **File facts** (ABI 1.3): the block size, and per file (`key >> 32`) its size and its
+//! path from the mount's root, as the mount last saw them, for `block_size`, `file_size` and
+//! `path_matches`. The mount records them only once a plugin importing `file_size` or
+//! `path_matches` is installed ([`Figures::tracks_files`]); the simulator has none. Each path
+//! change gets a new *version*, so an instance's cached pattern matches
+//! (`state.rs`) are recomputed only when the path they were computed for changed.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -34,6 +42,21 @@ pub const WINDOW: u64 = 4096;
 
 /// Files tracked for `sequentiality`; beyond that the table is cleared and starts again.
 const MAX_FILES: usize = 1 << 16;
+
+/// Files whose facts are kept; beyond that the table is cleared and refilled as files are
+/// read again (a fact is recorded at every read of its file).
+const MAX_FACT_FILES: usize = 1 << 20;
+
+/// What the mount knows of one file (ABI 1.3).
+#[derive(Debug, Clone, Default)]
+pub struct FileFacts {
+    /// Size in bytes, if known.
+    pub size: Option<u64>,
+    /// Path from the mount's root, `/`-separated, no leading `/`, if known.
+    pub path: Option<Arc<str>>,
+    /// Changes with every new path (never 0 once a path was set).
+    pub path_version: u64,
+}
 
 /// Live figures of one cache, shared by its core and the plugins installed in it.
 #[derive(Debug, Default)]
@@ -48,6 +71,11 @@ pub struct Figures {
     files: Mutex<FastMap<u64, (u64, f64)>>,
     /// Sequentiality over all files (weight 1/64), as f64 bits.
     global_sequentiality: AtomicU64,
+    /// Bytes per block (0: blocks have no fixed size).
+    block_size: AtomicU64,
+    track_files: AtomicBool,
+    facts: Mutex<FastMap<u64, FileFacts>>,
+    path_versions: AtomicU64,
 }
 
 /// Window counters kept by the core (not shared: the core updates them under `&mut`).
@@ -137,6 +165,61 @@ impl Figures {
         self.track_sequentiality.store(on, Ordering::Relaxed);
     }
 
+    /// Record file facts from now on (a plugin importing `file_size` or `path_matches` was
+    /// installed); until then the mount skips them.
+    pub fn set_track_files(&self, on: bool) {
+        self.track_files.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether file facts are wanted: the mount records them only then.
+    pub fn tracks_files(&self) -> bool {
+        self.track_files.load(Ordering::Relaxed)
+    }
+
+    /// `block_size()` as a plugin sees it: `None` where blocks have no fixed size.
+    pub fn block_size(&self) -> Option<u64> {
+        Some(self.block_size.load(Ordering::Relaxed)).filter(|&b| b > 0)
+    }
+
+    /// The cache's block size (the mount sets it once).
+    pub fn set_block_size(&self, bytes: u64) {
+        self.block_size.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Record what the mount knows of `file`: its size and, when given, its path (a path
+    /// equal to the one recorded keeps its version).
+    pub fn note_file(&self, file: u64, size: u64, path: Option<&Arc<str>>) {
+        let mut facts = self.facts.lock();
+        if facts.len() >= MAX_FACT_FILES && !facts.contains_key(&file) {
+            facts.clear();
+        }
+        let f = facts.entry(file).or_default();
+        f.size = Some(size);
+        if let Some(p) = path
+            && f.path.as_deref() != Some(&**p)
+        {
+            f.path = Some(p.clone());
+            f.path_version = self.path_versions.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+    }
+
+    /// Forget what is known of `file` (its blocks are gone for good: the file was removed).
+    pub fn forget_file(&self, file: u64) {
+        self.facts.lock().remove(&file);
+    }
+
+    /// `file_size(file)` as a plugin sees it.
+    pub fn file_size(&self, file: u64) -> Option<u64> {
+        self.facts.lock().get(&file).and_then(|f| f.size)
+    }
+
+    /// The path of `file` and its version, if known.
+    pub fn file_path(&self, file: u64) -> Option<(Arc<str>, u64)> {
+        let facts = self.facts.lock();
+        let f = facts.get(&file)?;
+        Some((f.path.clone()?, f.path_version))
+    }
+
     /// A request for `key`; `hit` says whether it was resident.
     pub fn note_request(&self, w: &mut Windows, key: u64, hit: bool) {
         window(
@@ -220,6 +303,29 @@ mod tests {
         // Half the accesses sequential overall.
         let all = f.sequentiality(u64::MAX);
         assert!((0.3..0.7).contains(&all), "{all}");
+    }
+
+    #[test]
+    fn file_facts_keep_a_path_version_until_the_path_changes() {
+        let f = Figures::default();
+        assert_eq!(f.block_size(), None);
+        f.set_block_size(4096);
+        assert_eq!(f.block_size(), Some(4096));
+        assert_eq!(f.file_size(7), None);
+        assert!(f.file_path(7).is_none());
+        let a: Arc<str> = Arc::from("logs/a.log");
+        f.note_file(7, 100, None);
+        assert_eq!(f.file_size(7), Some(100));
+        assert!(f.file_path(7).is_none(), "a size alone sets no path");
+        f.note_file(7, 200, Some(&a));
+        let (p, v) = f.file_path(7).unwrap();
+        assert_eq!((&*p, f.file_size(7)), ("logs/a.log", Some(200)));
+        f.note_file(7, 300, Some(&Arc::from("logs/a.log")));
+        assert_eq!(f.file_path(7).unwrap().1, v, "same path, same version");
+        f.note_file(7, 300, Some(&Arc::from("logs/b.log")));
+        assert!(f.file_path(7).unwrap().1 > v);
+        f.forget_file(7);
+        assert_eq!(f.file_size(7), None);
     }
 
     #[test]

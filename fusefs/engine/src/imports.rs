@@ -1,8 +1,9 @@
 //! The host functions of module `kplug`: one `func_wrap` per entry of
 //! [`kplug_abi::imports::ALL`], built once per engine into a `Linker`.
 //!
-//! Every import reads or writes only its caller's [`HostState`]; none takes a lock, since
-//! they run inside a hook the cache core is calling with its own lock held. Pointers a plugin
+//! Every import reads or writes only its caller's [`HostState`] and the cache's figures; none
+//! takes the core's lock (they run inside a hook the core is calling with that lock held),
+//! only the figures' own short leaf locks (per-file tables). Pointers a plugin
 //! passes are checked against its memory (a bad one traps the call, which the core turns
 //! into a fault of that plugin); strings are decoded lossily and bounded
 //! ([`abi::MAX_LOG_BYTES`], [`abi::MAX_CANDIDATE_SPEC`]). A test checks that the linker
@@ -120,7 +121,65 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             }
         },
     )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::BLOCK_SIZE.name,
+        |c: Caller<'_, HostState>| c.data().figures.block_size().map_or(-1, |b| b as i64),
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::FILE_SIZE.name,
+        |c: Caller<'_, HostState>, file: i64| {
+            c.data()
+                .figures
+                .file_size(file as u64)
+                .map_or(-1, |s| s.min(i64::MAX as u64) as i64)
+        },
+    )?;
+    l.func_wrap(imp::MODULE, imp::ADD_GLOB.name, add_glob)?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::PATH_MATCHES.name,
+        |mut c: Caller<'_, HostState>, file: i64, glob: i32| {
+            let d = c.data_mut();
+            let figures = d.figures.clone();
+            d.globs.matches(&figures, file as u64, glob)
+        },
+    )?;
     Ok(l)
+}
+
+/// The `len` bytes at `ptr` of the caller's memory, as UTF-8; `Ok(None)` when not UTF-8 or
+/// the module has no memory, a trap when the range is outside it.
+fn guest_str(
+    caller: &mut Caller<'_, HostState>,
+    what: &str,
+    ptr: i32,
+    len: usize,
+) -> wasmtime::Result<Option<String>> {
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
+        return Ok(None);
+    };
+    let start = ptr as u32 as usize;
+    let Some(bytes) = mem.data(&caller).get(start..start + len) else {
+        wasmtime::bail!("kplug.{what}: {start:#x}+{len} is outside the plugin's memory");
+    };
+    Ok(std::str::from_utf8(bytes).ok().map(str::to_string))
+}
+
+fn add_glob(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let len = len as u32 as usize;
+    if !caller.data().gov.loading || len == 0 || len > abi::MAX_GLOB_BYTES {
+        return Ok(-1);
+    }
+    let Some(pattern) = guest_str(&mut caller, imp::ADD_GLOB.name, ptr, len)? else {
+        return Ok(-1);
+    };
+    Ok(caller
+        .data_mut()
+        .globs
+        .add(&pattern)
+        .map_or(-1, |i| i as i32))
 }
 
 fn counter(c: &Caller<'_, HostState>, i: i32, pick: fn(u64, u64) -> u64) -> i64 {
@@ -146,16 +205,7 @@ fn add_candidate(
     {
         return Ok(-1);
     }
-    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
-        return Ok(-1);
-    };
-    let start = ptr as u32 as usize;
-    let Some(bytes) = mem.data(&caller).get(start..start + len) else {
-        wasmtime::bail!(
-            "kplug.add_candidate: spec {start:#x}+{len} is outside the plugin's memory"
-        );
-    };
-    let Ok(spec) = std::str::from_utf8(bytes).map(str::to_string) else {
+    let Some(spec) = guest_str(&mut caller, imp::ADD_CANDIDATE.name, ptr, len)? else {
         return Ok(-1);
     };
     let g = &mut caller.data_mut().gov;

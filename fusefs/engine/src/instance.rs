@@ -142,6 +142,7 @@ pub struct Plugin {
     capacity: u64,
     roles: RoleSet,
     wants_sequentiality: bool,
+    wants_files: bool,
     wants_divergence: bool,
     tick: Option<TypedFunc<i64, i32>>,
     // Keeps the epoch ticker alive as long as the instance.
@@ -389,6 +390,7 @@ impl CompiledPlugin {
                 status: PluginStatus::new(&c.name, roles, c.governor),
             },
             wants_sequentiality: c.wants_sequentiality,
+            wants_files: c.wants_files,
             wants_divergence: c.wants_divergence,
             memory,
             eviction,
@@ -469,8 +471,16 @@ impl Plugin {
         self.rt.budget = owner.rt.budget.clone();
     }
 
-    /// Give the plugin the figures of the cache it is installed in.
+    /// Give the plugin the figures of the cache it is installed in, and have the cache
+    /// compute the figures it imports that are computed only on demand (`sequentiality`,
+    /// the file facts).
     pub fn attach_figures(&mut self, figures: Arc<Figures>) {
+        if self.wants_sequentiality {
+            figures.set_track_sequentiality(true);
+        }
+        if self.wants_files {
+            figures.set_track_files(true);
+        }
         self.rt.store.data_mut().figures = figures;
     }
 

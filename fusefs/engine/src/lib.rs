@@ -9,11 +9,11 @@
 //! ```
 //!
 //! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
-//! the imports read), `state` (a store's data and the deadline policy), `budget` (what slow
-//! calls may cost per second), `text` (plugin and wasmtime text made one printable line),
-//! `imports` (the host functions), `engine` (wasmtime config, epoch ticker, compile +
-//! validate), `instance` (the load sequence and the hooks), `registry` (compiled plugins by
-//! name), `status`, `error`.
+//! and file facts the imports read), `globs` (path patterns plugins register), `state` (a
+//! store's data and the deadline policy), `budget` (what slow calls may cost per second),
+//! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
+//! `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the load sequence
+//! and the hooks), `registry` (compiled plugins by name), `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
 
@@ -23,6 +23,7 @@ mod budget;
 mod engine;
 mod error;
 pub mod figures;
+mod globs;
 pub mod hash;
 mod imports;
 mod instance;

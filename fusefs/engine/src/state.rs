@@ -18,6 +18,7 @@ use kplug_abi::{self as abi, Role};
 use wasmtime::UpdateDeadline;
 
 use crate::figures::Figures;
+use crate::globs::Globs;
 use crate::limiter::Limiter;
 
 /// Data of a plugin's store, visible to the host imports.
@@ -39,6 +40,8 @@ pub(crate) struct HostState {
     pub(crate) figures: Arc<Figures>,
     /// What a governor registered and may read or request (ABI 1.1).
     pub(crate) gov: GovState,
+    /// The path patterns the plugin registered (ABI 1.3).
+    pub(crate) globs: Globs,
 }
 
 /// A governor's side of the candidate table: registrations during load, counters and the
@@ -117,6 +120,7 @@ impl HostState {
                 active: [-1; 3],
                 ..GovState::default()
             },
+            globs: Globs::default(),
         }
     }
 

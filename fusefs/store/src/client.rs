@@ -135,10 +135,23 @@ impl Store {
         fut: impl std::future::Future<Output = object_store::Result<T>>,
         bytes: impl FnOnce(&T) -> u64,
     ) -> Result<T, StoreError> {
-        let m = self.metrics.kind(kind);
         let start = Instant::now();
         let r = fut.await;
-        m.latency.record_duration(start.elapsed());
+        self.account(kind, what, r, start.elapsed(), bytes)
+    }
+
+    /// Count a finished call of `kind` that took `took` (a call timed by its caller: an
+    /// upload's part, sent in the background).
+    pub(crate) fn account<T>(
+        &self,
+        kind: RequestKind,
+        what: &str,
+        r: object_store::Result<T>,
+        took: std::time::Duration,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T, StoreError> {
+        let m = self.metrics.kind(kind);
+        m.latency.record_duration(took);
         match r {
             Ok(v) => {
                 m.bytes.add(bytes(&v));

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
@@ -25,6 +26,9 @@ pub const PART_BYTES: usize = 8 << 20;
 /// Parts sent concurrently by one upload.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
+/// A part being sent: its result and how long it took.
+type PartTask = JoinHandle<(object_store::Result<()>, Duration)>;
+
 /// An object being written (see the module note).
 pub struct Upload {
     store: Arc<Store>,
@@ -32,7 +36,8 @@ pub struct Upload {
     buf: BytesMut,
     written: u64,
     multipart: Option<Box<dyn MultipartUpload>>,
-    in_flight: VecDeque<(JoinHandle<object_store::Result<()>>, u64)>,
+    /// Parts on their way, with their bytes.
+    in_flight: VecDeque<(PartTask, u64)>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -79,14 +84,15 @@ impl Upload {
         };
         let what = self.what();
         let (_, rt) = self.store.parts();
-        let r = rt.block_on(handle).unwrap_or_else(|e| {
-            Err(object_store::Error::Generic {
+        let (r, took) = rt.block_on(handle).unwrap_or_else(|e| {
+            let e = object_store::Error::Generic {
                 store: "upload",
                 source: Box::new(e),
-            })
+            };
+            (Err(e), Duration::ZERO)
         });
         self.store
-            .run(RequestKind::UploadPart, &what, std::future::ready(r), bytes)
+            .account(RequestKind::UploadPart, &what, r, took, |_| bytes)
     }
 
     /// Send the buffered part.
@@ -115,7 +121,11 @@ impl Upload {
             .expect("started above")
             .put_part(PutPayload::from_bytes(part));
         let (_, rt) = self.store.parts();
-        self.in_flight.push_back((rt.spawn(fut), bytes));
+        let timed = async move {
+            let start = Instant::now();
+            (fut.await, start.elapsed())
+        };
+        self.in_flight.push_back((rt.spawn(timed), bytes));
         Ok(())
     }
 

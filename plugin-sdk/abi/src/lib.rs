@@ -32,8 +32,9 @@ use core::time::Duration;
 /// Major version of the ABI.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
-/// imports and the governor role; 1.2 added `set_weight`.
-pub const ABI_MINOR: u32 = 2;
+/// imports and the governor role; 1.2 added `set_weight`; 1.3 the file facts (`block_size`,
+/// `file_size`, `add_glob`, `path_matches`).
+pub const ABI_MINOR: u32 = 3;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -109,6 +110,20 @@ pub mod imports {
     /// Governor: `set_weight(index: i32, weight: f64) -> i32`, an eviction candidate's weight
     /// (finite, >= 0) in the cache's eviction vote (0), or -1 when refused.
     pub const SET_WEIGHT: Func = func("set_weight", "IF", "I", 2);
+    /// `block_size() -> i64`: bytes per block of the cache; -1 where blocks have no fixed
+    /// size (the simulator's objects).
+    pub const BLOCK_SIZE: Func = func("block_size", "", "L", 3);
+    /// `file_size(file: i64) -> i64`: the size in bytes of `file` (`key >> 32`) as the
+    /// cache last saw it; -1 when unknown (a file not read yet, the simulator).
+    pub const FILE_SIZE: Func = func("file_size", "L", "L", 3);
+    /// Load time only: `add_glob(ptr: i32, len: i32) -> i32` registers a path pattern
+    /// (UTF-8, at most [`MAX_GLOB_BYTES`](crate::MAX_GLOB_BYTES), at most
+    /// [`MAX_GLOBS`](crate::MAX_GLOBS)); its index, or -1 if refused (not loading, too many,
+    /// too long, not UTF-8, not a pattern). The host matches paths; no string crosses per call.
+    pub const ADD_GLOB: Func = func("add_glob", "II", "I", 3);
+    /// `path_matches(file: i64, glob: i32) -> i32`: 1 if the path of `file` matches pattern
+    /// `glob`, 0 if not, -1 for a bad index or a file whose path is unknown.
+    pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -127,6 +142,10 @@ pub mod imports {
         ACTIVE,
         ACTIVATE,
         SET_WEIGHT,
+        BLOCK_SIZE,
+        FILE_SIZE,
+        ADD_GLOB,
+        PATH_MATCHES,
     ];
 
     /// The import named `name`, if the ABI has one.
@@ -229,6 +248,11 @@ pub const MAX_LOG_MESSAGES: u64 = 10_000;
 pub const MAX_CANDIDATES: usize = 32;
 /// Longest candidate spec, in bytes.
 pub const MAX_CANDIDATE_SPEC: usize = 1024;
+/// Most path patterns one instance may register (`add_glob`): the matches of a file are one
+/// 64-bit mask on the host.
+pub const MAX_GLOBS: usize = 64;
+/// Longest path pattern, in bytes.
+pub const MAX_GLOB_BYTES: usize = 1024;
 
 /// Granularity of the host's deadlines. 1 ms keeps timeouts tight while the ticker itself
 /// costs ~1000 wakeups/s of a few hundred ns.
@@ -453,7 +477,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0002);
+        assert_eq!(ABI_VERSION, 0x0001_0003);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

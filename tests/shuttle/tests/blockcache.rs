@@ -64,7 +64,7 @@ impl Fixture {
         let fd = std::os::fd::OwnedFd::from(file.try_clone().unwrap());
         Arc::new(Self {
             _dir: dir,
-            source: Arc::new(FileSource(Arc::new(fd))),
+            source: Arc::new(FileSource::new(Arc::new(fd))),
             file,
             committed: (0..BLOCKS).map(|_| AtomicU64::new(0)).collect(),
         })

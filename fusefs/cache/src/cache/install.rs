@@ -144,9 +144,6 @@ impl<V> CacheCore<V> {
             }
         }
         plugin.attach_figures(self.figures.clone());
-        if plugin.wants_sequentiality() {
-            self.figures.set_track_sequentiality(true);
-        }
         self.governor_loses(roles);
         let old = self.slots();
         plugin.mark_installed();

@@ -131,6 +131,9 @@ struct FileState {
     version: u64,
     /// Writes through the mount in progress on this file: reads wait for them.
     writing: u32,
+    /// The size and path last recorded in the figures (ABI 1.3 file facts), while a plugin
+    /// wants them.
+    facts: Option<(u64, Option<Arc<str>>)>,
 }
 
 struct Inner {
@@ -230,6 +233,7 @@ impl BlockCache {
         let capacity = config.capacity_bytes / config.block_size;
         let core = CacheCore::new(capacity, config.core.clone());
         let figures = core.figures().clone();
+        figures.set_block_size(config.block_size);
         let inner = Arc::new(Mutex::new(Inner {
             core,
             files: HashMap::new(),
@@ -335,6 +339,25 @@ impl BlockCache {
         &self.backend
     }
 
+    /// Record `file`'s size and path for the plugins that ask (ABI 1.3), when they changed
+    /// since the last record: a read costs a comparison, a change one short lock.
+    fn note_facts(&self, g: &mut Inner, file: FileRef<'_>, size: u64) {
+        let path = file.source.path();
+        let f = g.file(file.ino);
+        let same = f.facts.as_ref().is_some_and(|(s, p)| {
+            *s == size
+                && match (p, &path) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if !same {
+            self.figures.note_file(f.id as u64, size, path.as_ref());
+            f.facts = Some((size, path));
+        }
+    }
+
     /// Get block `index` of `file`: from the cache, from a fetch in flight, or from the
     /// backend. Returns the block and whether it was a hit.
     fn block(&self, file: FileRef<'_>, file_size: u64, index: u64) -> Result<(Block, bool)> {
@@ -347,6 +370,9 @@ impl BlockCache {
             let f = g.file(file.ino);
             (f.id, f.version)
         };
+        if self.figures.tracks_files() {
+            self.note_facts(&mut g, file, file_size);
+        }
         let key = block_key(id, index as u32);
         let file_blocks = file_size.div_ceil(bs);
         let cached = g.core.get(key).cloned();

@@ -17,7 +17,8 @@
 //! worker threads.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -49,26 +50,72 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn preferred_read(&self) -> u64 {
         0
     }
+
+    /// The file's path from the mount's root (`/`-separated, no leading `/`), if known:
+    /// what plugins match their path patterns against (ABI 1.3). Asked only while a plugin
+    /// wants it.
+    fn path(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// A backing file of the passthrough, read with `pread`.
 #[derive(Debug, Clone)]
-pub struct FileSource(pub Arc<OwnedFd>);
+pub struct FileSource {
+    fd: Arc<OwnedFd>,
+    /// The backing root, to name the file from (`None`: nameless).
+    root: Option<Arc<Path>>,
+    /// The name, found at the first question (one `readlink` of the descriptor).
+    path: Arc<OnceLock<Option<Arc<str>>>>,
+}
+
+impl FileSource {
+    /// The file open at `fd`, without a name.
+    pub fn new(fd: Arc<OwnedFd>) -> Self {
+        FileSource {
+            fd,
+            root: None,
+            path: Arc::default(),
+        }
+    }
+
+    /// The file open at `fd`, named by its path under `root` (absolute, without symlinks).
+    pub fn under(fd: Arc<OwnedFd>, root: Arc<Path>) -> Self {
+        FileSource {
+            root: Some(root),
+            ..FileSource::new(fd)
+        }
+    }
+}
 
 impl Source for FileSource {
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        let n = sys::pread_full(self.0.as_raw_fd(), &mut buf, offset)?;
+        let n = sys::pread_full(self.fd.as_raw_fd(), &mut buf, offset)?;
         buf.truncate(n);
         Ok(buf)
     }
 
     fn size(&self) -> Result<u64> {
-        Ok(sys::fstat(self.0.as_fd())?.st_size as u64)
+        Ok(sys::fstat(self.fd.as_fd())?.st_size as u64)
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.0.as_fd())
+        Some(self.fd.as_fd())
+    }
+
+    /// Where the descriptor's file is now (`/proc/self/fd`), under the backing root; `None`
+    /// for a file removed since its open or outside the root.
+    fn path(&self) -> Option<Arc<str>> {
+        self.path
+            .get_or_init(|| {
+                let root = self.root.as_ref()?;
+                let at =
+                    std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).ok()?;
+                let rel = at.strip_prefix(&**root).ok()?.to_str()?;
+                (!rel.is_empty() && !rel.ends_with(" (deleted)")).then(|| Arc::from(rel))
+            })
+            .clone()
     }
 }
 

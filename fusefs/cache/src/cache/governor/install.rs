@@ -153,9 +153,6 @@ impl<V> CacheCore<V> {
             self.retire(&old, &format!("replaced by governor {}", plugin.name()));
         }
         plugin.attach_figures(self.figures.clone());
-        if plugin.wants_sequentiality() {
-            self.figures.set_track_sequentiality(true);
-        }
         plugin.mark_installed();
         let pending = plugin.take_activations();
         let weights = plugin.take_weights();

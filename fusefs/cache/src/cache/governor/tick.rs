@@ -299,9 +299,6 @@ impl<V> CacheCore<V> {
         }
         let old = self.slots();
         p.attach_figures(self.figures.clone());
-        if p.wants_sequentiality() {
-            self.figures.set_track_sequentiality(true);
-        }
         p.mark_installed();
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);

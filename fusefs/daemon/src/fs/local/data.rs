@@ -12,7 +12,7 @@ impl LocalFs {
             Arc::new(OpenFile {
                 ino: inode.ino,
                 inode,
-                source: Arc::new(FileSource(fd.clone())),
+                source: Arc::new(FileSource::under(fd.clone(), self.root_path.clone())),
                 fd,
                 flags,
             }),

@@ -90,6 +90,9 @@ pub struct LocalFs {
     config: FsConfig,
     is_root: bool,
     stamps: Mutex<HashMap<u64, Stamp>>,
+    /// The backing directory, absolute and without symlinks: open files are named from it
+    /// for plugins' path patterns (ABI 1.3).
+    root_path: Arc<Path>,
 }
 
 /// (size, mtime s, mtime ns, ctime s, ctime ns) of a file at its last open.
@@ -119,7 +122,10 @@ impl LocalFs {
             0,
         )
         .map_err(|e| FsError::from(e).context(format!("open backing dir {}", backing.display())))?;
+        let root_path = std::fs::canonicalize(backing)
+            .map_err(|e| FsError::from(e).context(format!("resolve {}", backing.display())))?;
         Ok(Self {
+            root_path: root_path.into(),
             inodes: InodeTable::new(root)?,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),

@@ -17,7 +17,8 @@ const OBJECT_READ_BYTES: u64 = 8 << 20;
 #[derive(Debug)]
 pub struct ObjectSource {
     store: Arc<Store>,
-    key: String,
+    /// The key from the mount's root: also the file's path.
+    key: Arc<str>,
     etag: Option<String>,
     size: u64,
 }
@@ -48,6 +49,10 @@ impl Source for ObjectSource {
 
     fn preferred_read(&self) -> u64 {
         OBJECT_READ_BYTES
+    }
+
+    fn path(&self) -> Option<Arc<str>> {
+        Some(self.key.clone())
     }
 }
 
@@ -136,7 +141,7 @@ impl ObjectFs {
             }
             let source: Arc<dyn Source> = Arc::new(ObjectSource {
                 store: self.store.clone(),
-                key,
+                key: key.into(),
                 etag: n.etag.clone(),
                 size: n.size,
             });
@@ -214,7 +219,7 @@ impl ObjectFs {
         let upload = self.upload(ino)?;
         let source: Arc<dyn Source> = Arc::new(ObjectSource {
             store: self.store.clone(),
-            key: self.key(ino)?,
+            key: self.key(ino)?.into(),
             etag: None,
             size: 0,
         });

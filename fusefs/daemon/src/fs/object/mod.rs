@@ -337,8 +337,10 @@ impl Tree for ObjectFs {
             frsize: 4096,
         })
     }
+    /// ENOSYS: the kernel then stops asking for the rest of the mount (it otherwise asks for
+    /// `security.capability` before every write, a round trip each).
     fn getxattr(&self, _ino: u64, _name: &OsStr, _size: u32) -> Result<XattrReply> {
-        Err(fs_err!(libc::ENODATA, "no xattrs on an object store"))
+        Err(fs_err!(libc::ENOSYS, "no xattrs on an object store"))
     }
     fn setxattr(&self, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32) -> Result<()> {
         self.writable()?;
