@@ -13,7 +13,8 @@
 //! store's data and the deadline policy), `budget` (what slow calls may cost per second),
 //! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
 //! `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the load sequence
-//! and the hooks), `registry` (compiled plugins by name), `status`, `error`.
+//! and the hooks), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
+//! `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
 
@@ -28,6 +29,7 @@ pub mod hash;
 mod imports;
 mod instance;
 mod limiter;
+pub mod names;
 mod registry;
 mod state;
 mod status;

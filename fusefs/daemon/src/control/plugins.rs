@@ -55,29 +55,7 @@ use crate::fs_err;
 /// Suffix of parameter files: `NAME.params` holds the `key=value` parameters of `NAME.wasm`.
 const PARAMS_SUFFIX: &str = ".params";
 
-/// The plugin name of a file: its name without `.wasm`.
-pub fn plugin_name(file: &str) -> &str {
-    file.strip_suffix(".wasm").unwrap_or(file)
-}
-
-/// Longest file name in `plugins/` (the kernel's NAME_MAX).
-const MAX_NAME_BYTES: usize = 255;
-
-/// Check the name of a new file of `plugins/`: 1 to 255 bytes, not starting with `.` (so
-/// neither `.wasm` nor `.params` alone), without `/` or control characters (a name shows in
-/// logs and in `status`).
-pub fn check_file_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(format!("a plugin file name is 1 to {MAX_NAME_BYTES} bytes"));
-    }
-    if name.starts_with('.') {
-        return Err(format!("{name:?} starts with '.'"));
-    }
-    if name.contains('/') || name.chars().any(char::is_control) {
-        return Err(format!("{name:?} holds '/' or a control character"));
-    }
-    Ok(())
-}
+pub use kplug_engine::names::{check_file_name, parse_params_text, plugin_name};
 
 /// Whether `file` is a parameter file.
 pub fn is_params_file(file: &str) -> bool {
@@ -94,27 +72,6 @@ fn params_plugin(params_file: &str) -> &str {
     params_file
         .strip_suffix(PARAMS_SUFFIX)
         .unwrap_or(params_file)
-}
-
-/// Parse a parameter file: `key=value` pairs separated by newlines or commas; `#` starts a
-/// comment.
-pub fn parse_params_text(text: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
-    let text =
-        std::str::from_utf8(text).map_err(|_| "parameters must be UTF-8 text".to_string())?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not key=value"))?;
-            if k.trim().is_empty() {
-                return Err(format!("{item:?} has an empty key"));
-            }
-            out.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    Ok(out)
 }
 
 /// A file in `plugins/`.

@@ -20,8 +20,11 @@ use super::{Governor, adopt, make_instance};
 pub struct SpareRequests {
     governor: Option<StatusHandle>,
     capacity: u64,
-    wanted: Vec<(usize, CompiledPlugin, Vec<(String, String)>)>,
+    wanted: Vec<Wanted>,
 }
+
+/// A spare wanted: the candidate's index, its module and its parameters.
+type Wanted = (usize, CompiledPlugin, Vec<(String, String)>);
 
 /// Spares made for a governor's candidates.
 pub struct Spares {
