@@ -460,3 +460,52 @@ fn errors_are_true_and_one_line_and_plugin_logs_forge_nothing() {
     );
     assert!(!text.contains('\u{1b}'), "{text}");
 }
+
+/// Concurrent copies into one file (an eviction plugin and a governor, interleaved, some
+/// of them mixing their bytes and refused): whatever happened, status tells the truth, and a
+/// last copy decides what serves, with nothing of the others left.
+#[test]
+fn concurrent_copies_into_one_file_leave_the_last_one_serving() {
+    let m = Arc::new(mount(2, &[]));
+    let gov = fixtures::governor(&[(0, "lru")], "(drop (call $act (i32.const 0)))", "", "");
+    let kinds: Vec<Vec<u8>> = vec![exported_policy("fifo"), gov];
+    let threads: Vec<_> = kinds
+        .iter()
+        .cloned()
+        .map(|bytes| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..15 {
+                    // Refused when the two writers' bytes mixed: that is fine.
+                    let _ = drop_plugin(&m, "race.wasm", &bytes);
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            for _ in 0..10 {
+                read_all(&m, 2);
+            }
+        })
+    };
+    for t in threads {
+        t.join().unwrap();
+    }
+    reader.join().unwrap();
+    check_truth(&status(&m));
+    // A governor last: it governs, and the eviction plugin is gone.
+    drop_plugin(&m, "race.wasm", &kinds[1]).unwrap();
+    let st = status(&m);
+    check_truth(&st);
+    assert_eq!(st["active"]["governor"], "race", "{st:#}");
+    assert_eq!(st["active"]["eviction"], "lru", "{st:#}");
+    // The eviction plugin last: it serves, and the governor is gone with its candidate.
+    drop_plugin(&m, "race.wasm", &kinds[0]).unwrap();
+    let st = status(&m);
+    check_truth(&st);
+    assert!(st["active"]["governor"].is_null(), "{st:#}");
+    assert_eq!(st["active"]["eviction"], "race", "{st:#}");
+    read_all(&m, 2);
+}
