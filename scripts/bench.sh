@@ -6,7 +6,7 @@
 #   --quick      small sizes, short runs (under 5 minutes on 2 cores once built)
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
-#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles
+#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall
 #   --runs N     repetitions of every measured configuration (default 3)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run
 #
@@ -22,6 +22,10 @@
 #   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full)
 #   smallfiles  create, stat, read N files of 4 KiB (10k quick, 100k full): native,
 #               bindfs, kplugfs
+#   writes      fio writes into a new file ending with fsync: sequential 4 KiB / 128 KiB /
+#               1 MiB and random 4 KiB, buffered and O_DIRECT: native, bindfs, kplugfs
+#   stall       tests/benches/stall.rs: the longest read under 8 readers while plugins
+#               initialise slowly or hooks are slow (STALL_SECS=2 quick, 5 full)
 # Needs root, /dev/fuse, fio, bindfs, python3 (scripts/setup.sh installs them).
 # Honours CARGO_TARGET_DIR; KPLUGFS_BIN=PATH uses a prebuilt release kplugfs instead of building.
 set -euo pipefail
@@ -29,7 +33,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall"; runs=3
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; shift ;;
@@ -37,7 +41,7 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --docs) docs=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -59,7 +63,7 @@ if [ $quick = 1 ]; then
     read_mib=32; read_rt=300ms           # reads: file size, random-read time per run
     slow_mib=32; slow_io=1M              # slow backend: file size, random bytes read
     crit_args=(--warm-up-time 0.3 --measurement-time 1)
-    swaps=100; nfiles=10000
+    swaps=100; nfiles=10000; write_mib=64; stall_secs=2
     # Cut to fit 5 minutes: WASM eviction plugins warm only, once each (the baselines and
     # the built-in get every run); criterion once (its own confidence interval is the
     # spread); the 1.1 M-request simulator replay once; small files twice.
@@ -69,7 +73,7 @@ else
     read_mib=512; read_rt=5s
     slow_mib=1024; slow_io=16M
     crit_args=(--warm-up-time 1 --measurement-time 5)
-    swaps=500; nfiles=100000
+    swaps=500; nfiles=100000; write_mib=512; stall_secs=5
     wasm_caches="cold warm"; wasm_runs=$runs; hook_runs=$runs; split_runs=$runs; small_runs=$runs
 fi
 cache_mib=$((read_mib / 2))              # reads: the block cache holds half the file
@@ -105,6 +109,10 @@ fi
 if want hotswap; then
     log "building the hotswap bench"
     cargo bench -p kplugfs-tests --bench hotswap --no-run > "$logs/build-hotswap.log" 2>&1 || { tail -30 "$logs/build-hotswap.log" >&2; die "hotswap bench build failed"; }
+fi
+if want stall; then
+    log "building the stall bench"
+    cargo bench -p kplugfs-tests --bench stall --no-run > "$logs/build-stall.log" 2>&1 || { tail -30 "$logs/build-stall.log" >&2; die "stall bench build failed"; }
 fi
 build_s=$((SECONDS - t_build))
 t_start=$SECONDS
@@ -366,10 +374,62 @@ if want smallfiles; then
     emit timing phase=smallfiles seconds=$((SECONDS - t0))
 fi
 
+# ---- 7. writes ------------------------------------------------------------------------
+if want writes; then
+    t0=$SECONDS
+    log "writes: ${write_mib} MiB into a new file, fsync at the end: native, bindfs, kplugfs"
+    bindfs "$backing" "$bmnt"
+    kmount
+    for r in $(seq 1 "$runs"); do
+        for direct in 0 1; do
+            for pattern in "write 4k" "write 128k" "write 1M" "randwrite 4k"; do
+                set -- $pattern
+                for sys in native bindfs kplugfs; do
+                    case $sys in native) d=$backing ;; bindfs) d=$bmnt ;; kplugfs) d=$kmnt ;; esac
+                    rm -f "$d/w"
+                    res=$(taskset -c "$pin_cpu" fio --name=w --filename="$d/w" --rw="$1" --bs="$2" \
+                        --size="${write_mib}M" --ioengine=psync --direct=$direct --end_fsync=1 \
+                        --randrepeat=1 --numjobs=1 --output-format=json 2>>"$logs/fio.err" |
+                        python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(f"mib_s={j[\"write\"][\"bw\"]/1024:.2f} err={j[\"error\"]}")' ||
+                        echo "mib_s=0 err=1")
+                    rm -f "$d/w"
+                    emit writes system=$sys rw="$1" bs="$2" direct=$direct run="$r" $res
+                    log "writes: $sys $1 $2 direct=$direct run $r: $(field mib_s "$res") MiB/s"
+                done
+            done
+        done
+    done
+    kumount; umount "$bmnt"
+    emit timing phase=writes seconds=$((SECONDS - t0))
+fi
+
+# ---- 8. read stalls under slow plugins -----------------------------------------------
+if want stall; then
+    t0=$SECONDS
+    log "stall: STALL_SECS=$stall_secs cargo bench -p kplugfs-tests --bench stall"
+    KPLUGFS_BIN=$kplugfs STALL_SECS=$stall_secs cargo bench -p kplugfs-tests --bench stall \
+        > "$logs/stall.log" 2>"$logs/stall.err" || { tail -20 "$logs/stall.err" >&2; die "stall bench failed"; }
+    python3 - "$logs/stall.log" "$stall_secs" >> "$raw" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("runaway hook"):
+        print(json.dumps({"scenario": "stall_deadline", "text": line.strip()}))
+        continue
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if len(c) != 6 or not c[1].isdigit():
+        continue
+    num = lambda x: float(x) if x not in ("-", "") else None
+    print(json.dumps({"scenario": "stall", "secs": int(sys.argv[2]), "case": c[0], "reads": int(c[1]),
+                      "p50_ms": num(c[2]), "p99_ms": num(c[3]), "max_ms": num(c[4]), "plugin": c[5]}))
+PY
+    log "stall: done"
+    emit timing phase=stall seconds=$((SECONDS - t0))
+fi
+
 total_s=$((SECONDS - t_start))
 log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
-    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu"
+    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles write_mib=$write_mib stall_secs=$stall_secs pin_cpu=$pin_cpu"
 log "wrote $out/report.md and $out/report.json"
