@@ -62,9 +62,7 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sdk_lru = fs::read(dir.join("lru.wasm")).unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
+    let root = kplugfs_tests::repo_root();
     let wat_lru = wat::parse_file(root.join("policies/lru-wat/lru.wat")).unwrap();
     let want: Arc<Vec<Vec<u8>>> = Arc::new((0..FILES).map(data).collect());
 

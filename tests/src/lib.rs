@@ -170,7 +170,7 @@ pub fn drop_plugin_at(mnt: &Path, name: &str, bytes: &[u8]) -> std::io::Result<(
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("workspace root")
         .to_path_buf()
@@ -268,4 +268,12 @@ impl Hostile {
         ))
         .expect("hostile module")
     }
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,7 +16,7 @@ use kplugfs_tests::{Hostile, TestMount, active, drop_plugin, plugin, status, wat
 fn lru_wasm() -> Vec<u8> {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     let p = PATH.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let root = &kplugfs_tests::repo_root();
         let target = std::env::temp_dir().join("kplugfs-test-policies");
         kplug_catalog::build_policy(&root.join("policies/lru"), &target)
             .expect("build policies/lru")

@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kplug_traces::{Format, Request, TraceIterExt, TraceReader, TraceWriter};
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(manifest_dir().join("data").join(name)).unwrap()
 }
 
 fn count(bytes: &[u8], format: Format) -> u64 {
@@ -62,3 +62,11 @@ fn readers(c: &mut Criterion) {
 
 criterion_group!(benches, readers);
 criterion_main!(benches);
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}

@@ -55,11 +55,7 @@ fn truncated_oracle_record() {
 
 #[test]
 fn truncated_vscsi_and_kplug_records() {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/cloudPhysicsIO.vscsi"
-    ))
-    .unwrap();
+    let bytes = std::fs::read(manifest_dir().join("data/cloudPhysicsIO.vscsi")).unwrap();
     let (ok, e) = first_error(&bytes[..32 * 5 + 31], "v.vscsi", Format::Vscsi);
     assert_eq!(ok, 5);
     assert_msg(
@@ -190,11 +186,7 @@ fn bad_op() {
         &["line 2", "`R` or `W`", "`X`"],
     );
 
-    let mut vscsi = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/cloudPhysicsIO.vscsi"
-    ))
-    .unwrap();
+    let mut vscsi = std::fs::read(manifest_dir().join("data/cloudPhysicsIO.vscsi")).unwrap();
     vscsi.truncate(32 * 4);
     vscsi[32 * 2 + 12] = 0x35; // SYNCHRONIZE CACHE
     let (ok, e) = first_error(&vscsi, "v.vscsi", Format::Vscsi);
@@ -259,4 +251,12 @@ fn unwritable_requests_name_the_request() {
         .unwrap_err();
     assert_msg(&e, &["out.csv: request 1", "not a multiple of 512"]);
     assert!(TraceWriter::new(Vec::new(), "x", Format::Msr).is_err());
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

@@ -7,7 +7,6 @@
 //!   keys with a 4096-block cache; elements/s is requests/s.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kplug_abi::{Role, RoleSet};
@@ -19,7 +18,7 @@ const N: u64 = 4096;
 
 fn plugins() -> (PluginEngine, CompiledPlugin, CompiledPlugin) {
     let engine = PluginEngine::new(EngineConfig::default()).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let root = manifest_dir().join("../../policies");
     let target = std::env::temp_dir().join("kplugfs-policy-target");
     let sdk = kplug_catalog::build_policy(&root.join("lru"), &target).expect("build policies/lru");
     let sdk = engine.compile("lru", &std::fs::read(sdk).unwrap()).unwrap();
@@ -151,3 +150,11 @@ fn core(c: &mut Criterion) {
 
 criterion_group!(benches, hooks, core);
 criterion_main!(benches);
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}

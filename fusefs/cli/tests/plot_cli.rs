@@ -35,7 +35,7 @@ fn failed(out: &Output) -> String {
 }
 
 fn trace() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .join("../../traces/data/sprite.trace")
         .to_str()
         .unwrap()
@@ -170,4 +170,12 @@ fn an_unknown_extension_fails_before_any_work() {
     ]));
     assert!(err.contains("must end in .svg or .png"), "{err}");
     assert!(!Path::new("out.jpg").exists() && !Path::new("out").exists());
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

@@ -12,7 +12,7 @@ fn kplugfs(args: &[&str]) -> Output {
 }
 
 fn data(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .join("../../traces/data")
         .join(name)
         .to_str()
@@ -254,4 +254,12 @@ fn convert_refuses_what_it_cannot_write_and_leaves_no_output() {
     let out = kplugfs(&["trace", "convert", &input, &input, "--to", "txt"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the input"));
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

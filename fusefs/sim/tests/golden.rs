@@ -8,7 +8,7 @@
 //! sketches, libCacheSim-internal orderings our ABI cannot see; every differing cell is explained
 //! in `docs/policies.md`). Run with `-- --nocapture` to print the full table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kplug_sim::{SimConfig, load_trace, run};
 use kplug_traces::Format;
@@ -151,7 +151,7 @@ const INVALID_REFERENCE: &[(&str, &str, u64)] = &[("sprite", "wtinylfu", 70)];
 const FRACTIONS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 fn trace_args(trace: &str) -> SimConfig {
@@ -262,4 +262,12 @@ fn pinned_values_match_the_csv() {
     }
     assert_eq!(n, PINNED.len());
     assert_eq!(PINNED.len(), 3 * CSV_NAMES.len() * FRACTIONS.len());
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

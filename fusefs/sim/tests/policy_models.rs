@@ -9,7 +9,6 @@
 //! the host (hook order, victim validation, fault fallback) or at the guest ABI shims.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::OnceLock;
 
 use kplug_cache::{BuiltinPrefetch, CacheCore, CoreConfig};
@@ -197,9 +196,7 @@ fn trace_prefix(
     split: Option<u64>,
     n: usize,
 ) -> Vec<u64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../traces/data")
-        .join(file);
+    let path = manifest_dir().join("../../traces/data").join(file);
     let t = kplug_sim::load_trace(&path, format, split, &()).unwrap();
     t.ids.into_iter().take(n).collect()
 }
@@ -268,7 +265,7 @@ fn native_throughput(name: &str, capacity: u64, ids: &[u64]) -> (f64, u64) {
 #[ignore = "benchmark: run in release with --ignored --nocapture"]
 fn throughput_wasm_vs_native() {
     use kplug_traces::Format;
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces/data");
+    let data = manifest_dir().join("../../traces/data");
     let traces = [
         ("cloudPhysicsIO", None),
         ("cloudPhysicsIO-4KiB-blocks", Some(4096)),
@@ -319,4 +316,12 @@ fn throughput_wasm_vs_native() {
             );
         }
     }
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }

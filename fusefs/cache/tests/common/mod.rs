@@ -2,7 +2,7 @@
 //! WAT fixture templates, and the policy .wasm files built once per run.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kplug_abi::RoleSet;
@@ -129,7 +129,7 @@ pub const PREFETCH_TEMPLATE: &str = r#"
 )"#;
 
 fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+    manifest_dir().join("../../policies")
 }
 
 /// Target dir of policy builds: never the caller's (cargo's lock would
@@ -184,9 +184,7 @@ pub fn fixture_wasm(name: &'static str) -> &'static [u8] {
         OnceLock::new();
     let mut built = W.get_or_init(Default::default).lock().unwrap();
     built.entry(name).or_insert_with(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
+        let dir = manifest_dir().join("tests/fixtures").join(name);
         let path = kplug_catalog::build_policy(&dir, &policy_target_dir())
             .unwrap_or_else(|e| panic!("building the {name} fixture: {e}"));
         Vec::leak(std::fs::read(path).expect("read fixture wasm"))
@@ -201,4 +199,12 @@ pub fn sdk_roles() -> &'static CompiledPlugin {
             .compile("sdk-roles", fixture_wasm("sdk-roles"))
             .expect("fixture compiles")
     })
+}
+
+/// The package's directory: read when the test runs (cargo sets it), so a build reused
+/// from another clone of the repository reads this clone's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
