@@ -390,7 +390,7 @@ if want writes; then
                     res=$(taskset -c "$pin_cpu" fio --name=w --filename="$d/w" --rw="$1" --bs="$2" \
                         --size="${write_mib}M" --ioengine=psync --direct=$direct --end_fsync=1 \
                         --randrepeat=1 --numjobs=1 --output-format=json 2>>"$logs/fio.err" |
-                        python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(f"mib_s={j[\"write\"][\"bw\"]/1024:.2f} err={j[\"error\"]}")' ||
+                        python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print("mib_s=%.2f err=%d" % (j["write"]["bw"] / 1024, j["error"]))' ||
                         echo "mib_s=0 err=1")
                     rm -f "$d/w"
                     emit writes system=$sys rw="$1" bs="$2" direct=$direct run="$r" $res

@@ -6,8 +6,8 @@
 //! - `governor, N candidates x 300 ms init`: a governor whose N admission candidates each
 //!   spend 300 ms in `kplug_init` is copied in while the readers read (the longest read
 //!   *during its load*);
-//! - `eviction hook of H us`: the WAT LRU whose every eviction hook spins H µs, copied in,
-//!   then 3 s of reading (a hook under the first tick, one around the 2 ms deadline, one past
+//! - `eviction hook of H us`: the WAT LRU whose every eviction hook spins H µs, copied into
+//!   the empty cache, then 3 s of reading (a hook under the first tick, one around the 2 ms deadline, one past
 //!   it), with the mount's defaults (`--hook-deadline 2ms --hook-budget 10ms`) and without
 //!   the slow-call budget and with the old 10 ms deadline (`--hook-deadline 10ms
 //!   --hook-budget 0`), the bound before the budget existed.
@@ -204,10 +204,11 @@ fn main() {
     ] {
         for hook_us in [300u64, 1500, 3000] {
             let m = mount(flags);
-            let r = Readers::start(&m, &want);
-            std::thread::sleep(Duration::from_millis(200));
-            let t0 = Instant::now();
+            // Loaded into the empty cache (no resident block to replay), then read: a hook
+            // over the deadline faults at its first call under the readers, not at load.
             drop_plugin(&m, "slow.wasm", &fixtures::slow_lru(0, hook_us)).unwrap();
+            let r = Readers::start(&m, &want);
+            let t0 = Instant::now();
             std::thread::sleep(Duration::from_secs(secs));
             let lat = r.stop(t0, Instant::now());
             row(
