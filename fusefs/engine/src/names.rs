@@ -1,7 +1,8 @@
 //! The text an operator writes into a mount's `.kplug/plugins/`: plugin file names and
-//! `NAME.params` parameter files. Parsed here, in the engine, so the daemon's control tree
-//! and the fuzz targets (`fuzz/`) run the same code; both parsers take any input and answer
-//! a one-line error for what they refuse.
+//! `NAME.params` parameter files. Parsed here, in the engine, beside `parse_params` (the
+//! command line's form), so that anything driving the engine (the daemon's control tree, a
+//! fuzz target) runs the same code; both take any input and answer a one-line error for
+//! what they refuse.
 
 /// The plugin name of a file: its name without `.wasm`.
 pub fn plugin_name(file: &str) -> &str {
