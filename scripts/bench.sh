@@ -7,7 +7,7 @@
 #   --quick      small sizes, short runs (under 5 minutes on 2 cores once built, s3 apart)
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
-#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,s3
+#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -28,6 +28,10 @@
 #   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full)
 #   smallfiles  create, stat, read N files of 4 KiB (10k quick, 100k full): native,
 #               bindfs, kplugfs
+#   writes      fio writes into a new file ending with fsync: sequential 4 KiB / 128 KiB /
+#               1 MiB and random 4 KiB, buffered and O_DIRECT: native, bindfs, kplugfs
+#   stall       tests/benches/stall.rs: the longest read under 8 readers while plugins
+#               initialise slowly or hooks are slow (STALL_SECS=2 quick, 5 full)
 #   s3          an S3 bucket (the project's Ceph RGW, scripts/s3/ceph-s3.sh, started if it
 #               is not running, never stopped) through kplugfs (defaults, +s3window,
 #               +scanboost, prefetch off), s3fs, rclone --vfs-cache-mode full and
@@ -44,7 +48,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,s3"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -56,7 +60,7 @@ while [ $# -gt 0 ]; do
         --s3-systems) s3_systems=$2; shift 2 ;;
         --s3-rtts) s3_rtts=$2; shift 2 ;;
         --s3-rows) s3_rows=$2; shift 2 ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -84,7 +88,7 @@ if [ $quick = 1 ]; then
     read_mib=32; read_rt=300ms           # reads: file size, random-read time per run
     slow_mib=32; slow_io=1M              # slow backend: file size, random bytes read
     crit_args=(--warm-up-time 0.3 --measurement-time 1)
-    swaps=100; nfiles=10000
+    swaps=100; nfiles=10000; write_mib=64; stall_secs=2
     # Cut to fit 5 minutes: WASM eviction plugins warm only, once each (the baselines and
     # the built-in get every run); criterion once (its own confidence interval is the
     # spread); the 1.1 M-request simulator replay once; small files twice.
@@ -98,7 +102,7 @@ else
     read_mib=512; read_rt=5s
     slow_mib=1024; slow_io=16M
     crit_args=(--warm-up-time 1 --measurement-time 5)
-    swaps=500; nfiles=100000
+    swaps=500; nfiles=100000; write_mib=512; stall_secs=5
     wasm_caches="cold warm"; wasm_runs=$runs; hook_runs=$runs; split_runs=$runs; small_runs=$runs
     s3_big_mib=1024; s3_ws_mib=256; s3_nsmall=10000; s3_small_bytes=16384
     s3_rand_n0=2000; s3_rand_n=250; s3_seq_cap=30; s3_runs=$(( runs < 2 ? runs : 2 )); s3_write_mib=256
@@ -148,6 +152,10 @@ if want s3; then
         --target-dir "$mp_target" > "$logs/build-mountpoint.log" 2>&1 ||
         { tail -30 "$logs/build-mountpoint.log" >&2; die "mountpoint-s3 peer build failed"; }
     mp_bin=$mp_target/release/mount-s3-peer
+fi
+if want stall; then
+    log "building the stall bench"
+    cargo bench -p kplugfs-tests --bench stall --no-run > "$logs/build-stall.log" 2>&1 || { tail -30 "$logs/build-stall.log" >&2; die "stall bench build failed"; }
 fi
 build_s=$((SECONDS - t_build))
 t_start=$SECONDS
@@ -667,10 +675,62 @@ os.close(fd)' "$s3mnt/$name" "$s3_write_mib" || die "s3: $1: writing $name faile
     emit timing phase=s3 seconds=$((SECONDS - t0))
 fi
 
+# ---- 8. writes ------------------------------------------------------------------------
+if want writes; then
+    t0=$SECONDS
+    log "writes: ${write_mib} MiB into a new file, fsync at the end: native, bindfs, kplugfs"
+    bindfs "$backing" "$bmnt"
+    kmount
+    for r in $(seq 1 "$runs"); do
+        for direct in 0 1; do
+            for pattern in "write 4k" "write 128k" "write 1M" "randwrite 4k"; do
+                set -- $pattern
+                for sys in native bindfs kplugfs; do
+                    case $sys in native) d=$backing ;; bindfs) d=$bmnt ;; kplugfs) d=$kmnt ;; esac
+                    rm -f "$d/w"
+                    res=$(taskset -c "$pin_cpu" fio --name=w --filename="$d/w" --rw="$1" --bs="$2" \
+                        --size="${write_mib}M" --ioengine=psync --direct=$direct --end_fsync=1 \
+                        --randrepeat=1 --numjobs=1 --output-format=json 2>>"$logs/fio.err" |
+                        python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print("mib_s=%.2f err=%d" % (j["write"]["bw"] / 1024, j["error"]))' ||
+                        echo "mib_s=0 err=1")
+                    rm -f "$d/w"
+                    emit writes system=$sys rw="$1" bs="$2" direct=$direct run="$r" $res
+                    log "writes: $sys $1 $2 direct=$direct run $r: $(field mib_s "$res") MiB/s"
+                done
+            done
+        done
+    done
+    kumount; umount "$bmnt"
+    emit timing phase=writes seconds=$((SECONDS - t0))
+fi
+
+# ---- 9. read stalls under slow plugins -----------------------------------------------
+if want stall; then
+    t0=$SECONDS
+    log "stall: STALL_SECS=$stall_secs cargo bench -p kplugfs-tests --bench stall"
+    KPLUGFS_BIN=$kplugfs STALL_SECS=$stall_secs cargo bench -p kplugfs-tests --bench stall \
+        > "$logs/stall.log" 2>"$logs/stall.err" || { tail -20 "$logs/stall.err" >&2; die "stall bench failed"; }
+    python3 - "$logs/stall.log" "$stall_secs" >> "$raw" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("runaway hook"):
+        print(json.dumps({"scenario": "stall_deadline", "text": line.strip()}))
+        continue
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if len(c) != 6 or not c[1].isdigit():
+        continue
+    num = lambda x: float(x) if x not in ("-", "") else None
+    print(json.dumps({"scenario": "stall", "secs": int(sys.argv[2]), "case": c[0], "reads": int(c[1]),
+                      "p50_ms": num(c[2]), "p99_ms": num(c[3]), "max_ms": num(c[4]), "plugin": c[5]}))
+PY
+    log "stall: done"
+    emit timing phase=stall seconds=$((SECONDS - t0))
+fi
+
 total_s=$((SECONDS - t_start))
 log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
-    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib"
+    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles write_mib=$write_mib stall_secs=$stall_secs pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib"
 log "wrote $out/report.md and $out/report.json"

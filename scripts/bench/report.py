@@ -539,6 +539,49 @@ if S3:
          + ".") + "\n")
     summary["s3_behind"] = behind
 
+# ---------------------------------------------------------------- 8. writes
+WR = sel("writes")
+if WR:
+    P("## 8. Writes (fio, psync, 1 job, fsync at the end)\n")
+    P(f"{params['write_mib']} MiB written into a new file, `--end_fsync=1` (the time includes "
+      "the final fsync to disk), buffered and with "
+      "`O_DIRECT`; kplugfs with default options. MiB/s (0: the system refused the mode):\n")
+    P("| pattern | O_DIRECT | native | bindfs | kplugfs | kplugfs/native | kplugfs/bindfs |")
+    P("|---|---|---:|---:|---:|---:|---:|")
+    summary["writes"] = []
+    for direct in (0, 1):
+        for rw, bs in (("write", "4k"), ("write", "128k"), ("write", "1M"), ("randwrite", "4k")):
+            v = {s: vals(sel("writes", system=s, rw=rw, bs=bs, direct=direct), "mib_s")
+                 for s in ("native", "bindfs", "kplugfs")}
+            m = {s: med(x) for s, x in v.items()}
+            label = ("seq " if rw == "write" else "rand ") + bs
+            P(f"| {label} | {'yes' if direct else 'no'} | " +
+              " | ".join(f1(m[s]) + spread(v[s], f1) for s in v) +
+              f" | {fr(ratio(m['kplugfs'], m['native']))} | {fr(ratio(m['kplugfs'], m['bindfs']))} |")
+            summary["writes"].append({"pattern": label, "direct": direct, "mib_s": m})
+    P("")
+
+# ---------------------------------------------------------------- 9. stalls
+ST = sel("stall")
+if ST:
+    P("## 9. Read stalls under slow plugins (`tests/benches/stall.rs`)\n")
+    P(f"`STALL_SECS={ST[0]['secs']} cargo bench -p kplugfs-tests --bench stall`: 8 reader threads "
+      "read random 64 KiB blocks of 16 MiB of files through a 2 MiB cache (`--no-kernel-cache`, "
+      "most reads miss and call the eviction hooks). *governor*: a governor whose admission "
+      "candidates each spend 300 ms in `kplug_init` is copied in (reads during its load); "
+      "*eviction hook*: the WAT LRU spinning in every eviction hook, read for STALL_SECS s from "
+      "its copy on, with the defaults (2 ms deadline, 10 ms/s slow-call budget) and with the "
+      "bound before the budget (`--hook-deadline 10ms --hook-budget 0`). One run.\n")
+    P("| scenario | reads | p50 ms | p99 ms | max ms | plugin at the end |")
+    P("|---|---:|---:|---:|---:|---|")
+    for r in ST:
+        g = lambda k: "-" if r[k] is None else f"{r[k]:.1f}"
+        P(f"| {r['case']} | {r['reads']} | {g('p50_ms')} | {g('p99_ms')} | {g('max_ms')} | {r['plugin']} |")
+    P("")
+    for d in sel("stall_deadline"):
+        P("The per-call deadline's real distribution: " + d["text"].replace("runaway hook", "a runaway hook is") + ".\n")
+    summary["stall"] = ST
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]

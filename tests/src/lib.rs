@@ -7,6 +7,8 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fixtures;
+
 /// The `kplugfs` binary built next to the running test (`KPLUGFS_BIN` overrides).
 pub fn kplugfs_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KPLUGFS_BIN") {

@@ -24,7 +24,8 @@
 //! resident blocks by replaying `insert` in last-access order) and finishes
 //! the operation with the built-in, so a fault never surfaces to the request.
 //! Hot swap (`set_*`, `install_plugin`) uses the same seeding; the replaced
-//! plugin is marked disabled and dropped.
+//! plugin is marked disabled and dropped. A plugin can be made ready outside the
+//! embedder's lock ([`Prepared`], `cache/install.rs`) and installed in a moment.
 //!
 //! Cost: a hit is two map lookups plus the policy's hook; with the native LRU
 //! a request costs tens of ns. The per-file index adds a set insert/remove per
@@ -36,20 +37,21 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
-use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::EvictionRole;
 use crate::roles::prefetch::PrefetchRole;
 use crate::roles::{PluginSlots, SlotFault};
-pub use governor::CandidateInfo;
 use governor::Governor;
-use kplug_abi::{BlockRange, Role, RoleSet, block_key, key_block, key_file};
+pub use governor::{CandidateInfo, PreparedGovernor, SpareRequests, Spares};
+pub use install::Prepared;
+use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
 use kplug_engine::hash::{FastMap, FastSet};
 
 mod governor;
+mod install;
 
 /// Configuration of a [`CacheCore`].
 #[derive(Clone, Debug)]
@@ -619,6 +621,8 @@ impl<V> CacheCore<V> {
         };
         tracing::warn!(plugin = plugin.name(), "plugin disabled: {}", f.fault);
         plugin.mark_failed(&f.fault);
+        let served = self.slots().map(|s| s == Some(f.slot));
+        self.candidate_faulted(served, &f.fault);
         if matches!(self.eviction, EvictionRole::Plugin(s) if s == f.slot) {
             self.eviction = self.seeded_builtin(self.config.eviction);
             if let Some(g) = self.governor.as_mut() {
@@ -635,14 +639,14 @@ impl<V> CacheCore<V> {
         }
     }
 
-    /// Drops plugins no role points at any more, marking them disabled.
-    fn release_unused(&mut self, old: &[Option<usize>]) {
+    /// Drops plugins no role points at any more, marking them disabled for `reason`.
+    fn release_unused(&mut self, old: &[Option<usize>], reason: &str) {
         for slot in old.iter().flatten() {
             let used = matches!(self.eviction, EvictionRole::Plugin(s) if s == *slot)
                 || matches!(self.admission, AdmissionRole::Plugin(s) if s == *slot)
                 || matches!(self.prefetch, PrefetchRole::Plugin(s) if s == *slot);
             if !used && let Some(p) = self.plugins.take(*slot) {
-                p.mark_disabled("replaced");
+                p.mark_disabled(reason);
             }
         }
     }
@@ -688,7 +692,7 @@ impl<V> CacheCore<V> {
         self.governor_loses(Role::Eviction.into());
         let old = self.slots();
         self.eviction = self.seeded_builtin(policy);
-        self.release_unused(&old);
+        self.release_unused(&old, "replaced");
     }
 
     /// Switches admission to a built-in.
@@ -696,7 +700,7 @@ impl<V> CacheCore<V> {
         self.governor_loses(Role::Admission.into());
         let old = self.slots();
         self.admission = AdmissionRole::Native(policy.build(), policy.name());
-        self.release_unused(&old);
+        self.release_unused(&old, "replaced");
     }
 
     /// Switches prefetch to a built-in.
@@ -704,61 +708,6 @@ impl<V> CacheCore<V> {
         self.governor_loses(Role::Prefetch.into());
         let old = self.slots();
         self.prefetch = PrefetchRole::Native(policy.build(), policy.name());
-        self.release_unused(&old);
-    }
-
-    /// Makes `plugin` serve `roles` (one instance shared by them). For
-    /// eviction the plugin is first told every resident block (`insert` in
-    /// last-access order) so it can evict blocks inserted before it. Plugins
-    /// no longer serving any role are dropped and marked disabled. On a fault
-    /// during the replay the built-ins serve the plugin's roles and the fault
-    /// is returned.
-    pub fn install_plugin(
-        &mut self,
-        mut plugin: Plugin,
-        roles: RoleSet,
-    ) -> Result<(), InstallError> {
-        if roles.is_empty() {
-            return Err(InstallError::NoRoles);
-        }
-        if let Some(role) = roles.iter().find(|r| !plugin.roles().contains(*r)) {
-            return Err(InstallError::MissingRole {
-                plugin: plugin.name().to_string(),
-                role,
-            });
-        }
-        if plugin.capacity() != self.capacity {
-            return Err(InstallError::CapacityMismatch {
-                plugin: plugin.capacity(),
-                cache: self.capacity,
-            });
-        }
-        if roles.contains(Role::Eviction) {
-            let resident = self.map.len() as u64;
-            for k in self.resident_keys() {
-                if let Err(fault) = plugin.evict_insert(k, resident) {
-                    self.stats.faults += 1;
-                    plugin.mark_failed(&fault);
-                    // The previous eviction policy keeps serving, untouched.
-                    return Err(InstallError::Fault(fault.fault));
-                }
-            }
-        }
-        plugin.attach_figures(self.figures.clone());
-        self.governor_loses(roles);
-        let old = self.slots();
-        plugin.mark_installed();
-        let slot = self.plugins.add(plugin);
-        if roles.contains(Role::Eviction) {
-            self.eviction = EvictionRole::Plugin(slot);
-        }
-        if roles.contains(Role::Admission) {
-            self.admission = AdmissionRole::Plugin(slot);
-        }
-        if roles.contains(Role::Prefetch) {
-            self.prefetch = PrefetchRole::Plugin(slot);
-        }
-        self.release_unused(&old);
-        Ok(())
+        self.release_unused(&old, "replaced");
     }
 }

@@ -6,6 +6,8 @@
 //! CacheCore::new(cap, CoreConfig) --install_plugin(plugin, roles)--> plugin serves roles
 //! core.get / insert / remove / remove_file / prefetch_plan     (faults -> built-ins take over)
 //! core.install_governor(plugin, resolve, tick_every)           (candidates run as shadows)
+//! Prepared::new / PreparedGovernor::new (no lock) --core.install_prepared*--> serves at once
+//! core.retire(status, reason)                                   (what a plugin put in service goes)
 //! core.policy(role).plugin                                      (StatusHandle of what serves)
 //! ```
 //!
@@ -23,7 +25,10 @@ mod error;
 mod roles;
 
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
-pub use cache::{ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, Insert};
+pub use cache::{
+    ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, Insert, Prepared,
+    PreparedGovernor, SpareRequests, Spares,
+};
 pub use error::InstallError;
 pub use kplug_abi::BlockRange;
 

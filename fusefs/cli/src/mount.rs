@@ -80,6 +80,15 @@ pub struct MountCmd {
     /// Delete history rows older than DURATION.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
     history_retention: Duration,
+    /// Per-call deadline of plugin hooks: a call that has run this long and used about as
+    /// much CPU is interrupted and its plugin disabled (whole milliseconds, at least 2ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_hook_deadline, default_value = "2ms")]
+    hook_deadline: Duration,
+    /// CPU a plugin's slow calls (still running 1 ms after they began) may use per second
+    /// before the plugin is disabled as too slow: what a legal but slow plugin may cost all
+    /// readers together. 0 means no limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10ms")]
+    hook_budget: Duration,
     #[command(flatten)]
     store: StoreCmd,
 }
@@ -118,6 +127,17 @@ struct StoreCmd {
     /// call fails (a read with EIO) within about this plus --request-timeout.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     retry_timeout: Duration,
+}
+
+/// A hook deadline: whole milliseconds (deadlines count the engine's 1 ms ticks), at least 2.
+fn parse_hook_deadline(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(2) || d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "{s:?}: a hook deadline is a whole number of milliseconds, at least 2ms"
+        ));
+    }
+    Ok(d)
 }
 
 /// Octal permission bits (`644`, `0755`).
@@ -176,6 +196,11 @@ impl MountCmd {
             history_period: self.history_period,
             history_db: self.history_db,
             history_retention: self.history_retention,
+            engine: kplug_engine::EngineConfig {
+                hook_deadline_ticks: self.hook_deadline.as_millis() as u64,
+                slow_budget: self.hook_budget,
+                ..kplug_engine::EngineConfig::default()
+            },
         }
     }
 

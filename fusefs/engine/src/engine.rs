@@ -26,6 +26,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use wasmtime::{
     Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, ValType,
@@ -48,6 +49,9 @@ pub struct EngineConfig {
     pub hook_deadline_ticks: u64,
     /// Deadline of `kplug_set_param`/`kplug_init` in ticks.
     pub init_deadline_ticks: u64,
+    /// CPU a plugin's slow calls may use per second before it is disabled (`budget.rs`);
+    /// zero: no limit (the simulator, where nobody waits).
+    pub slow_budget: Duration,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +61,7 @@ impl Default for EngineConfig {
             max_module_bytes: abi::MAX_MODULE_BYTES,
             hook_deadline_ticks: abi::DEFAULT_HOOK_DEADLINE_TICKS,
             init_deadline_ticks: abi::DEFAULT_INIT_DEADLINE_TICKS,
+            slow_budget: abi::DEFAULT_SLOW_BUDGET,
         }
     }
 }
@@ -165,6 +170,7 @@ impl PluginEngine {
                     || imports(&module, imp::PATH_MATCHES.name),
                 wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
                 governor: module.get_export(exp::TICK.name).is_some(),
+                has_start: has_start_section(bytes),
             }),
         })
     }
@@ -184,6 +190,8 @@ pub(crate) struct CompiledInner {
     pub(crate) wants_divergence: bool,
     /// Exports `kplug_tick`: a governor.
     pub(crate) governor: bool,
+    /// Has a start function (a trap while instantiating is then its fault, else a segment's).
+    pub(crate) has_start: bool,
 }
 
 impl CompiledPlugin {
@@ -384,13 +392,62 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadEr
             roles = roles.with(role);
         }
     }
-    // A governor (ABI 1.1) may serve no cache role.
+    // A governor (ABI 1.1) serves no cache role: it picks the policies that do.
     let governor = module.get_export(exp::TICK.name).is_some();
     if governor {
         check_export(module, &exp::TICK, None)?;
+        if !roles.is_empty() {
+            return Err(LoadError::GovernorWithRoles(roles.to_string()));
+        }
     }
     if roles.is_empty() && !governor {
         return Err(LoadError::NoRoles);
     }
     Ok(roles)
+}
+
+/// Whether a (validated) module binary has a start section (id 8). Sections are an id byte, a
+/// LEB128 size and that many bytes, after the 8-byte header.
+fn has_start_section(bytes: &[u8]) -> bool {
+    const START: u8 = 8;
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let id = bytes[pos];
+        pos += 1;
+        let (mut size, mut shift) = (0usize, 0u32);
+        loop {
+            let Some(&b) = bytes.get(pos) else {
+                return false;
+            };
+            pos += 1;
+            size |= ((b & 0x7f) as usize).checked_shl(shift).unwrap_or(0);
+            shift += 7;
+            if b & 0x80 == 0 || shift > 35 {
+                break;
+            }
+        }
+        if id == START {
+            return true;
+        }
+        pos = pos.saturating_add(size);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_sections_are_found() {
+        let with =
+            wat::parse_str(r#"(module (memory 1) (func $s) (start $s) (data (i32.const 0) "x"))"#)
+                .unwrap();
+        let without =
+            wat::parse_str(r#"(module (memory 1) (func $s) (data (i32.const 0) "x"))"#).unwrap();
+        assert!(has_start_section(&with));
+        assert!(!has_start_section(&without));
+        assert!(!has_start_section(b"\0asm\x01\0\0\0"));
+        assert!(!has_start_section(b"\0asm\x01\0\0\0\x01\xff"));
+    }
 }

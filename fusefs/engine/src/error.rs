@@ -26,6 +26,24 @@ pub enum Fault {
     /// The call returned an answer the host cannot accept.
     #[error("invalid answer: {0}")]
     InvalidAnswer(String),
+    /// The plugin's slow calls (still running at the first epoch tick after they began) used
+    /// more CPU within one second than its budget (`budget.rs`).
+    #[error(
+        "too slow: its calls ran {} ms of CPU past their first millisecond within one second, over the budget of {} ms",
+        ms(*.used_us),
+        ms(*.budget_us)
+    )]
+    TooSlow {
+        /// CPU charged in the window, µs.
+        used_us: u64,
+        /// The budget per second, µs.
+        budget_us: u64,
+    },
+}
+
+/// µs as ms with one decimal.
+fn ms(us: u64) -> String {
+    format!("{}.{}", us / 1000, us % 1000 / 100)
 }
 
 /// A plugin was refused at load (compile, validation, instantiation, version
@@ -76,7 +94,8 @@ pub enum LoadError {
     },
     /// The module imports something the host does not provide (WASI, say).
     #[error(
-        "unknown import `{module}.{name}`: plugins may import only kplug.log, kplug.capacity and kplug.resident"
+        "unknown import `{module}.{name}`: plugins may import only {}",
+        importable()
     )]
     UnknownImport {
         /// Module of the import.
@@ -96,6 +115,12 @@ pub enum LoadError {
         /// What the module declares.
         found: String,
     },
+    /// A governor that also exports a role's hooks: a governor picks the policies that serve
+    /// the roles, it serves none itself.
+    #[error(
+        "a governor (it exports kplug_tick) may not serve a cache role, and this module exports the {0} role's hooks"
+    )]
+    GovernorWithRoles(String),
     /// The module implements no role at all.
     #[error("the module implements no role (no eviction, admission, prefetch or governor exports)")]
     NoRoles,
@@ -132,6 +157,15 @@ pub enum LoadError {
     /// No plugin of that name in the registry.
     #[error("no plugin named `{0}`")]
     UnknownPlugin(String),
+}
+
+/// Every import of the ABI, as the unknown-import error lists them.
+fn importable() -> String {
+    let all: Vec<String> = kplug_abi::imports::ALL
+        .iter()
+        .map(|f| format!("{}.{}", kplug_abi::imports::MODULE, f.name))
+        .collect();
+    all.join(", ")
 }
 
 fn role_note(role: Option<Role>) -> String {

@@ -234,7 +234,7 @@ fn host_log(
     let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
         wasmtime::bail!("kplug.log: message {start:#x}+{len} is outside the plugin's memory");
     };
-    let msg = String::from_utf8_lossy(bytes);
+    let msg = crate::text::printable(&String::from_utf8_lossy(bytes));
     let name = &caller.data().name;
     match level {
         0 => tracing::error!(plugin = %name, "{msg}"),

@@ -18,8 +18,11 @@
 //! Faults are classified here: the limiter's flag first (a refused growth
 //! surfaces as a trap whose error wraps ours), then wasmtime's
 //! `Trap::Interrupt` (the epoch deadline) as `Timeout`, anything else as a
-//! `Trap` with wasmtime's message. Validation of answers (`InvalidAnswer`)
-//! belongs to the role adapters, which know what is legal.
+//! `Trap` with wasmtime's message in one line (a host import's own message,
+//! without the backtrace around it). A call that saw an epoch tick is slow:
+//! the CPU it used since is charged to the plugin's budget (`budget.rs`), and
+//! the call that exhausts it is a `TooSlow` fault. Validation of answers
+//! (`InvalidAnswer`) belongs to the role adapters, which know what is legal.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,11 +30,13 @@ use std::sync::atomic::Ordering;
 use kplug_abi::{self as abi, Role, RoleSet, exports as exp};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmParams, WasmResults};
 
+use crate::budget::SlowBudget;
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::{Fault, LoadError};
 use crate::figures::Figures;
-use crate::state::{HostState, on_deadline};
+use crate::state::{HostState, on_deadline, thread_cpu_ns};
 use crate::status::{PluginStatus, StatusHandle};
+use crate::text::one_line;
 
 /// A fault together with the export that raised it.
 #[derive(Debug, Clone)]
@@ -68,7 +73,8 @@ const TIME_SAMPLE_EVERY: u64 = 16;
 /// The store and what every call needs besides the function handle.
 struct Runner {
     store: Store<HostState>,
-    deadline: u64,
+    /// What slow calls may cost per second (shared by a governor and its candidates).
+    budget: Arc<SlowBudget>,
     calls: u64,
     /// The call number that is the plugin's first decision once installed (0: not armed).
     first_decision_call: u64,
@@ -86,8 +92,7 @@ impl Runner {
     ) -> Result<R, HookFault> {
         let d = self.store.data_mut();
         d.resident = resident;
-        d.cpu_mark = None;
-        self.store.set_epoch_deadline(self.deadline);
+        arm(&mut self.store);
         self.calls += 1;
         self.status.calls.store(self.calls, Ordering::Relaxed);
         if self.calls == self.first_decision_call {
@@ -105,11 +110,26 @@ impl Runner {
         } else {
             f.call(&mut self.store, params)
         };
-        r.map_err(|e| HookFault {
+        let r = r.map_err(|e| HookFault {
             hook,
             fault: classify(&self.store, e),
-        })
+        })?;
+        // A slow call (it saw a tick): charge the CPU it used since, the only calls that pay
+        // for reading the thread's CPU clock.
+        if let Some(mark) = self.store.data().cpu_mark {
+            let used = thread_cpu_ns().saturating_sub(mark);
+            self.budget
+                .charge(used)
+                .map_err(|fault| HookFault { hook, fault })?;
+        }
+        Ok(r)
     }
+}
+
+/// Arm the deadline of a new call: it expires at the next epoch tick (`state.rs`).
+fn arm(store: &mut Store<HostState>) {
+    store.data_mut().arm();
+    store.set_epoch_deadline(1);
 }
 
 /// A loaded plugin instance, ready to be installed into a [`crate::CacheCore`].
@@ -148,8 +168,10 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error) -> Fault {
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Timeout,
-        Some(t) => Fault::Trap(t.to_string().trim_start_matches("wasm trap: ").to_string()),
-        None => Fault::Trap(format!("{e:#}")),
+        Some(t) => Fault::Trap(one_line(t.to_string().trim_start_matches("wasm trap: "))),
+        // A host import's error (a bad `log` range...): its own message, without the wasm
+        // backtrace wasmtime wraps it in.
+        None => Fault::Trap(one_line(&e.root_cause().to_string())),
     }
 }
 
@@ -165,25 +187,31 @@ impl CompiledPlugin {
             HostState::new(name, capacity, cfg.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
-        store.data_mut().set_budget(cfg.init_deadline_ticks);
+        store.data_mut().set_deadline(cfg.init_deadline_ticks);
         store.epoch_deadline_callback(on_deadline);
-        store.set_epoch_deadline(cfg.init_deadline_ticks);
+        arm(&mut store);
         let instance = match c.pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) if store.data().limiter.exceeded => {
-                return Err(LoadError::Memory(format!("{:#}", e)));
+                return Err(LoadError::Memory(one_line(&format!("{:#}", e))));
             }
             Err(e) => {
                 return Err(match e.downcast_ref::<Trap>() {
-                    Some(_) => LoadError::Fault {
+                    Some(_) if c.has_start => LoadError::Fault {
                         hook: "start function",
                         fault: classify(&store, e),
                     },
-                    None => LoadError::Instantiate(format!("{e:#}")),
+                    // No start function: the trap is a data or element segment that does not
+                    // fit (checked by wasmtime while instantiating).
+                    Some(_) => LoadError::Instantiate(format!(
+                        "a data or element segment does not fit in its memory or table ({})",
+                        one_line(e.root_cause().to_string().trim_start_matches("wasm trap: "))
+                    )),
+                    None => LoadError::Instantiate(one_line(&format!("{e:#}"))),
                 });
             }
         };
-        let inst_err = |e: wasmtime::Error| LoadError::Instantiate(format!("{e:#}"));
+        let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
         let memory =
             instance
                 .get_memory(&mut store, exp::MEMORY)
@@ -202,7 +230,7 @@ impl CompiledPlugin {
         let version_fn = instance
             .get_typed_func::<(), i32>(&mut store, exp::ABI_VERSION.name)
             .map_err(inst_err)?;
-        store.set_epoch_deadline(cfg.init_deadline_ticks);
+        arm(&mut store);
         let r = version_fn.call(&mut store, ());
         let version = load_call(&mut store, exp::ABI_VERSION.name, r)? as u32;
         let (major, minor) = (version >> 16, version & 0xffff);
@@ -246,7 +274,7 @@ impl CompiledPlugin {
                     ));
                 }
                 let total = (key.len() + val.len()) as i32;
-                store.set_epoch_deadline(cfg.init_deadline_ticks);
+                arm(&mut store);
                 let r = alloc.call(&mut store, total);
                 let ptr = load_call(&mut store, exp::ALLOC.name, r)? as u32 as usize;
                 let mut bytes = key.as_bytes().to_vec();
@@ -257,7 +285,7 @@ impl CompiledPlugin {
                         format!("kplug_alloc({total}) returned {ptr:#x}, not a usable buffer"),
                     ));
                 }
-                store.set_epoch_deadline(cfg.init_deadline_ticks);
+                arm(&mut store);
                 let args = (
                     ptr as i32,
                     key.len() as i32,
@@ -276,7 +304,7 @@ impl CompiledPlugin {
         }
 
         if let Ok(init) = instance.get_typed_func::<i64, i32>(&mut store, exp::INIT.name) {
-            store.set_epoch_deadline(cfg.init_deadline_ticks);
+            arm(&mut store);
             let r = init.call(&mut store, capacity as i64);
             let code = load_call(&mut store, exp::INIT.name, r)?;
             if code != 0 {
@@ -316,7 +344,7 @@ impl CompiledPlugin {
             let buf_fn = instance
                 .get_typed_func::<(), i32>(&mut store, exp::PREFETCH_BUF.name)
                 .map_err(inst_err)?;
-            store.set_epoch_deadline(cfg.init_deadline_ticks);
+            arm(&mut store);
             let r = buf_fn.call(&mut store, ());
             let buf = load_call(&mut store, exp::PREFETCH_BUF.name, r)? as u32 as usize;
             let need = abi::MAX_PREFETCH_RANGES * abi::PREFETCH_RANGE_BYTES;
@@ -351,12 +379,12 @@ impl CompiledPlugin {
             None
         };
         store.data_mut().gov.loading = false;
-        store.data_mut().set_budget(cfg.hook_deadline_ticks);
+        store.data_mut().set_deadline(cfg.hook_deadline_ticks);
         Ok(Plugin {
             tick,
             rt: Runner {
                 store,
-                deadline: cfg.hook_deadline_ticks,
+                budget: Arc::new(SlowBudget::new(cfg.slow_budget)),
                 calls: 0,
                 first_decision_call: 0,
                 status: PluginStatus::new(&c.name, roles, c.governor),
@@ -435,6 +463,12 @@ impl Plugin {
                 fault: Fault::InvalidAnswer(format!("kplug_tick returned {code}, not 0")),
             }),
         }
+    }
+
+    /// Charge this plugin's slow calls to `owner`'s budget (a governor's candidates share
+    /// their governor's: the budget is per plugin file).
+    pub fn share_budget(&mut self, owner: &Plugin) {
+        self.rt.budget = owner.rt.budget.clone();
     }
 
     /// Give the plugin the figures of the cache it is installed in, and have the cache

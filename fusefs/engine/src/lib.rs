@@ -9,14 +9,18 @@
 //! ```
 //!
 //! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
-//! and file facts the imports read), `globs` (path patterns plugins register), `state` (a store's data and the deadline policy), `imports` (the host
-//! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the
-//! load sequence and the hooks), `registry` (compiled plugins by name), `status`, `error`.
+//! and file facts the imports read), `globs` (path patterns plugins register), `state` (a
+//! store's data and the deadline policy), `budget` (what slow calls may cost per second),
+//! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
+//! `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the load sequence
+//! and the hooks), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
+//! `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
 
 #![warn(missing_docs)]
 
+mod budget;
 mod engine;
 mod error;
 pub mod figures;
@@ -25,9 +29,11 @@ pub mod hash;
 mod imports;
 mod instance;
 mod limiter;
+pub mod names;
 mod registry;
 mod state;
 mod status;
+pub mod text;
 
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};

@@ -3,10 +3,14 @@
 //! [`HostState`] is what the host imports see of the plugin they serve (capacity, resident
 //! count, figures, a governor's candidate table) plus the store's limiter and the state of
 //! the deadline of the call in progress. **Deadlines** use wasmtime's epoch interruption
-//! (one ticker thread per engine, `engine.rs`): the epoch measures wall-clock time, and on a
-//! loaded machine a thread can be descheduled for longer than a deadline in the middle of a
-//! 30 ns hook, so the first expiry only arms a CPU-time check and a call is interrupted only
-//! once the thread itself spent the budget ([`on_deadline`]).
+//! (one ticker thread per engine, `engine.rs`): every call is armed to expire at the next
+//! tick, so a call still running then is *slow* and the host notes its thread's CPU clock
+//! (the *mark*). The epoch measures wall-clock time, and on a loaded machine a thread can be
+//! descheduled for longer than a deadline in the middle of a 30 ns hook, so a call is
+//! interrupted only once it has both seen `D` ticks and used `D - 1` ticks of CPU since the
+//! mark ([`on_deadline`]): a runaway stops after `D` to `D + 1` ms on an idle machine, an
+//! honest hook is never stopped for waiting on the scheduler. The CPU a slow call uses after
+//! its mark is what `budget.rs` charges.
 
 use std::sync::Arc;
 
@@ -24,11 +28,12 @@ pub(crate) struct HostState {
     pub(crate) resident: u64,
     pub(crate) name: Arc<str>,
     pub(crate) logs_left: u32,
-    /// Deadline state of the current call (see [`on_deadline`]).
+    /// Deadline state of the current call (see [`on_deadline`]): the thread's CPU clock at
+    /// the first tick the call saw, and how many ticks it has seen.
     pub(crate) cpu_mark: Option<u64>,
-    /// Ticks added when the deadline is extended; CPU budget in ns.
-    pub(crate) extend_ticks: u64,
-    pub(crate) cpu_budget_ns: u64,
+    pub(crate) ticks_seen: u64,
+    /// The deadline `D` of calls, in ticks (at least 2).
+    pub(crate) deadline_ticks: u64,
     /// Set when a call was interrupted for running past its budget.
     pub(crate) timed_out: bool,
     /// The figures of the cache the plugin is installed in (ABI 1.1 introspection).
@@ -54,7 +59,7 @@ pub(crate) struct GovState {
 }
 
 /// CPU time consumed by the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -67,37 +72,32 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Epoch-deadline callback. The epoch measures wall-clock time, and on a
-/// loaded machine a thread can be descheduled for longer than a deadline in
-/// the middle of a 30 ns hook. So a first expiry only arms a CPU-time check:
-/// it notes the thread's CPU clock and extends the deadline; at the next
-/// expiry the call is interrupted if the thread spent the CPU budget since
-/// the mark, else it is extended again. A runaway plugin is stopped after
-/// about `deadline + budget` when the machine is idle, later when it is
-/// busy, and an honest plugin is never stopped for waiting on the scheduler.
+/// Epoch-deadline callback, run at every tick a call sees (each call is armed for the next
+/// tick). The first notes the thread's CPU clock; the call is interrupted at the first tick at
+/// which it has seen `deadline_ticks` ticks and used `deadline_ticks - 1` ticks of CPU since
+/// that mark. A runaway plugin is stopped after about `deadline_ticks` ms when the machine is
+/// idle, later when it is busy, and an honest plugin is never stopped for waiting on the
+/// scheduler.
 pub(crate) fn on_deadline(
     mut ctx: wasmtime::StoreContextMut<'_, HostState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let now = thread_cpu_ns();
     let d = ctx.data_mut();
-    let (mark, interrupt) = deadline_step(d.cpu_mark, now, d.cpu_budget_ns);
-    d.cpu_mark = mark;
-    if interrupt {
+    d.ticks_seen += 1;
+    let mark = *d.cpu_mark.get_or_insert(now);
+    if deadline_reached(d.ticks_seen, d.deadline_ticks, now.saturating_sub(mark)) {
         d.timed_out = true;
         Ok(UpdateDeadline::Interrupt)
     } else {
-        Ok(UpdateDeadline::Continue(d.extend_ticks))
+        Ok(UpdateDeadline::Continue(1))
     }
 }
 
-/// One deadline expiry: `(new CPU mark, interrupt?)` given the mark taken at
-/// the first expiry of this call (if any), the thread's CPU clock now and the
-/// CPU budget.
-fn deadline_step(mark: Option<u64>, now: u64, budget: u64) -> (Option<u64>, bool) {
-    match mark {
-        None => (Some(now), false),
-        Some(m) => (Some(m), now.saturating_sub(m) >= budget),
-    }
+/// Whether a call that has seen `ticks_seen` ticks and used `cpu_since_mark` ns of CPU since
+/// the first of them has run past a deadline of `deadline_ticks`.
+fn deadline_reached(ticks_seen: u64, deadline_ticks: u64, cpu_since_mark: u64) -> bool {
+    let tick_ns = abi::EPOCH_TICK.as_nanos() as u64;
+    ticks_seen >= deadline_ticks && cpu_since_mark >= (deadline_ticks - 1) * tick_ns
 }
 
 impl HostState {
@@ -111,8 +111,8 @@ impl HostState {
             name,
             logs_left: abi::MAX_LOG_MESSAGES as u32,
             cpu_mark: None,
-            extend_ticks: 1,
-            cpu_budget_ns: 0,
+            ticks_seen: 0,
+            deadline_ticks: 2,
             timed_out: false,
             figures: Arc::default(),
             gov: GovState {
@@ -124,11 +124,16 @@ impl HostState {
         }
     }
 
-    /// Sets the deadline policy for calls: `ticks` of wall clock, then the
-    /// same span of thread CPU time.
-    pub(crate) fn set_budget(&mut self, ticks: u64) {
-        self.extend_ticks = ticks.max(1);
-        self.cpu_budget_ns = (abi::EPOCH_TICK * ticks.max(1) as u32).as_nanos() as u64;
+    /// Sets the deadline of calls to `ticks` (at least 2: with one, an honest call that
+    /// happens to see a tick would be interrupted).
+    pub(crate) fn set_deadline(&mut self, ticks: u64) {
+        self.deadline_ticks = ticks.max(2);
+    }
+
+    /// Arms the deadline for a new call: it expires at the next tick.
+    pub(crate) fn arm(&mut self) {
+        self.cpu_mark = None;
+        self.ticks_seen = 0;
     }
 }
 
@@ -137,13 +142,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadline_interrupts_only_after_the_cpu_budget() {
-        // First expiry arms the check.
-        assert_eq!(deadline_step(None, 1_000, 10), (Some(1_000), false));
-        // Descheduled: little CPU used since the mark, extend.
-        assert_eq!(deadline_step(Some(1_000), 1_004, 10), (Some(1_000), false));
-        // Spinning: the budget was spent, interrupt.
-        assert_eq!(deadline_step(Some(1_000), 1_010, 10), (Some(1_000), true));
+    fn deadline_interrupts_only_after_the_ticks_and_the_cpu() {
+        const MS: u64 = 1_000_000;
+        // The first tick only marks (a 2-tick deadline needs 1 ms of CPU after it).
+        assert!(!deadline_reached(1, 2, 0));
+        // Descheduled: two ticks seen, little CPU used since the mark: extend.
+        assert!(!deadline_reached(2, 2, MS / 10));
+        assert!(!deadline_reached(9, 2, MS / 2));
+        // Spinning: the ticks and the CPU are both there: interrupt.
+        assert!(deadline_reached(2, 2, MS));
+        // CPU alone is not enough before the ticks.
+        assert!(!deadline_reached(4, 5, 10 * MS));
+        assert!(deadline_reached(5, 5, 4 * MS));
     }
 
     #[test]

@@ -17,10 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use kplug_abi::{Role, RoleSet};
 
-/// Lifecycle state of a plugin instance.
+use crate::text::one_line;
+
+/// Lifecycle state of a plugin instance (and, in a mount's status, of a plugin file, which
+/// may also be `loading`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginState {
+    /// A plugin file written but not loaded yet: nothing of it serves.
+    Loading,
     /// Loaded and serving (or ready to serve) its roles.
     Active,
     /// Disabled by a fault; the built-ins serve its roles.
@@ -41,6 +46,9 @@ pub struct PluginStatus {
     time_ns: AtomicU64,
     state: Mutex<(PluginState, Option<String>)>,
     first_decision: std::sync::OnceLock<std::time::Instant>,
+    /// The governor this instance is a candidate of: whatever the candidate serves was put
+    /// in service by that governor (and goes when its file goes).
+    owner: std::sync::OnceLock<StatusHandle>,
 }
 
 /// Shared handle to a plugin's status.
@@ -79,7 +87,23 @@ impl PluginStatus {
             time_ns: AtomicU64::new(0),
             state: Mutex::new((PluginState::Active, None)),
             first_decision: std::sync::OnceLock::new(),
+            owner: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Record that this instance is a candidate of the governor whose status is `owner`.
+    pub fn set_owner(&self, owner: &StatusHandle) {
+        let _ = self.owner.set(owner.clone());
+    }
+
+    /// The governor this instance is a candidate of, if any.
+    pub fn owner(&self) -> Option<&StatusHandle> {
+        self.owner.get()
+    }
+
+    /// Whether this is the instance `h`, or a candidate of it.
+    pub fn is_or_owned_by(self: &Arc<Self>, h: &StatusHandle) -> bool {
+        Arc::ptr_eq(self, h) || self.owner().is_some_and(|o| Arc::ptr_eq(o, h))
     }
 
     /// Plugin name.
@@ -153,14 +177,16 @@ impl PluginStatus {
         self.faults.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock();
         if s.0 == PluginState::Active {
-            *s = (PluginState::Failed, Some(message));
+            *s = (PluginState::Failed, Some(one_line(&message)));
         }
     }
 
-    pub(crate) fn set_disabled(&self, reason: &str) {
+    /// Record that the instance was taken out of service without a fault, for `reason`
+    /// (state `disabled`); no change if it is already out.
+    pub fn set_disabled(&self, reason: &str) {
         let mut s = self.state.lock();
         if s.0 == PluginState::Active {
-            *s = (PluginState::Disabled, Some(reason.to_string()));
+            *s = (PluginState::Disabled, Some(one_line(reason)));
         }
     }
 }

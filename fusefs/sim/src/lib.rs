@@ -55,7 +55,7 @@ impl Progress for () {
     fn inc(&self, _: u64) {}
 }
 
-/// Per-hook deadline of the simulator's engine, in 1 ms epoch ticks (the mount uses 10).
+/// Per-hook deadline of the simulator's engine, in 1 ms epoch ticks (the mount uses 2).
 pub const SIM_HOOK_DEADLINE_TICKS: u64 = 1000;
 
 /// What `kplugfs sim` was asked to do.
@@ -171,10 +171,12 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
         bail!("give --cache-size F[,F...] or --cache-objects N[,N...]");
     }
     // Offline replay: a hook may legitimately run long once (W-TinyLFU's first eviction
-    // moves most of the window into main, O(capacity)); allow 1 s of wall time before the
-    // CPU-time check instead of the mount's 10 ms. A runaway plugin still faults.
+    // moves most of the window into main, O(capacity)); allow 1 s instead of the mount's
+    // 2 ms, and no slow-call budget (nobody waits on a simulation). A runaway plugin still
+    // faults.
     let engine = PluginEngine::new(EngineConfig {
         hook_deadline_ticks: SIM_HOOK_DEADLINE_TICKS,
+        slow_budget: std::time::Duration::ZERO,
         ..EngineConfig::default()
     })?;
     let params = parse_params(&args.params)?;

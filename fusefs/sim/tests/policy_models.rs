@@ -115,6 +115,7 @@ fn compiled() -> &'static HashMap<&'static str, CompiledPlugin> {
     C.get_or_init(|| {
         let engine = PluginEngine::new(EngineConfig {
             hook_deadline_ticks: kplug_sim::SIM_HOOK_DEADLINE_TICKS,
+            slow_budget: std::time::Duration::ZERO,
             ..EngineConfig::default()
         })
         .unwrap();

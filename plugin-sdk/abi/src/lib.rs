@@ -257,10 +257,15 @@ pub const MAX_GLOB_BYTES: usize = 1024;
 /// Granularity of the host's deadlines. 1 ms keeps timeouts tight while the ticker itself
 /// costs ~1000 wakeups/s of a few hundred ns.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// Default per-hook deadline in ticks (≈10 ms). A hook takes tens of ns; the margin absorbs a
-/// descheduled thread on a busy 2-core machine without letting a runaway plugin stall the
-/// mount for long.
-pub const DEFAULT_HOOK_DEADLINE_TICKS: u64 = 10;
+/// Default per-hook deadline in ticks (2 ms): a call is interrupted once it has seen this many
+/// ticks and used one tick less of CPU since the first (1-3 ms for a runaway on an idle
+/// machine). A hook takes tens of ns; an honest call descheduled on a busy machine is never
+/// interrupted, since its thread's CPU clock does not advance.
+pub const DEFAULT_HOOK_DEADLINE_TICKS: u64 = 2;
+/// Default CPU a plugin's slow calls (still running at the first tick after they began) may
+/// use per second before it is disabled as too slow: what a legal but slow plugin can cost
+/// every reader together, whatever their number.
+pub const DEFAULT_SLOW_BUDGET: Duration = Duration::from_millis(10);
 /// Default deadline of load-time calls (`kplug_set_param`, `kplug_init`) in ticks (≈1 s):
 /// init may build tables sized by the capacity.
 pub const DEFAULT_INIT_DEADLINE_TICKS: u64 = 1000;

@@ -28,8 +28,24 @@
 //! eviction policy tracks the resident set: it is the fallback if the vote finds no block (a
 //! host bug, logged) and serves when every weight is 0.
 //!
-//! Admission and prefetch candidates have no shadow: activating one instantiates it and
-//! installs it for that role.
+//! Admission and prefetch candidates have no shadow: activating one installs an instance for
+//! that role. The instance is made beforehand, outside the embedder's lock (a *spare*: made
+//! when the governor is prepared, and again after each activation by
+//! [`CacheCore::spare_requests`] and [`CacheCore::give_spares`]), so an activation never runs
+//! a plugin's `kplug_init` while readers wait; without a spare (the simulator) it is made on
+//! the spot.
+//!
+//! **Preparing.** [`PreparedGovernor::new`] resolves and instantiates the candidates and seeds
+//! the shadows from a snapshot of the resident set, outside any lock around the core (a
+//! governor with thirty-two candidates whose `kplug_init` takes 300 ms each would otherwise
+//! hold every reader for ten seconds); [`CacheCore::install_prepared_governor`] installs it in
+//! a moment, retiring the governor it replaces (`CacheCore::retire`).
+//!
+//! **A candidate that faults** (its instance serving a role, or in its shadow) is out for
+//! good: the role returns to the built-in, `active` no longer names it, its figures read -1,
+//! an activation or weight for it is ignored, and its fault shows in
+//! [`CacheCore::candidates`] and counts in the cache's faults. Candidate instances are
+//! marked as owned by their governor (`StatusHandle::owner`) and share its slow-call budget.
 //!
 //! Ticks come every `tick_every` demand requests (the simulator: deterministic) or from the
 //! embedder's timer ([`CacheCore::governor_tick`], the mount). A governor that faults
@@ -47,10 +63,12 @@
 //! op. The children reach the core's private fields as descendants of `cache`.
 
 use crate::error::InstallError;
+pub use install::PreparedGovernor;
 use kplug_abi::{Role, RoleSet};
 use kplug_engine::CompiledPlugin;
-use kplug_engine::Plugin;
 use kplug_engine::hash::FastMap;
+use kplug_engine::{Plugin, StatusHandle};
+pub use tick::{SpareRequests, Spares};
 
 use super::CacheCore;
 use votes::Votes;
@@ -69,8 +87,15 @@ pub(crate) struct Candidate {
     params: Vec<(String, String)>,
     /// Eviction candidates: the shadow while not serving.
     shadow: Option<Box<CacheCore<()>>>,
+    /// Eviction candidates: the status of the shadow's instance.
+    status: Option<StatusHandle>,
+    /// Admission and prefetch candidates: an instance made outside the lock, installed at the
+    /// next activation.
+    spare: Option<Plugin>,
     hits: u64,
     requests: u64,
+    /// Why the candidate is out for good (it faulted), if it is.
+    error: Option<String>,
 }
 
 /// An installed governor and its candidates.
@@ -107,6 +132,9 @@ pub struct CandidateInfo {
     pub requests: u64,
     /// Whether it serves its role now.
     pub active: bool,
+    /// Why it is out for good: the fault of its instance (serving, in its shadow, or while
+    /// being made); `None` while it is healthy.
+    pub error: Option<String>,
 }
 
 impl Governor {
@@ -220,17 +248,45 @@ impl Candidate {
         r
     }
 
-    fn instantiate(&self, capacity: u64) -> Result<Plugin, InstallError> {
-        let p: Vec<(&str, &str)> = self
-            .params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        self.compiled
-            .instantiate(&p, capacity)
-            .map_err(|e| InstallError::Candidate {
+    /// A new instance for a cache of `capacity` blocks, owned by `governor` and sharing its
+    /// slow-call budget.
+    fn instantiate(&self, capacity: u64, governor: &Plugin) -> Result<Plugin, InstallError> {
+        let mut p = make_instance(&self.compiled, &self.params, capacity).map_err(|reason| {
+            InstallError::Candidate {
                 spec: self.spec.clone(),
-                reason: e.to_string(),
-            })
+                reason,
+            }
+        })?;
+        adopt(&mut p, governor);
+        Ok(p)
     }
+
+    /// The candidate faulted: it is out for good.
+    fn fail(&mut self, error: String) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+        self.spare = None;
+    }
+}
+
+/// An instance of a candidate's module with its parameters (no lock needed).
+fn make_instance(
+    compiled: &CompiledPlugin,
+    params: &[(String, String)],
+    capacity: u64,
+) -> Result<Plugin, String> {
+    let p: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    compiled
+        .instantiate(&p, capacity)
+        .map_err(|e| e.to_string())
+}
+
+/// Make `p` a candidate instance of `governor`: owned by it, charged to its budget.
+fn adopt(p: &mut Plugin, governor: &Plugin) {
+    p.status().set_owner(&governor.status());
+    p.share_budget(governor);
 }

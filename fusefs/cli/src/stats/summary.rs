@@ -19,6 +19,7 @@ fn lat(l: &LatencyUs) -> String {
 
 fn state(s: PluginState) -> &'static str {
     match s {
+        PluginState::Loading => "loading",
         PluginState::Active => "active",
         PluginState::Failed => "failed",
         PluginState::Disabled => "disabled",

@@ -1,27 +1,60 @@
-//! Loading a plugin into the live cache, and taking it out again.
+//! Loading a plugin into the live cache, and taking it out again, in two steps so that no
+//! reader waits on plugin code it does not need.
 //!
-//! [`Loader::load`] compiles, validates and instantiates a module for the cache's capacity
-//! with its parameters, then installs it for every role it implements, atomically between
-//! two requests (the cache core's lock); a governor is installed as the cache's governor,
-//! its candidates resolved among the plugins dropped into the mount and the policies the
-//! binary carries. The previous plugin of the same file gives back the roles the new one
-//! does not take. [`Loader::unload`] returns a plugin's roles to the built-ins. Any failure
-//! leaves the policies that were serving in place.
+//! [`Loader::prepare`] compiles and validates a module, instantiates it for the cache's
+//! capacity with its parameters (`kplug_init`, up to the init deadline), and makes it ready to
+//! serve: an eviction plugin is told the resident blocks of a snapshot, a governor's
+//! candidates are resolved (among the plugin files in service and the policies the binary
+//! carries), instantiated and their shadow caches seeded. None of that holds the cache's
+//! lock: reads go on. [`Loader::install`] then switches the roles under the lock, in a moment
+//! (the few blocks that came or went since the snapshot, and the switch itself), retiring what
+//! the same file had put in service before: the roles the new instance does not take go back
+//! to the built-ins, a governor it replaces goes with everything it chose. [`Loader::retire`]
+//! is the operator's `rm`. Any failure leaves the policies that were serving in place.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kplug_abi::{Role, RoleSet};
-use kplug_cache::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, CacheCore};
-use kplug_engine::{CompiledPlugin, PluginEngine, PluginRegistry, StatusHandle};
+use kplug_cache::{Prepared, PreparedGovernor};
+use kplug_engine::{CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
-use crate::data::blockcache::{Block, BlockCache};
+use crate::data::blockcache::BlockCache;
 
 /// Loads plugins into one mount's cache.
 pub struct Loader {
     cache: Arc<BlockCache>,
-    registry: Mutex<PluginRegistry>,
+    engine: PluginEngine,
+    /// The module of each plugin file whose last load succeeded, by plugin name: what a
+    /// governor's candidate of that name resolves to.
+    modules: Mutex<BTreeMap<String, CompiledPlugin>>,
+}
+
+/// A plugin made ready to serve by [`Loader::prepare`]; nothing of it serves yet.
+pub struct Ready {
+    name: String,
+    compiled: CompiledPlugin,
+    kind: ReadyKind,
+}
+
+enum ReadyKind {
+    Plugin(Prepared),
+    Governor(PreparedGovernor),
+}
+
+impl Ready {
+    /// The instance's status.
+    pub fn status(&self) -> StatusHandle {
+        match &self.kind {
+            ReadyKind::Plugin(p) => p.status(),
+            ReadyKind::Governor(g) => g.status(),
+        }
+    }
+
+    /// Drop it unused, for `reason` (a newer copy of its file was written meanwhile).
+    pub fn discard(self, reason: &str) {
+        self.status().set_disabled(reason);
+    }
 }
 
 impl Loader {
@@ -29,7 +62,8 @@ impl Loader {
     pub fn new(cache: Arc<BlockCache>, engine: PluginEngine) -> Self {
         Self {
             cache,
-            registry: Mutex::new(PluginRegistry::new(engine)),
+            engine,
+            modules: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -38,90 +72,94 @@ impl Loader {
         &self.cache
     }
 
-    /// Load `bytes` as plugin `name` with `params`, replacing `previous` (the instance the same
-    /// file loaded before, if any). Returns the new instance's status.
-    pub fn load(
+    /// Compile `bytes` as plugin `name`, instantiate it with `params` and make it ready to
+    /// serve, without holding the cache's lock but for two short copies (the capacity, the
+    /// resident keys).
+    pub fn prepare(
         &self,
         name: &str,
         bytes: &[u8],
         params: &[(String, String)],
-        previous: Option<&StatusHandle>,
-    ) -> Result<StatusHandle, String> {
+    ) -> Result<Ready, String> {
+        let compiled = self
+            .engine
+            .compile(name, bytes)
+            .map_err(|e| e.to_string())?;
         let capacity = self.cache.with_core(|c| c.capacity());
         let params: Vec<(&str, &str)> = params
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let plugin = {
-            let mut reg = self.registry.lock();
-            reg.add(name, bytes).map_err(|e| e.to_string())?;
-            reg.instantiate(name, &params, capacity)
-                .map_err(|e| e.to_string())?
-        };
-        let roles = plugin.roles();
-        let status = plugin.status();
-        if plugin.is_governor() {
-            // Candidates are policies of the binary or other plugins dropped here.
-            let (engine, loaded): (PluginEngine, BTreeMap<String, CompiledPlugin>) = {
-                let reg = self.registry.lock();
-                let loaded = reg
-                    .names()
-                    .filter_map(|n| reg.get(n).map(|c| (n.to_string(), c.clone())))
-                    .collect();
-                (reg.engine().clone(), loaded)
-            };
+        let plugin = compiled
+            .instantiate(&params, capacity)
+            .map_err(|e| e.to_string())?;
+        let resident = self.cache.with_core(|c| c.resident_keys());
+        let kind = if plugin.is_governor() {
+            // Candidates are other plugin files in service, or policies of the binary.
+            let modules = self.modules.lock().clone();
             let resolve = |n: &str| -> Result<CompiledPlugin, String> {
-                if let Some(c) = loaded.get(n) {
+                if let Some(c) = modules.get(n) {
                     return Ok(c.clone());
                 }
                 let e = kplug_catalog::find(n)
                     .ok_or_else(|| format!("no policy named {n} in this binary or in plugins/"))?;
-                engine.compile(n, e.wasm).map_err(|e| e.to_string())
+                self.engine.compile(n, e.wasm).map_err(|e| e.to_string())
             };
-            self.cache
-                .with_core(|core| core.install_governor(plugin, &resolve, 0))
-                .map_err(|e| e.to_string())?;
-            self.cache.start_governor_ticker();
-            return Ok(status);
-        }
-        self.cache.with_core(|core| {
-            core.install_plugin(plugin, roles)
-                .map_err(|e| e.to_string())?;
-            if let Some(prev) = previous {
-                return_roles(core, prev, roles);
-            }
-            Ok(status)
+            ReadyKind::Governor(
+                PreparedGovernor::new(plugin, &resolve, capacity, &resident)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            let roles = plugin.roles();
+            ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
+        };
+        Ok(Ready {
+            name: name.to_string(),
+            compiled,
+            kind,
         })
     }
 
-    /// Take plugin `name` (instance `status`) out of service: a governor stops governing,
-    /// every role it serves goes back to the built-ins.
-    pub fn unload(&self, name: &str, status: &StatusHandle) {
+    /// Put `ready` in service, in place of `previous` (the instance its file loaded before,
+    /// if any), under the cache's lock. Returns the new instance's status.
+    pub fn install(
+        &self,
+        ready: Ready,
+        previous: Option<&StatusHandle>,
+    ) -> Result<StatusHandle, String> {
+        let status = ready.status();
+        let Ready {
+            name,
+            compiled,
+            kind,
+        } = ready;
+        let governor = matches!(kind, ReadyKind::Governor(_));
         self.cache.with_core(|core| {
-            if core.governor_name() == Some(name) {
-                core.remove_governor();
+            match kind {
+                // A governor replaces the one installed (if any) with all it chose.
+                ReadyKind::Governor(g) => core.install_prepared_governor(g, 0),
+                ReadyKind::Plugin(p) => core.install_prepared(p),
             }
-            return_roles(core, status, RoleSet::default())
-        });
+            .map_err(|e| e.to_string())?;
+            // What the file's previous instance still serves (the roles the new one did
+            // not take, a governor's choices) goes back to the built-ins.
+            if let Some(prev) = previous {
+                core.retire(prev, &format!("replaced by a new copy of {name}"));
+            }
+            Ok::<(), String>(())
+        })?;
+        if governor {
+            self.cache.start_governor_ticker();
+        }
+        self.modules.lock().insert(name, compiled);
+        Ok(status)
     }
-}
 
-/// Give every role `status`'s plugin still serves, except those in `keep`, to the built-ins.
-fn return_roles(core: &mut CacheCore<Block>, status: &StatusHandle, keep: RoleSet) {
-    for role in Role::ALL {
-        if keep.contains(role) {
-            continue;
-        }
-        let serves = core
-            .policy(role)
-            .plugin
-            .is_some_and(|p| Arc::ptr_eq(&p, status));
-        if serves {
-            match role {
-                Role::Eviction => core.set_eviction(BuiltinEviction::default()),
-                Role::Admission => core.set_admission(BuiltinAdmission::default()),
-                Role::Prefetch => core.set_prefetch(BuiltinPrefetch::default()),
-            }
-        }
+    /// Take plugin `name` (instance `status`) out of service: everything it put in service
+    /// (its roles; a governor, its shadows and the candidates it installed) goes back to the
+    /// built-ins, and no governor loaded later resolves a candidate to it.
+    pub fn retire(&self, name: &str, status: &StatusHandle) {
+        self.cache.with_core(|core| core.retire(status, "removed"));
+        self.modules.lock().remove(name);
     }
 }

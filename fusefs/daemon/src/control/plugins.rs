@@ -1,19 +1,39 @@
 //! `.kplug/plugins/`: drop a `.wasm` in to load it, `rm` it to unload it; `NAME.params`
 //! beside `NAME.wasm` holds its parameters.
 //!
-//! **Loading.** Writes to a file only fill a buffer. The `close()` of the writer (FUSE
-//! `flush`) loads what was written ([`Loader`]): a module that fails any step is refused,
-//! `close()` fails with EINVAL (so `cp` reports an error), the reason shows in `status`, and
-//! the policies that were serving keep serving. Replacing a file replaces its plugin; `rm`
-//! returns its roles to the built-ins. The plugin's name is the file name without `.wasm`.
+//! **A state machine per file.** Everything here is keyed by the *file*: the instance its
+//! last successful load made, its last refusal, its generation (bumped by every change of its
+//! bytes). A file is `loading` (created or rewritten, its `close()` not done), `active` (its
+//! instance serves roles, or is the governor), `failed` (refused at load with nothing of it
+//! serving, or its instance faulted), or `disabled` (its instance was taken out of service by
+//! another file's plugin). The transitions:
+//!
+//! - **close() of a written module** loads it ([`Loader`]): prepared with no lock held, then
+//!   installed in a moment, if the file still has the bytes that were loaded (a newer copy
+//!   or an `rm` meanwhile wins; the older load is dropped). The new instance takes its roles,
+//!   and whatever the file's previous instance still served (roles the new one does not take,
+//!   a governor with everything it chose) goes back to the built-ins: replacing a file by a
+//!   module of another kind (eviction, governor, several roles) leaves nothing of the old one.
+//!   A refused module fails `close()` with EINVAL (so `cp` reports an error), the reason
+//!   shows in `status`, and the file's previous instance keeps its state.
+//! - **rm** retires the file's instance and everything it put in service (a governor's
+//!   candidates too): its roles go back to the built-ins. Only that file's instance: another
+//!   file is never touched.
+//! - **A name** is a file name without `.wasm`, and it is the plugin's identity (in
+//!   `status`, `NAME.params`, a governor's candidate specs): a file whose name would give a
+//!   name another file has (`nsk` beside `nsk.wasm`) is refused at creation with EEXIST.
 //!
 //! **Parameters.** `NAME.params` holds `key=value` parameters (newline- or comma-separated,
-//! `#` comments) passed to `NAME.wasm` before its `kplug_init`. Write it before copying the
-//! plugin, or afterwards to retune a live plugin: its `close()` reloads `NAME.wasm` with the
-//! new parameters (EINVAL, and nothing changes, when the plugin rejects them).
+//! `#` comments) passed to the module of `NAME` before its `kplug_init`. Write it before
+//! copying the plugin, or afterwards to retune a live plugin: its `close()` reloads the module
+//! with the new parameters (EINVAL, and nothing changes, when the plugin rejects them).
 //!
 //! **Who may write.** The directory belongs to the user who mounted; the kernel's
 //! `default_permissions` lets only that user (and root) create, write or remove files here.
+//!
+//! **Locks.** The file table's mutex is held while a load is installed or a file retired, and
+//! while `status` reads the cache, so both see one consistent state; it is taken before the
+//! cache's lock, never under it, and never held while plugin code initialises.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -23,7 +43,7 @@ use std::time::{Instant, SystemTime};
 use kplug_engine::StatusHandle;
 use parking_lot::Mutex;
 
-use super::loader::Loader;
+use super::loader::{Loader, Ready};
 use super::node::{Handles, Owner, entry, slice};
 use crate::error::Result;
 use crate::fs::{
@@ -35,10 +55,7 @@ use crate::fs_err;
 /// Suffix of parameter files: `NAME.params` holds the `key=value` parameters of `NAME.wasm`.
 const PARAMS_SUFFIX: &str = ".params";
 
-/// The plugin name of a file: its name without `.wasm`.
-pub fn plugin_name(file: &str) -> &str {
-    file.strip_suffix(".wasm").unwrap_or(file)
-}
+pub use kplug_engine::names::{check_file_name, parse_params_text, plugin_name};
 
 /// Whether `file` is a parameter file.
 pub fn is_params_file(file: &str) -> bool {
@@ -50,34 +67,11 @@ pub fn params_file_of(plugin_file: &str) -> String {
     format!("{}{PARAMS_SUFFIX}", plugin_name(plugin_file))
 }
 
-fn plugin_file_of(params_file: &str) -> String {
-    format!(
-        "{}.wasm",
-        params_file
-            .strip_suffix(PARAMS_SUFFIX)
-            .unwrap_or(params_file)
-    )
-}
-
-/// Parse a parameter file: `key=value` pairs separated by newlines or commas; `#` starts a
-/// comment.
-pub fn parse_params_text(text: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
-    let text =
-        std::str::from_utf8(text).map_err(|_| "parameters must be UTF-8 text".to_string())?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not key=value"))?;
-            if k.trim().is_empty() {
-                return Err(format!("{item:?} has an empty key"));
-            }
-            out.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    Ok(out)
+/// The plugin name a parameter file is for.
+fn params_plugin(params_file: &str) -> &str {
+    params_file
+        .strip_suffix(PARAMS_SUFFIX)
+        .unwrap_or(params_file)
 }
 
 /// A file in `plugins/`.
@@ -89,14 +83,25 @@ pub struct PluginFile {
     pub data: Vec<u8>,
     /// Written since the last load attempt.
     dirty: bool,
+    /// Bumped by every change of its bytes: a load installs only what is still current.
+    generation: u64,
     /// Last write.
     pub mtime: SystemTime,
-    /// The instance serving (or that served) this file's roles.
-    pub status: Option<StatusHandle>,
+    /// The instance of the file's last successful load: serving, or taken out of service.
+    pub instance: Option<StatusHandle>,
     /// Why the last load attempt was refused, and when.
     pub refused: Option<(String, SystemTime)>,
-    /// When the `close()` that loaded the current plugin began.
+    /// When the `close()` that loaded the current instance began.
     pub closed_at: Option<Instant>,
+}
+
+impl PluginFile {
+    /// The bytes changed.
+    fn touch(&mut self) {
+        self.dirty = true;
+        self.generation += 1;
+        self.mtime = SystemTime::now();
+    }
 }
 
 /// The `plugins/` directory.
@@ -132,9 +137,15 @@ impl PluginsDir {
         &self.loader
     }
 
-    /// A copy of every file, by name (for `status` and `stats`).
+    /// A copy of every file, by name (for `stats`).
     pub fn files(&self) -> BTreeMap<String, PluginFile> {
         self.files.lock().clone()
+    }
+
+    /// Run `f` on the files with no load installing and no file retired meanwhile (for
+    /// `status`, which reads the cache in `f`: the cache's lock is taken after this one).
+    pub fn with_files<R>(&self, f: impl FnOnce(&BTreeMap<String, PluginFile>) -> R) -> R {
+        f(&self.files.lock())
     }
 
     fn file_attr(&self, f: &PluginFile) -> Attr {
@@ -150,43 +161,72 @@ impl PluginsDir {
         )
     }
 
-    /// Load `name` (a module) after its writer's `close()`.
-    fn flush_module(&self, name: &str, bytes: &[u8], closed_at: Instant) -> Result<()> {
-        let result = self.load_file(name, bytes);
+    /// The parameters of plugin file `file`, from its `.params` file.
+    fn params_of(
+        files: &BTreeMap<String, PluginFile>,
+        file: &str,
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        match files.get(&params_file_of(file)) {
+            Some(f) => {
+                parse_params_text(&f.data).map_err(|e| format!("{}: {e}", params_file_of(file)))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Load module file `name`: the bytes written since its last load (or, with `reload`,
+    /// its current bytes whatever they are). Prepared with no lock held, installed only if
+    /// the file still holds those bytes. `Err(msg)` when refused.
+    fn load(&self, name: &str, reload: bool) -> std::result::Result<(), String> {
+        let closed_at = Instant::now();
+        let (bytes, generation, params) = {
+            let mut files = self.files.lock();
+            let params = Self::params_of(&files, name);
+            let Some(f) = files.get_mut(name) else {
+                return Ok(());
+            };
+            if !f.dirty && !reload {
+                return Ok(());
+            }
+            f.dirty = false;
+            (f.data.clone(), f.generation, params)
+        };
+        let ready = params.and_then(|p| self.loader.prepare(plugin_name(name), &bytes, &p));
         let mut files = self.files.lock();
-        match result {
+        let Some(f) = files.get_mut(name).filter(|f| f.generation == generation) else {
+            // Removed, or written again meanwhile: the newer bytes' close() decides.
+            if let Ok(r) = ready {
+                r.discard("superseded by a newer copy of its file");
+            }
+            return Ok(());
+        };
+        let installed = ready.and_then(|r: Ready| self.loader.install(r, f.instance.as_ref()));
+        match installed {
             Ok(status) => {
-                if let Some(f) = files.get_mut(name) {
-                    f.status = Some(status);
-                    f.refused = None;
-                    f.closed_at = Some(closed_at);
-                }
+                f.instance = Some(status);
+                f.refused = None;
+                f.closed_at = Some(closed_at);
+                Ok(())
+            }
+            Err(msg) => {
+                f.refused = Some((msg.clone(), SystemTime::now()));
+                Err(msg)
+            }
+        }
+    }
+
+    /// Load module `name` after its writer's `close()`: EINVAL when refused.
+    fn flush_module(&self, name: &str) -> Result<()> {
+        match self.load(name, false) {
+            Ok(()) => {
                 tracing::info!(plugin = plugin_name(name), "plugin loaded");
                 Ok(())
             }
             Err(msg) => {
                 tracing::warn!(plugin = plugin_name(name), "plugin refused: {msg}");
-                if let Some(f) = files.get_mut(name) {
-                    f.refused = Some((msg.clone(), SystemTime::now()));
-                }
                 Err(fs_err!(libc::EINVAL, "plugin {name} refused: {msg}"))
             }
         }
-    }
-
-    /// Load plugin file `file` with the parameters of its `.params` file.
-    fn load_file(&self, file: &str, bytes: &[u8]) -> std::result::Result<StatusHandle, String> {
-        let (params, previous) = {
-            let files = self.files.lock();
-            let params = match files.get(&params_file_of(file)) {
-                Some(f) => parse_params_text(&f.data)
-                    .map_err(|e| format!("{}: {e}", params_file_of(file)))?,
-                None => Vec::new(),
-            };
-            (params, files.get(file).and_then(|f| f.status.clone()))
-        };
-        self.loader
-            .load(plugin_name(file), bytes, &params, previous.as_ref())
     }
 
     /// A parameter file was written: check it, and reload its plugin (if loaded) with it.
@@ -201,33 +241,30 @@ impl PluginsDir {
         if let Err(msg) = parse_params_text(text) {
             return refuse(msg);
         }
-        if let Some(f) = self.files.lock().get_mut(name) {
-            f.refused = None;
-        }
-        let plugin_file = plugin_file_of(name);
-        let wasm = {
-            let files = self.files.lock();
+        let module = {
+            let mut files = self.files.lock();
+            if let Some(f) = files.get_mut(name) {
+                f.refused = None;
+            }
             files
-                .get(&plugin_file)
-                .filter(|f| f.status.is_some())
-                .map(|f| f.data.clone())
+                .iter()
+                .find(|(n, f)| {
+                    !is_params_file(n)
+                        && plugin_name(n) == params_plugin(name)
+                        && f.instance.is_some()
+                })
+                .map(|(n, _)| n.clone())
         };
-        let Some(wasm) = wasm else { return Ok(()) };
-        let closed_at = Instant::now();
-        match self.load_file(&plugin_file, &wasm) {
-            Ok(status) => {
-                if let Some(f) = self.files.lock().get_mut(&plugin_file) {
-                    f.status = Some(status);
-                    f.refused = None;
-                    f.closed_at = Some(closed_at);
-                }
+        let Some(module) = module else { return Ok(()) };
+        match self.load(&module, true) {
+            Ok(()) => {
                 tracing::info!(
-                    plugin = plugin_name(&plugin_file),
+                    plugin = plugin_name(&module),
                     "plugin reloaded with new parameters"
                 );
                 Ok(())
             }
-            Err(msg) => refuse(format!("reloading {plugin_file}: {msg}")),
+            Err(msg) => refuse(format!("reloading {module}: {msg}")),
         }
     }
 }
@@ -277,8 +314,7 @@ impl Tree for PluginsDir {
                 .find(|f| f.ino == ino)
                 .ok_or_else(|| fs_err!(libc::EACCES, "read-only"))?;
             f.data.resize(size as usize, 0);
-            f.dirty = true;
-            f.mtime = SystemTime::now();
+            f.touch();
         }
         self.getattr(ino, None)
     }
@@ -288,15 +324,17 @@ impl Tree for PluginsDir {
             return Err(fs_err!(libc::EPERM, "only plugin files can be removed"));
         }
         let name = name.to_string_lossy();
-        let f = self
-            .files
-            .lock()
+        let mut files = self.files.lock();
+        let f = files
             .remove(name.as_ref())
             .ok_or_else(|| fs_err!(libc::ENOENT, "no plugin {name}"))?;
-        if let Some(status) = f.status {
-            self.loader.unload(plugin_name(&name), &status);
+        // This file's instance only, and all it put in service; under the table's lock, so
+        // a load of this file finishing meanwhile finds it gone.
+        if let Some(status) = f.instance {
+            self.loader.retire(plugin_name(&name), &status);
         }
-        tracing::info!(plugin = plugin_name(&name), "plugin removed");
+        drop(files);
+        tracing::info!(file = %name, "plugin file removed");
         Ok(())
     }
 
@@ -311,7 +349,7 @@ impl Tree for PluginsDir {
             .ok_or_else(|| fs_err!(libc::ENOENT, "plugin file gone"))?;
         if flags & libc::O_TRUNC != 0 {
             f.data.clear();
-            f.dirty = true;
+            f.touch();
         }
         let name = name.clone();
         drop(files);
@@ -334,21 +372,31 @@ impl Tree for PluginsDir {
             ));
         }
         let name = name.to_string_lossy().into_owned();
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(fs_err!(libc::EINVAL, "bad plugin file name {name:?}"));
-        }
+        check_file_name(&name).map_err(|e| fs_err!(libc::EINVAL, "bad plugin file name: {e}"))?;
         let mut files = self.files.lock();
+        if !is_params_file(&name)
+            && let Some(other) = files
+                .keys()
+                .find(|n| *n != &name && !is_params_file(n) && plugin_name(n) == plugin_name(&name))
+        {
+            return Err(fs_err!(
+                libc::EEXIST,
+                "plugin name {} is taken by {other}",
+                plugin_name(&name)
+            ));
+        }
         let f = files.entry(name.clone()).or_insert_with(|| PluginFile {
             ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
             data: Vec::new(),
             dirty: true,
+            generation: 0,
             mtime: SystemTime::now(),
-            status: None,
+            instance: None,
             refused: None,
             closed_at: None,
         });
         f.data.clear();
-        f.dirty = true;
+        f.touch();
         let attr = self.file_attr(f);
         drop(files);
         Ok((entry(attr), Opened::direct(self.open.insert(Some(name)))))
@@ -389,8 +437,7 @@ impl Tree for PluginsDir {
             f.data.resize(end, 0);
         }
         f.data[offset as usize..end].copy_from_slice(data);
-        f.dirty = true;
-        f.mtime = SystemTime::now();
+        f.touch();
         Ok(Written {
             bytes: data.len() as u32,
             stale_pages: None,
@@ -402,22 +449,18 @@ impl Tree for PluginsDir {
         let Some(name) = self.open.with(fh, |h| Ok(h.clone()))? else {
             return Ok(());
         };
-        let closed_at = Instant::now();
-        let bytes = {
+        if !is_params_file(&name) {
+            return self.flush_module(&name);
+        }
+        let text = {
             let mut files = self.files.lock();
-            let Some(f) = files.get_mut(&name) else {
+            let Some(f) = files.get_mut(&name).filter(|f| f.dirty) else {
                 return Ok(());
             };
-            if !f.dirty {
-                return Ok(());
-            }
             f.dirty = false;
             f.data.clone()
         };
-        if is_params_file(&name) {
-            return self.flush_params(&name, &bytes);
-        }
-        self.flush_module(&name, &bytes, closed_at)
+        self.flush_params(&name, &text)
     }
 
     fn release(&self, fh: u64) -> Result<()> {

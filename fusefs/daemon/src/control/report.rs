@@ -1,8 +1,11 @@
 //! The documents the control tree serves, as the typed schema of `monitor::schema`:
 //! `.kplug/stats` ([`Sources::stats`]) and `.kplug/status` ([`Sources::status`]).
 //!
-//! Both read the plugin files first and the cache core second (the two locks are never held
-//! together), and copy the core's counters under its lock: nothing is counted twice.
+//! `stats` reads the plugin files first and the cache core second; `status` reads the core
+//! while holding the plugin files' lock (taken first, as every load and removal does), so the
+//! files, their instances' states and what serves each role are one moment's truth. Both
+//! copy the core's counters under its lock: nothing is counted twice. A role a governor's
+//! candidate serves is counted among the governor's file's `active_roles`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -10,10 +13,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kplug_abi::Role;
 use kplug_cache::CacheStats;
-use kplug_engine::{PluginState, StatusHandle};
+use kplug_engine::{PluginState, StatusHandle, StatusSnapshot};
 use kplug_store::Store;
 
-use super::plugins::{PluginsDir, is_params_file, params_file_of, plugin_name};
+use super::plugins::{PluginFile, PluginsDir, is_params_file, params_file_of, plugin_name};
 use crate::data::blockcache::BlockCache;
 use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
@@ -43,6 +46,15 @@ fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The roles served by `h` or by a candidate of it, given what serves each role.
+fn served_by_file(serving: &[(Role, StatusHandle)], h: &StatusHandle) -> Vec<Role> {
+    serving
+        .iter()
+        .filter(|(_, s)| s.is_or_owned_by(h))
+        .map(|(r, _)| *r)
+        .collect()
 }
 
 /// The name `active` shows for a role: the plugin's, or `builtin:NAME`.
@@ -93,12 +105,15 @@ impl Sources {
     pub fn stats(&self) -> Stats {
         let now = SystemTime::now();
         // Plugin files first (their lock is never taken with the core's).
-        let handles: Vec<(String, Option<StatusHandle>)> = self
+        let handles: Vec<(String, Option<StatusHandle>, bool)> = self
             .plugins
             .files()
             .into_iter()
             .filter(|(file, _)| !is_params_file(file))
-            .map(|(file, f)| (plugin_name(&file).to_string(), f.status))
+            .map(|(file, f)| {
+                let refused = f.refused.is_some();
+                (plugin_name(&file).to_string(), f.instance, refused)
+            })
             .collect();
         let (active, serving, stats, resident, capacity) = self.cache.with_core(|core| {
             let mut serving: Vec<(Role, StatusHandle)> = Vec::new();
@@ -124,16 +139,12 @@ impl Sources {
         });
         let plugins = handles
             .into_iter()
-            .map(|(name, handle)| {
+            .map(|(name, handle, refused)| {
                 let v = match handle {
                     Some(h) => {
                         let snap = h.snapshot();
                         PluginStats {
-                            active_roles: serving
-                                .iter()
-                                .filter(|(_, s)| Arc::ptr_eq(s, &h))
-                                .map(|(r, _)| *r)
-                                .collect(),
+                            active_roles: served_by_file(&serving, &h),
                             calls: snap.calls,
                             faults: snap.faults,
                             governor: snap.governor,
@@ -148,7 +159,11 @@ impl Sources {
                         faults: 0,
                         governor: false,
                         roles: Vec::new(),
-                        state: PluginState::Failed,
+                        state: if refused {
+                            PluginState::Failed
+                        } else {
+                            PluginState::Loading
+                        },
                         time_ns: 0,
                     },
                 };
@@ -213,102 +228,131 @@ impl Sources {
 
     /// `.kplug/status` now.
     pub fn status(&self) -> Status {
-        let files = self.plugins.files();
-        let mut plugins = Vec::new();
-        for (file, f) in &files {
-            if is_params_file(file) {
-                continue;
-            }
-            let params = files
-                .get(&params_file_of(file))
-                .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
-            let snap = f.status.as_ref().map(|s| s.snapshot());
-            let entry = match (&f.refused, snap) {
-                (Some((err, at)), prev) => PluginEntry {
-                    calls: prev.as_ref().map_or(0, |s| s.calls),
-                    error: Some(format!("refused at load: {err}")),
-                    faults: prev.as_ref().map_or(0, |s| s.faults),
-                    file: file.clone(),
-                    governor: prev.as_ref().is_some_and(|s| s.governor),
-                    loaded_at: millis(*at),
-                    name: plugin_name(file).into(),
-                    params,
-                    roles: prev.map(|s| s.roles).unwrap_or_default(),
-                    state: PluginState::Failed,
-                    swap_latency_us: None,
-                },
-                (None, Some(s)) => PluginEntry {
-                    calls: s.calls,
-                    error: s.error,
-                    faults: s.faults,
-                    file: file.clone(),
-                    governor: s.governor,
-                    loaded_at: s.loaded_at,
-                    name: s.name,
-                    params,
-                    roles: s.roles,
-                    state: s.state,
-                    swap_latency_us: match (
-                        f.closed_at,
-                        f.status.as_ref().and_then(|h| h.first_decision()),
-                    ) {
-                        (Some(c), Some(d)) => {
-                            Some(d.saturating_duration_since(c).as_micros() as u64)
+        self.plugins.with_files(|files| {
+            let (active, serving, snaps, stats, resident, capacity) =
+                self.cache.with_core(|core| {
+                    let mut serving: Vec<(Role, StatusHandle)> = Vec::new();
+                    let mut name = |role: Role| {
+                        let p = core.policy(role);
+                        if let Some(h) = &p.plugin {
+                            serving.push((role, h.clone()));
                         }
-                        _ => None,
-                    },
+                        served_by(p.name, p.plugin.is_some())
+                    };
+                    let (eviction, admission, prefetch) = (
+                        name(Role::Eviction),
+                        name(Role::Admission),
+                        name(Role::Prefetch),
+                    );
+                    let active = ActiveStatus {
+                        admission,
+                        candidates: core
+                            .candidates()
+                            .into_iter()
+                            .map(|c| CandidateEntry {
+                                active: c.active,
+                                error: c.error,
+                                hits: c.hits,
+                                requests: c.requests,
+                                role: c.role,
+                                spec: c.spec,
+                            })
+                            .collect(),
+                        eviction,
+                        governor: core.governor_name().map(str::to_string),
+                        prefetch,
+                    };
+                    // The instances' states as of this moment: a fault changes them only
+                    // under the core's lock.
+                    let snaps: BTreeMap<String, StatusSnapshot> = files
+                        .iter()
+                        .filter_map(|(n, f)| f.instance.as_ref().map(|h| (n.clone(), h.snapshot())))
+                        .collect();
+                    (
+                        active,
+                        serving,
+                        snaps,
+                        *core.stats(),
+                        core.len() as u64,
+                        core.capacity(),
+                    )
+                });
+            let plugins = files
+                .iter()
+                .filter(|(file, _)| !is_params_file(file))
+                .map(|(file, f)| {
+                    let params = files
+                        .get(&params_file_of(file))
+                        .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
+                    file_entry(file, f, params, snaps.get(file), &serving)
+                })
+                .collect();
+            let backend = self.cache.backend();
+            Status {
+                active,
+                backend: StatusBackend {
+                    bytes: backend.bytes(),
+                    latency_us: backend.latency().as_micros() as u64,
+                    reads: backend.reads(),
                 },
-                (None, None) => PluginEntry {
-                    calls: 0,
-                    error: Some("not loaded yet (still being written?)".into()),
-                    faults: 0,
-                    file: file.clone(),
-                    governor: false,
-                    loaded_at: millis(f.mtime),
-                    name: plugin_name(file).into(),
-                    params,
-                    roles: Vec::new(),
-                    state: PluginState::Failed,
-                    swap_latency_us: None,
-                },
-            };
-            plugins.push(entry);
-        }
-        let (active, stats, resident, capacity) = self.cache.with_core(|core| {
-            let name = |role: Role| {
-                let p = core.policy(role);
-                served_by(p.name, p.plugin.is_some())
-            };
-            let active = ActiveStatus {
-                admission: name(Role::Admission),
-                candidates: core
-                    .candidates()
-                    .into_iter()
-                    .map(|c| CandidateEntry {
-                        active: c.active,
-                        hits: c.hits,
-                        requests: c.requests,
-                        role: c.role,
-                        spec: c.spec,
-                    })
-                    .collect(),
-                eviction: name(Role::Eviction),
-                governor: core.governor_name().map(str::to_string),
-                prefetch: name(Role::Prefetch),
-            };
-            (active, *core.stats(), core.len() as u64, core.capacity())
-        });
-        let backend = self.cache.backend();
-        Status {
-            active,
-            backend: StatusBackend {
-                bytes: backend.bytes(),
-                latency_us: backend.latency().as_micros() as u64,
-                reads: backend.reads(),
+                cache: self.cache_counters(&stats, resident, capacity),
+                plugins,
+                prefetch: self.prefetch_counters(&stats),
+            }
+        })
+    }
+}
+
+/// The status entry of plugin file `file`: its instance's state (a refusal of a later copy
+/// is its last error), `failed` when refused with nothing loaded, `loading` before its first
+/// load ends.
+fn file_entry(
+    file: &str,
+    f: &PluginFile,
+    params: Option<String>,
+    snap: Option<&StatusSnapshot>,
+    serving: &[(Role, StatusHandle)],
+) -> PluginEntry {
+    let refusal = f
+        .refused
+        .as_ref()
+        .map(|(e, at)| (format!("refused at load: {e}"), *at));
+    let name = plugin_name(file).to_string();
+    match (&f.instance, snap) {
+        (Some(h), Some(s)) => PluginEntry {
+            active_roles: served_by_file(serving, h),
+            calls: s.calls,
+            error: refusal.as_ref().map(|r| r.0.clone()).or(s.error.clone()),
+            faults: s.faults,
+            file: file.to_string(),
+            governor: s.governor,
+            loaded_at: refusal.as_ref().map_or(s.loaded_at, |r| millis(r.1)),
+            name,
+            params,
+            roles: s.roles.clone(),
+            state: s.state,
+            swap_latency_us: match (f.closed_at, h.first_decision()) {
+                (Some(c), Some(d)) => Some(d.saturating_duration_since(c).as_micros() as u64),
+                _ => None,
             },
-            cache: self.cache_counters(&stats, resident, capacity),
-            plugins,
-            prefetch: self.prefetch_counters(&stats),
-        }
+        },
+        _ => PluginEntry {
+            active_roles: Vec::new(),
+            calls: 0,
+            faults: 0,
+            file: file.to_string(),
+            governor: false,
+            loaded_at: refusal.as_ref().map_or(millis(f.mtime), |r| millis(r.1)),
+            name,
+            params,
+            roles: Vec::new(),
+            state: if refusal.is_some() {
+                PluginState::Failed
+            } else {
+                PluginState::Loading
+            },
+            error: refusal.map(|r| r.0),
+            swap_latency_us: None,
+        },
     }
 }

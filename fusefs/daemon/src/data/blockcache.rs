@@ -291,7 +291,8 @@ impl BlockCache {
     }
 
     /// Tick a governor plugin every [`GOVERNOR_TICK`] from a thread of its own, started
-    /// once (the first time a governor is installed) and ending with the cache.
+    /// once (the first time a governor is installed) and ending with the cache. After a tick
+    /// the candidates it activated get new spare instances, made without the lock.
     pub fn start_governor_ticker(&self) {
         if self.ticker.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -300,9 +301,15 @@ impl BlockCache {
         let _ = sync::spawn("kplugfs-governor".into(), move || {
             loop {
                 std::thread::sleep(GOVERNOR_TICK);
-                match inner.upgrade() {
-                    Some(i) => i.lock().core.governor_tick(),
-                    None => break,
+                let Some(i) = inner.upgrade() else { break };
+                let wanted = {
+                    let mut g = i.lock();
+                    g.core.governor_tick();
+                    g.core.spare_requests()
+                };
+                if !wanted.is_empty() {
+                    let spares = wanted.make();
+                    i.lock().core.give_spares(spares);
                 }
             }
         });

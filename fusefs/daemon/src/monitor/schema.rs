@@ -241,6 +241,9 @@ pub struct ActiveStatus {
 pub struct CandidateEntry {
     /// Whether it serves its role now.
     pub active: bool,
+    /// The fault that put it out for good; null while it is healthy.
+    #[serde(default)]
+    pub error: Option<String>,
     /// Demand hits counted for it.
     pub hits: u64,
     /// Demand requests counted for it.
@@ -266,6 +269,9 @@ pub struct StatusBackend {
 /// `status.plugins[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginEntry {
+    /// The roles it serves now, itself or through a candidate it (a governor) put in service.
+    #[serde(default)]
+    pub active_roles: Vec<Role>,
     /// Hook calls.
     pub calls: u64,
     /// The fault, refusal or reason that ended it.
@@ -284,7 +290,7 @@ pub struct PluginEntry {
     pub params: Option<String>,
     /// The roles it implements.
     pub roles: Vec<Role>,
-    /// `active`, `failed` or `disabled`.
+    /// `loading`, `active`, `failed` or `disabled`.
     pub state: PluginState,
     /// µs from the `close()` that loaded it to its first decision; null until then.
     pub swap_latency_us: Option<u64>,

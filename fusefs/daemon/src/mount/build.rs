@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use kplug_engine::EngineConfig;
 use kplug_store::Store;
 
 use super::{MountArgs, MountSource};
@@ -108,7 +107,7 @@ pub fn build_fs(source: &MountSource, args: &MountArgs) -> Result<Built> {
         gid: nix::unistd::getgid().as_raw(),
     };
     let mut fs = KplugFs::new(tree(cache.clone())?, args.attr_timeout);
-    let control = control::mount(&mut fs, cache, store, owner, EngineConfig::default())
+    let control = control::mount(&mut fs, cache, store, owner, args.engine.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Built {
         fs: Arc::new(fs),

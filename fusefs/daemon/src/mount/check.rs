@@ -217,6 +217,7 @@ mod tests {
             history_period: Duration::ZERO,
             history_db: None,
             history_retention: crate::monitor::history::DEFAULT_RETENTION,
+            engine: kplug_engine::EngineConfig::default(),
         }
     }
 

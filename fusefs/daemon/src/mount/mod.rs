@@ -77,6 +77,8 @@ pub struct MountArgs {
     pub history_db: Option<PathBuf>,
     /// How long history rows are kept.
     pub history_retention: Duration,
+    /// The plugins' limits: per-call deadline, slow-call budget, memory (docs/plugin-abi.md).
+    pub engine: kplug_engine::EngineConfig,
 }
 
 /// What a mount exposes.

@@ -1,10 +1,12 @@
 //! What the core (`cache.rs`) calls into the governor on each event: a demand request (the
 //! shadows are fed and a tick may come), a prefetched block, an insertion, a block leaving,
-//! an invalidation, room needed (the vote's victim), another policy taking a role; and which
-//! policy serves while the cache votes.
+//! an invalidation, room needed (the vote's victim), another policy taking a role, a
+//! candidate's instance faulting (serving, or in its shadow); and which policy serves while
+//! the cache votes.
 
 use crate::cache::{ActivePolicy, CacheCore};
 use kplug_abi::{Role, RoleSet};
+use kplug_engine::HookFault;
 
 impl<V> CacheCore<V> {
     /// Another policy (a plugin dropped by the operator, a built-in) takes `roles`: no
@@ -19,6 +21,42 @@ impl<V> CacheCore<V> {
                 g.stop_voting();
                 g.overridden = true;
             }
+        }
+    }
+
+    /// The plugin serving the roles marked in `served` (by role number) faulted: if it was a
+    /// candidate's instance, that candidate is out for good and no candidate serves the role.
+    pub(in crate::cache) fn candidate_faulted(&mut self, served: [bool; 3], fault: &HookFault) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        for r in [Role::Admission, Role::Prefetch] {
+            if served[r as usize]
+                && let Some(i) = g.live[r as usize].take()
+            {
+                g.candidates[i].fail(fault.to_string());
+            }
+        }
+    }
+
+    /// After the shadows handled an event: a candidate whose shadow's instance faulted is out
+    /// for good (the shadow goes on with its built-in, so the holder masks stay right) and
+    /// weighs 0 from now; its fault counts in the cache's.
+    pub(in crate::cache) fn note_shadow_faults(&mut self) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        let mut lost = Vec::new();
+        for (i, c) in g.candidates.iter_mut().enumerate() {
+            if c.error.is_none() && c.shadow.as_ref().is_some_and(|s| s.stats.faults > 0) {
+                let why = c.status.as_ref().and_then(|s| s.error());
+                c.fail(why.unwrap_or_else(|| "faulted in its shadow cache".into()));
+                lost.push((i, 0.0));
+            }
+        }
+        if !lost.is_empty() {
+            self.stats.faults += lost.len() as u64;
+            self.reweigh(&lost);
         }
     }
 
@@ -49,6 +87,10 @@ impl<V> CacheCore<V> {
         if hit {
             g.revote(key);
         }
+        self.note_shadow_faults();
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
         if g.tick_every > 0 {
             g.since_tick += 1;
             if g.since_tick >= g.tick_every {
@@ -69,6 +111,7 @@ impl<V> CacheCore<V> {
             }
         }
         g.note_evictions(&self.map);
+        self.note_shadow_faults();
     }
 
     /// `key` was just inserted: it joins its holders' bucket.
@@ -102,6 +145,7 @@ impl<V> CacheCore<V> {
                 f(s);
             }
         }
+        self.note_shadow_faults();
     }
 
     /// The vote's victim, when the cache votes.

@@ -1,15 +1,16 @@
-//! Installing and removing a governor: each candidate spec the governor registered is
-//! resolved into a compiled module, checked, and (for eviction) given a shadow cache seeded
-//! with the resident set; the holder-mask bits are assigned; what the governor asked for
-//! while loading is applied. Also the queries on the governor (its name, its candidates).
+//! Preparing, installing and removing a governor: each candidate spec the governor
+//! registered is resolved into a compiled module, checked, instantiated and (for eviction)
+//! given a shadow cache seeded with the resident set, all before the core is touched
+//! ([`PreparedGovernor`]); installing assigns the holder-mask bits and applies what the
+//! governor asked for while loading. Also the queries on the governor (its name, its
+//! candidates).
 
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
 use crate::cache::{CacheCore, CoreConfig};
 use crate::error::InstallError;
 use kplug_abi::Role;
-use kplug_engine::CompiledPlugin;
-use kplug_engine::Plugin;
 use kplug_engine::parse_params;
+use kplug_engine::{CompiledPlugin, Plugin, StatusHandle};
 
 use super::{Candidate, CandidateInfo, Governor};
 
@@ -24,21 +25,37 @@ fn shadow_config() -> CoreConfig {
     }
 }
 
-impl<V> CacheCore<V> {
-    /// Install a governor plugin. `resolve` turns a candidate's policy name into a compiled
-    /// module; `tick_every` > 0 ticks the governor every that many demand requests (0: only
-    /// [`governor_tick`](Self::governor_tick) ticks it). An activation the governor asked for
-    /// while loading is applied now.
-    pub fn install_governor(
-        &mut self,
-        mut plugin: Plugin,
+/// A governor with its candidates resolved, instantiated and seeded, ready to be installed
+/// with [`CacheCore::install_prepared_governor`]. Made with no lock held around the core:
+/// this is where the candidates' `kplug_init` and the shadows' replays run.
+pub struct PreparedGovernor {
+    plugin: Plugin,
+    candidates: Vec<Candidate>,
+}
+
+impl std::fmt::Debug for PreparedGovernor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedGovernor")
+            .field("plugin", &self.plugin)
+            .field("candidates", &self.candidates.len())
+            .finish()
+    }
+}
+
+impl PreparedGovernor {
+    /// Resolve the candidates `plugin` registered (`resolve` turns a policy name into a
+    /// compiled module), instantiate each for a cache of `capacity` blocks, and seed every
+    /// eviction candidate's shadow with `resident` (the cache's keys, least recently used
+    /// first).
+    pub fn new(
+        plugin: Plugin,
         resolve: &dyn Fn(&str) -> Result<CompiledPlugin, String>,
-        tick_every: u64,
-    ) -> Result<(), InstallError> {
+        capacity: u64,
+        resident: &[u64],
+    ) -> Result<Self, InstallError> {
         if !plugin.is_governor() {
             return Err(InstallError::NotGovernor(plugin.name().to_string()));
         }
-        let resident = self.resident_keys();
         let mut candidates = Vec::new();
         for (role, spec) in plugin.candidate_specs() {
             let (name, params) = match spec.split_once(':') {
@@ -64,24 +81,76 @@ impl<V> CacheCore<V> {
                 compiled,
                 params,
                 shadow: None,
+                status: None,
+                spare: None,
                 hits: 0,
                 requests: 0,
+                error: None,
             };
+            let instance = c.instantiate(capacity, &plugin)?;
             if role == Role::Eviction {
-                let mut shadow = CacheCore::new(self.capacity, shadow_config());
-                shadow.install_plugin(c.instantiate(self.capacity)?, c.eviction_roles())?;
+                let mut shadow = CacheCore::new(capacity, shadow_config());
+                c.status = Some(instance.status());
+                shadow.install_plugin(instance, c.eviction_roles())?;
                 // A governor installed on a warm cache: every shadow starts from the
                 // resident set, least recently used first.
-                for &k in &resident {
+                for &k in resident {
                     shadow.insert(k, ());
                 }
                 shadow.evicted_log = Some(Vec::new());
                 c.shadow = Some(Box::new(shadow));
             } else {
-                // Instantiated once now so a bad parameter is refused at install.
-                c.instantiate(self.capacity)?;
+                // Made now, so a bad parameter is refused here and the first activation
+                // runs no `kplug_init`.
+                c.spare = Some(instance);
             }
             candidates.push(c);
+        }
+        Ok(PreparedGovernor { plugin, candidates })
+    }
+
+    /// The governor's status.
+    pub fn status(&self) -> StatusHandle {
+        self.plugin.status()
+    }
+}
+
+impl<V> CacheCore<V> {
+    /// Install a governor plugin: [`PreparedGovernor::new`] and
+    /// [`install_prepared_governor`](Self::install_prepared_governor) at once (the simulator
+    /// and the tests, where nobody waits for the core).
+    pub fn install_governor(
+        &mut self,
+        plugin: Plugin,
+        resolve: &dyn Fn(&str) -> Result<CompiledPlugin, String>,
+        tick_every: u64,
+    ) -> Result<(), InstallError> {
+        let resident = self.resident_keys();
+        let prepared = PreparedGovernor::new(plugin, resolve, self.capacity, &resident)?;
+        self.install_prepared_governor(prepared, tick_every)
+    }
+
+    /// Install a prepared governor. `tick_every` > 0 ticks it every that many demand
+    /// requests (0: only [`governor_tick`](Self::governor_tick) ticks it). A governor already
+    /// installed is retired first (`retire`: everything it put in service returns to the
+    /// built-ins). An activation the governor asked for while loading is applied now.
+    pub fn install_prepared_governor(
+        &mut self,
+        prepared: PreparedGovernor,
+        tick_every: u64,
+    ) -> Result<(), InstallError> {
+        let PreparedGovernor {
+            mut plugin,
+            candidates,
+        } = prepared;
+        if plugin.capacity() != self.capacity {
+            return Err(InstallError::CapacityMismatch {
+                plugin: plugin.capacity(),
+                cache: self.capacity,
+            });
+        }
+        if let Some(old) = self.governor.as_ref().map(|g| g.plugin.status()) {
+            self.retire(&old, &format!("replaced by governor {}", plugin.name()));
         }
         plugin.attach_figures(self.figures.clone());
         plugin.mark_installed();
@@ -111,14 +180,23 @@ impl<V> CacheCore<V> {
         Ok(())
     }
 
-    /// Drop the governor and its shadows; the policies serving stay (the eviction candidate
-    /// followed is installed in the cache).
+    /// Drop the governor and its shadows as if it had faulted: the policies serving stay
+    /// (the eviction candidate followed is installed in the cache). An operator's removal is
+    /// [`retire`](Self::retire).
     pub fn remove_governor(&mut self) -> Option<String> {
         let g = self.governor.take()?;
         g.plugin.mark_disabled("removed");
         let name = g.plugin.name().to_string();
         self.materialize(g);
         Some(name)
+    }
+
+    /// Drop the governor with its shadows and spares, for `reason`; nothing it chose is
+    /// installed in its place (see `retire`).
+    pub(in crate::cache) fn drop_governor(&mut self, reason: &str) {
+        if let Some(g) = self.governor.take() {
+            g.plugin.mark_disabled(reason);
+        }
     }
 
     /// The governor's candidates (empty without a governor).
@@ -135,6 +213,7 @@ impl<V> CacheCore<V> {
                 hits: c.hits,
                 requests: c.requests,
                 active: g.live[c.role as usize] == Some(i),
+                error: c.error.clone(),
             })
             .collect()
     }
@@ -142,5 +221,10 @@ impl<V> CacheCore<V> {
     /// The governor's name, if one is installed.
     pub fn governor_name(&self) -> Option<&str> {
         self.governor.as_ref().map(|g| g.plugin.name())
+    }
+
+    /// The installed governor's status, if one is installed.
+    pub fn governor_status(&self) -> Option<StatusHandle> {
+        self.governor.as_ref().map(|g| g.plugin.status())
     }
 }

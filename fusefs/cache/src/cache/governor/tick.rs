@@ -1,15 +1,55 @@
 //! Ticking the governor and applying what it asks for: `kplug_tick` with each candidate's
 //! counters and divergence, then its activations (an eviction candidate by its weight, the
-//! other roles by installing an instance) and its weights; and when a governor faults or is
-//! removed, the hand-over of eviction to the candidate it followed ([`CacheCore::materialize`]).
+//! other roles by installing an instance, its spare if one is ready) and its weights; making
+//! spares outside the embedder's lock ([`SpareRequests`], [`Spares`]); and when a governor
+//! faults, the hand-over of eviction to the candidate it followed ([`CacheCore::materialize`]).
 
 use crate::cache::CacheCore;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::EvictionRole;
 use kplug_abi::Role;
 use kplug_engine::hash::FastSet;
+use kplug_engine::{CompiledPlugin, Plugin, StatusHandle};
 
-use super::Governor;
+use super::{Governor, adopt, make_instance};
+
+/// The spares a governor's admission and prefetch candidates lack (each was installed by an
+/// activation): made with [`SpareRequests::make`] outside the embedder's lock, handed back
+/// with [`CacheCore::give_spares`].
+#[derive(Debug)]
+pub struct SpareRequests {
+    governor: Option<StatusHandle>,
+    capacity: u64,
+    wanted: Vec<Wanted>,
+}
+
+/// A spare wanted: the candidate's index, its module and its parameters.
+type Wanted = (usize, CompiledPlugin, Vec<(String, String)>);
+
+/// Spares made for a governor's candidates.
+pub struct Spares {
+    governor: Option<StatusHandle>,
+    made: Vec<(usize, Result<Plugin, String>)>,
+}
+
+impl SpareRequests {
+    /// Whether no spare is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
+    /// Make the spares (each candidate's `kplug_init` runs here).
+    pub fn make(self) -> Spares {
+        Spares {
+            governor: self.governor,
+            made: self
+                .wanted
+                .into_iter()
+                .map(|(i, compiled, params)| (i, make_instance(&compiled, &params, self.capacity)))
+                .collect(),
+        }
+    }
+}
 
 /// Keys of a shadow sampled to estimate `candidate_divergence` at each tick, for governors
 /// that import it (an estimate within a few percent; the simulator ticks every 100
@@ -26,7 +66,9 @@ impl<V> CacheCore<V> {
         let counters = g
             .candidates
             .iter()
-            .map(|c| (c.role == Role::Eviction).then_some((c.hits, c.requests)))
+            .map(|c| {
+                (c.role == Role::Eviction && c.error.is_none()).then_some((c.hits, c.requests))
+            })
             .collect();
         let wants = g.plugin.wants_divergence();
         let divergence = g
@@ -82,12 +124,17 @@ impl<V> CacheCore<V> {
         }
     }
 
-    /// Make candidate `i` serve its role. Failures are logged; the role keeps its policy.
+    /// Make candidate `i` serve its role. A candidate that faulted stays out; a failure to
+    /// install puts it out and the role keeps its policy.
     fn activate_candidate(&mut self, i: usize) {
         let Some(mut g) = self.governor.take() else {
             return;
         };
         let role = g.candidates[i].role;
+        if g.candidates[i].error.is_some() {
+            self.governor = Some(g);
+            return;
+        }
         if role == Role::Eviction {
             g.overridden = false;
             self.governor = Some(g);
@@ -99,34 +146,98 @@ impl<V> CacheCore<V> {
             return;
         }
         if g.live[role as usize] != Some(i) {
-            match g.candidates[i]
-                .instantiate(self.capacity)
-                .and_then(|p| self.install_plugin(p, role.into()))
-            {
+            // The spare made outside the lock; made here only when there is none (the
+            // simulator, or right after a failed refill).
+            let instance = match g.candidates[i].spare.take() {
+                Some(p) => Ok(p),
+                None => g.candidates[i].instantiate(self.capacity, &g.plugin),
+            };
+            match instance.and_then(|p| self.install_plugin(p, role.into())) {
                 Ok(()) => {
                     g.live[role as usize] = Some(i);
                     self.stats.policy_switches += 1;
                 }
-                Err(e) => tracing::warn!(
-                    governor = g.plugin.name(),
-                    candidate = g.candidates[i].spec,
-                    "activation failed: {e}"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        governor = g.plugin.name(),
+                        candidate = g.candidates[i].spec,
+                        "activation failed: {e}"
+                    );
+                    self.stats.faults += 1;
+                    g.candidates[i].fail(format!("activation failed: {e}"));
+                }
             }
         }
         self.governor = Some(g);
     }
 
+    /// The spares the governor's admission and prefetch candidates lack.
+    pub fn spare_requests(&self) -> SpareRequests {
+        let Some(g) = &self.governor else {
+            return SpareRequests {
+                governor: None,
+                capacity: self.capacity,
+                wanted: Vec::new(),
+            };
+        };
+        SpareRequests {
+            governor: Some(g.plugin.status()),
+            capacity: self.capacity,
+            wanted: g
+                .candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.role != Role::Eviction && c.error.is_none() && c.spare.is_none())
+                .map(|(i, c)| (i, c.compiled.clone(), c.params.clone()))
+                .collect(),
+        }
+    }
+
+    /// Hand the spares made by [`SpareRequests::make`] to their candidates (if their governor
+    /// is still the one installed). A candidate whose spare could not be made is out.
+    pub fn give_spares(&mut self, spares: Spares) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        let same = spares
+            .governor
+            .as_ref()
+            .is_some_and(|s| std::sync::Arc::ptr_eq(s, &g.plugin.status()));
+        if !same {
+            return;
+        }
+        for (i, made) in spares.made {
+            let Some(c) = g.candidates.get_mut(i) else {
+                continue;
+            };
+            match made {
+                Ok(mut p) if c.error.is_none() && c.spare.is_none() => {
+                    adopt(&mut p, &g.plugin);
+                    c.spare = Some(p);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.faults += 1;
+                    c.fail(format!("making an instance failed: {e}"));
+                }
+            }
+        }
+    }
+
     /// New eviction weights. When the cache starts voting, a plugin that served eviction in
     /// the cache gives way to the configured built-in, which tracks the resident set.
-    fn reweigh(&mut self, weights: &[(usize, f64)]) {
+    pub(super) fn reweigh(&mut self, weights: &[(usize, f64)]) {
         let Some(mut g) = self.governor.take() else {
             return;
         };
+        // Only eviction candidates weigh; one that faulted only ever weighs 0.
         let weights: Vec<(usize, f64)> = weights
             .iter()
             .copied()
-            .filter(|(i, _)| g.bit.get(*i).is_some_and(|b| b.is_some()))
+            .filter(|(i, w)| {
+                g.bit.get(*i).is_some_and(|b| b.is_some())
+                    && (*w == 0.0 || g.candidates[*i].error.is_none())
+            })
             .collect();
         // The resident set is needed only if the vote starts now.
         let starting = g.votes.is_none()
@@ -154,7 +265,7 @@ impl<V> CacheCore<V> {
                 );
             }
             self.eviction = self.seeded_builtin(self.config.eviction);
-            self.release_unused(&old);
+            self.release_unused(&old, "replaced");
         }
         self.governor = Some(g);
     }
@@ -199,6 +310,6 @@ impl<V> CacheCore<V> {
         if roles.contains(Role::Admission) && matches!(self.admission, AdmissionRole::Native(..)) {
             self.admission = AdmissionRole::Plugin(slot);
         }
-        self.release_unused(&old);
+        self.release_unused(&old, "replaced");
     }
 }

@@ -1,0 +1,197 @@
+//! Installing a plugin without holding up the cache, and taking out of service what a
+//! plugin put there.
+//!
+//! A new eviction policy must be told every resident block before it can name a victim: a
+//! replay of `kplug_evict_insert`, one hook call per block. [`Prepared::new`] runs that
+//! replay from a snapshot of the resident keys, with no lock held around the core (the
+//! mount's cache mutex), so no reader waits for thousands of hook calls;
+//! [`CacheCore::install_prepared`] then tells the plugin about the few blocks that came or
+//! went since the snapshot and switches the roles, in a moment. [`CacheCore::install_plugin`]
+//! does both at once, for the simulator and the tests, where nobody waits.
+//!
+//! [`CacheCore::retire`] is the inverse for an operator's removal: the plugin, a governor of
+//! that status with its shadows, and every candidate instance the governor put in service go,
+//! and each role they served returns to the configured built-in. Nothing a removed plugin
+//! chose keeps serving.
+
+use std::sync::Arc;
+
+use kplug_abi::{Role, RoleSet};
+use kplug_engine::hash::FastSet;
+use kplug_engine::{Plugin, StatusHandle};
+
+use crate::cache::CacheCore;
+use crate::error::InstallError;
+use crate::roles::admission::AdmissionRole;
+use crate::roles::eviction::EvictionRole;
+use crate::roles::prefetch::PrefetchRole;
+
+/// A plugin made ready to serve its roles, outside the cache's lock: for eviction, already
+/// told the resident blocks of a snapshot. Install it with [`CacheCore::install_prepared`].
+pub struct Prepared {
+    plugin: Plugin,
+    roles: RoleSet,
+    /// The keys the replay told the plugin (eviction only).
+    seeded: FastSet<u64>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("plugin", &self.plugin)
+            .field("roles", &self.roles)
+            .field("seeded", &self.seeded.len())
+            .finish()
+    }
+}
+
+impl Prepared {
+    /// Check that `plugin` implements `roles` and, for eviction, tell it `resident` (the
+    /// cache's resident keys, least recently used first). A fault marks the plugin failed.
+    pub fn new(mut plugin: Plugin, roles: RoleSet, resident: &[u64]) -> Result<Self, InstallError> {
+        if roles.is_empty() {
+            return Err(InstallError::NoRoles);
+        }
+        if let Some(role) = roles.iter().find(|r| !plugin.roles().contains(*r)) {
+            return Err(InstallError::MissingRole {
+                plugin: plugin.name().to_string(),
+                role,
+            });
+        }
+        let mut seeded = FastSet::default();
+        if roles.contains(Role::Eviction) {
+            for (n, &k) in resident.iter().enumerate() {
+                if let Err(fault) = plugin.evict_insert(k, n as u64 + 1) {
+                    plugin.mark_failed(&fault);
+                    return Err(InstallError::Fault(fault.fault));
+                }
+                seeded.insert(k);
+            }
+        }
+        Ok(Prepared {
+            plugin,
+            roles,
+            seeded,
+        })
+    }
+
+    /// The status of the plugin.
+    pub fn status(&self) -> StatusHandle {
+        self.plugin.status()
+    }
+
+    /// The roles it will serve.
+    pub fn roles(&self) -> RoleSet {
+        self.roles
+    }
+}
+
+impl<V> CacheCore<V> {
+    /// Makes `plugin` serve `roles` (one instance shared by them). For eviction the plugin is
+    /// first told every resident block (`insert` in last-access order) so it can evict blocks
+    /// inserted before it. Plugins no longer serving any role are dropped and marked
+    /// disabled. On a fault during the replay the previous policies keep serving and the
+    /// fault is returned.
+    pub fn install_plugin(&mut self, plugin: Plugin, roles: RoleSet) -> Result<(), InstallError> {
+        let resident = self.resident_keys();
+        let prepared = Prepared::new(plugin, roles, &resident).inspect_err(|e| {
+            if matches!(e, InstallError::Fault(_)) {
+                self.stats.faults += 1;
+            }
+        })?;
+        self.install_prepared(prepared)
+    }
+
+    /// Installs a [`Prepared`] plugin: for eviction, it is told the blocks that left the
+    /// cache since its snapshot (`remove`) and those that came (`insert`, least recently used
+    /// first), then it serves its roles. On a fault the previous policies keep serving.
+    pub fn install_prepared(&mut self, prepared: Prepared) -> Result<(), InstallError> {
+        let Prepared {
+            mut plugin,
+            roles,
+            seeded,
+        } = prepared;
+        if plugin.capacity() != self.capacity {
+            return Err(InstallError::CapacityMismatch {
+                plugin: plugin.capacity(),
+                cache: self.capacity,
+            });
+        }
+        if roles.contains(Role::Eviction) {
+            let resident = self.map.len() as u64;
+            let gone: Vec<u64> = seeded
+                .iter()
+                .filter(|k| !self.map.contains_key(*k))
+                .copied()
+                .collect();
+            let came: Vec<u64> = self
+                .resident_keys()
+                .into_iter()
+                .filter(|k| !seeded.contains(k))
+                .collect();
+            let told = gone
+                .iter()
+                .try_for_each(|&k| plugin.evict_remove(k, resident))
+                .and_then(|()| {
+                    came.iter()
+                        .try_for_each(|&k| plugin.evict_insert(k, resident))
+                });
+            if let Err(fault) = told {
+                self.stats.faults += 1;
+                plugin.mark_failed(&fault);
+                // The previous eviction policy keeps serving, untouched.
+                return Err(InstallError::Fault(fault.fault));
+            }
+        }
+        plugin.attach_figures(self.figures.clone());
+        self.governor_loses(roles);
+        let old = self.slots();
+        plugin.mark_installed();
+        let slot = self.plugins.add(plugin);
+        if roles.contains(Role::Eviction) {
+            self.eviction = EvictionRole::Plugin(slot);
+        }
+        if roles.contains(Role::Admission) {
+            self.admission = AdmissionRole::Plugin(slot);
+        }
+        if roles.contains(Role::Prefetch) {
+            self.prefetch = PrefetchRole::Plugin(slot);
+        }
+        self.release_unused(&old, "replaced");
+        Ok(())
+    }
+
+    /// Takes out of service everything the plugin whose status is `h` put there, for
+    /// `reason` (`removed`, say): a governor of that status is dropped with its shadows and
+    /// spares (the candidate it followed does *not* take over, unlike a governor that
+    /// faults), and every role served by that plugin or by a candidate instance of it goes
+    /// back to the configured built-in. The instance is marked disabled unless it failed.
+    /// Returns whether a policy serving the cache changed.
+    pub fn retire(&mut self, h: &StatusHandle, reason: &str) -> bool {
+        let mut changed = false;
+        if self.governor_status().is_some_and(|g| Arc::ptr_eq(&g, h)) {
+            // While it voted, the built-in tracking the resident set was evicting: it stays.
+            self.drop_governor(reason);
+            changed = true;
+        }
+        let old = self.slots();
+        let owned = |slot: Option<usize>| {
+            slot.is_some_and(|s| self.plugins.peek(s).status().is_or_owned_by(h))
+        };
+        let [e, a, p] = old.map(owned);
+        if e {
+            self.eviction = self.seeded_builtin(self.config.eviction);
+        }
+        if a {
+            self.admission =
+                AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
+        }
+        if p {
+            self.prefetch =
+                PrefetchRole::Native(self.config.prefetch.build(), self.config.prefetch.name());
+        }
+        self.release_unused(&old, reason);
+        h.set_disabled(reason);
+        changed || e || a || p
+    }
+}
