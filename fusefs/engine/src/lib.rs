@@ -10,7 +10,8 @@
 //!
 //! Files, bottom up: `limiter` (memory and table caps), `figures` (the introspection figures
 //! and file facts the imports read), `globs` (path patterns plugins register), `state` (a store's data and the deadline policy), `imports` (the host
-//! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the
+//! functions), `engine` (wasmtime config, epoch ticker, compile + validate), `modcache` (compiled modules
+//! by content hash, in memory and on disk), `instance` (the
 //! load sequence and the hooks), `registry` (compiled plugins by name), `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
@@ -25,6 +26,7 @@ pub mod hash;
 mod imports;
 mod instance;
 mod limiter;
+pub mod modcache;
 mod registry;
 mod state;
 mod status;
@@ -33,5 +35,6 @@ pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};
 pub use figures::Figures;
 pub use instance::{HookFault, Plugin};
+pub use modcache::Source as ModuleSource;
 pub use registry::{PluginRegistry, parse_params};
 pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};

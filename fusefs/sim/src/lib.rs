@@ -175,6 +175,8 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
     // CPU-time check instead of the mount's 10 ms. A runaway plugin still faults.
     let engine = PluginEngine::new(EngineConfig {
         hook_deadline_ticks: SIM_HOOK_DEADLINE_TICKS,
+        // A policy compiled by an earlier run or a mount is deserialized, not compiled.
+        module_cache: kplug_engine::modcache::default_dir(),
         ..EngineConfig::default()
     })?;
     let params = parse_params(&args.params)?;
