@@ -25,7 +25,8 @@
 #   hooks       criterion fusefs/cache/benches/hook_call.rs: ns per hook, WASM vs native
 #   sim         kplugfs sim req/s per eviction policy on traces/data/cloudPhysicsIO.vscsi
 #               (and its 4 KiB split), WASM vs builtin:lru
-#   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full)
+#   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full): never-seen and
+#               seen-before plugins, close() to first decision
 #   smallfiles  create, stat, read N files of 4 KiB (10k quick, 100k full): native,
 #               bindfs, kplugfs
 #   writes      fio writes into a new file ending with fsync: sequential 4 KiB / 128 KiB /
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
         --s3-systems) s3_systems=$2; shift 2 ;;
         --s3-rtts) s3_rtts=$2; shift 2 ;;
         --s3-rows) s3_rows=$2; shift 2 ;;
-        -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -387,11 +388,12 @@ if want hotswap; then
 import json, re, sys
 text = open(sys.argv[1]).read()
 rec = {"scenario": "hotswap", "swaps": int(sys.argv[2])}
-for key, pat in (("close_us", r"\| close\(\)[^|]*\| (\d+) \| (\d+) \| (\d+) \|"),
-                 ("swap_us", r"\| close\(\) start -> first decision[^|]*\| (\d+) \| (\d+) \| (\d+) \|")):
-    m = re.search(pat, text)
-    if m:
-        rec[key] = dict(zip(("median", "p99", "max"), map(int, m.groups())))
+for kind, what in (("fresh", "never seen"), ("seen", "seen before")):
+    for key, pat in (("close_us", r"close\(\) of the copied plugin[^|]*\| (\d+) \| (\d+) \| (\d+) \|"),
+                     ("swap_us", r"close\(\) start -> first decision[^|]*\| (\d+) \| (\d+) \| (\d+) \|")):
+        m = re.search(r"\| " + what + ": " + pat, text)
+        if m:
+            rec.setdefault(kind, {})[key] = dict(zip(("median", "p99", "max"), map(int, m.groups())))
 m = re.search(r"reads during swaps: (\d+), failed or wrong: (\d+); swaps without a decision within 5 s: (\d+)", text)
 if m:
     rec["reads"], rec["bad_reads"], rec["stuck"] = map(int, m.groups())

@@ -2,7 +2,9 @@
 //! `MOUNT/.kplug/plugins/` to the plugin's first decision (its first hook call once
 //! installed, as `.kplug/status` reports in `swap_latency_us`), and the duration of the
 //! `close()` itself (compile + validate + instantiate + install), over many swaps while
-//! reader threads keep the cache busy. Also counts reads that failed or returned wrong bytes
+//! reader threads keep the cache busy, for modules the mount never saw (first half of the
+//! swaps: compiled) and for modules it loaded before (second half: the compiled-module
+//! cache). Also counts reads that failed or returned wrong bytes
 //! during the swaps (must be 0).
 //!
 //! Run: `cargo bench -p kplugfs-tests --bench hotswap` (root, /dev/fuse). `SWAPS=N` sets
@@ -101,73 +103,130 @@ fn main() {
         })
         .collect();
 
-    let mut close_us = Vec::new();
-    let mut swap_us = Vec::new();
-    let mut stuck = 0;
-    for k in 0..swaps {
+    // Never seen: the SDK LRU with a custom section naming this run and swap appended, so
+    // its content hash is new to the mount and to any disk cache (custom sections do not
+    // change what the module does). Seen before: the two plain modules, alternately, each
+    // loaded once beforehand.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut fresh = Timings::default();
+    for k in 0..swaps / 2 {
+        let bytes = with_custom_section(&sdk_lru, &format!("hotswap run {run} swap {k}"));
+        swap(&m, "fresh.wasm", &bytes, &mut fresh);
+    }
+    let mut seen = Timings::default();
+    swap(&m, "a.wasm", &sdk_lru, &mut Timings::default());
+    swap(&m, "b.wasm", &wat_lru, &mut Timings::default());
+    for k in 0..swaps - swaps / 2 {
         let (name, bytes) = if k % 2 == 0 {
             ("a.wasm", &sdk_lru)
         } else {
             ("b.wasm", &wat_lru)
         };
-        let path = m.m(&format!(".kplug/plugins/{name}"));
-        let mut f = fs::File::create(&path).unwrap();
-        f.write_all(bytes).unwrap();
-        let t = Instant::now();
-        drop(f); // close(): the plugin is loaded and installed here
-        close_us.push(t.elapsed().as_secs_f64() * 1e6);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let st: serde_json::Value =
-                serde_json::from_slice(&fs::read(m.m(".kplug/status")).unwrap()).unwrap();
-            let p = st["plugins"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["file"] == name)
-                .cloned();
-            if let Some(us) = p.and_then(|p| p["swap_latency_us"].as_u64()) {
-                swap_us.push(us as f64);
-                break;
-            }
-            if Instant::now() > deadline {
-                stuck += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        swap(&m, name, bytes, &mut seen);
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().unwrap();
     }
-    let n = swap_us.len();
     println!(
-        "# hot swap through a mount under 2 reader threads, {swaps} swaps (SDK LRU <-> WAT LRU)"
+        "# hot swap through a mount under 2 reader threads, {swaps} swaps: half never seen (SDK LRU with a unique custom section), half seen before (SDK LRU <-> WAT LRU)"
     );
     println!("| measure | median | p99 | max |");
     println!("|---|---:|---:|---:|");
-    let mut c = close_us.clone();
-    println!(
-        "| close() of the copied plugin (load + install), us | {:.0} | {:.0} | {:.0} |",
-        pct(&mut c, 0.5),
-        pct(&mut c, 0.99),
-        pct(&mut c, 1.0)
-    );
-    if n > 0 {
-        let mut s = swap_us.clone();
-        println!(
-            "| close() start -> first decision, us | {:.0} | {:.0} | {:.0} |",
-            pct(&mut s, 0.5),
-            pct(&mut s, 0.99),
-            pct(&mut s, 1.0)
+    for (what, t) in [("never seen", &mut fresh), ("seen before", &mut seen)] {
+        row(
+            &format!("{what}: close() of the copied plugin (load + install), us"),
+            &mut t.close_us,
+        );
+        row(
+            &format!("{what}: close() start -> first decision, us"),
+            &mut t.swap_us,
         );
     }
     println!(
-        "reads during swaps: {}, failed or wrong: {}; swaps without a decision within 5 s: {stuck}",
+        "reads during swaps: {}, failed or wrong: {}; swaps without a decision within 5 s: {}",
         reads.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed)
+        bad.load(Ordering::Relaxed),
+        fresh.stuck + seen.stuck
     );
+}
+
+fn row(what: &str, v: &mut [f64]) {
+    if v.is_empty() {
+        return;
+    }
+    println!(
+        "| {what} | {:.0} | {:.0} | {:.0} |",
+        pct(v, 0.5),
+        pct(v, 0.99),
+        pct(v, 1.0)
+    );
+}
+
+#[derive(Default)]
+struct Timings {
+    close_us: Vec<f64>,
+    swap_us: Vec<f64>,
+    stuck: usize,
+}
+
+/// Copies `bytes` to `.kplug/plugins/NAME`, times the `close()` and reads the time from its
+/// start to the plugin's first decision from `.kplug/status`.
+fn swap(m: &TestMount, name: &str, bytes: &[u8], t: &mut Timings) {
+    let path = m.m(&format!(".kplug/plugins/{name}"));
+    let mut f = fs::File::create(&path).unwrap();
+    f.write_all(bytes).unwrap();
+    let start = Instant::now();
+    drop(f); // close(): the plugin is loaded and installed here
+    t.close_us.push(start.elapsed().as_secs_f64() * 1e6);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_slice(&fs::read(m.m(".kplug/status")).unwrap()).unwrap();
+        let p = st["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["file"] == name)
+            .cloned();
+        if let Some(us) = p.and_then(|p| p["swap_latency_us"].as_u64()) {
+            t.swap_us.push(us as f64);
+            return;
+        }
+        if Instant::now() > deadline {
+            t.stuck += 1;
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// `wasm` with a custom section carrying `text` appended (a valid module doing the same).
+fn with_custom_section(wasm: &[u8], text: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let name = b"kplugfs-bench";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(text.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
 }
 
 fn nix_is_root() -> bool {

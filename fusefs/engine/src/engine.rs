@@ -19,6 +19,10 @@
 //! many times (an `InstancePre` is cached), e.g. once per mount and per
 //! simulator run.
 //!
+//! Every compile first looks the module's bytes up in the compiled-module cache
+//! ([`crate::modcache`]): a module seen before is validated again (cheap) but not
+//! compiled again.
+//!
 //! The ticker thread holds only a clone of the wasmtime `Engine` and a stop
 //! flag; it ends within a tick of the last `PluginEngine` clone (held by every
 //! compiled plugin and instance) being dropped.
@@ -34,6 +38,7 @@ use wasmtime::{
 
 use crate::error::LoadError;
 use crate::imports;
+use crate::modcache::{self, ModuleCache, Source};
 use crate::state::HostState;
 use kplug_abi::{self as abi, Func, Role, RoleSet, exports as exp, imports as imp};
 
@@ -52,6 +57,10 @@ pub struct EngineConfig {
     /// CPU a plugin's slow calls may use per second before it is disabled (`budget.rs`);
     /// zero: no limit (the simulator, where nobody waits).
     pub slow_budget: Duration,
+    /// The directory of the on-disk compiled-module cache (see [`crate::modcache`]); `None`
+    /// keeps compiled modules in memory only. The mount and the simulator use
+    /// [`crate::modcache::default_dir`].
+    pub module_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +71,7 @@ impl Default for EngineConfig {
             hook_deadline_ticks: abi::DEFAULT_HOOK_DEADLINE_TICKS,
             init_deadline_ticks: abi::DEFAULT_INIT_DEADLINE_TICKS,
             slow_budget: abi::DEFAULT_SLOW_BUDGET,
+            module_cache: None,
         }
     }
 }
@@ -70,6 +80,7 @@ struct EngineInner {
     engine: Engine,
     linker: Linker<HostState>,
     config: EngineConfig,
+    modules: ModuleCache,
     stop: Arc<AtomicBool>,
 }
 
@@ -117,11 +128,13 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| LoadError::Instantiate(format!("epoch ticker thread: {e}")))?;
+        let modules = ModuleCache::new(&engine, config.module_cache.as_deref());
         Ok(PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
                 config,
+                modules,
                 stop,
             }),
         })
@@ -136,8 +149,10 @@ impl PluginEngine {
         &self.inner.engine
     }
 
-    /// Compiles and validates a plugin module (binary format only). No plugin
-    /// code runs here; see [`CompiledPlugin::instantiate`].
+    /// Compiles and validates a plugin module (binary format only), or takes it from the
+    /// compiled-module cache if these bytes were compiled before (by this engine, or by one
+    /// with the same settings sharing the disk cache). No plugin code runs here; see
+    /// [`CompiledPlugin::instantiate`].
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, LoadError> {
         let limit = self.inner.config.max_module_bytes;
         if bytes.len() > limit {
@@ -149,10 +164,20 @@ impl PluginEngine {
         if bytes.len() < 8 || bytes[0..4] != *b"\0asm" || bytes[4..8] != [1, 0, 0, 0] {
             return Err(LoadError::NotWasm);
         }
-        let module = Module::from_binary(&self.inner.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let key = modcache::key(bytes);
+        let (module, source) = match self.inner.modules.get(&self.inner.engine, &key) {
+            Some(found) => found,
+            None => (
+                Module::from_binary(&self.inner.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
+                Source::Compiled,
+            ),
+        };
         check_imports(&module)?;
         let roles = check_exports(&module, self.inner.config.memory_limit)?;
+        if source == Source::Compiled {
+            self.inner.modules.put(key, &module);
+        }
         let pre = self
             .inner
             .linker
@@ -162,6 +187,7 @@ impl PluginEngine {
             inner: Arc::new(CompiledInner {
                 name: name.to_string(),
                 engine: self.clone(),
+                source,
                 pre,
                 roles,
                 has_params: module.get_export(exp::SET_PARAM.name).is_some(),
@@ -179,6 +205,8 @@ impl PluginEngine {
 pub(crate) struct CompiledInner {
     pub(crate) name: String,
     pub(crate) engine: PluginEngine,
+    /// Where `compile` found the module.
+    pub(crate) source: Source,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) roles: RoleSet,
     pub(crate) has_params: bool,
@@ -226,6 +254,11 @@ impl CompiledPlugin {
     /// The roles whose export sets the module implements.
     pub fn roles(&self) -> RoleSet {
         self.inner.roles
+    }
+
+    /// Whether the module was compiled now or found in the compiled-module cache.
+    pub fn source(&self) -> Source {
+        self.inner.source
     }
 
     /// Whether the module exports `kplug_set_param` (accepts parameters).
@@ -436,6 +469,8 @@ fn has_start_section(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -449,5 +484,59 @@ mod tests {
         assert!(!has_start_section(&without));
         assert!(!has_start_section(b"\0asm\x01\0\0\0"));
         assert!(!has_start_section(b"\0asm\x01\0\0\0\x01\xff"));
+    }
+
+    /// The smallest valid plugin: an admission policy admitting everything.
+    const PLUGIN: &str = r#"(module
+      (memory (export "memory") 1)
+      (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
+      (func (export "kplug_admit") (param i64 i64 i64) (result i32) i32.const 1))"#;
+
+    #[test]
+    fn the_engine_compiles_a_module_once() {
+        let tmp = std::env::temp_dir().join(format!("kplug-modcache-e-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let cfg = EngineConfig {
+            module_cache: Some(tmp.clone()),
+            ..Default::default()
+        };
+        let bytes = wat::parse_str(PLUGIN).unwrap();
+        let e1 = PluginEngine::new(cfg.clone()).unwrap();
+        let first = e1.compile("a", &bytes).unwrap();
+        assert_eq!(first.source(), Source::Compiled);
+        // Another name, same bytes: the same module, from memory.
+        let again = e1.compile("b", &bytes).unwrap();
+        assert_eq!(again.source(), Source::Memory);
+        assert_eq!(again.name(), "b");
+        assert!(again.instantiate(&[], 8).is_ok());
+        // Another engine (another process) deserializes what the writer thread stored.
+        let stored = || {
+            fs::read_dir(&tmp).ok()?.flatten().find_map(|d| {
+                fs::read_dir(d.path())
+                    .ok()?
+                    .flatten()
+                    .find(|f| f.path().extension().is_some_and(|x| x == "cwasm"))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while stored().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never written to disk"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let e2 = PluginEngine::new(cfg).unwrap();
+        let c = e2.compile("c", &bytes).unwrap();
+        assert_eq!(c.source(), Source::Disk);
+        assert!(c.instantiate(&[], 8).is_ok());
+        // Other bytes are compiled, and an invalid module is refused, never cached.
+        let mut other = bytes.clone();
+        other.extend_from_slice(&[0, 2, 1, b'x']); // a custom section "x"
+        assert_eq!(e2.compile("d", &other).unwrap().source(), Source::Compiled);
+        let bad = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+        assert!(e2.compile("bad", &bad).is_err());
+        assert!(e2.compile("bad", &bad).is_err());
+        let _ = fs::remove_dir_all(&tmp);
     }
 }

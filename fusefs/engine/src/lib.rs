@@ -12,7 +12,8 @@
 //! and file facts the imports read), `globs` (path patterns plugins register), `state` (a
 //! store's data and the deadline policy), `budget` (what slow calls may cost per second),
 //! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
-//! `engine` (wasmtime config, epoch ticker, compile + validate), `instance` (the load sequence
+//! `engine` (wasmtime config, epoch ticker, compile + validate), `modcache` (compiled modules
+//! by content hash, in memory and on disk), `instance` (the load sequence
 //! and the hooks), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
 //! `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
@@ -29,6 +30,7 @@ pub mod hash;
 mod imports;
 mod instance;
 mod limiter;
+pub mod modcache;
 pub mod names;
 mod registry;
 mod state;
@@ -39,5 +41,6 @@ pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};
 pub use figures::Figures;
 pub use instance::{HookFault, Plugin};
+pub use modcache::Source as ModuleSource;
 pub use registry::{PluginRegistry, parse_params};
 pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};

@@ -177,6 +177,8 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
     let engine = PluginEngine::new(EngineConfig {
         hook_deadline_ticks: SIM_HOOK_DEADLINE_TICKS,
         slow_budget: std::time::Duration::ZERO,
+        // A policy compiled by an earlier run or a mount is deserialized, not compiled.
+        module_cache: kplug_engine::modcache::default_dir(),
         ..EngineConfig::default()
     })?;
     let params = parse_params(&args.params)?;

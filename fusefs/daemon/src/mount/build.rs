@@ -107,8 +107,14 @@ pub fn build_fs(source: &MountSource, args: &MountArgs) -> Result<Built> {
         gid: nix::unistd::getgid().as_raw(),
     };
     let mut fs = KplugFs::new(tree(cache.clone())?, args.attr_timeout);
-    let control = control::mount(&mut fs, cache, store, owner, args.engine.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = kplug_engine::EngineConfig {
+        // Plugins dropped before, here or by another mount or `kplugfs sim` run, are
+        // deserialized, not compiled again (docs/plugin-abi.md, section 5).
+        module_cache: kplug_engine::modcache::default_dir(),
+        ..args.engine.clone()
+    };
+    let control =
+        control::mount(&mut fs, cache, store, owner, engine).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Built {
         fs: Arc::new(fs),
         control: Some(control),
