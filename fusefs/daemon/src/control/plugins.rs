@@ -14,9 +14,14 @@
 //!
 //! **Who may write.** The directory belongs to the user who mounted; the kernel's
 //! `default_permissions` lets only that user (and root) create, write or remove files here.
+//!
+//! **Kept.** With a state directory attached ([`PluginsDir::attach_state`], see
+//! `persist.rs`), every accepted file is also written there and every `rm` removes it there.
+//! Plugins chosen at mount time enter through [`PluginsDir::put`], the same path as a drop.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
@@ -25,6 +30,7 @@ use parking_lot::Mutex;
 
 use super::loader::Loader;
 use super::node::{Handles, Owner, entry, slice};
+use super::persist::StateDir;
 use crate::error::Result;
 use crate::fs::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, Opened, SetAttr, Tree, TreeIds, Written,
@@ -80,6 +86,15 @@ pub fn parse_params_text(text: &[u8]) -> std::result::Result<Vec<(String, String
     Ok(out)
 }
 
+/// A plugin file's name must be a plain, visible name (it is also a file of the state
+/// directory).
+fn check_file_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.starts_with('.') || name.contains('/') {
+        return Err(fs_err!(libc::EINVAL, "bad plugin file name {name:?}"));
+    }
+    Ok(())
+}
+
 /// A file in `plugins/`.
 #[derive(Debug, Clone)]
 pub struct PluginFile {
@@ -110,6 +125,8 @@ pub struct PluginsDir {
     /// Open plugin files (by name) and open listings (`None`).
     open: Handles<Option<String>>,
     max_module_bytes: usize,
+    /// Where accepted files are kept across mounts, once attached.
+    state: OnceLock<StateDir>,
 }
 
 impl PluginsDir {
@@ -124,6 +141,70 @@ impl PluginsDir {
             next_ino: AtomicU64::new(2),
             open: Handles::new(ids),
             max_module_bytes,
+            state: OnceLock::new(),
+        }
+    }
+
+    /// From now on, keep every accepted file in `state` and forget it there on `rm`.
+    pub fn attach_state(&self, state: StateDir) {
+        let _ = self.state.set(state);
+    }
+
+    fn keep(&self, name: &str, bytes: &[u8]) {
+        if let Some(state) = self.state.get()
+            && let Err(e) = state.save(name, bytes)
+        {
+            tracing::error!(
+                file = name,
+                dir = %state.plugins_dir().display(),
+                "cannot keep the plugin file in the state directory (it is live, but will not \
+                 be loaded at the next mount): {e}"
+            );
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(state) = self.state.get()
+            && let Err(e) = state.remove(name)
+        {
+            tracing::error!(file = name, "cannot remove the kept plugin file: {e}");
+        }
+    }
+
+    /// Put `data` in as file `name`, as if written and closed through the mount: a module
+    /// is loaded (replacing a file of the same name), a parameter file checked and applied.
+    /// The error says why the file was refused; the file stays listed, as a drop would.
+    pub fn put(&self, name: &str, data: Vec<u8>) -> std::result::Result<(), String> {
+        check_file_name(name).map_err(|e| e.message().to_string())?;
+        if data.len() > self.max_module_bytes {
+            return Err(self.too_big().message().to_string());
+        }
+        {
+            let mut files = self.files.lock();
+            let f = files
+                .entry(name.to_string())
+                .or_insert_with(|| self.new_file());
+            f.data = data.clone();
+            f.dirty = false;
+            f.mtime = SystemTime::now();
+        }
+        let result = if is_params_file(name) {
+            self.flush_params(name, &data)
+        } else {
+            self.flush_module(name, &data, Instant::now())
+        };
+        result.map_err(|e| e.message().to_string())
+    }
+
+    fn new_file(&self) -> PluginFile {
+        PluginFile {
+            ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
+            data: Vec::new(),
+            dirty: true,
+            mtime: SystemTime::now(),
+            status: None,
+            refused: None,
+            closed_at: None,
         }
     }
 
@@ -161,7 +242,9 @@ impl PluginsDir {
                     f.refused = None;
                     f.closed_at = Some(closed_at);
                 }
+                drop(files);
                 tracing::info!(plugin = plugin_name(name), "plugin loaded");
+                self.keep(name, bytes);
                 Ok(())
             }
             Err(msg) => {
@@ -205,6 +288,7 @@ impl PluginsDir {
             f.refused = None;
         }
         let plugin_file = plugin_file_of(name);
+        let keep = || self.keep(name, text);
         let wasm = {
             let files = self.files.lock();
             files
@@ -212,7 +296,10 @@ impl PluginsDir {
                 .filter(|f| f.status.is_some())
                 .map(|f| f.data.clone())
         };
-        let Some(wasm) = wasm else { return Ok(()) };
+        let Some(wasm) = wasm else {
+            keep();
+            return Ok(());
+        };
         let closed_at = Instant::now();
         match self.load_file(&plugin_file, &wasm) {
             Ok(status) => {
@@ -225,6 +312,7 @@ impl PluginsDir {
                     plugin = plugin_name(&plugin_file),
                     "plugin reloaded with new parameters"
                 );
+                keep();
                 Ok(())
             }
             Err(msg) => refuse(format!("reloading {plugin_file}: {msg}")),
@@ -296,6 +384,7 @@ impl Tree for PluginsDir {
         if let Some(status) = f.status {
             self.loader.unload(plugin_name(&name), &status);
         }
+        self.forget(&name);
         tracing::info!(plugin = plugin_name(&name), "plugin removed");
         Ok(())
     }
@@ -334,19 +423,9 @@ impl Tree for PluginsDir {
             ));
         }
         let name = name.to_string_lossy().into_owned();
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(fs_err!(libc::EINVAL, "bad plugin file name {name:?}"));
-        }
+        check_file_name(&name)?;
         let mut files = self.files.lock();
-        let f = files.entry(name.clone()).or_insert_with(|| PluginFile {
-            ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
-            data: Vec::new(),
-            dirty: true,
-            mtime: SystemTime::now(),
-            status: None,
-            refused: None,
-            closed_at: None,
-        });
+        let f = files.entry(name.clone()).or_insert_with(|| self.new_file());
         f.data.clear();
         f.dirty = true;
         let attr = self.file_attr(f);

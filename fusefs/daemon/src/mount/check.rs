@@ -216,6 +216,10 @@ mod tests {
             history_period: Duration::ZERO,
             history_db: None,
             history_retention: crate::monitor::history::DEFAULT_RETENTION,
+            plugins: Vec::new(),
+            keep_plugins: false,
+            state_dir: None,
+            strict_plugins: false,
         }
     }
 
