@@ -95,6 +95,10 @@ pub struct MountCmd {
     /// report it and serve with the built-ins in its roles).
     #[arg(long, help_heading = "Plugins")]
     strict_plugins: bool,
+    /// Serve .kplug/metrics (the Prometheus text format) on http://ADDR/metrics: HOST:PORT,
+    /// or :PORT / PORT for the loopback interface.
+    #[arg(long, value_name = "HOST:PORT", value_parser = kplug_daemon::monitor::serve::parse_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Mount options, comma-separated, as mount(8) and /etc/fstab pass them: every long
     /// option above as NAME=VALUE or NAME (`_` or `-`), plus ro and rw; the generic options
     /// (defaults, auto, noauto, user, nofail, _netdev, nosuid, nodev, noexec, x-*, ...)
@@ -281,6 +285,7 @@ impl MountCmd {
             keep_plugins: !self.no_keep_plugins,
             state_dir: self.state_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
             strict_plugins: self.strict_plugins,
+            metrics_addr: self.metrics_addr,
         }
     }
 

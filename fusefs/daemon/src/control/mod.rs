@@ -5,6 +5,7 @@
 //! .kplug/            dr-xr-xr-x  owner: the mounting user               root.rs
 //! ├── status         r--r--r--   JSON: every plugin, what serves each role   file.rs + report.rs
 //! ├── stats          r--r--r--   JSON: counters and latencies (docs/METRICS.md)
+//! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
 //! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
 //! ```
@@ -103,6 +104,15 @@ pub fn mount(
             Box::new(move || schema::to_text(&s.stats())),
         ))
     });
+    let s = sources.clone();
+    let (metrics, metrics_ids) = fs.add_tree(|ids| {
+        Arc::new(file::RenderedFile::new(
+            ids,
+            owner,
+            "metrics",
+            Box::new(move || crate::monitor::prometheus::render(&s.stats())),
+        ))
+    });
     let (trace, trace_ids) =
         fs.add_tree(|ids| Arc::new(trace::TraceFile::new(ids, owner, recorder)));
     let child = |name, tree: Arc<dyn Tree>, ids: TreeIds| Child {
@@ -111,6 +121,7 @@ pub fn mount(
         root: ids.root(),
     };
     let children = vec![
+        child("metrics", metrics, metrics_ids),
         child("plugins", plugins, plugins_ids),
         child("status", status, status_ids),
         child("stats", stats, stats_ids),

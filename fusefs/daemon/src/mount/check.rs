@@ -220,6 +220,7 @@ mod tests {
             keep_plugins: false,
             state_dir: None,
             strict_plugins: false,
+            metrics_addr: None,
         }
     }
 

@@ -90,6 +90,8 @@ pub struct MountArgs {
     pub state_dir: Option<PathBuf>,
     /// Fail the mount when a plugin cannot be loaded at mount time.
     pub strict_plugins: bool,
+    /// Serve `.kplug/metrics` on `http://ADDR/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a mount exposes.
@@ -278,6 +280,23 @@ fn load_plugins(
     Ok(warnings)
 }
 
+/// Bind and start the `--metrics-addr` endpoint, if asked for.
+fn start_metrics(control: Option<&Arc<Control>>, args: &MountArgs) -> Result<(), String> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(());
+    };
+    let Some(control) = control else {
+        return Err("--metrics-addr needs the block cache (not --cache-size 0)".into());
+    };
+    let server = crate::monitor::serve::MetricsServer::bind(addr)?;
+    let control = Arc::downgrade(control);
+    server
+        .spawn(move || control.upgrade().map(|c| c.stats()))
+        .map_err(|e| format!("--metrics-addr: cannot start its thread: {e}"))?;
+    tracing::info!(%addr, "metrics endpoint: http://{addr}/metrics");
+    Ok(())
+}
+
 /// Mount and serve until unmounted. Calls `ready` once the mount is in place, with the
 /// warnings to show.
 fn serve(
@@ -307,6 +326,10 @@ fn serve(
         }
     };
     start_history(control.as_ref(), args, mountpoint);
+    if let Err(e) = start_metrics(control.as_ref(), args) {
+        ready(Err(e.clone()));
+        bail!(e);
+    }
     let adapter = FuseAdapter::new(built.fs);
     let pages = adapter.page_slot();
     let mut session = match fuser::Session::new(adapter, mountpoint, &fuse_config(source, args)) {
