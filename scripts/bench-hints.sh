@@ -25,7 +25,7 @@ head -c $((size_mib << 20)) /dev/urandom > "$work/backing/data"
 sync
 
 one_run() { # mode -> MiB/s
-    "$kplugfs" mount "$work/backing" "$work/mnt" --kernel-hints "$1" --backend-latency "$latency" --no-kernel-cache
+    "$kplugfs" mount "$work/backing" "$work/mnt" --no-keep-plugins --kernel-hints "$1" --backend-latency "$latency" --no-kernel-cache
     sync; echo 3 > /proc/sys/vm/drop_caches
     local t0 t1
     t0=$(date +%s.%N)

@@ -25,7 +25,7 @@ build_kplugfs
 bench_work record
 head -c $((size_mib << 20)) /dev/urandom > "$work/backing/data"
 # The whole file fits in the block cache: reads measure the daemon, not the disk.
-"$kplugfs" mount "$work/backing" "$work/mnt" --no-kernel-cache --cache-size $((size_mib * 2))MiB
+"$kplugfs" mount "$work/backing" "$work/mnt" --no-keep-plugins --no-kernel-cache --cache-size $((size_mib * 2))MiB
 dd if="$work/mnt/data" of=/dev/null bs=1M status=none   # warm the block cache
 
 one_run() { # off|on -> MiB/s

@@ -33,7 +33,7 @@ printf 'initial-window=1\nmax-window=1\n' > "$work/modest.params"
 
 # mount_with none|modest|scanboost|s3window
 mount_with() {
-    "$kplugfs" mount "$work/backing" "$work/mnt" --backend-latency "$latency" \
+    "$kplugfs" mount "$work/backing" "$work/mnt" --no-keep-plugins --backend-latency "$latency" \
         --no-kernel-cache --cache-size $((size_mib * 4))MiB --history-period 0 \
         --prefetch-threads 16
     if [ "$1" = modest ]; then

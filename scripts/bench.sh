@@ -200,7 +200,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 kumount() { mountpoint -q "$kmnt" && "$kplugfs" umount "$kmnt"; return 0; }
-kmount() { kumount; "$kplugfs" mount "$backing" "$kmnt" "$@"; }
+kmount() { kumount; "$kplugfs" mount "$backing" "$kmnt" --no-keep-plugins "$@"; }
 # Load a built-in policy as a plugin: kload NAME ROLE [key=value ...]
 kload() { kload_at "$kmnt" "$@"; }
 kload_at() { # mount name role [key=value ...]

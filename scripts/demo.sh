@@ -24,7 +24,7 @@ printf 'Hello from the backing directory.\n' > "$backing/hello.txt"
 [ -f "$backing/data.bin" ] || head -c $((64 << 20)) /dev/urandom > "$backing/data.bin"
 
 step "kplugfs mount $backing $mnt --no-kernel-cache    # every read reaches the plugin-driven cache"
-"$kplugfs" mount "$backing" "$mnt" --no-kernel-cache
+"$kplugfs" mount "$backing" "$mnt" --no-kernel-cache --no-keep-plugins
 step "grep kplugfs /proc/mounts"
 grep " $mnt " /proc/mounts
 step "ls -l $mnt"
@@ -85,7 +85,7 @@ curl -s -o /dev/null -X PUT --aws-sigv4 "aws:amz:${AWS_DEFAULT_REGION:-us-east-1
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$AWS_ENDPOINT_URL/$bucket"
 step "kplugfs mount s3://$bucket $mnt --no-kernel-cache    # credentials and endpoint from AWS_* variables"
-"$kplugfs" mount "s3://$bucket" "$mnt" --no-kernel-cache
+"$kplugfs" mount "s3://$bucket" "$mnt" --no-kernel-cache --no-keep-plugins
 step "cp $backing/data.bin $mnt/    # a streamed multipart upload, visible to every client at close()"
 cp "$backing/data.bin" "$mnt/"
 ls -l "$mnt"

@@ -32,6 +32,17 @@ apt_install() {
 apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
     ceph-mon ceph-osd radosgw ceph-common s3fs rclone cmake libfuse3-dev
 
+# prometheus_client: the reference parser tests/tests/metrics.rs checks .kplug/metrics with
+# (Debian's package for the system python3, pip for another python3 first in PATH).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    apt_install python3-prometheus-client
+    python3 -c 'import prometheus_client' 2>/dev/null || {
+        log "pip install prometheus-client"
+        python3 -m pip install -q prometheus-client==0.26.0 ||
+            python3 -m pip install -q --break-system-packages prometheus-client==0.26.0
+    }
+fi
+
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     log "rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown

@@ -87,6 +87,15 @@ impl TestMount {
         {
             args.extend_from_slice(&["--history-db", history.to_str().unwrap()]);
         }
+        // Likewise the plugins it keeps (the default is under /var/lib/kplugfs/mounts).
+        let state = root.path().join("state");
+        if !extra.iter().any(|a| {
+            a.starts_with("--state-dir")
+                || a.starts_with("--no-keep-plugins")
+                || a.starts_with("-o")
+        }) {
+            args.extend_from_slice(&["--state-dir", state.to_str().unwrap()]);
+        }
         let out = kplugfs(&args);
         assert!(
             out.status.success(),

@@ -68,3 +68,60 @@ fn record_then_stop_captures_reads_writes_and_hits() {
     assert!(!s.status.success());
     assert!(String::from_utf8_lossy(&s.stderr).contains("no recording in progress"));
 }
+
+/// The scenario of issue 20: three reads of an 8 MiB file, recorded, replay per block of the
+/// mount (the trace's header carries its block size) without any --split-blocks.
+#[test]
+fn a_recorded_trace_replays_per_block_by_default() {
+    let m = TestMount::with_backing(&["--no-kernel-cache"], |b| {
+        fs::write(b.join("big"), vec![5u8; 8 << 20]).unwrap();
+    });
+    let out = m.root.path().join("t.trace");
+    let mnt = m.mnt.to_str().unwrap();
+    let r = kplugfs(&["trace", "record", mnt, "--out", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for _ in 0..3 {
+        assert_eq!(fs::read(m.m("big")).unwrap().len(), 8 << 20);
+    }
+    assert!(kplugfs(&["trace", "stop", mnt]).status.success());
+    assert_eq!(
+        kplug_traces::open(&out, Format::Kplug)
+            .unwrap()
+            .block_size(),
+        Some(128 << 10)
+    );
+    let sim = |extra: &[&str]| {
+        let mut args = vec![
+            "sim",
+            "--trace",
+            out.to_str().unwrap(),
+            "--format",
+            "kplug",
+            "--policy",
+            "lru",
+        ];
+        args.extend_from_slice(extra);
+        kplugfs(&args)
+    };
+    let s = sim(&["--cache-size", "0.1", "--json"]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&s.stdout).lines().next().unwrap()).unwrap();
+    // 8 MiB in 128 KiB blocks: 64 blocks, a 6-block cache, LRU misses every access.
+    assert_eq!(row["cache_objects"], 6, "{row}");
+    assert_eq!(row["miss_ratio"], 1.0, "{row}");
+    let table = sim(&["--cache-size", "1"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("64 unique ids (blocks of 131072 bytes)"),
+        "{text}"
+    );
+    // An explicit --split-blocks still wins, and a too-small size says what to do.
+    let s = sim(&["--split-blocks", "8MiB", "--cache-size", "0.1"]);
+    assert!(!s.status.success());
+    let err = String::from_utf8_lossy(&s.stderr);
+    assert!(
+        err.contains("1 unique ids is 0 objects") && err.contains("--cache-objects"),
+        "{err}"
+    );
+}

@@ -10,7 +10,8 @@
 //!   8  u16      version = 1
 //!  10  u16      record length in bytes = 32 (lets a later version append fields; a v1
 //!               reader refuses any other length rather than guess)
-//!  12  u32      reserved, 0
+//!  12  u32      block size of the recording mount's cache, bytes (0: unknown); a
+//!               replay splits requests into blocks of this size by default
 //! record, 32 bytes
 //!   0  u64      time, ns (the recorder's clock; CLOCK_MONOTONIC in kplugfs)
 //!   8  u64      file id (the inode number in kplugfs)
@@ -42,12 +43,14 @@ pub const KPLUG_HEADER_LEN: usize = 16;
 /// Record length in bytes.
 pub const KPLUG_RECORD_LEN: usize = 32;
 
-/// The header bytes of a version-1 file.
-pub(crate) fn header() -> [u8; KPLUG_HEADER_LEN] {
+/// The header bytes of a version-1 file recorded with blocks of `block_size` bytes (0:
+/// unknown).
+pub(crate) fn header(block_size: u32) -> [u8; KPLUG_HEADER_LEN] {
     let mut h = [0u8; KPLUG_HEADER_LEN];
     h[..8].copy_from_slice(&KPLUG_MAGIC);
     h[8..10].copy_from_slice(&KPLUG_VERSION.to_le_bytes());
     h[10..12].copy_from_slice(&(KPLUG_RECORD_LEN as u16).to_le_bytes());
+    h[12..16].copy_from_slice(&block_size.to_le_bytes());
     h
 }
 
@@ -76,6 +79,8 @@ pub(crate) fn encode(
 pub(crate) struct KplugReader<R> {
     src: Source<R>,
     record: u64,
+    /// The block size of the header, when known.
+    pub(crate) block_size: Option<u64>,
 }
 
 impl<R: Read> KplugReader<R> {
@@ -103,13 +108,12 @@ impl<R: Read> KplugReader<R> {
                 "record length {rec_len}; version 1 records are {KPLUG_RECORD_LEN} bytes"
             ));
         }
-        if h[12..16] != [0; 4] {
-            return bad("reserved header bytes 12..16 are not zero".to_owned());
-        }
+        let block_size = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
         input.consume(KPLUG_HEADER_LEN);
         Ok(KplugReader {
             src: Source::new(input, file),
             record: 0,
+            block_size: (block_size != 0).then_some(u64::from(block_size)),
         })
     }
 

@@ -133,6 +133,15 @@ impl<R: Read> TraceReader<R> {
         Ok(TraceReader { inner, format })
     }
 
+    /// The block size the trace was recorded with (kplug traces of `kplugfs trace record`),
+    /// by which a replay splits its requests by default.
+    pub fn block_size(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Kplug(r) => r.block_size,
+            _ => None,
+        }
+    }
+
     /// The format being read (the detected one for `Format::Auto`).
     pub fn format(&self) -> Format {
         self.format

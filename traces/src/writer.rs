@@ -61,6 +61,17 @@ fn no_writer(format: Format) -> TraceError {
 impl<W: Write> TraceWriter<W> {
     /// Writes `format` to `out`; `name` is used in error messages.
     pub fn new(out: W, name: impl Into<PathBuf>, format: Format) -> Result<Self, TraceError> {
+        Self::with_block_size(out, name, format, 0)
+    }
+
+    /// Like [`TraceWriter::new`]; a kplug trace also records the block size of the cache
+    /// it was recorded from (`block_size` bytes; 0: unknown), so a replay splits by it.
+    pub fn with_block_size(
+        out: W,
+        name: impl Into<PathBuf>,
+        format: Format,
+        block_size: u32,
+    ) -> Result<Self, TraceError> {
         if !format.has_writer() {
             return Err(no_writer(format));
         }
@@ -72,7 +83,7 @@ impl<W: Write> TraceWriter<W> {
         };
         match format {
             Format::Csv => w.put(b"version,time,op,size,lbn\n")?,
-            Format::Kplug => w.put(&header())?,
+            Format::Kplug => w.put(&header(block_size))?,
             _ => {}
         }
         Ok(w)

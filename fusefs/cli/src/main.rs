@@ -36,7 +36,7 @@ enum Command {
     ///
     /// Examples: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
     ///           kplugfs mount s3://bucket/prefix /mnt/data --endpoint http://127.0.0.1:7480
-    Mount(mount::MountCmd),
+    Mount(Box<mount::MountCmd>),
     /// Show the statistics of a live mount (.kplug/stats), live with --watch, or its history.
     ///
     /// Examples: kplugfs stats /mnt/data --watch
@@ -104,7 +104,15 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `-o` mount options are the long options they name (mount.rs).
+    let args = match mount::expand_options(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kplugfs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let verbose = cli.verbose;
     // A mount sets up logging itself, once it knows where its daemon logs.
     if !matches!(cli.command, Command::Mount(_)) {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kplug_daemon::mount::{self, MountArgs, MountSource, StoreArgs};
+use kplug_daemon::mount::{self, MountArgs, MountSource, PluginSpec, StoreArgs};
 use kplug_store::StoreOptions;
 
 use crate::parse_duration;
@@ -89,8 +89,123 @@ pub struct MountCmd {
     /// readers together. 0 means no limit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10ms")]
     hook_budget: Duration,
+    /// Load a policy plugin at mount time, with parameters if given (`,` or `:` between
+    /// them; in `-o plugin=...` only `:`). Repeatable. Also `-o plugin=PATH.wasm`.
+    #[arg(long, value_name = "PATH.wasm[:key=value,...]", value_parser = PluginSpec::parse_plugin, help_heading = "Plugins")]
+    plugin: Vec<PluginSpec>,
+    /// Load a policy built into the binary (kplugfs policy list) at mount time, e.g.
+    /// `--policy maxsize:bytes=1048576`. Repeatable. Also `-o policy=NAME`.
+    #[arg(long, value_name = "NAME[:key=value,...]", value_parser = PluginSpec::parse_policy, help_heading = "Plugins")]
+    policy: Vec<PluginSpec>,
+    /// Where the plugin files dropped into .kplug/plugins/ are kept, to be loaded again at
+    /// the next mount (default: /var/lib/kplugfs/mounts/<mountpoint with / as _>/ for root,
+    /// ~/.local/state/kplugfs/mounts/... or $XDG_STATE_HOME otherwise).
+    #[arg(long, value_name = "DIR", help_heading = "Plugins")]
+    state_dir: Option<PathBuf>,
+    /// Do not keep the plugin files dropped into the mount, nor load kept ones.
+    #[arg(long, help_heading = "Plugins")]
+    no_keep_plugins: bool,
+    /// Fail the mount when a mount-time plugin (chosen or kept) cannot be loaded (default:
+    /// report it and serve with the built-ins in its roles).
+    #[arg(long, help_heading = "Plugins")]
+    strict_plugins: bool,
+    /// Serve .kplug/metrics (the Prometheus text format) on http://ADDR/metrics: HOST:PORT,
+    /// or :PORT / PORT for the loopback interface.
+    #[arg(long, value_name = "HOST:PORT", value_parser = kplug_daemon::monitor::serve::parse_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Mount options, comma-separated, as mount(8) and /etc/fstab pass them: every long
+    /// option above as NAME=VALUE or NAME (`_` or `-`), plus ro and rw; the generic options
+    /// (defaults, auto, noauto, user, nofail, _netdev, nosuid, nodev, noexec, x-*, ...)
+    /// are accepted and ignored. E.g. -o ro,cache_size=1GiB,policy=lru
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
     #[command(flatten)]
     store: StoreCmd,
+}
+
+/// Mount options that mean nothing to kplugfs itself (mount(8), fstab and systemd pass
+/// them; the kernel applies the ones it knows to every FUSE mount).
+const GENERIC_OPTIONS: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "nofail",
+    "_netdev",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "diratime",
+    "nodiratime",
+    "lazytime",
+    "sync",
+    "async",
+    "rw",
+    "allow_other",
+    "default_permissions",
+];
+
+/// Turn the mount options of `kplugfs mount ... -o a,b=c` into the long options they stand
+/// for (`--a --b=c`), so every option has exactly one parser: clap's. Arguments of other
+/// subcommands are left alone.
+pub fn expand_options(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, String> {
+    let is_mount = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "mount");
+    if !is_mount {
+        return Ok(args);
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy().into_owned();
+        let opts = if s == "-o" {
+            it.next()
+                .ok_or("-o needs a value (e.g. -o ro,cache_size=1GiB)")?
+                .to_string_lossy()
+                .into_owned()
+        } else if let Some(rest) = s.strip_prefix("-o").filter(|r| !r.is_empty()) {
+            rest.to_string()
+        } else {
+            out.push(a);
+            continue;
+        };
+        for item in opts.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (item, None),
+            };
+            if GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
+                continue;
+            }
+            let flag = match key {
+                "ro" => "read-only".to_string(),
+                k => k.replace('_', "-"),
+            };
+            if flag.is_empty() || flag.starts_with('-') {
+                return Err(format!("bad mount option {item:?}"));
+            }
+            out.push(match value {
+                Some(v) => format!("--{flag}={v}").into(),
+                None => format!("--{flag}").into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The options of an object-store source.
@@ -201,6 +316,11 @@ impl MountCmd {
                 slow_budget: self.hook_budget,
                 ..kplug_engine::EngineConfig::default()
             },
+            plugins: self.plugin.into_iter().chain(self.policy).collect(),
+            keep_plugins: !self.no_keep_plugins,
+            state_dir: self.state_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
+            strict_plugins: self.strict_plugins,
+            metrics_addr: self.metrics_addr,
         }
     }
 

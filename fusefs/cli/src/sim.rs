@@ -32,7 +32,8 @@ pub struct SimCmd {
     /// Cache sizes as object counts.
     #[arg(long, value_delimiter = ',')]
     cache_objects: Vec<u64>,
-    /// Expand each request of a block trace into the BYTES-sized blocks it touches.
+    /// Expand each request of a block trace into the BYTES-sized blocks it touches (default
+    /// for a trace of `kplugfs trace record`: the block size of the recording mount).
     #[arg(long, value_name = "BYTES", value_parser = crate::parse_size)]
     split_blocks: Option<u64>,
     /// A plugin parameter, NAME:key=value (repeatable); NAME is a policy of --policy (the
@@ -115,9 +116,13 @@ impl SimCmd {
 
 /// Print results as a table.
 fn print_table(out: &mut impl Write, trace: &Trace, results: &[SimResult]) -> std::io::Result<()> {
+    let blocks = trace
+        .block_size
+        .map(|b| format!(" (blocks of {b} bytes)"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "# {} requests, {} unique ids",
+        "# {} requests, {} unique ids{blocks}",
         trace.ids.len(),
         trace.unique
     )?;

@@ -48,6 +48,11 @@ impl FsError {
         self.errno
     }
 
+    /// The message alone (no errno).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// How loudly this error should be logged.
     pub fn level(&self) -> Level {
         self.level

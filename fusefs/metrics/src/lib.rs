@@ -182,7 +182,7 @@ impl Histogram {
 }
 
 /// A point-in-time copy of a [`Histogram`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     /// Values per log2 bucket.
     pub buckets: [u64; BUCKETS],
@@ -236,13 +236,15 @@ impl HistogramSnapshot {
             p99: self.quantile(0.99) / 1000,
             max: self.max / 1000,
             mean: self.mean() / 1000,
+            histogram: Some(*self),
         }
     }
 }
 
 /// Latency percentiles in microseconds (`latency_us` objects of `.kplug/stats`); fields in
-/// alphabetical order, as the document's keys (see `schema.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// alphabetical order, as the document's keys (see `schema.rs`). Equality compares what the
+/// JSON carries (the percentiles), not the histogram.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct LatencyUs {
     /// Largest.
     pub max: u64,
@@ -254,7 +256,20 @@ pub struct LatencyUs {
     pub p90: u64,
     /// 99th percentile.
     pub p99: u64,
+    /// The histogram the percentiles were read from (ns, log2 buckets), which
+    /// `.kplug/metrics` exposes as a Prometheus histogram. Not in the JSON documents (a
+    /// history row would grow tenfold), so `None` once parsed back.
+    #[serde(skip)]
+    pub histogram: Option<HistogramSnapshot>,
 }
+
+impl PartialEq for LatencyUs {
+    fn eq(&self, o: &Self) -> bool {
+        (self.max, self.mean, self.p50, self.p90, self.p99) == (o.max, o.mean, o.p50, o.p90, o.p99)
+    }
+}
+
+impl Eq for LatencyUs {}
 
 #[cfg(test)]
 mod tests {

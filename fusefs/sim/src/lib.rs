@@ -154,9 +154,16 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
         }
         let n = (trace.unique as f64 * f).floor() as u64;
         if n == 0 {
+            let hint = if trace.block_size.is_none() {
+                ", or --split-blocks BYTES to replay each request as the blocks it touches"
+            } else {
+                ""
+            };
             bail!(
-                "--cache-size {f} of {} unique ids is 0 objects",
-                trace.unique
+                "--cache-size {f} of {} unique ids is 0 objects: use a larger fraction \
+                 (at least {}), or --cache-objects N{hint}",
+                trace.unique,
+                1.0 / trace.unique as f64
             );
         }
         sizes.push((n, Some(f)));
@@ -310,6 +317,7 @@ mod tests {
         Trace {
             ids: ids.to_vec(),
             unique: ids.iter().collect::<HashSet<_>>().len() as u64,
+            block_size: None,
         }
     }
 

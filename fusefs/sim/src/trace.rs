@@ -1,5 +1,7 @@
 //! Loading a trace for the simulator: ids only, in request order, read once (streaming,
-//! through `kplug_traces`), split into blocks when asked.
+//! through `kplug_traces`), split into blocks when asked, and by default for a trace that
+//! says its block size (`kplugfs trace record` writes the mount's): a recorded trace replays
+//! the blocks the mount cached, not one object per file.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -16,6 +18,8 @@ pub struct Trace {
     pub ids: Vec<u64>,
     /// Distinct ids.
     pub unique: u64,
+    /// The block size requests were split by (`--split-blocks`, or the trace's own).
+    pub block_size: Option<u64>,
 }
 
 /// Read a trace into memory (ids only), splitting into blocks when asked.
@@ -27,8 +31,9 @@ pub fn load_trace(
 ) -> Result<Trace> {
     // A trace recorded from a mount also holds the blocks its prefetcher fetched: the
     // simulated policies decide their own prefetching, so only demand accesses replay.
-    let reader = kplug_traces::open(path, format)?
-        .filter(|r| !matches!(r, Ok(req) if req.flags.is_prefetch()));
+    let reader = kplug_traces::open(path, format)?;
+    let split = split.or(reader.block_size());
+    let reader = reader.filter(|r| !matches!(r, Ok(req) if req.flags.is_prefetch()));
     let splitting = split.is_some();
     let mut ids = Vec::new();
     let mut push = |r: Result<kplug_traces::Request, kplug_traces::TraceError>| -> Result<()> {
@@ -50,7 +55,7 @@ pub fn load_trace(
     match split {
         Some(b) => {
             if b == 0 {
-                bail!("--split-blocks must be positive");
+                bail!("--split-blocks must be a positive size in bytes (e.g. --split-blocks 4096)");
             }
             for r in kplug_traces::split_blocks(reader, b) {
                 push(r)?;
@@ -63,8 +68,17 @@ pub fn load_trace(
         }
     }
     if ids.is_empty() {
-        bail!("{}: the trace has no requests", path.display());
+        bail!(
+            "{}: the trace has no demand requests to replay (a recorded trace holds what was \
+             read or written through the mount between `kplugfs trace record` and `kplugfs \
+             trace stop`: read some files in between)",
+            path.display()
+        );
     }
     let unique = ids.iter().copied().collect::<HashSet<u64>>().len() as u64;
-    Ok(Trace { ids, unique })
+    Ok(Trace {
+        ids,
+        unique,
+        block_size: split,
+    })
 }

@@ -300,6 +300,7 @@ fn throughput_wasm_vs_native() {
         let trace = kplug_sim::Trace {
             ids,
             unique: t.unique,
+            block_size: t.block_size,
         };
         let wasm = kplug_sim::run(&args, &trace, &bar).unwrap();
         for r in &wasm {

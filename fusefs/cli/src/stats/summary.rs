@@ -187,6 +187,7 @@ mod tests {
             p99: base + 2,
             max: base + 3,
             mean: base,
+            histogram: None,
         }
     }
 

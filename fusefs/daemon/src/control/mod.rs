@@ -5,6 +5,7 @@
 //! .kplug/            dr-xr-xr-x  owner: the mounting user               root.rs
 //! ├── status         r--r--r--   JSON: every plugin, what serves each role   file.rs + report.rs
 //! ├── stats          r--r--r--   JSON: counters and latencies (docs/METRICS.md)
+//! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
 //! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
 //! ```
@@ -22,6 +23,7 @@
 mod file;
 mod loader;
 mod node;
+pub mod persist;
 mod plugins;
 mod report;
 mod root;
@@ -102,6 +104,15 @@ pub fn mount(
             Box::new(move || schema::to_text(&s.stats())),
         ))
     });
+    let s = sources.clone();
+    let (metrics, metrics_ids) = fs.add_tree(|ids| {
+        Arc::new(file::RenderedFile::new(
+            ids,
+            owner,
+            "metrics",
+            Box::new(move || crate::monitor::prometheus::render(&s.stats())),
+        ))
+    });
     let (trace, trace_ids) =
         fs.add_tree(|ids| Arc::new(trace::TraceFile::new(ids, owner, recorder)));
     let child = |name, tree: Arc<dyn Tree>, ids: TreeIds| Child {
@@ -110,6 +121,7 @@ pub fn mount(
         root: ids.root(),
     };
     let children = vec![
+        child("metrics", metrics, metrics_ids),
         child("plugins", plugins, plugins_ids),
         child("status", status, status_ids),
         child("stats", stats, stats_ids),
@@ -129,6 +141,50 @@ impl Control {
     /// `.kplug/status` now.
     pub fn status(&self) -> Status {
         self.sources.status()
+    }
+
+    /// Load the plugins of a new mount, before the kernel sees it: first the files kept in
+    /// `state` (parameter files first), then `chosen` (`(file name, bytes)`, from the command
+    /// line: they win over kept files of the same name), each through
+    /// [`plugins::PluginsDir::put`] like a drop. A governor may name a plugin loaded after it,
+    /// so a refused file is tried once more at the end. Then `state` is attached: from now on
+    /// the files dropped into the mount are kept there. Returns one line per file refused.
+    pub fn load_at_mount(
+        &self,
+        state: Option<persist::StateDir>,
+        chosen: Vec<(String, Vec<u8>)>,
+    ) -> Vec<String> {
+        let plugins = &self.sources.plugins;
+        let mut failures = Vec::new();
+        let mut files = Vec::new();
+        if let Some(state) = &state {
+            match state.files() {
+                Ok(kept) => files.extend(
+                    kept.into_iter()
+                        .map(|(n, b)| (n, b, "kept from an earlier mount")),
+                ),
+                Err(e) => failures.push(format!(
+                    "cannot read the kept plugins in {}: {e}",
+                    state.plugins_dir().display()
+                )),
+            }
+        }
+        files.extend(chosen.into_iter().map(|(n, b)| (n, b, "chosen at mount")));
+        let mut again = Vec::new();
+        for (name, bytes, origin) in files {
+            if plugins.put(&name, bytes.clone()).is_err() {
+                again.push((name, bytes, origin));
+            }
+        }
+        for (name, bytes, origin) in again {
+            if let Err(e) = plugins.put(&name, bytes) {
+                failures.push(format!("{e} ({origin})"));
+            }
+        }
+        if let Some(state) = state {
+            plugins.attach_state(state);
+        }
+        failures
     }
 
     /// Show the history writer's state in `stats`.

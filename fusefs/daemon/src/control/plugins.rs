@@ -34,9 +34,14 @@
 //! **Locks.** The file table's mutex is held while a load is installed or a file retired, and
 //! while `status` reads the cache, so both see one consistent state; it is taken before the
 //! cache's lock, never under it, and never held while plugin code initialises.
+//!
+//! **Kept.** With a state directory attached ([`PluginsDir::attach_state`], see
+//! `persist.rs`), every accepted file is also written there and every `rm` removes it there.
+//! Plugins chosen at mount time enter through [`PluginsDir::put`], the same path as a drop.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
@@ -45,6 +50,7 @@ use parking_lot::Mutex;
 
 use super::loader::{Loader, Ready};
 use super::node::{Handles, Owner, entry, slice};
+use super::persist::StateDir;
 use crate::error::Result;
 use crate::fs::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, Opened, SetAttr, Tree, TreeIds, Written,
@@ -115,6 +121,8 @@ pub struct PluginsDir {
     /// Open plugin files (by name) and open listings (`None`).
     open: Handles<Option<String>>,
     max_module_bytes: usize,
+    /// Where accepted files are kept across mounts, once attached.
+    state: OnceLock<StateDir>,
 }
 
 impl PluginsDir {
@@ -129,6 +137,70 @@ impl PluginsDir {
             next_ino: AtomicU64::new(2),
             open: Handles::new(ids),
             max_module_bytes,
+            state: OnceLock::new(),
+        }
+    }
+
+    /// From now on, keep every accepted file in `state` and forget it there on `rm`.
+    pub fn attach_state(&self, state: StateDir) {
+        let _ = self.state.set(state);
+    }
+
+    fn keep(&self, name: &str, bytes: &[u8]) {
+        if let Some(state) = self.state.get()
+            && let Err(e) = state.save(name, bytes)
+        {
+            tracing::error!(
+                file = name,
+                dir = %state.plugins_dir().display(),
+                "cannot keep the plugin file in the state directory (it is live, but will not \
+                 be loaded at the next mount): {e}"
+            );
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(state) = self.state.get()
+            && let Err(e) = state.remove(name)
+        {
+            tracing::error!(file = name, "cannot remove the kept plugin file: {e}");
+        }
+    }
+
+    /// Put `data` in as file `name`, as if written and closed through the mount: a module
+    /// is loaded (replacing a file of the same name), a parameter file checked and applied.
+    /// The error says why the file was refused; the file stays listed, as a drop would.
+    pub fn put(&self, name: &str, data: Vec<u8>) -> std::result::Result<(), String> {
+        check_file_name(name).map_err(|e| format!("bad plugin file name: {e}"))?;
+        if data.len() > self.max_module_bytes {
+            return Err(self.too_big().message().to_string());
+        }
+        {
+            let mut files = self.files.lock();
+            let f = files
+                .entry(name.to_string())
+                .or_insert_with(|| self.new_file());
+            f.data = data.clone();
+            f.touch();
+        }
+        let result = if is_params_file(name) {
+            self.flush_params(name, &data)
+        } else {
+            self.flush_module(name)
+        };
+        result.map_err(|e| e.message().to_string())
+    }
+
+    fn new_file(&self) -> PluginFile {
+        PluginFile {
+            ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
+            data: Vec::new(),
+            dirty: true,
+            generation: 0,
+            mtime: SystemTime::now(),
+            instance: None,
+            refused: None,
+            closed_at: None,
         }
     }
 
@@ -206,6 +278,8 @@ impl PluginsDir {
                 f.instance = Some(status);
                 f.refused = None;
                 f.closed_at = Some(closed_at);
+                drop(files);
+                self.keep(name, &bytes);
                 Ok(())
             }
             Err(msg) => {
@@ -255,13 +329,18 @@ impl PluginsDir {
                 })
                 .map(|(n, _)| n.clone())
         };
-        let Some(module) = module else { return Ok(()) };
+        let keep = || self.keep(name, text);
+        let Some(module) = module else {
+            keep();
+            return Ok(());
+        };
         match self.load(&module, true) {
             Ok(()) => {
                 tracing::info!(
                     plugin = plugin_name(&module),
                     "plugin reloaded with new parameters"
                 );
+                keep();
                 Ok(())
             }
             Err(msg) => refuse(format!("reloading {module}: {msg}")),
@@ -334,6 +413,7 @@ impl Tree for PluginsDir {
             self.loader.retire(plugin_name(&name), &status);
         }
         drop(files);
+        self.forget(&name);
         tracing::info!(file = %name, "plugin file removed");
         Ok(())
     }
@@ -385,16 +465,7 @@ impl Tree for PluginsDir {
                 plugin_name(&name)
             ));
         }
-        let f = files.entry(name.clone()).or_insert_with(|| PluginFile {
-            ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
-            data: Vec::new(),
-            dirty: true,
-            generation: 0,
-            mtime: SystemTime::now(),
-            instance: None,
-            refused: None,
-            closed_at: None,
-        });
+        let f = files.entry(name.clone()).or_insert_with(|| self.new_file());
         f.data.clear();
         f.touch();
         let attr = self.file_attr(f);

@@ -259,7 +259,7 @@ impl BlockCache {
         }));
         let queue = Arc::new(WorkQueue::<PrefetchJob>::default());
         let counters = Arc::new(BlockCacheCounters::default());
-        let recorder = Recorder::new();
+        let recorder = Recorder::with_block_size(config.block_size);
         for i in 0..config.prefetch_threads.max(1) {
             let queue = queue.clone();
             let inner = inner.clone();

@@ -1,8 +1,12 @@
 //! The monitoring plane: counters and latency histograms of every layer (`metrics.rs`),
-//! the SQLite history of `.kplug/stats` (`history.rs`), and the recorder of data accesses
-//! (`recorder.rs`, `kplugfs trace record`). See docs/METRICS.md.
+//! the SQLite history of `.kplug/stats` (`history.rs`), the recorder of data accesses
+//! (`recorder.rs`, `kplugfs trace record`), and the Prometheus text format of the same
+//! document (`prometheus.rs`, `.kplug/metrics`) with its HTTP endpoint (`serve.rs`,
+//! `--metrics-addr`). See docs/METRICS.md.
 
 pub mod history;
 pub mod metrics;
+pub mod prometheus;
 pub mod recorder;
 pub mod schema;
+pub mod serve;

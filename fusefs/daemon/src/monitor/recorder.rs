@@ -62,6 +62,8 @@ pub struct Recorder {
     records: AtomicU64,
     dropped: AtomicU64,
     last: Mutex<(Option<String>, Option<String>)>,
+    /// The cache's block size, written into each trace's header (0: unknown).
+    block_size: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -83,6 +85,14 @@ impl Recorder {
     /// A recorder that records nothing yet.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A recorder for a cache of `block_size`-byte blocks: the traces it writes say so, and
+    /// replay per block by default.
+    pub fn with_block_size(block_size: u64) -> Arc<Self> {
+        let r = Self::default();
+        r.block_size.store(block_size, Ordering::Relaxed);
+        Arc::new(r)
     }
 
     /// True while recording.
@@ -150,7 +160,9 @@ impl Recorder {
         )
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut writer = TraceWriter::new(file, path, Format::Kplug).map_err(|e| e.to_string())?;
+        let block_size = u32::try_from(self.block_size.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut writer = TraceWriter::with_block_size(file, path, Format::Kplug, block_size)
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = crossbeam::channel::bounded::<Request>(QUEUE_RECORDS);
         let handle = std::thread::Builder::new()
             .name("kplugfs-trace".into())

@@ -9,6 +9,9 @@
 //! present) and fails on any field the page does not name, and checks that a history row
 //! round-trips.
 //!
+//! `.kplug/metrics` (`prometheus.rs`) renders [`Stats`] too, naming each metric after its
+//! field; the structs' `GAUGES` say which numbers are levels rather than counts.
+//!
 //! Fields are declared in alphabetical order, so the documents' keys come out sorted, as
 //! they always have. A field added later must be `#[serde(default)]`, so that history rows
 //! written before it still parse.
@@ -74,6 +77,11 @@ pub struct BackendStats {
     pub reads: u64,
 }
 
+impl BackendStats {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] = &["emulated_latency_us"];
+}
+
 /// `cache`, in `.kplug/stats` and `.kplug/status`: the cache core's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CacheCounters {
@@ -105,6 +113,12 @@ pub struct CacheCounters {
     pub stale_fetches_dropped: u64,
 }
 
+impl CacheCounters {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] =
+        &["block_size", "capacity_blocks", "resident_blocks"];
+}
+
 /// `fuse.<op>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FuseOpStats {
@@ -131,6 +145,11 @@ pub struct HistoryInfo {
     pub retention_ms: u64,
     /// Rows written since the mount.
     pub rows_written: u64,
+}
+
+impl HistoryInfo {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] = &["period_ms", "retention_ms"];
 }
 
 /// `stats.kernel_hints`.
@@ -165,6 +184,11 @@ pub struct PluginStats {
     pub time_ns: u64,
 }
 
+impl PluginStats {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] = &["governor"];
+}
+
 /// `prefetch`, in blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PrefetchCounters {
@@ -178,6 +202,11 @@ pub struct PrefetchCounters {
     pub used_blocks: u64,
     /// Prefetched blocks evicted or invalidated unread.
     pub wasted_blocks: u64,
+}
+
+impl PrefetchCounters {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] = &[];
 }
 
 /// `stats.store`: what the object store was asked, per kind of request.

@@ -218,6 +218,11 @@ mod tests {
             history_db: None,
             history_retention: crate::monitor::history::DEFAULT_RETENTION,
             engine: kplug_engine::EngineConfig::default(),
+            plugins: Vec::new(),
+            keep_plugins: false,
+            state_dir: None,
+            strict_plugins: false,
+            metrics_addr: None,
         }
     }
 

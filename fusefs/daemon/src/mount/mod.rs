@@ -12,6 +12,12 @@
 //! in place. The daemon blocks SIGINT/SIGTERM/SIGHUP in every thread and one thread waits
 //! for them and unmounts, so a killed daemon never leaves a dead mount behind. A plain
 //! `umount MOUNTPOINT` ends the FUSE session and the daemon exits by itself.
+//!
+//! **Plugins at mount time.** Before the kernel sees the mount, the daemon loads the plugin
+//! files kept in the mount's state directory (`control/persist.rs`) and then those of
+//! `--plugin`/`--policy` (`plugins.rs`). A file refused is reported on `kplugfs mount`'s
+//! stderr and in `.kplug/status`, and the mount comes up with the built-ins in its roles;
+//! with `--strict-plugins` the mount fails instead.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,10 +32,12 @@ use crate::fuse::FuseAdapter;
 
 mod build;
 mod check;
+mod plugins;
 
 pub use build::{BridgeHints, Built, build_fs};
 use check::which;
 pub use check::{MountInfo, mount_at, mounts, validate};
+pub use plugins::{PluginSource, PluginSpec};
 
 /// The filesystem type kplugfs mounts show in /proc/mounts (`fuse.kplugfs`).
 pub const FS_SUBTYPE: &str = "kplugfs";
@@ -79,6 +87,16 @@ pub struct MountArgs {
     pub history_retention: Duration,
     /// The plugins' limits: per-call deadline, slow-call budget, memory (docs/plugin-abi.md).
     pub engine: kplug_engine::EngineConfig,
+    /// Plugins to load before the mount appears (`--plugin`, `--policy`).
+    pub plugins: Vec<PluginSpec>,
+    /// Keep the plugin files dropped into the mount, and load them at the next mount.
+    pub keep_plugins: bool,
+    /// Where they are kept (default: [`crate::control::persist::default_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// Fail the mount when a plugin cannot be loaded at mount time.
+    pub strict_plugins: bool,
+    /// Serve `.kplug/metrics` on `http://ADDR/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a mount exposes.
@@ -209,12 +227,88 @@ fn start_history(control: Option<&Arc<Control>>, args: &MountArgs, mountpoint: &
     }
 }
 
-/// Mount and serve until unmounted. Calls `ready` once the mount is in place.
+/// Load the mount-time plugins (kept, then chosen). Returns the warnings to report, or the
+/// error that stops a `--strict-plugins` mount.
+fn load_plugins(
+    control: Option<&Arc<Control>>,
+    args: &MountArgs,
+    mountpoint: &Path,
+) -> Result<Vec<String>, String> {
+    let Some(control) = control else {
+        if !args.plugins.is_empty() {
+            return Err("--plugin and --policy need the block cache (not --cache-size 0)".into());
+        }
+        return Ok(Vec::new());
+    };
+    let mut warnings = Vec::new();
+    let state = if args.keep_plugins {
+        let dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| crate::control::persist::default_dir(mountpoint));
+        match crate::control::persist::StateDir::open(&dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warnings.push(format!(
+                    "plugins dropped into the mount will not be kept: cannot create {}: {e}",
+                    dir.display()
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut failures = Vec::new();
+    let mut chosen = Vec::new();
+    for spec in &args.plugins {
+        match spec.files() {
+            Ok(files) => chosen.extend(files),
+            Err(e) => failures.push(e),
+        }
+    }
+    failures.extend(control.load_at_mount(state, chosen));
+    if args.strict_plugins && !failures.is_empty() {
+        return Err(format!(
+            "--strict-plugins: not mounting: {}",
+            failures.join("; ")
+        ));
+    }
+    warnings.extend(
+        failures
+            .into_iter()
+            .map(|f| format!("{f} (the mount serves with the built-ins in its roles)")),
+    );
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(warnings)
+}
+
+/// Bind and start the `--metrics-addr` endpoint, if asked for.
+fn start_metrics(control: Option<&Arc<Control>>, args: &MountArgs) -> Result<(), String> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(());
+    };
+    let Some(control) = control else {
+        return Err("--metrics-addr needs the block cache (not --cache-size 0)".into());
+    };
+    let server = crate::monitor::serve::MetricsServer::bind(addr)?;
+    let control = Arc::downgrade(control);
+    server
+        .spawn(move || control.upgrade().map(|c| c.stats()))
+        .map_err(|e| format!("--metrics-addr: cannot start its thread: {e}"))?;
+    tracing::info!(%addr, "metrics endpoint: http://{addr}/metrics");
+    Ok(())
+}
+
+/// Mount and serve until unmounted. Calls `ready` once the mount is in place, with the
+/// warnings to show.
 fn serve(
     args: &MountArgs,
     source: &MountSource,
     mountpoint: &Path,
-    ready: impl FnOnce(Result<(), String>),
+    ready: impl FnOnce(Result<Vec<String>, String>),
 ) -> Result<()> {
     let sigs = block_signals();
     // Objects created through the mount get exactly the mode the caller asked for.
@@ -229,7 +323,18 @@ fn serve(
     // The control plane lives as long as this function serves (the history thread holds
     // only a weak reference to it).
     let control = built.control;
+    let warnings = match load_plugins(control.as_ref(), args, mountpoint) {
+        Ok(w) => w,
+        Err(e) => {
+            ready(Err(e.clone()));
+            bail!(e);
+        }
+    };
     start_history(control.as_ref(), args, mountpoint);
+    if let Err(e) = start_metrics(control.as_ref(), args) {
+        ready(Err(e.clone()));
+        bail!(e);
+    }
     let adapter = FuseAdapter::new(built.fs);
     let pages = adapter.page_slot();
     let mut session = match fuser::Session::new(adapter, mountpoint, &fuse_config(source, args)) {
@@ -253,7 +358,7 @@ fn serve(
             }
         })?;
     tracing::info!(source = %source.display(), mountpoint = %mountpoint.display(), "mounted");
-    ready(Ok(()));
+    ready(Ok(warnings));
     match session.run() {
         Ok(()) => {}
         // The kernel ends the session with ENODEV when the filesystem is unmounted.
@@ -269,7 +374,11 @@ pub fn mount(args: &MountArgs, init_logging: impl FnOnce(Option<&Path>)) -> Resu
     let (source, mountpoint) = validate(args)?;
     if args.foreground {
         init_logging(args.log_file.as_deref());
-        return serve(args, &source, &mountpoint, |_| {});
+        return serve(args, &source, &mountpoint, |r| {
+            for w in r.unwrap_or_default() {
+                eprintln!("kplugfs: warning: {w}");
+            }
+        });
     }
     let (rfd, wfd) = nix::unistd::pipe().context("pipe")?;
     match unsafe { nix::unistd::fork() }.context("fork")? {
@@ -279,7 +388,12 @@ pub fn mount(args: &MountArgs, init_logging: impl FnOnce(Option<&Path>)) -> Resu
             let mut msg = String::new();
             let _ = r.read_to_string(&mut msg);
             match msg.strip_prefix("ok") {
-                Some(_) => Ok(()),
+                Some(warnings) => {
+                    for w in warnings.lines().filter(|l| !l.is_empty()) {
+                        eprintln!("kplugfs: warning: {w}");
+                    }
+                    Ok(())
+                }
                 None if msg.is_empty() => {
                     bail!("the kplugfs daemon exited before the mount was ready")
                 }
@@ -295,7 +409,11 @@ pub fn mount(args: &MountArgs, init_logging: impl FnOnce(Option<&Path>)) -> Resu
             let result = serve(args, &source, &mountpoint, |r| {
                 if let Some(mut w) = w.take() {
                     let _ = match r {
-                        Ok(()) => w.write_all(b"ok"),
+                        Ok(warnings) => {
+                            let lines: Vec<String> =
+                                warnings.iter().map(|w| w.replace('\n', " ")).collect();
+                            w.write_all(format!("ok\n{}", lines.join("\n")).as_bytes())
+                        }
                         Err(e) => w.write_all(format!("err {e}").as_bytes()),
                     };
                 }

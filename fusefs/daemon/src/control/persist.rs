@@ -1,0 +1,139 @@
+//! The state directory of a mount: the plugin files dropped into its `.kplug/plugins/`,
+//! kept across unmounts and reboots.
+//!
+//! Every file `plugins/` accepts (a module that loaded, a parameter file that parsed) is
+//! written here under the same name, and every `rm` removes it; the next mount of the same
+//! mount point loads them again before the kernel sees the mount. Writes are atomic (a
+//! temporary file in the same directory, synced, then renamed over the old one), so a crash
+//! leaves the old file or the new one, never half of either. The directory is created by the
+//! daemon, so it belongs to the user who mounted, with mode 0700; files are 0600.
+//!
+//! The default place, per mount point: `/var/lib/kplugfs/mounts/<mount point with / as _>/`
+//! for root, `$XDG_STATE_HOME/kplugfs/mounts/...` (or `~/.local/state/kplugfs/mounts/...`)
+//! for other users. A failed write is logged and never fails the drop: the plugin is live,
+//! only its persistence is lost.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where kplugfs keeps state for the current user: `/var/lib/kplugfs` for root,
+/// `$XDG_STATE_HOME/kplugfs` or `~/.local/state/kplugfs` otherwise.
+pub fn state_home() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/kplugfs")
+    } else if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        PathBuf::from(x).join("kplugfs")
+    } else {
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+        PathBuf::from(home).join(".local/state/kplugfs")
+    }
+}
+
+/// The default state directory of the mount at `mountpoint` (an absolute path).
+pub fn default_dir(mountpoint: &Path) -> PathBuf {
+    state_home()
+        .join("mounts")
+        .join(mountpoint.to_string_lossy().replace('/', "_"))
+}
+
+/// One mount's state directory; plugin files live in its `plugins/`.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    plugins: PathBuf,
+}
+
+impl StateDir {
+    /// Open (creating, mode 0700) the state directory `dir`.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        let plugins = dir.join("plugins");
+        for d in [dir, plugins.as_path()] {
+            if !d.is_dir() {
+                std::fs::create_dir_all(d)?;
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(Self { plugins })
+    }
+
+    /// The directory holding the plugin files.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.plugins
+    }
+
+    /// Every kept plugin file, parameter files first (so a module loads with its
+    /// parameters), then modules, each group by name.
+    pub fn files(&self) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.plugins)? {
+            let e = e?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            // Temporary files of an interrupted write start with a dot.
+            if name.starts_with('.') || !e.file_type()?.is_file() {
+                continue;
+            }
+            out.push((name, std::fs::read(e.path())?));
+        }
+        out.sort_by_key(|(n, _)| (!n.ends_with(".params"), n.clone()));
+        Ok(out)
+    }
+
+    /// Keep `bytes` as plugin file `name`, atomically.
+    pub fn save(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.plugins)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.plugins.join(name)).map_err(|e| e.error)?;
+        // The rename is durable once the directory is.
+        std::fs::File::open(&self.plugins)?.sync_all()
+    }
+
+    /// Forget plugin file `name` (absent is fine).
+    pub fn remove(&self, name: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.plugins.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_lists_params_first_and_removes() {
+        let root = tempfile::tempdir().unwrap();
+        let s = StateDir::open(&root.path().join("m")).unwrap();
+        let mode = std::fs::metadata(root.path().join("m"))
+            .unwrap()
+            .permissions();
+        assert_eq!(mode.mode() & 0o777, 0o700);
+        s.save("b.wasm", b"module").unwrap();
+        s.save("b.params", b"k=v").unwrap();
+        s.save("a.wasm", b"old").unwrap();
+        s.save("a.wasm", b"new").unwrap();
+        let names: Vec<_> = s.files().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["b.params", "a.wasm", "b.wasm"]);
+        assert_eq!(
+            std::fs::read(s.plugins_dir().join("a.wasm")).unwrap(),
+            b"new"
+        );
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(s.plugins_dir()).unwrap().count(), 3);
+        s.remove("a.wasm").unwrap();
+        s.remove("a.wasm").unwrap();
+        assert_eq!(s.files().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn default_dir_flattens_the_mountpoint() {
+        let d = default_dir(Path::new("/mnt/data"));
+        assert_eq!(d.file_name().unwrap(), "_mnt_data");
+        assert!(d.parent().unwrap().ends_with("kplugfs/mounts"));
+    }
+}
