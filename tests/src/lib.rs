@@ -282,6 +282,22 @@ impl Hostile {
     }
 }
 
+/// Read up to `len` bytes of `f` at `offset`, looping over short reads; stops at end of file.
+pub fn read_at_full(f: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        let n = f.read_at(&mut buf[got..], offset + got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
 /// The package's directory: read when the test runs (cargo sets it), so a build reused
 /// from another clone of the repository reads this clone's files.
 fn manifest_dir() -> std::path::PathBuf {

@@ -9,7 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::model::{Model, Plugins};
-use crate::real::{Real, pread_full};
+use crate::real::Real;
+use kplugfs_tests::read_at_full;
 
 /// Describe how two byte strings differ (lengths, first differing offset, a few bytes).
 pub(crate) fn diff(want: &[u8], got: &[u8]) -> Option<String> {
@@ -130,7 +131,7 @@ pub(crate) fn check(
         );
     for (what, ino, f) in held {
         let want = &model.files[&ino];
-        let got = pread_full(f, 0, want.len() + 1).map_err(|e| format!("{what}: {e}"))?;
+        let got = read_at_full(f, 0, want.len() + 1).map_err(|e| format!("{what}: {e}"))?;
         if let Some(d) = diff(want, &got) {
             return Err(format!("{what} (held open): {d}"));
         }

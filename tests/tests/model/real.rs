@@ -54,20 +54,7 @@ fn close(f: File) -> io::Result<()> {
     }
 }
 
-/// Read up to `len` bytes at `offset`, looping over short reads; stops at end of file.
-pub(crate) fn pread_full(f: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        let n = f.read_at(&mut buf[got..], offset + got as u64)?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    buf.truncate(got);
-    Ok(buf)
-}
+use kplugfs_tests::read_at_full;
 
 fn mmap_write(f: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
     let len = f.metadata()?.len() as usize;
@@ -151,7 +138,7 @@ impl Real {
             }
             Step::Read { path, offset, len } => {
                 let f = File::open(self.p(path))?;
-                return pread_full(&f, *offset, *len).map(Reply::Bytes);
+                return read_at_full(&f, *offset, *len).map(Reply::Bytes);
             }
             Step::Truncate { path, len } => {
                 // truncate(2) by path: a setattr without a file handle.
@@ -205,7 +192,7 @@ impl Real {
                 handle,
                 offset,
                 len,
-            } => return pread_full(&self.handles[*handle], *offset, *len).map(Reply::Bytes),
+            } => return read_at_full(&self.handles[*handle], *offset, *len).map(Reply::Bytes),
             Step::HandleWrite {
                 handle,
                 offset,

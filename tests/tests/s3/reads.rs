@@ -9,7 +9,6 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,20 +50,6 @@ pub(crate) fn first_diff(want: &[u8], got: &[u8]) -> String {
     )
 }
 
-fn read_at_full(f: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        let n = f.read_at(&mut buf[got..], offset + got as u64)?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    buf.truncate(got);
-    Ok(buf)
-}
-
 /// Read `want` through the mount: whole, then at odd offsets and lengths.
 fn check_object(path: &Path, want: &[u8], label: &str) {
     let got = fs::read(path).unwrap_or_else(|e| panic!("{label}: read {}: {e}", path.display()));
@@ -83,7 +68,7 @@ fn check_object(path: &Path, want: &[u8], label: &str) {
         (n.saturating_sub(100), 300),
         (n + 10, 10),
     ] {
-        let got = read_at_full(&f, off as u64, len)
+        let got = kplugfs_tests::read_at_full(&f, off as u64, len)
             .unwrap_or_else(|e| panic!("{label}: pread {} at {off}: {e}", path.display()));
         let want = &want[off.min(n)..(off + len).min(n)];
         assert!(
