@@ -48,6 +48,16 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
     rustup target add wasm32-unknown-unknown
 fi
 
+# Fuzzing (scripts/fuzz.sh, fuzz/): cargo fuzz needs the nightly toolchain.
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    log "rustup toolchain install nightly --profile minimal"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    log "cargo install cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
+
 # pjdfstest switches to these users; Debian has nobody/nogroup, not tests/tests.
 getent group tests >/dev/null || groupadd tests
 id -u tests >/dev/null 2>&1 || useradd -M -N -g tests -s /usr/sbin/nologin tests

@@ -25,6 +25,7 @@ KPLUGFS_SKIP_BUILD=1 ./scripts/setup.sh
 section "cargo fmt --check, import cycles"
 cargo fmt --all -- --check
 (cd policies && cargo fmt --all -- --check)
+(cd fuzz && cargo fmt --all -- --check)
 # No two files of a crate may import each other, directly or through others.
 python3 scripts/check-cycles.py
 
@@ -55,6 +56,9 @@ cargo test --workspace --features "$FEATURES"
 
 section "policy unit tests (native builds of policies/, their own workspace)"
 (cd policies && cargo test --workspace)
+
+section "fuzzing: every cargo fuzz target for 20 s (scripts/fuzz.sh)"
+./scripts/fuzz.sh 20
 
 section "pjdfstest"
 . scripts/lib.sh
