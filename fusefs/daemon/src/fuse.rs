@@ -243,7 +243,12 @@ impl Filesystem for FuseAdapter {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // The mount drops set-user/group-ID bits itself on write and truncate (see
+            // `Tree::kill_suidgid`): the kernel then marks inodes without them "nosec" and
+            // stops sending a getxattr("security.capability") before every write, half of
+            // a small write's round trips.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -272,7 +277,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -297,6 +302,10 @@ impl Filesystem for FuseAdapter {
             atime: set_time(atime),
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
+            // With FUSE_HANDLE_KILLPRIV_V2 the kernel flags such a truncate
+            // (FATTR_KILL_SUIDGID), but fuser does not pass the flag on: a caller other than
+            // root stands for one without CAP_FSETID.
+            kill_suidgid: size.is_some() && req.uid() != 0,
         };
         match self.fs.setattr(ino.0, set) {
             Ok(a) => reply.attr(&self.fs_ttl(), &attr(&a)),
@@ -457,6 +466,11 @@ impl Filesystem for FuseAdapter {
     ) {
         let mut g = self.metrics.start(FuseOp::Write);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Err(e) = self.fs.kill_suidgid(fh.0)
+        {
+            return reply_err!(reply, g, e);
+        }
         match self.fs.write_through(fh.0, offset, data, from_cache) {
             Ok(w) => {
                 g.bytes(w.bytes as u64);

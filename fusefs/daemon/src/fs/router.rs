@@ -281,6 +281,12 @@ impl KplugFs {
             .write_through(fh, offset, data, from_page_cache)
     }
 
+    /// Drop the set-user/group-ID bits of the file of `fh` before a write (see
+    /// [`Tree::kill_suidgid`]).
+    pub fn kill_suidgid(&self, fh: u64) -> Result<()> {
+        self.tree(fh)?.kill_suidgid(fh)
+    }
+
     /// Write `data` at `offset`; returns the bytes written.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         Ok(self.write_through(fh, offset, data, false)?.bytes)

@@ -224,6 +224,15 @@ pub trait Tree: Send + Sync {
         Err(fs_err!(libc::EBADF, "not writable"))
     }
 
+    /// A write by a caller without `CAP_FSETID` is about to change the file of `fh`: drop its
+    /// set-user-ID bit, and the set-group-ID bit of a group-executable file, as the kernel
+    /// does for other filesystems. The mount asks the kernel to leave this to it
+    /// (`FUSE_HANDLE_KILLPRIV_V2`, see `fuse.rs`), which spares every write a `getxattr`
+    /// round trip. Trees whose files carry no such bits have nothing to do.
+    fn kill_suidgid(&self, _fh: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// `close()` of one descriptor of the handle, by process `pid` (a handle's descriptors
     /// may be duplicated, so there may be several `flush`es before its `release`).
     fn flush(&self, _fh: u64, _pid: u32) -> Result<()> {

@@ -166,6 +166,10 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
     /// The open handle the change came through, if any.
     pub fh: Option<u64>,
+    /// A change of size by a caller without `CAP_FSETID`: drop the set-user-ID bit, and the
+    /// set-group-ID bit of a group-executable file, as the kernel would (the mount handles
+    /// killpriv itself: see `kill_suidgid` in [`crate::fs::tree::Tree`]).
+    pub kill_suidgid: bool,
 }
 
 /// Receives directory entries; `add` returns true when the buffer is full (entry not taken).

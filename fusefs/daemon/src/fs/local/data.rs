@@ -194,3 +194,19 @@ impl LocalFs {
         self.file(fh)
     }
 }
+
+/// Drop the set-user-ID bit of the file open as `fd`, and its set-group-ID bit if it is
+/// group-executable (a set-group-ID bit without group execute marks mandatory locking), as
+/// the kernel's `file_remove_privs` does for a writer without `CAP_FSETID`. One `fstat`;
+/// a `chmod` only when a bit is set.
+pub(super) fn kill_suidgid(fd: BorrowedFd<'_>) -> Result<()> {
+    let mode = sys::fstat(fd)?.st_mode & 0o7777;
+    let mut kept = mode & !libc::S_ISUID;
+    if mode & libc::S_IXGRP != 0 {
+        kept &= !libc::S_ISGID;
+    }
+    if kept != mode {
+        sys::chmod_fd(fd, kept)?;
+    }
+    Ok(())
+}

@@ -53,6 +53,9 @@ impl LocalFs {
             }
             self.changed_here(ino);
             self.data.invalidate_file(ino);
+            if set.kill_suidgid && set.mode.is_none() {
+                super::data::kill_suidgid(inode.fd())?;
+            }
         }
         if set.atime.is_some() || set.mtime.is_some() {
             let ts = |t: Option<SetTime>| match t {

@@ -291,6 +291,10 @@ impl Tree for LocalFs {
     ) -> Result<Written> {
         LocalFs::write_through(self, fh, offset, data, from_page_cache)
     }
+    fn kill_suidgid(&self, fh: u64) -> Result<()> {
+        let f = self.file(fh)?;
+        data::kill_suidgid(f.fd.as_fd())
+    }
     fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
         LocalFs::flush(self, fh)
     }
