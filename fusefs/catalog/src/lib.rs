@@ -16,8 +16,12 @@ use kplug_engine::{LoadError, PluginEngine};
 
 mod cargo;
 mod clang;
+pub mod template;
 
-pub use cargo::{BuildError, WASM_TARGET, build_policy};
+pub use cargo::{
+    BuildError, WASM_TARGET, build_policy, build_policy_showing_progress, ensure_wasm_target,
+    package_name,
+};
 pub use clang::{CBuildError, build_c_policy, clang_command};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));

@@ -1,9 +1,10 @@
-//! `kplugfs policy`: the policy plugins built into this binary (`kplug-catalog`).
+//! `kplugfs policy`: the policy plugins built into this binary, and writing new ones
+//! (`kplug-catalog`: `template` writes a crate, `build_policy_showing_progress` builds one).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use kplug_engine::{EngineConfig, PluginEngine};
 
 #[derive(Debug, clap::Subcommand)]
@@ -20,6 +21,23 @@ pub enum PolicyCommand {
         /// Destination file or directory.
         dest: PathBuf,
     },
+    /// Write a new policy crate into ./NAME: an LRU using the Rust SDK (vendored into
+    /// NAME/kplug-sdk, so it builds offline), ready for `kplugfs policy build NAME`.
+    ///
+    /// Example: kplugfs policy new mylru && kplugfs policy build mylru
+    New {
+        /// The policy's name: a crate name (letters, digits, - and _, starting with a letter).
+        name: String,
+    },
+    /// Build the policy crate in DIR to DIR/NAME.wasm and print that path (one line).
+    ///
+    /// Runs `cargo build --release --target wasm32-unknown-unknown` (progress on stderr),
+    /// installing the target with rustup if it is missing. Target directory: $CARGO_TARGET_DIR,
+    /// else DIR/target.
+    Build {
+        /// The crate's directory (holding its Cargo.toml).
+        dir: PathBuf,
+    },
 }
 
 impl PolicyCommand {
@@ -31,8 +49,42 @@ impl PolicyCommand {
                 println!("{}", kplug_catalog::export(&name, &dest)?.display());
                 Ok(())
             }
+            PolicyCommand::New { name } => {
+                let dir = kplug_catalog::template::new_policy(Path::new("."), &name)?;
+                eprintln!(
+                    "wrote the policy crate {} (an LRU to start from); build it with: \
+                     kplugfs policy build {name}",
+                    dir.display()
+                );
+                Ok(())
+            }
+            PolicyCommand::Build { dir } => {
+                println!("{}", build(&dir)?.display());
+                Ok(())
+            }
         }
     }
+}
+
+/// `kplugfs policy build DIR`: the path of DIR/NAME.wasm once built.
+fn build(dir: &Path) -> Result<PathBuf> {
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} is not a policy crate (no Cargo.toml; `kplugfs policy new NAME` writes one)",
+            dir.display()
+        );
+    }
+    let name = kplug_catalog::package_name(dir)?;
+    kplug_catalog::ensure_wasm_target(dir).map_err(anyhow::Error::msg)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let artifact = kplug_catalog::build_policy_showing_progress(dir, &target)?;
+    let out = dir.join(format!("{name}.wasm"));
+    std::fs::copy(&artifact, &out)
+        .with_context(|| format!("copying {} to {}", artifact.display(), out.display()))?;
+    Ok(out)
 }
 
 /// Name, roles and description of every built-in policy, as a table.
