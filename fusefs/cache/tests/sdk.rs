@@ -66,7 +66,7 @@ fn the_c_header_speaks_exactly_the_abi() {
     use std::fmt::Write;
     let mut c = String::from("#include \"kplug.h\"\nstatic volatile double sink;\n");
     for f in abi::exports::ALL {
-        write!(c, "{} {{\n", prototype(f, false)).unwrap();
+        writeln!(c, "{} {{", prototype(f, false)).unwrap();
         for a in f.args {
             writeln!(c, "    (void){a};").unwrap();
         }
