@@ -368,25 +368,25 @@ fn vendored_manifest(manifest: &str) -> String {
     out
 }
 
-/// `policies/Cargo.lock` without the shipped policies, plus the new package.
+/// `policies/Cargo.lock` without the shipped policies, plus the new package, in cargo's
+/// order (by name): what cargo itself would write, so the first build leaves it as it is.
 fn lockfile(name: &str) -> String {
-    let mut out = String::new();
-    for (i, block) in POLICIES_LOCK.split("\n[[package]]\n").enumerate() {
-        if i == 0 {
-            out.push_str(block);
-            out.push('\n');
-            continue;
-        }
-        if block.starts_with("name = \"kplug-policy-") {
-            continue;
-        }
+    let mut blocks = POLICIES_LOCK.split("\n[[package]]\n");
+    let header = blocks.next().unwrap_or_default().trim_end();
+    let mut packages: Vec<String> = blocks
+        .filter(|b| !b.starts_with("name = \"kplug-policy-"))
+        .map(|b| b.trim_end().to_string())
+        .collect();
+    packages.push(format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n \"kplug-sdk\",\n]"
+    ));
+    packages.sort_by(|a, b| a.lines().next().cmp(&b.lines().next()));
+    let mut out = format!("{header}\n");
+    for p in packages {
         out.push_str("\n[[package]]\n");
-        out.push_str(block.trim_end());
+        out.push_str(&p);
         out.push('\n');
     }
-    out.push_str(&format!(
-        "\n[[package]]\nname = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n \"kplug-sdk\",\n]\n"
-    ));
     out
 }
 

@@ -107,7 +107,9 @@ fn a_first_policy_takes_two_commands() {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
 
-    // 2. build: progress on stderr, exactly one line on stdout, the module's path.
+    // 2. build: progress on stderr, exactly one line on stdout, the module's path. The lock
+    // file written is complete and in cargo's form: the build leaves it as it is.
+    let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
     let out = kplugfs(cwd, &["policy", "build", "demo"]);
     let printed = stdout(&out);
     assert_eq!(printed, "demo/demo.wasm\n");
@@ -118,6 +120,11 @@ fn a_first_policy_takes_two_commands() {
     );
     let wasm = cwd.join(printed.trim());
     assert!(wasm.is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("Cargo.lock")).unwrap(),
+        lock,
+        "cargo changed the Cargo.lock the template wrote"
+    );
 
     // The module is a working eviction policy: the built-in LRU's misses at every size.
     let rows = sim_misses(cwd, "builtin:lru,demo/demo.wasm");
