@@ -14,7 +14,9 @@
 //! The crate is its own workspace (`[workspace]` in its manifest), so it builds the same
 //! inside another workspace's tree. Its `src/lib.rs` is a working LRU over the SDK's
 //! `KeyList` with a native unit test: the smallest policy worth starting from.
-//! `plugin-sdk/c/kplug.h` is not written: a C policy needs no crate (docs/plugin-abi.md).
+//!
+//! `kplugfs policy new NAME --lang c` writes a C policy instead ([`new_c_policy`]): `NAME.c`
+//! (the LRU of `policies/c/lru.c`) beside `kplug.h` as this binary's ABI generates it.
 
 use std::path::{Path, PathBuf};
 
@@ -227,6 +229,59 @@ pub fn validate_name(name: &str) -> Result<(), TemplateError> {
 /// directory. On failure nothing of it is left behind.
 pub fn new_policy(parent: &Path, name: &str) -> Result<PathBuf, TemplateError> {
     validate_name(name)?;
+    write_dir(parent, name, files(name))
+}
+
+/// Writes the C policy `NAME` into `parent/NAME` (which must not exist): `NAME.c`, the LRU
+/// of `policies/c/lru.c`, and `kplug.h`, the C SDK's header as this binary's ABI generates
+/// it (`kplug_abi::c`). `kplugfs policy build` builds it with clang.
+pub fn new_c_policy(parent: &Path, name: &str) -> Result<PathBuf, TemplateError> {
+    validate_name(name)?;
+    write_dir(parent, name, c_files(name))
+}
+
+/// The files of the C policy `name`, as `(path relative to its directory, contents)`.
+pub fn c_files(name: &str) -> Vec<(String, String)> {
+    let version = format!("{}.{}", kplug_abi::ABI_MAJOR, kplug_abi::ABI_MINOR);
+    vec![
+        (
+            format!("{name}.c"),
+            format!(
+                "/* {name}.c: written by `kplugfs policy new {name} --lang c` from kplugfs's\n \
+                 * policies/c/lru.c; build it with `kplugfs policy build {name}`. */\n\n{LRU_C}"
+            ),
+        ),
+        ("kplug.h".to_string(), kplug_abi::c::CHeader.to_string()),
+        (
+            "README.md".to_string(),
+            C_README.replace("NAME", name).replace("VERSION", &version),
+        ),
+        (".gitignore".to_string(), "/*.wasm\n".to_string()),
+    ]
+}
+
+const LRU_C: &str = include_str!("../../../policies/c/lru.c");
+
+const C_README: &str = "# NAME
+
+A kplugfs cache policy plugin in C (LRU eviction to start from), written by
+`kplugfs policy new NAME --lang c`.
+
+    kplugfs policy build NAME        # clang -> NAME/NAME.wasm (prints the path)
+    kplugfs sim --trace TRACE --policy NAME/NAME.wasm,lru --cache-size 0.01,0.1
+    cp NAME/NAME.wasm /mnt/data/.kplug/plugins/
+
+`kplug.h` is the C SDK of the kplugfs that wrote this directory (ABI VERSION): every import
+and export with its signature. Freestanding C: no libc, memory from static data or above
+`__heap_base`. Needs clang and lld (wasm-ld). The contract of each hook is kplugfs's
+docs/plugin-abi.md.
+";
+
+fn write_dir(
+    parent: &Path,
+    name: &str,
+    files: Vec<(String, String)>,
+) -> Result<PathBuf, TemplateError> {
     let dir = parent.join(name);
     if let Err(source) = std::fs::create_dir(&dir) {
         return Err(if source.kind() == std::io::ErrorKind::AlreadyExists {
@@ -235,7 +290,7 @@ pub fn new_policy(parent: &Path, name: &str) -> Result<PathBuf, TemplateError> {
             TemplateError::Io { path: dir, source }
         });
     }
-    let written = files(name).into_iter().try_for_each(|(rel, text)| {
+    let written = files.into_iter().try_for_each(|(rel, text)| {
         let path = dir.join(&rel);
         let parent = path.parent().expect("a file under the crate");
         std::fs::create_dir_all(parent)
@@ -457,6 +512,21 @@ mod tests {
         assert!(sdk.contains("optional = true }"), "{sdk}");
         let lock = lockfile("demo");
         assert!(lock.contains("name = \"dlmalloc\"") && !lock.contains("kplug-policy-"));
+    }
+
+    #[test]
+    fn the_c_template_carries_the_generated_header() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = new_c_policy(t.path(), "clru").unwrap();
+        let h = std::fs::read_to_string(dir.join("kplug.h")).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-sdk/c/kplug.h");
+        assert_eq!(h, std::fs::read_to_string(repo).unwrap());
+        let c = std::fs::read_to_string(dir.join("clru.c")).unwrap();
+        assert!(c.contains("#include \"kplug.h\"") && c.contains("kplug_evict_victim"));
+        assert!(matches!(
+            new_c_policy(t.path(), "clru"),
+            Err(TemplateError::Exists(_))
+        ));
     }
 
     #[test]

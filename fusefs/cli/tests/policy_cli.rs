@@ -167,8 +167,55 @@ fn bad_names_and_directories_are_refused_in_one_line() {
     let e = error(&kplugfs(cwd, &["policy", "build", "nowhere"]));
     assert_eq!(
         e,
-        "kplugfs: nowhere is not a policy crate (no Cargo.toml; `kplugfs policy new NAME` writes one)"
+        "kplugfs: nowhere is not a policy (no Cargo.toml and no .c file; `kplugfs policy new \
+         NAME` writes one)"
     );
+}
+
+/// The same two commands for C: `--lang c` writes NAME/NAME.c (the LRU of
+/// `policies/c/lru.c`) and the C SDK's kplug.h, and `policy build` compiles it with clang.
+/// Skipped loudly without clang and lld, unless `KPLUGFS_C_REQUIRED=1` (scripts/test.sh).
+#[test]
+fn a_first_c_policy_takes_two_commands() {
+    let t = tempfile::tempdir().unwrap();
+    let cwd = t.path();
+    assert_eq!(
+        stdout(&kplugfs(cwd, &["policy", "new", "cdemo", "--lang", "c"])),
+        ""
+    );
+    assert!(cwd.join("cdemo/cdemo.c").is_file() && cwd.join("cdemo/kplug.h").is_file());
+    let out = kplugfs(cwd, &["policy", "build", "cdemo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && (err.contains("running clang") || err.contains("wasm-ld"))
+        && std::env::var_os("KPLUGFS_C_REQUIRED").is_none_or(|v| v != "1")
+    {
+        eprintln!("SKIPPED: a C policy needs clang and lld (scripts/setup.sh): {err}");
+        return;
+    }
+    assert_eq!(stdout(&out), "cdemo/cdemo.wasm\n");
+    let rows = sim_misses(cwd, "builtin:lru,cdemo/cdemo.wasm");
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    let (native, ours): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.0 == "builtin:lru");
+    for (n, o) in native.iter().zip(&ours) {
+        assert_eq!((n.1, n.2), (o.1, o.2), "size {}: {rows:?}", n.1);
+    }
+    // A C error: clang's diagnostics, then one line; no module.
+    let c = cwd.join("cdemo/cdemo.c");
+    std::fs::remove_file(cwd.join("cdemo/cdemo.wasm")).unwrap();
+    std::fs::write(
+        &c,
+        "#include \"kplug.h\"\nint32_t kplug_abi_version(void) { return x; }\n",
+    )
+    .unwrap();
+    let out = kplugfs(cwd, &["policy", "build", "cdemo"]);
+    let e = error(&out);
+    assert!(
+        e.starts_with("kplugfs: clang failed") && e.ends_with("its errors are above"),
+        "{e}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("undeclared identifier 'x'"));
+    assert!(!cwd.join("cdemo/cdemo.wasm").exists());
 }
 
 /// A policy that does not compile: cargo's errors on stderr, a one-line summary last,
