@@ -32,6 +32,10 @@ apt_install() {
 apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
     ceph-mon ceph-osd radosgw ceph-common s3fs rclone cmake libfuse3-dev
 
+# clang and lld (wasm-ld): the C SDK's plugins (plugin-sdk/c/kplug.h, policies/c/lru.c), built
+# to wasm32 by the tests (KPLUGFS_C_REQUIRED=1 in scripts/test.sh).
+apt_install clang lld
+
 # prometheus_client: the reference parser tests/tests/metrics.rs checks .kplug/metrics with
 # (Debian's package for the system python3, pip for another python3 first in PATH).
 if ! python3 -c 'import prometheus_client' 2>/dev/null; then

@@ -49,6 +49,9 @@ eval "$(scripts/s3/ceph-s3.sh env)"
 # The S3 tests of kplugfs-tests (object-store mounts, the model on one) skip themselves when
 # no server answers; here the server was started, so a missing one is a failure.
 export KPLUGFS_S3_REQUIRED=1
+# The C SDK's tests (kplug.h against the ABI, policies/c/lru.c's golden miss ratios) skip
+# themselves without clang and lld; setup.sh installed them, so a missing one is a failure.
+export KPLUGFS_C_REQUIRED=1
 
 section "cargo test (unit, property, shuttle, real-mount and S3 tests)"
 cargo build -p kplugfs

@@ -64,6 +64,8 @@
 //! Build it with `cargo build --release --target wasm32-unknown-unknown`
 //! (crate-type `["cdylib", "rlib"]`, SDK features `dlmalloc` and
 //! `panic-handler`), or from Rust with `kplug_catalog::build_policy`.
+//! `kplugfs policy new NAME` writes such a crate (this SDK vendored into it)
+//! and `kplugfs policy build NAME` builds it (docs/writing-policies.md).
 
 #![no_std]
 #![deny(missing_docs)]

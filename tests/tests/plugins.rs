@@ -124,6 +124,49 @@ fn load_swap_and_remove_a_plugin() {
     check_file(&m, 2, 1 << 20);
 }
 
+/// The C SDK's LRU (`policies/c/lru.c`, built by clang) serves a mount: it evicts (the host
+/// validates every victim it proposes: one not resident would fault it), reads stay correct,
+/// and it never faults. Skipped loudly without clang and lld unless `KPLUGFS_C_REQUIRED=1`.
+#[test]
+fn the_c_lru_serves_a_mount() {
+    let root = kplugfs_tests::repo_root();
+    let out = std::env::temp_dir().join(format!("kplugfs-test-lru-c-{}.wasm", std::process::id()));
+    match kplug_catalog::build_c_policy(
+        &root.join("policies/c/lru.c"),
+        &root.join("plugin-sdk/c"),
+        &out,
+    ) {
+        Ok(_) => {}
+        Err(e)
+            if e.toolchain_missing()
+                && std::env::var_os("KPLUGFS_C_REQUIRED").is_none_or(|v| v != "1") =>
+        {
+            eprintln!("SKIPPED: the C lru needs clang and lld (scripts/setup.sh): {e}");
+            return;
+        }
+        Err(e) => panic!("building policies/c/lru.c: {e}"),
+    }
+    let wasm = fs::read(&out).unwrap();
+    let _ = fs::remove_file(&out);
+    // 4 files of 1 MiB through a 2 MiB cache of 64 KiB blocks: every pass evicts.
+    let m = small_cache_mount(4, 1 << 20);
+    drop_plugin(&m, "lru-c.wasm", &wasm).expect("close of the C plugin succeeds");
+    assert_eq!(active(&m, "eviction"), "lru-c");
+    let before = status(&m)["cache"]["evictions"].as_u64().unwrap();
+    for _ in 0..2 {
+        for i in 0..4 {
+            check_file(&m, i, 1 << 20);
+        }
+    }
+    let st = status(&m);
+    let p = plugin(&st, "lru-c");
+    assert_eq!(p["state"], "active", "{p}");
+    assert_eq!(p["faults"], 0, "{p}");
+    assert_eq!(st["cache"]["faults"], 0);
+    let evicted = st["cache"]["evictions"].as_u64().unwrap() - before;
+    assert!(evicted >= 64, "8 MiB read through 2 MiB evicts: {evicted}");
+}
+
 #[test]
 fn invalid_plugins_are_refused_at_close_and_change_nothing() {
     let m = small_cache_mount(2, 1 << 20);

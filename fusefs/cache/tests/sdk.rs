@@ -54,6 +54,98 @@ fn the_sdk_speaks_exactly_the_abi() {
     assert_eq!(kplug_sdk::names::IMPORTS.to_vec(), names);
 }
 
+/// The C SDK speaks exactly the ABI too: `plugin-sdk/c/kplug.h` is generated from
+/// `kplug-abi` (`plugin-sdk/abi/tests/c_header.rs`), and here clang compiles a C file that
+/// defines every export and calls every import with the header's prototypes, and the module's
+/// imports and exports must carry exactly the ABI's wasm signatures (so the header's C types
+/// are the right ones). Skipped loudly without clang and lld, unless `KPLUGFS_C_REQUIRED=1`
+/// (scripts/test.sh).
+#[test]
+fn the_c_header_speaks_exactly_the_abi() {
+    use kplug_abi::c::{import_c_name, prototype};
+    use std::fmt::Write;
+    let mut c = String::from("#include \"kplug.h\"\nstatic volatile double sink;\n");
+    for f in abi::exports::ALL {
+        writeln!(c, "{} {{", prototype(f, false)).unwrap();
+        for a in f.args {
+            writeln!(c, "    (void){a};").unwrap();
+        }
+        if *f == abi::exports::ABI_VERSION {
+            for i in abi::imports::ALL {
+                let zeros = vec!["0"; i.args.len()].join(", ");
+                let call = format!("{}({zeros})", import_c_name(i));
+                if i.sig.results.is_empty() {
+                    writeln!(c, "    {call};").unwrap();
+                } else {
+                    writeln!(c, "    sink += (double){call};").unwrap();
+                }
+            }
+            c.push_str("    return KPLUG_ABI_VERSION;\n");
+        } else if !f.sig.results.is_empty() {
+            c.push_str("    return 0;\n");
+        }
+        c.push_str("}\n");
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c-abi");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("every.c");
+    std::fs::write(&src, &c).unwrap();
+    let out = dir.join("every.wasm");
+    let include = manifest_dir().join("../../plugin-sdk/c");
+    match kplug_catalog::build_c_policy(&src, &include, &out) {
+        Ok(_) => {}
+        Err(e)
+            if e.toolchain_missing()
+                && std::env::var_os("KPLUGFS_C_REQUIRED").is_none_or(|v| v != "1") =>
+        {
+            eprintln!("SKIPPED: checking kplug.h needs clang and lld (scripts/setup.sh): {e}");
+            return;
+        }
+        Err(e) => panic!("compiling every.c against kplug.h: {e}\n{c}"),
+    }
+    let bytes = std::fs::read(&out).unwrap();
+    let m = wasmtime::Module::new(&wasmtime::Engine::default(), &bytes).unwrap();
+    let letters = |ty: &wasmtime::FuncType| -> (String, String) {
+        let l = |v: wasmtime::ValType| match v {
+            wasmtime::ValType::I32 => 'I',
+            wasmtime::ValType::I64 => 'L',
+            wasmtime::ValType::F64 => 'F',
+            other => panic!("{other:?} is not an ABI type"),
+        };
+        (ty.params().map(l).collect(), ty.results().map(l).collect())
+    };
+    let mut seen = 0;
+    for i in m.imports() {
+        assert_eq!(i.module(), abi::imports::MODULE);
+        let f = abi::imports::find(i.name()).unwrap_or_else(|| panic!("{}", i.name()));
+        let ty = i.ty().func().cloned().expect("a function");
+        assert_eq!(
+            letters(&ty),
+            (f.sig.params.into(), f.sig.results.into()),
+            "import {}",
+            f.name
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, abi::imports::ALL.len(), "every import is called");
+    let mut seen = 0;
+    for e in m.exports() {
+        let Some(ty) = e.ty().func().cloned() else {
+            continue;
+        };
+        let f = abi::exports::find(e.name()).unwrap_or_else(|| panic!("{}", e.name()));
+        assert_eq!(
+            letters(&ty),
+            (f.sig.params.into(), f.sig.results.into()),
+            "export {}",
+            f.name
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, abi::exports::ALL.len(), "every export is defined");
+    assert!(m.exports().any(|e| e.name() == abi::exports::MEMORY));
+}
+
 #[test]
 fn the_sdk_governor_fixture_ticks_its_candidates() {
     let c = common::engine()

@@ -30,7 +30,14 @@ pub enum BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BuildError::Spawn(e) => write!(f, "running cargo: {e}"),
+            BuildError::Spawn(e) => write!(
+                f,
+                "running cargo: {e} (is Rust installed? https://rustup.rs, then \
+                 `rustup target add {WASM_TARGET}`)"
+            ),
+            BuildError::Cargo(status, stderr) if stderr.is_empty() => {
+                write!(f, "cargo build failed ({status}): its errors are above")
+            }
             BuildError::Cargo(status, stderr) => {
                 write!(f, "cargo build failed ({status}):\n{stderr}")?;
                 if stderr.contains(WASM_TARGET) && stderr.contains("target may not be installed") {
@@ -83,27 +90,98 @@ pub fn artifact_path(target_dir: &Path, package: &str) -> PathBuf {
 
 /// Builds the policy crate in `crate_dir` (which holds its `Cargo.toml`) for
 /// `wasm32-unknown-unknown` in release mode into `target_dir`, and returns the path of the
-/// `.wasm` artifact.
+/// `.wasm` artifact. cargo's output is captured (and returned in an error).
 pub fn build_policy(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
+    build(crate_dir, target_dir, false)
+}
+
+/// [`build_policy`] with cargo's progress and diagnostics shown on this process's stderr
+/// (its stdout too, so a caller's stdout carries only its own answer): `kplugfs policy
+/// build`.
+pub fn build_policy_showing_progress(
+    crate_dir: &Path,
+    target_dir: &Path,
+) -> Result<PathBuf, BuildError> {
+    build(crate_dir, target_dir, true)
+}
+
+/// The package name of the crate in `crate_dir`.
+pub fn package_name(crate_dir: &Path) -> Result<String, BuildError> {
     let manifest = crate_dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .map_err(|e| BuildError::Manifest(format!("{}: {e}", manifest.display())))?;
-    let name = manifest_field(&text, "name")
-        .ok_or_else(|| BuildError::Manifest(manifest.display().to_string()))?;
-    let out = wasm_build_command(&manifest, target_dir)
-        .output()
-        .map_err(BuildError::Spawn)?;
-    if !out.status.success() {
-        return Err(BuildError::Cargo(
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+    manifest_field(&text, "name")
+        .ok_or_else(|| BuildError::Manifest(manifest.display().to_string()))
+}
+
+fn build(crate_dir: &Path, target_dir: &Path, show: bool) -> Result<PathBuf, BuildError> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let name = package_name(crate_dir)?;
+    let mut cmd = wasm_build_command(&manifest, target_dir);
+    if show {
+        use std::os::fd::AsFd;
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(BuildError::Spawn)?;
+        cmd.stdout(stderr);
+        let status = cmd.status().map_err(BuildError::Spawn)?;
+        if !status.success() {
+            return Err(BuildError::Cargo(status, String::new()));
+        }
+    } else {
+        let out = cmd.output().map_err(BuildError::Spawn)?;
+        if !out.status.success() {
+            return Err(BuildError::Cargo(
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
     }
     let artifact = artifact_path(target_dir, &name);
     if !artifact.exists() {
         return Err(BuildError::MissingArtifact(artifact));
     }
     Ok(artifact)
+}
+
+/// Makes sure the toolchain that builds in `crate_dir` has the wasm32 target: asks rustup
+/// and, if the target is missing, runs `rustup target add wasm32-unknown-unknown` (its
+/// output on stderr). Returns whether it installed it. Without rustup nothing is checked
+/// (the toolchain may carry the target; if not, cargo's error says so).
+pub fn ensure_wasm_target(crate_dir: &Path) -> Result<bool, String> {
+    let rustup = || {
+        let mut c = Command::new("rustup");
+        // In the crate's directory: a rust-toolchain file there picks the toolchain.
+        c.current_dir(crate_dir);
+        c
+    };
+    let listed = match rustup().args(["target", "list", "--installed"]).output() {
+        Ok(out) if out.status.success() => out,
+        // No rustup (a distribution's Rust): let cargo tell.
+        _ => return Ok(false),
+    };
+    if String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(false);
+    }
+    eprintln!("installing the {WASM_TARGET} target: rustup target add {WASM_TARGET}");
+    let status = {
+        use std::os::fd::AsFd;
+        let mut c = rustup();
+        c.args(["target", "add", WASM_TARGET]);
+        if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+            c.stdout(fd);
+        }
+        c.status()
+    };
+    match status {
+        Ok(s) if s.success() => Ok(true),
+        Ok(s) => Err(format!("`rustup target add {WASM_TARGET}` failed ({s})")),
+        Err(e) => Err(format!("running rustup: {e}")),
+    }
 }
 
 /// A `key = "value"` field of the `[package]` table of a manifest.

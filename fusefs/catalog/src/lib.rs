@@ -5,7 +5,9 @@
 //! policy list`), [`export`] writes one to a file (`kplugfs policy export NAME DIR`), [`load`]
 //! resolves a name or a `.wasm` path (`kplugfs sim --policy`), and the mount and the
 //! simulator resolve a governor's candidates through [`find`]. [`build_policy`] builds any
-//! policy crate with cargo (tests, benches, `kplugfs policy build`).
+//! policy crate with cargo (tests, benches, `kplugfs policy build`), [`build_c_policy`] a
+//! policy written in C with clang, and [`template`] writes a new policy crate (`kplugfs
+//! policy new`).
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +15,14 @@ use kplug_abi::Role;
 use kplug_engine::{LoadError, PluginEngine};
 
 mod cargo;
+mod clang;
+pub mod template;
 
-pub use cargo::{BuildError, WASM_TARGET, build_policy};
+pub use cargo::{
+    BuildError, WASM_TARGET, build_policy, build_policy_showing_progress, ensure_wasm_target,
+    package_name,
+};
+pub use clang::{CBuildError, build_c_policy, clang_command};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 

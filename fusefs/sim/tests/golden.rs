@@ -239,6 +239,67 @@ fn golden_sprite() {
     check_trace("sprite");
 }
 
+/// The C SDK's LRU (`policies/c/lru.c`, built by clang against `plugin-sdk/c/kplug.h`) on
+/// the same traces and cache sizes: libCacheSim's LRU miss ratios to the 4th decimal, like
+/// the Rust `lru`, and exactly the built-in LRU's miss counts.
+#[test]
+fn golden_c_lru() {
+    let Some(wasm) = c_lru() else { return };
+    let wasm = wasm.display().to_string();
+    for trace in ["cloudPhysicsIO", "cloudPhysicsIO-4KiB-blocks", "sprite"] {
+        let mut args = trace_args(trace);
+        args.policies = vec!["builtin:lru".into(), wasm.clone()];
+        let t = load_trace(&args.trace, args.format, args.split_blocks, &()).unwrap();
+        let results = run(&args, &t, &()).unwrap();
+        let (native, c): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.policy == "builtin:lru");
+        assert_eq!(c.len(), FRACTIONS.len(), "{trace}: {results:?}");
+        for (n, r) in native.iter().zip(&c) {
+            assert_eq!(r.faults, 0, "{trace}: the C lru faulted");
+            assert_eq!(r.cache_objects, n.cache_objects);
+            assert_eq!(
+                r.misses, n.misses,
+                "{trace} @ {}: C lru and built-in lru differ",
+                r.cache_objects
+            );
+            let &(_, _, _, expected) = PINNED
+                .iter()
+                .find(|(tr, p, size, _)| *tr == trace && *p == "lru" && *size == r.cache_objects)
+                .expect("a pinned lru value");
+            let ours = (r.miss_ratio * 1e4).round() / 1e4;
+            println!(
+                "| {trace} | lru.c | {} | {ours:.4} | {expected:.4} |",
+                r.cache_objects
+            );
+            assert!(
+                (ours - expected).abs() < 0.00005,
+                "{trace} @ {}: C lru {ours}, libCacheSim {expected}",
+                r.cache_objects
+            );
+        }
+    }
+}
+
+/// `policies/c/lru.c` built with clang, or `None` (with a loud message) when clang or lld is
+/// not installed, unless `KPLUGFS_C_REQUIRED=1` (scripts/test.sh sets it: CI must build it).
+fn c_lru() -> Option<PathBuf> {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lru-c.wasm");
+    match kplug_catalog::build_c_policy(
+        &root().join("policies/c/lru.c"),
+        &root().join("plugin-sdk/c"),
+        &out,
+    ) {
+        Ok(p) => Some(p),
+        Err(e)
+            if e.toolchain_missing()
+                && std::env::var_os("KPLUGFS_C_REQUIRED").is_none_or(|v| v != "1") =>
+        {
+            eprintln!("SKIPPED: the C SDK's lru needs clang and lld (scripts/setup.sh): {e}");
+            None
+        }
+        Err(e) => panic!("building policies/c/lru.c: {e}"),
+    }
+}
+
 #[test]
 fn pinned_values_match_the_csv() {
     let csv = std::fs::read_to_string(root().join("traces/data/libcachesim-miss-ratios.csv"))

@@ -29,6 +29,8 @@
 
 use core::time::Duration;
 
+pub mod c;
+
 /// Major version of the ABI.
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
@@ -56,13 +58,25 @@ pub struct Func {
     pub sig: Sig,
     /// The minor version of ABI 1 that introduced it.
     pub since_minor: u32,
+    /// The parameters' names, one per letter of `sig.params` (what the docs, the C header
+    /// `plugin-sdk/c/kplug.h` and error messages call them). An `i32` named `ptr` or
+    /// `*_ptr` is an address in the plugin's memory.
+    pub args: &'static [&'static str],
 }
 
-const fn func(name: &'static str, params: &'static str, results: &'static str, since: u32) -> Func {
+const fn func(
+    name: &'static str,
+    params: &'static str,
+    results: &'static str,
+    since: u32,
+    args: &'static [&'static str],
+) -> Func {
+    assert!(params.len() == args.len(), "one name per parameter");
     Func {
         name,
         sig: Sig { params, results },
         since_minor: since,
+        args,
     }
 }
 
@@ -74,56 +88,56 @@ pub mod imports {
     /// Module name of every host import.
     pub const MODULE: &str = "kplug";
     /// `log(level: i32, ptr: i32, len: i32)`: a UTF-8 message (lossy) at a [`Level`](crate::Level).
-    pub const LOG: Func = func("log", "III", "", 0);
+    pub const LOG: Func = func("log", "III", "", 0, &["level", "ptr", "len"]);
     /// `capacity() -> i64`: the cache capacity in blocks.
-    pub const CAPACITY: Func = func("capacity", "", "L", 0);
+    pub const CAPACITY: Func = func("capacity", "", "L", 0, &[]);
     /// `resident() -> i64`: the number of blocks resident right now.
-    pub const RESIDENT: Func = func("resident", "", "L", 0);
+    pub const RESIDENT: Func = func("resident", "", "L", 0, &[]);
     /// `hit_ratio() -> f64`: hits / requests over the last window of requests.
-    pub const HIT_RATIO: Func = func("hit_ratio", "", "F", 1);
+    pub const HIT_RATIO: Func = func("hit_ratio", "", "F", 1, &[]);
     /// `pressure() -> f64`: the fraction of recent insertions that had to evict.
-    pub const PRESSURE: Func = func("pressure", "", "F", 1);
+    pub const PRESSURE: Func = func("pressure", "", "F", 1, &[]);
     /// `sequentiality(file: i64) -> f64`: how sequential the file's recent accesses are
     /// (`file = -1`: every file's together).
-    pub const SEQUENTIALITY: Func = func("sequentiality", "L", "F", 1);
+    pub const SEQUENTIALITY: Func = func("sequentiality", "L", "F", 1, &["file"]);
     /// `backend_latency_ns() -> i64`: recent backend read latency.
-    pub const BACKEND_LATENCY: Func = func("backend_latency_ns", "", "L", 1);
+    pub const BACKEND_LATENCY: Func = func("backend_latency_ns", "", "L", 1, &[]);
     /// `now_ns() -> i64`: monotonic time (logical in the simulator).
-    pub const NOW: Func = func("now_ns", "", "L", 1);
+    pub const NOW: Func = func("now_ns", "", "L", 1, &[]);
     /// Governor, load time only: `add_candidate(role: i32, spec_ptr: i32, spec_len: i32) ->
     /// i32` registers a candidate policy (`name` or `name:key=value;key=value`) for a
     /// [`Role`](crate::Role); its index, or -1 if refused.
-    pub const ADD_CANDIDATE: Func = func("add_candidate", "III", "I", 1);
+    pub const ADD_CANDIDATE: Func = func("add_candidate", "III", "I", 1, &["role", "ptr", "len"]);
     /// Governor: `candidate_hits(index: i32) -> i64`, demand hits counted for the candidate
     /// since it was registered; -1 for a bad index or a candidate without figures.
-    pub const CANDIDATE_HITS: Func = func("candidate_hits", "I", "L", 1);
+    pub const CANDIDATE_HITS: Func = func("candidate_hits", "I", "L", 1, &["index"]);
     /// Governor: `candidate_requests(index: i32) -> i64`, demand requests counted likewise.
-    pub const CANDIDATE_REQUESTS: Func = func("candidate_requests", "I", "L", 1);
+    pub const CANDIDATE_REQUESTS: Func = func("candidate_requests", "I", "L", 1, &["index"]);
     /// Governor: `candidate_divergence(index: i32) -> i64`, about how many blocks the eviction
     /// candidate's shadow holds that the cache does not; -1 without a shadow.
-    pub const CANDIDATE_DIVERGENCE: Func = func("candidate_divergence", "I", "L", 1);
+    pub const CANDIDATE_DIVERGENCE: Func = func("candidate_divergence", "I", "L", 1, &["index"]);
     /// Governor: `active(role: i32) -> i32`, the candidate serving the role, -1 if none.
-    pub const ACTIVE: Func = func("active", "I", "I", 1);
+    pub const ACTIVE: Func = func("active", "I", "I", 1, &["role"]);
     /// Governor: `activate(index: i32) -> i32`, make the candidate serve its role once the
     /// current call returns (0), or -1 for a bad index.
-    pub const ACTIVATE: Func = func("activate", "I", "I", 1);
+    pub const ACTIVATE: Func = func("activate", "I", "I", 1, &["index"]);
     /// Governor: `set_weight(index: i32, weight: f64) -> i32`, an eviction candidate's weight
     /// (finite, >= 0) in the cache's eviction vote (0), or -1 when refused.
-    pub const SET_WEIGHT: Func = func("set_weight", "IF", "I", 2);
+    pub const SET_WEIGHT: Func = func("set_weight", "IF", "I", 2, &["index", "weight"]);
     /// `block_size() -> i64`: bytes per block of the cache; -1 where blocks have no fixed
     /// size (the simulator's objects).
-    pub const BLOCK_SIZE: Func = func("block_size", "", "L", 3);
+    pub const BLOCK_SIZE: Func = func("block_size", "", "L", 3, &[]);
     /// `file_size(file: i64) -> i64`: the size in bytes of `file` (`key >> 32`) as the
     /// cache last saw it; -1 when unknown (a file not read yet, the simulator).
-    pub const FILE_SIZE: Func = func("file_size", "L", "L", 3);
+    pub const FILE_SIZE: Func = func("file_size", "L", "L", 3, &["file"]);
     /// Load time only: `add_glob(ptr: i32, len: i32) -> i32` registers a path pattern
     /// (UTF-8, at most [`MAX_GLOB_BYTES`](crate::MAX_GLOB_BYTES), at most
     /// [`MAX_GLOBS`](crate::MAX_GLOBS)); its index, or -1 if refused (not loading, too many,
     /// too long, not UTF-8, not a pattern). The host matches paths; no string crosses per call.
-    pub const ADD_GLOB: Func = func("add_glob", "II", "I", 3);
+    pub const ADD_GLOB: Func = func("add_glob", "II", "I", 3, &["ptr", "len"]);
     /// `path_matches(file: i64, glob: i32) -> i32`: 1 if the path of `file` matches pattern
     /// `glob`, 0 if not, -1 for a bad index or a file whose path is unknown.
-    pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3);
+    pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3, &["file", "glob"]);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -161,38 +175,50 @@ pub mod exports {
     /// Required: the plugin's linear memory (32-bit, not shared).
     pub const MEMORY: &str = "memory";
     /// Required: `kplug_abi_version() -> i32`, the version word.
-    pub const ABI_VERSION: Func = func("kplug_abi_version", "", "I", 0);
+    pub const ABI_VERSION: Func = func("kplug_abi_version", "", "I", 0, &[]);
     /// Optional: `kplug_alloc(len: i32) -> i32`, a guest buffer for parameter strings
     /// (0 = refuse).
-    pub const ALLOC: Func = func("kplug_alloc", "I", "I", 0);
+    pub const ALLOC: Func = func("kplug_alloc", "I", "I", 0, &["len"]);
     /// Optional: `kplug_set_param(key_ptr, key_len, val_ptr, val_len: i32) -> i32`
     /// (0 = accepted).
-    pub const SET_PARAM: Func = func("kplug_set_param", "IIII", "I", 0);
+    pub const SET_PARAM: Func = func(
+        "kplug_set_param",
+        "IIII",
+        "I",
+        0,
+        &["key_ptr", "key_len", "val_ptr", "val_len"],
+    );
     /// Optional: `kplug_init(capacity_blocks: i64) -> i32` (0 = ok), once after the params.
-    pub const INIT: Func = func("kplug_init", "L", "I", 0);
+    pub const INIT: Func = func("kplug_init", "L", "I", 0, &["capacity_blocks"]);
     /// The optional lifecycle exports, each checked when present.
     pub const LIFECYCLE: &[Func] = &[ALLOC, SET_PARAM, INIT];
 
     /// Eviction: `kplug_evict_insert(key: i64)`, a block became resident.
-    pub const EVICT_INSERT: Func = func("kplug_evict_insert", "L", "", 0);
+    pub const EVICT_INSERT: Func = func("kplug_evict_insert", "L", "", 0, &["key"]);
     /// Eviction: `kplug_evict_access(key: i64)`, a hit on a resident block.
-    pub const EVICT_ACCESS: Func = func("kplug_evict_access", "L", "", 0);
+    pub const EVICT_ACCESS: Func = func("kplug_evict_access", "L", "", 0, &["key"]);
     /// Eviction: `kplug_evict_remove(key: i64)`, the host dropped a block (invalidation).
-    pub const EVICT_REMOVE: Func = func("kplug_evict_remove", "L", "", 0);
+    pub const EVICT_REMOVE: Func = func("kplug_evict_remove", "L", "", 0, &["key"]);
     /// Eviction: `kplug_evict_victim() -> i64`, propose a resident block to evict.
-    pub const EVICT_VICTIM: Func = func("kplug_evict_victim", "", "L", 0);
+    pub const EVICT_VICTIM: Func = func("kplug_evict_victim", "", "L", 0, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
-    pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0);
+    pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
     /// ([`MAX_PREFETCH_RANGES`](crate::MAX_PREFETCH_RANGES) ranges of
     /// [`PREFETCH_RANGE_BYTES`](crate::PREFETCH_RANGE_BYTES)).
-    pub const PREFETCH_BUF: Func = func("kplug_prefetch_buf", "", "I", 0);
+    pub const PREFETCH_BUF: Func = func("kplug_prefetch_buf", "", "I", 0, &[]);
     /// Prefetch: `kplug_prefetch(file: i64, block: i64, file_blocks: i64, hit: i32) -> i32`,
     /// the number of ranges written.
-    pub const PREFETCH: Func = func("kplug_prefetch", "LLLI", "I", 0);
+    pub const PREFETCH: Func = func(
+        "kplug_prefetch",
+        "LLLI",
+        "I",
+        0,
+        &["file", "block", "file_blocks", "hit"],
+    );
     /// Governor: `kplug_tick(now_ns: i64) -> i32`, called periodically (every N requests in
     /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
-    pub const TICK: Func = func("kplug_tick", "L", "I", 1);
+    pub const TICK: Func = func("kplug_tick", "L", "I", 1, &["now_ns"]);
 
     /// The exports of the eviction role.
     pub const EVICTION: &[Func] = &[EVICT_INSERT, EVICT_ACCESS, EVICT_REMOVE, EVICT_VICTIM];

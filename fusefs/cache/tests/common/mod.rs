@@ -203,7 +203,7 @@ pub fn sdk_roles() -> &'static CompiledPlugin {
 
 /// The package's directory: read when the test runs (cargo sets it), so a build reused
 /// from another clone of the repository reads this clone's files.
-fn manifest_dir() -> std::path::PathBuf {
+pub fn manifest_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
