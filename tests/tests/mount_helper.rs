@@ -289,3 +289,41 @@ fn mount_t_fuse_kplugfs_takes_options_and_refuses_bad_input_in_one_line() {
     );
     assert!(!is_kplugfs_mount(&other));
 }
+
+#[test]
+fn an_fstab_line_mounts_an_s3_bucket() {
+    kplugfs_tests::require_s3!();
+    let _helper = MountHelper::install();
+    let b = kplugfs_tests::s3::TestBucket::new("fstab");
+    b.put("pre/f", b"hello");
+    let s = Scratch::new();
+    let fstab = s.root.path().join("fstab");
+    // The source is an URL, not a path: mount(8) passes it through untouched; the
+    // credentials come from the environment mount(8) hands to its helper.
+    fs::write(
+        &fstab,
+        format!(
+            "s3://{}/pre {} fuse.kplugfs noauto,_netdev,nofail,endpoint={},{} 0 0\n",
+            b.name,
+            s.mnt(),
+            b.server.endpoint,
+            s.own_files()
+        ),
+    )
+    .unwrap();
+    ok(
+        "mount -T fstab DIR (s3)",
+        mount_cmd(&["-T", fstab.to_str().unwrap(), s.mnt()]),
+    );
+    assert!(is_kplugfs_mount(&s.mnt));
+    assert_eq!(fs::read(s.m("f")).unwrap(), b"hello");
+    fs::write(s.m("new"), b"through fstab").unwrap();
+    assert_eq!(b.get("pre/new").as_deref(), Some(&b"through fstab"[..]));
+    ok(
+        "umount",
+        std::process::Command::new("umount")
+            .arg(&s.mnt)
+            .output()
+            .unwrap(),
+    );
+}

@@ -235,5 +235,8 @@ mod tests {
         let f = option_flags("bogus=1,cache_size=1GiB", true).unwrap();
         assert_eq!(f.flags, ["--cache-size=1GiB"]);
         assert_eq!(f.ignored, ["bogus=1"]);
+        // `kplugfs mount -o remount` points to mount(8).
+        let e = option_flags("remount,ro", false).unwrap_err();
+        assert!(e.contains("mount -o remount,ro MOUNTPOINT"), "{e}");
     }
 }

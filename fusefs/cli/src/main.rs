@@ -37,6 +37,10 @@ enum Command {
     ///
     /// Examples: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
     ///           kplugfs mount s3://bucket/prefix /mnt/data --endpoint http://127.0.0.1:7480
+    ///
+    /// Also mount(8)'s helper (/sbin/mount.fuse.kplugfs, a link to this binary): `mount -t
+    /// fuse.kplugfs SRC DIR -o OPTIONS`, /etc/fstab, systemd units, `mount -o remount,ro DIR`
+    /// (docs/operating.md).
     Mount(Box<mount::MountCmd>),
     /// Show the statistics of a live mount (.kplug/stats), live with --watch, or its history.
     ///

@@ -219,6 +219,11 @@ pub fn option_flags(opts: &str, sloppy: bool) -> Result<OptionFlags, String> {
             "ro" => "read-only".to_string(),
             k => k.replace('_', "-"),
         };
+        if key == "remount" {
+            return Err(
+                "remount is mount(8)'s: mount -o remount,ro MOUNTPOINT (docs/operating.md)".into(),
+            );
+        }
         if !known.contains(&flag) {
             if sloppy {
                 out.ignored.push(item.to_string());
