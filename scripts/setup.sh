@@ -69,4 +69,13 @@ id -u tests >/dev/null 2>&1 || useradd -M -N -g tests -s /usr/sbin/nologin tests
 if [ "${KPLUGFS_SKIP_BUILD:-0}" != 1 ]; then
     log "cargo build --release -p kplugfs"
     cargo build --release -p kplugfs
+    # mount(8)'s helper for `mount -t fuse.kplugfs`, /etc/fstab lines and systemd .mount
+    # units (docs/operating.md): kplugfs answers to that name. The tests link the binary
+    # they test there for their run and put this link back.
+    . scripts/lib.sh
+    helper_target="$(cargo_target_dir)/release/kplugfs"
+    if [ "$(readlink /sbin/mount.fuse.kplugfs 2>/dev/null)" != "$helper_target" ]; then
+        log "ln -s $helper_target /sbin/mount.fuse.kplugfs"
+        ln -sfn "$helper_target" /sbin/mount.fuse.kplugfs
+    fi
 fi

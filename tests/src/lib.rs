@@ -49,6 +49,71 @@ pub fn is_kplugfs_mount(path: &Path) -> bool {
     })
 }
 
+/// Where mount(8) looks for the helper of `fuse.kplugfs` (libmount's search path starts
+/// with /sbin).
+pub const MOUNT_HELPER: &str = "/sbin/mount.fuse.kplugfs";
+
+/// While alive, `/sbin/mount.fuse.kplugfs` is a symlink to the binary under test, so a real
+/// `mount` command runs it whether or not scripts/setup.sh installed one (and whichever
+/// build it pointed to). Dropping it puts back what was there. One at a time per test
+/// process (it holds a lock).
+pub struct MountHelper {
+    _lock: std::sync::MutexGuard<'static, ()>,
+    previous: Option<PathBuf>,
+    installed: bool,
+}
+
+impl MountHelper {
+    /// Install the helper link (see [`MountHelper`]).
+    pub fn install() -> Self {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = Path::new(MOUNT_HELPER);
+        let bin = kplugfs_bin();
+        let previous = std::fs::read_link(helper).ok();
+        if previous.as_deref() == Some(bin.as_path()) {
+            return Self {
+                _lock: lock,
+                previous: None,
+                installed: false,
+            };
+        }
+        if helper.symlink_metadata().is_ok() {
+            assert!(
+                previous.is_some(),
+                "{MOUNT_HELPER} exists and is not a symlink: not replacing it"
+            );
+            std::fs::remove_file(helper).expect("remove the previous helper link");
+        }
+        std::os::unix::fs::symlink(&bin, helper).expect("install the mount helper link");
+        Self {
+            _lock: lock,
+            previous,
+            installed: true,
+        }
+    }
+}
+
+impl Drop for MountHelper {
+    fn drop(&mut self) {
+        if !self.installed {
+            return;
+        }
+        let _ = std::fs::remove_file(MOUNT_HELPER);
+        if let Some(prev) = &self.previous {
+            let _ = std::os::unix::fs::symlink(prev, MOUNT_HELPER);
+        }
+    }
+}
+
+/// Run `mount ARGS...` (util-linux's mount(8)) and return its output.
+pub fn mount_cmd(args: &[&str]) -> Output {
+    Command::new("mount")
+        .args(args)
+        .output()
+        .expect("run mount")
+}
+
 /// A mounted scratch directory: `backing` exposed at `mnt`.
 pub struct TestMount {
     /// Holds the scratch directories alive.

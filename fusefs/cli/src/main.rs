@@ -1,7 +1,7 @@
 //! The `kplugfs` command line: arguments, progress bars and rendering over the libraries
 //! (`kplug-daemon` mounts and serves, `kplug-sim` replays, `kplug-catalog` carries the
 //! policies, `kplug-traces` reads, converts and replays traces). One file (or folder) per
-//! subcommand.
+//! subcommand; started as `mount.fuse.kplugfs` it is mount(8)'s helper (`helper.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
+mod helper;
 mod mount;
 mod plot;
 mod policy;
@@ -36,6 +37,10 @@ enum Command {
     ///
     /// Examples: kplugfs mount /srv/data /mnt/data --backend-latency 2ms
     ///           kplugfs mount s3://bucket/prefix /mnt/data --endpoint http://127.0.0.1:7480
+    ///
+    /// Also mount(8)'s helper (/sbin/mount.fuse.kplugfs, a link to this binary): `mount -t
+    /// fuse.kplugfs SRC DIR -o OPTIONS`, /etc/fstab, systemd units, `mount -o remount,ro DIR`
+    /// (docs/operating.md).
     Mount(Box<mount::MountCmd>),
     /// Show the statistics of a live mount (.kplug/stats), live with --watch, or its history.
     ///
@@ -74,7 +79,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     kplug_daemon::mount::parse_size(s)
 }
 
-fn init_logging(verbose: u8, log_file: Option<&Path>) {
+pub(crate) fn init_logging(verbose: u8, log_file: Option<&Path>) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
@@ -104,8 +109,12 @@ fn init_logging(verbose: u8, log_file: Option<&Path>) {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(|a| helper::invoked_as_helper(a)) {
+        return helper::main(argv);
+    }
     // `-o` mount options are the long options they name (mount.rs).
-    let args = match mount::expand_options(std::env::args_os().collect()) {
+    let args = match mount::expand_options(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("kplugfs: {e}");

@@ -184,26 +184,59 @@ pub fn expand_options(args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsS
             out.push(a);
             continue;
         };
-        for item in opts.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = match item.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (item, None),
-            };
-            if GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
+        out.extend(option_flags(&opts, false)?.flags);
+    }
+    Ok(out)
+}
+
+/// What a list of mount options stands for.
+#[derive(Debug, Default, PartialEq)]
+pub struct OptionFlags {
+    /// The long options of `kplugfs mount`.
+    pub flags: Vec<std::ffi::OsString>,
+    /// Options left out because they are unknown (`sloppy` only).
+    pub ignored: Vec<String>,
+}
+
+/// The long options that the comma-separated mount options `opts` stand for. An option that
+/// is neither generic nor a long option of `kplugfs mount` is an error naming it, or, when
+/// `sloppy` (mount(8)'s `-s`), left out and listed in `ignored`.
+pub fn option_flags(opts: &str, sloppy: bool) -> Result<OptionFlags, String> {
+    let known: Vec<String> = <MountCmd as clap::Args>::augment_args(clap::Command::new("mount"))
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut out = OptionFlags::default();
+    for item in opts.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        if GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
+            continue;
+        }
+        let flag = match key {
+            "ro" => "read-only".to_string(),
+            k => k.replace('_', "-"),
+        };
+        if key == "remount" {
+            return Err(
+                "remount is mount(8)'s: mount -o remount,ro MOUNTPOINT (docs/operating.md)".into(),
+            );
+        }
+        if !known.contains(&flag) {
+            if sloppy {
+                out.ignored.push(item.to_string());
                 continue;
             }
-            let flag = match key {
-                "ro" => "read-only".to_string(),
-                k => k.replace('_', "-"),
-            };
-            if flag.is_empty() || flag.starts_with('-') {
-                return Err(format!("bad mount option {item:?}"));
-            }
-            out.push(match value {
-                Some(v) => format!("--{flag}={v}").into(),
-                None => format!("--{flag}").into(),
-            });
+            return Err(format!(
+                "unknown mount option {key:?} (kplugfs mount has no --{flag}; see kplugfs mount --help)"
+            ));
         }
+        out.flags.push(match value {
+            Some(v) => format!("--{flag}={v}").into(),
+            None => format!("--{flag}").into(),
+        });
     }
     Ok(out)
 }

@@ -8,7 +8,8 @@
 //! object); at DEBUG (the mount runs with `-vv`) for a plain `rmdir` of a non-empty
 //! directory (also one whose only file is still being written). A `--read-only` mount refuses
 //! every change with EROFS (from the kernel: the mount is read-only, nothing reaches the
-//! daemon) and still reads.
+//! daemon) and still reads; `mount -o remount,rw` makes it writable, `remount,ro`
+//! read-only again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -381,4 +382,22 @@ fn read_only_mount_refuses_every_change_with_erofs() {
     keys.sort();
     assert_eq!(keys, ["d/x", "f"]);
     assert_eq!(b.get("f").as_deref(), Some(&b"hello"[..]));
+
+    // `mount -o remount,rw` (through the mount.fuse.kplugfs helper) makes the same mount
+    // writable: the read-only state is the kernel's alone.
+    let _helper = kplugfs_tests::MountHelper::install();
+    let out = kplugfs_tests::mount_cmd(&["-o", "remount,rw", m.mnt.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "remount,rw: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::write(m.m("new"), b"after remount").unwrap();
+    assert_eq!(b.get("new").as_deref(), Some(&b"after remount"[..]));
+    let out = kplugfs_tests::mount_cmd(&["-o", "remount,ro", m.mnt.to_str().unwrap()]);
+    assert!(out.status.success(), "remount,ro");
+    erofs(
+        "create after remount,ro",
+        File::create(m.m("new2")).map(drop),
+    );
 }

@@ -135,7 +135,6 @@ fn object_config(args: &MountArgs) -> ObjectConfig {
         file_mode: args.store.file_mode,
         dir_mode: args.store.dir_mode,
         attr_ttl: args.attr_timeout,
-        read_only: args.read_only,
         kernel_cache: args.kernel_cache,
     }
 }

@@ -17,6 +17,8 @@ pub struct MountInfo {
     pub fstype: String,
     /// Mount source.
     pub source: String,
+    /// The per-mount options (`rw,nosuid,nodev,relatime`).
+    pub options: String,
 }
 
 /// Decode the octal escapes (`\040`) of mountinfo fields.
@@ -50,7 +52,9 @@ pub fn mounts() -> Result<Vec<MountInfo>> {
 
 fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
     let (left, right) = line.split_once(" - ")?;
-    let mountpoint = left.split(' ').nth(4)?;
+    let mut l = left.split(' ').skip(4);
+    let mountpoint = l.next()?;
+    let options = l.next()?.to_string();
     let mut r = right.split(' ');
     let fstype = r.next()?.to_string();
     let source = unescape(r.next()?).to_string_lossy().into_owned();
@@ -58,6 +62,7 @@ fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
         mountpoint: PathBuf::from(unescape(mountpoint)),
         fstype,
         source,
+        options,
     })
 }
 

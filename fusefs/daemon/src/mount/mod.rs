@@ -18,6 +18,12 @@
 //! `--plugin`/`--policy` (`plugins.rs`). A file refused is reported on `kplugfs mount`'s
 //! stderr and in `.kplug/status`, and the mount comes up with the built-ins in its roles;
 //! with `--strict-plugins` the mount fails instead.
+//!
+//! **mount(8).** `mount -t fuse.kplugfs SRC DIR -o OPTS`, an /etc/fstab line and a systemd
+//! `.mount` unit run the helper `/sbin/mount.fuse.kplugfs` (a symlink to `kplugfs`, which
+//! answers to that name: the CLI's `helper.rs`). Its mount is this one (it returns once the
+//! mount is ready); its `-o remount,...` is `remount.rs`, which changes the live mount's
+//! flags in the kernel and starts no daemon.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,11 +39,13 @@ use crate::fuse::FuseAdapter;
 mod build;
 mod check;
 mod plugins;
+mod remount;
 
 pub use build::{BridgeHints, Built, build_fs};
 use check::which;
 pub use check::{MountInfo, mount_at, mounts, validate};
 pub use plugins::{PluginSource, PluginSpec};
+pub use remount::{remount, remount_flags};
 
 /// The filesystem type kplugfs mounts show in /proc/mounts (`fuse.kplugfs`).
 pub const FS_SUBTYPE: &str = "kplugfs";
@@ -49,7 +57,8 @@ pub struct MountArgs {
     pub source: MountSource,
     /// How an object-store source is reached and shown (ignored for a directory).
     pub store: StoreArgs,
-    /// Refuse every change (EROFS), at the kernel and in the daemon.
+    /// Mount read-only: the kernel refuses every change (EROFS); `mount -o remount,rw`
+    /// lifts it (remount.rs).
     pub read_only: bool,
     /// Where to mount it.
     pub mountpoint: PathBuf,

@@ -166,11 +166,8 @@ impl ObjectFs {
             return Err(fs_err!(libc::EISDIR, "a directory"));
         }
         let write_mode = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        if write_mode {
-            self.writable()?;
-            if flags & libc::O_APPEND != 0 {
-                return Err(unsupported(libc::EPERM, "append"));
-            }
+        if write_mode && flags & libc::O_APPEND != 0 {
+            return Err(unsupported(libc::EPERM, "append"));
         }
         if n.writing == 0 && n.parent != 0 && n.seen.elapsed() >= self.config.attr_ttl {
             let parent = n.parent;
@@ -245,7 +242,6 @@ impl ObjectFs {
         flags: i32,
         pid: u32,
     ) -> Result<(Entry, Opened)> {
-        self.writable()?;
         let name = check_name(name)?;
         if flags & libc::O_APPEND != 0 {
             return Err(unsupported(libc::EPERM, "append"));

@@ -24,7 +24,9 @@
 //! object; `rmdir` removes an empty directory; `rename` of a file copies it on the server and
 //! deletes the old key (not atomic); a non-empty directory is not renamed (EXDEV: `mv`
 //! copies). A file being written is not removed, renamed or renamed over (EBUSY) until its
-//! upload ends. `--read-only` refuses every change with EROFS.
+//! upload ends. `--read-only` (and `mount -o remount,ro`) is the kernel's: it refuses every
+//! change with EROFS before a request gets here, so the daemon keeps no read-only flag and
+//! `remount,rw` needs nothing from it.
 //!
 //! Files: `nodes.rs` (the inode table), `names.rs` (lookups, attributes, namespace changes),
 //! `files.rs` (open files: reads, uploads), `dirs.rs` (listings).
@@ -69,8 +71,6 @@ pub struct ObjectConfig {
     /// How long the kernel caches names and attributes (`--attr-timeout`), and how old a
     /// node's attributes may get before the store is asked again.
     pub attr_ttl: Duration,
-    /// Refuse every change with EROFS (`--read-only`).
-    pub read_only: bool,
     /// Let the kernel keep a file's pages across opens while its ETag is unchanged.
     pub kernel_cache: bool,
 }
@@ -171,14 +171,6 @@ impl ObjectFs {
             .key(ino)
             .ok_or_else(|| fs_err!(libc::ESTALE, "unknown inode {ino}"))
     }
-
-    /// Refuse a change on a `--read-only` mount.
-    fn writable(&self) -> Result<()> {
-        if self.config.read_only {
-            return Err(fs_err!(libc::EROFS, "the mount is read-only"));
-        }
-        Ok(())
-    }
 }
 
 /// The error of an operation an object store cannot do: an errno at once, and a log line.
@@ -225,7 +217,6 @@ impl Tree for ObjectFs {
         _rdev: u32,
         _caller: Caller,
     ) -> Result<Entry> {
-        self.writable()?;
         Err(unsupported(libc::EPERM, "mknod"))
     }
     fn mkdir(
@@ -245,11 +236,9 @@ impl Tree for ObjectFs {
         _target: &Path,
         _caller: Caller,
     ) -> Result<Entry> {
-        self.writable()?;
         Err(unsupported(libc::EPERM, "symlink"))
     }
     fn link(&self, _ino: u64, _newparent: u64, _name: &OsStr) -> Result<Entry> {
-        self.writable()?;
         Err(unsupported(libc::EPERM, "link"))
     }
     fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
@@ -344,15 +333,12 @@ impl Tree for ObjectFs {
         Err(fs_err!(libc::ENOSYS, "no xattrs on an object store"))
     }
     fn setxattr(&self, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32) -> Result<()> {
-        self.writable()?;
         Err(unsupported(libc::ENOTSUP, "setxattr"))
     }
     fn removexattr(&self, _ino: u64, _name: &OsStr) -> Result<()> {
-        self.writable()?;
         Err(unsupported(libc::ENOTSUP, "removexattr"))
     }
     fn fallocate(&self, _fh: u64, _offset: u64, _length: u64, _mode: i32) -> Result<()> {
-        self.writable()?;
         Err(unsupported(libc::EOPNOTSUPP, "fallocate"))
     }
 }

@@ -104,11 +104,9 @@ impl ObjectFs {
             || set.uid.is_some_and(|u| u != self.config.uid)
             || set.gid.is_some_and(|g| g != self.config.gid);
         if changes {
-            self.writable()?;
             return Err(unsupported(libc::EPERM, "chmod/chown"));
         }
         if let Some(size) = set.size {
-            self.writable()?;
             self.truncate(ino, set.fh, size)?;
         }
         self.getattr(ino, set.fh)
@@ -116,7 +114,6 @@ impl ObjectFs {
 
     /// `mkdir`: a directory that lives here until a file is created in it.
     pub(super) fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Entry> {
-        self.writable()?;
         let name = check_name(name)?;
         if self.probe(parent, name)?.is_some() {
             return Err(fs_err!(libc::EEXIST, "{name} exists"));
@@ -129,7 +126,6 @@ impl ObjectFs {
 
     /// `unlink`: delete the object; a file being written is refused (EBUSY).
     pub(super) fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
-        self.writable()?;
         let name = check_name(name)?;
         let ino = self
             .probe(parent, name)?
@@ -156,7 +152,6 @@ impl ObjectFs {
 
     /// `rmdir`: an empty directory (no key under its prefix).
     pub(super) fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
-        self.writable()?;
         let name = check_name(name)?;
         let ino = self
             .probe(parent, name)?
@@ -197,7 +192,6 @@ impl ObjectFs {
         newname: &OsStr,
         flags: u32,
     ) -> Result<()> {
-        self.writable()?;
         let (name, newname) = (check_name(name)?, check_name(newname)?);
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(unsupported(libc::EINVAL, "rename with RENAME_EXCHANGE"));
