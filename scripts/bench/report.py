@@ -628,27 +628,36 @@ if SP:
         P(f"**{tname}**: {T[0]['requests']:,} requests, {T[0]['unique']:,} unique ids, cache "
           f"{T[0]['cache_objects']:,} objects.\n")
         P("| policy | cachesim s | kplugfs sim s | speed (cachesim/kplugfs) | builtin:lru s | speed builtin | "
-          "miss ratio cachesim | miss ratio kplugfs | equal (4 dp) |")
-        P("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "miss ratio cachesim | miss ratio kplugfs | equal (4 dp) | own replay M req/s cachesim / kplugfs |")
+        P("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
         for p in dict.fromkeys(r["policy"] for r in T):
             w = {s: vals([r for r in T if r["policy"] == p and r["system"] == s], "wall_s")
                  for s in ("cachesim", "kplugfs", "kplugfs-builtin")}
             m = {s: med(v) for s, v in w.items()}
             mr = {s: med(vals([r for r in T if r["policy"] == p and r["system"] == s], "miss_ratio"))
                   for s in ("cachesim", "kplugfs")}
+            own = {s: med(vals([r for r in T if r["policy"] == p and r["system"] == s], "self_mreq_s"))
+                   for s in ("cachesim", "kplugfs")}
             sp, spb = ratio(m["cachesim"], m["kplugfs"]), ratio(m["cachesim"], m["kplugfs-builtin"])
             eq = f"{mr['cachesim']:.4f}" == f"{mr['kplugfs']:.4f}"
             f3 = lambda x: f"{x:.3f}"
             cell = lambda s: (f3(m[s]) + spread(w[s], f3)) if w[s] else ""
             P(f"| {p} | {cell('cachesim')} | {cell('kplugfs')} | " + (f"**{fr(sp)}**" if sp < 1 else fr(sp))
               + f" | {cell('kplugfs-builtin')} | {fr(spb) if w['kplugfs-builtin'] else ''} | "
-              f"{mr['cachesim']:.4f} | {mr['kplugfs']:.4f} | {'yes' if eq else '**no**'} |")
-            summary["simpeer"].append({"trace": tname, "policy": p, "wall_s": m, "speed": sp,
+              f"{mr['cachesim']:.4f} | {mr['kplugfs']:.4f} | {'yes' if eq else '**no**'} | "
+              f"{own['cachesim']:.2f} / {own['kplugfs']:.2f} |")
+            summary["simpeer"].append({"trace": tname, "policy": p, "wall_s": m, "speed": sp, "own_mreq_s": own,
                                        "speed_builtin": spb, "miss_ratio": mr, "equal": eq})
             if sp < 1 or not eq:
                 short.append(f"{p} on {tname} (" + (f"{fr(sp)}x" if sp < 1 else "")
                              + ("" if eq else (", " if sp < 1 else "") + f"miss {mr['kplugfs']:.4f} vs {mr['cachesim']:.4f}") + ")")
-        P("")
+        sps = [x["speed"] for x in summary["simpeer"] if x["trace"] == tname]
+        P(f"\nkplugfs at least as fast on {sum(x >= 1 for x in sps)} of {len(sps)} policies "
+          f"(speed {min(sps):.2f}-{max(sps):.2f}).\n")
+    P("*own replay M req/s*: what each tool reports of itself (cachesim: its `throughput` "
+      "over its simulation loop, trace reading included; kplugfs: `requests_per_sec` of the "
+      "replay, the trace already parsed), the medians; the rest of the wall time is start-up, "
+      "parsing and exit.\n")
     P("**Target.** " + ("met on every policy and trace." if not short else
                         f"**not met** on {len(short)} of {len(summary['simpeer'])}: " + "; ".join(short) + ".") + "\n")
 
