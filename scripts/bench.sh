@@ -799,6 +799,15 @@ if want simpeer; then
             log "simpeer: writing traces/data/cloudPhysicsIO.vscsi split into $kib KiB blocks as oracleGeneral ($split)"
             python3 scripts/bench/oracle-split.py "$work/cp.csv" $((kib * 1024)) "$split" >> "$sdir/split.log" 2>&1 ||
                 { tail "$sdir/split.log" >&2; die "simpeer: making the $kib KiB split trace failed"; }
+            # The file must hold exactly kplugfs sim's own split: same requests, unique ids and
+            # LRU misses as --split-blocks on the source trace.
+            for src in "traces/data/cloudPhysicsIO.vscsi --split-blocks $((kib * 1024))" "$split --format oracle"; do
+                # shellcheck disable=SC2086 # $src: a path and its options
+                "$kplugfs" sim --trace $src --policy builtin:lru --cache-size 0.1 --jobs 1 --json |
+                    python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["requests"], d["cache_objects"], d["misses"])'
+            done > "$sdir/split-check.txt" 2>> "$sdir/split.log" || die "simpeer: checking $split failed (see $sdir/split.log)"
+            [ -s "$sdir/split-check.txt" ] && [ "$(sed -n 1p "$sdir/split-check.txt")" = "$(sed -n 2p "$sdir/split-check.txt")" ] ||
+                die "simpeer: $split differs from kplugfs sim --split-blocks $((kib * 1024)) (requests, cache, LRU misses: $(tr '\n' ';' < "$sdir/split-check.txt"))"
             ptraces+=("$split")
         done
         rm -f "$work/cp.csv"
