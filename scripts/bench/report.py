@@ -652,8 +652,21 @@ if SP:
                 short.append(f"{p} on {tname} (" + (f"{fr(sp)}x" if sp < 1 else "")
                              + ("" if eq else (", " if sp < 1 else "") + f"miss {mr['kplugfs']:.4f} vs {mr['cachesim']:.4f}") + ")")
         sps = [x["speed"] for x in summary["simpeer"] if x["trace"] == tname]
+
+        def outside(system):  # wall time minus requests / own replay rate, every run
+            return [r["wall_s"] - r["requests"] / (r["self_mreq_s"] * 1e6)
+                    for r in T if r["system"] == system and r.get("self_mreq_s")]
+        o = {s: outside(s) for s in ("cachesim", "kplugfs", "kplugfs-builtin")}
+        f3 = lambda x: f"{x:.3f}"
         P(f"\nkplugfs at least as fast on {sum(x >= 1 for x in sps)} of {len(sps)} policies "
-          f"(speed {min(sps):.2f}-{max(sps):.2f}).\n")
+          f"(speed {min(sps):.2f}-{max(sps):.2f}). Time outside each tool's own replay loop "
+          "(wall time - requests / own replay rate; median over every policy and run, (min-max)): "
+          f"cachesim {f3(med(o['cachesim']))}{spread(o['cachesim'], f3)} s, kplugfs sim (WASM) "
+          f"{f3(med(o['kplugfs']))}{spread(o['kplugfs'], f3)} s"
+          + (f", builtin:lru {f3(med(o['kplugfs-builtin']))}{spread(o['kplugfs-builtin'], f3)} s" if o["kplugfs-builtin"] else "")
+          + ".\n")
+        summary["simpeer_outside_s"] = summary.get("simpeer_outside_s", {})
+        summary["simpeer_outside_s"][tname] = {s: med(v) for s, v in o.items()}
     P("*own replay M req/s*: what each tool reports of itself (cachesim: its `throughput` "
       "over its simulation loop, trace reading included; kplugfs: `requests_per_sec` of the "
       "replay, the trace already parsed), the medians; the rest of the wall time is start-up, "
