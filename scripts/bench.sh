@@ -7,7 +7,8 @@
 #   --quick      small sizes, short runs (under 5 minutes on 2 cores once built, s3 apart)
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
-#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3
+#   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,
+#                simpeer
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -41,15 +42,25 @@
 #               reading 10,000 objects of 16 KiB, writing a new 256 MiB object (not
 #               mountpoint-s3: its writes fail on this RGW); directly and at 20 ms of added round-trip
 #               time through tests/delay-proxy (about 25 min; quick: small objects, 5 min)
+#   simpeer     kplugfs sim (each WASM eviction policy, and builtin:lru) against libCacheSim's
+#               cachesim running its native implementation of the same policy: same
+#               oracleGeneral file, cache 10% of its unique ids (objects, unit sizes), one
+#               thread, both pinned to one CPU, whole-process wall time, miss ratios compared
+#               (cachesim built once from the PyPI sdist of libcachesim into
+#               KPLUG_CACHESIM_DIR, default /var/cache/kplugfs/cachesim). Traces:
+#               KPLUG_SIMPEER_TRACES (comma-separated oracleGeneral files), default
+#               traces/data/cloudPhysicsIO.oracleGeneral.bin and its 4 KiB and 1 KiB splits
+#               (1.1 M and 4.2 M requests, made here; about 3 min with --runs 3)
 # Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
-# the Ceph RGW packages (scripts/setup.sh installs them all).
+# the Ceph RGW packages; simpeer cmake, a C compiler, libglib2.0-dev, libzstd-dev and pip
+# (scripts/setup.sh installs them all).
 # Honours CARGO_TARGET_DIR; KPLUGFS_BIN=PATH uses a prebuilt release kplugfs instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -61,7 +72,7 @@ while [ $# -gt 0 ]; do
         --s3-systems) s3_systems=$2; shift 2 ;;
         --s3-rtts) s3_rtts=$2; shift 2 ;;
         --s3-rows) s3_rows=$2; shift 2 ;;
-        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -157,6 +168,36 @@ fi
 if want stall; then
     log "building the stall bench"
     cargo bench -p kplugfs-tests --bench stall --no-run > "$logs/build-stall.log" 2>&1 || { tail -30 "$logs/build-stall.log" >&2; die "stall bench build failed"; }
+fi
+if want simpeer; then
+    # libCacheSim's cachesim from the C sources of the PyPI sdist of libcachesim (a pinned
+    # version), built once and kept: rebuilt only when the binary is missing.
+    cachesim_ver=0.3.5
+    cachesim_dir=${KPLUG_CACHESIM_DIR:-/var/cache/kplugfs/cachesim}
+    cachesim=$cachesim_dir/libcachesim-$cachesim_ver/cachesim
+    if [ -x "$cachesim" ]; then
+        log "simpeer: using $cachesim (built before; delete it to rebuild)"
+    else
+        for t in cmake cc c++ make pkg-config; do
+            command -v $t >/dev/null || die "simpeer: $t missing (scripts/setup.sh installs it; or leave simpeer out of --only)"
+        done
+        pkg-config --exists glib-2.0 || die "simpeer: libglib2.0-dev missing (scripts/setup.sh installs it; or leave simpeer out of --only)"
+        cs_build=$cachesim_dir/build
+        rm -rf "$cs_build"; mkdir -p "$cs_build"
+        log "simpeer: pip download --no-binary :all: libcachesim==$cachesim_ver (its sdist, ~80 MB; output in $logs/build-cachesim.log)"
+        python3 -m pip download --no-binary :all: --no-deps "libcachesim==$cachesim_ver" -d "$cs_build" \
+            > "$logs/build-cachesim.log" 2>&1 || { tail -20 "$logs/build-cachesim.log" >&2; die "simpeer: downloading the libcachesim sdist failed"; }
+        log "simpeer: building cachesim with cmake (Release, libCacheSim's C sources in the sdist; about a minute on 2 cores)"
+        { tar xzf "$cs_build/libcachesim-$cachesim_ver.tar.gz" -C "$cs_build" &&
+            cmake -S "$cs_build/libcachesim-$cachesim_ver/src/libCacheSim" -B "$cs_build/cmake" \
+                -DCMAKE_BUILD_TYPE=Release -DENABLE_TESTS=OFF &&
+            cmake --build "$cs_build/cmake" --target cachesim -j "$(nproc)"; } >> "$logs/build-cachesim.log" 2>&1 ||
+            { tail -20 "$logs/build-cachesim.log" >&2; die "simpeer: building cachesim failed (see $logs/build-cachesim.log)"; }
+        mkdir -p "$(dirname "$cachesim")"
+        install -m 755 "$cs_build/cmake/bin/cachesim" "$cachesim.tmp" && mv "$cachesim.tmp" "$cachesim"
+        rm -rf "$cs_build"
+        log "simpeer: built $cachesim"
+    fi
 fi
 build_s=$((SECONDS - t_build))
 t_start=$SECONDS
@@ -729,10 +770,107 @@ PY
     emit timing phase=stall seconds=$((SECONDS - t0))
 fi
 
+# ---- 10. kplugfs sim against libCacheSim's cachesim -------------------------------------
+if want simpeer; then
+    t0=$SECONDS
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit simpeerload phase=start load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    sdir=$logs/simpeer; mkdir -p "$sdir"
+    # kplugfs policy -> the cachesim algorithm implementing it (libCacheSim's names).
+    declare -A cs_algo=([lru]=lru [fifo]=fifo [clock]=clock [sieve]=sieve [arc]=arc [twoq]=twoq
+                        [lirs]=lirs [s3fifo]=s3fifo [wtinylfu]=wtinyLFU)
+    peer_pols=()
+    for p in "${evict_pols[@]}"; do
+        if [ -n "${cs_algo[$p]:-}" ]; then peer_pols+=("$p"); else log "simpeer: $p has no cachesim counterpart, left out"; fi
+    done
+    [ ${#peer_pols[@]} -gt 0 ] || die "simpeer: no eviction policy of \`kplugfs policy list\` has a cachesim counterpart"
+    if [ -n "${KPLUG_SIMPEER_TRACES:-}" ]; then
+        IFS=, read -ra ptraces <<< "$KPLUG_SIMPEER_TRACES"
+    else
+        # The repo's oracleGeneral trace (113,872 requests, where start-up weighs most) and,
+        # for replays it weighs less in, the same requests split into 4 KiB blocks (1.14 M
+        # requests) and 1 KiB blocks (4.2 M, about the size of the issue's 5.29 M-request
+        # trace), written here (27 MB and 101 MB, deleted at the end).
+        ptraces=(traces/data/cloudPhysicsIO.oracleGeneral.bin)
+        "$kplugfs" trace convert traces/data/cloudPhysicsIO.vscsi "$work/cp.csv" --to csv > "$sdir/split.log" 2>&1 ||
+            { tail "$sdir/split.log" >&2; die "simpeer: converting traces/data/cloudPhysicsIO.vscsi to csv failed"; }
+        for kib in 4 1; do
+            split=$work/cloudPhysicsIO-${kib}KiB.oracleGeneral.bin
+            log "simpeer: writing traces/data/cloudPhysicsIO.vscsi split into $kib KiB blocks as oracleGeneral ($split)"
+            python3 scripts/bench/oracle-split.py "$work/cp.csv" $((kib * 1024)) "$split" >> "$sdir/split.log" 2>&1 ||
+                { tail "$sdir/split.log" >&2; die "simpeer: making the $kib KiB split trace failed"; }
+            # The file must hold exactly kplugfs sim's own split: same requests, unique ids and
+            # LRU misses as --split-blocks on the source trace.
+            for src in "traces/data/cloudPhysicsIO.vscsi --split-blocks $((kib * 1024))" "$split --format oracle"; do
+                # shellcheck disable=SC2086 # $src: a path and its options
+                "$kplugfs" sim --trace $src --policy builtin:lru --cache-size 0.1 --jobs 1 --json |
+                    python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["requests"], d["cache_objects"], d["misses"])'
+            done > "$sdir/split-check.txt" 2>> "$sdir/split.log" || die "simpeer: checking $split failed (see $sdir/split.log)"
+            [ -s "$sdir/split-check.txt" ] && [ "$(sed -n 1p "$sdir/split-check.txt")" = "$(sed -n 2p "$sdir/split-check.txt")" ] ||
+                die "simpeer: $split differs from kplugfs sim --split-blocks $((kib * 1024)) (requests, cache, LRU misses: $(tr '\n' ';' < "$sdir/split-check.txt"))"
+            ptraces+=("$split")
+        done
+        rm -f "$work/cp.csv"
+    fi
+    for tr in "${ptraces[@]}"; do
+        [ -f "$tr" ] || die "simpeer: trace $tr missing"
+        info=$("$kplugfs" trace info --format oracle --json "$tr" 2>"$sdir/info.err") ||
+            die "simpeer: $tr: not an oracleGeneral trace kplugfs reads ($(head -1 "$sdir/info.err"))"
+        read -r nreq nuniq < <(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(d["requests"], d["unique_ids"])' "$info")
+        cobj=$((nuniq / 10))   # 10% of the unique ids, floor (as kplugfs sim --cache-size 0.1)
+        [ "$cobj" -gt 0 ] || die "simpeer: $tr has too few unique ids ($nuniq) for a cache of 10%"
+        tname=$(basename "$tr")
+        log "simpeer: $tname: $nreq requests, $nuniq unique ids, cache $cobj objects; policies ${peer_pols[*]}; $runs run(s)"
+        cat "$tr" > /dev/null   # in the page cache for every run of both
+        for r in $(seq 1 "$runs"); do
+            for p in "${peer_pols[@]}"; do
+                # cachesim: one cache size, so one simulation thread; its own report line has
+                # the miss ratio to 4 decimals. Both pinned to the same CPU; wall time from
+                # before the exec to after the exit (start-up, parsing and replay).
+                ns0=$(date +%s%N)
+                taskset -c "$pin_cpu" "$cachesim" "$tr" oracleGeneral "${cs_algo[$p]}" "$cobj" \
+                    --ignore-obj-size=1 --num-thread=1 -o "$sdir/cachesim.$tname.$p.out" \
+                    > "$sdir/cachesim.stdout" 2>> "$sdir/cachesim.err" ||
+                    { tail -3 "$sdir/cachesim.err" >&2; die "simpeer: cachesim $p on $tname failed"; }
+                ns1=$(date +%s%N)
+                line=$(cat "$sdir/cachesim.stdout")
+                mr=$(sed -n 's/.* miss ratio \([0-9.]*\),.*/\1/p' <<<"$line")
+                mq=$(sed -n 's/.* throughput \([0-9.]*\) MQPS.*/\1/p' <<<"$line")
+                [ -n "$mr" ] || die "simpeer: cachesim printed no miss ratio: $line"
+                emit simpeer trace="$tname" requests="$nreq" unique="$nuniq" cache_objects="$cobj" policy="$p" \
+                    system=cachesim algo="${cs_algo[$p]}" run="$r" wall_s="$(( (ns1 - ns0) / 1000 ))e-6" miss_ratio="$mr" \
+                    self_mreq_s="${mq:-0}"
+                kp=("$p"); [ "$p" != lru ] || kp+=(builtin:lru)
+                for k in "${kp[@]}"; do
+                    ns0=$(date +%s%N)
+                    taskset -c "$pin_cpu" "$kplugfs" sim --trace "$tr" --format oracle --policy "$k" \
+                        --cache-objects "$cobj" --jobs 1 --json > "$sdir/kplugfs.stdout" 2>> "$sdir/kplugfs.err" ||
+                        { tail -3 "$sdir/kplugfs.err" >&2; die "simpeer: kplugfs sim $k on $tname failed"; }
+                    ns1=$(date +%s%N)
+                    res=$(python3 -c 'import json, sys
+d = json.loads(open(sys.argv[1]).readline())
+assert d["cache_objects"] == int(sys.argv[2]) and d["requests"] == int(sys.argv[3]), d
+print("miss_ratio=%s self_mreq_s=%.3f" % (d["miss_ratio"], d["requests_per_sec"] / 1e6))' "$sdir/kplugfs.stdout" "$cobj" "$nreq") ||
+                        die "simpeer: kplugfs sim $k on $tname: unexpected output $(head -c 300 "$sdir/kplugfs.stdout")"
+                    sys=kplugfs; [ "$k" = "$p" ] || sys=kplugfs-builtin
+                    emit simpeer trace="$tname" requests="$nreq" unique="$nuniq" cache_objects="$cobj" policy="$p" \
+                        system=$sys run="$r" wall_s="$(( (ns1 - ns0) / 1000 ))e-6" $res
+                done
+                log "simpeer: $tname run $r $p: $(python3 -c 'import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])][-(3 if sys.argv[2] == "lru" else 2):]
+print(", ".join("%s %.3f s miss %.4f" % (x["system"], x["wall_s"], x["miss_ratio"]) for x in rs))' "$raw" "$p")"
+            done
+        done
+    done
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit simpeerload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    emit timing phase=simpeer seconds=$((SECONDS - t0))
+fi
+
 total_s=$((SECONDS - t_start))
 log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
-    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles write_mib=$write_mib stall_secs=$stall_secs pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib"
+    --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles write_mib=$write_mib stall_secs=$stall_secs pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib cachesim_ver=${cachesim_ver:-}"
 log "wrote $out/report.md and $out/report.json"

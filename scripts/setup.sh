@@ -36,6 +36,12 @@ apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
 # to wasm32 by the tests (KPLUGFS_C_REQUIRED=1 in scripts/test.sh).
 apt_install clang lld
 
+# build-essential, libglib2.0-dev, libzstd-dev and libgoogle-perftools-dev (tcmalloc, which
+# libCacheSim's own install script sets up and its build links when found), with cmake and
+# pkg-config above: libCacheSim's `cachesim`, built from the PyPI sdist of libcachesim by
+# scripts/bench.sh --only simpeer (the simulator's peer).
+apt_install build-essential libglib2.0-dev libzstd-dev libgoogle-perftools-dev
+
 # prometheus_client: the reference parser tests/tests/metrics.rs checks .kplug/metrics with
 # (Debian's package for the system python3, pip for another python3 first in PATH).
 if ! python3 -c 'import prometheus_client' 2>/dev/null; then

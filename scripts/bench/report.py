@@ -587,6 +587,93 @@ if ST:
         P("The per-call deadline's real distribution: " + d["text"].replace("runaway hook", "a runaway hook is") + ".\n")
     summary["stall"] = ST
 
+# ---------------------------------------------------------------- 10. simulator vs cachesim
+SP = sel("simpeer")
+if SP:
+    P("## 10. Simulator vs libCacheSim's `cachesim` (whole process, one thread)\n")
+    loads = sel("simpeerload")
+    start = next((l for l in loads if l.get("phase") == "start"), None)
+    end = next((l for l in loads if l.get("phase") == "end"), None)
+    fmt_load = lambda l: f"{l['load1']} {l['load5']} {l['load15']}" if l else "?"
+    busy = start and float(start["load1"]) >= machine["nproc"]
+    P(f"Command: `{args.command}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, kplugfs {machine['git']}; "
+      f"load average {fmt_load(start)} at the start of this scenario, {fmt_load(end)} at its end, on "
+      f"{machine['nproc']} CPUs" + (" (**a busy machine: other work shared it, figures are noisy**)" if busy else "") + ".\n")
+    algos = {r["policy"]: r["algo"] for r in SP if r["system"] == "cachesim"}
+    P("Both simulators replay the same oracleGeneral file (by default "
+      "`traces/data/cloudPhysicsIO.oracleGeneral.bin` and the same requests split into 4 KiB and "
+      "1 KiB blocks, as `kplugfs sim --split-blocks` splits them, written by "
+      "`scripts/bench/oracle-split.py` during the run; `KPLUG_SIMPEER_TRACES` names others) "
+      "at a cache of 10% of its unique ids "
+      "(an object count, every object of size 1): `kplugfs sim --trace FILE --format oracle "
+      "--policy P --cache-objects N --jobs 1 --json` with the WASM plugin `P` (and, for LRU, the "
+      "host's native `builtin:lru`), and libCacheSim's `cachesim FILE oracleGeneral ALGO N "
+      "--ignore-obj-size=1 --num-thread=1` running its own C implementation of the policy "
+      "(" + ", ".join(f"{p} = `{a}`" for p, a in algos.items()) + "), built with cmake (Release, "
+      "tcmalloc when installed, as libCacheSim's own setup does) from the C sources in the sdist "
+      "of the PyPI package `libcachesim` " + params.get("cachesim_ver", "") + " (not its Python "
+      "`process_trace` loop). One process per (policy, run), both pinned to the same CPU "
+      f"({params['pin_cpu']}), in turn; the time is the whole process's wall time (start-up, "
+      "reading the trace, the replay, exit), the median over the runs with `(min-max)`. "
+      "*speed* = cachesim time / kplugfs time: above 1, kplugfs is faster. *equal* compares "
+      "the miss ratios to 4 decimals (cachesim prints 4); the policies follow the libCacheSim "
+      "the golden tests pin (`traces/data/libcachesim-miss-ratios.csv`, docs/policies.md), so a "
+      "difference can be a change in libCacheSim since, as S3-FIFO's admission to main "
+      "(docs/policies.md). The target (issue 19): every WASM policy at speed >= 1 with equal "
+      "miss ratios.\n")
+    summary["simpeer"] = []
+    short = []
+    for tname in dict.fromkeys(r["trace"] for r in SP):
+        T = [r for r in SP if r["trace"] == tname]
+        P(f"**{tname}**: {T[0]['requests']:,} requests, {T[0]['unique']:,} unique ids, cache "
+          f"{T[0]['cache_objects']:,} objects.\n")
+        P("| policy | cachesim s | kplugfs sim s | speed (cachesim/kplugfs) | builtin:lru s | speed builtin | "
+          "miss ratio cachesim | miss ratio kplugfs | equal (4 dp) | own replay M req/s cachesim / kplugfs |")
+        P("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for p in dict.fromkeys(r["policy"] for r in T):
+            w = {s: vals([r for r in T if r["policy"] == p and r["system"] == s], "wall_s")
+                 for s in ("cachesim", "kplugfs", "kplugfs-builtin")}
+            m = {s: med(v) for s, v in w.items()}
+            mr = {s: med(vals([r for r in T if r["policy"] == p and r["system"] == s], "miss_ratio"))
+                  for s in ("cachesim", "kplugfs")}
+            own = {s: med(vals([r for r in T if r["policy"] == p and r["system"] == s], "self_mreq_s"))
+                   for s in ("cachesim", "kplugfs")}
+            sp, spb = ratio(m["cachesim"], m["kplugfs"]), ratio(m["cachesim"], m["kplugfs-builtin"])
+            eq = f"{mr['cachesim']:.4f}" == f"{mr['kplugfs']:.4f}"
+            f3 = lambda x: f"{x:.3f}"
+            cell = lambda s: (f3(m[s]) + spread(w[s], f3)) if w[s] else ""
+            P(f"| {p} | {cell('cachesim')} | {cell('kplugfs')} | " + (f"**{fr(sp)}**" if sp < 1 else fr(sp))
+              + f" | {cell('kplugfs-builtin')} | {fr(spb) if w['kplugfs-builtin'] else ''} | "
+              f"{mr['cachesim']:.4f} | {mr['kplugfs']:.4f} | {'yes' if eq else '**no**'} | "
+              f"{own['cachesim']:.2f} / {own['kplugfs']:.2f} |")
+            summary["simpeer"].append({"trace": tname, "policy": p, "wall_s": m, "speed": sp, "own_mreq_s": own,
+                                       "speed_builtin": spb, "miss_ratio": mr, "equal": eq})
+            if sp < 1 or not eq:
+                short.append(f"{p} on {tname} (" + (f"{fr(sp)}x" if sp < 1 else "")
+                             + ("" if eq else (", " if sp < 1 else "") + f"miss {mr['kplugfs']:.4f} vs {mr['cachesim']:.4f}") + ")")
+        sps = [x["speed"] for x in summary["simpeer"] if x["trace"] == tname]
+
+        def outside(system):  # wall time minus requests / own replay rate, every run
+            return [r["wall_s"] - r["requests"] / (r["self_mreq_s"] * 1e6)
+                    for r in T if r["system"] == system and r.get("self_mreq_s")]
+        o = {s: outside(s) for s in ("cachesim", "kplugfs", "kplugfs-builtin")}
+        f3 = lambda x: f"{x:.3f}"
+        P(f"\nkplugfs at least as fast on {sum(x >= 1 for x in sps)} of {len(sps)} policies "
+          f"(speed {min(sps):.2f}-{max(sps):.2f}). Time outside each tool's own replay loop "
+          "(wall time - requests / own replay rate; median over every policy and run, (min-max)): "
+          f"cachesim {f3(med(o['cachesim']))}{spread(o['cachesim'], f3)} s, kplugfs sim (WASM) "
+          f"{f3(med(o['kplugfs']))}{spread(o['kplugfs'], f3)} s"
+          + (f", builtin:lru {f3(med(o['kplugfs-builtin']))}{spread(o['kplugfs-builtin'], f3)} s" if o["kplugfs-builtin"] else "")
+          + ".\n")
+        summary["simpeer_outside_s"] = summary.get("simpeer_outside_s", {})
+        summary["simpeer_outside_s"][tname] = {s: med(v) for s, v in o.items()}
+    P("*own replay M req/s*: what each tool reports of itself (cachesim: its `throughput` "
+      "over its simulation loop, trace reading included; kplugfs: `requests_per_sec` of the "
+      "replay, the trace already parsed), the medians; the rest of the wall time is start-up, "
+      "parsing and exit.\n")
+    P("**Target.** " + ("met on every policy and trace." if not short else
+                        f"**not met** on {len(short)} of {len(summary['simpeer'])}: " + "; ".join(short) + ".") + "\n")
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]
