@@ -17,6 +17,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define KPLUG_ABI_MAJOR 1
 #define KPLUG_ABI_MINOR 3
 /* What kplug_abi_version() returns. */
@@ -145,5 +149,9 @@ static inline void kplug_log_str(int32_t level, const char *msg) {
     while (msg[len] != 0) len++;
     kplug_log(level, msg, len);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KPLUG_H */

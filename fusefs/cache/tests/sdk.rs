@@ -103,6 +103,23 @@ fn the_c_header_speaks_exactly_the_abi() {
         }
         Err(e) => panic!("compiling every.c against kplug.h: {e}\n{c}"),
     }
+    // The header is C++ too (`extern "C"`: the ABI's names are not mangled).
+    let cxx = std::process::Command::new("clang++")
+        .args([
+            "--target=wasm32-unknown-unknown",
+            "-ffreestanding",
+            "-fsyntax-only",
+        ])
+        .args(["-x", "c++", "-I"])
+        .arg(&include)
+        .arg(&src)
+        .output()
+        .expect("clang++ (it comes with clang)");
+    assert!(
+        cxx.status.success(),
+        "kplug.h as C++: {}",
+        String::from_utf8_lossy(&cxx.stderr)
+    );
     let bytes = std::fs::read(&out).unwrap();
     let m = wasmtime::Module::new(&wasmtime::Engine::default(), &bytes).unwrap();
     let letters = |ty: &wasmtime::FuncType| -> (String, String) {

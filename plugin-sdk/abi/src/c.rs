@@ -141,6 +141,10 @@ impl Display for CHeader {
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern \"C\" {{
+#endif
+
 #define KPLUG_ABI_MAJOR {major}
 #define KPLUG_ABI_MINOR {minor}
 /* What kplug_abi_version() returns. */
@@ -240,6 +244,10 @@ static inline void kplug_log_str(int32_t level, const char *msg) {
     while (msg[len] != 0) len++;
     kplug_log(level, msg, len);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KPLUG_H */
 ",
