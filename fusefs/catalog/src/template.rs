@@ -78,74 +78,32 @@ const ABI_MANIFEST: &str = include_str!("../../../plugin-sdk/abi/Cargo.toml");
 const ROOT_MANIFEST: &str = include_str!("../../../Cargo.toml");
 const POLICIES_LOCK: &str = include_str!("../../../policies/Cargo.lock");
 
-const LIB_RS: &str = r#"//! NAME: a kplugfs cache policy plugin (eviction: least recently used), written by
-//! `kplugfs policy new`. Build it with `kplugfs policy build DIR`, then drop the .wasm into a
-//! mount's `.kplug/plugins/` or try it in the simulator:
+/// The module docs of the new crate's `src/lib.rs`; the code after them is the shipped SDK LRU
+/// ([`LRU_RS`]), so a new policy starts from the one the golden tests check.
+const LIB_RS_DOCS: &str =
+    "//! NAME: a kplugfs cache policy plugin (eviction: least recently used), written by
+//! `kplugfs policy new` from kplugfs's own `policies/lru`. Build it with `kplugfs policy build
+//! DIR`, then drop the .wasm into a mount's `.kplug/plugins/` or try it in the simulator:
 //! `kplugfs sim --trace TRACE --policy DIR/NAME.wasm,lru`.
 //!
 //! The hooks and what the host promises are in the SDK's docs (`cargo doc --open -p
 //! kplug-sdk`) and kplugfs's docs/plugin-abi.md. Parameters: none (add them in
 //! `Plugin::set_param`).
+";
 
-// no_std on wasm32; natively (`cargo test`) std links.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+/// The shipped LRU written with the SDK (policies/lru), with its unit test.
+const LRU_RS: &str = include_str!("../../../policies/lru/src/lib.rs");
 
-use kplug_sdk::{Eviction, KeyList, Plugin, export_plugin};
-
-/// The list's front is the most recently used block, its back the next victim.
-#[derive(Default)]
-pub struct Policy {
-    order: KeyList,
+/// `src/lib.rs` of the crate `name`: [`LIB_RS_DOCS`], then [`LRU_RS`] without its own module
+/// docs.
+fn lib_rs(name: &str) -> String {
+    let code = LRU_RS
+        .lines()
+        .skip_while(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}{code}\n", LIB_RS_DOCS.replace("NAME", name))
 }
-
-impl Plugin for Policy {
-    fn init(&mut self, capacity: u64) -> Result<(), i32> {
-        // Room for the whole cache up front (bounded: memory is capped at 64 MiB).
-        self.order.reserve(capacity.min(1 << 20) as usize);
-        Ok(())
-    }
-}
-
-impl Eviction for Policy {
-    fn insert(&mut self, key: u64) {
-        self.order.push_front(key);
-    }
-
-    fn access(&mut self, key: u64) {
-        self.order.move_to_front(key);
-    }
-
-    fn remove(&mut self, key: u64) {
-        self.order.remove(key);
-    }
-
-    fn victim(&mut self) -> u64 {
-        // The host asks only while blocks are resident; an empty list answers a key that is
-        // never resident, which the host reports as a fault.
-        self.order.pop_back().unwrap_or(u64::MAX)
-    }
-}
-
-export_plugin!(Policy, eviction);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn evicts_the_least_recently_used() {
-        let mut p = Policy::default();
-        p.init(4).unwrap();
-        for k in 1..=3 {
-            p.insert(k);
-        }
-        p.access(1);
-        assert_eq!(p.victim(), 2);
-        assert_eq!(p.victim(), 3);
-        assert_eq!(p.victim(), 1);
-    }
-}
-"#;
 
 const README: &str = "# NAME
 
@@ -310,7 +268,7 @@ pub fn files(name: &str) -> Vec<(String, String)> {
     let mut v = vec![
         ("Cargo.toml".to_string(), crate_manifest(name)),
         ("Cargo.lock".to_string(), lockfile(name)),
-        ("src/lib.rs".to_string(), LIB_RS.replace("NAME", name)),
+        ("src/lib.rs".to_string(), lib_rs(name)),
         (
             "README.md".to_string(),
             README.replace("NAME", name).replace("VERSION", &version),
