@@ -63,11 +63,32 @@ pub struct MountHelper {
     installed: bool,
 }
 
+static HELPER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl MountHelper {
+    /// No helper link while alive: mount(8) falls back to fuse3's `mount.fuse`. Dropping it
+    /// puts back what was there.
+    pub fn absent() -> Self {
+        let lock = HELPER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = Path::new(MOUNT_HELPER);
+        let previous = std::fs::read_link(helper).ok();
+        if helper.symlink_metadata().is_ok() {
+            assert!(
+                previous.is_some(),
+                "{MOUNT_HELPER} exists and is not a symlink: not removing it"
+            );
+            std::fs::remove_file(helper).expect("remove the helper link");
+        }
+        Self {
+            _lock: lock,
+            previous,
+            installed: true,
+        }
+    }
+
     /// Install the helper link (see [`MountHelper`]).
     pub fn install() -> Self {
-        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = HELPER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let helper = Path::new(MOUNT_HELPER);
         let bin = kplugfs_bin();
         let previous = std::fs::read_link(helper).ok();

@@ -327,3 +327,71 @@ fn an_fstab_line_mounts_an_s3_bucket() {
             .unwrap(),
     );
 }
+
+/// A symlink at `at` to the binary under test while alive; what was there is put back.
+struct BinLink {
+    at: PathBuf,
+    previous: Option<PathBuf>,
+}
+
+impl BinLink {
+    fn install(at: &str) -> Self {
+        let at = PathBuf::from(at);
+        let previous = fs::read_link(&at).ok();
+        if at.symlink_metadata().is_ok() {
+            assert!(
+                previous.is_some(),
+                "{} is not a symlink: not replacing it",
+                at.display()
+            );
+            fs::remove_file(&at).unwrap();
+        }
+        std::os::unix::fs::symlink(kplugfs_bin(), &at).unwrap();
+        Self { at, previous }
+    }
+}
+
+impl Drop for BinLink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.at);
+        if let Some(prev) = &self.previous {
+            let _ = std::os::unix::fs::symlink(prev, &self.at);
+        }
+    }
+}
+
+/// Without `/sbin/mount.fuse.kplugfs`, mount(8) falls back to fuse3's `mount.fuse`, which
+/// runs `kplugfs SRC DIR -o OPTS` through `/bin/sh` with a fixed PATH (so the test links the
+/// binary under test at /usr/local/sbin/kplugfs): that command line is the helper's call too,
+/// so the mount and its remounts work as through the link.
+#[test]
+fn without_the_link_fuse3s_mount_fuse_runs_kplugfs_itself() {
+    let _absent = MountHelper::absent();
+    let _bin = BinLink::install("/usr/local/sbin/kplugfs");
+    let s = Scratch::new();
+    let opts = format!("cache_size=8MiB,policy=fifo,{}", s.own_files());
+    let src = s.backing.to_str().unwrap();
+    ok(
+        "mount -t fuse.kplugfs (fuse3's mount.fuse)",
+        mount_cmd(&["-t", "fuse.kplugfs", src, s.mnt(), "-o", &opts]),
+    );
+    assert!(is_kplugfs_mount(&s.mnt));
+    assert_eq!(fs::read(s.m("f")).unwrap(), b"hello");
+    assert_eq!(eviction(&s), "fifo");
+    ok("remount,ro", mount_cmd(&["-o", "remount,ro", s.mnt()]));
+    assert_eq!(errno(fs::write(s.m("g"), b"x")), Some(libc::EROFS));
+    ok("remount,rw", mount_cmd(&["-o", "remount,rw", s.mnt()]));
+    fs::write(s.m("g"), b"x").unwrap();
+    assert_eq!(fs::read(s.backing.join("g")).unwrap(), b"x");
+    // A source that is no path is still a kplugfs command: clap's error, no mount attempt.
+    let out = std::process::Command::new(kplugfs_bin())
+        .args(["mout", src, s.mnt()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

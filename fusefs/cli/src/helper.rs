@@ -40,6 +40,18 @@ pub fn invoked_as_helper(argv0: &std::ffi::OsStr) -> bool {
         .is_some_and(|n| n.starts_with("mount."))
 }
 
+/// True for the command line fuse3's `mount.fuse` runs when mount(8) finds no
+/// `/sbin/mount.fuse.kplugfs` and falls back to it: `kplugfs SRC DIR [-o OPTS]`. SRC must
+/// name a path or an `s3://` bucket (contain a `/`): no kplugfs command does, so a mistyped
+/// command still gets clap's error, not a mount attempt.
+pub fn is_fuse_call(argv: &[OsString]) -> bool {
+    let (Some(src), Some(dir)) = (argv.get(1), argv.get(2)) else {
+        return false;
+    };
+    let (src, dir) = (src.to_string_lossy(), dir.to_string_lossy());
+    !src.starts_with('-') && !dir.starts_with('-') && src.contains('/')
+}
+
 /// One helper call, as mount(8) makes it.
 #[derive(Debug, Default, PartialEq)]
 pub struct HelperCall {

@@ -113,6 +113,11 @@ fn main() -> ExitCode {
     if argv.first().is_some_and(|a| helper::invoked_as_helper(a)) {
         return helper::main(argv);
     }
+    // Without /sbin/mount.fuse.kplugfs, mount(8) falls back to fuse3's `mount.fuse`, which runs
+    // `kplugfs SRC DIR -o OPTS`: the helper's call under kplugfs's own name.
+    if helper::is_fuse_call(&argv) {
+        return helper::main(argv);
+    }
     // `-o` mount options are the long options they name (mount.rs).
     let args = match mount::expand_options(argv) {
         Ok(a) => a,

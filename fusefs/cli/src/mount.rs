@@ -155,6 +155,8 @@ const GENERIC_OPTIONS: &[&str] = &[
     "rw",
     "allow_other",
     "default_permissions",
+    // fuse3's mount.fuse names the type it was asked for (kplugfs sets its own subtype).
+    "subtype",
 ];
 
 /// Turn the mount options of `kplugfs mount ... -o a,b=c` into the long options they stand

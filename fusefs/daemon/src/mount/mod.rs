@@ -463,13 +463,23 @@ pub fn umount(mountpoint: &Path) -> Result<()> {
         );
     }
     if nix::unistd::geteuid().is_root() {
-        nix::mount::umount2(&mp, nix::mount::MntFlags::empty()).map_err(|e| match e {
-            nix::errno::Errno::EBUSY => anyhow::anyhow!(
-                "{} is busy (files open or a process inside it)",
-                mp.display()
-            ),
-            e => anyhow::anyhow!("umount {}: {e}", mp.display()),
-        })?;
+        // Busy is retried for a moment, as for a remount (`remount::BUSY_RETRY`): a file
+        // closed just before keeps the mount busy until the daemon has answered its
+        // (asynchronous) RELEASE.
+        let busy_until = Instant::now() + remount::BUSY_RETRY;
+        loop {
+            match nix::mount::umount2(&mp, nix::mount::MntFlags::empty()) {
+                Ok(()) => break,
+                Err(nix::errno::Errno::EBUSY) if Instant::now() < busy_until => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(nix::errno::Errno::EBUSY) => bail!(
+                    "{} is busy (files open or a process inside it)",
+                    mp.display()
+                ),
+                Err(e) => bail!("umount {}: {e}", mp.display()),
+            }
+        }
     } else {
         let prog = if which("fusermount3").is_some() {
             "fusermount3"

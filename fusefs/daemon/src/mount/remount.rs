@@ -30,7 +30,7 @@ use super::{FS_SUBTYPE, mount_at};
 /// outlives the last `close()` by the daemon's answer to the (asynchronous) RELEASE: a file
 /// closed and removed just before `remount,ro` makes it busy for about a request's round
 /// trip. A file really open for writing stays busy, and costs this long before the error.
-const BUSY_RETRY: Duration = Duration::from_secs(2);
+pub(super) const BUSY_RETRY: Duration = Duration::from_secs(2);
 
 /// The `mount(2)` flags of a remount with `options` (comma-separated, as mount(8) passes
 /// them) over the mount's `current` per-mount options (as /proc/self/mountinfo shows
