@@ -127,6 +127,16 @@ impl Drop for MountHelper {
     }
 }
 
+/// Run `sh -c SCRIPT` as nobody:nogroup with no supplementary groups (so without any
+/// capability): another user of the mount.
+pub fn as_nobody(script: &str) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["sh", "-c", script])
+        .output()
+        .expect("run setpriv")
+}
+
 /// Run `mount ARGS...` (util-linux's mount(8)) and return its output.
 pub fn mount_cmd(args: &[&str]) -> Output {
     Command::new("mount")

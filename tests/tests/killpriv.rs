@@ -7,23 +7,12 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
 
 use kplugfs_tests::TestMount;
 
-/// Run `sh -c script` as nobody:nogroup with no supplementary groups (no capabilities).
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("setpriv");
+/// Run `sh -c script` as nobody (no capabilities); it must succeed.
+fn nobody_runs(script: &str) {
+    let out = kplugfs_tests::as_nobody(script);
     assert!(
         out.status.success(),
         "{script}: {}",
@@ -55,17 +44,17 @@ fn writes_and_truncates_by_other_users_drop_set_id_bits() {
     ] {
         let name = format!("w{before:o}");
         file_with_mode(&m, &name, before);
-        as_nobody(&format!("printf x >> {}", m.m(&name).display()));
+        nobody_runs(&format!("printf x >> {}", m.m(&name).display()));
         assert_eq!(mode_of(&m, &name), after, "{name} after a write by nobody");
         assert_eq!(fs::read(m.b(&name)).unwrap(), b"hellox");
     }
     // Truncation by nobody, through a path and through an open descriptor.
     file_with_mode(&m, "t", 0o6777);
-    as_nobody(&format!("truncate -s 2 {}", m.m("t").display()));
+    nobody_runs(&format!("truncate -s 2 {}", m.m("t").display()));
     assert_eq!(mode_of(&m, "t"), 0o777);
     assert_eq!(fs::read(m.b("t")).unwrap(), b"he");
     file_with_mode(&m, "o", 0o4777);
-    as_nobody(&format!(": > {}", m.m("o").display()));
+    nobody_runs(&format!(": > {}", m.m("o").display()));
     assert_eq!(mode_of(&m, "o"), 0o777);
     assert_eq!(fs::metadata(m.b("o")).unwrap().len(), 0);
     // Root (CAP_FSETID) keeps them on write and truncate.

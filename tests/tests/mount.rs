@@ -293,19 +293,7 @@ fn other_users_follow_permissions() {
         fs::set_permissions(b, fs::Permissions::from_mode(0o777)).unwrap();
     });
     fs::set_permissions(m.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let run = |cmd: &str| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sh",
-                "-c",
-                cmd,
-            ])
-            .output()
-            .unwrap()
-    };
+    let run = kplugfs_tests::as_nobody;
     assert!(
         run(&format!("cat {}", m.m("public").display()))
             .status

@@ -2,6 +2,9 @@
 //! --db DB --plot` on a history database written here (no mount needed), and the file's
 //! extension checked before any work.
 
+mod common;
+use common::ok;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,16 +16,6 @@ fn kplugfs(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run kplugfs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn failed(out: &Output) -> String {

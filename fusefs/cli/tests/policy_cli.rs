@@ -5,6 +5,9 @@
 //! (`CARGO_NET_OFFLINE=true`: the crate must build from cargo's cache alone). The wasm build
 //! goes to a target directory under this package's test target dir, kept between runs.
 
+mod common;
+use common::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,16 +22,6 @@ fn kplugfs(cwd: &Path, args: &[&str]) -> Output {
         .env("CARGO_NET_OFFLINE", "true")
         .output()
         .expect("run kplugfs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// The one-line error of a failed command.
@@ -58,7 +51,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Misses per cache size of each policy, from `kplugfs sim --json`.
 fn sim_misses(cwd: &Path, policies: &str) -> Vec<(String, u64, u64)> {
     let trace = manifest_dir().join("../../traces/data/sprite.trace");
-    let out = stdout(&kplugfs(
+    let out = ok(&kplugfs(
         cwd,
         &[
             "sim",
@@ -93,7 +86,7 @@ fn a_first_policy_takes_two_commands() {
 
     // 1. new: the crate, with the SDK vendored; nothing on stdout.
     let out = kplugfs(cwd, &["policy", "new", "demo"]);
-    assert_eq!(stdout(&out), "");
+    assert_eq!(ok(&out), "");
     let dir = cwd.join("demo");
     for f in [
         "Cargo.toml",
@@ -111,7 +104,7 @@ fn a_first_policy_takes_two_commands() {
     // file written is complete and in cargo's form: the build leaves it as it is.
     let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
     let out = kplugfs(cwd, &["policy", "build", "demo"]);
-    let printed = stdout(&out);
+    let printed = ok(&out);
     assert_eq!(printed, "demo/demo.wasm\n");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Finished `release` profile"),
@@ -180,7 +173,7 @@ fn a_first_c_policy_takes_two_commands() {
     let t = tempfile::tempdir().unwrap();
     let cwd = t.path();
     assert_eq!(
-        stdout(&kplugfs(cwd, &["policy", "new", "cdemo", "--lang", "c"])),
+        ok(&kplugfs(cwd, &["policy", "new", "cdemo", "--lang", "c"])),
         ""
     );
     assert!(cwd.join("cdemo/cdemo.c").is_file() && cwd.join("cdemo/kplug.h").is_file());
@@ -193,7 +186,7 @@ fn a_first_c_policy_takes_two_commands() {
         eprintln!("SKIPPED: a C policy needs clang and lld (scripts/setup.sh): {err}");
         return;
     }
-    assert_eq!(stdout(&out), "cdemo/cdemo.wasm\n");
+    assert_eq!(ok(&out), "cdemo/cdemo.wasm\n");
     let rows = sim_misses(cwd, "builtin:lru,cdemo/cdemo.wasm");
     assert_eq!(rows.len(), 8, "{rows:?}");
     let (native, ours): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.0 == "builtin:lru");
@@ -224,7 +217,7 @@ fn a_first_c_policy_takes_two_commands() {
 fn a_build_error_shows_cargos_errors() {
     let t = tempfile::tempdir().unwrap();
     let cwd = t.path();
-    stdout(&kplugfs(cwd, &["policy", "new", "broken"]));
+    ok(&kplugfs(cwd, &["policy", "new", "broken"]));
     let lib = cwd.join("broken/src/lib.rs");
     let text = std::fs::read_to_string(&lib).unwrap();
     std::fs::write(

@@ -1,6 +1,9 @@
 //! `kplugfs trace info` and `kplugfs trace convert` through the binary, on the real traces of
 //! `traces/data/` (replay needs a mount: tests/tests/trace_replay.rs).
 
+mod common;
+use common::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,16 +21,6 @@ fn data(name: &str) -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn info_json(path: &str, extra: &[&str]) -> serde_json::Value {
