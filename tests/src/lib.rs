@@ -53,76 +53,86 @@ pub fn is_kplugfs_mount(path: &Path) -> bool {
 /// with /sbin).
 pub const MOUNT_HELPER: &str = "/sbin/mount.fuse.kplugfs";
 
+/// While alive, the path it was made for is a symlink to the binary under test (or absent);
+/// dropping it puts back the symlink that was there. It never touches a file that is not a
+/// symlink.
+pub struct BinLink {
+    at: PathBuf,
+    previous: Option<PathBuf>,
+    changed: bool,
+}
+
+impl BinLink {
+    /// `at` links to the binary under test (`link`) or is absent (`!link`).
+    pub fn set(at: &str, link: bool) -> Self {
+        let at = PathBuf::from(at);
+        let bin = kplugfs_bin();
+        let previous = std::fs::read_link(&at).ok();
+        if link && previous.as_deref() == Some(bin.as_path()) {
+            return Self {
+                at,
+                previous: None,
+                changed: false,
+            };
+        }
+        if at.symlink_metadata().is_ok() {
+            assert!(
+                previous.is_some(),
+                "{} exists and is not a symlink: not replacing it",
+                at.display()
+            );
+            std::fs::remove_file(&at).expect("remove the previous link");
+        }
+        if link {
+            std::os::unix::fs::symlink(&bin, &at).expect("link the binary under test");
+        }
+        Self {
+            at,
+            previous,
+            changed: true,
+        }
+    }
+}
+
+impl Drop for BinLink {
+    fn drop(&mut self) {
+        if !self.changed {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.at);
+        if let Some(prev) = &self.previous {
+            let _ = std::os::unix::fs::symlink(prev, &self.at);
+        }
+    }
+}
+
 /// While alive, `/sbin/mount.fuse.kplugfs` is a symlink to the binary under test, so a real
 /// `mount` command runs it whether or not scripts/setup.sh installed one (and whichever
-/// build it pointed to). Dropping it puts back what was there. One at a time per test
-/// process (it holds a lock).
+/// build it pointed to); or, made with [`MountHelper::absent`], there is none. Dropping it
+/// puts back what was there. One at a time per test process (it holds a lock).
 pub struct MountHelper {
+    _link: BinLink,
     _lock: std::sync::MutexGuard<'static, ()>,
-    previous: Option<PathBuf>,
-    installed: bool,
 }
 
 static HELPER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl MountHelper {
-    /// No helper link while alive: mount(8) falls back to fuse3's `mount.fuse`. Dropping it
-    /// puts back what was there.
+    /// No helper link while alive: mount(8) falls back to fuse3's `mount.fuse`.
     pub fn absent() -> Self {
         let lock = HELPER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let helper = Path::new(MOUNT_HELPER);
-        let previous = std::fs::read_link(helper).ok();
-        if helper.symlink_metadata().is_ok() {
-            assert!(
-                previous.is_some(),
-                "{MOUNT_HELPER} exists and is not a symlink: not removing it"
-            );
-            std::fs::remove_file(helper).expect("remove the helper link");
-        }
         Self {
+            _link: BinLink::set(MOUNT_HELPER, false),
             _lock: lock,
-            previous,
-            installed: true,
         }
     }
 
     /// Install the helper link (see [`MountHelper`]).
     pub fn install() -> Self {
         let lock = HELPER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let helper = Path::new(MOUNT_HELPER);
-        let bin = kplugfs_bin();
-        let previous = std::fs::read_link(helper).ok();
-        if previous.as_deref() == Some(bin.as_path()) {
-            return Self {
-                _lock: lock,
-                previous: None,
-                installed: false,
-            };
-        }
-        if helper.symlink_metadata().is_ok() {
-            assert!(
-                previous.is_some(),
-                "{MOUNT_HELPER} exists and is not a symlink: not replacing it"
-            );
-            std::fs::remove_file(helper).expect("remove the previous helper link");
-        }
-        std::os::unix::fs::symlink(&bin, helper).expect("install the mount helper link");
         Self {
+            _link: BinLink::set(MOUNT_HELPER, true),
             _lock: lock,
-            previous,
-            installed: true,
-        }
-    }
-}
-
-impl Drop for MountHelper {
-    fn drop(&mut self) {
-        if !self.installed {
-            return;
-        }
-        let _ = std::fs::remove_file(MOUNT_HELPER);
-        if let Some(prev) = &self.previous {
-            let _ = std::os::unix::fs::symlink(prev, MOUNT_HELPER);
         }
     }
 }

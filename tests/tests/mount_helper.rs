@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use kplugfs_tests::{MOUNT_HELPER, MountHelper, is_kplugfs_mount, kplugfs_bin, mount_cmd};
+use kplugfs_tests::{BinLink, MOUNT_HELPER, MountHelper, is_kplugfs_mount, kplugfs_bin, mount_cmd};
 
 /// Scratch directories: `backing` (with a file `f`), `mnt`, and where the mount's history
 /// and kept plugins go. Unmounts `mnt` on drop if still mounted.
@@ -328,38 +328,6 @@ fn an_fstab_line_mounts_an_s3_bucket() {
     );
 }
 
-/// A symlink at `at` to the binary under test while alive; what was there is put back.
-struct BinLink {
-    at: PathBuf,
-    previous: Option<PathBuf>,
-}
-
-impl BinLink {
-    fn install(at: &str) -> Self {
-        let at = PathBuf::from(at);
-        let previous = fs::read_link(&at).ok();
-        if at.symlink_metadata().is_ok() {
-            assert!(
-                previous.is_some(),
-                "{} is not a symlink: not replacing it",
-                at.display()
-            );
-            fs::remove_file(&at).unwrap();
-        }
-        std::os::unix::fs::symlink(kplugfs_bin(), &at).unwrap();
-        Self { at, previous }
-    }
-}
-
-impl Drop for BinLink {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.at);
-        if let Some(prev) = &self.previous {
-            let _ = std::os::unix::fs::symlink(prev, &self.at);
-        }
-    }
-}
-
 /// Without `/sbin/mount.fuse.kplugfs`, mount(8) falls back to fuse3's `mount.fuse`, which
 /// runs `kplugfs SRC DIR -o OPTS` through `/bin/sh` with a fixed PATH (so the test links the
 /// binary under test at /usr/local/sbin/kplugfs): that command line is the helper's call too,
@@ -367,7 +335,7 @@ impl Drop for BinLink {
 #[test]
 fn without_the_link_fuse3s_mount_fuse_runs_kplugfs_itself() {
     let _absent = MountHelper::absent();
-    let _bin = BinLink::install("/usr/local/sbin/kplugfs");
+    let _bin = BinLink::set("/usr/local/sbin/kplugfs", true);
     let s = Scratch::new();
     let opts = format!("cache_size=8MiB,policy=fifo,{}", s.own_files());
     let src = s.backing.to_str().unwrap();

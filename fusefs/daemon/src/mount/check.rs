@@ -71,6 +71,24 @@ pub fn mount_at(path: &Path) -> Result<Option<MountInfo>> {
     Ok(mounts()?.into_iter().rev().find(|m| m.mountpoint == path))
 }
 
+/// The kplugfs mount at `mountpoint` (canonicalized when it can be): its path and its
+/// mount-table entry, or a one-line error saying it is no mount point or another
+/// filesystem's (`kplugfs umount` and remount).
+pub fn kplugfs_mount_at(mountpoint: &Path) -> Result<(PathBuf, MountInfo)> {
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let Some(m) = mount_at(&mp)? else {
+        bail!("{} is not a mount point", mp.display());
+    };
+    if m.fstype != format!("fuse.{}", super::FS_SUBTYPE) {
+        bail!(
+            "{} is a {} mount, not a kplugfs mount",
+            mp.display(),
+            m.fstype
+        );
+    }
+    Ok((mp, m))
+}
+
 fn canonical_dir(path: &Path, what: &str) -> Result<PathBuf> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!("{what} {} does not exist", path.display()),

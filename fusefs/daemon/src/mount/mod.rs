@@ -451,34 +451,17 @@ fn redirect_stdio() {
 
 /// `kplugfs umount`: unmount a kplugfs mount and wait until it is gone.
 pub fn umount(mountpoint: &Path) -> Result<()> {
-    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    let Some(m) = mount_at(&mp)? else {
-        bail!("{} is not a mount point", mp.display());
-    };
-    if m.fstype != format!("fuse.{FS_SUBTYPE}") {
-        bail!(
-            "{} is a {} mount, not a kplugfs mount",
-            mp.display(),
-            m.fstype
-        );
-    }
+    let (mp, _) = check::kplugfs_mount_at(mountpoint)?;
     if nix::unistd::geteuid().is_root() {
-        // Busy is retried for a moment, as for a remount (`remount::BUSY_RETRY`): a file
-        // closed just before keeps the mount busy until the daemon has answered its
-        // (asynchronous) RELEASE.
-        let busy_until = Instant::now() + remount::BUSY_RETRY;
-        loop {
-            match nix::mount::umount2(&mp, nix::mount::MntFlags::empty()) {
-                Ok(()) => break,
-                Err(nix::errno::Errno::EBUSY) if Instant::now() < busy_until => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(nix::errno::Errno::EBUSY) => bail!(
-                    "{} is busy (files open or a process inside it)",
-                    mp.display()
-                ),
-                Err(e) => bail!("umount {}: {e}", mp.display()),
-            }
+        // Busy is retried for a moment, as for a remount: a file closed just before keeps
+        // the mount busy until the daemon has answered its (asynchronous) RELEASE.
+        match remount::retry_busy(|| nix::mount::umount2(&mp, nix::mount::MntFlags::empty())) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EBUSY) => bail!(
+                "{} is busy (files open or a process inside it)",
+                mp.display()
+            ),
+            Err(e) => bail!("umount {}: {e}", mp.display()),
         }
     } else {
         let prog = if which("fusermount3").is_some() {

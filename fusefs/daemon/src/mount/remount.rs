@@ -20,17 +20,33 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use nix::mount::MsFlags;
 
-use super::{FS_SUBTYPE, mount_at};
+use super::check::kplugfs_mount_at;
 
 /// How long a read-only switch is retried while the kernel says the filesystem is busy.
 /// The kernel refuses it while a removed file's inode is still alive, and with FUSE that
 /// outlives the last `close()` by the daemon's answer to the (asynchronous) RELEASE: a file
 /// closed and removed just before `remount,ro` makes it busy for about a request's round
 /// trip. A file really open for writing stays busy, and costs this long before the error.
-pub(super) const BUSY_RETRY: Duration = Duration::from_secs(2);
+const BUSY_RETRY: Duration = Duration::from_secs(2);
+
+/// Run `op` (a remount or an unmount) again while the kernel answers EBUSY, for up to
+/// [`BUSY_RETRY`], pausing 5 ms and doubling to 100 ms; its last answer.
+pub(super) fn retry_busy(mut op: impl FnMut() -> nix::Result<()>) -> nix::Result<()> {
+    let deadline = Instant::now() + BUSY_RETRY;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match op() {
+            Err(nix::errno::Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
 
 /// The `mount(2)` flags of a remount with `options` (comma-separated, as mount(8) passes
 /// them) over the mount's `current` per-mount options (as /proc/self/mountinfo shows
@@ -80,17 +96,7 @@ pub fn remount_flags(current: &str, options: &str) -> MsFlags {
 /// Remount the kplugfs mount at `mountpoint` with `options` (see [`remount_flags`]).
 /// Errors are one line: not a kplugfs mount, not root, busy.
 pub fn remount(mountpoint: &Path, options: &str) -> Result<()> {
-    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    let Some(m) = mount_at(&mp)? else {
-        bail!("remount: {} is not a mount point", mp.display());
-    };
-    if m.fstype != format!("fuse.{FS_SUBTYPE}") {
-        bail!(
-            "remount: {} is a {} mount, not a kplugfs mount",
-            mp.display(),
-            m.fstype
-        );
-    }
+    let (mp, m) = kplugfs_mount_at(mountpoint).map_err(|e| anyhow!("remount: {e}"))?;
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "remount: only root can remount {} (mount(8) runs this helper as root)",
@@ -98,22 +104,13 @@ pub fn remount(mountpoint: &Path, options: &str) -> Result<()> {
         );
     }
     let flags = remount_flags(&m.options, options);
-    let deadline = Instant::now() + BUSY_RETRY;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match nix::mount::mount(None::<&str>, &mp, None::<&str>, flags, None::<&str>) {
-            Ok(()) => break,
-            Err(nix::errno::Errno::EBUSY) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(nix::errno::Errno::EBUSY) => bail!(
-                "remount: {} is busy (a file is open for writing, or a removed file is still \
-                 open)",
-                mp.display()
-            ),
-            Err(e) => bail!("remount {}: {e}", mp.display()),
-        }
+    match retry_busy(|| nix::mount::mount(None::<&str>, &mp, None::<&str>, flags, None::<&str>)) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EBUSY) => bail!(
+            "remount: {} is busy (a file is open for writing, or a removed file is still open)",
+            mp.display()
+        ),
+        Err(e) => bail!("remount {}: {e}", mp.display()),
     }
     tracing::info!(mountpoint = %mp.display(), options, "remounted");
     Ok(())
