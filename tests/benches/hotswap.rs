@@ -21,12 +21,6 @@ use kplugfs_tests::{TestMount, kplugfs};
 const FILES: usize = 4;
 const SIZE: usize = 4 << 20;
 
-fn data(i: usize) -> Vec<u8> {
-    (0..SIZE as u32)
-        .map(|k| (k.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 9) as u8)
-        .collect()
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -51,7 +45,11 @@ fn main() {
         ],
         |b| {
             for i in 0..FILES {
-                fs::write(b.join(format!("f{i}")), data(i)).unwrap();
+                fs::write(
+                    b.join(format!("f{i}")),
+                    kplugfs_tests::pattern(SIZE, i as u32),
+                )
+                .unwrap();
             }
         },
     ));
@@ -66,7 +64,11 @@ fn main() {
     let sdk_lru = fs::read(dir.join("lru.wasm")).unwrap();
     let root = kplugfs_tests::repo_root();
     let wat_lru = wat::parse_file(root.join("policies/lru-wat/lru.wat")).unwrap();
-    let want: Arc<Vec<Vec<u8>>> = Arc::new((0..FILES).map(data).collect());
+    let want: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..FILES)
+            .map(|i| kplugfs_tests::pattern(SIZE, i as u32))
+            .collect(),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (reads, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

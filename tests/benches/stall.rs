@@ -31,12 +31,6 @@ const SIZE: usize = 4 << 20;
 const BLOCK: usize = 64 << 10;
 const READERS: usize = 8;
 
-fn data(i: usize) -> Vec<u8> {
-    (0..SIZE as u32)
-        .map(|k| (k.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 9) as u8)
-        .collect()
-}
-
 fn mount(extra: &[&str]) -> Arc<TestMount> {
     let mut args = vec![
         "--cache-size",
@@ -48,7 +42,11 @@ fn mount(extra: &[&str]) -> Arc<TestMount> {
     args.extend_from_slice(extra);
     Arc::new(TestMount::with_backing(&args, |b| {
         for i in 0..FILES {
-            fs::write(b.join(format!("f{i}")), data(i)).unwrap();
+            fs::write(
+                b.join(format!("f{i}")),
+                kplugfs_tests::pattern(SIZE, i as u32),
+            )
+            .unwrap();
         }
     }))
 }
@@ -153,7 +151,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let want: Arc<Vec<Vec<u8>>> = Arc::new((0..FILES).map(data).collect());
+    let want: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..FILES)
+            .map(|i| kplugfs_tests::pattern(SIZE, i as u32))
+            .collect(),
+    );
     println!("# longest read under {READERS} readers (64 KiB random reads, 2 MiB cache)");
     println!("| scenario | reads | p50 ms | p99 ms | max ms | plugin at the end |");
     println!("|---|---:|---:|---:|---:|---|");

@@ -137,6 +137,14 @@ impl MountHelper {
     }
 }
 
+/// `len` bytes of a fixed pseudo-random pattern, different for each `seed`: file contents
+/// a test writes to the backing directory and checks every read against.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+        .collect()
+}
+
 /// Run `sh -c SCRIPT` as nobody:nogroup with no supplementary groups (so without any
 /// capability): another user of the mount.
 pub fn as_nobody(script: &str) -> Output {

@@ -11,12 +11,6 @@ use kplugfs_tests::{TestMount, active, drop_plugin, exported_policy};
 
 const BLOCK: usize = 64 << 10;
 
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
-        .collect()
-}
-
 fn misses(m: &TestMount) -> u64 {
     let st: serde_json::Value =
         serde_json::from_slice(&fs::read(m.m(".kplug/stats")).unwrap()).unwrap();
@@ -52,13 +46,13 @@ fn pathfilter_and_maxsize_keep_out_what_they_name() {
             for (rel, len, seed) in files {
                 let p = b.join(rel);
                 fs::create_dir_all(p.parent().unwrap()).unwrap();
-                fs::write(p, data(len, seed)).unwrap();
+                fs::write(p, kplugfs_tests::pattern(len, seed)).unwrap();
             }
         },
     );
     let want = |rel: &str| {
         let (_, len, seed) = files.iter().find(|f| f.0 == rel).unwrap();
-        data(*len, *seed)
+        kplugfs_tests::pattern(*len, *seed)
     };
 
     // Parameters first, then the module: it loads with them.
@@ -85,17 +79,26 @@ fn pathfilter_and_maxsize_keep_out_what_they_name() {
     // An include list: only what it names.
     drop_plugin(&m, "pathfilter.params", b"include=big.*\n").unwrap();
     assert_eq!(second_read_misses(&m, "big.bin", &want("big.bin")), 0);
-    fs::write(m.m("c.csv"), data(2 * BLOCK, 5)).unwrap();
-    assert_eq!(second_read_misses(&m, "c.csv", &data(2 * BLOCK, 5)), 2);
+    fs::write(m.m("c.csv"), kplugfs_tests::pattern(2 * BLOCK, 5)).unwrap();
+    assert_eq!(
+        second_read_misses(&m, "c.csv", &kplugfs_tests::pattern(2 * BLOCK, 5)),
+        2
+    );
 
     // maxsize takes the admission role; its default limit is a quarter of the 4 MiB cache.
     drop_plugin(&m, "maxsize.wasm", &exported_policy("maxsize")).unwrap();
     assert_eq!(active(&m, "admission"), "maxsize");
     assert_eq!(second_read_misses(&m, "huge.bin", &want("huge.bin")), 24);
-    assert_eq!(second_read_misses(&m, "c.csv", &data(2 * BLOCK, 5)), 0);
+    assert_eq!(
+        second_read_misses(&m, "c.csv", &kplugfs_tests::pattern(2 * BLOCK, 5)),
+        0
+    );
     // A file that grows past the limit is refused from then on.
-    fs::write(m.m("c.csv"), data(20 * BLOCK, 6)).unwrap();
-    assert_eq!(second_read_misses(&m, "c.csv", &data(20 * BLOCK, 6)), 20);
+    fs::write(m.m("c.csv"), kplugfs_tests::pattern(20 * BLOCK, 6)).unwrap();
+    assert_eq!(
+        second_read_misses(&m, "c.csv", &kplugfs_tests::pattern(20 * BLOCK, 6)),
+        20
+    );
     // An explicit limit.
     drop_plugin(&m, "maxsize.params", b"bytes=4194304\n").unwrap();
     assert_eq!(second_read_misses(&m, "huge.bin", &want("huge.bin")), 0);

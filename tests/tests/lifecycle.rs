@@ -13,16 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kplugfs_tests::fixtures::{self, EVICTION_EXPORTS};
-use kplugfs_tests::{TestMount, drop_plugin, exported_policy, status};
+use kplugfs_tests::{TestMount, drop_plugin, exported_policy, pattern, status};
 use serde_json::Value;
 
 const SIZE: usize = 1 << 20;
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
-        .collect()
-}
 
 /// A small-cache mount whose reads all reach the block cache, with `files` files of 1 MiB.
 fn mount(files: usize, extra: &[&str]) -> TestMount {
@@ -36,7 +30,7 @@ fn mount(files: usize, extra: &[&str]) -> TestMount {
     args.extend_from_slice(extra);
     TestMount::with_backing(&args, |b| {
         for i in 0..files {
-            fs::write(b.join(format!("f{i}")), data(SIZE, i as u32)).unwrap();
+            fs::write(b.join(format!("f{i}")), pattern(SIZE, i as u32)).unwrap();
         }
     })
 }
@@ -45,7 +39,7 @@ fn read_all(m: &TestMount, files: usize) {
     for i in 0..files {
         assert_eq!(
             fs::read(m.m(&format!("f{i}"))).unwrap(),
-            data(SIZE, i as u32),
+            pattern(SIZE, i as u32),
             "f{i}"
         );
     }
@@ -332,7 +326,7 @@ fn reads_go_on_while_plugins_initialise() {
         let reader = {
             let (m, loading, done) = (m.clone(), loading.clone(), done.clone());
             std::thread::spawn(move || {
-                let want = data(SIZE, 1);
+                let want = pattern(SIZE, 1);
                 while loading.load(Ordering::Acquire) {
                     let got = fs::read(m.m("f1")).unwrap();
                     assert_eq!(got, want);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use kplugfs_tests::{Hostile, TestMount, active, drop_plugin, plugin, status, wat_lru};
+use kplugfs_tests::{Hostile, TestMount, active, drop_plugin, pattern, plugin, status, wat_lru};
 
 /// The SDK-built LRU policy, built once per test run.
 fn lru_wasm() -> Vec<u8> {
@@ -22,12 +22,6 @@ fn lru_wasm() -> Vec<u8> {
             .expect("build policies/lru")
     });
     fs::read(p).unwrap()
-}
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
-        .collect()
 }
 
 /// A mount with a small cache (so policies must evict) whose reads all reach the daemon.
@@ -42,7 +36,7 @@ fn small_cache_mount(files: usize, size: usize) -> TestMount {
         ],
         |b| {
             for i in 0..files {
-                fs::write(b.join(format!("f{i}")), data(size, i as u32)).unwrap();
+                fs::write(b.join(format!("f{i}")), pattern(size, i as u32)).unwrap();
             }
         },
     )
@@ -51,7 +45,7 @@ fn small_cache_mount(files: usize, size: usize) -> TestMount {
 fn check_file(m: &TestMount, i: usize, size: usize) {
     assert_eq!(
         fs::read(m.m(&format!("f{i}"))).unwrap(),
-        data(size, i as u32),
+        pattern(size, i as u32),
         "f{i}"
     );
 }
@@ -282,7 +276,7 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
     const FILES: usize = 4;
     const SIZE: usize = 768 << 10;
     let m = Arc::new(small_cache_mount(FILES, SIZE));
-    let want: Vec<Vec<u8>> = (0..FILES).map(|i| data(SIZE, i as u32)).collect();
+    let want: Vec<Vec<u8>> = (0..FILES).map(|i| pattern(SIZE, i as u32)).collect();
     let want = Arc::new(want);
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));

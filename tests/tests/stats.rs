@@ -8,16 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kplugfs_tests::{TestMount, kplugfs, kplugfs_bin};
+use kplugfs_tests::{TestMount, kplugfs, kplugfs_bin, pattern};
 use serde_json::Value;
 
 const BS: usize = 64 << 10;
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
-        .collect()
-}
 
 /// Every read reaches the daemon; 64 KiB blocks, a 4 MiB cache.
 fn mount(extra: &[&str]) -> TestMount {
@@ -30,8 +24,8 @@ fn mount(extra: &[&str]) -> TestMount {
     ];
     args.extend_from_slice(extra);
     TestMount::with_backing(&args, |b| {
-        fs::write(b.join("f"), data(8 * BS, 1)).unwrap();
-        fs::write(b.join("g"), data(3 * BS, 2)).unwrap();
+        fs::write(b.join("f"), pattern(8 * BS, 1)).unwrap();
+        fs::write(b.join("g"), pattern(3 * BS, 2)).unwrap();
     })
 }
 
@@ -87,7 +81,7 @@ fn stats_file_counts_misses_then_hits_on_reread() {
     assert_eq!(u(&s0, "/cache/capacity_blocks"), 64);
     assert_eq!(u(&s0, "/cache/block_size"), BS as u64);
 
-    assert_eq!(fs::read(m.m("f")).unwrap(), data(8 * BS, 1));
+    assert_eq!(fs::read(m.m("f")).unwrap(), pattern(8 * BS, 1));
     std::thread::sleep(Duration::from_millis(300)); // prefetches in flight land
     let s1 = stats(&m);
     assert!(u(&s1, "/cache/misses") >= 1, "{s1}");
@@ -101,7 +95,7 @@ fn stats_file_counts_misses_then_hits_on_reread() {
 
     // The re-read (pages dropped at open by --no-kernel-cache) is served by the block cache:
     // hits only, nothing more from the backend.
-    assert_eq!(fs::read(m.m("f")).unwrap(), data(8 * BS, 1));
+    assert_eq!(fs::read(m.m("f")).unwrap(), pattern(8 * BS, 1));
     let s2 = stats(&m);
     assert!(
         u(&s2, "/cache/hits") >= u(&s1, "/cache/hits") + 8,
@@ -323,7 +317,7 @@ fn a_broken_history_database_never_fails_the_mount() {
         "--history-db",
         db.to_str().unwrap(),
     ]);
-    assert_eq!(fs::read(m.m("g")).unwrap(), data(3 * BS, 2));
+    assert_eq!(fs::read(m.m("g")).unwrap(), pattern(3 * BS, 2));
     let deadline = Instant::now() + Duration::from_secs(5);
     let s = loop {
         let s = stats(&m);
@@ -334,7 +328,7 @@ fn a_broken_history_database_never_fails_the_mount() {
     };
     assert!(s["history"]["error"].is_string(), "{s}");
     assert_eq!(u(&s, "/history/rows_written"), 0);
-    assert_eq!(fs::read(m.m("f")).unwrap(), data(8 * BS, 1));
+    assert_eq!(fs::read(m.m("f")).unwrap(), pattern(8 * BS, 1));
     let out = kplugfs(&["stats", m.mnt.to_str().unwrap()]);
     assert!(stdout(&out).contains("DISABLED"), "{}", stdout(&out));
 }
