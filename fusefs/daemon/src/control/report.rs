@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kplug_abi::Role;
-use kplug_cache::CacheStats;
+use kplug_cache::{CacheCore, CacheStats};
 use kplug_engine::{PluginState, StatusHandle, StatusSnapshot};
 use kplug_store::Store;
 
@@ -66,6 +66,20 @@ fn served_by(name: String, plugin: bool) -> String {
     }
 }
 
+/// What serves each role of `core` (eviction, admission, prefetch, as status names) and the
+/// plugins among them, read in one moment under the core's lock.
+fn serving_roles<V>(core: &CacheCore<V>) -> ([String; 3], Vec<(Role, StatusHandle)>) {
+    let mut serving = Vec::new();
+    let names = [Role::Eviction, Role::Admission, Role::Prefetch].map(|role| {
+        let p = core.policy(role);
+        if let Some(h) = &p.plugin {
+            serving.push((role, h.clone()));
+        }
+        served_by(p.name, p.plugin.is_some())
+    });
+    (names, serving)
+}
+
 impl Sources {
     fn cache_counters(&self, s: &CacheStats, resident: u64, capacity: u64) -> CacheCounters {
         let c = self.cache.counters();
@@ -116,18 +130,11 @@ impl Sources {
             })
             .collect();
         let (active, serving, stats, resident, capacity) = self.cache.with_core(|core| {
-            let mut serving: Vec<(Role, StatusHandle)> = Vec::new();
-            let mut name = |role: Role| {
-                let p = core.policy(role);
-                if let Some(h) = &p.plugin {
-                    serving.push((role, h.clone()));
-                }
-                served_by(p.name, p.plugin.is_some())
-            };
+            let ([eviction, admission, prefetch], serving) = serving_roles(core);
             let active = ActiveRoles {
-                eviction: name(Role::Eviction),
-                admission: name(Role::Admission),
-                prefetch: name(Role::Prefetch),
+                eviction,
+                admission,
+                prefetch,
             };
             (
                 active,
@@ -231,19 +238,7 @@ impl Sources {
         self.plugins.with_files(|files| {
             let (active, serving, snaps, stats, resident, capacity) =
                 self.cache.with_core(|core| {
-                    let mut serving: Vec<(Role, StatusHandle)> = Vec::new();
-                    let mut name = |role: Role| {
-                        let p = core.policy(role);
-                        if let Some(h) = &p.plugin {
-                            serving.push((role, h.clone()));
-                        }
-                        served_by(p.name, p.plugin.is_some())
-                    };
-                    let (eviction, admission, prefetch) = (
-                        name(Role::Eviction),
-                        name(Role::Admission),
-                        name(Role::Prefetch),
-                    );
+                    let ([eviction, admission, prefetch], serving) = serving_roles(core);
                     let active = ActiveStatus {
                         admission,
                         candidates: core
