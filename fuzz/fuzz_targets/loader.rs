@@ -78,15 +78,21 @@ fn available_imports() -> &'static [u8] {
 fn exports_module(mask: u8) -> Vec<u8> {
     let mut funcs: Vec<&Func> = vec![&exports::ABI_VERSION];
     funcs.extend(exports::LIFECYCLE);
-    let roles: [&[Func]; 4] = [
+    let roles: [&[Func]; 5] = [
         exports::EVICTION,
         exports::ADMISSION,
         exports::PREFETCH_ROLE,
         exports::GOVERNOR,
+        exports::EVICTION_BATCHED,
     ];
     for (i, r) in roles.iter().enumerate() {
         if mask & (1 << i) != 0 {
-            funcs.extend(r.iter());
+            // The two eviction sets share `kplug_evict_remove`: export it once.
+            for f in r.iter() {
+                if !funcs.contains(&f) {
+                    funcs.push(f);
+                }
+            }
         }
     }
     let mut w = format!("(module (memory (export \"{}\") 1 16)\n", exports::MEMORY);
@@ -153,7 +159,16 @@ fuzz_target!(|data: &[u8]| {
     // A few calls of every hook; the first fault ends the run, as it disables the plugin.
     for key in 0..4u64 {
         let r = (|| {
-            if roles.contains(Role::Eviction) {
+            if roles.contains(Role::Eviction) && p.evicts_batched() {
+                let mut victims = Vec::new();
+                p.evict_insert(key, key)?;
+                p.evict_access(key, key + 1)?;
+                p.flush_hits(key + 1)?;
+                p.evict_miss(key + 100, 1, key + 1)?;
+                p.evict_remove(key, key)?;
+                p.take_victims(&mut victims);
+                assert!(victims.len() <= 3 * kplug_abi::EVICT_BUF_KEYS);
+            } else if roles.contains(Role::Eviction) {
                 p.evict_insert(key, key)?;
                 p.evict_access(key, key + 1)?;
                 let _ = p.evict_victim(key + 1)?;

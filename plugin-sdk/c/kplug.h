@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.3, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.4, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,11 +22,12 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 3
+#define KPLUG_ABI_MINOR 4
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
 /* Limits. */
+#define KPLUG_EVICT_BUF_KEYS 256
 #define KPLUG_MAX_PREFETCH_RANGES 64
 #define KPLUG_PREFETCH_RANGE_BYTES 16
 #define KPLUG_MAX_MODULE_BYTES 16777216
@@ -128,6 +129,16 @@ KPLUG_EXPORT("kplug_evict_access") void kplug_evict_access(int64_t key);
 KPLUG_EXPORT("kplug_evict_remove") void kplug_evict_remove(int64_t key);
 /* kplug_evict_victim() -> i64, ABI 1.0 */
 KPLUG_EXPORT("kplug_evict_victim") int64_t kplug_evict_victim(void);
+
+/* Role eviction, batched (1.4): these with kplug_evict_remove, instead of the four above. */
+/* kplug_evict_buf() -> i32, ABI 1.4 */
+KPLUG_EXPORT("kplug_evict_buf") int32_t kplug_evict_buf(void);
+/* kplug_evict_hit_batch() -> i32, ABI 1.4 */
+KPLUG_EXPORT("kplug_evict_hit_batch") int32_t kplug_evict_hit_batch(void);
+/* kplug_evict_miss(key: i64, need: i32) -> i32, ABI 1.4 */
+KPLUG_EXPORT("kplug_evict_miss") int32_t kplug_evict_miss(int64_t key, int32_t need);
+/* kplug_evict_hits(n: i32) -> i32, ABI 1.4 */
+KPLUG_EXPORT("kplug_evict_hits") int32_t kplug_evict_hits(int32_t n);
 
 /* Role admission. */
 /* kplug_admit(key: i64, file: i64, block: i64) -> i32, ABI 1.0 */

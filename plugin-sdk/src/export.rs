@@ -61,6 +61,49 @@ pub mod __private {
         UnsafeCell::new([0; PREFETCH_RANGE_BYTES * MAX_PREFETCH_RANGES]),
     );
 
+    /// The eviction key buffer (ABI 1.4): hits in, victims out.
+    pub static EVICT_BUF: Buffer<{ 8 * kplug_abi::EVICT_BUF_KEYS }> =
+        Buffer(UnsafeCell::new([0; 8 * kplug_abi::EVICT_BUF_KEYS]));
+
+    /// The eviction key buffer as an array of keys.
+    ///
+    /// # Safety
+    /// No other reference to `EVICT_BUF` may be alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn evict_keys() -> &'static mut [u64; kplug_abi::EVICT_BUF_KEYS] {
+        // SAFETY: the buffer is 8-aligned and exactly EVICT_BUF_KEYS u64s; see the contract.
+        unsafe { &mut *(EVICT_BUF.0.get() as *mut [u64; kplug_abi::EVICT_BUF_KEYS]) }
+    }
+
+    /// `kplug_evict_miss`: `evict` then `insert`; the number of victims written.
+    pub fn evict_miss<T: crate::Eviction>(p: &mut T, key: i64, need: i32) -> i32 {
+        // SAFETY: the only reference to the buffer during this export.
+        let mut v = crate::Victims::new(unsafe { evict_keys() });
+        p.evict(key as u64, need.max(0) as usize, &mut v);
+        p.insert(key as u64);
+        v.len() as i32
+    }
+
+    /// `kplug_evict_hits`: each of the `n` hits in the buffer, oldest first (copied out
+    /// first: victims are written over them); the number of victims written.
+    pub fn evict_hits<T: crate::Eviction>(p: &mut T, n: i32) -> i32 {
+        // SAFETY: the only reference to the buffer during this export.
+        let keys = unsafe { evict_keys() };
+        let n = (n.max(0) as usize).min(keys.len());
+        let mut hits = [0u64; kplug_abi::EVICT_BUF_KEYS];
+        hits[..n].copy_from_slice(&keys[..n]);
+        let mut v = crate::Victims::new(keys);
+        for k in &hits[..n] {
+            p.hit(u64::from_le(*k), &mut v);
+        }
+        v.len() as i32
+    }
+
+    /// `kplug_evict_hit_batch`: the policy's batch, within 1..=256.
+    pub fn evict_hit_batch<T: crate::Eviction>() -> i32 {
+        T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
+    }
+
     /// `kplug_alloc`: the parameter buffer if `len` fits, else 0.
     pub fn alloc(len: i32) -> i32 {
         if len > 0 && len as usize <= 2 * MAX_PARAM_BYTES {
@@ -174,20 +217,24 @@ macro_rules! export_plugin {
 
     (@role eviction, $ty:ty) => {
         #[unsafe(no_mangle)]
-        pub extern "C" fn kplug_evict_insert(key: i64) {
-            <$ty as $crate::Eviction>::insert(state(), key as u64)
+        pub extern "C" fn kplug_evict_buf() -> i32 {
+            $crate::__private::EVICT_BUF.0.get() as usize as i32
         }
         #[unsafe(no_mangle)]
-        pub extern "C" fn kplug_evict_access(key: i64) {
-            <$ty as $crate::Eviction>::access(state(), key as u64)
+        pub extern "C" fn kplug_evict_hit_batch() -> i32 {
+            $crate::__private::evict_hit_batch::<$ty>()
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_miss(key: i64, need: i32) -> i32 {
+            $crate::__private::evict_miss(state(), key, need)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_hits(n: i32) -> i32 {
+            $crate::__private::evict_hits(state(), n)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_remove(key: i64) {
             <$ty as $crate::Eviction>::remove(state(), key as u64)
-        }
-        #[unsafe(no_mangle)]
-        pub extern "C" fn kplug_evict_victim() -> i64 {
-            <$ty as $crate::Eviction>::victim(state()) as i64
         }
     };
     (@role admission, $ty:ty) => {

@@ -45,10 +45,10 @@
 //!     fn remove(&mut self, key: u64) {
 //!         self.order.remove(key);
 //!     }
-//!     fn victim(&mut self) -> u64 {
-//!         // The host asks only while blocks are resident; an empty list
-//!         // answers a key that is never resident, which the host reports.
-//!         self.order.pop_back().unwrap_or(u64::MAX)
+//!     fn victim(&mut self, _incoming: u64) -> Option<u64> {
+//!         // The host asks only while blocks are resident; `None` from an
+//!         // empty list would be reported as the plugin's fault.
+//!         self.order.pop_back()
 //!     }
 //! }
 //!
@@ -57,7 +57,7 @@
 //! #     let mut l = Lru::default();
 //! #     for k in 1..=3 { l.insert(k); }
 //! #     l.access(1);
-//! #     assert_eq!(l.victim(), 2);
+//! #     assert_eq!(l.victim(9), Some(2));
 //! # }
 //! ```
 //!
@@ -105,12 +105,13 @@ pub mod names {
         e::SET_PARAM.name,
         e::INIT.name,
     ];
-    /// Exports of the eviction role.
-    pub const EVICTION: [&str; 4] = [
-        e::EVICT_INSERT.name,
-        e::EVICT_ACCESS.name,
+    /// Exports of the eviction role (the batched set of ABI 1.4).
+    pub const EVICTION: [&str; 5] = [
+        e::EVICT_BUF.name,
+        e::EVICT_HIT_BATCH.name,
+        e::EVICT_MISS.name,
+        e::EVICT_HITS.name,
         e::EVICT_REMOVE.name,
-        e::EVICT_VICTIM.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -246,10 +247,22 @@ pub trait Plugin {
     }
 }
 
-/// The eviction role: keep an order over the resident blocks and name a
-/// victim when the cache is full. Keys are opaque stable `u64`s.
+/// The eviction role: keep an order over the resident blocks and name victims
+/// when the cache is full. Keys are opaque stable `u64`s.
+///
+/// [`export_plugin!`] serves it through the batched hooks of ABI 1.4: on a miss the host
+/// calls [`evict`](Eviction::evict) (which names the victims, by default
+/// [`victim`](Eviction::victim) once per block the cache must lose) and then
+/// [`insert`](Eviction::insert), in one call; hits arrive in batches of up to
+/// [`HIT_BATCH`](Eviction::HIT_BATCH), always before the next miss or removal, so every
+/// decision sees every hit before it.
 pub trait Eviction {
-    /// `key` became resident (the host made room first; `key` is new).
+    /// Most hits the host may deliver in one call, 1..=256 (default 256). A policy whose
+    /// [`hit`](Eviction::hit) can name victims answers 1, so that they leave the cache before
+    /// the next request, as they would in a simulator that evicts on the hit.
+    const HIT_BATCH: u32 = abi::EVICT_BUF_KEYS as u32;
+
+    /// `key` became resident (after [`evict`](Eviction::evict) made room; `key` is new).
     fn insert(&mut self, key: u64);
 
     /// A hit on resident `key`. Default: nothing (FIFO-like policies).
@@ -263,9 +276,84 @@ pub trait Eviction {
         let _ = key;
     }
 
-    /// Name a resident block to evict, and forget it. The host evicts exactly
-    /// this block; a key that is not resident disables the plugin.
-    fn victim(&mut self) -> u64;
+    /// Name a resident block to evict so that the missed block `incoming` can enter (as
+    /// libCacheSim's `to_evict(cache, req)`), and forget it; `None` if there is none (the
+    /// host then reports the plugin). The host evicts exactly this block.
+    fn victim(&mut self, incoming: u64) -> Option<u64>;
+
+    /// The missed block `incoming` is about to enter and the cache must first lose `need`
+    /// blocks: push at least `need` victims (forgotten, resident) into `victims`. Called on
+    /// every miss, `need = 0` while the cache has room, before [`insert`](Eviction::insert).
+    /// Default: [`victim`](Eviction::victim) until `need` are named. Override it to learn of
+    /// every miss (ARC's ghost hits) or to evict several blocks at once (W-TinyLFU).
+    fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
+        victims.fill(need, || self.victim(incoming));
+    }
+
+    /// A hit on resident `key`, which may evict blocks by pushing them into `victims`
+    /// (then set [`HIT_BATCH`](Eviction::HIT_BATCH) to 1). Default:
+    /// [`access`](Eviction::access).
+    fn hit(&mut self, key: u64, victims: &mut Victims<'_>) {
+        let _ = victims;
+        self.access(key);
+    }
+}
+
+/// The victims of one eviction call, written where the host reads them (at most
+/// [`abi::EVICT_BUF_KEYS`]).
+pub struct Victims<'a> {
+    buf: &'a mut [u64; abi::EVICT_BUF_KEYS],
+    n: usize,
+}
+
+impl<'a> Victims<'a> {
+    /// Wraps a victim array (used by the generated code and by tests).
+    pub fn new(buf: &'a mut [u64; abi::EVICT_BUF_KEYS]) -> Self {
+        Victims { buf, n: 0 }
+    }
+
+    /// Names `key` a victim. Panics (a trap: the host disables the plugin, which has
+    /// forgotten blocks it cannot hand back) past 256 victims in one call: check
+    /// [`is_full`](Victims::is_full) when a call can evict more.
+    pub fn push(&mut self, key: u64) {
+        assert!(
+            self.n < abi::EVICT_BUF_KEYS,
+            "more than 256 victims in one call"
+        );
+        self.buf[self.n] = key.to_le();
+        self.n += 1;
+    }
+
+    /// Names victims from `next` until there are `need`, or `next` has none.
+    pub fn fill(&mut self, need: usize, mut next: impl FnMut() -> Option<u64>) {
+        while self.n < need {
+            match next() {
+                Some(k) => self.push(k),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether 256 victims were named, the most one call can return: a policy that evicts
+    /// more at once keeps the rest and names them at its next call.
+    pub fn is_full(&self) -> bool {
+        self.n == abi::EVICT_BUF_KEYS
+    }
+
+    /// Victims named so far.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether none was named.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The victims named, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buf[..self.n].iter().map(|k| u64::from_le(*k))
+    }
 }
 
 /// The admission role: decide whether a missed block enters the cache.
@@ -415,7 +503,37 @@ mod tests {
     }
 
     #[test]
+    fn victims_default_to_victim_until_need() {
+        struct Two(u64);
+        impl Eviction for Two {
+            fn insert(&mut self, _: u64) {}
+            fn victim(&mut self, incoming: u64) -> Option<u64> {
+                self.0 += 1;
+                (self.0 <= 2).then_some(incoming + self.0)
+            }
+        }
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        let mut p = Two(0);
+        p.evict(10, 1, &mut v);
+        assert!(v.iter().eq([11]));
+        // Asks for more than the policy has: stops at `None` (the host reports it).
+        p.evict(10, 5, &mut v);
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "more than 256 victims")]
+    fn victims_cap_at_256() {
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        for k in 0..=256 {
+            v.push(k);
+        }
+    }
+
+    #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0003);
+        assert_eq!(ABI_VERSION, 0x0001_0004);
     }
 }

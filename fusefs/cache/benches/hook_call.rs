@@ -1,8 +1,10 @@
 //! Cost of a plugin hook call vs the native built-in, and CacheCore
 //! throughput. Run: `cargo bench -p kplug-cache --bench hook_call`.
 //!
-//! - `hook/*`: one access + victim + insert cycle (3 hook calls) on an LRU
-//!   holding 4096 keys; criterion's elements/s counts hook calls.
+//! - `hook/*`: one access + victim + insert cycle (3 hook calls in ABI 1.0) on an
+//!   LRU holding 4096 keys; criterion's elements/s counts those three events. The SDK
+//!   LRU serves the batched hooks of ABI 1.4: a queued hit (one call per 256) and one
+//!   `kplug_evict_miss` per cycle.
 //! - `core/*`: `CacheCore<()>::request` on a skewed random stream over 64 Ki
 //!   keys with a 4096-block cache; elements/s is requests/s.
 
@@ -77,11 +79,20 @@ fn wasm_cycle_group(c: &mut Criterion, name: &str, compiled: &CompiledPlugin) {
         p.evict_insert(k, 0).unwrap();
     }
     let mut i = N;
+    let mut victims = Vec::new();
     g.bench_function(name, |b| {
         b.iter(|| {
             p.evict_access(black_box(i - 1), 0).unwrap();
-            let v = p.evict_victim(0).unwrap();
-            p.evict_insert(i, 0).unwrap();
+            let v = if p.evicts_batched() {
+                // ABI 1.4: the hit waits in a batch; one call names the victim and inserts.
+                p.evict_miss(i, 1, 0).unwrap();
+                p.take_victims(&mut victims);
+                victims.drain(..).next_back().unwrap()
+            } else {
+                let v = p.evict_victim(0).unwrap();
+                p.evict_insert(i, 0).unwrap();
+                v
+            };
             i += 1;
             black_box(v)
         })

@@ -11,7 +11,10 @@
 //! Request flow (libCacheSim's driver): `get` (hit -> `eviction.access`) ->
 //! on a miss the caller fetches and calls `insert`: admission -> while full:
 //! `eviction.victim`, validated resident, evicted -> map insert ->
-//! `eviction.insert`. Invalidation (`remove`, `remove_file`) calls
+//! `eviction.insert` (a batched 1.4 plugin: one `kplug_evict_miss(key, need)`
+//! before the map insert, after the hits waiting were delivered; the victims
+//! it names, on a miss or a hit, are checked resident and evicted at once).
+//! Invalidation (`remove`, `remove_file`) calls
 //! `eviction.remove`. `prefetch_plan` asks the prefetch role, validates,
 //! clamps the total to `prefetch_budget` blocks, drops blocks resident or in
 //! flight (and the demand block) and marks the rest in flight; their data
@@ -171,6 +174,8 @@ pub struct CacheCore<V> {
     governor: Option<Box<Governor>>,
     /// Keys this core evicted since the governor last looked (shadow caches only).
     evicted_log: Option<Vec<u64>>,
+    /// Scratch for the victims a batched (ABI 1.4) eviction plugin returns.
+    victims: Vec<u64>,
 }
 
 impl<V> std::fmt::Debug for CacheCore<V> {
@@ -204,6 +209,7 @@ impl<V> CacheCore<V> {
             windows: Windows::default(),
             governor: None,
             evicted_log: None,
+            victims: Vec::new(),
         }
     }
 
@@ -316,8 +322,9 @@ impl<V> CacheCore<V> {
         }
         self.stats.hits += 1;
         let resident = self.map.len() as u64;
-        if let Err(f) = self.eviction.access(&mut self.plugins, key, resident) {
-            self.on_fault(f);
+        match self.eviction.access(&mut self.plugins, key, resident) {
+            Ok(()) => self.evict_returned(),
+            Err(f) => self.on_fault(f),
         }
         if self.governor.is_some() {
             self.observe_for_governor(key, true);
@@ -375,6 +382,10 @@ impl<V> CacheCore<V> {
             self.prefetch_for_governor(key);
         }
         let evicting = self.map.len() as u64 >= self.capacity;
+        // A batched (1.4) plugin learns the missed key with the room to make, in one call,
+        // and tracks the key from then on; the loop below then has nothing left to do (or,
+        // after a fault, leaves it to the built-in).
+        let tracked = self.evict_for_miss(key);
         while self.map.len() as u64 >= self.capacity {
             let victim = self.next_victim();
             self.evict(victim);
@@ -400,8 +411,11 @@ impl<V> CacheCore<V> {
             self.stats.prefetch_inserted += 1;
         }
         let resident = self.map.len() as u64;
-        if let Err(f) = self.eviction.insert(&mut self.plugins, key, resident) {
-            self.on_fault(f);
+        if !tracked {
+            match self.eviction.insert(&mut self.plugins, key, resident) {
+                Ok(()) => self.evict_returned(),
+                Err(f) => self.on_fault(f),
+            }
         }
         if self.governor.is_some() {
             self.inserted_for_governor(key);
@@ -415,8 +429,9 @@ impl<V> CacheCore<V> {
         {
             // The built-in tracking the resident set forgets it as it would its own victim.
             let resident = self.map.len() as u64;
-            if let Err(f) = self.eviction.remove(&mut self.plugins, k, resident) {
-                self.on_fault(f);
+            match self.eviction.remove(&mut self.plugins, k, resident) {
+                Ok(()) => self.evict_returned(),
+                Err(f) => self.on_fault(f),
             }
             return k;
         }
@@ -446,6 +461,78 @@ impl<V> CacheCore<V> {
                 }
                 Err(f) => self.on_fault(f),
             }
+        }
+    }
+
+    /// For a batched (ABI 1.4) eviction plugin: `kplug_evict_miss(key, need)` with the room
+    /// the insertion of `key` needs, and its victims evicted. Returns whether the plugin now
+    /// tracks `key` (false for any other policy, or after a fault).
+    fn evict_for_miss(&mut self, key: u64) -> bool {
+        let EvictionRole::Plugin(slot) = self.eviction else {
+            return false;
+        };
+        if !self.plugins.peek(slot).evicts_batched() {
+            return false;
+        }
+        // The hits waiting go first: what they evict is room the miss need not make.
+        let resident = self.map.len() as u64;
+        match self.plugins.get(slot).flush_hits(resident) {
+            Ok(()) => self.evict_returned(),
+            Err(fault) => {
+                self.on_fault(SlotFault { slot, fault });
+                return false;
+            }
+        }
+        if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+            return false;
+        }
+        let resident = self.map.len() as u64;
+        let need = (resident + 1).saturating_sub(self.capacity);
+        match self
+            .plugins
+            .get(slot)
+            .evict_miss(key, need.min(u32::MAX as u64) as u32, resident)
+        {
+            Ok(()) => {
+                self.evict_returned();
+                matches!(self.eviction, EvictionRole::Plugin(s) if s == slot)
+            }
+            Err(fault) => {
+                self.on_fault(SlotFault { slot, fault });
+                false
+            }
+        }
+    }
+
+    /// Evicts the victims the batched (ABI 1.4) eviction plugin returned from its last
+    /// calls, each checked resident (which also refuses one named twice); one that is not
+    /// is an `InvalidAnswer` fault, and the built-in takes over from the blocks left.
+    fn evict_returned(&mut self) {
+        let EvictionRole::Plugin(slot) = self.eviction else {
+            return;
+        };
+        let mut victims = std::mem::take(&mut self.victims);
+        let hook = self.plugins.get(slot).take_victims(&mut victims);
+        let mut bad = None;
+        for &k in &victims {
+            if !self.map.contains_key(&k) {
+                bad = Some(k);
+                break;
+            }
+            self.evict(k);
+        }
+        victims.clear();
+        self.victims = victims;
+        if let Some(k) = bad {
+            self.on_fault(SlotFault {
+                slot,
+                fault: kplug_engine::HookFault {
+                    hook,
+                    fault: kplug_engine::Fault::InvalidAnswer(format!(
+                        "victim {k:#x} is not a resident block"
+                    )),
+                },
+            });
         }
     }
 
@@ -501,8 +588,9 @@ impl<V> CacheCore<V> {
             self.stats.prefetch_wasted += 1;
         }
         let resident = self.map.len() as u64;
-        if let Err(f) = self.eviction.remove(&mut self.plugins, key, resident) {
-            self.on_fault(f);
+        match self.eviction.remove(&mut self.plugins, key, resident) {
+            Ok(()) => self.evict_returned(),
+            Err(f) => self.on_fault(f),
         }
     }
 
@@ -669,8 +757,8 @@ impl<V> CacheCore<V> {
     }
 
     /// Takes the plugin serving eviction, leaving the configured built-in seeded with the
-    /// resident blocks in its place; if the same plugin also serves admission (ARC learns
-    /// the incoming key there), admission goes back to its built-in too. `None` if a
+    /// resident blocks in its place; if the same plugin also serves admission (a 1.0 plugin
+    /// learning the incoming key there), admission goes back to its built-in too. `None` if a
     /// built-in serves eviction or the plugin also serves prefetch.
     pub(crate) fn take_eviction_plugin(&mut self) -> Option<Plugin> {
         let EvictionRole::Plugin(slot) = self.eviction else {
@@ -682,6 +770,16 @@ impl<V> CacheCore<V> {
         if matches!(self.admission, AdmissionRole::Plugin(s) if s == slot) {
             self.admission =
                 AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
+        }
+        // A batched plugin takes the hits it has not seen yet here, so that what it holds
+        // is this cache's resident set when it leaves.
+        let resident = self.map.len() as u64;
+        match self.plugins.get(slot).flush_hits(resident) {
+            Ok(()) => self.evict_returned(),
+            Err(fault) => self.on_fault(SlotFault { slot, fault }),
+        }
+        if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+            return None;
         }
         self.eviction = self.seeded_builtin(self.config.eviction);
         self.plugins.take(slot)

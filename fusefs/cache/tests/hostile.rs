@@ -385,25 +385,28 @@ fn module_over_the_size_limit_is_refused() {
 #[test]
 fn wrong_abi_version_is_refused() {
     let e = load_err(&fifo(&[("{VERSION}", "0x20000")]));
+    let host = kplug_abi::ABI_MINOR;
     assert_eq!(
         e.to_string(),
-        "unsupported ABI version 2.0 (this host supports 1.0..=1.3)"
+        format!("unsupported ABI version 2.0 (this host supports 1.0..=1.{host})")
     );
-    // A minor newer than the host's is refused; 1.0 to 1.3 load.
-    let e = load_err(&fifo(&[("{VERSION}", "0x10004")]));
+    // A minor newer than the host's is refused; 1.0 to the host's load.
+    let e = load_err(&fifo(&[(
+        "{VERSION}",
+        &format!("{:#x}", 0x10000 + host + 1),
+    )]));
     assert!(
         matches!(
             e,
-            LoadError::AbiVersion {
-                major: 1,
-                minor: 4,
-                ..
-            }
+            LoadError::AbiVersion { major: 1, minor, .. } if minor == host + 1
         ),
         "{e}"
     );
-    for v in ["0x10000", "0x10001", "0x10002", "0x10003"] {
-        load(&fifo(&[("{VERSION}", v)]), 4);
+    for minor in 0..=host {
+        load(
+            &fifo(&[("{VERSION}", &format!("{:#x}", 0x10000 + minor))]),
+            4,
+        );
     }
 }
 
@@ -608,4 +611,166 @@ fn status_snapshot_has_the_fields_the_ui_needs() {
             .unwrap()
             .starts_with("kplug_evict_victim: trap:")
     );
+}
+
+// The batched eviction hooks of ABI 1.4 (`kplug_evict_miss`, `kplug_evict_hits`): the same
+// workload, the same takeover, and the answers only this set can get wrong (victim counts,
+// the key buffer, the hit batch).
+
+fn check_batched(parts: &[(&str, &str)], hook: &str, fault: Fault) {
+    let (mut core, status) = run_eviction_workload(&batched_fifo(parts));
+    assert_fault_and_takeover(&mut core, &status, &fault);
+    let e = status.error().unwrap();
+    assert!(e.starts_with(hook), "error `{e}` should name {hook}");
+}
+
+/// Only when the cache is full (a miss with room is legal whatever it names... of nothing).
+const WHEN_FULL: &str = "(if (i32.gt_s (local.get $need) (i32.const 0)) (then {}))";
+
+#[test]
+fn batched_fifo_fixture_works_and_batches_hits() {
+    let (core, status) = run_eviction_workload(&batched_fifo(&[]));
+    assert_eq!(status.state(), PluginState::Active);
+    assert_eq!(core.stats().faults, 0);
+    assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
+    // 400 hits are 100 calls with a batch of 4, and a miss is one call (no victim + insert).
+    let mut core = core;
+    let before = status.calls();
+    for i in 0..400u64 {
+        assert!(core.request(26 + i % 4, || ()));
+    }
+    assert_eq!(status.calls() - before, 100);
+    assert!(!core.request(50, || ()));
+    assert_eq!(status.calls() - before, 101);
+    assert_eq!(core.resident_keys(), vec![27, 28, 29, 50]);
+}
+
+#[test]
+fn batched_hooks_loop_and_trap_are_faults() {
+    for (hook, place) in [
+        ("kplug_evict_miss", "{MISS}"),
+        ("kplug_evict_hits", "{HITS}"),
+    ] {
+        check_batched(&[(place, LOOP)], hook, Fault::Timeout);
+        check_batched(
+            &[(place, TRAP)],
+            hook,
+            Fault::Trap("wasm `unreachable` instruction executed".into()),
+        );
+    }
+}
+
+#[test]
+fn batched_victim_counts_are_checked() {
+    let when_full = |body: &str| WHEN_FULL.replace("{}", body);
+    for (body, msg) in [
+        ("(return (i32.const 0))", "0 victims, expected 1..=256"),
+        ("(return (i32.const 257))", "257 victims, expected 1..=256"),
+        ("(return (i32.const -1))", "-1 victims, expected 1..=256"),
+    ] {
+        check_batched(
+            &[("{MISS}", &when_full(body))],
+            "kplug_evict_miss",
+            Fault::InvalidAnswer(msg.into()),
+        );
+    }
+    check_batched(
+        &[("{HITS}", "(return (i32.const 300))")],
+        "kplug_evict_hits",
+        Fault::InvalidAnswer("300 victims, expected 0..=256".into()),
+    );
+}
+
+#[test]
+fn batched_victims_must_be_resident_and_named_once() {
+    let when_full = |body: &str| WHEN_FULL.replace("{}", body);
+    check_batched(
+        &[(
+            "{MISS}",
+            &when_full("(i64.store (i32.const 0) (i64.const 0xdead)) (return (i32.const 1))"),
+        )],
+        "kplug_evict_miss",
+        Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
+    );
+    // The incoming block itself is not resident yet.
+    check_batched(
+        &[(
+            "{MISS}",
+            &when_full("(i64.store (i32.const 0) (local.get $k)) (return (i32.const 1))"),
+        )],
+        "kplug_evict_miss",
+        Fault::InvalidAnswer("victim 0xa is not a resident block".into()),
+    );
+    // A resident block named twice in one answer: evicted once, then not resident.
+    check_batched(
+        &[(
+            "{MISS}",
+            &when_full(
+                "(i64.store (i32.const 8) (i64.load (i32.add (i32.const 4096) \
+                 (i32.shl (i32.and (global.get $head) (i32.const 1023)) (i32.const 3))))) \
+                 (i64.store (i32.const 0) (i64.load (i32.const 8))) (return (i32.const 2))",
+            ),
+        )],
+        "kplug_evict_miss",
+        Fault::InvalidAnswer("victim 0x0 is not a resident block".into()),
+    );
+    // A hit batch answered with a key never inserted.
+    check_batched(
+        &[(
+            "{HITS}",
+            "(i64.store (i32.const 0) (i64.const 0xbeef)) (return (i32.const 1))",
+        )],
+        "kplug_evict_hits",
+        Fault::InvalidAnswer("victim 0xbeef is not a resident block".into()),
+    );
+}
+
+#[test]
+fn batched_set_is_checked_at_load() {
+    let e = load_err(&batched_fifo(&[("{BUF}", "65000")]));
+    assert_eq!(
+        e.to_string(),
+        "kplug_evict_buf faulted during load: invalid answer: key buffer 0xfde8+2048 is outside the plugin's memory"
+    );
+    for batch in ["0", "257", "-3"] {
+        let e = load_err(&batched_fifo(&[("{BATCH}", batch)]));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "kplug_evict_hit_batch faulted during load: invalid answer: hit batch {batch} is outside 1..=256"
+            )
+        );
+    }
+    // A set exported in part is refused, naming what is missing.
+    let text = batched_fifo(&[]).replace("(export \"kplug_evict_hits\")", "");
+    assert_eq!(
+        load_err(&text).to_string(),
+        "missing export `kplug_evict_hits` (the eviction role needs all of its exports)"
+    );
+    let text = batched_fifo(&[]).replace("(export \"kplug_evict_remove\")", "");
+    assert_eq!(
+        load_err(&text).to_string(),
+        "missing export `kplug_evict_remove` (the eviction role needs all of its exports)"
+    );
+}
+
+#[test]
+fn both_eviction_sets_prefer_the_batched_one() {
+    // The 1.0 hooks of the FIFO template beside a batched set whose miss traps: the host
+    // calls the batched set (and falls back to the built-in when it faults).
+    let per_event = fifo(&[("{VERSION}", "0x10004")]);
+    let batched_fns = r#"
+  (func (export "kplug_evict_buf") (result i32) (i32.const 16384))
+  (func (export "kplug_evict_hit_batch") (result i32) (i32.const 1))
+  (func (export "kplug_evict_hits") (param i32) (result i32) (i32.const 0))
+  (func (export "kplug_evict_miss") (param i64 i32) (result i32) (unreachable))"#;
+    let text = per_event.replacen(
+        "(global $head",
+        &format!("{batched_fns}\n  (global $head"),
+        1,
+    );
+    let plugin = load(&text, 4);
+    assert!(plugin.evicts_batched());
+    let (_, status) = run_eviction_workload(&text);
+    assert!(status.error().unwrap().starts_with("kplug_evict_miss"));
 }

@@ -174,7 +174,7 @@ impl PluginEngine {
             ),
         };
         check_imports(&module)?;
-        let roles = check_exports(&module, self.inner.config.memory_limit)?;
+        let (roles, batched_eviction) = check_exports(&module, self.inner.config.memory_limit)?;
         if source == Source::Compiled {
             self.inner.modules.put(key, &module);
         }
@@ -190,6 +190,7 @@ impl PluginEngine {
                 source,
                 pre,
                 roles,
+                batched_eviction,
                 has_params: module.get_export(exp::SET_PARAM.name).is_some(),
                 wants_sequentiality: imports(&module, imp::SEQUENTIALITY.name),
                 wants_files: imports(&module, imp::FILE_SIZE.name)
@@ -209,6 +210,8 @@ pub(crate) struct CompiledInner {
     pub(crate) source: Source,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) roles: RoleSet,
+    /// Serves eviction through the batched hooks of ABI 1.4 (`kplug_evict_miss`, ...).
+    pub(crate) batched_eviction: bool,
     pub(crate) has_params: bool,
     /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
     pub(crate) wants_sequentiality: bool,
@@ -380,7 +383,9 @@ fn check_export(module: &Module, f: &Func, role: Option<Role>) -> Result<(), Loa
     Ok(())
 }
 
-fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadError> {
+/// The roles the module serves, and whether it serves eviction through the batched set of
+/// ABI 1.4 (preferred when both eviction sets are exported).
+fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool), LoadError> {
     match module.get_export(exp::MEMORY) {
         None => {
             return Err(LoadError::MissingExport {
@@ -416,10 +421,22 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadEr
         }
     }
     let mut roles = RoleSet::EMPTY;
-    for role in Role::ALL {
-        let exports = role.exports();
-        if exports.iter().any(|f| module.get_export(f.name).is_some()) {
-            for f in exports {
+    let has = |f: &Func| module.get_export(f.name).is_some();
+    // A role's export set counts as exported when one of its own hooks is: the two eviction
+    // sets share `kplug_evict_remove`, which alone names neither. Each set exported is
+    // checked whole.
+    let names_set = |set: &[Func]| {
+        set.iter()
+            .any(|f| f.name != exp::EVICT_REMOVE.name && has(f))
+    };
+    let batched = names_set(exp::EVICTION_BATCHED);
+    let sets = Role::ALL
+        .into_iter()
+        .map(|r| (r, r.exports()))
+        .chain([(Role::Eviction, exp::EVICTION_BATCHED)]);
+    for (role, set) in sets {
+        if names_set(set) {
+            for f in set {
                 check_export(module, f, Some(role))?;
             }
             roles = roles.with(role);
@@ -436,7 +453,7 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadEr
     if roles.is_empty() && !governor {
         return Err(LoadError::NoRoles);
     }
-    Ok(roles)
+    Ok((roles, batched))
 }
 
 /// Whether a (validated) module binary has a start section (id 8). Sections are an id byte, a

@@ -53,11 +53,31 @@ impl std::fmt::Display for HookFault {
     }
 }
 
-struct EvictionFns {
-    insert: TypedFunc<i64, ()>,
-    access: TypedFunc<i64, ()>,
+/// The eviction hooks: the per-event set of ABI 1.0, or the batched set of 1.4.
+enum EvictionFns {
+    PerEvent {
+        insert: TypedFunc<i64, ()>,
+        access: TypedFunc<i64, ()>,
+        remove: TypedFunc<i64, ()>,
+        victim: TypedFunc<(), i64>,
+    },
+    Batched(BatchedEviction),
+}
+
+/// ABI 1.4's eviction: hits wait in `pending` (host memory) until `hit_batch` of them, a miss
+/// or a removal; they are then copied into the plugin's key buffer and delivered in one call.
+/// Victims come back through the same buffer into `victims`, where the caller takes them.
+struct BatchedEviction {
+    miss: TypedFunc<(i64, i32), i32>,
+    hits: TypedFunc<i32, i32>,
     remove: TypedFunc<i64, ()>,
-    victim: TypedFunc<(), i64>,
+    /// Address of the key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
+    buf: usize,
+    hit_batch: usize,
+    pending: Vec<u64>,
+    victims: Vec<u64>,
+    /// The hook that returned the last victims (for a fault's message).
+    victims_from: &'static str,
 }
 
 struct PrefetchFns {
@@ -130,6 +150,78 @@ impl Runner {
 fn arm(store: &mut Store<HostState>) {
     store.data_mut().arm();
     store.set_epoch_deadline(1);
+}
+
+/// Looks up the batched eviction hooks (ABI 1.4) and asks for the key buffer and the hit
+/// batch: the buffer must lie inside memory (memory never shrinks, so it stays there) and the
+/// batch be 1..=[`abi::EVICT_BUF_KEYS`].
+fn load_batched_eviction(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    memory: &Memory,
+) -> Result<EvictionFns, LoadError> {
+    let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
+    let mut ask = |f: &abi::Func| -> Result<i32, LoadError> {
+        let func = instance
+            .get_typed_func::<(), i32>(&mut *store, f.name)
+            .map_err(inst_err)?;
+        arm(store);
+        let r = func.call(&mut *store, ());
+        r.map_err(|e| LoadError::Fault {
+            hook: f.name,
+            fault: classify(store, e),
+        })
+    };
+    let buf = ask(&exp::EVICT_BUF)? as u32 as usize;
+    let hit_batch = ask(&exp::EVICT_HIT_BATCH)?;
+    let bytes = abi::EVICT_BUF_KEYS * 8;
+    if buf
+        .checked_add(bytes)
+        .is_none_or(|end| end > memory.data_size(&*store))
+    {
+        return Err(LoadError::Fault {
+            hook: exp::EVICT_BUF.name,
+            fault: Fault::InvalidAnswer(format!(
+                "key buffer {buf:#x}+{bytes} is outside the plugin's memory"
+            )),
+        });
+    }
+    if !(1..=abi::EVICT_BUF_KEYS as i32).contains(&hit_batch) {
+        return Err(LoadError::Fault {
+            hook: exp::EVICT_HIT_BATCH.name,
+            fault: Fault::InvalidAnswer(format!(
+                "hit batch {hit_batch} is outside 1..={}",
+                abi::EVICT_BUF_KEYS
+            )),
+        });
+    }
+    Ok(EvictionFns::Batched(BatchedEviction {
+        miss: instance
+            .get_typed_func(&mut *store, exp::EVICT_MISS.name)
+            .map_err(inst_err)?,
+        hits: instance
+            .get_typed_func(&mut *store, exp::EVICT_HITS.name)
+            .map_err(inst_err)?,
+        remove: instance
+            .get_typed_func(&mut *store, exp::EVICT_REMOVE.name)
+            .map_err(inst_err)?,
+        buf,
+        hit_batch: hit_batch as usize,
+        pending: Vec::with_capacity(hit_batch as usize),
+        victims: Vec::new(),
+        victims_from: exp::EVICT_MISS.name,
+    }))
+}
+
+/// Appends the `n` little-endian keys at `buf` of the plugin's memory (in bounds: the buffer
+/// was checked at load and memory never shrinks) to `out`.
+fn read_keys(memory: &Memory, store: &Store<HostState>, buf: usize, n: usize, out: &mut Vec<u64>) {
+    let bytes = &memory.data(store)[buf..buf + n * 8];
+    out.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+    );
 }
 
 /// A loaded plugin instance, ready to be installed into a [`crate::CacheCore`].
@@ -313,8 +405,10 @@ impl CompiledPlugin {
         }
 
         let roles = c.roles;
-        let eviction = if roles.contains(Role::Eviction) {
-            Some(EvictionFns {
+        let eviction = if roles.contains(Role::Eviction) && c.batched_eviction {
+            Some(load_batched_eviction(&instance, &mut store, &memory)?)
+        } else if roles.contains(Role::Eviction) {
+            Some(EvictionFns::PerEvent {
                 insert: instance
                     .get_typed_func(&mut store, exp::EVICT_INSERT.name)
                     .map_err(inst_err)?,
@@ -505,38 +599,165 @@ impl Plugin {
         self.rt.status.clone()
     }
 
-    /// `kplug_evict_insert(key)`. Panics if the plugin has no eviction role
-    /// (the core only routes roles a plugin implements).
+    /// Whether the plugin serves eviction through the batched hooks of ABI 1.4: the core
+    /// then calls [`evict_miss`](Self::evict_miss) instead of `victim` + `insert`, and takes
+    /// the victims of every eviction call with [`take_victims`](Self::take_victims).
+    pub fn evicts_batched(&self) -> bool {
+        matches!(self.eviction, Some(EvictionFns::Batched(_)))
+    }
+
+    /// Block `key` became resident (the host made room first). 1.0: `kplug_evict_insert`;
+    /// 1.4: `kplug_evict_miss(key, 0)`, whose victims (legal, if unusual, with room left)
+    /// wait in [`take_victims`](Self::take_victims). Panics if the plugin has no eviction
+    /// role (the core only routes roles a plugin implements).
     #[inline]
     pub fn evict_insert(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
-        let f = &self.eviction.as_ref().expect("eviction role").insert;
-        self.rt
-            .call(exp::EVICT_INSERT.name, f, key as i64, resident)
+        match self.eviction.as_mut().expect("eviction role") {
+            EvictionFns::PerEvent { insert, .. } => {
+                self.rt
+                    .call(exp::EVICT_INSERT.name, insert, key as i64, resident)
+            }
+            EvictionFns::Batched(_) => self.evict_miss(key, 0, resident),
+        }
     }
 
-    /// `kplug_evict_access(key)`.
+    /// A hit on resident `key`. 1.0: `kplug_evict_access`; 1.4: queued, delivered with
+    /// `kplug_evict_hits` once the plugin's hit batch is full (its victims then wait in
+    /// [`take_victims`](Self::take_victims)).
     #[inline]
     pub fn evict_access(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
-        let f = &self.eviction.as_ref().expect("eviction role").access;
-        self.rt
-            .call(exp::EVICT_ACCESS.name, f, key as i64, resident)
+        match self.eviction.as_mut().expect("eviction role") {
+            EvictionFns::PerEvent { access, .. } => {
+                self.rt
+                    .call(exp::EVICT_ACCESS.name, access, key as i64, resident)
+            }
+            EvictionFns::Batched(b) => {
+                b.pending.push(key);
+                if b.pending.len() >= b.hit_batch {
+                    self.flush_hits(resident)?;
+                }
+                Ok(())
+            }
+        }
     }
 
-    /// `kplug_evict_remove(key)`.
+    /// `kplug_evict_remove(key)` (1.4: after delivering the hits waiting).
     #[inline]
     pub fn evict_remove(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
-        let f = &self.eviction.as_ref().expect("eviction role").remove;
+        self.flush_hits(resident)?;
+        let f = match self.eviction.as_ref().expect("eviction role") {
+            EvictionFns::PerEvent { remove, .. } => remove,
+            EvictionFns::Batched(b) => &b.remove,
+        };
         self.rt
             .call(exp::EVICT_REMOVE.name, f, key as i64, resident)
     }
 
-    /// `kplug_evict_victim()`, unvalidated.
+    /// `kplug_evict_victim()`, unvalidated (1.0 plugins only: the core asks a 1.4 plugin
+    /// with [`evict_miss`](Self::evict_miss)).
     #[inline]
     pub fn evict_victim(&mut self, resident: u64) -> Result<u64, HookFault> {
-        let f = &self.eviction.as_ref().expect("eviction role").victim;
+        let Some(EvictionFns::PerEvent { victim, .. }) = self.eviction.as_ref() else {
+            // A host bug, not the plugin's: the core asks a 1.4 plugin with `evict_miss`. A
+            // fault (the built-in takes over) rather than a panic in the mount.
+            return Err(HookFault {
+                hook: exp::EVICT_VICTIM.name,
+                fault: Fault::InvalidAnswer("the host asked a batched plugin for a victim".into()),
+            });
+        };
         self.rt
-            .call(exp::EVICT_VICTIM.name, f, (), resident)
+            .call(exp::EVICT_VICTIM.name, victim, (), resident)
             .map(|k| k as u64)
+    }
+
+    /// 1.4: block `key` is about to become resident and the cache must first lose `need`
+    /// blocks: the hits waiting are delivered (a caller flushes them first with
+    /// [`flush_hits`](Self::flush_hits) and evicts their victims, so that `need` counts the
+    /// room they made), then `kplug_evict_miss(key, need)`. Its
+    /// victims, checked here for count (`need..=256`) and left for the caller to check
+    /// against the cache, wait in [`take_victims`](Self::take_victims).
+    pub fn evict_miss(&mut self, key: u64, need: u32, resident: u64) -> Result<(), HookFault> {
+        self.flush_hits(resident)?;
+        let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
+            return Err(HookFault {
+                hook: exp::EVICT_MISS.name,
+                fault: Fault::InvalidAnswer("the host asked a 1.0 plugin for a miss".into()),
+            });
+        };
+        let n = self.rt.call(
+            exp::EVICT_MISS.name,
+            &b.miss,
+            (key as i64, need.min(i32::MAX as u32) as i32),
+            resident,
+        )?;
+        let range = need as usize..=abi::EVICT_BUF_KEYS;
+        match usize::try_from(n).ok().filter(|n| range.contains(n)) {
+            Some(n) => {
+                read_keys(&self.memory, &self.rt.store, b.buf, n, &mut b.victims);
+                b.victims_from = exp::EVICT_MISS.name;
+                Ok(())
+            }
+            None => Err(HookFault {
+                hook: exp::EVICT_MISS.name,
+                fault: Fault::InvalidAnswer(format!(
+                    "{n} victims, expected {need}..={}",
+                    abi::EVICT_BUF_KEYS
+                )),
+            }),
+        }
+    }
+
+    /// 1.4: delivers the hits waiting, if any, with `kplug_evict_hits`; its victims wait in
+    /// [`take_victims`](Self::take_victims). Nothing to do for a 1.0 plugin.
+    pub fn flush_hits(&mut self, resident: u64) -> Result<(), HookFault> {
+        let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
+            return Ok(());
+        };
+        if b.pending.is_empty() {
+            return Ok(());
+        }
+        let n = b.pending.len();
+        let mem = &mut self.memory.data_mut(&mut self.rt.store)[b.buf..b.buf + n * 8];
+        for (dst, k) in mem.chunks_exact_mut(8).zip(&b.pending) {
+            dst.copy_from_slice(&k.to_le_bytes());
+        }
+        b.pending.clear();
+        let m = self
+            .rt
+            .call(exp::EVICT_HITS.name, &b.hits, n as i32, resident)?;
+        match usize::try_from(m)
+            .ok()
+            .filter(|m| *m <= abi::EVICT_BUF_KEYS)
+        {
+            Some(m) => {
+                if m > 0 {
+                    read_keys(&self.memory, &self.rt.store, b.buf, m, &mut b.victims);
+                    b.victims_from = exp::EVICT_HITS.name;
+                }
+                Ok(())
+            }
+            None => Err(HookFault {
+                hook: exp::EVICT_HITS.name,
+                fault: Fault::InvalidAnswer(format!(
+                    "{m} victims, expected 0..={}",
+                    abi::EVICT_BUF_KEYS
+                )),
+            }),
+        }
+    }
+
+    /// Moves the victims the plugin returned since the last call into `out` (1.4; always
+    /// empty for a 1.0 plugin), and names the hook that returned the last of them. The
+    /// caller checks each is resident and evicts it.
+    #[inline]
+    pub fn take_victims(&mut self, out: &mut Vec<u64>) -> &'static str {
+        match self.eviction.as_mut() {
+            Some(EvictionFns::Batched(b)) => {
+                out.append(&mut b.victims);
+                b.victims_from
+            }
+            _ => exp::EVICT_VICTIM.name,
+        }
     }
 
     /// `kplug_admit(key, file, block)`, raw answer.

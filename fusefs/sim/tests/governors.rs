@@ -71,7 +71,18 @@ fn follow_with_one_policy_is_that_policy_and_switches_on_schedule() {
                     .find(|x| x.policy == p && x.cache_fraction == Some(f))
                     .unwrap()
             };
-            assert_eq!(at("follow").misses, at(fixed).misses, "{fixed} at {f}");
+            let (follow, alone) = (at("follow").misses, at(fixed).misses);
+            if fixed == "lirs" {
+                // LIRS evicts below capacity (libCacheSim's `can_insert`, ABI 1.4 follows it);
+                // the governor's cache evicts only for room, so it keeps those blocks and can
+                // only hit more (docs/governors.md, "Following one policy").
+                assert!(
+                    follow <= alone && alone - follow <= alone / 100,
+                    "{fixed} at {f}: follow {follow}, alone {alone}"
+                );
+            } else {
+                assert_eq!(follow, alone, "{fixed} at {f}");
+            }
             assert_eq!(
                 at("follow").policy_switches,
                 1,

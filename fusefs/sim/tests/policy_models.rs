@@ -1,9 +1,10 @@
 //! Differential tests: every eviction plugin, run as WebAssembly through `kplug_cache::CacheCore`
 //! (what `kplugfs sim` and the mount do), against the same policy source compiled natively (the
-//! policy crates are rlibs too) and driven by a plain Rust loop written here: look up, on a miss
-//! ask the policy's admission hook (ARC and LIRS use it to see the miss before room is made),
-//! evict while full, insert. Both must give the same hit/miss sequence on random streams
-//! (proptest) and on trace-derived streams.
+//! policy crates are rlibs too) and driven by a plain Rust loop written here: look up; on a hit
+//! tell the policy and evict what it names; on a miss ask it to make the room the insertion
+//! needs (it learns the missed key first, as libCacheSim's `to_evict(cache, req)`), evict what it
+//! names, insert. Both must give the same hit/miss sequence on random streams (proptest) and on
+//! trace-derived streams.
 //!
 //! The native loop is deliberately independent of `CacheCore`: a disagreement points either at
 //! the host (hook order, victim validation, fault fallback) or at the guest ABI shims.
@@ -13,7 +14,7 @@ use std::sync::OnceLock;
 
 use kplug_cache::{BuiltinPrefetch, CacheCore, CoreConfig};
 use kplug_engine::{CompiledPlugin, EngineConfig, PluginEngine};
-use kplug_sdk::{Admission, Eviction, Plugin};
+use kplug_sdk::{Eviction, Plugin, Victims};
 use proptest::prelude::*;
 
 /// The eviction plugins under test.
@@ -21,53 +22,34 @@ const POLICIES: &[&str] = &[
     "lru", "fifo", "clock", "sieve", "arc", "twoq", "lirs", "s3fifo", "wtinylfu",
 ];
 
-/// A natively compiled policy, as the plain driver sees it.
+/// A natively compiled policy, as the plain driver sees it: the SDK's trait, called as the
+/// generated exports call it.
 trait Native {
     fn init(&mut self, capacity: u64);
-    /// The admission hook, for policies that serve it (always admit).
-    fn on_miss(&mut self, key: u64);
-    fn insert(&mut self, key: u64);
-    fn access(&mut self, key: u64);
-    fn victim(&mut self) -> u64;
+    /// A miss with `need` blocks to lose first: `evict` then `insert`; the victims into `out`.
+    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>);
+    /// A hit; the victims it names (W-TinyLFU, LIRS) into `out`.
+    fn hit(&mut self, key: u64, out: &mut Vec<u64>);
 }
 
-macro_rules! native {
-    ($t:ty, $admits:tt) => {
-        impl Native for $t {
-            fn init(&mut self, capacity: u64) {
-                Plugin::init(self, capacity).unwrap();
-            }
-            fn on_miss(&mut self, key: u64) {
-                native!(@admit $admits, self, key);
-            }
-            fn insert(&mut self, key: u64) {
-                Eviction::insert(self, key);
-            }
-            fn access(&mut self, key: u64) {
-                Eviction::access(self, key);
-            }
-            fn victim(&mut self) -> u64 {
-                Eviction::victim(self)
-            }
-        }
-    };
-    (@admit yes, $s:ident, $k:ident) => {
-        assert!(Admission::admit($s, $k, $k >> 32, $k & 0xffff_ffff));
-    };
-    (@admit no, $s:ident, $k:ident) => {
-        let _ = ($s, $k);
-    };
+impl<T: Eviction + Plugin> Native for T {
+    fn init(&mut self, capacity: u64) {
+        Plugin::init(self, capacity).unwrap();
+    }
+    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) {
+        let mut buf = [0u64; kplug_sdk::abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        Eviction::evict(self, key, need, &mut v);
+        Eviction::insert(self, key);
+        out.extend(v.iter());
+    }
+    fn hit(&mut self, key: u64, out: &mut Vec<u64>) {
+        let mut buf = [0u64; kplug_sdk::abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        Eviction::hit(self, key, &mut v);
+        out.extend(v.iter());
+    }
 }
-
-native!(kplug_policy_lru::Lru, no);
-native!(kplug_policy_fifo::Fifo, no);
-native!(kplug_policy_clock::Clock, no);
-native!(kplug_policy_sieve::Sieve, no);
-native!(kplug_policy_arc::Arc, yes);
-native!(kplug_policy_twoq::TwoQ, no);
-native!(kplug_policy_lirs::Lirs, yes);
-native!(kplug_policy_s3fifo::S3Fifo, no);
-native!(kplug_policy_wtinylfu::WTinyLfu, no);
 
 fn native_policy(name: &str) -> Box<dyn Native> {
     match name {
@@ -84,28 +66,36 @@ fn native_policy(name: &str) -> Box<dyn Native> {
     }
 }
 
-/// The plain driver: libCacheSim's get (find, admit, evict while full, insert).
+/// The plain driver: libCacheSim's get (find; on a miss, evict what the policy names, insert).
 fn native_hits(name: &str, capacity: u64, ids: &[u64]) -> Vec<bool> {
     let mut p = native_policy(name);
     p.init(capacity);
     let mut resident: HashSet<u64> = HashSet::new();
+    let mut victims = Vec::new();
     ids.iter()
         .map(|&k| {
-            if resident.contains(&k) {
-                p.access(k);
-                return true;
+            let hit = resident.contains(&k);
+            if hit {
+                p.hit(k, &mut victims);
+            } else {
+                let need = (resident.len() as u64 + 1).saturating_sub(capacity) as usize;
+                p.miss(k, need, &mut victims);
+                assert!(
+                    victims.len() >= need,
+                    "{name}: {} victims, {need} needed",
+                    victims.len()
+                );
             }
-            p.on_miss(k);
-            while resident.len() as u64 >= capacity {
-                let v = p.victim();
+            for v in victims.drain(..) {
                 assert!(
                     resident.remove(&v),
                     "{name}: native victim {v} is not resident"
                 );
             }
-            p.insert(k);
-            resident.insert(k);
-            false
+            if !hit {
+                resident.insert(k);
+            }
+            hit
         })
         .collect()
 }
@@ -243,18 +233,19 @@ fn native_throughput(name: &str, capacity: u64, ids: &[u64]) -> (f64, u64) {
         HashSet::with_capacity_and_hasher(capacity as usize, Default::default());
     let t = std::time::Instant::now();
     let mut misses = 0;
+    let mut victims = Vec::new();
     for &k in ids {
         if resident.contains(&k) {
-            p.access(k);
-            continue;
+            p.hit(k, &mut victims);
+        } else {
+            misses += 1;
+            let need = (resident.len() as u64 + 1).saturating_sub(capacity) as usize;
+            p.miss(k, need, &mut victims);
+            resident.insert(k);
         }
-        misses += 1;
-        p.on_miss(k);
-        while resident.len() as u64 >= capacity {
-            resident.remove(&p.victim());
+        for v in victims.drain(..) {
+            resident.remove(&v);
         }
-        p.insert(k);
-        resident.insert(k);
     }
     (ids.len() as f64 / t.elapsed().as_secs_f64(), misses)
 }

@@ -153,6 +153,7 @@ extern \"C\" {{
         )?;
         out.write_str("/* Limits. */\n")?;
         for (name, value) in [
+            ("EVICT_BUF_KEYS", crate::EVICT_BUF_KEYS),
             ("MAX_PREFETCH_RANGES", crate::MAX_PREFETCH_RANGES),
             ("PREFETCH_RANGE_BYTES", crate::PREFETCH_RANGE_BYTES),
             ("MAX_MODULE_BYTES", crate::MAX_MODULE_BYTES),
@@ -218,10 +219,19 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 6] = [
+        let groups: [(&str, &[Func]); 7] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
+            (
+                "Role eviction, batched (1.4): these with kplug_evict_remove, instead of the four above.",
+                &[
+                    exports::EVICT_BUF,
+                    exports::EVICT_HIT_BATCH,
+                    exports::EVICT_MISS,
+                    exports::EVICT_HITS,
+                ],
+            ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),
             (

@@ -35,8 +35,9 @@ pub mod c;
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
 /// imports and the governor role; 1.2 added `set_weight`; 1.3 the file facts (`block_size`,
-/// `file_size`, `add_glob`, `path_matches`).
-pub const ABI_MINOR: u32 = 3;
+/// `file_size`, `add_glob`, `path_matches`); 1.4 the batched eviction hooks
+/// ([`exports::EVICTION_BATCHED`]).
+pub const ABI_MINOR: u32 = 4;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -201,6 +202,23 @@ pub mod exports {
     pub const EVICT_REMOVE: Func = func("kplug_evict_remove", "L", "", 0, &["key"]);
     /// Eviction: `kplug_evict_victim() -> i64`, propose a resident block to evict.
     pub const EVICT_VICTIM: Func = func("kplug_evict_victim", "", "L", 0, &[]);
+    /// Batched eviction (1.4): `kplug_evict_buf() -> i32`, the address of the key buffer
+    /// ([`EVICT_BUF_KEYS`](crate::EVICT_BUF_KEYS) little-endian `u64`s) through which the host
+    /// passes hits and the plugin returns victims; called once at load.
+    pub const EVICT_BUF: Func = func("kplug_evict_buf", "", "I", 4, &[]);
+    /// Batched eviction (1.4): `kplug_evict_hit_batch() -> i32`, the most hits the host may
+    /// deliver in one `kplug_evict_hits` call, 1..=[`EVICT_BUF_KEYS`](crate::EVICT_BUF_KEYS);
+    /// called once at load.
+    pub const EVICT_HIT_BATCH: Func = func("kplug_evict_hit_batch", "", "I", 4, &[]);
+    /// Batched eviction (1.4): `kplug_evict_miss(key: i64, need: i32) -> i32`: block `key`
+    /// is about to become resident and the cache must first lose `need` blocks. The plugin
+    /// writes `n >= need` victims at the buffer, forgets them, starts tracking `key` and
+    /// returns `n`.
+    pub const EVICT_MISS: Func = func("kplug_evict_miss", "LI", "I", 4, &["key", "need"]);
+    /// Batched eviction (1.4): `kplug_evict_hits(n: i32) -> i32`: the buffer holds `n` hits,
+    /// oldest first; the plugin writes the victims it chose while taking them (usually none)
+    /// at the buffer and returns their number.
+    pub const EVICT_HITS: Func = func("kplug_evict_hits", "I", "I", 4, &["n"]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -220,8 +238,17 @@ pub mod exports {
     /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
     pub const TICK: Func = func("kplug_tick", "L", "I", 1, &["now_ns"]);
 
-    /// The exports of the eviction role.
+    /// The exports of the eviction role (1.0): one call per insertion, hit and victim.
     pub const EVICTION: &[Func] = &[EVICT_INSERT, EVICT_ACCESS, EVICT_REMOVE, EVICT_VICTIM];
+    /// The batched exports of the eviction role (1.4): a plugin serves eviction by exporting
+    /// either [`EVICTION`] or this set, each whole; the host prefers this one when both are.
+    pub const EVICTION_BATCHED: &[Func] = &[
+        EVICT_BUF,
+        EVICT_HIT_BATCH,
+        EVICT_MISS,
+        EVICT_HITS,
+        EVICT_REMOVE,
+    ];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -239,6 +266,10 @@ pub mod exports {
         EVICT_ACCESS,
         EVICT_REMOVE,
         EVICT_VICTIM,
+        EVICT_BUF,
+        EVICT_HIT_BATCH,
+        EVICT_MISS,
+        EVICT_HITS,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -251,6 +282,9 @@ pub mod exports {
     }
 }
 
+/// Keys in the batched eviction buffer (1.4): the most hits one `kplug_evict_hits` call
+/// carries and the most victims one call may return (2 KiB of guest memory).
+pub const EVICT_BUF_KEYS: usize = 256;
 /// Most ranges one `kplug_prefetch` call may return.
 pub const MAX_PREFETCH_RANGES: usize = 64;
 /// Size of one prefetch range in guest memory: `{start: u64, len: u64}` little-endian.
@@ -503,7 +537,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0003);
+        assert_eq!(ABI_VERSION, 0x0001_0004);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();
@@ -521,6 +555,9 @@ mod tests {
             for f in r.exports() {
                 assert_eq!(exports::find(f.name), Some(f));
             }
+        }
+        for f in exports::EVICTION_BATCHED {
+            assert_eq!(exports::find(f.name), Some(f));
         }
         assert_eq!(MAX_PREFETCH_RANGES * PREFETCH_RANGE_BYTES, 1024);
     }

@@ -12,19 +12,16 @@
 //! `2c`).
 //!
 //! Which case applies depends on the block being inserted, which libCacheSim
-//! learns in `find` before making room. The ABI's eviction hooks learn the
-//! key only at `insert`, after the victim was chosen, so this plugin also
-//! serves the **admission** role and always admits: the host asks
-//! `kplug_admit(key)` for every block about to be inserted, before making
-//! room, which is exactly libCacheSim's `find`-on-miss. If another plugin
-//! takes the admission role (`arc+doorkeeper`), ARC sees the ghost hit only
-//! at insert (the victim is then chosen as for a miss in no list).
+//! learns in `find` before making room. ABI 1.4 hands the missed key to
+//! `evict` before any victim is chosen (on every miss, with room or not), which
+//! is exactly libCacheSim's `find`-on-miss; so ARC serves eviction alone and
+//! composes with any admission plugin (`arc+doorkeeper`).
 //!
 //! Parameters: none (libCacheSim's ARC has none).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Admission, Eviction, KeyList, Plugin, export_plugin};
+use kplug_sdk::{Eviction, KeyList, Plugin, Victims, export_plugin};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ghost {
@@ -71,7 +68,7 @@ impl Arc {
     }
 
     /// REPLACE: evict T1's or T2's tail into its ghost.
-    fn replace(&mut self) -> u64 {
+    fn replace(&mut self) -> Option<u64> {
         let t1 = self.t1.len() as f64;
         let from_t1 = (t1 > 0.0 && (t1 > self.p || (t1 == self.p && self.ghost() == Ghost::B2)))
             || self.t2.is_empty();
@@ -80,13 +77,9 @@ impl Arc {
         } else {
             (&mut self.t2, &mut self.b2)
         };
-        match data.pop_back() {
-            Some(k) => {
-                ghost.push_front(k);
-                k
-            }
-            None => u64::MAX,
-        }
+        let k = data.pop_back()?;
+        ghost.push_front(k);
+        Some(k)
     }
 }
 
@@ -97,13 +90,6 @@ impl Plugin for Arc {
         self.t1.reserve(c);
         self.b1.reserve(c);
         Ok(())
-    }
-}
-
-impl Admission for Arc {
-    fn admit(&mut self, key: u64, _file: u64, _block: u64) -> bool {
-        self.miss(key);
-        true
     }
 }
 
@@ -134,7 +120,15 @@ impl Eviction for Arc {
         }
     }
 
-    fn victim(&mut self) -> u64 {
+    fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
+        self.miss(incoming);
+        victims.fill(need, || self.victim(incoming));
+    }
+
+    fn victim(&mut self, incoming: u64) -> Option<u64> {
+        if self.current.map(|(k, _)| k) != Some(incoming) {
+            self.miss(incoming);
+        }
         if self.ghost() != Ghost::None {
             return self.replace();
         }
@@ -145,7 +139,7 @@ impl Eviction for Arc {
                 self.b1.pop_back();
                 self.replace()
             } else {
-                self.t1.pop_back().unwrap_or(u64::MAX)
+                self.t1.pop_back()
             }
         } else {
             if self.t1.len() + self.b1.len() + self.t2.len() + self.b2.len() >= 2 * c {
@@ -156,7 +150,7 @@ impl Eviction for Arc {
     }
 }
 
-export_plugin!(Arc, eviction, admission);
+export_plugin!(Arc, eviction);
 
 #[cfg(test)]
 mod tests {
@@ -166,17 +160,18 @@ mod tests {
     fn ghost_hit_goes_to_t2_and_moves_p() {
         let mut a = Arc::default();
         a.init(4).unwrap();
+        let mut buf = [0u64; 256];
         for k in 1..=4 {
-            assert!(a.admit(k, 0, k));
+            a.evict(k, 0, &mut Victims::new(&mut buf));
             a.insert(k);
         }
         a.access(1); // T1 {4 3 2}, T2 {1}
-        a.admit(5, 0, 5);
-        assert_eq!(a.victim(), 2); // T1's tail into B1
+        assert_eq!(a.victim(5), Some(2)); // T1's tail into B1
         a.insert(5);
-        a.admit(2, 0, 2); // B1 hit: p = 1
+        let mut v = Victims::new(&mut buf);
+        a.evict(2, 1, &mut v); // B1 hit: p = 1, then T1's tail
         assert_eq!(a.p, 1.0);
-        assert_eq!(a.victim(), 3);
+        assert_eq!(v.iter().collect::<Vec<_>>(), [3]);
         a.insert(2);
         assert!(a.t2.contains(2) && a.b1.contains(3));
     }

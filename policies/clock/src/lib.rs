@@ -72,18 +72,18 @@ impl Eviction for Clock {
         self.freq.remove(key);
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         while let Some(key) = self.queue.back() {
             let f = self.freq.get_mut(key).expect("queued keys have a counter");
             if *f == 0 {
                 self.queue.pop_back();
                 self.freq.remove(key);
-                return key;
+                return Some(key);
             }
             *f -= 1;
             self.queue.move_to_front(key);
         }
-        u64::MAX
+        None
     }
 }
 
@@ -101,9 +101,9 @@ mod tests {
         }
         c.access(1);
         // 1 has its bit set: it moves to the head with the bit cleared.
-        assert_eq!(c.victim(), 2);
-        assert_eq!(c.victim(), 3);
-        assert_eq!(c.victim(), 1);
+        assert_eq!(c.victim(0), Some(2));
+        assert_eq!(c.victim(0), Some(3));
+        assert_eq!(c.victim(0), Some(1));
     }
 
     /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid

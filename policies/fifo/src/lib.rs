@@ -27,10 +27,8 @@ impl Eviction for Fifo {
         self.queue.remove(key);
     }
 
-    fn victim(&mut self) -> u64 {
-        // Empty only if the host asks with nothing resident: answer a key that
-        // is never resident so the host reports the inconsistency.
-        self.queue.pop_back().unwrap_or(u64::MAX)
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
+        self.queue.pop_back()
     }
 }
 
@@ -48,9 +46,9 @@ mod tests {
         }
         f.access(1);
         f.remove(2);
-        assert_eq!(f.victim(), 1);
-        assert_eq!(f.victim(), 3);
-        assert_eq!(f.victim(), 4);
-        assert_eq!(f.victim(), u64::MAX);
+        assert_eq!(f.victim(0), Some(1));
+        assert_eq!(f.victim(0), Some(3));
+        assert_eq!(f.victim(0), Some(4));
+        assert_eq!(f.victim(0), None);
     }
 }

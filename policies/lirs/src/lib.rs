@@ -20,23 +20,22 @@
 //!   is evicted first if Q is full).
 //!
 //! libCacheSim evicts inside these transitions (in `can_insert` before the
-//! insertion, and on the hits above), not only when the cache is full. The
-//! ABI evicts one block per `victim` call, on a full cache: evicted blocks go
-//! to a pending list and are handed to the host at its next `victim` calls.
-//! The transitions need the missed block before room is made, so this plugin
-//! also serves the **admission** role (it always admits): `kplug_admit` is
-//! libCacheSim's `find` + `can_insert` on a miss. If another plugin takes the
-//! admission role, that work happens at insert instead. When the host and
-//! libCacheSim disagree about a block (it was handed out late, or libCacheSim
-//! kept a block it had counted out), the hook replays libCacheSim's view:
-//! these are the only ways our counts can differ from libCacheSim's.
+//! insertion, and on the hits above), not only when the cache is full. ABI 1.4
+//! lets the host follow exactly: `evict` gets the missed block before room is
+//! made (libCacheSim's `find` + `can_insert`) and names every block the
+//! transition evicted, as many as there are, and a hit names the blocks it
+//! evicted too (`HIT_BATCH = 1`, so they leave before the next request). The
+//! host then holds what libCacheSim holds, below capacity when libCacheSim is.
+//! The state keeps the host's view (`host`) beside libCacheSim's, so that a
+//! disagreement (a 1-block cache, whose LIR set has size 0) is repaired by
+//! replaying libCacheSim's view rather than by a wrong answer.
 //!
 //! Parameters:
 //! - `hirs-ratio=0.01`: Q's share of the cache, `max(1, floor(capacity x r))`.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Admission, Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, Victims, export_plugin};
 
 #[derive(Clone, Copy)]
 struct SEntry {
@@ -159,7 +158,7 @@ impl Lirs {
     }
 
     /// libCacheSim's find on a block it has resident (a hit).
-    fn hit(&mut self, key: u64) {
+    fn model_hit(&mut self, key: u64) {
         let in_s = self.s.move_to_front(key);
         let in_q = self.q.move_to_front(key);
         if in_s {
@@ -253,6 +252,18 @@ impl Lirs {
         }
     }
 
+    /// Names the blocks libCacheSim evicted that the host still holds.
+    /// (As many as one call can return; the rest at the next call.)
+    fn hand_over(&mut self, victims: &mut Victims<'_>) {
+        while !victims.is_full()
+            && let Some(k) = self.pending.pop_back()
+        {
+            if self.host.remove(k) {
+                victims.push(k);
+            }
+        }
+    }
+
     /// A miss in libCacheSim's view (host miss, or host hit on a block
     /// libCacheSim had evicted).
     fn miss(&mut self, key: u64) {
@@ -288,23 +299,29 @@ impl Plugin for Lirs {
     }
 }
 
-impl Admission for Lirs {
-    fn admit(&mut self, key: u64, _file: u64, _block: u64) -> bool {
-        if !self.model_resident(key) {
-            self.prepare_miss(key);
-        }
-        true
-    }
-}
-
 impl Eviction for Lirs {
+    const HIT_BATCH: u32 = 1;
+
+    fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
+        if !self.model_resident(incoming) {
+            self.prepare_miss(incoming);
+        }
+        self.hand_over(victims);
+        victims.fill(need, || self.victim(incoming));
+    }
+
+    fn hit(&mut self, key: u64, victims: &mut Victims<'_>) {
+        self.access(key);
+        self.hand_over(victims);
+    }
+
     fn insert(&mut self, key: u64) {
         self.host.push_front(key);
         self.pending.remove(key);
         if self.model_resident(key) {
             // libCacheSim still has it: a hit there.
             self.prepared = None;
-            self.hit(key);
+            self.model_hit(key);
             self.limit_stack();
         } else {
             self.miss(key);
@@ -315,7 +332,7 @@ impl Eviction for Lirs {
         if self.pending.remove(key) || !self.model_resident(key) {
             self.miss(key);
         } else {
-            self.hit(key);
+            self.model_hit(key);
             self.limit_stack();
         }
     }
@@ -327,11 +344,11 @@ impl Eviction for Lirs {
         }
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
             while let Some(k) = self.pending.pop_back() {
                 if self.host.remove(k) {
-                    return k;
+                    return Some(k);
                 }
             }
             // The host is full but libCacheSim thinks there is room: make
@@ -344,50 +361,59 @@ impl Eviction for Lirs {
         // Degenerate states (a 1-block cache, whose LIR set has size 0, can
         // leave libCacheSim's lists without the blocks the host holds): the
         // oldest host block goes.
-        match self.host.pop_back() {
-            Some(k) => {
-                self.forget(k);
-                k
-            }
-            None => u64::MAX,
-        }
+        let k = self.host.pop_back()?;
+        self.forget(k);
+        Some(k)
     }
 }
 
-export_plugin!(Lirs, eviction, admission);
+export_plugin!(Lirs, eviction);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
+    /// One request as the host makes it: a hit, or a miss that evicts what LIRS names (at
+    /// least one block when the cache is full). Returns whether it hit.
+    fn request(l: &mut Lirs, resident: &mut HashSet<u64>, k: u64) -> bool {
+        let mut buf = [0u64; 256];
+        let mut v = Victims::new(&mut buf);
+        let hit = resident.contains(&k);
+        if hit {
+            l.hit(k, &mut v);
+        } else {
+            let need = (resident.len() + 1).saturating_sub(l.capacity as usize);
+            l.evict(k, need, &mut v);
+            assert!(v.len() >= need, "{} victims, {need} needed", v.len());
+            l.insert(k);
+        }
+        for victim in v.iter() {
+            assert!(resident.remove(&victim), "victim {victim} not resident");
+        }
+        if !hit {
+            resident.insert(k);
+        }
+        hit
+    }
 
     #[test]
     fn one_block_cache_does_not_spin() {
         // LIR set of size 0: a hit on the resident HIR block must not loop.
         let mut l = Lirs::default();
         l.init(1).unwrap();
-        assert!(l.admit(111, 0, 111));
-        l.insert(111);
-        l.access(111);
-        l.access(111);
-        assert!(l.admit(5, 0, 5));
-        assert_eq!(l.victim(), 111);
-        l.insert(5);
+        let mut resident = HashSet::new();
+        for k in [111, 111, 111, 5] {
+            request(&mut l, &mut resident, k);
+        }
+        assert_eq!(resident, HashSet::from([5]));
         // The shrunk differential case: 111 111 147 111 133 in one block.
         let mut l = Lirs::default();
         l.init(1).unwrap();
-        let mut resident = std::collections::HashSet::new();
+        let mut resident = HashSet::new();
         for k in [111u64, 111, 147, 111, 133] {
-            if resident.contains(&k) {
-                l.access(k);
-            } else {
-                assert!(l.admit(k, 0, k));
-                if !resident.is_empty() {
-                    let v = l.victim();
-                    assert!(resident.remove(&v), "victim {v}");
-                }
-                l.insert(k);
-                resident.insert(k);
-            }
+            request(&mut l, &mut resident, k);
+            assert!(resident.len() <= 1);
         }
     }
 
@@ -397,24 +423,14 @@ mod tests {
         // keeps its LIR blocks and hits on them.
         let mut l = Lirs::default();
         l.init(10).unwrap();
-        let mut resident = std::collections::HashSet::new();
+        let mut resident = HashSet::new();
         let mut hits = 0;
         for round in 0..20 {
             for k in 0..12u64 {
-                if resident.contains(&k) {
-                    l.access(k);
-                    if round > 0 {
-                        hits += 1;
-                    }
-                } else {
-                    assert!(l.admit(k, 0, k));
-                    if resident.len() == 10 {
-                        let v = l.victim();
-                        assert!(resident.remove(&v), "victim {v} not resident");
-                    }
-                    l.insert(k);
-                    resident.insert(k);
+                if request(&mut l, &mut resident, k) && round > 0 {
+                    hits += 1;
                 }
+                assert!(resident.len() <= 10);
             }
         }
         assert!(hits > 19 * 12 / 2, "{hits}");

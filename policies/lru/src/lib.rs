@@ -34,10 +34,8 @@ impl Eviction for Lru {
         self.order.remove(key);
     }
 
-    fn victim(&mut self) -> u64 {
-        // Empty only if the host asks with nothing resident: answer a key that
-        // is never resident so the host reports the inconsistency.
-        self.order.pop_back().unwrap_or(u64::MAX)
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
+        self.order.pop_back()
     }
 }
 
@@ -56,9 +54,9 @@ mod tests {
         }
         l.access(1);
         l.remove(2);
-        assert_eq!(l.victim(), 3);
-        assert_eq!(l.victim(), 4);
-        assert_eq!(l.victim(), 1);
-        assert_eq!(l.victim(), u64::MAX);
+        assert_eq!(l.victim(0), Some(3));
+        assert_eq!(l.victim(0), Some(4));
+        assert_eq!(l.victim(0), Some(1));
+        assert_eq!(l.victim(0), None);
     }
 }

@@ -157,19 +157,19 @@ impl Eviction for S3Fifo {
         }
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
             let victim = if self.main.len() > self.main_size || self.small.is_empty() {
                 match self.evict_main() {
                     Some(k) => Some(k),
-                    None if self.small.is_empty() => return u64::MAX,
+                    None if self.small.is_empty() => return None,
                     None => self.evict_small(),
                 }
             } else {
                 self.evict_small()
             };
-            if let Some(k) = victim {
-                return k;
+            if victim.is_some() {
+                return victim;
             }
         }
     }
@@ -192,10 +192,10 @@ mod tests {
         s.access(1);
         // small's tail 1 has 2 hits: it moves to main; 2 has none: evicted
         // into the ghost.
-        assert_eq!(s.victim(), 2);
+        assert_eq!(s.victim(0), Some(2));
         assert!(s.main.contains(1) && s.ghost.contains(2));
         s.insert(11);
-        assert_eq!(s.victim(), 3);
+        assert_eq!(s.victim(0), Some(3));
         s.insert(2); // remembered -> main
         assert!(s.main.contains(2) && !s.ghost.contains(2));
     }

@@ -123,9 +123,9 @@ impl Eviction for Sieve {
         }
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if self.tail == NIL {
-            return u64::MAX;
+            return None;
         }
         let mut i = if self.hand == NIL {
             self.tail
@@ -141,7 +141,7 @@ impl Eviction for Sieve {
         self.hand = self.nodes[i as usize].prev;
         self.index.remove(key);
         self.unlink(i);
-        key
+        Some(key)
     }
 }
 
@@ -160,14 +160,14 @@ mod tests {
         s.access(1);
         s.access(3);
         // hand: 1 (visited, clear) -> 2 evicted, hand at 3.
-        assert_eq!(s.victim(), 2);
+        assert_eq!(s.victim(0), Some(2));
         s.insert(5);
         // hand at 3 (visited, clear) -> 4 evicted; 1 (now unvisited) stays
         // behind the hand until it wraps.
-        assert_eq!(s.victim(), 4);
-        assert_eq!(s.victim(), 5);
-        assert_eq!(s.victim(), 1);
-        assert_eq!(s.victim(), 3);
-        assert_eq!(s.victim(), u64::MAX);
+        assert_eq!(s.victim(0), Some(4));
+        assert_eq!(s.victim(0), Some(5));
+        assert_eq!(s.victim(0), Some(1));
+        assert_eq!(s.victim(0), Some(3));
+        assert_eq!(s.victim(0), None);
     }
 }

@@ -104,15 +104,15 @@ impl Eviction for TwoQ {
         }
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if (self.ain.len() > self.ain_size || self.am.is_empty())
             && let Some(k) = self.ain.pop_back()
         {
             self.trim_aout(self.aout_size);
             self.aout.push_front(k);
-            return k;
+            return Some(k);
         }
-        self.am.pop_back().unwrap_or(u64::MAX)
+        self.am.pop_back()
     }
 }
 
@@ -129,10 +129,10 @@ mod tests {
         for k in 1..=4 {
             q.insert(k);
         }
-        assert_eq!(q.victim(), 1);
+        assert_eq!(q.victim(0), Some(1));
         q.insert(1); // remembered in Aout -> Am
         assert!(q.am.contains(1));
-        assert_eq!(q.victim(), 2);
+        assert_eq!(q.victim(0), Some(2));
     }
 
     /// Every parameter by its name and by its alias (libCacheSim's spelling): both set the

@@ -22,12 +22,11 @@
 //! main evict.
 //!
 //! libCacheSim's loop can evict several main blocks for one miss, leaving
-//! the cache below capacity. The ABI evicts one block per `victim` call, so
-//! the extra blocks are kept on a pending list: they leave the policy's state
-//! at once and are handed to the host at its next `victim` calls (when
-//! libCacheSim would have had free room). A hit on a pending block is
-//! replayed as libCacheSim's miss (the block re-enters the window); the host
-//! counts it as a hit, the one way our counts can differ.
+//! the cache below capacity, and a hit in probation can evict too (protected's
+//! overflow demoted into a full probation). ABI 1.4 lets the host follow
+//! exactly: a miss names every block the loop evicted, and a hit names what it
+//! evicted (`HIT_BATCH = 1`, so they leave before the next request). The
+//! blocks evicted on the way wait on a pending list only within one call.
 //!
 //! Parameters (libCacheSim's names and defaults):
 //! - `window-size=0.01`: window share, `floor(capacity x ratio)`, in [0, 1);
@@ -39,7 +38,7 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin};
+use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, Victims, export_plugin};
 
 /// libCacheSim's `minimalIncrementCBF`: a counting Bloom filter sized for
 /// `entries` at false-positive rate `error`. Despite its name, an add
@@ -148,7 +147,7 @@ pub struct WTinyLfu {
     sketch: Sketch,
     main_hits: u64,
     decay_every: u64,
-    /// Blocks libCacheSim has already evicted, still resident in the host.
+    /// Blocks evicted in the current call, not yet named to the host.
     pending: KeyList,
 }
 
@@ -222,7 +221,7 @@ impl WTinyLfu {
 
     /// libCacheSim's `WTinyLFU_evict`: evicts at least one block; all but the
     /// last go to `pending`, the last is returned.
-    fn evict(&mut self) -> Option<u64> {
+    fn evict_one(&mut self) -> Option<u64> {
         loop {
             let Some(w) = self.window.back() else {
                 return self.main_evict();
@@ -282,7 +281,40 @@ impl Plugin for WTinyLfu {
     }
 }
 
+impl WTinyLfu {
+    /// Names the blocks evicted on the way, as many as one call can return (the rest at the
+    /// next call: a hit on one of them meanwhile is replayed as libCacheSim's miss).
+    fn hand_over(&mut self, victims: &mut Victims<'_>) {
+        while !victims.is_full()
+            && let Some(k) = self.pending.pop_back()
+        {
+            victims.push(k);
+        }
+    }
+}
+
 impl Eviction for WTinyLfu {
+    const HIT_BATCH: u32 = 1;
+
+    fn evict(&mut self, _incoming: u64, need: usize, victims: &mut Victims<'_>) {
+        self.hand_over(victims);
+        while victims.len() < need {
+            let last = self.evict_one();
+            if let Some(k) = last {
+                self.pending.push_front(k);
+            }
+            self.hand_over(victims);
+            if last.is_none() {
+                break;
+            }
+        }
+    }
+
+    fn hit(&mut self, key: u64, victims: &mut Victims<'_>) {
+        self.access(key);
+        self.hand_over(victims);
+    }
+
     fn insert(&mut self, key: u64) {
         self.window.push_front(key);
         self.sketch.add(key);
@@ -304,14 +336,11 @@ impl Eviction for WTinyLfu {
             || self.protected.remove(key);
     }
 
-    fn victim(&mut self) -> u64 {
+    fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if let Some(k) = self.pending.pop_back() {
-            return k;
+            return Some(k);
         }
-        match self.evict() {
-            Some(k) => k,
-            None => self.pending.pop_back().unwrap_or(u64::MAX),
-        }
+        self.evict_one().or_else(|| self.pending.pop_back())
     }
 }
 
@@ -327,16 +356,24 @@ mod tests {
         w.init(100).unwrap(); // window 1, main 99 (19 probation, 79 protected)
         let mut resident = std::collections::HashSet::new();
         let mut request = |w: &mut WTinyLfu, k: u64| {
-            if resident.contains(&k) {
-                w.access(k);
+            let mut buf = [0u64; 256];
+            let mut v = Victims::new(&mut buf);
+            let hit = resident.contains(&k);
+            if hit {
+                w.hit(k, &mut v);
             } else {
-                if resident.len() == 100 {
-                    let v = w.victim();
-                    assert!(resident.remove(&v), "victim {v} not resident");
-                }
+                let need = (resident.len() + 1).saturating_sub(100);
+                w.evict(k, need, &mut v);
+                assert!(v.len() >= need);
                 w.insert(k);
+            }
+            for victim in v.iter() {
+                assert!(resident.remove(&victim), "victim {victim} not resident");
+            }
+            if !hit {
                 resident.insert(k);
             }
+            assert!(resident.len() <= 100);
         };
         for _ in 0..5 {
             for k in 0..50 {

@@ -238,8 +238,9 @@ impl Governor {
 }
 
 impl Candidate {
-    /// The roles an eviction candidate serves: eviction, and admission too if it has it
-    /// (ARC and LIRS learn the incoming key in `kplug_admit`, as libCacheSim's `find`).
+    /// The roles an eviction candidate serves: eviction, and admission too if it has it (a
+    /// 1.0 plugin that learns the incoming key in `kplug_admit`, as ARC and LIRS did before
+    /// the batched hooks of ABI 1.4 gave it to `kplug_evict_miss`).
     fn eviction_roles(&self) -> RoleSet {
         let mut r = RoleSet::from(Role::Eviction);
         if self.compiled.roles().contains(Role::Admission) {

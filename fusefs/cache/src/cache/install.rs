@@ -60,12 +60,23 @@ impl Prepared {
         }
         let mut seeded = FastSet::default();
         if roles.contains(Role::Eviction) {
+            // A batched (1.4) plugin may name victims while it is told the blocks: it has
+            // forgotten them, so they are not seeded (the install tells them again, and
+            // evicts what it names then).
+            let mut victims = Vec::new();
             for (n, &k) in resident.iter().enumerate() {
-                if let Err(fault) = plugin.evict_insert(k, n as u64 + 1) {
+                let told = plugin.evict_insert(k, n as u64 + 1).and_then(|()| {
+                    seeded.insert(k);
+                    let hook = plugin.take_victims(&mut victims);
+                    match victims.drain(..).find(|v| !seeded.remove(v)) {
+                        Some(v) => Err(not_resident(hook, v)),
+                        None => Ok(()),
+                    }
+                });
+                if let Err(fault) = told {
                     plugin.mark_failed(&fault);
                     return Err(InstallError::Fault(fault.fault));
                 }
-                seeded.insert(k);
             }
         }
         Ok(Prepared {
@@ -83,6 +94,15 @@ impl Prepared {
     /// The roles it will serve.
     pub fn roles(&self) -> RoleSet {
         self.roles
+    }
+}
+
+fn not_resident(hook: &'static str, key: u64) -> kplug_engine::HookFault {
+    kplug_engine::HookFault {
+        hook,
+        fault: kplug_engine::Fault::InvalidAnswer(format!(
+            "victim {key:#x} is not a resident block"
+        )),
     }
 }
 
@@ -117,6 +137,7 @@ impl<V> CacheCore<V> {
                 cache: self.capacity,
             });
         }
+        let mut victims = Vec::new();
         if roles.contains(Role::Eviction) {
             let resident = self.map.len() as u64;
             let gone: Vec<u64> = seeded
@@ -135,6 +156,14 @@ impl<V> CacheCore<V> {
                 .and_then(|()| {
                     came.iter()
                         .try_for_each(|&k| plugin.evict_insert(k, resident))
+                })
+                .and_then(|()| {
+                    // What a batched plugin named meanwhile leaves the cache.
+                    let hook = plugin.take_victims(&mut victims);
+                    match victims.iter().find(|v| !self.map.contains_key(*v)) {
+                        Some(&v) => Err(not_resident(hook, v)),
+                        None => Ok(()),
+                    }
                 });
             if let Err(fault) = told {
                 self.stats.faults += 1;
@@ -144,6 +173,9 @@ impl<V> CacheCore<V> {
             }
         }
         plugin.attach_figures(self.figures.clone());
+        for &v in &victims {
+            self.evict(v);
+        }
         self.governor_loses(roles);
         let old = self.slots();
         plugin.mark_installed();

@@ -4,6 +4,12 @@
 //! other than eviction (invalidation); `victim` proposes a block to evict and
 //! forgets it. The core evicts exactly the proposed block and does not call
 //! `remove` for it. A plugin's victim must be resident, else `InvalidAnswer`.
+//!
+//! A plugin on the batched hooks of ABI 1.4 goes through the same calls (the
+//! engine queues hits and turns `insert` into `kplug_evict_miss(key, 0)`), except
+//! on a miss, where the core calls it directly (`CacheCore::evict_for_miss`);
+//! the victims it names on any call wait in the plugin until the core takes,
+//! checks and evicts them (`CacheCore::evict_returned`).
 
 use super::{PluginSlots, SlotFault};
 use crate::builtin::NativeEviction;

@@ -104,6 +104,65 @@ pub fn fifo(parts: &[(&str, &str)]) -> String {
     fill(FIFO_TEMPLATE, parts)
 }
 
+/// A FIFO serving eviction through the batched hooks of ABI 1.4: key buffer at 0 (256
+/// keys), ring of 1024 keys at 4096, valid bytes at 16384. `{MISS}` and `{HITS}` prefix
+/// `kplug_evict_miss` ($k $need; locals $n $i) and `kplug_evict_hits` ($n), `{BUF}` and
+/// `{BATCH}` are the buffer address and hit batch (default 0 and 4), `{EXTRA}` extra fields.
+pub const BATCHED_FIFO_TEMPLATE: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (global $head (mut i32) (i32.const 0))
+  (global $tail (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10004))
+  (func (export "kplug_evict_buf") (result i32) (i32.const {BUF}))
+  (func (export "kplug_evict_hit_batch") (result i32) (i32.const {BATCH}))
+  (func (export "kplug_evict_hits") (param $n i32) (result i32)
+    {HITS}
+    (i32.const 0))
+  (func (export "kplug_evict_miss") (param $k i64) (param $need i32) (result i32)
+    (local $n i32) (local $i i32)
+    {MISS}
+    (block $done (loop $pop
+      (br_if $done (i32.ge_s (local.get $n) (local.get $need)))
+      (loop $skip
+        (local.set $i (i32.and (global.get $head) (i32.const 1023)))
+        (global.set $head (i32.add (global.get $head) (i32.const 1)))
+        (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
+      (i64.store (i32.shl (local.get $n) (i32.const 3))
+        (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $pop)))
+    (i64.store (i32.add (i32.const 4096) (i32.shl (i32.and (global.get $tail) (i32.const 1023)) (i32.const 3))) (local.get $k))
+    (i32.store8 (i32.add (i32.const 16384) (i32.and (global.get $tail) (i32.const 1023))) (i32.const 1))
+    (global.set $tail (i32.add (global.get $tail) (i32.const 1)))
+    (local.get $n))
+  (func (export "kplug_evict_remove") (param $k i64)
+    (local $i i32)
+    (local.set $i (global.get $head))
+    (block $end (loop $scan
+      (br_if $end (i32.ge_u (local.get $i) (global.get $tail)))
+      (if (i32.and
+            (i64.eq (i64.load (i32.add (i32.const 4096) (i32.shl (i32.and (local.get $i) (i32.const 1023)) (i32.const 3)))) (local.get $k))
+            (i32.load8_u (i32.add (i32.const 16384) (i32.and (local.get $i) (i32.const 1023)))))
+        (then (i32.store8 (i32.add (i32.const 16384) (i32.and (local.get $i) (i32.const 1023))) (i32.const 0))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $scan))))
+  {EXTRA}
+)"#;
+
+/// [`BATCHED_FIFO_TEMPLATE`] filled.
+pub fn batched_fifo(parts: &[(&str, &str)]) -> String {
+    let mut s = BATCHED_FIFO_TEMPLATE.to_string();
+    for (k, v) in parts {
+        s = s.replace(k, v);
+    }
+    s = s.replace("{BUF}", "0").replace("{BATCH}", "4");
+    for k in ["{MISS}", "{HITS}", "{EXTRA}"] {
+        s = s.replace(k, "");
+    }
+    s
+}
+
 /// An admission-only plugin whose `kplug_admit` body is `{BODY}` (params
 /// $key $file $block, result i32).
 pub const ADMIT_TEMPLATE: &str = r#"

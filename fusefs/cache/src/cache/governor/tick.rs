@@ -282,10 +282,10 @@ impl<V> CacheCore<V> {
         let Some(mut shadow) = g.candidates[j].shadow.take() else {
             return;
         };
-        let keys = shadow.resident_keys();
         let Some(mut p) = shadow.take_eviction_plugin() else {
             return;
         };
+        let keys = shadow.resident_keys();
         let resident = self.map.len() as u64;
         for k in keys.iter().filter(|k| !self.map.contains_key(k)) {
             if let Err(f) = p.evict_remove(*k, resident) {
@@ -305,8 +305,8 @@ impl<V> CacheCore<V> {
         p.mark_installed();
         let slot = self.plugins.add(p);
         self.eviction = EvictionRole::Plugin(slot);
-        // ARC and LIRS learn the missed key in `kplug_admit`; an admission plugin the
-        // operator installed keeps its role (they then see the miss at insert only).
+        // A 1.0 candidate that learns the missed key in `kplug_admit` takes admission too; an
+        // admission plugin the operator installed keeps its role.
         if roles.contains(Role::Admission) && matches!(self.admission, AdmissionRole::Native(..)) {
             self.admission = AdmissionRole::Plugin(slot);
         }
