@@ -3,10 +3,11 @@
 //! numbers in `traces/data/libcachesim-miss-ratios.csv` (copied from the shared reference; see
 //! its README for how they were made).
 //!
-//! FIFO, LRU, CLOCK and SIEVE must agree to the 4th decimal (they are deterministic and
-//! specified exactly); ARC, 2Q, LIRS, S3-FIFO and W-TinyLFU within 0.005 absolute (hash-seeded
-//! sketches, libCacheSim-internal orderings our ABI cannot see; every differing cell is explained
-//! in `docs/policies.md`). Run with `-- --nocapture` to print the full table.
+//! Every policy must agree to the 4th decimal on every cell, except the cells listed in
+//! [`APPROXIMATE`] (within 0.005 absolute; each is explained in `docs/policies.md`) and the
+//! invalid references of [`INVALID_REFERENCE`]. Until the batched eviction hooks of ABI 1.4,
+//! W-TinyLFU and LIRS differed on five more cells (victims the host took one miss late).
+//! Run with `-- --nocapture` to print the full table.
 
 use std::path::PathBuf;
 
@@ -139,9 +140,10 @@ const CSV_NAMES: &[(&str, &str)] = &[
     ("wtinylfu", "TinyLFU"),
 ];
 
-/// Policies specified exactly: 4th-decimal agreement.
-const EXACT: &[&str] = &["fifo", "lru", "clock", "sieve"];
-/// Tolerance for the others.
+/// Cells that may differ from libCacheSim by at most [`TOLERANCE`]: LIRS at sprite 1 %, where
+/// libCacheSim briefly holds capacity + 1 blocks (docs/policies.md, "Cells that differ").
+const APPROXIMATE: &[(&str, &str, u64)] = &[("sprite", "lirs", 70)];
+/// Tolerance for [`APPROXIMATE`] cells.
 const TOLERANCE: f64 = 0.005;
 /// Cells whose libCacheSim value is not a valid reference (reference README): W-TinyLFU at
 /// sprite 1 % (70 objects) has a window of floor(0.7) = 0 objects in libCacheSim, which then
@@ -205,10 +207,10 @@ fn check_trace(trace: &str) {
         if INVALID_REFERENCE.contains(&(trace, r.policy.as_str(), r.cache_objects)) {
             continue;
         }
-        let ok = if EXACT.contains(&r.policy.as_str()) {
-            diff.abs() < 0.00005
-        } else {
+        let ok = if APPROXIMATE.contains(&(trace, r.policy.as_str(), r.cache_objects)) {
             (ours - expected).abs() <= TOLERANCE
+        } else {
+            diff.abs() < 0.00005
         };
         if !ok {
             failures.push(format!(
