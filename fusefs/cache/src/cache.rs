@@ -515,11 +515,10 @@ impl<V> CacheCore<V> {
         let hook = self.plugins.get(slot).take_victims(&mut victims);
         let mut bad = None;
         for &k in &victims {
-            if !self.map.contains_key(&k) {
+            if !self.evict_if_resident(k) {
                 bad = Some(k);
                 break;
             }
-            self.evict(k);
         }
         victims.clear();
         self.victims = victims;
@@ -537,19 +536,34 @@ impl<V> CacheCore<V> {
     }
 
     fn evict(&mut self, key: u64) {
+        if !self.evict_if_resident(key) {
+            if let Some(log) = &mut self.evicted_log {
+                log.push(key);
+            }
+            if self.governor.is_some() {
+                self.dropped_for_governor(key);
+            }
+        }
+    }
+
+    /// Evicts `key` if it is resident, with one lookup of the map (a plugin's victims are
+    /// checked and evicted at once); false, and nothing done, if it is not.
+    fn evict_if_resident(&mut self, key: u64) -> bool {
+        let Some(e) = self.map.remove(&key) else {
+            return false;
+        };
         if let Some(log) = &mut self.evicted_log {
             log.push(key);
         }
         if self.governor.is_some() {
             self.dropped_for_governor(key);
         }
-        if let Some(e) = self.map.remove(&key) {
-            self.unindex(key);
-            self.stats.evictions += 1;
-            if e.prefetched {
-                self.stats.prefetch_wasted += 1;
-            }
+        self.unindex(key);
+        self.stats.evictions += 1;
+        if e.prefetched {
+            self.stats.prefetch_wasted += 1;
         }
+        true
     }
 
     fn unindex(&mut self, key: u64) {
