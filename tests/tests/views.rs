@@ -18,7 +18,12 @@ fn log_text(lines: usize) -> Vec<u8> {
     let mut s = String::new();
     for i in 0..lines {
         let tag = if i % 100 == 7 { "ERR" } else { "ok" };
-        s.push_str(&format!("{i},{tag},user{} secret {},{}\n", i % 13, i * 7, i % 5));
+        s.push_str(&format!(
+            "{i},{tag},user{} secret {},{}\n",
+            i % 13,
+            i * 7,
+            i % 5
+        ));
     }
     s.into_bytes()
 }
@@ -110,7 +115,10 @@ fn shipped_transforms_match_their_references() {
     top.sort();
     assert_eq!(top, ["a", "empty"]);
 
-    check_file(&m.m(".kplug/views/grep/a/log"), &grep_ref(&log, "ERR", false));
+    check_file(
+        &m.m(".kplug/views/grep/a/log"),
+        &grep_ref(&log, "ERR", false),
+    );
     check_file(&m.m(".kplug/views/grep/empty"), b"");
     let cut_ref: Vec<u8> = log
         .split_inclusive(|&b| b == b'\n')
@@ -145,10 +153,12 @@ fn shipped_transforms_match_their_references() {
     // Not gzip: EIO for that file only, the view's last error says why.
     let e = fs::read(m.m(".kplug/views/gunzip/a/log")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
-    assert!(view_status(&m, "gunzip")["last_error"]
-        .as_str()
-        .unwrap()
-        .contains("a/log"));
+    assert!(
+        view_status(&m, "gunzip")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("a/log")
+    );
     check_file(&m.m(".kplug/views/gunzip/a/log.gz"), &plain);
 
     // The plain tree is unchanged; views are read-only.
@@ -170,7 +180,11 @@ fn shipped_transforms_match_their_references() {
     assert!(g["records_out"].as_u64().unwrap() >= 300, "{g}");
     assert!(g["cache_hits"].as_u64().unwrap() > 0, "{g}");
     // A size-preserving view's size needs no pass.
-    assert!(view_status(&m, "redact")["size_preserving"].as_bool().unwrap());
+    assert!(
+        view_status(&m, "redact")["size_preserving"]
+            .as_bool()
+            .unwrap()
+    );
     // Fixed-size records.
     load(&m, "sample", "every=3\nrecord=10\n");
     let rec_ref: Vec<u8> = records.chunks(10).step_by(3).flatten().copied().collect();
@@ -233,11 +247,19 @@ fn hostile_transforms_fail_their_view_only() {
     load(&m, "grep", "pattern=ERR");
     let cases = [
         // Trap at the third call: mid-stream.
-        ("trap", "(if (i32.eq (global.get $calls) (i32.const 3)) (then unreachable)) local.get $len", true),
+        (
+            "trap",
+            "(if (i32.eq (global.get $calls) (i32.const 3)) (then unreachable)) local.get $len",
+            true,
+        ),
         ("spin", "(loop $l br $l) i32.const 0", true),
         ("liar", "i32.const 262145", true),
         // Endless output (the MORE bit forever): over the output cap, a stream error.
-        ("bomb", "(memory.fill (i32.const 131072) (i32.const 66) (i32.const 262144)) i32.const 0x40040000", false),
+        (
+            "bomb",
+            "(memory.fill (i32.const 131072) (i32.const 66) (i32.const 262144)) i32.const 0x40040000",
+            false,
+        ),
     ];
     for (name, chunk, fault) in cases {
         drop_plugin(&m, &format!("{name}.wasm"), &hostile(chunk)).unwrap();
