@@ -296,6 +296,93 @@ pub mod __private {
     }
 }
 
+/// Generates the ABI exports of a transform (ABI 1.6, `crate::Transform`): the lifecycle
+/// exports of [`export_plugin!`](crate::export_plugin) and the `kplug_transform_*` ones. `Type: Plugin + Transform +
+/// Default`. Use it once per plugin crate, instead of `export_plugin!`.
+#[macro_export]
+macro_rules! export_transform {
+    ($ty:ty $(,)?) => {
+        const _: fn() = || {
+            fn assert_transform<
+                T: $crate::Plugin + $crate::Transform + ::core::default::Default,
+            >() {
+            }
+            assert_transform::<$ty>();
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static STATE: $crate::__private::PluginCell<$ty> = $crate::__private::PluginCell::new();
+            static STREAM: $crate::__private::PluginCell<$crate::transform::__private::Stream> =
+                $crate::__private::PluginCell::new();
+
+            #[inline(always)]
+            fn state() -> &'static mut $ty {
+                // SAFETY: single-threaded wasm, exports are not re-entered, and
+                // each export takes the state once.
+                unsafe { STATE.get() }
+            }
+
+            #[inline(always)]
+            fn stream() -> &'static mut $crate::transform::__private::Stream {
+                // SAFETY: as for `state`.
+                unsafe { STREAM.get() }
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_abi_version() -> i32 {
+                $crate::ABI_VERSION as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_alloc(len: i32) -> i32 {
+                $crate::__private::alloc(len)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_set_param(kp: i32, kl: i32, vp: i32, vl: i32) -> i32 {
+                // SAFETY: the host passes ranges inside the buffer from kplug_alloc.
+                unsafe { $crate::__private::set_param(state(), kp, kl, vp, vl) }
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_init(capacity: i64) -> i32 {
+                $crate::__private::init(state(), capacity)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_transform_in_buf() -> i32 {
+                $crate::transform::__private::IN_BUF.0.get() as usize as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_transform_out_buf() -> i32 {
+                $crate::transform::__private::OUT_BUF.0.get() as usize as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_transform_flags() -> i32 {
+                if <$ty as $crate::Transform>::SIZE_PRESERVING {
+                    $crate::abi::TRANSFORM_SIZE_PRESERVING
+                } else {
+                    0
+                }
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_transform_begin(file_size: i64) -> i32 {
+                $crate::transform::__private::begin(state(), stream(), file_size)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn kplug_transform_chunk(len: i32, last: i32) -> i32 {
+                // SAFETY: the only references to the buffers during this call.
+                unsafe { $crate::transform::__private::chunk(state(), stream(), len, last) }
+            }
+        };
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,16 @@ fn csv(bytes: usize) -> Vec<u8> {
     s
 }
 
+/// The native side of a transform: input bytes to output length.
+type Native = Box<dyn FnMut(&[u8]) -> usize>;
+/// A transform: its name, parameters, input, and native side.
+type Case<'a> = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'a [u8],
+    Native,
+);
+
 fn best(runs: usize, mut f: impl FnMut() -> usize) -> (f64, usize) {
     let mut t = f64::MAX;
     let mut out = 0;
@@ -50,8 +60,7 @@ fn main() {
     let gz = gz.finish().unwrap();
     let engine = PluginEngine::new(EngineConfig::default()).unwrap();
     let chunk = kplug_abi::TRANSFORM_IN_BYTES;
-    type Native = Box<dyn FnMut(&[u8]) -> usize>;
-    let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], Native)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "grep",
             vec![("pattern", "ZZPAT")],
@@ -101,7 +110,10 @@ fn main() {
                 .len()
         });
         let (native_s, native_out) = best(runs, || native(input));
-        assert_eq!(wasm_out, native_out, "{name}: WASM and native outputs differ");
+        assert_eq!(
+            wasm_out, native_out,
+            "{name}: WASM and native outputs differ"
+        );
         let in_mib = input.len() as f64 / (1 << 20) as f64;
         println!(
             "{{\"transform\": \"{name}\", \"input_mib\": {in_mib:.1}, \"output_mib\": {:.2}, \"wasm_mib_s\": {:.1}, \"native_mib_s\": {:.1}, \"wasm_over_native\": {:.3}}}",

@@ -67,7 +67,13 @@ fn an_sdk_transform_streams_through_the_host() {
     let mut t = c.instantiate_transform(&[]).unwrap();
     assert!(t.size_preserving());
     let input: Vec<u8> = (0..200_000u32)
-        .map(|i| if i % 50 == 49 { b'\n' } else { b'a' + (i % 26) as u8 })
+        .map(|i| {
+            if i % 50 == 49 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
         .collect();
     let mut at = 0;
     let (out, fig) = t
