@@ -64,6 +64,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../plugin-sdk/src/host.rs"),
     ),
     (
+        "src/transform.rs",
+        include_str!("../../../plugin-sdk/src/transform.rs"),
+    ),
+    (
         "abi/src/lib.rs",
         include_str!("../../../plugin-sdk/abi/src/lib.rs"),
     ),

@@ -178,3 +178,50 @@ impl Transform for Gunzip {
 }
 
 export_transform!(Gunzip);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kplug_sdk::transform::run_native;
+
+    /// A gzip member of `data` (header without options, raw deflate, length trailer; the CRC
+    /// is not checked by the transform, so zero here).
+    fn member(data: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+        m.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+        m.extend([0, 0, 0, 0]);
+        m.extend((data.len() as u32).to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn inflates_members_across_chunks_and_refuses_bad_input() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i % 7) as u8 + b'a').collect();
+        let b = b"second member\n".to_vec();
+        let mut gz = member(&a);
+        gz.extend(member(&b));
+        let want: Vec<u8> = a.iter().chain(&b).copied().collect();
+        for chunk in [1, 10, 4096, 65536] {
+            assert_eq!(
+                run_native(&mut Gunzip::default(), &gz, chunk).unwrap(),
+                want,
+                "chunk {chunk}"
+            );
+        }
+        // A highly compressible member comes out in bursts ("call again"), whole.
+        let zeros = vec![0u8; 5 << 20];
+        assert_eq!(
+            run_native(&mut Gunzip::default(), &member(&zeros), 65536).unwrap(),
+            zeros
+        );
+        assert_eq!(
+            run_native(&mut Gunzip::default(), b"plain text", 64),
+            Err(NOT_GZIP)
+        );
+        assert_eq!(run_native(&mut Gunzip::default(), b"", 64), Err(NOT_GZIP));
+        assert_eq!(
+            run_native(&mut Gunzip::default(), &gz[..gz.len() - 3], 64),
+            Err(TRUNCATED)
+        );
+    }
+}
