@@ -108,6 +108,8 @@ KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
 /* transform_records(records_in: i64, records_out: i64), ABI 1.6 */
 KPLUG_IMPORT("transform_records") void kplug_transform_records(int64_t records_in, int64_t records_out);
+/* transform_uid() -> i64, ABI 1.6 */
+KPLUG_IMPORT("transform_uid") int64_t kplug_transform_uid(void);
 
 /* Exports. Every plugin defines kplug_abi_version (and has a memory, which wasm-ld
  * exports); kplug_alloc, kplug_set_param and kplug_init are optional; a role's

@@ -85,7 +85,7 @@ pub mod transform;
 pub use collections::{IntMap, KeyList};
 pub use host::{
     Level, add_glob, backend_latency_ns, block_size, capacity, file_size, hit_ratio, log, now_ns,
-    path_matches, pressure, resident, sequentiality, transform_records,
+    path_matches, pressure, resident, sequentiality, transform_records, transform_uid,
 };
 #[cfg(feature = "alloc")]
 pub use transform::{FixedRecords, Lines, Output, Transform};
@@ -132,7 +132,7 @@ pub mod names {
         e::TRANSFORM_FLAGS.name,
     ];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 20] = [
+    pub const IMPORTS: [&str; 21] = [
         i::LOG.name,
         i::CAPACITY.name,
         i::RESIDENT.name,
@@ -153,6 +153,7 @@ pub mod names {
         i::ADD_GLOB.name,
         i::PATH_MATCHES.name,
         i::TRANSFORM_RECORDS.name,
+        i::TRANSFORM_UID.name,
     ];
 }
 

@@ -192,6 +192,29 @@ fn shipped_transforms_match_their_references() {
 }
 
 #[test]
+fn a_per_caller_view_depends_on_the_reader() {
+    let m = TestMount::with_backing(&[], |b| {
+        fs::write(b.join("card"), b"card 4111 1111 secret\n").unwrap();
+    });
+    // Let nobody reach the mount point.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(m.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    load(&m, "redact", "exempt-uid=0\n");
+    let v = m.m(".kplug/views/redact/card");
+    assert!(view_status(&m, "redact")["per_caller"].as_bool().unwrap());
+    // Root is exempt: the bytes as they are; nobody gets them masked, same size.
+    check_file(&v, b"card 4111 1111 secret\n");
+    let out = kplugfs_tests::as_nobody(&format!("cat {}", v.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"card #### #### secret\n");
+    check_file(&v, b"card 4111 1111 secret\n");
+}
+
+#[test]
 fn a_changed_source_is_seen_and_removal_removes_the_view() {
     let m = TestMount::with_backing(&[], |b| {
         fs::write(b.join("f"), b"keep ERR 1\ndrop\n").unwrap();

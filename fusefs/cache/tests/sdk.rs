@@ -65,7 +65,7 @@ fn an_sdk_transform_streams_through_the_host() {
         .compile("upper", fixture_wasm("sdk-transform"))
         .unwrap();
     let mut t = c.instantiate_transform(&[]).unwrap();
-    assert!(t.size_preserving());
+    assert!(t.size_preserving() && t.per_caller());
     let input: Vec<u8> = (0..200_000u32)
         .map(|i| {
             if i % 50 == 49 {

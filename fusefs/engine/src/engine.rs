@@ -198,6 +198,7 @@ impl PluginEngine {
                 wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
                 governor: module.get_export(exp::TICK.name).is_some(),
                 transform,
+                per_caller: imports(&module, imp::TRANSFORM_UID.name),
                 has_start: has_start_section(bytes),
             }),
         })
@@ -222,6 +223,8 @@ pub(crate) struct CompiledInner {
     pub(crate) governor: bool,
     /// Exports the transform role (ABI 1.6): a view's data-path plugin, no cache role.
     pub(crate) transform: bool,
+    /// Imports `kplug.transform_uid`: a per-caller transform (its output depends on the reader).
+    pub(crate) per_caller: bool,
     /// Has a start function (a trap while instantiating is then its fault, else a segment's).
     pub(crate) has_start: bool,
 }
@@ -235,6 +238,11 @@ impl CompiledPlugin {
     /// Whether the module is a transform (exports `kplug_transform_*`, ABI 1.6).
     pub fn is_transform(&self) -> bool {
         self.inner.transform
+    }
+
+    /// Whether a transform is per-caller (imports `transform_uid`, ABI 1.6).
+    pub fn is_per_caller(&self) -> bool {
+        self.inner.per_caller
     }
 }
 

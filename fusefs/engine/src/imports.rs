@@ -139,6 +139,11 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     l.func_wrap(imp::MODULE, imp::ADD_GLOB.name, add_glob)?;
     l.func_wrap(
         imp::MODULE,
+        imp::TRANSFORM_UID.name,
+        |c: Caller<'_, HostState>| c.data().caller_uid,
+    )?;
+    l.func_wrap(
+        imp::MODULE,
         imp::TRANSFORM_RECORDS.name,
         |mut c: Caller<'_, HostState>, records_in: i64, records_out: i64| {
             let r = &mut c.data_mut().records;

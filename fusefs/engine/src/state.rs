@@ -44,6 +44,8 @@ pub(crate) struct HostState {
     pub(crate) globs: Globs,
     /// Records a transform counted in and out since the host last took them (ABI 1.6).
     pub(crate) records: (u64, u64),
+    /// The reader of the current stream, for `transform_uid` (-1 unknown; ABI 1.6).
+    pub(crate) caller_uid: i64,
 }
 
 /// A governor's side of the candidate table: registrations during load, counters and the
@@ -124,6 +126,7 @@ impl HostState {
             },
             globs: Globs::default(),
             records: (0, 0),
+            caller_uid: -1,
         }
     }
 

@@ -92,6 +92,7 @@ pub struct Transformer {
     begin: TypedFunc<i64, i32>,
     chunk: TypedFunc<(i32, i32), i32>,
     size_preserving: bool,
+    per_caller: bool,
     status: StatusHandle,
     failed: bool,
     _engine: PluginEngine,
@@ -158,6 +159,14 @@ impl CompiledPlugin {
             true => ask(&mut store, &exp::TRANSFORM_FLAGS, 0)?,
             false => 0,
         };
+        let size_preserving = flags & abi::TRANSFORM_SIZE_PRESERVING != 0;
+        if self.is_per_caller() && !size_preserving {
+            return Err(LoadError::Invalid(
+                "a per-caller transform (it imports transform_uid) must be size-preserving: \
+                 `stat` does not say who asks"
+                    .into(),
+            ));
+        }
         if flags & !abi::TRANSFORM_SIZE_PRESERVING != 0 {
             return Err(LoadError::Fault {
                 hook: exp::TRANSFORM_FLAGS.name,
@@ -177,7 +186,8 @@ impl CompiledPlugin {
             out_buf: out_buf as usize,
             begin,
             chunk,
-            size_preserving: flags & abi::TRANSFORM_SIZE_PRESERVING != 0,
+            size_preserving,
+            per_caller: self.is_per_caller(),
             status: PluginStatus::new(self.name(), abi::RoleSet::EMPTY, false),
             failed: false,
             _engine: self.inner.engine.clone(),
@@ -189,6 +199,16 @@ impl Transformer {
     /// Whether the plugin promises output as long as its input (`kplug_transform_flags`).
     pub fn size_preserving(&self) -> bool {
         self.size_preserving
+    }
+
+    /// Whether the output depends on the reader (the plugin imports `transform_uid`).
+    pub fn per_caller(&self) -> bool {
+        self.per_caller
+    }
+
+    /// The reader of the next streams, as `transform_uid` reports it.
+    pub fn set_caller(&mut self, uid: Option<u32>) {
+        self.store.data_mut().caller_uid = uid.map_or(-1, i64::from);
     }
 
     /// The instance's status (state `failed` after a fault).

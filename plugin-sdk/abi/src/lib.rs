@@ -148,6 +148,10 @@ pub mod imports {
         6,
         &["records_in", "records_out"],
     );
+    /// Transform: `transform_uid() -> i64`, the user id of the reader whose open started the
+    /// current stream (-1 unknown). A transform importing it is **per-caller**: the host keeps
+    /// its outputs per user and requires it to be size-preserving (`stat` has no caller).
+    pub const TRANSFORM_UID: Func = func("transform_uid", "", "L", 6, &[]);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -171,6 +175,7 @@ pub mod imports {
         ADD_GLOB,
         PATH_MATCHES,
         TRANSFORM_RECORDS,
+        TRANSFORM_UID,
     ];
 
     /// The import named `name`, if the ABI has one.

@@ -4,8 +4,14 @@
 //! file or the mask. Occurrences are found left to right without overlap, across chunks (the
 //! last `len(pattern) - 1` bytes of a chunk wait for the next one).
 //!
+//! **Per caller.** Readers whose uid is listed in `exempt-uid` see the file unmasked: the
+//! transform asks the host who reads (`transform_uid`, ABI 1.6), so the host keeps its outputs
+//! per user, and views are served with direct I/O: two readers never share kernel pages (as
+//! MediaProvider forces `direct_io` for callers whose view differs).
+//!
 //! Parameters: `digits=0|1` (default 1 without a pattern, 0 with one), `pattern=TEXT`,
-//! `mask=C` (one byte, default `#`).
+//! `mask=C` (one byte, default `#`), `exempt-uid=N` (repeatable, up to 8: readers who see the
+//! bytes as they are).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -22,7 +28,13 @@ pub struct Redact {
     /// Bytes held back (a pattern may start there), and how many of them a match took.
     tail: Vec<u8>,
     skip: usize,
+    /// Readers who see the file unmasked, and whether the current stream's reader is one.
+    exempt: Vec<u32>,
+    exempt_now: bool,
 }
+
+/// Most `exempt-uid` entries.
+const MAX_EXEMPT: usize = 8;
 
 impl Default for Redact {
     fn default() -> Self {
@@ -32,6 +44,8 @@ impl Default for Redact {
             mask: b'#',
             tail: Vec::new(),
             skip: 0,
+            exempt: Vec::new(),
+            exempt_now: false,
         }
     }
 }
@@ -54,6 +68,9 @@ impl Plugin for Redact {
             "pattern" if !value.is_empty() => self.pattern = value.as_bytes().to_vec(),
             "digits" => self.digits = Some(kplug_sdk::param_in(value, 0u8..=1)? == 1),
             "mask" if value.len() == 1 => self.mask = value.as_bytes()[0],
+            "exempt-uid" if self.exempt.len() < MAX_EXEMPT => self
+                .exempt
+                .push(kplug_sdk::param_in(value, 0u32..=u32::MAX)?),
             _ => return Err(Rejected),
         }
         Ok(())
@@ -66,10 +83,15 @@ impl Transform for Redact {
     fn begin(&mut self, _size: Option<u64>) -> Result<(), i32> {
         self.tail.clear();
         self.skip = 0;
+        self.exempt_now = kplug_sdk::transform_uid().is_some_and(|uid| self.exempt.contains(&uid));
         Ok(())
     }
 
     fn chunk(&mut self, input: &[u8], last: bool, out: &mut Output) -> Result<bool, i32> {
+        if self.exempt_now {
+            out.push(input);
+            return Ok(false);
+        }
         let mut buf = core::mem::take(&mut self.tail);
         buf.extend_from_slice(input);
         let plen = self.pattern.len();

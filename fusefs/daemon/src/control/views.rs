@@ -34,6 +34,11 @@
 //! [`VIEW_OUTPUT_CAP`], the source could not be read) fails that file's open with EIO and
 //! shows as the view's `last_error`. The plain tree and the other views are never touched.
 //!
+//! **Per-caller views.** A transform importing `transform_uid` shapes each reader's bytes by
+//! who reads (redaction exempting some users): it must be size-preserving (`stat` does not say
+//! who asks, so the size cannot depend on it), its outputs are kept per (path, uid), and the
+//! direct I/O above means two readers never share kernel pages.
+//!
 //! **Costs.** One pass over the source per (file, version) for a transform that changes sizes,
 //! then memory for its output; one transform runs at a time per view (one wasm instance).
 
@@ -81,18 +86,21 @@ struct Known {
     output: Option<Arc<Vec<u8>>>,
 }
 
-/// The outputs of one view, by path, within [`VIEW_CACHE_BYTES`].
+/// Whose output: a path, and for a per-caller transform the reader's uid.
+type Key = (PathBuf, Option<u32>);
+
+/// The outputs of one view, by path (and reader), within [`VIEW_CACHE_BYTES`].
 #[derive(Default)]
 struct Outputs {
-    known: HashMap<PathBuf, Known>,
-    /// Paths holding an output, oldest first.
-    order: VecDeque<PathBuf>,
+    known: HashMap<Key, Known>,
+    /// Keys holding an output, oldest first.
+    order: VecDeque<Key>,
     bytes: u64,
 }
 
 impl Outputs {
-    fn insert(&mut self, path: &Path, version: Version, output: Arc<Vec<u8>>) {
-        self.drop_output(path);
+    fn insert(&mut self, key: &Key, version: Version, output: Arc<Vec<u8>>) {
+        self.drop_output(key);
         let size = output.len() as u64;
         while self.bytes + size > VIEW_CACHE_BYTES
             && let Some(old) = self.order.pop_front()
@@ -106,10 +114,10 @@ impl Outputs {
         let keep = size <= VIEW_CACHE_BYTES;
         if keep {
             self.bytes += size;
-            self.order.push_back(path.to_path_buf());
+            self.order.push_back(key.clone());
         }
         self.known.insert(
-            path.to_path_buf(),
+            key.clone(),
             Known {
                 version,
                 size,
@@ -118,12 +126,12 @@ impl Outputs {
         );
     }
 
-    fn drop_output(&mut self, path: &Path) {
-        if let Some(k) = self.known.get_mut(path)
+    fn drop_output(&mut self, key: &Key) {
+        if let Some(k) = self.known.get_mut(key)
             && let Some(o) = k.output.take()
         {
             self.bytes -= o.len() as u64;
-            self.order.retain(|p| p != path);
+            self.order.retain(|p| p != key);
         }
     }
 }
@@ -147,6 +155,8 @@ pub struct View {
     transformer: Mutex<Transformer>,
     status: StatusHandle,
     size_preserving: bool,
+    /// The output depends on the reader (`transform_uid`): kept per uid.
+    per_caller: bool,
     outputs: Mutex<Outputs>,
     counters: Counters,
     last_error: Mutex<Option<String>>,
@@ -159,6 +169,7 @@ impl View {
             name: name.to_string(),
             status: t.status(),
             size_preserving: t.size_preserving(),
+            per_caller: t.per_caller(),
             transformer: Mutex::new(t),
             outputs: Mutex::default(),
             counters: Counters::default(),
@@ -198,18 +209,27 @@ impl View {
         if self.size_preserving {
             return Ok(src.size);
         }
-        if let Some(k) = self.outputs.lock().known.get(path)
+        let key = (path.to_path_buf(), None);
+        if let Some(k) = self.outputs.lock().known.get(&key)
             && k.version == version(src)
         {
             return Ok(k.size);
         }
-        Ok(self.output(main, path, src)?.len() as u64)
+        Ok(self.output(main, path, src, None)?.len() as u64)
     }
 
-    /// The whole transformed output of the file at `path`: kept, or computed now.
-    fn output(&self, main: &dyn Tree, path: &Path, src: &Attr) -> Result<Arc<Vec<u8>>> {
+    /// The whole transformed output of the file at `path` for reader `uid`: kept, or
+    /// computed now.
+    fn output(
+        &self,
+        main: &dyn Tree,
+        path: &Path,
+        src: &Attr,
+        uid: Option<u32>,
+    ) -> Result<Arc<Vec<u8>>> {
         self.check_serving()?;
-        if let Some(k) = self.outputs.lock().known.get(path)
+        let key: Key = (path.to_path_buf(), uid.filter(|_| self.per_caller));
+        if let Some(k) = self.outputs.lock().known.get(&key)
             && k.version == version(src)
             && let Some(o) = &k.output
         {
@@ -218,13 +238,14 @@ impl View {
         }
         let mut t = self.transformer.lock();
         // Another reader may have computed it while this one waited.
-        if let Some(k) = self.outputs.lock().known.get(path)
+        if let Some(k) = self.outputs.lock().known.get(&key)
             && k.version == version(src)
             && let Some(o) = &k.output
         {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(o.clone());
         }
+        t.set_caller(key.1);
         let mut attr = *src;
         for _ in 0..PASSES {
             let fh = main.open(attr.ino, libc::O_RDONLY, Caller::ROOT)?.fh;
@@ -256,7 +277,7 @@ impl View {
                 let out = Arc::new(out);
                 self.outputs
                     .lock()
-                    .insert(path, version(&attr), out.clone());
+                    .insert(&key, version(&attr), out.clone());
                 return Ok(out);
             }
             attr = now;
@@ -294,6 +315,7 @@ impl View {
             error: s.error,
             last_error: self.last_error.lock().clone(),
             name: self.name.clone(),
+            per_caller: self.per_caller,
             size_preserving: self.size_preserving,
             state: s.state,
         }
@@ -564,7 +586,7 @@ impl Tree for ViewsTree {
         self.main.readlink(src.ino)
     }
 
-    fn open(&self, ino: u64, flags: i32, _caller: Caller) -> Result<Opened> {
+    fn open(&self, ino: u64, flags: i32, caller: Caller) -> Result<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY {
             return Err(fs_err!(libc::EROFS, "views are read-only"));
         }
@@ -576,7 +598,7 @@ impl Tree for ViewsTree {
         if src.kind != FileKind::File {
             return Err(fs_err!(libc::EISDIR, "not a regular file"));
         }
-        let out = view.output(&*self.main, &path, &src)?;
+        let out = view.output(&*self.main, &path, &src, Some(caller.uid))?;
         Ok(Opened::direct(self.open.insert(Some(out))))
     }
 

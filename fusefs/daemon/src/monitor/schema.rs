@@ -370,6 +370,9 @@ pub struct ViewEntry {
     pub last_error: Option<String>,
     /// The view's name: `.kplug/views/NAME`, from `plugins/NAME.wasm`.
     pub name: String,
+    /// Whether the output depends on the reader (the transform imports `transform_uid`).
+    #[serde(default)]
+    pub per_caller: bool,
     /// Whether the transform keeps sizes (no pass for `stat`).
     pub size_preserving: bool,
     /// `active` or `failed`.
