@@ -8,7 +8,7 @@
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
 #   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,
-#                simpeer
+#                simpeer,views
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -51,16 +51,23 @@
 #               KPLUG_SIMPEER_TRACES (comma-separated oracleGeneral files), default
 #               traces/data/cloudPhysicsIO.oracleGeneral.bin and its 4 KiB and 1 KiB splits
 #               (1.1 M and 4.2 M requests, made here; about 3 min with --runs 3)
+#   views       a CSV log (64 MiB quick, 1 GiB full) with a pattern on 1 % of its lines on a
+#               slow store (--backend-latency 1ms, no kernel cache), each command on a fresh
+#               mount: `grep -c` through the plain mount against `wc -l` of the grep view,
+#               `cut -d, -f1,3` against `cat` of the cut view, `zcat` of its .gz against `cat`
+#               of the gunzip view (time, bytes delivered to user space); and the transforms'
+#               throughput, WASM against the same Rust code native (tests/benches/transform.rs)
 # Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
 # the Ceph RGW packages; simpeer cmake, a C compiler, libglib2.0-dev, libzstd-dev and pip
 # (scripts/setup.sh installs them all).
-# Honours CARGO_TARGET_DIR; KPLUGFS_BIN=PATH uses a prebuilt release kplugfs instead of building.
+# Honours CARGO_TARGET_DIR; KPLUGFS_BIN=PATH uses a prebuilt release kplugfs instead of building;
+# KPLUG_TRANSFORM_BENCH=PATH a prebuilt tests/benches/transform.rs (views) likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -164,6 +171,10 @@ if want s3; then
         --target-dir "$mp_target" > "$logs/build-mountpoint.log" 2>&1 ||
         { tail -30 "$logs/build-mountpoint.log" >&2; die "mountpoint-s3 peer build failed"; }
     mp_bin=$mp_target/release/mount-s3-peer
+fi
+if want views && [ -z "${KPLUG_TRANSFORM_BENCH:-}" ]; then
+    log "building the transform bench"
+    cargo bench -p kplugfs-tests --bench transform --no-run > "$logs/build-transform.log" 2>&1 || { tail -30 "$logs/build-transform.log" >&2; die "transform bench build failed"; }
 fi
 if want stall; then
     log "building the stall bench"
@@ -865,6 +876,66 @@ print(", ".join("%s %.3f s miss %.4f" % (x["system"], x["wall_s"], x["miss_ratio
     read -r l1 l5 l15 _ < /proc/loadavg
     emit simpeerload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
     emit timing phase=simpeer seconds=$((SECONDS - t0))
+fi
+
+# ---- 11. views: data-path transforms against the user-space pipeline -------------------
+if want views; then
+    t0=$SECONDS
+    views_mib=$([ $quick = 1 ] && echo 64 || echo 1024)
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit viewsload load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    log "views: $views_mib MiB CSV, pattern on 1 % of lines, --backend-latency 1ms; load $l1 $l5 $l15"
+    python3 - "$backing/views.csv" "$views_mib" <<'PY'
+import sys
+path, mib = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as f:
+    i, n = 0, 0
+    while n < mib << 20:
+        line = "%d,%s,%d,%d\n" % (i, "ZZPAT" if i % 100 == 42 else "ok", i * 2654435761 % 1000003, i % 97)
+        f.write(line); n += len(line); i += 1
+PY
+    gzip -1 -k "$backing/views.csv"
+    vload() { # name params...: a transform into the mounted kplugfs
+        local name=$1; shift
+        [ -f "$exp/$name.wasm" ] || "$kplugfs" policy export "$name" "$exp" >/dev/null
+        if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$kmnt/.kplug/plugins/$name.params"; fi
+        cp "$exp/$name.wasm" "$kmnt/.kplug/plugins/" || die "views: loading $name failed"
+    }
+    vrun() { # row system bytes-delivered command...: one cold measurement
+        local row=$1 sys=$2 bytes=$3; shift 3
+        kmount --backend-latency 1ms --no-kernel-cache
+        vload grep pattern=ZZPAT; vload cut 'fields=1;3'; vload gunzip
+        dropfiles "$backing/views.csv" "$backing/views.csv.gz"
+        local s=$SECONDS t
+        # Output to a file, not /dev/null: GNU grep stops at the first match when its output
+        # is /dev/null.
+        t=$( { /usr/bin/time -f %e "$@" > "$work/views.out"; } 2>&1 | tail -1 )
+        rm -f "$work/views.out"
+        emit views row="$row" system="$sys" run="$r" seconds="$t" bytes="$bytes"
+        log "views: $row $sys run $r: ${t}s, $bytes bytes to user space"
+    }
+    csv_bytes=$(stat -c %s "$backing/views.csv"); gz_bytes=$(stat -c %s "$backing/views.csv.gz")
+    for r in $(seq 1 "$runs"); do
+        vrun grep plain "$csv_bytes" grep -c ZZPAT "$kmnt/views.csv"
+        vrun grep view "$(stat -c %s "$kmnt/.kplug/views/grep/views.csv")" wc -l "$kmnt/.kplug/views/grep/views.csv"
+        vrun cut plain "$csv_bytes" cut -d, -f1,3 "$kmnt/views.csv"
+        vrun cut view "$(stat -c %s "$kmnt/.kplug/views/cut/views.csv")" cat "$kmnt/.kplug/views/cut/views.csv"
+        vrun gunzip plain "$gz_bytes" zcat "$kmnt/views.csv.gz"
+        vrun gunzip view "$csv_bytes" cat "$kmnt/.kplug/views/gunzip/views.csv.gz"
+    done
+    kumount
+    rm -f "$backing/views.csv" "$backing/views.csv.gz"
+    log "views: transform throughput, WASM against native (tests/benches/transform.rs)"
+    if [ -n "${KPLUG_TRANSFORM_BENCH:-}" ]; then tbench=("$KPLUG_TRANSFORM_BENCH")
+    else tbench=(cargo bench -q -p kplugfs-tests --bench transform); fi
+    MIB=$views_mib RUNS=$runs "${tbench[@]}" 2>"$logs/transform.log" |
+        while read -r line; do
+            log "views: $line"
+            emit viewsthroughput $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(" ".join(f"{k}={v}" for k,v in d.items()))' "$line")
+        done
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit viewsload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    emit timing phase=views seconds=$((SECONDS - t0))
 fi
 
 total_s=$((SECONDS - t_start))

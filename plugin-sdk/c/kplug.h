@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.4, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.6, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 4
+#define KPLUG_ABI_MINOR 6
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -39,6 +39,10 @@ extern "C" {
 #define KPLUG_MAX_CANDIDATE_SPEC 1024
 #define KPLUG_MAX_GLOBS 64
 #define KPLUG_MAX_GLOB_BYTES 1024
+#define KPLUG_TRANSFORM_IN_BYTES 65536
+#define KPLUG_TRANSFORM_OUT_BYTES 262144
+#define KPLUG_TRANSFORM_MORE 1073741824
+#define KPLUG_TRANSFORM_SIZE_PRESERVING 1
 
 /* Roles, as the governor imports number them. */
 #define KPLUG_ROLE_EVICTION 0
@@ -103,6 +107,10 @@ KPLUG_IMPORT("file_size") int64_t kplug_file_size(int64_t file);
 KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 /* path_matches(file: i64, glob: i32) -> i32, ABI 1.3 */
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
+/* transform_records(records_in: i64, records_out: i64), ABI 1.6 */
+KPLUG_IMPORT("transform_records") void kplug_transform_records(int64_t records_in, int64_t records_out);
+/* transform_uid() -> i64, ABI 1.6 */
+KPLUG_IMPORT("transform_uid") int64_t kplug_transform_uid(void);
 
 /* Exports. Every plugin defines kplug_abi_version (and has a memory, which wasm-ld
  * exports); kplug_alloc, kplug_set_param and kplug_init are optional; a role's
@@ -153,6 +161,20 @@ KPLUG_EXPORT("kplug_prefetch") int32_t kplug_prefetch(int64_t file, int64_t bloc
 /* Role governor (may not serve another role). */
 /* kplug_tick(now_ns: i64) -> i32, ABI 1.1 */
 KPLUG_EXPORT("kplug_tick") int32_t kplug_tick(int64_t now_ns);
+
+/* Role transform, ABI 1.6 (may not serve another role). */
+/* kplug_transform_in_buf() -> i32, ABI 1.6 */
+KPLUG_EXPORT("kplug_transform_in_buf") int32_t kplug_transform_in_buf(void);
+/* kplug_transform_out_buf() -> i32, ABI 1.6 */
+KPLUG_EXPORT("kplug_transform_out_buf") int32_t kplug_transform_out_buf(void);
+/* kplug_transform_begin(file_size: i64) -> i32, ABI 1.6 */
+KPLUG_EXPORT("kplug_transform_begin") int32_t kplug_transform_begin(int64_t file_size);
+/* kplug_transform_chunk(len: i32, last: i32) -> i32, ABI 1.6 */
+KPLUG_EXPORT("kplug_transform_chunk") int32_t kplug_transform_chunk(int32_t len, int32_t last);
+
+/* Optional for a transform: its flags. */
+/* kplug_transform_flags() -> i32, ABI 1.6 */
+KPLUG_EXPORT("kplug_transform_flags") int32_t kplug_transform_flags(void);
 
 /* Logs a NUL-terminated message (kplug_log takes a length; there is no strlen). */
 static inline void kplug_log_str(int32_t level, const char *msg) {

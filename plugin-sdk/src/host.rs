@@ -28,6 +28,8 @@ mod imports {
         pub fn file_size(file: i64) -> i64;
         pub fn add_glob(ptr: i32, len: i32) -> i32;
         pub fn path_matches(file: i64, glob: i32) -> i32;
+        pub fn transform_records(records_in: i64, records_out: i64);
+        pub fn transform_uid() -> i64;
     }
 }
 
@@ -174,4 +176,27 @@ pub fn path_matches(file: u64, glob: u32) -> Option<bool> {
         let _ = (file, glob);
         None
     }
+}
+
+/// Transform (ABI 1.6): add to the records the view counts in and out (`.kplug/stats`). The
+/// SDK calls it after each chunk with what [`crate::Output`] counted.
+pub fn transform_records(records_in: u64, records_out: u64) {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    unsafe {
+        imports::transform_records(records_in as i64, records_out as i64)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (records_in, records_out);
+}
+
+/// Transform (ABI 1.6): the user id of the reader whose open started the current stream
+/// (`None` unknown, and outside wasm32). Calling it makes the transform per-caller: the host
+/// keeps its outputs per user, and it must be size-preserving.
+pub fn transform_uid() -> Option<u32> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain host call without pointers.
+    return u32::try_from(unsafe { imports::transform_uid() }).ok();
+    #[cfg(not(target_arch = "wasm32"))]
+    None
 }

@@ -674,6 +674,45 @@ if SP:
     P("**Target.** " + ("met on every policy and trace." if not short else
                         f"**not met** on {len(short)} of {len(summary['simpeer'])}: " + "; ".join(short) + ".") + "\n")
 
+V = sel("views")
+if V:
+    P("## 11. Views: transforms in the mount against the user-space pipeline\n")
+    L = sel("viewsload")
+    if L:
+        P("Load average at the start " + " / ".join(str(L[0][k]) for k in ("load1", "load5", "load15"))
+          + (", at the end " + " / ".join(str(L[-1][k]) for k in ("load1", "load5", "load15")) if len(L) > 1 else "")
+          + f" on {L[0]['nproc']} CPUs.\n")
+    P("Each command on a fresh mount (`--backend-latency 1ms --no-kernel-cache`), the backing "
+      "file dropped from the page cache; median (min-max) over the runs.\n")
+    P("| row | pipeline through the plain mount | s | view | s | speed | bytes to user space (view / plain) |")
+    P("|---|---|---|---|---|---|---|")
+    cmds = {"grep": ("`grep -c ZZPAT file`", "`wc -l views/grep/file`"),
+            "cut": ("`cut -d, -f1,3 file`", "`cat views/cut/file`"),
+            "gunzip": ("`zcat file.gz`", "`cat views/gunzip/file.gz`")}
+    summary["views"] = []
+    for row, (pc, vc) in cmds.items():
+        pl, vw = vals(sel("views", row=row, system="plain"), "seconds"), vals(sel("views", row=row, system="view"), "seconds")
+        if not pl or not vw:
+            continue
+        pb, vb = sel("views", row=row, system="plain")[0]["bytes"], sel("views", row=row, system="view")[0]["bytes"]
+        f2 = lambda x: f"{x:.2f}"
+        sp = ratio(med(pl), med(vw))
+        P(f"| {row} | {pc} | {f2(med(pl))}{spread(pl, f2)} | {vc} | {f2(med(vw))}{spread(vw, f2)} | {fr(sp)} | "
+          f"{vb} / {pb} ({100 * vb / pb:.1f} %) |")
+        summary["views"].append({"row": row, "plain_s": med(pl), "view_s": med(vw), "speed": sp,
+                                 "view_bytes": vb, "plain_bytes": pb})
+    T = sel("viewsthroughput")
+    if T:
+        P("\nTransform throughput on the same data (`tests/benches/transform.rs`): the same Rust "
+          "code through the engine (WASM, 64 KiB chunks through linear memory) and linked natively.\n")
+        P("| transform | input MiB | output MiB | WASM MiB/s | native MiB/s | WASM / native |")
+        P("|---|---|---|---|---|---|")
+        for t in T:
+            P(f"| {t['transform']} | {t['input_mib']} | {t['output_mib']} | {t['wasm_mib_s']} | "
+              f"{t['native_mib_s']} | {t['wasm_over_native']:.2f} |")
+        summary["views_throughput"] = T
+    P("")
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]

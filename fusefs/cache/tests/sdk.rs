@@ -20,7 +20,7 @@ fn the_sdk_speaks_exactly_the_abi() {
     let engine = wasmtime::Engine::default();
     let mut imports = std::collections::BTreeSet::new();
     let mut exports = std::collections::BTreeSet::new();
-    for name in ["sdk-roles", "sdk-governor"] {
+    for name in ["sdk-roles", "sdk-governor", "sdk-transform"] {
         let bytes = fixture_wasm(name);
         common::engine()
             .compile(name, bytes)
@@ -61,6 +61,40 @@ fn the_sdk_speaks_exactly_the_abi() {
     assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);
     let names: Vec<&str> = abi::imports::ALL.iter().map(|f| f.name).collect();
     assert_eq!(kplug_sdk::names::IMPORTS.to_vec(), names);
+    let mut names: Vec<&str> = abi::exports::TRANSFORM.iter().map(|f| f.name).collect();
+    names.push(abi::exports::TRANSFORM_FLAGS.name);
+    assert_eq!(kplug_sdk::names::TRANSFORM.to_vec(), names);
+}
+
+/// A transform built with the SDK streams through the host: lines upper-cased across
+/// chunks, size kept (the flag), records counted through `transform_records`.
+#[test]
+fn an_sdk_transform_streams_through_the_host() {
+    let c = common::engine()
+        .compile("upper", fixture_wasm("sdk-transform"))
+        .unwrap();
+    let mut t = c.instantiate_transform(&[]).unwrap();
+    assert!(t.size_preserving() && t.per_caller());
+    let input: Vec<u8> = (0..200_000u32)
+        .map(|i| {
+            if i % 50 == 49 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect();
+    let mut at = 0;
+    let (out, fig) = t
+        .run(Some(input.len() as u64), u64::MAX, &mut |b: &mut [u8]| {
+            let n = b.len().min(input.len() - at);
+            b[..n].copy_from_slice(&input[at..at + n]);
+            at += n;
+            Ok(n)
+        })
+        .unwrap();
+    assert_eq!(out, input.to_ascii_uppercase());
+    assert_eq!((fig.records_in, fig.records_out), (4000, 4000));
 }
 
 /// The C SDK speaks exactly the ABI too: `plugin-sdk/c/kplug.h` is generated from

@@ -64,6 +64,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../plugin-sdk/src/host.rs"),
     ),
     (
+        "src/transform.rs",
+        include_str!("../../../plugin-sdk/src/transform.rs"),
+    ),
+    (
         "abi/src/lib.rs",
         include_str!("../../../plugin-sdk/abi/src/lib.rs"),
     ),
@@ -381,14 +385,49 @@ fn vendored_manifest(manifest: &str) -> String {
     out
 }
 
-/// `policies/Cargo.lock` without the shipped policies, plus the new package, in cargo's
-/// order (by name): what cargo itself would write, so the first build leaves it as it is.
+/// The packages of `policies/Cargo.lock` the SDK needs (the SDK and what it depends on, not
+/// the shipped policies nor their own dependencies, such as `gunzip`'s `miniz_oxide`), plus
+/// the new package, in cargo's order (by name): what cargo itself would write, so the first
+/// build leaves it as it is.
 fn lockfile(name: &str) -> String {
     let mut blocks = POLICIES_LOCK.split("\n[[package]]\n");
     let header = blocks.next().unwrap_or_default().trim_end();
-    let mut packages: Vec<String> = blocks
-        .filter(|b| !b.starts_with("name = \"kplug-policy-"))
-        .map(|b| b.trim_end().to_string())
+    let all: Vec<&str> = blocks.map(str::trim_end).collect();
+    let name_of = |b: &str| -> String {
+        b.lines()
+            .next()
+            .and_then(|l| l.strip_prefix("name = \""))
+            .map(|n| n.trim_end_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    // A dependency line is ` "NAME",` or ` "NAME VERSION",`.
+    let deps_of = |b: &str| -> Vec<String> {
+        b.split("dependencies = [")
+            .nth(1)
+            .map(|d| {
+                d.lines()
+                    .filter_map(|l| l.trim().strip_prefix('"'))
+                    .map(|l| l.split(['"', ' ']).next().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut keep = vec!["kplug-sdk".to_string()];
+    let mut i = 0;
+    while i < keep.len() {
+        if let Some(b) = all.iter().find(|b| name_of(b) == keep[i]) {
+            for d in deps_of(b) {
+                if !keep.contains(&d) {
+                    keep.push(d);
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut packages: Vec<String> = all
+        .iter()
+        .filter(|b| keep.contains(&name_of(b)))
+        .map(|b| b.to_string())
         .collect();
     packages.push(format!(
         "name = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n \"kplug-sdk\",\n]"

@@ -95,6 +95,9 @@ fn full_mount() -> Mount {
     )
     .unwrap();
     assert!(drop_file(&m, "junk.wasm", b"not wasm").is_err());
+    // A transform: its view shows in both documents.
+    drop_file(&m, "grep.params", b"pattern=x\n").unwrap();
+    drop_file(&m, "grep.wasm", kplug_catalog::find("grep").unwrap().wasm).unwrap();
     // Sequential reads: the readahead built-in prefetches and hints the kernel.
     let e = m.fs.lookup(ROOT_INO, OsStr::new("f")).unwrap();
     let o = m.fs.open(e.attr.ino, libc::O_RDONLY, Caller::ROOT).unwrap();
@@ -168,6 +171,7 @@ fn every_field_of_both_documents_is_documented() {
     );
     assert!(stats.history.is_some());
     assert!(stats.plugins.contains_key("lru") && stats.plugins.contains_key("scanboost"));
+    assert!(stats.views.contains_key("grep") && !status.views.is_empty());
     assert!(!status.active.candidates.is_empty(), "{status:?}");
     assert!(status.plugins.iter().any(|p| p.error.is_some()));
     assert!(status.plugins.iter().any(|p| p.params.is_some()));
@@ -180,6 +184,7 @@ fn every_field_of_both_documents_is_documented() {
             ("fuse", "<op>"),
             ("plugins", "<name>"),
             ("store.requests", "<kind>"),
+            ("views", "<name>"),
         ],
         &mut names,
     );

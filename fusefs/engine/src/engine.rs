@@ -175,6 +175,7 @@ impl PluginEngine {
         };
         check_imports(&module)?;
         let (roles, batched_eviction) = check_exports(&module, self.inner.config.memory_limit)?;
+        let transform = module.get_export(exp::TRANSFORM_CHUNK.name).is_some();
         if source == Source::Compiled {
             self.inner.modules.put(key, &module);
         }
@@ -197,6 +198,8 @@ impl PluginEngine {
                     || imports(&module, imp::PATH_MATCHES.name),
                 wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
                 governor: module.get_export(exp::TICK.name).is_some(),
+                transform,
+                per_caller: imports(&module, imp::TRANSFORM_UID.name),
                 has_start: has_start_section(bytes),
             }),
         })
@@ -221,6 +224,10 @@ pub(crate) struct CompiledInner {
     pub(crate) wants_divergence: bool,
     /// Exports `kplug_tick`: a governor.
     pub(crate) governor: bool,
+    /// Exports the transform role (ABI 1.6): a view's data-path plugin, no cache role.
+    pub(crate) transform: bool,
+    /// Imports `kplug.transform_uid`: a per-caller transform (its output depends on the reader).
+    pub(crate) per_caller: bool,
     /// Has a start function (a trap while instantiating is then its fault, else a segment's).
     pub(crate) has_start: bool,
 }
@@ -229,6 +236,16 @@ impl CompiledPlugin {
     /// Whether the module is a governor (exports `kplug_tick`, ABI 1.1).
     pub fn is_governor(&self) -> bool {
         self.inner.governor
+    }
+
+    /// Whether the module is a transform (exports `kplug_transform_*`, ABI 1.6).
+    pub fn is_transform(&self) -> bool {
+        self.inner.transform
+    }
+
+    /// Whether a transform is per-caller (imports `transform_uid`, ABI 1.6).
+    pub fn is_per_caller(&self) -> bool {
+        self.inner.per_caller
     }
 }
 
@@ -450,7 +467,23 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool)
             return Err(LoadError::GovernorWithRoles(roles.to_string()));
         }
     }
-    if roles.is_empty() && !governor {
+    // A transform (ABI 1.6) serves a view, no cache role and no governor.
+    let transform = exp::TRANSFORM
+        .iter()
+        .chain([&exp::TRANSFORM_FLAGS])
+        .any(|f| module.get_export(f.name).is_some());
+    if transform {
+        for f in exp::TRANSFORM {
+            check_export(module, f, None)?;
+        }
+        if module.get_export(exp::TRANSFORM_FLAGS.name).is_some() {
+            check_export(module, &exp::TRANSFORM_FLAGS, None)?;
+        }
+        if governor || !roles.is_empty() {
+            return Err(LoadError::TransformWithRoles);
+        }
+    }
+    if roles.is_empty() && !governor && !transform {
         return Err(LoadError::NoRoles);
     }
     Ok((roles, batched))

@@ -121,8 +121,15 @@ pub enum LoadError {
         "a governor (it exports kplug_tick) may not serve a cache role, and this module exports the {0} role's hooks"
     )]
     GovernorWithRoles(String),
+    /// A transform (ABI 1.6) that also exports a cache role's hooks or `kplug_tick`.
+    #[error(
+        "a transform (it exports kplug_transform_*) serves a view and may not serve a cache role or be a governor"
+    )]
+    TransformWithRoles,
     /// The module implements no role at all.
-    #[error("the module implements no role (no eviction, admission, prefetch or governor exports)")]
+    #[error(
+        "the module implements no role (no eviction, admission, prefetch, governor or transform exports)"
+    )]
     NoRoles,
     /// The module's memory is unusable (initial size over the cap, 64-bit, shared...).
     #[error("memory: {0}")]

@@ -139,6 +139,20 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     l.func_wrap(imp::MODULE, imp::ADD_GLOB.name, add_glob)?;
     l.func_wrap(
         imp::MODULE,
+        imp::TRANSFORM_UID.name,
+        |c: Caller<'_, HostState>| c.data().caller_uid,
+    )?;
+    l.func_wrap(
+        imp::MODULE,
+        imp::TRANSFORM_RECORDS.name,
+        |mut c: Caller<'_, HostState>, records_in: i64, records_out: i64| {
+            let r = &mut c.data_mut().records;
+            r.0 = r.0.saturating_add(records_in.max(0) as u64);
+            r.1 = r.1.saturating_add(records_out.max(0) as u64);
+        },
+    )?;
+    l.func_wrap(
+        imp::MODULE,
         imp::PATH_MATCHES.name,
         |mut c: Caller<'_, HostState>, file: i64, glob: i32| {
             let d = c.data_mut();

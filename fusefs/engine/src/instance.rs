@@ -147,7 +147,7 @@ impl Runner {
 }
 
 /// Arm the deadline of a new call: it expires at the next epoch tick (`state.rs`).
-fn arm(store: &mut Store<HostState>) {
+pub(crate) fn arm(store: &mut Store<HostState>) {
     store.data_mut().arm();
     store.set_epoch_deadline(1);
 }
@@ -251,7 +251,7 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-fn classify(store: &Store<HostState>, e: wasmtime::Error) -> Fault {
+pub(crate) fn classify(store: &Store<HostState>, e: wasmtime::Error) -> Fault {
     if store.data().limiter.exceeded {
         return Fault::MemoryLimit;
     }
@@ -268,9 +268,13 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error) -> Fault {
 }
 
 impl CompiledPlugin {
-    /// Instantiates the plugin for a cache of `capacity` blocks, passing the
-    /// `key=value` parameters before `kplug_init`.
-    pub fn instantiate(&self, params: &[(&str, &str)], capacity: u64) -> Result<Plugin, LoadError> {
+    /// The load sequence every kind of instance shares: instantiate (start function under the
+    /// init deadline), check the version word, pass the parameters, `kplug_init(capacity)`.
+    pub(crate) fn boot(
+        &self,
+        params: &[(&str, &str)],
+        capacity: u64,
+    ) -> Result<(Store<HostState>, wasmtime::Instance, Memory), LoadError> {
         let c = &self.inner;
         let cfg = c.engine.config().clone();
         let name: Arc<str> = Arc::from(c.name.as_str());
@@ -404,6 +408,23 @@ impl CompiledPlugin {
             }
         }
 
+        Ok((store, instance, memory))
+    }
+
+    /// Instantiates the plugin for a cache of `capacity` blocks, passing the
+    /// `key=value` parameters before `kplug_init`.
+    pub fn instantiate(&self, params: &[(&str, &str)], capacity: u64) -> Result<Plugin, LoadError> {
+        let (mut store, instance, memory) = self.boot(params, capacity)?;
+        let c = &self.inner;
+        let cfg = c.engine.config().clone();
+        let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
+        let load_call =
+            |store: &mut Store<HostState>, hook: &'static str, r: wasmtime::Result<i32>| {
+                r.map_err(|e| LoadError::Fault {
+                    hook,
+                    fault: classify(store, e),
+                })
+            };
         let roles = c.roles;
         let eviction = if roles.contains(Role::Eviction) && c.batched_eviction {
             Some(load_batched_eviction(&instance, &mut store, &memory)?)

@@ -14,7 +14,7 @@
 //! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
 //! `engine` (wasmtime config, epoch ticker, compile + validate), `modcache` (compiled modules
 //! by content hash, in memory and on disk), `instance` (the load sequence
-//! and the hooks), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
+//! and the hooks), `transform` (a data-path plugin's streams, ABI 1.6), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
 //! `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
@@ -36,6 +36,7 @@ mod registry;
 mod state;
 mod status;
 pub mod text;
+mod transform;
 
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};
@@ -44,3 +45,4 @@ pub use instance::{HookFault, Plugin};
 pub use modcache::Source as ModuleSource;
 pub use registry::{PluginRegistry, parse_params};
 pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};
+pub use transform::{StreamError, StreamFigures, TransformError, Transformer};

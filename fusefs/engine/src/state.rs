@@ -42,6 +42,10 @@ pub(crate) struct HostState {
     pub(crate) gov: GovState,
     /// The path patterns the plugin registered (ABI 1.3).
     pub(crate) globs: Globs,
+    /// Records a transform counted in and out since the host last took them (ABI 1.6).
+    pub(crate) records: (u64, u64),
+    /// The reader of the current stream, for `transform_uid` (-1 unknown; ABI 1.6).
+    pub(crate) caller_uid: i64,
 }
 
 /// A governor's side of the candidate table: registrations during load, counters and the
@@ -121,6 +125,8 @@ impl HostState {
                 ..GovState::default()
             },
             globs: Globs::default(),
+            records: (0, 0),
+            caller_uid: -1,
         }
     }
 

@@ -165,6 +165,13 @@ extern \"C\" {{
             ("MAX_CANDIDATE_SPEC", crate::MAX_CANDIDATE_SPEC),
             ("MAX_GLOBS", crate::MAX_GLOBS),
             ("MAX_GLOB_BYTES", crate::MAX_GLOB_BYTES),
+            ("TRANSFORM_IN_BYTES", crate::TRANSFORM_IN_BYTES),
+            ("TRANSFORM_OUT_BYTES", crate::TRANSFORM_OUT_BYTES),
+            ("TRANSFORM_MORE", crate::TRANSFORM_MORE as usize),
+            (
+                "TRANSFORM_SIZE_PRESERVING",
+                crate::TRANSFORM_SIZE_PRESERVING as usize,
+            ),
         ] {
             writeln!(out, "#define KPLUG_{name} {value}")?;
         }
@@ -219,7 +226,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 7] = [
+        let groups: [(&str, &[Func]); 9] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -237,6 +244,14 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Role governor (may not serve another role).",
                 exports::GOVERNOR,
+            ),
+            (
+                "Role transform, ABI 1.6 (may not serve another role).",
+                exports::TRANSFORM,
+            ),
+            (
+                "Optional for a transform: its flags.",
+                &[exports::TRANSFORM_FLAGS],
             ),
         ];
         for (i, (title, funcs)) in groups.iter().enumerate() {

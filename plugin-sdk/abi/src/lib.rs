@@ -36,8 +36,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
 /// imports and the governor role; 1.2 added `set_weight`; 1.3 the file facts (`block_size`,
 /// `file_size`, `add_glob`, `path_matches`); 1.4 the batched eviction hooks
-/// ([`exports::EVICTION_BATCHED`]).
-pub const ABI_MINOR: u32 = 4;
+/// ([`exports::EVICTION_BATCHED`]); 1.6 the transform role (data-path plugins:
+/// `kplug_transform_*`, `transform_records`).
+pub const ABI_MINOR: u32 = 6;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -139,6 +140,19 @@ pub mod imports {
     /// `path_matches(file: i64, glob: i32) -> i32`: 1 if the path of `file` matches pattern
     /// `glob`, 0 if not, -1 for a bad index or a file whose path is unknown.
     pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3, &["file", "glob"]);
+    /// Transform: `transform_records(records_in: i64, records_out: i64)` adds to the records
+    /// the view counts in and out (`.kplug/stats`); negative counts are ignored.
+    pub const TRANSFORM_RECORDS: Func = func(
+        "transform_records",
+        "LL",
+        "",
+        6,
+        &["records_in", "records_out"],
+    );
+    /// Transform: `transform_uid() -> i64`, the user id of the reader whose open started the
+    /// current stream (-1 unknown). A transform importing it is **per-caller**: the host keeps
+    /// its outputs per user and requires it to be size-preserving (`stat` has no caller).
+    pub const TRANSFORM_UID: Func = func("transform_uid", "", "L", 6, &[]);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -161,6 +175,8 @@ pub mod imports {
         FILE_SIZE,
         ADD_GLOB,
         PATH_MATCHES,
+        TRANSFORM_RECORDS,
+        TRANSFORM_UID,
     ];
 
     /// The import named `name`, if the ABI has one.
@@ -238,6 +254,27 @@ pub mod exports {
     /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
     pub const TICK: Func = func("kplug_tick", "L", "I", 1, &["now_ns"]);
 
+    /// Transform (1.6): `kplug_transform_in_buf() -> i32`, address of the input buffer
+    /// ([`TRANSFORM_IN_BYTES`](crate::TRANSFORM_IN_BYTES)), asked once at load.
+    pub const TRANSFORM_IN_BUF: Func = func("kplug_transform_in_buf", "", "I", 6, &[]);
+    /// Transform: `kplug_transform_out_buf() -> i32`, address of the output buffer
+    /// ([`TRANSFORM_OUT_BYTES`](crate::TRANSFORM_OUT_BYTES)), asked once at load.
+    pub const TRANSFORM_OUT_BUF: Func = func("kplug_transform_out_buf", "", "I", 6, &[]);
+    /// Transform: `kplug_transform_begin(file_size: i64) -> i32`, a new stream starts (its
+    /// source size, -1 if unknown); the plugin forgets any earlier stream. 0 = ok.
+    pub const TRANSFORM_BEGIN: Func = func("kplug_transform_begin", "L", "I", 6, &["file_size"]);
+    /// Transform: `kplug_transform_chunk(len: i32, last: i32) -> i32`: the first `len` bytes
+    /// of the input buffer are the stream's next bytes (`last` = 1: the final chunk, maybe
+    /// empty). Returns the bytes written at the start of the output buffer, with
+    /// [`TRANSFORM_MORE`](crate::TRANSFORM_MORE) set when more output is pending (the host
+    /// then calls again with `len` = 0 and the same `last` before any new input); negative =
+    /// the plugin's error (the read fails with EIO).
+    pub const TRANSFORM_CHUNK: Func = func("kplug_transform_chunk", "II", "I", 6, &["len", "last"]);
+    /// Transform, optional: `kplug_transform_flags() -> i32`, asked once at load;
+    /// [`TRANSFORM_SIZE_PRESERVING`](crate::TRANSFORM_SIZE_PRESERVING) promises output as long
+    /// as its input (the host checks it).
+    pub const TRANSFORM_FLAGS: Func = func("kplug_transform_flags", "", "I", 6, &[]);
+
     /// The exports of the eviction role (1.0): one call per insertion, hit and victim.
     pub const EVICTION: &[Func] = &[EVICT_INSERT, EVICT_ACCESS, EVICT_REMOVE, EVICT_VICTIM];
     /// The batched exports of the eviction role (1.4): a plugin serves eviction by exporting
@@ -255,6 +292,13 @@ pub mod exports {
     pub const PREFETCH_ROLE: &[Func] = &[PREFETCH_BUF, PREFETCH];
     /// The exports of the governor role.
     pub const GOVERNOR: &[Func] = &[TICK];
+    /// The required exports of the transform role (1.6); [`TRANSFORM_FLAGS`] is optional.
+    pub const TRANSFORM: &[Func] = &[
+        TRANSFORM_IN_BUF,
+        TRANSFORM_OUT_BUF,
+        TRANSFORM_BEGIN,
+        TRANSFORM_CHUNK,
+    ];
 
     /// Every export function, required, lifecycle and role exports.
     pub const ALL: &[Func] = &[
@@ -274,6 +318,11 @@ pub mod exports {
         PREFETCH_BUF,
         PREFETCH,
         TICK,
+        TRANSFORM_IN_BUF,
+        TRANSFORM_OUT_BUF,
+        TRANSFORM_BEGIN,
+        TRANSFORM_CHUNK,
+        TRANSFORM_FLAGS,
     ];
 
     /// The export named `name`, if the ABI has one.
@@ -289,6 +338,28 @@ pub const EVICT_BUF_KEYS: usize = 256;
 pub const MAX_PREFETCH_RANGES: usize = 64;
 /// Size of one prefetch range in guest memory: `{start: u64, len: u64}` little-endian.
 pub const PREFETCH_RANGE_BYTES: usize = 16;
+/// Size of a transform's input buffer: the most bytes one `kplug_transform_chunk` gets
+/// (64 KiB: a few block-cache blocks, small enough that a chunk's deadline stays short).
+pub const TRANSFORM_IN_BYTES: usize = 64 << 10;
+/// Size of a transform's output buffer: the most bytes one `kplug_transform_chunk` answers
+/// (256 KiB: a 64 KiB chunk expanding 4x needs one call; more is drained with
+/// [`TRANSFORM_MORE`]).
+pub const TRANSFORM_OUT_BYTES: usize = 256 << 10;
+/// Bit of `kplug_transform_chunk`'s answer: more output is pending for the same input.
+pub const TRANSFORM_MORE: i32 = 1 << 30;
+/// Bit of `kplug_transform_flags`: the output of every stream is exactly as long as its input
+/// (masking, redaction): `stat` of a view gives the source size without a pass.
+pub const TRANSFORM_SIZE_PRESERVING: i32 = 1;
+/// Default cap on one stream's output (1 GiB): a decompression bomb is an error, not an OOM.
+pub const DEFAULT_TRANSFORM_OUTPUT_CAP: u64 = 1 << 30;
+/// Time a transform call may take, in CPU: a base of [`TRANSFORM_BASE_TICKS`] ticks plus one
+/// tick per this many bytes of input and output buffer the call handles (4 MiB/s of CPU: a
+/// hundred times slower than an honest filter, so a busy machine never trips it, while an
+/// infinite loop is stopped within ~0.1 s).
+pub const TRANSFORM_BYTES_PER_TICK: u64 = 4 << 10;
+/// Base deadline of one transform call, in ticks.
+pub const TRANSFORM_BASE_TICKS: u64 = 5;
+
 /// Largest module accepted, in bytes. A policy is a few KiB to a few hundred KiB; 16 MiB
 /// leaves room for big lookup tables while bounding compile time.
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
@@ -537,7 +608,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0004);
+        assert_eq!(ABI_VERSION, 0x0001_0006);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

@@ -21,7 +21,8 @@
 //! - `refused`: every operation an object store refuses, its errno and its log line;
 //! - `writes`: what writes become on the server, and when;
 //! - `outage`: the server killed in the middle of a read (a second cluster of its own);
-//! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md.
+//! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md;
+//! - `views`: transform views (`grep`, `gunzip`) of objects (docs/views.md).
 #![cfg(feature = "mount-tests")]
 
 mod changes;
@@ -31,4 +32,5 @@ mod outage;
 mod reads;
 mod refused;
 mod stats;
+mod views;
 mod writes;

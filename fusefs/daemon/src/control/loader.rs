@@ -11,6 +11,10 @@
 //! the same file had put in service before: the roles the new instance does not take go back
 //! to the built-ins, a governor it replaces goes with everything it chose. [`Loader::retire`]
 //! is the operator's `rm`. Any failure leaves the policies that were serving in place.
+//!
+//! A transform (ABI 1.6) serves no cache role: its instance becomes the view
+//! `.kplug/views/NAME/` (`views.rs`), installed and removed the same way, without the cache's
+//! lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,12 +23,15 @@ use kplug_cache::{Prepared, PreparedGovernor};
 use kplug_engine::{CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
+use super::views::{View, Views};
 use crate::data::blockcache::BlockCache;
 
 /// Loads plugins into one mount's cache.
 pub struct Loader {
     cache: Arc<BlockCache>,
     engine: PluginEngine,
+    /// The views the transforms serve.
+    views: Arc<Views>,
     /// The module of each plugin file whose last load succeeded, by plugin name: what a
     /// governor's candidate of that name resolves to.
     modules: Mutex<BTreeMap<String, CompiledPlugin>>,
@@ -40,6 +47,7 @@ pub struct Ready {
 enum ReadyKind {
     Plugin(Prepared),
     Governor(PreparedGovernor),
+    Transform(kplug_engine::Transformer),
 }
 
 impl Ready {
@@ -48,6 +56,7 @@ impl Ready {
         match &self.kind {
             ReadyKind::Plugin(p) => p.status(),
             ReadyKind::Governor(g) => g.status(),
+            ReadyKind::Transform(t) => t.status(),
         }
     }
 
@@ -58,11 +67,12 @@ impl Ready {
 }
 
 impl Loader {
-    /// A loader over `cache`, compiling with `engine`.
-    pub fn new(cache: Arc<BlockCache>, engine: PluginEngine) -> Self {
+    /// A loader over `cache`, compiling with `engine`, serving transforms as `views`.
+    pub fn new(cache: Arc<BlockCache>, engine: PluginEngine, views: Arc<Views>) -> Self {
         Self {
             cache,
             engine,
+            views,
             modules: Mutex::new(BTreeMap::new()),
         }
     }
@@ -85,11 +95,21 @@ impl Loader {
             .engine
             .compile(name, bytes)
             .map_err(|e| e.to_string())?;
-        let capacity = self.cache.with_core(|c| c.capacity());
         let params: Vec<(&str, &str)> = params
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        if compiled.is_transform() {
+            let t = compiled
+                .instantiate_transform(&params)
+                .map_err(|e| e.to_string())?;
+            return Ok(Ready {
+                name: name.to_string(),
+                compiled,
+                kind: ReadyKind::Transform(t),
+            });
+        }
+        let capacity = self.cache.with_core(|c| c.capacity());
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
@@ -134,11 +154,24 @@ impl Loader {
             kind,
         } = ready;
         let governor = matches!(kind, ReadyKind::Governor(_));
+        let transform = matches!(kind, ReadyKind::Transform(_));
+        let kind = match kind {
+            ReadyKind::Transform(t) => {
+                self.views.insert(View::new(&name, t));
+                None
+            }
+            other => {
+                // The file's view (if it was a transform) goes with its previous instance.
+                self.views.remove(&name, None);
+                Some(other)
+            }
+        };
         self.cache.with_core(|core| {
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
-                ReadyKind::Governor(g) => core.install_prepared_governor(g, 0),
-                ReadyKind::Plugin(p) => core.install_prepared(p),
+                Some(ReadyKind::Governor(g)) => core.install_prepared_governor(g, 0),
+                Some(ReadyKind::Plugin(p)) => core.install_prepared(p),
+                Some(ReadyKind::Transform(_)) | None => Ok(()),
             }
             .map_err(|e| e.to_string())?;
             // What the file's previous instance still serves (the roles the new one did
@@ -151,7 +184,9 @@ impl Loader {
         if governor {
             self.cache.start_governor_ticker();
         }
-        self.modules.lock().insert(name, compiled);
+        if !transform {
+            self.modules.lock().insert(name, compiled);
+        }
         Ok(status)
     }
 
@@ -159,6 +194,7 @@ impl Loader {
     /// (its roles; a governor, its shadows and the candidates it installed) goes back to the
     /// built-ins, and no governor loaded later resolves a candidate to it.
     pub fn retire(&self, name: &str, status: &StatusHandle) {
+        self.views.remove(name, Some(status));
         self.cache.with_core(|core| core.retire(status, "removed"));
         self.modules.lock().remove(name);
     }

@@ -7,7 +7,8 @@
 //! ├── stats          r--r--r--   JSON: counters and latencies (docs/METRICS.md)
 //! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
-//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! ├── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! └── views/         r-xr-xr-x   views/NAME/: the mount through transform NAME   views.rs
 //! ```
 //!
 //! Each entry is a tree of its own ([`crate::fs::Tree`]) with its own inode and handle
@@ -28,6 +29,7 @@ mod plugins;
 mod report;
 mod root;
 mod trace;
+pub mod views;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -70,11 +72,15 @@ pub fn mount(
     let max_module_bytes = engine.max_module_bytes;
     let engine = PluginEngine::new(engine).map_err(|e| fs_err!(libc::EIO, "plugin engine: {e}"))?;
     let recorder = cache.recorder().clone();
+    let views = Arc::new(views::Views::default());
+    let main = fs.main_tree();
+    let (views_tree, views_ids) =
+        fs.add_tree(|ids| Arc::new(views::ViewsTree::new(ids, owner, main, views.clone())));
     let (plugins, plugins_ids) = fs.add_tree(|ids| {
         Arc::new(plugins::PluginsDir::new(
             ids,
             owner,
-            loader::Loader::new(cache.clone(), engine),
+            loader::Loader::new(cache.clone(), engine, views.clone()),
             max_module_bytes,
         ))
     });
@@ -82,6 +88,7 @@ pub fn mount(
         cache,
         store,
         plugins: plugins.clone(),
+        views,
         fuse: fs.fuse_metrics().clone(),
         history: OnceLock::new(),
         started_at: Instant::now(),
@@ -126,6 +133,7 @@ pub fn mount(
         child("status", status, status_ids),
         child("stats", stats, stats_ids),
         child("trace", trace, trace_ids),
+        child("views", views_tree, views_ids),
     ];
     let (_, root) = fs.add_tree(|ids| Arc::new(root::ControlRoot::new(ids, owner, children)));
     fs.add_junction(CONTROL_DIR, root.root());

@@ -34,6 +34,8 @@ pub struct Sources {
     pub store: Option<Arc<Store>>,
     /// The plugin files.
     pub plugins: Arc<PluginsDir>,
+    /// The views of the transforms among them.
+    pub views: Arc<super::views::Views>,
     /// The FUSE adapter's request counters.
     pub fuse: Arc<FuseMetrics>,
     /// The history writer, once started.
@@ -230,6 +232,12 @@ impl Sources {
             }),
             time_unix_ms: millis(now),
             uptime_ms: self.started_at.elapsed().as_millis() as u64,
+            views: self
+                .views
+                .all()
+                .iter()
+                .map(|v| (v.entry().name, v.stats()))
+                .collect(),
         }
     }
 
@@ -293,6 +301,7 @@ impl Sources {
                 cache: self.cache_counters(&stats, resident, capacity),
                 plugins,
                 prefetch: self.prefetch_counters(&stats),
+                views: self.views.all().iter().map(|v| v.entry()).collect(),
             }
         })
     }

@@ -77,6 +77,12 @@ impl KplugFs {
         (tree, ids)
     }
 
+    /// The data tree (the passthrough or the object tree), for virtual trees that show it
+    /// transformed (`.kplug/views/`).
+    pub fn main_tree(&self) -> Arc<dyn Tree> {
+        self.main.clone()
+    }
+
     /// Show the tree whose root is `root` as `name` in the mount's root.
     pub fn add_junction(&mut self, name: &str, root: u64) {
         self.junctions.push((name.into(), root));

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::metrics::LatencyUs;
 use super::schema::{
-    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, Stats,
+    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, Stats, ViewStats,
 };
 
 /// The content type of the text format.
@@ -241,6 +241,7 @@ pub fn render(stats: &Stats) -> String {
         store,
         time_unix_ms: _,
         uptime_ms,
+        views,
     } = stats;
     let mut out = Out::default();
     for (role, policy) in [
@@ -289,6 +290,10 @@ pub fn render(stats: &Stats) -> String {
     for (name, p) in plugins {
         let l = label("plugin", name);
         out.section("plugin", "plugins.<name>", &l, p, PluginStats::GAUGES, None);
+    }
+    for (name, v) in views {
+        let l = label("view", name);
+        out.section("view", "views.<name>", &l, v, ViewStats::GAUGES, None);
     }
     out.section(
         "prefetch",
@@ -378,6 +383,7 @@ mod tests {
         let checks = [
             (fields(&CacheCounters::default()), CacheCounters::GAUGES),
             (fields(&BackendStats::default()), BackendStats::GAUGES),
+            (fields(&ViewStats::default()), ViewStats::GAUGES),
             (
                 fields(&PrefetchCounters::default()),
                 PrefetchCounters::GAUGES,

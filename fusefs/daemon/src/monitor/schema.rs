@@ -51,6 +51,9 @@ pub struct Stats {
     pub time_unix_ms: u64,
     /// ms since the mount's control plane started.
     pub uptime_ms: u64,
+    /// Per view of `.kplug/views/` (transform plugins, ABI 1.6), by name.
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewStats>,
 }
 
 /// The policy serving each role: a plugin's name, or `builtin:NAME`.
@@ -248,6 +251,9 @@ pub struct Status {
     pub plugins: Vec<PluginEntry>,
     /// Prefetch counters (as in stats).
     pub prefetch: PrefetchCounters,
+    /// The views of `.kplug/views/` (transform plugins, ABI 1.6), by name.
+    #[serde(default)]
+    pub views: Vec<ViewEntry>,
 }
 
 /// `status.active`.
@@ -323,6 +329,54 @@ pub struct PluginEntry {
     pub state: PluginState,
     /// µs from the `close()` that loaded it to its first decision; null until then.
     pub swap_latency_us: Option<u64>,
+}
+
+/// `stats.views.NAME`: what one view's transform did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ViewStats {
+    /// Source bytes fed to the transform.
+    pub bytes_in: u64,
+    /// Bytes it produced.
+    pub bytes_out: u64,
+    /// Opens answered from a kept output (no pass).
+    pub cache_hits: u64,
+    /// Bytes of output kept in memory now.
+    pub cached_bytes: u64,
+    /// Streams that failed (refused input, output over the cap, unreadable source).
+    pub errors: u64,
+    /// Faults of the plugin (0 or 1: a fault puts the view out of service).
+    pub faults: u64,
+    /// Records the plugin counted in (`transform_records`).
+    pub records_in: u64,
+    /// Records it counted out.
+    pub records_out: u64,
+    /// Completed passes over a source file.
+    pub streams: u64,
+    /// Wall time in the plugin's calls, ns.
+    pub time_ns: u64,
+}
+
+impl ViewStats {
+    /// The fields that are levels, not counts.
+    pub const GAUGES: &'static [&'static str] = &["cached_bytes"];
+}
+
+/// `status.views[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewEntry {
+    /// The fault that put the view out of service (every read EIO); null while it serves.
+    pub error: Option<String>,
+    /// The last stream that failed (that file's open EIO), and why.
+    pub last_error: Option<String>,
+    /// The view's name: `.kplug/views/NAME`, from `plugins/NAME.wasm`.
+    pub name: String,
+    /// Whether the output depends on the reader (the transform imports `transform_uid`).
+    #[serde(default)]
+    pub per_caller: bool,
+    /// Whether the transform keeps sizes (no pass for `stat`).
+    pub size_preserving: bool,
+    /// `active` or `failed`.
+    pub state: PluginState,
 }
 
 /// A document as the daemon writes it: pretty JSON and a newline.
