@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.3, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.5, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 3
+#define KPLUG_ABI_MINOR 5
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -102,6 +102,10 @@ KPLUG_IMPORT("file_size") int64_t kplug_file_size(int64_t file);
 KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 /* path_matches(file: i64, glob: i32) -> i32, ABI 1.3 */
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
+/* probe_filter(kinds: i32, uid: i64) -> i32, ABI 1.5 */
+KPLUG_IMPORT("probe_filter") int32_t kplug_probe_filter(int32_t kinds, int64_t uid);
+/* probe_path(ino: i64, ptr: i32, cap: i32) -> i32, ABI 1.5 */
+KPLUG_IMPORT("probe_path") int32_t kplug_probe_path(int64_t ino, const char *ptr, int32_t cap);
 
 /* Exports. Every plugin defines kplug_abi_version (and has a memory, which wasm-ld
  * exports); kplug_alloc, kplug_set_param and kplug_init are optional; a role's
@@ -142,6 +146,14 @@ KPLUG_EXPORT("kplug_prefetch") int32_t kplug_prefetch(int64_t file, int64_t bloc
 /* Role governor (may not serve another role). */
 /* kplug_tick(now_ns: i64) -> i32, ABI 1.1 */
 KPLUG_EXPORT("kplug_tick") int32_t kplug_tick(int64_t now_ns);
+
+/* Role probe, ABI 1.5 (may not serve another role; see docs/probes.md). */
+/* kplug_probe_buf() -> i32, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_buf") int32_t kplug_probe_buf(void);
+/* kplug_probe_events(n: i32) -> i32, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_events") int32_t kplug_probe_events(int32_t n);
+/* kplug_probe_report() -> i64, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_report") int64_t kplug_probe_report(void);
 
 /* Logs a NUL-terminated message (kplug_log takes a length; there is no strlen). */
 static inline void kplug_log_str(int32_t level, const char *msg) {

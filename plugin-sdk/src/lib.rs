@@ -78,6 +78,8 @@ mod collections;
 mod export;
 pub mod governor;
 mod host;
+#[cfg(feature = "alloc")]
+pub mod probe;
 
 #[cfg(feature = "alloc")]
 pub use collections::{IntMap, KeyList};
@@ -118,8 +120,14 @@ pub mod names {
     pub const PREFETCH: [&str; 2] = [e::PREFETCH_BUF.name, e::PREFETCH.name];
     /// Export of the governor role.
     pub const GOVERNOR: [&str; 1] = [e::TICK.name];
+    /// Exports of the probe role (ABI 1.5).
+    pub const PROBE: [&str; 3] = [
+        e::PROBE_BUF.name,
+        e::PROBE_EVENTS.name,
+        e::PROBE_REPORT.name,
+    ];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 19] = [
+    pub const IMPORTS: [&str; 21] = [
         i::LOG.name,
         i::CAPACITY.name,
         i::RESIDENT.name,
@@ -139,6 +147,8 @@ pub mod names {
         i::FILE_SIZE.name,
         i::ADD_GLOB.name,
         i::PATH_MATCHES.name,
+        i::PROBE_FILTER.name,
+        i::PROBE_PATH.name,
     ];
 }
 
@@ -280,6 +290,9 @@ pub trait Admission {
 /// A cache role, numbered as the ABI numbers them (governor imports take these).
 pub use kplug_abi::Role;
 
+#[cfg(feature = "alloc")]
+pub use probe::Probe;
+
 /// The governor role (ABI 1.1): called on a tick, it may switch the policy serving a role
 /// among the candidates it registered in [`Plugin::init`] with [`governor::add_candidate`].
 pub trait Governor {
@@ -416,6 +429,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0003);
+        assert_eq!(ABI_VERSION, 0x0001_0005);
     }
 }

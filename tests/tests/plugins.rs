@@ -61,7 +61,10 @@ fn control_dir_lists_status_and_plugins_and_hides_backing_entry() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["metrics", "plugins", "stats", "status", "trace"]);
+    assert_eq!(
+        names,
+        ["metrics", "plugins", "probes", "stats", "status", "trace"]
+    );
     assert!(
         fs::read_dir(m.m(".kplug/plugins"))
             .unwrap()

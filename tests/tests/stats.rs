@@ -56,7 +56,10 @@ fn stats_file_counts_misses_then_hits_on_reread() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["metrics", "plugins", "stats", "status", "trace"]);
+    assert_eq!(
+        names,
+        ["metrics", "plugins", "probes", "stats", "status", "trace"]
+    );
     assert!(fs::write(m.m(".kplug/stats"), b"x").is_err());
 
     let s0 = stats(&m);

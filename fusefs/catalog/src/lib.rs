@@ -99,7 +99,8 @@ fn unknown(name: &str) -> CatalogError {
 }
 
 /// The roles a module implements, probed from its exports: `eviction`, `admission`,
-/// `prefetch`, and `governor` for a module exporting `kplug_tick`.
+/// `prefetch`, `governor` for a module exporting `kplug_tick`, `probe` for one exporting the
+/// probe hooks (ABI 1.5).
 pub fn roles(
     engine: &PluginEngine,
     name: &str,
@@ -114,6 +115,9 @@ pub fn roles(
     let mut r: Vec<&'static str> = c.roles().iter().map(Role::name).collect();
     if c.is_governor() {
         r.push("governor");
+    }
+    if c.is_probe() {
+        r.push("probe");
     }
     Ok(r)
 }

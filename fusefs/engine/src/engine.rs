@@ -174,7 +174,7 @@ impl PluginEngine {
             ),
         };
         check_imports(&module)?;
-        let roles = check_exports(&module, self.inner.config.memory_limit)?;
+        let (roles, probe) = check_exports(&module, self.inner.config.memory_limit)?;
         if source == Source::Compiled {
             self.inner.modules.put(key, &module);
         }
@@ -196,6 +196,7 @@ impl PluginEngine {
                     || imports(&module, imp::PATH_MATCHES.name),
                 wants_divergence: imports(&module, imp::CANDIDATE_DIVERGENCE.name),
                 governor: module.get_export(exp::TICK.name).is_some(),
+                probe,
                 has_start: has_start_section(bytes),
             }),
         })
@@ -218,6 +219,8 @@ pub(crate) struct CompiledInner {
     pub(crate) wants_divergence: bool,
     /// Exports `kplug_tick`: a governor.
     pub(crate) governor: bool,
+    /// Exports the probe hooks (ABI 1.5).
+    pub(crate) probe: bool,
     /// Has a start function (a trap while instantiating is then its fault, else a segment's).
     pub(crate) has_start: bool,
 }
@@ -226,6 +229,11 @@ impl CompiledPlugin {
     /// Whether the module is a governor (exports `kplug_tick`, ABI 1.1).
     pub fn is_governor(&self) -> bool {
         self.inner.governor
+    }
+
+    /// Whether the module is a probe (exports `kplug_probe_*`, ABI 1.5).
+    pub fn is_probe(&self) -> bool {
+        self.inner.probe
     }
 }
 
@@ -380,7 +388,8 @@ fn check_export(module: &Module, f: &Func, role: Option<Role>) -> Result<(), Loa
     Ok(())
 }
 
-fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadError> {
+/// The roles a module serves, and whether it is a probe.
+fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool), LoadError> {
     match module.get_export(exp::MEMORY) {
         None => {
             return Err(LoadError::MissingExport {
@@ -433,10 +442,27 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<RoleSet, LoadEr
             return Err(LoadError::GovernorWithRoles(roles.to_string()));
         }
     }
-    if roles.is_empty() && !governor {
+    // A probe (ABI 1.5) only watches: it serves no role and governs nothing.
+    let probe = exp::PROBE
+        .iter()
+        .any(|f| module.get_export(f.name).is_some());
+    if probe {
+        for f in exp::PROBE {
+            check_export(module, f, None)?;
+        }
+        if governor {
+            return Err(LoadError::ProbeWithRoles("kplug_tick".into()));
+        }
+        if !roles.is_empty() {
+            return Err(LoadError::ProbeWithRoles(format!(
+                "the {roles} role's hooks"
+            )));
+        }
+    }
+    if roles.is_empty() && !governor && !probe {
         return Err(LoadError::NoRoles);
     }
-    Ok(roles)
+    Ok((roles, probe))
 }
 
 /// Whether a (validated) module binary has a start section (id 8). Sections are an id byte, a

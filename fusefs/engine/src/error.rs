@@ -121,8 +121,15 @@ pub enum LoadError {
         "a governor (it exports kplug_tick) may not serve a cache role, and this module exports the {0} role's hooks"
     )]
     GovernorWithRoles(String),
+    /// A probe (ABI 1.5) that also exports a cache role's or a governor's hooks.
+    #[error(
+        "a probe (it exports kplug_probe_*) may not serve a cache role or be a governor, and this module exports {0}"
+    )]
+    ProbeWithRoles(String),
     /// The module implements no role at all.
-    #[error("the module implements no role (no eviction, admission, prefetch or governor exports)")]
+    #[error(
+        "the module implements no role (no eviction, admission, prefetch, governor or probe exports)"
+    )]
     NoRoles,
     /// The module's memory is unusable (initial size over the cap, 64-bit, shared...).
     #[error("memory: {0}")]

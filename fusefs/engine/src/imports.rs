@@ -146,7 +146,56 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             d.globs.matches(&figures, file as u64, glob)
         },
     )?;
+    l.func_wrap(imp::MODULE, imp::PROBE_FILTER.name, probe_filter)?;
+    l.func_wrap(imp::MODULE, imp::PROBE_PATH.name, probe_path)?;
     Ok(l)
+}
+
+/// `probe_filter(kinds, uid)`: load time only; a mask with at least one known kind, and
+/// only known kinds; a uid of -1 or a `u32`.
+fn probe_filter(mut caller: Caller<'_, HostState>, kinds: i32, uid: i64) -> i32 {
+    let kinds = kinds as u32;
+    let known = abi::probe::ALL_KINDS;
+    let uid = match uid {
+        -1 => None,
+        u => match u32::try_from(u) {
+            Ok(u) => Some(u),
+            Err(_) => return -1,
+        },
+    };
+    let d = caller.data_mut();
+    if !d.gov.loading || kinds == 0 || kinds & !known != 0 {
+        return -1;
+    }
+    d.probe.kinds = kinds;
+    d.probe.uid = uid;
+    0
+}
+
+/// `probe_path(ino, ptr, cap)`: the path's length, its first `cap` bytes written at `ptr`
+/// (a range outside memory traps); -1 when unknown.
+fn probe_path(
+    mut caller: Caller<'_, HostState>,
+    ino: i64,
+    ptr: i32,
+    cap: i32,
+) -> wasmtime::Result<i32> {
+    let Some(path) = caller.data().probe.paths.get(&(ino as u64)).cloned() else {
+        return Ok(-1);
+    };
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
+        return Ok(-1);
+    };
+    let n = path.len().min(cap.max(0) as usize);
+    let start = ptr as u32 as usize;
+    let Some(out) = mem.data_mut(&mut caller).get_mut(start..start + n) else {
+        wasmtime::bail!(
+            "kplug.{}: {start:#x}+{n} is outside the plugin's memory",
+            imp::PROBE_PATH.name
+        );
+    };
+    out.copy_from_slice(&path.as_bytes()[..n]);
+    Ok(path.len().min(i32::MAX as usize) as i32)
 }
 
 /// The `len` bytes at `ptr` of the caller's memory, as UTF-8; `Ok(None)` when not UTF-8 or

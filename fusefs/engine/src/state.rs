@@ -42,6 +42,33 @@ pub(crate) struct HostState {
     pub(crate) gov: GovState,
     /// The path patterns the plugin registered (ABI 1.3).
     pub(crate) globs: Globs,
+    /// A probe's filter and the paths it may ask for (ABI 1.5).
+    pub(crate) probe: ProbeState,
+}
+
+/// Files whose path a probe instance remembers for `probe_path`; beyond that the table is
+/// cleared and refilled by the next events (a path comes with every cache event).
+pub(crate) const MAX_PROBE_PATHS: usize = 1 << 16;
+
+/// A probe's side of the host (ABI 1.5): the filter it chose while loading, and the paths of
+/// the files its events named.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeState {
+    /// Mask of `1 << kind`.
+    pub(crate) kinds: u32,
+    /// Only FUSE events of this caller.
+    pub(crate) uid: Option<u32>,
+    pub(crate) paths: crate::hash::FastMap<u64, Arc<str>>,
+}
+
+impl Default for ProbeState {
+    fn default() -> Self {
+        ProbeState {
+            kinds: abi::probe::ALL_KINDS,
+            uid: None,
+            paths: Default::default(),
+        }
+    }
 }
 
 /// A governor's side of the candidate table: registrations during load, counters and the
@@ -121,6 +148,7 @@ impl HostState {
                 ..GovState::default()
             },
             globs: Globs::default(),
+            probe: ProbeState::default(),
         }
     }
 

@@ -218,7 +218,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 6] = [
+        let groups: [(&str, &[Func]); 7] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -227,6 +227,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Role governor (may not serve another role).",
                 exports::GOVERNOR,
+            ),
+            (
+                "Role probe, ABI 1.5 (may not serve another role; see docs/probes.md).",
+                exports::PROBE,
             ),
         ];
         for (i, (title, funcs)) in groups.iter().enumerate() {

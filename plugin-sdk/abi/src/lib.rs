@@ -35,8 +35,9 @@ pub mod c;
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
 /// imports and the governor role; 1.2 added `set_weight`; 1.3 the file facts (`block_size`,
-/// `file_size`, `add_glob`, `path_matches`).
-pub const ABI_MINOR: u32 = 3;
+/// `file_size`, `add_glob`, `path_matches`); 1.5 the probe role (`kplug_probe_*`,
+/// `probe_filter`, `probe_path`; see [`probe`]).
+pub const ABI_MINOR: u32 = 5;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -138,6 +139,16 @@ pub mod imports {
     /// `path_matches(file: i64, glob: i32) -> i32`: 1 if the path of `file` matches pattern
     /// `glob`, 0 if not, -1 for a bad index or a file whose path is unknown.
     pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3, &["file", "glob"]);
+    /// Probe, load time only: `probe_filter(kinds: i32, uid: i64) -> i32` chooses the events
+    /// the host queues for the probe: `kinds` a mask of `1 << kind` (see
+    /// [`probe::Kind`](crate::probe::Kind)), `uid` the caller's uid of FUSE events (-1: any).
+    /// 0, or -1 if refused (not loading, no known kind in the mask, a bad uid). Without a
+    /// call the probe gets every event.
+    pub const PROBE_FILTER: Func = func("probe_filter", "IL", "I", 5, &["kinds", "uid"]);
+    /// Probe: `probe_path(ino: i64, ptr: i32, cap: i32) -> i32` writes at most `cap` bytes of
+    /// the path (from the mount's root, no leading `/`) of the file of inode `ino`, as seen by
+    /// the events delivered so far, and returns its full length; -1 when unknown.
+    pub const PROBE_PATH: Func = func("probe_path", "LII", "I", 5, &["ino", "ptr", "cap"]);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -160,6 +171,8 @@ pub mod imports {
         FILE_SIZE,
         ADD_GLOB,
         PATH_MATCHES,
+        PROBE_FILTER,
+        PROBE_PATH,
     ];
 
     /// The import named `name`, if the ABI has one.
@@ -220,6 +233,18 @@ pub mod exports {
     /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
     pub const TICK: Func = func("kplug_tick", "L", "I", 1, &["now_ns"]);
 
+    /// Probe: `kplug_probe_buf() -> i32`, the address of the event buffer of
+    /// [`PROBE_BATCH_EVENTS`](crate::probe::PROBE_BATCH_EVENTS) events of
+    /// [`PROBE_EVENT_BYTES`](crate::probe::PROBE_EVENT_BYTES); called once at load.
+    pub const PROBE_BUF: Func = func("kplug_probe_buf", "", "I", 5, &[]);
+    /// Probe: `kplug_probe_events(n: i32) -> i32`, the buffer holds `n` events (oldest
+    /// first); 0 = ok, anything else is a fault.
+    pub const PROBE_EVENTS: Func = func("kplug_probe_events", "I", "I", 5, &["n"]);
+    /// Probe: `kplug_probe_report() -> i64`, write the report (text or JSON) in memory and
+    /// return `(ptr << 32) | len`; at most
+    /// [`MAX_PROBE_REPORT_BYTES`](crate::probe::MAX_PROBE_REPORT_BYTES).
+    pub const PROBE_REPORT: Func = func("kplug_probe_report", "", "L", 5, &[]);
+
     /// The exports of the eviction role.
     pub const EVICTION: &[Func] = &[EVICT_INSERT, EVICT_ACCESS, EVICT_REMOVE, EVICT_VICTIM];
     /// The exports of the admission role.
@@ -228,6 +253,8 @@ pub mod exports {
     pub const PREFETCH_ROLE: &[Func] = &[PREFETCH_BUF, PREFETCH];
     /// The exports of the governor role.
     pub const GOVERNOR: &[Func] = &[TICK];
+    /// The exports of a probe (ABI 1.5): all three, or the module is refused.
+    pub const PROBE: &[Func] = &[PROBE_BUF, PROBE_EVENTS, PROBE_REPORT];
 
     /// Every export function, required, lifecycle and role exports.
     pub const ALL: &[Func] = &[
@@ -243,6 +270,9 @@ pub mod exports {
         PREFETCH_BUF,
         PREFETCH,
         TICK,
+        PROBE_BUF,
+        PROBE_EVENTS,
+        PROBE_REPORT,
     ];
 
     /// The export named `name`, if the ABI has one.
@@ -250,6 +280,8 @@ pub mod exports {
         ALL.iter().find(|f| f.name == name)
     }
 }
+
+pub mod probe;
 
 /// Most ranges one `kplug_prefetch` call may return.
 pub const MAX_PREFETCH_RANGES: usize = 64;
@@ -503,7 +535,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0003);
+        assert_eq!(ABI_VERSION, 0x0001_0005);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

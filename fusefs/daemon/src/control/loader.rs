@@ -20,11 +20,14 @@ use kplug_engine::{CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
 use crate::data::blockcache::BlockCache;
+use crate::monitor::probes::ProbeBus;
 
 /// Loads plugins into one mount's cache.
 pub struct Loader {
     cache: Arc<BlockCache>,
     engine: PluginEngine,
+    /// The mount's probes: where a probe plugin (ABI 1.5) is put in service.
+    probes: Arc<ProbeBus>,
     /// The module of each plugin file whose last load succeeded, by plugin name: what a
     /// governor's candidate of that name resolves to.
     modules: Mutex<BTreeMap<String, CompiledPlugin>>,
@@ -40,6 +43,8 @@ pub struct Ready {
 enum ReadyKind {
     Plugin(Prepared),
     Governor(PreparedGovernor),
+    /// A probe: it serves no role of the cache, only watches (`monitor/probes.rs`).
+    Probe(kplug_engine::Plugin),
 }
 
 impl Ready {
@@ -48,6 +53,7 @@ impl Ready {
         match &self.kind {
             ReadyKind::Plugin(p) => p.status(),
             ReadyKind::Governor(g) => g.status(),
+            ReadyKind::Probe(p) => p.status(),
         }
     }
 
@@ -58,11 +64,12 @@ impl Ready {
 }
 
 impl Loader {
-    /// A loader over `cache`, compiling with `engine`.
-    pub fn new(cache: Arc<BlockCache>, engine: PluginEngine) -> Self {
+    /// A loader over `cache` and the mount's `probes`, compiling with `engine`.
+    pub fn new(cache: Arc<BlockCache>, probes: Arc<ProbeBus>, engine: PluginEngine) -> Self {
         Self {
             cache,
             engine,
+            probes,
             modules: Mutex::new(BTreeMap::new()),
         }
     }
@@ -93,8 +100,10 @@ impl Loader {
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
-        let resident = self.cache.with_core(|c| c.resident_keys());
-        let kind = if plugin.is_governor() {
+        let kind = if plugin.is_probe() {
+            ReadyKind::Probe(plugin)
+        } else if plugin.is_governor() {
+            let resident = self.cache.with_core(|c| c.resident_keys());
             // Candidates are other plugin files in service, or policies of the binary.
             let modules = self.modules.lock().clone();
             let resolve = |n: &str| -> Result<CompiledPlugin, String> {
@@ -110,6 +119,7 @@ impl Loader {
                     .map_err(|e| e.to_string())?,
             )
         } else {
+            let resident = self.cache.with_core(|c| c.resident_keys());
             let roles = plugin.roles();
             ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
         };
@@ -134,17 +144,25 @@ impl Loader {
             kind,
         } = ready;
         let governor = matches!(kind, ReadyKind::Governor(_));
+        let replaced = format!("replaced by a new copy of {name}");
+        if let Some(prev) = previous
+            && self.probes.remove(prev)
+        {
+            prev.set_disabled(&replaced);
+        }
         self.cache.with_core(|core| {
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
-                ReadyKind::Governor(g) => core.install_prepared_governor(g, 0),
-                ReadyKind::Plugin(p) => core.install_prepared(p),
-            }
-            .map_err(|e| e.to_string())?;
+                ReadyKind::Governor(g) => core
+                    .install_prepared_governor(g, 0)
+                    .map_err(|e| e.to_string())?,
+                ReadyKind::Plugin(p) => core.install_prepared(p).map_err(|e| e.to_string())?,
+                ReadyKind::Probe(p) => self.probes.add(&name, p),
+            };
             // What the file's previous instance still serves (the roles the new one did
             // not take, a governor's choices) goes back to the built-ins.
             if let Some(prev) = previous {
-                core.retire(prev, &format!("replaced by a new copy of {name}"));
+                core.retire(prev, &replaced);
             }
             Ok::<(), String>(())
         })?;
@@ -159,6 +177,9 @@ impl Loader {
     /// (its roles; a governor, its shadows and the candidates it installed) goes back to the
     /// built-ins, and no governor loaded later resolves a candidate to it.
     pub fn retire(&self, name: &str, status: &StatusHandle) {
+        if self.probes.remove(status) {
+            status.set_disabled("removed");
+        }
         self.cache.with_core(|core| core.retire(status, "removed"));
         self.modules.lock().remove(name);
     }

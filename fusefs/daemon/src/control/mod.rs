@@ -7,7 +7,8 @@
 //! ├── stats          r--r--r--   JSON: counters and latencies (docs/METRICS.md)
 //! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
-//! └── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! ├── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! └── probes/        r-xr-xr-x   one file per probe plugin: its report      probes.rs + monitor/probes.rs
 //! ```
 //!
 //! Each entry is a tree of its own ([`crate::fs::Tree`]) with its own inode and handle
@@ -25,6 +26,7 @@ mod loader;
 mod node;
 pub mod persist;
 mod plugins;
+mod probes;
 mod report;
 mod root;
 mod trace;
@@ -70,11 +72,13 @@ pub fn mount(
     let max_module_bytes = engine.max_module_bytes;
     let engine = PluginEngine::new(engine).map_err(|e| fs_err!(libc::EIO, "plugin engine: {e}"))?;
     let recorder = cache.recorder().clone();
+    let bus = fs.fuse_metrics().probes().clone();
+    cache.attach_probes(bus.clone());
     let (plugins, plugins_ids) = fs.add_tree(|ids| {
         Arc::new(plugins::PluginsDir::new(
             ids,
             owner,
-            loader::Loader::new(cache.clone(), engine),
+            loader::Loader::new(cache.clone(), bus.clone(), engine),
             max_module_bytes,
         ))
     });
@@ -113,6 +117,8 @@ pub fn mount(
             Box::new(move || crate::monitor::prometheus::render(&s.stats())),
         ))
     });
+    let (probes, probes_ids) =
+        fs.add_tree(|ids| Arc::new(probes::ProbesDir::new(ids, owner, bus.clone())));
     let (trace, trace_ids) =
         fs.add_tree(|ids| Arc::new(trace::TraceFile::new(ids, owner, recorder)));
     let child = |name, tree: Arc<dyn Tree>, ids: TreeIds| Child {
@@ -123,6 +129,7 @@ pub fn mount(
     let children = vec![
         child("metrics", metrics, metrics_ids),
         child("plugins", plugins, plugins_ids),
+        child("probes", probes, probes_ids),
         child("status", status, status_ids),
         child("stats", stats, stats_ids),
         child("trace", trace, trace_ids),
