@@ -387,22 +387,24 @@ fn wrong_abi_version_is_refused() {
     let e = load_err(&fifo(&[("{VERSION}", "0x20000")]));
     assert_eq!(
         e.to_string(),
-        "unsupported ABI version 2.0 (this host supports 1.0..=1.3)"
+        "unsupported ABI version 2.0 (this host supports 1.0..=1.5)"
     );
-    // A minor newer than the host's is refused; 1.0 to 1.3 load.
-    let e = load_err(&fifo(&[("{VERSION}", "0x10004")]));
+    // A minor newer than the host's is refused; 1.0 to 1.5 load.
+    let e = load_err(&fifo(&[("{VERSION}", "0x10006")]));
     assert!(
         matches!(
             e,
             LoadError::AbiVersion {
                 major: 1,
-                minor: 4,
+                minor: 6,
                 ..
             }
         ),
         "{e}"
     );
-    for v in ["0x10000", "0x10001", "0x10002", "0x10003"] {
+    for v in [
+        "0x10000", "0x10001", "0x10002", "0x10003", "0x10004", "0x10005",
+    ] {
         load(&fifo(&[("{VERSION}", v)]), 4);
     }
 }

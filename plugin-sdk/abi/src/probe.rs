@@ -33,7 +33,9 @@ pub enum Kind {
     /// callback's entry to the reply, `result` 0 or the errno, `uid`/`pid` of the caller.
     Fuse = 1,
     /// A block of the data cache asked for by a read: `op` 1 hit, 0 miss, 2 miss joining a
-    /// fetch already in flight; `ino`, `offset` = the block's index, `length` = block size.
+    /// fetch already in flight (a prefetch or another reader's); `ino`, `offset` = the block's
+    /// index, `length` = block size, `latency_ns` the time the reader waited for the block
+    /// (0 for a hit), `result` 0 or the errno of a failed fetch.
     Cache = 2,
     /// A read from the backend (backing file or object store): `op` 0 demand, 1 prefetch;
     /// `ino`, `offset` and `length` the byte range asked for, `bytes` got, `latency_ns`,

@@ -412,7 +412,9 @@ impl BlockCache {
             if valid {
                 self.plan_prefetch(&mut g, file, id, version, index, file_blocks, true);
                 drop(g);
-                self.probes.cache(file, index, bs, pe::CACHE_HIT);
+                if let Some(w) = self.probes.waiting(file, index, bs, pe::CACHE_HIT) {
+                    w.hit();
+                }
                 return Ok((b, true));
             }
             // A short block of a file that grew: drop it and fetch again.
@@ -437,7 +439,8 @@ impl BlockCache {
         } else {
             pe::CACHE_MISS
         };
-        self.probes.cache(file, index, bs, op);
+        // Emitted when the block is there (or the fetch failed), with the time waited.
+        let _waiting = self.probes.waiting(file, index, bs, op);
         if joined.is_some() {
             self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
             if let Ok(b) = pending.wait() {
@@ -729,11 +732,18 @@ impl Probes {
         self.0.get().map(|b| &**b).filter(|b| b.enabled())
     }
 
-    /// Block `index` of `file` was asked for: `op` hit, miss or joined.
+    /// Block `index` of `file` is asked for (`op` hit, miss or joined): the event goes out
+    /// when the returned guard drops, with the time waited for the block (`None` without
+    /// probes).
     #[inline]
-    fn cache(&self, file: FileRef<'_>, index: u64, bs: u64, op: u8) {
-        if let Some(bus) = self.bus() {
-            let e = Event {
+    fn waiting(&self, file: FileRef<'_>, index: u64, bs: u64, op: u8) -> Option<CacheWait<'_>> {
+        let bus = self.bus()?;
+        Some(CacheWait {
+            bus,
+            source: file.source.clone(),
+            started: std::time::Instant::now(),
+            hit: false,
+            event: Event {
                 kind: Kind::Cache as u8,
                 op,
                 ino: file.ino,
@@ -741,9 +751,8 @@ impl Probes {
                 length: bs,
                 uid: u32::MAX,
                 ..Event::default()
-            };
-            bus.emit(e, || file.source.path());
-        }
+            },
+        })
     }
 
     /// A backend read of `range` (offset, length) of `ino` took `latency` ns.
@@ -775,5 +784,31 @@ impl Probes {
             };
             bus.emit(e, || None);
         }
+    }
+}
+
+/// A cache event in progress (see [`Probes::waiting`]).
+struct CacheWait<'a> {
+    bus: &'a ProbeBus,
+    source: Arc<dyn Source>,
+    started: std::time::Instant,
+    hit: bool,
+    event: Event,
+}
+
+impl CacheWait<'_> {
+    /// A hit: nothing was waited for (latency 0, not timed).
+    fn hit(mut self) {
+        self.hit = true;
+    }
+}
+
+impl Drop for CacheWait<'_> {
+    fn drop(&mut self) {
+        if !self.hit {
+            self.event.latency_ns = self.started.elapsed().as_nanos() as u64;
+        }
+        let source = &self.source;
+        self.bus.emit(self.event, || source.path());
     }
 }

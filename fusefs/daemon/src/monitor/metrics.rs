@@ -254,7 +254,7 @@ mod tests {
     fn op_guard_records_latency_errors_and_bytes() {
         let m = FuseMetrics::default();
         {
-            let g = m.start(FuseOp::Read);
+            let mut g = m.start(FuseOp::Read);
             g.bytes(4096);
             std::thread::sleep(Duration::from_millis(2));
         }
