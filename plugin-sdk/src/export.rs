@@ -83,6 +83,7 @@ pub mod __private {
                 p.event(&e);
             }
         }
+        p.batch_end();
         0
     }
 

@@ -127,7 +127,7 @@ pub mod names {
         e::PROBE_REPORT.name,
     ];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 21] = [
+    pub const IMPORTS: [&str; 23] = [
         i::LOG.name,
         i::CAPACITY.name,
         i::RESIDENT.name,
@@ -149,6 +149,8 @@ pub mod names {
         i::PATH_MATCHES.name,
         i::PROBE_FILTER.name,
         i::PROBE_PATH.name,
+        i::PUBLISH.name,
+        i::PROBE_FIGURE.name,
     ];
 }
 

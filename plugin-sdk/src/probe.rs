@@ -21,6 +21,8 @@ mod imports {
     unsafe extern "C" {
         pub fn probe_filter(kinds: i32, uid: i64) -> i32;
         pub fn probe_path(ino: i64, ptr: i32, cap: i32) -> i32;
+        pub fn publish(ptr: i32, len: i32, value: f64) -> i32;
+        pub fn probe_figure(ptr: i32, len: i32) -> f64;
     }
 }
 
@@ -31,6 +33,39 @@ pub trait Probe {
 
     /// Write the report into `out` (it starts empty); at most 1 MiB.
     fn report(&mut self, out: &mut alloc::string::String);
+
+    /// After each batch of events: the place to [`publish`] figures. Default: nothing.
+    fn batch_end(&mut self) {}
+}
+
+/// Publish this probe's figure `name` (1..=64 bytes, no `/`; at most 32 names) as `value`
+/// (finite): every plugin of the mount reads it as `PROBE/NAME` with [`figure`], a governor
+/// to adapt the cache to what the probe sees. Whether the host took it.
+pub fn publish(name: &str, value: f64) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the host reads `len` bytes at `ptr` from our memory; the str is live.
+    return unsafe { imports::publish(name.as_ptr() as i32, name.len() as i32, value) } == 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (name, value);
+        false
+    }
+}
+
+/// The figure `key` (`PROBE/NAME`) a probe of the mount published, if any: any plugin may
+/// read it (ABI 1.5).
+pub fn figure(key: &str) -> Option<f64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: the host reads `len` bytes at `ptr` from our memory; the str is live.
+        let v = unsafe { imports::probe_figure(key.as_ptr() as i32, key.len() as i32) };
+        return (!v.is_nan()).then_some(v);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = key;
+        None
+    }
 }
 
 /// Take only events of `kinds` (and, of FUSE requests, those of `uid`), during
@@ -94,5 +129,7 @@ mod tests {
         assert_eq!(top_dir("f"), "/");
         assert!(!filter(&[Kind::Fuse], None), "no host outside wasm32");
         assert_eq!(path(1), None);
+        assert!(!publish("x", 1.0));
+        assert_eq!(figure("p/x"), None);
     }
 }

@@ -372,3 +372,62 @@ fn bottleneck_blames_the_backend_latency() {
     let min_us: u64 = demand[8].parse().unwrap();
     assert!(min_us >= 20_000, "{text}");
 }
+
+/// Whether prefetch candidate `spec` of the governor serves, per the status.
+fn candidate_active(m: &TestMount, spec: &str) -> bool {
+    let st = status(m);
+    st["active"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["spec"] == spec && c["active"] == true)
+}
+
+/// Wait (at most 10 s: governors tick every 100 ms) until `cond` holds.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_governor_adapts_to_a_figure_a_probe_publishes() {
+    let m = mount();
+    // scanboost reads the sequentiality from the probe's figure `const/seq`; no latency
+    // threshold. The mount-wide sequentiality stays 0: nothing is read sequentially.
+    fs::write(
+        m.m(".kplug/plugins/scanboost.params"),
+        "figure=const/seq\nlatency-us=0\n",
+    )
+    .unwrap();
+    drop_plugin(&m, "scanboost.wasm", &exported_policy("scanboost")).unwrap();
+    let modest = "readahead:initial-window=1;max-window=1";
+    eventually("modest serves", || candidate_active(&m, modest));
+    // A probe publishing `seq` = 1 after each batch of events it gets.
+    let probe = wat::parse_str(
+        r#"(module
+             (import "kplug" "publish" (func $publish (param i32 i32 f64) (result i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 32768) "seq")
+             (func (export "kplug_abi_version") (result i32) i32.const 0x10005)
+             (func (export "kplug_probe_buf") (result i32) i32.const 0)
+             (func (export "kplug_probe_events") (param i32) (result i32)
+               (drop (call $publish (i32.const 32768) (i32.const 3) (f64.const 1)))
+               i32.const 0)
+             (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
+    )
+    .unwrap();
+    drop_plugin(&m, "const.wasm", &probe).unwrap();
+    read(&m, "c", 1);
+    eventually("the probe's figure boosts prefetch", || {
+        candidate_active(&m, "s3window")
+    });
+    // The probe goes, and its figure with it: back to the mount-wide figure (0).
+    fs::remove_file(m.m(".kplug/plugins/const.wasm")).unwrap();
+    eventually("backs off without the figure", || {
+        candidate_active(&m, modest)
+    });
+    read(&m, "dir/a", 1);
+}

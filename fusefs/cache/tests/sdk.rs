@@ -348,11 +348,14 @@ fn an_sdk_probe_gets_its_events_and_reports() {
         batch.extend_from_slice(&ev(ino).encode());
     }
     p.note_probe_path(7, &std::sync::Arc::from("dir/seven"));
+    // Without a cache, its figures are its own instance's (a mount gives it the cache's).
     p.probe_events(&batch).unwrap();
-    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven");
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven 3");
     // An event of an unknown layout version is skipped by the SDK's decoder.
     let mut v2 = ev(1).encode();
     v2[0] = 2;
     p.probe_events(&v2).unwrap();
-    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven");
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven 3");
+    p.forget_published();
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven -1");
 }

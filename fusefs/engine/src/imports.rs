@@ -148,6 +148,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     )?;
     l.func_wrap(imp::MODULE, imp::PROBE_FILTER.name, probe_filter)?;
     l.func_wrap(imp::MODULE, imp::PROBE_PATH.name, probe_path)?;
+    l.func_wrap(imp::MODULE, imp::PUBLISH.name, publish)?;
+    l.func_wrap(imp::MODULE, imp::PROBE_FIGURE.name, probe_figure)?;
     Ok(l)
 }
 
@@ -170,6 +172,47 @@ fn probe_filter(mut caller: Caller<'_, HostState>, kinds: i32, uid: i64) -> i32 
     d.probe.kinds = kinds;
     d.probe.uid = uid;
     0
+}
+
+/// `publish(ptr, len, value)`: probes only; a name of 1..=64 bytes of UTF-8 without `/`, a
+/// finite value, at most 32 names per probe.
+fn publish(
+    mut caller: Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    value: f64,
+) -> wasmtime::Result<i32> {
+    let len = len as u32 as usize;
+    if !caller.data().probe.is_probe
+        || len == 0
+        || len > abi::probe::MAX_FIGURE_NAME
+        || !value.is_finite()
+    {
+        return Ok(-1);
+    }
+    let Some(name) = guest_str(&mut caller, imp::PUBLISH.name, ptr, len)? else {
+        return Ok(-1);
+    };
+    if name.contains('/') {
+        return Ok(-1);
+    }
+    let d = caller.data();
+    let ok = d
+        .figures
+        .publish(&d.name, &name, value, abi::probe::MAX_PROBE_FIGURES);
+    Ok(if ok { 0 } else { -1 })
+}
+
+/// `probe_figure(ptr, len)`: NaN when no probe published it (or the name is not UTF-8).
+fn probe_figure(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<f64> {
+    let len = len as u32 as usize;
+    if len == 0 || len > 2 * abi::probe::MAX_FIGURE_NAME + abi::MAX_PARAM_BYTES {
+        return Ok(f64::NAN);
+    }
+    let Some(key) = guest_str(&mut caller, imp::PROBE_FIGURE.name, ptr, len)? else {
+        return Ok(f64::NAN);
+    };
+    Ok(caller.data().figures.probe_figure(&key).unwrap_or(f64::NAN))
 }
 
 /// `probe_path(ino, ptr, cap)`: the path's length, its first `cap` bytes written at `ptr`

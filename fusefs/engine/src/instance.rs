@@ -194,6 +194,7 @@ impl CompiledPlugin {
             HostState::new(name, capacity, cfg.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
+        store.data_mut().probe.is_probe = c.probe;
         store.data_mut().set_deadline(cfg.init_deadline_ticks);
         store.epoch_deadline_callback(on_deadline);
         arm(&mut store);
@@ -516,6 +517,12 @@ impl Plugin {
         (p.kinds, p.uid)
     }
 
+    /// Forget the figures this probe published (it leaves service).
+    pub fn forget_published(&self) {
+        let d = self.rt.store.data();
+        d.figures.forget_probe(&d.name);
+    }
+
     /// The path of the file of inode `ino`, for the probe's `probe_path`.
     pub fn note_probe_path(&mut self, ino: u64, path: &Arc<str>) {
         let paths = &mut self.rt.store.data_mut().probe.paths;
@@ -536,7 +543,7 @@ impl Plugin {
         let n = events.len() / abi::probe::PROBE_EVENT_BYTES;
         assert!(
             n <= abi::probe::PROBE_BATCH_EVENTS
-                && events.len() % abi::probe::PROBE_EVENT_BYTES == 0
+                && events.len().is_multiple_of(abi::probe::PROBE_EVENT_BYTES)
         );
         // In bounds: checked at load, and memory never shrinks.
         self.memory.data_mut(&mut self.rt.store)[p.buf..p.buf + events.len()]

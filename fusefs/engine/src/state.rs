@@ -54,6 +54,8 @@ pub(crate) const MAX_PROBE_PATHS: usize = 1 << 16;
 /// the files its events named.
 #[derive(Debug, Clone)]
 pub(crate) struct ProbeState {
+    /// Whether the instance is a probe (may `publish`).
+    pub(crate) is_probe: bool,
     /// Mask of `1 << kind`.
     pub(crate) kinds: u32,
     /// Only FUSE events of this caller.
@@ -64,6 +66,7 @@ pub(crate) struct ProbeState {
 impl Default for ProbeState {
     fn default() -> Self {
         ProbeState {
+            is_probe: false,
             kinds: abi::probe::ALL_KINDS,
             uid: None,
             paths: Default::default(),

@@ -149,6 +149,14 @@ pub mod imports {
     /// the path (from the mount's root, no leading `/`) of the file of inode `ino`, as seen by
     /// the events delivered so far, and returns its full length; -1 when unknown.
     pub const PROBE_PATH: Func = func("probe_path", "LII", "I", 5, &["ino", "ptr", "cap"]);
+    /// Probe: `publish(ptr: i32, len: i32, value: f64) -> i32` sets the probe's figure named
+    /// by the UTF-8 at `ptr` (1..=[`MAX_FIGURE_NAME`](crate::probe::MAX_FIGURE_NAME) bytes,
+    /// at most [`MAX_PROBE_FIGURES`](crate::probe::MAX_PROBE_FIGURES) names) to a finite
+    /// `value`, readable by every plugin of the mount as `PROBE/NAME`; 0, or -1 if refused.
+    pub const PUBLISH: Func = func("publish", "IIF", "I", 5, &["ptr", "len", "value"]);
+    /// `probe_figure(ptr: i32, len: i32) -> f64`: the figure a probe published, named
+    /// `PROBE/NAME` by the UTF-8 at `ptr`; NaN when there is none.
+    pub const PROBE_FIGURE: Func = func("probe_figure", "II", "F", 5, &["ptr", "len"]);
 
     /// Every import, in the order `docs/plugin-abi.md` lists them.
     pub const ALL: &[Func] = &[
@@ -173,6 +181,8 @@ pub mod imports {
         PATH_MATCHES,
         PROBE_FILTER,
         PROBE_PATH,
+        PUBLISH,
+        PROBE_FIGURE,
     ];
 
     /// The import named `name`, if the ABI has one.

@@ -23,6 +23,10 @@ pub const PROBE_BATCH_EVENTS: usize = 256;
 pub const PROBE_RING_EVENTS: usize = 16 * 1024;
 /// Largest report a probe may return, in bytes.
 pub const MAX_PROBE_REPORT_BYTES: usize = 1 << 20;
+/// Most figures one probe may publish (`publish`).
+pub const MAX_PROBE_FIGURES: usize = 32;
+/// Longest figure name, in bytes.
+pub const MAX_FIGURE_NAME: usize = 64;
 
 /// The kinds of events (byte 2 of an event); a filter is a mask of `1 << kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -18,8 +18,14 @@
 //! they arrive: events come in completion order, and the kernel's readahead issues several
 //! reads of a scan at once, which FUSE threads answer in any order. Random reads score near 0.
 //!
-//! Parameters: `top=20` (1..=10000). Memory: one entry per (process, file) with its last 8
-//! reads.
+//! **Figure** (for governors, ABI 1.5): after each batch it publishes `max-seq`, the highest
+//! sequentiality (0..=1) among the processes that made at least `min-reads` reads since the
+//! last time it published, once at least `window` reads were seen: `scanboost` with
+//! `figure=seq-by-process/max-seq` boosts its prefetcher while some reader scans, even when
+//! other readers' random reads drown the mount-wide sequentiality.
+//!
+//! Parameters: `top=20` (1..=10000) rows in the report, `min-reads=8` (1..=1000000),
+//! `window=64` (1..=1000000). Memory: one entry per (process, file) with its last 8 reads.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -39,6 +45,9 @@ struct Proc {
     bytes: u64,
     adjacencies: u64,
     files: u64,
+    /// Reads and adjacencies since the figure was last published.
+    window_reads: u64,
+    window_adjacencies: u64,
 }
 
 /// Reads of a (process, file) remembered to find adjacencies.
@@ -66,6 +75,10 @@ impl Recent {
 /// The per-process counters.
 pub struct SeqByProcess {
     top: usize,
+    min_reads: u64,
+    window: u64,
+    /// Reads since the figure was last published.
+    window_reads: u64,
     procs: BTreeMap<u32, Proc>,
     /// The last reads of each (process, file).
     recent: BTreeMap<(u32, u64), Recent>,
@@ -75,6 +88,9 @@ impl Default for SeqByProcess {
     fn default() -> Self {
         SeqByProcess {
             top: 20,
+            min_reads: 8,
+            window: 64,
+            window_reads: 0,
             procs: BTreeMap::new(),
             recent: BTreeMap::new(),
         }
@@ -85,6 +101,8 @@ impl Plugin for SeqByProcess {
     fn set_param(&mut self, key: &str, value: &str) -> Result<(), Rejected> {
         match key {
             "top" => self.top = param_in(value, 1..=10_000)?,
+            "min-reads" => self.min_reads = param_in(value, 1..=1_000_000)?,
+            "window" => self.window = param_in(value, 1..=1_000_000)?,
             _ => return Err(Rejected),
         }
         Ok(())
@@ -108,7 +126,17 @@ impl Probe for SeqByProcess {
             p.files += 1;
             Recent::default()
         });
-        p.adjacencies += r.note(e.offset, e.offset + e.bytes);
+        let adjacencies = r.note(e.offset, e.offset + e.bytes);
+        p.adjacencies += adjacencies;
+        p.window_reads += 1;
+        p.window_adjacencies += adjacencies;
+        self.window_reads += 1;
+    }
+
+    fn batch_end(&mut self) {
+        if let Some(seq) = self.window_figure() {
+            probe::publish("max-seq", seq);
+        }
     }
 
     fn report(&mut self, out: &mut String) {
@@ -127,6 +155,27 @@ impl Probe for SeqByProcess {
                 .min(100);
             let _ = writeln!(out, "{pid} {} {} {pct} {}", p.reads, p.bytes, p.files);
         }
+    }
+}
+
+impl SeqByProcess {
+    /// Once `window` reads were seen since the last time: the highest sequentiality of a
+    /// process with `min-reads` of them (0 if none), and a new window starts.
+    fn window_figure(&mut self) -> Option<f64> {
+        if self.window_reads < self.window {
+            return None;
+        }
+        self.window_reads = 0;
+        let mut best = 0.0f64;
+        for p in self.procs.values_mut() {
+            if p.window_reads >= self.min_reads {
+                let seq = p.window_adjacencies as f64 / p.window_reads as f64;
+                best = best.max(seq.min(1.0));
+            }
+            p.window_reads = 0;
+            p.window_adjacencies = 0;
+        }
+        Some(best)
     }
 }
 
@@ -167,5 +216,10 @@ mod tests {
         assert_eq!(lines[2], "1 10 1000 100 1");
         assert_eq!(lines[3], "3 4 400 100 1");
         assert_eq!(lines[4], "2 4 40 0 1");
+        // 18 reads in the window: the scanner (10 reads, 9 adjacencies) is the most sequential
+        // of those with 8 reads or more.
+        s.window = 18;
+        assert_eq!(s.window_figure(), Some(0.9));
+        assert_eq!(s.window_figure(), None, "a new window");
     }
 }

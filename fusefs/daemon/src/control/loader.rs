@@ -101,6 +101,9 @@ impl Loader {
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
         let kind = if plugin.is_probe() {
+            // Its published figures go where the cache's plugins read them.
+            let mut plugin = plugin;
+            plugin.attach_figures(self.cache.with_core(|c| c.figures().clone()));
             ReadyKind::Probe(plugin)
         } else if plugin.is_governor() {
             let resident = self.cache.with_core(|c| c.resident_keys());

@@ -99,6 +99,7 @@ impl ProbeSlot {
     /// Take the faulted instance out of service and say why.
     fn disable(&self, plugin: &mut Option<Plugin>, fault: &kplug_engine::HookFault) -> String {
         if let Some(p) = plugin.take() {
+            p.forget_published();
             p.mark_failed(fault);
         }
         let text = fault.to_string();
@@ -221,7 +222,13 @@ impl ProbeBus {
     pub fn remove(&self, status: &StatusHandle) -> bool {
         let mut probes = self.probes.write();
         let before = probes.len();
-        probes.retain(|p| !Arc::ptr_eq(&p.status, status));
+        probes.retain(|p| {
+            let gone = Arc::ptr_eq(&p.status, status);
+            if gone && let Some(plugin) = p.plugin.lock().as_ref() {
+                plugin.forget_published();
+            }
+            !gone
+        });
         self.active.store(!probes.is_empty(), Ordering::Relaxed);
         before != probes.len()
     }
