@@ -91,6 +91,12 @@ fn hot_files_ranks_the_file_read_most_and_goes_with_its_plugin() {
         let blocks_read = row[1].parse::<u64>().unwrap().div_ceil(64 << 10);
         assert!((1..=blocks_read).contains(&misses), "{text}");
     }
+    // `.kplug/stats` counts what it was given: every event delivered, none dropped.
+    let stats: serde_json::Value =
+        serde_json::from_slice(&fs::read(m.m(".kplug/stats")).unwrap()).unwrap();
+    let counts = &stats["probes"]["hot-files"];
+    assert!(counts["delivered"].as_u64().unwrap() > 16, "{counts}");
+    assert_eq!(counts["dropped"], 0, "{counts}");
     // The plugin's status is active; rm removes the report.
     let st = status(&m);
     assert_eq!(plugin(&st, "hot-files")["state"], "active", "{st}");

@@ -21,13 +21,15 @@
 //! - `refused`: every operation an object store refuses, its errno and its log line;
 //! - `writes`: what writes become on the server, and when;
 //! - `outage`: the server killed in the middle of a read (a second cluster of its own);
-//! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md.
+//! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md;
+//! - `probes`: probe plugins (ABI 1.5) reporting on an object-store mount.
 #![cfg(feature = "mount-tests")]
 
 mod changes;
 mod listing;
 mod names;
 mod outage;
+mod probes;
 mod reads;
 mod refused;
 mod stats;

@@ -22,8 +22,8 @@ use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
 use crate::monitor::schema::{
     ActiveRoles, ActiveStatus, BackendStats, CacheCounters, CandidateEntry, FuseOpStats, HintStats,
-    PluginEntry, PluginStats, PrefetchCounters, Stats, Status, StatusBackend, StoreKindStats,
-    StoreStats,
+    PluginEntry, PluginStats, PrefetchCounters, ProbeStats, Stats, Status, StatusBackend,
+    StoreKindStats, StoreStats,
 };
 
 /// Where the documents' figures come from.
@@ -211,6 +211,20 @@ impl Sources {
             }),
             plugins,
             prefetch: self.prefetch_counters(&stats),
+            probes: self
+                .fuse
+                .probes()
+                .counts()
+                .into_iter()
+                .map(|c| {
+                    let s = ProbeStats {
+                        delivered: c.delivered,
+                        dropped: c.dropped,
+                        queued: c.queued,
+                    };
+                    (c.name, s)
+                })
+                .collect(),
             store: self.store.as_ref().map(|s| StoreStats {
                 source: s.describe(""),
                 requests: s

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::metrics::LatencyUs;
 use super::schema::{
-    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, Stats,
+    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, ProbeStats, Stats,
 };
 
 /// The content type of the text format.
@@ -238,6 +238,7 @@ pub fn render(stats: &Stats) -> String {
         kernel_hints,
         plugins,
         prefetch,
+        probes,
         store,
         time_unix_ms: _,
         uptime_ms,
@@ -289,6 +290,10 @@ pub fn render(stats: &Stats) -> String {
     for (name, p) in plugins {
         let l = label("plugin", name);
         out.section("plugin", "plugins.<name>", &l, p, PluginStats::GAUGES, None);
+    }
+    for (name, p) in probes {
+        let l = label("probe", name);
+        out.section("probe", "probes.<name>", &l, p, ProbeStats::GAUGES, None);
     }
     out.section(
         "prefetch",

@@ -44,6 +44,9 @@ pub struct Stats {
     pub plugins: BTreeMap<String, PluginStats>,
     /// Prefetch counters, in blocks.
     pub prefetch: PrefetchCounters,
+    /// The probes loaded (ABI 1.5), by name: their events delivered and dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, ProbeStats>,
     /// The object store of an object-store mount (absent for a directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStats>,
@@ -163,6 +166,22 @@ pub struct HintStats {
     pub errors: u64,
     /// Hints forwarded.
     pub forwarded: u64,
+}
+
+/// `stats.probes.<name>`: the events of one probe (ABI 1.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProbeStats {
+    /// Events delivered to it.
+    pub delivered: u64,
+    /// Events its filter took but its full ring dropped.
+    pub dropped: u64,
+    /// Events waiting in its ring.
+    pub queued: u64,
+}
+
+impl ProbeStats {
+    /// The fields that are gauges (the others are counters), for `.kplug/metrics`.
+    pub const GAUGES: &'static [&'static str] = &["queued"];
 }
 
 /// `stats.plugins.<name>`.
