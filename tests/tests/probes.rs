@@ -100,6 +100,8 @@ fn hot_files_ranks_the_file_read_most_and_goes_with_its_plugin() {
     // The plugin's status is active; rm removes the report.
     let st = status(&m);
     assert_eq!(plugin(&st, "hot-files")["state"], "active", "{st}");
+    assert_eq!(plugin(&st, "hot-files")["probe"], true, "{st}");
+    assert_eq!(stats["plugins"]["hot-files"]["probe"], true);
     fs::remove_file(m.m(".kplug/plugins/hot-files.wasm")).unwrap();
     assert!(probes(&m).is_empty());
     assert!(report(&m, "hot-files").is_err());

@@ -427,7 +427,7 @@ impl CompiledPlugin {
                 budget: Arc::new(SlowBudget::new(cfg.slow_budget)),
                 calls: 0,
                 first_decision_call: 0,
-                status: PluginStatus::new(&c.name, roles, c.governor),
+                status: PluginStatus::new(&c.name, roles, c.governor, c.probe),
             },
             wants_sequentiality: c.wants_sequentiality,
             wants_files: c.wants_files,

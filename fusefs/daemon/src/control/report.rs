@@ -155,6 +155,7 @@ impl Sources {
                             calls: snap.calls,
                             faults: snap.faults,
                             governor: snap.governor,
+                            probe: snap.probe,
                             roles: snap.roles,
                             state: snap.state,
                             time_ns: h.time_ns(),
@@ -165,6 +166,7 @@ impl Sources {
                         calls: 0,
                         faults: 0,
                         governor: false,
+                        probe: false,
                         roles: Vec::new(),
                         state: if refused {
                             PluginState::Failed
@@ -335,6 +337,7 @@ fn file_entry(
             faults: s.faults,
             file: file.to_string(),
             governor: s.governor,
+            probe: s.probe,
             loaded_at: refusal.as_ref().map_or(s.loaded_at, |r| millis(r.1)),
             name,
             params,
@@ -351,6 +354,7 @@ fn file_entry(
             faults: 0,
             file: file.to_string(),
             governor: false,
+            probe: false,
             loaded_at: refusal.as_ref().map_or(millis(f.mtime), |r| millis(r.1)),
             name,
             params,

@@ -195,6 +195,9 @@ pub struct PluginStats {
     pub faults: u64,
     /// Whether it is a governor.
     pub governor: bool,
+    /// Whether it is a probe (ABI 1.5).
+    #[serde(default)]
+    pub probe: bool,
     /// The roles it implements.
     pub roles: Vec<Role>,
     /// `active`, `failed` or `disabled`.
@@ -205,7 +208,7 @@ pub struct PluginStats {
 
 impl PluginStats {
     /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
-    pub const GAUGES: &'static [&'static str] = &["governor"];
+    pub const GAUGES: &'static [&'static str] = &["governor", "probe"];
 }
 
 /// `prefetch`, in blocks.
@@ -330,6 +333,9 @@ pub struct PluginEntry {
     pub file: String,
     /// Whether it is a governor.
     pub governor: bool,
+    /// Whether it is a probe (ABI 1.5).
+    #[serde(default)]
+    pub probe: bool,
     /// When it was loaded (or refused), ms since the Unix epoch.
     pub loaded_at: u64,
     /// Its name (the file name without `.wasm`).
