@@ -42,6 +42,28 @@ fn report(m: &TestMount, name: &str) -> std::io::Result<String> {
     fs::read_to_string(m.m(&format!(".kplug/probes/{name}")))
 }
 
+/// The report of `name` once `done` says it covers the workload: a FUSE request's event is
+/// queued just after its reply (its latency includes the reply), so the report read right
+/// after the last read may come microseconds before that read's event (at most 10 s).
+fn report_when(m: &TestMount, name: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = report(m, name).unwrap();
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The total of column `col` of ranking `title` of a hot-files report.
+fn total(text: &str, title: &str, col: usize) -> u64 {
+    ranking(text, title)
+        .iter()
+        .map(|r| r[col].parse::<u64>().unwrap())
+        .sum()
+}
+
 fn probes(m: &TestMount) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(m.m(".kplug/probes"))
         .unwrap()
@@ -70,7 +92,8 @@ fn hot_files_ranks_the_file_read_most_and_goes_with_its_plugin() {
     read(&m, "c", 1);
     read(&m, "b", 2);
     read(&m, "dir/a", 3);
-    let text = report(&m, "hot-files").unwrap();
+    let all = (3 * MIB + MIB / 2 + MIB / 16) as u64;
+    let text = report_when(&m, "hot-files", |t| total(t, "by bytes read", 1) == all);
     let by_bytes = ranking(&text, "by bytes read");
     assert_eq!(by_bytes.len(), 3, "{text}");
     // rank bytes reads misses file
@@ -114,6 +137,11 @@ fn a_probe_takes_parameters_and_the_cli_shows_its_report() {
     drop_plugin(&m, "hot-files.wasm", &exported_policy("hot-files")).unwrap();
     read(&m, "b", 1);
     read(&m, "dir/a", 1);
+    report_when(&m, "hot-files", |t| {
+        ranking(t, "by bytes read")
+            .first()
+            .is_some_and(|r| r[1] == MIB.to_string())
+    });
     let out = kplugfs_tests::kplugfs(&["stats", m.mnt.to_str().unwrap(), "--probe", "hot-files"]);
     assert!(
         out.status.success(),
@@ -195,7 +223,8 @@ fn hostile_probes_are_disabled_and_the_mount_and_other_probes_go_on() {
     // The mount served every byte right, and the honest probes saw everything.
     read(&m, "c", 1);
     assert_eq!(report(&m, "honest").unwrap(), "hello");
-    let text = report(&m, "hot-files").unwrap();
+    let all = (2 * MIB + MIB / 4 + MIB / 16) as u64;
+    let text = report_when(&m, "hot-files", |t| total(t, "by bytes read", 1) == all);
     let by_bytes = ranking(&text, "by bytes read");
     assert_eq!(by_bytes[0][4], "dir/a", "{text}");
     assert_eq!(by_bytes[0][1], (2 * MIB).to_string(), "{text}");
@@ -274,7 +303,9 @@ fn latency_by_dir_shows_the_slow_directory() {
     read(&m, "fast/y", 3);
     read(&m, "slow/x", 1);
     read(&m, "top", 1);
-    let text = report(&m, "latency-by-dir").unwrap();
+    let text = report_when(&m, "latency-by-dir", |t| {
+        rows(t, "/").first().is_some_and(|r| r[2] == "4096")
+    });
     // dir reads bytes mean_us p50_us p99_us max_us
     let slow = &rows(&text, "slow")[0];
     let fast = &rows(&text, "fast")[0];
@@ -335,7 +366,12 @@ fn seq_by_process_tells_the_scanner_from_the_random_reader() {
         String::from_utf8_lossy(&out.stderr)
     );
     let random_pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let text = report(&m, "seq-by-process").unwrap();
+    let text = report_when(&m, "seq-by-process", |t| {
+        t.lines()
+            .skip(2)
+            .any(|l| l.split(' ').nth(2) == Some(&MIB.to_string()))
+            && !rows(t, &random_pid).is_empty()
+    });
     // pid reads bytes sequential_pct files
     // (The kernel may read a little more than each 4 KiB around it.)
     let random = &rows(&text, &random_pid)[0];

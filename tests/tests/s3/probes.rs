@@ -23,7 +23,15 @@ fn probes_report_on_an_object_store_mount() {
         assert!(fs::read(m.m("data/hot.bin")).unwrap() == hot);
     }
     assert!(fs::read(m.m("cold.bin")).unwrap() == cold);
-    let text = fs::read_to_string(m.m(".kplug/probes/hot-files")).unwrap();
+    // A read's event is queued just after its reply: wait until the last one is in.
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = fs::read_to_string(m.m(".kplug/probes/hot-files")).unwrap();
+        if text.lines().filter(|l| l.ends_with(".bin")).count() >= 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // rank bytes reads misses file: the object's key under the mount is its path.
     let first: Vec<&str> = text.lines().nth(2).unwrap().split(' ').collect();
     assert_eq!(first[4], "data/hot.bin", "{text}");

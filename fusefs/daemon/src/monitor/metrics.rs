@@ -240,6 +240,8 @@ impl Drop for OpGuard<'_> {
         // `.kplug` trees are not events (reading a probe's report would feed it).
         if self.probes.enabled() && self.event.ino < VIRTUAL_BASE {
             self.event.latency_ns = latency.as_nanos() as u64;
+            // When it ended, from the clock read above (a second read would cost ~20 ns).
+            self.event.time_ns = self.probes.ns_at(self.start + latency).max(1);
             self.probes.emit(self.event, || None);
         }
     }

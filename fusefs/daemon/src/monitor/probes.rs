@@ -173,8 +173,14 @@ impl ProbeBus {
         self.epoch.get_or_init(Instant::now).elapsed().as_nanos() as u64
     }
 
-    /// Queue `e` (its `time_ns` set here) for every probe whose filter takes it; `path` is
-    /// asked only if one does (the file's path, for `probe_path`).
+    /// `at` on the events' clock, without reading the clock.
+    pub fn ns_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(*self.epoch.get_or_init(Instant::now))
+            .as_nanos() as u64
+    }
+
+    /// Queue `e` (its `time_ns` set here, unless already set) for every probe whose filter
+    /// takes it; `path` is asked only if one does (the file's path, for `probe_path`).
     #[cold]
     pub fn emit(&self, mut e: Event, path: impl FnOnce() -> Option<Arc<str>>) {
         let probes = self.probes.read();
@@ -186,7 +192,9 @@ impl ProbeBus {
             }
             if let Some(f) = path.take() {
                 got = f();
-                e.time_ns = self.now_ns();
+                if e.time_ns == 0 {
+                    e.time_ns = self.now_ns();
+                }
             }
             if p.ring.push((e, got.clone())).is_err() {
                 p.dropped.fetch_add(1, Ordering::Relaxed);
