@@ -728,8 +728,8 @@ struct Probes(Arc<std::sync::OnceLock<Arc<ProbeBus>>>);
 
 impl Probes {
     #[inline]
-    fn bus(&self) -> Option<&ProbeBus> {
-        self.0.get().map(|b| &**b).filter(|b| b.enabled())
+    fn bus(&self, kind: Kind) -> Option<&ProbeBus> {
+        self.0.get().map(|b| &**b).filter(|b| b.enabled(kind))
     }
 
     /// Block `index` of `file` is asked for (`op` hit, miss or joined): the event goes out
@@ -737,7 +737,7 @@ impl Probes {
     /// probes).
     #[inline]
     fn waiting(&self, file: FileRef<'_>, index: u64, bs: u64, op: u8) -> Option<CacheWait<'_>> {
-        let bus = self.bus()?;
+        let bus = self.bus(Kind::Cache)?;
         Some(CacheWait {
             bus,
             source: file.source.clone(),
@@ -765,7 +765,7 @@ impl Probes {
         result: &Result<Vec<u8>>,
         op: u8,
     ) {
-        if let Some(bus) = self.bus() {
+        if let Some(bus) = self.bus(Kind::Backend) {
             let (bytes, errno) = match result {
                 Ok(d) => (d.len() as u64, 0),
                 Err(e) => (0, e.errno() as u32),

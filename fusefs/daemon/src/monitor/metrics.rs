@@ -236,9 +236,9 @@ impl Drop for OpGuard<'_> {
         if self.failed {
             self.m.errors.inc();
         }
-        // With no probe loaded, this is the whole cost: one relaxed load. Requests to the
+        // With no probe taking FUSE events, this is the whole cost: one relaxed load. Requests to the
         // `.kplug` trees are not events (reading a probe's report would feed it).
-        if self.probes.enabled() && self.event.ino < VIRTUAL_BASE {
+        if self.probes.enabled(Kind::Fuse) && self.event.ino < VIRTUAL_BASE {
             self.event.latency_ns = latency.as_nanos() as u64;
             // When it ended, from the clock read above (a second read would cost ~20 ns).
             self.event.time_ns = self.probes.ns_at(self.start + latency).max(1);

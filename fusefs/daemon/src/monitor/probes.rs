@@ -3,8 +3,8 @@
 //!
 //! **Requests never wait for a probe.** Where an event happens (a FUSE request answered in
 //! `fuse.rs`, a block asked of the cache and a backend read in `data/blockcache.rs`) the
-//! code asks [`ProbeBus::enabled`], one relaxed load, and does nothing more while no probe is
-//! loaded. With probes, [`ProbeBus::emit`] checks each probe's filter (event kinds, the
+//! code asks [`ProbeBus::enabled`] for its kind, one relaxed load of the kinds the loaded
+//! probes take, and does nothing more while no probe takes it. With probes, [`ProbeBus::emit`] checks each probe's filter (event kinds, the
 //! caller's uid), chosen by the probe at load, before anything is queued, and pushes a copy of
 //! the 64-byte event into that probe's bounded ring (a lock-free `ArrayQueue` of
 //! [`PROBE_RING_EVENTS`]): when the ring is full the event is dropped and counted.
@@ -22,7 +22,7 @@
 //! its instance is dropped, its status says why (`.kplug/status`), its ring is no longer
 //! fed, and reading its report gives the fault. Other probes and the mount go on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -146,8 +146,9 @@ pub struct ProbeCounts {
 /// The probes of one mount.
 #[derive(Default)]
 pub struct ProbeBus {
-    /// Whether any probe is loaded: the only thing the request path reads without one.
-    active: AtomicBool,
+    /// The kinds some loaded probe takes (`1 << kind`; 0 without probes): the only thing
+    /// the request path reads for an event no probe takes.
+    kinds: AtomicU32,
     probes: RwLock<Vec<Arc<ProbeSlot>>>,
     epoch: std::sync::OnceLock<Instant>,
     worker: Mutex<bool>,
@@ -156,16 +157,22 @@ pub struct ProbeBus {
 impl std::fmt::Debug for ProbeBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProbeBus")
-            .field("active", &self.active)
+            .field("kinds", &self.kinds)
             .finish_non_exhaustive()
     }
 }
 
 impl ProbeBus {
-    /// Whether any probe is loaded (one relaxed load: what an event costs without probes).
+    /// Whether some loaded probe takes events of `kind` (one relaxed load: what an event
+    /// costs without probes, or with probes that do not take its kind).
     #[inline]
-    pub fn enabled(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+    pub fn enabled(&self, kind: Kind) -> bool {
+        self.kinds.load(Ordering::Relaxed) & kind.bit() != 0
+    }
+
+    fn update_kinds(&self, probes: &[Arc<ProbeSlot>]) {
+        let mask = probes.iter().fold(0, |m, p| m | p.kinds);
+        self.kinds.store(mask, Ordering::Relaxed);
     }
 
     /// Ns since the bus was first used: the events' clock.
@@ -221,7 +228,7 @@ impl ProbeBus {
             let mut probes = self.probes.write();
             probes.retain(|p| p.name != name);
             probes.push(slot);
-            self.active.store(true, Ordering::Relaxed);
+            self.update_kinds(&probes);
         }
         self.start_worker();
     }
@@ -237,7 +244,7 @@ impl ProbeBus {
             }
             !gone
         });
-        self.active.store(!probes.is_empty(), Ordering::Relaxed);
+        self.update_kinds(&probes);
         before != probes.len()
     }
 
