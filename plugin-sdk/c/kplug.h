@@ -107,6 +107,14 @@ KPLUG_IMPORT("file_size") int64_t kplug_file_size(int64_t file);
 KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 /* path_matches(file: i64, glob: i32) -> i32, ABI 1.3 */
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
+/* probe_filter(kinds: i32, uid: i64) -> i32, ABI 1.5 */
+KPLUG_IMPORT("probe_filter") int32_t kplug_probe_filter(int32_t kinds, int64_t uid);
+/* probe_path(ino: i64, ptr: i32, cap: i32) -> i32, ABI 1.5 */
+KPLUG_IMPORT("probe_path") int32_t kplug_probe_path(int64_t ino, const char *ptr, int32_t cap);
+/* publish(ptr: i32, len: i32, value: f64) -> i32, ABI 1.5 */
+KPLUG_IMPORT("publish") int32_t kplug_publish(const char *ptr, int32_t len, double value);
+/* probe_figure(ptr: i32, len: i32) -> f64, ABI 1.5 */
+KPLUG_IMPORT("probe_figure") double kplug_probe_figure(const char *ptr, int32_t len);
 /* transform_records(records_in: i64, records_out: i64), ABI 1.6 */
 KPLUG_IMPORT("transform_records") void kplug_transform_records(int64_t records_in, int64_t records_out);
 /* transform_uid() -> i64, ABI 1.6 */
@@ -175,6 +183,14 @@ KPLUG_EXPORT("kplug_transform_chunk") int32_t kplug_transform_chunk(int32_t len,
 /* Optional for a transform: its flags. */
 /* kplug_transform_flags() -> i32, ABI 1.6 */
 KPLUG_EXPORT("kplug_transform_flags") int32_t kplug_transform_flags(void);
+
+/* Role probe, ABI 1.5 (may not serve another role; see docs/probes.md). */
+/* kplug_probe_buf() -> i32, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_buf") int32_t kplug_probe_buf(void);
+/* kplug_probe_events(n: i32) -> i32, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_events") int32_t kplug_probe_events(int32_t n);
+/* kplug_probe_report() -> i64, ABI 1.5 */
+KPLUG_EXPORT("kplug_probe_report") int64_t kplug_probe_report(void);
 
 /* Logs a NUL-terminated message (kplug_log takes a length; there is no strlen). */
 static inline void kplug_log_str(int32_t level, const char *msg) {

@@ -104,6 +104,46 @@ pub mod __private {
         T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
     }
 
+    /// Where the host writes a probe's events (ABI 1.5).
+    pub static PROBE_BUF: Buffer<
+        { kplug_abi::probe::PROBE_BATCH_EVENTS * kplug_abi::probe::PROBE_EVENT_BYTES },
+    > = Buffer(UnsafeCell::new(
+        [0; kplug_abi::probe::PROBE_BATCH_EVENTS * kplug_abi::probe::PROBE_EVENT_BYTES],
+    ));
+
+    /// `kplug_probe_events(n)`: each of the `n` events in the buffer to `event`, in order
+    /// (events of an unknown layout version are skipped).
+    #[cfg(feature = "alloc")]
+    pub fn probe_events<T: crate::Probe>(p: &mut T, n: i32) -> i32 {
+        let n = (n.max(0) as usize).min(kplug_abi::probe::PROBE_BATCH_EVENTS);
+        // SAFETY: the host wrote the buffer before this call and nothing else references it.
+        let buf = unsafe { &*PROBE_BUF.0.get() };
+        for raw in buf
+            .chunks_exact(kplug_abi::probe::PROBE_EVENT_BYTES)
+            .take(n)
+        {
+            if let Some(e) = kplug_abi::probe::Event::decode(raw) {
+                p.event(&e);
+            }
+        }
+        p.batch_end();
+        0
+    }
+
+    /// The last report, kept until the next one (the host copies it out after the call).
+    #[cfg(feature = "alloc")]
+    pub static PROBE_REPORT: PluginCell<alloc::string::String> = PluginCell::new();
+
+    /// `kplug_probe_report()`: the report's `(ptr << 32) | len`.
+    #[cfg(feature = "alloc")]
+    pub fn probe_report<T: crate::Probe>(p: &mut T) -> i64 {
+        // SAFETY: single-threaded, the only reference during this call.
+        let out = unsafe { PROBE_REPORT.get() };
+        out.clear();
+        p.report(out);
+        kplug_abi::probe::pack_report(out.as_ptr() as usize as u32, out.len() as u32)
+    }
+
     /// `kplug_alloc`: the parameter buffer if `len` fits, else 0.
     pub fn alloc(len: i32) -> i32 {
         if len > 0 && len as usize <= 2 * MAX_PARAM_BYTES {
@@ -159,7 +199,7 @@ pub mod __private {
 /// Generates the ABI v1 exports for a plugin type and the roles it serves.
 ///
 /// `export_plugin!(Type, role, ...)` where `Type: Plugin + Default` and each
-/// role is `eviction`, `admission`, `prefetch` or `governor` (the type must
+/// role is `eviction`, `admission`, `prefetch`, `governor` or `probe` (the type must
 /// implement the matching trait). Use it once per plugin crate. On targets other than
 /// wasm32 it only checks the trait bounds.
 #[macro_export]
@@ -211,8 +251,9 @@ macro_rules! export_plugin {
     (@check admission, $ty:ty) => { fn assert_admission<T: $crate::Admission>() {} assert_admission::<$ty>(); };
     (@check prefetch, $ty:ty) => { fn assert_prefetch<T: $crate::Prefetch>() {} assert_prefetch::<$ty>(); };
     (@check governor, $ty:ty) => { fn assert_governor<T: $crate::Governor>() {} assert_governor::<$ty>(); };
+    (@check probe, $ty:ty) => { fn assert_probe<T: $crate::Probe>() {} assert_probe::<$ty>(); };
     (@check $other:ident, $ty:ty) => {
-        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission, prefetch or governor"));
+        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission, prefetch, governor or probe"));
     };
 
     (@role eviction, $ty:ty) => {
@@ -267,6 +308,20 @@ macro_rules! export_plugin {
         pub extern "C" fn kplug_tick(now_ns: i64) -> i32 {
             <$ty as $crate::Governor>::tick(state(), now_ns as u64);
             0
+        }
+    };
+    (@role probe, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_probe_buf() -> i32 {
+            $crate::__private::PROBE_BUF.0.get() as usize as i32
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_probe_events(n: i32) -> i32 {
+            $crate::__private::probe_events(state(), n)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_probe_report() -> i64 {
+            $crate::__private::probe_report(state())
         }
     };
     (@role $other:ident, $ty:ty) => {};

@@ -63,7 +63,9 @@ fn control_dir_lists_status_and_plugins_and_hides_backing_entry() {
     names.sort();
     assert_eq!(
         names,
-        ["metrics", "plugins", "stats", "status", "trace", "views"]
+        [
+            "metrics", "plugins", "probes", "stats", "status", "trace", "views"
+        ]
     );
     assert!(
         fs::read_dir(m.m(".kplug/plugins"))

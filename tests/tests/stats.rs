@@ -58,7 +58,9 @@ fn stats_file_counts_misses_then_hits_on_reread() {
     names.sort();
     assert_eq!(
         names,
-        ["metrics", "plugins", "stats", "status", "trace", "views"]
+        [
+            "metrics", "plugins", "probes", "stats", "status", "trace", "views"
+        ]
     );
     assert!(fs::write(m.m(".kplug/stats"), b"x").is_err());
 

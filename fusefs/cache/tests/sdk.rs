@@ -20,7 +20,7 @@ fn the_sdk_speaks_exactly_the_abi() {
     let engine = wasmtime::Engine::default();
     let mut imports = std::collections::BTreeSet::new();
     let mut exports = std::collections::BTreeSet::new();
-    for name in ["sdk-roles", "sdk-governor", "sdk-transform"] {
+    for name in ["sdk-roles", "sdk-governor", "sdk-transform", "sdk-probe"] {
         let bytes = fixture_wasm(name);
         common::engine()
             .compile(name, bytes)
@@ -363,4 +363,42 @@ fn sdk_plugin_rejects_unknown_and_bad_params() {
         e.to_string(),
         "parameter `window`: value is longer than 256 bytes"
     );
+}
+
+/// ABI 1.5 through the SDK: a probe chooses its events while loading, gets batches decoded
+/// from the host's little-endian structs, names a file by its inode, and reports; the host
+/// copies the report out of its memory.
+#[test]
+fn an_sdk_probe_gets_its_events_and_reports() {
+    use kplug_abi::probe::{Event, Kind};
+    let c = engine()
+        .compile("sdk-probe", fixture_wasm("sdk-probe"))
+        .unwrap();
+    assert!(c.is_probe() && c.roles().is_empty() && !c.is_governor());
+    let mut p = c.instantiate(&[], 16).unwrap();
+    assert!(p.is_probe());
+    assert_eq!(
+        p.probe_filter(),
+        (Kind::Fuse.bit() | Kind::Cache.bit(), None)
+    );
+    let ev = |ino| Event {
+        kind: Kind::Cache as u8,
+        ino,
+        ..Event::default()
+    };
+    let mut batch = Vec::new();
+    for ino in [3, 9, 7] {
+        batch.extend_from_slice(&ev(ino).encode());
+    }
+    p.note_probe_path(7, &std::sync::Arc::from("dir/seven"));
+    // Without a cache, its figures are its own instance's (a mount gives it the cache's).
+    p.probe_events(&batch).unwrap();
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven 3");
+    // An event of an unknown layout version is skipped by the SDK's decoder.
+    let mut v2 = ev(1).encode();
+    v2[0] = 2;
+    p.probe_events(&v2).unwrap();
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven 3");
+    p.forget_published();
+    assert_eq!(p.probe_report().unwrap(), b"3 dir/seven -1");
 }

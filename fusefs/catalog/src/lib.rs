@@ -99,8 +99,8 @@ fn unknown(name: &str) -> CatalogError {
 }
 
 /// The roles a module implements, probed from its exports: `eviction`, `admission`,
-/// `prefetch`, `governor` for a module exporting `kplug_tick`, and `transform` for a
-/// data-path plugin (ABI 1.6, served as a view).
+/// `prefetch`, `governor` for a module exporting `kplug_tick`, `probe` for one exporting the
+/// probe hooks (ABI 1.5), and `transform` for a data-path plugin (ABI 1.6, served as a view).
 pub fn roles(
     engine: &PluginEngine,
     name: &str,
@@ -118,6 +118,9 @@ pub fn roles(
     }
     if c.is_transform() {
         r.push("transform");
+    }
+    if c.is_probe() {
+        r.push("probe");
     }
     Ok(r)
 }

@@ -75,6 +75,14 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         "abi/src/c.rs",
         include_str!("../../../plugin-sdk/abi/src/c.rs"),
     ),
+    (
+        "src/probe.rs",
+        include_str!("../../../plugin-sdk/src/probe.rs"),
+    ),
+    (
+        "abi/src/probe.rs",
+        include_str!("../../../plugin-sdk/abi/src/probe.rs"),
+    ),
 ];
 
 const SDK_MANIFEST: &str = include_str!("../../../plugin-sdk/Cargo.toml");

@@ -5,9 +5,10 @@
 //! filesystem logic lives here, so everything that matters is tested without FUSE. fuser types
 //! never leave this file.
 //!
-//! Each callback starts with `let g = self.metrics.start(FuseOp::..)`: the guard times the
+//! Each callback starts with `let g = self.metrics.start(FuseOp::..).by(..)`: the guard times the
 //! request until the callback returns (after the reply) and [`reply_err!`] marks it failed,
-//! which is all the monitoring plane needs from this file (see `metrics.rs`).
+//! which is all the monitoring plane needs from this file (see `metrics.rs`); `.by(uid, pid)`
+//! and, for reads and writes, `g.at(ino, offset, len)` give probes (ABI 1.5) the request.
 
 use std::ffi::OsStr;
 use std::ops::Range;
@@ -36,6 +37,7 @@ macro_rules! reply_err {
     ($reply:expr, $guard:expr, $err:expr) => {{
         let err: FsError = $err;
         $guard.fail();
+        $guard.errno(err.errno());
         let op = $guard.op().name();
         match err.level() {
             Level::Debug => tracing::debug!(op, "{err}"),
@@ -254,21 +256,21 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let mut g = self.metrics.start(FuseOp::Lookup);
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mut g = self.metrics.start(FuseOp::Lookup).by(req.uid(), req.pid());
         match self.fs.lookup(parent.0, name) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        let _g = self.metrics.start(FuseOp::Forget);
+    fn forget(&self, req: &Request, ino: INodeNo, nlookup: u64) {
+        let _g = self.metrics.start(FuseOp::Forget).by(req.uid(), req.pid());
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let mut g = self.metrics.start(FuseOp::Getattr);
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let mut g = self.metrics.start(FuseOp::Getattr).by(req.uid(), req.pid());
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&self.fs_ttl(), &attr(&a)),
             Err(e) => reply_err!(reply, g, e),
@@ -293,7 +295,7 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut g = self.metrics.start(FuseOp::Setattr);
+        let mut g = self.metrics.start(FuseOp::Setattr).by(req.uid(), req.pid());
         let set = SetAttr {
             mode,
             uid,
@@ -313,8 +315,11 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let mut g = self.metrics.start(FuseOp::Readlink);
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let mut g = self
+            .metrics
+            .start(FuseOp::Readlink)
+            .by(req.uid(), req.pid());
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply_err!(reply, g, e),
@@ -331,7 +336,7 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Mknod);
+        let mut g = self.metrics.start(FuseOp::Mknod).by(req.uid(), req.pid());
         match self
             .fs
             .mknod(parent.0, name, mode, umask, rdev, caller(req))
@@ -350,23 +355,23 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Mkdir);
+        let mut g = self.metrics.start(FuseOp::Mkdir).by(req.uid(), req.pid());
         match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Unlink);
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Unlink).by(req.uid(), req.pid());
         match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Rmdir);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self.metrics.start(FuseOp::Rmdir).by(req.uid(), req.pid());
         match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -381,7 +386,7 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Symlink);
+        let mut g = self.metrics.start(FuseOp::Symlink).by(req.uid(), req.pid());
         match self.fs.symlink(parent.0, link_name, target, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -390,7 +395,7 @@ impl Filesystem for FuseAdapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -398,7 +403,7 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Rename);
+        let mut g = self.metrics.start(FuseOp::Rename).by(req.uid(), req.pid());
         match self
             .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits())
@@ -410,13 +415,13 @@ impl Filesystem for FuseAdapter {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Link);
+        let mut g = self.metrics.start(FuseOp::Link).by(req.uid(), req.pid());
         match self.fs.link(ino.0, newparent.0, newname) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -424,7 +429,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let mut g = self.metrics.start(FuseOp::Open);
+        let mut g = self.metrics.start(FuseOp::Open).by(req.uid(), req.pid());
         match self.fs.open(ino.0, flags.0, caller(req)) {
             Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply_err!(reply, g, e),
@@ -433,8 +438,8 @@ impl Filesystem for FuseAdapter {
 
     fn read(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -442,7 +447,8 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut g = self.metrics.start(FuseOp::Read);
+        let mut g = self.metrics.start(FuseOp::Read).by(req.uid(), req.pid());
+        g.at(ino.0, offset, size as u64);
         match self.fs.read(fh.0, offset, size) {
             Ok(d) => {
                 g.bytes(d.len() as u64);
@@ -454,7 +460,7 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -464,7 +470,8 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let mut g = self.metrics.start(FuseOp::Write);
+        let mut g = self.metrics.start(FuseOp::Write).by(req.uid(), req.pid());
+        g.at(ino.0, offset, data.len() as u64);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             && let Err(e) = self.fs.kill_suidgid(fh.0)
@@ -495,7 +502,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Flush);
+        let mut g = self.metrics.start(FuseOp::Flush).by(req.uid(), req.pid());
         match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -504,7 +511,7 @@ impl Filesystem for FuseAdapter {
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -512,7 +519,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Release);
+        let mut g = self.metrics.start(FuseOp::Release).by(req.uid(), req.pid());
         match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -521,21 +528,21 @@ impl Filesystem for FuseAdapter {
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Fsync);
+        let mut g = self.metrics.start(FuseOp::Fsync).by(req.uid(), req.pid());
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let mut g = self.metrics.start(FuseOp::Opendir);
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let mut g = self.metrics.start(FuseOp::Opendir).by(req.uid(), req.pid());
         match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply_err!(reply, g, e),
@@ -544,13 +551,13 @@ impl Filesystem for FuseAdapter {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        let mut g = self.metrics.start(FuseOp::Readdir);
+        let mut g = self.metrics.start(FuseOp::Readdir).by(req.uid(), req.pid());
         let mut sink = DirReply(reply);
         match self.fs.readdir(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
@@ -560,13 +567,16 @@ impl Filesystem for FuseAdapter {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        let mut g = self.metrics.start(FuseOp::Readdirplus);
+        let mut g = self
+            .metrics
+            .start(FuseOp::Readdirplus)
+            .by(req.uid(), req.pid());
         let mut sink = DirPlusReply(reply);
         match self.fs.readdirplus(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
@@ -576,13 +586,16 @@ impl Filesystem for FuseAdapter {
 
     fn releasedir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Releasedir);
+        let mut g = self
+            .metrics
+            .start(FuseOp::Releasedir)
+            .by(req.uid(), req.pid());
         match self.fs.releasedir(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -591,21 +604,24 @@ impl Filesystem for FuseAdapter {
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Fsyncdir);
+        let mut g = self
+            .metrics
+            .start(FuseOp::Fsyncdir)
+            .by(req.uid(), req.pid());
         match self.fs.fsyncdir(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let mut g = self.metrics.start(FuseOp::Statfs);
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let mut g = self.metrics.start(FuseOp::Statfs).by(req.uid(), req.pid());
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -616,7 +632,7 @@ impl Filesystem for FuseAdapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -624,31 +640,43 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Setxattr);
+        let mut g = self
+            .metrics
+            .start(FuseOp::Setxattr)
+            .by(req.uid(), req.pid());
         match self.fs.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let mut g = self.metrics.start(FuseOp::Getxattr);
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let mut g = self
+            .metrics
+            .start(FuseOp::Getxattr)
+            .by(req.uid(), req.pid());
         match self.fs.getxattr(ino.0, name, size) {
             Ok(r) => reply_xattr(reply, r),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let mut g = self.metrics.start(FuseOp::Listxattr);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut g = self
+            .metrics
+            .start(FuseOp::Listxattr)
+            .by(req.uid(), req.pid());
         match self.fs.listxattr(ino.0, size) {
             Ok(r) => reply_xattr(reply, r),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Removexattr);
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let mut g = self
+            .metrics
+            .start(FuseOp::Removexattr)
+            .by(req.uid(), req.pid());
         match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -656,7 +684,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Access);
+        let mut g = self.metrics.start(FuseOp::Access).by(req.uid(), req.pid());
         match self.fs.access(ino.0, mask.bits(), caller(req)) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -673,7 +701,7 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let mut g = self.metrics.start(FuseOp::Create);
+        let mut g = self.metrics.start(FuseOp::Create).by(req.uid(), req.pid());
         match self
             .fs
             .create(parent.0, name, mode, umask, flags, caller(req))
@@ -691,7 +719,7 @@ impl Filesystem for FuseAdapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -699,7 +727,10 @@ impl Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Fallocate);
+        let mut g = self
+            .metrics
+            .start(FuseOp::Fallocate)
+            .by(req.uid(), req.pid());
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -708,14 +739,14 @@ impl Filesystem for FuseAdapter {
 
     fn lseek(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let mut g = self.metrics.start(FuseOp::Lseek);
+        let mut g = self.metrics.start(FuseOp::Lseek).by(req.uid(), req.pid());
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply_err!(reply, g, e),
@@ -724,7 +755,7 @@ impl Filesystem for FuseAdapter {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
@@ -735,7 +766,10 @@ impl Filesystem for FuseAdapter {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let mut g = self.metrics.start(FuseOp::CopyFileRange);
+        let mut g = self
+            .metrics
+            .start(FuseOp::CopyFileRange)
+            .by(req.uid(), req.pid());
         match self.fs.copy_file_range(
             fh_in.0,
             offset_in,

@@ -174,7 +174,8 @@ impl PluginEngine {
             ),
         };
         check_imports(&module)?;
-        let (roles, batched_eviction) = check_exports(&module, self.inner.config.memory_limit)?;
+        let (roles, batched_eviction, probe) =
+            check_exports(&module, self.inner.config.memory_limit)?;
         let transform = module.get_export(exp::TRANSFORM_CHUNK.name).is_some();
         if source == Source::Compiled {
             self.inner.modules.put(key, &module);
@@ -200,6 +201,7 @@ impl PluginEngine {
                 governor: module.get_export(exp::TICK.name).is_some(),
                 transform,
                 per_caller: imports(&module, imp::TRANSFORM_UID.name),
+                probe,
                 has_start: has_start_section(bytes),
             }),
         })
@@ -228,6 +230,8 @@ pub(crate) struct CompiledInner {
     pub(crate) transform: bool,
     /// Imports `kplug.transform_uid`: a per-caller transform (its output depends on the reader).
     pub(crate) per_caller: bool,
+    /// Exports the probe hooks (ABI 1.5).
+    pub(crate) probe: bool,
     /// Has a start function (a trap while instantiating is then its fault, else a segment's).
     pub(crate) has_start: bool,
 }
@@ -246,6 +250,11 @@ impl CompiledPlugin {
     /// Whether a transform is per-caller (imports `transform_uid`, ABI 1.6).
     pub fn is_per_caller(&self) -> bool {
         self.inner.per_caller
+    }
+
+    /// Whether the module is a probe (exports `kplug_probe_*`, ABI 1.5).
+    pub fn is_probe(&self) -> bool {
+        self.inner.probe
     }
 }
 
@@ -400,9 +409,9 @@ fn check_export(module: &Module, f: &Func, role: Option<Role>) -> Result<(), Loa
     Ok(())
 }
 
-/// The roles the module serves, and whether it serves eviction through the batched set of
-/// ABI 1.4 (preferred when both eviction sets are exported).
-fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool), LoadError> {
+/// The roles the module serves, whether it serves eviction through the batched set of
+/// ABI 1.4 (preferred when both eviction sets are exported), and whether it is a probe (1.5).
+fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool, bool), LoadError> {
     match module.get_export(exp::MEMORY) {
         None => {
             return Err(LoadError::MissingExport {
@@ -483,10 +492,27 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool)
             return Err(LoadError::TransformWithRoles);
         }
     }
-    if roles.is_empty() && !governor && !transform {
+    // A probe (ABI 1.5) only watches: it serves no role and governs nothing.
+    let probe = exp::PROBE
+        .iter()
+        .any(|f| module.get_export(f.name).is_some());
+    if probe {
+        for f in exp::PROBE {
+            check_export(module, f, None)?;
+        }
+        if governor {
+            return Err(LoadError::ProbeWithRoles("kplug_tick".into()));
+        }
+        if !roles.is_empty() {
+            return Err(LoadError::ProbeWithRoles(format!(
+                "the {roles} role's hooks"
+            )));
+        }
+    }
+    if roles.is_empty() && !governor && !transform && !probe {
         return Err(LoadError::NoRoles);
     }
-    Ok((roles, batched))
+    Ok((roles, batched, probe))
 }
 
 /// Whether a (validated) module binary has a start section (id 8). Sections are an id byte, a

@@ -126,9 +126,14 @@ pub enum LoadError {
         "a transform (it exports kplug_transform_*) serves a view and may not serve a cache role or be a governor"
     )]
     TransformWithRoles,
+    /// A probe (ABI 1.5) that also exports a cache role's or a governor's hooks.
+    #[error(
+        "a probe (it exports kplug_probe_*) may not serve a cache role or be a governor, and this module exports {0}"
+    )]
+    ProbeWithRoles(String),
     /// The module implements no role at all.
     #[error(
-        "the module implements no role (no eviction, admission, prefetch, governor or transform exports)"
+        "the module implements no role (no eviction, admission, prefetch, governor, probe or transform exports)"
     )]
     NoRoles,
     /// The module's memory is unusable (initial size over the cap, 64-bit, shared...).

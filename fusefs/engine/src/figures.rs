@@ -76,6 +76,8 @@ pub struct Figures {
     track_files: AtomicBool,
     facts: Mutex<FastMap<u64, FileFacts>>,
     path_versions: AtomicU64,
+    /// The figures probes published (ABI 1.5), by `PROBE/NAME`.
+    probe_figures: Mutex<std::collections::BTreeMap<String, f64>>,
 }
 
 /// Window counters kept by the core (not shared: the core updates them under `&mut`).
@@ -106,6 +108,34 @@ fn window(out: &AtomicU64, all: &mut u64, yes: &mut u64, published: &mut bool, h
 }
 
 impl Figures {
+    /// Set probe `probe`'s figure `name` (ABI 1.5 `publish`); false when the probe already has
+    /// `limit` other figures.
+    pub fn publish(&self, probe: &str, name: &str, value: f64, limit: usize) -> bool {
+        let key = format!("{probe}/{name}");
+        let mut m = self.probe_figures.lock();
+        if !m.contains_key(&key) {
+            let prefix = format!("{probe}/");
+            if m.keys().filter(|k| k.starts_with(&prefix)).count() >= limit {
+                return false;
+            }
+        }
+        m.insert(key, value);
+        true
+    }
+
+    /// The figure `PROBE/NAME` a probe published (ABI 1.5 `probe_figure`).
+    pub fn probe_figure(&self, key: &str) -> Option<f64> {
+        self.probe_figures.lock().get(key).copied()
+    }
+
+    /// Forget every figure probe `probe` published (it was removed or disabled).
+    pub fn forget_probe(&self, probe: &str) {
+        let prefix = format!("{probe}/");
+        self.probe_figures
+            .lock()
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
     /// `hit_ratio()` as a plugin sees it.
     pub fn hit_ratio(&self) -> f64 {
         f64::from_bits(self.hit_ratio.load(Ordering::Relaxed))

@@ -160,7 +160,99 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             d.globs.matches(&figures, file as u64, glob)
         },
     )?;
+    l.func_wrap(imp::MODULE, imp::PROBE_FILTER.name, probe_filter)?;
+    l.func_wrap(imp::MODULE, imp::PROBE_PATH.name, probe_path)?;
+    l.func_wrap(imp::MODULE, imp::PUBLISH.name, publish)?;
+    l.func_wrap(imp::MODULE, imp::PROBE_FIGURE.name, probe_figure)?;
     Ok(l)
+}
+
+/// `probe_filter(kinds, uid)`: load time only; a mask with at least one known kind, and
+/// only known kinds; a uid of -1 or a `u32`.
+fn probe_filter(mut caller: Caller<'_, HostState>, kinds: i32, uid: i64) -> i32 {
+    let kinds = kinds as u32;
+    let known = abi::probe::ALL_KINDS;
+    let uid = match uid {
+        -1 => None,
+        u => match u32::try_from(u) {
+            Ok(u) => Some(u),
+            Err(_) => return -1,
+        },
+    };
+    let d = caller.data_mut();
+    if !d.gov.loading || kinds == 0 || kinds & !known != 0 {
+        return -1;
+    }
+    d.probe.kinds = kinds;
+    d.probe.uid = uid;
+    0
+}
+
+/// `publish(ptr, len, value)`: probes only; a name of 1..=64 bytes of UTF-8 without `/`, a
+/// finite value, at most 32 names per probe.
+fn publish(
+    mut caller: Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    value: f64,
+) -> wasmtime::Result<i32> {
+    let len = len as u32 as usize;
+    if !caller.data().probe.is_probe
+        || len == 0
+        || len > abi::probe::MAX_FIGURE_NAME
+        || !value.is_finite()
+    {
+        return Ok(-1);
+    }
+    let Some(name) = guest_str(&mut caller, imp::PUBLISH.name, ptr, len)? else {
+        return Ok(-1);
+    };
+    if name.contains('/') {
+        return Ok(-1);
+    }
+    let d = caller.data();
+    let ok = d
+        .figures
+        .publish(&d.name, &name, value, abi::probe::MAX_PROBE_FIGURES);
+    Ok(if ok { 0 } else { -1 })
+}
+
+/// `probe_figure(ptr, len)`: NaN when no probe published it (or the name is not UTF-8).
+fn probe_figure(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<f64> {
+    let len = len as u32 as usize;
+    if len == 0 || len > 2 * abi::probe::MAX_FIGURE_NAME + abi::MAX_PARAM_BYTES {
+        return Ok(f64::NAN);
+    }
+    let Some(key) = guest_str(&mut caller, imp::PROBE_FIGURE.name, ptr, len)? else {
+        return Ok(f64::NAN);
+    };
+    Ok(caller.data().figures.probe_figure(&key).unwrap_or(f64::NAN))
+}
+
+/// `probe_path(ino, ptr, cap)`: the path's length, its first `cap` bytes written at `ptr`
+/// (a range outside memory traps); -1 when unknown.
+fn probe_path(
+    mut caller: Caller<'_, HostState>,
+    ino: i64,
+    ptr: i32,
+    cap: i32,
+) -> wasmtime::Result<i32> {
+    let Some(path) = caller.data().probe.paths.get(&(ino as u64)).cloned() else {
+        return Ok(-1);
+    };
+    let Some(Extern::Memory(mem)) = caller.get_export(abi::exports::MEMORY) else {
+        return Ok(-1);
+    };
+    let n = path.len().min(cap.max(0) as usize);
+    let start = ptr as u32 as usize;
+    let Some(out) = mem.data_mut(&mut caller).get_mut(start..start + n) else {
+        wasmtime::bail!(
+            "kplug.{}: {start:#x}+{n} is outside the plugin's memory",
+            imp::PROBE_PATH.name
+        );
+    };
+    out.copy_from_slice(&path.as_bytes()[..n]);
+    Ok(path.len().min(i32::MAX as usize) as i32)
 }
 
 /// The `len` bytes at `ptr` of the caller's memory, as UTF-8; `Ok(None)` when not UTF-8 or

@@ -85,6 +85,12 @@ struct PrefetchFns {
     buf: usize,
 }
 
+struct ProbeFns {
+    events: TypedFunc<i32, i32>,
+    report: TypedFunc<(), i64>,
+    buf: usize,
+}
+
 /// One hook call in this many is timed for [`PluginStatus::time_ns`]: a power of two, so the
 /// check is a mask; 16 keeps the clock's cost under 3 ns per call on average while a plugin
 /// making thousands of calls a second still gets hundreds of samples.
@@ -237,6 +243,7 @@ pub struct Plugin {
     wants_files: bool,
     wants_divergence: bool,
     tick: Option<TypedFunc<i64, i32>>,
+    probe: Option<ProbeFns>,
     // Keeps the epoch ticker alive as long as the instance.
     _engine: PluginEngine,
 }
@@ -283,6 +290,7 @@ impl CompiledPlugin {
             HostState::new(name, capacity, cfg.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
+        store.data_mut().probe.is_probe = c.probe;
         store.data_mut().set_deadline(cfg.init_deadline_ticks);
         store.epoch_deadline_callback(on_deadline);
         arm(&mut store);
@@ -493,16 +501,48 @@ impl CompiledPlugin {
         } else {
             None
         };
+        let probe = if c.probe {
+            let buf_fn = instance
+                .get_typed_func::<(), i32>(&mut store, exp::PROBE_BUF.name)
+                .map_err(inst_err)?;
+            arm(&mut store);
+            let r = buf_fn.call(&mut store, ());
+            let buf = load_call(&mut store, exp::PROBE_BUF.name, r)? as u32 as usize;
+            let need = abi::probe::PROBE_BATCH_EVENTS * abi::probe::PROBE_EVENT_BYTES;
+            if buf
+                .checked_add(need)
+                .is_none_or(|end| end > memory.data_size(&store))
+            {
+                return Err(LoadError::Fault {
+                    hook: exp::PROBE_BUF.name,
+                    fault: Fault::InvalidAnswer(format!(
+                        "event buffer {buf:#x}+{need} is outside the plugin's memory"
+                    )),
+                });
+            }
+            Some(ProbeFns {
+                events: instance
+                    .get_typed_func(&mut store, exp::PROBE_EVENTS.name)
+                    .map_err(inst_err)?,
+                report: instance
+                    .get_typed_func(&mut store, exp::PROBE_REPORT.name)
+                    .map_err(inst_err)?,
+                buf,
+            })
+        } else {
+            None
+        };
         store.data_mut().gov.loading = false;
         store.data_mut().set_deadline(cfg.hook_deadline_ticks);
         Ok(Plugin {
             tick,
+            probe,
             rt: Runner {
                 store,
                 budget: Arc::new(SlowBudget::new(cfg.slow_budget)),
                 calls: 0,
                 first_decision_call: 0,
-                status: PluginStatus::new(&c.name, roles, c.governor),
+                status: PluginStatus::new(&c.name, roles, c.governor, c.probe),
             },
             wants_sequentiality: c.wants_sequentiality,
             wants_files: c.wants_files,
@@ -577,6 +617,92 @@ impl Plugin {
                 hook: exp::TICK.name,
                 fault: Fault::InvalidAnswer(format!("kplug_tick returned {code}, not 0")),
             }),
+        }
+    }
+
+    /// Whether the plugin is a probe (exports `kplug_probe_*`, ABI 1.5).
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// The events a probe chose while loading (`probe_filter`): a mask of `1 << kind`, and
+    /// the uid of the FUSE events it wants (`None`: any).
+    pub fn probe_filter(&self) -> (u32, Option<u32>) {
+        let p = &self.rt.store.data().probe;
+        (p.kinds, p.uid)
+    }
+
+    /// Forget the figures this probe published (it leaves service).
+    pub fn forget_published(&self) {
+        let d = self.rt.store.data();
+        d.figures.forget_probe(&d.name);
+    }
+
+    /// The path of the file of inode `ino`, for the probe's `probe_path`.
+    pub fn note_probe_path(&mut self, ino: u64, path: &Arc<str>) {
+        let paths = &mut self.rt.store.data_mut().probe.paths;
+        if paths.get(&ino).is_some_and(|p| Arc::ptr_eq(p, path)) {
+            return;
+        }
+        if paths.len() >= crate::state::MAX_PROBE_PATHS {
+            paths.clear();
+        }
+        paths.insert(ino, path.clone());
+    }
+
+    /// `kplug_probe_events(n)` with `events` (`n` encoded events, at most
+    /// [`abi::probe::PROBE_BATCH_EVENTS`]) copied into the probe's buffer; a non-zero answer
+    /// is a fault. Panics if the plugin is not a probe.
+    pub fn probe_events(&mut self, events: &[u8]) -> Result<(), HookFault> {
+        let p = self.probe.as_ref().expect("probe");
+        let n = events.len() / abi::probe::PROBE_EVENT_BYTES;
+        assert!(
+            n <= abi::probe::PROBE_BATCH_EVENTS
+                && events.len().is_multiple_of(abi::probe::PROBE_EVENT_BYTES)
+        );
+        // In bounds: checked at load, and memory never shrinks.
+        self.memory.data_mut(&mut self.rt.store)[p.buf..p.buf + events.len()]
+            .copy_from_slice(events);
+        let resident = self.rt.store.data().resident;
+        match self
+            .rt
+            .call(exp::PROBE_EVENTS.name, &p.events, n as i32, resident)?
+        {
+            0 => Ok(()),
+            code => Err(HookFault {
+                hook: exp::PROBE_EVENTS.name,
+                fault: Fault::InvalidAnswer(format!("kplug_probe_events returned {code}, not 0")),
+            }),
+        }
+    }
+
+    /// `kplug_probe_report()`: the report's bytes, checked to lie in the probe's memory and
+    /// to be at most [`abi::probe::MAX_PROBE_REPORT_BYTES`] long.
+    pub fn probe_report(&mut self) -> Result<Vec<u8>, HookFault> {
+        let p = self.probe.as_ref().expect("probe");
+        let resident = self.rt.store.data().resident;
+        let word = self
+            .rt
+            .call(exp::PROBE_REPORT.name, &p.report, (), resident)?;
+        let (ptr, len) = abi::probe::unpack_report(word);
+        let (ptr, len) = (ptr as usize, len as usize);
+        let invalid = |why: String| HookFault {
+            hook: exp::PROBE_REPORT.name,
+            fault: Fault::InvalidAnswer(why),
+        };
+        if len > abi::probe::MAX_PROBE_REPORT_BYTES {
+            return Err(invalid(format!(
+                "a report of {len} bytes (at most {} allowed)",
+                abi::probe::MAX_PROBE_REPORT_BYTES
+            )));
+        }
+        let mem = self.memory.data(&self.rt.store);
+        match mem.get(ptr..ptr + len) {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(invalid(format!(
+                "report {ptr:#x}+{len} is outside the plugin's memory ({} bytes)",
+                mem.len()
+            ))),
         }
     }
 

@@ -46,6 +46,36 @@ pub(crate) struct HostState {
     pub(crate) records: (u64, u64),
     /// The reader of the current stream, for `transform_uid` (-1 unknown; ABI 1.6).
     pub(crate) caller_uid: i64,
+    /// A probe's filter and the paths it may ask for (ABI 1.5).
+    pub(crate) probe: ProbeState,
+}
+
+/// Files whose path a probe instance remembers for `probe_path`; beyond that the table is
+/// cleared and refilled by the next events (a path comes with every cache event).
+pub(crate) const MAX_PROBE_PATHS: usize = 1 << 16;
+
+/// A probe's side of the host (ABI 1.5): the filter it chose while loading, and the paths of
+/// the files its events named.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeState {
+    /// Whether the instance is a probe (may `publish`).
+    pub(crate) is_probe: bool,
+    /// Mask of `1 << kind`.
+    pub(crate) kinds: u32,
+    /// Only FUSE events of this caller.
+    pub(crate) uid: Option<u32>,
+    pub(crate) paths: crate::hash::FastMap<u64, Arc<str>>,
+}
+
+impl Default for ProbeState {
+    fn default() -> Self {
+        ProbeState {
+            is_probe: false,
+            kinds: abi::probe::ALL_KINDS,
+            uid: None,
+            paths: Default::default(),
+        }
+    }
 }
 
 /// A governor's side of the candidate table: registrations during load, counters and the
@@ -127,6 +157,7 @@ impl HostState {
             globs: Globs::default(),
             records: (0, 0),
             caller_uid: -1,
+            probe: ProbeState::default(),
         }
     }
 

@@ -40,6 +40,7 @@ pub struct PluginStatus {
     name: String,
     roles: RoleSet,
     governor: bool,
+    probe: bool,
     loaded_at: SystemTime,
     pub(crate) calls: AtomicU64,
     faults: AtomicU64,
@@ -63,6 +64,8 @@ pub struct StatusSnapshot {
     pub roles: Vec<Role>,
     /// Whether it is a governor (ABI 1.1: exports `kplug_tick`; it may serve no role).
     pub governor: bool,
+    /// Whether it is a probe (ABI 1.5: exports `kplug_probe_*`; it serves no role).
+    pub probe: bool,
     /// `active`, `failed` or `disabled`.
     pub state: PluginState,
     /// The fault or reason that ended it, if any.
@@ -76,11 +79,12 @@ pub struct StatusSnapshot {
 }
 
 impl PluginStatus {
-    pub(crate) fn new(name: &str, roles: RoleSet, governor: bool) -> StatusHandle {
+    pub(crate) fn new(name: &str, roles: RoleSet, governor: bool, probe: bool) -> StatusHandle {
         Arc::new(PluginStatus {
             name: name.to_string(),
             roles,
             governor,
+            probe,
             loaded_at: SystemTime::now(),
             calls: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -161,6 +165,7 @@ impl PluginStatus {
             name: self.name.clone(),
             roles: self.roles.iter().collect(),
             governor: self.governor,
+            probe: self.probe,
             state,
             error,
             loaded_at: self

@@ -188,7 +188,7 @@ impl CompiledPlugin {
             chunk,
             size_preserving,
             per_caller: self.is_per_caller(),
-            status: PluginStatus::new(self.name(), abi::RoleSet::EMPTY, false),
+            status: PluginStatus::new(self.name(), abi::RoleSet::EMPTY, false, false),
             failed: false,
             _engine: self.inner.engine.clone(),
         })

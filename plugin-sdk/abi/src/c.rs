@@ -226,7 +226,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 9] = [
+        let groups: [(&str, &[Func]); 10] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -252,6 +252,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Optional for a transform: its flags.",
                 &[exports::TRANSFORM_FLAGS],
+            ),
+            (
+                "Role probe, ABI 1.5 (may not serve another role; see docs/probes.md).",
+                exports::PROBE,
             ),
         ];
         for (i, (title, funcs)) in groups.iter().enumerate() {

@@ -36,8 +36,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// Minor version of the ABI (the highest minor a host accepts). 1.1 added the introspection
 /// imports and the governor role; 1.2 added `set_weight`; 1.3 the file facts (`block_size`,
 /// `file_size`, `add_glob`, `path_matches`); 1.4 the batched eviction hooks
-/// ([`exports::EVICTION_BATCHED`]); 1.6 the transform role (data-path plugins:
-/// `kplug_transform_*`, `transform_records`).
+/// ([`exports::EVICTION_BATCHED`]); 1.5 the probe role (`kplug_probe_*`, `probe_filter`,
+/// `probe_path`, `publish`, `probe_figure`; see [`probe`]); 1.6 the transform role
+/// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`).
 pub const ABI_MINOR: u32 = 6;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
@@ -140,6 +141,24 @@ pub mod imports {
     /// `path_matches(file: i64, glob: i32) -> i32`: 1 if the path of `file` matches pattern
     /// `glob`, 0 if not, -1 for a bad index or a file whose path is unknown.
     pub const PATH_MATCHES: Func = func("path_matches", "LI", "I", 3, &["file", "glob"]);
+    /// Probe, load time only: `probe_filter(kinds: i32, uid: i64) -> i32` chooses the events
+    /// the host queues for the probe: `kinds` a mask of `1 << kind` (see
+    /// [`probe::Kind`](crate::probe::Kind)), `uid` the caller's uid of FUSE events (-1: any).
+    /// 0, or -1 if refused (not loading, no known kind in the mask, a bad uid). Without a
+    /// call the probe gets every event.
+    pub const PROBE_FILTER: Func = func("probe_filter", "IL", "I", 5, &["kinds", "uid"]);
+    /// Probe: `probe_path(ino: i64, ptr: i32, cap: i32) -> i32` writes at most `cap` bytes of
+    /// the path (from the mount's root, no leading `/`) of the file of inode `ino`, as seen by
+    /// the events delivered so far, and returns its full length; -1 when unknown.
+    pub const PROBE_PATH: Func = func("probe_path", "LII", "I", 5, &["ino", "ptr", "cap"]);
+    /// Probe: `publish(ptr: i32, len: i32, value: f64) -> i32` sets the probe's figure named
+    /// by the UTF-8 at `ptr` (1..=[`MAX_FIGURE_NAME`](crate::probe::MAX_FIGURE_NAME) bytes,
+    /// at most [`MAX_PROBE_FIGURES`](crate::probe::MAX_PROBE_FIGURES) names) to a finite
+    /// `value`, readable by every plugin of the mount as `PROBE/NAME`; 0, or -1 if refused.
+    pub const PUBLISH: Func = func("publish", "IIF", "I", 5, &["ptr", "len", "value"]);
+    /// `probe_figure(ptr: i32, len: i32) -> f64`: the figure a probe published, named
+    /// `PROBE/NAME` by the UTF-8 at `ptr`; NaN when there is none.
+    pub const PROBE_FIGURE: Func = func("probe_figure", "II", "F", 5, &["ptr", "len"]);
     /// Transform: `transform_records(records_in: i64, records_out: i64)` adds to the records
     /// the view counts in and out (`.kplug/stats`); negative counts are ignored.
     pub const TRANSFORM_RECORDS: Func = func(
@@ -175,6 +194,10 @@ pub mod imports {
         FILE_SIZE,
         ADD_GLOB,
         PATH_MATCHES,
+        PROBE_FILTER,
+        PROBE_PATH,
+        PUBLISH,
+        PROBE_FIGURE,
         TRANSFORM_RECORDS,
         TRANSFORM_UID,
     ];
@@ -254,6 +277,18 @@ pub mod exports {
     /// the simulator, on a timer in the mount); 0 = ok, anything else is a fault.
     pub const TICK: Func = func("kplug_tick", "L", "I", 1, &["now_ns"]);
 
+    /// Probe: `kplug_probe_buf() -> i32`, the address of the event buffer of
+    /// [`PROBE_BATCH_EVENTS`](crate::probe::PROBE_BATCH_EVENTS) events of
+    /// [`PROBE_EVENT_BYTES`](crate::probe::PROBE_EVENT_BYTES); called once at load.
+    pub const PROBE_BUF: Func = func("kplug_probe_buf", "", "I", 5, &[]);
+    /// Probe: `kplug_probe_events(n: i32) -> i32`, the buffer holds `n` events (oldest
+    /// first); 0 = ok, anything else is a fault.
+    pub const PROBE_EVENTS: Func = func("kplug_probe_events", "I", "I", 5, &["n"]);
+    /// Probe: `kplug_probe_report() -> i64`, write the report (text or JSON) in memory and
+    /// return `(ptr << 32) | len`; at most
+    /// [`MAX_PROBE_REPORT_BYTES`](crate::probe::MAX_PROBE_REPORT_BYTES).
+    pub const PROBE_REPORT: Func = func("kplug_probe_report", "", "L", 5, &[]);
+
     /// Transform (1.6): `kplug_transform_in_buf() -> i32`, address of the input buffer
     /// ([`TRANSFORM_IN_BYTES`](crate::TRANSFORM_IN_BYTES)), asked once at load.
     pub const TRANSFORM_IN_BUF: Func = func("kplug_transform_in_buf", "", "I", 6, &[]);
@@ -292,6 +327,8 @@ pub mod exports {
     pub const PREFETCH_ROLE: &[Func] = &[PREFETCH_BUF, PREFETCH];
     /// The exports of the governor role.
     pub const GOVERNOR: &[Func] = &[TICK];
+    /// The exports of a probe (ABI 1.5): all three, or the module is refused.
+    pub const PROBE: &[Func] = &[PROBE_BUF, PROBE_EVENTS, PROBE_REPORT];
     /// The required exports of the transform role (1.6); [`TRANSFORM_FLAGS`] is optional.
     pub const TRANSFORM: &[Func] = &[
         TRANSFORM_IN_BUF,
@@ -318,6 +355,9 @@ pub mod exports {
         PREFETCH_BUF,
         PREFETCH,
         TICK,
+        PROBE_BUF,
+        PROBE_EVENTS,
+        PROBE_REPORT,
         TRANSFORM_IN_BUF,
         TRANSFORM_OUT_BUF,
         TRANSFORM_BEGIN,
@@ -334,6 +374,9 @@ pub mod exports {
 /// Keys in the batched eviction buffer (1.4): the most hits one `kplug_evict_hits` call
 /// carries and the most victims one call may return (2 KiB of guest memory).
 pub const EVICT_BUF_KEYS: usize = 256;
+
+pub mod probe;
+
 /// Most ranges one `kplug_prefetch` call may return.
 pub const MAX_PREFETCH_RANGES: usize = 64;
 /// Size of one prefetch range in guest memory: `{start: u64, len: u64}` little-endian.

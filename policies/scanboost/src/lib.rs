@@ -10,9 +10,14 @@
 //! (reads turned random: an aggressive window would be wasted), it goes back to `modest`.
 //! The gap between the thresholds is the hysteresis. Each switch is logged.
 //!
+//! **From a probe** (ABI 1.5): with `figure=PROBE/NAME`, the sequentiality is the figure a
+//! probe publishes instead of the mount-wide one, e.g. `figure=seq-by-process/max-seq` (the
+//! most sequential reader's): introspection deployed by the operator drives the adaptation.
+//! While the probe has published nothing, the mount-wide figure is used.
+//!
 //! Parameters: `modest` and `aggressive` (candidate specs, `name` or
-//! `name:key=value;key=value`), `seq-high` (0.6), `seq-low` (0.3), `latency-us` (500). The
-//! older names `seq_high`, `seq_low` and `latency_us` are aliases.
+//! `name:key=value;key=value`), `seq-high` (0.6), `seq-low` (0.3), `latency-us` (500),
+//! `figure` (none). The older names `seq_high`, `seq_low` and `latency_us` are aliases.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -42,6 +47,8 @@ pub struct ScanBoost {
     latency_ns: u64,
     ids: [u32; 2],
     boosted: bool,
+    /// The probe figure read as the sequentiality, if any.
+    figure: Option<String>,
 }
 
 impl Default for ScanBoost {
@@ -54,6 +61,7 @@ impl Default for ScanBoost {
             latency_ns: 500_000,
             ids: [0, 0],
             boosted: false,
+            figure: None,
         }
     }
 }
@@ -63,6 +71,7 @@ impl Plugin for ScanBoost {
         match param_key(key, ALIASES) {
             "modest" if !value.is_empty() => self.modest = String::from(value),
             "aggressive" if !value.is_empty() => self.aggressive = String::from(value),
+            "figure" if value.contains('/') => self.figure = Some(String::from(value)),
             "seq-high" => self.seq_high = param_in(value, 0.0..=1.0)?,
             "seq-low" => self.seq_low = param_in(value, 0.0..=1.0)?,
             "latency-us" => {
@@ -101,7 +110,11 @@ impl ScanBoost {
 
 impl Governor for ScanBoost {
     fn tick(&mut self, _now_ns: u64) {
-        let seq = sequentiality(u64::MAX);
+        let seq = self
+            .figure
+            .as_deref()
+            .and_then(kplug_sdk::probe::figure)
+            .unwrap_or_else(|| sequentiality(u64::MAX));
         let lat = backend_latency_ns();
         let before = self.boosted;
         if self.decide(seq, lat) != before {

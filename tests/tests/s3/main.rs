@@ -23,12 +23,14 @@
 //! - `outage`: the server killed in the middle of a read (a second cluster of its own);
 //! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md;
 //! - `views`: transform views (`grep`, `gunzip`) of objects (docs/views.md).
+//! - `probes`: probe plugins (ABI 1.5) reporting on an object-store mount.
 #![cfg(feature = "mount-tests")]
 
 mod changes;
 mod listing;
 mod names;
 mod outage;
+mod probes;
 mod reads;
 mod refused;
 mod stats;

@@ -171,8 +171,12 @@ fn every_byte_of_every_size_through_every_policy_and_hot_swaps() {
         }
         let st = status(&m);
         assert_eq!(st["cache"]["faults"], 0, "{name} faulted: {st}");
-        for role in roles {
+        // A probe (ABI 1.5) serves no role: it reports through `.kplug/probes`.
+        for role in roles.iter().filter(|r| *r != "probe") {
             assert_eq!(st["active"][role.as_str()], name.as_str(), "{name}: {st}");
+        }
+        if roles.iter().any(|r| r == "probe") {
+            assert!(m.m(&format!(".kplug/probes/{name}")).exists(), "{name}");
         }
         let p = st["plugins"]
             .as_array()

@@ -9,6 +9,8 @@
 //! kplugfs stats MOUNT --history [--since 10m|RFC3339] [--plot FILE.svg|.png]
 //! kplugfs stats --db PATH [--since ..] [--plot ..]
 //!                                          the history database as a table (or a plot)
+//! kplugfs stats MOUNT --probe NAME [--watch]
+//!                                          the report of probe plugin NAME (probe.rs)
 //! ```
 //!
 //! Everything is read from `.kplug/stats`, parsed into the daemon's typed schema
@@ -21,6 +23,7 @@
 
 mod history;
 mod history_plot;
+mod probe;
 mod snapshot;
 mod summary;
 mod units;
@@ -64,6 +67,10 @@ pub struct StatsArgs {
     /// Read history from this database (no mount needed).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// Print the report of probe plugin NAME (MOUNT/.kplug/probes/NAME); again every
+    /// --interval with --watch.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["json", "history", "db"])]
+    pub probe: Option<String>,
 }
 
 fn parse_interval(s: &str) -> std::result::Result<Duration, String> {
@@ -89,6 +96,9 @@ pub fn run(args: &StatsArgs) -> Result<()> {
         return run_history(args);
     }
     let mnt = args.mountpoint.as_deref().expect("clap requires it");
+    if let Some(name) = &args.probe {
+        return probe::run(mnt, name, args.watch.then_some(args.interval));
+    }
     if args.watch {
         return watch::watch(mnt, args.interval);
     }

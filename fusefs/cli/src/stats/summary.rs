@@ -245,6 +245,7 @@ mod tests {
                     calls: 12,
                     faults: 0,
                     governor: false,
+                    probe: false,
                     roles: vec![],
                     state: PluginState::Active,
                     time_ns: 5000,

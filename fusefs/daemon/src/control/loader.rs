@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 
 use super::views::{View, Views};
 use crate::data::blockcache::BlockCache;
+use crate::monitor::probes::ProbeBus;
 
 /// Loads plugins into one mount's cache.
 pub struct Loader {
@@ -32,6 +33,8 @@ pub struct Loader {
     engine: PluginEngine,
     /// The views the transforms serve.
     views: Arc<Views>,
+    /// The mount's probes: where a probe plugin (ABI 1.5) is put in service.
+    probes: Arc<ProbeBus>,
     /// The module of each plugin file whose last load succeeded, by plugin name: what a
     /// governor's candidate of that name resolves to.
     modules: Mutex<BTreeMap<String, CompiledPlugin>>,
@@ -48,6 +51,8 @@ enum ReadyKind {
     Plugin(Prepared),
     Governor(PreparedGovernor),
     Transform(kplug_engine::Transformer),
+    /// A probe: it serves no role of the cache, only watches (`monitor/probes.rs`).
+    Probe(kplug_engine::Plugin),
 }
 
 impl Ready {
@@ -57,6 +62,7 @@ impl Ready {
             ReadyKind::Plugin(p) => p.status(),
             ReadyKind::Governor(g) => g.status(),
             ReadyKind::Transform(t) => t.status(),
+            ReadyKind::Probe(p) => p.status(),
         }
     }
 
@@ -67,11 +73,18 @@ impl Ready {
 }
 
 impl Loader {
-    /// A loader over `cache`, compiling with `engine`, serving transforms as `views`.
-    pub fn new(cache: Arc<BlockCache>, engine: PluginEngine, views: Arc<Views>) -> Self {
+    /// A loader over `cache` and the mount's `probes`, compiling with `engine`, serving
+    /// transforms as `views`.
+    pub fn new(
+        cache: Arc<BlockCache>,
+        probes: Arc<ProbeBus>,
+        engine: PluginEngine,
+        views: Arc<Views>,
+    ) -> Self {
         Self {
             cache,
             engine,
+            probes,
             views,
             modules: Mutex::new(BTreeMap::new()),
         }
@@ -113,8 +126,13 @@ impl Loader {
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
-        let resident = self.cache.with_core(|c| c.resident_keys());
-        let kind = if plugin.is_governor() {
+        let kind = if plugin.is_probe() {
+            // Its published figures go where the cache's plugins read them.
+            let mut plugin = plugin;
+            plugin.attach_figures(self.cache.with_core(|c| c.figures().clone()));
+            ReadyKind::Probe(plugin)
+        } else if plugin.is_governor() {
+            let resident = self.cache.with_core(|c| c.resident_keys());
             // Candidates are other plugin files in service, or policies of the binary.
             let modules = self.modules.lock().clone();
             let resolve = |n: &str| -> Result<CompiledPlugin, String> {
@@ -130,6 +148,7 @@ impl Loader {
                     .map_err(|e| e.to_string())?,
             )
         } else {
+            let resident = self.cache.with_core(|c| c.resident_keys());
             let roles = plugin.roles();
             ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
         };
@@ -155,6 +174,12 @@ impl Loader {
         } = ready;
         let governor = matches!(kind, ReadyKind::Governor(_));
         let transform = matches!(kind, ReadyKind::Transform(_));
+        let replaced = format!("replaced by a new copy of {name}");
+        if let Some(prev) = previous
+            && self.probes.remove(prev)
+        {
+            prev.set_disabled(&replaced);
+        }
         let kind = match kind {
             ReadyKind::Transform(t) => {
                 self.views.insert(View::new(&name, t));
@@ -169,15 +194,19 @@ impl Loader {
         self.cache.with_core(|core| {
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
-                Some(ReadyKind::Governor(g)) => core.install_prepared_governor(g, 0),
-                Some(ReadyKind::Plugin(p)) => core.install_prepared(p),
-                Some(ReadyKind::Transform(_)) | None => Ok(()),
-            }
-            .map_err(|e| e.to_string())?;
+                Some(ReadyKind::Governor(g)) => core
+                    .install_prepared_governor(g, 0)
+                    .map_err(|e| e.to_string())?,
+                Some(ReadyKind::Plugin(p)) => {
+                    core.install_prepared(p).map_err(|e| e.to_string())?
+                }
+                Some(ReadyKind::Probe(p)) => self.probes.add(&name, p),
+                Some(ReadyKind::Transform(_)) | None => {}
+            };
             // What the file's previous instance still serves (the roles the new one did
             // not take, a governor's choices) goes back to the built-ins.
             if let Some(prev) = previous {
-                core.retire(prev, &format!("replaced by a new copy of {name}"));
+                core.retire(prev, &replaced);
             }
             Ok::<(), String>(())
         })?;
@@ -195,6 +224,9 @@ impl Loader {
     /// built-ins, and no governor loaded later resolves a candidate to it.
     pub fn retire(&self, name: &str, status: &StatusHandle) {
         self.views.remove(name, Some(status));
+        if self.probes.remove(status) {
+            status.set_disabled("removed");
+        }
         self.cache.with_core(|core| core.retire(status, "removed"));
         self.modules.lock().remove(name);
     }

@@ -8,7 +8,8 @@
 //! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
 //! ├── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
-//! └── views/         r-xr-xr-x   views/NAME/: the mount through transform NAME   views.rs
+//! ├── views/         r-xr-xr-x   views/NAME/: the mount through transform NAME   views.rs
+//! └── probes/        r-xr-xr-x   one file per probe plugin: its report      probes.rs + monitor/probes.rs
 //! ```
 //!
 //! Each entry is a tree of its own ([`crate::fs::Tree`]) with its own inode and handle
@@ -26,6 +27,7 @@ mod loader;
 mod node;
 pub mod persist;
 mod plugins;
+mod probes;
 mod report;
 mod root;
 mod trace;
@@ -76,11 +78,13 @@ pub fn mount(
     let main = fs.main_tree();
     let (views_tree, views_ids) =
         fs.add_tree(|ids| Arc::new(views::ViewsTree::new(ids, owner, main, views.clone())));
+    let bus = fs.fuse_metrics().probes().clone();
+    cache.attach_probes(bus.clone());
     let (plugins, plugins_ids) = fs.add_tree(|ids| {
         Arc::new(plugins::PluginsDir::new(
             ids,
             owner,
-            loader::Loader::new(cache.clone(), engine, views.clone()),
+            loader::Loader::new(cache.clone(), bus.clone(), engine, views.clone()),
             max_module_bytes,
         ))
     });
@@ -120,6 +124,8 @@ pub fn mount(
             Box::new(move || crate::monitor::prometheus::render(&s.stats())),
         ))
     });
+    let (probes, probes_ids) =
+        fs.add_tree(|ids| Arc::new(probes::ProbesDir::new(ids, owner, bus.clone())));
     let (trace, trace_ids) =
         fs.add_tree(|ids| Arc::new(trace::TraceFile::new(ids, owner, recorder)));
     let child = |name, tree: Arc<dyn Tree>, ids: TreeIds| Child {
@@ -130,6 +136,7 @@ pub fn mount(
     let children = vec![
         child("metrics", metrics, metrics_ids),
         child("plugins", plugins, plugins_ids),
+        child("probes", probes, probes_ids),
         child("status", status, status_ids),
         child("stats", stats, stats_ids),
         child("trace", trace, trace_ids),

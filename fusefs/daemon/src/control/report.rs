@@ -22,8 +22,8 @@ use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
 use crate::monitor::schema::{
     ActiveRoles, ActiveStatus, BackendStats, CacheCounters, CandidateEntry, FuseOpStats, HintStats,
-    PluginEntry, PluginStats, PrefetchCounters, Stats, Status, StatusBackend, StoreKindStats,
-    StoreStats,
+    PluginEntry, PluginStats, PrefetchCounters, ProbeStats, Stats, Status, StatusBackend,
+    StoreKindStats, StoreStats,
 };
 
 /// Where the documents' figures come from.
@@ -157,6 +157,7 @@ impl Sources {
                             calls: snap.calls,
                             faults: snap.faults,
                             governor: snap.governor,
+                            probe: snap.probe,
                             roles: snap.roles,
                             state: snap.state,
                             time_ns: h.time_ns(),
@@ -167,6 +168,7 @@ impl Sources {
                         calls: 0,
                         faults: 0,
                         governor: false,
+                        probe: false,
                         roles: Vec::new(),
                         state: if refused {
                             PluginState::Failed
@@ -213,6 +215,20 @@ impl Sources {
             }),
             plugins,
             prefetch: self.prefetch_counters(&stats),
+            probes: self
+                .fuse
+                .probes()
+                .counts()
+                .into_iter()
+                .map(|c| {
+                    let s = ProbeStats {
+                        delivered: c.delivered,
+                        dropped: c.dropped,
+                        queued: c.queued,
+                    };
+                    (c.name, s)
+                })
+                .collect(),
             store: self.store.as_ref().map(|s| StoreStats {
                 source: s.describe(""),
                 requests: s
@@ -330,6 +346,7 @@ fn file_entry(
             faults: s.faults,
             file: file.to_string(),
             governor: s.governor,
+            probe: s.probe,
             loaded_at: refusal.as_ref().map_or(s.loaded_at, |r| millis(r.1)),
             name,
             params,
@@ -346,6 +363,7 @@ fn file_entry(
             faults: 0,
             file: file.to_string(),
             governor: false,
+            probe: false,
             loaded_at: refusal.as_ref().map_or(millis(f.mtime), |r| millis(r.1)),
             name,
             params,

@@ -45,7 +45,9 @@ use kplug_engine::Figures;
 use super::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
 use super::{Backend, DataCache, FileRef, Source};
 use crate::error::Result;
+use crate::monitor::probes::ProbeBus;
 use crate::monitor::recorder::Recorder;
+use kplug_abi::probe::{self as pe, Event, Kind};
 use kplug_traces::Op;
 
 /// A cached block: the bytes of `[index * block_size, ..)`, shorter at end of file.
@@ -213,6 +215,8 @@ pub struct BlockCache {
     figures: Arc<Figures>,
     /// Whether the governor ticker runs.
     ticker: std::sync::atomic::AtomicBool,
+    /// The mount's probes, once attached (shared with the prefetch threads).
+    probes: Probes,
 }
 
 /// Period of a governor's ticks in a mount (the simulator ticks every N requests).
@@ -260,6 +264,7 @@ impl BlockCache {
         let queue = Arc::new(WorkQueue::<PrefetchJob>::default());
         let counters = Arc::new(BlockCacheCounters::default());
         let recorder = Recorder::with_block_size(config.block_size);
+        let probes = Probes::default();
         for i in 0..config.prefetch_threads.max(1) {
             let queue = queue.clone();
             let inner = inner.clone();
@@ -267,10 +272,12 @@ impl BlockCache {
             let counters = counters.clone();
             let recorder = recorder.clone();
             let figures = figures.clone();
+            let probes = probes.clone();
             let bs = config.block_size;
             sync::spawn(format!("kplugfs-prefetch-{i}"), move || {
                 while let Some(job) = queue.pop() {
-                    run_prefetch(&inner, &backend, bs, &counters, &recorder, &figures, job);
+                    let ctx = (&*counters, &*recorder, &*figures, &probes);
+                    run_prefetch(&inner, &backend, bs, ctx, job);
                 }
             })
             .expect("spawn prefetch thread");
@@ -287,7 +294,13 @@ impl BlockCache {
             recorder,
             figures,
             ticker: Default::default(),
+            probes,
         })
+    }
+
+    /// Send this cache's events (blocks asked for, backend reads) to the mount's probes.
+    pub fn attach_probes(&self, bus: Arc<ProbeBus>) {
+        let _ = self.probes.0.set(bus);
     }
 
     /// Tick a governor plugin every [`GOVERNOR_TICK`] from a thread of its own, started
@@ -398,6 +411,10 @@ impl BlockCache {
             let valid = b.len() as u64 == bs || start + b.len() as u64 == file_size;
             if valid {
                 self.plan_prefetch(&mut g, file, id, version, index, file_blocks, true);
+                drop(g);
+                if let Some(w) = self.probes.waiting(file, index, bs, pe::CACHE_HIT) {
+                    w.hit();
+                }
                 return Ok((b, true));
             }
             // A short block of a file that grew: drop it and fetch again.
@@ -417,6 +434,13 @@ impl BlockCache {
         };
         self.plan_prefetch(&mut g, file, id, version, index, file_blocks, false);
         drop(g);
+        let op = if joined.is_some() {
+            pe::CACHE_JOINED
+        } else {
+            pe::CACHE_MISS
+        };
+        // Emitted when the block is there (or the fetch failed), with the time waited.
+        let _waiting = self.probes.waiting(file, index, bs, op);
         if joined.is_some() {
             self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
             if let Ok(b) = pending.wait() {
@@ -428,8 +452,11 @@ impl BlockCache {
         }
         let started = std::time::Instant::now();
         let result = self.backend.read(&**file.source, index * bs, bs as usize);
-        self.figures
-            .note_backend_latency(started.elapsed().as_nanos() as u64);
+        let latency = started.elapsed().as_nanos() as u64;
+        self.figures.note_backend_latency(latency);
+        let range = (index * bs, bs);
+        self.probes
+            .backend(file.ino, range, latency, &result, pe::BACKEND_DEMAND);
         let mut g = self.inner.lock();
         if let Some((_, p)) = g.pending.get(&key)
             && Arc::ptr_eq(p, &pending)
@@ -536,14 +563,11 @@ impl BlockCache {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_prefetch(
     inner: &Mutex<Inner>,
     backend: &Backend,
     bs: u64,
-    counters: &BlockCacheCounters,
-    recorder: &Recorder,
-    figures: &Figures,
+    (counters, recorder, figures, probes): (&BlockCacheCounters, &Recorder, &Figures, &Probes),
     job: PrefetchJob,
 ) {
     let Some(&(first, _)) = job.blocks.first() else {
@@ -555,7 +579,10 @@ fn run_prefetch(
     }
     let started = std::time::Instant::now();
     let result = backend.read(&*job.source, first * bs, (n * bs) as usize);
-    figures.note_backend_latency(started.elapsed().as_nanos() as u64);
+    let latency = started.elapsed().as_nanos() as u64;
+    figures.note_backend_latency(latency);
+    let range = (first * bs, n * bs);
+    probes.backend(job.ino, range, latency, &result, pe::BACKEND_PREFETCH);
     let mut g = inner.lock();
     g.queued_prefetch -= job.blocks.len();
     let current = g.files.get(&job.ino).map(|f| f.version);
@@ -691,5 +718,97 @@ impl DataCache for BlockCache {
 
     fn name(&self) -> &'static str {
         "block-cache"
+    }
+}
+
+/// The cache's side of the mount's probes (`monitor/probes.rs`): set once attached, and each
+/// event costs one relaxed load while no probe is loaded.
+#[derive(Clone, Default)]
+struct Probes(Arc<std::sync::OnceLock<Arc<ProbeBus>>>);
+
+impl Probes {
+    #[inline]
+    fn bus(&self, kind: Kind) -> Option<&ProbeBus> {
+        self.0.get().map(|b| &**b).filter(|b| b.enabled(kind))
+    }
+
+    /// Block `index` of `file` is asked for (`op` hit, miss or joined): the event goes out
+    /// when the returned guard drops, with the time waited for the block (`None` without
+    /// probes).
+    #[inline]
+    fn waiting(&self, file: FileRef<'_>, index: u64, bs: u64, op: u8) -> Option<CacheWait<'_>> {
+        let bus = self.bus(Kind::Cache)?;
+        Some(CacheWait {
+            bus,
+            source: file.source.clone(),
+            started: std::time::Instant::now(),
+            hit: false,
+            event: Event {
+                kind: Kind::Cache as u8,
+                op,
+                ino: file.ino,
+                offset: index,
+                length: bs,
+                uid: u32::MAX,
+                ..Event::default()
+            },
+        })
+    }
+
+    /// A backend read of `range` (offset, length) of `ino` took `latency` ns.
+    #[inline]
+    fn backend(
+        &self,
+        ino: u64,
+        (offset, length): (u64, u64),
+        latency: u64,
+        result: &Result<Vec<u8>>,
+        op: u8,
+    ) {
+        if let Some(bus) = self.bus(Kind::Backend) {
+            let (bytes, errno) = match result {
+                Ok(d) => (d.len() as u64, 0),
+                Err(e) => (0, e.errno() as u32),
+            };
+            let e = Event {
+                kind: Kind::Backend as u8,
+                op,
+                result: errno,
+                ino,
+                offset,
+                length,
+                latency_ns: latency,
+                uid: u32::MAX,
+                bytes,
+                ..Event::default()
+            };
+            bus.emit(e, || None);
+        }
+    }
+}
+
+/// A cache event in progress (see [`Probes::waiting`]).
+struct CacheWait<'a> {
+    bus: &'a ProbeBus,
+    source: Arc<dyn Source>,
+    started: std::time::Instant,
+    hit: bool,
+    event: Event,
+}
+
+impl CacheWait<'_> {
+    /// A hit: nothing was waited for (latency 0, not timed).
+    fn hit(mut self) {
+        self.hit = true;
+    }
+}
+
+impl Drop for CacheWait<'_> {
+    fn drop(&mut self) {
+        if !self.hit {
+            self.event.latency_ns = self.started.elapsed().as_nanos() as u64;
+        }
+        let source = &self.source;
+        self.bus.emit(self.event, || source.path());
     }
 }

@@ -2,9 +2,18 @@
 //! the request and counts its errors and bytes, on the sharded primitives of `kplug-metrics`
 //! (see that crate for why they are sharded and how percentiles are estimated).
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use kplug_abi::probe::{Event, Kind};
+
+use super::probes::ProbeBus;
+
 pub use kplug_metrics::{Counter, Histogram, HistogramSnapshot, LatencyUs};
+
+/// The first inode of the virtual trees (`fs::VIRTUAL_BASE`, repeated here so that the
+/// monitoring plane does not import the tree it measures; `control/probes.rs` checks both).
+pub const VIRTUAL_BASE: u64 = 1 << 63;
 
 macro_rules! fuse_ops {
     ($($variant:ident => $name:literal,)*) => {
@@ -80,16 +89,19 @@ pub struct OpMetrics {
     pub bytes: Counter,
 }
 
-/// Per-operation FUSE metrics of a mount.
+/// Per-operation FUSE metrics of a mount, and the mount's probes (every request is an
+/// event for them, `probes.rs`).
 #[derive(Debug)]
 pub struct FuseMetrics {
     ops: Box<[OpMetrics]>,
+    probes: Arc<ProbeBus>,
 }
 
 impl Default for FuseMetrics {
     fn default() -> Self {
         Self {
             ops: FuseOp::ALL.iter().map(|_| OpMetrics::default()).collect(),
+            probes: Arc::default(),
         }
     }
 }
@@ -101,6 +113,11 @@ impl FuseMetrics {
         &self.ops[op as usize]
     }
 
+    /// The mount's probes.
+    pub fn probes(&self) -> &Arc<ProbeBus> {
+        &self.probes
+    }
+
     /// Start timing a request of `op`; the guard records it when dropped.
     #[inline]
     pub fn start(&self, op: FuseOp) -> OpGuard<'_> {
@@ -109,6 +126,13 @@ impl FuseMetrics {
             op,
             start: Instant::now(),
             failed: false,
+            probes: &self.probes,
+            event: Event {
+                kind: Kind::Fuse as u8,
+                op: op as u8,
+                uid: u32::MAX,
+                ..Event::default()
+            },
         }
     }
 
@@ -157,9 +181,28 @@ pub struct OpGuard<'a> {
     op: FuseOp,
     start: Instant,
     failed: bool,
+    probes: &'a ProbeBus,
+    /// What probes see of the request (filled in only as far as the callback knows it).
+    event: Event,
 }
 
 impl OpGuard<'_> {
+    /// The request is from `uid`, process `pid`.
+    #[inline]
+    pub fn by(mut self, uid: u32, pid: u32) -> Self {
+        self.event.uid = uid;
+        self.event.pid = pid;
+        self
+    }
+
+    /// The request reads or writes `len` bytes of `ino` at `offset`.
+    #[inline]
+    pub fn at(&mut self, ino: u64, offset: u64, len: u64) {
+        self.event.ino = ino;
+        self.event.offset = offset;
+        self.event.length = len;
+    }
+
     /// The operation timed.
     pub fn op(&self) -> FuseOp {
         self.op
@@ -173,17 +216,33 @@ impl OpGuard<'_> {
 
     /// Count `n` data bytes moved by this request.
     #[inline]
-    pub fn bytes(&self, n: u64) {
+    pub fn bytes(&mut self, n: u64) {
         self.m.bytes.add(n);
+        self.event.bytes = n;
+    }
+
+    /// The request failed with `errno` (for probes; [`OpGuard::fail`] counts it).
+    #[inline]
+    pub fn errno(&mut self, errno: i32) {
+        self.event.result = errno as u32;
     }
 }
 
 impl Drop for OpGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.m.latency.record_duration(self.start.elapsed());
+        let latency = self.start.elapsed();
+        self.m.latency.record_duration(latency);
         if self.failed {
             self.m.errors.inc();
+        }
+        // With no probe taking FUSE events, this is the whole cost: one relaxed load. Requests to the
+        // `.kplug` trees are not events (reading a probe's report would feed it).
+        if self.probes.enabled(Kind::Fuse) && self.event.ino < VIRTUAL_BASE {
+            self.event.latency_ns = latency.as_nanos() as u64;
+            // When it ended, from the clock read above (a second read would cost ~20 ns).
+            self.event.time_ns = self.probes.ns_at(self.start + latency).max(1);
+            self.probes.emit(self.event, || None);
         }
     }
 }
@@ -197,7 +256,7 @@ mod tests {
     fn op_guard_records_latency_errors_and_bytes() {
         let m = FuseMetrics::default();
         {
-            let g = m.start(FuseOp::Read);
+            let mut g = m.start(FuseOp::Read);
             g.bytes(4096);
             std::thread::sleep(Duration::from_millis(2));
         }

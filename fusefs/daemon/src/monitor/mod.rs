@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod metrics;
+pub mod probes;
 pub mod prometheus;
 pub mod recorder;
 pub mod schema;

@@ -30,7 +30,8 @@ use serde_json::Value;
 
 use super::metrics::LatencyUs;
 use super::schema::{
-    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, Stats, ViewStats,
+    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, ProbeStats, Stats,
+    ViewStats,
 };
 
 /// The content type of the text format.
@@ -238,6 +239,7 @@ pub fn render(stats: &Stats) -> String {
         kernel_hints,
         plugins,
         prefetch,
+        probes,
         store,
         time_unix_ms: _,
         uptime_ms,
@@ -294,6 +296,10 @@ pub fn render(stats: &Stats) -> String {
     for (name, v) in views {
         let l = label("view", name);
         out.section("view", "views.<name>", &l, v, ViewStats::GAUGES, None);
+    }
+    for (name, p) in probes {
+        let l = label("probe", name);
+        out.section("probe", "probes.<name>", &l, p, ProbeStats::GAUGES, None);
     }
     out.section(
         "prefetch",

@@ -44,6 +44,9 @@ pub struct Stats {
     pub plugins: BTreeMap<String, PluginStats>,
     /// Prefetch counters, in blocks.
     pub prefetch: PrefetchCounters,
+    /// The probes loaded (ABI 1.5), by name: their events delivered and dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, ProbeStats>,
     /// The object store of an object-store mount (absent for a directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStats>,
@@ -168,6 +171,22 @@ pub struct HintStats {
     pub forwarded: u64,
 }
 
+/// `stats.probes.<name>`: the events of one probe (ABI 1.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProbeStats {
+    /// Events delivered to it.
+    pub delivered: u64,
+    /// Events its filter took but its full ring dropped.
+    pub dropped: u64,
+    /// Events waiting in its ring.
+    pub queued: u64,
+}
+
+impl ProbeStats {
+    /// The fields that are gauges (the others are counters), for `.kplug/metrics`.
+    pub const GAUGES: &'static [&'static str] = &["queued"];
+}
+
 /// `stats.plugins.<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginStats {
@@ -179,6 +198,9 @@ pub struct PluginStats {
     pub faults: u64,
     /// Whether it is a governor.
     pub governor: bool,
+    /// Whether it is a probe (ABI 1.5).
+    #[serde(default)]
+    pub probe: bool,
     /// The roles it implements.
     pub roles: Vec<Role>,
     /// `active`, `failed` or `disabled`.
@@ -189,7 +211,7 @@ pub struct PluginStats {
 
 impl PluginStats {
     /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
-    pub const GAUGES: &'static [&'static str] = &["governor"];
+    pub const GAUGES: &'static [&'static str] = &["governor", "probe"];
 }
 
 /// `prefetch`, in blocks.
@@ -317,6 +339,9 @@ pub struct PluginEntry {
     pub file: String,
     /// Whether it is a governor.
     pub governor: bool,
+    /// Whether it is a probe (ABI 1.5).
+    #[serde(default)]
+    pub probe: bool,
     /// When it was loaded (or refused), ms since the Unix epoch.
     pub loaded_at: u64,
     /// Its name (the file name without `.wasm`).
