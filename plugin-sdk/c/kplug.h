@@ -109,8 +109,8 @@ KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
 /* probe_filter(kinds: i32, uid: i64) -> i32, ABI 1.5 */
 KPLUG_IMPORT("probe_filter") int32_t kplug_probe_filter(int32_t kinds, int64_t uid);
-/* probe_path(ino: i64, ptr: i32, cap: i32) -> i32, ABI 1.5 */
-KPLUG_IMPORT("probe_path") int32_t kplug_probe_path(int64_t ino, const char *ptr, int32_t cap);
+/* probe_path(ino: i64, out_ptr: i32, cap: i32) -> i32, ABI 1.5 */
+KPLUG_IMPORT("probe_path") int32_t kplug_probe_path(int64_t ino, char *out_ptr, int32_t cap);
 /* publish(ptr: i32, len: i32, value: f64) -> i32, ABI 1.5 */
 KPLUG_IMPORT("publish") int32_t kplug_publish(const char *ptr, int32_t len, double value);
 /* probe_figure(ptr: i32, len: i32) -> f64, ABI 1.5 */

@@ -329,26 +329,7 @@ macro_rules! export_transform {
                 unsafe { STREAM.get() }
             }
 
-            #[unsafe(no_mangle)]
-            pub extern "C" fn kplug_abi_version() -> i32 {
-                $crate::ABI_VERSION as i32
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn kplug_alloc(len: i32) -> i32 {
-                $crate::__private::alloc(len)
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn kplug_set_param(kp: i32, kl: i32, vp: i32, vl: i32) -> i32 {
-                // SAFETY: the host passes ranges inside the buffer from kplug_alloc.
-                unsafe { $crate::__private::set_param(state(), kp, kl, vp, vl) }
-            }
-
-            #[unsafe(no_mangle)]
-            pub extern "C" fn kplug_init(capacity: i64) -> i32 {
-                $crate::__private::init(state(), capacity)
-            }
+    $crate::export_plugin!(@lifecycle);
 
             #[unsafe(no_mangle)]
             pub extern "C" fn kplug_transform_in_buf() -> i32 {

@@ -74,10 +74,11 @@ fn c_decl(out: &mut Formatter<'_>, f: &Func, c_name: &dyn Display) -> fmt::Resul
     for (i, (letter, arg)) in f.sig.params.chars().zip(f.args).enumerate() {
         let sep = if i > 0 { ", " } else { "" };
         let is_ptr = letter == 'I' && (*arg == "ptr" || arg.ends_with("_ptr"));
-        let ty = if is_ptr {
-            "const char *"
-        } else {
-            c_type(letter)
+        // `out_ptr`: a buffer the host writes (`probe_path`); any other pointer is read.
+        let ty = match (is_ptr, *arg == "out_ptr") {
+            (true, true) => "char *",
+            (true, false) => "const char *",
+            _ => c_type(letter),
         };
         let space = if is_ptr { "" } else { " " };
         write!(out, "{sep}{ty}{space}{arg}")?;

@@ -63,7 +63,7 @@ pub struct Func {
     pub since_minor: u32,
     /// The parameters' names, one per letter of `sig.params` (what the docs, the C header
     /// `plugin-sdk/c/kplug.h` and error messages call them). An `i32` named `ptr` or
-    /// `*_ptr` is an address in the plugin's memory.
+    /// `*_ptr` is an address in the plugin's memory (`out_ptr`: one the host writes).
     pub args: &'static [&'static str],
 }
 
@@ -150,7 +150,7 @@ pub mod imports {
     /// Probe: `probe_path(ino: i64, ptr: i32, cap: i32) -> i32` writes at most `cap` bytes of
     /// the path (from the mount's root, no leading `/`) of the file of inode `ino`, as seen by
     /// the events delivered so far, and returns its full length; -1 when unknown.
-    pub const PROBE_PATH: Func = func("probe_path", "LII", "I", 5, &["ino", "ptr", "cap"]);
+    pub const PROBE_PATH: Func = func("probe_path", "LII", "I", 5, &["ino", "out_ptr", "cap"]);
     /// Probe: `publish(ptr: i32, len: i32, value: f64) -> i32` sets the probe's figure named
     /// by the UTF-8 at `ptr` (1..=[`MAX_FIGURE_NAME`](crate::probe::MAX_FIGURE_NAME) bytes,
     /// at most [`MAX_PROBE_FIGURES`](crate::probe::MAX_PROBE_FIGURES) names) to a finite
