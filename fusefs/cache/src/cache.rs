@@ -41,7 +41,7 @@ use serde::Serialize;
 
 use crate::builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch};
 use crate::roles::admission::AdmissionRole;
-use crate::roles::eviction::EvictionRole;
+use crate::roles::eviction::{EvictionRole, not_resident};
 use crate::roles::prefetch::PrefetchRole;
 use crate::roles::{PluginSlots, SlotFault};
 use governor::Governor;
@@ -507,10 +507,14 @@ impl<V> CacheCore<V> {
     /// Evicts the victims the batched (ABI 1.4) eviction plugin returned from its last
     /// calls, each checked resident (which also refuses one named twice); one that is not
     /// is an `InvalidAnswer` fault, and the built-in takes over from the blocks left.
+    #[inline]
     fn evict_returned(&mut self) {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return;
         };
+        if !self.plugins.peek(slot).has_victims() {
+            return;
+        }
         let mut victims = std::mem::take(&mut self.victims);
         let hook = self.plugins.get(slot).take_victims(&mut victims);
         let mut bad = None;
@@ -525,12 +529,7 @@ impl<V> CacheCore<V> {
         if let Some(k) = bad {
             self.on_fault(SlotFault {
                 slot,
-                fault: kplug_engine::HookFault {
-                    hook,
-                    fault: kplug_engine::Fault::InvalidAnswer(format!(
-                        "victim {k:#x} is not a resident block"
-                    )),
-                },
+                fault: not_resident(hook, k),
             });
         }
     }

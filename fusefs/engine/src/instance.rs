@@ -158,6 +158,54 @@ pub(crate) fn arm(store: &mut Store<HostState>) {
     store.set_epoch_deadline(1);
 }
 
+/// A wasmtime error while looking up or instantiating, as a one-line load error.
+pub(crate) fn inst_err(e: wasmtime::Error) -> LoadError {
+    LoadError::Instantiate(one_line(&format!("{e:#}")))
+}
+
+/// Calls the load-time export `f() -> i32` (a buffer's address, a flag) under the init deadline.
+pub(crate) fn ask_i32(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    f: &'static abi::Func,
+) -> Result<i32, LoadError> {
+    let func = instance
+        .get_typed_func::<(), i32>(&mut *store, f.name)
+        .map_err(inst_err)?;
+    arm(store);
+    let r = func.call(&mut *store, ());
+    r.map_err(|e| LoadError::Fault {
+        hook: f.name,
+        fault: classify(store, e),
+    })
+}
+
+/// Asks export `f` for the address of a buffer of `bytes` through which the host and the
+/// plugin talk, and checks that it lies inside memory (memory never shrinks, so it stays
+/// there for the instance's life); `what` names the buffer in the error.
+pub(crate) fn ask_buffer(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    memory: &Memory,
+    f: &'static abi::Func,
+    bytes: usize,
+    what: &str,
+) -> Result<usize, LoadError> {
+    let at = ask_i32(instance, store, f)? as u32 as usize;
+    if at
+        .checked_add(bytes)
+        .is_none_or(|end| end > memory.data_size(&*store))
+    {
+        return Err(LoadError::Fault {
+            hook: f.name,
+            fault: Fault::InvalidAnswer(format!(
+                "{what} {at:#x}+{bytes} is outside the plugin's memory"
+            )),
+        });
+    }
+    Ok(at)
+}
+
 /// Looks up the batched eviction hooks (ABI 1.4) and asks for the key buffer and the hit
 /// batch: the buffer must lie inside memory (memory never shrinks, so it stays there) and the
 /// batch be 1..=[`abi::EVICT_BUF_KEYS`].
@@ -166,32 +214,16 @@ fn load_batched_eviction(
     store: &mut Store<HostState>,
     memory: &Memory,
 ) -> Result<EvictionFns, LoadError> {
-    let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
-    let mut ask = |f: &abi::Func| -> Result<i32, LoadError> {
-        let func = instance
-            .get_typed_func::<(), i32>(&mut *store, f.name)
-            .map_err(inst_err)?;
-        arm(store);
-        let r = func.call(&mut *store, ());
-        r.map_err(|e| LoadError::Fault {
-            hook: f.name,
-            fault: classify(store, e),
-        })
-    };
-    let buf = ask(&exp::EVICT_BUF)? as u32 as usize;
-    let hit_batch = ask(&exp::EVICT_HIT_BATCH)?;
     let bytes = abi::EVICT_BUF_KEYS * 8;
-    if buf
-        .checked_add(bytes)
-        .is_none_or(|end| end > memory.data_size(&*store))
-    {
-        return Err(LoadError::Fault {
-            hook: exp::EVICT_BUF.name,
-            fault: Fault::InvalidAnswer(format!(
-                "key buffer {buf:#x}+{bytes} is outside the plugin's memory"
-            )),
-        });
-    }
+    let buf = ask_buffer(
+        instance,
+        store,
+        memory,
+        &exp::EVICT_BUF,
+        bytes,
+        "key buffer",
+    )?;
+    let hit_batch = ask_i32(instance, store, &exp::EVICT_HIT_BATCH)?;
     if !(1..=abi::EVICT_BUF_KEYS as i32).contains(&hit_batch) {
         return Err(LoadError::Fault {
             hook: exp::EVICT_HIT_BATCH.name,
@@ -315,7 +347,6 @@ impl CompiledPlugin {
                 });
             }
         };
-        let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
         let memory =
             instance
                 .get_memory(&mut store, exp::MEMORY)
@@ -425,14 +456,6 @@ impl CompiledPlugin {
         let (mut store, instance, memory) = self.boot(params, capacity)?;
         let c = &self.inner;
         let cfg = c.engine.config().clone();
-        let inst_err = |e: wasmtime::Error| LoadError::Instantiate(one_line(&format!("{e:#}")));
-        let load_call =
-            |store: &mut Store<HostState>, hook: &'static str, r: wasmtime::Result<i32>| {
-                r.map_err(|e| LoadError::Fault {
-                    hook,
-                    fault: classify(store, e),
-                })
-            };
         let roles = c.roles;
         let eviction = if roles.contains(Role::Eviction) && c.batched_eviction {
             Some(load_batched_eviction(&instance, &mut store, &memory)?)
@@ -464,24 +487,15 @@ impl CompiledPlugin {
             None
         };
         let prefetch = if roles.contains(Role::Prefetch) {
-            let buf_fn = instance
-                .get_typed_func::<(), i32>(&mut store, exp::PREFETCH_BUF.name)
-                .map_err(inst_err)?;
-            arm(&mut store);
-            let r = buf_fn.call(&mut store, ());
-            let buf = load_call(&mut store, exp::PREFETCH_BUF.name, r)? as u32 as usize;
             let need = abi::MAX_PREFETCH_RANGES * abi::PREFETCH_RANGE_BYTES;
-            if buf
-                .checked_add(need)
-                .is_none_or(|end| end > memory.data_size(&store))
-            {
-                return Err(LoadError::Fault {
-                    hook: exp::PREFETCH_BUF.name,
-                    fault: Fault::InvalidAnswer(format!(
-                        "output array {buf:#x}+{need} is outside the plugin's memory"
-                    )),
-                });
-            }
+            let buf = ask_buffer(
+                &instance,
+                &mut store,
+                &memory,
+                &exp::PREFETCH_BUF,
+                need,
+                "output array",
+            )?;
             Some(PrefetchFns {
                 prefetch: instance
                     .get_typed_func(&mut store, exp::PREFETCH.name)
@@ -502,24 +516,15 @@ impl CompiledPlugin {
             None
         };
         let probe = if c.probe {
-            let buf_fn = instance
-                .get_typed_func::<(), i32>(&mut store, exp::PROBE_BUF.name)
-                .map_err(inst_err)?;
-            arm(&mut store);
-            let r = buf_fn.call(&mut store, ());
-            let buf = load_call(&mut store, exp::PROBE_BUF.name, r)? as u32 as usize;
             let need = abi::probe::PROBE_BATCH_EVENTS * abi::probe::PROBE_EVENT_BYTES;
-            if buf
-                .checked_add(need)
-                .is_none_or(|end| end > memory.data_size(&store))
-            {
-                return Err(LoadError::Fault {
-                    hook: exp::PROBE_BUF.name,
-                    fault: Fault::InvalidAnswer(format!(
-                        "event buffer {buf:#x}+{need} is outside the plugin's memory"
-                    )),
-                });
-            }
+            let buf = ask_buffer(
+                &instance,
+                &mut store,
+                &memory,
+                &exp::PROBE_BUF,
+                need,
+                "event buffer",
+            )?;
             Some(ProbeFns {
                 events: instance
                     .get_typed_func(&mut store, exp::PROBE_EVENTS.name)
@@ -891,6 +896,13 @@ impl Plugin {
                 )),
             }),
         }
+    }
+
+    /// Whether victims wait to be taken with [`take_victims`](Self::take_victims) (1.4; never
+    /// for a 1.0 plugin): the check the core makes after each eviction call.
+    #[inline]
+    pub fn has_victims(&self) -> bool {
+        matches!(&self.eviction, Some(EvictionFns::Batched(b)) if !b.victims.is_empty())
     }
 
     /// Moves the victims the plugin returned since the last call into `out` (1.4; always

@@ -36,7 +36,7 @@ use wasmtime::{Memory, Store, TypedFunc};
 
 use crate::engine::{CompiledPlugin, PluginEngine};
 use crate::error::{Fault, LoadError};
-use crate::instance::{HookFault, arm, classify};
+use crate::instance::{HookFault, arm, ask_buffer, ask_i32, classify, inst_err};
 use crate::state::HostState;
 use crate::status::{PluginStatus, StatusHandle};
 
@@ -118,33 +118,18 @@ impl CompiledPlugin {
             });
         }
         let (mut store, instance, memory) = self.boot(params, 0)?;
-        let inst_err =
-            |e: wasmtime::Error| LoadError::Instantiate(crate::text::one_line(&format!("{e:#}")));
+        // A transform's buffers may not sit at address 0 either.
         let ask = |store: &mut Store<HostState>, f: &'static abi::Func, need: usize| {
-            let func = instance
-                .get_typed_func::<(), i32>(&mut *store, f.name)
-                .map_err(inst_err)?;
-            arm(store);
-            let v = func.call(&mut *store, ()).map_err(|e| LoadError::Fault {
-                hook: f.name,
-                fault: classify(store, e),
-            })?;
-            if need > 0 {
-                let at = v as u32 as usize;
-                if at == 0
-                    || at
-                        .checked_add(need)
-                        .is_none_or(|end| end > memory.data_size(&*store))
-                {
-                    return Err(LoadError::Fault {
-                        hook: f.name,
-                        fault: Fault::InvalidAnswer(format!(
-                            "buffer {at:#x}+{need} is outside the plugin's memory"
-                        )),
-                    });
-                }
+            let at = ask_buffer(&instance, store, &memory, f, need, "buffer")?;
+            if at == 0 {
+                return Err(LoadError::Fault {
+                    hook: f.name,
+                    fault: Fault::InvalidAnswer(format!(
+                        "buffer {at:#x}+{need} is outside the plugin's memory"
+                    )),
+                });
             }
-            Ok(v)
+            Ok(at as i32)
         };
         let in_buf = ask(&mut store, &exp::TRANSFORM_IN_BUF, abi::TRANSFORM_IN_BYTES)? as u32;
         let out_buf = ask(
@@ -156,7 +141,7 @@ impl CompiledPlugin {
             .get_export(&mut store, exp::TRANSFORM_FLAGS.name)
             .is_some();
         let flags = match has_flags {
-            true => ask(&mut store, &exp::TRANSFORM_FLAGS, 0)?,
+            true => ask_i32(&instance, &mut store, &exp::TRANSFORM_FLAGS)?,
             false => 0,
         };
         let size_preserving = flags & abi::TRANSFORM_SIZE_PRESERVING != 0;

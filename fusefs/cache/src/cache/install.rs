@@ -23,7 +23,7 @@ use kplug_engine::{Plugin, StatusHandle};
 use crate::cache::CacheCore;
 use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
-use crate::roles::eviction::EvictionRole;
+use crate::roles::eviction::{EvictionRole, not_resident};
 use crate::roles::prefetch::PrefetchRole;
 
 /// A plugin made ready to serve its roles, outside the cache's lock: for eviction, already
@@ -94,15 +94,6 @@ impl Prepared {
     /// The roles it will serve.
     pub fn roles(&self) -> RoleSet {
         self.roles
-    }
-}
-
-fn not_resident(hook: &'static str, key: u64) -> kplug_engine::HookFault {
-    kplug_engine::HookFault {
-        hook,
-        fault: kplug_engine::Fault::InvalidAnswer(format!(
-            "victim {key:#x} is not a resident block"
-        )),
     }
 }
 

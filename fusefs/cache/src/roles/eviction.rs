@@ -100,15 +100,18 @@ impl EvictionRole {
                 } else {
                     Err(SlotFault {
                         slot: *slot,
-                        fault: HookFault {
-                            hook: kplug_abi::exports::EVICT_VICTIM.name,
-                            fault: Fault::InvalidAnswer(format!(
-                                "victim {key:#x} is not a resident block"
-                            )),
-                        },
+                        fault: not_resident(kplug_abi::exports::EVICT_VICTIM.name, key),
                     })
                 }
             }
         }
+    }
+}
+
+/// The fault of a plugin whose hook `hook` named `key` a victim while it is not resident.
+pub(crate) fn not_resident(hook: &'static str, key: u64) -> HookFault {
+    HookFault {
+        hook,
+        fault: Fault::InvalidAnswer(format!("victim {key:#x} is not a resident block")),
     }
 }
