@@ -8,7 +8,7 @@
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
 #   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,
-#                simpeer,views
+#                simpeer,views,probes
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -57,6 +57,12 @@
 #               `cut -d, -f1,3` against `cat` of the cut view, `zcat` of its .gz against `cat`
 #               of the gunzip view (time, bytes delivered to user space); and the transforms'
 #               throughput, WASM against the same Rust code native (tests/benches/transform.rs)
+#   probes      a flood of probe events through a real mount: fio random 4 KiB reads (one
+#               job, psync, 5 s quick, 20 s full) of a 64 MiB file held warm in the block
+#               cache (--no-kernel-cache: every read is a FUSE request and a cache hit),
+#               with no probe, one probe taking every event (`bottleneck` + kinds it skips),
+#               the four FUSE/cache probes, and all five shipped probes: IOPS against no
+#               probe, events delivered and dropped (.kplug/stats)
 # Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
 # the Ceph RGW packages; simpeer cmake, a C compiler, libglib2.0-dev, libzstd-dev and pip
 # (scripts/setup.sh installs them all).
@@ -67,7 +73,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views,probes"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -79,7 +85,7 @@ while [ $# -gt 0 ]; do
         --s3-systems) s3_systems=$2; shift 2 ;;
         --s3-rtts) s3_rtts=$2; shift 2 ;;
         --s3-rows) s3_rows=$2; shift 2 ;;
-        -h|--help) sed -n '2,57p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,63p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -936,6 +942,47 @@ PY
     read -r l1 l5 l15 _ < /proc/loadavg
     emit viewsload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
     emit timing phase=views seconds=$((SECONDS - t0))
+fi
+
+# ---- 13. probes: a flood of events through a real mount --------------------------------
+if want probes; then
+    t0=$SECONDS
+    flood_mib=64; flood_rt=$([ $quick = 1 ] && echo 5 || echo 20)
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit probesload load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    log "probes: fio randread 4k for ${flood_rt}s of a warm ${flood_mib} MiB file per case; load $l1 $l5 $l15"
+    head -c $((flood_mib << 20)) /dev/urandom > "$backing/flood"; sync
+    # case -> the probes loaded (the shipped ones, exported by the binary under test).
+    declare -A flood_cases=(
+        [none]=""
+        [one]="bottleneck"
+        [four]="hot-files latency-by-dir seq-by-process bottleneck"
+        [five]="hot-files latency-by-dir seq-by-process bottleneck policy-audit"
+    )
+    for r in $(seq 1 "$runs"); do
+        for c in none one four five; do
+            kmount --cache-size "$((2 * flood_mib))MiB" --no-kernel-cache
+            for pr in ${flood_cases[$c]}; do
+                [ -f "$exp/$pr.wasm" ] || "$kplugfs" policy export "$pr" "$exp" >/dev/null
+                cp "$exp/$pr.wasm" "$kmnt/.kplug/plugins/" || die "probes: loading $pr failed"
+            done
+            fio_run "$kmnt/flood" read 1M "$flood_mib" 0 > /dev/null   # warm: every block cached
+            res=$(fio_run "$kmnt/flood" randread 4k "$flood_mib" "$flood_rt")
+            counts=$(python3 - "$kmnt/.kplug/stats" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1])).get("probes", {})
+print(f"delivered={sum(v['delivered'] for v in p.values())} dropped={sum(v['dropped'] for v in p.values())} probes={len(p)}")
+PY
+)
+            emit probes case="$c" run="$r" $res $counts
+            log "probes: $c run $r: $res $counts"
+            kumount
+        done
+    done
+    rm -f "$backing/flood"
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit probesload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    emit timing phase=probes seconds=$((SECONDS - t0))
 fi
 
 total_s=$((SECONDS - t_start))

@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.6, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.7, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 6
+#define KPLUG_ABI_MINOR 7
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -109,6 +109,8 @@ KPLUG_IMPORT("add_glob") int32_t kplug_add_glob(const char *ptr, int32_t len);
 KPLUG_IMPORT("path_matches") int32_t kplug_path_matches(int64_t file, int32_t glob);
 /* probe_filter(kinds: i32, uid: i64) -> i32, ABI 1.5 */
 KPLUG_IMPORT("probe_filter") int32_t kplug_probe_filter(int32_t kinds, int64_t uid);
+/* probe_subtree(ptr: i32, len: i32) -> i32, ABI 1.7 */
+KPLUG_IMPORT("probe_subtree") int32_t kplug_probe_subtree(const char *ptr, int32_t len);
 /* probe_path(ino: i64, out_ptr: i32, cap: i32) -> i32, ABI 1.5 */
 KPLUG_IMPORT("probe_path") int32_t kplug_probe_path(int64_t ino, char *out_ptr, int32_t cap);
 /* publish(ptr: i32, len: i32, value: f64) -> i32, ABI 1.5 */

@@ -140,7 +140,7 @@ pub mod names {
         e::TRANSFORM_FLAGS.name,
     ];
     /// Host imports (module `kplug`).
-    pub const IMPORTS: [&str; 25] = [
+    pub const IMPORTS: [&str; 26] = [
         i::LOG.name,
         i::CAPACITY.name,
         i::RESIDENT.name,
@@ -161,6 +161,7 @@ pub mod names {
         i::ADD_GLOB.name,
         i::PATH_MATCHES.name,
         i::PROBE_FILTER.name,
+        i::PROBE_SUBTREE.name,
         i::PROBE_PATH.name,
         i::PUBLISH.name,
         i::PROBE_FIGURE.name,
@@ -563,6 +564,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0006);
+        assert_eq!(ABI_VERSION, 0x0001_0007);
     }
 }

@@ -4,7 +4,7 @@
 //! delivers events in batches off the request path ([`Probe::event`] once per event, oldest
 //! first), and calls [`Probe::report`] when someone reads `MOUNT/.kplug/probes/NAME`: what it
 //! writes is what they read (text or JSON). Choose the events in [`Plugin::init`](crate::Plugin::init)
-//! with [`filter`]; the host checks the filter before queueing anything, so an event kind the
+//! with [`filter`] and [`subtree`]; the host checks the filter before queueing anything, so an event kind the
 //! probe does not take costs nothing. [`path`] names the file of an inode (known once a cache
 //! event of that file was delivered).
 //!
@@ -12,7 +12,8 @@
 
 pub use kplug_abi::probe::{
     BACKEND_DEMAND, BACKEND_PREFETCH, CACHE_HIT, CACHE_JOINED, CACHE_MISS, Event, FUSE_OPS,
-    FUSE_READ, FUSE_WRITE, Kind,
+    FUSE_READ, FUSE_WRITE, Kind, POLICY_ADMIT, POLICY_EVICT, POLICY_OPS, POLICY_PREFETCH,
+    POLICY_PREFETCH_USED, POLICY_REFUSE,
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -20,6 +21,7 @@ mod imports {
     #[link(wasm_import_module = "kplug")]
     unsafe extern "C" {
         pub fn probe_filter(kinds: i32, uid: i64) -> i32;
+        pub fn probe_subtree(ptr: i32, len: i32) -> i32;
         pub fn probe_path(ino: i64, ptr: i32, cap: i32) -> i32;
         pub fn publish(ptr: i32, len: i32, value: f64) -> i32;
         pub fn probe_figure(ptr: i32, len: i32) -> f64;
@@ -82,6 +84,21 @@ pub fn filter(kinds: &[Kind], uid: Option<u32>) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (mask, uid);
+        false
+    }
+}
+
+/// Take only events on files and directories under directory `dir` of the mount (from its
+/// root, `/`-separated; `""` the whole mount), during [`Plugin::init`](crate::Plugin::init)
+/// only (ABI 1.7); whether the host accepted it. The host tests each event's inode before
+/// queueing it, so the events of other trees cost the probe nothing.
+pub fn subtree(dir: &str) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the host reads `len` bytes at `ptr` from our memory; the str is live.
+    return unsafe { imports::probe_subtree(dir.as_ptr() as i32, dir.len() as i32) } == 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = dir;
         false
     }
 }

@@ -713,6 +713,37 @@ if V:
         summary["views_throughput"] = T
     P("")
 
+F = sel("probes")
+if F:
+    P("## 13. Probes under a flood: fio through a real mount\n")
+    L = sel("probesload")
+    if L:
+        P("Load average at the start " + " / ".join(str(L[0][k]) for k in ("load1", "load5", "load15"))
+          + (", at the end " + " / ".join(str(L[-1][k]) for k in ("load1", "load5", "load15")) if len(L) > 1 else "")
+          + f" on {L[0]['nproc']} CPUs.\n")
+    P("fio random 4 KiB reads (one job, psync) of a 64 MiB file held in the block cache "
+      "(`--no-kernel-cache`: every read is a FUSE request and a cache hit, two events a read), "
+      "each case on a fresh mount; median (min-max) over the runs. *delivered* and *dropped* are "
+      "the events of all the case's probes (`.kplug/stats`), summed over one run.\n")
+    P("| case | probes | IOPS | vs no probe | events delivered | dropped |")
+    P("|---|---|---|---|---|---|")
+    names = {"none": "none", "one": "`bottleneck` (every FUSE, cache and backend event)",
+             "four": "`hot-files`, `latency-by-dir`, `seq-by-process`, `bottleneck`",
+             "five": "the four and `policy-audit`"}
+    base = med(vals(sel("probes", case="none"), "iops"))
+    summary["probes"] = []
+    for c in ("none", "one", "four", "five"):
+        rows = sel("probes", case=c)
+        if not rows:
+            continue
+        iops = vals(rows, "iops")
+        dl, dr = med(vals(rows, "delivered")), med(vals(rows, "dropped"))
+        P(f"| {c} | {names[c]} | {f0(med(iops))}{spread(iops, f0)} | {fr(ratio(med(iops), base))} | "
+          f"{f0(dl)} | {f0(dr)} |")
+        summary["probes"].append({"case": c, "iops": med(iops), "vs_none": ratio(med(iops), base),
+                                  "delivered": dl, "dropped": dr})
+    P("")
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]

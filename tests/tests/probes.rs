@@ -158,6 +158,54 @@ fn a_probe_takes_parameters_and_the_cli_shows_its_report() {
     assert!(err.contains("no probe nope"), "{err}");
 }
 
+/// `kplugfs stats MOUNT --probe NAME --watch` redraws the report every interval, showing what
+/// was read meanwhile, and ends with an error naming the probe once it is removed.
+#[test]
+fn stats_watch_redraws_a_probe_report_until_the_probe_goes() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let m = mount();
+    drop_plugin(&m, "hot-files.wasm", &exported_policy("hot-files")).unwrap();
+    read(&m, "c", 1);
+    let mut child = Command::new(kplugfs_tests::kplugfs_bin())
+        .args(["stats", m.mnt.to_str().unwrap(), "--probe", "hot-files"])
+        .args(["--watch", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    read(&m, "dir/a", 1);
+    // Once the report shows dir/a, a redraw after it has surely happened.
+    report_when(&m, "hot-files", |t| t.contains("dir/a"));
+    std::thread::sleep(Duration::from_millis(500));
+    fs::remove_file(m.m(".kplug/plugins/hot-files.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("--watch did not end when its probe was removed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let redraws: Vec<&str> = text.split("\x1b[2J\x1b[H").skip(1).collect();
+    assert!(redraws.len() >= 5, "{} redraws: {text}", redraws.len());
+    assert!(
+        redraws[0].contains(".kplug/probes/hot-files (every 100ms"),
+        "{text}"
+    );
+    assert!(
+        redraws[0].contains(" c\n") && !redraws[0].contains("dir/a"),
+        "{text}"
+    );
+    assert!(redraws.last().unwrap().contains("dir/a"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no probe hot-files"), "{err}");
+}
+
 /// A probe module in WAT with the given bodies of its batch and report hooks.
 fn wat_probe(events: &str, report: &str) -> Vec<u8> {
     wat::parse_str(format!(
@@ -474,4 +522,107 @@ fn a_governor_adapts_to_a_figure_a_probe_publishes() {
         candidate_active(&m, modest)
     });
     read(&m, "dir/a", 1);
+}
+
+/// The `*` (total) row of a policy-audit report: admitted refused evicted wasted prefetched
+/// used accuracy_pct.
+fn audit_row(text: &str, dir: &str) -> Option<Vec<u64>> {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(dir))
+        .map(|l| l.split(' ').skip(1).map(|n| n.parse().unwrap()).collect())
+}
+
+/// ABI 1.7: the policies' decisions reach a probe (admissions, evictions, prefetches issued
+/// and used) and agree with the cache's own counters, and a probe's subtree filter keeps the
+/// events of the other directories out.
+#[test]
+fn policy_events_match_the_cache_counters_and_a_subtree_keeps_its_own() {
+    // 16 blocks of cache, 64 blocks of files: evictions, and readahead on the scans.
+    let m = TestMount::with_backing(
+        &[
+            "--cache-size",
+            "1MiB",
+            "--block-size",
+            "64KiB",
+            "--no-kernel-cache",
+        ],
+        |b| {
+            for dir in ["logs", "data"] {
+                fs::create_dir(b.join(dir)).unwrap();
+                fs::write(b.join(dir).join("f"), pattern(2 * MIB, dir.len() as u32)).unwrap();
+            }
+        },
+    );
+    let audit = exported_policy("policy-audit");
+    drop_plugin(&m, "policy-audit.wasm", &audit).unwrap();
+    fs::write(m.m(".kplug/plugins/audit-logs.params"), "subtree=/logs/\n").unwrap();
+    drop_plugin(&m, "audit-logs.wasm", &audit).unwrap();
+    // A subtree the host refuses fails the load with a clear status.
+    fs::write(m.m(".kplug/plugins/audit-bad.params"), "subtree=logs/..\n").unwrap();
+    assert!(drop_plugin(&m, "audit-bad.wasm", &audit).is_err());
+    let st = status(&m);
+    assert_eq!(plugin(&st, "audit-bad")["state"], "failed", "{st}");
+    assert_eq!(probes(&m), ["audit-logs", "policy-audit"]);
+    read(&m, "logs/f", 1);
+    read(&m, "data/f", 2);
+    // Prefetches end after the reads: wait until the probe's totals and the cache's counters
+    // agree (every decision delivered, none dropped).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (text, stats) = loop {
+        let text = report(&m, "policy-audit").unwrap();
+        let stats: serde_json::Value =
+            serde_json::from_slice(&fs::read(m.m(".kplug/stats")).unwrap()).unwrap();
+        let c = &stats["cache"];
+        let p = &stats["prefetch"];
+        let want = [
+            c["insertions"].as_u64().unwrap(),
+            c["admission_refusals"].as_u64().unwrap(),
+            c["evictions"].as_u64().unwrap(),
+            p["wasted_blocks"].as_u64().unwrap(),
+        ];
+        let total = audit_row(&text, "*").unwrap();
+        if total[..4] == want[..] && total[5] == p["used_blocks"].as_u64().unwrap()
+            || std::time::Instant::now() > deadline
+        {
+            break (text, stats);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let total = audit_row(&text, "*").unwrap();
+    let (c, p) = (&stats["cache"], &stats["prefetch"]);
+    assert_eq!(
+        total[0],
+        c["insertions"].as_u64().unwrap(),
+        "{text}\n{stats}"
+    );
+    assert_eq!(
+        total[2],
+        c["evictions"].as_u64().unwrap(),
+        "{text}\n{stats}"
+    );
+    assert_eq!(
+        total[3],
+        p["wasted_blocks"].as_u64().unwrap(),
+        "{text}\n{stats}"
+    );
+    assert_eq!(
+        total[5],
+        p["used_blocks"].as_u64().unwrap(),
+        "{text}\n{stats}"
+    );
+    // 64 blocks of distinct data read (96 with the second pass) through 16 blocks of cache.
+    assert!(total[0] >= 64 && total[2] >= 48, "{text}");
+    // The scans were read ahead, and the readahead was used.
+    let logs = audit_row(&text, "logs").expect("logs row");
+    let data = audit_row(&text, "data").expect("data row");
+    assert!(logs[4] > 0 && logs[5] > 0, "{text}");
+    assert!(data[0] > logs[0], "data was read twice: {text}");
+    assert!(total[5] <= total[4], "{text}");
+    // The subtree probe saw exactly the logs row, nothing of data/.
+    let sub = report(&m, "audit-logs").unwrap();
+    assert!(audit_row(&sub, "data").is_none(), "{sub}");
+    assert_eq!(audit_row(&sub, "logs"), Some(logs.clone()), "{sub}\n{text}");
+    assert_eq!(audit_row(&sub, "*"), Some(logs), "{sub}");
+    let counts = &stats["probes"]["policy-audit"];
+    assert_eq!(counts["dropped"], 0, "{counts}");
 }

@@ -176,6 +176,44 @@ pub struct CacheCore<V> {
     evicted_log: Option<Vec<u64>>,
     /// Scratch for the victims a batched (ABI 1.4) eviction plugin returns.
     victims: Vec<u64>,
+    /// The policies' decisions not yet taken by the embedder (`None`: not kept).
+    events: Option<Vec<CoreEvent>>,
+}
+
+/// Most decisions [`CacheCore`] keeps for its embedder between two
+/// [`CacheCore::drain_events`]; more are not kept (an embedder drains after each call).
+pub const MAX_CORE_EVENTS: usize = 4096;
+
+/// A decision of the core's policies, kept for an embedder that asked
+/// ([`CacheCore::log_events`]): what the mount's probes see as policy events (ABI 1.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreEvent {
+    /// A fetched block admitted by the admission policy (`prefetched`: a prefetch read it).
+    Admitted {
+        /// The block.
+        key: u64,
+        /// Whether a prefetch brought it.
+        prefetched: bool,
+    },
+    /// A fetched block the admission policy refused.
+    Refused {
+        /// The block.
+        key: u64,
+        /// Whether a prefetch brought it.
+        prefetched: bool,
+    },
+    /// A block evicted to make room (`wasted`: a prefetch brought it and it was never read).
+    Evicted {
+        /// The block.
+        key: u64,
+        /// Prefetched and never read.
+        wasted: bool,
+    },
+    /// The first read of a block a prefetch brought in.
+    PrefetchUsed {
+        /// The block.
+        key: u64,
+    },
 }
 
 impl<V> std::fmt::Debug for CacheCore<V> {
@@ -210,6 +248,33 @@ impl<V> CacheCore<V> {
             governor: None,
             evicted_log: None,
             victims: Vec::new(),
+            events: None,
+        }
+    }
+
+    /// Keep the policies' decisions ([`CoreEvent`]) for [`drain_events`](Self::drain_events)
+    /// (`false`: stop, and forget those kept). Off by default: the simulator never pays.
+    pub fn log_events(&mut self, on: bool) {
+        match (on, &self.events) {
+            (true, None) => self.events = Some(Vec::new()),
+            (false, Some(_)) => self.events = None,
+            _ => {}
+        }
+    }
+
+    /// Hand the decisions kept since the last call to `f`, oldest first.
+    pub fn drain_events(&mut self, mut f: impl FnMut(CoreEvent)) {
+        if let Some(log) = &mut self.events {
+            log.drain(..).for_each(&mut f);
+        }
+    }
+
+    #[inline]
+    fn note(&mut self, e: CoreEvent) {
+        if let Some(log) = &mut self.events
+            && log.len() < MAX_CORE_EVENTS
+        {
+            log.push(e);
         }
     }
 
@@ -319,6 +384,7 @@ impl<V> CacheCore<V> {
         if e.prefetched {
             e.prefetched = false;
             self.stats.prefetch_used += 1;
+            self.note(CoreEvent::PrefetchUsed { key });
         }
         self.stats.hits += 1;
         let resident = self.map.len() as u64;
@@ -376,8 +442,10 @@ impl<V> CacheCore<V> {
         };
         if !admitted {
             self.stats.admission_refusals += 1;
+            self.note(CoreEvent::Refused { key, prefetched });
             return Insert::Refused;
         }
+        self.note(CoreEvent::Admitted { key, prefetched });
         if prefetched && self.governor.is_some() {
             self.prefetch_for_governor(key);
         }
@@ -562,6 +630,10 @@ impl<V> CacheCore<V> {
         if e.prefetched {
             self.stats.prefetch_wasted += 1;
         }
+        self.note(CoreEvent::Evicted {
+            key,
+            wasted: e.prefetched,
+        });
         true
     }
 

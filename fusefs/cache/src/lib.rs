@@ -26,8 +26,8 @@ mod roles;
 
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
 pub use cache::{
-    ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, Insert, Prepared,
-    PreparedGovernor, SpareRequests, Spares,
+    ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, CoreEvent, Insert,
+    MAX_CORE_EVENTS, Prepared, PreparedGovernor, SpareRequests, Spares,
 };
 pub use error::InstallError;
 pub use kplug_abi::BlockRange;

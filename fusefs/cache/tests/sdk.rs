@@ -365,7 +365,7 @@ fn sdk_plugin_rejects_unknown_and_bad_params() {
     );
 }
 
-/// ABI 1.5 through the SDK: a probe chooses its events while loading, gets batches decoded
+/// ABI 1.5 (the subtree 1.7) through the SDK: a probe chooses its events while loading, gets batches decoded
 /// from the host's little-endian structs, names a file by its inode, and reports; the host
 /// copies the report out of its memory.
 #[test]
@@ -379,7 +379,11 @@ fn an_sdk_probe_gets_its_events_and_reports() {
     assert!(p.is_probe());
     assert_eq!(
         p.probe_filter(),
-        (Kind::Fuse.bit() | Kind::Cache.bit(), None)
+        kplug_engine::ProbeFilter {
+            kinds: Kind::Fuse.bit() | Kind::Cache.bit(),
+            uid: None,
+            subtree: Some("dir".into()),
+        }
     );
     let ev = |ino| Event {
         kind: Kind::Cache as u8,

@@ -7,7 +7,8 @@
 //!
 //! Each callback starts with `let g = self.metrics.start(FuseOp::..).by(..)`: the guard times the
 //! request until the callback returns (after the reply) and [`reply_err!`] marks it failed,
-//! which is all the monitoring plane needs from this file (see `metrics.rs`); `.by(uid, pid)`
+//! which is all the monitoring plane needs from this file (see `metrics.rs`); `.by(uid, pid)`,
+//! `.on(ino)` (the inode the request names: a name's directory for lookup, create, unlink...)
 //! and, for reads and writes, `g.at(ino, offset, len)` give probes (ABI 1.5) the request.
 
 use std::ffi::OsStr;
@@ -257,7 +258,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let mut g = self.metrics.start(FuseOp::Lookup).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Lookup)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self.fs.lookup(parent.0, name) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -265,12 +270,20 @@ impl Filesystem for FuseAdapter {
     }
 
     fn forget(&self, req: &Request, ino: INodeNo, nlookup: u64) {
-        let _g = self.metrics.start(FuseOp::Forget).by(req.uid(), req.pid());
+        let _g = self
+            .metrics
+            .start(FuseOp::Forget)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let mut g = self.metrics.start(FuseOp::Getattr).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Getattr)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&self.fs_ttl(), &attr(&a)),
             Err(e) => reply_err!(reply, g, e),
@@ -295,7 +308,11 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut g = self.metrics.start(FuseOp::Setattr).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Setattr)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         let set = SetAttr {
             mode,
             uid,
@@ -319,7 +336,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Readlink)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply_err!(reply, g, e),
@@ -336,7 +354,11 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Mknod).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Mknod)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self
             .fs
             .mknod(parent.0, name, mode, umask, rdev, caller(req))
@@ -355,7 +377,11 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Mkdir).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Mkdir)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self.fs.mkdir(parent.0, name, mode, umask, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -363,7 +389,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Unlink).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Unlink)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -371,7 +401,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Rmdir).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Rmdir)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -386,7 +420,11 @@ impl Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Symlink).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Symlink)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self.fs.symlink(parent.0, link_name, target, caller(req)) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -403,7 +441,11 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Rename).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Rename)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self
             .fs
             .rename(parent.0, name, newparent.0, newname, flags.bits())
@@ -421,7 +463,11 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let mut g = self.metrics.start(FuseOp::Link).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Link)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.link(ino.0, newparent.0, newname) {
             Ok(e) => reply_entry(reply, &e),
             Err(e) => reply_err!(reply, g, e),
@@ -429,7 +475,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let mut g = self.metrics.start(FuseOp::Open).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Open)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.open(ino.0, flags.0, caller(req)) {
             Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply_err!(reply, g, e),
@@ -447,7 +497,11 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut g = self.metrics.start(FuseOp::Read).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Read)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         g.at(ino.0, offset, size as u64);
         match self.fs.read(fh.0, offset, size) {
             Ok(d) => {
@@ -470,7 +524,11 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let mut g = self.metrics.start(FuseOp::Write).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Write)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         g.at(ino.0, offset, data.len() as u64);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
@@ -497,12 +555,16 @@ impl Filesystem for FuseAdapter {
     fn flush(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Flush).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Flush)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.flush(fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -512,14 +574,18 @@ impl Filesystem for FuseAdapter {
     fn release(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Release).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Release)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -529,12 +595,16 @@ impl Filesystem for FuseAdapter {
     fn fsync(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let mut g = self.metrics.start(FuseOp::Fsync).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Fsync)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -542,7 +612,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let mut g = self.metrics.start(FuseOp::Opendir).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Opendir)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply_err!(reply, g, e),
@@ -557,7 +631,11 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        let mut g = self.metrics.start(FuseOp::Readdir).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Readdir)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         let mut sink = DirReply(reply);
         match self.fs.readdir(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
@@ -576,7 +654,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Readdirplus)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         let mut sink = DirPlusReply(reply);
         match self.fs.readdirplus(ino.0, fh.0, offset, &mut sink) {
             Ok(()) => sink.0.ok(),
@@ -587,7 +666,7 @@ impl Filesystem for FuseAdapter {
     fn releasedir(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
@@ -595,7 +674,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Releasedir)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.releasedir(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -605,7 +685,7 @@ impl Filesystem for FuseAdapter {
     fn fsyncdir(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
@@ -613,15 +693,20 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Fsyncdir)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.fsyncdir(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
         }
     }
 
-    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let mut g = self.metrics.start(FuseOp::Statfs).by(req.uid(), req.pid());
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let mut g = self
+            .metrics
+            .start(FuseOp::Statfs)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -643,7 +728,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Setxattr)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -654,7 +740,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Getxattr)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.getxattr(ino.0, name, size) {
             Ok(r) => reply_xattr(reply, r),
             Err(e) => reply_err!(reply, g, e),
@@ -665,7 +752,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Listxattr)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.listxattr(ino.0, size) {
             Ok(r) => reply_xattr(reply, r),
             Err(e) => reply_err!(reply, g, e),
@@ -676,7 +764,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Removexattr)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -684,7 +773,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let mut g = self.metrics.start(FuseOp::Access).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Access)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.access(ino.0, mask.bits(), caller(req)) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -701,7 +794,11 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let mut g = self.metrics.start(FuseOp::Create).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Create)
+            .by(req.uid(), req.pid())
+            .on(parent.0);
         match self
             .fs
             .create(parent.0, name, mode, umask, flags, caller(req))
@@ -720,7 +817,7 @@ impl Filesystem for FuseAdapter {
     fn fallocate(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
@@ -730,7 +827,8 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::Fallocate)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.fallocate(fh.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply_err!(reply, g, e),
@@ -740,13 +838,17 @@ impl Filesystem for FuseAdapter {
     fn lseek(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let mut g = self.metrics.start(FuseOp::Lseek).by(req.uid(), req.pid());
+        let mut g = self
+            .metrics
+            .start(FuseOp::Lseek)
+            .by(req.uid(), req.pid())
+            .on(ino.0);
         match self.fs.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply_err!(reply, g, e),
@@ -756,7 +858,7 @@ impl Filesystem for FuseAdapter {
     fn copy_file_range(
         &self,
         req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
         _ino_out: INodeNo,
@@ -769,7 +871,9 @@ impl Filesystem for FuseAdapter {
         let mut g = self
             .metrics
             .start(FuseOp::CopyFileRange)
-            .by(req.uid(), req.pid());
+            .by(req.uid(), req.pid())
+            .on(ino_in.0);
+        g.at(ino_in.0, offset_in, len);
         match self.fs.copy_file_range(
             fh_in.0,
             offset_in,

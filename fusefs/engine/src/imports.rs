@@ -9,6 +9,8 @@
 //! ([`abi::MAX_LOG_BYTES`], [`abi::MAX_CANDIDATE_SPEC`]). A test checks that the linker
 //! defines exactly the ABI's imports, each with the ABI's signature.
 
+use std::sync::Arc;
+
 use kplug_abi::{self as abi, Role, imports as imp};
 use wasmtime::{Caller, Engine, Extern, Linker};
 
@@ -161,6 +163,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         },
     )?;
     l.func_wrap(imp::MODULE, imp::PROBE_FILTER.name, probe_filter)?;
+    l.func_wrap(imp::MODULE, imp::PROBE_SUBTREE.name, probe_subtree)?;
     l.func_wrap(imp::MODULE, imp::PROBE_PATH.name, probe_path)?;
     l.func_wrap(imp::MODULE, imp::PUBLISH.name, publish)?;
     l.func_wrap(imp::MODULE, imp::PROBE_FIGURE.name, probe_figure)?;
@@ -186,6 +189,37 @@ fn probe_filter(mut caller: Caller<'_, HostState>, kinds: i32, uid: i64) -> i32 
     d.probe.kinds = kinds;
     d.probe.uid = uid;
     0
+}
+
+/// `probe_subtree(ptr, len)`: load time only; a directory of the mount, as UTF-8 with no
+/// `.`, `..` or NUL (empty or `/`: the whole mount); stored without `/` at either end.
+fn probe_subtree(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let len = len as u32 as usize;
+    if !caller.data().gov.loading || len > abi::MAX_GLOB_BYTES {
+        return Ok(-1);
+    }
+    let Some(path) = guest_str(&mut caller, imp::PROBE_SUBTREE.name, ptr, len)? else {
+        return Ok(-1);
+    };
+    let Some(dir) = normal_subtree(&path) else {
+        return Ok(-1);
+    };
+    caller.data_mut().probe.subtree = (!dir.is_empty()).then(|| Arc::from(dir.as_str()));
+    Ok(0)
+}
+
+/// `a//b/` → `a/b`; `None` for a path with a `.` or `..` component or a NUL.
+pub(crate) fn normal_subtree(path: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" => {}
+            "." | ".." => return None,
+            c if c.contains('\0') => return None,
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// `publish(ptr, len, value)`: probes only; a name of 1..=64 bytes of UTF-8 without `/`, a

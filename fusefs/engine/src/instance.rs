@@ -38,6 +38,18 @@ use crate::state::{HostState, on_deadline, thread_cpu_ns};
 use crate::status::{PluginStatus, StatusHandle};
 use crate::text::one_line;
 
+/// The events a probe takes, as it chose them while loading (ABI 1.5, the subtree 1.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFilter {
+    /// Mask of `1 << kind`.
+    pub kinds: u32,
+    /// Only FUSE requests of this caller (`None`: any).
+    pub uid: Option<u32>,
+    /// Only events on files and directories under this directory of the mount (no `/` at
+    /// either end; `None`: the whole mount).
+    pub subtree: Option<Arc<str>>,
+}
+
 /// A fault together with the export that raised it.
 #[derive(Debug, Clone)]
 pub struct HookFault {
@@ -630,11 +642,14 @@ impl Plugin {
         self.probe.is_some()
     }
 
-    /// The events a probe chose while loading (`probe_filter`): a mask of `1 << kind`, and
-    /// the uid of the FUSE events it wants (`None`: any).
-    pub fn probe_filter(&self) -> (u32, Option<u32>) {
+    /// The events a probe chose while loading (`probe_filter`, `probe_subtree`).
+    pub fn probe_filter(&self) -> ProbeFilter {
         let p = &self.rt.store.data().probe;
-        (p.kinds, p.uid)
+        ProbeFilter {
+            kinds: p.kinds,
+            uid: p.uid,
+            subtree: p.subtree.clone(),
+        }
     }
 
     /// Forget the figures this probe published (it leaves service).

@@ -41,7 +41,7 @@ mod transform;
 pub use engine::{CompiledPlugin, EngineConfig, PluginEngine};
 pub use error::{Fault, LoadError};
 pub use figures::Figures;
-pub use instance::{HookFault, Plugin};
+pub use instance::{HookFault, Plugin, ProbeFilter};
 pub use modcache::Source as ModuleSource;
 pub use registry::{PluginRegistry, parse_params};
 pub use status::{PluginState, PluginStatus, StatusHandle, StatusSnapshot};

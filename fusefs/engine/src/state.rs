@@ -64,6 +64,8 @@ pub(crate) struct ProbeState {
     pub(crate) kinds: u32,
     /// Only FUSE events of this caller.
     pub(crate) uid: Option<u32>,
+    /// Only events on files under this directory (ABI 1.7; normalized, no `/` at either end).
+    pub(crate) subtree: Option<Arc<str>>,
     pub(crate) paths: crate::hash::FastMap<u64, Arc<str>>,
 }
 
@@ -73,6 +75,7 @@ impl Default for ProbeState {
             is_probe: false,
             kinds: abi::probe::ALL_KINDS,
             uid: None,
+            subtree: None,
             paths: Default::default(),
         }
     }

@@ -11,6 +11,7 @@
 //! listing holding a key with an empty, `.` or `..` segment, is refused with
 //! [`StoreError::BadName`].
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -20,7 +21,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::StoreError;
-use crate::metrics::{KindSnapshot, RequestKind, StoreMetrics};
+use crate::metrics::{CALL_RETRIES, KindSnapshot, LAST_CALL_RETRIES, RequestKind, StoreMetrics};
 use crate::open::{self, Location, StoreOptions};
 
 /// What a filesystem needs to know of an object.
@@ -118,7 +119,8 @@ impl Store {
         Path::parse(&key).map_err(|e| StoreError::BadName(format!("{key:?}: {e}")))
     }
 
-    /// Run one call of `kind`: blocking, timed, its failure counted.
+    /// Run one call of `kind`: blocking, timed, its failure counted, and the requests it
+    /// retried left for [`last_call_retries`](crate::last_call_retries) on this thread.
     fn call<T>(
         &self,
         kind: RequestKind,
@@ -126,7 +128,12 @@ impl Store {
         fut: impl std::future::Future<Output = object_store::Result<T>>,
         bytes: impl FnOnce(&T) -> u64,
     ) -> Result<T, StoreError> {
-        self.rt.block_on(self.counted(kind, what, fut, bytes))
+        let (r, retries) = self.rt.block_on(CALL_RETRIES.scope(Cell::new(0), async {
+            let r = self.counted(kind, what, fut, bytes).await;
+            (r, CALL_RETRIES.with(Cell::get))
+        }));
+        LAST_CALL_RETRIES.with(|c| c.set(retries));
+        r
     }
 
     /// A call of `kind`, timed and its failure counted, to await (several at once).

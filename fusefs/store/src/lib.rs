@@ -26,6 +26,6 @@ mod upload;
 
 pub use client::{Listing, ObjectInfo, Store};
 pub use error::StoreError;
-pub use metrics::{KindSnapshot, RequestKind, StoreMetrics};
+pub use metrics::{KindSnapshot, RequestKind, StoreMetrics, last_call_retries};
 pub use open::{Location, Scheme, StoreOptions};
 pub use upload::{PART_BYTES, Upload};

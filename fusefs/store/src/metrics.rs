@@ -12,6 +12,7 @@
 //! included). The counters are the sharded ones of `kplug-metrics`: cheap enough for every
 //! request.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,6 +21,27 @@ use object_store::ClientOptions;
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
 };
+
+tokio::task_local! {
+    /// Requests retried so far by the blocking call being run (`Store::call`), counted by
+    /// the metered HTTP service ([`Metered`]), which runs inside the call's future.
+    pub(crate) static CALL_RETRIES: Cell<u32>;
+}
+
+thread_local! {
+    pub(crate) static LAST_CALL_RETRIES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The requests the last blocking store call of this thread retried (a read's, for the
+/// mount's probes: ABI 1.7 backend events); 0 before any call.
+pub fn last_call_retries() -> u32 {
+    LAST_CALL_RETRIES.with(Cell::get)
+}
+
+/// One request of the call being run failed in a way the client retries.
+pub(crate) fn note_retry() {
+    let _ = CALL_RETRIES.try_with(|c| c.set(c.get().saturating_add(1)));
+}
 
 /// A kind of store request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -207,6 +229,7 @@ impl HttpService for Metered {
         let result = self.inner.execute(req).await;
         if retried(&result) {
             m.retries.inc();
+            note_retry();
         }
         result
     }

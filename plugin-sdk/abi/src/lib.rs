@@ -38,8 +38,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// `file_size`, `add_glob`, `path_matches`); 1.4 the batched eviction hooks
 /// ([`exports::EVICTION_BATCHED`]); 1.5 the probe role (`kplug_probe_*`, `probe_filter`,
 /// `probe_path`, `publish`, `probe_figure`; see [`probe`]); 1.6 the transform role
-/// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`).
-pub const ABI_MINOR: u32 = 6;
+/// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`); 1.7 the
+/// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]).
+pub const ABI_MINOR: u32 = 7;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -147,6 +148,12 @@ pub mod imports {
     /// 0, or -1 if refused (not loading, no known kind in the mask, a bad uid). Without a
     /// call the probe gets every event.
     pub const PROBE_FILTER: Func = func("probe_filter", "IL", "I", 5, &["kinds", "uid"]);
+    /// Probe, load time only: `probe_subtree(ptr: i32, len: i32) -> i32` takes only events on
+    /// files and directories under the directory named by the UTF-8 at `ptr` (from the
+    /// mount's root, `/`-separated, at most [`MAX_GLOB_BYTES`](crate::MAX_GLOB_BYTES); empty:
+    /// the whole mount). 0, or -1 if refused (not loading, not UTF-8, a `.` or `..`
+    /// component). The host tests the event's inode before queueing it.
+    pub const PROBE_SUBTREE: Func = func("probe_subtree", "II", "I", 7, &["ptr", "len"]);
     /// Probe: `probe_path(ino: i64, ptr: i32, cap: i32) -> i32` writes at most `cap` bytes of
     /// the path (from the mount's root, no leading `/`) of the file of inode `ino`, as seen by
     /// the events delivered so far, and returns its full length; -1 when unknown.
@@ -195,6 +202,7 @@ pub mod imports {
         ADD_GLOB,
         PATH_MATCHES,
         PROBE_FILTER,
+        PROBE_SUBTREE,
         PROBE_PATH,
         PUBLISH,
         PROBE_FIGURE,
@@ -651,7 +659,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0006);
+        assert_eq!(ABI_VERSION, 0x0001_0007);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

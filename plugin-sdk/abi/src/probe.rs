@@ -1,4 +1,4 @@
-//! The probe role (ABI 1.5): the events the host delivers to a probe plugin, as stable
+//! The probe role (ABI 1.5; policy events and the subtree filter 1.7): the events the host delivers to a probe plugin, as stable
 //! little-endian structs in its memory.
 //!
 //! A probe never sits on the request path: the host checks the probe's filter (event kinds,
@@ -43,13 +43,22 @@ pub enum Kind {
     Cache = 2,
     /// A read from the backend (backing file or object store): `op` 0 demand, 1 prefetch;
     /// `ino`, `offset` and `length` the byte range asked for, `bytes` got, `latency_ns`,
-    /// `result` 0 or the errno.
+    /// `result` 0 or the errno; `pid` holds the requests the store's client **retried**
+    /// during the read (0 for a local file).
     Backend = 3,
+    /// A decision of the cache's policies (ABI 1.7), on block `offset` of `ino`: `op`
+    /// [`POLICY_ADMIT`] or [`POLICY_REFUSE`] (the admission policy on a block fetched;
+    /// `bytes` 1 when the block came from a prefetch), [`POLICY_EVICT`] (the eviction
+    /// policy's victim; `bytes` 1 when it was prefetched and never read: a wasted prefetch),
+    /// [`POLICY_PREFETCH`] (the prefetch policy's blocks `offset..offset + length` sent to
+    /// the backend), [`POLICY_PREFETCH_USED`] (the first read of a prefetched block).
+    /// `uid` is `u32::MAX`, `latency_ns` 0.
+    Policy = 4,
 }
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Kind; 3] = [Kind::Fuse, Kind::Cache, Kind::Backend];
+    pub const ALL: [Kind; 4] = [Kind::Fuse, Kind::Cache, Kind::Backend, Kind::Policy];
 
     /// The kind numbered `n`.
     pub fn from_u8(n: u8) -> Option<Kind> {
@@ -67,12 +76,13 @@ impl Kind {
             Kind::Fuse => "fuse",
             Kind::Cache => "cache",
             Kind::Backend => "backend",
+            Kind::Policy => "policy",
         }
     }
 }
 
 /// Every kind's bit: the filter of a probe that did not choose.
-pub const ALL_KINDS: u32 = (1 << 1) | (1 << 2) | (1 << 3);
+pub const ALL_KINDS: u32 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4);
 
 /// The FUSE operations by their `op` number in a [`Kind::Fuse`] event (stable: new ones are
 /// appended).
@@ -126,6 +136,18 @@ pub const CACHE_JOINED: u8 = 2;
 pub const BACKEND_DEMAND: u8 = 0;
 /// See [`BACKEND_DEMAND`].
 pub const BACKEND_PREFETCH: u8 = 1;
+/// `op` of a [`Kind::Policy`] event: a fetched block admitted into the cache.
+pub const POLICY_ADMIT: u8 = 0;
+/// A fetched block the admission policy refused. See [`Kind::Policy`].
+pub const POLICY_REFUSE: u8 = 1;
+/// A block the eviction policy chose to evict. See [`Kind::Policy`].
+pub const POLICY_EVICT: u8 = 2;
+/// Blocks the prefetch policy asked for, sent to the backend. See [`Kind::Policy`].
+pub const POLICY_PREFETCH: u8 = 3;
+/// The first read of a block a prefetch brought in. See [`Kind::Policy`].
+pub const POLICY_PREFETCH_USED: u8 = 4;
+/// The names of the [`Kind::Policy`] ops, by number.
+pub const POLICY_OPS: &[&str] = &["admit", "refuse", "evict", "prefetch", "prefetch-used"];
 
 /// One event, version 1. In memory, little-endian, [`PROBE_EVENT_BYTES`] bytes:
 ///
@@ -141,7 +163,7 @@ pub const BACKEND_PREFETCH: u8 = 1;
 /// | 32 | u64 | length |
 /// | 40 | u64 | latency_ns |
 /// | 48 | u32 | uid (`u32::MAX` where not known) |
-/// | 52 | u32 | pid (0 where not known) |
+/// | 52 | u32 | pid (0 where not known); a backend event's retries |
 /// | 56 | u64 | bytes: bytes moved (a backend read's bytes got, a FUSE read's bytes returned) |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -163,7 +185,8 @@ pub struct Event {
     pub latency_ns: u64,
     /// Caller's uid.
     pub uid: u32,
-    /// Caller's pid.
+    /// Caller's pid; for a [`Kind::Backend`] event, the requests the store client retried
+    /// (see [`Event::retries`]).
     pub pid: u32,
     /// Bytes moved.
     pub bytes: u64,
@@ -219,6 +242,11 @@ impl Event {
     pub fn kind(&self) -> Option<Kind> {
         Kind::from_u8(self.kind)
     }
+
+    /// The requests a [`Kind::Backend`] read retried (the `pid` field of that kind).
+    pub fn retries(&self) -> u32 {
+        self.pid
+    }
 }
 
 /// Packs a report's place in memory as `kplug_probe_report` returns it.
@@ -260,6 +288,8 @@ mod tests {
         assert_eq!(Event::decode(&v2), None);
         assert_eq!(FUSE_OPS[FUSE_READ as usize], "read");
         assert_eq!(FUSE_OPS[FUSE_WRITE as usize], "write");
+        assert_eq!(POLICY_OPS[POLICY_PREFETCH_USED as usize], "prefetch-used");
+        assert_eq!(POLICY_OPS[POLICY_EVICT as usize], "evict");
         assert_eq!(
             unpack_report(pack_report(0xdead_beef, 77)),
             (0xdead_beef, 77)

@@ -10,6 +10,9 @@
 //! errors). Then:
 //!
 //! - **backend errors** when more than 1 % of the backend reads failed;
+//! - **backend retries** when the store's client retried requests for more than 1 % of
+//!   the backend reads (a throttling or flaky store: the reads succeed, late; ABI 1.7
+//!   backend events carry the retries);
 //! - **backend** when waiting for missed blocks takes at least half the reads' time, split
 //!   by the shape of the backend's requests: the fastest request is taken as the fixed
 //!   cost of a round trip; when it is at least half the mean request, round trips dominate
@@ -26,8 +29,8 @@
 //! reads 40 read_time_us 812345
 //! backend_share_pct 96 miss_wait_us 780001
 //! cache hits 24 misses 16 joined 0 hit_pct 60
-//! backend_demand requests 16 bytes 1048576 mean_us 20412 min_us 20101 errors 0
-//! backend_prefetch requests 0 bytes 0 mean_us 0
+//! backend_demand requests 16 bytes 1048576 mean_us 20412 min_us 20101 errors 0 retries 0
+//! backend_prefetch requests 0 bytes 0 mean_us 0 errors 0 retries 0
 //! verdict backend-latency: round trips take 98% of a backend read (...)
 //! ```
 
@@ -50,6 +53,7 @@ struct Backend {
     total_ns: u64,
     min_ns: Option<u64>,
     errors: u64,
+    retries: u64,
 }
 
 impl Backend {
@@ -98,6 +102,15 @@ impl Bottleneck {
                 alloc::format!("{errors} of {all} backend reads failed"),
             );
         }
+        let retries = self.demand.retries + self.prefetch.retries;
+        if retries * 100 > all {
+            return (
+                "backend-retries",
+                alloc::format!(
+                    "the store's client retried {retries} requests for {all} backend reads: the store throttles or drops requests (fewer parallel reads, another endpoint)"
+                ),
+            );
+        }
         let share = self.share();
         if share < 50 {
             return (
@@ -143,6 +156,7 @@ fn note(b: &mut Backend, e: &Event) {
     if e.result != 0 {
         b.errors += 1;
     }
+    b.retries += e.retries() as u64;
 }
 
 impl Probe for Bottleneck {
@@ -193,20 +207,22 @@ impl Probe for Bottleneck {
         );
         let _ = writeln!(
             out,
-            "backend_demand requests {} bytes {} mean_us {} min_us {} errors {}",
+            "backend_demand requests {} bytes {} mean_us {} min_us {} errors {} retries {}",
             d.requests,
             d.bytes,
             d.mean_us(),
             d.min_ns.unwrap_or(0) / 1000,
-            d.errors
+            d.errors,
+            d.retries
         );
         let _ = writeln!(
             out,
-            "backend_prefetch requests {} bytes {} mean_us {} errors {}",
+            "backend_prefetch requests {} bytes {} mean_us {} errors {} retries {}",
             p.requests,
             p.bytes,
             p.mean_us(),
-            p.errors
+            p.errors,
+            p.retries
         );
         let (what, why) = self.verdict();
         let _ = writeln!(out, "verdict {what}: {why}");
@@ -268,5 +284,17 @@ mod tests {
         let hits = [demand(10_000, 0), miss(10_000), read(1_000_000)];
         assert_eq!(verdict(&hits), "not-backend");
         assert_eq!(verdict(&[read(1), demand(1, 5)]), "backend-errors");
+        // Slow reads whose GETs succeeded after retries: the store throttles.
+        let retried = |n| Event {
+            pid: n,
+            ..demand(20_000_000, 0)
+        };
+        let throttled = [retried(2), miss(20_500_000), read(21_000_000)];
+        assert_eq!(verdict(&throttled), "backend-retries");
+        let mut b = Bottleneck::default();
+        throttled.iter().for_each(|e| b.event(e));
+        let mut out = String::new();
+        b.report(&mut out);
+        assert!(out.contains("errors 0 retries 2\n"), "{out}");
     }
 }

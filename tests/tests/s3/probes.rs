@@ -1,6 +1,7 @@
 //! Probes (ABI 1.5) on an object-store mount: the same plugins, the same events, with the
 //! S3 server as the backend. `hot-files` names the object read most by its key, and
-//! `bottleneck` sees the GETs of the blocks the reads missed.
+//! `bottleneck` sees the GETs of the blocks the reads missed, and `policy-audit` with a
+//! subtree (ABI 1.7) sees the decisions on the objects under it only.
 
 use std::fs;
 
@@ -19,6 +20,10 @@ fn probes_report_on_an_object_store_mount() {
     for name in ["hot-files", "bottleneck"] {
         drop_plugin_at(&m.mnt, &format!("{name}.wasm"), &exported_policy(name)).unwrap();
     }
+    // ABI 1.7: the policies' decisions, of the objects under data/ only.
+    fs::write(m.m(".kplug/plugins/policy-audit.params"), "subtree=data\n").unwrap();
+    let audit = exported_policy("policy-audit");
+    drop_plugin_at(&m.mnt, "policy-audit.wasm", &audit).unwrap();
     for _ in 0..3 {
         assert!(fs::read(m.m("data/hot.bin")).unwrap() == hot);
     }
@@ -54,4 +59,15 @@ fn probes_report_on_an_object_store_mount() {
     assert_eq!(d[10], "0", "{text}");
     assert_eq!(p[8], "0", "{text}");
     assert!(row("verdict").len() > 1, "{text}");
+    // The subtree probe saw data/hot.bin's blocks admitted (16 of them at least), and
+    // nothing of cold.bin at the root.
+    let text = fs::read_to_string(m.m(".kplug/probes/policy-audit")).unwrap();
+    let admitted = |dir: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(dir))
+            .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+    };
+    assert!(admitted("data").is_some_and(|n| n >= 16), "{text}");
+    assert_eq!(admitted("/"), None, "{text}");
+    assert_eq!(admitted("*"), admitted("data"), "{text}");
 }

@@ -38,8 +38,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kplug_abi::block_key;
-use kplug_cache::{BlockRange, CacheCore, CacheStats, CoreConfig, Insert};
+use kplug_abi::{block_key, key_block, key_file};
+use kplug_cache::{BlockRange, CacheCore, CacheStats, CoreConfig, CoreEvent, Insert};
 use kplug_engine::Figures;
 
 use super::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
@@ -154,6 +154,11 @@ struct FileState {
 struct Inner {
     core: CacheCore<Block>,
     files: HashMap<u64, FileState>,
+    /// The inode of each file id (for the probes' policy events).
+    inos: HashMap<u32, u64>,
+    /// Policy events (ABI 1.7) gathered under the lock, emitted once it is dropped
+    /// ([`Probes::policy`]).
+    policy_out: Vec<Event>,
     next_file_id: u32,
     pending: HashMap<u64, (u64, Arc<Pending>)>,
     queued_prefetch: usize,
@@ -162,9 +167,11 @@ struct Inner {
 impl Inner {
     fn file(&mut self, ino: u64) -> &mut FileState {
         let next = &mut self.next_file_id;
+        let inos = &mut self.inos;
         self.files.entry(ino).or_insert_with(|| {
             let id = *next;
             *next = next.wrapping_add(1).max(1);
+            inos.insert(id, ino);
             FileState {
                 id,
                 ..Default::default()
@@ -257,6 +264,8 @@ impl BlockCache {
         let inner = Arc::new(Mutex::new(Inner {
             core,
             files: HashMap::new(),
+            inos: HashMap::new(),
+            policy_out: Vec::new(),
             next_file_id: 1,
             pending: HashMap::new(),
             queued_prefetch: 0,
@@ -411,6 +420,7 @@ impl BlockCache {
             let valid = b.len() as u64 == bs || start + b.len() as u64 == file_size;
             if valid {
                 self.plan_prefetch(&mut g, file, id, version, index, file_blocks, true);
+                let _policy = self.probes.policy(&mut g);
                 drop(g);
                 if let Some(w) = self.probes.waiting(file, index, bs, pe::CACHE_HIT) {
                     w.hit();
@@ -433,7 +443,9 @@ impl BlockCache {
             }
         };
         self.plan_prefetch(&mut g, file, id, version, index, file_blocks, false);
+        let policy = self.probes.policy(&mut g);
         drop(g);
+        drop(policy);
         let op = if joined.is_some() {
             pe::CACHE_JOINED
         } else {
@@ -455,8 +467,9 @@ impl BlockCache {
         let latency = started.elapsed().as_nanos() as u64;
         self.figures.note_backend_latency(latency);
         let range = (index * bs, bs);
+        let read = (range, latency, file.source.last_retries());
         self.probes
-            .backend(file.ino, range, latency, &result, pe::BACKEND_DEMAND);
+            .backend(file.ino, read, &result, pe::BACKEND_DEMAND);
         let mut g = self.inner.lock();
         if let Some((_, p)) = g.pending.get(&key)
             && Arc::ptr_eq(p, &pending)
@@ -471,6 +484,7 @@ impl BlockCache {
                 } else {
                     self.counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
                 }
+                let _policy = self.probes.policy(&mut g);
                 drop(g);
                 pending.complete(Ok(block.clone()));
                 Ok((block, false))
@@ -543,7 +557,19 @@ impl BlockCache {
                 _ => runs.push(vec![(b, p)]),
             }
         }
+        let issued = self.probes.bus(Kind::Policy).is_some();
         for run in runs {
+            if issued {
+                g.policy_out.push(Event {
+                    kind: Kind::Policy as u8,
+                    op: pe::POLICY_PREFETCH,
+                    ino: file.ino,
+                    offset: run[0].0,
+                    length: run.len() as u64,
+                    uid: u32::MAX,
+                    ..Event::default()
+                });
+            }
             let job = PrefetchJob {
                 ino: file.ino,
                 file_id: id,
@@ -582,7 +608,8 @@ fn run_prefetch(
     let latency = started.elapsed().as_nanos() as u64;
     figures.note_backend_latency(latency);
     let range = (first * bs, n * bs);
-    probes.backend(job.ino, range, latency, &result, pe::BACKEND_PREFETCH);
+    let read = (range, latency, job.source.last_retries());
+    probes.backend(job.ino, read, &result, pe::BACKEND_PREFETCH);
     let mut g = inner.lock();
     g.queued_prefetch -= job.blocks.len();
     let current = g.files.get(&job.ino).map(|f| f.version);
@@ -619,7 +646,9 @@ fn run_prefetch(
         };
         done.push((pending, outcome));
     }
+    let policy = probes.policy(&mut g);
     drop(g);
+    drop(policy);
     for (pending, outcome) in done {
         pending.complete(outcome);
     }
@@ -755,13 +784,57 @@ impl Probes {
         })
     }
 
-    /// A backend read of `range` (offset, length) of `ino` took `latency` ns.
+    /// The policy events gathered under the cache's lock (`g`): the core's decisions and the
+    /// prefetches issued, sent to the probes when the returned guard drops, which must be
+    /// after the lock (a probe's subtree filter may ask the tree for a path). While no probe
+    /// takes policy events the core keeps none.
+    #[inline]
+    fn policy(&self, g: &mut Inner) -> Option<PolicyEvents<'_>> {
+        let Some(bus) = self.bus(Kind::Policy) else {
+            g.core.log_events(false);
+            return None;
+        };
+        g.core.log_events(true);
+        let Inner {
+            core,
+            inos,
+            policy_out,
+            ..
+        } = g;
+        core.drain_events(|ev| {
+            let (op, key, flag) = match ev {
+                CoreEvent::Admitted { key, prefetched } => (pe::POLICY_ADMIT, key, prefetched),
+                CoreEvent::Refused { key, prefetched } => (pe::POLICY_REFUSE, key, prefetched),
+                CoreEvent::Evicted { key, wasted } => (pe::POLICY_EVICT, key, wasted),
+                CoreEvent::PrefetchUsed { key } => (pe::POLICY_PREFETCH_USED, key, false),
+            };
+            policy_out.push(Event {
+                kind: Kind::Policy as u8,
+                op,
+                ino: inos.get(&key_file(key)).copied().unwrap_or(0),
+                offset: key_block(key) as u64,
+                length: 1,
+                uid: u32::MAX,
+                bytes: flag as u64,
+                ..Event::default()
+            });
+        });
+        if policy_out.is_empty() {
+            return None;
+        }
+        Some(PolicyEvents {
+            bus,
+            events: std::mem::take(policy_out),
+        })
+    }
+
+    /// A backend read of `range` (offset, length) of `ino` took `latency` ns and `retries`
+    /// retried requests.
     #[inline]
     fn backend(
         &self,
         ino: u64,
-        (offset, length): (u64, u64),
-        latency: u64,
+        ((offset, length), latency, retries): ((u64, u64), u64, u32),
         result: &Result<Vec<u8>>,
         op: u8,
     ) {
@@ -779,10 +852,27 @@ impl Probes {
                 length,
                 latency_ns: latency,
                 uid: u32::MAX,
+                pid: retries,
                 bytes,
                 ..Event::default()
             };
             bus.emit(e, || None);
+        }
+    }
+}
+
+/// Policy events to send once the cache's lock is dropped (see [`Probes::policy`]).
+struct PolicyEvents<'a> {
+    bus: &'a ProbeBus,
+    events: Vec<Event>,
+}
+
+impl Drop for PolicyEvents<'_> {
+    fn drop(&mut self) {
+        let bus = self.bus;
+        for e in self.events.drain(..) {
+            // The file's path, for `probe_path` (a policy event has no source at hand).
+            bus.emit(e, || bus.path_of(e.ino));
         }
     }
 }

@@ -57,6 +57,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn path(&self) -> Option<Arc<str>> {
         None
     }
+
+    /// The requests the backend's client retried during this thread's last
+    /// [`read_at`](Source::read_at) (an object store's; 0 for a local file): what a probe's
+    /// backend event reports (ABI 1.7).
+    fn last_retries(&self) -> u32 {
+        0
+    }
 }
 
 /// A backing file of the passthrough, read with `pread`.
@@ -109,11 +116,8 @@ impl Source for FileSource {
     fn path(&self) -> Option<Arc<str>> {
         self.path
             .get_or_init(|| {
-                let root = self.root.as_ref()?;
-                let at =
-                    std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).ok()?;
-                let rel = at.strip_prefix(&**root).ok()?.to_str()?;
-                (!rel.is_empty() && !rel.ends_with(" (deleted)")).then(|| Arc::from(rel))
+                let rel = sys::path_under(self.fd.as_fd(), self.root.as_ref()?)?;
+                (!rel.is_empty()).then_some(rel)
             })
             .clone()
     }

@@ -56,12 +56,18 @@ impl KplugFs {
     /// A mount serving `main` (the passthrough), whose attributes the kernel caches for
     /// `attr_ttl`.
     pub fn new(main: Arc<dyn Tree>, attr_ttl: Duration) -> Self {
+        let fuse_metrics: Arc<FuseMetrics> = Arc::default();
+        // A probe's subtree filter names the data tree's inodes by their paths.
+        let tree = Arc::downgrade(&main);
+        fuse_metrics
+            .probes()
+            .set_resolver(Box::new(move |ino| tree.upgrade()?.path_of(ino)));
         Self {
             main,
             trees: Vec::new(),
             junctions: Vec::new(),
             attr_ttl,
-            fuse_metrics: Arc::default(),
+            fuse_metrics,
         }
     }
 
@@ -245,7 +251,10 @@ impl KplugFs {
     ) -> Result<()> {
         self.guard(&[(parent, name), (newparent, newname)])?;
         self.same_tree(parent, newparent)?
-            .rename(parent, name, newparent, newname, flags)
+            .rename(parent, name, newparent, newname, flags)?;
+        // Paths under the moved name changed: probes' subtree filters look again.
+        self.fuse_metrics.probes().paths_moved();
+        Ok(())
     }
 
     /// Open a file with `flags` (O_CREAT/O_EXCL/O_NOCTTY already handled by the kernel).

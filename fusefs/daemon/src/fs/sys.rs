@@ -60,6 +60,14 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
 }
 
 /// `fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`: the stat of the object itself.
+/// Where the file open at `fd` is now (`/proc/self/fd`), relative to `root` (absolute,
+/// without symlinks): `""` for `root` itself; `None` outside it, removed, or not UTF-8.
+pub fn path_under(fd: BorrowedFd<'_>, root: &std::path::Path) -> Option<std::sync::Arc<str>> {
+    let at = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let rel = at.strip_prefix(root).ok()?.to_str()?;
+    (!rel.ends_with(" (deleted)")).then(|| std::sync::Arc::from(rel))
+}
+
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     cvt(unsafe {

@@ -16,6 +16,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::types::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, Opened, SetAttr, StatFs, Written,
@@ -105,6 +106,12 @@ pub trait Tree: Send + Sync {
 
     /// Attributes of `ino` (through its open handle when given).
     fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr>;
+
+    /// The path from the mount's root (`/`-separated, no `/` at either end, `""` for the
+    /// root) of inode `ino`, if known: what a probe's subtree filter tests (ABI 1.7).
+    fn path_of(&self, _ino: u64) -> Option<Arc<str>> {
+        None
+    }
 
     /// Change attributes, then return the new ones. Default: owner and mode never change,
     /// nothing can be truncated, times are accepted and ignored.

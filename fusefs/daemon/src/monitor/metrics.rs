@@ -195,6 +195,13 @@ impl OpGuard<'_> {
         self
     }
 
+    /// The request is on inode `ino` (for an operation on a name, its directory's).
+    #[inline]
+    pub fn on(mut self, ino: u64) -> Self {
+        self.event.ino = ino;
+        self
+    }
+
     /// The request reads or writes `len` bytes of `ino` at `offset`.
     #[inline]
     pub fn at(&mut self, ino: u64, offset: u64, len: u64) {

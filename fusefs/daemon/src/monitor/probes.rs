@@ -4,10 +4,18 @@
 //! **Requests never wait for a probe.** Where an event happens (a FUSE request answered in
 //! `fuse.rs`, a block asked of the cache and a backend read in `data/blockcache.rs`) the
 //! code asks [`ProbeBus::enabled`] for its kind, one relaxed load of the kinds the loaded
-//! probes take, and does nothing more while no probe takes it. With probes, [`ProbeBus::emit`] checks each probe's filter (event kinds, the
-//! caller's uid), chosen by the probe at load, before anything is queued, and pushes a copy of
-//! the 64-byte event into that probe's bounded ring (a lock-free `ArrayQueue` of
-//! [`PROBE_RING_EVENTS`]): when the ring is full the event is dropped and counted.
+//! probes take, and does nothing more while no probe takes it. With probes, [`ProbeBus::emit`]
+//! checks each probe's filter (event kinds, the caller's uid, a subtree), chosen by the probe
+//! at load, before anything is queued, and pushes a copy of the 64-byte event into that
+//! probe's bounded ring (a lock-free `ArrayQueue` of [`PROBE_RING_EVENTS`]): when the ring is
+//! full the event is dropped and counted.
+//!
+//! **Subtrees** (ABI 1.7). A probe that chose a directory takes only events whose inode's
+//! path is under it. The path comes with the event where the code has it (a cache or
+//! backend event's file), else from the data tree ([`ProbeBus::set_resolver`]: a `readlink`
+//! of the inode's descriptor, or the object tree's key), remembered per inode until a rename
+//! ([`ProbeBus::paths_moved`]), so each inode costs one lookup, then a map probe per event.
+//! An inode whose path is unknown (removed, outside the tree) matches no subtree.
 //!
 //! **Delivery is off the request path**: one thread per mount (`kplugfs-probes`, started
 //! with the first probe) drains each ring every [`DELIVERY_PERIOD`] in batches of at most
@@ -28,18 +36,36 @@ use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
 use kplug_abi::probe::{Event, Kind, PROBE_BATCH_EVENTS, PROBE_EVENT_BYTES, PROBE_RING_EVENTS};
-use kplug_engine::{Plugin, StatusHandle};
+use kplug_engine::hash::FastMap;
+use kplug_engine::{Plugin, ProbeFilter, StatusHandle};
 use parking_lot::{Mutex, RwLock};
 
 /// How often the delivery thread drains the rings: at a million events a second a ring
 /// holds 16 ms of them, so 5 ms leaves room for a slow batch without drops.
 pub const DELIVERY_PERIOD: Duration = Duration::from_millis(5);
 
+/// Inodes whose path the bus remembers for subtree filters; beyond that it forgets them all
+/// and asks again.
+const MAX_REMEMBERED_PATHS: usize = 1 << 16;
+
+/// A path learned for an inode (`None`: it has none), and the rename count then.
+type Learned = (u64, Option<Arc<str>>);
+
+/// Names an inode of the data tree by its path from the mount's root (`Tree::path_of`).
+pub type PathResolver = Box<dyn Fn(u64) -> Option<Arc<str>> + Send + Sync>;
+
+/// Whether `path` is `dir` or under it (both without `/` at either end; `dir` not empty).
+fn under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// One loaded probe.
 pub struct ProbeSlot {
     name: String,
     kinds: u32,
     uid: Option<u32>,
+    subtree: Option<Arc<str>>,
     ring: ArrayQueue<(Event, Option<Arc<str>>)>,
     /// Events matched but dropped because the ring was full.
     dropped: AtomicU64,
@@ -152,6 +178,12 @@ pub struct ProbeBus {
     probes: RwLock<Vec<Arc<ProbeSlot>>>,
     epoch: std::sync::OnceLock<Instant>,
     worker: Mutex<bool>,
+    /// How subtree filters learn an inode's path.
+    resolver: std::sync::OnceLock<PathResolver>,
+    /// Paths learned, with the rename count they were learned at.
+    paths: Mutex<FastMap<u64, Learned>>,
+    /// Renames seen: a path learned before the last one is asked again.
+    moves: AtomicU64,
 }
 
 impl std::fmt::Debug for ProbeBus {
@@ -187,12 +219,14 @@ impl ProbeBus {
     }
 
     /// Queue `e` (its `time_ns` set here, unless already set) for every probe whose filter
-    /// takes it; `path` is asked only if one does (the file's path, for `probe_path`).
+    /// takes it; `path` is asked only if one does (the file's path, for `probe_path` and
+    /// subtree filters; the data tree is asked when it gives none and a subtree needs one).
     #[cold]
     pub fn emit(&self, mut e: Event, path: impl FnOnce() -> Option<Arc<str>>) {
         let probes = self.probes.read();
         let mut path = Some(path);
         let mut got: Option<Arc<str>> = None;
+        let mut resolved = false;
         for p in probes.iter() {
             if !p.wants(&e) {
                 continue;
@@ -203,19 +237,63 @@ impl ProbeBus {
                     e.time_ns = self.now_ns();
                 }
             }
+            if let Some(dir) = &p.subtree {
+                if !resolved {
+                    resolved = true;
+                    if got.is_none() {
+                        got = self.path_of(e.ino);
+                    }
+                }
+                if !got.as_deref().is_some_and(|path| under(path, dir)) {
+                    continue;
+                }
+            }
             if p.ring.push((e, got.clone())).is_err() {
                 p.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
+    /// How subtree filters name inodes (set once, by the mount, before any probe loads).
+    pub fn set_resolver(&self, resolver: PathResolver) {
+        let _ = self.resolver.set(resolver);
+    }
+
+    /// A rename happened: every path learned may be stale.
+    pub fn paths_moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The path of inode `ino`, remembered or asked of the data tree (one map probe once
+    /// known).
+    pub fn path_of(&self, ino: u64) -> Option<Arc<str>> {
+        let moves = self.moves.load(Ordering::Relaxed);
+        if let Some((at, path)) = self.paths.lock().get(&ino)
+            && *at == moves
+        {
+            return path.clone();
+        }
+        let path = self.resolver.get().and_then(|r| r(ino));
+        let mut paths = self.paths.lock();
+        if paths.len() >= MAX_REMEMBERED_PATHS {
+            paths.clear();
+        }
+        paths.insert(ino, (moves, path.clone()));
+        path
+    }
+
     /// Put probe instance `plugin` in service under `name` (replacing a probe of that name).
     pub fn add(self: &Arc<Self>, name: &str, plugin: Plugin) {
-        let (kinds, uid) = plugin.probe_filter();
+        let ProbeFilter {
+            kinds,
+            uid,
+            subtree,
+        } = plugin.probe_filter();
         let slot = Arc::new(ProbeSlot {
             name: name.to_string(),
             kinds,
             uid,
+            subtree,
             ring: ArrayQueue::new(PROBE_RING_EVENTS),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -313,5 +391,110 @@ impl ProbeBus {
             Ok(_) => *started = true,
             Err(e) => tracing::error!("cannot start the probe delivery thread: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kplug_engine::{EngineConfig, PluginEngine};
+    use std::collections::HashMap;
+
+    /// A probe (ABI 1.7) that takes FUSE events under `dir` (`probe_subtree` at init).
+    fn subtree_probe(dir: &str) -> Plugin {
+        let wat = format!(
+            r#"(module
+                 (import "kplug" "probe_subtree" (func $sub (param i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 32768) "{dir}")
+                 (func (export "kplug_abi_version") (result i32) i32.const 0x10007)
+                 (func (export "kplug_init") (param i64) (result i32)
+                   (call $sub (i32.const 32768) (i32.const {len})))
+                 (func (export "kplug_probe_buf") (result i32) i32.const 0)
+                 (func (export "kplug_probe_events") (param i32) (result i32) i32.const 0)
+                 (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
+            len = dir.len()
+        );
+        PluginEngine::new(EngineConfig::default())
+            .unwrap()
+            .compile("sub", &wat::parse_str(wat).unwrap())
+            .unwrap()
+            .instantiate(&[], 0)
+            .unwrap()
+    }
+
+    fn fuse(ino: u64) -> Event {
+        Event {
+            kind: Kind::Fuse as u8,
+            ino,
+            uid: 0,
+            ..Event::default()
+        }
+    }
+
+    /// Events matched by the probe so far (delivered; nothing is left queued after
+    /// `deliver_all`).
+    fn matched(bus: &ProbeBus) -> u64 {
+        bus.deliver_all();
+        let c = &bus.counts()[0];
+        assert_eq!((c.queued, c.dropped), (0, 0));
+        c.delivered
+    }
+
+    #[test]
+    fn a_subtree_takes_the_events_under_its_directory_and_follows_renames() {
+        let paths: Arc<Mutex<HashMap<u64, &'static str>>> = Arc::new(Mutex::new(
+            [(1, "a/b"), (2, "a/b/c.txt"), (3, "a/bc"), (4, "x"), (6, "")].into(),
+        ));
+        let bus = Arc::new(ProbeBus::default());
+        let seen = paths.clone();
+        bus.set_resolver(Box::new(move |ino| {
+            seen.lock().get(&ino).map(|p| Arc::from(*p))
+        }));
+        // `/a//b/` is `a/b`: its directory and what is under it, not `a/bc`, not `x`, not the
+        // root, not an inode without a path (5).
+        bus.add("p", subtree_probe("/a//b/"));
+        for ino in 1..=6 {
+            bus.emit(fuse(ino), || None);
+        }
+        assert_eq!(matched(&bus), 2);
+        // A path the event carries is used as is (a cache event's file).
+        bus.emit(fuse(9), || Some(Arc::from("a/b/d/e")));
+        bus.emit(fuse(10), || Some(Arc::from("a/b2")));
+        assert_eq!(matched(&bus), 3);
+        // x moves under a/b: remembered paths hold until a rename is announced.
+        paths.lock().insert(4, "a/b/x");
+        bus.emit(fuse(4), || None);
+        assert_eq!(matched(&bus), 3);
+        bus.paths_moved();
+        bus.emit(fuse(4), || None);
+        assert_eq!(matched(&bus), 4);
+    }
+
+    #[test]
+    fn subtrees_are_refused_outside_the_tree() {
+        for bad in ["a/../b", "./a", "a/./b"] {
+            let wat = format!(
+                r#"(module
+                     (import "kplug" "probe_subtree" (func $sub (param i32 i32) (result i32)))
+                     (memory (export "memory") 1)
+                     (data (i32.const 32768) "{bad}")
+                     (func (export "kplug_abi_version") (result i32) i32.const 0x10007)
+                     (func (export "kplug_init") (param i64) (result i32)
+                       (call $sub (i32.const 32768) (i32.const {len})))
+                     (func (export "kplug_probe_buf") (result i32) i32.const 0)
+                     (func (export "kplug_probe_events") (param i32) (result i32) i32.const 0)
+                     (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
+                len = bad.len()
+            );
+            let c = PluginEngine::new(EngineConfig::default())
+                .unwrap()
+                .compile("bad", &wat::parse_str(wat).unwrap())
+                .unwrap();
+            // kplug_init returns the import's -1: the load fails.
+            assert!(c.instantiate(&[], 0).is_err(), "{bad}");
+        }
+        assert!(under("a/b", "a/b") && under("a/b/c", "a/b"));
+        assert!(!under("a/bc", "a/b") && !under("a", "a/b"));
     }
 }

@@ -200,6 +200,9 @@ impl LocalFs {
 
 /// The trait is the inherent methods of the files beside this one.
 impl Tree for LocalFs {
+    fn path_of(&self, ino: u64) -> Option<Arc<str>> {
+        sys::path_under(self.inodes.get(ino)?.fd(), &self.root_path)
+    }
     fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         LocalFs::lookup(self, parent, name)
     }

@@ -65,6 +65,10 @@ impl Source for ObjectSource {
     fn path(&self) -> Option<Arc<str>> {
         Some(self.key.clone())
     }
+
+    fn last_retries(&self) -> u32 {
+        kplug_store::last_call_retries()
+    }
 }
 
 /// What a handle writes.

@@ -196,6 +196,10 @@ fn check_name(name: &OsStr) -> Result<&str> {
 }
 
 impl Tree for ObjectFs {
+    fn path_of(&self, ino: u64) -> Option<Arc<str>> {
+        let key = self.nodes.lock().key(ino)?;
+        Some(Arc::from(key.trim_end_matches('/')))
+    }
     fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         ObjectFs::lookup(self, parent, name)
     }
