@@ -57,9 +57,9 @@
 #               `cut -d, -f1,3` against `cat` of the cut view, `zcat` of its .gz against `cat`
 #               of the gunzip view (time, bytes delivered to user space); and the transforms'
 #               throughput, WASM against the same Rust code native (tests/benches/transform.rs)
-#   probes      a flood of probe events through a real mount: fio random 4 KiB reads (one
-#               job, psync, 5 s quick, 20 s full) of a 64 MiB file held warm in the block
-#               cache (--no-kernel-cache: every read is a FUSE request and a cache hit),
+#   probes      a flood of probe events through a real mount: fio random 4 KiB O_DIRECT reads
+#               (one job, psync, 5 s quick, 20 s full) of a 64 MiB file held warm in the block
+#               cache (every read is a FUSE request and a cache hit),
 #               with no probe, one probe taking every event (`bottleneck` + kinds it skips),
 #               the four FUSE/cache probes, and all five shipped probes: IOPS against no
 #               probe, events delivered and dropped (.kplug/stats)
@@ -967,7 +967,11 @@ if want probes; then
                 cp "$exp/$pr.wasm" "$kmnt/.kplug/plugins/" || die "probes: loading $pr failed"
             done
             fio_run "$kmnt/flood" read 1M "$flood_mib" 0 > /dev/null   # warm: every block cached
-            res=$(fio_run "$kmnt/flood" randread 4k "$flood_mib" "$flood_rt")
+            # O_DIRECT: every read is a FUSE request (the page cache would answer repeats).
+            res=$(taskset -c "$pin_cpu" fio --name=f --filename="$kmnt/flood" --rw=randread --bs=4k \
+                --size="${flood_mib}M" --ioengine=psync --direct=1 --numjobs=1 --time_based \
+                --runtime="$flood_rt" --randrepeat=1 --output-format=terse --terse-version=3 2>>"$logs/fio.err" |
+                awk -F';' '{ printf "mib_s=%.2f iops=%s\n", $7 / 1024, $8 }')
             counts=$(python3 - "$kmnt/.kplug/stats" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])).get("probes", {})

@@ -721,8 +721,8 @@ if F:
         P("Load average at the start " + " / ".join(str(L[0][k]) for k in ("load1", "load5", "load15"))
           + (", at the end " + " / ".join(str(L[-1][k]) for k in ("load1", "load5", "load15")) if len(L) > 1 else "")
           + f" on {L[0]['nproc']} CPUs.\n")
-    P("fio random 4 KiB reads (one job, psync) of a 64 MiB file held in the block cache "
-      "(`--no-kernel-cache`: every read is a FUSE request and a cache hit, two events a read), "
+    P("fio random 4 KiB reads (one job, psync, `--direct=1`) of a 64 MiB file held in the block "
+      "cache (O_DIRECT: every read is a FUSE request and a cache hit, two events a read), "
       "each case on a fresh mount; median (min-max) over the runs. *delivered* and *dropped* are "
       "the events of all the case's probes (`.kplug/stats`), summed over one run.\n")
     P("| case | probes | IOPS | vs no probe | events delivered | dropped |")
