@@ -97,6 +97,9 @@ pub use export::__private;
 /// The ABI, defined once: versions, import and export names with their signatures, limits.
 pub use kplug_abi as abi;
 pub use kplug_abi::{ABI_MAJOR, ABI_MINOR, ABI_VERSION, MAX_PARAM_BYTES, MAX_PREFETCH_RANGES};
+/// Byte and substring search (the `memchr` crate, `no_std`): what transforms use to find
+/// delimiters and patterns, SIMD-accelerated in plugins built with `+simd128`.
+pub use memchr;
 
 /// Names of the exports and imports, as the generated code uses them (from [`abi`]).
 pub mod names {

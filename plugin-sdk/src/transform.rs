@@ -123,7 +123,7 @@ impl Lines {
         mut f: impl FnMut(&[u8], &mut Output),
     ) {
         let mut rest = input;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(i + 1);
             out.count_in(1);
             if self.partial.is_empty() {

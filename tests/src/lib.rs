@@ -181,6 +181,16 @@ impl TestMount {
 
     /// Like [`TestMount::new`], filling the backing directory first.
     pub fn with_backing(extra: &[&str], fill: impl FnOnce(&Path)) -> Self {
+        Self::with_backing_env(extra, &[], fill)
+    }
+
+    /// [`with_backing`](Self::with_backing) with variables `env` set for the daemon
+    /// (`TMPDIR`, say).
+    pub fn with_backing_env(
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        fill: impl FnOnce(&Path),
+    ) -> Self {
         let root = tempfile::Builder::new()
             .prefix("kplugfs-test")
             .tempdir_in("/var/tmp")
@@ -210,7 +220,11 @@ impl TestMount {
         }) {
             args.extend_from_slice(&["--state-dir", state.to_str().unwrap()]);
         }
-        let out = kplugfs(&args);
+        let out = Command::new(kplugfs_bin())
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+            .output()
+            .expect("run kplugfs");
         assert!(
             out.status.success(),
             "mount failed: {}",

@@ -206,6 +206,22 @@ fn changes_behind_the_mount_show_after_reopen() {
     assert_eq!(fs::read(m.m("f")).unwrap(), b"new!");
 }
 
+/// The kernel forgets an inode (here: `drop_caches`), the file is rewritten behind the mount
+/// with the same size, and the next open must not serve the daemon's cached blocks of the
+/// old bytes: with the inode forgotten there was no stamp left to compare, so the blocks go
+/// with it.
+#[test]
+fn a_forgotten_inode_changed_behind_the_mount_is_read_anew() {
+    let m = TestMount::with_backing(&["--no-kernel-cache"], |b| {
+        fs::write(b.join("f"), vec![1u8; 200_000]).unwrap()
+    });
+    assert_eq!(fs::read(m.m("f")).unwrap(), vec![1u8; 200_000]);
+    // Dentries and inodes: the kernel sends FORGET for every unused one.
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    fs::write(m.b("f"), vec![2u8; 200_000]).unwrap();
+    assert_eq!(fs::read(m.m("f")).unwrap(), vec![2u8; 200_000]);
+}
+
 fn mmap(file: &fs::File, len: usize, prot: i32) -> *mut u8 {
     let p = unsafe {
         libc::mmap(

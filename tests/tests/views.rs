@@ -242,6 +242,36 @@ fn a_changed_source_is_seen_and_removal_removes_the_view() {
     assert_eq!(fs::read_dir(m.m(".kplug/views")).unwrap().count(), 0);
 }
 
+/// An output over 64 MiB is spilled to the spool (an unlinked file, `$TMPDIR` here) and
+/// served from there: `stat`, whole reads and preads agree with the reference, the view's
+/// memory holds none of it, and a changed source computes it again.
+#[test]
+fn a_large_output_is_spilled_to_disk_and_served_whole() {
+    let spool = tempfile::tempdir_in("/var/tmp").unwrap();
+    // 80 MiB of log text, about 7 MiB of gzip.
+    let plain = log_text(2_500_000);
+    assert!(plain.len() > 80 << 20, "{}", plain.len());
+    let gz = gzip(&plain);
+    let m = TestMount::with_backing_env(&[], &[("TMPDIR", spool.path())], |b| {
+        fs::write(b.join("big.gz"), &gz).unwrap();
+    });
+    load(&m, "gunzip", "");
+    check_file(&m.m(".kplug/views/gunzip/big.gz"), &plain);
+    let st = view_stats(&m, "gunzip");
+    assert_eq!(st["spilled_bytes"], plain.len() as u64, "{st}");
+    assert_eq!(st["cached_bytes"], 0, "{st}");
+    assert_eq!(st["streams"], 1, "computed once: {st}");
+    // Unlinked: the spool directory shows nothing of it.
+    assert_eq!(fs::read_dir(spool.path()).unwrap().count(), 0);
+    // A new version behind the mount: computed again, and the old spill replaced.
+    let plain2 = log_text(2_400_000);
+    fs::write(m.b("big.gz"), gzip(&plain2)).unwrap();
+    check_file(&m.m(".kplug/views/gunzip/big.gz"), &plain2);
+    let st = view_stats(&m, "gunzip");
+    assert_eq!(st["spilled_bytes"], plain2.len() as u64, "{st}");
+    assert_eq!(st["streams"], 2, "{st}");
+}
+
 /// A transform module whose chunk export runs `chunk` (WAT) after copying the input out.
 fn hostile(chunk: &str) -> Vec<u8> {
     wat::parse_str(format!(

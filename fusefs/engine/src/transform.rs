@@ -55,6 +55,9 @@ pub enum StreamError {
     /// The source could not be read.
     #[error("reading the source: {0}")]
     Source(String),
+    /// The output could not be kept (the spool file: no space left, say).
+    #[error("keeping the output: {0}")]
+    Sink(String),
 }
 
 /// A stream that did not complete.
@@ -249,6 +252,24 @@ impl Transformer {
         output_cap: u64,
         read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>,
     ) -> Result<(Vec<u8>, StreamFigures), TransformError> {
+        let mut out = Vec::new();
+        let fig = self.run_into(size, output_cap, read, &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok((out, fig))
+    }
+
+    /// [`run`](Self::run), handing the output to `write` as it comes (in pieces of at most
+    /// [`abi::TRANSFORM_OUT_BYTES`]) instead of keeping it: a caller can spill a large
+    /// output to a file. A `write` error ends the stream with [`StreamError::Sink`].
+    pub fn run_into(
+        &mut self,
+        size: Option<u64>,
+        output_cap: u64,
+        read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<usize>,
+        write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<StreamFigures, TransformError> {
         if self.failed {
             return Err(TransformError::Fault(HookFault {
                 hook: exp::TRANSFORM_CHUNK.name,
@@ -268,7 +289,8 @@ impl Transformer {
         if code != 0 {
             return Err(TransformError::Stream(StreamError::Refused(code)));
         }
-        let mut out = Vec::new();
+        let mut produced = 0u64;
+        let mut piece = vec![0u8; abi::TRANSFORM_OUT_BYTES];
         let mut chunk = vec![0u8; abi::TRANSFORM_IN_BYTES];
         loop {
             // Fill the chunk: a short one is the source's end.
@@ -313,16 +335,19 @@ impl Transformer {
                         )),
                     ));
                 }
-                if out.len() as u64 + n as u64 > output_cap {
+                if produced + n as u64 > output_cap {
                     return Err(TransformError::Stream(StreamError::OutputCap {
                         cap: output_cap,
                     }));
                 }
-                let at = out.len();
-                out.resize(at + n, 0);
                 self.memory
-                    .read(&self.store, self.out_buf, &mut out[at..])
+                    .read(&self.store, self.out_buf, &mut piece[..n])
                     .expect("in bounds: checked at load, memory never shrinks");
+                if n > 0 {
+                    write(&piece[..n])
+                        .map_err(|e| TransformError::Stream(StreamError::Sink(e.to_string())))?;
+                }
+                produced += n as u64;
                 if !more {
                     break;
                 }
@@ -331,7 +356,7 @@ impl Transformer {
                 break;
             }
         }
-        fig.bytes_out = out.len() as u64;
+        fig.bytes_out = produced;
         (fig.records_in, fig.records_out) = self.store.data().records;
         if self.size_preserving && fig.bytes_out != fig.bytes_in {
             return Err(self.fault(
@@ -342,6 +367,6 @@ impl Transformer {
                 )),
             ));
         }
-        Ok((out, fig))
+        Ok(fig)
     }
 }

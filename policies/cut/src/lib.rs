@@ -11,6 +11,7 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use kplug_sdk::memchr::{memchr, memchr_iter};
 use kplug_sdk::{Lines, Output, Plugin, Rejected, Transform, export_transform};
 
 /// Highest field number accepted.
@@ -44,22 +45,25 @@ impl Cut {
             Some(b) => (b, true),
             None => (line, false),
         };
-        if !body.contains(&d) {
+        if memchr(d, body).is_none() {
             o.push_record(line);
             return;
         }
         let mut first = true;
         let mut want = self.fields.iter().peekable();
-        for (i, f) in body.split(|&b| b == d).enumerate() {
+        let ends = memchr_iter(d, body).chain(core::iter::once(body.len()));
+        let mut start = 0;
+        for (i, end) in ends.enumerate() {
             let Some(&&n) = want.peek() else { break };
             if n == i + 1 {
                 if !first {
                     o.push_byte(d);
                 }
-                o.push(f);
+                o.push(&body[start..end]);
                 first = false;
                 want.next();
             }
+            start = end + 1;
         }
         if nl {
             o.push_byte(b'\n');

@@ -9,12 +9,15 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use kplug_sdk::memchr::memmem::Finder;
 use kplug_sdk::{Lines, Output, Plugin, Rejected, Transform, export_transform};
 
 /// The grep transform.
 #[derive(Default)]
 pub struct Grep {
     pattern: Vec<u8>,
+    /// The pattern's searcher, built once (`init`).
+    finder: Option<Finder<'static>>,
     invert: bool,
     lines: Lines,
 }
@@ -24,26 +27,11 @@ impl Grep {
     pub fn new(pattern: &str, invert: bool) -> Self {
         Grep {
             pattern: pattern.as_bytes().to_vec(),
+            finder: Some(Finder::new(pattern.as_bytes()).into_owned()),
             invert,
             lines: Lines::default(),
         }
     }
-}
-
-/// Whether `needle` occurs in `hay`.
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut at = 0;
-    while let Some(i) = hay[at..].iter().position(|&b| b == first) {
-        let start = at + i;
-        if hay[start + 1..].starts_with(rest) {
-            return true;
-        }
-        at = start + 1;
-    }
-    false
 }
 
 impl Plugin for Grep {
@@ -58,10 +46,10 @@ impl Plugin for Grep {
 
     fn init(&mut self, _capacity: u64) -> Result<(), i32> {
         if self.pattern.is_empty() {
-            Err(1)
-        } else {
-            Ok(())
+            return Err(1);
         }
+        self.finder = Some(Finder::new(&self.pattern).into_owned());
+        Ok(())
     }
 }
 
@@ -72,9 +60,10 @@ impl Transform for Grep {
     }
 
     fn chunk(&mut self, input: &[u8], last: bool, out: &mut Output) -> Result<bool, i32> {
-        let (pattern, invert) = (&self.pattern, self.invert);
+        let invert = self.invert;
+        let finder = self.finder.as_ref().ok_or(1)?;
         self.lines.feed(input, last, out, |line, o| {
-            if contains(line, pattern) != invert {
+            if finder.find(line).is_some() != invert {
                 o.push_record(line);
             }
         });
@@ -97,6 +86,7 @@ mod tests {
             let got = kplug_sdk::transform::run_native(&mut Grep::new("ERR", true), text, chunk);
             assert_eq!(got.unwrap(), b"alpha\ngamma\n");
         }
-        assert!(contains(b"aab", b"ab") && !contains(b"aa", b"ab"));
+        let got = kplug_sdk::transform::run_native(&mut Grep::new("ab", false), b"aab\naa\n", 1);
+        assert_eq!(got.unwrap(), b"aab\n");
     }
 }

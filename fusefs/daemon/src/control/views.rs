@@ -17,12 +17,15 @@
 //! **Sizes and reads.** `stat` must tell the true size before the first read, and `pread` at
 //! any offset must give the bytes of the whole transformed stream there. A size-preserving
 //! transform (`kplug_transform_flags`) gets the source's size with no pass. For the others the
-//! first `stat` or `open` runs the transform over the whole source once and keeps the output
-//! in memory, keyed by the source's (inode, size, mtime, ctime): later stats, opens and reads
-//! at any offset are answered from it. A change of the source, through the mount or behind
-//! it, changes the key, and the next `stat`/`open` computes again. The outputs of a view are
-//! kept up to [`VIEW_CACHE_BYTES`]; beyond that the oldest outputs are dropped (their sizes
-//! are kept, so `stat` stays free; an `open` computes again). An open handle holds the output
+//! first `stat` or `open` runs the transform over the whole source once and keeps the output,
+//! keyed by the source's (inode, size, mtime, ctime): later stats, opens and reads at any
+//! offset are answered from it. An output is kept in memory up to [`VIEW_MEM_OUTPUT`]; a
+//! larger one is **spilled** as it is produced to an unlinked file of the spool directory
+//! (`$TMPDIR`, else `/var/tmp`), read back with `pread`, so a 1 GiB decompressed view costs
+//! disk, not memory. A change of the source, through the mount or behind it, changes the
+//! key, and the next `stat`/`open` computes again. A view keeps its outputs up to
+//! [`VIEW_CACHE_BYTES`] in memory and [`VIEW_SPOOL_BYTES`] spilled; beyond that the oldest
+//! are dropped (their sizes are kept, so `stat` stays free; an `open` computes again). An open handle holds the output
 //! it opened on: repeated reads of one descriptor are consistent even if the source changes
 //! meanwhile. Views are served with direct I/O: the kernel never keeps their pages, so a
 //! changed source never shows stale pages and two callers never share cached pages.
@@ -31,8 +34,8 @@
 //! fault of the plugin (trap, timeout, memory cap, an answer outside the ABI) makes it
 //! `failed` in `.kplug/status`, and every read of that view fails with EIO until the plugin
 //! file is written again; a stream error (the plugin refused the input, the output went over
-//! [`VIEW_OUTPUT_CAP`], the source could not be read) fails that file's open with EIO and
-//! shows as the view's `last_error`. The plain tree and the other views are never touched.
+//! [`view_output_cap`], the source could not be read) fails that file's open with EIO and
+//! shows as the view's `last_error`. A spill that fails (no space left) is a stream error. The plain tree and the other views are never touched.
 //!
 //! **Per-caller views.** A transform importing `transform_uid` shapes each reader's bytes by
 //! who reads (redaction exempting some users): it must be size-preserving (`stat` does not say
@@ -64,9 +67,102 @@ use crate::monitor::schema::{ViewEntry, ViewStats};
 /// Most bytes of transformed output one view keeps in memory (256 MiB): a 1 % filter of
 /// 25 GiB of sources, or a few decompressed files; more is computed again at its next open.
 pub const VIEW_CACHE_BYTES: u64 = 256 << 20;
-/// Cap on one file's transformed output (256 MiB): a decompression bomb is an error (EIO),
-/// not a daemon out of memory.
-pub const VIEW_OUTPUT_CAP: u64 = 256 << 20;
+/// Largest output kept in memory (64 MiB); a larger one is spilled to the spool directory.
+pub const VIEW_MEM_OUTPUT: u64 = 64 << 20;
+/// Most bytes of spilled outputs one view keeps (16 GiB); beyond, the oldest are dropped.
+pub const VIEW_SPOOL_BYTES: u64 = 16 << 30;
+/// Cap on one file's transformed output: 64 times the source (text and logs compress 5 to
+/// 20 times), at least [`VIEW_CACHE_BYTES`] (a small file may expand more), at most
+/// [`VIEW_SPOOL_BYTES`]. A decompression bomb is an error (EIO), never a daemon out of memory
+/// or a full disk.
+pub fn view_output_cap(source: u64) -> u64 {
+    source
+        .saturating_mul(64)
+        .clamp(VIEW_CACHE_BYTES, VIEW_SPOOL_BYTES)
+}
+
+/// Where outputs larger than [`VIEW_MEM_OUTPUT`] are spilled: `$TMPDIR`, else `/var/tmp`
+/// (on disk on Debian, where `/tmp` may be memory).
+fn spool_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from)
+}
+
+/// One file's transformed output: in memory, or spilled to an unlinked file.
+enum Output {
+    Mem(Vec<u8>),
+    Spilled { file: std::fs::File, len: u64 },
+}
+
+impl Output {
+    fn len(&self) -> u64 {
+        match self {
+            Output::Mem(v) => v.len() as u64,
+            Output::Spilled { len, .. } => *len,
+        }
+    }
+
+    fn in_memory(&self) -> bool {
+        matches!(self, Output::Mem(_))
+    }
+
+    /// At most `size` bytes at `offset` (fewer at the end).
+    fn read_at(&self, offset: u64, size: u32) -> Result<Vec<u8>> {
+        match self {
+            Output::Mem(v) => Ok(slice(v, offset, size)),
+            Output::Spilled { file, len } => {
+                use std::os::unix::fs::FileExt;
+                let n = (*len).saturating_sub(offset).min(size as u64) as usize;
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, offset).map_err(|e| {
+                    crate::FsError::from(e).context("reading a spilled view output")
+                })?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// Collects a stream's output: in memory up to [`VIEW_MEM_OUTPUT`], then in a spool file.
+struct OutputWriter {
+    mem: Vec<u8>,
+    spilled: Option<(std::fs::File, u64)>,
+}
+
+impl OutputWriter {
+    fn new() -> Self {
+        OutputWriter {
+            mem: Vec::new(),
+            spilled: None,
+        }
+    }
+
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.spilled.is_none() && (self.mem.len() + b.len()) as u64 > VIEW_MEM_OUTPUT {
+            let mut f = tempfile::tempfile_in(spool_dir())?;
+            f.write_all(&self.mem)?;
+            self.spilled = Some((f, self.mem.len() as u64));
+            self.mem = Vec::new();
+        }
+        match &mut self.spilled {
+            Some((f, len)) => {
+                f.write_all(b)?;
+                *len += b.len() as u64;
+            }
+            None => self.mem.extend_from_slice(b),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Output {
+        match self.spilled {
+            Some((file, len)) => Output::Spilled { file, len },
+            None => Output::Mem(self.mem),
+        }
+    }
+}
 /// Passes over one file before a source that keeps changing during them is an error.
 const PASSES: usize = 3;
 /// The inode of the mount's root in the data tree.
@@ -83,37 +179,60 @@ fn version(a: &Attr) -> Version {
 struct Known {
     version: Version,
     size: u64,
-    output: Option<Arc<Vec<u8>>>,
+    output: Option<Arc<Output>>,
 }
 
 /// Whose output: a path, and for a per-caller transform the reader's uid.
 type Key = (PathBuf, Option<u32>);
 
-/// The outputs of one view, by path (and reader), within [`VIEW_CACHE_BYTES`].
+/// The outputs of one view, by path (and reader), within [`VIEW_CACHE_BYTES`] in memory and
+/// [`VIEW_SPOOL_BYTES`] spilled.
 #[derive(Default)]
 struct Outputs {
     known: HashMap<Key, Known>,
     /// Keys holding an output, oldest first.
     order: VecDeque<Key>,
+    /// Bytes of the outputs kept in memory.
     bytes: u64,
+    /// Bytes of the outputs kept spilled.
+    spilled: u64,
 }
 
 impl Outputs {
-    fn insert(&mut self, key: &Key, version: Version, output: Arc<Vec<u8>>) {
+    fn used(&mut self, in_memory: bool) -> &mut u64 {
+        if in_memory {
+            &mut self.bytes
+        } else {
+            &mut self.spilled
+        }
+    }
+
+    fn insert(&mut self, key: &Key, version: Version, output: Arc<Output>) {
         self.drop_output(key);
-        let size = output.len() as u64;
-        while self.bytes + size > VIEW_CACHE_BYTES
-            && let Some(old) = self.order.pop_front()
-        {
-            if let Some(k) = self.known.get_mut(&old)
-                && let Some(o) = k.output.take()
-            {
-                self.bytes -= o.len() as u64;
+        let (size, mem) = (output.len(), output.in_memory());
+        let budget = if mem {
+            VIEW_CACHE_BYTES
+        } else {
+            VIEW_SPOOL_BYTES
+        };
+        // The oldest outputs of the same kind (memory or spool) make room.
+        while *self.used(mem) + size > budget {
+            let Some(i) = self.order.iter().position(|k| {
+                self.known
+                    .get(k)
+                    .and_then(|k| k.output.as_ref())
+                    .is_some_and(|o| o.in_memory() == mem)
+            }) else {
+                break;
+            };
+            let old = self.order.remove(i).expect("found");
+            if let Some(o) = self.known.get_mut(&old).and_then(|k| k.output.take()) {
+                *self.used(mem) -= o.len();
             }
         }
-        let keep = size <= VIEW_CACHE_BYTES;
+        let keep = size <= budget;
         if keep {
-            self.bytes += size;
+            *self.used(mem) += size;
             self.order.push_back(key.clone());
         }
         self.known.insert(
@@ -130,7 +249,7 @@ impl Outputs {
         if let Some(k) = self.known.get_mut(key)
             && let Some(o) = k.output.take()
         {
-            self.bytes -= o.len() as u64;
+            *self.used(o.in_memory()) -= o.len();
             self.order.retain(|p| p != key);
         }
     }
@@ -215,7 +334,7 @@ impl View {
         {
             return Ok(k.size);
         }
-        Ok(self.output(main, path, src, None)?.len() as u64)
+        Ok(self.output(main, path, src, None)?.len())
     }
 
     /// The whole transformed output of the file at `path` for reader `uid`: kept, or
@@ -226,7 +345,7 @@ impl View {
         path: &Path,
         src: &Attr,
         uid: Option<u32>,
-    ) -> Result<Arc<Vec<u8>>> {
+    ) -> Result<Arc<Output>> {
         self.check_serving()?;
         let key: Key = (path.to_path_buf(), uid.filter(|_| self.per_caller));
         if let Some(k) = self.outputs.lock().known.get(&key)
@@ -258,9 +377,11 @@ impl View {
                 pos += data.len() as u64;
                 Ok(data.len())
             };
-            let r = t.run(Some(attr.size), VIEW_OUTPUT_CAP, &mut read);
+            let mut out = OutputWriter::new();
+            let cap = view_output_cap(attr.size);
+            let r = t.run_into(Some(attr.size), cap, &mut read, &mut |b| out.write(b));
             let _ = main.release(fh);
-            let (out, fig) = match r {
+            let fig = match r {
                 Ok(x) => x,
                 Err(e) => return Err(self.stream_error(path, &e)),
             };
@@ -274,7 +395,7 @@ impl View {
             // The source must be the version the pass started from, whole.
             let now = main.getattr(attr.ino, None)?;
             if version(&now) == version(&attr) && fig.bytes_in == attr.size {
-                let out = Arc::new(out);
+                let out = Arc::new(out.finish());
                 self.outputs
                     .lock()
                     .insert(&key, version(&attr), out.clone());
@@ -294,11 +415,13 @@ impl View {
     pub fn stats(&self) -> ViewStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let kept = self.outputs.lock();
         ViewStats {
             bytes_in: get(&c.bytes_in),
             bytes_out: get(&c.bytes_out),
             cache_hits: get(&c.cache_hits),
-            cached_bytes: self.outputs.lock().bytes,
+            cached_bytes: kept.bytes,
+            spilled_bytes: kept.spilled,
             errors: get(&c.errors),
             faults: self.status.faults(),
             records_in: get(&c.records_in),
@@ -392,7 +515,7 @@ pub struct ViewsTree {
     nodes: Mutex<Nodes>,
     next: AtomicU64,
     /// Open files (their output) and listings (`None`).
-    open: Handles<Option<Arc<Vec<u8>>>>,
+    open: Handles<Option<Arc<Output>>>,
 }
 
 impl ViewsTree {
@@ -604,7 +727,7 @@ impl Tree for ViewsTree {
 
     fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         self.open.with(fh, |h| match h {
-            Some(out) => Ok(slice(out, offset, size)),
+            Some(out) => out.read_at(offset, size),
             None => Err(fs_err!(libc::EISDIR, "a directory")),
         })
     }

@@ -375,6 +375,9 @@ pub struct ViewStats {
     pub records_in: u64,
     /// Records it counted out.
     pub records_out: u64,
+    /// Bytes of output kept spilled to the spool now (outputs over 64 MiB).
+    #[serde(default)]
+    pub spilled_bytes: u64,
     /// Completed passes over a source file.
     pub streams: u64,
     /// Wall time in the plugin's calls, ns.
@@ -383,7 +386,7 @@ pub struct ViewStats {
 
 impl ViewStats {
     /// The fields that are levels, not counts.
-    pub const GAUGES: &'static [&'static str] = &["cached_bytes"];
+    pub const GAUGES: &'static [&'static str] = &["cached_bytes", "spilled_bytes"];
 }
 
 /// `status.views[]`.

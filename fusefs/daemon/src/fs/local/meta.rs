@@ -9,10 +9,14 @@ impl LocalFs {
         self.do_lookup(&p, name)
     }
 
-    /// The kernel dropped `nlookup` references to `ino`.
+    /// The kernel dropped `nlookup` references to `ino`. Once nobody holds it, its stamp
+    /// goes, and so do its cached blocks: the next lookup may find the file changed behind
+    /// the mount with no stamp left to tell (a view's pass, or the kernel's forget under memory
+    /// pressure, then a rewrite: the next open would have served the old blocks).
     pub(super) fn forget(&self, ino: u64, nlookup: u64) {
         if self.inodes.forget(ino, nlookup) {
             self.stamps.lock().remove(&ino);
+            self.data.invalidate_file(ino);
         }
     }
 
