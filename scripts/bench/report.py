@@ -674,14 +674,19 @@ if SP:
     P("**Target.** " + ("met on every policy and trace." if not short else
                         f"**not met** on {len(short)} of {len(summary['simpeer'])}: " + "; ".join(short) + ".") + "\n")
 
+def load_line(scenario):
+    """The load average a scenario recorded at its start and end (its `<name>load` records)."""
+    L = sel(scenario)
+    if L:
+        avg = lambda r: " / ".join(str(r[k]) for k in ("load1", "load5", "load15"))
+        P("Load average at the start " + avg(L[0]) + (", at the end " + avg(L[-1]) if len(L) > 1 else "")
+          + f" on {L[0]['nproc']} CPUs.\n")
+
+
 V = sel("views")
 if V:
     P("## 11. Views: transforms in the mount against the user-space pipeline\n")
-    L = sel("viewsload")
-    if L:
-        P("Load average at the start " + " / ".join(str(L[0][k]) for k in ("load1", "load5", "load15"))
-          + (", at the end " + " / ".join(str(L[-1][k]) for k in ("load1", "load5", "load15")) if len(L) > 1 else "")
-          + f" on {L[0]['nproc']} CPUs.\n")
+    load_line("viewsload")
     P("Each command on a fresh mount (`--backend-latency 1ms --no-kernel-cache`), the backing "
       "file dropped from the page cache; median (min-max) over the runs.\n")
     P("| row | pipeline through the plain mount | s | view | s | speed | bytes to user space (view / plain) |")
@@ -716,11 +721,7 @@ if V:
 F = sel("probes")
 if F:
     P("## 13. Probes under a flood: fio through a real mount\n")
-    L = sel("probesload")
-    if L:
-        P("Load average at the start " + " / ".join(str(L[0][k]) for k in ("load1", "load5", "load15"))
-          + (", at the end " + " / ".join(str(L[-1][k]) for k in ("load1", "load5", "load15")) if len(L) > 1 else "")
-          + f" on {L[0]['nproc']} CPUs.\n")
+    load_line("probesload")
     P("fio random 4 KiB reads (one job, psync, `--direct=1`) of a 64 MiB file held in the block "
       "cache (O_DIRECT: every read is a FUSE request and a cache hit, two events a read), "
       "each case on a fresh mount; median (min-max) over the runs. *delivered* and *dropped* are "
