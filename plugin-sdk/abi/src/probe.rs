@@ -43,8 +43,9 @@ pub enum Kind {
     Cache = 2,
     /// A read from the backend (backing file or object store): `op` 0 demand, 1 prefetch;
     /// `ino`, `offset` and `length` the byte range asked for, `bytes` got, `latency_ns`,
-    /// `result` 0 or the errno; `pid` holds the requests the store's client **retried**
-    /// during the read (0 for a local file).
+    /// `result` 0 or the errno; `pid` holds the read's **retries**: its requests to the store
+    /// that failed in a way the client retries (a timeout, a 5xx, 503 SlowDown), each followed
+    /// by another attempt unless the call's retry time ran out (0 for a local file).
     Backend = 3,
     /// A decision of the cache's policies (ABI 1.7), on block `offset` of `ino`: `op`
     /// [`POLICY_ADMIT`] or [`POLICY_REFUSE`] (the admission policy on a block fetched;
