@@ -28,9 +28,9 @@ apt_install() {
 # the peers and load generator of the benchmarks; ceph-mon, ceph-osd, radosgw, ceph-common and
 # curl: the single-node Ceph RGW the object-store tests run against (scripts/s3/ceph-s3.sh);
 # s3fs, rclone, and cmake + libfuse3-dev (to build the mountpoint-s3 peer): the peers of the
-# s3 benchmark (scripts/bench.sh --only s3).
+# s3 benchmark (scripts/bench.sh --only s3); zstd: the reference the zstd view is tested against.
 apt_install fuse3 acl libacl1-dev bindfs fio pkg-config curl \
-    ceph-mon ceph-osd radosgw ceph-common s3fs rclone cmake libfuse3-dev
+    ceph-mon ceph-osd radosgw ceph-common s3fs rclone cmake libfuse3-dev zstd
 
 # clang and lld (wasm-ld): the C SDK's plugins (plugin-sdk/c/kplug.h, policies/c/lru.c), built
 # to wasm32 by the tests (KPLUGFS_C_REQUIRED=1 in scripts/test.sh).

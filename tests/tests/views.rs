@@ -272,6 +272,49 @@ fn a_large_output_is_spilled_to_disk_and_served_whole() {
     assert_eq!(st["streams"], 2, "{st}");
 }
 
+/// `zstd -c -LEVEL` of `data` (the zstd tool: scripts/setup.sh installs it).
+fn zstd_tool(data: &[u8], level: &str) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("zstd")
+        .args(["-q", "-c", level])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the zstd tool (scripts/setup.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The zstd view against the zstd tool: fast and high levels (checksums on, the tool's
+/// default), two frames one after another, and a file that is not zstd.
+#[test]
+fn the_zstd_view_matches_the_zstd_tool() {
+    let log = log_text(60_000);
+    let tail = log_text(1_000);
+    let mut two = zstd_tool(&log, "-1");
+    two.extend(zstd_tool(&tail, "-19"));
+    let m = TestMount::with_backing(&[], |b| {
+        fs::write(b.join("fast.zst"), zstd_tool(&log, "-1")).unwrap();
+        fs::write(b.join("high.zst"), zstd_tool(&log, "-19")).unwrap();
+        fs::write(b.join("two.zst"), &two).unwrap();
+        fs::write(b.join("plain"), &tail).unwrap();
+    });
+    load(&m, "zstd", "");
+    check_file(&m.m(".kplug/views/zstd/fast.zst"), &log);
+    check_file(&m.m(".kplug/views/zstd/high.zst"), &log);
+    let mut both = log.clone();
+    both.extend_from_slice(&tail);
+    check_file(&m.m(".kplug/views/zstd/two.zst"), &both);
+    let e = fs::read(m.m(".kplug/views/zstd/plain")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert_eq!(view_status(&m, "zstd")["state"], "active");
+}
+
 /// A transform module whose chunk export runs `chunk` (WAT) after copying the input out.
 fn hostile(chunk: &str) -> Vec<u8> {
     wat::parse_str(format!(
