@@ -109,7 +109,7 @@ impl Server {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "kplug-{what}-{}-{}",
-            std::process::id(),
+            run_tag(),
             N.fetch_add(1, Ordering::Relaxed)
         );
         let r = self.call("PUT", &name, None);
@@ -270,9 +270,28 @@ fn scratch_path() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     std::env::temp_dir().join(format!(
         "kplug-s3test-{}-{}",
-        std::process::id(),
+        run_tag(),
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// This process's part of the names it makes: its pid and when it started (base 36). The
+/// pid alone is not enough: pids wrap (32768 on Debian), and a run that was killed leaves its
+/// buckets on the server, where a later process of the same pid would find one not empty.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let mut t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut b36 = Vec::new();
+        while t > 0 {
+            b36.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
+            t /= 36;
+        }
+        b36.reverse();
+        format!("{}-{}", std::process::id(), String::from_utf8(b36).unwrap())
+    })
 }
 
 fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
