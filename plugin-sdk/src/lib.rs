@@ -89,7 +89,7 @@ pub use host::{
     path_matches, pressure, resident, sequentiality, transform_records, transform_uid,
 };
 #[cfg(feature = "alloc")]
-pub use transform::{FixedRecords, Lines, Output, Transform};
+pub use transform::{FixedRecords, Lines, Output, Transform, Unconsumed};
 
 #[doc(hidden)]
 pub use export::__private;

@@ -105,6 +105,42 @@ impl Output {
     }
 }
 
+/// Input a decoder has not consumed yet, kept across chunks (a gzip member or a zstd block
+/// cut by a chunk boundary): [`feed`](Self::feed) appends the next chunk, [`rest`](Self::rest)
+/// is what is left, [`consume`](Self::consume) marks bytes used.
+#[derive(Default, Debug)]
+pub struct Unconsumed {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Unconsumed {
+    /// Forget everything (a new stream).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.at = 0;
+    }
+
+    /// Append a chunk, dropping the bytes consumed so far.
+    pub fn feed(&mut self, input: &[u8]) {
+        if self.at > 0 {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        self.buf.extend_from_slice(input);
+    }
+
+    /// The bytes not consumed yet.
+    pub fn rest(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+
+    /// `n` more bytes were used (at most [`rest`](Self::rest)'s length).
+    pub fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buf.len());
+    }
+}
+
 /// Cuts a stream into lines (each with its `\n`; the last line of a stream may lack it)
 /// across chunk boundaries.
 #[derive(Default, Debug)]
@@ -380,6 +416,21 @@ mod tests {
             });
             Ok(false)
         }
+    }
+
+    #[test]
+    fn unconsumed_keeps_what_was_not_used_across_chunks() {
+        let mut u = Unconsumed::default();
+        u.feed(b"abcdef");
+        u.consume(4);
+        assert_eq!(u.rest(), b"ef");
+        u.feed(b"gh");
+        assert_eq!(u.rest(), b"efgh");
+        u.consume(10);
+        assert!(u.rest().is_empty());
+        u.feed(b"x");
+        u.clear();
+        assert!(u.rest().is_empty());
     }
 
     #[test]

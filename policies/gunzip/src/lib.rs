@@ -14,7 +14,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use kplug_sdk::{Output, Plugin, Transform, export_transform};
+use kplug_sdk::{Output, Plugin, Transform, Unconsumed, export_transform};
 use miniz_oxide::inflate::stream::{InflateState, inflate};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
@@ -42,8 +42,7 @@ pub struct Gunzip {
     state: Box<InflateState>,
     phase: Phase,
     /// Input not consumed yet.
-    input: Vec<u8>,
-    at: usize,
+    input: Unconsumed,
     /// Bytes of the current member, mod 2^32 (checked against the trailer).
     member_len: u32,
     window: Vec<u8>,
@@ -56,8 +55,7 @@ impl Default for Gunzip {
         Gunzip {
             state: InflateState::new_boxed(DataFormat::Raw),
             phase: Phase::Header,
-            input: Vec::new(),
-            at: 0,
+            input: Unconsumed::default(),
             member_len: 0,
             window: vec![0; 32 << 10],
             any: false,
@@ -106,21 +104,16 @@ impl Transform for Gunzip {
         self.state.reset(DataFormat::Raw);
         self.phase = Phase::Header;
         self.input.clear();
-        self.at = 0;
         self.member_len = 0;
         self.any = false;
         Ok(())
     }
 
     fn chunk(&mut self, input: &[u8], last: bool, out: &mut Output) -> Result<bool, i32> {
-        if self.at > 0 {
-            self.input.drain(..self.at);
-            self.at = 0;
-        }
-        self.input.extend_from_slice(input);
+        self.input.feed(input);
         let mut produced = 0;
         loop {
-            let rest = &self.input[self.at..];
+            let rest = self.input.rest();
             match self.phase {
                 Phase::Header => {
                     if rest.is_empty() && self.any {
@@ -128,7 +121,7 @@ impl Transform for Gunzip {
                     }
                     match header_len(rest)? {
                         Some(n) => {
-                            self.at += n;
+                            self.input.consume(n);
                             self.phase = Phase::Data;
                             self.member_len = 0;
                             self.state.reset(DataFormat::Raw);
@@ -141,7 +134,7 @@ impl Transform for Gunzip {
                         return Ok(true);
                     }
                     let r = inflate(&mut self.state, rest, &mut self.window, MZFlush::None);
-                    self.at += r.bytes_consumed;
+                    self.input.consume(r.bytes_consumed);
                     out.push(&self.window[..r.bytes_written]);
                     produced += r.bytes_written;
                     self.member_len = self.member_len.wrapping_add(r.bytes_written as u32);
@@ -160,13 +153,13 @@ impl Transform for Gunzip {
                     if isize != self.member_len {
                         return Err(CORRUPT);
                     }
-                    self.at += 8;
+                    self.input.consume(8);
                     self.any = true;
                     self.phase = Phase::Header;
                 }
             }
         }
-        if last && !(self.phase == Phase::Header && self.any && self.at == self.input.len()) {
+        if last && !(self.phase == Phase::Header && self.any && self.input.rest().is_empty()) {
             return Err(if self.any || self.phase != Phase::Header {
                 TRUNCATED
             } else {

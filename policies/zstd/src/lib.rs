@@ -17,7 +17,7 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use kplug_sdk::{Output, Plugin, Transform, export_transform};
+use kplug_sdk::{Output, Plugin, Transform, Unconsumed, export_transform};
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use ruzstd::io::Read;
 
@@ -40,8 +40,7 @@ pub struct Zstd {
     /// Inside a frame (its header read).
     in_frame: bool,
     /// Input not consumed yet.
-    input: Vec<u8>,
-    at: usize,
+    input: Unconsumed,
     window: Vec<u8>,
     /// A frame was completed (an empty file is not zstd).
     any: bool,
@@ -54,8 +53,7 @@ impl Default for Zstd {
         Zstd {
             dec,
             in_frame: false,
-            input: Vec::new(),
-            at: 0,
+            input: Unconsumed::default(),
             window: vec![0; BURST],
             any: false,
         }
@@ -80,17 +78,12 @@ impl Transform for Zstd {
     fn begin(&mut self, _size: Option<u64>) -> Result<(), i32> {
         self.in_frame = false;
         self.input.clear();
-        self.at = 0;
         self.any = false;
         Ok(())
     }
 
     fn chunk(&mut self, input: &[u8], last: bool, out: &mut Output) -> Result<bool, i32> {
-        if self.at > 0 {
-            self.input.drain(..self.at);
-            self.at = 0;
-        }
-        self.input.extend_from_slice(input);
+        self.input.feed(input);
         let mut produced = 0;
         loop {
             // What the decoder holds beyond its window (all of it once the frame ended).
@@ -103,7 +96,7 @@ impl Transform for Zstd {
                 produced += n;
                 continue;
             }
-            let rest = &self.input[self.at..];
+            let rest = self.input.rest();
             if !self.in_frame {
                 if rest.is_empty() || (rest.len() < MAX_FRAME_HEADER && !last) {
                     break;
@@ -118,7 +111,8 @@ impl Transform for Zstd {
                         NOT_ZSTD
                     });
                 }
-                self.at += rest.len() - src.len();
+                let used = rest.len() - src.len();
+                self.input.consume(used);
                 self.in_frame = true;
                 continue;
             }
@@ -139,9 +133,10 @@ impl Transform for Zstd {
             self.dec
                 .decode_blocks(&mut src, BlockDecodingStrategy::UptoBlocks(1))
                 .map_err(|_| CORRUPT)?;
-            self.at += rest.len() - src.len();
+            let used = rest.len() - src.len();
+            self.input.consume(used);
         }
-        if last && (self.in_frame || !self.any || self.at != self.input.len()) {
+        if last && (self.in_frame || !self.any || !self.input.rest().is_empty()) {
             return Err(if self.any || self.in_frame {
                 TRUNCATED
             } else {
