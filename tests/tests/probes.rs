@@ -11,23 +11,31 @@ use kplugfs_tests::{TestMount, drop_plugin, exported_policy, pattern, plugin, st
 
 const MIB: usize = 1 << 20;
 
+/// The probes' mounts: an 8 MiB block cache of 64 KiB blocks, no kernel cache (every read
+/// reaches the daemon).
+const MOUNT_OPTS: [&str; 5] = [
+    "--cache-size",
+    "8MiB",
+    "--block-size",
+    "64KiB",
+    "--no-kernel-cache",
+];
+
 /// A mount whose reads all reach the daemon: `dir/a` (1 MiB), `b` (256 KiB), `c` (64 KiB).
 fn mount() -> TestMount {
-    TestMount::with_backing(
-        &[
-            "--cache-size",
-            "8MiB",
-            "--block-size",
-            "64KiB",
-            "--no-kernel-cache",
-        ],
-        |b| {
-            fs::create_dir(b.join("dir")).unwrap();
-            fs::write(b.join("dir/a"), pattern(MIB, 1)).unwrap();
-            fs::write(b.join("b"), pattern(MIB / 4, 2)).unwrap();
-            fs::write(b.join("c"), pattern(MIB / 16, 3)).unwrap();
-        },
-    )
+    TestMount::with_backing(&MOUNT_OPTS, |b| {
+        fs::create_dir(b.join("dir")).unwrap();
+        fs::write(b.join("dir/a"), pattern(MIB, 1)).unwrap();
+        fs::write(b.join("b"), pattern(MIB / 4, 2)).unwrap();
+        fs::write(b.join("c"), pattern(MIB / 16, 3)).unwrap();
+    })
+}
+
+/// A mount like [`mount`] whose every backend read sleeps 20 ms, its backing filled by `fill`.
+fn slow_mount(fill: impl FnOnce(&std::path::Path)) -> TestMount {
+    let mut opts = MOUNT_OPTS.to_vec();
+    opts.extend(["--backend-latency", "20ms"]);
+    TestMount::with_backing(&opts, fill)
 }
 
 /// Read `rel` whole through the mount, `times` times, checking every byte.
@@ -323,24 +331,13 @@ fn rows<'a>(text: &'a str, key: &str) -> Vec<Vec<&'a str>> {
 #[test]
 fn latency_by_dir_shows_the_slow_directory() {
     // Every backend read sleeps 20 ms: a read that misses waits at least that long.
-    let m = TestMount::with_backing(
-        &[
-            "--cache-size",
-            "8MiB",
-            "--block-size",
-            "64KiB",
-            "--no-kernel-cache",
-            "--backend-latency",
-            "20ms",
-        ],
-        |b| {
-            fs::create_dir(b.join("slow")).unwrap();
-            fs::create_dir(b.join("fast")).unwrap();
-            fs::write(b.join("slow/x"), pattern(MIB / 2, 4)).unwrap();
-            fs::write(b.join("fast/y"), pattern(MIB / 4, 5)).unwrap();
-            fs::write(b.join("top"), pattern(4096, 6)).unwrap();
-        },
-    );
+    let m = slow_mount(|b| {
+        fs::create_dir(b.join("slow")).unwrap();
+        fs::create_dir(b.join("fast")).unwrap();
+        fs::write(b.join("slow/x"), pattern(MIB / 2, 4)).unwrap();
+        fs::write(b.join("fast/y"), pattern(MIB / 4, 5)).unwrap();
+        fs::write(b.join("top"), pattern(4096, 6)).unwrap();
+    });
     read(&m, "fast/y", 1);
     drop_plugin(
         &m,
@@ -439,18 +436,7 @@ fn seq_by_process_tells_the_scanner_from_the_random_reader() {
 
 #[test]
 fn bottleneck_blames_the_backend_latency() {
-    let m = TestMount::with_backing(
-        &[
-            "--cache-size",
-            "8MiB",
-            "--block-size",
-            "64KiB",
-            "--no-kernel-cache",
-            "--backend-latency",
-            "20ms",
-        ],
-        |b| fs::write(b.join("cold"), pattern(MIB / 2, 7)).unwrap(),
-    );
+    let m = slow_mount(|b| fs::write(b.join("cold"), pattern(MIB / 2, 7)).unwrap());
     drop_plugin(&m, "bottleneck.wasm", &exported_policy("bottleneck")).unwrap();
     read(&m, "cold", 1);
     let text = report(&m, "bottleneck").unwrap();
@@ -524,12 +510,12 @@ fn a_governor_adapts_to_a_figure_a_probe_publishes() {
     read(&m, "dir/a", 1);
 }
 
-/// The `*` (total) row of a policy-audit report: admitted refused evicted wasted prefetched
-/// used accuracy_pct.
+/// The numbers of `dir`'s row (`*`: the total) of a policy-audit report: admitted refused
+/// evicted wasted prefetched used accuracy_pct.
 fn audit_row(text: &str, dir: &str) -> Option<Vec<u64>> {
-    text.lines()
-        .find(|l| l.split(' ').next() == Some(dir))
-        .map(|l| l.split(' ').skip(1).map(|n| n.parse().unwrap()).collect())
+    rows(text, dir)
+        .first()
+        .map(|r| r[1..].iter().map(|n| n.parse().unwrap()).collect())
 }
 
 /// ABI 1.7: the policies' decisions reach a probe (admissions, evictions, prefetches issued

@@ -467,7 +467,7 @@ impl BlockCache {
         let latency = started.elapsed().as_nanos() as u64;
         self.figures.note_backend_latency(latency);
         let range = (index * bs, bs);
-        let read = (range, latency, file.source.last_retries());
+        let read = (range, latency, &**file.source);
         self.probes
             .backend(file.ino, read, &result, pe::BACKEND_DEMAND);
         let mut g = self.inner.lock();
@@ -608,7 +608,7 @@ fn run_prefetch(
     let latency = started.elapsed().as_nanos() as u64;
     figures.note_backend_latency(latency);
     let range = (first * bs, n * bs);
-    let read = (range, latency, job.source.last_retries());
+    let read = (range, latency, &*job.source);
     probes.backend(job.ino, read, &result, pe::BACKEND_PREFETCH);
     let mut g = inner.lock();
     g.queued_prefetch -= job.blocks.len();
@@ -828,13 +828,13 @@ impl Probes {
         })
     }
 
-    /// A backend read of `range` (offset, length) of `ino` took `latency` ns and `retries`
-    /// retried requests.
+    /// A backend read of `range` (offset, length) of `ino` from `source` took `latency` ns
+    /// (its retries are asked of the source only while a probe takes the event).
     #[inline]
     fn backend(
         &self,
         ino: u64,
-        ((offset, length), latency, retries): ((u64, u64), u64, u32),
+        ((offset, length), latency, source): ((u64, u64), u64, &dyn Source),
         result: &Result<Vec<u8>>,
         op: u8,
     ) {
@@ -852,7 +852,7 @@ impl Probes {
                 length,
                 latency_ns: latency,
                 uid: u32::MAX,
-                pid: retries,
+                pid: source.last_retries(),
                 bytes,
                 ..Event::default()
             };
