@@ -8,7 +8,7 @@
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
 #   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,
-#                simpeer,views,probes
+#                simpeer,views,probes,scopes
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -63,6 +63,19 @@
 #               with no probe, one probe taking every event (`bottleneck` + kinds it skips),
 #               the four FUSE/cache probes, and all five shipped probes: IOPS against no
 #               probe, events delivered and dropped (.kplug/stats)
+#   scopes      the cache_ext experiment: two workloads in two subtrees of one mount on a slow
+#               store (--backend-latency 2ms, --no-kernel-cache, prefetch off) sharing one block
+#               cache C (32 MiB quick, 64 MiB full; 32 KiB blocks): hot/ (C/2) read at random by
+#               one fio job, zipf:1.2, and scan/ (3C/2 in 4 files) read over and over as one
+#               sequential stream by 4 threads (scripts/bench/scopes.py), both at once (10 s
+#               quick, 25 s full; KPLUG_SCOPES_SECS), each case on a fresh mount:
+#               one global policy (each WASM eviction policy) against pairs of policies in the
+#               scopes hot and scan (.kplug/scopes/; KPLUG_SCOPES_PAIRS=HOT/SCAN@SHARE,..., default
+#               lru/lirs@60%,lru/fifo@60%,arc/lirs@60%,sieve/lirs@60%,s3fifo/lirs@60%,
+#               arc/lirs@75%,sieve/lirs@75%, SHARE the hot scope's); per workload MiB/s and hit
+#               ratio (the hot-files probe, in every case), combined, and the issue's target
+#               (+30 %); scoped cases are skipped, saying so, when the binary has no .kplug/scopes
+#               (16 cases, about 7 min a run, full)
 # Needs root, /dev/fuse, fio, bindfs, python3; s3 also s3fs, rclone, cmake, libfuse3-dev and
 # the Ceph RGW packages; simpeer cmake, a C compiler, libglib2.0-dev, libzstd-dev and pip
 # (scripts/setup.sh installs them all).
@@ -73,7 +86,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views,probes"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views,probes,scopes"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -85,7 +98,7 @@ while [ $# -gt 0 ]; do
         --s3-systems) s3_systems=$2; shift 2 ;;
         --s3-rtts) s3_rtts=$2; shift 2 ;;
         --s3-rows) s3_rows=$2; shift 2 ;;
-        -h|--help) sed -n '2,63p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -989,10 +1002,140 @@ PY
     emit timing phase=probes seconds=$((SECONDS - t0))
 fi
 
+# ---- 14. scopes: per-subtree policies against one global policy (cache_ext) ------------
+# Two workloads in two subtrees of one mount on a slow store, sharing one block cache: a
+# zipf random reader of a hot set (hot/) and a repeated scan larger than the cache (scan/).
+# Each case on a fresh copy of the files and a fresh mount; one global eviction policy (each
+# WASM one) against pairs of policies in the scopes hot and scan. Hit ratios per workload
+# from the hot-files probe (per file bytes read and misses), loaded in every case.
+if want scopes; then
+    t0=$SECONDS
+    # Sizes by rule from the cache size C: the hot set C/2 (fits alone), the scan 3C/2 (never
+    # fits) in sc_files files, read as one stream by sc_threads threads.
+    if [ $quick = 1 ]; then sc_cache_mib=32; sc_secs=10; else sc_cache_mib=64; sc_secs=25; fi
+    sc_secs=${KPLUG_SCOPES_SECS:-$sc_secs}
+    sc_block_kib=32; sc_files=4; sc_threads=4
+    sc_hot_mib=$((sc_cache_mib / 2)); sc_scan_mib=$((sc_cache_mib * 3 / 2))
+    sc_file_mib=$((sc_scan_mib / sc_files))
+    # hot/scan@share-of-hot. hot: the plain recency policy (the share alone protects it) and
+    # those that keep a skewed set against a scan (ARC, SIEVE, S3-FIFO); scan: LIRS, the one
+    # that keeps a fixed part of a loop larger than its space (FIFO: one that cannot, as a
+    # baseline). Shares: the hot set (C/2) with 10 % of C to spare, and with half again.
+    IFS=, read -ra sc_pairs <<< "${KPLUG_SCOPES_PAIRS:-lru/lirs@60%,lru/fifo@60%,arc/lirs@60%,sieve/lirs@60%,s3fifo/lirs@60%,arc/lirs@75%,sieve/lirs@75%}"
+    [[ $sc_secs =~ ^[1-9][0-9]*$ ]] || die "scopes: KPLUG_SCOPES_SECS=$sc_secs is not a whole number of seconds"
+    for p in hot-files stride; do
+        grep -q "^$p " "$logs/policy-list.txt" || die "scopes: $kplugfs ships no $p (\`kplugfs policy list\`), which the scenario needs"
+    done
+    for pr in "${sc_pairs[@]}"; do
+        [[ $pr =~ ^([a-z0-9]+)/([a-z0-9]+)@([0-9.]+%?|[0-9]+[KMG]iB)$ ]] ||
+            die "scopes: pair '$pr' is not HOT/SCAN@SHARE (e.g. lru/lirs@60%) (KPLUG_SCOPES_PAIRS)"
+        for p in "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"; do
+            printf '%s\n' "${evict_pols[@]}" | grep -qx "$p" || die "scopes: pair '$pr': $p is no eviction policy of \`kplugfs policy list\`"
+        done
+    done
+    fio --parse-only --name=z --filename="$work/z" --size=1M --rw=randread --random_distribution=zipf:1.2 \
+        > /dev/null 2>&1 || die "scopes: this fio ($(fio --version)) does not take random_distribution=zipf:1.2"
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit scopesload load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    log "scopes: cache ${sc_cache_mib} MiB of ${sc_block_kib} KiB blocks, hot/ ${sc_hot_mib} MiB (zipf:1.2), scan/ ${sc_scan_mib} MiB in $sc_files files ($sc_threads readers); ${sc_secs}s a case; global: ${evict_pols[*]}; scoped: ${sc_pairs[*]}; load $l1 $l5 $l15"
+    sc_src=$work/scopes-src; sc_state=$work/scopes-state; sdir=$logs/scopes
+    mkdir -p "$sc_src/hot" "$sc_src/scan" "$sdir"
+    head -c $((sc_hot_mib << 20)) /dev/urandom > "$sc_src/hot/data"
+    for j in $(seq 0 $((sc_files - 1))); do head -c $((sc_file_mib << 20)) /dev/urandom > "$sc_src/scan/part$j"; done
+    # Both workloads at once for the same time, O_DIRECT on a mount without the kernel cache:
+    # every read is a FUSE request for one aligned block. The hot reader: one fio job. The scan:
+    # scripts/bench/scopes.py scan, one sequential stream over scan/ (fio cannot share one
+    # stream between jobs, and one job keeps a single read in flight on a FUSE file: about
+    # 450 blocks/s at 2 ms, too few to press on the cache).
+    sc_fio=(--output-format=json --ioengine=psync --direct=1 --bs="${sc_block_kib}k" --time_based
+            --runtime="$sc_secs" --randrepeat=1 --invalidate=0
+            --name=hot --filename="$kmnt/hot/data" --size="${sc_hot_mib}M" --rw=randread --random_distribution=zipf:1.2)
+    sc_have_scopes=""   # yes / no once the first scoped case has looked at .kplug/scopes
+    # A scope over the subtree NAME/ with its own eviction plugin: sc_scope name policy share
+    sc_scope() {
+        local d=$kmnt/.kplug/scopes/$1
+        mkdir "$d" || die "scopes: mkdir $d failed"
+        echo "$1" > "$d/path" || die "scopes: writing $1 to $d/path failed"
+        echo "$3" > "$d/share" || die "scopes: writing $3 to $d/share failed"
+        [ -d "$d/plugins" ] || die "scopes: $d has no plugins/ directory"
+        [ -f "$exp/$2.wasm" ] || "$kplugfs" policy export "$2" "$exp" >/dev/null
+        cp "$exp/$2.wasm" "$d/plugins/" || die "scopes: loading $2 into the scope $1 failed: $(cat "$kmnt/.kplug/status")"
+    }
+    # One measurement: sc_case kind case hot-policy scan-policy share-of-hot (global: policy - -)
+    sc_case() {
+        local kind=$1 name=$2 lf res left scan_pid
+        lf=$sdir/$(tr '/@%' '_-p' <<<"$name").$r
+        kumount
+        rm -rf "$backing/hot" "$backing/scan" "$sc_state"
+        cp -r "$sc_src/hot" "$sc_src/scan" "$backing/"
+        kmount --cache-size "${sc_cache_mib}MiB" --block-size "${sc_block_kib}KiB" --backend-latency 2ms \
+            --no-kernel-cache --state-dir "$sc_state"
+        if [ "$kind" = scoped ]; then
+            if [ -z "$sc_have_scopes" ]; then
+                if [ -d "$kmnt/.kplug/scopes" ]; then sc_have_scopes=yes; else
+                    sc_have_scopes=no
+                    log "scopes: $kplugfs has no .kplug/scopes (built without scopes): the scoped cases are skipped, only the global ones measured"
+                    emit scopesskip reason="$kplugfs has no .kplug/scopes (a binary without scopes)"
+                fi
+            fi
+            [ "$sc_have_scopes" = yes ] || { kumount; return 0; }
+            left=$(find "$kmnt/.kplug/scopes" -mindepth 1 -maxdepth 1 -printf '%f ')
+            [ -z "$left" ] || log "scopes: a fresh mount already lists scopes: $left"
+        fi
+        kload stride prefetch confirm=4294967295   # prefetch off: every miss is a demand read
+        [ -f "$exp/hot-files.wasm" ] || "$kplugfs" policy export hot-files "$exp" >/dev/null
+        echo k=100 > "$kmnt/.kplug/plugins/hot-files.params"
+        cp "$exp/hot-files.wasm" "$kmnt/.kplug/plugins/" || die "scopes: loading the hot-files probe failed"
+        [ -r "$kmnt/.kplug/probes/hot-files" ] || die "scopes: the hot-files probe has no report in .kplug/probes"
+        if [ "$kind" = global ]; then
+            kload "$3" eviction
+        else
+            sc_scope hot "$3" "$5"
+            sc_scope scan "$4" 0
+            "$kplugfs" stats "$kmnt" --json > "$lf.stats0.json" || die "scopes: kplugfs stats --json failed"
+            python3 scripts/bench/scopes.py check --stats "$lf.stats0.json" hot="$3" scan="$4" ||
+                die "scopes: the scopes of $name are not as set (see $lf.stats0.json)"
+        fi
+        taskset -c "$pin_cpu" python3 scripts/bench/scopes.py scan --dir "$kmnt/scan" --seconds "$sc_secs" \
+            --threads "$sc_threads" --block $((sc_block_kib << 10)) > "$lf.scan.json" 2>>"$sdir/scan.err" &
+        scan_pid=$!
+        taskset -c "$pin_cpu" fio "${sc_fio[@]}" > "$lf.fio.json" 2>>"$logs/fio.err" ||
+            { kill "$scan_pid" 2>/dev/null; die "scopes: fio failed for $name (see $logs/fio.err)"; }
+        wait "$scan_pid" || die "scopes: the scan driver failed for $name (see $sdir/scan.err)"
+        cat "$kmnt/.kplug/probes/hot-files" > "$lf.probe.txt" || die "scopes: reading the hot-files report failed"
+        "$kplugfs" stats "$kmnt" --json > "$lf.stats.json" || die "scopes: kplugfs stats --json failed"
+        res=$(python3 scripts/bench/scopes.py case --fio "$lf.fio.json" --scan "$lf.scan.json" --probe "$lf.probe.txt" \
+            --stats "$lf.stats.json" --block $((sc_block_kib << 10))) || die "scopes: reading the figures of $name failed"
+        # shellcheck disable=SC2086 # $res: k=v words
+        emit scopes kind="$kind" case="$name" hot_policy="$3" scan_policy="$4" hot_share="$5" run="$r" $res
+        log "scopes: $name run $r: hot $(field hot_mib_s "$res") MiB/s hit $(field hot_hits "$res")/$(field hot_requests "$res"), scan $(field scan_mib_s "$res") MiB/s hit $(field scan_hits "$res")/$(field scan_requests "$res"), probe events dropped $(field probe_dropped "$res"), prefetch issued $(field pf_issued "$res")"
+        kumount
+    }
+    for r in $(seq 1 "$runs"); do
+        for p in "${evict_pols[@]}"; do sc_case global "$p" "$p" - -; done
+        for pr in "${sc_pairs[@]}"; do
+            [ "$sc_have_scopes" != no ] || break
+            h=${pr%%/*}; s=${pr#*/}; s=${s%@*}
+            sc_case scoped "$pr" "$h" "$s" "${pr#*@}"
+        done
+    done
+    rm -rf "$backing/hot" "$backing/scan" "$sc_src" "$sc_state"
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit scopesload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    emit timing phase=scopes seconds=$((SECONDS - t0))
+fi
+
 total_s=$((SECONDS - t_start))
 log "measurements took ${total_s}s (build ${build_s}s); writing the report"
 python3 scripts/bench/report.py --raw "$raw" --machine "$out/machine.json" --out "$out" \
     --command "$cmdline" \
     ${docs:+--docs "$docs"} --total-seconds "$total_s" --build-seconds "$build_s" \
     --params "read_mib=$read_mib cache_mib=$cache_mib read_rt=$read_rt slow_mib=$slow_mib slow_io=$slow_io swaps=$swaps nfiles=$nfiles write_mib=$write_mib stall_secs=$stall_secs pin_cpu=$pin_cpu s3_big_mib=$s3_big_mib s3_ws_mib=$s3_ws_mib s3_nsmall=$s3_nsmall s3_small_bytes=$s3_small_bytes s3_rand_n0=$s3_rand_n0 s3_rand_n=$s3_rand_n s3_seq_cap=$s3_seq_cap s3_runs=$s3_runs s3_write_mib=$s3_write_mib cachesim_ver=${cachesim_ver:-}"
+if want scopes; then
+    # Its section (## 14.) comes from scripts/bench/scopes.py: appended to report.md, its
+    # summary added to report.json, and (--docs) that section of the page replaced.
+    python3 scripts/bench/scopes.py report --raw "$raw" --out "$out" ${docs:+--docs "$docs"} \
+        --params "cache_mib=$sc_cache_mib block_kib=$sc_block_kib hot_mib=$sc_hot_mib scan_mib=$sc_scan_mib scan_files=$sc_files scan_threads=$sc_threads scan_file_mib=$sc_file_mib secs=$sc_secs pin_cpu=$pin_cpu" ||
+        die "scopes: writing its report section failed"
+fi
 log "wrote $out/report.md and $out/report.json"

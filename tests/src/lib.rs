@@ -296,8 +296,14 @@ pub fn drop_plugin(m: &TestMount, name: &str, bytes: &[u8]) -> std::io::Result<(
 
 /// [`drop_plugin`] for a mount point given by path.
 pub fn drop_plugin_at(mnt: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    drop_plugin_in(&mnt.join(".kplug/plugins"), name, bytes)
+}
+
+/// Write `bytes` as `dir/name` and close it, returning the error of `close()` (a refused
+/// plugin's EINVAL): `dir` is a `plugins/` directory, the mount's or a scope's.
+pub fn drop_plugin_in(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(mnt.join(".kplug/plugins").join(name))?;
+    let mut f = std::fs::File::create(dir.join(name))?;
     f.write_all(bytes)?;
     let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
     // SAFETY: `fd` was just released by `f` and is closed exactly once.

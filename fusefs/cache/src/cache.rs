@@ -55,6 +55,7 @@ use kplug_engine::hash::{FastMap, FastSet};
 
 mod governor;
 mod install;
+mod scoped;
 
 /// Configuration of a [`CacheCore`].
 #[derive(Clone, Debug)]
@@ -112,6 +113,23 @@ pub struct CacheStats {
     pub faults: u64,
     /// Times a governor switched the policy serving a role.
     pub policy_switches: u64,
+}
+
+impl std::ops::AddAssign<&CacheStats> for CacheStats {
+    fn add_assign(&mut self, o: &CacheStats) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.insertions += o.insertions;
+        self.evictions += o.evictions;
+        self.admission_refusals += o.admission_refusals;
+        self.invalidations += o.invalidations;
+        self.prefetch_planned += o.prefetch_planned;
+        self.prefetch_inserted += o.prefetch_inserted;
+        self.prefetch_used += o.prefetch_used;
+        self.prefetch_wasted += o.prefetch_wasted;
+        self.faults += o.faults;
+        self.policy_switches += o.policy_switches;
+    }
 }
 
 impl CacheStats {
@@ -262,6 +280,11 @@ impl<V> CacheCore<V> {
         }
     }
 
+    /// Whether decisions are kept ([`log_events`](Self::log_events)).
+    pub fn logs_events(&self) -> bool {
+        self.events.is_some()
+    }
+
     /// Hand the decisions kept since the last call to `f`, oldest first.
     pub fn drain_events(&mut self, mut f: impl FnMut(CoreEvent)) {
         if let Some(log) = &mut self.events {
@@ -401,7 +424,7 @@ impl<V> CacheCore<V> {
     /// Inserts a block fetched on demand (after a miss).
     pub fn insert(&mut self, key: u64, value: V) -> Insert {
         self.in_flight.remove(&key);
-        self.insert_inner(key, value, false)
+        self.insert_inner(key, value, false, None)
     }
 
     /// Inserts a block read by a prefetch that `prefetch_plan` handed out.
@@ -411,7 +434,7 @@ impl<V> CacheCore<V> {
         if !self.in_flight.remove(&key) {
             return Insert::Stale;
         }
-        self.insert_inner(key, value, true)
+        self.insert_inner(key, value, true, None)
     }
 
     /// Forgets that a planned prefetch of `range` of `file` is in flight
@@ -422,7 +445,17 @@ impl<V> CacheCore<V> {
         }
     }
 
-    fn insert_inner(&mut self, key: u64, value: V, prefetched: bool) -> Insert {
+    /// `room`, for a scope of a [`ScopedCache`](crate::ScopedCache): called once the block is
+    /// admitted, with the resident count, it makes room in the other scopes if it must and
+    /// returns this core's capacity for this insertion (its count: it evicts one of its own;
+    /// 0 with nothing resident: the block is refused).
+    fn insert_inner(
+        &mut self,
+        key: u64,
+        value: V,
+        prefetched: bool,
+        room: Option<&mut dyn FnMut(usize) -> u64>,
+    ) -> Insert {
         if self.map.contains_key(&key) {
             return Insert::AlreadyResident;
         }
@@ -444,6 +477,16 @@ impl<V> CacheCore<V> {
             self.stats.admission_refusals += 1;
             self.note(CoreEvent::Refused { key, prefetched });
             return Insert::Refused;
+        }
+        let saved = self.capacity;
+        if let Some(room) = room {
+            self.capacity = room(self.map.len());
+            if self.capacity == 0 {
+                self.capacity = saved;
+                self.stats.admission_refusals += 1;
+                self.note(CoreEvent::Refused { key, prefetched });
+                return Insert::Refused;
+            }
         }
         self.note(CoreEvent::Admitted { key, prefetched });
         if prefetched && self.governor.is_some() {
@@ -488,6 +531,7 @@ impl<V> CacheCore<V> {
         if self.governor.is_some() {
             self.inserted_for_governor(key);
         }
+        self.capacity = saved;
         Insert::Inserted
     }
 

@@ -9,11 +9,12 @@
 //! Prepared::new / PreparedGovernor::new (no lock) --core.install_prepared*--> serves at once
 //! core.retire(status, reason)                                   (what a plugin put in service goes)
 //! core.policy(role).plugin                                      (StatusHandle of what serves)
+//! ScopedCache::new(cap, config, n) --add_scope(id, share)--> one core per scope, one capacity
 //! ```
 //!
 //! Files: `cache` (the core; `cache/governor.rs` and `cache/governor/`, the governor role and
 //! its shadow caches), `roles/` (one adapter per role: a plugin slot or a built-in, with
-//! answer validation), `builtin/` (the native policies that are the defaults and the
+//! answer validation), `scopes` (several cores sharing one capacity), `builtin/` (the native policies that are the defaults and the
 //! fallbacks), `error`.
 //! Plugins themselves are compiled and called by `kplug-engine`; the ABI is `kplug-abi`.
 
@@ -23,6 +24,7 @@ pub mod builtin;
 mod cache;
 mod error;
 mod roles;
+pub mod scopes;
 
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
 pub use cache::{
@@ -31,6 +33,7 @@ pub use cache::{
 };
 pub use error::InstallError;
 pub use kplug_abi::BlockRange;
+pub use scopes::{ROOT_SCOPE, ScopeError, ScopeId, ScopedCache};
 
 /// The native LRU for the `hook_call` bench (not a stable API).
 #[doc(hidden)]

@@ -55,7 +55,8 @@ pub struct MountCmd {
     prefetch_threads: Option<u64>,
     /// Largest window of the built-in readahead: how far ahead of a sequential reader it
     /// fetches (a remote store needs its bandwidth x round-trip time in flight) [default:
-    /// 64 blocks (8MiB at the default block size) for a directory, 64MiB for an object store]
+    /// 64 blocks (8MiB at the default block size) for a directory, 64MiB for an object store];
+    /// 0 turns it off
     #[arg(long, value_name = "SIZE", value_parser = crate::parse_size)]
     readahead: Option<u64>,
     /// Refuse every change through the mount (EROFS).

@@ -40,6 +40,11 @@ pub struct SimCmd {
     /// file stem for a .wasm path). A governor's candidates take theirs in its spec.
     #[arg(long)]
     param: Vec<String>,
+    /// A scope: part of the trace with its own policy and guaranteed share of the cache,
+    /// `NAME:ids=LO..HI:policy=SPEC[:share=F]` or `NAME:files=LO..HI:...` (repeatable; at
+    /// most 8). Each --policy serves the ids no scope takes; results show every scope.
+    #[arg(long, value_name = "SCOPE", value_parser = kplug_sim::ScopeSpec::parse)]
+    scope: Vec<kplug_sim::ScopeSpec>,
     /// One JSON object per line per (policy, size).
     #[arg(long)]
     json: bool,
@@ -86,6 +91,7 @@ impl SimCmd {
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             tick_every: self.tick_every,
+            scopes: self.scope,
         };
         let bar = Bar(ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
@@ -147,6 +153,13 @@ fn print_table(out: &mut impl Write, trace: &Trace, results: &[SimResult]) -> st
             "{:w$}  {:>8}  {:>12}  {:>10}  {:>10.4}  {:>8.3}  {:>12.0}",
             r.policy, size, r.cache_objects, r.misses, r.miss_ratio, r.seconds, r.requests_per_sec
         )?;
+        for s in &r.scopes {
+            writeln!(
+                out,
+                "  scope {:<12} {:<12} share {:>8}  requests {:>10}  misses {:>10}  miss ratio {:.4}  resident {}",
+                s.name, s.policy, s.share_objects, s.requests, s.misses, s.miss_ratio, s.resident
+            )?;
+        }
     }
     Ok(())
 }

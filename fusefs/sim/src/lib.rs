@@ -27,14 +27,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use kplug_abi::block_key;
-use kplug_cache::CacheCore;
+use kplug_cache::{CacheCore, ScopedCache};
 use kplug_engine::{EngineConfig, PluginEngine};
 use kplug_traces::Format;
 use serde::Serialize;
 
+pub mod scopes;
 mod spec;
 mod trace;
 
+pub use scopes::{ScopeResult, ScopeSpec};
 use spec::{Candidates, Component, build_core, components, parse_params};
 pub use trace::{Trace, load_trace};
 
@@ -80,6 +82,9 @@ pub struct SimConfig {
     /// Demand requests between two ticks of a governor policy (`adaptive`): ticks count
     /// requests, not time, so a simulation is reproducible. `None`: [`default_tick_every`].
     pub tick_every: Option<u64>,
+    /// Scopes (`--scope`): parts of the trace with their own policy and share of the cache;
+    /// the rest is served by each `--policy` (see `scopes.rs`).
+    pub scopes: Vec<ScopeSpec>,
 }
 
 /// The longest default period of a governor's ticks, in demand requests.
@@ -119,6 +124,9 @@ pub struct SimResult {
     pub faults: u64,
     /// Policy switches made by a governor (`adaptive`); 0 without one.
     pub policy_switches: u64,
+    /// Per scope with `--scope` (the root scope `/` first); empty without.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeResult>,
 }
 
 /// Replay `ids` through `core`; returns misses.
@@ -140,6 +148,43 @@ pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
         }
     }
     core.stats().misses - before
+}
+
+/// Most `--scope`s of one run (as many as a mount's `.kplug/scopes/`).
+pub const MAX_SIM_SCOPES: usize = 8;
+
+/// One (policy, size) replay with scopes, through `cache`.
+fn run_scoped(
+    args: &SimConfig,
+    trace: &Trace,
+    progress: &dyn Progress,
+    resolver: &scopes::Resolver,
+    (spec, n, f): (&String, u64, Option<f64>),
+    mut cache: ScopedCache<()>,
+) -> Result<SimResult> {
+    let t = Instant::now();
+    let mut misses = 0;
+    for chunk in trace.ids.chunks(1 << 18) {
+        misses += scopes::replay(&mut cache, resolver, chunk);
+        progress.inc(chunk.len() as u64);
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let requests = trace.ids.len() as u64;
+    let stats = cache.stats();
+    Ok(SimResult {
+        trace: args.trace.display().to_string(),
+        policy: spec.clone(),
+        cache_objects: n,
+        requests,
+        misses,
+        miss_ratio: misses as f64 / requests as f64,
+        seconds,
+        requests_per_sec: requests as f64 / seconds.max(1e-9),
+        cache_fraction: f,
+        faults: stats.faults,
+        policy_switches: stats.policy_switches,
+        scopes: scopes::results(&cache, &args.scopes, spec),
+    })
 }
 
 /// Run every (policy, size) pair; results in (policy, size) order.
@@ -194,6 +239,40 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
         cache: Mutex::new(HashMap::new()),
     };
     let mut compiled = BTreeMap::new();
+    let scope_comps = args
+        .scopes
+        .iter()
+        .map(|s| {
+            components(&engine, &s.policy, &mut compiled)
+                .with_context(|| format!("--scope {}", s.name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if args.scopes.len() > MAX_SIM_SCOPES {
+        bail!("at most {MAX_SIM_SCOPES} --scope");
+    }
+    let resolver = scopes::Resolver::new(&args.scopes);
+    let scoped = |comps: &[Component], n: u64| -> Result<(ScopedCache<()>, bool)> {
+        let share = |spec: &ScopeSpec| (spec.share * n as f64).floor() as u64;
+        let reserved: u64 = args.scopes.iter().map(share).sum();
+        if reserved > n {
+            bail!("the scopes' shares add up to {reserved} objects, more than the cache's {n}");
+        }
+        // Each scope's policies are sized for what it can hold while the others hold their
+        // shares (`ScopedCache::reach`).
+        let reach = |own: u64| (n - (reserved - own)).max(1);
+        let (root, prefetching) =
+            build_core(comps, reach(0), &params, &candidates, args.tick_every)?;
+        let mut cache = ScopedCache::with_root(n, root, args.scopes.len());
+        for (i, (spec, comps)) in args.scopes.iter().zip(&scope_comps).enumerate() {
+            let share = share(spec);
+            let (core, _) = build_core(comps, reach(share), &params, &candidates, args.tick_every)
+                .with_context(|| format!("--scope {}", spec.name))?;
+            cache
+                .add_scope_with(i + 1, share, core)
+                .map_err(|e| anyhow::anyhow!("--scope {}: {e}", spec.name))?;
+        }
+        Ok((cache, prefetching))
+    };
     let mut jobs = Vec::new();
     for spec in &args.policies {
         let comps = components(&engine, spec, &mut compiled)?;
@@ -226,8 +305,12 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
     }
     // Fail fast on a bad parameter or module before spending time on replays.
     for (spec, comps, n, _) in &jobs {
-        build_core(comps, *n, &params, &candidates, args.tick_every)
-            .with_context(|| format!("policy {spec}"))?;
+        if args.scopes.is_empty() {
+            build_core(comps, *n, &params, &candidates, args.tick_every).map(drop)
+        } else {
+            scoped(comps, *n).map(drop)
+        }
+        .with_context(|| format!("policy {spec}"))?;
     }
     progress.set_length((jobs.len() * trace.ids.len()) as u64);
     progress.set_position(0);
@@ -243,6 +326,11 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
                         break;
                     };
                     let r = (|| {
+                        if !args.scopes.is_empty() {
+                            return run_scoped(args, trace, progress, &resolver, (spec, *n, *f), {
+                                scoped(comps, *n)?.0
+                            });
+                        }
                         let (mut core, prefetching) =
                             build_core(comps, *n, &params, &candidates, args.tick_every)?;
                         let t = Instant::now();
@@ -265,6 +353,7 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
                             cache_fraction: *f,
                             faults: core.stats().faults,
                             policy_switches: core.stats().policy_switches,
+                            scopes: Vec::new(),
                         })
                     })();
                     results.lock().unwrap().push((i, r));
@@ -332,6 +421,7 @@ mod tests {
             params: vec![],
             jobs: 2,
             tick_every: None,
+            scopes: Vec::new(),
         }
     }
 
@@ -369,6 +459,84 @@ mod tests {
             assert_eq!(res.misses, misses, "cap {cap}");
             assert_eq!(res.requests, 5000);
         }
+    }
+
+    /// A hot set (ids below 100, skewed) beside a loop over 3,000 other ids.
+    fn hot_and_loop(n: u64) -> Vec<u64> {
+        let mut x = 11u64;
+        (0..n)
+            .map(|i| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                if (x >> 40).is_multiple_of(2) {
+                    let r = (x >> 33) % 10_000;
+                    // Skewed: a quarter of the hot set draws most requests.
+                    if r < 7_500 { r % 25 } else { r % 100 }
+                } else {
+                    1000 + i % 3000
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scope_over_every_id_replays_like_its_policy_alone() {
+        let ids = hot_and_loop(20_000);
+        let t = trace(&ids);
+        for policy in ["lru", "fifo", "builtin:lru"] {
+            let alone = run(&args(&[policy], &[300]), &t, &()).unwrap();
+            let mut a = args(&["fifo"], &[300]);
+            a.scopes = vec![ScopeSpec::parse(&format!("all:ids=..:policy={policy}")).unwrap()];
+            let r = run(&a, &t, &()).unwrap();
+            assert_eq!(r[0].misses, alone[0].misses, "{policy}");
+            let all = &r[0].scopes[1];
+            assert_eq!((all.name.as_str(), all.requests), ("all", 20_000));
+            assert_eq!(r[0].scopes[0].requests, 0, "the root scope saw nothing");
+        }
+    }
+
+    #[test]
+    fn scoped_policies_beat_one_global_policy_on_a_hot_set_beside_a_loop() {
+        let ids = hot_and_loop(40_000);
+        let t = trace(&ids);
+        let global = run(&args(&["lru", "fifo", "lirs", "arc"], &[400]), &t, &()).unwrap();
+        let best = global.iter().map(|r| r.misses).min().unwrap();
+        let mut a = args(&["lru"], &[400]);
+        a.scopes = vec![
+            ScopeSpec::parse("hot:ids=0..1000:policy=lru:share=0.25").unwrap(),
+            ScopeSpec::parse("loop:ids=1000..:policy=lirs").unwrap(),
+        ];
+        let r = run(&a, &t, &()).unwrap();
+        let scoped = &r[0];
+        assert_eq!(
+            scoped.scopes.iter().map(|s| s.misses).sum::<u64>(),
+            scoped.misses
+        );
+        assert_eq!(
+            scoped.scopes.iter().map(|s| s.requests).sum::<u64>(),
+            40_000
+        );
+        assert!(scoped.scopes[1].resident >= 100, "{:?}", scoped.scopes);
+        assert!(
+            scoped.misses < best,
+            "scoped {} vs best global {best}: {:?}",
+            scoped.misses,
+            global
+                .iter()
+                .map(|r| (&r.policy, r.misses))
+                .collect::<Vec<_>>()
+        );
+        // Scopes are checked like policies: a bad one is a clear error before any replay.
+        let mut a = args(&["lru"], &[400]);
+        a.scopes = vec![ScopeSpec::parse("x:ids=0..1:policy=nosuch").unwrap()];
+        let e = format!("{:#}", run(&a, &t, &()).unwrap_err());
+        assert!(e.contains("--scope x") && e.contains("nosuch"), "{e}");
+        let mut a = args(&["lru"], &[400]);
+        a.scopes = vec![
+            ScopeSpec::parse("x:ids=0..1:policy=lru:share=0.75").unwrap(),
+            ScopeSpec::parse("y:ids=1..2:policy=lru:share=0.5").unwrap(),
+        ];
+        let e = format!("{:#}", run(&a, &t, &()).unwrap_err());
+        assert!(e.contains("more than the cache"), "{e}");
     }
 
     #[test]

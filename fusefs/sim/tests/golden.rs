@@ -176,6 +176,7 @@ fn trace_args(trace: &str) -> SimConfig {
         params: vec![],
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         tick_every: None,
+        scopes: Vec::new(),
     }
 }
 

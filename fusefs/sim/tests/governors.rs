@@ -46,6 +46,7 @@ fn sim(
         params: params.iter().map(|p| p.to_string()).collect(),
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         tick_every: None,
+        scopes: Vec::new(),
     };
     let bar = ();
     let t = load_trace(&args.trace, args.format, args.split_blocks, &bar).unwrap();

@@ -274,6 +274,7 @@ fn throughput_wasm_vs_native() {
             params: vec![],
             jobs: 1,
             tick_every: None,
+            scopes: Vec::new(),
         };
         let bar = ();
         let t = kplug_sim::load_trace(&args.trace, args.format, split, &bar).unwrap();

@@ -24,6 +24,7 @@
 //! - `stats`: the `store` section of `.kplug/stats` against docs/METRICS.md;
 //! - `views`: transform views (`grep`, `gunzip`) of objects (docs/views.md).
 //! - `probes`: probe plugins (ABI 1.5) reporting on an object-store mount.
+//! - `scopes`: a prefix of the bucket with its own share of the cache and its own plugin.
 #![cfg(feature = "mount-tests")]
 
 mod changes;
@@ -33,6 +34,7 @@ mod outage;
 mod probes;
 mod reads;
 mod refused;
+mod scopes;
 mod stats;
 mod views;
 mod writes;

@@ -39,7 +39,8 @@ pub struct ReadaheadConfig {
     /// Window of the first sequential access (default 4 blocks).
     pub initial_window: u64,
     /// Largest window (default 64 blocks; 8 MiB with 128 KiB blocks, in line
-    /// with a fast disk's readahead).
+    /// with a fast disk's readahead); 0 turns readahead off. The first window is never
+    /// larger.
     pub max_window: u64,
     /// Files tracked at once before the table is reset (default 4096).
     pub max_files: usize,
@@ -90,8 +91,11 @@ impl NativePrefetch for Readahead {
         if self.files.len() >= c.max_files && !self.files.contains_key(&file) {
             self.files.clear();
         }
-        let initial = c.initial_window.max(1);
-        let max = c.max_window.max(1);
+        if c.max_window == 0 {
+            return;
+        }
+        let max = c.max_window;
+        let initial = c.initial_window.clamp(1, max);
         let prev = self.files.get(&file).copied();
         // Whether the access continues the stream, and whether it moves its frontier.
         let (continues, advances) = match prev {
@@ -144,6 +148,29 @@ mod tests {
         let mut out = Vec::new();
         r.plan(file, block, len, false, &mut out);
         out.into_iter().map(|r| (r.start, r.len)).collect()
+    }
+
+    #[test]
+    fn a_largest_window_under_the_first_caps_it_and_zero_turns_readahead_off() {
+        for max in [1, 2, 3] {
+            let mut r = Readahead::new(ReadaheadConfig {
+                max_window: max,
+                ..ReadaheadConfig::default()
+            });
+            assert_eq!(plan(&mut r, 1, 0, 100), [(1, max)], "max {max}");
+            for b in 1..20 {
+                for (_, len) in plan(&mut r, 1, b, 100) {
+                    assert!(len <= max);
+                }
+            }
+        }
+        let mut r = Readahead::new(ReadaheadConfig {
+            max_window: 0,
+            ..ReadaheadConfig::default()
+        });
+        for b in 0..20 {
+            assert!(plan(&mut r, 1, b, 100).is_empty());
+        }
     }
 
     #[test]

@@ -170,6 +170,7 @@ mod tests {
             cache_fraction: Some(f),
             faults: 0,
             policy_switches: 0,
+            scopes: Vec::new(),
         }
     }
 

@@ -139,6 +139,50 @@ pub fn summary(mnt: &Path, doc: &Stats, prev: Option<&Stats>) -> String {
             p.time_ns / 1000,
         );
     }
+    if !doc.scopes.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nscopes\n  {:<12} {:<16} {:>14} {:>10} {:>10} {:>10} {:>7}  policies",
+            "name", "path", "resident/share", "hits", "misses", "evictions", "hit %"
+        );
+        for (name, sc) in &doc.scopes {
+            let total = sc.hits + sc.misses;
+            let ratio = if total == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", 100.0 * sc.hits as f64 / total as f64)
+            };
+            let inherited = if sc.inherited.is_empty() {
+                String::new()
+            } else {
+                let roles: Vec<String> = sc
+                    .inherited
+                    .iter()
+                    .map(|r| {
+                        serde_json::to_value(r)
+                            .map_or(String::new(), |v| v.as_str().unwrap_or("").to_string())
+                    })
+                    .collect();
+                format!(" (inherited: {})", roles.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<16} {:>14} {:>10} {:>10} {:>10} {:>7}  {} / {} / {}{inherited}",
+                name,
+                sc.path
+                    .as_deref()
+                    .map_or("-".to_string(), |p| format!("/{p}")),
+                format!("{}/{}", sc.resident_blocks, sc.share_blocks),
+                sc.hits,
+                sc.misses,
+                sc.evictions,
+                ratio,
+                sc.active.eviction,
+                sc.active.admission,
+                sc.active.prefetch,
+            );
+        }
+    }
     let mut ops: Vec<_> = doc.fuse.iter().collect();
     ops.sort_by_key(|(name, v)| (std::cmp::Reverse(v.count), name.as_str()));
     if !ops.is_empty() {
@@ -274,6 +318,41 @@ mod tests {
         assert!(s.contains("  read "), "{s}");
         assert!(!s.contains("hints"), "{s}");
         assert!(!s.contains("\nhistory"), "{s}");
+        assert!(!s.contains("scopes"), "{s}");
+    }
+
+    #[test]
+    fn summary_shows_each_scope() {
+        let mut d = doc(1000, 10, 10, 0);
+        d.scopes.insert(
+            "hot".into(),
+            kplug_daemon::monitor::schema::ScopeStats {
+                active: ActiveRoles {
+                    eviction: "lru".into(),
+                    admission: "builtin:admit-all".into(),
+                    prefetch: "builtin:readahead".into(),
+                },
+                hits: 30,
+                misses: 10,
+                evictions: 4,
+                inherited: vec![serde_json::from_str("\"eviction\"").unwrap()],
+                path: Some("data/hot".into()),
+                resident_blocks: 5,
+                share: "50%".into(),
+                share_blocks: 4,
+                ..Default::default()
+            },
+        );
+        let s = summary(Path::new("/mnt"), &d, None);
+        assert!(s.contains("\nscopes\n"), "{s}");
+        assert!(s.contains("hot"), "{s}");
+        assert!(s.contains("/data/hot"), "{s}");
+        assert!(s.contains("5/4"), "{s}");
+        assert!(s.contains("75.0"), "{s}");
+        assert!(
+            s.contains("lru / builtin:admit-all / builtin:readahead (inherited: eviction)"),
+            "{s}"
+        );
     }
 
     #[test]

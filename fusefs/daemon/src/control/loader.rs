@@ -12,6 +12,11 @@
 //! to the built-ins, a governor it replaces goes with everything it chose. [`Loader::retire`]
 //! is the operator's `rm`. Any failure leaves the policies that were serving in place.
 //!
+//! A loader serves one scope of the cache (`.kplug/scopes/NAME/plugins/`, see `scopes.rs`);
+//! the mount's own `plugins/` is the root scope's, the only one that takes governors,
+//! probes and transforms. [`Loader::install_inherited`] gives a scope its own instance of a
+//! plugin an enclosing scope serves a role with.
+//!
 //! A transform (ABI 1.6) serves no cache role: its instance becomes the view
 //! `.kplug/views/NAME/` (`views.rs`), installed and removed the same way, without the cache's
 //! lock.
@@ -19,7 +24,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kplug_cache::{Prepared, PreparedGovernor};
+use kplug_abi::{Role, RoleSet};
+use kplug_cache::{Prepared, PreparedGovernor, ROOT_SCOPE, ScopeId};
 use kplug_engine::{CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
@@ -27,7 +33,11 @@ use super::views::{View, Views};
 use crate::data::blockcache::BlockCache;
 use crate::monitor::probes::ProbeBus;
 
-/// Loads plugins into one mount's cache.
+/// Why a scope's `plugins/` refuses a module.
+const SCOPE_ROLES: &str = "a scope's plugins/ takes eviction, admission and prefetch plugins; \
+     load governors, probes and transforms in .kplug/plugins/";
+
+/// Loads plugins into one scope of a mount's cache.
 pub struct Loader {
     cache: Arc<BlockCache>,
     engine: PluginEngine,
@@ -38,6 +48,8 @@ pub struct Loader {
     /// The module of each plugin file whose last load succeeded, by plugin name: what a
     /// governor's candidate of that name resolves to.
     modules: Mutex<BTreeMap<String, CompiledPlugin>>,
+    /// The scope whose core this loader serves.
+    scope: ScopeId,
 }
 
 /// A plugin made ready to serve by [`Loader::prepare`]; nothing of it serves yet.
@@ -87,7 +99,64 @@ impl Loader {
             probes,
             views,
             modules: Mutex::new(BTreeMap::new()),
+            scope: ROOT_SCOPE,
         }
+    }
+
+    /// A loader like this one for scope `scope` of the same cache.
+    pub fn for_scope(&self, scope: ScopeId) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            engine: self.engine.clone(),
+            probes: self.probes.clone(),
+            views: self.views.clone(),
+            modules: Mutex::new(BTreeMap::new()),
+            scope,
+        }
+    }
+
+    /// The scope it serves.
+    pub fn scope(&self) -> ScopeId {
+        self.scope
+    }
+
+    /// Run `f` on this loader's scope's core; an error if the scope was removed.
+    fn with_core<R>(
+        &self,
+        f: impl FnOnce(&mut kplug_cache::CacheCore<crate::data::blockcache::Block>) -> R,
+    ) -> Result<R, String> {
+        self.cache
+            .with_scope(self.scope, f)
+            .ok_or_else(|| "its scope was removed".to_string())
+    }
+
+    /// Give this loader's scope its own instance of `name` (`bytes`, `params`) for `role`
+    /// only: what a scope inherits from the scope enclosing it. Returns the instance's status.
+    pub fn install_inherited(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        params: &[(String, String)],
+        role: Role,
+    ) -> Result<StatusHandle, String> {
+        let compiled = self
+            .engine
+            .compile(name, bytes)
+            .map_err(|e| e.to_string())?;
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let capacity = self.with_core(|c| c.capacity())?;
+        let plugin = compiled
+            .instantiate(&params, capacity)
+            .map_err(|e| e.to_string())?;
+        let resident = self.with_core(|c| c.resident_keys())?;
+        let prepared =
+            Prepared::new(plugin, RoleSet::of(&[role]), &resident).map_err(|e| e.to_string())?;
+        let status = prepared.status();
+        self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
+        Ok(status)
     }
 
     /// The cache plugins are loaded into.
@@ -112,6 +181,9 @@ impl Loader {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        if compiled.is_transform() && self.scope != ROOT_SCOPE {
+            return Err(SCOPE_ROLES.into());
+        }
         if compiled.is_transform() {
             let t = compiled
                 .instantiate_transform(&params)
@@ -122,10 +194,14 @@ impl Loader {
                 kind: ReadyKind::Transform(t),
             });
         }
-        let capacity = self.cache.with_core(|c| c.capacity());
+        let capacity = self.with_core(|c| c.capacity())?;
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
+        if self.scope != ROOT_SCOPE && (plugin.is_probe() || plugin.is_governor()) {
+            plugin.status().set_disabled(SCOPE_ROLES);
+            return Err(SCOPE_ROLES.into());
+        }
         let kind = if plugin.is_probe() {
             // Its published figures go where the cache's plugins read them.
             let mut plugin = plugin;
@@ -148,7 +224,7 @@ impl Loader {
                     .map_err(|e| e.to_string())?,
             )
         } else {
-            let resident = self.cache.with_core(|c| c.resident_keys());
+            let resident = self.with_core(|c| c.resident_keys())?;
             let roles = plugin.roles();
             ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
         };
@@ -191,7 +267,7 @@ impl Loader {
                 Some(other)
             }
         };
-        self.cache.with_core(|core| {
+        self.with_core(|core| {
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
                 Some(ReadyKind::Governor(g)) => core
@@ -209,7 +285,7 @@ impl Loader {
                 core.retire(prev, &replaced);
             }
             Ok::<(), String>(())
-        })?;
+        })??;
         if governor {
             self.cache.start_governor_ticker();
         }
@@ -227,7 +303,7 @@ impl Loader {
         if self.probes.remove(status) {
             status.set_disabled("removed");
         }
-        self.cache.with_core(|core| core.retire(status, "removed"));
+        let _ = self.with_core(|core| core.retire(status, "removed"));
         self.modules.lock().remove(name);
     }
 }

@@ -8,6 +8,7 @@
 //! ├── metrics        r--r--r--   the same in the Prometheus text format   file.rs + monitor/prometheus.rs
 //! ├── trace          rw-r--r--   write `start /abs/path.kplug` or `stop`     trace.rs
 //! ├── plugins/       rwxr-xr-x   drop a .wasm here to load it; rm to unload  plugins.rs + loader.rs
+//! ├── scopes/        rwxr-xr-x   mkdir NAME: a subtree with its own plugins/ and share   scopes.rs
 //! ├── views/         r-xr-xr-x   views/NAME/: the mount through transform NAME   views.rs
 //! └── probes/        r-xr-xr-x   one file per probe plugin: its report      probes.rs + monitor/probes.rs
 //! ```
@@ -30,6 +31,7 @@ mod plugins;
 mod probes;
 mod report;
 mod root;
+pub mod scopes;
 mod trace;
 pub mod views;
 
@@ -80,18 +82,41 @@ pub fn mount(
         fs.add_tree(|ids| Arc::new(views::ViewsTree::new(ids, owner, main, views.clone())));
     let bus = fs.fuse_metrics().probes().clone();
     cache.attach_probes(bus.clone());
+    let root_loader = loader::Loader::new(cache.clone(), bus.clone(), engine, views.clone());
+    let scope_loaders: Vec<loader::Loader> = (1..=scopes::MAX_SCOPES)
+        .map(|i| root_loader.for_scope(i))
+        .collect();
     let (plugins, plugins_ids) = fs.add_tree(|ids| {
         Arc::new(plugins::PluginsDir::new(
             ids,
             owner,
-            loader::Loader::new(cache.clone(), bus.clone(), engine, views.clone()),
+            root_loader,
             max_module_bytes,
+        ))
+    });
+    // One plugins/ tree per scope slot, registered now: the router's trees are fixed at mount.
+    let mut scope_dirs = vec![plugins.clone()];
+    let mut scope_roots = vec![plugins_ids.root()];
+    for l in scope_loaders {
+        let (dir, ids) =
+            fs.add_tree(|ids| Arc::new(plugins::PluginsDir::new(ids, owner, l, max_module_bytes)));
+        scope_dirs.push(dir);
+        scope_roots.push(ids.root());
+    }
+    let scopes = scopes::Scopes::new(cache.clone(), scope_dirs);
+    let (scopes_tree, scopes_ids) = fs.add_tree(|ids| {
+        Arc::new(scopes::ScopesTree::new(
+            ids,
+            owner,
+            scopes.clone(),
+            scope_roots,
         ))
     });
     let sources = Arc::new(Sources {
         cache,
         store,
         plugins: plugins.clone(),
+        scopes,
         views,
         fuse: fs.fuse_metrics().clone(),
         history: OnceLock::new(),
@@ -137,6 +162,7 @@ pub fn mount(
         child("metrics", metrics, metrics_ids),
         child("plugins", plugins, plugins_ids),
         child("probes", probes, probes_ids),
+        child("scopes", scopes_tree, scopes_ids),
         child("status", status, status_ids),
         child("stats", stats, stats_ids),
         child("trace", trace, trace_ids),

@@ -123,6 +123,9 @@ pub struct PluginsDir {
     max_module_bytes: usize,
     /// Where accepted files are kept across mounts, once attached.
     state: OnceLock<StateDir>,
+    /// Told after every change of what the files serve (a load installed, a file removed),
+    /// with no lock held: the scopes' inheritance follows (`scopes.rs`).
+    changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl PluginsDir {
@@ -138,6 +141,52 @@ impl PluginsDir {
             open: Handles::new(ids),
             max_module_bytes,
             state: OnceLock::new(),
+            changed: OnceLock::new(),
+        }
+    }
+
+    /// Call `f` after every change of what the files serve.
+    pub fn on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.changed.set(f);
+    }
+
+    fn changed(&self) {
+        if let Some(f) = self.changed.get() {
+            f();
+        }
+    }
+
+    /// Whether `status` is the instance of one of these files.
+    pub fn owns(&self, status: &StatusHandle) -> bool {
+        self.files.lock().values().any(|f| {
+            f.instance
+                .as_ref()
+                .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
+        })
+    }
+
+    /// The file whose instance is `status`: its plugin name, bytes and parameters.
+    pub fn source_of(
+        &self,
+        status: &StatusHandle,
+    ) -> Option<(String, Vec<u8>, Vec<(String, String)>)> {
+        let files = self.files.lock();
+        let (name, f) = files.iter().find(|(_, f)| {
+            f.instance
+                .as_ref()
+                .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
+        })?;
+        let params = Self::params_of(&files, name).unwrap_or_default();
+        Some((plugin_name(name).to_string(), f.data.clone(), params))
+    }
+
+    /// Remove every file, retiring what each put in service (a scope's `rmdir`).
+    pub fn clear(&self) {
+        let files = std::mem::take(&mut *self.files.lock());
+        for (name, f) in files {
+            if let Some(status) = f.instance {
+                self.loader.retire(plugin_name(&name), &status);
+            }
         }
     }
 
@@ -280,6 +329,7 @@ impl PluginsDir {
                 f.closed_at = Some(closed_at);
                 drop(files);
                 self.keep(name, &bytes);
+                self.changed();
                 Ok(())
             }
             Err(msg) => {
@@ -414,6 +464,7 @@ impl Tree for PluginsDir {
         }
         drop(files);
         self.forget(&name);
+        self.changed();
         tracing::info!(file = %name, "plugin file removed");
         Ok(())
     }

@@ -22,8 +22,8 @@ use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
 use crate::monitor::schema::{
     ActiveRoles, ActiveStatus, BackendStats, CacheCounters, CandidateEntry, FuseOpStats, HintStats,
-    PluginEntry, PluginStats, PrefetchCounters, ProbeStats, Stats, Status, StatusBackend,
-    StoreKindStats, StoreStats,
+    PluginEntry, PluginStats, PrefetchCounters, ProbeStats, ScopeStats, ScopeStatus, Stats, Status,
+    StatusBackend, StoreKindStats, StoreStats,
 };
 
 /// Where the documents' figures come from.
@@ -34,6 +34,8 @@ pub struct Sources {
     pub store: Option<Arc<Store>>,
     /// The plugin files.
     pub plugins: Arc<PluginsDir>,
+    /// The scopes of `.kplug/scopes/`.
+    pub scopes: Arc<super::scopes::Scopes>,
     /// The views of the transforms among them.
     pub views: Arc<super::views::Views>,
     /// The FUSE adapter's request counters.
@@ -131,21 +133,18 @@ impl Sources {
                 (plugin_name(&file).to_string(), f.instance, refused)
             })
             .collect();
-        let (active, serving, stats, resident, capacity) = self.cache.with_core(|core| {
+        let (active, serving) = self.cache.with_core(|core| {
             let ([eviction, admission, prefetch], serving) = serving_roles(core);
             let active = ActiveRoles {
                 eviction,
                 admission,
                 prefetch,
             };
-            (
-                active,
-                serving,
-                *core.stats(),
-                core.len() as u64,
-                core.capacity(),
-            )
+            (active, serving)
         });
+        // Every scope's counters add up to the cache's.
+        let stats = self.cache.stats();
+        let (resident, capacity) = self.cache.occupancy();
         let plugins = handles
             .into_iter()
             .map(|(name, handle, refused)| {
@@ -215,6 +214,7 @@ impl Sources {
             }),
             plugins,
             prefetch: self.prefetch_counters(&stats),
+            scopes: self.scope_stats(),
             probes: self
                 .fuse
                 .probes()
@@ -260,42 +260,34 @@ impl Sources {
     /// `.kplug/status` now.
     pub fn status(&self) -> Status {
         self.plugins.with_files(|files| {
-            let (active, serving, snaps, stats, resident, capacity) =
-                self.cache.with_core(|core| {
-                    let ([eviction, admission, prefetch], serving) = serving_roles(core);
-                    let active = ActiveStatus {
-                        admission,
-                        candidates: core
-                            .candidates()
-                            .into_iter()
-                            .map(|c| CandidateEntry {
-                                active: c.active,
-                                error: c.error,
-                                hits: c.hits,
-                                requests: c.requests,
-                                role: c.role,
-                                spec: c.spec,
-                            })
-                            .collect(),
-                        eviction,
-                        governor: core.governor_name().map(str::to_string),
-                        prefetch,
-                    };
-                    // The instances' states as of this moment: a fault changes them only
-                    // under the core's lock.
-                    let snaps: BTreeMap<String, StatusSnapshot> = files
-                        .iter()
-                        .filter_map(|(n, f)| f.instance.as_ref().map(|h| (n.clone(), h.snapshot())))
-                        .collect();
-                    (
-                        active,
-                        serving,
-                        snaps,
-                        *core.stats(),
-                        core.len() as u64,
-                        core.capacity(),
-                    )
-                });
+            let (active, serving, snaps) = self.cache.with_core(|core| {
+                let ([eviction, admission, prefetch], serving) = serving_roles(core);
+                let active = ActiveStatus {
+                    admission,
+                    candidates: core
+                        .candidates()
+                        .into_iter()
+                        .map(|c| CandidateEntry {
+                            active: c.active,
+                            error: c.error,
+                            hits: c.hits,
+                            requests: c.requests,
+                            role: c.role,
+                            spec: c.spec,
+                        })
+                        .collect(),
+                    eviction,
+                    governor: core.governor_name().map(str::to_string),
+                    prefetch,
+                };
+                // The instances' states as of this moment: a fault changes them only
+                // under the core's lock.
+                let snaps: BTreeMap<String, StatusSnapshot> = files
+                    .iter()
+                    .filter_map(|(n, f)| f.instance.as_ref().map(|h| (n.clone(), h.snapshot())))
+                    .collect();
+                (active, serving, snaps)
+            });
             let plugins = files
                 .iter()
                 .filter(|(file, _)| !is_params_file(file))
@@ -306,6 +298,8 @@ impl Sources {
                     file_entry(file, f, params, snaps.get(file), &serving)
                 })
                 .collect();
+            let stats = self.cache.stats();
+            let (resident, capacity) = self.cache.occupancy();
             let backend = self.cache.backend();
             Status {
                 active,
@@ -317,9 +311,110 @@ impl Sources {
                 cache: self.cache_counters(&stats, resident, capacity),
                 plugins,
                 prefetch: self.prefetch_counters(&stats),
+                scopes: self.scope_status(),
                 views: self.views.all().iter().map(|v| v.entry()).collect(),
             }
         })
+    }
+}
+
+impl Sources {
+    /// The scopes (the root as `/`) with their settings and what serves them: `(slot, name,
+    /// path, share text, active roles, plugins serving)`, empty while there is no scope.
+    #[allow(clippy::type_complexity)]
+    fn scope_rows(
+        &self,
+    ) -> Vec<(
+        usize,
+        String,
+        Option<String>,
+        String,
+        ActiveRoles,
+        Vec<(Role, StatusHandle)>,
+    )> {
+        let list = self.scopes.list();
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let root = (0, "/".to_string(), None, String::new());
+        std::iter::once(root)
+            .chain(list.into_iter().map(|(i, s)| (i, s.name, s.path, s.share)))
+            .filter_map(|(i, name, path, share)| {
+                let ([eviction, admission, prefetch], serving) =
+                    self.cache.with_scope(i, |c| serving_roles(c))?;
+                let active = ActiveRoles {
+                    admission,
+                    eviction,
+                    prefetch,
+                };
+                Some((i, name, path, share, active, serving))
+            })
+            .collect()
+    }
+
+    fn scope_stats(&self) -> BTreeMap<String, ScopeStats> {
+        let figures = self.cache.scopes();
+        self.scope_rows()
+            .into_iter()
+            .filter_map(|(i, name, path, share, active, _)| {
+                let f = figures.iter().find(|f| f.id == i)?;
+                let s = &f.stats;
+                Some((
+                    name,
+                    ScopeStats {
+                        active,
+                        admission_refusals: s.admission_refusals,
+                        evictions: s.evictions,
+                        faults: s.faults,
+                        hits: s.hits,
+                        inherited: self.scopes.inherited_roles(i),
+                        insertions: s.insertions,
+                        misses: s.misses,
+                        path,
+                        resident_blocks: f.resident,
+                        share,
+                        share_blocks: f.share,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn scope_status(&self) -> Vec<ScopeStatus> {
+        let figures = self.cache.scopes();
+        self.scope_rows()
+            .into_iter()
+            .filter_map(|(i, name, path, share, active, serving)| {
+                let f = figures.iter().find(|f| f.id == i)?;
+                let plugins = if i == 0 {
+                    Vec::new()
+                } else {
+                    self.scopes.dir(i).with_files(|files| {
+                        files
+                            .iter()
+                            .filter(|(file, _)| !is_params_file(file))
+                            .map(|(file, pf)| {
+                                let params = files
+                                    .get(&params_file_of(file))
+                                    .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
+                                let snap = pf.instance.as_ref().map(|h| h.snapshot());
+                                file_entry(file, pf, params, snap.as_ref(), &serving)
+                            })
+                            .collect()
+                    })
+                };
+                Some(ScopeStatus {
+                    active,
+                    inherited: self.scopes.inherited_roles(i),
+                    name,
+                    path,
+                    plugins,
+                    resident_blocks: f.resident,
+                    share,
+                    share_blocks: f.share,
+                })
+            })
+            .collect()
     }
 }
 

@@ -39,9 +39,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kplug_abi::{block_key, key_block, key_file};
-use kplug_cache::{BlockRange, CacheCore, CacheStats, CoreConfig, CoreEvent, Insert};
+use kplug_cache::{
+    BlockRange, CacheCore, CacheStats, CoreConfig, CoreEvent, Insert, ROOT_SCOPE, ScopeError,
+    ScopeId, ScopedCache,
+};
 use kplug_engine::Figures;
 
+use super::scopes::ScopePaths;
 use super::sync::{self, Condvar, Mutex, MutexGuard, WorkQueue};
 use super::{Backend, DataCache, FileRef, Source};
 use crate::error::Result;
@@ -149,10 +153,16 @@ struct FileState {
     /// The size and path last recorded in the figures (ABI 1.3 file facts), while a plugin
     /// wants them.
     facts: Option<(u64, Option<Arc<str>>)>,
+    /// The file's scope, resolved at `scope_tag`: the scope table's epoch and the address of
+    /// the path it was resolved from.
+    scope: ScopeId,
+    scope_tag: (u64, usize),
 }
 
 struct Inner {
-    core: CacheCore<Block>,
+    cache: ScopedCache<Block>,
+    /// The scopes' directories.
+    scope_paths: ScopePaths,
     files: HashMap<u64, FileState>,
     /// The inode of each file id (for the probes' policy events).
     inos: HashMap<u32, u64>,
@@ -179,6 +189,31 @@ impl Inner {
         })
     }
 
+    /// The scope of `ino`, opened as `source`: the root while no scope has a path, else the
+    /// one remembered for it unless the table or the file's path changed since.
+    #[inline]
+    fn scope_of(&mut self, ino: u64, source: &Arc<dyn Source>) -> ScopeId {
+        if self.scope_paths.is_empty() {
+            return ROOT_SCOPE;
+        }
+        let path = source.path();
+        let tag = (
+            self.scope_paths.epoch(),
+            path.as_ref()
+                .map_or(0, |p| Arc::as_ptr(p) as *const u8 as usize),
+        );
+        if let Some(f) = self.files.get(&ino)
+            && f.scope_tag == tag
+        {
+            return f.scope;
+        }
+        let s = self.scope_paths.resolve(path.as_deref());
+        let f = self.file(ino);
+        f.scope = s;
+        f.scope_tag = tag;
+        s
+    }
+
     fn detach_pending(&mut self, id: u32) {
         self.pending.retain(|k, _| (k >> 32) as u32 != id);
     }
@@ -187,6 +222,8 @@ impl Inner {
 /// Contiguous blocks to prefetch with one backend read.
 struct PrefetchJob {
     ino: u64,
+    /// The scope that planned it (whose core has its blocks in flight).
+    scope: ScopeId,
     file_id: u32,
     version: u64,
     source: Arc<dyn Source>,
@@ -226,6 +263,24 @@ pub struct BlockCache {
     probes: Probes,
 }
 
+/// Most scopes a mount may have besides its root (`.kplug/scopes/`).
+pub const MAX_SCOPES: usize = 8;
+
+/// One scope's figures ([`BlockCache::scopes`]).
+#[derive(Debug, Clone)]
+pub struct ScopeFigures {
+    /// Its slot (0: the root scope).
+    pub id: ScopeId,
+    /// Its directory, if set.
+    pub path: Option<String>,
+    /// Blocks guaranteed.
+    pub share: u64,
+    /// Blocks resident.
+    pub resident: u64,
+    /// Its core's counters.
+    pub stats: CacheStats,
+}
+
 /// Period of a governor's ticks in a mount (the simulator ticks every N requests).
 pub const GOVERNOR_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -258,11 +313,12 @@ impl BlockCache {
         );
         let capacity = config.capacity_bytes / config.block_size;
         let max_queued = queue_bound(config.core.prefetch_budget);
-        let core = CacheCore::new(capacity, config.core.clone());
-        let figures = core.figures().clone();
+        let cache = ScopedCache::new(capacity, config.core.clone(), MAX_SCOPES);
+        let figures = cache.figures().clone();
         figures.set_block_size(config.block_size);
         let inner = Arc::new(Mutex::new(Inner {
-            core,
+            cache,
+            scope_paths: ScopePaths::default(),
             files: HashMap::new(),
             inos: HashMap::new(),
             policy_out: Vec::new(),
@@ -326,12 +382,12 @@ impl BlockCache {
                 let Some(i) = inner.upgrade() else { break };
                 let wanted = {
                     let mut g = i.lock();
-                    g.core.governor_tick();
-                    g.core.spare_requests()
+                    g.cache.root_mut().governor_tick();
+                    g.cache.root_mut().spare_requests()
                 };
                 if !wanted.is_empty() {
                     let spares = wanted.make();
-                    i.lock().core.give_spares(spares);
+                    i.lock().cache.root_mut().give_spares(spares);
                 }
             }
         });
@@ -347,20 +403,92 @@ impl BlockCache {
         self.block_size
     }
 
-    /// Run `f` with the core locked (plugin installation, status).
+    /// Run `f` with the root scope's core locked (plugin installation, status).
     pub fn with_core<R>(&self, f: impl FnOnce(&mut CacheCore<Block>) -> R) -> R {
-        f(&mut self.inner.lock().core)
+        f(self.inner.lock().cache.root_mut())
     }
 
-    /// The core's counters.
+    /// Run `f` with scope `id`'s core locked; `None` if the scope does not exist.
+    pub fn with_scope<R>(
+        &self,
+        id: ScopeId,
+        f: impl FnOnce(&mut CacheCore<Block>) -> R,
+    ) -> Option<R> {
+        self.inner.lock().cache.core_mut(id).map(f)
+    }
+
+    /// The counters of every scope added up.
     pub fn stats(&self) -> CacheStats {
-        *self.inner.lock().core.stats()
+        self.inner.lock().cache.stats()
     }
 
-    /// Resident blocks and capacity in blocks.
+    /// Resident blocks (all scopes) and capacity in blocks.
     pub fn occupancy(&self) -> (u64, u64) {
         let g = self.inner.lock();
-        (g.core.len() as u64, g.core.capacity())
+        (g.cache.len() as u64, g.cache.capacity())
+    }
+
+    /// Creates scope `id`, guaranteed `share` blocks, without a path (it holds no file yet).
+    pub fn add_scope(&self, id: ScopeId, share: u64) -> std::result::Result<(), ScopeError> {
+        self.inner.lock().cache.add_scope(id, share)
+    }
+
+    /// Sets scope `id`'s share in blocks.
+    pub fn set_scope_share(&self, id: ScopeId, share: u64) -> std::result::Result<(), ScopeError> {
+        self.inner.lock().cache.set_share(id, share)
+    }
+
+    /// Sets (or clears) scope `id`'s directory (normalized, see `data/scopes.rs`): files
+    /// under it are resolved again at their next read.
+    pub fn set_scope_path(
+        &self,
+        id: ScopeId,
+        path: Option<String>,
+    ) -> std::result::Result<(), String> {
+        let mut g = self.inner.lock();
+        if g.cache.core(id).is_none() {
+            return Err(format!("no scope in slot {id}"));
+        }
+        g.scope_paths.set(id, path)
+    }
+
+    /// Removes scope `id`; its blocks go to the enclosing scope. Returns how many.
+    pub fn remove_scope(
+        &self,
+        id: ScopeId,
+        reason: &str,
+    ) -> std::result::Result<usize, ScopeError> {
+        let mut g = self.inner.lock();
+        let heir = g.scope_paths.enclosing(id);
+        let n = g.cache.remove_scope(id, heir, reason)?;
+        let _ = g.scope_paths.set(id, None);
+        Ok(n)
+    }
+
+    /// The scope enclosing scope `id` (whose policies it inherits), and how deep `id` is.
+    pub fn scope_parent(&self, id: ScopeId) -> (ScopeId, usize) {
+        let g = self.inner.lock();
+        (g.scope_paths.enclosing(id), g.scope_paths.depth(id))
+    }
+
+    /// The scope a file at `path` (relative to the mount's root) belongs to now.
+    pub fn scope_at(&self, path: &str) -> ScopeId {
+        self.inner.lock().scope_paths.resolve(Some(path))
+    }
+
+    /// Each scope's figures, the root's first.
+    pub fn scopes(&self) -> Vec<ScopeFigures> {
+        let g = self.inner.lock();
+        g.cache
+            .cores()
+            .map(|(id, core)| ScopeFigures {
+                id,
+                path: g.scope_paths.path(id).map(str::to_string),
+                share: g.cache.share(id).unwrap_or(0),
+                resident: core.len() as u64,
+                stats: *core.stats(),
+            })
+            .collect()
     }
 
     /// Counters of this layer.
@@ -409,17 +537,18 @@ impl BlockCache {
             let f = g.file(file.ino);
             (f.id, f.version)
         };
+        let scope = g.scope_of(file.ino, file.source);
         if self.figures.tracks_files() {
             self.note_facts(&mut g, file, file_size);
         }
         let key = block_key(id, index as u32);
         let file_blocks = file_size.div_ceil(bs);
-        let cached = g.core.get(key).cloned();
+        let cached = g.cache.get(scope, key).cloned();
         if let Some(b) = cached {
             let start = index * bs;
             let valid = b.len() as u64 == bs || start + b.len() as u64 == file_size;
             if valid {
-                self.plan_prefetch(&mut g, file, id, version, index, file_blocks, true);
+                self.plan_prefetch(&mut g, file, (scope, id), version, index, file_blocks, true);
                 let _policy = self.probes.policy(&mut g);
                 drop(g);
                 if let Some(w) = self.probes.waiting(file, index, bs, pe::CACHE_HIT) {
@@ -428,7 +557,7 @@ impl BlockCache {
                 return Ok((b, true));
             }
             // A short block of a file that grew: drop it and fetch again.
-            g.core.remove(key);
+            g.cache.remove(key);
         }
         let joined = match g.pending.get(&key) {
             Some((pversion, p)) if *pversion == version => Some(p.clone()),
@@ -442,7 +571,15 @@ impl BlockCache {
                 p
             }
         };
-        self.plan_prefetch(&mut g, file, id, version, index, file_blocks, false);
+        self.plan_prefetch(
+            &mut g,
+            file,
+            (scope, id),
+            version,
+            index,
+            file_blocks,
+            false,
+        );
         let policy = self.probes.policy(&mut g);
         drop(g);
         drop(policy);
@@ -480,7 +617,7 @@ impl BlockCache {
             Ok(data) => {
                 let block: Block = data.into();
                 if g.file(file.ino).version == version {
-                    g.core.insert(key, block.clone());
+                    g.cache.insert(scope, key, block.clone());
                 } else {
                     self.counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
                 }
@@ -502,13 +639,15 @@ impl BlockCache {
         &self,
         g: &mut MutexGuard<'_, Inner>,
         file: FileRef<'_>,
-        id: u32,
+        (scope, id): (ScopeId, u32),
         version: u64,
         index: u64,
         file_blocks: u64,
         hit: bool,
     ) {
-        let plan = g.core.prefetch_plan(id, index as u32, file_blocks, hit);
+        let plan = g
+            .cache
+            .prefetch_plan(scope, id, index as u32, file_blocks, hit);
         if plan.is_empty() {
             return;
         }
@@ -516,7 +655,7 @@ impl BlockCache {
         let mut blocks = Vec::new();
         for r in &plan {
             if g.queued_prefetch + blocks.len() + r.len as usize > self.max_queued {
-                g.core.cancel_prefetch(id, *r);
+                g.cache.cancel_prefetch(scope, id, *r);
                 self.counters
                     .prefetch_dropped
                     .fetch_add(r.len, Ordering::Relaxed);
@@ -526,7 +665,8 @@ impl BlockCache {
                 let key = block_key(id, b as u32);
                 if g.pending.get(&key).is_some_and(|(pv, _)| *pv == version) {
                     // A demand read is already fetching it.
-                    g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
+                    g.cache
+                        .cancel_prefetch(scope, id, BlockRange { start: b, len: 1 });
                     continue;
                 }
                 let p = Arc::new(Pending::default());
@@ -572,6 +712,7 @@ impl BlockCache {
             }
             let job = PrefetchJob {
                 ino: file.ino,
+                scope,
                 file_id: id,
                 version,
                 source: file.source.clone(),
@@ -580,7 +721,8 @@ impl BlockCache {
             if let Err(job) = self.queue.push(job) {
                 g.queued_prefetch -= job.blocks.len();
                 for (b, p) in job.blocks {
-                    g.core.cancel_prefetch(id, BlockRange { start: b, len: 1 });
+                    g.cache
+                        .cancel_prefetch(scope, id, BlockRange { start: b, len: 1 });
                     g.pending.remove(&block_key(id, b as u32));
                     p.complete(Err(libc::EAGAIN));
                 }
@@ -628,19 +770,22 @@ fn run_prefetch(
                 let end = (start + bs as usize).min(data.len());
                 let block: Block = data[start..end].into();
                 if current == Some(job.version) {
-                    if g.core.insert_prefetched(key, block.clone()) == Insert::Stale {
+                    if g.cache.insert_prefetched(job.scope, key, block.clone()) == Insert::Stale {
                         counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
                     }
                 } else {
-                    g.core
-                        .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
+                    g.cache.cancel_prefetch(
+                        job.scope,
+                        job.file_id,
+                        BlockRange { start: b, len: 1 },
+                    );
                     counters.stale_fetches.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(block)
             }
             Err(e) => {
-                g.core
-                    .cancel_prefetch(job.file_id, BlockRange { start: b, len: 1 });
+                g.cache
+                    .cancel_prefetch(job.scope, job.file_id, BlockRange { start: b, len: 1 });
                 Err(e.errno())
             }
         };
@@ -667,10 +812,10 @@ fn drop_range(g: &mut Inner, ino: u64, offset: u64, len: u64, bs: u64) {
     let first = offset / bs;
     let last = offset.saturating_add(len.max(1) - 1) / bs;
     if last - first >= 64 || last > u32::MAX as u64 {
-        g.core.remove_file(id, first.min(u32::MAX as u64) as u32);
+        g.cache.remove_file(id, first.min(u32::MAX as u64) as u32);
     } else {
         for b in first..=last {
-            g.core.remove(block_key(id, b as u32));
+            g.cache.remove(block_key(id, b as u32));
         }
     }
 }
@@ -742,7 +887,7 @@ impl DataCache for BlockCache {
         f.version += 1;
         let id = f.id;
         g.detach_pending(id);
-        g.core.remove_file(id, 0);
+        g.cache.remove_file(id, 0);
     }
 
     fn name(&self) -> &'static str {
@@ -791,17 +936,17 @@ impl Probes {
     #[inline]
     fn policy(&self, g: &mut Inner) -> Option<PolicyEvents<'_>> {
         let Some(bus) = self.bus(Kind::Policy) else {
-            g.core.log_events(false);
+            g.cache.log_events(false);
             return None;
         };
-        g.core.log_events(true);
+        g.cache.log_events(true);
         let Inner {
-            core,
+            cache,
             inos,
             policy_out,
             ..
         } = g;
-        core.drain_events(|ev| {
+        cache.drain_events(|ev| {
             let (op, key, flag) = match ev {
                 CoreEvent::Admitted { key, prefetched } => (pe::POLICY_ADMIT, key, prefetched),
                 CoreEvent::Refused { key, prefetched } => (pe::POLICY_REFUSE, key, prefetched),

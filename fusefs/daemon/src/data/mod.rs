@@ -26,6 +26,7 @@ use crate::fs::sys;
 use crate::monitor::metrics::{Counter, Histogram, HistogramSnapshot};
 
 pub mod blockcache;
+pub mod scopes;
 pub mod sync;
 
 /// The bytes of one open file, wherever they are: a backing file of the passthrough, an

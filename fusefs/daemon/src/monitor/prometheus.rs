@@ -30,8 +30,8 @@ use serde_json::Value;
 
 use super::metrics::LatencyUs;
 use super::schema::{
-    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, ProbeStats, Stats,
-    ViewStats,
+    BackendStats, CacheCounters, HistoryInfo, PluginStats, PrefetchCounters, ProbeStats,
+    ScopeStats, Stats, ViewStats,
 };
 
 /// The content type of the text format.
@@ -240,6 +240,7 @@ pub fn render(stats: &Stats) -> String {
         plugins,
         prefetch,
         probes,
+        scopes,
         store,
         time_unix_ms: _,
         uptime_ms,
@@ -292,6 +293,10 @@ pub fn render(stats: &Stats) -> String {
     for (name, p) in plugins {
         let l = label("plugin", name);
         out.section("plugin", "plugins.<name>", &l, p, PluginStats::GAUGES, None);
+    }
+    for (name, sc) in scopes {
+        let l = label("scope", name);
+        out.section("scope", "scopes.<name>", &l, sc, ScopeStats::GAUGES, None);
     }
     for (name, v) in views {
         let l = label("view", name);

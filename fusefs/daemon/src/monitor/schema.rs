@@ -47,6 +47,10 @@ pub struct Stats {
     /// The probes loaded (ABI 1.5), by name: their events delivered and dropped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub probes: BTreeMap<String, ProbeStats>,
+    /// Per scope of `.kplug/scopes/`, by name, and the root scope as `/` (absent while the
+    /// mount has no scope): `cache` adds them all up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, ScopeStats>,
     /// The object store of an object-store mount (absent for a directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStats>,
@@ -273,9 +277,67 @@ pub struct Status {
     pub plugins: Vec<PluginEntry>,
     /// Prefetch counters (as in stats).
     pub prefetch: PrefetchCounters,
+    /// The scopes of `.kplug/scopes/`, the root scope (`/`) first; empty without scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeStatus>,
     /// The views of `.kplug/views/` (transform plugins, ABI 1.6), by name.
     #[serde(default)]
     pub views: Vec<ViewEntry>,
+}
+
+/// `stats.scopes.NAME`: one scope's share of the cache and its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ScopeStats {
+    /// Which policy serves each role in this scope.
+    pub active: ActiveRoles,
+    /// Blocks its admission policy refused.
+    pub admission_refusals: u64,
+    /// Blocks evicted from it (to make room for it or for another scope).
+    pub evictions: u64,
+    /// Plugin faults handled in it.
+    pub faults: u64,
+    /// Requests of its files (or of its blocks, after a rename) found in the cache.
+    pub hits: u64,
+    /// The roles it serves with its own copy of an enclosing scope's plugin.
+    pub inherited: Vec<Role>,
+    /// Blocks inserted into it.
+    pub insertions: u64,
+    /// Requests of its files not found.
+    pub misses: u64,
+    /// Its directory (relative to the mount's root); `null` until set (`""`: the whole mount).
+    pub path: Option<String>,
+    /// Blocks it holds.
+    pub resident_blocks: u64,
+    /// Its share as written (`25%`, `0.25`, `64MiB`; the root's is what the others leave).
+    pub share: String,
+    /// Its share in blocks: what it is guaranteed.
+    pub share_blocks: u64,
+}
+
+impl ScopeStats {
+    /// The fields that are levels, not counts (`.kplug/metrics` types them as gauges; every other number is a counter).
+    pub const GAUGES: &'static [&'static str] = &["resident_blocks", "share_blocks"];
+}
+
+/// `status.scopes[]`: one scope, its settings and its plugins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeStatus {
+    /// Which policy serves each role in this scope.
+    pub active: ActiveRoles,
+    /// The roles it serves with its own copy of an enclosing scope's plugin.
+    pub inherited: Vec<Role>,
+    /// Its name (`/` for the root scope).
+    pub name: String,
+    /// Its directory; `null` until set.
+    pub path: Option<String>,
+    /// The files of its `plugins/` (the root's are `status.plugins`).
+    pub plugins: Vec<PluginEntry>,
+    /// Blocks it holds.
+    pub resident_blocks: u64,
+    /// Its share as written.
+    pub share: String,
+    /// Its share in blocks.
+    pub share_blocks: u64,
 }
 
 /// `status.active`.

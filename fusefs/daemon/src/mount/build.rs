@@ -141,14 +141,19 @@ fn object_config(args: &MountArgs) -> ObjectConfig {
 
 /// The cache core's settings for a readahead window of `blocks`: the built-in readahead
 /// grows its window up to it, and one access may ask for that many blocks (the budget of
-/// every prefetch policy, plugins included, is never below the core's default).
+/// every prefetch policy, plugins included, is never below the core's default). 0 blocks:
+/// no built-in prefetch (`builtin:none`).
 fn readahead_core(blocks: u64) -> CoreConfig {
     let default = CoreConfig::default();
     CoreConfig {
-        prefetch: BuiltinPrefetch::Readahead(ReadaheadConfig {
-            max_window: blocks.max(1),
-            ..ReadaheadConfig::default()
-        }),
+        prefetch: if blocks == 0 {
+            BuiltinPrefetch::None
+        } else {
+            BuiltinPrefetch::Readahead(ReadaheadConfig {
+                max_window: blocks,
+                ..ReadaheadConfig::default()
+            })
+        },
         prefetch_budget: default.prefetch_budget.max(blocks),
         ..default
     }

@@ -1,0 +1,723 @@
+//! `.kplug/scopes/`: per-subtree policies. `mkdir .kplug/scopes/NAME` creates a scope (at
+//! most [`MAX_SCOPES`]); `rmdir` removes it with its files, as in cgroupfs, and its blocks go
+//! to the enclosing scope. Each scope directory holds:
+//!
+//! ```text
+//! NAME/path      rw  a directory of the mount, relative to its root ("" unset: no file)
+//! NAME/share     rw  the cache it is guaranteed: 25%, 0.25 or a size (64MiB); 0 by default
+//! NAME/plugins/  rwx its own plugins/, the root's rules (.wasm, .params), cache roles only
+//! ```
+//!
+//! A file belongs to the scope with the innermost `path` holding it (`data/scopes.rs`);
+//! the cache's arbitration between scopes is in `kplug_cache::scopes`.
+//!
+//! **Inheritance.** A role a scope's own files do not serve is served by its own instance
+//! of the plugin the enclosing scope (ultimately the mount's `plugins/`) serves it with, with
+//! the same parameters, or by the same built-in. [`Scopes::sync`] keeps that true: it runs
+//! after every change of any `plugins/` directory and of any scope, outermost scopes first,
+//! and replaces an inherited instance only when its source changed (an inherited instance
+//! that faulted stays on the built-in until then). A governor's choices are not inherited.
+//!
+//! **Numbers.** Each scope lives in a slot 1..=[`MAX_SCOPES`]; its `plugins/` is the
+//! slot's own virtual tree, registered at mount like every other (`control/mod.rs`), so a
+//! removed scope's slot serves the next `mkdir` with an empty directory.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kplug_abi::Role;
+use kplug_cache::ScopeId;
+use kplug_engine::StatusHandle;
+use parking_lot::Mutex;
+
+use super::node::{Handles, Owner, entry, slice};
+use super::plugins::PluginsDir;
+use crate::data::blockcache::BlockCache;
+pub use crate::data::blockcache::MAX_SCOPES;
+use crate::error::Result;
+use crate::fs::{
+    Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, Opened, SetAttr, Tree, TreeIds, Written,
+    list_dir, list_dir_plus,
+};
+use crate::fs_err;
+
+/// The roles a scope serves, in the order of the inheritance table.
+const ROLES: [Role; 3] = [Role::Eviction, Role::Admission, Role::Prefetch];
+
+/// Longest `path` or `share` text.
+const MAX_TEXT: usize = 4096;
+
+/// A role a scope inherits: the enclosing scope's instance it copies, and its own copy
+/// (`None` if the copy was refused).
+#[derive(Clone)]
+struct Inherit {
+    source: StatusHandle,
+    instance: Option<StatusHandle>,
+}
+
+/// One scope, as the operator set it.
+#[derive(Clone, Debug)]
+pub struct ScopeInfo {
+    /// Its directory's name in `.kplug/scopes/`.
+    pub name: String,
+    /// Its `path`, normalized (`None`: unset).
+    pub path: Option<String>,
+    /// Its `share`, as written (`0` until written).
+    pub share: String,
+    /// When it was created.
+    pub created: SystemTime,
+}
+
+/// The scopes of one mount: their settings, their `plugins/` and what they inherit.
+pub struct Scopes {
+    cache: Arc<BlockCache>,
+    /// Slot 0: the mount's `plugins/`; slot i: scope i's.
+    dirs: Vec<Arc<PluginsDir>>,
+    slots: Mutex<Vec<Option<ScopeInfo>>>,
+    inherited: Mutex<Vec<[Option<Inherit>; 3]>>,
+}
+
+impl Scopes {
+    /// The scopes of `cache`, whose `plugins/` are `dirs` (the root's first, then one per
+    /// slot).
+    pub fn new(cache: Arc<BlockCache>, dirs: Vec<Arc<PluginsDir>>) -> Arc<Self> {
+        assert_eq!(dirs.len(), MAX_SCOPES + 1, "one plugins/ per slot");
+        let n = dirs.len();
+        let scopes = Arc::new(Scopes {
+            cache,
+            dirs,
+            slots: Mutex::new(vec![None; n]),
+            inherited: Mutex::new(vec![Default::default(); n]),
+        });
+        for d in &scopes.dirs {
+            let weak = Arc::downgrade(&scopes);
+            d.on_change(Box::new(move || {
+                if let Some(s) = weak.upgrade() {
+                    s.sync();
+                }
+            }));
+        }
+        scopes
+    }
+
+    /// Scope `id`'s `plugins/` (0: the mount's).
+    pub fn dir(&self, id: ScopeId) -> &Arc<PluginsDir> {
+        &self.dirs[id]
+    }
+
+    /// The scopes that exist, by slot.
+    pub fn list(&self) -> Vec<(ScopeId, ScopeInfo)> {
+        self.slots
+            .lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.clone()?)))
+            .collect()
+    }
+
+    /// The roles scope `id` serves with an inherited plugin instance now.
+    pub fn inherited_roles(&self, id: ScopeId) -> Vec<Role> {
+        let inherited = self.inherited.lock();
+        let Some(row) = inherited.get(id) else {
+            return Vec::new();
+        };
+        ROLES
+            .iter()
+            .zip(row)
+            .filter(|(r, i)| {
+                i.as_ref()
+                    .and_then(|i| i.instance.as_ref())
+                    .is_some_and(|inst| {
+                        self.cache
+                            .with_scope(id, |c| c.policy(**r).plugin)
+                            .flatten()
+                            .is_some_and(|s| Arc::ptr_eq(&s, inst))
+                    })
+            })
+            .map(|(r, _)| *r)
+            .collect()
+    }
+
+    fn find(&self, name: &str) -> Option<ScopeId> {
+        self.slots
+            .lock()
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.name == name))
+    }
+
+    /// `mkdir .kplug/scopes/NAME`.
+    pub fn create(&self, name: &str) -> Result<ScopeId> {
+        check_name(name)?;
+        let id = {
+            let mut slots = self.slots.lock();
+            if slots.iter().flatten().any(|s| s.name == name) {
+                return Err(fs_err!(libc::EEXIST, "scope {name} exists"));
+            }
+            let Some(id) = (1..slots.len()).find(|i| slots[*i].is_none()) else {
+                return Err(fs_err!(
+                    libc::ENOSPC,
+                    "a mount has at most {MAX_SCOPES} scopes"
+                ));
+            };
+            self.cache
+                .add_scope(id, 0)
+                .map_err(|e| fs_err!(libc::EIO, "scope {name}: {e}"))?;
+            slots[id] = Some(ScopeInfo {
+                name: name.to_string(),
+                path: None,
+                share: "0".into(),
+                created: SystemTime::now(),
+            });
+            id
+        };
+        tracing::info!(scope = name, slot = id, "scope created");
+        self.sync();
+        Ok(id)
+    }
+
+    /// `rmdir .kplug/scopes/NAME`: its files go (their plugins retired), its blocks go to
+    /// the enclosing scope, and the scopes it enclosed inherit from that one.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let id = self
+            .find(name)
+            .ok_or_else(|| fs_err!(libc::ENOENT, "no scope {name}"))?;
+        self.dirs[id].clear();
+        let moved = self
+            .cache
+            .remove_scope(id, "its scope was removed")
+            .map_err(|e| fs_err!(libc::EIO, "scope {name}: {e}"))?;
+        self.slots.lock()[id] = None;
+        self.inherited.lock()[id] = Default::default();
+        tracing::info!(scope = name, blocks = moved, "scope removed");
+        self.sync();
+        Ok(())
+    }
+
+    /// Write scope `id`'s `path`: `""` unsets it.
+    pub fn set_path(&self, id: ScopeId, text: &str) -> std::result::Result<(), String> {
+        let text = text.trim();
+        let path = if text.is_empty() {
+            None
+        } else {
+            Some(crate::data::scopes::normalize(text)?)
+        };
+        self.cache.set_scope_path(id, path.clone())?;
+        if let Some(s) = self.slots.lock()[id].as_mut() {
+            s.path = path;
+        }
+        self.sync();
+        Ok(())
+    }
+
+    /// Write scope `id`'s `share`.
+    pub fn set_share(&self, id: ScopeId, text: &str) -> std::result::Result<(), String> {
+        let text = text.trim();
+        let (_, capacity) = self.cache.occupancy();
+        let blocks = parse_share(text, capacity, self.cache.block_size())?;
+        self.cache
+            .set_scope_share(id, blocks)
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = self.slots.lock()[id].as_mut() {
+            s.share = text.to_string();
+        }
+        Ok(())
+    }
+
+    /// Make every scope serve each role its own files do not with its own instance of what
+    /// its enclosing scope serves it with (see the module docs).
+    pub fn sync(&self) {
+        let mut inherited = self.inherited.lock();
+        let mut live: Vec<(usize, ScopeId)> = self
+            .list()
+            .into_iter()
+            .map(|(id, _)| (self.cache.scope_parent(id).1, id))
+            .collect();
+        live.sort_unstable();
+        for (_, s) in live {
+            let parent = self.cache.scope_parent(s).0;
+            for (ri, role) in ROLES.iter().enumerate() {
+                let Some(serving) = self.cache.with_scope(s, |c| c.policy(*role).plugin) else {
+                    continue;
+                };
+                if serving.as_ref().is_some_and(|st| self.dirs[s].owns(st)) {
+                    inherited[s][ri] = None;
+                    continue;
+                }
+                let desired = self.effective(&inherited, parent, *role, ri);
+                let current = inherited[s][ri].clone();
+                let still = |rec: &Inherit| matches!((&serving, &rec.instance), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+                match (desired, current) {
+                    (None, None) => {}
+                    (None, Some(rec)) => {
+                        if still(&rec)
+                            && let Some(i) = &rec.instance
+                        {
+                            self.cache
+                                .with_scope(s, |c| c.retire(i, "no longer inherited"));
+                        }
+                        inherited[s][ri] = None;
+                    }
+                    (Some(src), Some(rec)) if Arc::ptr_eq(&src, &rec.source) => {}
+                    (Some(src), current) => {
+                        let instance = self.copy(s, &src, *role);
+                        if let Some(old) = current.filter(still).and_then(|r| r.instance) {
+                            self.cache.with_scope(s, |c| c.retire(&old, "replaced"));
+                        }
+                        inherited[s][ri] = Some(Inherit {
+                            source: src,
+                            instance,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// What scope `id` serves `role` with, as a plugin file's instance (its own, or the one
+    /// it inherits a copy of); `None` for a built-in or a governor's choice.
+    fn effective(
+        &self,
+        inherited: &[[Option<Inherit>; 3]],
+        id: ScopeId,
+        role: Role,
+        ri: usize,
+    ) -> Option<StatusHandle> {
+        let serving = self
+            .cache
+            .with_scope(id, |c| c.policy(role).plugin)
+            .flatten()?;
+        if self.dirs[id].owns(&serving) {
+            return Some(serving);
+        }
+        inherited[id][ri]
+            .as_ref()
+            .filter(|r| {
+                r.instance
+                    .as_ref()
+                    .is_some_and(|i| Arc::ptr_eq(i, &serving))
+            })
+            .map(|r| r.source.clone())
+    }
+
+    /// Scope `s`'s own instance of the file whose instance is `src`, serving `role`.
+    fn copy(&self, s: ScopeId, src: &StatusHandle, role: Role) -> Option<StatusHandle> {
+        let (name, bytes, params) = self.dirs.iter().find_map(|d| d.source_of(src))?;
+        match self.dirs[s]
+            .loader()
+            .install_inherited(&name, &bytes, &params, role)
+        {
+            Ok(st) => {
+                tracing::info!(plugin = name, scope = s, ?role, "plugin inherited");
+                Some(st)
+            }
+            Err(e) => {
+                tracing::warn!(plugin = name, scope = s, ?role, "cannot inherit: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// A scope name: a directory name, not `.` or `..`, no `/` or NUL, at most 255 bytes.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 255
+        || name.contains(['/', '\0'])
+    {
+        return Err(fs_err!(libc::EINVAL, "bad scope name {name:?}"));
+    }
+    Ok(())
+}
+
+/// A share in blocks of a cache of `capacity` blocks of `block_size` bytes: a percentage
+/// (`25%`), a fraction written with a point (`0.25`, `1.0`), or a size (`64MiB`, `4096`:
+/// whole blocks of it).
+pub fn parse_share(text: &str, capacity: u64, block_size: u64) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let fraction = if let Some(p) = t.strip_suffix('%') {
+        Some(
+            p.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("bad share {t:?}"))?
+                / 100.0,
+        )
+    } else if t.contains('.') {
+        Some(
+            t.parse::<f64>()
+                .map_err(|_| format!("bad share {t:?} (examples: 25%, 0.25, 64MiB)"))?,
+        )
+    } else {
+        None
+    };
+    match fraction {
+        Some(f) if (0.0..=1.0).contains(&f) => Ok((f * capacity as f64).floor() as u64),
+        Some(_) => Err(format!("share {t:?} is outside 0..=100%")),
+        None => {
+            let bytes = crate::mount::parse_size(t)?;
+            Ok(bytes / block_size.max(1))
+        }
+    }
+}
+
+/// Which node of `.kplug/scopes/` an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    Root,
+    Dir(ScopeId),
+    Path(ScopeId),
+    Share(ScopeId),
+}
+
+/// An open handle of a `path` or `share` file: what was rendered at open, what is written.
+struct Open {
+    node: Node,
+    shown: Vec<u8>,
+    written: Option<Vec<u8>>,
+}
+
+/// The `.kplug/scopes/` tree.
+pub struct ScopesTree {
+    ids: TreeIds,
+    owner: Owner,
+    started: SystemTime,
+    scopes: Arc<Scopes>,
+    /// The root inode of each slot's `plugins/` tree (index 0 unused).
+    plugins_roots: Vec<u64>,
+    open: Handles<Option<Open>>,
+}
+
+impl ScopesTree {
+    /// `.kplug/scopes/` over `scopes`, whose slot i has its `plugins/` at inode
+    /// `plugins_roots[i]`.
+    pub fn new(ids: TreeIds, owner: Owner, scopes: Arc<Scopes>, plugins_roots: Vec<u64>) -> Self {
+        Self {
+            ids,
+            owner,
+            started: SystemTime::now(),
+            scopes,
+            plugins_roots,
+            open: Handles::new(ids),
+        }
+    }
+
+    fn ino(&self, node: Node) -> u64 {
+        self.ids.ino(match node {
+            Node::Root => 1,
+            Node::Dir(i) => 16 * i as u64,
+            Node::Path(i) => 16 * i as u64 + 1,
+            Node::Share(i) => 16 * i as u64 + 2,
+        })
+    }
+
+    fn node(&self, ino: u64) -> Result<Node> {
+        let local = self.ids.local(ino);
+        let gone = || fs_err!(libc::ENOENT, "no such scope node");
+        if local == 1 {
+            return Ok(Node::Root);
+        }
+        let (i, k) = ((local / 16) as usize, local % 16);
+        if i == 0 || i > MAX_SCOPES || self.scopes.slots.lock()[i].is_none() {
+            return Err(gone());
+        }
+        match k {
+            0 => Ok(Node::Dir(i)),
+            1 => Ok(Node::Path(i)),
+            2 => Ok(Node::Share(i)),
+            _ => Err(gone()),
+        }
+    }
+
+    fn text(&self, node: Node) -> Vec<u8> {
+        let slots = self.scopes.slots.lock();
+        let info = |i: ScopeId| slots[i].clone();
+        let mut t = match node {
+            Node::Path(i) => info(i).and_then(|s| s.path).unwrap_or_default(),
+            Node::Share(i) => info(i).map(|s| s.share).unwrap_or_default(),
+            _ => return Vec::new(),
+        };
+        if !t.is_empty() || matches!(node, Node::Path(i) if info(i).and_then(|s| s.path).is_some())
+        {
+            t.push('\n');
+        }
+        t.into_bytes()
+    }
+
+    fn created(&self, i: ScopeId) -> SystemTime {
+        self.scopes.slots.lock()[i]
+            .as_ref()
+            .map_or(self.started, |s| s.created)
+    }
+
+    fn attr(&self, node: Node) -> Attr {
+        let ino = self.ino(node);
+        match node {
+            Node::Root => self.owner.attr(ino, FileKind::Dir, 0o755, 0, self.started),
+            Node::Dir(i) => self
+                .owner
+                .attr(ino, FileKind::Dir, 0o755, 0, self.created(i)),
+            Node::Path(i) | Node::Share(i) => {
+                let size = self.text(node).len() as u64;
+                self.owner.attr(
+                    ino,
+                    FileKind::File,
+                    0o644,
+                    size,
+                    SystemTime::now().max(self.created(i)),
+                )
+            }
+        }
+    }
+
+    fn plugins_entry(&self, i: ScopeId) -> Result<Entry> {
+        Ok(entry(
+            self.scopes.dirs[i].getattr(self.plugins_roots[i], None)?,
+        ))
+    }
+
+    /// The entries of directory `node`, without `.` and `..`.
+    fn children(&self, node: Node) -> Vec<(u64, FileKind, String)> {
+        match node {
+            Node::Root => self
+                .scopes
+                .list()
+                .into_iter()
+                .map(|(i, s)| (self.ino(Node::Dir(i)), FileKind::Dir, s.name))
+                .collect(),
+            Node::Dir(i) => vec![
+                (self.ino(Node::Path(i)), FileKind::File, "path".into()),
+                (self.plugins_roots[i], FileKind::Dir, "plugins".into()),
+                (self.ino(Node::Share(i)), FileKind::File, "share".into()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn apply(&self, node: Node, text: &[u8]) -> Result<()> {
+        let text = String::from_utf8_lossy(text);
+        let r = match node {
+            Node::Path(i) => self.scopes.set_path(i, &text),
+            Node::Share(i) => self.scopes.set_share(i, &text),
+            _ => Ok(()),
+        };
+        r.map_err(|msg| {
+            tracing::warn!("scopes: {msg}");
+            fs_err!(libc::EINVAL, "{msg}")
+        })
+    }
+}
+
+impl Tree for ScopesTree {
+    fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        let node = self.node(parent)?;
+        if name == "." || name == ".." {
+            return Ok(entry(self.getattr(parent, None)?));
+        }
+        let name = name.to_string_lossy();
+        match node {
+            Node::Root => {
+                let i = self
+                    .scopes
+                    .find(&name)
+                    .ok_or_else(|| fs_err!(libc::ENOENT, "no scope {name}"))?;
+                Ok(entry(self.attr(Node::Dir(i))))
+            }
+            Node::Dir(i) => match name.as_ref() {
+                "path" => Ok(entry(self.attr(Node::Path(i)))),
+                "share" => Ok(entry(self.attr(Node::Share(i)))),
+                "plugins" => self.plugins_entry(i),
+                _ => Err(fs_err!(
+                    libc::ENOENT,
+                    "a scope holds path, share and plugins/"
+                )),
+            },
+            _ => Err(fs_err!(libc::ENOTDIR, "not a directory")),
+        }
+    }
+
+    fn getattr(&self, ino: u64, _fh: Option<u64>) -> Result<Attr> {
+        Ok(self.attr(self.node(ino)?))
+    }
+
+    /// `echo 25% > share` truncates first: a write replaces the setting.
+    fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
+        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+            return Err(fs_err!(
+                libc::EPERM,
+                ".kplug entries keep their owner and mode"
+            ));
+        }
+        self.getattr(ino, None)
+    }
+
+    fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _caller: Caller,
+    ) -> Result<Entry> {
+        if self.node(parent)? != Node::Root {
+            return Err(fs_err!(
+                libc::EPERM,
+                "scopes are created in .kplug/scopes/ only"
+            ));
+        }
+        let id = self.scopes.create(&name.to_string_lossy())?;
+        Ok(entry(self.attr(Node::Dir(id))))
+    }
+
+    fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        if self.node(parent)? != Node::Root {
+            return Err(fs_err!(libc::EPERM, "only a scope can be removed here"));
+        }
+        self.scopes.remove(&name.to_string_lossy())
+    }
+
+    fn open(&self, ino: u64, flags: i32, _caller: Caller) -> Result<Opened> {
+        let node = self.node(ino)?;
+        if matches!(node, Node::Root | Node::Dir(_)) {
+            return Err(fs_err!(libc::EISDIR, "a directory"));
+        }
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        Ok(Opened::direct(self.open.insert(Some(Open {
+            node,
+            shown: self.text(node),
+            written: writing.then(Vec::new),
+        }))))
+    }
+
+    fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.open.with(fh, |o| {
+            let o = o
+                .as_ref()
+                .ok_or_else(|| fs_err!(libc::EISDIR, "a directory"))?;
+            Ok(slice(&o.shown, offset, size))
+        })
+    }
+
+    fn write_through(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        _from_page_cache: bool,
+    ) -> Result<Written> {
+        self.open.with(fh, |o| -> Result<()> {
+            let w = o
+                .as_mut()
+                .and_then(|o| o.written.as_mut())
+                .ok_or_else(|| fs_err!(libc::EBADF, "not open for writing"))?;
+            let end = offset as usize + data.len();
+            if end > MAX_TEXT {
+                return Err(fs_err!(libc::EINVAL, "a scope setting is one short line"));
+            }
+            if w.len() < end {
+                w.resize(end, 0);
+            }
+            w[offset as usize..end].copy_from_slice(data);
+            Ok(())
+        })?;
+        // A whole line is applied at once, so that `echo 200% > share` fails in `write()`
+        // (shells do not report an error of `close()`); the rest at `close()`.
+        let line = self.open.with(fh, |o| {
+            let o = o.as_mut().expect("checked");
+            let w = o.written.as_mut().expect("checked");
+            Ok(w.ends_with(b"\n").then(|| (o.node, std::mem::take(w))))
+        })?;
+        if let Some((node, text)) = line {
+            self.apply(node, &text)?;
+        }
+        Ok(Written {
+            bytes: data.len() as u32,
+            stale_pages: None,
+        })
+    }
+
+    /// `close()` applies what was written: EINVAL, and nothing changes, when it is refused.
+    fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
+        let pending = self.open.with(fh, |o| {
+            Ok(o.as_mut()
+                .and_then(|o| Some((o.node, o.written.as_mut().map(std::mem::take)?))))
+        })?;
+        match pending {
+            Some((node, text)) if !text.is_empty() => self.apply(node, &text),
+            _ => Ok(()),
+        }
+    }
+
+    fn release(&self, fh: u64) -> Result<()> {
+        self.open.remove(fh).map(drop)
+    }
+
+    fn opendir(&self, ino: u64) -> Result<u64> {
+        match self.node(ino)? {
+            Node::Root | Node::Dir(_) => Ok(self.open.insert(None)),
+            _ => Err(fs_err!(libc::ENOTDIR, "not a directory")),
+        }
+    }
+
+    fn readdir(&self, ino: u64, _fh: u64, offset: u64, sink: &mut dyn DirSink) -> Result<()> {
+        let node = self.node(ino)?;
+        let parent = match node {
+            Node::Dir(_) => self.ino(Node::Root),
+            _ => ino,
+        };
+        let children = self.children(node);
+        let listing = children
+            .iter()
+            .map(|(i, k, n)| (*i, *k, OsStr::new(n.as_str())));
+        list_dir(sink, offset, ino, parent, listing);
+        Ok(())
+    }
+
+    fn readdirplus(
+        &self,
+        ino: u64,
+        _fh: u64,
+        offset: u64,
+        sink: &mut dyn DirPlusSink,
+    ) -> Result<()> {
+        let node = self.node(ino)?;
+        let dot = entry(self.getattr(ino, None)?);
+        let children = self.children(node);
+        list_dir_plus(
+            sink,
+            offset,
+            &dot,
+            children.iter(),
+            |(_, _, n)| OsStr::new(n.as_str()),
+            |(i, _, n)| {
+                Ok(Some(match (node, n.as_str()) {
+                    (Node::Dir(s), "plugins") => self.plugins_entry(s)?,
+                    _ => entry(self.getattr(*i, None)?),
+                }))
+            },
+            |_| {},
+        )?;
+        Ok(())
+    }
+
+    fn releasedir(&self, fh: u64) -> Result<()> {
+        self.open.remove(fh).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_share;
+
+    #[test]
+    fn shares_parse_as_percent_fraction_or_size() {
+        assert_eq!(parse_share("25%", 1000, 4096), Ok(250));
+        assert_eq!(parse_share(" 0.5 \n", 1000, 4096), Ok(500));
+        assert_eq!(parse_share("1.0", 1000, 4096), Ok(1000));
+        assert_eq!(parse_share("4MiB", 1000, 4096), Ok(1024));
+        assert_eq!(parse_share("0", 1000, 4096), Ok(0));
+        assert!(parse_share("150%", 1000, 4096).is_err());
+        assert!(parse_share("half", 1000, 4096).is_err());
+    }
+}
