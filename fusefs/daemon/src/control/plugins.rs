@@ -80,6 +80,16 @@ fn params_plugin(params_file: &str) -> &str {
         .unwrap_or(params_file)
 }
 
+/// What a copy of a loaded plugin file needs (a scope inheriting it, `scopes.rs`).
+pub struct PluginSource {
+    /// The plugin's name.
+    pub name: String,
+    /// The module.
+    pub bytes: Vec<u8>,
+    /// Its parameters (`NAME.params`).
+    pub params: Vec<(String, String)>,
+}
+
 /// A file in `plugins/`.
 #[derive(Debug, Clone)]
 pub struct PluginFile {
@@ -166,10 +176,7 @@ impl PluginsDir {
     }
 
     /// The file whose instance is `status`: its plugin name, bytes and parameters.
-    pub fn source_of(
-        &self,
-        status: &StatusHandle,
-    ) -> Option<(String, Vec<u8>, Vec<(String, String)>)> {
+    pub fn source_of(&self, status: &StatusHandle) -> Option<PluginSource> {
         let files = self.files.lock();
         let (name, f) = files.iter().find(|(_, f)| {
             f.instance
@@ -177,7 +184,11 @@ impl PluginsDir {
                 .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
         })?;
         let params = Self::params_of(&files, name).unwrap_or_default();
-        Some((plugin_name(name).to_string(), f.data.clone(), params))
+        Some(PluginSource {
+            name: plugin_name(name).to_string(),
+            bytes: f.data.clone(),
+            params,
+        })
     }
 
     /// Remove every file, retiring what each put in service (a scope's `rmdir`).

@@ -302,7 +302,11 @@ impl Scopes {
 
     /// Scope `s`'s own instance of the file whose instance is `src`, serving `role`.
     fn copy(&self, s: ScopeId, src: &StatusHandle, role: Role) -> Option<StatusHandle> {
-        let (name, bytes, params) = self.dirs.iter().find_map(|d| d.source_of(src))?;
+        let super::plugins::PluginSource {
+            name,
+            bytes,
+            params,
+        } = self.dirs.iter().find_map(|d| d.source_of(src))?;
         match self.dirs[s]
             .loader()
             .install_inherited(&name, &bytes, &params, role)

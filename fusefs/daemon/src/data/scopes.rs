@@ -160,6 +160,48 @@ mod tests {
         assert_eq!(t.depth(2), 2);
     }
 
+    proptest::proptest! {
+        /// Against a plain model: the scope whose path's components are a prefix of the
+        /// file's, with the most components; the enclosing scope likewise among the others.
+        #[test]
+        fn resolution_matches_a_component_model(
+            dirs in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec!["a", "b", "ab", "a.b"]), 0..4),
+                1..6,
+            ),
+            files in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec!["a", "b", "ab", "a.b", "c"]), 1..5),
+                1..20,
+            ),
+        ) {
+            let mut t = ScopePaths::default();
+            let mut set: Vec<(ScopeId, Vec<&str>)> = Vec::new();
+            for (i, d) in dirs.iter().enumerate() {
+                let id = i + 1;
+                if t.set(id, Some(d.join("/"))).is_ok() {
+                    set.push((id, d.clone()));
+                }
+            }
+            let model = |path: &[&str], skip: ScopeId, proper: bool| -> ScopeId {
+                set.iter()
+                    .filter(|(i, d)| {
+                        *i != skip
+                            && d.len() <= path.len()
+                            && (!proper || d.len() < path.len())
+                            && path[..d.len()] == d[..]
+                    })
+                    .max_by_key(|(_, d)| d.len())
+                    .map_or(ROOT_SCOPE, |(i, _)| *i)
+            };
+            for f in &files {
+                proptest::prop_assert_eq!(t.resolve(Some(&f.join("/"))), model(f, 0, false), "{:?}", f);
+            }
+            for (id, d) in &set {
+                proptest::prop_assert_eq!(t.enclosing(*id), model(d, *id, true), "{:?}", d);
+            }
+        }
+    }
+
     #[test]
     fn a_changed_path_changes_the_epoch_and_the_answer() {
         let mut t = ScopePaths::default();
