@@ -390,3 +390,63 @@ fn a_scope_plugin_swaps_while_another_scope_is_read() {
     assert_eq!(n(&s["scopes"]["b"]["faults"]), 0, "{s}");
     assert!(n(&s["scopes"]["b"]["hits"]) + n(&s["scopes"]["b"]["misses"]) > 0);
 }
+
+/// `kplugfs mount` of `m`'s directories again, with its state directory.
+fn remount(m: &TestMount) {
+    let out = kplugfs_tests::kplugfs(&["umount", m.mnt.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = m.root.path().join("state");
+    let history = m.root.path().join("history2.db");
+    let mut args = vec![
+        "mount",
+        m.backing.to_str().unwrap(),
+        m.mnt.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--history-db",
+        history.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&OPTS);
+    let out = kplugfs_tests::kplugfs(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn scopes_are_kept_and_restored_at_the_next_mount() {
+    let m = mount();
+    make(&m, "hot", "hot");
+    set(&m, "hot", "share", "25%\n").unwrap();
+    drop_plugin_in(
+        &m.mnt.join(".kplug/scopes/hot/plugins"),
+        "fifo.wasm",
+        &exported_policy("fifo"),
+    )
+    .unwrap();
+    make(&m, "gone", "scan");
+    fs::remove_dir(m.m(".kplug/scopes/gone")).unwrap();
+    remount(&m);
+    let s = stats(&m);
+    assert_eq!(s["scopes"]["hot"]["path"], "hot", "{s}");
+    assert_eq!(s["scopes"]["hot"]["share"], "25%", "{s}");
+    assert_eq!(n(&s["scopes"]["hot"]["share_blocks"]), 4, "{s}");
+    assert_eq!(s["scopes"]["hot"]["active"]["eviction"], "fifo", "{s}");
+    assert!(
+        s["scopes"].get("gone").is_none(),
+        "a removed scope is forgotten: {s}"
+    );
+    read(&m, "hot/a");
+    assert_eq!(n(&scope(&m, "hot")["resident_blocks"]), 8);
+    // Removed, it stays removed.
+    fs::remove_dir(m.m(".kplug/scopes/hot")).unwrap();
+    remount(&m);
+    assert!(stats(&m).get("scopes").is_none());
+    assert!(!m.m(".kplug/scopes/hot").exists());
+}

@@ -222,7 +222,12 @@ impl Control {
                 failures.push(format!("{e} ({origin})"));
             }
         }
+        // The scopes kept, with their plugins, once the mount's own are in (they inherit).
+        if let Some(state) = &state {
+            failures.extend(self.sources.scopes.restore(state));
+        }
         if let Some(state) = state {
+            self.sources.scopes.attach_state(state.clone());
             plugins.attach_state(state);
         }
         failures

@@ -1,5 +1,6 @@
 //! The state directory of a mount: the plugin files dropped into its `.kplug/plugins/`,
-//! kept across unmounts and reboots.
+//! and its scopes (`scopes/NAME/`: `path`, `share` and the files of their `plugins/`), kept
+//! across unmounts and reboots.
 //!
 //! Every file `plugins/` accepts (a module that loaded, a parameter file that parsed) is
 //! written here under the same name, and every `rm` removes it; the next mount of the same
@@ -37,9 +38,11 @@ pub fn default_dir(mountpoint: &Path) -> PathBuf {
         .join(mountpoint.to_string_lossy().replace('/', "_"))
 }
 
-/// One mount's state directory; plugin files live in its `plugins/`.
+/// One mount's state directory (or one scope's, `scopes/NAME/`); plugin files live in its
+/// `plugins/`.
 #[derive(Debug, Clone)]
 pub struct StateDir {
+    root: PathBuf,
     plugins: PathBuf,
 }
 
@@ -53,7 +56,65 @@ impl StateDir {
                 std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
             }
         }
-        Ok(Self { plugins })
+        Ok(Self {
+            root: dir.to_path_buf(),
+            plugins,
+        })
+    }
+
+    /// The state of scope `name`: `scopes/NAME/`, created.
+    pub fn scope(&self, name: &str) -> std::io::Result<StateDir> {
+        let scopes = self.root.join("scopes");
+        if !scopes.is_dir() {
+            std::fs::create_dir_all(&scopes)?;
+            std::fs::set_permissions(&scopes, std::fs::Permissions::from_mode(0o700))?;
+        }
+        StateDir::open(&scopes.join(name))
+    }
+
+    /// The scopes kept, by name: each one's state and its `path` and `share` as written.
+    #[allow(clippy::type_complexity)]
+    pub fn scopes(
+        &self,
+    ) -> std::io::Result<Vec<(String, StateDir, Option<String>, Option<String>)>> {
+        let dir = self.root.join("scopes");
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            r => r?,
+        };
+        for e in entries {
+            let e = e?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || !e.file_type()?.is_dir() {
+                continue;
+            }
+            let state = StateDir::open(&e.path())?;
+            let (path, share) = (state.setting("path"), state.setting("share"));
+            out.push((name, state, path, share));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Setting `file` of a scope's state (`path`, `share`), if kept.
+    pub fn setting(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(file)).ok()
+    }
+
+    /// Keep `text` as setting `file`, atomically.
+    pub fn save_setting(&self, file: &str, text: &str) -> std::io::Result<()> {
+        save_in(&self.root, file, text.as_bytes())
+    }
+
+    /// Forget scope `name` and all kept for it (absent is fine).
+    pub fn remove_scope(&self, name: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.root.join("scopes").join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The directory holding the plugin files.
@@ -82,14 +143,7 @@ impl StateDir {
 
     /// Keep `bytes` as plugin file `name`, atomically.
     pub fn save(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.plugins)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.plugins.join(name)).map_err(|e| e.error)?;
-        // The rename is durable once the directory is.
-        std::fs::File::open(&self.plugins)?.sync_all()
+        save_in(&self.plugins, name, bytes)
     }
 
     /// Forget plugin file `name` (absent is fine).
@@ -99,6 +153,16 @@ impl StateDir {
             _ => Ok(()),
         }
     }
+}
+
+/// Write `bytes` as `dir/name` atomically: a temporary file synced, renamed over the old one.
+fn save_in(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    // The rename is durable once the directory is.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

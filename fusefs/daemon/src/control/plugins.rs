@@ -131,8 +131,9 @@ pub struct PluginsDir {
     /// Open plugin files (by name) and open listings (`None`).
     open: Handles<Option<String>>,
     max_module_bytes: usize,
-    /// Where accepted files are kept across mounts, once attached.
-    state: OnceLock<StateDir>,
+    /// Where accepted files are kept across mounts, once attached (a scope's `plugins/`
+    /// changes hands with its slot).
+    state: Mutex<Option<StateDir>>,
     /// Told after every change of what the files serve (a load installed, a file removed),
     /// with no lock held: the scopes' inheritance follows (`scopes.rs`).
     changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -150,7 +151,7 @@ impl PluginsDir {
             next_ino: AtomicU64::new(2),
             open: Handles::new(ids),
             max_module_bytes,
-            state: OnceLock::new(),
+            state: Mutex::new(None),
             changed: OnceLock::new(),
         }
     }
@@ -203,11 +204,16 @@ impl PluginsDir {
 
     /// From now on, keep every accepted file in `state` and forget it there on `rm`.
     pub fn attach_state(&self, state: StateDir) {
-        let _ = self.state.set(state);
+        *self.state.lock() = Some(state);
+    }
+
+    /// Keep nothing from now on (a removed scope's slot).
+    pub fn detach_state(&self) {
+        *self.state.lock() = None;
     }
 
     fn keep(&self, name: &str, bytes: &[u8]) {
-        if let Some(state) = self.state.get()
+        if let Some(state) = &*self.state.lock()
             && let Err(e) = state.save(name, bytes)
         {
             tracing::error!(
@@ -220,7 +226,7 @@ impl PluginsDir {
     }
 
     fn forget(&self, name: &str) {
-        if let Some(state) = self.state.get()
+        if let Some(state) = &*self.state.lock()
             && let Err(e) = state.remove(name)
         {
             tracing::error!(file = name, "cannot remove the kept plugin file: {e}");

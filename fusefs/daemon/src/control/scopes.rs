@@ -18,6 +18,10 @@
 //! and replaces an inherited instance only when its source changed (an inherited instance
 //! that faulted stays on the built-in until then). A governor's choices are not inherited.
 //!
+//! **Kept.** With a state directory attached ([`Scopes::attach_state`]), each scope is kept
+//! in its `scopes/NAME/` (`path`, `share`, and the files of its `plugins/`, kept as the
+//! mount's are) and restored by the next mount before the kernel sees it; `rmdir` forgets it.
+//!
 //! **Numbers.** Each scope lives in a slot 1..=[`MAX_SCOPES`]; its `plugins/` is the
 //! slot's own virtual tree, registered at mount like every other (`control/mod.rs`), so a
 //! removed scope's slot serves the next `mkdir` with an empty directory.
@@ -32,6 +36,7 @@ use kplug_engine::StatusHandle;
 use parking_lot::Mutex;
 
 use super::node::{Handles, Owner, entry, slice};
+use super::persist::StateDir;
 use super::plugins::PluginsDir;
 use crate::data::blockcache::BlockCache;
 pub use crate::data::blockcache::MAX_SCOPES;
@@ -76,6 +81,8 @@ pub struct Scopes {
     dirs: Vec<Arc<PluginsDir>>,
     slots: Mutex<Vec<Option<ScopeInfo>>>,
     inherited: Mutex<Vec<[Option<Inherit>; 3]>>,
+    /// The mount's state directory, once attached: where scopes are kept.
+    state: Mutex<Option<StateDir>>,
 }
 
 impl Scopes {
@@ -89,6 +96,7 @@ impl Scopes {
             dirs,
             slots: Mutex::new(vec![None; n]),
             inherited: Mutex::new(vec![Default::default(); n]),
+            state: Mutex::new(None),
         });
         for d in &scopes.dirs {
             let weak = Arc::downgrade(&scopes);
@@ -99,6 +107,84 @@ impl Scopes {
             }));
         }
         scopes
+    }
+
+    /// From now on keep every scope in `state` (`scopes/NAME/`), the ones that exist too.
+    pub fn attach_state(&self, state: StateDir) {
+        for (id, info) in self.list() {
+            self.keep_scope(&state, id, &info);
+        }
+        *self.state.lock() = Some(state);
+    }
+
+    /// Keep scope `id` in `state`: its directory, its settings, its `plugins/` from now on.
+    fn keep_scope(&self, state: &StateDir, id: ScopeId, info: &ScopeInfo) {
+        let kept = state.scope(&info.name).and_then(|s| {
+            s.save_setting("path", info.path.as_deref().unwrap_or(""))?;
+            s.save_setting("share", &info.share)?;
+            Ok(s)
+        });
+        match kept {
+            Ok(s) => self.dirs[id].attach_state(s),
+            Err(e) => tracing::error!(
+                scope = info.name,
+                "cannot keep the scope in the state directory (it is live, but will not be \
+                 restored at the next mount): {e}"
+            ),
+        }
+    }
+
+    /// Keep setting `file` of scope `id` as `text`, if scopes are kept.
+    fn keep_setting(&self, id: ScopeId, file: &str, text: &str) {
+        let Some(name) = self.slots.lock()[id].as_ref().map(|s| s.name.clone()) else {
+            return;
+        };
+        if let Some(state) = &*self.state.lock()
+            && let Err(e) = state.scope(&name).and_then(|s| s.save_setting(file, text))
+        {
+            tracing::error!(scope = name, "cannot keep the scope's {file}: {e}");
+        }
+    }
+
+    /// Restore the scopes kept in `state` (at mount, before [`attach_state`](Self::attach_state)):
+    /// each one created, its `path` and `share` written, its plugin files put in its
+    /// `plugins/`. Returns one line per refusal.
+    pub fn restore(&self, state: &StateDir) -> Vec<String> {
+        let mut failures = Vec::new();
+        let kept = match state.scopes() {
+            Ok(k) => k,
+            Err(e) => return vec![format!("cannot read the kept scopes: {e}")],
+        };
+        for (name, scope_state, path, share) in kept {
+            let id = match self.create(&name) {
+                Ok(id) => id,
+                Err(e) => {
+                    failures.push(format!("kept scope {name}: {}", e.message()));
+                    continue;
+                }
+            };
+            for (file, text) in [("path", path), ("share", share)] {
+                let Some(text) = text else { continue };
+                let r = match file {
+                    "path" => self.set_path(id, &text),
+                    _ => self.set_share(id, &text),
+                };
+                if let Err(e) = r {
+                    failures.push(format!("kept scope {name}: {file} {:?}: {e}", text.trim()));
+                }
+            }
+            match scope_state.files() {
+                Ok(files) => {
+                    for (file, bytes) in files {
+                        if let Err(e) = self.dirs[id].put(&file, bytes) {
+                            failures.push(format!("kept scope {name}: {e}"));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("kept scope {name}: cannot read its plugins: {e}")),
+            }
+        }
+        failures
     }
 
     /// Scope `id`'s `plugins/` (0: the mount's).
@@ -163,12 +249,17 @@ impl Scopes {
             self.cache
                 .add_scope(id, 0)
                 .map_err(|e| fs_err!(libc::EIO, "scope {name}: {e}"))?;
-            slots[id] = Some(ScopeInfo {
+            let info = ScopeInfo {
                 name: name.to_string(),
                 path: None,
                 share: "0".into(),
                 created: SystemTime::now(),
-            });
+            };
+            slots[id] = Some(info.clone());
+            drop(slots);
+            if let Some(state) = &*self.state.lock() {
+                self.keep_scope(state, id, &info);
+            }
             id
         };
         tracing::info!(scope = name, slot = id, "scope created");
@@ -183,6 +274,12 @@ impl Scopes {
             .find(name)
             .ok_or_else(|| fs_err!(libc::ENOENT, "no scope {name}"))?;
         self.dirs[id].clear();
+        self.dirs[id].detach_state();
+        if let Some(state) = &*self.state.lock()
+            && let Err(e) = state.remove_scope(name)
+        {
+            tracing::error!(scope = name, "cannot forget the kept scope: {e}");
+        }
         let moved = self
             .cache
             .remove_scope(id, "its scope was removed")
@@ -204,8 +301,9 @@ impl Scopes {
         };
         self.cache.set_scope_path(id, path.clone())?;
         if let Some(s) = self.slots.lock()[id].as_mut() {
-            s.path = path;
+            s.path = path.clone();
         }
+        self.keep_setting(id, "path", path.as_deref().unwrap_or(""));
         self.sync();
         Ok(())
     }
@@ -221,6 +319,7 @@ impl Scopes {
         if let Some(s) = self.slots.lock()[id].as_mut() {
             s.share = text.to_string();
         }
+        self.keep_setting(id, "share", text);
         Ok(())
     }
 
