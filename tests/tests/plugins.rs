@@ -64,7 +64,7 @@ fn control_dir_lists_status_and_plugins_and_hides_backing_entry() {
     assert_eq!(
         names,
         [
-            "metrics", "plugins", "probes", "stats", "status", "trace", "views"
+            "metrics", "plugins", "probes", "scopes", "stats", "status", "trace", "views"
         ]
     );
     assert!(

@@ -163,6 +163,35 @@ fn a_scope_keeps_its_share_against_a_scan_beside_it() {
         fs::remove_dir(m.m(&format!(".kplug/scopes/x{i}"))).unwrap();
     }
     fs::remove_dir(m.m(".kplug/scopes/other")).unwrap();
+    // Two lines on one descriptor: each applied as it ends.
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(m.m(".kplug/scopes/hot/share"))
+            .unwrap();
+        f.write_all(b"25%\n").unwrap();
+        assert_eq!(n(&scope(&m, "hot")["share_blocks"]), 4);
+        f.write_all(b"50%\n").unwrap();
+        assert_eq!(n(&scope(&m, "hot")["share_blocks"]), 8);
+    }
+    // A descriptor of a removed scope never reaches the scope created next in its slot.
+    make(&m, "old", "old");
+    let mut stale = fs::OpenOptions::new()
+        .write(true)
+        .open(m.m(".kplug/scopes/old/share"))
+        .unwrap();
+    fs::remove_dir(m.m(".kplug/scopes/old")).unwrap();
+    make(&m, "new", "new");
+    {
+        use std::io::Write;
+        let e = stale.write_all(b"25%\n").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+    assert_eq!(n(&scope(&m, "new")["share_blocks"]), 0);
+    drop(stale);
+    fs::remove_dir(m.m(".kplug/scopes/new")).unwrap();
 
     // rmdir: the scope's blocks go back to the root scope, and hot/ reads count there.
     fs::remove_dir(m.m(".kplug/scopes/hot")).unwrap();

@@ -59,7 +59,7 @@ fn stats_file_counts_misses_then_hits_on_reread() {
     assert_eq!(
         names,
         [
-            "metrics", "plugins", "probes", "stats", "status", "trace", "views"
+            "metrics", "plugins", "probes", "scopes", "stats", "status", "trace", "views"
         ]
     );
     assert!(fs::write(m.m(".kplug/stats"), b"x").is_err());

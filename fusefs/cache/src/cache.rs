@@ -196,6 +196,10 @@ pub struct CacheCore<V> {
     victims: Vec<u64>,
     /// The policies' decisions not yet taken by the embedder (`None`: not kept).
     events: Option<Vec<CoreEvent>>,
+    /// The capacity of the [`ScopedCache`](crate::ScopedCache) this core serves a scope of,
+    /// if it does: its own capacity is then what its policies are sized for, which changes
+    /// with the shares, and a plugin sized for anything up to the whole cache is accepted.
+    scoped_in: Option<u64>,
 }
 
 /// Most decisions [`CacheCore`] keeps for its embedder between two
@@ -267,6 +271,16 @@ impl<V> CacheCore<V> {
             evicted_log: None,
             victims: Vec::new(),
             events: None,
+            scoped_in: None,
+        }
+    }
+
+    /// Whether a plugin instantiated for `capacity` blocks fits this core: its capacity
+    /// (sized for the scope, see `scoped_in`, anything up to the whole cache).
+    pub(crate) fn fits(&self, capacity: u64) -> bool {
+        match self.scoped_in {
+            Some(whole) => (1..=whole.max(1)).contains(&capacity),
+            None => capacity == self.capacity,
         }
     }
 

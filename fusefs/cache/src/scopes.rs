@@ -80,6 +80,8 @@ pub struct ScopedCache<V> {
     live: usize,
     /// The sum of the shares of the scopes besides the root.
     reserved: u64,
+    /// The counters of the scopes removed: totals never go back.
+    retired: CacheStats,
 }
 
 impl<V> std::fmt::Debug for ScopedCache<V> {
@@ -108,7 +110,18 @@ impl<V> ScopedCache<V> {
             slots,
             live: 0,
             reserved: 0,
+            retired: CacheStats::default(),
         }
+        .marked()
+    }
+
+    /// Marks every core as a scope's (a plugin sized for its scope is accepted).
+    fn marked(mut self) -> Self {
+        let whole = self.capacity;
+        for s in self.slots.iter_mut().flatten() {
+            s.core.serve_scope_of(whole);
+        }
+        self
     }
 
     /// Capacity in blocks.
@@ -172,9 +185,9 @@ impl<V> ScopedCache<V> {
         self.slots.get(id)?.as_ref().map(|s| s.share)
     }
 
-    /// The counters of all scopes added up.
+    /// The counters of all scopes added up, removed ones included.
     pub fn stats(&self) -> CacheStats {
-        let mut total = CacheStats::default();
+        let mut total = self.retired;
         for (_, c) in self.cores() {
             total += c.stats();
         }
@@ -191,7 +204,7 @@ impl<V> ScopedCache<V> {
             core: root,
             share: 0,
         });
-        c
+        c.marked()
     }
 
     /// Creates scope `id` guaranteed `share` blocks, served by `core` (empty, of the cache's
@@ -211,6 +224,7 @@ impl<V> ScopedCache<V> {
         }
         self.check_shares(self.reserved + share)?;
         core.use_figures(self.root().figures().clone());
+        core.serve_scope_of(self.capacity);
         if self.root().logs_events() {
             core.log_events(true);
         }
@@ -284,6 +298,7 @@ impl<V> ScopedCache<V> {
         self.reserved -= scope.share;
         self.live -= 1;
         self.resize();
+        self.retired += scope.core.stats();
         let blocks = scope.core.take_resident(reason);
         let n = blocks.len();
         let into = if self.core(into).is_some() {

@@ -227,10 +227,8 @@ fn check(
         assert!(n as u64 <= capacity);
     }
     let s = cache.stats();
-    // Requests of removed scopes' cores went with them: count only while none was removed.
-    if !ops.iter().any(|o| matches!(o, Op::Drop { .. })) {
-        assert_eq!(s.hits + s.misses, requests);
-    }
+    // Removed scopes' requests stay counted.
+    assert_eq!(s.hits + s.misses, requests);
 }
 
 proptest! {
@@ -306,6 +304,31 @@ fn a_scope_under_its_share_takes_back_what_another_borrowed() {
         c.set_share(2, 11).is_err(),
         "shares past the capacity are refused"
     );
+    // Each scope's policies are sized for what it can hold beside the others' shares.
+    c.set_share(2, 3).unwrap();
+    assert_eq!(c.reach(3), 10);
+    assert_eq!(c.core(2).unwrap().capacity(), 10);
+    c.add_scope(1, 3).unwrap();
+    assert_eq!(c.core(2).unwrap().capacity(), 7);
+    assert_eq!(c.root().capacity(), 4);
+    // A plugin sized before the change still installs (up to the whole cache), not past it.
+    let old = common::sdk_lru().instantiate(&[], 10).unwrap();
+    c.core_mut(2)
+        .unwrap()
+        .install_plugin(old, RoleSet::of(&[Role::Eviction]))
+        .unwrap();
+    let big = common::sdk_lru().instantiate(&[], 11).unwrap();
+    assert!(
+        c.core_mut(2)
+            .unwrap()
+            .install_plugin(big, RoleSet::of(&[Role::Eviction]))
+            .is_err()
+    );
+    // Totals never go back: a removed scope's counters stay in them.
+    let before = c.stats();
+    c.remove_scope(2, ROOT_SCOPE, "gone").unwrap();
+    assert_eq!(c.stats().hits, before.hits);
+    assert_eq!(c.stats().misses, before.misses);
 }
 
 #[test]

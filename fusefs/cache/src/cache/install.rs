@@ -122,7 +122,7 @@ impl<V> CacheCore<V> {
             roles,
             seeded,
         } = prepared;
-        if plugin.capacity() != self.capacity {
+        if !self.fits(plugin.capacity()) {
             return Err(InstallError::CapacityMismatch {
                 plugin: plugin.capacity(),
                 cache: self.capacity,

@@ -37,6 +37,11 @@ impl<V> CacheCore<V> {
         self.capacity = capacity;
     }
 
+    /// Mark this core as a scope of a cache of `whole` blocks (see `scoped_in`).
+    pub(crate) fn serve_scope_of(&mut self, whole: u64) {
+        self.scoped_in = Some(whole);
+    }
+
     /// Forgets an in-flight prefetch of `key` (its block turned out to be resident in another
     /// scope).
     pub(crate) fn forget_in_flight(&mut self, key: u64) {

@@ -109,6 +109,9 @@ pub struct PluginFile {
     pub refused: Option<(String, SystemTime)>,
     /// When the `close()` that loaded the current instance began.
     pub closed_at: Option<Instant>,
+    /// The module and parameters the current instance was loaded from (what a scope that
+    /// inherits it copies: never a half-written or refused newer copy).
+    loaded: Option<(Vec<u8>, Vec<(String, String)>)>,
 }
 
 impl PluginFile {
@@ -184,10 +187,10 @@ impl PluginsDir {
                 .as_ref()
                 .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
         })?;
-        let params = Self::params_of(&files, name).unwrap_or_default();
+        let (bytes, params) = f.loaded.clone()?;
         Some(PluginSource {
             name: plugin_name(name).to_string(),
-            bytes: f.data.clone(),
+            bytes,
             params,
         })
     }
@@ -267,6 +270,7 @@ impl PluginsDir {
             instance: None,
             refused: None,
             closed_at: None,
+            loaded: None,
         }
     }
 
@@ -329,6 +333,7 @@ impl PluginsDir {
             f.dirty = false;
             (f.data.clone(), f.generation, params)
         };
+        let used = params.as_ref().ok().cloned().unwrap_or_default();
         let ready = params.and_then(|p| self.loader.prepare(plugin_name(name), &bytes, &p));
         let mut files = self.files.lock();
         let Some(f) = files.get_mut(name).filter(|f| f.generation == generation) else {
@@ -342,6 +347,7 @@ impl PluginsDir {
         match installed {
             Ok(status) => {
                 f.instance = Some(status);
+                f.loaded = Some((bytes.clone(), used));
                 f.refused = None;
                 f.closed_at = Some(closed_at);
                 drop(files);

@@ -72,6 +72,9 @@ pub struct ScopeInfo {
     pub share: String,
     /// When it was created.
     pub created: SystemTime,
+    /// Unique to this scope among all a mount had: a handle of a removed scope's file never
+    /// reaches the scope created next in its slot.
+    pub generation: u64,
 }
 
 /// The scopes of one mount: their settings, their `plugins/` and what they inherit.
@@ -83,6 +86,8 @@ pub struct Scopes {
     inherited: Mutex<Vec<[Option<Inherit>; 3]>>,
     /// The mount's state directory, once attached: where scopes are kept.
     state: Mutex<Option<StateDir>>,
+    /// The last scope generation given.
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl Scopes {
@@ -97,6 +102,7 @@ impl Scopes {
             slots: Mutex::new(vec![None; n]),
             inherited: Mutex::new(vec![Default::default(); n]),
             state: Mutex::new(None),
+            generations: Default::default(),
         });
         for d in &scopes.dirs {
             let weak = Arc::downgrade(&scopes);
@@ -254,6 +260,10 @@ impl Scopes {
                 path: None,
                 share: "0".into(),
                 created: SystemTime::now(),
+                generation: self
+                    .generations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1,
             };
             slots[id] = Some(info.clone());
             drop(slots);
@@ -477,8 +487,12 @@ enum Node {
 /// An open handle of a `path` or `share` file: what was rendered at open, what is written.
 struct Open {
     node: Node,
+    /// The generation of the scope it was opened in.
+    generation: u64,
     shown: Vec<u8>,
     written: Option<Vec<u8>>,
+    /// The file offset where the line being written starts (after the lines applied).
+    base: usize,
 }
 
 /// The `.kplug/scopes/` tree.
@@ -506,13 +520,18 @@ impl ScopesTree {
         }
     }
 
+    /// A node's inode: its scope's generation, slot and kind, so that a scope created in the
+    /// slot of a removed one never gets the removed one's numbers (the kernel keeps a
+    /// removed directory's inode dead).
     fn ino(&self, node: Node) -> u64 {
-        self.ids.ino(match node {
-            Node::Root => 1,
-            Node::Dir(i) => 16 * i as u64,
-            Node::Path(i) => 16 * i as u64 + 1,
-            Node::Share(i) => 16 * i as u64 + 2,
-        })
+        let (i, k) = match node {
+            Node::Root => return self.ids.ino(1),
+            Node::Dir(i) => (i, 0),
+            Node::Path(i) => (i, 1),
+            Node::Share(i) => (i, 2),
+        };
+        let generation = self.generation(node) & ((1 << 36) - 1);
+        self.ids.ino(generation << 12 | (i as u64) << 4 | k)
     }
 
     fn node(&self, ino: u64) -> Result<Node> {
@@ -521,8 +540,13 @@ impl ScopesTree {
         if local == 1 {
             return Ok(Node::Root);
         }
-        let (i, k) = ((local / 16) as usize, local % 16);
-        if i == 0 || i > MAX_SCOPES || self.scopes.slots.lock()[i].is_none() {
+        let (generation, i, k) = (local >> 12, ((local >> 4) & 0xff) as usize, local & 15);
+        let live = |i: usize| {
+            self.scopes.slots.lock()[i]
+                .as_ref()
+                .is_some_and(|s| s.generation & ((1 << 36) - 1) == generation)
+        };
+        if i == 0 || i > MAX_SCOPES || !live(i) {
             return Err(gone());
         }
         match k {
@@ -598,7 +622,20 @@ impl ScopesTree {
         }
     }
 
-    fn apply(&self, node: Node, text: &[u8]) -> Result<()> {
+    /// The generation of the scope of `node` now (0: none).
+    fn generation(&self, node: Node) -> u64 {
+        match node {
+            Node::Dir(i) | Node::Path(i) | Node::Share(i) => self.scopes.slots.lock()[i]
+                .as_ref()
+                .map_or(0, |s| s.generation),
+            Node::Root => 0,
+        }
+    }
+
+    fn apply(&self, node: Node, generation: u64, text: &[u8]) -> Result<()> {
+        if self.generation(node) != generation {
+            return Err(fs_err!(libc::ENOENT, "the scope was removed"));
+        }
         let text = String::from_utf8_lossy(text);
         let r = match node {
             Node::Path(i) => self.scopes.set_path(i, &text),
@@ -688,8 +725,10 @@ impl Tree for ScopesTree {
         let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
         Ok(Opened::direct(self.open.insert(Some(Open {
             node,
+            generation: self.generation(node),
             shown: self.text(node),
             written: writing.then(Vec::new),
+            base: 0,
         }))))
     }
 
@@ -709,30 +748,31 @@ impl Tree for ScopesTree {
         data: &[u8],
         _from_page_cache: bool,
     ) -> Result<Written> {
-        self.open.with(fh, |o| -> Result<()> {
-            let w = o
+        // A whole line is applied at once, so that `echo 200% > share` fails in `write()`
+        // (shells do not report an error of `close()`); the rest at `close()`.
+        let line = self.open.with(fh, |o| {
+            let o = o
                 .as_mut()
-                .and_then(|o| o.written.as_mut())
+                .filter(|o| o.written.is_some())
                 .ok_or_else(|| fs_err!(libc::EBADF, "not open for writing"))?;
-            let end = offset as usize + data.len();
+            let w = o.written.as_mut().expect("checked");
+            let at = (offset as usize).saturating_sub(o.base);
+            let end = at + data.len();
             if end > MAX_TEXT {
                 return Err(fs_err!(libc::EINVAL, "a scope setting is one short line"));
             }
             if w.len() < end {
                 w.resize(end, 0);
             }
-            w[offset as usize..end].copy_from_slice(data);
-            Ok(())
+            w[at..end].copy_from_slice(data);
+            if !w.ends_with(b"\n") {
+                return Ok(None);
+            }
+            o.base = offset as usize + data.len();
+            Ok(Some((o.node, o.generation, std::mem::take(w))))
         })?;
-        // A whole line is applied at once, so that `echo 200% > share` fails in `write()`
-        // (shells do not report an error of `close()`); the rest at `close()`.
-        let line = self.open.with(fh, |o| {
-            let o = o.as_mut().expect("checked");
-            let w = o.written.as_mut().expect("checked");
-            Ok(w.ends_with(b"\n").then(|| (o.node, std::mem::take(w))))
-        })?;
-        if let Some((node, text)) = line {
-            self.apply(node, &text)?;
+        if let Some((node, generation, text)) = line {
+            self.apply(node, generation, &text)?;
         }
         Ok(Written {
             bytes: data.len() as u32,
@@ -743,11 +783,18 @@ impl Tree for ScopesTree {
     /// `close()` applies what was written: EINVAL, and nothing changes, when it is refused.
     fn flush(&self, fh: u64, _pid: u32) -> Result<()> {
         let pending = self.open.with(fh, |o| {
-            Ok(o.as_mut()
-                .and_then(|o| Some((o.node, o.written.as_mut().map(std::mem::take)?))))
+            Ok(o.as_mut().and_then(|o| {
+                Some((
+                    o.node,
+                    o.generation,
+                    o.written.as_mut().map(std::mem::take)?,
+                ))
+            }))
         })?;
         match pending {
-            Some((node, text)) if !text.is_empty() => self.apply(node, &text),
+            Some((node, generation, text)) if !text.is_empty() => {
+                self.apply(node, generation, &text)
+            }
             _ => Ok(()),
         }
     }

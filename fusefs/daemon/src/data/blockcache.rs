@@ -153,10 +153,10 @@ struct FileState {
     /// The size and path last recorded in the figures (ABI 1.3 file facts), while a plugin
     /// wants them.
     facts: Option<(u64, Option<Arc<str>>)>,
-    /// The file's scope, resolved at `scope_tag`: the scope table's epoch and the address of
-    /// the path it was resolved from.
+    /// The file's scope, resolved at `scope_tag`: the scope table's epoch and the path it
+    /// was resolved from (held, so that its address is not another path's later).
     scope: ScopeId,
-    scope_tag: (u64, usize),
+    scope_tag: (u64, Option<Arc<str>>),
 }
 
 struct Inner {
@@ -189,28 +189,29 @@ impl Inner {
         })
     }
 
-    /// The scope of `ino`, opened as `source`: the root while no scope has a path, else the
-    /// one remembered for it unless the table or the file's path changed since.
+    /// The scope of `ino`, at `path` (`FileRef::source`'s, asked before the lock: it may
+    /// read a link): the root while no scope has a path, else the one remembered for it
+    /// unless the table or the file's path changed since.
     #[inline]
-    fn scope_of(&mut self, ino: u64, source: &Arc<dyn Source>) -> ScopeId {
+    fn scope_of(&mut self, ino: u64, path: Option<&Arc<str>>) -> ScopeId {
         if self.scope_paths.is_empty() {
             return ROOT_SCOPE;
         }
-        let path = source.path();
-        let tag = (
-            self.scope_paths.epoch(),
-            path.as_ref()
-                .map_or(0, |p| Arc::as_ptr(p) as *const u8 as usize),
-        );
+        let epoch = self.scope_paths.epoch();
         if let Some(f) = self.files.get(&ino)
-            && f.scope_tag == tag
+            && f.scope_tag.0 == epoch
+            && match (&f.scope_tag.1, path) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
         {
             return f.scope;
         }
-        let s = self.scope_paths.resolve(path.as_deref());
+        let s = self.scope_paths.resolve(path.map(|p| &**p));
         let f = self.file(ino);
         f.scope = s;
-        f.scope_tag = tag;
+        f.scope_tag = (epoch, path.cloned());
         s
     }
 
@@ -261,6 +262,8 @@ pub struct BlockCache {
     ticker: std::sync::atomic::AtomicBool,
     /// The mount's probes, once attached (shared with the prefetch threads).
     probes: Probes,
+    /// Whether a scope has a path (then reads resolve their file's scope).
+    scoped: std::sync::atomic::AtomicBool,
 }
 
 /// Most scopes a mount may have besides its root (`.kplug/scopes/`).
@@ -360,6 +363,7 @@ impl BlockCache {
             figures,
             ticker: Default::default(),
             probes,
+            scoped: Default::default(),
         })
     }
 
@@ -449,7 +453,10 @@ impl BlockCache {
         if g.cache.core(id).is_none() {
             return Err(format!("no scope in slot {id}"));
         }
-        g.scope_paths.set(id, path)
+        g.scope_paths.set(id, path)?;
+        self.scoped
+            .store(!g.scope_paths.is_empty(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Removes scope `id`; its blocks go to the enclosing scope. Returns how many.
@@ -462,6 +469,8 @@ impl BlockCache {
         let heir = g.scope_paths.enclosing(id);
         let n = g.cache.remove_scope(id, heir, reason)?;
         let _ = g.scope_paths.set(id, None);
+        self.scoped
+            .store(!g.scope_paths.is_empty(), Ordering::Relaxed);
         Ok(n)
     }
 
@@ -529,6 +538,12 @@ impl BlockCache {
     /// backend. Returns the block and whether it was a hit.
     fn block(&self, file: FileRef<'_>, file_size: u64, index: u64) -> Result<(Block, bool)> {
         let bs = self.block_size;
+        // The file's path, for its scope, before the lock (the first ask may read a link).
+        let path = if self.scoped.load(Ordering::Relaxed) {
+            file.source.path()
+        } else {
+            None
+        };
         let mut g = self.inner.lock();
         while g.files.get(&file.ino).is_some_and(|f| f.writing > 0) {
             self.writes_done.wait(&mut g);
@@ -537,7 +552,7 @@ impl BlockCache {
             let f = g.file(file.ino);
             (f.id, f.version)
         };
-        let scope = g.scope_of(file.ino, file.source);
+        let scope = g.scope_of(file.ino, path.as_ref());
         if self.figures.tracks_files() {
             self.note_facts(&mut g, file, file_size);
         }
@@ -617,6 +632,8 @@ impl BlockCache {
             Ok(data) => {
                 let block: Block = data.into();
                 if g.file(file.ino).version == version {
+                    // The file's scope now: the one it had may have been removed meanwhile.
+                    let scope = g.scope_of(file.ino, path.as_ref());
                     g.cache.insert(scope, key, block.clone());
                 } else {
                     self.counters.stale_fetches.fetch_add(1, Ordering::Relaxed);

@@ -143,7 +143,7 @@ impl<V> CacheCore<V> {
             mut plugin,
             candidates,
         } = prepared;
-        if plugin.capacity() != self.capacity {
+        if !self.fits(plugin.capacity()) {
             return Err(InstallError::CapacityMismatch {
                 plugin: plugin.capacity(),
                 cache: self.capacity,
