@@ -81,6 +81,7 @@ fn params_plugin(params_file: &str) -> &str {
 }
 
 /// What a copy of a loaded plugin file needs (a scope inheriting it, `scopes.rs`).
+#[derive(Debug, Clone)]
 pub struct PluginSource {
     /// The plugin's name.
     pub name: String,
@@ -111,7 +112,7 @@ pub struct PluginFile {
     pub closed_at: Option<Instant>,
     /// The module and parameters the current instance was loaded from (what a scope that
     /// inherits it copies: never a half-written or refused newer copy).
-    loaded: Option<(Vec<u8>, Vec<(String, String)>)>,
+    loaded: Option<PluginSource>,
 }
 
 impl PluginFile {
@@ -182,17 +183,12 @@ impl PluginsDir {
     /// The file whose instance is `status`: its plugin name, bytes and parameters.
     pub fn source_of(&self, status: &StatusHandle) -> Option<PluginSource> {
         let files = self.files.lock();
-        let (name, f) = files.iter().find(|(_, f)| {
+        let f = files.values().find(|f| {
             f.instance
                 .as_ref()
                 .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
         })?;
-        let (bytes, params) = f.loaded.clone()?;
-        Some(PluginSource {
-            name: plugin_name(name).to_string(),
-            bytes,
-            params,
-        })
+        f.loaded.clone()
     }
 
     /// Remove every file, retiring what each put in service (a scope's `rmdir`).
@@ -347,7 +343,11 @@ impl PluginsDir {
         match installed {
             Ok(status) => {
                 f.instance = Some(status);
-                f.loaded = Some((bytes.clone(), used));
+                f.loaded = Some(PluginSource {
+                    name: plugin_name(name).to_string(),
+                    bytes: bytes.clone(),
+                    params: used,
+                });
                 f.refused = None;
                 f.closed_at = Some(closed_at);
                 drop(files);
