@@ -516,21 +516,7 @@ impl<V> CacheCore<V> {
             self.evict(victim);
         }
         self.figures.note_insert(&mut self.windows, evicting);
-        self.seq += 1;
-        self.map.insert(
-            key,
-            Entry {
-                value,
-                last_access: self.seq,
-                prefetched,
-            },
-        );
-        if let Some(files) = &mut self.files {
-            files
-                .entry(key_file(key))
-                .or_default()
-                .insert(key_block(key));
-        }
+        self.put(key, value, prefetched);
         self.stats.insertions += 1;
         if prefetched {
             self.stats.prefetch_inserted += 1;
@@ -547,6 +533,25 @@ impl<V> CacheCore<V> {
         }
         self.capacity = saved;
         Insert::Inserted
+    }
+
+    /// Makes `key` resident, the most recently used, in the map and the file index.
+    fn put(&mut self, key: u64, value: V, prefetched: bool) {
+        self.seq += 1;
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                last_access: self.seq,
+                prefetched,
+            },
+        );
+        if let Some(files) = &mut self.files {
+            files
+                .entry(key_file(key))
+                .or_default()
+                .insert(key_block(key));
+        }
     }
 
     fn next_victim(&mut self) -> u64 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kplug_engine::figures::Figures;
 
-use super::{CacheCore, Entry, Insert};
+use super::{CacheCore, Insert};
 use crate::roles::SlotFault;
 use crate::roles::eviction::EvictionRole;
 
@@ -108,21 +108,7 @@ impl<V> CacheCore<V> {
         if self.map.contains_key(&key) {
             return;
         }
-        self.seq += 1;
-        self.map.insert(
-            key,
-            Entry {
-                value,
-                last_access: self.seq,
-                prefetched,
-            },
-        );
-        if let Some(files) = &mut self.files {
-            files
-                .entry(kplug_abi::key_file(key))
-                .or_default()
-                .insert(kplug_abi::key_block(key));
-        }
+        self.put(key, value, prefetched);
         let resident = self.map.len() as u64;
         match self.eviction.insert(&mut self.plugins, key, resident) {
             Ok(()) => self.evict_returned(),

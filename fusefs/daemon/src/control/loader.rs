@@ -130,6 +130,25 @@ impl Loader {
             .ok_or_else(|| "its scope was removed".to_string())
     }
 
+    /// `bytes` compiled as plugin `name`, with `params` as the engine takes them.
+    #[allow(clippy::type_complexity)]
+    fn compile<'p>(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        params: &'p [(String, String)],
+    ) -> Result<(CompiledPlugin, Vec<(&'p str, &'p str)>), String> {
+        let compiled = self
+            .engine
+            .compile(name, bytes)
+            .map_err(|e| e.to_string())?;
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Ok((compiled, params))
+    }
+
     /// Give this loader's scope its own instance of `name` (`bytes`, `params`) for `role`
     /// only: what a scope inherits from the scope enclosing it. Returns the instance's status.
     pub fn install_inherited(
@@ -139,14 +158,7 @@ impl Loader {
         params: &[(String, String)],
         role: Role,
     ) -> Result<StatusHandle, String> {
-        let compiled = self
-            .engine
-            .compile(name, bytes)
-            .map_err(|e| e.to_string())?;
-        let params: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let (compiled, params) = self.compile(name, bytes, params)?;
         let capacity = self.with_core(|c| c.capacity())?;
         let plugin = compiled
             .instantiate(&params, capacity)
@@ -173,14 +185,7 @@ impl Loader {
         bytes: &[u8],
         params: &[(String, String)],
     ) -> Result<Ready, String> {
-        let compiled = self
-            .engine
-            .compile(name, bytes)
-            .map_err(|e| e.to_string())?;
-        let params: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let (compiled, params) = self.compile(name, bytes, params)?;
         if compiled.is_transform() && self.scope != ROOT_SCOPE {
             return Err(SCOPE_ROLES.into());
         }

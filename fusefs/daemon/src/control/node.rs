@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::error::Result;
-use crate::fs::{Attr, Entry, FileKind, TreeIds};
+use crate::fs::{Attr, Entry, FileKind, SetAttr, TreeIds};
 use crate::fs_err;
 
 /// The user and group who own every virtual node (the mounting user).
@@ -90,6 +90,37 @@ impl<H> Handles<H> {
             .remove(&fh)
             .ok_or_else(|| fs_err!(libc::EBADF, "unknown handle"))
     }
+}
+
+/// Refuse a `chmod` or `chown` of a virtual node (EPERM): they belong to the mounting user.
+pub fn keep_owner_and_mode(set: &SetAttr) -> Result<()> {
+    if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+        return Err(fs_err!(
+            libc::EPERM,
+            ".kplug entries keep their owner and mode"
+        ));
+    }
+    Ok(())
+}
+
+/// Write `data` at `offset` of `buf`, growing it (zero-filled) as needed; EINVAL past `max`
+/// bytes, with `what` saying what the file holds.
+pub fn write_at(
+    buf: &mut Vec<u8>,
+    offset: usize,
+    data: &[u8],
+    max: usize,
+    what: &str,
+) -> Result<()> {
+    let end = offset.saturating_add(data.len());
+    if end > max {
+        return Err(fs_err!(libc::EINVAL, "{what}"));
+    }
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    buf[offset..end].copy_from_slice(data);
+    Ok(())
 }
 
 /// `[offset, offset + size)` of `data`, clipped to its end.

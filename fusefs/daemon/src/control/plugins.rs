@@ -49,7 +49,7 @@ use kplug_engine::StatusHandle;
 use parking_lot::Mutex;
 
 use super::loader::{Loader, Ready};
-use super::node::{Handles, Owner, entry, slice};
+use super::node::{Handles, Owner, entry, keep_owner_and_mode, slice};
 use super::persist::StateDir;
 use crate::error::Result;
 use crate::fs::{
@@ -450,12 +450,7 @@ impl Tree for PluginsDir {
     }
 
     fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
-        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            return Err(fs_err!(
-                libc::EPERM,
-                ".kplug entries keep their owner and mode"
-            ));
-        }
+        keep_owner_and_mode(&set)?;
         if let Some(size) = set.size {
             if size as usize > self.max_module_bytes {
                 return Err(self.too_big());

@@ -35,7 +35,7 @@ use kplug_cache::ScopeId;
 use kplug_engine::StatusHandle;
 use parking_lot::Mutex;
 
-use super::node::{Handles, Owner, entry, slice};
+use super::node::{Handles, Owner, entry, keep_owner_and_mode, slice, write_at};
 use super::persist::StateDir;
 use super::plugins::PluginsDir;
 use crate::data::blockcache::BlockCache;
@@ -683,12 +683,7 @@ impl Tree for ScopesTree {
 
     /// `echo 25% > share` truncates first: a write replaces the setting.
     fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
-        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            return Err(fs_err!(
-                libc::EPERM,
-                ".kplug entries keep their owner and mode"
-            ));
-        }
+        keep_owner_and_mode(&set)?;
         self.getattr(ino, None)
     }
 
@@ -757,14 +752,7 @@ impl Tree for ScopesTree {
                 .ok_or_else(|| fs_err!(libc::EBADF, "not open for writing"))?;
             let w = o.written.as_mut().expect("checked");
             let at = (offset as usize).saturating_sub(o.base);
-            let end = at + data.len();
-            if end > MAX_TEXT {
-                return Err(fs_err!(libc::EINVAL, "a scope setting is one short line"));
-            }
-            if w.len() < end {
-                w.resize(end, 0);
-            }
-            w[at..end].copy_from_slice(data);
+            write_at(w, at, data, MAX_TEXT, "a scope setting is one short line")?;
             if !w.ends_with(b"\n") {
                 return Ok(None);
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::node::{Handles, Owner, slice};
+use super::node::{Handles, Owner, keep_owner_and_mode, slice, write_at};
 use crate::error::Result;
 use crate::fs::{Attr, Caller, FileKind, Opened, SetAttr, Tree, TreeIds, Written};
 use crate::fs_err;
@@ -73,12 +73,7 @@ impl Tree for TraceFile {
 
     /// `echo stop > .kplug/trace` truncates first: commands replace, never append.
     fn setattr(&self, ino: u64, set: SetAttr) -> Result<Attr> {
-        if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
-            return Err(fs_err!(
-                libc::EPERM,
-                ".kplug entries keep their owner and mode"
-            ));
-        }
+        keep_owner_and_mode(&set)?;
         self.getattr(ino, None)
     }
 
@@ -103,17 +98,13 @@ impl Tree for TraceFile {
         _from_page_cache: bool,
     ) -> Result<Written> {
         self.open.with(fh, |o| {
-            let end = offset as usize + data.len();
-            if end > MAX_COMMAND {
-                return Err(fs_err!(
-                    libc::EINVAL,
-                    "a .kplug/trace command is one short line"
-                ));
-            }
-            if o.command.len() < end {
-                o.command.resize(end, 0);
-            }
-            o.command[offset as usize..end].copy_from_slice(data);
+            write_at(
+                &mut o.command,
+                offset as usize,
+                data,
+                MAX_COMMAND,
+                "a .kplug/trace command is one short line",
+            )?;
             Ok(Written {
                 bytes: data.len() as u32,
                 stale_pages: None,
