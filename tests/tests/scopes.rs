@@ -479,3 +479,46 @@ fn scopes_are_kept_and_restored_at_the_next_mount() {
     assert!(stats(&m).get("scopes").is_none());
     assert!(!m.m(".kplug/scopes/hot").exists());
 }
+
+/// Waits up to 10 s for `cond`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_probe_tunes_a_scope_share_by_publishing_it() {
+    let m = mount();
+    make(&m, "hot", "hot");
+    // A probe publishing `share.hot` = 0.5 after each batch of events it gets.
+    let probe = wat::parse_str(
+        r#"(module
+             (import "kplug" "publish" (func $publish (param i32 i32 f64) (result i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 32768) "share.hot")
+             (func (export "kplug_abi_version") (result i32) i32.const 0x10005)
+             (func (export "kplug_probe_buf") (result i32) i32.const 0)
+             (func (export "kplug_probe_events") (param i32) (result i32)
+               (drop (call $publish (i32.const 32768) (i32.const 9) (f64.const 0.5)))
+               i32.const 0)
+             (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
+    )
+    .unwrap();
+    drop_plugin_at(&m.mnt, "tuner.wasm", &probe).unwrap();
+    read(&m, "hot/a");
+    eventually("the published share applies", || {
+        scope(&m, "hot")["share_blocks"].as_u64() == Some(8)
+    });
+    assert_eq!(
+        fs::read_to_string(m.m(".kplug/scopes/hot/share")).unwrap(),
+        "0.5000\n"
+    );
+    // An operator's write stands while the published value does not change.
+    set(&m, "hot", "share", "25%\n").unwrap();
+    read(&m, "hot/a");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(n(&scope(&m, "hot")["share_blocks"]), 4);
+}

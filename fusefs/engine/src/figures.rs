@@ -136,6 +136,20 @@ impl Figures {
             .retain(|k, _| !k.starts_with(&prefix));
     }
 
+    /// The published figures whose name starts with `prefix`: `(probe, rest of the name,
+    /// value)`, by probe then name.
+    pub fn published_named(&self, prefix: &str) -> Vec<(String, String, f64)> {
+        self.probe_figures
+            .lock()
+            .iter()
+            .filter_map(|(k, v)| {
+                let (probe, name) = k.split_once('/')?;
+                let rest = name.strip_prefix(prefix)?;
+                Some((probe.to_string(), rest.to_string(), *v))
+            })
+            .collect()
+    }
+
     /// `hit_ratio()` as a plugin sees it.
     pub fn hit_ratio(&self) -> f64 {
         f64::from_bits(self.hit_ratio.load(Ordering::Relaxed))

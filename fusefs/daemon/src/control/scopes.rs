@@ -18,6 +18,13 @@
 //! and replaces an inherited instance only when its source changed (an inherited instance
 //! that faulted stays on the built-in until then). A governor's choices are not inherited.
 //!
+//! **Tuned by probes.** A probe (ABI 1.5) that publishes the figure `share.NAME` sets scope
+//! NAME's share to that fraction of the cache: every [`SHARE_POLL`] a thread applies each
+//! published value that changed since it last looked ([`Scopes::apply_published`]), through
+//! the same path as a write to `share` (refused values are logged once). An operator's
+//! write stands until the published value changes again. This is how monitoring code
+//! deployed for the question at hand adapts the arbitration at run time.
+//!
 //! **Kept.** With a state directory attached ([`Scopes::attach_state`]), each scope is kept
 //! in its `scopes/NAME/` (`path`, `share`, and the files of its `plugins/`, kept as the
 //! mount's are) and restored by the next mount before the kernel sees it; `rmdir` forgets it.
@@ -49,6 +56,9 @@ use crate::fs_err;
 
 /// The roles a scope serves, in the order of the inheritance table.
 const ROLES: [Role; 3] = [Role::Eviction, Role::Admission, Role::Prefetch];
+
+/// How often published `share.NAME` figures are looked at.
+pub const SHARE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Longest `path` or `share` text.
 const MAX_TEXT: usize = 4096;
@@ -88,6 +98,8 @@ pub struct Scopes {
     state: Mutex<Option<StateDir>>,
     /// The last scope generation given.
     generations: std::sync::atomic::AtomicU64,
+    /// The published `share.NAME` figures last applied, by `(probe, scope name)`.
+    published: Mutex<std::collections::BTreeMap<(String, String), f64>>,
 }
 
 impl Scopes {
@@ -103,7 +115,18 @@ impl Scopes {
             inherited: Mutex::new(vec![Default::default(); n]),
             state: Mutex::new(None),
             generations: Default::default(),
+            published: Default::default(),
         });
+        let weak = Arc::downgrade(&scopes);
+        let _ = std::thread::Builder::new()
+            .name("kplugfs-scopes".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SHARE_POLL);
+                    let Some(s) = weak.upgrade() else { break };
+                    s.apply_published();
+                }
+            });
         for d in &scopes.dirs {
             let weak = Arc::downgrade(&scopes);
             d.on_change(Box::new(move || {
@@ -191,6 +214,37 @@ impl Scopes {
             }
         }
         failures
+    }
+
+    /// Apply each `share.NAME` figure a probe published that changed since the last look
+    /// (see the module docs).
+    pub fn apply_published(&self) {
+        let now = self.cache.figures().published_named("share.");
+        let mut applied = self.published.lock();
+        if now.is_empty() {
+            applied.clear();
+            return;
+        }
+        applied.retain(|k, _| now.iter().any(|(p, n, _)| (p, n) == (&k.0, &k.1)));
+        for (probe, name, value) in now {
+            let key = (probe, name);
+            if applied.get(&key) == Some(&value) {
+                continue;
+            }
+            applied.insert(key.clone(), value);
+            let (probe, name) = key;
+            let Some(id) = self.find(&name) else {
+                tracing::warn!(probe, scope = name, "published share of no scope");
+                continue;
+            };
+            // With a point, so that 1 reads as the whole cache, not one byte.
+            match self.set_share(id, &format!("{value:.4}")) {
+                Ok(()) => tracing::info!(probe, scope = name, value, "scope share published"),
+                Err(e) => {
+                    tracing::warn!(probe, scope = name, value, "published share refused: {e}")
+                }
+            }
+        }
     }
 
     /// Scope `id`'s `plugins/` (0: the mount's).

@@ -402,6 +402,11 @@ impl BlockCache {
         &self.recorder
     }
 
+    /// The figures plugins read and probes publish to (every scope's).
+    pub fn figures(&self) -> &Arc<Figures> {
+        &self.figures
+    }
+
     /// Bytes per block.
     pub fn block_size(&self) -> u64 {
         self.block_size
