@@ -67,6 +67,12 @@ fn set(m: &TestMount, scope: &str, file: &str, text: &str) -> std::io::Result<()
     fs::write(m.m(&format!(".kplug/scopes/{scope}/{file}")), text)
 }
 
+/// Load shipped policy `policy` into scope `scope`'s `plugins/`.
+fn scope_policy(m: &TestMount, scope: &str, policy: &str) {
+    let dir = m.mnt.join(format!(".kplug/scopes/{scope}/plugins"));
+    drop_plugin_in(&dir, &format!("{policy}.wasm"), &exported_policy(policy)).unwrap();
+}
+
 fn make(m: &TestMount, name: &str, path: &str) {
     fs::create_dir(m.m(&format!(".kplug/scopes/{name}"))).unwrap();
     set(m, name, "path", &format!("{path}\n")).unwrap();
@@ -238,7 +244,7 @@ fn a_scope_serves_its_own_plugins_and_inherits_the_rest() {
         ("lru".into(), vec!["eviction".into()])
     );
     // Its own fifo wins; the root keeps lru.
-    drop_plugin_in(&scope_plugins("s"), "fifo.wasm", &exported_policy("fifo")).unwrap();
+    scope_policy(&m, "s", "fifo");
     let st = status(&m);
     assert_eq!(policies(&st, "s"), ("fifo".into(), vec![]));
     assert_eq!(policies(&st, "/").0, "lru");
@@ -341,12 +347,7 @@ fn a_faulting_plugin_in_one_scope_leaves_the_others_alone() {
     let m = mount();
     make(&m, "bad", "s");
     make(&m, "good", "hot");
-    drop_plugin_in(
-        &m.mnt.join(".kplug/scopes/good/plugins"),
-        "fifo.wasm",
-        &exported_policy("fifo"),
-    )
-    .unwrap();
+    scope_policy(&m, "good", "fifo");
     // Traps at its first insertion.
     let bad = fixtures::eviction_with("", "unreachable");
     drop_plugin_in(&m.mnt.join(".kplug/scopes/bad/plugins"), "trap.wasm", &bad).unwrap();
@@ -377,12 +378,7 @@ fn a_scope_plugin_swaps_while_another_scope_is_read() {
     let m = Arc::new(mount());
     make(&m, "a", "s");
     make(&m, "b", "scan");
-    drop_plugin_in(
-        &m.mnt.join(".kplug/scopes/b/plugins"),
-        "lru.wasm",
-        &exported_policy("lru"),
-    )
-    .unwrap();
+    scope_policy(&m, "b", "lru");
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|_| {
@@ -453,12 +449,7 @@ fn scopes_are_kept_and_restored_at_the_next_mount() {
     let m = mount();
     make(&m, "hot", "hot");
     set(&m, "hot", "share", "25%\n").unwrap();
-    drop_plugin_in(
-        &m.mnt.join(".kplug/scopes/hot/plugins"),
-        "fifo.wasm",
-        &exported_policy("fifo"),
-    )
-    .unwrap();
+    scope_policy(&m, "hot", "fifo");
     make(&m, "gone", "scan");
     fs::remove_dir(m.m(".kplug/scopes/gone")).unwrap();
     remount(&m);

@@ -437,18 +437,29 @@ impl<V> CacheCore<V> {
 
     /// Inserts a block fetched on demand (after a miss).
     pub fn insert(&mut self, key: u64, value: V) -> Insert {
-        self.in_flight.remove(&key);
-        self.insert_inner(key, value, false, None)
+        self.insert_from(key, value, false, None)
     }
 
     /// Inserts a block read by a prefetch that `prefetch_plan` handed out.
     /// Returns [`Insert::Stale`] if the block is no longer in flight (it was
     /// invalidated, or the read was cancelled).
     pub fn insert_prefetched(&mut self, key: u64, value: V) -> Insert {
-        if !self.in_flight.remove(&key) {
+        self.insert_from(key, value, true, None)
+    }
+
+    /// `insert` (`prefetched` false) or `insert_prefetched`, with the room decided by `room`
+    /// (see `insert_inner`).
+    fn insert_from(
+        &mut self,
+        key: u64,
+        value: V,
+        prefetched: bool,
+        room: Option<&mut dyn FnMut(usize) -> u64>,
+    ) -> Insert {
+        if !self.in_flight.remove(&key) && prefetched {
             return Insert::Stale;
         }
-        self.insert_inner(key, value, true, None)
+        self.insert_inner(key, value, prefetched, room)
     }
 
     /// Forgets that a planned prefetch of `range` of `file` is in flight
@@ -599,6 +610,17 @@ impl<V> CacheCore<V> {
     /// the insertion of `key` needs, and its victims evicted. Returns whether the plugin now
     /// tracks `key` (false for any other policy, or after a fault).
     fn evict_for_miss(&mut self, key: u64) -> bool {
+        let capacity = self.capacity;
+        self.batched_miss(key, |resident| {
+            Some((resident + 1).saturating_sub(capacity))
+        })
+    }
+
+    /// `kplug_evict_miss(key, need)` to a batched (ABI 1.4) eviction plugin, the hits waiting
+    /// delivered first and every victim evicted; `need` is asked with the blocks resident
+    /// once the hits' victims left (`None`: no call). Returns whether the plugin was asked and
+    /// still serves (false for any other policy, or after a fault).
+    pub(super) fn batched_miss(&mut self, key: u64, need: impl FnOnce(u64) -> Option<u64>) -> bool {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return false;
         };
@@ -618,7 +640,9 @@ impl<V> CacheCore<V> {
             return false;
         }
         let resident = self.map.len() as u64;
-        let need = (resident + 1).saturating_sub(self.capacity);
+        let Some(need) = need(resident) else {
+            return false;
+        };
         match self
             .plugins
             .get(slot)

@@ -98,9 +98,23 @@ impl<V> ScopedCache<V> {
     /// A cache of `capacity` blocks with the root scope only and room for `max_scopes`
     /// more; every scope's core starts with `config`'s built-ins.
     pub fn new(capacity: u64, config: CoreConfig, max_scopes: usize) -> Self {
+        let root = CacheCore::new(capacity, config.clone());
+        Self::from_root(capacity, config, root, max_scopes)
+    }
+
+    /// A cache of `capacity` blocks whose root scope is `root`, with room for `max_scopes`
+    /// more scopes, each starting with `config`'s built-ins.
+    fn from_root(
+        capacity: u64,
+        config: CoreConfig,
+        mut root: CacheCore<V>,
+        max_scopes: usize,
+    ) -> Self {
+        // A plugin sized for its scope is accepted (see `CacheCore::fits`).
+        root.serve_scope_of(capacity);
         let mut slots = Vec::with_capacity(max_scopes + 1);
         slots.push(Some(Scope {
-            core: CacheCore::new(capacity, config.clone()),
+            core: root,
             share: 0,
         }));
         slots.resize_with(max_scopes + 1, || None);
@@ -112,16 +126,6 @@ impl<V> ScopedCache<V> {
             reserved: 0,
             retired: CacheStats::default(),
         }
-        .marked()
-    }
-
-    /// Marks every core as a scope's (a plugin sized for its scope is accepted).
-    fn marked(mut self) -> Self {
-        let whole = self.capacity;
-        for s in self.slots.iter_mut().flatten() {
-            s.core.serve_scope_of(whole);
-        }
-        self
     }
 
     /// Capacity in blocks.
@@ -198,13 +202,7 @@ impl<V> ScopedCache<V> {
     /// more: the simulator builds each scope's core with its policies first, sized for
     /// [`reach`](Self::reach).
     pub fn with_root(capacity: u64, root: CacheCore<V>, max_scopes: usize) -> Self {
-        let config = CoreConfig::default();
-        let mut c = ScopedCache::new(capacity, config, max_scopes);
-        c.slots[ROOT_SCOPE] = Some(Scope {
-            core: root,
-            share: 0,
-        });
-        c.marked()
+        Self::from_root(capacity, CoreConfig::default(), root, max_scopes)
     }
 
     /// Creates scope `id` guaranteed `share` blocks, served by `core` (empty, of the cache's

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use kplug_abi::block_key;
-use kplug_cache::{CacheCore, ScopedCache};
+use kplug_cache::{CacheCore, CacheStats, ScopedCache};
 use kplug_engine::{EngineConfig, PluginEngine};
 use kplug_traces::Format;
 use serde::Serialize;
@@ -153,38 +153,49 @@ pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
 /// Most `--scope`s of one run (as many as a mount's `.kplug/scopes/`).
 pub const MAX_SIM_SCOPES: usize = 8;
 
-/// One (policy, size) replay with scopes, through `cache`.
-fn run_scoped(
-    args: &SimConfig,
+/// Replay the trace through `replay_chunk` (a chunk's misses), a chunk at a time to show
+/// progress; returns the misses and the seconds the replay took.
+fn timed(
     trace: &Trace,
     progress: &dyn Progress,
-    resolver: &scopes::Resolver,
-    (spec, n, f): (&String, u64, Option<f64>),
-    mut cache: ScopedCache<()>,
-) -> Result<SimResult> {
+    mut replay_chunk: impl FnMut(&[u64]) -> u64,
+) -> (u64, f64) {
     let t = Instant::now();
     let mut misses = 0;
     for chunk in trace.ids.chunks(1 << 18) {
-        misses += scopes::replay(&mut cache, resolver, chunk);
+        misses += replay_chunk(chunk);
         progress.inc(chunk.len() as u64);
     }
-    let seconds = t.elapsed().as_secs_f64();
-    let requests = trace.ids.len() as u64;
-    let stats = cache.stats();
-    Ok(SimResult {
-        trace: args.trace.display().to_string(),
-        policy: spec.clone(),
-        cache_objects: n,
-        requests,
-        misses,
-        miss_ratio: misses as f64 / requests as f64,
-        seconds,
-        requests_per_sec: requests as f64 / seconds.max(1e-9),
-        cache_fraction: f,
-        faults: stats.faults,
-        policy_switches: stats.policy_switches,
-        scopes: scopes::results(&cache, &args.scopes, spec),
-    })
+    (misses, t.elapsed().as_secs_f64())
+}
+
+impl SimResult {
+    /// The result of replaying `trace` with policy `spec` in a cache of `n` objects (from
+    /// fraction `f`): `misses` in `seconds`, the core's `stats` (all scopes'), `scopes`.
+    fn of(
+        args: &SimConfig,
+        trace: &Trace,
+        (spec, n, f): (&str, u64, Option<f64>),
+        (misses, seconds): (u64, f64),
+        stats: &CacheStats,
+        scopes: Vec<ScopeResult>,
+    ) -> Self {
+        let requests = trace.ids.len() as u64;
+        SimResult {
+            trace: args.trace.display().to_string(),
+            policy: spec.to_string(),
+            cache_objects: n,
+            requests,
+            misses,
+            miss_ratio: misses as f64 / requests as f64,
+            seconds,
+            requests_per_sec: requests as f64 / seconds.max(1e-9),
+            cache_fraction: f,
+            faults: stats.faults,
+            policy_switches: stats.policy_switches,
+            scopes,
+        }
+    }
 }
 
 /// Run every (policy, size) pair; results in (policy, size) order.
@@ -325,36 +336,34 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
                     let Some((spec, comps, n, f)) = jobs.get(i) else {
                         break;
                     };
+                    let job = (spec.as_str(), *n, *f);
                     let r = (|| {
                         if !args.scopes.is_empty() {
-                            return run_scoped(args, trace, progress, &resolver, (spec, *n, *f), {
-                                scoped(comps, *n)?.0
+                            let mut cache = scoped(comps, *n)?.0;
+                            let run = timed(trace, progress, |c| {
+                                scopes::replay(&mut cache, &resolver, c)
                             });
+                            let per_scope = scopes::results(&cache, &args.scopes, spec);
+                            return Ok(SimResult::of(
+                                args,
+                                trace,
+                                job,
+                                run,
+                                &cache.stats(),
+                                per_scope,
+                            ));
                         }
                         let (mut core, prefetching) =
                             build_core(comps, *n, &params, &candidates, args.tick_every)?;
-                        let t = Instant::now();
-                        let mut misses = 0;
-                        for chunk in trace.ids.chunks(1 << 18) {
-                            misses += replay(&mut core, chunk, prefetching);
-                            progress.inc(chunk.len() as u64);
-                        }
-                        let seconds = t.elapsed().as_secs_f64();
-                        let requests = trace.ids.len() as u64;
-                        Ok(SimResult {
-                            trace: args.trace.display().to_string(),
-                            policy: spec.clone(),
-                            cache_objects: *n,
-                            requests,
-                            misses,
-                            miss_ratio: misses as f64 / requests as f64,
-                            seconds,
-                            requests_per_sec: requests as f64 / seconds.max(1e-9),
-                            cache_fraction: *f,
-                            faults: core.stats().faults,
-                            policy_switches: core.stats().policy_switches,
-                            scopes: Vec::new(),
-                        })
+                        let run = timed(trace, progress, |c| replay(&mut core, c, prefetching));
+                        Ok(SimResult::of(
+                            args,
+                            trace,
+                            job,
+                            run,
+                            core.stats(),
+                            Vec::new(),
+                        ))
                     })();
                     results.lock().unwrap().push((i, r));
                 }

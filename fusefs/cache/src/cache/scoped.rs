@@ -8,8 +8,6 @@ use std::sync::Arc;
 use kplug_engine::figures::Figures;
 
 use super::{CacheCore, Insert};
-use crate::roles::SlotFault;
-use crate::roles::eviction::EvictionRole;
 
 impl<V> CacheCore<V> {
     /// `insert` (or `insert_prefetched`) with the room decided by `room` (see
@@ -21,14 +19,7 @@ impl<V> CacheCore<V> {
         prefetched: bool,
         room: &mut dyn FnMut(usize) -> u64,
     ) -> Insert {
-        if prefetched {
-            if !self.in_flight.remove(&key) {
-                return Insert::Stale;
-            }
-        } else {
-            self.in_flight.remove(&key);
-        }
-        self.insert_inner(key, value, prefetched, Some(room))
+        self.insert_from(key, value, prefetched, Some(room))
     }
 
     /// Sets the capacity the core's policies are sized for, and its capacity at rest (a
@@ -55,36 +46,19 @@ impl<V> CacheCore<V> {
     /// left.
     pub(crate) fn shed(&mut self, n: usize) -> usize {
         let before = self.map.len();
-        let target = before.saturating_sub(n);
-        if let EvictionRole::Plugin(slot) = self.eviction
-            && self.governor.is_none()
-            && self.plugins.peek(slot).evicts_batched()
-        {
-            let resident = self.map.len() as u64;
-            match self.plugins.get(slot).flush_hits(resident) {
-                Ok(()) => self.evict_returned(),
-                Err(fault) => self.on_fault(SlotFault { slot, fault }),
-            }
-            let serving = matches!(self.eviction, EvictionRole::Plugin(s) if s == slot);
-            if serving && self.map.len() > target {
-                let phantom = self.phantom_key();
-                let need = (self.map.len() - target).min(u32::MAX as usize) as u32;
+        let target = before.saturating_sub(n) as u64;
+        if self.governor.is_none() {
+            let phantom = self.phantom_key();
+            let need = |resident: u64| (resident > target).then(|| resident - target);
+            if self.batched_miss(phantom, need) {
                 let resident = self.map.len() as u64;
-                match self.plugins.get(slot).evict_miss(phantom, need, resident) {
-                    Ok(()) => {
-                        self.evict_returned();
-                        if matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
-                            let resident = self.map.len() as u64;
-                            match self.eviction.remove(&mut self.plugins, phantom, resident) {
-                                Ok(()) => self.evict_returned(),
-                                Err(f) => self.on_fault(f),
-                            }
-                        }
-                    }
-                    Err(fault) => self.on_fault(SlotFault { slot, fault }),
+                match self.eviction.remove(&mut self.plugins, phantom, resident) {
+                    Ok(()) => self.evict_returned(),
+                    Err(f) => self.on_fault(f),
                 }
             }
         }
+        let target = target as usize;
         while self.map.len() > target {
             let victim = self.next_victim();
             self.evict(victim);

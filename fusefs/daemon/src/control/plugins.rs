@@ -173,22 +173,29 @@ impl PluginsDir {
 
     /// Whether `status` is the instance of one of these files.
     pub fn owns(&self, status: &StatusHandle) -> bool {
-        self.files.lock().values().any(|f| {
-            f.instance
-                .as_ref()
-                .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
-        })
+        self.with_file_of(status, |_| ()).is_some()
     }
 
     /// The file whose instance is `status`: its plugin name, bytes and parameters.
     pub fn source_of(&self, status: &StatusHandle) -> Option<PluginSource> {
+        self.with_file_of(status, |f| f.loaded.clone()).flatten()
+    }
+
+    /// `f` of the file whose instance is `status`, if one is.
+    fn with_file_of<R>(
+        &self,
+        status: &StatusHandle,
+        f: impl FnOnce(&PluginFile) -> R,
+    ) -> Option<R> {
         let files = self.files.lock();
-        let f = files.values().find(|f| {
-            f.instance
-                .as_ref()
-                .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
-        })?;
-        f.loaded.clone()
+        files
+            .values()
+            .find(|pf| {
+                pf.instance
+                    .as_ref()
+                    .is_some_and(|i| std::sync::Arc::ptr_eq(i, status))
+            })
+            .map(f)
     }
 
     /// Remove every file, retiring what each put in service (a scope's `rmdir`).

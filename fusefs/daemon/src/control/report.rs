@@ -288,16 +288,7 @@ impl Sources {
                     .collect();
                 (active, serving, snaps)
             });
-            let plugins = files
-                .iter()
-                .filter(|(file, _)| !is_params_file(file))
-                .map(|(file, f)| {
-                    let params = files
-                        .get(&params_file_of(file))
-                        .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
-                    file_entry(file, f, params, snaps.get(file), &serving)
-                })
-                .collect();
+            let plugins = file_entries(files, |file, _| snaps.get(file).cloned(), &serving);
             let stats = self.cache.stats();
             let (resident, capacity) = self.cache.occupancy();
             let backend = self.cache.backend();
@@ -319,103 +310,120 @@ impl Sources {
 }
 
 impl Sources {
-    /// The scopes (the root as `/`) with their settings and what serves them: `(slot, name,
-    /// path, share text, active roles, plugins serving)`, empty while there is no scope.
-    #[allow(clippy::type_complexity)]
-    fn scope_rows(
-        &self,
-    ) -> Vec<(
-        usize,
-        String,
-        Option<String>,
-        String,
-        ActiveRoles,
-        Vec<(Role, StatusHandle)>,
-    )> {
+    /// The scopes (the root as `/`) with their settings, figures and what serves them; empty
+    /// while there is no scope.
+    fn scope_rows(&self) -> Vec<ScopeRow> {
         let list = self.scopes.list();
         if list.is_empty() {
             return Vec::new();
         }
+        let figures = self.cache.scopes();
         let root = (0, "/".to_string(), None, String::new());
         std::iter::once(root)
             .chain(list.into_iter().map(|(i, s)| (i, s.name, s.path, s.share)))
-            .filter_map(|(i, name, path, share)| {
+            .filter_map(|(id, name, path, share)| {
                 let ([eviction, admission, prefetch], serving) =
-                    self.cache.with_scope(i, |c| serving_roles(c))?;
-                let active = ActiveRoles {
-                    admission,
-                    eviction,
-                    prefetch,
-                };
-                Some((i, name, path, share, active, serving))
+                    self.cache.with_scope(id, |c| serving_roles(c))?;
+                Some(ScopeRow {
+                    id,
+                    name,
+                    path,
+                    share,
+                    active: ActiveRoles {
+                        admission,
+                        eviction,
+                        prefetch,
+                    },
+                    serving,
+                    figures: figures.iter().find(|f| f.id == id)?.clone(),
+                    inherited: self.scopes.inherited_roles(id),
+                })
             })
             .collect()
     }
 
     fn scope_stats(&self) -> BTreeMap<String, ScopeStats> {
-        let figures = self.cache.scopes();
         self.scope_rows()
             .into_iter()
-            .filter_map(|(i, name, path, share, active, _)| {
-                let f = figures.iter().find(|f| f.id == i)?;
-                let s = &f.stats;
-                Some((
-                    name,
-                    ScopeStats {
-                        active,
-                        admission_refusals: s.admission_refusals,
-                        evictions: s.evictions,
-                        faults: s.faults,
-                        hits: s.hits,
-                        inherited: self.scopes.inherited_roles(i),
-                        insertions: s.insertions,
-                        misses: s.misses,
-                        path,
-                        resident_blocks: f.resident,
-                        share,
-                        share_blocks: f.share,
-                    },
-                ))
+            .map(|r| {
+                let s = &r.figures.stats;
+                let v = ScopeStats {
+                    active: r.active,
+                    admission_refusals: s.admission_refusals,
+                    evictions: s.evictions,
+                    faults: s.faults,
+                    hits: s.hits,
+                    inherited: r.inherited,
+                    insertions: s.insertions,
+                    misses: s.misses,
+                    path: r.path,
+                    resident_blocks: r.figures.resident,
+                    share: r.share,
+                    share_blocks: r.figures.share,
+                };
+                (r.name, v)
             })
             .collect()
     }
 
     fn scope_status(&self) -> Vec<ScopeStatus> {
-        let figures = self.cache.scopes();
         self.scope_rows()
             .into_iter()
-            .filter_map(|(i, name, path, share, active, serving)| {
-                let f = figures.iter().find(|f| f.id == i)?;
-                let plugins = if i == 0 {
+            .map(|r| {
+                // The root's files are `status.plugins`.
+                let plugins = if r.id == 0 {
                     Vec::new()
                 } else {
-                    self.scopes.dir(i).with_files(|files| {
-                        files
-                            .iter()
-                            .filter(|(file, _)| !is_params_file(file))
-                            .map(|(file, pf)| {
-                                let params = files
-                                    .get(&params_file_of(file))
-                                    .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
-                                let snap = pf.instance.as_ref().map(|h| h.snapshot());
-                                file_entry(file, pf, params, snap.as_ref(), &serving)
-                            })
-                            .collect()
+                    self.scopes.dir(r.id).with_files(|files| {
+                        let snap =
+                            |_: &str, f: &PluginFile| f.instance.as_ref().map(|h| h.snapshot());
+                        file_entries(files, snap, &r.serving)
                     })
                 };
-                Some(ScopeStatus {
-                    active,
-                    inherited: self.scopes.inherited_roles(i),
-                    name,
-                    path,
+                ScopeStatus {
+                    active: r.active,
+                    inherited: r.inherited,
+                    name: r.name,
+                    path: r.path,
                     plugins,
-                    resident_blocks: f.resident,
-                    share,
-                    share_blocks: f.share,
-                })
+                    resident_blocks: r.figures.resident,
+                    share: r.share,
+                    share_blocks: r.figures.share,
+                }
             })
             .collect()
     }
+}
+
+/// One scope as `stats` and `status` show it.
+struct ScopeRow {
+    id: usize,
+    name: String,
+    path: Option<String>,
+    share: String,
+    active: ActiveRoles,
+    serving: Vec<(Role, StatusHandle)>,
+    figures: crate::data::blockcache::ScopeFigures,
+    inherited: Vec<Role>,
+}
+
+/// The status entries of the plugin files of `files` (parameter files aside), each with the
+/// snapshot `snap` gives of its instance.
+fn file_entries(
+    files: &BTreeMap<String, PluginFile>,
+    snap: impl Fn(&str, &PluginFile) -> Option<StatusSnapshot>,
+    serving: &[(Role, StatusHandle)],
+) -> Vec<PluginEntry> {
+    files
+        .iter()
+        .filter(|(file, _)| !is_params_file(file))
+        .map(|(file, f)| {
+            let params = files
+                .get(&params_file_of(file))
+                .map(|p| String::from_utf8_lossy(&p.data).trim().to_string());
+            file_entry(file, f, params, snap(file, f).as_ref(), serving)
+        })
+        .collect()
 }
 
 /// The status entry of plugin file `file`: its instance's state (a refusal of a later copy

@@ -391,14 +391,17 @@ impl Scopes {
     /// its enclosing scope serves it with (see the module docs).
     pub fn sync(&self) {
         let mut inherited = self.inherited.lock();
-        let mut live: Vec<(usize, ScopeId)> = self
+        // Outermost first, so that a scope copies what its parent serves after this sync.
+        let mut live: Vec<(usize, ScopeId, ScopeId)> = self
             .list()
             .into_iter()
-            .map(|(id, _)| (self.cache.scope_parent(id).1, id))
+            .map(|(id, _)| {
+                let (parent, depth) = self.cache.scope_parent(id);
+                (depth, id, parent)
+            })
             .collect();
         live.sort_unstable();
-        for (_, s) in live {
-            let parent = self.cache.scope_parent(s).0;
+        for (_, s, parent) in live {
             for (ri, role) in ROLES.iter().enumerate() {
                 let Some(serving) = self.cache.with_scope(s, |c| c.policy(*role).plugin) else {
                     continue;
