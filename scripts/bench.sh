@@ -26,8 +26,9 @@
 #   hooks       criterion fusefs/cache/benches/hook_call.rs: ns per hook, WASM vs native
 #   sim         kplugfs sim req/s per eviction policy on traces/data/cloudPhysicsIO.vscsi
 #               (and its 4 KiB split), WASM vs builtin:lru
-#   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full): never-seen and
-#               seen-before plugins, close() to first decision
+#   hotswap     tests/benches/hotswap.rs (SWAPS=100 quick, 500 full): never-seen plugins
+#               (--plugin-code tiered and optimized) and seen-before ones, close() to first
+#               decision and, tiered, to the optimized code serving
 #   smallfiles  create, stat, read N files of 4 KiB (10k quick, 100k full): native,
 #               bindfs, kplugfs
 #   writes      fio writes into a new file ending with fsync: sequential 4 KiB / 128 KiB /
@@ -459,10 +460,12 @@ if want hotswap; then
 import json, re, sys
 text = open(sys.argv[1]).read()
 rec = {"scenario": "hotswap", "swaps": int(sys.argv[2])}
-for kind, what in (("fresh", "never seen"), ("seen", "seen before")):
+for kind, what in (("fresh", "never seen, tiered"), ("fresh_optimized", "never seen, --plugin-code optimized"),
+                   ("seen", "seen before")):
     for key, pat in (("close_us", r"close\(\) of the copied plugin[^|]*\| (\d+) \| (\d+) \| (\d+) \|"),
-                     ("swap_us", r"close\(\) start -> first decision[^|]*\| (\d+) \| (\d+) \| (\d+) \|")):
-        m = re.search(r"\| " + what + ": " + pat, text)
+                     ("swap_us", r"close\(\) start -> first decision[^|]*\| (\d+) \| (\d+) \| (\d+) \|"),
+                     ("optimized_us", r"close\(\) start -> optimized code serving[^|]*\| (\d+) \| (\d+) \| (\d+) \|")):
+        m = re.search(r"\| " + re.escape(what) + ": " + pat, text)
         if m:
             rec.setdefault(kind, {})[key] = dict(zip(("median", "p99", "max"), map(int, m.groups())))
 m = re.search(r"reads during swaps: (\d+), failed or wrong: (\d+); swaps without a decision within 5 s: (\d+)", text)

@@ -10,7 +10,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use kplugfs_tests::{Hostile, TestMount, active, drop_plugin, pattern, plugin, status, wat_lru};
+use std::time::{Duration, Instant};
+
+use kplugfs_tests::{
+    Hostile, TestMount, active, drop_plugin, pattern, plugin, status, wat_lru, with_custom_section,
+};
 
 /// The SDK-built LRU policy, built once per test run.
 fn lru_wasm() -> Vec<u8> {
@@ -351,4 +355,123 @@ fn params_files_are_checked_and_reload_the_plugin() {
     drop_plugin(&m, "lru.params", b"# no parameters\n").unwrap();
     assert_eq!(active(&m, "eviction"), "lru");
     check_file(&m, 0, 1 << 20);
+}
+
+/// Polls `status` until plugin `name`'s `code` is `code`; reads every file meanwhile.
+fn wait_for_code(m: &TestMount, name: &str, code: &str, files: usize, size: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for i in 0..files {
+            check_file(m, i, size);
+        }
+        let st = status(m);
+        if plugin(&st, name)["code"] == code {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never ran {code} code: {}",
+            plugin(&st, name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A module the mount never compiled serves at once from baseline code (Winch) and is
+/// swapped to optimized code (Cranelift) in the background, reads staying correct; its
+/// `swap_latency_us` stays what the baseline code measured; the same bytes again load
+/// optimized at once (the compiled-module cache); `--plugin-code optimized` waits for the
+/// optimized code instead.
+#[test]
+fn a_module_never_compiled_serves_from_baseline_code_then_optimized() {
+    let m = small_cache_mount(4, 1 << 20);
+    let bytes = with_custom_section(
+        &lru_wasm(),
+        &format!("tiers {} {:?}", std::process::id(), Instant::now()),
+    );
+    drop_plugin(&m, "lru.wasm", &bytes).unwrap();
+    let p = plugin(&status(&m), "lru").clone();
+    assert_eq!(p["code"], "baseline", "{p}");
+    assert_eq!(p["state"], "active", "{p}");
+    check_file(&m, 0, 1 << 20);
+    let latency = plugin(&status(&m), "lru")["swap_latency_us"].clone();
+    assert!(latency.is_u64(), "the baseline code decided: {latency}");
+    wait_for_code(&m, "lru", "optimized", 4, 1 << 20);
+    let st = status(&m);
+    let p = plugin(&st, "lru");
+    assert_eq!(p["state"], "active", "{p}");
+    assert_eq!(p["faults"], 0, "{p}");
+    assert_eq!(p["swap_latency_us"], latency, "{p}");
+    assert_eq!(active(&m, "eviction"), "lru");
+    check_file(&m, 3, 1 << 20);
+    assert!(plugin(&status(&m), "lru")["calls"].as_u64().unwrap() > 0);
+    // The same bytes under another name: optimized code from the cache, no tier-up.
+    drop_plugin(&m, "again.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "again")["code"], "optimized");
+    drop(m);
+
+    let m = TestMount::with_backing(&["--plugin-code", "optimized"], |b| {
+        fs::write(b.join("f0"), pattern(1 << 20, 0)).unwrap();
+    });
+    let fresh = with_custom_section(&lru_wasm(), &format!("optimized {:?}", Instant::now()));
+    drop_plugin(&m, "lru.wasm", &fresh).unwrap();
+    assert_eq!(plugin(&status(&m), "lru")["code"], "optimized");
+    check_file(&m, 0, 1 << 20);
+}
+
+/// A baseline instance that faults stays failed: its optimized code, ready later, does not
+/// bring it back; the built-in keeps serving and every read is right.
+#[test]
+fn a_tier_up_never_undoes_a_fault() {
+    let m = small_cache_mount(4, 1 << 20);
+    // Hostile::Trap with a large function no hook calls: Cranelift takes far longer on it
+    // than the reads below take to reach the victim hook, so the fault hits baseline code.
+    let pad = "i32.const 1 i32.add ".repeat(4_000);
+    let text = format!(
+        r#"(module (memory (export "memory") 1)
+             (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
+             (func (export "kplug_evict_insert") (param i64))
+             (func (export "kplug_evict_access") (param i64))
+             (func (export "kplug_evict_remove") (param i64))
+             (func (export "kplug_evict_victim") (result i64) unreachable)
+             (func $pad (param i32) (result i32) local.get 0 {pad}))"#
+    );
+    let bytes = with_custom_section(
+        &wat::parse_str(&text).unwrap(),
+        &format!("{:?}", Instant::now()),
+    );
+    drop_plugin(&m, "trap.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "trap")["code"], "baseline");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20); // fills the cache past its capacity: the victim hook traps
+    }
+    let failed = |m: &TestMount| {
+        let st = status(m);
+        let p = plugin(&st, "trap").clone();
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(p["error"].as_str().unwrap().contains("trap"), "{p}");
+        assert_eq!(active(m, "eviction"), "builtin:lru");
+        p
+    };
+    failed(&m);
+    // The optimizer has taken the request up (and its load has run): nothing changed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let tier_ups = loop {
+        let t = status(&m)["tier_ups"].clone();
+        if t["dropped"].as_u64().unwrap() + t["optimized"].as_u64().unwrap() >= 1 {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the optimizer never took the job: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Dropped if the fault came first; else compiled, and its load refused at install.
+    assert_eq!(tier_ups["requested"], 1, "{tier_ups}");
+    assert_eq!(tier_ups["failed"], 0, "{tier_ups}");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20);
+    }
+    assert_eq!(failed(&m)["code"], "baseline");
 }

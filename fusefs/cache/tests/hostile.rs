@@ -1,6 +1,8 @@
 //! Hostile and broken plugins: each must be refused at load with a precise
 //! error, or fault at run time with a precise `Fault`, after which the
-//! built-in serves the role and the cache keeps working correctly.
+//! built-in serves the role and the cache keeps working correctly. Every run-time fault is
+//! checked on both compilers' code (`on_both_tiers`): Cranelift's, and Winch's, which serves a
+//! mount's first load of a module it never saw.
 
 mod common;
 
@@ -75,38 +77,46 @@ fn check_eviction_hook(hook: &str, body: &str, fault: Fault) {
 
 #[test]
 fn well_behaved_fifo_fixture_works() {
-    let (core, status) = run_eviction_workload(&fifo(&[]));
-    assert_eq!(status.state(), PluginState::Active);
-    assert_eq!(core.stats().faults, 0);
-    assert_eq!(core.policy(Role::Eviction).name, "fixture");
-    // FIFO: 20..30 inserted last, the four newest stay.
-    assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
-    assert!(status.calls() > 20);
+    on_both_tiers(|| {
+        let (core, status) = run_eviction_workload(&fifo(&[]));
+        assert_eq!(status.state(), PluginState::Active);
+        assert_eq!(core.stats().faults, 0);
+        assert_eq!(core.policy(Role::Eviction).name, "fixture");
+        // FIFO: 20..30 inserted last, the four newest stay.
+        assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
+        assert!(status.calls() > 20);
+    });
 }
 
 #[test]
 fn infinite_loop_in_each_hook_times_out() {
-    for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
-        check_eviction_hook(hook, LOOP, Fault::Timeout);
-    }
+    on_both_tiers(|| {
+        for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
+            check_eviction_hook(hook, LOOP, Fault::Timeout);
+        }
+    });
 }
 
 #[test]
 fn trap_in_each_hook_is_a_trap_fault() {
-    for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
-        check_eviction_hook(
-            hook,
-            TRAP,
-            Fault::Trap("wasm `unreachable` instruction executed".into()),
-        );
-    }
+    on_both_tiers(|| {
+        for hook in ["{INSERT}", "{ACCESS}", "{REMOVE}", "{VICTIM}"] {
+            check_eviction_hook(
+                hook,
+                TRAP,
+                Fault::Trap("wasm `unreachable` instruction executed".into()),
+            );
+        }
+    });
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
-    for hook in ["{INSERT}", "{ACCESS}", "{VICTIM}"] {
-        check_eviction_hook(hook, BOMB, Fault::MemoryLimit);
-    }
+    on_both_tiers(|| {
+        for hook in ["{INSERT}", "{ACCESS}", "{VICTIM}"] {
+            check_eviction_hook(hook, BOMB, Fault::MemoryLimit);
+        }
+    });
 }
 
 #[test]
@@ -137,36 +147,42 @@ fn memory_limit_is_configurable_and_exact() {
 
 #[test]
 fn victim_not_resident_is_an_invalid_answer() {
-    let (mut core, status) =
-        run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const 0xdead))")]));
-    assert_fault_and_takeover(
-        &mut core,
-        &status,
-        &Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
-    );
+    on_both_tiers(|| {
+        let (mut core, status) =
+            run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const 0xdead))")]));
+        assert_fault_and_takeover(
+            &mut core,
+            &status,
+            &Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
+        );
+    });
 }
 
 #[test]
 fn victim_out_of_range_is_an_invalid_answer() {
-    let (mut core, status) =
-        run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const -1))")]));
-    assert_fault_and_takeover(
-        &mut core,
-        &status,
-        &Fault::InvalidAnswer("victim 0xffffffffffffffff is not a resident block".into()),
-    );
+    on_both_tiers(|| {
+        let (mut core, status) =
+            run_eviction_workload(&fifo(&[("{VICTIM}", "(return (i64.const -1))")]));
+        assert_fault_and_takeover(
+            &mut core,
+            &status,
+            &Fault::InvalidAnswer("victim 0xffffffffffffffff is not a resident block".into()),
+        );
+    });
 }
 
 #[test]
 fn victim_returned_twice_is_caught() {
-    // Returns the same (first) key forever: valid once, then not resident.
-    let text = fifo(&[("{VICTIM}", "(return (i64.load (i32.const 0)))")]);
-    let (mut core, status) = run_eviction_workload(&text);
-    assert_fault_and_takeover(
-        &mut core,
-        &status,
-        &Fault::InvalidAnswer("victim 0x0 is not a resident block".into()),
-    );
+    on_both_tiers(|| {
+        // Returns the same (first) key forever: valid once, then not resident.
+        let text = fifo(&[("{VICTIM}", "(return (i64.load (i32.const 0)))")]);
+        let (mut core, status) = run_eviction_workload(&text);
+        assert_fault_and_takeover(
+            &mut core,
+            &status,
+            &Fault::InvalidAnswer("victim 0x0 is not a resident block".into()),
+        );
+    });
 }
 
 fn admission_core(body: &str) -> (CacheCore<()>, StatusHandle) {
@@ -195,28 +211,32 @@ fn admission_refusing_everything_is_legal() {
 
 #[test]
 fn admission_answer_other_than_0_or_1_faults() {
-    let (mut core, status) = admission_core("(i32.const 7)");
-    assert!(!core.request(5, || ()));
-    // The fault happened on this insert; admit-all admitted the block.
-    assert!(core.contains(5));
-    assert_eq!(status.state(), PluginState::Failed);
-    assert_eq!(
-        status.error().unwrap(),
-        "kplug_admit: invalid answer: kplug_admit returned 7; must be 0 or 1"
-    );
-    assert_eq!(core.policy(Role::Admission).name, "admit-all");
-    assert!(core.request(5, || ()));
+    on_both_tiers(|| {
+        let (mut core, status) = admission_core("(i32.const 7)");
+        assert!(!core.request(5, || ()));
+        // The fault happened on this insert; admit-all admitted the block.
+        assert!(core.contains(5));
+        assert_eq!(status.state(), PluginState::Failed);
+        assert_eq!(
+            status.error().unwrap(),
+            "kplug_admit: invalid answer: kplug_admit returned 7; must be 0 or 1"
+        );
+        assert_eq!(core.policy(Role::Admission).name, "admit-all");
+        assert!(core.request(5, || ()));
+    });
 }
 
 #[test]
 fn admission_loop_times_out() {
-    let (mut core, status) = admission_core(&format!("{LOOP} (i32.const 1)"));
-    core.request(1, || ());
-    assert!(core.contains(1));
-    assert_eq!(
-        status.error().unwrap(),
-        "kplug_admit: timeout: the call ran past its deadline"
-    );
+    on_both_tiers(|| {
+        let (mut core, status) = admission_core(&format!("{LOOP} (i32.const 1)"));
+        core.request(1, || ());
+        assert!(core.contains(1));
+        assert_eq!(
+            status.error().unwrap(),
+            "kplug_admit: timeout: the call ran past its deadline"
+        );
+    });
 }
 
 fn prefetch_core(body: &str) -> (CacheCore<()>, StatusHandle) {
@@ -234,21 +254,23 @@ fn one_range(start: &str, len: &str, n: i32) -> String {
 
 #[test]
 fn prefetch_of_the_whole_disk_beyond_the_file_faults() {
-    let (mut core, status) =
-        prefetch_core(&one_range("(i64.const 0)", "(i64.const 0x10000000000)", 1));
-    // Falls back to readahead for this very call: block 0 is sequential.
-    let plan = core.prefetch_plan(1, 0, 100, false);
-    assert_eq!(plan, vec![BlockRange { start: 1, len: 4 }]);
-    assert_eq!(status.state(), PluginState::Failed);
-    assert!(
-        status
-            .error()
-            .unwrap()
-            .contains("ends beyond the file's 100 blocks"),
-        "{:?}",
-        status.error()
-    );
-    assert_eq!(core.policy(Role::Prefetch).name, "readahead");
+    on_both_tiers(|| {
+        let (mut core, status) =
+            prefetch_core(&one_range("(i64.const 0)", "(i64.const 0x10000000000)", 1));
+        // Falls back to readahead for this very call: block 0 is sequential.
+        let plan = core.prefetch_plan(1, 0, 100, false);
+        assert_eq!(plan, vec![BlockRange { start: 1, len: 4 }]);
+        assert_eq!(status.state(), PluginState::Failed);
+        assert!(
+            status
+                .error()
+                .unwrap()
+                .contains("ends beyond the file's 100 blocks"),
+            "{:?}",
+            status.error()
+        );
+        assert_eq!(core.policy(Role::Prefetch).name, "readahead");
+    });
 }
 
 #[test]
@@ -267,80 +289,86 @@ fn huge_legal_prefetch_is_clamped_not_a_fault() {
 
 #[test]
 fn prefetch_bad_counts_and_ranges_fault() {
-    let cases = [
-        (
-            one_range("(i64.const 0)", "(i64.const 1)", 65),
-            "kplug_prefetch returned 65 ranges; must be 0..=64",
-        ),
-        (
-            one_range("(i64.const 0)", "(i64.const 1)", -1),
-            "kplug_prefetch returned -1 ranges; must be 0..=64",
-        ),
-        (
-            one_range("(i64.const 3)", "(i64.const 0)", 1),
-            "range 0 (3, 0) is empty",
-        ),
-        (
-            one_range("(i64.const -1)", "(i64.const 2)", 1),
-            "range 0 (start 18446744073709551615, len 2) ends beyond the file's 100 blocks",
-        ),
-    ];
-    for (body, msg) in cases {
-        let (mut core, status) = prefetch_core(&body);
-        core.prefetch_plan(1, 50, 100, false);
-        assert_eq!(
-            status.error().unwrap(),
-            format!("kplug_prefetch: invalid answer: {msg}")
-        );
-    }
+    on_both_tiers(|| {
+        let cases = [
+            (
+                one_range("(i64.const 0)", "(i64.const 1)", 65),
+                "kplug_prefetch returned 65 ranges; must be 0..=64",
+            ),
+            (
+                one_range("(i64.const 0)", "(i64.const 1)", -1),
+                "kplug_prefetch returned -1 ranges; must be 0..=64",
+            ),
+            (
+                one_range("(i64.const 3)", "(i64.const 0)", 1),
+                "range 0 (3, 0) is empty",
+            ),
+            (
+                one_range("(i64.const -1)", "(i64.const 2)", 1),
+                "range 0 (start 18446744073709551615, len 2) ends beyond the file's 100 blocks",
+            ),
+        ];
+        for (body, msg) in cases {
+            let (mut core, status) = prefetch_core(&body);
+            core.prefetch_plan(1, 50, 100, false);
+            assert_eq!(
+                status.error().unwrap(),
+                format!("kplug_prefetch: invalid answer: {msg}")
+            );
+        }
+    });
 }
 
 #[test]
 fn prefetch_loop_times_out() {
-    let (mut core, status) = prefetch_core(&format!("{LOOP} (i32.const 0)"));
-    core.prefetch_plan(1, 50, 100, false);
-    assert_eq!(
-        status.error().unwrap(),
-        "kplug_prefetch: timeout: the call ran past its deadline"
-    );
+    on_both_tiers(|| {
+        let (mut core, status) = prefetch_core(&format!("{LOOP} (i32.const 0)"));
+        core.prefetch_plan(1, 50, 100, false);
+        assert_eq!(
+            status.error().unwrap(),
+            "kplug_prefetch: timeout: the call ran past its deadline"
+        );
+    });
 }
 
 #[test]
 fn one_fault_disables_every_role_of_the_plugin() {
-    // Eviction + admission in one instance; admission shares state with
-    // eviction (refuses once 3 blocks were inserted) and traps on key 99.
-    let extra = r#"
-      (global $inserted (mut i32) (i32.const 0))
-      (func (export "kplug_admit") (param $key i64) (param $file i64) (param $block i64) (result i32)
-        (if (i64.eq (local.get $key) (i64.const 99)) (then unreachable))
-        (i32.lt_u (global.get $inserted) (i32.const 3)))"#;
-    let text = fifo(&[
-        (
-            "{INSERT}",
-            "(global.set $inserted (i32.add (global.get $inserted) (i32.const 1)))",
-        ),
-        ("{EXTRA}", extra),
-    ]);
-    let p = load(&text, 8);
-    assert_eq!(p.roles(), RoleSet::of(&[Role::Eviction, Role::Admission]));
-    let status = p.status();
-    let mut core = core_with(p, RoleSet::of(&[Role::Eviction, Role::Admission]));
-    for k in 0..5 {
-        core.request(k, || ());
-    }
-    // Shared state: the 4th and 5th were refused.
-    assert_eq!(core.len(), 3);
-    assert_eq!(core.stats().admission_refusals, 2);
-    core.request(99, || ());
-    assert_eq!(status.state(), PluginState::Failed);
-    assert_eq!(core.policy(Role::Admission).name, "admit-all");
-    assert_eq!(core.policy(Role::Eviction).name, "lru");
-    assert!(core.contains(99));
-    for k in 200..220 {
-        core.request(k, || ());
-    }
-    assert_eq!(core.len(), 8);
-    assert_eq!(core.stats().faults, 1);
+    on_both_tiers(|| {
+        // Eviction + admission in one instance; admission shares state with
+        // eviction (refuses once 3 blocks were inserted) and traps on key 99.
+        let extra = r#"
+          (global $inserted (mut i32) (i32.const 0))
+          (func (export "kplug_admit") (param $key i64) (param $file i64) (param $block i64) (result i32)
+            (if (i64.eq (local.get $key) (i64.const 99)) (then unreachable))
+            (i32.lt_u (global.get $inserted) (i32.const 3)))"#;
+        let text = fifo(&[
+            (
+                "{INSERT}",
+                "(global.set $inserted (i32.add (global.get $inserted) (i32.const 1)))",
+            ),
+            ("{EXTRA}", extra),
+        ]);
+        let p = load(&text, 8);
+        assert_eq!(p.roles(), RoleSet::of(&[Role::Eviction, Role::Admission]));
+        let status = p.status();
+        let mut core = core_with(p, RoleSet::of(&[Role::Eviction, Role::Admission]));
+        for k in 0..5 {
+            core.request(k, || ());
+        }
+        // Shared state: the 4th and 5th were refused.
+        assert_eq!(core.len(), 3);
+        assert_eq!(core.stats().admission_refusals, 2);
+        core.request(99, || ());
+        assert_eq!(status.state(), PluginState::Failed);
+        assert_eq!(core.policy(Role::Admission).name, "admit-all");
+        assert_eq!(core.policy(Role::Eviction).name, "lru");
+        assert!(core.contains(99));
+        for k in 200..220 {
+            core.request(k, || ());
+        }
+        assert_eq!(core.len(), 8);
+        assert_eq!(core.stats().faults, 1);
+    });
 }
 
 fn load_err(text: &str) -> LoadError {

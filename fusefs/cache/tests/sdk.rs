@@ -406,3 +406,59 @@ fn an_sdk_probe_gets_its_events_and_reports() {
     p.forget_published();
     assert_eq!(p.probe_report().unwrap(), b"3 dir/seven -1");
 }
+
+/// The same module decides the same on both compilers' code: every eviction policy the
+/// binary carries, on a skewed trace with a loop and removals, gives the same hit or miss at
+/// every request and the same resident set, from Winch's code (a mount's first load) and
+/// from Cranelift's.
+#[test]
+fn baseline_and_optimized_code_decide_identically() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let trace: Vec<(u64, bool)> = (0..20_000u64)
+        .map(|i| {
+            let r = next();
+            let key = match r % 4 {
+                0 => 1_000 + i % 300,                     // a loop over 300 blocks
+                _ => (r >> 8) % 40 * ((r >> 16) % 8 + 1), // a skewed hot set
+            };
+            (key, r % 97 == 0)
+        })
+        .collect();
+    let mut checked = 0;
+    for e in kplug_catalog::all() {
+        let Ok(optimized) = engine().compile(e.name, e.wasm) else {
+            continue;
+        };
+        if !optimized.roles().contains(Role::Eviction) || optimized.is_governor() {
+            continue;
+        }
+        let baseline = engine().compile_baseline(e.name, e.wasm).unwrap();
+        assert_eq!(baseline.tier(), kplug_engine::CodeTier::Baseline);
+        let run = |c: &kplug_engine::CompiledPlugin| {
+            let mut core = core_with(
+                c.instantiate(&[], 64).unwrap(),
+                RoleSet::of(&[Role::Eviction]),
+            );
+            let mut hits = Vec::with_capacity(trace.len());
+            for &(k, remove) in &trace {
+                if remove {
+                    core.remove(k);
+                }
+                hits.push(core.request(k, || ()));
+            }
+            assert_eq!(core.stats().faults, 0, "{}", e.name);
+            (hits, core.resident_keys())
+        };
+        let (a, b) = (run(&optimized), run(&baseline));
+        assert!(a.0 == b.0, "{}: the two tiers' hits differ", e.name);
+        assert_eq!(a.1, b.1, "{}: the two tiers' residents differ", e.name);
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} eviction policies checked");
+}

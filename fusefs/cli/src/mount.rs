@@ -90,6 +90,13 @@ pub struct MountCmd {
     /// readers together. 0 means no limit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10ms")]
     hook_budget: Duration,
+    /// How a plugin whose module the mount has never compiled is loaded. `tiered`: it serves
+    /// within milliseconds from baseline code (Winch) and is swapped to optimized code
+    /// (Cranelift, compiled in the background) when that is ready. `optimized`: its load waits
+    /// for the optimized code (10-40 ms per policy). Modules compiled before load optimized
+    /// either way.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = PluginCode::Tiered)]
+    plugin_code: PluginCode,
     /// Load a policy plugin at mount time, with parameters if given (`,` or `:` between
     /// them; in `-o plugin=...` only `:`). Repeatable. Also `-o plugin=PATH.wasm`.
     #[arg(long, value_name = "PATH.wasm[:key=value,...]", value_parser = PluginSpec::parse_plugin, help_heading = "Plugins")]
@@ -281,6 +288,13 @@ struct StoreCmd {
 }
 
 /// A hook deadline: whole milliseconds (deadlines count the engine's 1 ms ticks), at least 2.
+/// `--plugin-code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PluginCode {
+    Tiered,
+    Optimized,
+}
+
 fn parse_hook_deadline(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(2) || d.subsec_nanos() % 1_000_000 != 0 {
@@ -350,6 +364,7 @@ impl MountCmd {
             engine: kplug_engine::EngineConfig {
                 hook_deadline_ticks: self.hook_deadline.as_millis() as u64,
                 slow_budget: self.hook_budget,
+                baseline_tier: self.plugin_code == PluginCode::Tiered,
                 ..kplug_engine::EngineConfig::default()
             },
             plugins: self.plugin.into_iter().chain(self.policy).collect(),

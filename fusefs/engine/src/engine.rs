@@ -23,17 +23,34 @@
 //! ([`crate::modcache`]): a module seen before is validated again (cheap) but not
 //! compiled again.
 //!
-//! The ticker thread holds only a clone of the wasmtime `Engine` and a stop
+//! **Tiers.** Cranelift, the optimizing compiler, takes 10-40 ms for a policy on this class
+//! of machine: too long for a hot swap of a module never seen. With
+//! [`EngineConfig::baseline_tier`] on (the mount), [`PluginEngine::compile_first`] compiles
+//! a module that is in no cache with Winch, wasmtime's baseline compiler (one pass, no
+//! optimization: 3-6x faster to compile, slower code), and the caller asks for the optimized
+//! code in the background ([`PluginEngine::optimize_later`]: one low-priority thread per
+//! engine, a job dropped if the caller no longer wants it). When it is ready (in the module
+//! cache), the caller loads the module again, which now finds the optimized code: the mount
+//! swaps the plugin to it like any hot swap. The two compilers run the same validated
+//! module with the same limits: the same linear memory cap, the same epoch deadlines (both
+//! engines tick), the same host imports. A module Winch cannot compile (a proposal it lacks)
+//! is compiled by Cranelift at once. Baseline code is never cached: only optimized code
+//! enters the module cache, so a module seen before always loads optimized.
+//!
+//! The ticker thread holds only clones of the wasmtime engines and a stop
 //! flag; it ends within a tick of the last `PluginEngine` clone (held by every
-//! compiled plugin and instance) being dropped.
+//! compiled plugin and instance) being dropped. The optimizer thread holds the optimizing
+//! engine and the module cache; it ends when its queue's sender (in the `PluginEngine`)
+//! is dropped.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use wasmtime::{
-    Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, ValType,
+    Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, Strategy, ValType,
 };
 
 use crate::error::LoadError;
@@ -61,6 +78,11 @@ pub struct EngineConfig {
     /// keeps compiled modules in memory only. The mount and the simulator use
     /// [`crate::modcache::default_dir`].
     pub module_cache: Option<std::path::PathBuf>,
+    /// Compile a module in no cache with the baseline compiler (Winch) in
+    /// [`PluginEngine::compile_first`], so that it serves within milliseconds, and leave the
+    /// optimizing compile to [`PluginEngine::optimize_later`]. Off by default (the simulator
+    /// and tools compile once and run long); the mount turns it on.
+    pub baseline_tier: bool,
 }
 
 impl Default for EngineConfig {
@@ -72,15 +94,87 @@ impl Default for EngineConfig {
             init_deadline_ticks: abi::DEFAULT_INIT_DEADLINE_TICKS,
             slow_budget: abi::DEFAULT_SLOW_BUDGET,
             module_cache: None,
+            baseline_tier: false,
         }
     }
+}
+
+/// Which compiler made a [`CompiledPlugin`]'s machine code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CodeTier {
+    /// Winch, the baseline compiler: fast to compile, slower code; replaced by the optimized
+    /// code when it is ready (see the module note, "Tiers").
+    Baseline,
+    /// Cranelift, the optimizing compiler.
+    Optimized,
+}
+
+impl CodeTier {
+    /// `baseline` or `optimized`, as `.kplug/status` reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeTier::Baseline => "baseline",
+            CodeTier::Optimized => "optimized",
+        }
+    }
+}
+
+/// What a compile asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Optimized code, cached or compiled now.
+    Optimized,
+    /// Cached optimized code, else baseline code if the engine has the tier.
+    First,
+    /// Baseline code.
+    Baseline,
+}
+
+/// The baseline compiler's engine and linker (see "Tiers").
+struct Baseline {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+/// What the optimizer thread did ([`PluginEngine::optimizer_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptimizerStats {
+    /// Requests made ([`PluginEngine::optimize_later`]).
+    pub requested: u64,
+    /// Modules compiled with Cranelift (or found cached meanwhile) and handed back.
+    pub optimized: u64,
+    /// Requests dropped because their caller no longer wanted them.
+    pub dropped: u64,
+    /// Optimizing compiles that failed (the baseline code keeps serving).
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct OptimizerCounts {
+    requested: AtomicU64,
+    optimized: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A request for a module's optimized code ([`PluginEngine::optimize_later`]).
+struct OptimizeJob {
+    key: modcache::Key,
+    bytes: Arc<[u8]>,
+    wanted: Box<dyn Fn() -> bool + Send>,
+    done: Box<dyn FnOnce(bool) + Send>,
 }
 
 struct EngineInner {
     engine: Engine,
     linker: Linker<HostState>,
+    /// Present with [`EngineConfig::baseline_tier`].
+    baseline: Option<Baseline>,
     config: EngineConfig,
-    modules: ModuleCache,
+    modules: Arc<ModuleCache>,
+    /// The optimizer thread's queue, started at the first [`PluginEngine::optimize_later`].
+    optimizer: Mutex<Option<mpsc::Sender<OptimizeJob>>>,
+    optimizer_counts: Arc<OptimizerCounts>,
     stop: Arc<AtomicBool>,
 }
 
@@ -107,34 +201,54 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// Creates the engine and starts its epoch ticker thread.
     pub fn new(config: EngineConfig) -> Result<PluginEngine, LoadError> {
-        let mut c = Config::new();
-        c.epoch_interruption(true)
-            .consume_fuel(false)
-            .max_wasm_stack(abi::MAX_WASM_STACK)
-            .cranelift_opt_level(OptLevel::Speed)
-            .wasm_memory64(false)
-            .wasm_multi_memory(false);
-        let engine = Engine::new(&c).map_err(|e| LoadError::Instantiate(format!("engine: {e}")))?;
-        let linker =
-            imports::linker(&engine).map_err(|e| LoadError::Instantiate(format!("linker: {e}")))?;
+        let build = |strategy: Strategy| {
+            let mut c = Config::new();
+            c.strategy(strategy)
+                .epoch_interruption(true)
+                .consume_fuel(false)
+                .max_wasm_stack(abi::MAX_WASM_STACK)
+                .cranelift_opt_level(OptLevel::Speed)
+                .wasm_memory64(false)
+                .wasm_multi_memory(false);
+            let engine =
+                Engine::new(&c).map_err(|e| LoadError::Instantiate(format!("engine: {e}")))?;
+            let linker = imports::linker(&engine)
+                .map_err(|e| LoadError::Instantiate(format!("linker: {e}")))?;
+            Ok::<_, LoadError>((engine, linker))
+        };
+        let (engine, linker) = build(Strategy::Cranelift)?;
+        let baseline = match config.baseline_tier {
+            true => {
+                let (engine, linker) = build(Strategy::Winch)?;
+                Some(Baseline { engine, linker })
+            }
+            false => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let (ticker_engine, ticker_stop) = (engine.clone(), stop.clone());
+        let mut ticked = vec![engine.clone()];
+        ticked.extend(baseline.as_ref().map(|b| b.engine.clone()));
+        let ticker_stop = stop.clone();
         std::thread::Builder::new()
             .name("kplug-epoch".into())
             .spawn(move || {
                 while !ticker_stop.load(Ordering::Relaxed) {
                     std::thread::sleep(abi::EPOCH_TICK);
-                    ticker_engine.increment_epoch();
+                    for e in &ticked {
+                        e.increment_epoch();
+                    }
                 }
             })
             .map_err(|e| LoadError::Instantiate(format!("epoch ticker thread: {e}")))?;
-        let modules = ModuleCache::new(&engine, config.module_cache.as_deref());
+        let modules = Arc::new(ModuleCache::new(&engine, config.module_cache.as_deref()));
         Ok(PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                baseline,
                 config,
                 modules,
+                optimizer: Mutex::new(None),
+                optimizer_counts: Arc::default(),
                 stop,
             }),
         })
@@ -145,15 +259,88 @@ impl PluginEngine {
         &self.inner.config
     }
 
-    pub(crate) fn wasmtime(&self) -> &Engine {
-        &self.inner.engine
-    }
-
     /// Compiles and validates a plugin module (binary format only), or takes it from the
     /// compiled-module cache if these bytes were compiled before (by this engine, or by one
     /// with the same settings sharing the disk cache). No plugin code runs here; see
     /// [`CompiledPlugin::instantiate`].
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        self.compile_as(name, bytes, Want::Optimized)
+    }
+
+    /// [`PluginEngine::compile`] with the baseline compiler whatever the caches hold (tests
+    /// and benchmarks of baseline code); an error without [`EngineConfig::baseline_tier`].
+    pub fn compile_baseline(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        self.compile_as(name, bytes, Want::Baseline)
+    }
+
+    /// [`PluginEngine::compile`] for a load that someone waits on (a plugin dropped into a
+    /// mount): a module in no cache is compiled by the baseline compiler when
+    /// [`EngineConfig::baseline_tier`] is on ([`CompiledPlugin::tier`] says which). Ask for
+    /// its optimized code with [`PluginEngine::optimize_later`].
+    pub fn compile_first(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, LoadError> {
+        self.compile_as(name, bytes, Want::First)
+    }
+
+    /// Compile `bytes` with the optimizing compiler into the module cache on the optimizer
+    /// thread (niced: it yields to readers), then call `done(true)`; `done(false)` if the
+    /// compile failed or `wanted()` (asked just before compiling) said it is no longer needed.
+    /// Code already cached costs nothing: `done(true)` at once (on the optimizer thread).
+    pub fn optimize_later(
+        &self,
+        bytes: Arc<[u8]>,
+        wanted: Box<dyn Fn() -> bool + Send>,
+        done: Box<dyn FnOnce(bool) + Send>,
+    ) {
+        let job = OptimizeJob {
+            key: modcache::key(&bytes),
+            bytes,
+            wanted,
+            done,
+        };
+        let counts = &self.inner.optimizer_counts;
+        counts.requested.fetch_add(1, Ordering::Relaxed);
+        let mut tx = self.inner.optimizer.lock();
+        if tx.is_none() {
+            let (send, recv) = mpsc::channel::<OptimizeJob>();
+            let (engine, modules) = (self.inner.engine.clone(), self.inner.modules.clone());
+            let shared = counts.clone();
+            let spawned = std::thread::Builder::new()
+                .name("kplug-optimize".into())
+                .spawn(move || optimizer(&engine, &modules, &shared, recv));
+            match spawned {
+                Ok(_) => *tx = Some(send),
+                Err(e) => {
+                    tracing::warn!("no optimizer thread: {e}; the baseline code keeps serving");
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    (job.done)(false);
+                    return;
+                }
+            }
+        }
+        if let Some(Err(mpsc::SendError(job))) = tx.as_ref().map(|t| t.send(job)) {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            (job.done)(false);
+        }
+    }
+
+    /// What the optimizer thread has done so far.
+    pub fn optimizer_stats(&self) -> OptimizerStats {
+        let c = &self.inner.optimizer_counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        OptimizerStats {
+            requested: get(&c.requested),
+            optimized: get(&c.optimized),
+            dropped: get(&c.dropped),
+            failed: get(&c.failed),
+        }
+    }
+
+    fn compile_as(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        want: Want,
+    ) -> Result<CompiledPlugin, LoadError> {
         let limit = self.inner.config.max_module_bytes;
         if bytes.len() > limit {
             return Err(LoadError::TooLarge {
@@ -165,24 +352,45 @@ impl PluginEngine {
             return Err(LoadError::NotWasm);
         }
         let key = modcache::key(bytes);
-        let (module, source) = match self.inner.modules.get(&self.inner.engine, &key) {
-            Some(found) => found,
-            None => (
-                Module::from_binary(&self.inner.engine, bytes)
-                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?,
-                Source::Compiled,
-            ),
+        let optimized = || {
+            Module::from_binary(&self.inner.engine, bytes)
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        };
+        let baseline = |b: &Baseline| {
+            Module::from_binary(&b.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        };
+        let cached = match want {
+            Want::Baseline => None,
+            _ => self.inner.modules.get(&self.inner.engine, &key),
+        };
+        let (module, source, tier) = match (cached, &self.inner.baseline, want) {
+            (Some((m, source)), _, _) => (m, source, CodeTier::Optimized),
+            (None, Some(b), Want::Baseline) => (baseline(b)?, Source::Compiled, CodeTier::Baseline),
+            (None, None, Want::Baseline) => {
+                return Err(LoadError::Instantiate(
+                    "this engine has no baseline compiler (EngineConfig::baseline_tier)".into(),
+                ));
+            }
+            // A module Winch refuses (a proposal it lacks) may still be valid: Cranelift
+            // decides, and its error is the one reported.
+            (None, Some(b), Want::First) => match baseline(b) {
+                Ok(m) => (m, Source::Compiled, CodeTier::Baseline),
+                Err(_) => (optimized()?, Source::Compiled, CodeTier::Optimized),
+            },
+            (None, _, _) => (optimized()?, Source::Compiled, CodeTier::Optimized),
         };
         check_imports(&module)?;
         let (roles, batched_eviction, probe) =
             check_exports(&module, self.inner.config.memory_limit)?;
         let transform = module.get_export(exp::TRANSFORM_CHUNK.name).is_some();
-        if source == Source::Compiled {
+        if source == Source::Compiled && tier == CodeTier::Optimized {
             self.inner.modules.put(key, &module);
         }
-        let pre = self
-            .inner
-            .linker
+        let linker = match (tier, &self.inner.baseline) {
+            (CodeTier::Baseline, Some(b)) => &b.linker,
+            _ => &self.inner.linker,
+        };
+        let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         Ok(CompiledPlugin {
@@ -190,6 +398,7 @@ impl PluginEngine {
                 name: name.to_string(),
                 engine: self.clone(),
                 source,
+                tier,
                 pre,
                 roles,
                 batched_eviction,
@@ -213,6 +422,8 @@ pub(crate) struct CompiledInner {
     pub(crate) engine: PluginEngine,
     /// Where `compile` found the module.
     pub(crate) source: Source,
+    /// Which compiler made its code.
+    pub(crate) tier: CodeTier,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) roles: RoleSet,
     /// Serves eviction through the batched hooks of ABI 1.4 (`kplug_evict_miss`, ...).
@@ -290,9 +501,57 @@ impl CompiledPlugin {
         self.inner.source
     }
 
+    /// Which compiler made its machine code.
+    pub fn tier(&self) -> CodeTier {
+        self.inner.tier
+    }
+
+    /// The wasmtime engine its code belongs to (each tier has its own).
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        self.inner.pre.module().engine()
+    }
+
     /// Whether the module exports `kplug_set_param` (accepts parameters).
     pub fn accepts_params(&self) -> bool {
         self.inner.has_params
+    }
+}
+
+/// The optimizer thread: compiles each wanted job's module with Cranelift into the cache.
+fn optimizer(
+    engine: &Engine,
+    modules: &ModuleCache,
+    counts: &OptimizerCounts,
+    jobs: mpsc::Receiver<OptimizeJob>,
+) {
+    // Below the readers: a tier-up is worth having, never worth a stalled read.
+    // SAFETY: setpriority on this thread's own id; no memory is passed.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+    for job in jobs {
+        let (ready, counter) = if !(job.wanted)() {
+            (false, &counts.dropped)
+        } else if modules.get(engine, &job.key).is_some() {
+            (true, &counts.optimized)
+        } else {
+            match Module::from_binary(engine, &job.bytes) {
+                Ok(m) => {
+                    modules.put(job.key, &m);
+                    (true, &counts.optimized)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "optimizing compile failed, the baseline code keeps serving: {e:#}"
+                    );
+                    (false, &counts.failed)
+                }
+            }
+        };
+        (job.done)(ready);
+        // Counted once `done` has run: whoever sees the count sees what `done` did.
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -614,5 +873,88 @@ mod tests {
         assert!(e2.compile("bad", &bad).is_err());
         assert!(e2.compile("bad", &bad).is_err());
         let _ = fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn a_first_load_is_baseline_code_until_the_optimized_code_is_cached() {
+        let bytes = wat::parse_str(PLUGIN).unwrap();
+        // Without the tier, every compile is optimized, and baseline code cannot be asked for.
+        let plain = PluginEngine::new(EngineConfig::default()).unwrap();
+        assert_eq!(
+            plain.compile_first("a", &bytes).unwrap().tier(),
+            CodeTier::Optimized
+        );
+        assert!(plain.compile_baseline("a", &bytes).is_err());
+
+        let e = PluginEngine::new(EngineConfig {
+            baseline_tier: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let first = e.compile_first("a", &bytes).unwrap();
+        assert_eq!(
+            (first.tier(), first.source()),
+            (CodeTier::Baseline, Source::Compiled)
+        );
+        assert!(first.instantiate(&[], 8).is_ok());
+        // Baseline code is never cached: asking again compiles baseline code again.
+        assert_eq!(
+            e.compile_first("a", &bytes).unwrap().tier(),
+            CodeTier::Baseline
+        );
+        // A request nobody wants any more is dropped, nothing compiled.
+        let (tx, rx) = mpsc::channel();
+        let t = tx.clone();
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        e.optimize_later(
+            bytes.clone(),
+            Box::new(|| false),
+            Box::new(move |ok| t.send(ok).unwrap()),
+        );
+        assert!(!rx.recv().unwrap());
+        assert_eq!(
+            e.compile_first("a", &bytes).unwrap().tier(),
+            CodeTier::Baseline
+        );
+        // A wanted one is compiled by Cranelift into the cache: the next load is optimized.
+        let t = tx.clone();
+        e.optimize_later(
+            bytes.clone(),
+            Box::new(|| true),
+            Box::new(move |ok| t.send(ok).unwrap()),
+        );
+        assert!(rx.recv().unwrap());
+        let next = e.compile_first("b", &bytes).unwrap();
+        assert_eq!(
+            (next.tier(), next.source()),
+            (CodeTier::Optimized, Source::Memory)
+        );
+        // Asking again costs nothing: found cached.
+        e.optimize_later(
+            bytes.clone(),
+            Box::new(|| true),
+            Box::new(move |ok| tx.send(ok).unwrap()),
+        );
+        assert!(rx.recv().unwrap());
+        // Each is counted once its `done` has returned.
+        let mut s = e.optimizer_stats();
+        while s.optimized + s.dropped + s.failed < s.requested {
+            std::thread::sleep(Duration::from_millis(1));
+            s = e.optimizer_stats();
+        }
+        assert_eq!(
+            (s.requested, s.optimized, s.dropped, s.failed),
+            (3, 2, 1, 0)
+        );
+        // Invalid bytes are refused by both paths with the same kind of error.
+        let bad = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+        assert!(matches!(
+            e.compile_first("bad", &bad),
+            Err(LoadError::MissingExport { .. })
+        ));
+        assert!(matches!(
+            e.compile_first("bad", b"\0asm\x01\0\0\0\x01"),
+            Err(LoadError::Invalid(_))
+        ));
     }
 }

@@ -330,7 +330,7 @@ impl CompiledPlugin {
         let cfg = c.engine.config().clone();
         let name: Arc<str> = Arc::from(c.name.as_str());
         let mut store = Store::new(
-            c.engine.wasmtime(),
+            self.wasmtime(),
             HostState::new(name, capacity, cfg.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);

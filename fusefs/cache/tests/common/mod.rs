@@ -10,16 +10,32 @@ use kplug_cache::{CacheCore, CoreConfig};
 use kplug_engine::{CompiledPlugin, EngineConfig, Plugin, PluginEngine};
 
 /// One engine per test binary (one ticker thread); init deadline 50 ms so
-/// load-time timeouts are quick to test.
+/// load-time timeouts are quick to test. It has the baseline compiler too ([`on_both_tiers`]).
 pub fn engine() -> &'static PluginEngine {
     static E: OnceLock<PluginEngine> = OnceLock::new();
     E.get_or_init(|| {
         PluginEngine::new(EngineConfig {
             init_deadline_ticks: 50,
+            baseline_tier: true,
             ..EngineConfig::default()
         })
         .expect("engine")
     })
+}
+
+thread_local! {
+    /// Whether [`compile`] on this thread uses the baseline compiler (Winch).
+    static BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with [`compile`] giving optimized code (Cranelift), then baseline code (Winch, a
+/// mount's first load of a module it never saw): the sandbox must hold on both.
+pub fn on_both_tiers(f: impl Fn()) {
+    for baseline in [false, true] {
+        BASELINE.with(|b| b.set(baseline));
+        f();
+    }
+    BASELINE.with(|b| b.set(false));
 }
 
 pub fn wat(text: &str) -> Vec<u8> {
@@ -27,6 +43,13 @@ pub fn wat(text: &str) -> Vec<u8> {
 }
 
 pub fn compile(text: &str) -> CompiledPlugin {
+    if BASELINE.with(|b| b.get()) {
+        let c = engine()
+            .compile_baseline("fixture", &wat(text))
+            .expect("fixture compiles");
+        assert_eq!(c.tier(), kplug_engine::CodeTier::Baseline);
+        return c;
+    }
     engine()
         .compile("fixture", &wat(text))
         .expect("fixture compiles")

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
 use kplug_cache::{Prepared, PreparedGovernor, ROOT_SCOPE, ScopeId};
-use kplug_engine::{CompiledPlugin, PluginEngine, StatusHandle};
+use kplug_engine::{CodeTier, CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
 use super::views::{View, Views};
@@ -68,6 +68,11 @@ enum ReadyKind {
 }
 
 impl Ready {
+    /// Which compiler made the instance's code.
+    pub fn tier(&self) -> CodeTier {
+        self.compiled.tier()
+    }
+
     /// The instance's status.
     pub fn status(&self) -> StatusHandle {
         match &self.kind {
@@ -138,9 +143,11 @@ impl Loader {
         bytes: &[u8],
         params: &'p [(String, String)],
     ) -> Result<(CompiledPlugin, Vec<(&'p str, &'p str)>), String> {
+        // Someone waits on this load: a module never compiled may come as baseline code,
+        // which the plugins directory swaps for optimized code when it is ready.
         let compiled = self
             .engine
-            .compile(name, bytes)
+            .compile_first(name, bytes)
             .map_err(|e| e.to_string())?;
         let params = params
             .iter()
@@ -169,6 +176,11 @@ impl Loader {
         let status = prepared.status();
         self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
         Ok(status)
+    }
+
+    /// The engine plugins are compiled by.
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
     }
 
     /// The cache plugins are loaded into.
@@ -247,6 +259,34 @@ impl Loader {
         ready: Ready,
         previous: Option<&StatusHandle>,
     ) -> Result<StatusHandle, String> {
+        self.install_if(ready, previous, false)
+    }
+
+    /// [`Loader::install`] of the same module's optimized code in place of its baseline
+    /// instance `previous`, only if `previous` still serves when the cache's lock is taken (a
+    /// fault is never undone by a tier-up).
+    pub fn install_tier_up(
+        &self,
+        ready: Ready,
+        previous: &StatusHandle,
+    ) -> Result<StatusHandle, String> {
+        self.install_if(ready, Some(previous), true)
+    }
+
+    fn install_if(
+        &self,
+        ready: Ready,
+        previous: Option<&StatusHandle>,
+        previous_must_serve: bool,
+    ) -> Result<StatusHandle, String> {
+        let gone = |p: Option<&StatusHandle>| {
+            previous_must_serve && p.is_none_or(|p| p.state() != kplug_engine::PluginState::Active)
+        };
+        if gone(previous) {
+            let msg = "its baseline instance no longer serves".to_string();
+            ready.discard(&msg);
+            return Err(msg);
+        }
         let status = ready.status();
         let Ready {
             name,
@@ -255,7 +295,10 @@ impl Loader {
         } = ready;
         let governor = matches!(kind, ReadyKind::Governor(_));
         let transform = matches!(kind, ReadyKind::Transform(_));
-        let replaced = format!("replaced by a new copy of {name}");
+        let replaced = match previous_must_serve {
+            true => "replaced by its optimized code".to_string(),
+            false => format!("replaced by a new copy of {name}"),
+        };
         if let Some(prev) = previous
             && self.probes.remove(prev)
         {
@@ -272,7 +315,10 @@ impl Loader {
                 Some(other)
             }
         };
-        self.with_core(|core| {
+        let refused = self.with_core(|core| {
+            if gone(previous) {
+                return Ok(kind);
+            }
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
                 Some(ReadyKind::Governor(g)) => core
@@ -289,8 +335,14 @@ impl Loader {
             if let Some(prev) = previous {
                 core.retire(prev, &replaced);
             }
-            Ok::<(), String>(())
+            Ok::<_, String>(None)
         })??;
+        if refused.is_some() {
+            // It faulted (under this lock) after the check above: the new instance is dropped.
+            let msg = "its baseline instance no longer serves".to_string();
+            status.set_disabled(&msg);
+            return Err(msg);
+        }
         if governor {
             self.cache.start_governor_ticker();
         }

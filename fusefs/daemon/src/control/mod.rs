@@ -86,20 +86,14 @@ pub fn mount(
     let scope_loaders: Vec<loader::Loader> = (1..=scopes::MAX_SCOPES)
         .map(|i| root_loader.for_scope(i))
         .collect();
-    let (plugins, plugins_ids) = fs.add_tree(|ids| {
-        Arc::new(plugins::PluginsDir::new(
-            ids,
-            owner,
-            root_loader,
-            max_module_bytes,
-        ))
-    });
+    let (plugins, plugins_ids) =
+        fs.add_tree(|ids| plugins::PluginsDir::new(ids, owner, root_loader, max_module_bytes));
     // One plugins/ tree per scope slot, registered now: the router's trees are fixed at mount.
     let mut scope_dirs = vec![plugins.clone()];
     let mut scope_roots = vec![plugins_ids.root()];
     for l in scope_loaders {
         let (dir, ids) =
-            fs.add_tree(|ids| Arc::new(plugins::PluginsDir::new(ids, owner, l, max_module_bytes)));
+            fs.add_tree(|ids| plugins::PluginsDir::new(ids, owner, l, max_module_bytes));
         scope_dirs.push(dir);
         scope_roots.push(ids.root());
     }

@@ -23,6 +23,15 @@
 //!   `status`, `NAME.params`, a governor's candidate specs): a file whose name would give a
 //!   name another file has (`nsk` beside `nsk.wasm`) is refused at creation with EEXIST.
 //!
+//! **Tiers.** A module the engine has never compiled is loaded from baseline code (Winch,
+//! `kplug_engine::CodeTier`) so that `close()` returns within milliseconds; its optimized
+//! code is compiled in the background, and when it is ready the file is loaded again from it
+//! ([`Why::TierUp`]): a hot swap like any other (the resident blocks are replayed into the
+//! new instance), but only while the file still has those bytes and its baseline instance
+//! still serves (a fault is never undone by a tier-up). `swap_latency_us` keeps measuring
+//! the user's `close()` to the first decision, which the baseline code made; `code` in
+//! `status` says which code serves.
+//!
 //! **Parameters.** `NAME.params` holds `key=value` parameters (newline- or comma-separated,
 //! `#` comments) passed to the module of `NAME` before its `kplug_init`. Write it before
 //! copying the plugin, or afterwards to retune a live plugin: its `close()` reloads the module
@@ -41,11 +50,11 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
-use kplug_engine::StatusHandle;
+use kplug_engine::{CodeTier, PluginState, StatusHandle};
 use parking_lot::Mutex;
 
 use super::loader::{Loader, Ready};
@@ -113,9 +122,44 @@ pub struct PluginFile {
     /// The module and parameters the current instance was loaded from (what a scope that
     /// inherits it copies: never a half-written or refused newer copy).
     loaded: Option<PluginSource>,
+    /// Which compiler made the current instance's code.
+    pub tier: Option<CodeTier>,
+    /// µs from the `close()` to the first decision, kept from the baseline instance when its
+    /// optimized code replaced it (that instance made the first decision).
+    pub swap_latency_us: Option<u64>,
+}
+
+/// Why a module file is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// Its writer's `close()`: the bytes written since the last load.
+    Closed,
+    /// Its parameters changed: its current bytes.
+    Params,
+    /// Its optimized code is ready, and the file still has the bytes of this generation.
+    TierUp(u64),
+}
+
+/// µs from `closed` to `decided`, when both happened.
+pub fn swap_latency(closed: Option<Instant>, decided: Option<Instant>) -> Option<u64> {
+    match (closed, decided) {
+        (Some(c), Some(d)) => Some(d.saturating_duration_since(c).as_micros() as u64),
+        _ => None,
+    }
 }
 
 impl PluginFile {
+    /// Whether the file still has the bytes of `generation` and its instance of them, from
+    /// baseline code, still serves (a tier-up replaces only that).
+    fn runs_baseline_of(&self, generation: u64) -> bool {
+        self.generation == generation
+            && self.tier == Some(CodeTier::Baseline)
+            && self
+                .instance
+                .as_ref()
+                .is_some_and(|h| h.state() == PluginState::Active)
+    }
+
     /// The bytes changed.
     fn touch(&mut self) {
         self.dirty = true;
@@ -141,12 +185,15 @@ pub struct PluginsDir {
     /// Told after every change of what the files serve (a load installed, a file removed),
     /// with no lock held: the scopes' inheritance follows (`scopes.rs`).
     changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Itself, for the background tier-up of a load.
+    me: Weak<PluginsDir>,
 }
 
 impl PluginsDir {
     /// `plugins/`, loading into `loader`'s cache modules of at most `max_module_bytes`.
-    pub fn new(ids: TreeIds, owner: Owner, loader: Loader, max_module_bytes: usize) -> Self {
-        Self {
+    pub fn new(ids: TreeIds, owner: Owner, loader: Loader, max_module_bytes: usize) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             ids,
             owner,
             started: SystemTime::now(),
@@ -157,7 +204,7 @@ impl PluginsDir {
             max_module_bytes,
             state: Mutex::new(None),
             changed: OnceLock::new(),
-        }
+        })
     }
 
     /// Call `f` after every change of what the files serve.
@@ -274,6 +321,8 @@ impl PluginsDir {
             refused: None,
             closed_at: None,
             loaded: None,
+            tier: None,
+            swap_latency_us: None,
         }
     }
 
@@ -322,7 +371,7 @@ impl PluginsDir {
     /// Load module file `name`: the bytes written since its last load (or, with `reload`,
     /// its current bytes whatever they are). Prepared with no lock held, installed only if
     /// the file still holds those bytes. `Err(msg)` when refused.
-    fn load(&self, name: &str, reload: bool) -> std::result::Result<(), String> {
+    fn load(&self, name: &str, why: Why) -> std::result::Result<(), String> {
         let closed_at = Instant::now();
         let (bytes, generation, params) = {
             let mut files = self.files.lock();
@@ -330,8 +379,10 @@ impl PluginsDir {
             let Some(f) = files.get_mut(name) else {
                 return Ok(());
             };
-            if !f.dirty && !reload {
-                return Ok(());
+            match why {
+                Why::Closed if !f.dirty => return Ok(()),
+                Why::TierUp(g) if !f.runs_baseline_of(g) => return Ok(()),
+                _ => {}
             }
             f.dirty = false;
             (f.data.clone(), f.generation, params)
@@ -346,7 +397,21 @@ impl PluginsDir {
             }
             return Ok(());
         };
-        let installed = ready.and_then(|r: Ready| self.loader.install(r, f.instance.as_ref()));
+        if let Why::TierUp(g) = why
+            && !f.runs_baseline_of(g)
+        {
+            // It faulted, or was taken out of service, while the new instance was prepared.
+            if let Ok(r) = ready {
+                r.discard("its baseline instance no longer serves");
+            }
+            return Ok(());
+        }
+        let tier = ready.as_ref().map(|r| r.tier()).ok();
+        let previous = f.instance.clone();
+        let installed = ready.and_then(|r: Ready| match (why, previous.as_ref()) {
+            (Why::TierUp(_), Some(prev)) => self.loader.install_tier_up(r, prev),
+            _ => self.loader.install(r, previous.as_ref()),
+        });
         match installed {
             Ok(status) => {
                 f.instance = Some(status);
@@ -356,10 +421,36 @@ impl PluginsDir {
                     params: used,
                 });
                 f.refused = None;
-                f.closed_at = Some(closed_at);
+                f.tier = tier;
+                if matches!(why, Why::TierUp(_)) {
+                    // The swap the user asked for began at their close() and ended at the
+                    // baseline instance's first decision (if it made one).
+                    f.swap_latency_us = f.swap_latency_us.or_else(|| {
+                        swap_latency(
+                            f.closed_at,
+                            previous.as_ref().and_then(|p| p.first_decision()),
+                        )
+                    });
+                } else {
+                    f.closed_at = Some(closed_at);
+                    f.swap_latency_us = None;
+                }
                 drop(files);
-                self.keep(name, &bytes);
+                if !matches!(why, Why::TierUp(_)) {
+                    self.keep(name, &bytes);
+                }
+                if tier == Some(CodeTier::Baseline) {
+                    self.tier_up_later(name, generation, bytes);
+                }
                 self.changed();
+                Ok(())
+            }
+            Err(msg) if matches!(why, Why::TierUp(_)) => {
+                // The baseline instance keeps serving; the file was not refused.
+                tracing::warn!(
+                    plugin = plugin_name(name),
+                    "optimized code not loaded: {msg}"
+                );
                 Ok(())
             }
             Err(msg) => {
@@ -369,9 +460,34 @@ impl PluginsDir {
         }
     }
 
+    /// Ask for `bytes`' optimized code in the background, and load file `name` from it when
+    /// ready, if it still runs the baseline code of `generation` then.
+    fn tier_up_later(&self, name: &str, generation: u64, bytes: Vec<u8>) {
+        let (asked, done) = (self.me.clone(), self.me.clone());
+        let (n1, n2) = (name.to_string(), name.to_string());
+        let still_wanted = move |d: &PluginsDir, n: &str| {
+            d.files
+                .lock()
+                .get(n)
+                .is_some_and(|f| f.runs_baseline_of(generation))
+        };
+        self.loader.engine().optimize_later(
+            Arc::from(bytes),
+            Box::new(move || asked.upgrade().is_some_and(|d| still_wanted(&d, &n1))),
+            Box::new(move |ready| {
+                let Some(d) = done.upgrade().filter(|_| ready) else {
+                    return;
+                };
+                if d.load(&n2, Why::TierUp(generation)).is_ok() {
+                    tracing::debug!(plugin = plugin_name(&n2), "plugin runs optimized code");
+                }
+            }),
+        );
+    }
+
     /// Load module `name` after its writer's `close()`: EINVAL when refused.
     fn flush_module(&self, name: &str) -> Result<()> {
-        match self.load(name, false) {
+        match self.load(name, Why::Closed) {
             Ok(()) => {
                 tracing::info!(plugin = plugin_name(name), "plugin loaded");
                 Ok(())
@@ -414,7 +530,7 @@ impl PluginsDir {
             keep();
             return Ok(());
         };
-        match self.load(&module, true) {
+        match self.load(&module, Why::Params) {
             Ok(()) => {
                 tracing::info!(
                     plugin = plugin_name(&module),

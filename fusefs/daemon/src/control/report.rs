@@ -13,17 +13,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kplug_abi::Role;
 use kplug_cache::{CacheCore, CacheStats};
-use kplug_engine::{PluginState, StatusHandle, StatusSnapshot};
+use kplug_engine::{CodeTier, PluginState, StatusHandle, StatusSnapshot};
 use kplug_store::Store;
 
-use super::plugins::{PluginFile, PluginsDir, is_params_file, params_file_of, plugin_name};
+use super::plugins::{
+    PluginFile, PluginsDir, is_params_file, params_file_of, plugin_name, swap_latency,
+};
 use crate::data::blockcache::BlockCache;
 use crate::monitor::history::HistoryState;
 use crate::monitor::metrics::FuseMetrics;
 use crate::monitor::schema::{
     ActiveRoles, ActiveStatus, BackendStats, CacheCounters, CandidateEntry, FuseOpStats, HintStats,
-    PluginEntry, PluginStats, PrefetchCounters, ProbeStats, ScopeStats, ScopeStatus, Stats, Status,
-    StatusBackend, StoreKindStats, StoreStats,
+    PluginCode, PluginEntry, PluginStats, PrefetchCounters, ProbeStats, ScopeStats, ScopeStatus,
+    Stats, Status, StatusBackend, StoreKindStats, StoreStats, TierUps,
 };
 
 /// Where the documents' figures come from.
@@ -304,6 +306,15 @@ impl Sources {
                 prefetch: self.prefetch_counters(&stats),
                 scopes: self.scope_status(),
                 views: self.views.all().iter().map(|v| v.entry()).collect(),
+                tier_ups: {
+                    let o = self.plugins.loader().engine().optimizer_stats();
+                    TierUps {
+                        requested: o.requested,
+                        optimized: o.optimized,
+                        dropped: o.dropped,
+                        failed: o.failed,
+                    }
+                },
             }
         })
     }
@@ -455,10 +466,13 @@ fn file_entry(
             params,
             roles: s.roles.clone(),
             state: s.state,
-            swap_latency_us: match (f.closed_at, h.first_decision()) {
-                (Some(c), Some(d)) => Some(d.saturating_duration_since(c).as_micros() as u64),
-                _ => None,
-            },
+            swap_latency_us: f
+                .swap_latency_us
+                .or_else(|| swap_latency(f.closed_at, h.first_decision())),
+            code: f.tier.map(|t| match t {
+                CodeTier::Baseline => PluginCode::Baseline,
+                CodeTier::Optimized => PluginCode::Optimized,
+            }),
         },
         _ => PluginEntry {
             active_roles: Vec::new(),
@@ -478,6 +492,7 @@ fn file_entry(
             },
             error: refusal.map(|r| r.0),
             swap_latency_us: None,
+            code: None,
         },
     }
 }

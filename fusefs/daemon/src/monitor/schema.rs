@@ -283,6 +283,23 @@ pub struct Status {
     /// The views of `.kplug/views/` (transform plugins, ABI 1.6), by name.
     #[serde(default)]
     pub views: Vec<ViewEntry>,
+    /// The background compiles that move plugins from baseline to optimized code.
+    #[serde(default)]
+    pub tier_ups: TierUps,
+}
+
+/// `status.tier_ups`: the optimizing compiles of modules first loaded from baseline code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TierUps {
+    /// Asked for (one per load from baseline code).
+    pub requested: u64,
+    /// Compiled (or found compiled) and handed back for the swap to optimized code.
+    pub optimized: u64,
+    /// Dropped: by then the file had other bytes, or its baseline instance had faulted or
+    /// been replaced.
+    pub dropped: u64,
+    /// Failed to compile: the baseline code keeps serving.
+    pub failed: u64,
 }
 
 /// `stats.scopes.NAME`: one scope's share of the cache and its counters.
@@ -416,6 +433,21 @@ pub struct PluginEntry {
     pub state: PluginState,
     /// µs from the `close()` that loaded it to its first decision; null until then.
     pub swap_latency_us: Option<u64>,
+    /// Which compiler made the serving instance's code: `baseline` (a module never compiled
+    /// before serves first from Winch's code) until the `optimized` code (Cranelift's)
+    /// replaces it; null with no instance.
+    #[serde(default)]
+    pub code: Option<PluginCode>,
+}
+
+/// [`PluginEntry::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginCode {
+    /// Winch's code: loaded in milliseconds, replaced when the optimized code is ready.
+    Baseline,
+    /// Cranelift's code.
+    Optimized,
 }
 
 /// `stats.views.NAME`: what one view's transform did.
