@@ -2,7 +2,8 @@
 //! capacity and call the hooks of each role it serves. Anything may be refused, nothing may
 //! panic, every error is one line, and what a hook answers is bounded.
 //!
-//! Random bytes rarely get past the wasm parser, so the first input byte picks a mode:
+//! Random bytes rarely get past the wasm parser, so the first input byte picks a mode (its
+//! second bit picks the compiler: Cranelift, or Winch's baseline code a mount loads first):
 //! even, the rest of the input is the module as is (the parser and the validator); odd, the
 //! rest drives `wasm-smith` to build a valid module that may import every host function of
 //! the ABI (from `kplug_abi::imports::ALL`, so new imports are fuzzed the day they are added)
@@ -28,6 +29,7 @@ fn engine() -> &'static PluginEngine {
             init_deadline_ticks: 20,
             // Nothing on disk: a run compiles millions of modules.
             module_cache: None,
+            baseline_tier: true,
             ..EngineConfig::default()
         })
         .expect("engine")
@@ -147,7 +149,12 @@ fuzz_target!(|data: &[u8]| {
             None => return,
         }
     };
-    let compiled = match engine().compile("fuzz", &bytes) {
+    // The second bit picks the compiler: Cranelift, or Winch (a mount's first load).
+    let compiled = match mode & 2 {
+        0 => engine().compile("fuzz", &bytes),
+        _ => engine().compile_baseline("fuzz", &bytes),
+    };
+    let compiled = match compiled {
         Ok(c) => c,
         Err(e) => return one_line(e),
     };
