@@ -78,9 +78,7 @@ fn bench(c: &mut Criterion) {
             format!("random 4KiB read over 4x the cache, {policy}"),
             |b| {
                 b.iter(|| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    kplugfs_tests::xorshift(&mut x);
                     let off = (x % (4 * CACHE / READ as u64 - 1)) * READ as u64;
                     cache.read(f(), off, READ).unwrap()
                 })

@@ -188,9 +188,7 @@ impl Bench {
                 std::thread::spawn(move || {
                     let mut x = 0x2545F4914F6CDD1Du64 ^ t;
                     while !stop.load(Ordering::Relaxed) {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        kplugfs_tests::xorshift(&mut x);
                         let i = (x % FILES as u64) as usize;
                         let off = ((x >> 8) % (SIZE as u64 - 65536)) as usize;
                         let mut buf = vec![0u8; 65536];

@@ -73,9 +73,7 @@ impl Readers {
                     let mut buf = vec![0u8; BLOCK];
                     let mut mine = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        kplugfs_tests::xorshift(&mut x);
                         let i = (x % FILES as u64) as usize;
                         let off = ((x >> 8) as usize % (SIZE / BLOCK)) * BLOCK;
                         let t0 = Instant::now();

@@ -137,6 +137,15 @@ impl MountHelper {
     }
 }
 
+/// One step of xorshift64 (Marsaglia): the reproducible random stream the readers of the
+/// mount tests and benches draw offsets from. `x` must not start at 0.
+pub fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// `len` bytes of a fixed pseudo-random pattern, different for each `seed`: file contents
 /// a test writes to the backing directory and checks every read against.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {

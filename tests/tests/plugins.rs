@@ -295,9 +295,7 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
             std::thread::spawn(move || {
                 let mut x = 0x9E3779B97F4A7C15u64 ^ t;
                 while !stop.load(Ordering::Relaxed) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    kplugfs_tests::xorshift(&mut x);
                     let i = (x % FILES as u64) as usize;
                     let off = (x >> 8) % SIZE as u64;
                     let len = ((x >> 32) % (200 << 10)) as usize + 1;
@@ -474,4 +472,42 @@ fn a_tier_up_never_undoes_a_fault() {
         check_file(&m, i, 1 << 20);
     }
     assert_eq!(failed(&m)["code"], "baseline");
+}
+
+/// A tier-up takes only the roles its baseline instance still serves: a file copied in
+/// meanwhile keeps the roles it took. Plugin `both` (the WAT LRU with an admission hook that
+/// admits everything, and a large function no hook calls so that Cranelift takes long) serves
+/// eviction and admission from baseline code; the SDK LRU, copied in next, takes eviction;
+/// `both`'s optimized code then serves admission only.
+#[test]
+fn a_tier_up_leaves_the_roles_another_file_took() {
+    let m = small_cache_mount(4, 1 << 20);
+    let lru =
+        fs::read_to_string(kplugfs_tests::repo_root().join("policies/lru-wat/lru.wat")).unwrap();
+    let end = lru.rfind(')').unwrap();
+    let pad = "i32.const 1 i32.add ".repeat(4_000);
+    let text = format!(
+        "{}\n(func (export \"kplug_admit\") (param i64 i64 i64) (result i32) i32.const 1)\n\
+         (func $pad (param i32) (result i32) local.get 0 {pad}))",
+        &lru[..end]
+    );
+    let bytes = with_custom_section(
+        &wat::parse_str(&text).unwrap(),
+        &format!("roles {:?}", Instant::now()),
+    );
+    drop_plugin(&m, "both.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "both")["code"], "baseline");
+    assert_eq!(active(&m, "eviction"), "both");
+    assert_eq!(active(&m, "admission"), "both");
+    drop_plugin(&m, "lru.wasm", &lru_wasm()).unwrap();
+    assert_eq!(active(&m, "eviction"), "lru");
+    wait_for_code(&m, "both", "optimized", 4, 1 << 20);
+    let st = status(&m);
+    assert_eq!(plugin(&st, "both")["state"], "active", "{st}");
+    assert_eq!(plugin(&st, "lru")["state"], "active", "{st}");
+    assert_eq!(active(&m, "eviction"), "lru");
+    assert_eq!(active(&m, "admission"), "both");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20);
+    }
 }

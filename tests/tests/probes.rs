@@ -7,7 +7,9 @@
 
 use std::fs;
 
-use kplugfs_tests::{TestMount, drop_plugin, exported_policy, pattern, plugin, status};
+use kplugfs_tests::{
+    TestMount, drop_plugin, exported_policy, pattern, plugin, status, with_custom_section,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -89,6 +91,31 @@ fn ranking<'a>(text: &'a str, title: &str) -> Vec<Vec<&'a str>> {
         .take_while(|l| !l.starts_with('#'))
         .map(|l| l.split(' ').collect())
         .collect()
+}
+
+/// A probe served from baseline code keeps it: what it has counted lives in its instance,
+/// which a tier-up would start over. It serves, counts everything, and no tier-up is asked.
+#[test]
+fn a_probe_keeps_its_baseline_code_and_what_it_counted() {
+    use std::time::Instant;
+    let m = mount();
+    let bytes = with_custom_section(
+        &exported_policy("hot-files"),
+        &format!("probe tiers {:?}", Instant::now()),
+    );
+    drop_plugin(&m, "hot-files.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "hot-files")["code"], "baseline");
+    read(&m, "b", 2);
+    read(&m, "c", 1);
+    let all = (MIB / 2 + MIB / 16) as u64;
+    let text = report_when(&m, "hot-files", |t| total(t, "by bytes read", 1) == all);
+    assert_eq!(total(&text, "by bytes read", 1), all, "{text}");
+    assert_eq!(ranking(&text, "by bytes read")[0][4], "b", "{text}");
+    let st = status(&m);
+    assert_eq!(plugin(&st, "hot-files")["state"], "active", "{st}");
+    assert_eq!(plugin(&st, "hot-files")["code"], "baseline", "{st}");
+    assert_eq!(st["tier_ups"]["requested"], 0, "{st}");
+    assert_eq!(probes(&m), ["hot-files"]);
 }
 
 #[test]

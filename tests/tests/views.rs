@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use kplugfs_tests::{TestMount, drop_plugin, exported_policy, status};
+use kplugfs_tests::{TestMount, drop_plugin, exported_policy, plugin, status, with_custom_section};
 
 /// A log of `lines` lines, one in 100 holding `ERR`, with digits and commas.
 fn log_text(lines: usize) -> Vec<u8> {
@@ -240,6 +240,40 @@ fn a_changed_source_is_seen_and_removal_removes_the_view() {
     fs::remove_file(m.m(".kplug/plugins/grep.wasm")).unwrap();
     assert!(!m.m(".kplug/views/grep").exists());
     assert_eq!(fs::read_dir(m.m(".kplug/views")).unwrap().count(), 0);
+}
+
+/// A transform first served from baseline code keeps its view when its optimized code
+/// replaces it: the output computed before is kept (not computed again), and the view's
+/// counters go on.
+#[test]
+fn a_views_tier_up_keeps_its_outputs_and_counters() {
+    use std::time::{Duration, Instant};
+    let m = TestMount::with_backing(&[], |b| {
+        fs::write(b.join("f"), b"x\nERR a\nok\nERR b\n").unwrap();
+    });
+    drop_plugin(&m, "grep.params", b"pattern=ERR").unwrap();
+    let bytes = with_custom_section(
+        &exported_policy("grep"),
+        &format!("view tiers {:?}", Instant::now()),
+    );
+    drop_plugin(&m, "grep.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "grep")["code"], "baseline");
+    let v = m.m(".kplug/views/grep/f");
+    check_file(&v, b"ERR a\nERR b\n");
+    assert_eq!(view_stats(&m, "grep")["streams"], 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while plugin(&status(&m), "grep")["code"] != "optimized" {
+        assert!(Instant::now() < deadline, "never ran optimized code");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(view_status(&m, "grep")["state"], "active");
+    check_file(&v, b"ERR a\nERR b\n");
+    let st = view_stats(&m, "grep");
+    assert_eq!(st["streams"], 1, "kept, not computed again: {st}");
+    assert!(st["cache_hits"].as_u64().unwrap() >= 1, "{st}");
+    // Still the file's view: removing the file removes it.
+    fs::remove_file(m.m(".kplug/plugins/grep.wasm")).unwrap();
+    assert!(!m.m(".kplug/views/grep").exists());
 }
 
 /// An output over 64 MiB is spilled to the spool (an unlinked file, `$TMPDIR` here) and

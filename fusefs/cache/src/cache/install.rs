@@ -95,6 +95,19 @@ impl Prepared {
     pub fn roles(&self) -> RoleSet {
         self.roles
     }
+
+    /// Serve only those of its roles that are in `roles` (a tier-up takes only what the
+    /// baseline instance still serves); whether any is left.
+    pub fn keep_roles(&mut self, roles: RoleSet) -> bool {
+        self.roles = RoleSet::of(
+            &self
+                .roles
+                .iter()
+                .filter(|r| roles.contains(*r))
+                .collect::<Vec<_>>(),
+        );
+        !self.roles.is_empty()
+    }
 }
 
 impl<V> CacheCore<V> {
@@ -182,6 +195,23 @@ impl<V> CacheCore<V> {
         }
         self.release_unused(&old, "replaced");
         Ok(())
+    }
+
+    /// The roles the plugin instance whose status is `h` serves itself (not as a governor's
+    /// candidate).
+    pub fn roles_served_by(&self, h: &StatusHandle) -> RoleSet {
+        let serves = |slot: Option<usize>| {
+            slot.is_some_and(|s| Arc::ptr_eq(&self.plugins.peek(s).status(), h))
+        };
+        let [e, a, p] = self.slots().map(serves);
+        [
+            (e, Role::Eviction),
+            (a, Role::Admission),
+            (p, Role::Prefetch),
+        ]
+        .into_iter()
+        .filter(|(served, _)| *served)
+        .fold(RoleSet::EMPTY, |set, (_, role)| set.with(role))
     }
 
     /// Takes out of service everything the plugin whose status is `h` put there, for

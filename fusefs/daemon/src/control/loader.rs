@@ -87,6 +87,13 @@ impl Ready {
     pub fn discard(self, reason: &str) {
         self.status().set_disabled(reason);
     }
+
+    /// Whether baseline code of it is worth replacing by its optimized code later. Not for a
+    /// probe: what it has counted lives in its instance, which a tier-up would start over
+    /// (its events come in batches off the readers' path, where baseline code costs little).
+    pub fn tiers_up(&self) -> bool {
+        self.tier() == CodeTier::Baseline && !matches!(self.kind, ReadyKind::Probe(_))
+    }
 }
 
 impl Loader {
@@ -135,20 +142,25 @@ impl Loader {
             .ok_or_else(|| "its scope was removed".to_string())
     }
 
-    /// `bytes` compiled as plugin `name`, with `params` as the engine takes them.
+    /// `bytes` compiled as plugin `name` (optimized code with `optimized`, else the first
+    /// code ready), with `params` as the engine takes them.
     #[allow(clippy::type_complexity)]
     fn compile<'p>(
         &self,
         name: &str,
         bytes: &[u8],
         params: &'p [(String, String)],
+        optimized: bool,
     ) -> Result<(CompiledPlugin, Vec<(&'p str, &'p str)>), String> {
-        // Someone waits on this load: a module never compiled may come as baseline code,
-        // which the plugins directory swaps for optimized code when it is ready.
-        let compiled = self
-            .engine
-            .compile_first(name, bytes)
-            .map_err(|e| e.to_string())?;
+        // Someone waits on a first load: a module never compiled may come as baseline code,
+        // which the plugins directory swaps for optimized code when it is ready. A tier-up
+        // waits for nobody, and must not install baseline code again (the optimized module
+        // may have left the compiled-module cache meanwhile: compiled once more, then).
+        let compiled = match optimized {
+            true => self.engine.compile(name, bytes),
+            false => self.engine.compile_first(name, bytes),
+        }
+        .map_err(|e| e.to_string())?;
         let params = params
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -165,7 +177,7 @@ impl Loader {
         params: &[(String, String)],
         role: Role,
     ) -> Result<StatusHandle, String> {
-        let (compiled, params) = self.compile(name, bytes, params)?;
+        let (compiled, params) = self.compile(name, bytes, params, false)?;
         let capacity = self.with_core(|c| c.capacity())?;
         let plugin = compiled
             .instantiate(&params, capacity)
@@ -188,16 +200,17 @@ impl Loader {
         &self.cache
     }
 
-    /// Compile `bytes` as plugin `name`, instantiate it with `params` and make it ready to
-    /// serve, without holding the cache's lock but for two short copies (the capacity, the
-    /// resident keys).
+    /// Compile `bytes` as plugin `name` (to optimized code only with `optimized`: a
+    /// tier-up), instantiate it with `params` and make it ready to serve, without holding
+    /// the cache's lock but for two short copies (the capacity, the resident keys).
     pub fn prepare(
         &self,
         name: &str,
         bytes: &[u8],
         params: &[(String, String)],
+        optimized: bool,
     ) -> Result<Ready, String> {
-        let (compiled, params) = self.compile(name, bytes, params)?;
+        let (compiled, params) = self.compile(name, bytes, params, optimized)?;
         if compiled.is_transform() && self.scope != ROOT_SCOPE {
             return Err(SCOPE_ROLES.into());
         }
@@ -259,34 +272,6 @@ impl Loader {
         ready: Ready,
         previous: Option<&StatusHandle>,
     ) -> Result<StatusHandle, String> {
-        self.install_if(ready, previous, false)
-    }
-
-    /// [`Loader::install`] of the same module's optimized code in place of its baseline
-    /// instance `previous`, only if `previous` still serves when the cache's lock is taken (a
-    /// fault is never undone by a tier-up).
-    pub fn install_tier_up(
-        &self,
-        ready: Ready,
-        previous: &StatusHandle,
-    ) -> Result<StatusHandle, String> {
-        self.install_if(ready, Some(previous), true)
-    }
-
-    fn install_if(
-        &self,
-        ready: Ready,
-        previous: Option<&StatusHandle>,
-        previous_must_serve: bool,
-    ) -> Result<StatusHandle, String> {
-        let gone = |p: Option<&StatusHandle>| {
-            previous_must_serve && p.is_none_or(|p| p.state() != kplug_engine::PluginState::Active)
-        };
-        if gone(previous) {
-            let msg = "its baseline instance no longer serves".to_string();
-            ready.discard(&msg);
-            return Err(msg);
-        }
         let status = ready.status();
         let Ready {
             name,
@@ -295,10 +280,7 @@ impl Loader {
         } = ready;
         let governor = matches!(kind, ReadyKind::Governor(_));
         let transform = matches!(kind, ReadyKind::Transform(_));
-        let replaced = match previous_must_serve {
-            true => "replaced by its optimized code".to_string(),
-            false => format!("replaced by a new copy of {name}"),
-        };
+        let replaced = format!("replaced by a new copy of {name}");
         if let Some(prev) = previous
             && self.probes.remove(prev)
         {
@@ -315,10 +297,7 @@ impl Loader {
                 Some(other)
             }
         };
-        let refused = self.with_core(|core| {
-            if gone(previous) {
-                return Ok(kind);
-            }
+        self.with_core(|core| {
             match kind {
                 // A governor replaces the one installed (if any) with all it chose.
                 Some(ReadyKind::Governor(g)) => core
@@ -335,20 +314,83 @@ impl Loader {
             if let Some(prev) = previous {
                 core.retire(prev, &replaced);
             }
-            Ok::<_, String>(None)
+            Ok::<_, String>(())
         })??;
-        if refused.is_some() {
-            // It faulted (under this lock) after the check above: the new instance is dropped.
-            let msg = "its baseline instance no longer serves".to_string();
-            status.set_disabled(&msg);
-            return Err(msg);
-        }
         if governor {
             self.cache.start_governor_ticker();
         }
         if !transform {
             self.modules.lock().insert(name, compiled);
         }
+        Ok(status)
+    }
+
+    /// [`Loader::install`] of the same module's optimized code in place of its baseline
+    /// instance `previous`, only if `previous` still serves at the moment of the swap, checked
+    /// under the lock its faults are raised under (the cache's for cache roles, the view's
+    /// own for a transform, which keeps its outputs and counters): a fault is never undone by
+    /// a tier-up. It takes only what `previous` still serves: roles another file took since
+    /// stay with it. Probes do not tier up ([`Ready::tiers_up`]).
+    pub fn install_tier_up(
+        &self,
+        ready: Ready,
+        previous: &StatusHandle,
+    ) -> Result<StatusHandle, String> {
+        const GONE: &str = "its baseline instance no longer serves";
+        const REPLACED: &str = "replaced by its optimized code";
+        let status = ready.status();
+        let refuse = || {
+            status.set_disabled(GONE);
+            Err(GONE.to_string())
+        };
+        let Ready {
+            name,
+            compiled,
+            kind,
+        } = ready;
+        /// What is swapped under the cache's lock.
+        enum InCore {
+            Governor(PreparedGovernor),
+            Plugin(Prepared),
+        }
+        // A view swaps under its own lock, the rest under the cache's.
+        let in_core = match kind {
+            // Never asked for ([`Ready::tiers_up`]).
+            ReadyKind::Probe(_) => return refuse(),
+            ReadyKind::Transform(t) => {
+                if !self.views.replace_if_serving(View::new(&name, t), previous) {
+                    return refuse();
+                }
+                previous.set_disabled(REPLACED);
+                return Ok(status);
+            }
+            ReadyKind::Governor(g) => Some(InCore::Governor(g)),
+            ReadyKind::Plugin(p) => Some(InCore::Plugin(p)),
+        };
+        if let Some(in_core) = in_core {
+            let installed = self.with_core(|core| {
+                if previous.state() != kplug_engine::PluginState::Active {
+                    return Ok(false);
+                }
+                match in_core {
+                    InCore::Governor(governor) => core
+                        .install_prepared_governor(governor, 0)
+                        .map_err(|e| e.to_string())?,
+                    InCore::Plugin(mut plugin) => {
+                        if !plugin.keep_roles(core.roles_served_by(previous)) {
+                            return Ok(false);
+                        }
+                        core.install_prepared(plugin).map_err(|e| e.to_string())?
+                    }
+                }
+                core.retire(previous, REPLACED);
+                Ok::<_, String>(true)
+            })??;
+            if !installed {
+                return refuse();
+            }
+        }
+        self.modules.lock().insert(name, compiled);
         Ok(status)
     }
 

@@ -100,6 +100,9 @@ pub struct PluginSource {
     pub params: Vec<(String, String)>,
 }
 
+/// The last generation given to a plugin file's bytes ([`PluginFile::touch`]).
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
 /// A file in `plugins/`.
 #[derive(Debug, Clone)]
 pub struct PluginFile {
@@ -109,7 +112,8 @@ pub struct PluginFile {
     pub data: Vec<u8>,
     /// Written since the last load attempt.
     dirty: bool,
-    /// Bumped by every change of its bytes: a load installs only what is still current.
+    /// New (process-wide) at every change of its bytes: a load installs only what is still
+    /// current.
     generation: u64,
     /// Last write.
     pub mtime: SystemTime,
@@ -163,7 +167,10 @@ impl PluginFile {
     /// The bytes changed.
     fn touch(&mut self) {
         self.dirty = true;
-        self.generation += 1;
+        // Unique in the process, not per file: a file removed and written again under the
+        // same name (or a scope's directory cleared and refilled) never reuses one, so a
+        // tier-up queued for the old bytes cannot take the new ones for its own.
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1;
         self.mtime = SystemTime::now();
     }
 }
@@ -388,7 +395,11 @@ impl PluginsDir {
             (f.data.clone(), f.generation, params)
         };
         let used = params.as_ref().ok().cloned().unwrap_or_default();
-        let ready = params.and_then(|p| self.loader.prepare(plugin_name(name), &bytes, &p));
+        let optimized = matches!(why, Why::TierUp(_));
+        let ready = params.and_then(|p| {
+            self.loader
+                .prepare(plugin_name(name), &bytes, &p, optimized)
+        });
         let mut files = self.files.lock();
         let Some(f) = files.get_mut(name).filter(|f| f.generation == generation) else {
             // Removed, or written again meanwhile: the newer bytes' close() decides.
@@ -407,6 +418,7 @@ impl PluginsDir {
             return Ok(());
         }
         let tier = ready.as_ref().map(|r| r.tier()).ok();
+        let tiers_up = ready.as_ref().is_ok_and(|r| r.tiers_up());
         let previous = f.instance.clone();
         let installed = ready.and_then(|r: Ready| match (why, previous.as_ref()) {
             (Why::TierUp(_), Some(prev)) => self.loader.install_tier_up(r, prev),
@@ -439,7 +451,7 @@ impl PluginsDir {
                 if !matches!(why, Why::TierUp(_)) {
                     self.keep(name, &bytes);
                 }
-                if tier == Some(CodeTier::Baseline) {
+                if tiers_up {
                     self.tier_up_later(name, generation, bytes);
                 }
                 self.changed();

@@ -268,6 +268,25 @@ struct Counters {
     errors: AtomicU64,
 }
 
+impl Counters {
+    /// Add `other`'s counts to these.
+    fn add(&self, other: &Counters) {
+        let pairs = [
+            (&self.bytes_in, &other.bytes_in),
+            (&self.bytes_out, &other.bytes_out),
+            (&self.records_in, &other.records_in),
+            (&self.records_out, &other.records_out),
+            (&self.time_ns, &other.time_ns),
+            (&self.streams, &other.streams),
+            (&self.cache_hits, &other.cache_hits),
+            (&self.errors, &other.errors),
+        ];
+        for (mine, theirs) in pairs {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
 /// One view: a transform plugin's instance and what it computed.
 pub struct View {
     name: String,
@@ -455,6 +474,31 @@ impl Views {
     /// Serve `view` as `views/NAME/`, in place of any view of that name.
     pub fn insert(&self, view: View) {
         self.map.write().insert(view.name.clone(), Arc::new(view));
+    }
+
+    /// Serve `view` in place of the view of the same name whose instance is `previous`, only
+    /// if `previous` still serves: checked holding its transformer's lock, which its faults
+    /// are raised under (a tier-up never undoes a fault). Whether it was swapped.
+    pub fn replace_if_serving(&self, view: View, previous: &StatusHandle) -> bool {
+        let mut m = self.map.write();
+        let Some(old) = m.get(&view.name).cloned() else {
+            return false;
+        };
+        if !Arc::ptr_eq(&old.status, previous) {
+            return false;
+        }
+        let _running = old.transformer.lock();
+        if previous.state() != kplug_engine::PluginState::Active {
+            return false;
+        }
+        // The same view to its readers: the same module and parameters compute the same
+        // outputs, so those kept are kept (not computed again); its counters and last error
+        // go on (a stream still running on the old instance adds to the old ones only).
+        *view.outputs.lock() = std::mem::take(&mut *old.outputs.lock());
+        view.counters.add(&old.counters);
+        *view.last_error.lock() = old.last_error.lock().clone();
+        m.insert(view.name.clone(), Arc::new(view));
+        true
     }
 
     /// Remove `views/NAME/` (if the view there is `status`'s, or any with `None`).
