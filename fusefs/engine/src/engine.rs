@@ -29,7 +29,9 @@
 //! a module that is in no cache with Winch, wasmtime's baseline compiler (one pass, no
 //! optimization: 3-6x faster to compile, slower code), and the caller asks for the optimized
 //! code in the background ([`PluginEngine::optimize_later`]: one low-priority thread per
-//! engine, a job dropped if the caller no longer wants it). When it is ready (in the module
+//! engine, a job dropped if the caller no longer wants it; what the caller does with the
+//! result runs on a second thread at normal priority, since it takes locks readers wait
+//! on). When it is ready (in the module
 //! cache), the caller loads the module again, which now finds the optimized code: the mount
 //! swaps the plugin to it like any hot swap. The two compilers run the same validated
 //! module with the same limits: the same linear memory cap, the same epoch deadlines (both
@@ -284,7 +286,9 @@ impl PluginEngine {
     /// Compile `bytes` with the optimizing compiler into the module cache on the optimizer
     /// thread (niced: it yields to readers), then call `done(true)`; `done(false)` if the
     /// compile failed or `wanted()` (asked just before compiling) said it is no longer needed.
-    /// Code already cached costs nothing: `done(true)` at once (on the optimizer thread).
+    /// Code already cached costs nothing: `done(true)` at once. `done` runs on a second
+    /// thread, at the priority of the thread that first called this (it takes locks readers
+    /// wait on), one job after another.
     pub fn optimize_later(
         &self,
         bytes: Arc<[u8]>,
@@ -302,11 +306,18 @@ impl PluginEngine {
         let mut tx = self.inner.optimizer.lock();
         if tx.is_none() {
             let (send, recv) = mpsc::channel::<OptimizeJob>();
+            let (finished, finishing) = mpsc::channel::<Finished>();
             let (engine, modules) = (self.inner.engine.clone(), self.inner.modules.clone());
             let shared = counts.clone();
+            // Spawned from this (caller's) thread, so at its priority, not the optimizer's.
             let spawned = std::thread::Builder::new()
-                .name("kplug-optimize".into())
-                .spawn(move || optimizer(&engine, &modules, &shared, recv));
+                .name("kplug-tier-up".into())
+                .spawn(move || finisher(&shared, finishing))
+                .and_then(|_| {
+                    std::thread::Builder::new()
+                        .name("kplug-optimize".into())
+                        .spawn(move || optimizer(&engine, &modules, recv, finished))
+                });
             match spawned {
                 Ok(_) => *tx = Some(send),
                 Err(e) => {
@@ -517,12 +528,26 @@ impl CompiledPlugin {
     }
 }
 
-/// The optimizer thread: compiles each wanted job's module with Cranelift into the cache.
+/// What became of a job: its `done`, what to call it with, and the count it goes to.
+struct Finished {
+    done: Box<dyn FnOnce(bool) + Send>,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Optimized,
+    Dropped,
+    Failed,
+}
+
+/// The optimizer thread: compiles each wanted job's module with Cranelift into the cache,
+/// and hands its `done` to the [`finisher`].
 fn optimizer(
     engine: &Engine,
     modules: &ModuleCache,
-    counts: &OptimizerCounts,
     jobs: mpsc::Receiver<OptimizeJob>,
+    finished: mpsc::Sender<Finished>,
 ) {
     // Below the readers: a tier-up is worth having, never worth a stalled read.
     // SAFETY: setpriority on this thread's own id; no memory is passed.
@@ -531,25 +556,43 @@ fn optimizer(
         libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
     for job in jobs {
-        let (ready, counter) = if !(job.wanted)() {
-            (false, &counts.dropped)
+        let outcome = if !(job.wanted)() {
+            Outcome::Dropped
         } else if modules.get(engine, &job.key).is_some() {
-            (true, &counts.optimized)
+            Outcome::Optimized
         } else {
             match Module::from_binary(engine, &job.bytes) {
                 Ok(m) => {
                     modules.put(job.key, &m);
-                    (true, &counts.optimized)
+                    Outcome::Optimized
                 }
                 Err(e) => {
                     tracing::warn!(
                         "optimizing compile failed, the baseline code keeps serving: {e:#}"
                     );
-                    (false, &counts.failed)
+                    Outcome::Failed
                 }
             }
         };
-        (job.done)(ready);
+        let done = job.done;
+        if finished.send(Finished { done, outcome }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The thread that runs each job's `done` (the caller's swap to the optimized code, which
+/// takes the cache's lock) at the caller's priority: readers never wait on a lock held by
+/// the niced optimizer. A `done` that panics counts as failed, and the next ones still run.
+fn finisher(counts: &OptimizerCounts, finished: mpsc::Receiver<Finished>) {
+    for Finished { done, outcome } in finished {
+        let ready = matches!(outcome, Outcome::Optimized);
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(ready)));
+        let counter = match (ran, outcome) {
+            (Err(_), _) | (Ok(()), Outcome::Failed) => &counts.failed,
+            (Ok(()), Outcome::Optimized) => &counts.optimized,
+            (Ok(()), Outcome::Dropped) => &counts.dropped,
+        };
         // Counted once `done` has run: whoever sees the count sees what `done` did.
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -945,6 +988,32 @@ mod tests {
         assert_eq!(
             (s.requested, s.optimized, s.dropped, s.failed),
             (3, 2, 1, 0)
+        );
+        // A `done` that panics counts as failed; the next job still runs, and its `done`
+        // runs on another thread than the niced compile (at the caller's priority).
+        e.optimize_later(
+            bytes.clone(),
+            Box::new(|| true),
+            Box::new(|_| panic!("a hostile caller")),
+        );
+        let (tx, rx) = mpsc::channel();
+        e.optimize_later(
+            bytes.clone(),
+            Box::new(|| true),
+            Box::new(move |ok| {
+                let me = std::thread::current().name().map(String::from);
+                tx.send((ok, me)).unwrap()
+            }),
+        );
+        assert_eq!(rx.recv().unwrap(), (true, Some("kplug-tier-up".into())));
+        let mut s = e.optimizer_stats();
+        while s.optimized + s.dropped + s.failed < s.requested {
+            std::thread::sleep(Duration::from_millis(1));
+            s = e.optimizer_stats();
+        }
+        assert_eq!(
+            (s.requested, s.optimized, s.dropped, s.failed),
+            (5, 3, 1, 1)
         );
         // Invalid bytes are refused by both paths with the same kind of error.
         let bad = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
