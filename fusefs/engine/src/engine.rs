@@ -980,15 +980,14 @@ mod tests {
         );
         assert!(rx.recv().unwrap());
         // Each is counted once its `done` has returned.
-        let mut s = e.optimizer_stats();
-        while s.optimized + s.dropped + s.failed < s.requested {
+        let settled = || loop {
+            let s = e.optimizer_stats();
+            if s.optimized + s.dropped + s.failed == s.requested {
+                return (s.requested, s.optimized, s.dropped, s.failed);
+            }
             std::thread::sleep(Duration::from_millis(1));
-            s = e.optimizer_stats();
-        }
-        assert_eq!(
-            (s.requested, s.optimized, s.dropped, s.failed),
-            (3, 2, 1, 0)
-        );
+        };
+        assert_eq!(settled(), (3, 2, 1, 0));
         // A `done` that panics counts as failed; the next job still runs, and its `done`
         // runs on another thread than the niced compile (at the caller's priority).
         e.optimize_later(
@@ -1006,15 +1005,7 @@ mod tests {
             }),
         );
         assert_eq!(rx.recv().unwrap(), (true, Some("kplug-tier-up".into())));
-        let mut s = e.optimizer_stats();
-        while s.optimized + s.dropped + s.failed < s.requested {
-            std::thread::sleep(Duration::from_millis(1));
-            s = e.optimizer_stats();
-        }
-        assert_eq!(
-            (s.requested, s.optimized, s.dropped, s.failed),
-            (5, 3, 1, 1)
-        );
+        assert_eq!(settled(), (5, 3, 1, 1));
         // Invalid bytes are refused by both paths with the same kind of error.
         let bad = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
         assert!(matches!(
