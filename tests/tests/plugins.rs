@@ -474,6 +474,24 @@ fn a_tier_up_never_undoes_a_fault() {
     assert_eq!(failed(&m)["code"], "baseline");
 }
 
+/// A module never compiled (unique to this call) that Cranelift takes long to optimize and
+/// Winch compiles at once: the WAT LRU with the functions `extra` and a large function no
+/// hook calls.
+fn slow_wat_lru(extra: &str, tag: &str) -> Vec<u8> {
+    let lru =
+        fs::read_to_string(kplugfs_tests::repo_root().join("policies/lru-wat/lru.wat")).unwrap();
+    let end = lru.rfind(')').unwrap();
+    let pad = "i32.const 1 i32.add ".repeat(4_000);
+    let text = format!(
+        "{}\n{extra}\n(func $pad (param i32) (result i32) local.get 0 {pad}))",
+        &lru[..end]
+    );
+    with_custom_section(
+        &wat::parse_str(&text).unwrap(),
+        &format!("{tag} {:?}", Instant::now()),
+    )
+}
+
 /// A tier-up takes only the roles its baseline instance still serves: a file copied in
 /// meanwhile keeps the roles it took. Plugin `both` (the WAT LRU with an admission hook that
 /// admits everything, and a large function no hook calls so that Cranelift takes long) serves
@@ -482,18 +500,9 @@ fn a_tier_up_never_undoes_a_fault() {
 #[test]
 fn a_tier_up_leaves_the_roles_another_file_took() {
     let m = small_cache_mount(4, 1 << 20);
-    let lru =
-        fs::read_to_string(kplugfs_tests::repo_root().join("policies/lru-wat/lru.wat")).unwrap();
-    let end = lru.rfind(')').unwrap();
-    let pad = "i32.const 1 i32.add ".repeat(4_000);
-    let text = format!(
-        "{}\n(func (export \"kplug_admit\") (param i64 i64 i64) (result i32) i32.const 1)\n\
-         (func $pad (param i32) (result i32) local.get 0 {pad}))",
-        &lru[..end]
-    );
-    let bytes = with_custom_section(
-        &wat::parse_str(&text).unwrap(),
-        &format!("roles {:?}", Instant::now()),
+    let bytes = slow_wat_lru(
+        r#"(func (export "kplug_admit") (param i64 i64 i64) (result i32) i32.const 1)"#,
+        "roles",
     );
     drop_plugin(&m, "both.wasm", &bytes).unwrap();
     assert_eq!(plugin(&status(&m), "both")["code"], "baseline");
@@ -507,6 +516,27 @@ fn a_tier_up_leaves_the_roles_another_file_took() {
     assert_eq!(plugin(&st, "lru")["state"], "active", "{st}");
     assert_eq!(active(&m, "eviction"), "lru");
     assert_eq!(active(&m, "admission"), "both");
+    for i in 0..4 {
+        check_file(&m, i, 1 << 20);
+    }
+}
+
+/// A newer copy of a plugin file that is refused leaves the instance serving as it was, and
+/// that instance still tiers up: from the bytes it was loaded from, not the file's refused ones.
+#[test]
+fn a_refused_newer_copy_does_not_stop_the_tier_up() {
+    let m = small_cache_mount(4, 1 << 20);
+    // Slow to optimize: the refused copy comes before the optimized code.
+    let bytes = slow_wat_lru("", "refused");
+    drop_plugin(&m, "lru.wasm", &bytes).unwrap();
+    assert_eq!(plugin(&status(&m), "lru")["code"], "baseline");
+    assert!(drop_plugin(&m, "lru.wasm", b"not a module").is_err());
+    let p = plugin(&status(&m), "lru").clone();
+    assert_eq!(p["state"], "active", "{p}");
+    wait_for_code(&m, "lru", "optimized", 4, 1 << 20);
+    let p = plugin(&status(&m), "lru").clone();
+    assert_eq!(p["state"], "active", "{p}");
+    assert_eq!(active(&m, "eviction"), "lru");
     for i in 0..4 {
         check_file(&m, i, 1 << 20);
     }

@@ -126,6 +126,8 @@ pub struct PluginFile {
     /// The module and parameters the current instance was loaded from (what a scope that
     /// inherits it copies: never a half-written or refused newer copy).
     loaded: Option<PluginSource>,
+    /// The generation of `loaded`'s bytes (the file's may be newer: a copy refused since).
+    loaded_generation: u64,
     /// Which compiler made the current instance's code.
     pub tier: Option<CodeTier>,
     /// µs from the `close()` to the first decision, kept from the baseline instance when its
@@ -156,7 +158,7 @@ impl PluginFile {
     /// Whether the file still has the bytes of `generation` and its instance of them, from
     /// baseline code, still serves (a tier-up replaces only that).
     fn runs_baseline_of(&self, generation: u64) -> bool {
-        self.generation == generation
+        self.loaded_generation == generation
             && self.tier == Some(CodeTier::Baseline)
             && self
                 .instance
@@ -328,6 +330,7 @@ impl PluginsDir {
             refused: None,
             closed_at: None,
             loaded: None,
+            loaded_generation: 0,
             tier: None,
             swap_latency_us: None,
         }
@@ -388,11 +391,17 @@ impl PluginsDir {
             };
             match why {
                 Why::Closed if !f.dirty => return Ok(()),
-                Why::TierUp(g) if !f.runs_baseline_of(g) => return Ok(()),
-                _ => {}
+                // From what its baseline instance was loaded from: the file may hold a newer
+                // copy since, refused.
+                Why::TierUp(g) => match f.loaded.as_ref().filter(|_| f.runs_baseline_of(g)) {
+                    Some(src) => (src.bytes.clone(), g, Ok(src.params.clone())),
+                    None => return Ok(()),
+                },
+                _ => {
+                    f.dirty = false;
+                    (f.data.clone(), f.generation, params)
+                }
             }
-            f.dirty = false;
-            (f.data.clone(), f.generation, params)
         };
         let used = params.as_ref().ok().cloned().unwrap_or_default();
         let optimized = matches!(why, Why::TierUp(_));
@@ -401,7 +410,10 @@ impl PluginsDir {
                 .prepare(plugin_name(name), &bytes, &p, optimized)
         });
         let mut files = self.files.lock();
-        let Some(f) = files.get_mut(name).filter(|f| f.generation == generation) else {
+        // A tier-up's bytes are its baseline instance's, checked just below.
+        let current =
+            |f: &&mut PluginFile| matches!(why, Why::TierUp(_)) || f.generation == generation;
+        let Some(f) = files.get_mut(name).filter(current) else {
             // Removed, or written again meanwhile: the newer bytes' close() decides.
             if let Ok(r) = ready {
                 r.discard("superseded by a newer copy of its file");
@@ -427,6 +439,7 @@ impl PluginsDir {
         match installed {
             Ok(status) => {
                 f.instance = Some(status);
+                f.loaded_generation = generation;
                 f.loaded = Some(PluginSource {
                     name: plugin_name(name).to_string(),
                     bytes: bytes.clone(),
