@@ -137,6 +137,25 @@ impl MountHelper {
     }
 }
 
+/// A WAT probe that publishes figure `name` = `value` after each batch of events it gets
+/// (and reports nothing).
+pub fn publishing_probe(name: &str, value: f64) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+             (import "kplug" "publish" (func $publish (param i32 i32 f64) (result i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 32768) "{name}")
+             (func (export "kplug_abi_version") (result i32) i32.const 0x10005)
+             (func (export "kplug_probe_buf") (result i32) i32.const 0)
+             (func (export "kplug_probe_events") (param i32) (result i32)
+               (drop (call $publish (i32.const 32768) (i32.const {len}) (f64.const {value:?})))
+               i32.const 0)
+             (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
+        len = name.len()
+    ))
+    .expect("probe module")
+}
+
 /// One step of xorshift64 (Marsaglia): the reproducible random stream the readers of the
 /// mount tests and benches draw offsets from. `x` must not start at 0.
 pub fn xorshift(x: &mut u64) -> u64 {

@@ -511,19 +511,7 @@ fn a_governor_adapts_to_a_figure_a_probe_publishes() {
     let modest = "readahead:initial-window=1;max-window=1";
     eventually("modest serves", || candidate_active(&m, modest));
     // A probe publishing `seq` = 1 after each batch of events it gets.
-    let probe = wat::parse_str(
-        r#"(module
-             (import "kplug" "publish" (func $publish (param i32 i32 f64) (result i32)))
-             (memory (export "memory") 1)
-             (data (i32.const 32768) "seq")
-             (func (export "kplug_abi_version") (result i32) i32.const 0x10005)
-             (func (export "kplug_probe_buf") (result i32) i32.const 0)
-             (func (export "kplug_probe_events") (param i32) (result i32)
-               (drop (call $publish (i32.const 32768) (i32.const 3) (f64.const 1)))
-               i32.const 0)
-             (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
-    )
-    .unwrap();
+    let probe = kplugfs_tests::publishing_probe("seq", 1.0);
     drop_plugin(&m, "const.wasm", &probe).unwrap();
     read(&m, "c", 1);
     eventually("the probe's figure boosts prefetch", || {

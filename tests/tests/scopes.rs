@@ -485,19 +485,7 @@ fn a_probe_tunes_a_scope_share_by_publishing_it() {
     let m = mount();
     make(&m, "hot", "hot");
     // A probe publishing `share.hot` = 0.5 after each batch of events it gets.
-    let probe = wat::parse_str(
-        r#"(module
-             (import "kplug" "publish" (func $publish (param i32 i32 f64) (result i32)))
-             (memory (export "memory") 1)
-             (data (i32.const 32768) "share.hot")
-             (func (export "kplug_abi_version") (result i32) i32.const 0x10005)
-             (func (export "kplug_probe_buf") (result i32) i32.const 0)
-             (func (export "kplug_probe_events") (param i32) (result i32)
-               (drop (call $publish (i32.const 32768) (i32.const 9) (f64.const 0.5)))
-               i32.const 0)
-             (func (export "kplug_probe_report") (result i64) i64.const 0))"#,
-    )
-    .unwrap();
+    let probe = kplugfs_tests::publishing_probe("share.hot", 0.5);
     drop_plugin_at(&m.mnt, "tuner.wasm", &probe).unwrap();
     read(&m, "hot/a");
     eventually("the published share applies", || {

@@ -447,8 +447,19 @@ impl<V> CacheCore<V> {
         self.insert_from(key, value, true, None)
     }
 
-    /// `insert` (`prefetched` false) or `insert_prefetched`, with the room decided by `room`
-    /// (see `insert_inner`).
+    /// Forgets that a planned prefetch of `range` of `file` is in flight
+    /// (its read failed or was dropped).
+    pub fn cancel_prefetch(&mut self, file: u32, range: BlockRange) {
+        for b in range.start..range.start.saturating_add(range.len).min(1 << 32) {
+            self.in_flight.remove(&block_key(file, b as u32));
+        }
+    }
+
+    /// `insert` (`prefetched` false) or `insert_prefetched`, with the room decided by `room`:
+    /// for a scope of a [`ScopedCache`](crate::ScopedCache), called once the block is
+    /// admitted, with the resident count, it makes room in the other scopes if it must and
+    /// returns this core's capacity for this insertion (its count: it evicts one of its own;
+    /// 0 with nothing resident: the block is refused).
     fn insert_from(
         &mut self,
         key: u64,
@@ -459,28 +470,6 @@ impl<V> CacheCore<V> {
         if !self.in_flight.remove(&key) && prefetched {
             return Insert::Stale;
         }
-        self.insert_inner(key, value, prefetched, room)
-    }
-
-    /// Forgets that a planned prefetch of `range` of `file` is in flight
-    /// (its read failed or was dropped).
-    pub fn cancel_prefetch(&mut self, file: u32, range: BlockRange) {
-        for b in range.start..range.start.saturating_add(range.len).min(1 << 32) {
-            self.in_flight.remove(&block_key(file, b as u32));
-        }
-    }
-
-    /// `room`, for a scope of a [`ScopedCache`](crate::ScopedCache): called once the block is
-    /// admitted, with the resident count, it makes room in the other scopes if it must and
-    /// returns this core's capacity for this insertion (its count: it evicts one of its own;
-    /// 0 with nothing resident: the block is refused).
-    fn insert_inner(
-        &mut self,
-        key: u64,
-        value: V,
-        prefetched: bool,
-        room: Option<&mut dyn FnMut(usize) -> u64>,
-    ) -> Insert {
         if self.map.contains_key(&key) {
             return Insert::AlreadyResident;
         }

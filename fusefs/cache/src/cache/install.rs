@@ -99,13 +99,11 @@ impl Prepared {
     /// Serve only those of its roles that are in `roles` (a tier-up takes only what the
     /// baseline instance still serves); whether any is left.
     pub fn keep_roles(&mut self, roles: RoleSet) -> bool {
-        self.roles = RoleSet::of(
-            &self
-                .roles
-                .iter()
-                .filter(|r| roles.contains(*r))
-                .collect::<Vec<_>>(),
-        );
+        self.roles = self
+            .roles
+            .iter()
+            .filter(|r| roles.contains(*r))
+            .fold(RoleSet::EMPTY, RoleSet::with);
         !self.roles.is_empty()
     }
 }
@@ -210,8 +208,8 @@ impl<V> CacheCore<V> {
             (p, Role::Prefetch),
         ]
         .into_iter()
-        .filter(|(served, _)| *served)
-        .fold(RoleSet::EMPTY, |set, (_, role)| set.with(role))
+        .filter_map(|(served, role)| served.then_some(role))
+        .fold(RoleSet::EMPTY, RoleSet::with)
     }
 
     /// Takes out of service everything the plugin whose status is `h` put there, for

@@ -11,7 +11,7 @@ use super::{CacheCore, Insert};
 
 impl<V> CacheCore<V> {
     /// `insert` (or `insert_prefetched`) with the room decided by `room` (see
-    /// `insert_inner`).
+    /// `insert_from`).
     pub(crate) fn insert_with_room(
         &mut self,
         key: u64,

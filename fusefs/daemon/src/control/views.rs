@@ -478,17 +478,23 @@ impl Views {
 
     /// Serve `view` in place of the view of the same name whose instance is `previous`, only
     /// if `previous` still serves: checked holding its transformer's lock, which its faults
-    /// are raised under (a tier-up never undoes a fault). Whether it was swapped.
+    /// are raised under (a tier-up never undoes a fault), and taken before the map's, so a
+    /// running transform delays this swap only, not every view's lookup. Whether it was
+    /// swapped.
     pub fn replace_if_serving(&self, view: View, previous: &StatusHandle) -> bool {
-        let mut m = self.map.write();
-        let Some(old) = m.get(&view.name).cloned() else {
+        let Some(old) = self
+            .get(&view.name)
+            .filter(|v| Arc::ptr_eq(&v.status, previous))
+        else {
             return false;
         };
-        if !Arc::ptr_eq(&old.status, previous) {
-            return false;
-        }
         let _running = old.transformer.lock();
         if previous.state() != kplug_engine::PluginState::Active {
+            return false;
+        }
+        let mut m = self.map.write();
+        // Still that view: not removed or replaced while the transform ran.
+        if !m.get(&view.name).is_some_and(|v| Arc::ptr_eq(v, &old)) {
             return false;
         }
         // The same view to its readers: the same module and parameters compute the same
