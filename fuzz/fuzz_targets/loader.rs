@@ -80,16 +80,18 @@ fn available_imports() -> &'static [u8] {
 fn exports_module(mask: u8) -> Vec<u8> {
     let mut funcs: Vec<&Func> = vec![&exports::ABI_VERSION];
     funcs.extend(exports::LIFECYCLE);
-    let roles: [&[Func]; 5] = [
+    let roles: [&[Func]; 6] = [
         exports::EVICTION,
         exports::ADMISSION,
         exports::PREFETCH_ROLE,
         exports::GOVERNOR,
         exports::EVICTION_BATCHED,
+        exports::EVICTION_HANDLES,
     ];
     for (i, r) in roles.iter().enumerate() {
         if mask & (1 << i) != 0 {
-            // The two eviction sets share `kplug_evict_remove`: export it once.
+            // The eviction sets share exports (`kplug_evict_remove`, the key buffer's): export
+            // each once.
             for f in r.iter() {
                 if !funcs.contains(&f) {
                     funcs.push(f);
@@ -168,18 +170,19 @@ fuzz_target!(|data: &[u8]| {
         let r = (|| {
             if roles.contains(Role::Eviction) && p.evicts_batched() {
                 let mut victims = Vec::new();
-                p.evict_insert(key, key)?;
-                p.evict_access(key, key + 1)?;
+                let h = p.evict_insert(key, key)?.unwrap_or(0);
+                p.evict_access(key, h, key + 1)?;
                 p.flush_hits(key + 1)?;
+                p.evict_access(key, h, key + 1)?;
                 p.evict_miss(key + 100, 1, key + 1)?;
-                p.evict_remove(key, key)?;
+                p.evict_remove(key, h, key)?;
                 p.take_victims(&mut victims);
                 assert!(victims.len() <= 3 * kplug_abi::EVICT_BUF_KEYS);
             } else if roles.contains(Role::Eviction) {
                 p.evict_insert(key, key)?;
-                p.evict_access(key, key + 1)?;
+                p.evict_access(key, 0, key + 1)?;
                 let _ = p.evict_victim(key + 1)?;
-                p.evict_remove(key, key)?;
+                p.evict_remove(key, 0, key)?;
             }
             if roles.contains(Role::Admission) {
                 let _ = p.admit(key, key >> 1, key & 1, key)?;

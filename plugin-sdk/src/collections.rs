@@ -1,8 +1,10 @@
-//! The two structures most eviction policies are built from, written for
+//! The structures most eviction policies are built from, written for
 //! small code size and predictable speed inside a plugin (no hashing crate,
 //! no std): [`IntMap`], an open-addressing map from `u64` keys, and
 //! [`KeyList`], an ordered list of keys with O(1) lookup, move and removal
 //! (LRU, FIFO, CLOCK hands, 2Q/ARC/S3-FIFO queues are one or more of these).
+//! [`HandleList`] is the same list named by handles instead of keys (no hashing
+//! at all), for policies that evict by handle (ABI 1.8).
 
 use alloc::vec::Vec;
 
@@ -154,6 +156,8 @@ impl<V> IntMap<V> {
 }
 
 const NIL: u32 = u32::MAX;
+/// `prev` of a node on the free list (a removed handle).
+const FREE: u32 = u32::MAX - 1;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -162,16 +166,199 @@ struct Node {
     next: u32,
 }
 
-/// An ordered list of distinct keys, front to back, with O(1) `push_front`,
-/// `push_back`, `move_to_front`, `remove` and `pop_back`/`pop_front`. Nodes
-/// live in a slab indexed by `u32`, reused after removal.
+/// An ordered list of keys, front to back, whose entries are named by **handles**: the
+/// `u32` that [`push_front`](HandleList::push_front) or [`push_back`](HandleList::push_back)
+/// returns, an index into a slab (reused after removal). Every operation on a handle is a
+/// few array accesses, no hashing: the list an eviction policy by handle (ABI 1.8,
+/// [`HandleEviction`](crate::HandleEviction)) keeps, answering each insertion with the
+/// handle. A handle that names no entry (never given, or removed) is refused, never a
+/// panic. Keys need not be distinct: the handle, not the key, names an entry.
 #[derive(Default)]
-pub struct KeyList {
-    index: IntMap<u32>,
+pub struct HandleList {
     nodes: Vec<Node>,
     free: Vec<u32>,
     head: Option<u32>,
     tail: Option<u32>,
+    len: usize,
+}
+
+impl HandleList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        self.nodes
+            .reserve(additional.saturating_sub(self.free.len()));
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `handle` names an entry.
+    #[inline]
+    pub fn contains(&self, handle: u32) -> bool {
+        self.nodes
+            .get(handle as usize)
+            .is_some_and(|n| n.prev != FREE)
+    }
+
+    /// The key of the entry `handle` names.
+    #[inline]
+    pub fn key(&self, handle: u32) -> Option<u64> {
+        self.contains(handle)
+            .then(|| self.nodes[handle as usize].key)
+    }
+
+    /// The handle of the entry at the back (oldest for LRU/FIFO use).
+    pub fn back(&self) -> Option<u32> {
+        self.tail
+    }
+
+    /// The handle of the entry at the front.
+    pub fn front(&self) -> Option<u32> {
+        self.head
+    }
+
+    #[inline]
+    fn unlink(&mut self, i: u32) {
+        let Node { prev, next, .. } = self.nodes[i as usize];
+        match prev {
+            NIL => self.head = (next != NIL).then_some(next),
+            p => self.nodes[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = (prev != NIL).then_some(prev),
+            n => self.nodes[n as usize].prev = prev,
+        }
+    }
+
+    #[inline]
+    fn link_front(&mut self, i: u32) {
+        let old = self.head.unwrap_or(NIL);
+        self.nodes[i as usize].prev = NIL;
+        self.nodes[i as usize].next = old;
+        match self.head {
+            Some(h) => self.nodes[h as usize].prev = i,
+            None => self.tail = Some(i),
+        }
+        self.head = Some(i);
+    }
+
+    #[inline]
+    fn link_back(&mut self, i: u32) {
+        let old = self.tail.unwrap_or(NIL);
+        self.nodes[i as usize].next = NIL;
+        self.nodes[i as usize].prev = old;
+        match self.tail {
+            Some(t) => self.nodes[t as usize].next = i,
+            None => self.head = Some(i),
+        }
+        self.tail = Some(i);
+    }
+
+    #[inline]
+    fn alloc(&mut self, key: u64) -> u32 {
+        self.len += 1;
+        let node = Node {
+            key,
+            prev: NIL,
+            next: NIL,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds `key` at the front; its handle.
+    #[inline]
+    pub fn push_front(&mut self, key: u64) -> u32 {
+        let i = self.alloc(key);
+        self.link_front(i);
+        i
+    }
+
+    /// Adds `key` at the back; its handle.
+    #[inline]
+    pub fn push_back(&mut self, key: u64) -> u32 {
+        let i = self.alloc(key);
+        self.link_back(i);
+        i
+    }
+
+    /// Moves the entry `handle` names to the front; false if it names none.
+    #[inline]
+    pub fn move_to_front(&mut self, handle: u32) -> bool {
+        if !self.contains(handle) {
+            return false;
+        }
+        if self.head != Some(handle) {
+            self.unlink(handle);
+            self.link_front(handle);
+        }
+        true
+    }
+
+    /// Moves the entry `handle` names to the back; false if it names none.
+    #[inline]
+    pub fn move_to_back(&mut self, handle: u32) -> bool {
+        if !self.contains(handle) {
+            return false;
+        }
+        if self.tail != Some(handle) {
+            self.unlink(handle);
+            self.link_back(handle);
+        }
+        true
+    }
+
+    /// Removes the entry `handle` names; its key, `None` if it names none.
+    #[inline]
+    pub fn remove(&mut self, handle: u32) -> Option<u64> {
+        let key = self.key(handle)?;
+        self.unlink(handle);
+        self.nodes[handle as usize].prev = FREE;
+        self.free.push(handle);
+        self.len -= 1;
+        Some(key)
+    }
+
+    /// Removes the entry at the back; its key.
+    #[inline]
+    pub fn pop_back(&mut self) -> Option<u64> {
+        self.remove(self.tail?)
+    }
+
+    /// Removes the entry at the front; its key.
+    #[inline]
+    pub fn pop_front(&mut self) -> Option<u64> {
+        self.remove(self.head?)
+    }
+}
+
+/// An ordered list of distinct keys, front to back, with O(1) `push_front`,
+/// `push_back`, `move_to_front`, `remove` and `pop_back`/`pop_front`: a [`HandleList`]
+/// with an index from each key to its handle.
+#[derive(Default)]
+pub struct KeyList {
+    index: IntMap<u32>,
+    list: HandleList,
 }
 
 impl KeyList {
@@ -183,7 +370,7 @@ impl KeyList {
     /// Makes room for `additional` more keys.
     pub fn reserve(&mut self, additional: usize) {
         self.index.reserve(additional);
-        self.nodes.reserve(additional);
+        self.list.reserve(additional);
     }
 
     /// Number of keys.
@@ -203,64 +390,12 @@ impl KeyList {
 
     /// The key at the back (oldest for LRU/FIFO use).
     pub fn back(&self) -> Option<u64> {
-        self.tail.map(|i| self.nodes[i as usize].key)
+        self.list.key(self.list.back()?)
     }
 
     /// The key at the front.
     pub fn front(&self) -> Option<u64> {
-        self.head.map(|i| self.nodes[i as usize].key)
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let Node { prev, next, .. } = self.nodes[i as usize];
-        match prev {
-            NIL => self.head = (next != NIL).then_some(next),
-            p => self.nodes[p as usize].next = next,
-        }
-        match next {
-            NIL => self.tail = (prev != NIL).then_some(prev),
-            n => self.nodes[n as usize].prev = prev,
-        }
-    }
-
-    fn link_front(&mut self, i: u32) {
-        let old = self.head.unwrap_or(NIL);
-        self.nodes[i as usize].prev = NIL;
-        self.nodes[i as usize].next = old;
-        match self.head {
-            Some(h) => self.nodes[h as usize].prev = i,
-            None => self.tail = Some(i),
-        }
-        self.head = Some(i);
-    }
-
-    fn link_back(&mut self, i: u32) {
-        let old = self.tail.unwrap_or(NIL);
-        self.nodes[i as usize].next = NIL;
-        self.nodes[i as usize].prev = old;
-        match self.tail {
-            Some(t) => self.nodes[t as usize].next = i,
-            None => self.head = Some(i),
-        }
-        self.tail = Some(i);
-    }
-
-    fn alloc(&mut self, key: u64) -> u32 {
-        let node = Node {
-            key,
-            prev: NIL,
-            next: NIL,
-        };
-        match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
+        self.list.key(self.list.front()?)
     }
 
     /// Adds `key` at the front; false (no change) if it is already present.
@@ -268,9 +403,8 @@ impl KeyList {
         if self.index.contains_key(key) {
             return false;
         }
-        let i = self.alloc(key);
-        self.index.insert(key, i);
-        self.link_front(i);
+        let h = self.list.push_front(key);
+        self.index.insert(key, h);
         true
     }
 
@@ -279,45 +413,38 @@ impl KeyList {
         if self.index.contains_key(key) {
             return false;
         }
-        let i = self.alloc(key);
-        self.index.insert(key, i);
-        self.link_back(i);
+        let h = self.list.push_back(key);
+        self.index.insert(key, h);
         true
     }
 
     /// Moves `key` to the front; false if it is not present.
     pub fn move_to_front(&mut self, key: u64) -> bool {
-        let Some(&i) = self.index.get(key) else {
-            return false;
-        };
-        if self.head != Some(i) {
-            self.unlink(i);
-            self.link_front(i);
+        match self.index.get(key) {
+            Some(&h) => self.list.move_to_front(h),
+            None => false,
         }
-        true
     }
 
     /// Removes `key`; false if it is not present.
     pub fn remove(&mut self, key: u64) -> bool {
-        let Some(i) = self.index.remove(key) else {
-            return false;
-        };
-        self.unlink(i);
-        self.free.push(i);
-        true
+        match self.index.remove(key) {
+            Some(h) => self.list.remove(h).is_some(),
+            None => false,
+        }
     }
 
     /// Removes and returns the key at the back.
     pub fn pop_back(&mut self) -> Option<u64> {
-        let key = self.back()?;
-        self.remove(key);
+        let key = self.list.pop_back()?;
+        self.index.remove(key);
         Some(key)
     }
 
     /// Removes and returns the key at the front.
     pub fn pop_front(&mut self) -> Option<u64> {
-        let key = self.front()?;
-        self.remove(key);
+        let key = self.list.pop_front()?;
+        self.index.remove(key);
         Some(key)
     }
 }
@@ -355,6 +482,60 @@ mod tests {
         }
         m.clear();
         assert!(m.is_empty() && m.get(1).is_none());
+    }
+
+    #[test]
+    fn handle_list_matches_vecdeque_and_refuses_stale_handles() {
+        let mut l = HandleList::new();
+        // The model: (handle, key) pairs, front to back.
+        let mut model: VecDeque<(u32, u64)> = VecDeque::new();
+        let mut gone: std::vec::Vec<u32> = std::vec::Vec::new();
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..50_000 {
+            let r = rng(&mut s);
+            let pick =
+                |m: &VecDeque<(u32, u64)>| m.get((r >> 20) as usize % m.len().max(1)).copied();
+            match (r >> 40) % 7 {
+                0 => {
+                    let h = l.push_front(r % 64);
+                    assert!(
+                        model.iter().all(|(m, _)| *m != h),
+                        "handle reused while live"
+                    );
+                    model.push_front((h, r % 64));
+                }
+                1 => {
+                    let h = l.push_back(r % 64);
+                    model.push_back((h, r % 64));
+                }
+                2 => {
+                    if let Some((h, k)) = pick(&model) {
+                        model.retain(|(m, _)| *m != h);
+                        model.push_front((h, k));
+                        assert!(l.move_to_front(h));
+                    }
+                }
+                3 => {
+                    if let Some((h, k)) = pick(&model) {
+                        model.retain(|(m, _)| *m != h);
+                        assert_eq!(l.remove(h), Some(k));
+                        gone.push(h);
+                    }
+                }
+                4 => assert_eq!(l.pop_back(), model.pop_back().map(|(_, k)| k)),
+                5 => assert_eq!(l.pop_front(), model.pop_front().map(|(_, k)| k)),
+                _ => {
+                    // A handle naming nothing: removed (and not reused since), or never given.
+                    for &h in gone.iter().filter(|h| model.iter().all(|(m, _)| m != *h)) {
+                        assert!(!l.contains(h) && l.remove(h).is_none() && !l.move_to_front(h));
+                    }
+                    assert!(l.remove(u32::MAX).is_none() && !l.move_to_back(1 << 30));
+                }
+            }
+            assert_eq!(l.len(), model.len());
+            assert_eq!(l.front(), model.front().map(|(h, _)| *h));
+            assert_eq!(l.back(), model.back().map(|(h, _)| *h));
+        }
     }
 
     #[test]

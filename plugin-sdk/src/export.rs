@@ -88,19 +88,67 @@ pub mod __private {
     /// first: victims are written over them); the number of victims written.
     pub fn evict_hits<T: crate::Eviction>(p: &mut T, n: i32) -> i32 {
         // SAFETY: the only reference to the buffer during this export.
-        let keys = unsafe { evict_keys() };
-        let n = (n.max(0) as usize).min(keys.len());
-        let mut hits = [0u64; kplug_abi::EVICT_BUF_KEYS];
-        hits[..n].copy_from_slice(&keys[..n]);
-        let mut v = crate::Victims::new(keys);
-        for k in &hits[..n] {
-            p.hit(u64::from_le(*k), &mut v);
+        let mut v = crate::Victims::new(unsafe { evict_keys() });
+        take_hits(&mut v, n, |k, v| p.hit(k, v));
+        v.len() as i32
+    }
+
+    /// Calls `hit` with each of the first `n` entries of the buffer behind `v` (which has
+    /// named no victim yet), oldest first, after copying them out: victims are written over
+    /// them. Only the `n` entries are copied (a zeroed 2 KiB array per call was a
+    /// `memory.fill`, a call out of the plugin, on every batch).
+    #[inline]
+    fn take_hits(
+        v: &mut crate::Victims<'_>,
+        n: i32,
+        mut hit: impl FnMut(u64, &mut crate::Victims<'_>),
+    ) {
+        use core::mem::MaybeUninit;
+        let n = (n.max(0) as usize).min(kplug_abi::EVICT_BUF_KEYS);
+        let mut hits = [MaybeUninit::<u64>::uninit(); kplug_abi::EVICT_BUF_KEYS];
+        for (dst, k) in hits[..n].iter_mut().zip(v.entries()) {
+            dst.write(*k);
         }
+        for h in &hits[..n] {
+            // SAFETY: the first `n` were written just above.
+            hit(u64::from_le(unsafe { h.assume_init() }), v);
+        }
+    }
+
+    /// `kplug_evict_handle_miss` (1.8): the `hits` handles in the buffer, then `evict` (the
+    /// hits' victims count towards `need`) and `insert`; `(handle << 32) | victims`.
+    pub fn evict_handle_miss<T: crate::HandleEviction>(
+        p: &mut T,
+        hits: i32,
+        key: i64,
+        need: i32,
+    ) -> i64 {
+        // SAFETY: the only reference to the buffer during this export.
+        let mut v = crate::Victims::new(unsafe { evict_keys() });
+        if hits > 0 {
+            take_hits(&mut v, hits, |h, v| p.hit(h as u32, v));
+        }
+        p.evict(key as u64, need.max(0) as usize, &mut v);
+        let handle = p.insert(key as u64);
+        ((handle as u64) << 32 | v.len() as u64) as i64
+    }
+
+    /// `kplug_evict_handle_hits` (1.8): each of the `n` handles in the buffer, oldest first;
+    /// the number of victims written.
+    pub fn evict_handle_hits<T: crate::HandleEviction>(p: &mut T, n: i32) -> i32 {
+        // SAFETY: the only reference to the buffer during this export.
+        let mut v = crate::Victims::new(unsafe { evict_keys() });
+        take_hits(&mut v, n, |h, v| p.hit(h as u32, v));
         v.len() as i32
     }
 
     /// `kplug_evict_hit_batch`: the policy's batch, within 1..=256.
     pub fn evict_hit_batch<T: crate::Eviction>() -> i32 {
+        T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
+    }
+
+    /// `kplug_evict_hit_batch` of a policy by handle (1.8).
+    pub fn evict_handle_hit_batch<T: crate::HandleEviction>() -> i32 {
         T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
     }
 
@@ -199,8 +247,8 @@ pub mod __private {
 /// Generates the ABI v1 exports for a plugin type and the roles it serves.
 ///
 /// `export_plugin!(Type, role, ...)` where `Type: Plugin + Default` and each
-/// role is `eviction`, `admission`, `prefetch`, `governor` or `probe` (the type must
-/// implement the matching trait). Use it once per plugin crate. On targets other than
+/// role is `eviction`, `handle_eviction` (ABI 1.8; not with `eviction`), `admission`,
+/// `prefetch`, `governor` or `probe` (the type must implement the matching trait). Use it once per plugin crate. On targets other than
 /// wasm32 it only checks the trait bounds.
 #[macro_export]
 macro_rules! export_plugin {
@@ -254,12 +302,13 @@ macro_rules! export_plugin {
     };
 
     (@check eviction, $ty:ty) => { fn assert_eviction<T: $crate::Eviction>() {} assert_eviction::<$ty>(); };
+    (@check handle_eviction, $ty:ty) => { fn assert_handle_eviction<T: $crate::HandleEviction>() {} assert_handle_eviction::<$ty>(); };
     (@check admission, $ty:ty) => { fn assert_admission<T: $crate::Admission>() {} assert_admission::<$ty>(); };
     (@check prefetch, $ty:ty) => { fn assert_prefetch<T: $crate::Prefetch>() {} assert_prefetch::<$ty>(); };
     (@check governor, $ty:ty) => { fn assert_governor<T: $crate::Governor>() {} assert_governor::<$ty>(); };
     (@check probe, $ty:ty) => { fn assert_probe<T: $crate::Probe>() {} assert_probe::<$ty>(); };
     (@check $other:ident, $ty:ty) => {
-        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, admission, prefetch, governor or probe"));
+        ::core::compile_error!(concat!("unknown role `", stringify!($other), "`: expected eviction, handle_eviction, admission, prefetch, governor or probe"));
     };
 
     (@role eviction, $ty:ty) => {
@@ -282,6 +331,28 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_remove(key: i64) {
             <$ty as $crate::Eviction>::remove(state(), key as u64)
+        }
+    };
+    (@role handle_eviction, $ty:ty) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_buf() -> i32 {
+            $crate::__private::EVICT_BUF.0.get() as usize as i32
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_hit_batch() -> i32 {
+            $crate::__private::evict_handle_hit_batch::<$ty>()
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_handle_miss(hits: i32, key: i64, need: i32) -> i64 {
+            $crate::__private::evict_handle_miss(state(), hits, key, need)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_handle_hits(n: i32) -> i32 {
+            $crate::__private::evict_handle_hits(state(), n)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {
+            <$ty as $crate::HandleEviction>::remove(state(), key as u64, handle as u32)
         }
     };
     (@role admission, $ty:ty) => {

@@ -83,7 +83,7 @@ pub mod probe;
 pub mod transform;
 
 #[cfg(feature = "alloc")]
-pub use collections::{IntMap, KeyList};
+pub use collections::{HandleList, IntMap, KeyList};
 pub use host::{
     Level, add_glob, backend_latency_ns, block_size, capacity, file_size, hit_ratio, log, now_ns,
     path_matches, pressure, resident, sequentiality, transform_records, transform_uid,
@@ -120,6 +120,14 @@ pub mod names {
         e::EVICT_MISS.name,
         e::EVICT_HITS.name,
         e::EVICT_REMOVE.name,
+    ];
+    /// Exports of the eviction role by handle (ABI 1.8), `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 5] = [
+        e::EVICT_BUF.name,
+        e::EVICT_HIT_BATCH.name,
+        e::EVICT_HANDLE_MISS.name,
+        e::EVICT_HANDLE_HITS.name,
+        e::EVICT_HANDLE_REMOVE.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -329,6 +337,56 @@ pub trait Eviction {
     }
 }
 
+/// The eviction role by handle (ABI 1.8), `export_plugin!(T, handle_eviction)`: as
+/// [`Eviction`], but [`insert`](HandleEviction::insert) answers with a 32-bit **handle** of
+/// the policy's choosing (the index of its entry for the block, usually a
+/// [`HandleList`]'s), which the host keeps beside the block and passes back with each hit and
+/// with the block's removal. A policy then finds a block's state by indexing, never by
+/// hashing its key: on a hit, the common case, it does no lookup at all. The hits waiting
+/// come with the next miss, in the same call. Victims are still named by key.
+///
+/// A policy with history beyond the resident blocks (ARC's ghosts) still keys that history;
+/// handles name resident blocks only.
+pub trait HandleEviction {
+    /// Most hits the host may deliver in one call, 1..=256 (default 256); see
+    /// [`Eviction::HIT_BATCH`].
+    const HIT_BATCH: u32 = abi::EVICT_BUF_KEYS as u32;
+
+    /// `key` became resident (after [`evict`](HandleEviction::evict) made room; `key` is
+    /// new): track it and return its handle.
+    fn insert(&mut self, key: u64) -> u32;
+
+    /// A hit on the resident block whose handle is `handle`. Default: nothing.
+    fn access(&mut self, handle: u32) {
+        let _ = handle;
+    }
+
+    /// The host dropped resident `key`, whose handle is `handle` (invalidation): forget it.
+    /// Default: nothing, which is only right for a policy tracking nothing.
+    fn remove(&mut self, key: u64, handle: u32) {
+        let _ = (key, handle);
+    }
+
+    /// Name a resident block to evict (by key) so that the missed block `incoming` can enter,
+    /// and forget it; `None` if there is none (the host then reports the plugin).
+    fn victim(&mut self, incoming: u64) -> Option<u64>;
+
+    /// The missed block `incoming` is about to enter and the cache must lose `need` blocks:
+    /// push victims into `victims` until it holds at least `need` (it may already hold those
+    /// a hit of the same call named). Default: [`victim`](HandleEviction::victim) until then.
+    fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
+        victims.fill(need, || self.victim(incoming));
+    }
+
+    /// A hit on the block of `handle`, which may evict blocks by pushing them into `victims`
+    /// (then set [`HIT_BATCH`](HandleEviction::HIT_BATCH) to 1). Default:
+    /// [`access`](HandleEviction::access).
+    fn hit(&mut self, handle: u32, victims: &mut Victims<'_>) {
+        let _ = victims;
+        self.access(handle);
+    }
+}
+
 /// The victims of one eviction call, written where the host reads them (at most
 /// [`abi::EVICT_BUF_KEYS`]).
 pub struct Victims<'a> {
@@ -378,6 +436,12 @@ impl<'a> Victims<'a> {
     /// Whether none was named.
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// The whole buffer, little-endian, victims or not (the generated code reads the hits
+    /// the host wrote there before any victim is named).
+    pub(crate) fn entries(&self) -> &[u64; abi::EVICT_BUF_KEYS] {
+        self.buf
     }
 
     /// The victims named, in order.
@@ -567,6 +631,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0007);
+        assert_eq!(ABI_VERSION, 0x0001_0008);
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! - `hook/*`: one access + victim + insert cycle (3 hook calls in ABI 1.0) on an
 //!   LRU holding 4096 keys; criterion's elements/s counts those three events. The SDK
-//!   LRU serves the batched hooks of ABI 1.4: a queued hit (one call per 256) and one
-//!   `kplug_evict_miss` per cycle.
+//!   LRU serves the handle hooks of ABI 1.8: one `kplug_evict_handle_miss` per cycle, which
+//!   also carries the queued hit.
 //! - `core/*`: `CacheCore<()>::request` on a skewed random stream over 64 Ki
 //!   keys with a 4096-block cache; elements/s is requests/s.
 
@@ -65,7 +65,7 @@ fn hooks(c: &mut Criterion) {
         .unwrap();
     c.benchmark_group("hook")
         .bench_function("wasm_empty_call", |b| {
-            b.iter(|| p.evict_access(black_box(7), 0).unwrap())
+            b.iter(|| p.evict_access(black_box(7), 0, 0).unwrap())
         });
     wasm_cycle_group(c, "wasm_sdk_lru_cycle", &sdk);
     wasm_cycle_group(c, "wasm_wat_lru_cycle", &wat);
@@ -75,17 +75,20 @@ fn wasm_cycle_group(c: &mut Criterion, name: &str, compiled: &CompiledPlugin) {
     let mut g = c.benchmark_group("hook");
     g.throughput(Throughput::Elements(3));
     let mut p: Plugin = compiled.instantiate(&[], N).unwrap();
+    // The handle of the newest block (ABI 1.8 plugins; 0 for the others).
+    let mut last = 0;
     for k in 0..N {
-        p.evict_insert(k, 0).unwrap();
+        last = p.evict_insert(k, 0).unwrap().unwrap_or(0);
     }
     let mut i = N;
     let mut victims = Vec::new();
     g.bench_function(name, |b| {
         b.iter(|| {
-            p.evict_access(black_box(i - 1), 0).unwrap();
+            p.evict_access(black_box(i - 1), last, 0).unwrap();
             let v = if p.evicts_batched() {
-                // ABI 1.4: the hit waits in a batch; one call names the victim and inserts.
-                p.evict_miss(i, 1, 0).unwrap();
+                // ABI 1.4 and 1.8: the hit waits in a batch; one call names the victim and
+                // inserts (1.8: and takes the hit).
+                last = p.evict_miss(i, 1, 0).unwrap().unwrap_or(0);
                 p.take_victims(&mut victims);
                 victims.drain(..).next_back().unwrap()
             } else {

@@ -170,6 +170,8 @@ struct Entry<V> {
     value: V,
     last_access: u64,
     prefetched: bool,
+    /// The handle the eviction plugin gave the block (ABI 1.8; 0 for other policies).
+    handle: u32,
 }
 
 /// The block cache's bookkeeping and policy driver. See the module docs.
@@ -418,6 +420,7 @@ impl<V> CacheCore<V> {
         self.figures.note_request(&mut self.windows, key, true);
         self.seq += 1;
         e.last_access = self.seq;
+        let handle = e.handle;
         if e.prefetched {
             e.prefetched = false;
             self.stats.prefetch_used += 1;
@@ -425,7 +428,10 @@ impl<V> CacheCore<V> {
         }
         self.stats.hits += 1;
         let resident = self.map.len() as u64;
-        match self.eviction.access(&mut self.plugins, key, resident) {
+        match self
+            .eviction
+            .access(&mut self.plugins, key, handle, resident)
+        {
             Ok(()) => self.evict_returned(),
             Err(f) => self.on_fault(f),
         }
@@ -516,17 +522,13 @@ impl<V> CacheCore<V> {
             self.evict(victim);
         }
         self.figures.note_insert(&mut self.windows, evicting);
-        self.put(key, value, prefetched);
+        self.put(key, value, prefetched, tracked.unwrap_or(0));
         self.stats.insertions += 1;
         if prefetched {
             self.stats.prefetch_inserted += 1;
         }
-        let resident = self.map.len() as u64;
-        if !tracked {
-            match self.eviction.insert(&mut self.plugins, key, resident) {
-                Ok(()) => self.evict_returned(),
-                Err(f) => self.on_fault(f),
-            }
+        if tracked.is_none() {
+            self.tell_inserted(key);
         }
         if self.governor.is_some() {
             self.inserted_for_governor(key);
@@ -535,8 +537,30 @@ impl<V> CacheCore<V> {
         Insert::Inserted
     }
 
+    /// Tells the eviction policy that resident `key` came, and keeps the handle a 1.8 plugin
+    /// gives it.
+    fn tell_inserted(&mut self, key: u64) {
+        let resident = self.map.len() as u64;
+        match self.eviction.insert(&mut self.plugins, key, resident) {
+            Ok(handle) => {
+                if let Some(h) = handle
+                    && let Some(e) = self.map.get_mut(&key)
+                {
+                    e.handle = h;
+                }
+                self.evict_returned()
+            }
+            Err(f) => self.on_fault(f),
+        }
+    }
+
+    /// The handle the eviction plugin gave resident `key` (0 if none, or not resident).
+    pub(in crate::cache) fn handle_of(&self, key: u64) -> u32 {
+        self.map.get(&key).map_or(0, |e| e.handle)
+    }
+
     /// Makes `key` resident, the most recently used, in the map and the file index.
-    fn put(&mut self, key: u64, value: V, prefetched: bool) {
+    fn put(&mut self, key: u64, value: V, prefetched: bool, handle: u32) {
         self.seq += 1;
         self.map.insert(
             key,
@@ -544,6 +568,7 @@ impl<V> CacheCore<V> {
                 value,
                 last_access: self.seq,
                 prefetched,
+                handle,
             },
         );
         if let Some(files) = &mut self.files {
@@ -560,7 +585,8 @@ impl<V> CacheCore<V> {
         {
             // The built-in tracking the resident set forgets it as it would its own victim.
             let resident = self.map.len() as u64;
-            match self.eviction.remove(&mut self.plugins, k, resident) {
+            let handle = self.handle_of(k);
+            match self.eviction.remove(&mut self.plugins, k, handle, resident) {
                 Ok(()) => self.evict_returned(),
                 Err(f) => self.on_fault(f),
             }
@@ -595,55 +621,62 @@ impl<V> CacheCore<V> {
         }
     }
 
-    /// For a batched (ABI 1.4) eviction plugin: `kplug_evict_miss(key, need)` with the room
-    /// the insertion of `key` needs, and its victims evicted. Returns whether the plugin now
-    /// tracks `key` (false for any other policy, or after a fault).
-    fn evict_for_miss(&mut self, key: u64) -> bool {
+    /// For a batched (ABI 1.4 or 1.8) eviction plugin: the miss of `key` with the room its
+    /// insertion needs, and its victims evicted. Returns `Some(handle)` (0 but for 1.8) if the
+    /// plugin now tracks `key` (`None` for any other policy, or after a fault).
+    fn evict_for_miss(&mut self, key: u64) -> Option<u32> {
         let capacity = self.capacity;
         self.batched_miss(key, |resident| {
             Some((resident + 1).saturating_sub(capacity))
         })
     }
 
-    /// `kplug_evict_miss(key, need)` to a batched (ABI 1.4) eviction plugin, the hits waiting
-    /// delivered first and every victim evicted; `need` is asked with the blocks resident
-    /// once the hits' victims left (`None`: no call). Returns whether the plugin was asked and
-    /// still serves (false for any other policy, or after a fault).
-    pub(super) fn batched_miss(&mut self, key: u64, need: impl FnOnce(u64) -> Option<u64>) -> bool {
+    /// The miss of `key` to a batched eviction plugin, the hits waiting delivered first (1.4:
+    /// in their own call, their victims evicted before `need` is asked; 1.8: with the miss,
+    /// their victims counting towards `need`) and every victim evicted; `need` is asked with
+    /// the blocks resident then (`None`: no call). Returns `Some(handle)` (0 but for 1.8) if
+    /// the plugin was asked and still serves (`None` for any other policy, or after a fault).
+    pub(super) fn batched_miss(
+        &mut self,
+        key: u64,
+        need: impl FnOnce(u64) -> Option<u64>,
+    ) -> Option<u32> {
         let EvictionRole::Plugin(slot) = self.eviction else {
-            return false;
+            return None;
         };
-        if !self.plugins.peek(slot).evicts_batched() {
-            return false;
+        let plugin = self.plugins.peek(slot);
+        if !plugin.evicts_batched() {
+            return None;
         }
-        // The hits waiting go first: what they evict is room the miss need not make.
-        let resident = self.map.len() as u64;
-        match self.plugins.get(slot).flush_hits(resident) {
-            Ok(()) => self.evict_returned(),
-            Err(fault) => {
-                self.on_fault(SlotFault { slot, fault });
-                return false;
+        if !plugin.evicts_by_handle() {
+            // The hits waiting go first: what they evict is room the miss need not make.
+            let resident = self.map.len() as u64;
+            match self.plugins.get(slot).flush_hits(resident) {
+                Ok(()) => self.evict_returned(),
+                Err(fault) => {
+                    self.on_fault(SlotFault { slot, fault });
+                    return None;
+                }
+            }
+            if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+                return None;
             }
         }
-        if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
-            return false;
-        }
         let resident = self.map.len() as u64;
-        let Some(need) = need(resident) else {
-            return false;
-        };
+        let need = need(resident)?;
         match self
             .plugins
             .get(slot)
             .evict_miss(key, need.min(u32::MAX as u64) as u32, resident)
         {
-            Ok(()) => {
+            Ok(handle) => {
                 self.evict_returned();
                 matches!(self.eviction, EvictionRole::Plugin(s) if s == slot)
+                    .then_some(handle.unwrap_or(0))
             }
             Err(fault) => {
                 self.on_fault(SlotFault { slot, fault });
-                false
+                None
             }
         }
     }
@@ -736,11 +769,11 @@ impl<V> CacheCore<V> {
         }
         let e = self.map.remove(&key)?;
         self.unindex(key);
-        self.after_remove(key, e.prefetched);
+        self.after_remove(key, e.prefetched, e.handle);
         Some(e.value)
     }
 
-    fn after_remove(&mut self, key: u64, prefetched: bool) {
+    fn after_remove(&mut self, key: u64, prefetched: bool, handle: u32) {
         if self.governor.is_some() {
             self.dropped_for_governor(key);
         }
@@ -749,7 +782,10 @@ impl<V> CacheCore<V> {
             self.stats.prefetch_wasted += 1;
         }
         let resident = self.map.len() as u64;
-        match self.eviction.remove(&mut self.plugins, key, resident) {
+        match self
+            .eviction
+            .remove(&mut self.plugins, key, handle, resident)
+        {
             Ok(()) => self.evict_returned(),
             Err(f) => self.on_fault(f),
         }
@@ -792,7 +828,7 @@ impl<V> CacheCore<V> {
         for b in &doomed {
             let key = block_key(file, *b);
             if let Some(e) = self.map.remove(&key) {
-                self.after_remove(key, e.prefetched);
+                self.after_remove(key, e.prefetched, e.handle);
             }
         }
         doomed.len()

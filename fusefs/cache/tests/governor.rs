@@ -46,6 +46,7 @@ fn resolve(name: &str) -> Result<CompiledPlugin, String> {
     match name {
         "lru" => Ok(wat_lru().clone()),
         "fifo" => Ok(compile(&fifo(&[]))),
+        "handle-fifo" => Ok(compile(&handle_fifo(&[]))),
         _ => Err(format!("no policy {name}")),
     }
 }
@@ -150,6 +151,36 @@ fn a_faulting_governor_is_dropped_and_the_cache_keeps_serving() {
     // The LRU it switched to at the first tick still serves.
     assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
     assert!(core.len() <= 16);
+}
+
+#[test]
+fn a_candidate_by_handle_taking_over_knows_the_blocks_by_their_shadow_handles() {
+    // The governor faults at its second tick, after switching to the FIFO by handle (ABI
+    // 1.8), whose instance then serves the cache: it knows each block by the handle it gave
+    // it in its shadow, and traps on any other.
+    let text = governor(
+        "lru",
+        "handle-fifo",
+        "(if (i32.eq (global.get $ticks) (i32.const 2)) (then unreachable))",
+    );
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve, 100)
+        .unwrap();
+    let keys = stream(3000);
+    for k in &keys[..1000] {
+        core.request(*k, || ());
+    }
+    assert_eq!(core.stats().faults, 1);
+    assert!(core.governor_name().is_none());
+    assert_eq!(core.policy(Role::Eviction).name, "fixture");
+    for k in &keys[1000..] {
+        core.request(*k, || ());
+        if k % 7 == 0 {
+            core.remove(*k);
+        }
+    }
+    assert_eq!(core.stats().faults, 1, "the candidate by handle faulted");
+    assert_eq!(core.policy(Role::Eviction).name, "fixture");
 }
 
 #[test]

@@ -802,3 +802,135 @@ fn both_eviction_sets_prefer_the_batched_one() {
     let (_, status) = run_eviction_workload(&text);
     assert!(status.error().unwrap().starts_with("kplug_evict_miss"));
 }
+
+// Eviction by handle (ABI 1.8): the host keeps the handle each block got and passes it back
+// (the fixture traps on any other); the hits waiting ride with the next miss; the answers it
+// can get wrong are checked as the 1.4 set's are.
+
+fn check_by_handle(parts: &[(&str, &str)], hook: &str, fault: Fault) {
+    let (mut core, status) = run_eviction_workload(&handle_fifo(parts));
+    assert_fault_and_takeover(&mut core, &status, &fault);
+    let e = status.error().unwrap();
+    assert!(e.starts_with(hook), "error `{e}` should name {hook}");
+}
+
+#[test]
+fn a_plugin_by_handle_gets_its_handles_back_and_its_hits_with_the_miss() {
+    on_both_tiers(|| {
+        let (mut core, status) = run_eviction_workload(&handle_fifo(&[]));
+        assert_eq!(status.state(), PluginState::Active, "{:?}", status.error());
+        assert_eq!(core.stats().faults, 0);
+        assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
+        // 400 hits are 100 calls with a batch of 4; 3 more hits wait, and ride with the miss.
+        let before = status.calls();
+        for i in 0..403u64 {
+            assert!(core.request(26 + i % 4, || ()));
+        }
+        assert_eq!(status.calls() - before, 100);
+        assert!(!core.request(50, || ()));
+        assert_eq!(status.calls() - before, 101);
+        // Least recently used first: 29 then the three hits that rode with the miss.
+        assert_eq!(core.resident_keys(), vec![29, 27, 28, 50]);
+        // A removal passes the block's handle (the fixture checks it names that key).
+        assert!(core.remove(28).is_some());
+        for k in [27, 29, 50] {
+            assert!(core.request(k, || ()));
+        }
+        assert!(!core.request(51, || ()));
+        assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+        assert_eq!(status.state(), PluginState::Active);
+    });
+}
+
+#[test]
+fn a_plugin_by_handle_swapped_in_knows_the_blocks_by_their_handles() {
+    // The replay of the resident blocks gives each its handle; so does the catch-up of the
+    // blocks that came after the snapshot (install_prepared).
+    let mut core: CacheCore<()> = CacheCore::new(4, Default::default());
+    for k in 0..3 {
+        core.request(k, || ());
+    }
+    let resident = core.resident_keys();
+    let prepared =
+        kplug_cache::Prepared::new(load(&handle_fifo(&[]), 4), ev(), &resident).unwrap();
+    core.request(3, || ());
+    core.install_prepared(prepared).unwrap();
+    for k in 0..4 {
+        assert!(core.request(k, || ()), "block {k}");
+    }
+    assert!(core.remove(3).is_some());
+    assert!(core.remove(1).is_some());
+    for k in [0, 2] {
+        assert!(core.request(k, || ()));
+    }
+    for k in 10..20 {
+        core.request(k, || ());
+    }
+    assert_eq!(core.stats().faults, 0);
+    assert_eq!(core.policy(Role::Eviction).name, "fixture");
+    // FIFO: the last four in.
+    assert_eq!(core.resident_keys(), vec![16, 17, 18, 19]);
+}
+
+#[test]
+fn by_handle_answers_are_checked() {
+    let when_full = |body: &str| WHEN_FULL.replace("{}", body);
+    for (body, msg) in [
+        ("(return (i64.const 0))", "0 victims, expected 1..=256"),
+        ("(return (i64.const 257))", "257 victims, expected 1..=256"),
+        // The count is the low 32 bits: a handle in the high ones is fine, -1 there is not.
+        (
+            "(return (i64.const 0x7fffffffffffffff))",
+            "4294967295 victims, expected 1..=256",
+        ),
+    ] {
+        check_by_handle(
+            &[("{MISS}", &when_full(body))],
+            "kplug_evict_handle_miss",
+            Fault::InvalidAnswer(msg.into()),
+        );
+    }
+    check_by_handle(
+        &[(
+            "{MISS}",
+            &when_full("(i64.store (i32.const 0) (i64.const 0xdead)) (return (i64.const 1))"),
+        )],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
+    );
+    // A batch of one: the workload's hit is delivered alone, not with the next miss.
+    check_by_handle(
+        &[("{HITS}", "(return (i32.const 300))"), ("{BATCH}", "1")],
+        "kplug_evict_handle_hits",
+        Fault::InvalidAnswer("300 victims, expected 0..=256".into()),
+    );
+    check_by_handle(
+        &[("{MISS}", TRAP)],
+        "kplug_evict_handle_miss",
+        Fault::Trap("wasm `unreachable` instruction executed".into()),
+    );
+}
+
+#[test]
+fn the_by_handle_set_is_checked_at_load_and_preferred() {
+    let text = handle_fifo(&[]).replace("(export \"kplug_evict_handle_remove\")", "");
+    assert_eq!(
+        load_err(&text).to_string(),
+        "missing export `kplug_evict_handle_remove` (the eviction role needs all of its exports)"
+    );
+    let e = load_err(&handle_fifo(&[("{BATCH}", "0")]));
+    assert_eq!(
+        e.to_string(),
+        "kplug_evict_hit_batch faulted during load: invalid answer: hit batch 0 is outside 1..=256"
+    );
+    // Beside the 1.4 set (sharing the key buffer), the by-handle set serves.
+    let keyed = r#"
+  (func (export "kplug_evict_hits") (param i32) (result i32) (unreachable))
+  (func (export "kplug_evict_miss") (param i64 i32) (result i32) (unreachable))
+  (func (export "kplug_evict_remove") (param i64) (unreachable))"#;
+    let text = handle_fifo(&[("{EXTRA}", keyed)]);
+    let plugin = load(&text, 4);
+    assert!(plugin.evicts_by_handle());
+    let (core, status) = run_eviction_workload(&text);
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+}

@@ -10,18 +10,19 @@ use kplug_cache::{BlockRange, CacheCore, CoreConfig, Insert};
 use kplug_engine::{LoadError, PluginState};
 
 /// The ABI is defined once, in `kplug-abi`; the SDK must spell its names as literals (in
-/// `extern` blocks and generated exports). Two SDK fixtures that between them call every
-/// import and generate every export are compiled by the engine, which checks each name and
-/// signature against `kplug-abi`; and they must cover the whole ABI, so no function of the
-/// SDK escapes the check.
+/// `extern` blocks and generated exports). SDK plugins that between them call every
+/// import and generate every export (the fixtures, and policies/lru for eviction by handle)
+/// are compiled by the engine, which checks each name and signature against `kplug-abi`;
+/// and they must cover the whole ABI, so no function of the SDK escapes the check.
 #[test]
 fn the_sdk_speaks_exactly_the_abi() {
     assert_eq!(kplug_sdk::ABI_VERSION, abi::ABI_VERSION);
     let engine = wasmtime::Engine::default();
     let mut imports = std::collections::BTreeSet::new();
     let mut exports = std::collections::BTreeSet::new();
-    for name in ["sdk-roles", "sdk-governor", "sdk-transform", "sdk-probe"] {
-        let bytes = fixture_wasm(name);
+    let fixtures = ["sdk-roles", "sdk-governor", "sdk-transform", "sdk-probe"];
+    let built = fixtures.map(|name| (name, fixture_wasm(name)));
+    for (name, bytes) in built.into_iter().chain([("lru", sdk_lru_wasm())]) {
         common::engine()
             .compile(name, bytes)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -39,8 +40,8 @@ fn the_sdk_speaks_exactly_the_abi() {
             f.name
         );
     }
-    // The SDK serves eviction through the batched set (1.4) only; the per-event hooks of 1.0
-    // stay in the ABI for older plugins (and the C SDK, checked below).
+    // The SDK serves eviction through the batched sets (1.4 by key, 1.8 by handle) only; the
+    // per-event hooks of 1.0 stay in the ABI for older plugins (and the C SDK, checked below).
     let per_event_only = |f: &&abi::Func| {
         Role::Eviction.exports().contains(f) && !abi::exports::EVICTION_BATCHED.contains(f)
     };
@@ -59,6 +60,11 @@ fn the_sdk_speaks_exactly_the_abi() {
         .map(|f| f.name)
         .collect();
     assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);
+    let names: Vec<&str> = abi::exports::EVICTION_HANDLES
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(kplug_sdk::names::HANDLE_EVICTION.to_vec(), names);
     let names: Vec<&str> = abi::imports::ALL.iter().map(|f| f.name).collect();
     assert_eq!(kplug_sdk::names::IMPORTS.to_vec(), names);
     let mut names: Vec<&str> = abi::exports::TRANSFORM.iter().map(|f| f.name).collect();

@@ -101,6 +101,19 @@ impl Default for EngineConfig {
     }
 }
 
+/// Which set of eviction hooks a plugin serves eviction through (the ABI has three; a
+/// plugin without the role reports `PerEvent`, and is never asked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictionAbi {
+    /// ABI 1.0: one call per insertion, hit and victim (`kplug_evict_insert`, ...).
+    PerEvent,
+    /// ABI 1.4: one call per miss, hits in batches, keys (`kplug_evict_miss`, ...).
+    Batched,
+    /// ABI 1.8: as 1.4, but a block's hits and removal carry the handle the plugin gave it
+    /// and the hits waiting ride with the next miss (`kplug_evict_handle_miss`, ...).
+    Handles,
+}
+
 /// Which compiler made a [`CompiledPlugin`]'s machine code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CodeTier {
@@ -391,8 +404,7 @@ impl PluginEngine {
             (None, _, _) => (optimized()?, Source::Compiled, CodeTier::Optimized),
         };
         check_imports(&module)?;
-        let (roles, batched_eviction, probe) =
-            check_exports(&module, self.inner.config.memory_limit)?;
+        let (roles, eviction_abi, probe) = check_exports(&module, self.inner.config.memory_limit)?;
         let transform = module.get_export(exp::TRANSFORM_CHUNK.name).is_some();
         if source == Source::Compiled && tier == CodeTier::Optimized {
             self.inner.modules.put(key, &module);
@@ -412,7 +424,7 @@ impl PluginEngine {
                 tier,
                 pre,
                 roles,
-                batched_eviction,
+                eviction_abi,
                 has_params: module.get_export(exp::SET_PARAM.name).is_some(),
                 wants_sequentiality: imports(&module, imp::SEQUENTIALITY.name),
                 wants_files: imports(&module, imp::FILE_SIZE.name)
@@ -437,8 +449,8 @@ pub(crate) struct CompiledInner {
     pub(crate) tier: CodeTier,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) roles: RoleSet,
-    /// Serves eviction through the batched hooks of ABI 1.4 (`kplug_evict_miss`, ...).
-    pub(crate) batched_eviction: bool,
+    /// Which of the ABI's three sets of eviction hooks the plugin serves eviction through.
+    pub(crate) eviction_abi: EvictionAbi,
     pub(crate) has_params: bool,
     /// Imports `kplug.sequentiality`: the core then tracks per-file sequentiality.
     pub(crate) wants_sequentiality: bool,
@@ -713,7 +725,10 @@ fn check_export(module: &Module, f: &Func, role: Option<Role>) -> Result<(), Loa
 
 /// The roles the module serves, whether it serves eviction through the batched set of
 /// ABI 1.4 (preferred when both eviction sets are exported), and whether it is a probe (1.5).
-fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool, bool), LoadError> {
+fn check_exports(
+    module: &Module,
+    memory_limit: usize,
+) -> Result<(RoleSet, EvictionAbi, bool), LoadError> {
     match module.get_export(exp::MEMORY) {
         None => {
             return Err(LoadError::MissingExport {
@@ -750,18 +765,26 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool,
     }
     let mut roles = RoleSet::EMPTY;
     let has = |f: &Func| module.get_export(f.name).is_some();
-    // A role's export set counts as exported when one of its own hooks is: the two eviction
-    // sets share `kplug_evict_remove`, which alone names neither. Each set exported is
-    // checked whole.
-    let names_set = |set: &[Func]| {
-        set.iter()
-            .any(|f| f.name != exp::EVICT_REMOVE.name && has(f))
+    // A role's export set counts as exported when one of its own hooks is: the eviction sets
+    // share `kplug_evict_remove` (1.0, 1.4) and the key buffer's two exports (1.4, 1.8), which
+    // name none of them. Each set exported is checked whole.
+    let shared = [
+        exp::EVICT_REMOVE.name,
+        exp::EVICT_BUF.name,
+        exp::EVICT_HIT_BATCH.name,
+    ];
+    let names_set = |set: &[Func]| set.iter().any(|f| !shared.contains(&f.name) && has(f));
+    let eviction_abi = if names_set(exp::EVICTION_HANDLES) {
+        EvictionAbi::Handles
+    } else if names_set(exp::EVICTION_BATCHED) {
+        EvictionAbi::Batched
+    } else {
+        EvictionAbi::PerEvent
     };
-    let batched = names_set(exp::EVICTION_BATCHED);
-    let sets = Role::ALL
-        .into_iter()
-        .map(|r| (r, r.exports()))
-        .chain([(Role::Eviction, exp::EVICTION_BATCHED)]);
+    let sets = Role::ALL.into_iter().map(|r| (r, r.exports())).chain([
+        (Role::Eviction, exp::EVICTION_BATCHED),
+        (Role::Eviction, exp::EVICTION_HANDLES),
+    ]);
     for (role, set) in sets {
         if names_set(set) {
             for f in set {
@@ -814,7 +837,7 @@ fn check_exports(module: &Module, memory_limit: usize) -> Result<(RoleSet, bool,
     if roles.is_empty() && !governor && !transform && !probe {
         return Err(LoadError::NoRoles);
     }
-    Ok((roles, batched, probe))
+    Ok((roles, eviction_abi, probe))
 }
 
 /// Whether a (validated) module binary has a start section (id 8). Sections are an id byte, a

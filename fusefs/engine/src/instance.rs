@@ -31,7 +31,7 @@ use kplug_abi::{self as abi, Role, RoleSet, exports as exp};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmParams, WasmResults};
 
 use crate::budget::SlowBudget;
-use crate::engine::{CompiledPlugin, PluginEngine};
+use crate::engine::{CompiledPlugin, EvictionAbi, PluginEngine};
 use crate::error::{Fault, LoadError};
 use crate::figures::Figures;
 use crate::state::{HostState, on_deadline, thread_cpu_ns};
@@ -65,7 +65,8 @@ impl std::fmt::Display for HookFault {
     }
 }
 
-/// The eviction hooks: the per-event set of ABI 1.0, or the batched set of 1.4.
+/// The eviction hooks: the per-event set of ABI 1.0, or a batched set (1.4 by key, 1.8 by
+/// handle).
 enum EvictionFns {
     PerEvent {
         insert: TypedFunc<i64, ()>,
@@ -76,13 +77,13 @@ enum EvictionFns {
     Batched(BatchedEviction),
 }
 
-/// ABI 1.4's eviction: hits wait in `pending` (host memory) until `hit_batch` of them, a miss
-/// or a removal; they are then copied into the plugin's key buffer and delivered in one call.
-/// Victims come back through the same buffer into `victims`, where the caller takes them.
+/// ABI 1.4's and 1.8's eviction: hits (1.4: keys; 1.8: handles) wait in `pending` (host
+/// memory) until `hit_batch` of them, a miss or a removal; they are then copied into the
+/// plugin's key buffer and delivered in one call (1.8: the miss's own). Victims come back
+/// through the same buffer into `victims`, where the caller takes them.
 struct BatchedEviction {
-    miss: TypedFunc<(i64, i32), i32>,
+    calls: BatchedCalls,
     hits: TypedFunc<i32, i32>,
-    remove: TypedFunc<i64, ()>,
     /// Address of the key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
     buf: usize,
     hit_batch: usize,
@@ -90,6 +91,21 @@ struct BatchedEviction {
     victims: Vec<u64>,
     /// The hook that returned the last victims (for a fault's message).
     victims_from: &'static str,
+}
+
+/// The calls that differ between the two batched sets.
+enum BatchedCalls {
+    /// 1.4: `kplug_evict_miss(key, need)`, `kplug_evict_remove(key)`.
+    Keys {
+        miss: TypedFunc<(i64, i32), i32>,
+        remove: TypedFunc<i64, ()>,
+    },
+    /// 1.8: `kplug_evict_handle_miss(hits, key, need)`, `kplug_evict_handle_remove(key,
+    /// handle)`.
+    Handles {
+        miss: TypedFunc<(i32, i64, i32), i64>,
+        remove: TypedFunc<(i64, i32), ()>,
+    },
 }
 
 struct PrefetchFns {
@@ -218,13 +234,14 @@ pub(crate) fn ask_buffer(
     Ok(at)
 }
 
-/// Looks up the batched eviction hooks (ABI 1.4) and asks for the key buffer and the hit
-/// batch: the buffer must lie inside memory (memory never shrinks, so it stays there) and the
-/// batch be 1..=[`abi::EVICT_BUF_KEYS`].
+/// Looks up the batched eviction hooks (ABI 1.4 or, with `handles`, 1.8) and asks for the key
+/// buffer and the hit batch: the buffer must lie inside memory (memory never shrinks, so it
+/// stays there) and the batch be 1..=[`abi::EVICT_BUF_KEYS`].
 fn load_batched_eviction(
     instance: &wasmtime::Instance,
     store: &mut Store<HostState>,
     memory: &Memory,
+    handles: bool,
 ) -> Result<EvictionFns, LoadError> {
     let bytes = abi::EVICT_BUF_KEYS * 8;
     let buf = ask_buffer(
@@ -245,15 +262,31 @@ fn load_batched_eviction(
             )),
         });
     }
+    let (calls, hits) = if handles {
+        let calls = BatchedCalls::Handles {
+            miss: instance
+                .get_typed_func(&mut *store, exp::EVICT_HANDLE_MISS.name)
+                .map_err(inst_err)?,
+            remove: instance
+                .get_typed_func(&mut *store, exp::EVICT_HANDLE_REMOVE.name)
+                .map_err(inst_err)?,
+        };
+        (calls, exp::EVICT_HANDLE_HITS.name)
+    } else {
+        let calls = BatchedCalls::Keys {
+            miss: instance
+                .get_typed_func(&mut *store, exp::EVICT_MISS.name)
+                .map_err(inst_err)?,
+            remove: instance
+                .get_typed_func(&mut *store, exp::EVICT_REMOVE.name)
+                .map_err(inst_err)?,
+        };
+        (calls, exp::EVICT_HITS.name)
+    };
     Ok(EvictionFns::Batched(BatchedEviction {
-        miss: instance
-            .get_typed_func(&mut *store, exp::EVICT_MISS.name)
-            .map_err(inst_err)?,
+        calls,
         hits: instance
-            .get_typed_func(&mut *store, exp::EVICT_HITS.name)
-            .map_err(inst_err)?,
-        remove: instance
-            .get_typed_func(&mut *store, exp::EVICT_REMOVE.name)
+            .get_typed_func(&mut *store, hits)
             .map_err(inst_err)?,
         buf,
         hit_batch: hit_batch as usize,
@@ -261,6 +294,15 @@ fn load_batched_eviction(
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
     }))
+}
+
+/// Writes `keys` little-endian at `buf` of the plugin's memory (at most
+/// [`abi::EVICT_BUF_KEYS`]: the buffer, checked at load, holds them; memory never shrinks).
+fn write_keys(memory: &Memory, store: &mut Store<HostState>, buf: usize, keys: &[u64]) {
+    let mem = &mut memory.data_mut(store)[buf..buf + keys.len() * 8];
+    for (dst, k) in mem.chunks_exact_mut(8).zip(keys) {
+        dst.copy_from_slice(&k.to_le_bytes());
+    }
 }
 
 /// Appends the `n` little-endian keys at `buf` of the plugin's memory (in bounds: the buffer
@@ -469,8 +511,15 @@ impl CompiledPlugin {
         let c = &self.inner;
         let cfg = c.engine.config().clone();
         let roles = c.roles;
-        let eviction = if roles.contains(Role::Eviction) && c.batched_eviction {
-            Some(load_batched_eviction(&instance, &mut store, &memory)?)
+        let batched = match c.eviction_abi {
+            EvictionAbi::PerEvent => None,
+            EvictionAbi::Batched => Some(false),
+            EvictionAbi::Handles => Some(true),
+        };
+        let eviction = if let (true, Some(handles)) = (roles.contains(Role::Eviction), batched) {
+            Some(load_batched_eviction(
+                &instance, &mut store, &memory, handles,
+            )?)
         } else if roles.contains(Role::Eviction) {
             Some(EvictionFns::PerEvent {
                 insert: instance
@@ -766,40 +815,59 @@ impl Plugin {
         self.rt.status.clone()
     }
 
-    /// Whether the plugin serves eviction through the batched hooks of ABI 1.4: the core
-    /// then calls [`evict_miss`](Self::evict_miss) instead of `victim` + `insert`, and takes
-    /// the victims of every eviction call with [`take_victims`](Self::take_victims).
+    /// Whether the plugin serves eviction through a batched set of hooks (ABI 1.4 or 1.8): the
+    /// core then calls [`evict_miss`](Self::evict_miss) instead of `victim` + `insert`, and
+    /// takes the victims of every eviction call with [`take_victims`](Self::take_victims).
     pub fn evicts_batched(&self) -> bool {
         matches!(self.eviction, Some(EvictionFns::Batched(_)))
     }
 
+    /// Whether the plugin serves eviction by handle (ABI 1.8): the core keeps the handle that
+    /// [`evict_miss`](Self::evict_miss) or [`evict_insert`](Self::evict_insert) returned for
+    /// each block and passes it back with the block's hits and removal; and the hits waiting
+    /// ride with the next miss, so the core need not deliver them first.
+    pub fn evicts_by_handle(&self) -> bool {
+        matches!(
+            &self.eviction,
+            Some(EvictionFns::Batched(BatchedEviction {
+                calls: BatchedCalls::Handles { .. },
+                ..
+            }))
+        )
+    }
+
     /// Block `key` became resident (the host made room first). 1.0: `kplug_evict_insert`;
-    /// 1.4: `kplug_evict_miss(key, 0)`, whose victims (legal, if unusual, with room left)
-    /// wait in [`take_victims`](Self::take_victims). Panics if the plugin has no eviction
-    /// role (the core only routes roles a plugin implements).
+    /// 1.4 and 1.8: a miss with no room to make, whose victims (legal, if unusual, with room
+    /// left) wait in [`take_victims`](Self::take_victims). Returns the block's handle (1.8
+    /// only). Panics if the plugin has no eviction role (the core only routes roles a plugin
+    /// implements).
     #[inline]
-    pub fn evict_insert(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
+    pub fn evict_insert(&mut self, key: u64, resident: u64) -> Result<Option<u32>, HookFault> {
         match self.eviction.as_mut().expect("eviction role") {
-            EvictionFns::PerEvent { insert, .. } => {
-                self.rt
-                    .call(exp::EVICT_INSERT.name, insert, key as i64, resident)
-            }
+            EvictionFns::PerEvent { insert, .. } => self
+                .rt
+                .call(exp::EVICT_INSERT.name, insert, key as i64, resident)
+                .map(|()| None),
             EvictionFns::Batched(_) => self.evict_miss(key, 0, resident),
         }
     }
 
-    /// A hit on resident `key`. 1.0: `kplug_evict_access`; 1.4: queued, delivered with
-    /// `kplug_evict_hits` once the plugin's hit batch is full (its victims then wait in
-    /// [`take_victims`](Self::take_victims)).
+    /// A hit on resident `key`, whose handle is `handle` (1.8; ignored otherwise). 1.0:
+    /// `kplug_evict_access`; 1.4 and 1.8: queued, delivered once the plugin's hit batch is
+    /// full (its victims then wait in [`take_victims`](Self::take_victims)) or with the next
+    /// miss or removal.
     #[inline]
-    pub fn evict_access(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
+    pub fn evict_access(&mut self, key: u64, handle: u32, resident: u64) -> Result<(), HookFault> {
         match self.eviction.as_mut().expect("eviction role") {
             EvictionFns::PerEvent { access, .. } => {
                 self.rt
                     .call(exp::EVICT_ACCESS.name, access, key as i64, resident)
             }
             EvictionFns::Batched(b) => {
-                b.pending.push(key);
+                b.pending.push(match b.calls {
+                    BatchedCalls::Keys { .. } => key,
+                    BatchedCalls::Handles { .. } => handle as u64,
+                });
                 if b.pending.len() >= b.hit_batch {
                     self.flush_hits(resident)?;
                 }
@@ -808,16 +876,29 @@ impl Plugin {
         }
     }
 
-    /// `kplug_evict_remove(key)` (1.4: after delivering the hits waiting).
+    /// The host dropped resident `key` (handle `handle`, 1.8): `kplug_evict_remove(key)` or
+    /// `kplug_evict_handle_remove(key, handle)`, after delivering the hits waiting.
     #[inline]
-    pub fn evict_remove(&mut self, key: u64, resident: u64) -> Result<(), HookFault> {
+    pub fn evict_remove(&mut self, key: u64, handle: u32, resident: u64) -> Result<(), HookFault> {
         self.flush_hits(resident)?;
-        let f = match self.eviction.as_ref().expect("eviction role") {
-            EvictionFns::PerEvent { remove, .. } => remove,
-            EvictionFns::Batched(b) => &b.remove,
-        };
-        self.rt
-            .call(exp::EVICT_REMOVE.name, f, key as i64, resident)
+        match self.eviction.as_ref().expect("eviction role") {
+            EvictionFns::PerEvent { remove, .. }
+            | EvictionFns::Batched(BatchedEviction {
+                calls: BatchedCalls::Keys { remove, .. },
+                ..
+            }) => self
+                .rt
+                .call(exp::EVICT_REMOVE.name, remove, key as i64, resident),
+            EvictionFns::Batched(BatchedEviction {
+                calls: BatchedCalls::Handles { remove, .. },
+                ..
+            }) => self.rt.call(
+                exp::EVICT_HANDLE_REMOVE.name,
+                remove,
+                (key as i64, handle as i32),
+                resident,
+            ),
+        }
     }
 
     /// `kplug_evict_victim()`, unvalidated (1.0 plugins only: the core asks a 1.4 plugin
@@ -837,35 +918,66 @@ impl Plugin {
             .map(|k| k as u64)
     }
 
-    /// 1.4: block `key` is about to become resident and the cache must first lose `need`
-    /// blocks: the hits waiting are delivered (a caller flushes them first with
+    /// 1.4 and 1.8: block `key` is about to become resident and the cache must first lose
+    /// `need` blocks. 1.4: the hits waiting are delivered (a caller flushes them first with
     /// [`flush_hits`](Self::flush_hits) and evicts their victims, so that `need` counts the
-    /// room they made), then `kplug_evict_miss(key, need)`. Its
-    /// victims, checked here for count (`need..=256`) and left for the caller to check
-    /// against the cache, wait in [`take_victims`](Self::take_victims).
-    pub fn evict_miss(&mut self, key: u64, need: u32, resident: u64) -> Result<(), HookFault> {
-        self.flush_hits(resident)?;
+    /// room they made), then `kplug_evict_miss(key, need)`. 1.8: one
+    /// `kplug_evict_handle_miss(hits, key, need)` carries the hits waiting, whose victims
+    /// count towards `need`; it returns the handle of `key`. The victims, checked here for
+    /// count (`need..=256`) and left for the caller to check against the cache, wait in
+    /// [`take_victims`](Self::take_victims).
+    pub fn evict_miss(
+        &mut self,
+        key: u64,
+        need: u32,
+        resident: u64,
+    ) -> Result<Option<u32>, HookFault> {
+        let handles = self.evicts_by_handle();
+        if !handles {
+            self.flush_hits(resident)?;
+        }
         let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
             return Err(HookFault {
                 hook: exp::EVICT_MISS.name,
                 fault: Fault::InvalidAnswer("the host asked a 1.0 plugin for a miss".into()),
             });
         };
-        let n = self.rt.call(
-            exp::EVICT_MISS.name,
-            &b.miss,
-            (key as i64, need.min(i32::MAX as u32) as i32),
-            resident,
-        )?;
+        let need_arg = need.min(i32::MAX as u32) as i32;
+        let (hook, n, handle) = match &b.calls {
+            BatchedCalls::Keys { miss, .. } => {
+                let n =
+                    self.rt
+                        .call(exp::EVICT_MISS.name, miss, (key as i64, need_arg), resident)?;
+                (exp::EVICT_MISS.name, n as i64, None)
+            }
+            BatchedCalls::Handles { miss, .. } => {
+                let hits = b.pending.len();
+                if hits > 0 {
+                    write_keys(&self.memory, &mut self.rt.store, b.buf, &b.pending);
+                    b.pending.clear();
+                }
+                let r = self.rt.call(
+                    exp::EVICT_HANDLE_MISS.name,
+                    miss,
+                    (hits as i32, key as i64, need_arg),
+                    resident,
+                )? as u64;
+                (
+                    exp::EVICT_HANDLE_MISS.name,
+                    (r & 0xffff_ffff) as i64,
+                    Some((r >> 32) as u32),
+                )
+            }
+        };
         let range = need as usize..=abi::EVICT_BUF_KEYS;
         match usize::try_from(n).ok().filter(|n| range.contains(n)) {
             Some(n) => {
                 read_keys(&self.memory, &self.rt.store, b.buf, n, &mut b.victims);
-                b.victims_from = exp::EVICT_MISS.name;
-                Ok(())
+                b.victims_from = hook;
+                Ok(handle)
             }
             None => Err(HookFault {
-                hook: exp::EVICT_MISS.name,
+                hook,
                 fault: Fault::InvalidAnswer(format!(
                     "{n} victims, expected {need}..={}",
                     abi::EVICT_BUF_KEYS
@@ -874,8 +986,9 @@ impl Plugin {
         }
     }
 
-    /// 1.4: delivers the hits waiting, if any, with `kplug_evict_hits`; its victims wait in
-    /// [`take_victims`](Self::take_victims). Nothing to do for a 1.0 plugin.
+    /// 1.4 and 1.8: delivers the hits waiting, if any, with `kplug_evict_hits` (or
+    /// `kplug_evict_handle_hits`); its victims wait in [`take_victims`](Self::take_victims).
+    /// Nothing to do for a 1.0 plugin.
     pub fn flush_hits(&mut self, resident: u64) -> Result<(), HookFault> {
         let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
             return Ok(());
@@ -884,14 +997,13 @@ impl Plugin {
             return Ok(());
         }
         let n = b.pending.len();
-        let mem = &mut self.memory.data_mut(&mut self.rt.store)[b.buf..b.buf + n * 8];
-        for (dst, k) in mem.chunks_exact_mut(8).zip(&b.pending) {
-            dst.copy_from_slice(&k.to_le_bytes());
-        }
+        write_keys(&self.memory, &mut self.rt.store, b.buf, &b.pending);
         b.pending.clear();
-        let m = self
-            .rt
-            .call(exp::EVICT_HITS.name, &b.hits, n as i32, resident)?;
+        let hook = match b.calls {
+            BatchedCalls::Keys { .. } => exp::EVICT_HITS.name,
+            BatchedCalls::Handles { .. } => exp::EVICT_HANDLE_HITS.name,
+        };
+        let m = self.rt.call(hook, &b.hits, n as i32, resident)?;
         match usize::try_from(m)
             .ok()
             .filter(|m| *m <= abi::EVICT_BUF_KEYS)
@@ -899,12 +1011,12 @@ impl Plugin {
             Some(m) => {
                 if m > 0 {
                     read_keys(&self.memory, &self.rt.store, b.buf, m, &mut b.victims);
-                    b.victims_from = exp::EVICT_HITS.name;
+                    b.victims_from = hook;
                 }
                 Ok(())
             }
             None => Err(HookFault {
-                hook: exp::EVICT_HITS.name,
+                hook,
                 fault: Fault::InvalidAnswer(format!(
                     "{m} victims, expected 0..={}",
                     abi::EVICT_BUF_KEYS

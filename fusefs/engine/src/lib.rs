@@ -38,7 +38,9 @@ mod status;
 pub mod text;
 mod transform;
 
-pub use engine::{CodeTier, CompiledPlugin, EngineConfig, OptimizerStats, PluginEngine};
+pub use engine::{
+    CodeTier, CompiledPlugin, EngineConfig, EvictionAbi, OptimizerStats, PluginEngine,
+};
 pub use error::{Fault, LoadError};
 pub use figures::Figures;
 pub use instance::{HookFault, Plugin, ProbeFilter};

@@ -9,12 +9,12 @@
 //! The native loop is deliberately independent of `CacheCore`: a disagreement points either at
 //! the host (hook order, victim validation, fault fallback) or at the guest ABI shims.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use kplug_cache::{BuiltinPrefetch, CacheCore, CoreConfig};
 use kplug_engine::{CompiledPlugin, EngineConfig, PluginEngine};
-use kplug_sdk::{Eviction, Plugin, Victims};
+use kplug_sdk::{Eviction, HandleEviction, Plugin, Victims};
 use proptest::prelude::*;
 
 /// The eviction plugins under test.
@@ -26,60 +26,86 @@ const POLICIES: &[&str] = &[
 /// generated exports call it.
 trait Native {
     fn init(&mut self, capacity: u64);
-    /// A miss with `need` blocks to lose first: `evict` then `insert`; the victims into `out`.
-    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>);
-    /// A hit; the victims it names (W-TinyLFU, LIRS) into `out`.
-    fn hit(&mut self, key: u64, out: &mut Vec<u64>);
+    /// A miss with `need` blocks to lose first: `evict` then `insert`; the victims into `out`;
+    /// the handle of `key` (a policy by handle, ABI 1.8; 0 for the others).
+    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) -> u32;
+    /// A hit on `key` of handle `handle`; the victims it names (W-TinyLFU, LIRS) into `out`.
+    fn hit(&mut self, key: u64, handle: u32, out: &mut Vec<u64>);
 }
 
-impl<T: Eviction + Plugin> Native for T {
+/// A policy by key ([`Eviction`]).
+struct ByKey<T>(T);
+/// A policy by handle ([`HandleEviction`]).
+struct ByHandle<T>(T);
+
+fn with_victims(out: &mut Vec<u64>, f: impl FnOnce(&mut Victims<'_>)) {
+    let mut buf = [0u64; kplug_sdk::abi::EVICT_BUF_KEYS];
+    let mut v = Victims::new(&mut buf);
+    f(&mut v);
+    out.extend(v.iter());
+}
+
+impl<T: Eviction + Plugin> Native for ByKey<T> {
     fn init(&mut self, capacity: u64) {
-        Plugin::init(self, capacity).unwrap();
+        Plugin::init(&mut self.0, capacity).unwrap();
     }
-    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) {
-        let mut buf = [0u64; kplug_sdk::abi::EVICT_BUF_KEYS];
-        let mut v = Victims::new(&mut buf);
-        Eviction::evict(self, key, need, &mut v);
-        Eviction::insert(self, key);
-        out.extend(v.iter());
+    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) -> u32 {
+        with_victims(out, |v| Eviction::evict(&mut self.0, key, need, v));
+        Eviction::insert(&mut self.0, key);
+        0
     }
-    fn hit(&mut self, key: u64, out: &mut Vec<u64>) {
-        let mut buf = [0u64; kplug_sdk::abi::EVICT_BUF_KEYS];
-        let mut v = Victims::new(&mut buf);
-        Eviction::hit(self, key, &mut v);
-        out.extend(v.iter());
+    fn hit(&mut self, key: u64, _handle: u32, out: &mut Vec<u64>) {
+        with_victims(out, |v| Eviction::hit(&mut self.0, key, v));
+    }
+}
+
+impl<T: HandleEviction + Plugin> Native for ByHandle<T> {
+    fn init(&mut self, capacity: u64) {
+        Plugin::init(&mut self.0, capacity).unwrap();
+    }
+    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) -> u32 {
+        with_victims(out, |v| HandleEviction::evict(&mut self.0, key, need, v));
+        HandleEviction::insert(&mut self.0, key)
+    }
+    fn hit(&mut self, _key: u64, handle: u32, out: &mut Vec<u64>) {
+        with_victims(out, |v| HandleEviction::hit(&mut self.0, handle, v));
     }
 }
 
 fn native_policy(name: &str) -> Box<dyn Native> {
+    fn by_key<T: Eviction + Plugin + Default + 'static>() -> Box<dyn Native> {
+        Box::new(ByKey(T::default()))
+    }
     match name {
-        "lru" => Box::<kplug_policy_lru::Lru>::default(),
-        "fifo" => Box::<kplug_policy_fifo::Fifo>::default(),
-        "clock" => Box::<kplug_policy_clock::Clock>::default(),
-        "sieve" => Box::<kplug_policy_sieve::Sieve>::default(),
-        "arc" => Box::<kplug_policy_arc::Arc>::default(),
-        "twoq" => Box::<kplug_policy_twoq::TwoQ>::default(),
-        "lirs" => Box::<kplug_policy_lirs::Lirs>::default(),
-        "s3fifo" => Box::<kplug_policy_s3fifo::S3Fifo>::default(),
-        "wtinylfu" => Box::<kplug_policy_wtinylfu::WTinyLfu>::default(),
+        "lru" => Box::new(ByHandle(kplug_policy_lru::Lru::default())),
+        "fifo" => by_key::<kplug_policy_fifo::Fifo>(),
+        "clock" => by_key::<kplug_policy_clock::Clock>(),
+        "sieve" => by_key::<kplug_policy_sieve::Sieve>(),
+        "arc" => by_key::<kplug_policy_arc::Arc>(),
+        "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
+        "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
+        "s3fifo" => by_key::<kplug_policy_s3fifo::S3Fifo>(),
+        "wtinylfu" => by_key::<kplug_policy_wtinylfu::WTinyLfu>(),
         other => panic!("no native model for {other}"),
     }
 }
 
 /// The plain driver: libCacheSim's get (find; on a miss, evict what the policy names, insert).
+/// It keeps each resident block's handle, as the host does.
 fn native_hits(name: &str, capacity: u64, ids: &[u64]) -> Vec<bool> {
     let mut p = native_policy(name);
     p.init(capacity);
-    let mut resident: HashSet<u64> = HashSet::new();
+    let mut resident: HashMap<u64, u32> = HashMap::new();
     let mut victims = Vec::new();
     ids.iter()
         .map(|&k| {
-            let hit = resident.contains(&k);
-            if hit {
-                p.hit(k, &mut victims);
+            let hit = resident.contains_key(&k);
+            let mut handle = 0;
+            if let Some(&h) = resident.get(&k) {
+                p.hit(k, h, &mut victims);
             } else {
                 let need = (resident.len() as u64 + 1).saturating_sub(capacity) as usize;
-                p.miss(k, need, &mut victims);
+                handle = p.miss(k, need, &mut victims);
                 assert!(
                     victims.len() >= need,
                     "{name}: {} victims, {need} needed",
@@ -88,12 +114,12 @@ fn native_hits(name: &str, capacity: u64, ids: &[u64]) -> Vec<bool> {
             }
             for v in victims.drain(..) {
                 assert!(
-                    resident.remove(&v),
+                    resident.remove(&v).is_some(),
                     "{name}: native victim {v} is not resident"
                 );
             }
             if !hit {
-                resident.insert(k);
+                resident.insert(k, handle);
             }
             hit
         })
@@ -229,19 +255,19 @@ impl std::hash::Hasher for MulHasher {
 fn native_throughput(name: &str, capacity: u64, ids: &[u64]) -> (f64, u64) {
     let mut p = native_policy(name);
     p.init(capacity);
-    let mut resident: HashSet<u64, std::hash::BuildHasherDefault<MulHasher>> =
-        HashSet::with_capacity_and_hasher(capacity as usize, Default::default());
+    let mut resident: HashMap<u64, u32, std::hash::BuildHasherDefault<MulHasher>> =
+        HashMap::with_capacity_and_hasher(capacity as usize, Default::default());
     let t = std::time::Instant::now();
     let mut misses = 0;
     let mut victims = Vec::new();
     for &k in ids {
-        if resident.contains(&k) {
-            p.hit(k, &mut victims);
+        if let Some(&h) = resident.get(&k) {
+            p.hit(k, h, &mut victims);
         } else {
             misses += 1;
             let need = (resident.len() as u64 + 1).saturating_sub(capacity) as usize;
-            p.miss(k, need, &mut victims);
-            resident.insert(k);
+            let h = p.miss(k, need, &mut victims);
+            resident.insert(k, h);
         }
         for v in victims.drain(..) {
             resident.remove(&v);

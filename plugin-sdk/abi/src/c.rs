@@ -227,7 +227,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 10] = [
+        let groups: [(&str, &[Func]); 11] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -238,6 +238,14 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
                     exports::EVICT_HIT_BATCH,
                     exports::EVICT_MISS,
                     exports::EVICT_HITS,
+                ],
+            ),
+            (
+                "Role eviction by handle (1.8): these with kplug_evict_buf and kplug_evict_hit_batch, instead of either set above.",
+                &[
+                    exports::EVICT_HANDLE_MISS,
+                    exports::EVICT_HANDLE_HITS,
+                    exports::EVICT_HANDLE_REMOVE,
                 ],
             ),
             ("Role admission.", exports::ADMISSION),

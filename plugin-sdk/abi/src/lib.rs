@@ -39,8 +39,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// ([`exports::EVICTION_BATCHED`]); 1.5 the probe role (`kplug_probe_*`, `probe_filter`,
 /// `probe_path`, `publish`, `probe_figure`; see [`probe`]); 1.6 the transform role
 /// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`); 1.7 the
-/// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]).
-pub const ABI_MINOR: u32 = 7;
+/// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]);
+/// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]).
+pub const ABI_MINOR: u32 = 8;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -266,6 +267,29 @@ pub mod exports {
     /// oldest first; the plugin writes the victims it chose while taking them (usually none)
     /// at the buffer and returns their number.
     pub const EVICT_HITS: Func = func("kplug_evict_hits", "I", "I", 4, &["n"]);
+    /// Eviction by handle (1.8): `kplug_evict_handle_miss(hits: i32, key: i64, need: i32) ->
+    /// i64`. The key buffer first holds `hits` handles of hits (oldest first), which the
+    /// plugin takes before the miss; block `key` is then about to become resident and the
+    /// cache must lose `need` blocks. The plugin writes `n >= need` victims (keys) at the
+    /// buffer, counting any it chose while taking the hits, forgets them, starts tracking
+    /// `key` and returns `(handle << 32) | n`: `handle` is any 32-bit value the plugin
+    /// chooses for `key` (its slot, say); the host passes it back with each hit on `key` and
+    /// when it drops `key`, and never interprets it.
+    pub const EVICT_HANDLE_MISS: Func = func(
+        "kplug_evict_handle_miss",
+        "ILI",
+        "L",
+        8,
+        &["hits", "key", "need"],
+    );
+    /// Eviction by handle (1.8): `kplug_evict_handle_hits(n: i32) -> i32`: the buffer holds
+    /// the handles of `n` hits, oldest first; the plugin writes the victims it chose while
+    /// taking them (usually none) at the buffer and returns their number.
+    pub const EVICT_HANDLE_HITS: Func = func("kplug_evict_handle_hits", "I", "I", 8, &["n"]);
+    /// Eviction by handle (1.8): `kplug_evict_handle_remove(key: i64, handle: i32)`: the
+    /// host dropped resident `key`, whose handle is `handle` (invalidation).
+    pub const EVICT_HANDLE_REMOVE: Func =
+        func("kplug_evict_handle_remove", "LI", "", 8, &["key", "handle"]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -329,6 +353,19 @@ pub mod exports {
         EVICT_HITS,
         EVICT_REMOVE,
     ];
+    /// The exports of eviction by handle (1.8): a third way to serve eviction, which the host
+    /// prefers to the other two when a module exports it whole. Each resident block carries
+    /// the 32-bit handle the plugin gave it, so a policy finds its state by indexing, not by
+    /// hashing the key (as cache_ext's policies get the folio, libCacheSim's the object);
+    /// the hits waiting ride along with the next miss. Victims are still keys, checked
+    /// resident by the host.
+    pub const EVICTION_HANDLES: &[Func] = &[
+        EVICT_BUF,
+        EVICT_HIT_BATCH,
+        EVICT_HANDLE_MISS,
+        EVICT_HANDLE_HITS,
+        EVICT_HANDLE_REMOVE,
+    ];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -359,6 +396,9 @@ pub mod exports {
         EVICT_HIT_BATCH,
         EVICT_MISS,
         EVICT_HITS,
+        EVICT_HANDLE_MISS,
+        EVICT_HANDLE_HITS,
+        EVICT_HANDLE_REMOVE,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -659,7 +699,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0007);
+        assert_eq!(ABI_VERSION, 0x0001_0008);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();
@@ -678,7 +718,10 @@ mod tests {
                 assert_eq!(exports::find(f.name), Some(f));
             }
         }
-        for f in exports::EVICTION_BATCHED {
+        for f in exports::EVICTION_BATCHED
+            .iter()
+            .chain(exports::EVICTION_HANDLES)
+        {
             assert_eq!(exports::find(f.name), Some(f));
         }
         assert_eq!(MAX_PREFETCH_RANGES * PREFETCH_RANGE_BYTES, 1024);

@@ -1,15 +1,16 @@
-//! LRU eviction written with `kplug-sdk`: the list's front is the most
-//! recently used block, the back is the victim. Parameters: none.
+//! LRU eviction written with `kplug-sdk`, by handle (ABI 1.8): the list's front is the most
+//! recently used block, the back is the victim. Each resident block's handle is its entry in
+//! the list, so a hit is a move, with no lookup. Parameters: none.
 
 // no_std on wasm32; natively (unit tests, a native simulator) std links.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, export_plugin};
+use kplug_sdk::{HandleEviction, HandleList, Plugin, export_plugin};
 
 /// Least recently used.
 #[derive(Default)]
 pub struct Lru {
-    order: KeyList,
+    order: HandleList,
 }
 
 impl Plugin for Lru {
@@ -21,17 +22,17 @@ impl Plugin for Lru {
     }
 }
 
-impl Eviction for Lru {
-    fn insert(&mut self, key: u64) {
-        self.order.push_front(key);
+impl HandleEviction for Lru {
+    fn insert(&mut self, key: u64) -> u32 {
+        self.order.push_front(key)
     }
 
-    fn access(&mut self, key: u64) {
-        self.order.move_to_front(key);
+    fn access(&mut self, handle: u32) {
+        self.order.move_to_front(handle);
     }
 
-    fn remove(&mut self, key: u64) {
-        self.order.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        self.order.remove(handle);
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
@@ -39,7 +40,7 @@ impl Eviction for Lru {
     }
 }
 
-export_plugin!(Lru, eviction);
+export_plugin!(Lru, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -49,11 +50,9 @@ mod tests {
     fn evicts_least_recently_used() {
         let mut l = Lru::default();
         l.init(8).unwrap();
-        for k in 1..=4 {
-            l.insert(k);
-        }
-        l.access(1);
-        l.remove(2);
+        let h: Vec<u32> = (1..=4).map(|k| l.insert(k)).collect();
+        l.access(h[0]);
+        l.remove(2, h[1]);
         assert_eq!(l.victim(0), Some(3));
         assert_eq!(l.victim(0), Some(4));
         assert_eq!(l.victim(0), Some(1));

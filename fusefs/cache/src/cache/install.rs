@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
-use kplug_engine::hash::FastSet;
+use kplug_engine::hash::FastMap;
 use kplug_engine::{Plugin, StatusHandle};
 
 use crate::cache::CacheCore;
@@ -31,8 +31,9 @@ use crate::roles::prefetch::PrefetchRole;
 pub struct Prepared {
     plugin: Plugin,
     roles: RoleSet,
-    /// The keys the replay told the plugin (eviction only).
-    seeded: FastSet<u64>,
+    /// The keys the replay told the plugin (eviction only), with the handle each got (ABI 1.8;
+    /// 0 for other plugins).
+    seeded: FastMap<u64, u32>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -58,17 +59,17 @@ impl Prepared {
                 role,
             });
         }
-        let mut seeded = FastSet::default();
+        let mut seeded = FastMap::default();
         if roles.contains(Role::Eviction) {
             // A batched (1.4) plugin may name victims while it is told the blocks: it has
             // forgotten them, so they are not seeded (the install tells them again, and
             // evicts what it names then).
             let mut victims = Vec::new();
             for (n, &k) in resident.iter().enumerate() {
-                let told = plugin.evict_insert(k, n as u64 + 1).and_then(|()| {
-                    seeded.insert(k);
+                let told = plugin.evict_insert(k, n as u64 + 1).and_then(|handle| {
+                    seeded.insert(k, handle.unwrap_or(0));
                     let hook = plugin.take_victims(&mut victims);
-                    match victims.drain(..).find(|v| !seeded.remove(v)) {
+                    match victims.drain(..).find(|v| seeded.remove(v).is_none()) {
                         Some(v) => Err(not_resident(hook, v)),
                         None => Ok(()),
                     }
@@ -142,22 +143,26 @@ impl<V> CacheCore<V> {
         let mut victims = Vec::new();
         if roles.contains(Role::Eviction) {
             let resident = self.map.len() as u64;
-            let gone: Vec<u64> = seeded
+            let gone: Vec<(u64, u32)> = seeded
                 .iter()
-                .filter(|k| !self.map.contains_key(*k))
-                .copied()
+                .filter(|(k, _)| !self.map.contains_key(*k))
+                .map(|(&k, &h)| (k, h))
                 .collect();
             let came: Vec<u64> = self
                 .resident_keys()
                 .into_iter()
-                .filter(|k| !seeded.contains(k))
+                .filter(|k| !seeded.contains_key(k))
                 .collect();
+            let mut handles = seeded;
             let told = gone
                 .iter()
-                .try_for_each(|&k| plugin.evict_remove(k, resident))
+                .try_for_each(|&(k, h)| plugin.evict_remove(k, h, resident))
                 .and_then(|()| {
-                    came.iter()
-                        .try_for_each(|&k| plugin.evict_insert(k, resident))
+                    came.iter().try_for_each(|&k| {
+                        let h = plugin.evict_insert(k, resident)?;
+                        handles.insert(k, h.unwrap_or(0));
+                        Ok(())
+                    })
                 })
                 .and_then(|()| {
                     // What a batched plugin named meanwhile leaves the cache.
@@ -172,6 +177,13 @@ impl<V> CacheCore<V> {
                 plugin.mark_failed(&fault);
                 // The previous eviction policy keeps serving, untouched.
                 return Err(InstallError::Fault(fault.fault));
+            }
+            if plugin.evicts_by_handle() {
+                for (k, h) in handles {
+                    if let Some(e) = self.map.get_mut(&k) {
+                        e.handle = h;
+                    }
+                }
             }
         }
         plugin.attach_figures(self.figures.clone());

@@ -42,7 +42,7 @@ impl<V> CacheCore<V> {
     /// Gives up `n` resident blocks (fewer if it holds fewer), chosen by this core's eviction
     /// policy as if a block were missing: a batched (ABI 1.4) plugin is asked
     /// `kplug_evict_miss(phantom, n)` for a key no block has, which it forgets at once
-    /// (`kplug_evict_remove`); any other policy names victims one by one. Returns how many
+    /// (`kplug_evict_remove`, or 1.8's by handle); any other policy names victims one by one. Returns how many
     /// left.
     pub(crate) fn shed(&mut self, n: usize) -> usize {
         let before = self.map.len();
@@ -50,9 +50,12 @@ impl<V> CacheCore<V> {
         if self.governor.is_none() {
             let phantom = self.phantom_key();
             let need = |resident: u64| (resident > target).then(|| resident - target);
-            if self.batched_miss(phantom, need) {
+            if let Some(handle) = self.batched_miss(phantom, need) {
                 let resident = self.map.len() as u64;
-                match self.eviction.remove(&mut self.plugins, phantom, resident) {
+                match self
+                    .eviction
+                    .remove(&mut self.plugins, phantom, handle, resident)
+                {
                     Ok(()) => self.evict_returned(),
                     Err(f) => self.on_fault(f),
                 }
@@ -82,12 +85,8 @@ impl<V> CacheCore<V> {
         if self.map.contains_key(&key) {
             return;
         }
-        self.put(key, value, prefetched);
-        let resident = self.map.len() as u64;
-        match self.eviction.insert(&mut self.plugins, key, resident) {
-            Ok(()) => self.evict_returned(),
-            Err(f) => self.on_fault(f),
-        }
+        self.put(key, value, prefetched, 0);
+        self.tell_inserted(key);
         if self.governor.is_some() {
             self.inserted_for_governor(key);
         }

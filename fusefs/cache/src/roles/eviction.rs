@@ -9,7 +9,10 @@
 //! engine queues hits and turns `insert` into `kplug_evict_miss(key, 0)`), except
 //! on a miss, where the core calls it directly (`CacheCore::evict_for_miss`);
 //! the victims it names on any call wait in the plugin until the core takes,
-//! checks and evicts them (`CacheCore::evict_returned`).
+//! checks and evicts them (`CacheCore::evict_returned`). One on the handles of
+//! 1.8 also answers `insert` (and the core's miss) with the block's handle, which
+//! the core keeps in the block's entry and passes to `access` and `remove`; the
+//! others ignore it.
 
 use super::{PluginSlots, SlotFault};
 use crate::builtin::NativeEviction;
@@ -28,11 +31,11 @@ impl EvictionRole {
         plugins: &mut PluginSlots,
         key: u64,
         resident: u64,
-    ) -> Result<(), SlotFault> {
+    ) -> Result<Option<u32>, SlotFault> {
         match self {
             EvictionRole::Native(p, _) => {
                 p.insert(key);
-                Ok(())
+                Ok(None)
             }
             EvictionRole::Plugin(slot) => plugins
                 .get(*slot)
@@ -46,6 +49,7 @@ impl EvictionRole {
         &mut self,
         plugins: &mut PluginSlots,
         key: u64,
+        handle: u32,
         resident: u64,
     ) -> Result<(), SlotFault> {
         match self {
@@ -55,7 +59,7 @@ impl EvictionRole {
             }
             EvictionRole::Plugin(slot) => plugins
                 .get(*slot)
-                .evict_access(key, resident)
+                .evict_access(key, handle, resident)
                 .map_err(|fault| SlotFault { slot: *slot, fault }),
         }
     }
@@ -65,6 +69,7 @@ impl EvictionRole {
         &mut self,
         plugins: &mut PluginSlots,
         key: u64,
+        handle: u32,
         resident: u64,
     ) -> Result<(), SlotFault> {
         match self {
@@ -74,7 +79,7 @@ impl EvictionRole {
             }
             EvictionRole::Plugin(slot) => plugins
                 .get(*slot)
-                .evict_remove(key, resident)
+                .evict_remove(key, handle, resident)
                 .map_err(|fault| SlotFault { slot: *slot, fault }),
         }
     }

@@ -186,6 +186,80 @@ pub fn batched_fifo(parts: &[(&str, &str)]) -> String {
     s
 }
 
+/// A FIFO serving eviction by handle (ABI 1.8), laid out as [`BATCHED_FIFO_TEMPLATE`]. A
+/// block's handle is `0x5a5a0000 | its ring slot`; every handle the host passes back (hits,
+/// removal) is checked: one naming no tracked block, or (removal) another key's, traps. So
+/// a run without faults shows the host kept and returned each block's handle. `{MISS}` and
+/// `{HITS}` prefix `kplug_evict_handle_miss` ($hits $k $need; locals $n $i $slot, after the
+/// hits were taken) and `kplug_evict_handle_hits` ($n); `{BUF}`, `{BATCH}` and `{EXTRA}` as
+/// there.
+pub const HANDLE_FIFO_TEMPLATE: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (global $head (mut i32) (i32.const 0))
+  (global $tail (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10008))
+  (func (export "kplug_evict_buf") (result i32) (i32.const {BUF}))
+  (func (export "kplug_evict_hit_batch") (result i32) (i32.const {BATCH}))
+  (func $check (param $h i32)
+    (if (i32.ne (i32.and (local.get $h) (i32.const 0xffff0000)) (i32.const 0x5a5a0000))
+      (then unreachable))
+    (if (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (i32.and (local.get $h) (i32.const 1023)))))
+      (then unreachable)))
+  (func $hits (param $n i32) (local $i i32)
+    (block $end (loop $l
+      (br_if $end (i32.ge_s (local.get $i) (local.get $n)))
+      (call $check (i32.wrap_i64 (i64.load (i32.add (i32.const {BUF}) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+  (func (export "kplug_evict_handle_hits") (param $n i32) (result i32)
+    {HITS}
+    (call $hits (local.get $n))
+    (i32.const 0))
+  (func (export "kplug_evict_handle_miss") (param $hits i32) (param $k i64) (param $need i32) (result i64)
+    (local $n i32) (local $i i32) (local $slot i32)
+    (call $hits (local.get $hits))
+    {MISS}
+    (block $done (loop $pop
+      (br_if $done (i32.ge_s (local.get $n) (local.get $need)))
+      (loop $skip
+        (local.set $i (i32.and (global.get $head) (i32.const 1023)))
+        (global.set $head (i32.add (global.get $head) (i32.const 1)))
+        (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
+      (i32.store8 (i32.add (i32.const 16384) (local.get $i)) (i32.const 0))
+      (i64.store (i32.add (i32.const {BUF}) (i32.shl (local.get $n) (i32.const 3)))
+        (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $pop)))
+    (local.set $slot (i32.and (global.get $tail) (i32.const 1023)))
+    (i64.store (i32.add (i32.const 4096) (i32.shl (local.get $slot) (i32.const 3))) (local.get $k))
+    (i32.store8 (i32.add (i32.const 16384) (local.get $slot)) (i32.const 1))
+    (global.set $tail (i32.add (global.get $tail) (i32.const 1)))
+    (i64.or
+      (i64.shl (i64.extend_i32_u (i32.or (i32.const 0x5a5a0000) (local.get $slot))) (i64.const 32))
+      (i64.extend_i32_u (local.get $n))))
+  (func (export "kplug_evict_handle_remove") (param $k i64) (param $h i32)
+    (call $check (local.get $h))
+    (if (i64.ne (local.get $k)
+          (i64.load (i32.add (i32.const 4096) (i32.shl (i32.and (local.get $h) (i32.const 1023)) (i32.const 3)))))
+      (then unreachable))
+    (i32.store8 (i32.add (i32.const 16384) (i32.and (local.get $h) (i32.const 1023))) (i32.const 0)))
+  {EXTRA}
+)"#;
+
+/// [`HANDLE_FIFO_TEMPLATE`] filled.
+pub fn handle_fifo(parts: &[(&str, &str)]) -> String {
+    let mut s = HANDLE_FIFO_TEMPLATE.to_string();
+    for (k, v) in parts {
+        s = s.replace(k, v);
+    }
+    s = s.replace("{BUF}", "0").replace("{BATCH}", "4");
+    for k in ["{MISS}", "{HITS}", "{EXTRA}"] {
+        s = s.replace(k, "");
+    }
+    s
+}
+
 /// An admission-only plugin whose `kplug_admit` body is `{BODY}` (params
 /// $key $file $block, result i32).
 pub const ADMIT_TEMPLATE: &str = r#"

@@ -287,8 +287,8 @@ impl<V> CacheCore<V> {
         };
         let keys = shadow.resident_keys();
         let resident = self.map.len() as u64;
-        for k in keys.iter().filter(|k| !self.map.contains_key(k)) {
-            if let Err(f) = p.evict_remove(*k, resident) {
+        for &k in keys.iter().filter(|k| !self.map.contains_key(k)) {
+            if let Err(f) = p.evict_remove(k, shadow.handle_of(k), resident) {
                 self.stats.faults += 1;
                 p.mark_failed(&f);
                 return;
@@ -298,6 +298,12 @@ impl<V> CacheCore<V> {
         for k in self.resident_keys() {
             if !theirs.contains(&k) {
                 self.evict(k);
+            }
+        }
+        // The instance knows the blocks by the handles it gave them in the shadow.
+        if p.evicts_by_handle() {
+            for (k, e) in self.map.iter_mut() {
+                e.handle = shadow.handle_of(*k);
             }
         }
         let old = self.slots();
