@@ -229,6 +229,23 @@ impl HandleList {
         self.head
     }
 
+    /// The handle of the entry next to `handle` toward the front (`None` at the front, or
+    /// for a handle that names no entry): a cursor walking the list back to front (SIEVE's
+    /// hand).
+    #[inline]
+    pub fn toward_front(&self, handle: u32) -> Option<u32> {
+        let p = self.nodes.get(handle as usize)?.prev;
+        (p != NIL && p != FREE).then_some(p)
+    }
+
+    /// The handle of the entry next to `handle` toward the back (`None` at the back, or for
+    /// a handle that names no entry).
+    #[inline]
+    pub fn toward_back(&self, handle: u32) -> Option<u32> {
+        let n = self.nodes.get(handle as usize)?;
+        (n.prev != FREE && n.next != NIL).then_some(n.next)
+    }
+
     #[inline]
     fn unlink(&mut self, i: u32) {
         let Node { prev, next, .. } = self.nodes[i as usize];
@@ -535,6 +552,23 @@ mod tests {
             assert_eq!(l.len(), model.len());
             assert_eq!(l.front(), model.front().map(|(h, _)| *h));
             assert_eq!(l.back(), model.back().map(|(h, _)| *h));
+            // The cursors walk the model's order both ways.
+            let mut fwd = std::vec::Vec::new();
+            let mut c = l.back();
+            while let Some(h) = c {
+                fwd.push(h);
+                c = l.toward_front(h);
+            }
+            fwd.reverse();
+            let mut bwd = std::vec::Vec::new();
+            let mut c = l.front();
+            while let Some(h) = c {
+                bwd.push(h);
+                c = l.toward_back(h);
+            }
+            let want: std::vec::Vec<u32> = model.iter().map(|(h, _)| *h).collect();
+            assert_eq!(fwd, want);
+            assert_eq!(bwd, want);
         }
     }
 

@@ -851,8 +851,7 @@ fn a_plugin_by_handle_swapped_in_knows_the_blocks_by_their_handles() {
         core.request(k, || ());
     }
     let resident = core.resident_keys();
-    let prepared =
-        kplug_cache::Prepared::new(load(&handle_fifo(&[]), 4), ev(), &resident).unwrap();
+    let prepared = kplug_cache::Prepared::new(load(&handle_fifo(&[]), 4), ev(), &resident).unwrap();
     core.request(3, || ());
     core.install_prepared(prepared).unwrap();
     for k in 0..4 {

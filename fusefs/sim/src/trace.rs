@@ -22,6 +22,27 @@ pub struct Trace {
     pub block_size: Option<u64>,
 }
 
+/// The number of distinct ids. Dense ids (the largest below 16 times their count: block
+/// numbers, numbered objects) are counted in a bitmap, at most 2 bytes a request and one pass;
+/// others in a hash set with the folded-multiply hasher of the cache's maps. The hash set
+/// alone took 220 ms for 4.2 M requests over 1 M ids (a 1 KiB split of cloudPhysicsIO), a
+/// fifth of the whole replay; the bitmap takes a few ms. (SipHash was slower still.)
+fn count_unique(ids: &[u64]) -> u64 {
+    let max = ids.iter().copied().max().unwrap_or(0);
+    if max / 16 <= ids.len() as u64 {
+        let mut bits = vec![0u64; (max / 64 + 1) as usize];
+        let mut n = 0;
+        for &id in ids {
+            let (word, bit) = (&mut bits[(id / 64) as usize], 1u64 << (id % 64));
+            n += u64::from(*word & bit == 0);
+            *word |= bit;
+        }
+        n
+    } else {
+        ids.iter().copied().collect::<FastSet<u64>>().len() as u64
+    }
+}
+
 /// Read a trace into memory (ids only), splitting into blocks when asked.
 pub fn load_trace(
     path: &Path,
@@ -75,12 +96,49 @@ pub fn load_trace(
             path.display()
         );
     }
-    // The folded-multiply hasher of the cache's maps: SipHash made this count a third of
-    // the start-up of a replay of millions of requests.
-    let unique = ids.iter().copied().collect::<FastSet<u64>>().len() as u64;
+    let unique = count_unique(&ids);
     Ok(Trace {
         ids,
         unique,
         block_size: split,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of counting (the bitmap for dense ids, the hash set for sparse ones) agree
+    /// with a sort, on the edges of the bitmap's range too.
+    #[test]
+    fn unique_ids_are_counted_dense_or_sparse() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (len, range) in [
+            (1, 1),
+            (10, 1),
+            (1000, 64),
+            (1000, 16_000),
+            (1000, 16_017),
+            (5000, 1 << 40),
+            (5000, u64::MAX),
+        ] {
+            let ids: Vec<u64> = (0..len).map(|_| next() % range).collect();
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(
+                count_unique(&ids),
+                sorted.len() as u64,
+                "{len} ids below {range}"
+            );
+        }
+        assert_eq!(count_unique(&[u64::MAX, 0, u64::MAX]), 2);
+        assert_eq!(count_unique(&[]), 0);
+    }
 }

@@ -78,9 +78,9 @@ fn native_policy(name: &str) -> Box<dyn Native> {
     }
     match name {
         "lru" => Box::new(ByHandle(kplug_policy_lru::Lru::default())),
-        "fifo" => by_key::<kplug_policy_fifo::Fifo>(),
-        "clock" => by_key::<kplug_policy_clock::Clock>(),
-        "sieve" => by_key::<kplug_policy_sieve::Sieve>(),
+        "fifo" => Box::new(ByHandle(kplug_policy_fifo::Fifo::default())),
+        "clock" => Box::new(ByHandle(kplug_policy_clock::Clock::default())),
+        "sieve" => Box::new(ByHandle(kplug_policy_sieve::Sieve::default())),
         "arc" => by_key::<kplug_policy_arc::Arc>(),
         "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
         "lirs" => by_key::<kplug_policy_lirs::Lirs>(),

@@ -7,27 +7,34 @@
 //! counter has it decremented and moves to the head; the first block found
 //! with a zero counter is the victim.
 //!
+//! By handle (ABI 1.8): a block's handle is its entry in the queue, which also
+//! indexes its counter.
+//!
 //! Parameters:
 //! - `n-bit-counter=N` (default **1**, 1..=8): counter width; 1 is classic
 //!   CLOCK, 2 is the "2-bit CLOCK" of S3-FIFO's main queue.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin, param_in};
+extern crate alloc;
+
+use alloc::vec::Vec;
+use kplug_sdk::{HandleEviction, HandleList, Plugin, Rejected, export_plugin, param_in};
 
 /// CLOCK with an n-bit counter per block.
 pub struct Clock {
     /// Front = most recently inserted or reinserted; the hand is at the back.
-    queue: KeyList,
-    freq: IntMap<u8>,
+    queue: HandleList,
+    /// Counter of each entry, by handle.
+    freq: Vec<u8>,
     max_freq: u8,
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock {
-            queue: KeyList::new(),
-            freq: IntMap::new(),
+            queue: HandleList::new(),
+            freq: Vec::new(),
             max_freq: 1,
         }
     }
@@ -53,41 +60,43 @@ impl Plugin for Clock {
     }
 }
 
-impl Eviction for Clock {
-    fn insert(&mut self, key: u64) {
-        self.queue.push_front(key);
-        self.freq.insert(key, 0);
+impl HandleEviction for Clock {
+    fn insert(&mut self, key: u64) -> u32 {
+        let h = self.queue.push_front(key);
+        if h as usize >= self.freq.len() {
+            self.freq.resize(h as usize + 1, 0);
+        }
+        self.freq[h as usize] = 0;
+        h
     }
 
-    fn access(&mut self, key: u64) {
-        if let Some(f) = self.freq.get_mut(key)
-            && *f < self.max_freq
-        {
-            *f += 1;
+    fn access(&mut self, handle: u32) {
+        if self.queue.contains(handle) {
+            let f = &mut self.freq[handle as usize];
+            if *f < self.max_freq {
+                *f += 1;
+            }
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        self.queue.remove(key);
-        self.freq.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        self.queue.remove(handle);
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
-        while let Some(key) = self.queue.back() {
-            let f = self.freq.get_mut(key).expect("queued keys have a counter");
+        while let Some(h) = self.queue.back() {
+            let f = &mut self.freq[h as usize];
             if *f == 0 {
-                self.queue.pop_back();
-                self.freq.remove(key);
-                return Some(key);
+                return self.queue.pop_back();
             }
             *f -= 1;
-            self.queue.move_to_front(key);
+            self.queue.move_to_front(h);
         }
         None
     }
 }
 
-export_plugin!(Clock, eviction);
+export_plugin!(Clock, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -96,10 +105,8 @@ mod tests {
     #[test]
     fn second_chance() {
         let mut c = Clock::default();
-        for k in 1..=3 {
-            c.insert(k);
-        }
-        c.access(1);
+        let h: Vec<u32> = (1..=3).map(|k| c.insert(k)).collect();
+        c.access(h[0]);
         // 1 has its bit set: it moves to the head with the bit cleared.
         assert_eq!(c.victim(0), Some(2));
         assert_eq!(c.victim(0), Some(3));

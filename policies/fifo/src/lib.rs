@@ -1,14 +1,15 @@
 //! FIFO eviction written with `kplug-sdk`, libCacheSim's `FIFO`: blocks leave
-//! in insertion order; hits change nothing. Parameters: none.
+//! in insertion order; hits change nothing. By handle (ABI 1.8): a block's handle is
+//! its entry in the queue. Parameters: none.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, export_plugin};
+use kplug_sdk::{HandleEviction, HandleList, Plugin, export_plugin};
 
 /// First in, first out. The list's front is the newest insertion.
 #[derive(Default)]
 pub struct Fifo {
-    queue: KeyList,
+    queue: HandleList,
 }
 
 impl Plugin for Fifo {
@@ -18,13 +19,13 @@ impl Plugin for Fifo {
     }
 }
 
-impl Eviction for Fifo {
-    fn insert(&mut self, key: u64) {
-        self.queue.push_front(key);
+impl HandleEviction for Fifo {
+    fn insert(&mut self, key: u64) -> u32 {
+        self.queue.push_front(key)
     }
 
-    fn remove(&mut self, key: u64) {
-        self.queue.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        self.queue.remove(handle);
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
@@ -32,7 +33,7 @@ impl Eviction for Fifo {
     }
 }
 
-export_plugin!(Fifo, eviction);
+export_plugin!(Fifo, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -41,11 +42,9 @@ mod tests {
     #[test]
     fn evicts_in_insertion_order_and_ignores_hits() {
         let mut f = Fifo::default();
-        for k in 1..=4 {
-            f.insert(k);
-        }
-        f.access(1);
-        f.remove(2);
+        let h: Vec<u32> = (1..=4).map(|k| f.insert(k)).collect();
+        f.access(h[0]);
+        f.remove(2, h[1]);
         assert_eq!(f.victim(0), Some(1));
         assert_eq!(f.victim(0), Some(3));
         assert_eq!(f.victim(0), Some(4));
