@@ -4,7 +4,9 @@
 //! [`KeyList`], an ordered list of keys with O(1) lookup, move and removal
 //! (LRU, FIFO, CLOCK hands, 2Q/ARC/S3-FIFO queues are one or more of these).
 //! [`HandleList`] is the same list named by handles instead of keys (no hashing
-//! at all), for policies that evict by handle (ABI 1.8).
+//! at all), for policies that evict by handle (ABI 1.8), and [`HandleLists`]
+//! several such lists over one slab, between which an entry moves keeping its
+//! handle (ARC's T1, T2 and ghosts).
 
 use alloc::vec::Vec;
 
@@ -164,26 +166,48 @@ struct Node {
     key: u64,
     prev: u32,
     next: u32,
+    /// The list the entry is in.
+    list: u8,
 }
 
-/// An ordered list of keys, front to back, whose entries are named by **handles**: the
-/// `u32` that [`push_front`](HandleList::push_front) or [`push_back`](HandleList::push_back)
-/// returns, an index into a slab (reused after removal). Every operation on a handle is a
-/// few array accesses, no hashing: the list an eviction policy by handle (ABI 1.8,
-/// [`HandleEviction`](crate::HandleEviction)) keeps, answering each insertion with the
-/// handle. A handle that names no entry (never given, or removed) is refused, never a
-/// panic. Keys need not be distinct: the handle, not the key, names an entry.
-#[derive(Default)]
-pub struct HandleList {
+/// `N` ordered lists of keys (front to back) over one slab, whose entries are named by
+/// **handles**: the `u32` that [`push_front`](HandleLists::push_front) or
+/// [`push_back`](HandleLists::push_back) returns, an index into the slab (reused after
+/// removal). An entry keeps its handle when it moves from one list to another (ARC's block
+/// going from T1 to T2, or to the ghost list B1 when it is evicted), so the handle the host
+/// keeps for a block (ABI 1.8, [`HandleEviction`](crate::HandleEviction)) stays valid. Every
+/// operation on a handle is a few array accesses, no hashing. A handle that names no entry
+/// (never given, or removed) is refused, never a panic. Keys need not be distinct: the
+/// handle, not the key, names an entry. Lists are numbered `0..N` (`N <= 256`); a list
+/// number out of range panics (a bug in the policy, not the host's input).
+pub struct HandleLists<const N: usize> {
     nodes: Vec<Node>,
     free: Vec<u32>,
-    head: Option<u32>,
-    tail: Option<u32>,
-    len: usize,
+    heads: [u32; N],
+    tails: [u32; N],
+    lens: [usize; N],
 }
 
-impl HandleList {
-    /// An empty list.
+impl<const N: usize> Default for HandleLists<N> {
+    fn default() -> Self {
+        const { assert!(N >= 1 && N <= 256, "1 to 256 lists") };
+        HandleLists {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            heads: [NIL; N],
+            tails: [NIL; N],
+            lens: [0; N],
+        }
+    }
+}
+
+#[inline]
+fn some(i: u32) -> Option<u32> {
+    (i != NIL).then_some(i)
+}
+
+impl<const N: usize> HandleLists<N> {
+    /// Empty lists.
     pub fn new() -> Self {
         Self::default()
     }
@@ -194,22 +218,31 @@ impl HandleList {
             .reserve(additional.saturating_sub(self.free.len()));
     }
 
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether `handle` names an entry.
+    /// Number of entries in list `list`.
     #[inline]
-    pub fn contains(&self, handle: u32) -> bool {
+    pub fn len(&self, list: usize) -> usize {
+        self.lens[list]
+    }
+
+    /// Whether list `list` is empty.
+    #[inline]
+    pub fn is_empty(&self, list: usize) -> bool {
+        self.lens[list] == 0
+    }
+
+    /// The list of the entry `handle` names, `None` if it names none.
+    #[inline]
+    pub fn list_of(&self, handle: u32) -> Option<usize> {
         self.nodes
             .get(handle as usize)
-            .is_some_and(|n| n.prev != FREE)
+            .filter(|n| n.prev != FREE)
+            .map(|n| n.list as usize)
+    }
+
+    /// Whether `handle` names an entry (of any list).
+    #[inline]
+    pub fn contains(&self, handle: u32) -> bool {
+        self.list_of(handle).is_some()
     }
 
     /// The key of the entry `handle` names.
@@ -219,77 +252,85 @@ impl HandleList {
             .then(|| self.nodes[handle as usize].key)
     }
 
-    /// The handle of the entry at the back (oldest for LRU/FIFO use).
-    pub fn back(&self) -> Option<u32> {
-        self.tail
+    /// The handle of the entry at the back of `list` (oldest for LRU/FIFO use).
+    #[inline]
+    pub fn back(&self, list: usize) -> Option<u32> {
+        some(self.tails[list])
     }
 
-    /// The handle of the entry at the front.
-    pub fn front(&self) -> Option<u32> {
-        self.head
+    /// The handle of the entry at the front of `list`.
+    #[inline]
+    pub fn front(&self, list: usize) -> Option<u32> {
+        some(self.heads[list])
     }
 
-    /// The handle of the entry next to `handle` toward the front (`None` at the front, or
-    /// for a handle that names no entry): a cursor walking the list back to front (SIEVE's
-    /// hand).
+    /// The handle of the entry next to `handle` toward the front of its list (`None` at the
+    /// front, or for a handle that names no entry): a cursor walking a list back to front
+    /// (SIEVE's hand).
     #[inline]
     pub fn toward_front(&self, handle: u32) -> Option<u32> {
         let p = self.nodes.get(handle as usize)?.prev;
-        (p != NIL && p != FREE).then_some(p)
+        (p != FREE).then_some(p).and_then(some)
     }
 
-    /// The handle of the entry next to `handle` toward the back (`None` at the back, or for
-    /// a handle that names no entry).
+    /// The handle of the entry next to `handle` toward the back of its list (`None` at the
+    /// back, or for a handle that names no entry).
     #[inline]
     pub fn toward_back(&self, handle: u32) -> Option<u32> {
         let n = self.nodes.get(handle as usize)?;
-        (n.prev != FREE && n.next != NIL).then_some(n.next)
+        (n.prev != FREE).then_some(n.next).and_then(some)
     }
 
     #[inline]
     fn unlink(&mut self, i: u32) {
-        let Node { prev, next, .. } = self.nodes[i as usize];
+        let Node {
+            prev, next, list, ..
+        } = self.nodes[i as usize];
+        let l = list as usize;
         match prev {
-            NIL => self.head = (next != NIL).then_some(next),
+            NIL => self.heads[l] = next,
             p => self.nodes[p as usize].next = next,
         }
         match next {
-            NIL => self.tail = (prev != NIL).then_some(prev),
+            NIL => self.tails[l] = prev,
             n => self.nodes[n as usize].prev = prev,
         }
+        self.lens[l] -= 1;
     }
 
     #[inline]
-    fn link_front(&mut self, i: u32) {
-        let old = self.head.unwrap_or(NIL);
-        self.nodes[i as usize].prev = NIL;
-        self.nodes[i as usize].next = old;
-        match self.head {
-            Some(h) => self.nodes[h as usize].prev = i,
-            None => self.tail = Some(i),
+    fn link_front(&mut self, l: usize, i: u32) {
+        let old = self.heads[l];
+        let n = &mut self.nodes[i as usize];
+        (n.prev, n.next, n.list) = (NIL, old, l as u8);
+        match old {
+            NIL => self.tails[l] = i,
+            h => self.nodes[h as usize].prev = i,
         }
-        self.head = Some(i);
+        self.heads[l] = i;
+        self.lens[l] += 1;
     }
 
     #[inline]
-    fn link_back(&mut self, i: u32) {
-        let old = self.tail.unwrap_or(NIL);
-        self.nodes[i as usize].next = NIL;
-        self.nodes[i as usize].prev = old;
-        match self.tail {
-            Some(t) => self.nodes[t as usize].next = i,
-            None => self.head = Some(i),
+    fn link_back(&mut self, l: usize, i: u32) {
+        let old = self.tails[l];
+        let n = &mut self.nodes[i as usize];
+        (n.prev, n.next, n.list) = (old, NIL, l as u8);
+        match old {
+            NIL => self.heads[l] = i,
+            t => self.nodes[t as usize].next = i,
         }
-        self.tail = Some(i);
+        self.tails[l] = i;
+        self.lens[l] += 1;
     }
 
     #[inline]
     fn alloc(&mut self, key: u64) -> u32 {
-        self.len += 1;
         let node = Node {
             key,
             prev: NIL,
             next: NIL,
+            list: 0,
         };
         match self.free.pop() {
             Some(i) => {
@@ -303,44 +344,50 @@ impl HandleList {
         }
     }
 
-    /// Adds `key` at the front; its handle.
+    /// Adds `key` at the front of `list`; its handle.
     #[inline]
-    pub fn push_front(&mut self, key: u64) -> u32 {
+    pub fn push_front(&mut self, list: usize, key: u64) -> u32 {
+        assert!(list < N, "list {list} of {N}");
         let i = self.alloc(key);
-        self.link_front(i);
+        self.link_front(list, i);
         i
     }
 
-    /// Adds `key` at the back; its handle.
+    /// Adds `key` at the back of `list`; its handle.
     #[inline]
-    pub fn push_back(&mut self, key: u64) -> u32 {
+    pub fn push_back(&mut self, list: usize, key: u64) -> u32 {
+        assert!(list < N, "list {list} of {N}");
         let i = self.alloc(key);
-        self.link_back(i);
+        self.link_back(list, i);
         i
     }
 
-    /// Moves the entry `handle` names to the front; false if it names none.
+    /// Moves the entry `handle` names to the front of `list` (from whichever list it is in);
+    /// false if it names none.
     #[inline]
-    pub fn move_to_front(&mut self, handle: u32) -> bool {
+    pub fn move_to_front(&mut self, list: usize, handle: u32) -> bool {
+        assert!(list < N, "list {list} of {N}");
         if !self.contains(handle) {
             return false;
         }
-        if self.head != Some(handle) {
+        if self.heads[list] != handle {
             self.unlink(handle);
-            self.link_front(handle);
+            self.link_front(list, handle);
         }
         true
     }
 
-    /// Moves the entry `handle` names to the back; false if it names none.
+    /// Moves the entry `handle` names to the back of `list` (from whichever list it is in);
+    /// false if it names none.
     #[inline]
-    pub fn move_to_back(&mut self, handle: u32) -> bool {
+    pub fn move_to_back(&mut self, list: usize, handle: u32) -> bool {
+        assert!(list < N, "list {list} of {N}");
         if !self.contains(handle) {
             return false;
         }
-        if self.tail != Some(handle) {
+        if self.tails[list] != handle {
             self.unlink(handle);
-            self.link_back(handle);
+            self.link_back(list, handle);
         }
         true
     }
@@ -352,20 +399,126 @@ impl HandleList {
         self.unlink(handle);
         self.nodes[handle as usize].prev = FREE;
         self.free.push(handle);
-        self.len -= 1;
         Some(key)
+    }
+
+    /// Removes the entry at the back of `list`; its key.
+    #[inline]
+    pub fn pop_back(&mut self, list: usize) -> Option<u64> {
+        self.remove(self.back(list)?)
+    }
+
+    /// Removes the entry at the front of `list`; its key.
+    #[inline]
+    pub fn pop_front(&mut self, list: usize) -> Option<u64> {
+        self.remove(self.front(list)?)
+    }
+}
+
+/// One ordered list of keys named by handles: [`HandleLists`] with a single list (LRU's,
+/// FIFO's, CLOCK's queue).
+#[derive(Default)]
+pub struct HandleList(HandleLists<1>);
+
+impl HandleList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
+    /// Number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len(0)
+    }
+
+    /// Whether the list is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty(0)
+    }
+
+    /// Whether `handle` names an entry.
+    #[inline]
+    pub fn contains(&self, handle: u32) -> bool {
+        self.0.contains(handle)
+    }
+
+    /// The key of the entry `handle` names.
+    #[inline]
+    pub fn key(&self, handle: u32) -> Option<u64> {
+        self.0.key(handle)
+    }
+
+    /// The handle of the entry at the back (oldest for LRU/FIFO use).
+    #[inline]
+    pub fn back(&self) -> Option<u32> {
+        self.0.back(0)
+    }
+
+    /// The handle of the entry at the front.
+    #[inline]
+    pub fn front(&self) -> Option<u32> {
+        self.0.front(0)
+    }
+
+    /// See [`HandleLists::toward_front`].
+    #[inline]
+    pub fn toward_front(&self, handle: u32) -> Option<u32> {
+        self.0.toward_front(handle)
+    }
+
+    /// See [`HandleLists::toward_back`].
+    #[inline]
+    pub fn toward_back(&self, handle: u32) -> Option<u32> {
+        self.0.toward_back(handle)
+    }
+
+    /// Adds `key` at the front; its handle.
+    #[inline]
+    pub fn push_front(&mut self, key: u64) -> u32 {
+        self.0.push_front(0, key)
+    }
+
+    /// Adds `key` at the back; its handle.
+    #[inline]
+    pub fn push_back(&mut self, key: u64) -> u32 {
+        self.0.push_back(0, key)
+    }
+
+    /// Moves the entry `handle` names to the front; false if it names none.
+    #[inline]
+    pub fn move_to_front(&mut self, handle: u32) -> bool {
+        self.0.move_to_front(0, handle)
+    }
+
+    /// Moves the entry `handle` names to the back; false if it names none.
+    #[inline]
+    pub fn move_to_back(&mut self, handle: u32) -> bool {
+        self.0.move_to_back(0, handle)
+    }
+
+    /// Removes the entry `handle` names; its key, `None` if it names none.
+    #[inline]
+    pub fn remove(&mut self, handle: u32) -> Option<u64> {
+        self.0.remove(handle)
     }
 
     /// Removes the entry at the back; its key.
     #[inline]
     pub fn pop_back(&mut self) -> Option<u64> {
-        self.remove(self.tail?)
+        self.0.pop_back(0)
     }
 
     /// Removes the entry at the front; its key.
     #[inline]
     pub fn pop_front(&mut self) -> Option<u64> {
-        self.remove(self.head?)
+        self.0.pop_front(0)
     }
 }
 
@@ -569,6 +722,65 @@ mod tests {
             let want: std::vec::Vec<u32> = model.iter().map(|(h, _)| *h).collect();
             assert_eq!(fwd, want);
             assert_eq!(bwd, want);
+        }
+    }
+
+    #[test]
+    fn handle_lists_move_entries_between_lists_keeping_their_handles() {
+        let mut l: HandleLists<3> = HandleLists::new();
+        // The model: per list, (handle, key) pairs front to back.
+        let mut model: [VecDeque<(u32, u64)>; 3] = Default::default();
+        let mut s = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..50_000 {
+            let r = rng(&mut s);
+            let list = (r % 3) as usize;
+            let live: std::vec::Vec<(u32, u64)> = model.iter().flatten().copied().collect();
+            let pick = live.get((r >> 24) as usize % live.len().max(1)).copied();
+            let take = |m: &mut [VecDeque<(u32, u64)>; 3], h: u32| {
+                for q in m.iter_mut() {
+                    q.retain(|(x, _)| *x != h);
+                }
+            };
+            match (r >> 40) % 6 {
+                0 => {
+                    let h = l.push_front(list, r % 64);
+                    model[list].push_front((h, r % 64));
+                }
+                1 => {
+                    let h = l.push_back(list, r % 64);
+                    model[list].push_back((h, r % 64));
+                }
+                2 => {
+                    if let Some((h, k)) = pick {
+                        take(&mut model, h);
+                        model[list].push_front((h, k));
+                        assert!(l.move_to_front(list, h));
+                    }
+                }
+                3 => {
+                    if let Some((h, k)) = pick {
+                        take(&mut model, h);
+                        model[list].push_back((h, k));
+                        assert!(l.move_to_back(list, h));
+                    }
+                }
+                4 => {
+                    if let Some((h, k)) = pick {
+                        take(&mut model, h);
+                        assert_eq!(l.remove(h), Some(k));
+                        assert!(l.list_of(h).is_none() && !l.move_to_front(list, h));
+                    }
+                }
+                _ => assert_eq!(l.pop_back(list), model[list].pop_back().map(|(_, k)| k)),
+            }
+            for (i, q) in model.iter().enumerate() {
+                assert_eq!(l.len(i), q.len());
+                assert_eq!(l.front(i), q.front().map(|(h, _)| *h));
+                assert_eq!(l.back(i), q.back().map(|(h, _)| *h));
+                for &(h, k) in q {
+                    assert_eq!((l.list_of(h), l.key(h)), (Some(i), Some(k)));
+                }
+            }
         }
     }
 

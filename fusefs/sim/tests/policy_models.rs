@@ -81,7 +81,7 @@ fn native_policy(name: &str) -> Box<dyn Native> {
         "fifo" => Box::new(ByHandle(kplug_policy_fifo::Fifo::default())),
         "clock" => Box::new(ByHandle(kplug_policy_clock::Clock::default())),
         "sieve" => Box::new(ByHandle(kplug_policy_sieve::Sieve::default())),
-        "arc" => by_key::<kplug_policy_arc::Arc>(),
+        "arc" => Box::new(ByHandle(kplug_policy_arc::Arc::default())),
         "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
         "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
         "s3fifo" => by_key::<kplug_policy_s3fifo::S3Fifo>(),

@@ -17,11 +17,22 @@
 //! is exactly libCacheSim's `find`-on-miss; so ARC serves eviction alone and
 //! composes with any admission plugin (`arc+doorkeeper`).
 //!
+//! By handle (ABI 1.8): the four lists share one slab (`HandleLists`), so a
+//! block keeps its handle from T1 to T2 and into its ghost list; the host's
+//! handle finds a resident block with no lookup, and one map from key to handle
+//! finds the ghosts (the only lookup by key: a miss asks it once).
+//!
 //! Parameters: none (libCacheSim's ARC has none).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, Victims, export_plugin};
+use kplug_sdk::{HandleEviction, HandleLists, IntMap, Plugin, Victims, export_plugin};
+
+/// The lists, numbered as in `HandleLists`.
+const T1: usize = 0;
+const T2: usize = 1;
+const B1: usize = 2;
+const B2: usize = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ghost {
@@ -33,10 +44,10 @@ enum Ghost {
 /// Adaptive Replacement Cache.
 #[derive(Default)]
 pub struct Arc {
-    t1: KeyList,
-    t2: KeyList,
-    b1: KeyList,
-    b2: KeyList,
+    /// T1, T2 (resident) and B1, B2 (ghosts), front = most recent.
+    lists: HandleLists<4>,
+    /// The handle of each ghost's entry, by key.
+    ghosts: IntMap<u32>,
     p: f64,
     capacity: u64,
     /// The block of the current miss and where it was found, once `miss` ran.
@@ -46,21 +57,33 @@ pub struct Arc {
 impl Arc {
     /// libCacheSim's `ARC_find` for a block that is not resident.
     fn miss(&mut self, key: u64) {
-        let (b1, b2) = (self.b1.len() as f64, self.b2.len() as f64);
-        let ghost = if self.b1.contains(key) {
-            let delta = (b2 / b1).max(1.0);
-            self.p = (self.p + delta).min(self.capacity as f64);
-            self.b1.remove(key);
-            Ghost::B1
-        } else if self.b2.contains(key) {
-            let delta = (b1 / b2).max(1.0);
-            self.p = (self.p - delta).max(0.0);
-            self.b2.remove(key);
-            Ghost::B2
-        } else {
-            Ghost::None
+        let (b1, b2) = (self.lists.len(B1) as f64, self.lists.len(B2) as f64);
+        let found = self.ghosts.remove(key).map(|h| {
+            let list = self.lists.list_of(h);
+            self.lists.remove(h);
+            list
+        });
+        let ghost = match found {
+            Some(Some(B1)) => {
+                let delta = (b2 / b1).max(1.0);
+                self.p = (self.p + delta).min(self.capacity as f64);
+                Ghost::B1
+            }
+            Some(Some(B2)) => {
+                let delta = (b1 / b2).max(1.0);
+                self.p = (self.p - delta).max(0.0);
+                Ghost::B2
+            }
+            _ => Ghost::None,
         };
         self.current = Some((key, ghost));
+    }
+
+    /// Forgets the oldest ghost of `list` (B1 or B2).
+    fn drop_ghost(&mut self, list: usize) {
+        if let Some(k) = self.lists.pop_back(list) {
+            self.ghosts.remove(k);
+        }
     }
 
     fn ghost(&self) -> Ghost {
@@ -69,16 +92,15 @@ impl Arc {
 
     /// REPLACE: evict T1's or T2's tail into its ghost.
     fn replace(&mut self) -> Option<u64> {
-        let t1 = self.t1.len() as f64;
+        let t1 = self.lists.len(T1) as f64;
         let from_t1 = (t1 > 0.0 && (t1 > self.p || (t1 == self.p && self.ghost() == Ghost::B2)))
-            || self.t2.is_empty();
-        let (data, ghost) = if from_t1 {
-            (&mut self.t1, &mut self.b1)
-        } else {
-            (&mut self.t2, &mut self.b2)
-        };
-        let k = data.pop_back()?;
-        ghost.push_front(k);
+            || self.lists.is_empty(T2);
+        let (data, ghost) = if from_t1 { (T1, B1) } else { (T2, B2) };
+        // The entry moves to its ghost list, keeping its slot.
+        let h = self.lists.back(data)?;
+        let k = self.lists.key(h)?;
+        self.lists.move_to_front(ghost, h);
+        self.ghosts.insert(k, h);
         Some(k)
     }
 }
@@ -87,36 +109,31 @@ impl Plugin for Arc {
     fn init(&mut self, capacity: u64) -> Result<(), i32> {
         self.capacity = capacity;
         let c = capacity.min(1 << 20) as usize;
-        self.t1.reserve(c);
-        self.b1.reserve(c);
+        self.lists.reserve(2 * c);
+        self.ghosts.reserve(c);
         Ok(())
     }
 }
 
-impl Eviction for Arc {
-    fn insert(&mut self, key: u64) {
+impl HandleEviction for Arc {
+    fn insert(&mut self, key: u64) -> u32 {
         if self.current.map(|(k, _)| k) != Some(key) {
             self.miss(key);
         }
-        if self.ghost() == Ghost::None {
-            self.t1.push_front(key);
-        } else {
-            self.t2.push_front(key);
-        }
+        let list = if self.ghost() == Ghost::None { T1 } else { T2 };
         self.current = None;
+        self.lists.push_front(list, key)
     }
 
-    fn access(&mut self, key: u64) {
-        if self.t1.remove(key) {
-            self.t2.push_front(key);
-        } else {
-            self.t2.move_to_front(key);
+    fn access(&mut self, handle: u32) {
+        if matches!(self.lists.list_of(handle), Some(T1 | T2)) {
+            self.lists.move_to_front(T2, handle);
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        if !self.t1.remove(key) {
-            self.t2.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        if matches!(self.lists.list_of(handle), Some(T1 | T2)) {
+            self.lists.remove(handle);
         }
     }
 
@@ -134,23 +151,24 @@ impl Eviction for Arc {
         }
         // Case IV of the paper: a miss in all four lists.
         let c = self.capacity as usize;
-        if self.t1.len() + self.b1.len() + 1 > c {
-            if !self.b1.is_empty() {
-                self.b1.pop_back();
+        let [t1, t2, b1, b2] = [T1, T2, B1, B2].map(|l| self.lists.len(l));
+        if t1 + b1 + 1 > c {
+            if b1 > 0 {
+                self.drop_ghost(B1);
                 self.replace()
             } else {
-                self.t1.pop_back()
+                self.lists.pop_back(T1)
             }
         } else {
-            if self.t1.len() + self.b1.len() + self.t2.len() + self.b2.len() >= 2 * c {
-                self.b2.pop_back();
+            if t1 + b1 + t2 + b2 >= 2 * c {
+                self.drop_ghost(B2);
             }
             self.replace()
         }
     }
 }
 
-export_plugin!(Arc, eviction);
+export_plugin!(Arc, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -161,18 +179,22 @@ mod tests {
         let mut a = Arc::default();
         a.init(4).unwrap();
         let mut buf = [0u64; 256];
+        let mut h = Vec::new();
         for k in 1..=4 {
             a.evict(k, 0, &mut Victims::new(&mut buf));
-            a.insert(k);
+            h.push(a.insert(k));
         }
-        a.access(1); // T1 {4 3 2}, T2 {1}
+        a.access(h[0]); // T1 {4 3 2}, T2 {1}
         assert_eq!(a.victim(5), Some(2)); // T1's tail into B1
         a.insert(5);
         let mut v = Victims::new(&mut buf);
         a.evict(2, 1, &mut v); // B1 hit: p = 1, then T1's tail
         assert_eq!(a.p, 1.0);
         assert_eq!(v.iter().collect::<Vec<_>>(), [3]);
-        a.insert(2);
-        assert!(a.t2.contains(2) && a.b1.contains(3));
+        let h2 = a.insert(2);
+        assert_eq!(a.lists.list_of(h2), Some(T2));
+        // 3 is a ghost in B1, found by key; 1 kept its handle from T1 to T2.
+        assert_eq!(a.ghosts.get(3).and_then(|&g| a.lists.list_of(g)), Some(B1));
+        assert_eq!(a.lists.list_of(h[0]), Some(T2));
     }
 }
