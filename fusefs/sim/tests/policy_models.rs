@@ -84,7 +84,7 @@ fn native_policy(name: &str) -> Box<dyn Native> {
         "arc" => Box::new(ByHandle(kplug_policy_arc::Arc::default())),
         "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
         "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
-        "s3fifo" => by_key::<kplug_policy_s3fifo::S3Fifo>(),
+        "s3fifo" => Box::new(ByHandle(kplug_policy_s3fifo::S3Fifo::default())),
         "wtinylfu" => by_key::<kplug_policy_wtinylfu::WTinyLfu>(),
         other => panic!("no native model for {other}"),
     }

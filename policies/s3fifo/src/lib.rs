@@ -20,6 +20,11 @@
 //! entry over its size until the next insert has looked), which yields
 //! exactly libCacheSim's ghost contents.
 //!
+//! By handle (ABI 1.8): the three queues share one slab (`HandleLists`), so a
+//! block keeps its handle from small to main, and its entry becomes its ghost;
+//! its counter is indexed by the handle. The only lookup by key is the ghost's,
+//! once per insertion.
+//!
 //! Parameters (libCacheSim's names and defaults):
 //! - `small-size-ratio=0.10`: small queue share, `floor(capacity x ratio)`;
 //! - `ghost-size-ratio=0.90`: ghost entries, `floor(capacity x ratio)`;
@@ -27,14 +32,24 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, export_plugin, param_in};
+extern crate alloc;
+
+use alloc::vec::Vec;
+use kplug_sdk::{HandleEviction, HandleLists, IntMap, Plugin, Rejected, export_plugin, param_in};
+
+/// The queues, numbered as in `HandleLists`.
+const SMALL: usize = 0;
+const MAIN: usize = 1;
+const GHOST: usize = 2;
 
 /// S3-FIFO.
 pub struct S3Fifo {
-    small: KeyList,
-    main: KeyList,
-    ghost: KeyList,
-    freq: IntMap<u8>,
+    /// Small, main and ghost, front = newest.
+    lists: HandleLists<3>,
+    /// The handle of each ghost's entry, by key.
+    ghosts: IntMap<u32>,
+    /// Counter of each resident entry, by handle.
+    freq: Vec<u8>,
     small_ratio: f64,
     ghost_ratio: f64,
     threshold: u8,
@@ -46,10 +61,9 @@ pub struct S3Fifo {
 impl Default for S3Fifo {
     fn default() -> Self {
         S3Fifo {
-            small: KeyList::new(),
-            main: KeyList::new(),
-            ghost: KeyList::new(),
-            freq: IntMap::new(),
+            lists: HandleLists::new(),
+            ghosts: IntMap::new(),
+            freq: Vec::new(),
             small_ratio: 0.10,
             ghost_ratio: 0.90,
             threshold: 2,
@@ -62,24 +76,21 @@ impl Default for S3Fifo {
 
 impl S3Fifo {
     fn trim_ghost(&mut self, to: usize) {
-        while self.ghost.len() > to {
-            self.ghost.pop_back();
+        while self.lists.len(GHOST) > to {
+            if let Some(k) = self.lists.pop_back(GHOST) {
+                self.ghosts.remove(k);
+            }
         }
     }
 
     fn evict_main(&mut self) -> Option<u64> {
-        while let Some(k) = self.main.back() {
-            let f = self
-                .freq
-                .get_mut(k)
-                .expect("resident blocks have a counter");
+        while let Some(h) = self.lists.back(MAIN) {
+            let f = &mut self.freq[h as usize];
             if *f >= 1 {
                 *f = (*f).min(3) - 1;
-                self.main.move_to_front(k);
+                self.lists.move_to_front(MAIN, h);
             } else {
-                self.main.pop_back();
-                self.freq.remove(k);
-                return Some(k);
+                return self.lists.remove(h);
             }
         }
         None
@@ -87,24 +98,30 @@ impl S3Fifo {
 
     /// Evicts one block from small, or moves all of small to main (None).
     fn evict_small(&mut self) -> Option<u64> {
-        while let Some(k) = self.small.pop_back() {
-            let f = self
-                .freq
-                .get_mut(k)
-                .expect("resident blocks have a counter");
+        while let Some(h) = self.lists.back(SMALL) {
+            let f = &mut self.freq[h as usize];
             if *f >= self.threshold {
                 *f = 0;
-                self.main.push_front(k);
+                self.lists.move_to_front(MAIN, h);
             } else {
-                self.freq.remove(k);
+                let k = self.lists.key(h)?;
                 self.trim_ghost(self.ghost_size);
                 if self.ghost_size > 0 {
-                    self.ghost.push_front(k);
+                    // The entry becomes the block's ghost.
+                    self.lists.move_to_front(GHOST, h);
+                    self.ghosts.insert(k, h);
+                } else {
+                    self.lists.remove(h);
                 }
                 return Some(k);
             }
         }
         None
+    }
+
+    /// Whether `handle` names a resident block.
+    fn resident(&self, handle: u32) -> bool {
+        matches!(self.lists.list_of(handle), Some(SMALL | MAIN))
     }
 }
 
@@ -126,43 +143,49 @@ impl Plugin for S3Fifo {
         self.main_size = capacity as usize - self.small_size;
         self.ghost_size = (capacity as f64 * self.ghost_ratio) as usize;
         let c = capacity.min(1 << 20) as usize;
-        self.main.reserve(c);
+        self.lists.reserve(c + self.ghost_size.min(1 << 20) + 1);
         self.freq.reserve(c);
-        self.ghost.reserve(self.ghost_size.min(1 << 20) + 1);
+        self.ghosts.reserve(self.ghost_size.min(1 << 20) + 1);
         Ok(())
     }
 }
 
-impl Eviction for S3Fifo {
-    fn insert(&mut self, key: u64) {
-        let remembered = self.ghost.remove(key);
+impl HandleEviction for S3Fifo {
+    fn insert(&mut self, key: u64) -> u32 {
+        let remembered = match self.ghosts.remove(key) {
+            Some(h) => self.lists.remove(h).is_some(),
+            None => false,
+        };
         self.trim_ghost(self.ghost_size);
-        if remembered {
-            self.main.push_front(key);
-        } else {
-            self.small.push_front(key);
+        let h = self
+            .lists
+            .push_front(if remembered { MAIN } else { SMALL }, key);
+        if h as usize >= self.freq.len() {
+            self.freq.resize(h as usize + 1, 0);
         }
-        self.freq.insert(key, 0);
+        self.freq[h as usize] = 0;
+        h
     }
 
-    fn access(&mut self, key: u64) {
-        if let Some(f) = self.freq.get_mut(key) {
+    fn access(&mut self, handle: u32) {
+        if self.resident(handle) {
+            let f = &mut self.freq[handle as usize];
             *f = f.saturating_add(1);
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        if self.freq.remove(key).is_some() && !self.small.remove(key) {
-            self.main.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        if self.resident(handle) {
+            self.lists.remove(handle);
         }
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
-            let victim = if self.main.len() > self.main_size || self.small.is_empty() {
+            let victim = if self.lists.len(MAIN) > self.main_size || self.lists.is_empty(SMALL) {
                 match self.evict_main() {
                     Some(k) => Some(k),
-                    None if self.small.is_empty() => return None,
+                    None if self.lists.is_empty(SMALL) => return None,
                     None => self.evict_small(),
                 }
             } else {
@@ -175,7 +198,7 @@ impl Eviction for S3Fifo {
     }
 }
 
-export_plugin!(S3Fifo, eviction);
+export_plugin!(S3Fifo, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -185,19 +208,23 @@ mod tests {
     fn one_hit_wonders_leave_through_small() {
         let mut s = S3Fifo::default();
         s.init(10).unwrap(); // small 1, main 9, ghost 9
-        for k in 1..=10 {
-            s.insert(k); // all in small
-        }
-        s.access(1);
-        s.access(1);
-        // small's tail 1 has 2 hits: it moves to main; 2 has none: evicted
-        // into the ghost.
+        // all in small
+        let h: Vec<u32> = (1..=10).map(|k| s.insert(k)).collect();
+        s.access(h[0]);
+        s.access(h[0]);
+        // small's tail 1 has 2 hits: it moves to main, keeping its handle; 2 has none:
+        // evicted into the ghost.
         assert_eq!(s.victim(0), Some(2));
-        assert!(s.main.contains(1) && s.ghost.contains(2));
+        assert_eq!(s.lists.list_of(h[0]), Some(MAIN));
+        assert_eq!(
+            s.ghosts.get(2).and_then(|&g| s.lists.list_of(g)),
+            Some(GHOST)
+        );
         s.insert(11);
         assert_eq!(s.victim(0), Some(3));
-        s.insert(2); // remembered -> main
-        assert!(s.main.contains(2) && !s.ghost.contains(2));
+        let h2 = s.insert(2); // remembered -> main
+        assert_eq!(s.lists.list_of(h2), Some(MAIN));
+        assert!(s.ghosts.get(2).is_none());
     }
 
     /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
