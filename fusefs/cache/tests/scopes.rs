@@ -331,6 +331,51 @@ fn a_scope_under_its_share_takes_back_what_another_borrowed() {
     assert_eq!(c.stats().misses, before.misses);
 }
 
+/// A plugin by handle (ABI 1.8) in a scope: giving blocks up for another scope (a phantom
+/// miss, then the phantom's removal by its handle) and taking a removed scope's blocks
+/// (adoption) hand it back exactly the handles it gave; the fixture traps on any other.
+#[test]
+fn a_scope_plugin_by_handle_gets_its_handles_back_through_shed_and_adopt() {
+    let mut c = ScopedCache::new(10, CoreConfig::default(), 2);
+    c.add_scope(1, 6).unwrap();
+    c.add_scope(2, 0).unwrap();
+    let by_handle = common::compile(&common::handle_fifo(&[]));
+    for scope in [2, ROOT_SCOPE] {
+        let capacity = c.core(scope).unwrap().capacity();
+        let p = by_handle.instantiate(&[], capacity).unwrap();
+        c.core_mut(scope)
+            .unwrap()
+            .install_plugin(p, RoleSet::of(&[Role::Eviction]))
+            .unwrap();
+    }
+    for k in 0..10 {
+        c.request(2, 100 + k, || ());
+    }
+    // Scope 1 takes back its share: scope 2's plugin gives blocks up without a miss.
+    for k in 0..8 {
+        c.request(1, k, || ());
+    }
+    assert!(c.core(2).unwrap().len() < 10);
+    for k in c.core(2).unwrap().resident_keys() {
+        assert!(c.request(2, k, || ()));
+    }
+    assert_eq!(c.core(2).unwrap().stats().faults, 0);
+    assert_eq!(c.core(2).unwrap().policy(Role::Eviction).name, "fixture");
+    // Scope 2's blocks go to the root, whose plugin learns them with handles of its own.
+    let moved = c.core(2).unwrap().resident_keys();
+    c.remove_scope(2, ROOT_SCOPE, "gone").unwrap();
+    for &k in &moved {
+        assert!(c.request(ROOT_SCOPE, k, || ()), "block {k}");
+    }
+    assert!(c.remove(moved[0]).is_some());
+    for k in 300..320 {
+        c.request(ROOT_SCOPE, k, || ());
+    }
+    assert_eq!(c.root().stats().faults, 0);
+    assert_eq!(c.root().policy(Role::Eviction).name, "fixture");
+    assert!(c.len() <= 10);
+}
+
 #[test]
 fn a_faulting_plugin_in_one_scope_leaves_the_others_serving() {
     let mut c = ScopedCache::new(8, CoreConfig::default(), 2);

@@ -1025,15 +1025,15 @@ impl Plugin {
         }
     }
 
-    /// Whether victims wait to be taken with [`take_victims`](Self::take_victims) (1.4; never
-    /// for a 1.0 plugin): the check the core makes after each eviction call.
+    /// Whether victims wait to be taken with [`take_victims`](Self::take_victims) (1.4 and 1.8;
+    /// never for a 1.0 plugin): the check the core makes after each eviction call.
     #[inline]
     pub fn has_victims(&self) -> bool {
         matches!(&self.eviction, Some(EvictionFns::Batched(b)) if !b.victims.is_empty())
     }
 
-    /// Moves the victims the plugin returned since the last call into `out` (1.4; always
-    /// empty for a 1.0 plugin), and names the hook that returned the last of them. The
+    /// Moves the victims the plugin returned since the last call into `out` (1.4 and 1.8;
+    /// always empty for a 1.0 plugin), and names the hook that returned the last of them. The
     /// caller checks each is resident and evicts it.
     #[inline]
     pub fn take_victims(&mut self, out: &mut Vec<u64>) -> &'static str {

@@ -40,10 +40,10 @@ impl<V> CacheCore<V> {
     }
 
     /// Gives up `n` resident blocks (fewer if it holds fewer), chosen by this core's eviction
-    /// policy as if a block were missing: a batched (ABI 1.4) plugin is asked
-    /// `kplug_evict_miss(phantom, n)` for a key no block has, which it forgets at once
-    /// (`kplug_evict_remove`, or 1.8's by handle); any other policy names victims one by one. Returns how many
-    /// left.
+    /// policy as if a block were missing: a batched plugin is asked `kplug_evict_miss(phantom,
+    /// n)` (1.4; 1.8: `kplug_evict_handle_miss`) for a key no block has, which it forgets at
+    /// once (`kplug_evict_remove`; 1.8: `kplug_evict_handle_remove` with the phantom's
+    /// handle); any other policy names victims one by one. Returns how many left.
     pub(crate) fn shed(&mut self, n: usize) -> usize {
         let before = self.map.len();
         let target = before.saturating_sub(n) as u64;
