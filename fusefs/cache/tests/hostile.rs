@@ -646,7 +646,12 @@ fn status_snapshot_has_the_fields_the_ui_needs() {
 // the key buffer, the hit batch).
 
 fn check_batched(parts: &[(&str, &str)], hook: &str, fault: Fault) {
-    let (mut core, status) = run_eviction_workload(&batched_fifo(parts));
+    check_set(&batched_fifo(parts), hook, fault);
+}
+
+/// The workload on the plugin `text` ends in `fault`, raised by `hook`, and the takeover.
+fn check_set(text: &str, hook: &str, fault: Fault) {
+    let (mut core, status) = run_eviction_workload(text);
     assert_fault_and_takeover(&mut core, &status, &fault);
     let e = status.error().unwrap();
     assert!(e.starts_with(hook), "error `{e}` should name {hook}");
@@ -808,10 +813,7 @@ fn both_eviction_sets_prefer_the_batched_one() {
 // can get wrong are checked as the 1.4 set's are.
 
 fn check_by_handle(parts: &[(&str, &str)], hook: &str, fault: Fault) {
-    let (mut core, status) = run_eviction_workload(&handle_fifo(parts));
-    assert_fault_and_takeover(&mut core, &status, &fault);
-    let e = status.error().unwrap();
-    assert!(e.starts_with(hook), "error `{e}` should name {hook}");
+    check_set(&handle_fifo(parts), hook, fault);
 }
 
 #[test]

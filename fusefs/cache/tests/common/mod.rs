@@ -175,7 +175,12 @@ pub const BATCHED_FIFO_TEMPLATE: &str = r#"
 
 /// [`BATCHED_FIFO_TEMPLATE`] filled.
 pub fn batched_fifo(parts: &[(&str, &str)]) -> String {
-    let mut s = BATCHED_FIFO_TEMPLATE.to_string();
+    fill_batched(BATCHED_FIFO_TEMPLATE, parts)
+}
+
+/// A batched template filled: `parts`, then `{BUF}` 0, `{BATCH}` 4, the rest empty.
+fn fill_batched(template: &str, parts: &[(&str, &str)]) -> String {
+    let mut s = template.to_string();
     for (k, v) in parts {
         s = s.replace(k, v);
     }
@@ -249,15 +254,7 @@ pub const HANDLE_FIFO_TEMPLATE: &str = r#"
 
 /// [`HANDLE_FIFO_TEMPLATE`] filled.
 pub fn handle_fifo(parts: &[(&str, &str)]) -> String {
-    let mut s = HANDLE_FIFO_TEMPLATE.to_string();
-    for (k, v) in parts {
-        s = s.replace(k, v);
-    }
-    s = s.replace("{BUF}", "0").replace("{BATCH}", "4");
-    for k in ["{MISS}", "{HITS}", "{EXTRA}"] {
-        s = s.replace(k, "");
-    }
-    s
+    fill_batched(HANDLE_FIFO_TEMPLATE, parts)
 }
 
 /// An admission-only plugin whose `kplug_admit` body is `{BODY}` (params
