@@ -785,6 +785,15 @@ fn batched_set_is_checked_at_load() {
         load_err(&text).to_string(),
         "missing export `kplug_evict_remove` (the eviction role needs all of its exports)"
     );
+    // The key buffer's exports alone, beside the 1.0 hooks, are a batched set in part.
+    let text = fifo(&[(
+        "{EXTRA}",
+        r#"(func (export "kplug_evict_buf") (result i32) (i32.const 0))"#,
+    )]);
+    assert_eq!(
+        load_err(&text).to_string(),
+        "missing export `kplug_evict_hit_batch` (the eviction role needs all of its exports)"
+    );
 }
 
 #[test]

@@ -793,6 +793,14 @@ fn check_exports(
             roles = roles.with(role);
         }
     }
+    // The key buffer's exports belong to a batched set: without one they are a set exported
+    // in part, refused naming what the 1.4 set lacks (as before 1.8 shared them).
+    if eviction_abi == EvictionAbi::PerEvent && (has(&exp::EVICT_BUF) || has(&exp::EVICT_HIT_BATCH))
+    {
+        for f in exp::EVICTION_BATCHED {
+            check_export(module, f, Some(Role::Eviction))?;
+        }
+    }
     // A governor (ABI 1.1) serves no cache role: it picks the policies that do.
     let governor = module.get_export(exp::TICK.name).is_some();
     if governor {
