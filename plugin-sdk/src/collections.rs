@@ -168,6 +168,8 @@ struct Node {
     next: u32,
     /// The list the entry is in.
     list: u8,
+    /// The policy's byte (`tag`): in the padding, so free.
+    tag: u8,
 }
 
 /// `N` ordered lists of keys (front to back) over one slab, whose entries are named by
@@ -252,6 +254,24 @@ impl<const N: usize> HandleLists<N> {
             .then(|| self.nodes[handle as usize].key)
     }
 
+    /// The policy's byte of the entry `handle` names (0 when it was pushed): a visited bit
+    /// (SIEVE), a small counter (CLOCK, S3-FIFO), kept in the entry itself so that a hand
+    /// walking the list reads one place per entry.
+    #[inline]
+    pub fn tag(&self, handle: u32) -> Option<u8> {
+        self.contains(handle)
+            .then(|| self.nodes[handle as usize].tag)
+    }
+
+    /// The policy's byte of the entry `handle` names, to change it.
+    #[inline]
+    pub fn tag_mut(&mut self, handle: u32) -> Option<&mut u8> {
+        if !self.contains(handle) {
+            return None;
+        }
+        Some(&mut self.nodes[handle as usize].tag)
+    }
+
     /// The handle of the entry at the back of `list` (oldest for LRU/FIFO use).
     #[inline]
     pub fn back(&self, list: usize) -> Option<u32> {
@@ -331,6 +351,7 @@ impl<const N: usize> HandleLists<N> {
             prev: NIL,
             next: NIL,
             list: 0,
+            tag: 0,
         };
         match self.free.pop() {
             Some(i) => {
@@ -465,6 +486,18 @@ impl HandleList {
     #[inline]
     pub fn front(&self) -> Option<u32> {
         self.0.front(0)
+    }
+
+    /// See [`HandleLists::tag`].
+    #[inline]
+    pub fn tag(&self, handle: u32) -> Option<u8> {
+        self.0.tag(handle)
+    }
+
+    /// See [`HandleLists::tag_mut`].
+    #[inline]
+    pub fn tag_mut(&mut self, handle: u32) -> Option<&mut u8> {
+        self.0.tag_mut(handle)
     }
 
     /// See [`HandleLists::toward_front`].
@@ -730,6 +763,9 @@ mod tests {
         let mut l: HandleLists<3> = HandleLists::new();
         // The model: per list, (handle, key) pairs front to back.
         let mut model: [VecDeque<(u32, u64)>; 3] = Default::default();
+        let mut tags: HashMap<u32, u8> = HashMap::new();
+        let live_after =
+            |m: &[VecDeque<(u32, u64)>; 3], h: u32| m.iter().flatten().any(|(x, _)| *x == h);
         let mut s = 0x0123_4567_89ab_cdefu64;
         for _ in 0..50_000 {
             let r = rng(&mut s);
@@ -773,12 +809,27 @@ mod tests {
                 }
                 _ => assert_eq!(l.pop_back(list), model[list].pop_back().map(|(_, k)| k)),
             }
+            // Tags: 0 for a new entry, kept across moves (`tags`: what each live handle was
+            // last set to; a handle given again after its removal starts at 0).
+            for q in &model {
+                for &(h, _) in q {
+                    tags.entry(h).or_insert(0);
+                }
+            }
+            tags.retain(|h, _| live_after(&model, *h));
+            if let Some((h, _)) = pick
+                && let Some(t) = l.tag_mut(h)
+            {
+                *t = (r >> 8) as u8;
+                tags.insert(h, *t);
+            }
             for (i, q) in model.iter().enumerate() {
                 assert_eq!(l.len(i), q.len());
                 assert_eq!(l.front(i), q.front().map(|(h, _)| *h));
                 assert_eq!(l.back(i), q.back().map(|(h, _)| *h));
                 for &(h, k) in q {
                     assert_eq!((l.list_of(h), l.key(h)), (Some(i), Some(k)));
+                    assert_eq!(l.tag(h), Some(tags[&h]));
                 }
             }
         }

@@ -7,8 +7,8 @@
 //! counter has it decremented and moves to the head; the first block found
 //! with a zero counter is the victim.
 //!
-//! By handle (ABI 1.8): a block's handle is its entry in the queue, which also
-//! indexes its counter.
+//! By handle (ABI 1.8): a block's handle is its entry in the queue, whose tag is
+//! its counter.
 //!
 //! Parameters:
 //! - `n-bit-counter=N` (default **1**, 1..=8): counter width; 1 is classic
@@ -16,17 +16,13 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-extern crate alloc;
-
-use alloc::vec::Vec;
 use kplug_sdk::{HandleEviction, HandleList, Plugin, Rejected, export_plugin, param_in};
 
 /// CLOCK with an n-bit counter per block.
 pub struct Clock {
     /// Front = most recently inserted or reinserted; the hand is at the back.
+    /// An entry's tag is its counter.
     queue: HandleList,
-    /// Counter of each entry, by handle.
-    freq: Vec<u8>,
     max_freq: u8,
 }
 
@@ -34,7 +30,6 @@ impl Default for Clock {
     fn default() -> Self {
         Clock {
             queue: HandleList::new(),
-            freq: Vec::new(),
             max_freq: 1,
         }
     }
@@ -55,27 +50,21 @@ impl Plugin for Clock {
     fn init(&mut self, capacity: u64) -> Result<(), i32> {
         let c = capacity.min(1 << 20) as usize;
         self.queue.reserve(c);
-        self.freq.reserve(c);
         Ok(())
     }
 }
 
 impl HandleEviction for Clock {
     fn insert(&mut self, key: u64) -> u32 {
-        let h = self.queue.push_front(key);
-        if h as usize >= self.freq.len() {
-            self.freq.resize(h as usize + 1, 0);
-        }
-        self.freq[h as usize] = 0;
-        h
+        // A new entry's tag, its counter, is clear.
+        self.queue.push_front(key)
     }
 
     fn access(&mut self, handle: u32) {
-        if self.queue.contains(handle) {
-            let f = &mut self.freq[handle as usize];
-            if *f < self.max_freq {
-                *f += 1;
-            }
+        if let Some(f) = self.queue.tag_mut(handle)
+            && *f < self.max_freq
+        {
+            *f += 1;
         }
     }
 
@@ -85,7 +74,7 @@ impl HandleEviction for Clock {
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         while let Some(h) = self.queue.back() {
-            let f = &mut self.freq[h as usize];
+            let f = self.queue.tag_mut(h)?;
             if *f == 0 {
                 return self.queue.pop_back();
             }

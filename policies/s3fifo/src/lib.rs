@@ -22,7 +22,7 @@
 //!
 //! By handle (ABI 1.8): the three queues share one slab (`HandleLists`), so a
 //! block keeps its handle from small to main, and its entry becomes its ghost;
-//! its counter is indexed by the handle. The only lookup by key is the ghost's,
+//! its counter is the entry's tag. The only lookup by key is the ghost's,
 //! once per insertion.
 //!
 //! Parameters (libCacheSim's names and defaults):
@@ -32,9 +32,6 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-extern crate alloc;
-
-use alloc::vec::Vec;
 use kplug_sdk::{HandleEviction, HandleLists, IntMap, Plugin, Rejected, export_plugin, param_in};
 
 /// The queues, numbered as in `HandleLists`.
@@ -44,12 +41,10 @@ const GHOST: usize = 2;
 
 /// S3-FIFO.
 pub struct S3Fifo {
-    /// Small, main and ghost, front = newest.
+    /// Small, main and ghost, front = newest; a resident entry's tag is its counter.
     lists: HandleLists<3>,
     /// The handle of each ghost's entry, by key.
     ghosts: IntMap<u32>,
-    /// Counter of each resident entry, by handle.
-    freq: Vec<u8>,
     small_ratio: f64,
     ghost_ratio: f64,
     threshold: u8,
@@ -63,7 +58,6 @@ impl Default for S3Fifo {
         S3Fifo {
             lists: HandleLists::new(),
             ghosts: IntMap::new(),
-            freq: Vec::new(),
             small_ratio: 0.10,
             ghost_ratio: 0.90,
             threshold: 2,
@@ -85,7 +79,7 @@ impl S3Fifo {
 
     fn evict_main(&mut self) -> Option<u64> {
         while let Some(h) = self.lists.back(MAIN) {
-            let f = &mut self.freq[h as usize];
+            let f = self.lists.tag_mut(h)?;
             if *f >= 1 {
                 *f = (*f).min(3) - 1;
                 self.lists.move_to_front(MAIN, h);
@@ -99,7 +93,7 @@ impl S3Fifo {
     /// Evicts one block from small, or moves all of small to main (None).
     fn evict_small(&mut self) -> Option<u64> {
         while let Some(h) = self.lists.back(SMALL) {
-            let f = &mut self.freq[h as usize];
+            let f = self.lists.tag_mut(h)?;
             if *f >= self.threshold {
                 *f = 0;
                 self.lists.move_to_front(MAIN, h);
@@ -144,7 +138,6 @@ impl Plugin for S3Fifo {
         self.ghost_size = (capacity as f64 * self.ghost_ratio) as usize;
         let c = capacity.min(1 << 20) as usize;
         self.lists.reserve(c + self.ghost_size.min(1 << 20) + 1);
-        self.freq.reserve(c);
         self.ghosts.reserve(self.ghost_size.min(1 << 20) + 1);
         Ok(())
     }
@@ -157,19 +150,15 @@ impl HandleEviction for S3Fifo {
             None => false,
         };
         self.trim_ghost(self.ghost_size);
-        let h = self
-            .lists
-            .push_front(if remembered { MAIN } else { SMALL }, key);
-        if h as usize >= self.freq.len() {
-            self.freq.resize(h as usize + 1, 0);
-        }
-        self.freq[h as usize] = 0;
-        h
+        // A new entry's tag, its counter, is clear.
+        self.lists
+            .push_front(if remembered { MAIN } else { SMALL }, key)
     }
 
     fn access(&mut self, handle: u32) {
-        if self.resident(handle) {
-            let f = &mut self.freq[handle as usize];
+        if self.resident(handle)
+            && let Some(f) = self.lists.tag_mut(handle)
+        {
             *f = f.saturating_add(1);
         }
     }

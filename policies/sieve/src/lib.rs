@@ -7,22 +7,18 @@
 //! head. Past the head the hand wraps to the tail. Parameters: none.
 //!
 //! By handle (ABI 1.8): the queue is the SDK's `HandleList` (front = head), a
-//! block's handle its entry, which also indexes its visited bit; the hand is a
-//! handle walked with `toward_front`. No lookup by key is ever needed.
+//! block's handle its entry, whose tag is its visited bit; the hand is a handle
+//! walked with `toward_front`. No lookup by key is ever needed.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-extern crate alloc;
-
-use alloc::vec::Vec;
 use kplug_sdk::{HandleEviction, HandleList, Plugin, export_plugin};
 
 /// SIEVE.
 #[derive(Default)]
 pub struct Sieve {
+    /// The queue; an entry's tag is its visited bit.
     queue: HandleList,
-    /// Visited bit of each entry, by handle.
-    visited: Vec<bool>,
     /// The hand: next block to examine, or `None` = start at the tail.
     hand: Option<u32>,
 }
@@ -31,24 +27,18 @@ impl Plugin for Sieve {
     fn init(&mut self, capacity: u64) -> Result<(), i32> {
         let c = capacity.min(1 << 20) as usize;
         self.queue.reserve(c);
-        self.visited.reserve(c);
         Ok(())
     }
 }
 
 impl HandleEviction for Sieve {
     fn insert(&mut self, key: u64) -> u32 {
-        let h = self.queue.push_front(key);
-        if h as usize >= self.visited.len() {
-            self.visited.resize(h as usize + 1, false);
-        }
-        self.visited[h as usize] = false;
-        h
+        self.queue.push_front(key)
     }
 
     fn access(&mut self, handle: u32) {
-        if self.queue.contains(handle) {
-            self.visited[handle as usize] = true;
+        if let Some(visited) = self.queue.tag_mut(handle) {
+            *visited = 1;
         }
     }
 
@@ -64,8 +54,10 @@ impl HandleEviction for Sieve {
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         let tail = self.queue.back()?;
         let mut i = self.hand.unwrap_or(tail);
-        while self.visited[i as usize] {
-            self.visited[i as usize] = false;
+        while let Some(visited) = self.queue.tag_mut(i)
+            && *visited != 0
+        {
+            *visited = 0;
             i = self.queue.toward_front(i).unwrap_or(tail);
         }
         self.hand = self.queue.toward_front(i);
