@@ -85,7 +85,7 @@ fn native_policy(name: &str) -> Box<dyn Native> {
         "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
         "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
         "s3fifo" => Box::new(ByHandle(kplug_policy_s3fifo::S3Fifo::default())),
-        "wtinylfu" => by_key::<kplug_policy_wtinylfu::WTinyLfu>(),
+        "wtinylfu" => Box::new(ByHandle(kplug_policy_wtinylfu::WTinyLfu::default())),
         other => panic!("no native model for {other}"),
     }
 }

@@ -28,6 +28,11 @@
 //! evicted (`HIT_BATCH = 1`, so they leave before the next request). The
 //! blocks evicted on the way wait on a pending list only within one call.
 //!
+//! By handle (ABI 1.8): window, probation, protected and the pending list share one
+//! slab (`HandleLists`), so a block keeps its handle as it moves between them (a
+//! pending block hit again goes back to the window with it); only the sketch is
+//! indexed by key.
+//!
 //! Parameters (libCacheSim's names and defaults):
 //! - `window-size=0.01`: window share, `floor(capacity x ratio)`, in [0, 1);
 //! - `main-cache=SLRU`: the only main cache implemented.
@@ -38,7 +43,16 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, Victims, export_plugin};
+use kplug_sdk::{HandleEviction, HandleLists, Plugin, Rejected, Victims, export_plugin};
+
+/// The lists, numbered as in `HandleLists`.
+const WINDOW: usize = 0;
+/// SLRU segment 0.
+const PROBATION: usize = 1;
+/// SLRU segment 1.
+const PROTECTED: usize = 2;
+/// Blocks evicted in the current call, not yet named to the host.
+const PENDING: usize = 3;
 
 /// libCacheSim's `minimalIncrementCBF`: a counting Bloom filter sized for
 /// `entries` at false-positive rate `error`. Despite its name, an add
@@ -137,26 +151,20 @@ fn ln(x: f64) -> f64 {
 
 /// W-TinyLFU with an SLRU main cache.
 pub struct WTinyLfu {
-    window: KeyList,
-    /// SLRU segment 0 (probation) and 1 (protected); fronts are MRU.
-    probation: KeyList,
-    protected: KeyList,
+    /// Window, probation, protected (fronts are MRU) and pending.
+    lists: HandleLists<4>,
     seg_max: [usize; 2],
     main_size: usize,
     window_ratio: f64,
     sketch: Sketch,
     main_hits: u64,
     decay_every: u64,
-    /// Blocks evicted in the current call, not yet named to the host.
-    pending: KeyList,
 }
 
 impl Default for WTinyLfu {
     fn default() -> Self {
         WTinyLfu {
-            window: KeyList::new(),
-            probation: KeyList::new(),
-            protected: KeyList::new(),
+            lists: HandleLists::new(),
             seg_max: [0, 0],
             main_size: 0,
             window_ratio: 0.01,
@@ -166,50 +174,53 @@ impl Default for WTinyLfu {
             },
             main_hits: 0,
             decay_every: u64::MAX,
-            pending: KeyList::new(),
         }
     }
 }
 
 impl WTinyLfu {
     fn main_len(&self) -> usize {
-        self.probation.len() + self.protected.len()
+        self.lists.len(PROBATION) + self.lists.len(PROTECTED)
     }
 
-    fn main_insert(&mut self, key: u64) {
-        if self.probation.len() < self.seg_max[0] || self.protected.len() >= self.seg_max[1] {
-            self.probation.push_front(key);
+    /// Moves entry `h` into main: probation, or protected while probation is full and
+    /// protected is not.
+    fn main_insert(&mut self, h: u32) {
+        let l = &self.lists;
+        if l.len(PROBATION) < self.seg_max[0] || l.len(PROTECTED) >= self.seg_max[1] {
+            self.lists.move_to_front(PROBATION, h);
         } else {
-            self.protected.push_front(key);
+            self.lists.move_to_front(PROTECTED, h);
         }
     }
 
     /// SLRU's victim: probation's tail, or protected's when probation is empty.
-    fn main_victim(&self) -> Option<u64> {
-        self.probation.back().or_else(|| self.protected.back())
+    fn main_victim(&self) -> Option<u32> {
+        self.lists
+            .back(PROBATION)
+            .or_else(|| self.lists.back(PROTECTED))
     }
 
-    fn main_evict(&mut self) -> Option<u64> {
-        let k = self.main_victim()?;
-        if !self.probation.remove(k) {
-            self.protected.remove(k);
+    /// Main's victim leaves the model: to the pending list (still resident in the host).
+    fn main_evict_to_pending(&mut self) {
+        if let Some(h) = self.main_victim() {
+            self.lists.move_to_front(PENDING, h);
         }
-        Some(k)
     }
 
-    fn main_hit(&mut self, key: u64) {
-        if !self.protected.move_to_front(key) {
-            self.probation.remove(key);
-            self.protected.push_front(key);
-            while self.protected.len() > self.seg_max[1] {
-                let k = self.protected.pop_back().expect("non-empty");
-                self.probation.push_front(k);
-                while self.probation.len() > self.seg_max[0] {
-                    if let Some(v) = self.main_evict() {
-                        self.pending.push_front(v);
-                    }
+    fn main_hit(&mut self, h: u32) {
+        let Some(key) = self.lists.key(h) else { return };
+        if self.lists.list_of(h) != Some(PROTECTED) {
+            self.lists.move_to_front(PROTECTED, h);
+            while self.lists.len(PROTECTED) > self.seg_max[1] {
+                let k = self.lists.back(PROTECTED).expect("non-empty");
+                self.lists.move_to_front(PROBATION, k);
+                while self.lists.len(PROBATION) > self.seg_max[0] {
+                    self.main_evict_to_pending();
                 }
             }
+        } else {
+            self.lists.move_to_front(PROTECTED, h);
         }
         self.sketch.add(key);
         self.main_hits += 1;
@@ -220,30 +231,27 @@ impl WTinyLfu {
     }
 
     /// libCacheSim's `WTinyLFU_evict`: evicts at least one block; all but the
-    /// last go to `pending`, the last is returned.
-    fn evict_one(&mut self) -> Option<u64> {
+    /// last go to the pending list, the last is returned (its entry still in its list).
+    fn evict_one(&mut self) -> Option<u32> {
         loop {
-            let Some(w) = self.window.back() else {
-                return self.main_evict();
+            let Some(w) = self.lists.back(WINDOW) else {
+                return self.main_victim();
             };
+            let wkey = self.lists.key(w)?;
             if self.main_len() < self.main_size {
-                self.window.remove(w);
                 self.main_insert(w);
-                self.sketch.add(w);
+                self.sketch.add(wkey);
                 continue;
             }
-            let m = self.main_victim();
+            let m = self.main_victim().and_then(|m| self.lists.key(m));
             match m {
-                Some(m) if self.sketch.estimate(w) > self.sketch.estimate(m) => {
-                    self.main_evict();
-                    self.pending.push_front(m);
-                    self.window.remove(w);
+                Some(m) if self.sketch.estimate(wkey) > self.sketch.estimate(m) => {
+                    self.main_evict_to_pending();
                     self.main_insert(w);
-                    self.sketch.add(w);
+                    self.sketch.add(wkey);
                 }
                 _ => {
-                    self.window.remove(w);
-                    self.sketch.add(w);
+                    self.sketch.add(wkey);
                     return Some(w);
                 }
             }
@@ -275,8 +283,7 @@ impl Plugin for WTinyLfu {
         self.decay_every = (32 * main).max(1);
         self.sketch = Sketch::new(main.min(1 << 22), 0.001);
         let c = capacity.min(1 << 20) as usize;
-        self.protected.reserve(self.seg_max[1].min(c));
-        self.probation.reserve(self.seg_max[0].min(c) + 1);
+        self.lists.reserve(c + 1);
         Ok(())
     }
 }
@@ -286,22 +293,22 @@ impl WTinyLfu {
     /// next call: a hit on one of them meanwhile is replayed as libCacheSim's miss).
     fn hand_over(&mut self, victims: &mut Victims<'_>) {
         while !victims.is_full()
-            && let Some(k) = self.pending.pop_back()
+            && let Some(k) = self.lists.pop_back(PENDING)
         {
             victims.push(k);
         }
     }
 }
 
-impl Eviction for WTinyLfu {
+impl HandleEviction for WTinyLfu {
     const HIT_BATCH: u32 = 1;
 
     fn evict(&mut self, _incoming: u64, need: usize, victims: &mut Victims<'_>) {
         self.hand_over(victims);
         while victims.len() < need {
             let last = self.evict_one();
-            if let Some(k) = last {
-                self.pending.push_front(k);
+            if let Some(h) = last {
+                self.lists.move_to_front(PENDING, h);
             }
             self.hand_over(victims);
             if last.is_none() {
@@ -310,41 +317,50 @@ impl Eviction for WTinyLfu {
         }
     }
 
-    fn hit(&mut self, key: u64, victims: &mut Victims<'_>) {
-        self.access(key);
+    fn hit(&mut self, handle: u32, victims: &mut Victims<'_>) {
+        self.access(handle);
         self.hand_over(victims);
     }
 
-    fn insert(&mut self, key: u64) {
-        self.window.push_front(key);
+    fn insert(&mut self, key: u64) -> u32 {
         self.sketch.add(key);
+        self.lists.push_front(WINDOW, key)
     }
 
-    fn access(&mut self, key: u64) {
-        if self.pending.remove(key) {
-            // libCacheSim evicted it: this is its miss, with room to insert.
-            self.insert(key);
-        } else if !self.window.move_to_front(key) {
-            self.main_hit(key);
+    fn access(&mut self, handle: u32) {
+        match self.lists.list_of(handle) {
+            Some(PENDING) => {
+                // libCacheSim evicted it: this is its miss, with room to insert; the block
+                // keeps its entry, and so its handle.
+                self.lists.move_to_front(WINDOW, handle);
+                if let Some(k) = self.lists.key(handle) {
+                    self.sketch.add(k);
+                }
+            }
+            Some(WINDOW) => {
+                self.lists.move_to_front(WINDOW, handle);
+            }
+            Some(_) => self.main_hit(handle),
+            None => {}
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        let _ = self.pending.remove(key)
-            || self.window.remove(key)
-            || self.probation.remove(key)
-            || self.protected.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        self.lists.remove(handle);
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
-        if let Some(k) = self.pending.pop_back() {
+        if let Some(k) = self.lists.pop_back(PENDING) {
             return Some(k);
         }
-        self.evict_one().or_else(|| self.pending.pop_back())
+        match self.evict_one() {
+            Some(h) => self.lists.remove(h),
+            None => self.lists.pop_back(PENDING),
+        }
     }
 }
 
-export_plugin!(WTinyLfu, eviction);
+export_plugin!(WTinyLfu, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -354,24 +370,27 @@ mod tests {
     fn frequent_blocks_survive_a_scan() {
         let mut w = WTinyLfu::default();
         w.init(100).unwrap(); // window 1, main 99 (19 probation, 79 protected)
-        let mut resident = std::collections::HashSet::new();
+        // Resident blocks and their handles, as the host keeps them.
+        let mut resident = std::collections::HashMap::new();
         let mut request = |w: &mut WTinyLfu, k: u64| {
             let mut buf = [0u64; 256];
             let mut v = Victims::new(&mut buf);
-            let hit = resident.contains(&k);
-            if hit {
-                w.hit(k, &mut v);
+            let hit = resident.get(&k).copied();
+            if let Some(h) = hit {
+                w.hit(h, &mut v);
             } else {
                 let need = (resident.len() + 1).saturating_sub(100);
                 w.evict(k, need, &mut v);
                 assert!(v.len() >= need);
-                w.insert(k);
             }
             for victim in v.iter() {
-                assert!(resident.remove(&victim), "victim {victim} not resident");
+                assert!(
+                    resident.remove(&victim).is_some(),
+                    "victim {victim} not resident"
+                );
             }
-            if !hit {
-                resident.insert(k);
+            if hit.is_none() {
+                resident.insert(k, w.insert(k));
             }
             assert!(resident.len() <= 100);
         };
@@ -386,9 +405,26 @@ mod tests {
             request(&mut w, k);
             request(&mut w, i as u64 % 50);
         }
-        let hot = (0..50).filter(|k| w.probation.contains(*k) || w.protected.contains(*k));
-        let n = hot.count();
-        assert!(n >= 45, "{n} hot blocks in main, window {}", w.window.len());
+        let n = w.main_len();
+        let window = w.lists.len(WINDOW);
+        let hot = (0..50u64)
+            .filter(|k| {
+                [PROBATION, PROTECTED].iter().any(|&l| {
+                    let mut c = w.lists.back(l);
+                    while let Some(h) = c {
+                        if w.lists.key(h) == Some(*k) {
+                            return true;
+                        }
+                        c = w.lists.toward_front(h);
+                    }
+                    false
+                })
+            })
+            .count();
+        assert!(
+            hot >= 45,
+            "{hot} hot blocks in main of {n}, window {window}"
+        );
     }
 
     #[test]
