@@ -82,7 +82,7 @@ fn native_policy(name: &str) -> Box<dyn Native> {
         "clock" => Box::new(ByHandle(kplug_policy_clock::Clock::default())),
         "sieve" => Box::new(ByHandle(kplug_policy_sieve::Sieve::default())),
         "arc" => Box::new(ByHandle(kplug_policy_arc::Arc::default())),
-        "twoq" => by_key::<kplug_policy_twoq::TwoQ>(),
+        "twoq" => Box::new(ByHandle(kplug_policy_twoq::TwoQ::default())),
         "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
         "s3fifo" => Box::new(ByHandle(kplug_policy_s3fifo::S3Fifo::default())),
         "wtinylfu" => Box::new(ByHandle(kplug_policy_wtinylfu::WTinyLfu::default())),

@@ -13,6 +13,10 @@
 //! looked, which gives exactly libCacheSim's contents (removing the missed
 //! id and pushing the victim commute when the oldest entry is dropped last).
 //!
+//! By handle (ABI 1.8): Ain, Am and Aout share one slab (`HandleLists`): a block's
+//! handle is its entry, which becomes its ghost in Aout when Ain evicts it; only
+//! the ghost lookup of an insertion is by key.
+//!
 //! Parameters (libCacheSim's defaults; sizes are `floor(capacity x ratio)`):
 //! - `ain-size-ratio=0.25` (0..=1): Ain's share of the cache;
 //! - `aout-size-ratio=0.5` (0..=1): ghost entries, as a fraction of the cache size.
@@ -21,7 +25,14 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, KeyList, Plugin, Rejected, export_plugin, param_in, param_key};
+use kplug_sdk::{
+    HandleEviction, HandleLists, IntMap, Plugin, Rejected, export_plugin, param_in, param_key,
+};
+
+/// The lists, numbered as in `HandleLists`.
+const AIN: usize = 0;
+const AM: usize = 1;
+const AOUT: usize = 2;
 
 /// Older names of the parameters, `(alias, canonical)`.
 const ALIASES: &[(&str, &str)] = &[
@@ -31,9 +42,10 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// 2Q.
 pub struct TwoQ {
-    ain: KeyList,
-    aout: KeyList,
-    am: KeyList,
+    /// Ain, Am and Aout, front = newest.
+    lists: HandleLists<3>,
+    /// The handle of each ghost's entry in Aout, by key.
+    ghosts: IntMap<u32>,
     ain_ratio: f64,
     aout_ratio: f64,
     ain_size: usize,
@@ -43,9 +55,8 @@ pub struct TwoQ {
 impl Default for TwoQ {
     fn default() -> Self {
         TwoQ {
-            ain: KeyList::new(),
-            aout: KeyList::new(),
-            am: KeyList::new(),
+            lists: HandleLists::new(),
+            ghosts: IntMap::new(),
             ain_ratio: 0.25,
             aout_ratio: 0.5,
             ain_size: 0,
@@ -56,8 +67,10 @@ impl Default for TwoQ {
 
 impl TwoQ {
     fn trim_aout(&mut self, to: usize) {
-        while self.aout.len() > to {
-            self.aout.pop_back();
+        while self.lists.len(AOUT) > to {
+            if let Some(k) = self.lists.pop_back(AOUT) {
+                self.ghosts.remove(k);
+            }
         }
     }
 }
@@ -76,47 +89,52 @@ impl Plugin for TwoQ {
         self.ain_size = (capacity as f64 * self.ain_ratio) as usize;
         self.aout_size = (capacity as f64 * self.aout_ratio) as usize;
         let c = capacity.min(1 << 20) as usize;
-        self.am.reserve(c);
-        self.aout.reserve(self.aout_size.min(1 << 20) + 1);
+        self.lists.reserve(c + self.aout_size.min(1 << 20) + 1);
+        self.ghosts.reserve(self.aout_size.min(1 << 20) + 1);
         Ok(())
     }
 }
 
-impl Eviction for TwoQ {
-    fn insert(&mut self, key: u64) {
-        let remembered = self.aout.remove(key);
+impl HandleEviction for TwoQ {
+    fn insert(&mut self, key: u64) -> u32 {
+        let remembered = match self.ghosts.remove(key) {
+            Some(h) => self.lists.remove(h).is_some(),
+            None => false,
+        };
         self.trim_aout(self.aout_size);
-        if remembered {
-            self.am.push_front(key);
-        } else {
-            self.ain.push_front(key);
+        self.lists
+            .push_front(if remembered { AM } else { AIN }, key)
+    }
+
+    fn access(&mut self, handle: u32) {
+        // Ain is a FIFO: a hit there changes nothing.
+        if self.lists.list_of(handle) == Some(AM) {
+            self.lists.move_to_front(AM, handle);
         }
     }
 
-    fn access(&mut self, key: u64) {
-        // Ain is a FIFO: a hit there changes nothing.
-        self.am.move_to_front(key);
-    }
-
-    fn remove(&mut self, key: u64) {
-        if !self.ain.remove(key) {
-            self.am.remove(key);
+    fn remove(&mut self, _key: u64, handle: u32) {
+        if matches!(self.lists.list_of(handle), Some(AIN | AM)) {
+            self.lists.remove(handle);
         }
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
-        if (self.ain.len() > self.ain_size || self.am.is_empty())
-            && let Some(k) = self.ain.pop_back()
+        if (self.lists.len(AIN) > self.ain_size || self.lists.is_empty(AM))
+            && let Some(h) = self.lists.back(AIN)
         {
+            let k = self.lists.key(h)?;
             self.trim_aout(self.aout_size);
-            self.aout.push_front(k);
+            // The entry becomes the block's ghost.
+            self.lists.move_to_front(AOUT, h);
+            self.ghosts.insert(k, h);
             return Some(k);
         }
-        self.am.pop_back()
+        self.lists.pop_back(AM)
     }
 }
 
-export_plugin!(TwoQ, eviction);
+export_plugin!(TwoQ, handle_eviction);
 
 #[cfg(test)]
 mod tests {
@@ -130,8 +148,9 @@ mod tests {
             q.insert(k);
         }
         assert_eq!(q.victim(0), Some(1));
-        q.insert(1); // remembered in Aout -> Am
-        assert!(q.am.contains(1));
+        let h = q.insert(1); // remembered in Aout -> Am
+        assert_eq!(q.lists.list_of(h), Some(AM));
+        assert!(q.ghosts.get(1).is_none());
         assert_eq!(q.victim(0), Some(2));
     }
 
