@@ -142,14 +142,9 @@ pub mod __private {
         v.len() as i32
     }
 
-    /// `kplug_evict_hit_batch`: the policy's batch, within 1..=256.
-    pub fn evict_hit_batch<T: crate::Eviction>() -> i32 {
-        T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
-    }
-
-    /// `kplug_evict_hit_batch` of a policy by handle (1.8).
-    pub fn evict_handle_hit_batch<T: crate::HandleEviction>() -> i32 {
-        T::HIT_BATCH.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
+    /// `kplug_evict_hit_batch`: the policy's batch (its `HIT_BATCH`), within 1..=256.
+    pub fn evict_hit_batch(batch: u32) -> i32 {
+        batch.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
     }
 
     /// Where the host writes a probe's events (ABI 1.5).
@@ -318,7 +313,7 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_hit_batch() -> i32 {
-            $crate::__private::evict_hit_batch::<$ty>()
+            $crate::__private::evict_hit_batch(<$ty as $crate::Eviction>::HIT_BATCH)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_miss(key: i64, need: i32) -> i32 {
@@ -340,7 +335,7 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_hit_batch() -> i32 {
-            $crate::__private::evict_handle_hit_batch::<$ty>()
+            $crate::__private::evict_hit_batch(<$ty as $crate::HandleEviction>::HIT_BATCH)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_miss(hits: i32, key: i64, need: i32) -> i64 {

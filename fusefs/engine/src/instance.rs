@@ -511,17 +511,9 @@ impl CompiledPlugin {
         let c = &self.inner;
         let cfg = c.engine.config().clone();
         let roles = c.roles;
-        let batched = match c.eviction_abi {
-            EvictionAbi::PerEvent => None,
-            EvictionAbi::Batched => Some(false),
-            EvictionAbi::Handles => Some(true),
-        };
-        let eviction = if let (true, Some(handles)) = (roles.contains(Role::Eviction), batched) {
-            Some(load_batched_eviction(
-                &instance, &mut store, &memory, handles,
-            )?)
-        } else if roles.contains(Role::Eviction) {
-            Some(EvictionFns::PerEvent {
+        let eviction = match (roles.contains(Role::Eviction), c.eviction_abi) {
+            (false, _) => None,
+            (true, EvictionAbi::PerEvent) => Some(EvictionFns::PerEvent {
                 insert: instance
                     .get_typed_func(&mut store, exp::EVICT_INSERT.name)
                     .map_err(inst_err)?,
@@ -534,9 +526,13 @@ impl CompiledPlugin {
                 victim: instance
                     .get_typed_func(&mut store, exp::EVICT_VICTIM.name)
                     .map_err(inst_err)?,
-            })
-        } else {
-            None
+            }),
+            (true, abi) => Some(load_batched_eviction(
+                &instance,
+                &mut store,
+                &memory,
+                abi == EvictionAbi::Handles,
+            )?),
         };
         let admission = if roles.contains(Role::Admission) {
             Some(
