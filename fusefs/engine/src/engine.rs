@@ -225,6 +225,10 @@ impl PluginEngine {
                 .cranelift_opt_level(OptLevel::Speed)
                 .wasm_memory64(false)
                 .wasm_multi_memory(false);
+            // For `perf`: the plugins' machine code named in /tmp/perf-PID.map (docs/benchmarks.md).
+            if std::env::var_os("KPLUGFS_WASM_PERFMAP").is_some_and(|v| v == "1") {
+                c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
             let engine =
                 Engine::new(&c).map_err(|e| LoadError::Instantiate(format!("engine: {e}")))?;
             let linker = imports::linker(&engine)

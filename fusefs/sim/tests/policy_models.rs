@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use kplug_cache::{BuiltinPrefetch, CacheCore, CoreConfig};
 use kplug_engine::{CompiledPlugin, EngineConfig, PluginEngine};
-use kplug_sdk::{Eviction, HandleEviction, Plugin, Victims};
+use kplug_sdk::{HandleEviction, Plugin, Victims};
 use proptest::prelude::*;
 
 /// The eviction plugins under test.
@@ -33,8 +33,6 @@ trait Native {
     fn hit(&mut self, key: u64, handle: u32, out: &mut Vec<u64>);
 }
 
-/// A policy by key ([`Eviction`]).
-struct ByKey<T>(T);
 /// A policy by handle ([`HandleEviction`]).
 struct ByHandle<T>(T);
 
@@ -43,20 +41,6 @@ fn with_victims(out: &mut Vec<u64>, f: impl FnOnce(&mut Victims<'_>)) {
     let mut v = Victims::new(&mut buf);
     f(&mut v);
     out.extend(v.iter());
-}
-
-impl<T: Eviction + Plugin> Native for ByKey<T> {
-    fn init(&mut self, capacity: u64) {
-        Plugin::init(&mut self.0, capacity).unwrap();
-    }
-    fn miss(&mut self, key: u64, need: usize, out: &mut Vec<u64>) -> u32 {
-        with_victims(out, |v| Eviction::evict(&mut self.0, key, need, v));
-        Eviction::insert(&mut self.0, key);
-        0
-    }
-    fn hit(&mut self, key: u64, _handle: u32, out: &mut Vec<u64>) {
-        with_victims(out, |v| Eviction::hit(&mut self.0, key, v));
-    }
 }
 
 impl<T: HandleEviction + Plugin> Native for ByHandle<T> {
@@ -73,9 +57,6 @@ impl<T: HandleEviction + Plugin> Native for ByHandle<T> {
 }
 
 fn native_policy(name: &str) -> Box<dyn Native> {
-    fn by_key<T: Eviction + Plugin + Default + 'static>() -> Box<dyn Native> {
-        Box::new(ByKey(T::default()))
-    }
     match name {
         "lru" => Box::new(ByHandle(kplug_policy_lru::Lru::default())),
         "fifo" => Box::new(ByHandle(kplug_policy_fifo::Fifo::default())),
@@ -83,7 +64,7 @@ fn native_policy(name: &str) -> Box<dyn Native> {
         "sieve" => Box::new(ByHandle(kplug_policy_sieve::Sieve::default())),
         "arc" => Box::new(ByHandle(kplug_policy_arc::Arc::default())),
         "twoq" => Box::new(ByHandle(kplug_policy_twoq::TwoQ::default())),
-        "lirs" => by_key::<kplug_policy_lirs::Lirs>(),
+        "lirs" => Box::new(ByHandle(kplug_policy_lirs::Lirs::default())),
         "s3fifo" => Box::new(ByHandle(kplug_policy_s3fifo::S3Fifo::default())),
         "wtinylfu" => Box::new(ByHandle(kplug_policy_wtinylfu::WTinyLfu::default())),
         other => panic!("no native model for {other}"),

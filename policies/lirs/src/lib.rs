@@ -30,55 +30,63 @@
 //! disagreement (a 1-block cache, whose LIR set has size 0) is repaired by
 //! replaying libCacheSim's view rather than by a wrong answer.
 //!
+//! By handle (ABI 1.8): every id the policy knows has one entry in one slab
+//! (`nodes.rs`), threaded through each list it is in (S, Q, NH, the host's
+//! blocks, the pending ones) by links of its own; its index is the handle the
+//! host keeps, so a hit touches no hash table, and a miss looks its id up once.
+//!
 //! Parameters:
 //! - `hirs-ratio=0.01`: Q's share of the cache, `max(1, floor(capacity x r))`.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{Eviction, IntMap, KeyList, Plugin, Rejected, Victims, export_plugin};
+extern crate alloc;
 
-#[derive(Clone, Copy)]
-struct SEntry {
-    lir: bool,
-    resident: bool,
-}
+mod nodes;
+
+use kplug_sdk::{HandleEviction, Plugin, Rejected, Victims, export_plugin};
+use nodes::Nodes;
+
+/// The lists, numbered as in `Nodes`.
+/// Stack S, front = top (most recent).
+const S: usize = 0;
+/// Resident HIR blocks, front = most recent; evict from the back.
+const Q: usize = 1;
+/// Non-resident HIR ids in S, front = most recent.
+const NH: usize = 2;
+/// Blocks resident in the host, most recently inserted first.
+const HOST: usize = 3;
+/// Blocks libCacheSim evicted, still resident in the host.
+const PENDING: usize = 4;
+
+/// An entry's flags: its state in S (libCacheSim's LIR and resident bits), set while
+/// `STATE` is (which S's members always have; a 1-block cache can leave it on an id S
+/// lost, as libCacheSim's own state does).
+const STATE: u8 = 4;
+const LIR: u8 = 1;
+const RESIDENT: u8 = 2;
 
 /// LIRS.
 pub struct Lirs {
-    /// Front = top (most recent).
-    s: KeyList,
-    s_state: IntMap<SEntry>,
-    /// Resident HIR blocks, front = most recent; evict from the back.
-    q: KeyList,
-    /// Non-resident HIR ids in S, front = most recent.
-    nh: KeyList,
+    nodes: Nodes<5>,
     hirs_ratio: f64,
     capacity: u64,
     lirs_limit: u64,
     hirs_limit: u64,
     lirs_count: u64,
-    /// Blocks libCacheSim evicted, still resident in the host.
-    pending: KeyList,
-    /// Blocks resident in the host, most recently inserted first.
-    host: KeyList,
-    /// The key whose miss `admit` already processed.
+    /// The key whose miss `evict` already processed.
     prepared: Option<u64>,
 }
 
 impl Default for Lirs {
     fn default() -> Self {
         Lirs {
-            s: KeyList::new(),
-            s_state: IntMap::new(),
-            q: KeyList::new(),
-            nh: KeyList::new(),
+            nodes: Nodes::default(),
             hirs_ratio: 0.01,
             capacity: 0,
             lirs_limit: 0,
             hirs_limit: 1,
             lirs_count: 0,
-            pending: KeyList::new(),
-            host: KeyList::new(),
             prepared: None,
         }
     }
@@ -86,114 +94,121 @@ impl Default for Lirs {
 
 impl Lirs {
     fn hirs_count(&self) -> u64 {
-        self.q.len() as u64
+        self.nodes.len(Q) as u64
     }
 
-    /// Whether libCacheSim considers `key` cached.
-    fn model_resident(&self, key: u64) -> bool {
-        match self.s_state.get(key) {
-            Some(e) => e.lir || e.resident,
-            None => self.q.contains(key),
+    /// The entry's state in S, `STATE | LIR | RESIDENT` bits, if it has one.
+    fn state(&self, h: u32) -> Option<u8> {
+        let f = self.nodes.flags(h);
+        (f & STATE != 0).then_some(f)
+    }
+
+    /// Whether libCacheSim considers the entry's block cached.
+    fn model_resident(&self, h: u32) -> bool {
+        match self.state(h) {
+            Some(f) => f & (LIR | RESIDENT) != 0,
+            None => self.nodes.contains(Q, h),
         }
     }
 
-    fn s_push(&mut self, key: u64, lir: bool, resident: bool) {
-        if !self.s.push_front(key) {
-            self.s.move_to_front(key);
+    /// To the top of S with state `bits` (LIR, RESIDENT).
+    fn s_push(&mut self, h: u32, bits: u8) {
+        if !self.nodes.push_front(S, h) {
+            self.nodes.move_to_front(S, h);
         }
-        self.s_state.insert(key, SEntry { lir, resident });
+        self.nodes.set_flags(h, STATE | bits);
     }
 
-    fn s_remove(&mut self, key: u64) {
-        self.s.remove(key);
-        self.s_state.remove(key);
+    fn s_remove(&mut self, h: u32) {
+        self.nodes.remove(S, h);
+        self.nodes.set_flags(h, 0);
     }
 
-    fn evicted(&mut self, key: u64) {
-        if self.host.contains(key) {
-            self.pending.push_front(key);
+    fn evicted(&mut self, h: u32) {
+        if self.nodes.contains(HOST, h) {
+            self.nodes.push_front(PENDING, h);
         }
     }
 
     /// Pops S's bottom while it is not LIR.
     fn prune(&mut self) {
-        while self.s.len() > 1 {
-            let Some(k) = self.s.back() else { break };
-            let e = *self.s_state.get(k).expect("S entries have a state");
-            if e.lir {
+        while self.nodes.len(S) > 1 {
+            let Some(h) = self.nodes.back(S) else { break };
+            let f = self.state(h).expect("S entries have a state");
+            if f & LIR != 0 {
                 break;
             }
-            if !e.resident {
-                self.nh.remove(k);
+            if f & RESIDENT == 0 {
+                self.nodes.remove(NH, h);
             }
-            self.s_remove(k);
+            self.s_remove(h);
         }
     }
 
     /// Q's front (LRU end) leaves the cache.
     fn evict_hir(&mut self) {
-        let Some(k) = self.q.pop_back() else { return };
-        if let Some(e) = self.s_state.get_mut(k) {
-            e.resident = false;
-            self.nh.push_front(k);
+        let Some(h) = self.nodes.pop_back(Q) else {
+            return;
+        };
+        if let Some(f) = self.state(h) {
+            self.nodes.set_flags(h, f & !RESIDENT);
+            self.nodes.push_front(NH, h);
         }
-        self.evicted(k);
+        self.evicted(h);
     }
 
     /// S's bottom LIR becomes a resident HIR in Q; false if S is empty (with a
     /// LIR set of size 0, i.e. a 1-block cache, the callers' loops stop here
     /// instead of spinning).
     fn evict_lir(&mut self) -> bool {
-        let Some(k) = self.s.pop_back() else {
+        let Some(h) = self.nodes.pop_back(S) else {
             return false;
         };
-        self.s_state.remove(k);
+        self.nodes.set_flags(h, 0);
         self.lirs_count = self.lirs_count.saturating_sub(1);
         while self.hirs_count() + 1 > self.hirs_limit {
             self.evict_hir();
         }
-        self.q.push_front(k);
+        self.nodes.push_front(Q, h);
         self.prune();
         true
     }
 
     /// libCacheSim's find on a block it has resident (a hit).
-    fn model_hit(&mut self, key: u64) {
-        let in_s = self.s.move_to_front(key);
-        let in_q = self.q.move_to_front(key);
+    fn model_hit(&mut self, h: u32) {
+        let in_s = self.nodes.move_to_front(S, h);
+        let in_q = self.nodes.move_to_front(Q, h);
         if in_s {
-            let e = *self.s_state.get(key).expect("S entries have a state");
-            if e.lir {
+            let f = self.state(h).expect("S entries have a state");
+            if f & LIR != 0 {
                 self.prune();
             } else {
                 // Resident HIR in S: becomes LIR.
                 if in_q {
-                    self.q.remove(key);
+                    self.nodes.remove(Q, h);
                 }
                 while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
-                self.s_state.insert(
-                    key,
-                    SEntry {
-                        lir: true,
-                        resident: true,
-                    },
-                );
+                self.nodes.set_flags(h, STATE | LIR | RESIDENT);
                 self.lirs_count += 1;
             }
         } else if in_q {
             while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
-            self.s_push(key, false, true);
+            self.s_push(h, RESIDENT);
         }
     }
 
-    /// libCacheSim's find + can_insert for a block it does not have.
-    fn prepare_miss(&mut self, key: u64) {
-        let in_s = self.s.move_to_front(key);
-        self.q.move_to_front(key);
-        if in_s {
+    /// libCacheSim's find + can_insert for a block it does not have (`h`, its entry if it
+    /// has one).
+    fn prepare_miss(&mut self, key: u64, h: Option<u32>) {
+        let in_s = h.is_some_and(|h| {
+            let in_s = self.nodes.move_to_front(S, h);
+            self.nodes.move_to_front(Q, h);
+            in_s
+        });
+        if let (true, Some(h)) = (in_s, h) {
             // A non-resident HIR in S.
             while self.lirs_count + 1 > self.lirs_limit && self.evict_lir() {}
-            self.nh.remove(key);
+            self.nodes.remove(NH, h);
         } else if self.lirs_count + 1 > self.lirs_limit && self.hirs_count() + 1 > self.hirs_limit {
             while self.hirs_count() + 1 > self.hirs_limit {
                 self.evict_hir();
@@ -203,51 +218,47 @@ impl Lirs {
     }
 
     /// libCacheSim's insert.
-    fn insert_model(&mut self, key: u64) {
-        if self.s_state.get(key).is_some() {
+    fn insert_model(&mut self, h: u32) {
+        if self.state(h).is_some() {
             // Non-resident HIR in S: becomes LIR (already on top of S).
-            self.s_state.insert(
-                key,
-                SEntry {
-                    lir: true,
-                    resident: true,
-                },
-            );
+            self.nodes.set_flags(h, STATE | LIR | RESIDENT);
             self.lirs_count += 1;
         } else if self.lirs_count < self.lirs_limit {
-            self.s_push(key, true, true);
+            self.s_push(h, LIR | RESIDENT);
             self.lirs_count += 1;
         } else {
-            self.s_push(key, false, true);
-            self.q.push_front(key);
+            self.s_push(h, RESIDENT);
+            self.nodes.push_front(Q, h);
         }
     }
 
     /// libCacheSim's limitStack, after every request.
     fn limit_stack(&mut self) {
-        while self.s.len() as u64 > 2 * self.capacity {
-            let Some(k) = self.nh.pop_back() else { break };
-            self.s_remove(k);
+        while self.nodes.len(S) as u64 > 2 * self.capacity {
+            let Some(h) = self.nodes.pop_back(NH) else {
+                break;
+            };
+            self.s_remove(h);
         }
     }
 
-    /// Drops `key` from libCacheSim's state (invalidation).
-    fn forget(&mut self, key: u64) {
-        match self.s_state.get(key).copied() {
-            Some(e) if e.lir => {
-                self.s_remove(key);
+    /// Drops the entry's block from libCacheSim's state (invalidation).
+    fn forget(&mut self, h: u32) {
+        match self.state(h) {
+            Some(f) if f & LIR != 0 => {
+                self.s_remove(h);
                 self.lirs_count = self.lirs_count.saturating_sub(1);
                 self.prune();
             }
-            Some(e) => {
-                if !e.resident {
-                    self.nh.remove(key);
+            Some(f) => {
+                if f & RESIDENT == 0 {
+                    self.nodes.remove(NH, h);
                 }
-                self.s_remove(key);
-                self.q.remove(key);
+                self.s_remove(h);
+                self.nodes.remove(Q, h);
             }
             None => {
-                self.q.remove(key);
+                self.nodes.remove(Q, h);
             }
         }
     }
@@ -256,23 +267,34 @@ impl Lirs {
     /// (As many as one call can return; the rest at the next call.)
     fn hand_over(&mut self, victims: &mut Victims<'_>) {
         while !victims.is_full()
-            && let Some(k) = self.pending.pop_back()
+            && let Some(h) = self.nodes.pop_back(PENDING)
         {
-            if self.host.remove(k) {
-                victims.push(k);
+            if self.nodes.remove(HOST, h) {
+                victims.push(self.nodes.key(h));
             }
         }
     }
 
     /// A miss in libCacheSim's view (host miss, or host hit on a block
     /// libCacheSim had evicted).
-    fn miss(&mut self, key: u64) {
+    fn miss(&mut self, h: u32) {
+        let key = self.nodes.key(h);
         if self.prepared != Some(key) {
-            self.prepare_miss(key);
+            self.prepare_miss(key, Some(h));
         }
         self.prepared = None;
-        self.insert_model(key);
+        self.insert_model(h);
         self.limit_stack();
+    }
+
+    /// A hit in the host on its block `h`: a hit or a miss in libCacheSim's view.
+    fn request(&mut self, h: u32) {
+        if self.nodes.remove(PENDING, h) || !self.model_resident(h) {
+            self.miss(h);
+        } else {
+            self.model_hit(h);
+            self.limit_stack();
+        }
     }
 }
 
@@ -291,69 +313,79 @@ impl Plugin for Lirs {
         self.capacity = capacity;
         self.hirs_limit = ((self.hirs_ratio * capacity as f64) as u64).max(1);
         self.lirs_limit = capacity.saturating_sub(self.hirs_limit);
-        let c = capacity.min(1 << 20) as usize;
-        self.s.reserve(2 * c);
-        self.s_state.reserve(2 * c);
-        self.host.reserve(c);
+        self.nodes.reserve(2 * capacity.min(1 << 20) as usize);
         Ok(())
     }
 }
 
-impl Eviction for Lirs {
+impl HandleEviction for Lirs {
     const HIT_BATCH: u32 = 1;
 
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
-        if !self.model_resident(incoming) {
-            self.prepare_miss(incoming);
+        let h = self.nodes.find(incoming);
+        if !h.is_some_and(|h| self.model_resident(h)) {
+            self.prepare_miss(incoming, h);
         }
         self.hand_over(victims);
         victims.fill(need, || self.victim(incoming));
+        self.nodes.collect();
     }
 
-    fn hit(&mut self, key: u64, victims: &mut Victims<'_>) {
-        self.access(key);
+    fn hit(&mut self, handle: u32, victims: &mut Victims<'_>) {
+        self.access(handle);
         self.hand_over(victims);
+        self.nodes.collect();
     }
 
-    fn insert(&mut self, key: u64) {
-        self.host.push_front(key);
-        self.pending.remove(key);
-        if self.model_resident(key) {
+    fn insert(&mut self, key: u64) -> u32 {
+        let h = self.nodes.entry(key);
+        self.nodes.push_front(HOST, h);
+        self.nodes.remove(PENDING, h);
+        if self.model_resident(h) {
             // libCacheSim still has it: a hit there.
             self.prepared = None;
-            self.model_hit(key);
+            self.model_hit(h);
             self.limit_stack();
         } else {
-            self.miss(key);
+            self.miss(h);
+        }
+        self.nodes.collect();
+        h
+    }
+
+    fn access(&mut self, handle: u32) {
+        // A handle the host never got from us is ignored (the host checks what we answer).
+        if self.nodes.contains(HOST, handle) {
+            self.request(handle);
+            self.nodes.collect();
         }
     }
 
-    fn access(&mut self, key: u64) {
-        if self.pending.remove(key) || !self.model_resident(key) {
-            self.miss(key);
-        } else {
-            self.model_hit(key);
-            self.limit_stack();
+    fn remove(&mut self, key: u64, handle: u32) {
+        let h = match self.nodes.contains(HOST, handle) && self.nodes.key(handle) == key {
+            true => handle,
+            false => match self.nodes.find(key) {
+                Some(h) => h,
+                None => return,
+            },
+        };
+        self.nodes.remove(HOST, h);
+        if !self.nodes.remove(PENDING, h) {
+            self.forget(h);
         }
-    }
-
-    fn remove(&mut self, key: u64) {
-        self.host.remove(key);
-        if !self.pending.remove(key) {
-            self.forget(key);
-        }
+        self.nodes.collect();
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
-            while let Some(k) = self.pending.pop_back() {
-                if self.host.remove(k) {
-                    return Some(k);
+            while let Some(h) = self.nodes.pop_back(PENDING) {
+                if self.nodes.remove(HOST, h) {
+                    return Some(self.nodes.key(h));
                 }
             }
             // The host is full but libCacheSim thinks there is room: make
             // room as a miss in no list would.
-            if self.q.is_empty() && !self.evict_lir() {
+            if self.nodes.len(Q) == 0 && !self.evict_lir() {
                 break;
             }
             self.evict_hir();
@@ -361,40 +393,48 @@ impl Eviction for Lirs {
         // Degenerate states (a 1-block cache, whose LIR set has size 0, can
         // leave libCacheSim's lists without the blocks the host holds): the
         // oldest host block goes.
-        let k = self.host.pop_back()?;
-        self.forget(k);
-        Some(k)
+        let h = self.nodes.pop_back(HOST)?;
+        self.forget(h);
+        Some(self.nodes.key(h))
     }
 }
 
-export_plugin!(Lirs, eviction);
+export_plugin!(Lirs, handle_eviction);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
-    /// One request as the host makes it: a hit, or a miss that evicts what LIRS names (at
-    /// least one block when the cache is full). Returns whether it hit.
-    fn request(l: &mut Lirs, resident: &mut HashSet<u64>, k: u64) -> bool {
+    /// One request as the host makes it: a hit (with the block's handle), or a miss that
+    /// evicts what LIRS names (at least one block when the cache is full). `resident` maps
+    /// the host's blocks to their handles. Returns whether it hit.
+    fn request(l: &mut Lirs, resident: &mut HashMap<u64, u32>, k: u64) -> bool {
         let mut buf = [0u64; 256];
         let mut v = Victims::new(&mut buf);
-        let hit = resident.contains(&k);
-        if hit {
-            l.hit(k, &mut v);
-        } else {
-            let need = (resident.len() + 1).saturating_sub(l.capacity as usize);
-            l.evict(k, need, &mut v);
-            assert!(v.len() >= need, "{} victims, {need} needed", v.len());
-            l.insert(k);
+        let hit = resident.get(&k).copied();
+        match hit {
+            Some(h) => l.hit(h, &mut v),
+            None => {
+                let need = (resident.len() + 1).saturating_sub(l.capacity as usize);
+                l.evict(k, need, &mut v);
+                assert!(v.len() >= need, "{} victims, {need} needed", v.len());
+            }
         }
         for victim in v.iter() {
-            assert!(resident.remove(&victim), "victim {victim} not resident");
+            assert!(
+                resident.remove(&victim).is_some(),
+                "victim {victim} not resident"
+            );
         }
-        if !hit {
-            resident.insert(k);
+        if hit.is_none() {
+            resident.insert(k, l.insert(k));
         }
-        hit
+        hit.is_some()
+    }
+
+    fn keys(resident: &HashMap<u64, u32>) -> HashSet<u64> {
+        resident.keys().copied().collect()
     }
 
     #[test]
@@ -402,15 +442,15 @@ mod tests {
         // LIR set of size 0: a hit on the resident HIR block must not loop.
         let mut l = Lirs::default();
         l.init(1).unwrap();
-        let mut resident = HashSet::new();
+        let mut resident = HashMap::new();
         for k in [111, 111, 111, 5] {
             request(&mut l, &mut resident, k);
         }
-        assert_eq!(resident, HashSet::from([5]));
+        assert_eq!(keys(&resident), HashSet::from([5]));
         // The shrunk differential case: 111 111 147 111 133 in one block.
         let mut l = Lirs::default();
         l.init(1).unwrap();
-        let mut resident = HashSet::new();
+        let mut resident = HashMap::new();
         for k in [111u64, 111, 147, 111, 133] {
             request(&mut l, &mut resident, k);
             assert!(resident.len() <= 1);
@@ -423,7 +463,7 @@ mod tests {
         // keeps its LIR blocks and hits on them.
         let mut l = Lirs::default();
         l.init(10).unwrap();
-        let mut resident = HashSet::new();
+        let mut resident = HashMap::new();
         let mut hits = 0;
         for round in 0..20 {
             for k in 0..12u64 {
