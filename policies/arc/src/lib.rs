@@ -19,8 +19,12 @@
 //!
 //! By handle (ABI 1.8): the four lists share one slab (`HandleLists`), so a
 //! block keeps its handle from T1 to T2 and into its ghost list; the host's
-//! handle finds a resident block with no lookup, and one map from key to handle
-//! finds the ghosts (the only lookup by key: a miss asks it once).
+//! handle finds a resident block with no lookup. One index from key to handle
+//! holds every entry, resident or ghost, and is touched only when an id enters
+//! or leaves ARC's directory (a new block; a ghost dropped): a miss looks its id
+//! up once, and a block evicted into its ghost list costs no hash table at all.
+//! A ghost hit parks its entry (list `PARKED`, out of B1 and B2 as libCacheSim
+//! removes it in `find`) until the block is inserted into T2 with it.
 //!
 //! Parameters: none (libCacheSim's ARC has none).
 
@@ -33,6 +37,8 @@ const T1: usize = 0;
 const T2: usize = 1;
 const B1: usize = 2;
 const B2: usize = 3;
+/// The entry of a ghost the current miss found, until its block is inserted.
+const PARKED: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Ghost {
@@ -44,10 +50,10 @@ enum Ghost {
 /// Adaptive Replacement Cache.
 #[derive(Default)]
 pub struct Arc {
-    /// T1, T2 (resident) and B1, B2 (ghosts), front = most recent.
-    lists: HandleLists<4>,
-    /// The handle of each ghost's entry, by key.
-    ghosts: IntMap<u32>,
+    /// T1, T2 (resident) and B1, B2 (ghosts), front = most recent; `PARKED`.
+    lists: HandleLists<5>,
+    /// The handle of every entry, by key.
+    index: IntMap<u32>,
     p: f64,
     capacity: u64,
     /// The block of the current miss and where it was found, once `miss` ran.
@@ -57,21 +63,23 @@ pub struct Arc {
 impl Arc {
     /// libCacheSim's `ARC_find` for a block that is not resident.
     fn miss(&mut self, key: u64) {
+        // A ghost parked by a miss whose block never came is dropped, as `find` dropped it.
+        if let Some(h) = self.lists.back(PARKED) {
+            self.forget(h);
+        }
         let (b1, b2) = (self.lists.len(B1) as f64, self.lists.len(B2) as f64);
-        let found = self.ghosts.remove(key).map(|h| {
-            let list = self.lists.list_of(h);
-            self.lists.remove(h);
-            list
-        });
-        let ghost = match found {
-            Some(Some(B1)) => {
+        let found = self.index.get(key).copied();
+        let ghost = match found.map(|h| (h, self.lists.list_of(h))) {
+            Some((h, Some(B1))) => {
                 let delta = (b2 / b1).max(1.0);
                 self.p = (self.p + delta).min(self.capacity as f64);
+                self.lists.move_to_front(PARKED, h);
                 Ghost::B1
             }
-            Some(Some(B2)) => {
+            Some((h, Some(B2))) => {
                 let delta = (b1 / b2).max(1.0);
                 self.p = (self.p - delta).max(0.0);
+                self.lists.move_to_front(PARKED, h);
                 Ghost::B2
             }
             _ => Ghost::None,
@@ -79,10 +87,19 @@ impl Arc {
         self.current = Some((key, ghost));
     }
 
+    /// Drops entry `h` from its list and the index.
+    fn forget(&mut self, h: u32) -> Option<u64> {
+        let k = self.lists.remove(h)?;
+        if self.index.get(k) == Some(&h) {
+            self.index.remove(k);
+        }
+        Some(k)
+    }
+
     /// Forgets the oldest ghost of `list` (B1 or B2).
     fn drop_ghost(&mut self, list: usize) {
-        if let Some(k) = self.lists.pop_back(list) {
-            self.ghosts.remove(k);
+        if let Some(h) = self.lists.back(list) {
+            self.forget(h);
         }
     }
 
@@ -96,12 +113,10 @@ impl Arc {
         let from_t1 = (t1 > 0.0 && (t1 > self.p || (t1 == self.p && self.ghost() == Ghost::B2)))
             || self.lists.is_empty(T2);
         let (data, ghost) = if from_t1 { (T1, B1) } else { (T2, B2) };
-        // The entry moves to its ghost list, keeping its slot.
+        // The entry moves to its ghost list, keeping its slot and its place in the index.
         let h = self.lists.back(data)?;
-        let k = self.lists.key(h)?;
         self.lists.move_to_front(ghost, h);
-        self.ghosts.insert(k, h);
-        Some(k)
+        self.lists.key(h)
     }
 }
 
@@ -110,7 +125,7 @@ impl Plugin for Arc {
         self.capacity = capacity;
         let c = capacity.min(1 << 20) as usize;
         self.lists.reserve(2 * c);
-        self.ghosts.reserve(c);
+        self.index.reserve(2 * c);
         Ok(())
     }
 }
@@ -120,9 +135,19 @@ impl HandleEviction for Arc {
         if self.current.map(|(k, _)| k) != Some(key) {
             self.miss(key);
         }
-        let list = if self.ghost() == Ghost::None { T1 } else { T2 };
         self.current = None;
-        self.lists.push_front(list, key)
+        // A ghost hit enters T2 with its parked entry; any other miss enters T1.
+        match self.lists.back(PARKED) {
+            Some(h) => {
+                self.lists.move_to_front(T2, h);
+                h
+            }
+            None => {
+                let h = self.lists.push_front(T1, key);
+                self.index.insert(key, h);
+                h
+            }
+        }
     }
 
     fn access(&mut self, handle: u32) {
@@ -133,7 +158,7 @@ impl HandleEviction for Arc {
 
     fn remove(&mut self, _key: u64, handle: u32) {
         if matches!(self.lists.list_of(handle), Some(T1 | T2)) {
-            self.lists.remove(handle);
+            self.forget(handle);
         }
     }
 
@@ -157,7 +182,8 @@ impl HandleEviction for Arc {
                 self.drop_ghost(B1);
                 self.replace()
             } else {
-                self.lists.pop_back(T1)
+                let h = self.lists.back(T1)?;
+                self.forget(h)
             }
         } else {
             if t1 + b1 + t2 + b2 >= 2 * c {
@@ -193,8 +219,10 @@ mod tests {
         assert_eq!(v.iter().collect::<Vec<_>>(), [3]);
         let h2 = a.insert(2);
         assert_eq!(a.lists.list_of(h2), Some(T2));
-        // 3 is a ghost in B1, found by key; 1 kept its handle from T1 to T2.
-        assert_eq!(a.ghosts.get(3).and_then(|&g| a.lists.list_of(g)), Some(B1));
+        // 3 is a ghost in B1, found by key; 1 kept its handle from T1 to T2, and 2 the
+        // handle of its ghost.
+        assert_eq!(a.index.get(3).and_then(|&g| a.lists.list_of(g)), Some(B1));
         assert_eq!(a.lists.list_of(h[0]), Some(T2));
+        assert_eq!(h2, h[1]);
     }
 }
