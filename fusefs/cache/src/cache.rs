@@ -51,7 +51,7 @@ use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
-use kplug_engine::hash::{FastMap, FastSet};
+use kplug_engine::hash::{BlockMap, BlockSet, FastMap};
 
 mod governor;
 mod install;
@@ -178,9 +178,9 @@ struct Entry<V> {
 pub struct CacheCore<V> {
     capacity: u64,
     config: CoreConfig,
-    map: FastMap<u64, Entry<V>>,
-    files: Option<FastMap<u32, FastSet<u32>>>,
-    in_flight: FastSet<u64>,
+    map: BlockMap<u64, Entry<V>>,
+    files: Option<FastMap<u32, BlockSet<u32>>>,
+    in_flight: BlockSet<u64>,
     seq: u64,
     stats: CacheStats,
     plugins: PluginSlots,
@@ -255,9 +255,9 @@ impl<V> CacheCore<V> {
     pub fn new(capacity: u64, config: CoreConfig) -> Self {
         CacheCore {
             capacity,
-            map: FastMap::default(),
+            map: BlockMap::default(),
             files: config.index_files.then(FastMap::default),
-            in_flight: FastSet::default(),
+            in_flight: BlockSet::default(),
             seq: 0,
             stats: CacheStats::default(),
             plugins: PluginSlots::default(),

@@ -5,7 +5,7 @@
 //! resident set. The head is the most recently used block, the tail the victim.
 
 use super::NativeEviction;
-use kplug_engine::hash::FastMap;
+use kplug_engine::hash::BlockMap;
 
 const NIL: u32 = u32::MAX;
 
@@ -18,7 +18,7 @@ struct Node {
 
 /// Least-recently-used eviction order.
 pub(crate) struct Lru {
-    map: FastMap<u64, u32>,
+    map: BlockMap<u64, u32>,
     nodes: Vec<Node>,
     free: Vec<u32>,
     head: u32,
@@ -28,7 +28,7 @@ pub(crate) struct Lru {
 impl Default for Lru {
     fn default() -> Self {
         Lru {
-            map: FastMap::default(),
+            map: BlockMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             head: NIL,

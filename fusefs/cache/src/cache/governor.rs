@@ -66,7 +66,7 @@ use crate::error::InstallError;
 pub use install::PreparedGovernor;
 use kplug_abi::{Role, RoleSet};
 use kplug_engine::CompiledPlugin;
-use kplug_engine::hash::FastMap;
+use kplug_engine::hash::BlockMap;
 use kplug_engine::{Plugin, StatusHandle};
 pub use tick::{SpareRequests, Spares};
 
@@ -183,7 +183,7 @@ impl Governor {
     }
 
     /// After every shadow handled an event: blocks a shadow dropped lose its bit.
-    fn note_evictions<V>(&mut self, map: &FastMap<u64, super::Entry<V>>) {
+    fn note_evictions<V>(&mut self, map: &BlockMap<u64, super::Entry<V>>) {
         for (i, c) in self.candidates.iter_mut().enumerate() {
             let (Some(bit), Some(s)) = (self.bit[i], c.shadow.as_mut()) else {
                 continue;

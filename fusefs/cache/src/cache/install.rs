@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
-use kplug_engine::hash::FastMap;
+use kplug_engine::hash::BlockMap;
 use kplug_engine::{Plugin, StatusHandle};
 
 use crate::cache::CacheCore;
@@ -33,7 +33,7 @@ pub struct Prepared {
     roles: RoleSet,
     /// The keys the replay told the plugin (eviction only), with the handle each got (ABI 1.8;
     /// 0 for other plugins).
-    seeded: FastMap<u64, u32>,
+    seeded: BlockMap<u64, u32>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -59,7 +59,7 @@ impl Prepared {
                 role,
             });
         }
-        let mut seeded = FastMap::default();
+        let mut seeded = BlockMap::default();
         if roles.contains(Role::Eviction) {
             // A batched (1.4) plugin may name victims while it is told the blocks: it has
             // forgotten them, so they are not seeded (the install tells them again, and
