@@ -51,7 +51,7 @@ use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
-use kplug_engine::hash::{BlockMap, BlockSet, FastMap};
+use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse};
 
 mod governor;
 mod install;
@@ -562,6 +562,7 @@ impl<V> CacheCore<V> {
     /// Makes `key` resident, the most recently used, in the map and the file index.
     fn put(&mut self, key: u64, value: V, prefetched: bool, handle: u32) {
         self.seq += 1;
+        keep_sparse(&mut self.map);
         self.map.insert(
             key,
             Entry {

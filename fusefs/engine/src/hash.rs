@@ -90,6 +90,20 @@ pub type BlockMap<K, V> = HashMap<K, V, BuildHasherDefault<BlockHasher>>;
 /// A `HashSet` of blocks, with [`BlockHasher`].
 pub type BlockSet<K> = HashSet<K, BuildHasherDefault<BlockHasher>>;
 
+/// Grows `map` ahead of an insertion so that it stays at most half full. [`BlockHasher`]
+/// fills buckets four neighbours at a time, so a fuller SwissTable has more 16-bucket windows
+/// with no empty bucket, where a removal must leave a tombstone; under churn (a cache: one
+/// insertion and one removal per miss) tombstones pile up until the table rehashes. Measured
+/// on `CacheCore` with random keys (`cargo bench -p kplug-cache --bench hook_call -- core/`):
+/// the native LRU took 44 ns a request with its map left to grow as it would, 34 ns before
+/// the grouping (`FastHasher`).
+#[inline]
+pub fn keep_sparse<K: Eq + std::hash::Hash, V>(map: &mut BlockMap<K, V>) {
+    if (map.len() + 1) * 2 > map.capacity() {
+        map.reserve(map.len() + 2);
+    }
+}
+
 /// A `HashMap` with [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A `HashSet` with [`FastHasher`].
@@ -143,7 +157,14 @@ mod tests {
         }
         let mut m: BlockMap<u64, u64> = BlockMap::default();
         for k in 0..10_000u64 {
+            keep_sparse(&mut m);
             m.insert(k * 3, k);
+            assert!(
+                m.len() * 2 <= m.capacity(),
+                "{} in {}",
+                m.len(),
+                m.capacity()
+            );
         }
         assert!((0..10_000u64).all(|k| m.get(&(k * 3)) == Some(&k)));
     }

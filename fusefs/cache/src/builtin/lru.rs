@@ -5,7 +5,7 @@
 //! resident set. The head is the most recently used block, the tail the victim.
 
 use super::NativeEviction;
-use kplug_engine::hash::BlockMap;
+use kplug_engine::hash::{BlockMap, keep_sparse};
 
 const NIL: u32 = u32::MAX;
 
@@ -99,6 +99,7 @@ impl NativeEviction for Lru {
                 (self.nodes.len() - 1) as u32
             }
         };
+        keep_sparse(&mut self.map);
         self.map.insert(key, i);
         self.push_front(i);
     }
