@@ -51,7 +51,7 @@ use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
-use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse};
+use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse, keep_sparse_set};
 
 mod governor;
 mod install;
@@ -573,10 +573,9 @@ impl<V> CacheCore<V> {
             },
         );
         if let Some(files) = &mut self.files {
-            files
-                .entry(key_file(key))
-                .or_default()
-                .insert(key_block(key));
+            let blocks = files.entry(key_file(key)).or_default();
+            keep_sparse_set(blocks);
+            blocks.insert(key_block(key));
         }
     }
 
@@ -876,6 +875,7 @@ impl<V> CacheCore<V> {
             let mut run: Option<BlockRange> = None;
             for b in r.start..end {
                 let key = block_key(file, b as u32);
+                keep_sparse_set(&mut self.in_flight);
                 let wanted =
                     b != block as u64 && !self.map.contains_key(&key) && self.in_flight.insert(key);
                 match (&mut run, wanted) {

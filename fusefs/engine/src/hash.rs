@@ -104,6 +104,14 @@ pub fn keep_sparse<K: Eq + std::hash::Hash, V>(map: &mut BlockMap<K, V>) {
     }
 }
 
+/// [`keep_sparse`] for a [`BlockSet`].
+#[inline]
+pub fn keep_sparse_set<K: Eq + std::hash::Hash>(set: &mut BlockSet<K>) {
+    if (set.len() + 1) * 2 > set.capacity() {
+        set.reserve(set.len() + 2);
+    }
+}
+
 /// A `HashMap` with [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A `HashSet` with [`FastHasher`].
