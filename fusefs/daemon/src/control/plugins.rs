@@ -146,6 +146,49 @@ enum Why {
     TierUp(u64),
 }
 
+/// This thread at nice [`SwapPriority::NICE`] while a user's swap is prepared and installed,
+/// its own nice again when dropped. Without it the thread loading a plugin (a few
+/// milliseconds of baseline compiling for a module never seen, a few hundred microseconds for
+/// one seen before: hash, instantiate, `kplug_init`, replay) waits behind the threads serving
+/// reads for whole scheduler slices. Under the hot-swap bench's 2 verifying readers on 2 CPUs
+/// (`tests/benches/hotswap.rs`, `SWAPS=300`, 10 runs each, binaries alternated), close() to
+/// first decision for a module never seen: p99 9.3-15.9 ms against 12.5-35.0 ms, at or below
+/// 20 ms in 10 of 10 runs against 5 of 10; seen before, p99 at or below 1 ms in 6 of 10 runs
+/// against 3 of 10; the readers read as much. Needs `CAP_SYS_NICE` (root); without it nothing
+/// changes.
+struct SwapPriority {
+    tid: libc::id_t,
+    old: libc::c_int,
+}
+
+impl SwapPriority {
+    const NICE: libc::c_int = -10;
+
+    fn raise() -> Option<SwapPriority> {
+        // SAFETY: getpriority/setpriority on this thread's own id; no memory is passed;
+        // errno is this thread's.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            *libc::__errno_location() = 0;
+            let old = libc::getpriority(libc::PRIO_PROCESS, tid);
+            if (old == -1 && *libc::__errno_location() != 0) || old <= Self::NICE {
+                return None;
+            }
+            (libc::setpriority(libc::PRIO_PROCESS, tid, Self::NICE) == 0)
+                .then_some(SwapPriority { tid, old })
+        }
+    }
+}
+
+impl Drop for SwapPriority {
+    fn drop(&mut self) {
+        // SAFETY: as in `raise`.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, self.tid, self.old);
+        }
+    }
+}
+
 /// µs from `closed` to `decided`, when both happened.
 pub fn swap_latency(closed: Option<Instant>, decided: Option<Instant>) -> Option<u64> {
     match (closed, decided) {
@@ -383,6 +426,9 @@ impl PluginsDir {
     /// the file still holds those bytes. `Err(msg)` when refused.
     fn load(&self, name: &str, why: Why) -> std::result::Result<(), String> {
         let closed_at = Instant::now();
+        // The user waits on this swap, the readers on their reads: for its few hundred
+        // microseconds the swap goes first (a tier-up is background work, and stays below).
+        let _first = (!matches!(why, Why::TierUp(_))).then(SwapPriority::raise);
         let (bytes, generation, params) = {
             let mut files = self.files.lock();
             let params = Self::params_of(&files, name);
@@ -794,5 +840,42 @@ impl Tree for PluginsDir {
 
     fn releasedir(&self, fh: u64) -> Result<()> {
         self.open.remove(fh).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SwapPriority;
+
+    fn nice() -> libc::c_int {
+        // SAFETY: getpriority on this thread's own id.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        }
+    }
+
+    /// The swap runs at nice -10 while the guard lives (as root, which may raise a priority),
+    /// and the thread gets its own nice back after; a thread already above is left alone.
+    #[test]
+    fn a_swap_goes_first_and_gives_the_priority_back() {
+        std::thread::spawn(|| {
+            let before = nice();
+            let guard = SwapPriority::raise();
+            if guard.is_some() {
+                assert_eq!(nice(), SwapPriority::NICE);
+                assert!(SwapPriority::raise().is_none(), "already at the swap's nice");
+            } else {
+                assert!(
+                    nix::unistd::geteuid().as_raw() != 0 || before <= SwapPriority::NICE,
+                    "root could not raise the priority"
+                );
+                assert_eq!(nice(), before);
+            }
+            drop(guard);
+            assert_eq!(nice(), before);
+        })
+        .join()
+        .unwrap();
     }
 }
