@@ -864,7 +864,10 @@ mod tests {
             let guard = SwapPriority::raise();
             if guard.is_some() {
                 assert_eq!(nice(), SwapPriority::NICE);
-                assert!(SwapPriority::raise().is_none(), "already at the swap's nice");
+                assert!(
+                    SwapPriority::raise().is_none(),
+                    "already at the swap's nice"
+                );
             } else {
                 assert!(
                     nix::unistd::geteuid().as_raw() != 0 || before <= SwapPriority::NICE,
