@@ -427,7 +427,7 @@ impl PluginsDir {
     fn load(&self, name: &str, why: Why) -> std::result::Result<(), String> {
         let closed_at = Instant::now();
         // The user waits on this swap, the readers on their reads: for its few hundred
-        // microseconds the swap goes first (a tier-up is background work, and stays below).
+        // microseconds the swap goes first (a tier-up is background work: not raised).
         let _first = (!matches!(why, Why::TierUp(_))).then(SwapPriority::raise);
         let (bytes, generation, params) = {
             let mut files = self.files.lock();
