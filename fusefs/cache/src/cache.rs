@@ -574,7 +574,7 @@ impl<V> CacheCore<V> {
         );
         if let Some(files) = &mut self.files {
             let blocks = files.entry(key_file(key)).or_default();
-            keep_sparse_set(blocks);
+            keep_sparse_set(blocks, 1);
             blocks.insert(key_block(key));
         }
     }
@@ -873,9 +873,9 @@ impl<V> CacheCore<V> {
             let end = r.start.saturating_add(r.len.min(budget)).min(1 << 32);
             budget -= r.len.min(budget);
             let mut run: Option<BlockRange> = None;
+            keep_sparse_set(&mut self.in_flight, end.saturating_sub(r.start) as usize);
             for b in r.start..end {
                 let key = block_key(file, b as u32);
-                keep_sparse_set(&mut self.in_flight);
                 let wanted =
                     b != block as u64 && !self.map.contains_key(&key) && self.in_flight.insert(key);
                 match (&mut run, wanted) {

@@ -566,11 +566,7 @@ fn optimizer(
     finished: mpsc::Sender<Finished>,
 ) {
     // Below the readers: a tier-up is worth having, never worth a stalled read.
-    // SAFETY: setpriority on this thread's own id; no memory is passed.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
+    crate::nice::set(10);
     for job in jobs {
         let outcome = if !(job.wanted)() {
             Outcome::Dropped

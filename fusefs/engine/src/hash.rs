@@ -99,17 +99,24 @@ pub type BlockSet<K> = HashSet<K, BuildHasherDefault<BlockHasher>>;
 /// the grouping (`FastHasher`).
 #[inline]
 pub fn keep_sparse<K: Eq + std::hash::Hash, V>(map: &mut BlockMap<K, V>) {
-    if (map.len() + 1) * 2 > map.capacity() {
-        map.reserve(map.len() + 2);
+    if let Some(n) = sparse_reserve(map.len(), map.capacity(), 1) {
+        map.reserve(n);
     }
 }
 
-/// [`keep_sparse`] for a [`BlockSet`].
+/// [`keep_sparse`] for a [`BlockSet`], ahead of up to `additional` insertions.
 #[inline]
-pub fn keep_sparse_set<K: Eq + std::hash::Hash>(set: &mut BlockSet<K>) {
-    if (set.len() + 1) * 2 > set.capacity() {
-        set.reserve(set.len() + 2);
+pub fn keep_sparse_set<K: Eq + std::hash::Hash>(set: &mut BlockSet<K>, additional: usize) {
+    if let Some(n) = sparse_reserve(set.len(), set.capacity(), additional) {
+        set.reserve(n);
     }
+}
+
+/// What to `reserve` so that a table of `len` entries with room for `capacity` is at most
+/// half full after `additional` more; `None` when it already is.
+#[inline]
+fn sparse_reserve(len: usize, capacity: usize, additional: usize) -> Option<usize> {
+    ((len + additional) * 2 > capacity).then_some(len + 2 * additional)
 }
 
 /// A `HashMap` with [`FastHasher`].
@@ -175,5 +182,17 @@ mod tests {
             );
         }
         assert!((0..10_000u64).all(|k| m.get(&(k * 3)) == Some(&k)));
+        // A set made room for a run of insertions at once.
+        let mut set: BlockSet<u64> = BlockSet::default();
+        for run in 0..100u64 {
+            keep_sparse_set(&mut set, 64);
+            set.extend(run * 64..run * 64 + 64);
+            assert!(
+                set.len() * 2 <= set.capacity(),
+                "{} in {}",
+                set.len(),
+                set.capacity()
+            );
+        }
     }
 }

@@ -32,6 +32,7 @@ mod instance;
 mod limiter;
 pub mod modcache;
 pub mod names;
+pub mod nice;
 mod registry;
 mod state;
 mod status;

@@ -169,11 +169,7 @@ impl ModuleCache {
                 .name("kplug-modcache".into())
                 .spawn(move || {
                     // Below the readers and the loads: nobody waits on this write.
-                    // SAFETY: setpriority on this thread's own id; no memory is passed.
-                    unsafe {
-                        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-                    }
+                    crate::nice::set(10);
                     if let Err(e) = store(&dir, &key, &module) {
                         tracing::debug!("module cache: writing {}: {e}", hex(&key));
                     }

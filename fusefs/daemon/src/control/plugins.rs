@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
-use kplug_engine::{CodeTier, PluginState, StatusHandle};
+use kplug_engine::{CodeTier, PluginState, StatusHandle, nice};
 use parking_lot::Mutex;
 
 use super::loader::{Loader, Ready};
@@ -157,35 +157,22 @@ enum Why {
 /// against 3 of 10; the readers read as much. Needs `CAP_SYS_NICE` (root); without it nothing
 /// changes.
 struct SwapPriority {
-    tid: libc::id_t,
-    old: libc::c_int,
+    /// The thread's own nice, given back on drop.
+    old: i32,
 }
 
 impl SwapPriority {
-    const NICE: libc::c_int = -10;
+    const NICE: i32 = -10;
 
     fn raise() -> Option<SwapPriority> {
-        // SAFETY: getpriority/setpriority on this thread's own id; no memory is passed;
-        // errno is this thread's.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            *libc::__errno_location() = 0;
-            let old = libc::getpriority(libc::PRIO_PROCESS, tid);
-            if (old == -1 && *libc::__errno_location() != 0) || old <= Self::NICE {
-                return None;
-            }
-            (libc::setpriority(libc::PRIO_PROCESS, tid, Self::NICE) == 0)
-                .then_some(SwapPriority { tid, old })
-        }
+        let old = nice::get().filter(|&old| old > Self::NICE)?;
+        nice::set(Self::NICE).then_some(SwapPriority { old })
     }
 }
 
 impl Drop for SwapPriority {
     fn drop(&mut self) {
-        // SAFETY: as in `raise`.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, self.tid, self.old);
-        }
+        nice::set(self.old);
     }
 }
 
@@ -846,13 +833,10 @@ impl Tree for PluginsDir {
 #[cfg(test)]
 mod tests {
     use super::SwapPriority;
+    use kplug_engine::nice;
 
-    fn nice() -> libc::c_int {
-        // SAFETY: getpriority on this thread's own id.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+    fn current() -> i32 {
+        nice::get().unwrap()
     }
 
     /// The swap runs at nice -10 while the guard lives (as root, which may raise a priority),
@@ -860,10 +844,10 @@ mod tests {
     #[test]
     fn a_swap_goes_first_and_gives_the_priority_back() {
         std::thread::spawn(|| {
-            let before = nice();
+            let before = current();
             let guard = SwapPriority::raise();
             if guard.is_some() {
-                assert_eq!(nice(), SwapPriority::NICE);
+                assert_eq!(current(), SwapPriority::NICE);
                 assert!(
                     SwapPriority::raise().is_none(),
                     "already at the swap's nice"
@@ -873,10 +857,10 @@ mod tests {
                     nix::unistd::geteuid().as_raw() != 0 || before <= SwapPriority::NICE,
                     "root could not raise the priority"
                 );
-                assert_eq!(nice(), before);
+                assert_eq!(current(), before);
             }
             drop(guard);
-            assert_eq!(nice(), before);
+            assert_eq!(current(), before);
         })
         .join()
         .unwrap();
