@@ -7,6 +7,8 @@
 //!   also carries the queued hit.
 //! - `core/*`: `CacheCore<()>::request` on a skewed random stream over 64 Ki
 //!   keys with a 4096-block cache; elements/s is requests/s.
+//! - `instance/*`: a new instance of the SDK LRU for a 128-block cache (what a hot swap of
+//!   a module seen before instantiates), and dropping one.
 
 use std::hint::black_box;
 
@@ -162,7 +164,28 @@ fn core(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hooks, core);
+/// What a hot swap of a module seen before costs in CPU, outside the hooks: a new instance
+/// of the SDK LRU (instantiate, check, `kplug_init` for a 128-block cache, as the hotswap
+/// bench's mount has) and dropping one (its linear memory unmapped).
+fn instance(c: &mut Criterion) {
+    let (_engine, sdk, _wat) = plugins();
+    let mut g = c.benchmark_group("instance");
+    g.bench_function("instantiate_sdk_lru", |b| {
+        b.iter_with_large_drop(|| sdk.instantiate(&[], 128).unwrap())
+    });
+    g.bench_function("cycle_sdk_lru", |b| {
+        b.iter(|| drop(sdk.instantiate(&[], 128).unwrap()))
+    });
+    g.bench_function("drop_sdk_lru", |b| {
+        b.iter_batched(
+            || sdk.instantiate(&[], 128).unwrap(),
+            drop,
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, hooks, core, instance);
 criterion_main!(benches);
 
 /// The package's directory: read when the test runs (cargo sets it), so a build reused

@@ -46,7 +46,7 @@ use crate::roles::prefetch::PrefetchRole;
 use crate::roles::{PluginSlots, SlotFault};
 use governor::Governor;
 pub use governor::{CandidateInfo, PreparedGovernor, SpareRequests, Spares};
-pub use install::Prepared;
+pub use install::{Prepared, Retired};
 use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
@@ -202,6 +202,9 @@ pub struct CacheCore<V> {
     /// if it does: its own capacity is then what its policies are sized for, which changes
     /// with the shares, and a plugin sized for anything up to the whole cache is accepted.
     scoped_in: Option<u64>,
+    /// Where what is taken out of service goes while [`CacheCore::deferring_drops`] runs
+    /// (`None`: dropped at once).
+    retired: Option<Retired>,
 }
 
 /// Most decisions [`CacheCore`] keeps for its embedder between two
@@ -274,6 +277,7 @@ impl<V> CacheCore<V> {
             victims: Vec::new(),
             events: None,
             scoped_in: None,
+            retired: None,
         }
     }
 
@@ -933,6 +937,7 @@ impl<V> CacheCore<V> {
                 || matches!(self.prefetch, PrefetchRole::Plugin(s) if s == *slot);
             if !used && let Some(p) = self.plugins.take(*slot) {
                 p.mark_disabled(reason);
+                self.bury(p);
             }
         }
     }

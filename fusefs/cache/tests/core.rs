@@ -244,6 +244,38 @@ fn replacing_a_multi_role_plugin_keeps_it_while_any_role_uses_it() {
 }
 
 #[test]
+fn a_replaced_instance_is_dropped_where_the_caller_says() {
+    let mut c: CacheCore<()> = CacheCore::new(8, CoreConfig::default());
+    let ev = RoleSet::of(&[Role::Eviction]);
+    let first = load(&fifo(&[]), 8);
+    let status = first.status();
+    c.install_plugin(first, ev).unwrap();
+    let held = Arc::strong_count(&status);
+    assert!(held > 1, "the instance holds its status");
+    // Replaced under `deferring_drops`: out of service at once, dropped with `Retired`.
+    let second = load(&fifo(&[]), 8);
+    let second_status = second.status();
+    let ((), retired) = c.deferring_drops(|c| c.install_plugin(second, ev).unwrap());
+    assert_eq!(status.state(), PluginState::Disabled);
+    assert!(!retired.is_empty());
+    assert_eq!(Arc::strong_count(&status), held, "kept by `Retired`");
+    let calls = status.calls();
+    for k in 0..20 {
+        c.request(k, || ());
+    }
+    assert_eq!(status.calls(), calls, "never called once out of service");
+    assert!(second_status.calls() > 0);
+    drop(retired);
+    assert_eq!(Arc::strong_count(&status), 1, "dropped with `Retired`");
+    // Otherwise dropped where it is taken out of service, as before.
+    c.install_plugin(load(&fifo(&[]), 8), ev).unwrap();
+    assert_eq!(second_status.state(), PluginState::Disabled);
+    assert_eq!(Arc::strong_count(&second_status), 1);
+    let (_, nothing) = c.deferring_drops(|c| c.request(100, || ()));
+    assert!(nothing.is_empty());
+}
+
+#[test]
 fn registry_tracks_instances_by_name() {
     let mut r = kplug_engine::PluginRegistry::new(engine().clone());
     r.add("lru-wat", wat_lru_wasm()).unwrap();

@@ -9,6 +9,12 @@
 //! went since the snapshot and switches the roles, in a moment. [`CacheCore::install_plugin`]
 //! does both at once, for the simulator and the tests, where nobody waits.
 //!
+//! What a swap takes out of service is dropped after the lock is released when the caller
+//! asks ([`CacheCore::deferring_drops`]): dropping an instance unmaps its linear memory
+//! (17 us for the SDK LRU on its own: `cargo bench -p kplug-cache --bench hook_call --
+//! instance/`, more while other threads of the process run), time the readers waiting on the
+//! lock need not spend.
+//!
 //! [`CacheCore::retire`] is the inverse for an operator's removal: the plugin, a governor of
 //! that status with its shadows, and every candidate instance the governor put in service go,
 //! and each role they served returns to the configured built-in. Nothing a removed plugin
@@ -21,6 +27,7 @@ use kplug_engine::hash::BlockMap;
 use kplug_engine::{Plugin, StatusHandle};
 
 use crate::cache::CacheCore;
+use crate::cache::governor::Governor;
 use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::{EvictionRole, not_resident};
@@ -34,6 +41,48 @@ pub struct Prepared {
     /// The keys the replay told the plugin (eviction only), with the handle each got (ABI 1.8;
     /// 0 for other plugins).
     seeded: BlockMap<u64, u32>,
+}
+
+/// Plugin instances (and a governor with its shadows) taken out of service by calls made
+/// under [`CacheCore::deferring_drops`]: dropping this drops them, wherever the caller
+/// chooses (after releasing the cache's lock).
+#[derive(Default)]
+pub struct Retired {
+    plugins: Vec<Plugin>,
+    governors: Vec<Governor>,
+}
+
+impl Retired {
+    /// Nothing was taken out of service.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty() && self.governors.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Retired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retired")
+            .field("plugins", &self.plugins.len())
+            .field("governors", &self.governors.len())
+            .finish()
+    }
+}
+
+/// What [`CacheCore`] can set aside instead of dropping.
+pub(in crate::cache) trait Bury {
+    fn into(self, r: &mut Retired);
+}
+
+impl Bury for Plugin {
+    fn into(self, r: &mut Retired) {
+        r.plugins.push(self);
+    }
+}
+
+impl Bury for Box<Governor> {
+    fn into(self, r: &mut Retired) {
+        r.governors.push(*self);
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -205,6 +254,28 @@ impl<V> CacheCore<V> {
         }
         self.release_unused(&old, "replaced");
         Ok(())
+    }
+
+    /// Runs `f`, keeping every plugin instance and governor it takes out of service (a swap's
+    /// previous instance, a retired governor) instead of dropping them: the caller drops the
+    /// returned [`Retired`] after releasing whatever lock it holds around the core.
+    pub fn deferring_drops<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> (R, Retired) {
+        let outer = self.retired.replace(Retired::default());
+        let r = f(self);
+        let mut dead = std::mem::replace(&mut self.retired, outer).unwrap_or_default();
+        if let Some(outer) = self.retired.as_mut() {
+            // Nested: the outermost caller drops them all.
+            outer.plugins.append(&mut dead.plugins);
+            outer.governors.append(&mut dead.governors);
+        }
+        (r, dead)
+    }
+
+    /// Sets `what` aside for [`CacheCore::deferring_drops`]'s caller, or drops it now.
+    pub(in crate::cache) fn bury(&mut self, what: impl Bury) {
+        if let Some(r) = self.retired.as_mut() {
+            what.into(r);
+        }
     }
 
     /// The roles the plugin instance whose status is `h` serves itself (not as a governor's

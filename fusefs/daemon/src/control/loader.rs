@@ -137,9 +137,13 @@ impl Loader {
         &self,
         f: impl FnOnce(&mut kplug_cache::CacheCore<crate::data::blockcache::Block>) -> R,
     ) -> Result<R, String> {
-        self.cache
-            .with_scope(self.scope, f)
-            .ok_or_else(|| "its scope was removed".to_string())
+        let (r, retired) = self
+            .cache
+            .with_scope(self.scope, |core| core.deferring_drops(f))
+            .ok_or_else(|| "its scope was removed".to_string())?;
+        // Unmapped with the cache's lock released: readers do not wait for it.
+        drop(retired);
+        Ok(r)
     }
 
     /// `bytes` compiled as plugin `name` (optimized code with `optimized`, else the first

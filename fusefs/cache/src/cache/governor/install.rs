@@ -196,6 +196,7 @@ impl<V> CacheCore<V> {
     pub(in crate::cache) fn drop_governor(&mut self, reason: &str) {
         if let Some(g) = self.governor.take() {
             g.plugin.mark_disabled(reason);
+            self.bury(g);
         }
     }
 
