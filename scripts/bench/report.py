@@ -293,7 +293,7 @@ if H:
       "(`wasm_empty_call`: one call with an empty body); `core/*` time 100 000 "
       "`CacheCore::request`s (4096-block cache, skewed stream over 64 Ki keys); `instance/*` "
       "a new instance of the SDK LRU for a 128-block cache, as a hot swap of a module seen "
-      "before makes, and dropping one. Criterion "
+      "before makes, dropping one, and both (`cycle`). Criterion "
       "median of each run (`target/criterion/*/*/new/estimates.json`), then the median over runs; "
       "with a single run, `[CI a-b]` is criterion's 95% confidence interval of the median.\n")
     P("| bench | time per iteration | per hook call / request | vs native |")

@@ -8,7 +8,7 @@
 //! - `core/*`: `CacheCore<()>::request` on a skewed random stream over 64 Ki
 //!   keys with a 4096-block cache; elements/s is requests/s.
 //! - `instance/*`: a new instance of the SDK LRU for a 128-block cache (what a hot swap of
-//!   a module seen before instantiates), and dropping one.
+//!   a module seen before instantiates), dropping one, and both (`cycle`).
 
 use std::hint::black_box;
 
@@ -166,7 +166,7 @@ fn core(c: &mut Criterion) {
 
 /// What a hot swap of a module seen before costs in CPU, outside the hooks: a new instance
 /// of the SDK LRU (instantiate, check, `kplug_init` for a 128-block cache, as the hotswap
-/// bench's mount has) and dropping one (its linear memory unmapped).
+/// bench's mount has), dropping one (its linear memory unmapped), and both.
 fn instance(c: &mut Criterion) {
     let (_engine, sdk, _wat) = plugins();
     let mut g = c.benchmark_group("instance");
