@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kplug_abi::Role;
-use kplug_cache::{CacheCore, CoreConfig, InstallError};
+use kplug_cache::{CacheCore, CoreConfig, InstallError, PreparedGovernor};
 use kplug_engine::CompiledPlugin;
 
 /// A governor registering `fifo` (0) and `lru` (1), serving 0 from the start and
@@ -405,4 +405,47 @@ fn of_two_activations_for_one_role_in_a_call_the_last_counts() {
     assert!(core.candidates()[0].active);
     assert_eq!(core.stats().policy_switches, 1, "init only");
     assert_eq!(core.stats().faults, 0);
+}
+
+/// A mount replaces a governor with another instance of its module when its optimized code
+/// is ready (a tier-up): a candidate that faulted stays out, as a fault is never undone by a
+/// tier-up. A new copy of the governor starts afresh.
+#[test]
+fn another_instance_of_the_serving_governor_keeps_its_candidates_faults() {
+    let text = governor("bad", "lru", "");
+    let resolve_bad = |name: &str| match name {
+        "bad" => Ok(compile(&fifo(&[("{VICTIM}", "unreachable")]))),
+        n => resolve(n),
+    };
+    let mut core = CacheCore::new(16, CoreConfig::default());
+    core.install_governor(load(&text, 16), &resolve_bad, 0)
+        .unwrap();
+    for k in stream(300) {
+        core.request(k, || ());
+    }
+    let faulted = core.candidates()[0].error.clone();
+    assert!(
+        faulted
+            .as_deref()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{:?}",
+        core.candidates()
+    );
+    let faults = core.stats().faults;
+    let again = |core: &CacheCore<()>| {
+        PreparedGovernor::new(load(&text, 16), &resolve_bad, 16, &core.resident_keys()).unwrap()
+    };
+    core.replace_governor_instance(again(&core), 0).unwrap();
+    let c = core.candidates();
+    assert_eq!(c[0].error, faulted, "{c:?}");
+    assert!(!c[0].active, "its init asked for it, refused: {c:?}");
+    for k in stream(300) {
+        core.request(k, || ());
+    }
+    assert_eq!(core.candidates()[0].error, faulted);
+    assert_eq!(core.stats().faults, faults, "its shadow runs the built-in");
+    // A new copy of the governor: every candidate gets its chance again.
+    core.install_prepared_governor(again(&core), 0).unwrap();
+    let c = core.candidates();
+    assert!(c[0].error.is_none() && c[0].active, "{c:?}");
 }

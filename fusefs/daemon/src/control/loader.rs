@@ -377,8 +377,9 @@ impl Loader {
                     return Ok(false);
                 }
                 match in_core {
+                    // Its candidates' faults stand.
                     InCore::Governor(governor) => core
-                        .install_prepared_governor(governor, 0)
+                        .replace_governor_instance(governor, 0)
                         .map_err(|e| e.to_string())?,
                     InCore::Plugin(mut plugin) => {
                         if !plugin.keep_roles(core.roles_served_by(previous)) {

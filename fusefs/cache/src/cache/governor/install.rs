@@ -180,6 +180,34 @@ impl<V> CacheCore<V> {
         Ok(())
     }
 
+    /// Install `prepared`, another instance of the module of the governor serving (a mount's
+    /// tier-up of it to optimized code), in its place: as
+    /// [`install_prepared_governor`](Self::install_prepared_governor), except that a
+    /// candidate that faulted under the serving instance stays out (matched by index, spec
+    /// and role). A fault is never undone by a tier-up; a new copy of a governor, installed
+    /// with `install_prepared_governor`, starts afresh.
+    pub fn replace_governor_instance(
+        &mut self,
+        mut prepared: PreparedGovernor,
+        tick_every: u64,
+    ) -> Result<(), InstallError> {
+        if let Some(old) = &self.governor {
+            for (c, o) in prepared.candidates.iter_mut().zip(&old.candidates) {
+                if let Some(error) = &o.error
+                    && c.spec == o.spec
+                    && c.role == o.role
+                {
+                    c.fail(error.clone());
+                    // As after a fault: its shadow goes on with its built-in.
+                    if let Some(shadow) = c.shadow.as_mut() {
+                        shadow.set_eviction(shadow_config().eviction);
+                    }
+                }
+            }
+        }
+        self.install_prepared_governor(prepared, tick_every)
+    }
+
     /// Drop the governor and its shadows as if it had faulted: the policies serving stay
     /// (the eviction candidate followed is installed in the cache). An operator's removal is
     /// [`retire`](Self::retire).
