@@ -226,10 +226,11 @@ impl PluginEngine {
                 .wasm_memory64(false)
                 .wasm_multi_memory(false)
                 // A plugin's data segments are copied into each new instance instead of
-                // mapped copy-on-write from the module's image: at a policy's few KiB that is
-                // cheaper than the mapping and its faults, and a swap instantiates
-                // (`cargo bench -p kplug-cache --bench hook_call -- instance/`: instantiate
-                // and drop of the SDK LRU 42.4 -> 28.9 us). Bounded by the module's size.
+                // mapped copy-on-write from the module's image: for a policy's few KiB the
+                // copy is cheaper than the mapping and its page faults, which every hot
+                // swap's instantiation paid (`cargo bench -p kplug-cache --bench hook_call --
+                // instance/`: instantiate and drop of the SDK LRU 42.4 -> 28.9 us). The copy
+                // is bounded by the module's size.
                 .memory_init_cow(false);
             // For `perf`: the plugins' machine code named in /tmp/perf-PID.map (docs/benchmarks.md).
             if std::env::var_os("KPLUGFS_WASM_PERFMAP").is_some_and(|v| v == "1") {

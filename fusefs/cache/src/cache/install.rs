@@ -70,17 +70,17 @@ impl std::fmt::Debug for Retired {
 
 /// What [`CacheCore`] can set aside instead of dropping.
 pub(in crate::cache) trait Bury {
-    fn into(self, r: &mut Retired);
+    fn set_aside(self, r: &mut Retired);
 }
 
 impl Bury for Plugin {
-    fn into(self, r: &mut Retired) {
+    fn set_aside(self, r: &mut Retired) {
         r.plugins.push(self);
     }
 }
 
 impl Bury for Box<Governor> {
-    fn into(self, r: &mut Retired) {
+    fn set_aside(self, r: &mut Retired) {
         r.governors.push(*self);
     }
 }
@@ -274,7 +274,7 @@ impl<V> CacheCore<V> {
     /// Sets `what` aside for [`CacheCore::deferring_drops`]'s caller, or drops it now.
     pub(in crate::cache) fn bury(&mut self, what: impl Bury) {
         if let Some(r) = self.retired.as_mut() {
-            what.into(r);
+            what.set_aside(r);
         }
     }
 
