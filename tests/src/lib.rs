@@ -263,6 +263,7 @@ impl TestMount {
             "mount returned but {} is not mounted",
             mnt.display()
         );
+        live_mounts::add(&mnt);
         Self { root, backing, mnt }
     }
 
@@ -283,6 +284,48 @@ impl Drop for TestMount {
             let out = kplugfs(&["umount", self.mnt.to_str().unwrap()]);
             if !out.status.success() {
                 let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+            }
+        }
+        live_mounts::remove(&self.mnt);
+    }
+}
+
+/// The mounts of this test process not yet dropped, unmounted when the process exits: a test
+/// that fails while its threads still hold its mount (readers looping on an `Arc`) would
+/// otherwise leave the daemon running after the test binary is gone, busy and mounted,
+/// under the next tests and benchmarks on the machine.
+mod live_mounts {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub fn add(mnt: &Path) {
+        static AT_EXIT: Once = Once::new();
+        // SAFETY: registers a plain `extern "C"` function, once.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(unmount_leftovers);
+        });
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(mnt.to_path_buf());
+    }
+
+    pub fn remove(mnt: &Path) {
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| m != mnt);
+    }
+
+    extern "C" fn unmount_leftovers() {
+        let left = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+        for mnt in left {
+            if super::is_kplugfs_mount(&mnt) {
+                eprintln!("unmounting {} left mounted by a failed test", mnt.display());
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&mnt)
+                    .status();
             }
         }
     }
