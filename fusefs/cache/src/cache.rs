@@ -207,6 +207,20 @@ pub struct CacheCore<V> {
     retired: Option<Retired>,
 }
 
+/// The resident keys of a [`CacheCore`] with their last access, unsorted
+/// ([`CacheCore::resident_snapshot`]).
+#[derive(Debug)]
+pub struct ResidentSnapshot(Vec<(u64, u64)>);
+
+impl ResidentSnapshot {
+    /// The keys, least recently used first, as [`CacheCore::resident_keys`] gives them.
+    pub fn keys(self) -> Vec<u64> {
+        let mut v = self.0;
+        v.sort_unstable();
+        v.into_iter().map(|(_, k)| k).collect()
+    }
+}
+
 /// Most decisions [`CacheCore`] keeps for its embedder between two
 /// [`CacheCore::drain_events`]; more are not kept (an embedder drains after each call).
 pub const MAX_CORE_EVENTS: usize = 4096;
@@ -359,9 +373,15 @@ impl<V> CacheCore<V> {
 
     /// Resident keys, least recently used (by this core's clock) first.
     pub fn resident_keys(&self) -> Vec<u64> {
-        let mut v: Vec<(u64, u64)> = self.map.iter().map(|(k, e)| (e.last_access, *k)).collect();
-        v.sort_unstable();
-        v.into_iter().map(|(_, k)| k).collect()
+        self.resident_snapshot().keys()
+    }
+
+    /// The resident keys with their last access, copied in one pass and not yet sorted: for a
+    /// caller holding a lock around the core, which sorts them ([`ResidentSnapshot::keys`])
+    /// once it is released (at a million resident blocks the sort is most of the 47 ms
+    /// [`resident_keys`](Self::resident_keys) takes).
+    pub fn resident_snapshot(&self) -> ResidentSnapshot {
+        ResidentSnapshot(self.map.iter().map(|(k, e)| (e.last_access, *k)).collect())
     }
 
     /// Which policy serves `role` now.

@@ -29,7 +29,7 @@ pub mod scopes;
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
 pub use cache::{
     ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, CoreEvent, Insert,
-    MAX_CORE_EVENTS, Prepared, PreparedGovernor, Retired, SpareRequests, Spares,
+    MAX_CORE_EVENTS, Prepared, PreparedGovernor, ResidentSnapshot, Retired, SpareRequests, Spares,
 };
 pub use error::InstallError;
 pub use kplug_abi::BlockRange;

@@ -186,7 +186,7 @@ impl Loader {
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
-        let resident = self.with_core(|c| c.resident_keys())?;
+        let resident = self.with_core(|c| c.resident_snapshot())?.keys();
         let prepared =
             Prepared::new(plugin, RoleSet::of(&[role]), &resident).map_err(|e| e.to_string())?;
         let status = prepared.status();
@@ -242,7 +242,7 @@ impl Loader {
             plugin.attach_figures(self.cache.with_core(|c| c.figures().clone()));
             ReadyKind::Probe(plugin)
         } else if plugin.is_governor() {
-            let resident = self.cache.with_core(|c| c.resident_keys());
+            let resident = self.cache.with_core(|c| c.resident_snapshot()).keys();
             // Candidates are other plugin files in service, or policies of the binary.
             let modules = self.modules.lock().clone();
             let resolve = |n: &str| -> Result<CompiledPlugin, String> {
@@ -258,7 +258,7 @@ impl Loader {
                     .map_err(|e| e.to_string())?,
             )
         } else {
-            let resident = self.with_core(|c| c.resident_keys())?;
+            let resident = self.with_core(|c| c.resident_snapshot())?.keys();
             let roles = plugin.roles();
             ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
         };
