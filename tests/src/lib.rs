@@ -296,9 +296,14 @@ impl Drop for TestMount {
 /// under the next tests and benchmarks on the machine.
 mod live_mounts {
     use std::path::{Path, PathBuf};
-    use std::sync::{Mutex, Once};
+    use std::sync::{Mutex, MutexGuard, Once};
 
     static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// The list, even if a test panicked while holding it.
+    fn live() -> MutexGuard<'static, Vec<PathBuf>> {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     pub fn add(mnt: &Path) {
         static AT_EXIT: Once = Once::new();
@@ -306,19 +311,15 @@ mod live_mounts {
         AT_EXIT.call_once(|| unsafe {
             libc::atexit(unmount_leftovers);
         });
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(mnt.to_path_buf());
+        live().push(mnt.to_path_buf());
     }
 
     pub fn remove(mnt: &Path) {
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|m| m != mnt);
+        live().retain(|m| m != mnt);
     }
 
     extern "C" fn unmount_leftovers() {
-        let left = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+        let left = std::mem::take(&mut *live());
         for mnt in left {
             if super::is_kplugfs_mount(&mnt) {
                 eprintln!("unmounting {} left mounted by a failed test", mnt.display());

@@ -210,7 +210,7 @@ pub struct CacheCore<V> {
 /// The resident keys of a [`CacheCore`] with their last access, unsorted
 /// ([`CacheCore::resident_snapshot`]).
 #[derive(Debug)]
-pub struct ResidentSnapshot(Vec<(u64, u64)>);
+pub struct ResidentSnapshot(pub(in crate::cache) Vec<(u64, u64)>);
 
 impl ResidentSnapshot {
     /// The keys, least recently used first, as [`CacheCore::resident_keys`] gives them.

@@ -24,14 +24,14 @@
 //! and each role they served returns to the configured built-in. Nothing a removed plugin
 //! chose keeps serving.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
 use kplug_engine::hash::BlockMap;
 use kplug_engine::{Plugin, StatusHandle};
 
-use crate::cache::CacheCore;
-use crate::cache::governor::Governor;
+use crate::cache::{CacheCore, ResidentSnapshot};
 use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::{EvictionRole, not_resident};
@@ -51,41 +51,18 @@ pub struct Prepared {
 /// under [`CacheCore::deferring_drops`]: dropping this drops them, wherever the caller
 /// chooses (after releasing the cache's lock).
 #[derive(Default)]
-pub struct Retired {
-    plugins: Vec<Plugin>,
-    governors: Vec<Governor>,
-}
+pub struct Retired(Vec<Box<dyn Any + Send>>);
 
 impl Retired {
     /// Nothing was taken out of service.
     pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty() && self.governors.is_empty()
+        self.0.is_empty()
     }
 }
 
 impl std::fmt::Debug for Retired {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retired")
-            .field("plugins", &self.plugins.len())
-            .field("governors", &self.governors.len())
-            .finish()
-    }
-}
-
-/// What [`CacheCore`] can set aside instead of dropping.
-pub(in crate::cache) trait Bury {
-    fn set_aside(self, r: &mut Retired);
-}
-
-impl Bury for Plugin {
-    fn set_aside(self, r: &mut Retired) {
-        r.plugins.push(self);
-    }
-}
-
-impl Bury for Box<Governor> {
-    fn set_aside(self, r: &mut Retired) {
-        r.governors.push(*self);
+        write!(f, "Retired({} taken out of service)", self.0.len())
     }
 }
 
@@ -203,14 +180,14 @@ impl<V> CacheCore<V> {
                 .collect();
             // The newcomers, least recently used first: sorting only them, not every
             // resident key, while the readers wait.
-            let mut came: Vec<(u64, u64)> = self
-                .map
-                .iter()
-                .filter(|(k, _)| !seeded.contains_key(*k))
-                .map(|(k, e)| (e.last_access, *k))
-                .collect();
-            came.sort_unstable();
-            let came: Vec<u64> = came.into_iter().map(|(_, k)| k).collect();
+            let came = ResidentSnapshot(
+                self.map
+                    .iter()
+                    .filter(|(k, _)| !seeded.contains_key(*k))
+                    .map(|(k, e)| (e.last_access, *k))
+                    .collect(),
+            )
+            .keys();
             let mut handles = seeded;
             let told = gone
                 .iter()
@@ -274,16 +251,16 @@ impl<V> CacheCore<V> {
         let mut dead = std::mem::replace(&mut self.retired, outer).unwrap_or_default();
         if let Some(outer) = self.retired.as_mut() {
             // Nested: the outermost caller drops them all.
-            outer.plugins.append(&mut dead.plugins);
-            outer.governors.append(&mut dead.governors);
+            outer.0.append(&mut dead.0);
         }
         (r, dead)
     }
 
-    /// Sets `what` aside for [`CacheCore::deferring_drops`]'s caller, or drops it now.
-    pub(in crate::cache) fn bury(&mut self, what: impl Bury) {
+    /// Sets `what` (a plugin instance, a governor) aside for [`CacheCore::deferring_drops`]'s
+    /// caller, or drops it now.
+    pub(in crate::cache) fn bury(&mut self, what: impl Any + Send) {
         if let Some(r) = self.retired.as_mut() {
-            what.set_aside(r);
+            r.0.push(Box::new(what));
         }
     }
 
