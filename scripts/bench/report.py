@@ -293,7 +293,10 @@ if H:
       "(`wasm_empty_call`: one call with an empty body); `core/*` time 100 000 "
       "`CacheCore::request`s (4096-block cache, skewed stream over 64 Ki keys); `instance/*` "
       "a new instance of the SDK LRU for a 128-block cache, as a hot swap of a module seen "
-      "before makes, dropping one, and both (`cycle`). Criterion "
+      "before makes, dropping one, and both (`cycle`); `swap/*` what a swap of the SDK LRU into "
+      "a core of 65,536 resident blocks holds its lock for (the snapshot's copy and the install, "
+      "100 misses between them), from a snapshot taken for the install (`logged`) or walking the "
+      "resident set (`walked`). Criterion "
       "median of each run (`target/criterion/*/*/new/estimates.json`), then the median over runs; "
       "with a single run, `[CI a-b]` is criterion's 95% confidence interval of the median.\n")
     P("| bench | time per iteration | per hook call / request | vs native |")
@@ -319,7 +322,7 @@ if H:
             summary["hooks"][f"{g}/{b}"] = {"ns_per_iter": m, "ns_per_hook": per}
             hook_cats.append(b)
             hook_vals.append(per)
-        elif g == "instance":
+        elif g in ("instance", "swap"):
             P(f"| {g}/{b} | {m/1e3:.1f} us{spread(v, lambda x: f'{x/1e3:.1f}')} | | |")
             summary["hooks"][f"{g}/{b}"] = {"ns_per_iter": m}
         else:

@@ -9,6 +9,11 @@
 //!   keys with a 4096-block cache; elements/s is requests/s.
 //! - `instance/*`: a new instance of the SDK LRU for a 128-block cache (what a hot swap of
 //!   a module seen before instantiates), dropping one, and both (`cycle`).
+//! - `swap/*`: what a hot swap of the SDK LRU into a `CacheCore` of 65,536 resident blocks
+//!   makes readers wait for: the snapshot's copy plus the install, both under the mount's
+//!   lock (the replay into the new instance between them is not timed), from a snapshot
+//!   taken for the install (`logged`: the install reads the log of what changed) or not
+//!   (`walked`: it walks the resident set); 100 misses come between the two.
 
 use std::hint::black_box;
 
@@ -185,7 +190,64 @@ fn instance(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hooks, core, instance);
+/// The time under the lock of a swap of the SDK LRU into a core of 65,536 resident blocks
+/// (see the module docs), with 100 misses between snapshot and install.
+fn swap(c: &mut Criterion) {
+    use std::time::{Duration, Instant};
+    const RESIDENT: u64 = 65_536;
+    let (_engine, sdk, _wat) = plugins();
+    let mut g = c.benchmark_group("swap");
+    g.sample_size(10);
+    for logged in [true, false] {
+        let mut core: CacheCore<()> = CacheCore::new(RESIDENT, CoreConfig::default());
+        let mut next = 0u64;
+        let mut miss = |core: &mut CacheCore<()>| {
+            next += 1;
+            core.request(next.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20, || ());
+        };
+        while (core.len() as u64) < RESIDENT {
+            miss(&mut core);
+        }
+        let name = if logged {
+            "locked_65536_logged"
+        } else {
+            "locked_65536_walked"
+        };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut locked = Duration::ZERO;
+                for _ in 0..iters {
+                    let room = kplug_cache::ResidentSnapshot::with_room(RESIDENT as usize + 4096);
+                    let t = Instant::now();
+                    let snapshot = if logged {
+                        core.snapshot_for_install_into(room)
+                    } else {
+                        core.resident_snapshot()
+                    };
+                    locked += t.elapsed();
+                    let plugin = sdk.instantiate(&[], RESIDENT).unwrap();
+                    let prepared = kplug_cache::Prepared::from_snapshot(
+                        plugin,
+                        RoleSet::of(&[Role::Eviction]),
+                        snapshot,
+                    )
+                    .unwrap();
+                    for _ in 0..100 {
+                        miss(&mut core);
+                    }
+                    let t = Instant::now();
+                    let (done, retired) = core.deferring_drops(|c| c.install_prepared(prepared));
+                    locked += t.elapsed();
+                    done.unwrap();
+                    drop(retired);
+                }
+                locked
+            })
+        });
+    }
+}
+
+criterion_group!(benches, hooks, core, instance, swap);
 criterion_main!(benches);
 
 /// The package's directory: read when the test runs (cargo sets it), so a build reused

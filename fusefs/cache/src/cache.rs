@@ -44,6 +44,7 @@ use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::{EvictionRole, not_resident};
 use crate::roles::prefetch::PrefetchRole;
 use crate::roles::{PluginSlots, SlotFault};
+pub use changes::Mark;
 use governor::Governor;
 pub use governor::{CandidateInfo, PreparedGovernor, SpareRequests, Spares};
 pub use install::{Prepared, Retired};
@@ -53,6 +54,7 @@ use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
 use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse, keep_sparse_set};
 
+mod changes;
 mod governor;
 mod install;
 mod scoped;
@@ -205,19 +207,46 @@ pub struct CacheCore<V> {
     /// Where what is taken out of service goes while [`CacheCore::deferring_drops`] runs
     /// (`None`: dropped at once).
     retired: Option<Retired>,
+    /// The keys that came and left since a snapshot a swap will install from.
+    changes: changes::Changes,
 }
 
 /// The resident keys of a [`CacheCore`] with their last access, unsorted
-/// ([`CacheCore::resident_snapshot`]).
+/// ([`CacheCore::resident_snapshot`], [`CacheCore::snapshot_for_install`]).
 #[derive(Debug)]
-pub struct ResidentSnapshot(pub(in crate::cache) Vec<(u64, u64)>);
+pub struct ResidentSnapshot {
+    /// (last access, key) of each resident block.
+    entries: Vec<(u64, u64)>,
+    /// Where the core's log of changes stood (a snapshot for an install).
+    mark: Option<Mark>,
+}
 
 impl ResidentSnapshot {
     /// The keys, least recently used first, as [`CacheCore::resident_keys`] gives them.
     pub fn keys(self) -> Vec<u64> {
-        let mut v = self.0;
+        let mut v = self.entries;
         v.sort_unstable();
         v.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// An empty snapshot with room for `n` blocks whose memory is already written, to be
+    /// filled under a lock by [`CacheCore::snapshot_for_install_into`]: the copy then writes
+    /// into pages the kernel has mapped (at a million resident blocks, 16 MiB mapped
+    /// afresh under the lock doubled the copy's 6-7 ms).
+    pub fn with_room(n: usize) -> Self {
+        let mut entries = Vec::with_capacity(n);
+        entries.resize(n, (0, 0));
+        entries.clear();
+        ResidentSnapshot {
+            entries,
+            mark: None,
+        }
+    }
+
+    /// Where the core's log of changes stood when this snapshot was taken, if it was taken
+    /// for an install ([`CacheCore::snapshot_for_install`]).
+    pub fn mark(&self) -> Option<Mark> {
+        self.mark
     }
 }
 
@@ -292,6 +321,7 @@ impl<V> CacheCore<V> {
             events: None,
             scoped_in: None,
             retired: None,
+            changes: Default::default(),
         }
     }
 
@@ -381,7 +411,44 @@ impl<V> CacheCore<V> {
     /// once it is released (at a million resident blocks the sort is most of the 47 ms
     /// [`resident_keys`](Self::resident_keys) takes).
     pub fn resident_snapshot(&self) -> ResidentSnapshot {
-        ResidentSnapshot(self.map.iter().map(|(k, e)| (e.last_access, *k)).collect())
+        ResidentSnapshot {
+            entries: self.map.iter().map(|(k, e)| (e.last_access, *k)).collect(),
+            mark: None,
+        }
+    }
+
+    /// [`resident_snapshot`](Self::resident_snapshot) for a plugin to be prepared from
+    /// ([`Prepared::from_snapshot`]) and installed later: the core logs the blocks that come
+    /// and go from now on, so that the install tells the plugin those without walking the
+    /// resident set (`cache/changes.rs`; a snapshot never installed stops the log once it
+    /// holds twice the resident count).
+    pub fn snapshot_for_install(&mut self) -> ResidentSnapshot {
+        self.snapshot_for_install_into(ResidentSnapshot::with_room(0))
+    }
+
+    /// [`snapshot_for_install`](Self::snapshot_for_install) into `room`
+    /// ([`ResidentSnapshot::with_room`], made before taking the lock around the core).
+    pub fn snapshot_for_install_into(&mut self, room: ResidentSnapshot) -> ResidentSnapshot {
+        let mut entries = room.entries;
+        entries.clear();
+        entries.extend(self.map.iter().map(|(k, e)| (e.last_access, *k)));
+        ResidentSnapshot {
+            entries,
+            mark: Some(self.changes.watch()),
+        }
+    }
+
+    /// Whether the core logs the blocks that come and go: a snapshot for an install is
+    /// outstanding ([`snapshot_for_install`](Self::snapshot_for_install)), and its log has
+    /// not reached its bound (for tests and diagnostics).
+    pub fn logs_changes(&self) -> bool {
+        self.changes.logging()
+    }
+
+    /// Records in the log of changes (if a snapshot waits) that `key` came or left.
+    #[inline]
+    fn log_change(&mut self, key: u64) {
+        self.changes.note(key, 2 * self.map.len() as u64 + 16);
     }
 
     /// Which policy serves `role` now.
@@ -586,6 +653,7 @@ impl<V> CacheCore<V> {
     /// Makes `key` resident, the most recently used, in the map and the file index.
     fn put(&mut self, key: u64, value: V, prefetched: bool, handle: u32) {
         self.seq += 1;
+        self.log_change(key);
         keep_sparse(&mut self.map);
         self.map.insert(
             key,
@@ -752,6 +820,7 @@ impl<V> CacheCore<V> {
         let Some(e) = self.map.remove(&key) else {
             return false;
         };
+        self.log_change(key);
         if let Some(log) = &mut self.evicted_log {
             log.push(key);
         }
@@ -792,6 +861,7 @@ impl<V> CacheCore<V> {
             });
         }
         let e = self.map.remove(&key)?;
+        self.log_change(key);
         self.unindex(key);
         self.after_remove(key, e.prefetched, e.handle);
         Some(e.value)
@@ -852,6 +922,7 @@ impl<V> CacheCore<V> {
         for b in &doomed {
             let key = block_key(file, *b);
             if let Some(e) = self.map.remove(&key) {
+                self.log_change(key);
                 self.after_remove(key, e.prefetched, e.handle);
             }
         }

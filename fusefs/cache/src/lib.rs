@@ -6,6 +6,7 @@
 //! CacheCore::new(cap, CoreConfig) --install_plugin(plugin, roles)--> plugin serves roles
 //! core.get / insert / remove / remove_file / prefetch_plan     (faults -> built-ins take over)
 //! core.install_governor(plugin, resolve, tick_every)           (candidates run as shadows)
+//! core.snapshot_for_install() --Prepared::from_snapshot (no lock)--> core.install_prepared
 //! Prepared::new / PreparedGovernor::new (no lock) --core.install_prepared*--> serves at once
 //! core.retire(status, reason)                                   (what a plugin put in service goes)
 //! core.policy(role).plugin                                      (StatusHandle of what serves)
@@ -29,7 +30,8 @@ pub mod scopes;
 pub use builtin::{BuiltinAdmission, BuiltinEviction, BuiltinPrefetch, ReadaheadConfig};
 pub use cache::{
     ActivePolicy, CacheCore, CacheStats, CandidateInfo, CoreConfig, CoreEvent, Insert,
-    MAX_CORE_EVENTS, Prepared, PreparedGovernor, ResidentSnapshot, Retired, SpareRequests, Spares,
+    MAX_CORE_EVENTS, Mark, Prepared, PreparedGovernor, ResidentSnapshot, Retired, SpareRequests,
+    Spares,
 };
 pub use error::InstallError;
 pub use kplug_abi::BlockRange;

@@ -6,12 +6,14 @@
 //! replay from a snapshot of the resident keys, with no lock held around the core (the
 //! mount's cache mutex), so no reader waits for thousands of hook calls;
 //! [`CacheCore::install_prepared`] then tells the plugin about the few blocks that came or
-//! went since the snapshot and switches the roles. The snapshot's copy
-//! ([`CacheCore::resident_snapshot`], sorted by its caller once the lock is released) and
-//! finding what came or went still walk the whole resident set under the lock (16 and 32-35
-//! ms at a million resident blocks, 1 and 2 ms at 65,536: docs/plugin-abi.md §6).
-//! [`CacheCore::install_plugin`]
-//! does both at once, for the simulator and the tests, where nobody waits.
+//! went since the snapshot and switches the roles. A snapshot taken for that
+//! ([`CacheCore::snapshot_for_install`], sorted by [`Prepared::from_snapshot`] once the lock
+//! is released) makes the core log what comes and goes (`cache/changes.rs`), so the install
+//! reads what changed instead of walking the resident set; without it (or once the log was
+//! dropped) the install walks it. What is still proportional to the resident set under the
+//! lock is the snapshot's copy and, for a plugin by handle (ABI 1.8), writing every block's
+//! new handle (docs/plugin-abi.md §6 has the figures). [`CacheCore::install_plugin`] does
+//! both at once, for the simulator and the tests, where nobody waits.
 //!
 //! What a swap takes out of service is dropped after the lock is released when the caller
 //! asks ([`CacheCore::deferring_drops`]): dropping an instance unmaps its linear memory
@@ -28,10 +30,10 @@ use std::any::Any;
 use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
-use kplug_engine::hash::BlockMap;
+use kplug_engine::hash::{BlockMap, BlockSet};
 use kplug_engine::{Plugin, StatusHandle};
 
-use crate::cache::{CacheCore, ResidentSnapshot};
+use crate::cache::{CacheCore, Mark, ResidentSnapshot};
 use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::{EvictionRole, not_resident};
@@ -45,6 +47,12 @@ pub struct Prepared {
     /// The keys the replay told the plugin (eviction only), with the handle each got (ABI 1.8;
     /// 0 for other plugins).
     seeded: BlockMap<u64, u32>,
+    /// Keys of the snapshot the plugin named as victims while it was told them: resident
+    /// still, to be told again at the install.
+    retold: Vec<u64>,
+    /// Where the core's log of changes stood at the snapshot (`None`: the install walks the
+    /// resident set).
+    mark: Option<Mark>,
 }
 
 /// Plugin instances (and a governor with its shadows) taken out of service by calls made
@@ -90,6 +98,7 @@ impl Prepared {
             });
         }
         let mut seeded = BlockMap::default();
+        let mut retold = Vec::new();
         if roles.contains(Role::Eviction) {
             // A batched (1.4) plugin may name victims while it is told the blocks: it has
             // forgotten them, so they are not seeded (the install tells them again, and
@@ -99,10 +108,13 @@ impl Prepared {
                 let told = plugin.evict_insert(k, n as u64 + 1).and_then(|handle| {
                     seeded.insert(k, handle.unwrap_or(0));
                     let hook = plugin.take_victims(&mut victims);
-                    match victims.drain(..).find(|v| seeded.remove(v).is_none()) {
-                        Some(v) => Err(not_resident(hook, v)),
-                        None => Ok(()),
+                    for v in victims.drain(..) {
+                        if seeded.remove(&v).is_none() {
+                            return Err(not_resident(hook, v));
+                        }
+                        retold.push(v);
                     }
+                    Ok(())
                 });
                 if let Err(fault) = told {
                     plugin.mark_failed(&fault);
@@ -114,7 +126,23 @@ impl Prepared {
             plugin,
             roles,
             seeded,
+            retold,
+            mark: None,
         })
+    }
+
+    /// [`Prepared::new`] from a snapshot of the cache it will be installed in: from one taken
+    /// with [`CacheCore::snapshot_for_install`], the install costs what changed since, not
+    /// what is resident.
+    pub fn from_snapshot(
+        plugin: Plugin,
+        roles: RoleSet,
+        snapshot: ResidentSnapshot,
+    ) -> Result<Self, InstallError> {
+        let mark = snapshot.mark();
+        let mut prepared = Prepared::new(plugin, roles, &snapshot.keys())?;
+        prepared.mark = mark;
+        Ok(prepared)
     }
 
     /// The status of the plugin.
@@ -146,8 +174,10 @@ impl<V> CacheCore<V> {
     /// disabled. On a fault during the replay the previous policies keep serving and the
     /// fault is returned.
     pub fn install_plugin(&mut self, plugin: Plugin, roles: RoleSet) -> Result<(), InstallError> {
-        let resident = self.resident_keys();
-        let prepared = Prepared::new(plugin, roles, &resident).inspect_err(|e| {
+        let snapshot = self.snapshot_for_install();
+        let mark = snapshot.mark();
+        let prepared = Prepared::from_snapshot(plugin, roles, snapshot).inspect_err(|e| {
+            mark.inspect(|&m| self.changes.done(m));
             if matches!(e, InstallError::Fault(_)) {
                 self.stats.faults += 1;
             }
@@ -163,7 +193,19 @@ impl<V> CacheCore<V> {
             mut plugin,
             roles,
             seeded,
+            retold,
+            mark,
         } = prepared;
+        // What came or left since the snapshot, if the core logged it (then the log has one
+        // reader fewer, whatever happens below).
+        let changed: Option<Vec<u64>> = mark.and_then(|m| {
+            let keys = self
+                .changes
+                .since(m)
+                .map(|k| k.iter().chain(&retold).copied().collect());
+            self.changes.done(m);
+            keys
+        });
         if !self.fits(plugin.capacity()) {
             return Err(InstallError::CapacityMismatch {
                 plugin: plugin.capacity(),
@@ -173,21 +215,10 @@ impl<V> CacheCore<V> {
         let mut victims = Vec::new();
         if roles.contains(Role::Eviction) {
             let resident = self.map.len() as u64;
-            let gone: Vec<(u64, u32)> = seeded
-                .iter()
-                .filter(|(k, _)| !self.map.contains_key(*k))
-                .map(|(&k, &h)| (k, h))
-                .collect();
-            // The newcomers, least recently used first: sorting only them, not every
-            // resident key, while the readers wait.
-            let came = ResidentSnapshot(
-                self.map
-                    .iter()
-                    .filter(|(k, _)| !seeded.contains_key(*k))
-                    .map(|(k, e)| (e.last_access, *k))
-                    .collect(),
-            )
-            .keys();
+            let (gone, came) = match changed {
+                Some(keys) => self.changes_since(&seeded, &keys),
+                None => self.changes_by_walk(&seeded),
+            };
             let mut handles = seeded;
             let told = gone
                 .iter()
@@ -214,12 +245,14 @@ impl<V> CacheCore<V> {
                 return Err(InstallError::Fault(fault.fault));
             }
             if plugin.evicts_by_handle() {
-                for (k, h) in handles {
-                    if let Some(e) = self.map.get_mut(&k) {
-                        e.handle = h;
+                for (k, h) in &handles {
+                    if let Some(e) = self.map.get_mut(k) {
+                        e.handle = *h;
                     }
                 }
             }
+            // Freeing a table of every resident block is for after the lock, too.
+            self.bury(handles);
         }
         plugin.attach_figures(self.figures.clone());
         for &v in &victims {
@@ -240,6 +273,64 @@ impl<V> CacheCore<V> {
         }
         self.release_unused(&old, "replaced");
         Ok(())
+    }
+
+    /// Drops `prepared` without installing it (a tier-up that came after its plugin left):
+    /// the log of changes no longer waits for it, and its instance goes with what
+    /// [`deferring_drops`](Self::deferring_drops) hands back.
+    pub fn discard_prepared(&mut self, prepared: Prepared) {
+        if let Some(m) = prepared.mark {
+            self.changes.done(m);
+        }
+        self.bury(prepared);
+    }
+
+    /// The blocks `seeded` (what a plugin was told) has and the cache no longer holds (with
+    /// their handles), and those the cache holds that it has not (least recently used first),
+    /// among `keys` (the log of changes since the snapshot, and the keys told again).
+    fn changes_since(
+        &self,
+        seeded: &BlockMap<u64, u32>,
+        keys: &[u64],
+    ) -> (Vec<(u64, u32)>, Vec<u64>) {
+        let mut seen = BlockSet::default();
+        let (mut gone, mut came) = (Vec::new(), Vec::new());
+        for &k in keys {
+            if !seen.insert(k) {
+                continue;
+            }
+            match (seeded.get(&k), self.map.get(&k)) {
+                (Some(&h), None) => gone.push((k, h)),
+                (None, Some(e)) => came.push((e.last_access, k)),
+                _ => {}
+            }
+        }
+        let came = ResidentSnapshot {
+            entries: came,
+            mark: None,
+        };
+        (gone, came.keys())
+    }
+
+    /// [`changes_since`](Self::changes_since) by walking `seeded` and the resident set.
+    fn changes_by_walk(&self, seeded: &BlockMap<u64, u32>) -> (Vec<(u64, u32)>, Vec<u64>) {
+        let gone = seeded
+            .iter()
+            .filter(|(k, _)| !self.map.contains_key(*k))
+            .map(|(&k, &h)| (k, h))
+            .collect();
+        // The newcomers, least recently used first: sorting only them, not every resident
+        // key, while the readers wait.
+        let came = ResidentSnapshot {
+            entries: self
+                .map
+                .iter()
+                .filter(|(k, _)| !seeded.contains_key(*k))
+                .map(|(k, e)| (e.last_access, *k))
+                .collect(),
+            mark: None,
+        };
+        (gone, came.keys())
     }
 
     /// Runs `f`, keeping every plugin instance and governor it takes out of service (a swap's

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kplug_abi::{Role, RoleSet};
-use kplug_cache::{Prepared, PreparedGovernor, ROOT_SCOPE, ScopeId};
+use kplug_cache::{Prepared, PreparedGovernor, ROOT_SCOPE, ResidentSnapshot, ScopeId};
 use kplug_engine::{CodeTier, CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
@@ -182,13 +182,14 @@ impl Loader {
         role: Role,
     ) -> Result<StatusHandle, String> {
         let (compiled, params) = self.compile(name, bytes, params, false)?;
-        let capacity = self.with_core(|c| c.capacity())?;
+        let (capacity, resident) = self.with_core(|c| (c.capacity(), c.len()))?;
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
-        let resident = self.with_core(|c| c.resident_snapshot())?.keys();
-        let prepared =
-            Prepared::new(plugin, RoleSet::of(&[role]), &resident).map_err(|e| e.to_string())?;
+        let room = snapshot_room(resident);
+        let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
+        let prepared = Prepared::from_snapshot(plugin, RoleSet::of(&[role]), snapshot)
+            .map_err(|e| e.to_string())?;
         let status = prepared.status();
         self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
         Ok(status)
@@ -228,7 +229,7 @@ impl Loader {
                 kind: ReadyKind::Transform(t),
             });
         }
-        let capacity = self.with_core(|c| c.capacity())?;
+        let (capacity, resident) = self.with_core(|c| (c.capacity(), c.len()))?;
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
@@ -258,9 +259,12 @@ impl Loader {
                     .map_err(|e| e.to_string())?,
             )
         } else {
-            let resident = self.with_core(|c| c.resident_snapshot())?.keys();
+            let room = snapshot_room(resident);
+            let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
             let roles = plugin.roles();
-            ReadyKind::Plugin(Prepared::new(plugin, roles, &resident).map_err(|e| e.to_string())?)
+            ReadyKind::Plugin(
+                Prepared::from_snapshot(plugin, roles, snapshot).map_err(|e| e.to_string())?,
+            )
         };
         Ok(Ready {
             name: name.to_string(),
@@ -374,6 +378,9 @@ impl Loader {
         if let Some(in_core) = in_core {
             let installed = self.with_core(|core| {
                 if previous.state() != kplug_engine::PluginState::Active {
+                    if let InCore::Plugin(plugin) = in_core {
+                        core.discard_prepared(plugin);
+                    }
                     return Ok(false);
                 }
                 match in_core {
@@ -383,6 +390,7 @@ impl Loader {
                         .map_err(|e| e.to_string())?,
                     InCore::Plugin(mut plugin) => {
                         if !plugin.keep_roles(core.roles_served_by(previous)) {
+                            core.discard_prepared(plugin);
                             return Ok(false);
                         }
                         core.install_prepared(plugin).map_err(|e| e.to_string())?
@@ -410,4 +418,10 @@ impl Loader {
         let _ = self.with_core(|core| core.retire(status, "removed"));
         self.modules.lock().remove(name);
     }
+}
+
+/// Room for the snapshot of `resident` blocks and those a swap's first moments add, its
+/// memory written before the cache's lock is taken ([`ResidentSnapshot::with_room`]).
+fn snapshot_room(resident: usize) -> ResidentSnapshot {
+    ResidentSnapshot::with_room(resident + resident / 16 + 64)
 }
