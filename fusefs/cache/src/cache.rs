@@ -56,6 +56,7 @@ use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse, keep_sparse_s
 
 mod changes;
 mod governor;
+mod handles;
 mod install;
 mod scoped;
 
@@ -172,8 +173,10 @@ struct Entry<V> {
     value: V,
     last_access: u64,
     prefetched: bool,
-    /// The handle the eviction plugin gave the block (ABI 1.8; 0 for other policies).
+    /// The handle the eviction plugin gave the block (ABI 1.8; 0 for other policies), if
+    /// `generation` is the serving plugin's (`cache/handles.rs`).
     handle: u32,
+    generation: u16,
 }
 
 /// The block cache's bookkeeping and policy driver. See the module docs.
@@ -209,6 +212,8 @@ pub struct CacheCore<V> {
     retired: Option<Retired>,
     /// The keys that came and left since a snapshot a swap will install from.
     changes: changes::Changes,
+    /// The serving plugin's handles of entries older than its install.
+    handles: handles::Handles,
 }
 
 /// The resident keys of a [`CacheCore`] with their last access, unsorted
@@ -322,6 +327,7 @@ impl<V> CacheCore<V> {
             scoped_in: None,
             retired: None,
             changes: Default::default(),
+            handles: Default::default(),
         }
     }
 
@@ -511,7 +517,7 @@ impl<V> CacheCore<V> {
         self.figures.note_request(&mut self.windows, key, true);
         self.seq += 1;
         e.last_access = self.seq;
-        let handle = e.handle;
+        let handle = self.handles.refresh(key, e);
         if e.prefetched {
             e.prefetched = false;
             self.stats.prefetch_used += 1;
@@ -638,6 +644,7 @@ impl<V> CacheCore<V> {
                     && let Some(e) = self.map.get_mut(&key)
                 {
                     e.handle = h;
+                    e.generation = self.handles.generation();
                 }
                 self.evict_returned()
             }
@@ -647,7 +654,7 @@ impl<V> CacheCore<V> {
 
     /// The handle the eviction plugin gave resident `key` (0 if none, or not resident).
     pub(in crate::cache) fn handle_of(&self, key: u64) -> u32 {
-        self.map.get(&key).map_or(0, |e| e.handle)
+        self.map.get(&key).map_or(0, |e| self.handles.of(key, e))
     }
 
     /// Makes `key` resident, the most recently used, in the map and the file index.
@@ -662,6 +669,7 @@ impl<V> CacheCore<V> {
                 last_access: self.seq,
                 prefetched,
                 handle,
+                generation: self.handles.generation(),
             },
         );
         if let Some(files) = &mut self.files {
@@ -863,7 +871,7 @@ impl<V> CacheCore<V> {
         let e = self.map.remove(&key)?;
         self.log_change(key);
         self.unindex(key);
-        self.after_remove(key, e.prefetched, e.handle);
+        self.after_remove(key, e.prefetched, self.handles.of(key, &e));
         Some(e.value)
     }
 
@@ -923,7 +931,7 @@ impl<V> CacheCore<V> {
             let key = block_key(file, *b);
             if let Some(e) = self.map.remove(&key) {
                 self.log_change(key);
-                self.after_remove(key, e.prefetched, e.handle);
+                self.after_remove(key, e.prefetched, self.handles.of(key, &e));
             }
         }
         doomed.len()

@@ -10,10 +10,11 @@
 //! ([`CacheCore::snapshot_for_install`], sorted by [`Prepared::from_snapshot`] once the lock
 //! is released) makes the core log what comes and goes (`cache/changes.rs`), so the install
 //! reads what changed instead of walking the resident set; without it (or once the log was
-//! dropped) the install walks it. What is still proportional to the resident set under the
-//! lock is the snapshot's copy and, for a plugin by handle (ABI 1.8), writing every block's
-//! new handle (docs/plugin-abi.md §6 has the figures). [`CacheCore::install_plugin`] does
-//! both at once, for the simulator and the tests, where nobody waits.
+//! dropped) the install walks it. A plugin by handle's handles reach the blocks' entries when
+//! next needed (`cache/handles.rs`). What is still proportional to the resident set under
+//! the lock is the snapshot's copy (docs/plugin-abi.md §6 has the figures).
+//! [`CacheCore::install_plugin`] does both at once, for the simulator and the tests, where
+//! nobody waits.
 //!
 //! What a swap takes out of service is dropped after the lock is released when the caller
 //! asks ([`CacheCore::deferring_drops`]): dropping an instance unmaps its linear memory
@@ -244,15 +245,16 @@ impl<V> CacheCore<V> {
                 // The previous eviction policy keeps serving, untouched.
                 return Err(InstallError::Fault(fault.fault));
             }
-            if plugin.evicts_by_handle() {
-                for (k, h) in &handles {
-                    if let Some(e) = self.map.get_mut(k) {
-                        e.handle = *h;
-                    }
-                }
+            // The blocks' entries take their new handles when next needed (`cache/handles.rs`);
+            // freeing a table of every resident block is for after the lock.
+            let old = if plugin.evicts_by_handle() {
+                self.handles.install(handles, &mut self.map)
+            } else {
+                Some(handles)
+            };
+            if let Some(old) = old {
+                self.bury(old);
             }
-            // Freeing a table of every resident block is for after the lock, too.
-            self.bury(handles);
         }
         plugin.attach_figures(self.figures.clone());
         for &v in &victims {
@@ -263,7 +265,13 @@ impl<V> CacheCore<V> {
         plugin.mark_installed();
         let slot = self.plugins.add(plugin);
         if roles.contains(Role::Eviction) {
-            self.eviction = EvictionRole::Plugin(slot);
+            // A built-in's tables (a map and a list of every resident block: 5 ms to free at
+            // a million) go after the lock too.
+            if let EvictionRole::Native(native, _) =
+                std::mem::replace(&mut self.eviction, EvictionRole::Plugin(slot))
+            {
+                self.bury(native);
+            }
         }
         if roles.contains(Role::Admission) {
             self.admission = AdmissionRole::Plugin(slot);

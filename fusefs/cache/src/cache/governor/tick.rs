@@ -302,8 +302,10 @@ impl<V> CacheCore<V> {
         }
         // The instance knows the blocks by the handles it gave them in the shadow.
         if p.evicts_by_handle() {
+            let generation = self.handles.generation();
             for (k, e) in self.map.iter_mut() {
                 e.handle = shadow.handle_of(*k);
+                e.generation = generation;
             }
         }
         let old = self.slots();
