@@ -473,6 +473,16 @@ if m:
     rec["reads"], rec["bad_reads"], rec["stuck"] = map(int, m.groups())
 print(json.dumps(rec))
 PY
+    # The readers' side of a swap on a large cache: 262,144 resident blocks, the replay of
+    # every one into the new instance (scripts/bench/swapstall.py).
+    [ -f "$exp/lru.wasm" ] || "$kplugfs" policy export lru "$exp" >/dev/null
+    for r in $(seq 1 "$runs"); do
+        mkdir -p "$work/swapstall"
+        res=$(python3 scripts/bench/swapstall.py "$kplugfs" "$exp/lru.wasm" "$work/swapstall") ||
+            die "swapstall failed"
+        python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(scenario="swapstall", run=int(sys.argv[2])); print(json.dumps(d))' "$res" "$r" >> "$raw"
+        log "hotswap: large cache run $r: $res"
+    done
     log "hotswap: done"
     emit timing phase=hotswap seconds=$((SECONDS - t0))
 fi

@@ -395,6 +395,21 @@ if HS:
     P(f"\nReads during the swaps: {h.get('reads', '?')}, failed or wrong: **{h.get('bad_reads', '?')}**; "
       f"swaps without a decision within 5 s: {h.get('stuck', '?')}.\n")
     summary["hotswap"] = h
+    SS = sel("swapstall")
+    if SS:
+        P(f"Reads during seen-before swaps on a large cache (`scripts/bench/swapstall.py`: "
+          f"{SS[0]['blocks']:,} resident blocks of 4 KiB, one reader of random 4 KiB `O_DIRECT` "
+          f"hits, {SS[0]['swap_count']} swaps of the SDK LRU 250 ms apart, each replaying every "
+          f"resident block into the new instance; {len(SS)} run(s), median over runs):\n")
+        P("| reads | median ms | p99 ms | p99.9 ms | max ms |")
+        P("|---|---:|---:|---:|---:|")
+        for ph, label in (("quiet", "no swap"), ("swaps", "during the swaps")):
+            cols = [med([r[ph][k] for r in SS]) for k in ("median", "p99", "p999", "max")]
+            P(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cols) + " |")
+        P(f"\nThe swaps' close(): median {med([r['close_ms']['median'] for r in SS]):.1f} ms, "
+          f"max {med([r['close_ms']['max'] for r in SS]):.1f} ms; plugins not active after: "
+          f"{max(r['plugins_not_active'] for r in SS)}.\n")
+        summary["swapstall"] = SS
 
 # ---------------------------------------------------------------- 6. small files
 SF = sel("smallfiles")

@@ -248,6 +248,16 @@ impl ResidentSnapshot {
         }
     }
 
+    /// How many blocks it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Where the core's log of changes stood when this snapshot was taken, if it was taken
     /// for an install ([`CacheCore::snapshot_for_install`]).
     pub fn mark(&self) -> Option<Mark> {

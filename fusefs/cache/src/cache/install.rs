@@ -88,7 +88,18 @@ impl std::fmt::Debug for Prepared {
 impl Prepared {
     /// Check that `plugin` implements `roles` and, for eviction, tell it `resident` (the
     /// cache's resident keys, least recently used first). A fault marks the plugin failed.
-    pub fn new(mut plugin: Plugin, roles: RoleSet, resident: &[u64]) -> Result<Self, InstallError> {
+    pub fn new(plugin: Plugin, roles: RoleSet, resident: &[u64]) -> Result<Self, InstallError> {
+        Self::seed(plugin, roles, resident, &mut |_, _| {})
+    }
+
+    /// [`Prepared::new`], calling `progress` with the blocks told so far and their total
+    /// after every [`PROGRESS_EVERY`](Self::PROGRESS_EVERY) of them.
+    fn seed(
+        mut plugin: Plugin,
+        roles: RoleSet,
+        resident: &[u64],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, InstallError> {
         if roles.is_empty() {
             return Err(InstallError::NoRoles);
         }
@@ -106,6 +117,9 @@ impl Prepared {
             // evicts what it names then).
             let mut victims = Vec::new();
             for (n, &k) in resident.iter().enumerate() {
+                if n > 0 && n % Self::PROGRESS_EVERY == 0 {
+                    progress(n, resident.len());
+                }
                 let told = plugin.evict_insert(k, n as u64 + 1).and_then(|handle| {
                     seeded.insert(k, handle.unwrap_or(0));
                     let hook = plugin.take_victims(&mut victims);
@@ -140,8 +154,27 @@ impl Prepared {
         roles: RoleSet,
         snapshot: ResidentSnapshot,
     ) -> Result<Self, InstallError> {
+        Self::from_snapshot_with(plugin, roles, snapshot, &mut |_, _| {})
+    }
+
+    /// How many blocks the replay tells between two calls of its `progress`.
+    pub const PROGRESS_EVERY: usize = 1024;
+
+    /// [`Prepared::from_snapshot`], calling `progress(told, total)` before the snapshot is
+    /// sorted (`told` 0) and after every [`PROGRESS_EVERY`](Self::PROGRESS_EVERY) blocks told:
+    /// the sort and the replay grow with the cache (the mount gives a swap's raised priority
+    /// back when they run long).
+    pub fn from_snapshot_with(
+        plugin: Plugin,
+        roles: RoleSet,
+        snapshot: ResidentSnapshot,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, InstallError> {
         let mark = snapshot.mark();
-        let mut prepared = Prepared::new(plugin, roles, &snapshot.keys())?;
+        if roles.contains(Role::Eviction) {
+            progress(0, snapshot.len());
+        }
+        let mut prepared = Self::seed(plugin, roles, &snapshot.keys(), progress)?;
         prepared.mark = mark;
         Ok(prepared)
     }

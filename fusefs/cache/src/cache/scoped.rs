@@ -102,6 +102,8 @@ impl<V> CacheCore<V> {
             .map(|(k, e)| (e.last_access, k, e.value, e.prefetched))
             .collect();
         v.sort_unstable_by_key(|e| e.0);
+        // Emptied without a log of it: a snapshot taken before installs by walking.
+        self.changes = Default::default();
         if let Some(files) = &mut self.files {
             files.clear();
         }

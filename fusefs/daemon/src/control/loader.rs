@@ -29,6 +29,7 @@ use kplug_cache::{Prepared, PreparedGovernor, ROOT_SCOPE, ResidentSnapshot, Scop
 use kplug_engine::{CodeTier, CompiledPlugin, PluginEngine, StatusHandle};
 use parking_lot::Mutex;
 
+use super::priority::replay_pacer;
 use super::views::{View, Views};
 use crate::data::blockcache::BlockCache;
 use crate::monitor::probes::ProbeBus;
@@ -188,8 +189,13 @@ impl Loader {
             .map_err(|e| e.to_string())?;
         let room = snapshot_room(resident);
         let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
-        let prepared = Prepared::from_snapshot(plugin, RoleSet::of(&[role]), snapshot)
-            .map_err(|e| e.to_string())?;
+        let prepared = Prepared::from_snapshot_with(
+            plugin,
+            RoleSet::of(&[role]),
+            snapshot,
+            &mut replay_pacer(),
+        )
+        .map_err(|e| e.to_string())?;
         let status = prepared.status();
         self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
         Ok(status)
@@ -255,15 +261,22 @@ impl Loader {
                 self.engine.compile(n, e.wasm).map_err(|e| e.to_string())
             };
             ReadyKind::Governor(
-                PreparedGovernor::new(plugin, &resolve, capacity, &resident)
-                    .map_err(|e| e.to_string())?,
+                PreparedGovernor::new_with(
+                    plugin,
+                    &resolve,
+                    capacity,
+                    &resident,
+                    &mut replay_pacer(),
+                )
+                .map_err(|e| e.to_string())?,
             )
         } else {
             let room = snapshot_room(resident);
             let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
             let roles = plugin.roles();
             ReadyKind::Plugin(
-                Prepared::from_snapshot(plugin, roles, snapshot).map_err(|e| e.to_string())?,
+                Prepared::from_snapshot_with(plugin, roles, snapshot, &mut replay_pacer())
+                    .map_err(|e| e.to_string())?,
             )
         };
         Ok(Ready {

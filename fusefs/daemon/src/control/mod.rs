@@ -28,6 +28,7 @@ mod loader;
 mod node;
 pub mod persist;
 mod plugins;
+mod priority;
 mod probes;
 mod report;
 mod root;

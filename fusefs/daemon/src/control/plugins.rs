@@ -54,12 +54,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
-use kplug_engine::{CodeTier, PluginState, StatusHandle, nice};
+use kplug_engine::{CodeTier, PluginState, StatusHandle};
 use parking_lot::Mutex;
 
 use super::loader::{Loader, Ready};
 use super::node::{Handles, Owner, entry, keep_owner_and_mode, slice};
 use super::persist::StateDir;
+use super::priority::SwapPriority;
 use crate::error::Result;
 use crate::fs::{
     Attr, Caller, DirPlusSink, DirSink, Entry, FileKind, Opened, SetAttr, Tree, TreeIds, Written,
@@ -144,36 +145,6 @@ enum Why {
     Params,
     /// Its optimized code is ready, and the file still has the bytes of this generation.
     TierUp(u64),
-}
-
-/// This thread at nice [`SwapPriority::NICE`] while a user's swap is prepared and installed,
-/// its own nice again when dropped. Without it the thread loading a plugin (a few
-/// milliseconds of baseline compiling for a module never seen, a few hundred microseconds for
-/// one seen before: hash, instantiate, `kplug_init`, replay) waits behind the threads serving
-/// reads for whole scheduler slices. Under the hot-swap bench's 2 verifying readers on 2 CPUs
-/// (`tests/benches/hotswap.rs`, `SWAPS=300`, 10 runs each, binaries alternated), close() to
-/// first decision for a module never seen: p99 9.3-15.9 ms against 12.5-35.0 ms, at or below
-/// 20 ms in 10 of 10 runs against 5 of 10; seen before, p99 at or below 1 ms in 6 of 10 runs
-/// against 3 of 10; the readers read as much. Needs `CAP_SYS_NICE` (root); without it nothing
-/// changes.
-struct SwapPriority {
-    /// The thread's own nice, given back on drop.
-    old: i32,
-}
-
-impl SwapPriority {
-    const NICE: i32 = -10;
-
-    fn raise() -> Option<SwapPriority> {
-        let old = nice::get().filter(|&old| old > Self::NICE)?;
-        nice::set(Self::NICE).then_some(SwapPriority { old })
-    }
-}
-
-impl Drop for SwapPriority {
-    fn drop(&mut self) {
-        nice::set(self.old);
-    }
 }
 
 /// µs from `closed` to `decided`, when both happened.
@@ -827,42 +798,5 @@ impl Tree for PluginsDir {
 
     fn releasedir(&self, fh: u64) -> Result<()> {
         self.open.remove(fh).map(drop)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SwapPriority;
-    use kplug_engine::nice;
-
-    fn current() -> i32 {
-        nice::get().unwrap()
-    }
-
-    /// The swap runs at nice -10 while the guard lives (as root, which may raise a priority),
-    /// and the thread gets its own nice back after; a thread already above is left alone.
-    #[test]
-    fn a_swap_goes_first_and_gives_the_priority_back() {
-        std::thread::spawn(|| {
-            let before = current();
-            let guard = SwapPriority::raise();
-            if guard.is_some() {
-                assert_eq!(current(), SwapPriority::NICE);
-                assert!(
-                    SwapPriority::raise().is_none(),
-                    "already at the swap's nice"
-                );
-            } else {
-                assert!(
-                    nix::unistd::geteuid().as_raw() != 0 || before <= SwapPriority::NICE,
-                    "root could not raise the priority"
-                );
-                assert_eq!(current(), before);
-            }
-            drop(guard);
-            assert_eq!(current(), before);
-        })
-        .join()
-        .unwrap();
     }
 }

@@ -53,9 +53,32 @@ impl PreparedGovernor {
         capacity: u64,
         resident: &[u64],
     ) -> Result<Self, InstallError> {
+        Self::new_with(plugin, resolve, capacity, resident, &mut |_, _| {})
+    }
+
+    /// [`PreparedGovernor::new`], calling `progress(told, total)` with the blocks the shadows
+    /// were told so far and all they will be (the resident blocks once per eviction
+    /// candidate), first with `told` 0, then after every
+    /// [`Prepared::PROGRESS_EVERY`](crate::Prepared::PROGRESS_EVERY) of them: the seeding
+    /// grows with the cache.
+    pub fn new_with(
+        plugin: Plugin,
+        resolve: &dyn Fn(&str) -> Result<CompiledPlugin, String>,
+        capacity: u64,
+        resident: &[u64],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, InstallError> {
         if !plugin.is_governor() {
             return Err(InstallError::NotGovernor(plugin.name().to_string()));
         }
+        let shadows = plugin
+            .candidate_specs()
+            .iter()
+            .filter(|(role, _)| *role == Role::Eviction)
+            .count();
+        let total = shadows * resident.len();
+        let mut told = 0;
+        progress(0, total);
         let mut candidates = Vec::new();
         for (role, spec) in plugin.candidate_specs() {
             let (name, params) = match spec.split_once(':') {
@@ -96,6 +119,10 @@ impl PreparedGovernor {
                 // resident set, least recently used first.
                 for &k in resident {
                     shadow.insert(k, ());
+                    told += 1;
+                    if told % crate::Prepared::PROGRESS_EVERY == 0 {
+                        progress(told, total);
+                    }
                 }
                 shadow.evicted_log = Some(Vec::new());
                 c.shadow = Some(Box::new(shadow));
