@@ -450,7 +450,7 @@ impl<V> CacheCore<V> {
         entries.extend(self.map.iter().map(|(k, e)| (e.last_access, *k)));
         ResidentSnapshot {
             entries,
-            mark: Some(self.changes.watch()),
+            mark: Some(self.changes.watch(self.change_limit() as usize)),
         }
     }
 
@@ -464,7 +464,13 @@ impl<V> CacheCore<V> {
     /// Records in the log of changes (if a snapshot waits) that `key` came or left.
     #[inline]
     fn log_change(&mut self, key: u64) {
-        self.changes.note(key, 2 * self.map.len() as u64 + 16);
+        self.changes.note(key, self.change_limit());
+    }
+
+    /// The most keys the log of changes holds: twice the resident count (reading more costs
+    /// more than the walk it replaces).
+    fn change_limit(&self) -> u64 {
+        2 * self.map.len() as u64 + 16
     }
 
     /// Which policy serves `role` now.

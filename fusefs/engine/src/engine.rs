@@ -333,10 +333,15 @@ impl PluginEngine {
             let (finished, finishing) = mpsc::channel::<Finished>();
             let (engine, modules) = (self.inner.engine.clone(), self.inner.modules.clone());
             let shared = counts.clone();
-            // Spawned from this (caller's) thread, so at its priority, not the optimizer's.
+            // At this (caller's) thread's own priority, not the optimizer's, nor a swap's
+            // raised one.
+            let own = crate::nice::own();
             let spawned = std::thread::Builder::new()
                 .name("kplug-tier-up".into())
-                .spawn(move || finisher(&shared, finishing))
+                .spawn(move || {
+                    crate::nice::start_at(own);
+                    finisher(&shared, finishing)
+                })
                 .and_then(|_| {
                     std::thread::Builder::new()
                         .name("kplug-optimize".into())

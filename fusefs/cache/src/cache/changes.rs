@@ -44,11 +44,13 @@ struct Log {
 }
 
 impl Changes {
-    /// Starts logging (if not already) and returns where the log stands now.
-    pub(crate) fn watch(&mut self) -> Mark {
+    /// Starts logging (if not already) and returns where the log stands now. A new log takes
+    /// room for `room` keys at once (its bound: the memory is not touched until used, and a
+    /// reader's insertion never copies a long log to grow it).
+    pub(crate) fn watch(&mut self, room: usize) -> Mark {
         let log = self.log.get_or_insert_with(|| Log {
             number: NEXT_LOG.fetch_add(1, Ordering::Relaxed),
-            keys: Vec::new(),
+            keys: Vec::with_capacity(room),
             waiting: 0,
         });
         log.waiting += 1;
@@ -108,9 +110,9 @@ mod tests {
         let mut c = Changes::default();
         c.note(1, 100);
         assert!(!c.logging());
-        let a = c.watch();
+        let a = c.watch(8);
         c.note(2, 100);
-        let b = c.watch();
+        let b = c.watch(8);
         c.note(3, 100);
         assert_eq!(c.since(a), Some(&[2, 3][..]));
         assert_eq!(c.since(b), Some(&[3][..]));
@@ -120,7 +122,7 @@ mod tests {
         assert!(!c.logging());
         assert_eq!(c.since(a), None, "stale once dropped");
         c.note(4, 100);
-        let d = c.watch();
+        let d = c.watch(8);
         assert_eq!(c.since(d), Some(&[][..]));
         assert_eq!(c.since(a), None, "a new log is not the old one's");
     }
@@ -128,14 +130,14 @@ mod tests {
     #[test]
     fn an_abandoned_watch_costs_a_bounded_log() {
         let mut c = Changes::default();
-        let forgotten = c.watch();
+        let forgotten = c.watch(8);
         for k in 0..10 {
             c.note(k, 4);
         }
         assert!(!c.logging(), "dropped at the limit");
         assert_eq!(c.since(forgotten), None);
         // A stale mark's done does not end a later watch.
-        let live = c.watch();
+        let live = c.watch(8);
         c.done(forgotten);
         c.note(7, 4);
         assert_eq!(c.since(live), Some(&[7][..]));
@@ -144,8 +146,8 @@ mod tests {
     #[test]
     fn a_mark_reads_only_its_own_log() {
         let (mut a, mut b) = (Changes::default(), Changes::default());
-        let of_a = a.watch();
-        b.watch();
+        let of_a = a.watch(8);
+        b.watch(8);
         b.note(5, 100);
         assert_eq!(b.since(of_a), None, "another core's log");
         b.done(of_a);

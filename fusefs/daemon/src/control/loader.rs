@@ -84,11 +84,6 @@ impl Ready {
         }
     }
 
-    /// Drop it unused, for `reason` (a newer copy of its file was written meanwhile).
-    pub fn discard(self, reason: &str) {
-        self.status().set_disabled(reason);
-    }
-
     /// Whether baseline code of it is worth replacing by its optimized code later. Not for a
     /// probe: what it has counted lives in its instance, which a tier-up would start over
     /// (its events come in batches off the readers' path, where baseline code costs little).
@@ -193,12 +188,23 @@ impl Loader {
             plugin,
             RoleSet::of(&[role]),
             snapshot,
-            &mut replay_pacer(),
+            &mut replay_pacer(true),
         )
         .map_err(|e| e.to_string())?;
         let status = prepared.status();
         self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
         Ok(status)
+    }
+
+    /// Drop `ready` unused, for `reason` (a newer copy of its file was written meanwhile): a
+    /// plugin prepared from a snapshot is discarded in the cache, whose log of changes then
+    /// no longer waits for it.
+    pub fn discard(&self, ready: Ready, reason: &str) {
+        ready.status().set_disabled(reason);
+        if let ReadyKind::Plugin(p) = ready.kind {
+            // Its scope may be gone: then so is the log.
+            let _ = self.with_core(|core| core.discard_prepared(p));
+        }
     }
 
     /// The engine plugins are compiled by.
@@ -266,7 +272,7 @@ impl Loader {
                     &resolve,
                     capacity,
                     &resident,
-                    &mut replay_pacer(),
+                    &mut replay_pacer(false),
                 )
                 .map_err(|e| e.to_string())?,
             )
@@ -275,7 +281,7 @@ impl Loader {
             let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
             let roles = plugin.roles();
             ReadyKind::Plugin(
-                Prepared::from_snapshot_with(plugin, roles, snapshot, &mut replay_pacer())
+                Prepared::from_snapshot_with(plugin, roles, snapshot, &mut replay_pacer(true))
                     .map_err(|e| e.to_string())?,
             )
         };

@@ -420,7 +420,8 @@ impl PluginsDir {
         let Some(f) = files.get_mut(name).filter(current) else {
             // Removed, or written again meanwhile: the newer bytes' close() decides.
             if let Ok(r) = ready {
-                r.discard("superseded by a newer copy of its file");
+                self.loader
+                    .discard(r, "superseded by a newer copy of its file");
             }
             return Ok(());
         };
@@ -429,7 +430,8 @@ impl PluginsDir {
         {
             // It faulted, or was taken out of service, while the new instance was prepared.
             if let Ok(r) = ready {
-                r.discard("its baseline instance no longer serves");
+                self.loader
+                    .discard(r, "its baseline instance no longer serves");
             }
             return Ok(());
         }

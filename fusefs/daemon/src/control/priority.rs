@@ -22,9 +22,10 @@
 //! the readers do.
 //!
 //! Needs `CAP_SYS_NICE` (root); without it nothing changes. The state is the thread's own
-//! (a thread-local), as the priority is.
+//! (`kplug_engine::nice`), as the priority is; a thread spawned while a swap is raised (the
+//! tier-up finisher, a governor's ticker, the probes' delivery) starts at its spawner's own
+//! nice (`nice::start_at`).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,14 +35,11 @@ use kplug_engine::nice;
 /// measured yet).
 static NS_PER_BLOCK: AtomicU64 = AtomicU64::new(0);
 
-thread_local! {
-    /// The thread's own nice while a [`SwapPriority`] has it raised.
-    static RAISED_FROM: Cell<Option<i32>> = const { Cell::new(None) };
-}
-
 /// This thread at nice [`NICE`](Self::NICE) until dropped or, in a replay, until
 /// [`replay_pacer`] lowers it (see the module docs).
-pub(super) struct SwapPriority(());
+pub(super) struct SwapPriority {
+    _raised: nice::Raised,
+}
 
 impl SwapPriority {
     pub(super) const NICE: i32 = -10;
@@ -52,24 +50,7 @@ impl SwapPriority {
 
     /// Raises this thread's priority, if it is below the swap's and may be raised.
     pub(super) fn raise() -> Option<SwapPriority> {
-        let old = nice::get().filter(|&old| old > Self::NICE)?;
-        nice::set(Self::NICE).then(|| {
-            RAISED_FROM.with(|r| r.set(Some(old)));
-            SwapPriority(())
-        })
-    }
-
-    /// Gives the thread its own nice back, if raised.
-    fn lower() {
-        if let Some(old) = RAISED_FROM.with(Cell::take) {
-            nice::set(old);
-        }
-    }
-}
-
-impl Drop for SwapPriority {
-    fn drop(&mut self) {
-        Self::lower();
+        nice::raise(Self::NICE).map(|_raised| SwapPriority { _raised })
     }
 }
 
@@ -77,19 +58,29 @@ impl Drop for SwapPriority {
 /// the blocks told and their total (`Prepared::from_snapshot_with`, first with none told):
 /// the thread gets its own nice back once the replay has run for [`SwapPriority::REPLAY`],
 /// or at once if its blocks times the cost per block measured so far come to more. Does
-/// nothing to a thread not raised.
-pub(super) fn replay_pacer() -> impl FnMut(usize, usize) {
+/// nothing to a thread not raised. With `measures`, it measures that cost between two of its
+/// calls (the first interval, with the snapshot's sort, left out: a sort is not a cost per
+/// block); a replay that is not one block after another (a governor's, with its candidates
+/// compiled between its shadows) does not measure.
+pub(super) fn replay_pacer(measures: bool) -> impl FnMut(usize, usize) {
     let start = Instant::now();
+    let mut last: Option<(Instant, usize)> = None;
     move |told, total| {
-        let elapsed = start.elapsed();
-        if told > 0 {
-            let per_block = elapsed.as_nanos() as f64 / told as f64;
+        let now = Instant::now();
+        if measures
+            && let Some((then, before)) = last
+            && told > before
+        {
+            let per_block = (now - then).as_nanos() as f64 / (told - before) as f64;
             NS_PER_BLOCK.store(per_block.to_bits(), Ordering::Relaxed);
+        }
+        if told > 0 {
+            last = Some((now, told));
         }
         let per_block = f64::from_bits(NS_PER_BLOCK.load(Ordering::Relaxed));
         let expected = Duration::from_nanos((per_block * total as f64) as u64);
-        if elapsed > SwapPriority::REPLAY || expected > SwapPriority::REPLAY {
-            SwapPriority::lower();
+        if now - start > SwapPriority::REPLAY || expected > SwapPriority::REPLAY {
+            nice::lower();
         }
     }
 }
@@ -145,7 +136,7 @@ mod tests {
                 );
                 return; // not root: nothing raised, nothing to give back
             };
-            let mut pace = replay_pacer();
+            let mut pace = replay_pacer(true);
             pace(0, 2048);
             pace(1024, 2048);
             assert_eq!(current(), SwapPriority::NICE, "a short replay stays ahead");
@@ -155,17 +146,18 @@ mod tests {
             drop(guard);
             assert_eq!(current(), before);
 
-            // Measured now: about 1 us a block. A replay of 100,000 blocks is expected to take
-            // 100 ms and runs as the readers do from its start; one of 100 blocks goes first.
+            // Measured between the last two calls: about 2 us a block. A replay of
+            // 100,000 blocks is expected to take 200 ms and runs as the readers do from its
+            // start; one of 100 blocks goes first.
             let guard = SwapPriority::raise().unwrap();
-            replay_pacer()(0, 100);
+            replay_pacer(true)(0, 100);
             assert_eq!(current(), SwapPriority::NICE);
-            replay_pacer()(0, 100_000);
+            replay_pacer(true)(0, 100_000);
             assert_eq!(current(), before);
             drop(guard);
 
             // A thread not raised: the pacer leaves it alone.
-            let mut pace = replay_pacer();
+            let mut pace = replay_pacer(true);
             std::thread::sleep(SwapPriority::REPLAY * 2);
             pace(1024, 1024);
             assert_eq!(current(), before);

@@ -14,8 +14,13 @@ mod workqueue;
 
 pub use workqueue::WorkQueue;
 
-/// Start a named thread.
+/// Start a named thread, at the calling thread's own nice (not a swap's raised one, should
+/// it be started during a swap: `kplug_engine::nice::start_at`).
 pub fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    std::thread::Builder::new().name(name).spawn(f)?;
+    let own = kplug_engine::nice::own();
+    std::thread::Builder::new().name(name).spawn(move || {
+        kplug_engine::nice::start_at(own);
+        f()
+    })?;
     Ok(())
 }

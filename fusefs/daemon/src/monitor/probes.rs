@@ -378,9 +378,12 @@ impl ProbeBus {
             return;
         }
         let bus: Weak<ProbeBus> = Arc::downgrade(self);
+        // Started by the first probe's load, maybe at a swap's raised priority: not kept.
+        let own = kplug_engine::nice::own();
         let spawned = std::thread::Builder::new()
             .name("kplugfs-probes".into())
             .spawn(move || {
+                kplug_engine::nice::start_at(own);
                 loop {
                     std::thread::sleep(DELIVERY_PERIOD);
                     let Some(bus) = bus.upgrade() else { return };
