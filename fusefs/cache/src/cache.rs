@@ -229,9 +229,7 @@ pub struct ResidentSnapshot {
 impl ResidentSnapshot {
     /// The keys, least recently used first, as [`CacheCore::resident_keys`] gives them.
     pub fn keys(self) -> Vec<u64> {
-        let mut v = self.entries;
-        v.sort_unstable();
-        v.into_iter().map(|(_, k)| k).collect()
+        lru_order(self.entries)
     }
 
     /// An empty snapshot with room for `n` blocks whose memory is already written, to be
@@ -263,6 +261,12 @@ impl ResidentSnapshot {
     pub fn mark(&self) -> Option<Mark> {
         self.mark
     }
+}
+
+/// The keys of `entries` ((last access, key)), least recently used first.
+fn lru_order(mut entries: Vec<(u64, u64)>) -> Vec<u64> {
+    entries.sort_unstable();
+    entries.into_iter().map(|(_, k)| k).collect()
 }
 
 /// Most decisions [`CacheCore`] keeps for its embedder between two
@@ -428,9 +432,14 @@ impl<V> CacheCore<V> {
     /// [`resident_keys`](Self::resident_keys) takes).
     pub fn resident_snapshot(&self) -> ResidentSnapshot {
         ResidentSnapshot {
-            entries: self.map.iter().map(|(k, e)| (e.last_access, *k)).collect(),
+            entries: self.resident_entries().collect(),
             mark: None,
         }
+    }
+
+    /// (last access, key) of every resident block, in the map's order.
+    fn resident_entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.map.iter().map(|(k, e)| (e.last_access, *k))
     }
 
     /// [`resident_snapshot`](Self::resident_snapshot) for a plugin to be prepared from
@@ -447,7 +456,7 @@ impl<V> CacheCore<V> {
     pub fn snapshot_for_install_into(&mut self, room: ResidentSnapshot) -> ResidentSnapshot {
         let mut entries = room.entries;
         entries.clear();
-        entries.extend(self.map.iter().map(|(k, e)| (e.last_access, *k)));
+        entries.extend(self.resident_entries());
         ResidentSnapshot {
             entries,
             mark: Some(self.changes.watch(self.change_limit() as usize)),
@@ -659,8 +668,7 @@ impl<V> CacheCore<V> {
                 if let Some(h) = handle
                     && let Some(e) = self.map.get_mut(&key)
                 {
-                    e.handle = h;
-                    e.generation = self.handles.generation();
+                    self.handles.set(e, h);
                 }
                 self.evict_returned()
             }

@@ -52,6 +52,24 @@ impl Handles {
         e.handle
     }
 
+    /// Writes `handle` into `e`, as the serving plugin gave it.
+    #[inline]
+    pub(in crate::cache) fn set<V>(&self, e: &mut Entry<V>, handle: u32) {
+        e.handle = handle;
+        e.generation = self.generation;
+    }
+
+    /// Writes every entry's handle, `handle(key)`, as the serving plugin gave it.
+    pub(in crate::cache) fn set_all<V>(
+        &self,
+        map: &mut BlockMap<u64, Entry<V>>,
+        handle: impl Fn(u64) -> u32,
+    ) {
+        for (k, e) in map.iter_mut() {
+            self.set(e, handle(*k));
+        }
+    }
+
     #[cold]
     fn in_table(&self, key: u64) -> u32 {
         self.table
@@ -70,10 +88,7 @@ impl Handles {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             // Wrapped: an entry untouched for 65,536 installs could carry this generation.
-            for (k, e) in map.iter_mut() {
-                e.handle = table.get(k).copied().unwrap_or(0);
-                e.generation = 0;
-            }
+            self.set_all(map, |k| table.get(&k).copied().unwrap_or(0));
         }
         self.table.replace(table)
     }

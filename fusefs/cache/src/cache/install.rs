@@ -34,7 +34,7 @@ use kplug_abi::{Role, RoleSet};
 use kplug_engine::hash::{BlockMap, BlockSet};
 use kplug_engine::{Plugin, StatusHandle};
 
-use crate::cache::{CacheCore, Mark, ResidentSnapshot};
+use crate::cache::{CacheCore, Mark, ResidentSnapshot, lru_order};
 use crate::error::InstallError;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::{EvictionRole, not_resident};
@@ -346,11 +346,7 @@ impl<V> CacheCore<V> {
                 _ => {}
             }
         }
-        let came = ResidentSnapshot {
-            entries: came,
-            mark: None,
-        };
-        (gone, came.keys())
+        (gone, lru_order(came))
     }
 
     /// [`changes_since`](Self::changes_since) by walking `seeded` and the resident set.
@@ -362,16 +358,11 @@ impl<V> CacheCore<V> {
             .collect();
         // The newcomers, least recently used first: sorting only them, not every resident
         // key, while the readers wait.
-        let came = ResidentSnapshot {
-            entries: self
-                .map
-                .iter()
-                .filter(|(k, _)| !seeded.contains_key(*k))
-                .map(|(k, e)| (e.last_access, *k))
-                .collect(),
-            mark: None,
-        };
-        (gone, came.keys())
+        let came = self
+            .resident_entries()
+            .filter(|(_, k)| !seeded.contains_key(k))
+            .collect();
+        (gone, lru_order(came))
     }
 
     /// Runs `f`, keeping every plugin instance and governor it takes out of service (a swap's

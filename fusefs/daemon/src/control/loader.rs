@@ -182,18 +182,25 @@ impl Loader {
         let plugin = compiled
             .instantiate(&params, capacity)
             .map_err(|e| e.to_string())?;
-        let room = snapshot_room(resident);
-        let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
-        let prepared = Prepared::from_snapshot_with(
-            plugin,
-            RoleSet::of(&[role]),
-            snapshot,
-            &mut replay_pacer(true),
-        )
-        .map_err(|e| e.to_string())?;
+        let prepared = self.prepare_in_core(plugin, RoleSet::of(&[role]), resident)?;
         let status = prepared.status();
         self.with_core(|core| core.install_prepared(prepared).map_err(|e| e.to_string()))??;
         Ok(status)
+    }
+
+    /// `plugin` made ready to serve `roles` in this loader's cache of about `resident`
+    /// blocks: told a snapshot taken for the install (into room made before the lock), the
+    /// replay paced ([`replay_pacer`]).
+    fn prepare_in_core(
+        &self,
+        plugin: kplug_engine::Plugin,
+        roles: RoleSet,
+        resident: usize,
+    ) -> Result<Prepared, String> {
+        let room = snapshot_room(resident);
+        let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
+        Prepared::from_snapshot_with(plugin, roles, snapshot, &mut replay_pacer(true))
+            .map_err(|e| e.to_string())
     }
 
     /// Drop `ready` unused, for `reason` (a newer copy of its file was written meanwhile): a
@@ -277,13 +284,8 @@ impl Loader {
                 .map_err(|e| e.to_string())?,
             )
         } else {
-            let room = snapshot_room(resident);
-            let snapshot = self.with_core(|c| c.snapshot_for_install_into(room))?;
             let roles = plugin.roles();
-            ReadyKind::Plugin(
-                Prepared::from_snapshot_with(plugin, roles, snapshot, &mut replay_pacer(true))
-                    .map_err(|e| e.to_string())?,
-            )
+            ReadyKind::Plugin(self.prepare_in_core(plugin, roles, resident)?)
         };
         Ok(Ready {
             name: name.to_string(),

@@ -71,8 +71,8 @@ impl PreparedGovernor {
         if !plugin.is_governor() {
             return Err(InstallError::NotGovernor(plugin.name().to_string()));
         }
-        let shadows = plugin
-            .candidate_specs()
+        let specs = plugin.candidate_specs();
+        let shadows = specs
             .iter()
             .filter(|(role, _)| *role == Role::Eviction)
             .count();
@@ -80,7 +80,7 @@ impl PreparedGovernor {
         let mut told = 0;
         progress(0, total);
         let mut candidates = Vec::new();
-        for (role, spec) in plugin.candidate_specs() {
+        for (role, spec) in specs {
             let (name, params) = match spec.split_once(':') {
                 Some((n, p)) => (n, p.replace(';', ",")),
                 None => (spec.as_str(), String::new()),

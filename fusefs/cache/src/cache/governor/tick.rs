@@ -302,11 +302,7 @@ impl<V> CacheCore<V> {
         }
         // The instance knows the blocks by the handles it gave them in the shadow.
         if p.evicts_by_handle() {
-            let generation = self.handles.generation();
-            for (k, e) in self.map.iter_mut() {
-                e.handle = shadow.handle_of(*k);
-                e.generation = generation;
-            }
+            self.handles.set_all(&mut self.map, |k| shadow.handle_of(k));
         }
         let old = self.slots();
         p.attach_figures(self.figures.clone());
