@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.8, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.9, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 8
+#define KPLUG_ABI_MINOR 9
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -165,6 +165,10 @@ KPLUG_EXPORT("kplug_evict_handle_miss") int64_t kplug_evict_handle_miss(int32_t 
 KPLUG_EXPORT("kplug_evict_handle_hits") int32_t kplug_evict_handle_hits(int32_t n);
 /* kplug_evict_handle_remove(key: i64, handle: i32), ABI 1.8 */
 KPLUG_EXPORT("kplug_evict_handle_remove") void kplug_evict_handle_remove(int64_t key, int32_t handle);
+
+/* Optional with either batched set (1.9): the load's replay in batches. */
+/* kplug_evict_seed(n: i32) -> i64, ABI 1.9 */
+KPLUG_EXPORT("kplug_evict_seed") int64_t kplug_evict_seed(int32_t n);
 
 /* Role admission. */
 /* kplug_admit(key: i64, file: i64, block: i64) -> i32, ABI 1.0 */

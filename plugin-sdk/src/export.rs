@@ -142,6 +142,58 @@ pub mod __private {
         v.len() as i32
     }
 
+    /// `kplug_evict_seed` (1.9): the first keys of the buffer (`n`, copied out first), each
+    /// as a miss needing no room (`evict(key, 0)` then `insert`, as `kplug_evict_miss` and
+    /// `kplug_evict_handle_miss` take it), while at most half the victims' room is used
+    /// (so that no key's victims can overflow it unless one key names 64); `insert`'s
+    /// answer (a handle, or nothing) goes to `handle(i, answer)`. `(taken << 32) | victims`.
+    #[inline]
+    pub fn evict_seed<A>(
+        n: i32,
+        mut take: impl FnMut(u64, &mut crate::Victims<'_>) -> A,
+        mut handle: impl FnMut(&mut [u64; kplug_abi::EVICT_BUF_KEYS], usize, A),
+    ) -> i64 {
+        use core::mem::MaybeUninit;
+        const ROOM: usize = kplug_abi::EVICT_SEED_KEYS;
+        let n = (n.max(0) as usize).min(ROOM);
+        let mut keys = [MaybeUninit::<u64>::uninit(); ROOM];
+        // SAFETY: the only reference to the buffer during this export, until `v` is dropped.
+        let buf = unsafe { evict_keys() };
+        for (dst, k) in keys[..n].iter_mut().zip(buf.iter()) {
+            dst.write(u64::from_le(*k));
+        }
+        let mut answers = [const { MaybeUninit::<A>::uninit() }; ROOM];
+        let mut taken = 0;
+        let victims = {
+            let mut v = crate::Victims::with_room(buf, ROOM);
+            for k in &keys[..n] {
+                if taken > 0 && v.len() > ROOM / 2 {
+                    break;
+                }
+                // SAFETY: the first `n` were written above.
+                answers[taken].write(take(unsafe { k.assume_init() }, &mut v));
+                taken += 1;
+            }
+            v.len()
+        };
+        // SAFETY: as above; `v`, which borrowed the buffer, is gone.
+        let buf = unsafe { evict_keys() };
+        for (i, a) in answers[..taken].iter().enumerate() {
+            // SAFETY: the first `taken` were written in the loop.
+            handle(buf, i, unsafe { a.assume_init_read() });
+        }
+        ((taken as u64) << 32 | victims as u64) as i64
+    }
+
+    /// Writes `handle` as the `i`-th little-endian `u32` of the seed's handles (1.9).
+    #[inline]
+    pub fn seed_handle(buf: &mut [u64; kplug_abi::EVICT_BUF_KEYS], i: usize, handle: u32) {
+        let slot = &mut buf[kplug_abi::EVICT_SEED_KEYS + i / 2];
+        let mut bytes = slot.to_ne_bytes();
+        bytes[4 * (i % 2)..4 * (i % 2) + 4].copy_from_slice(&handle.to_le_bytes());
+        *slot = u64::from_ne_bytes(bytes);
+    }
+
     /// `kplug_evict_hit_batch`: the policy's batch (its `HIT_BATCH`), within 1..=256.
     pub fn evict_hit_batch(batch: u32) -> i32 {
         batch.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
@@ -327,6 +379,18 @@ macro_rules! export_plugin {
         pub extern "C" fn kplug_evict_remove(key: i64) {
             <$ty as $crate::Eviction>::remove(state(), key as u64)
         }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_seed(n: i32) -> i64 {
+            let p = state();
+            $crate::__private::evict_seed(
+                n,
+                |k, v| {
+                    <$ty as $crate::Eviction>::evict(p, k, 0, v);
+                    <$ty as $crate::Eviction>::insert(p, k)
+                },
+                |_, _, ()| {},
+            )
+        }
     };
     (@role handle_eviction, $ty:ty) => {
         #[unsafe(no_mangle)]
@@ -348,6 +412,18 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {
             <$ty as $crate::HandleEviction>::remove(state(), key as u64, handle as u32)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_seed(n: i32) -> i64 {
+            let p = state();
+            $crate::__private::evict_seed(
+                n,
+                |k, v| {
+                    <$ty as $crate::HandleEviction>::evict(p, k, 0, v);
+                    <$ty as $crate::HandleEviction>::insert(p, k)
+                },
+                $crate::__private::seed_handle,
+            )
         }
     };
     (@role admission, $ty:ty) => {

@@ -113,21 +113,25 @@ pub mod names {
         e::SET_PARAM.name,
         e::INIT.name,
     ];
-    /// Exports of the eviction role (the batched set of ABI 1.4).
-    pub const EVICTION: [&str; 5] = [
+    /// Exports of the eviction role (the batched set of ABI 1.4, and the optional seed of
+    /// 1.9).
+    pub const EVICTION: [&str; 6] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_MISS.name,
         e::EVICT_HITS.name,
         e::EVICT_REMOVE.name,
+        e::EVICT_SEED.name,
     ];
-    /// Exports of the eviction role by handle (ABI 1.8), `export_plugin!(T, handle_eviction)`.
-    pub const HANDLE_EVICTION: [&str; 5] = [
+    /// Exports of the eviction role by handle (ABI 1.8, and the optional seed of 1.9),
+    /// `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 6] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_HANDLE_MISS.name,
         e::EVICT_HANDLE_HITS.name,
         e::EVICT_HANDLE_REMOVE.name,
+        e::EVICT_SEED.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -392,22 +396,35 @@ pub trait HandleEviction {
 pub struct Victims<'a> {
     buf: &'a mut [u64; abi::EVICT_BUF_KEYS],
     n: usize,
+    /// The most victims this call may name: 256, or 128 while the load's replay is told
+    /// in batches (ABI 1.9's `kplug_evict_seed`).
+    room: usize,
 }
 
 impl<'a> Victims<'a> {
     /// Wraps a victim array (used by the generated code and by tests).
     pub fn new(buf: &'a mut [u64; abi::EVICT_BUF_KEYS]) -> Self {
-        Victims { buf, n: 0 }
+        Victims {
+            buf,
+            n: 0,
+            room: abi::EVICT_BUF_KEYS,
+        }
+    }
+
+    /// A victim array with room for `room` victims at its start.
+    pub(crate) fn with_room(buf: &'a mut [u64; abi::EVICT_BUF_KEYS], room: usize) -> Self {
+        Victims {
+            room: room.min(abi::EVICT_BUF_KEYS),
+            ..Self::new(buf)
+        }
     }
 
     /// Names `key` a victim. Panics (a trap: the host disables the plugin, which has
-    /// forgotten blocks it cannot hand back) past 256 victims in one call: check
-    /// [`is_full`](Victims::is_full) when a call can evict more.
+    /// forgotten blocks it cannot hand back) past the call's room, 256 victims (128 while the
+    /// blocks resident at load are told in batches): check [`is_full`](Victims::is_full) when
+    /// a call can evict more.
     pub fn push(&mut self, key: u64) {
-        assert!(
-            self.n < abi::EVICT_BUF_KEYS,
-            "more than 256 victims in one call"
-        );
+        assert!(self.n < self.room, "more victims than one call may name");
         self.buf[self.n] = key.to_le();
         self.n += 1;
     }
@@ -422,10 +439,11 @@ impl<'a> Victims<'a> {
         }
     }
 
-    /// Whether 256 victims were named, the most one call can return: a policy that evicts
-    /// more at once keeps the rest and names them at its next call.
+    /// Whether the call's room is taken (256 victims; 128 while the blocks resident at load
+    /// are told in batches): a policy that evicts more at once keeps the rest and names them
+    /// at its next call.
     pub fn is_full(&self) -> bool {
-        self.n == abi::EVICT_BUF_KEYS
+        self.n >= self.room
     }
 
     /// Victims named so far.
@@ -620,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "more than 256 victims")]
+    #[should_panic(expected = "more victims than one call may name")]
     fn victims_cap_at_256() {
         let mut buf = [0u64; abi::EVICT_BUF_KEYS];
         let mut v = Victims::new(&mut buf);
@@ -630,7 +648,20 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "more victims than one call may name")]
+    fn a_seeds_victims_have_half_the_room() {
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let mut v = Victims::with_room(&mut buf, abi::EVICT_SEED_KEYS);
+        for k in 0..128 {
+            assert!(!v.is_full());
+            v.push(k);
+        }
+        assert!(v.is_full());
+        v.push(128);
+    }
+
+    #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0008);
+        assert_eq!(ABI_VERSION, 0x0001_0009);
     }
 }

@@ -296,7 +296,10 @@ if H:
       "before makes, dropping one, and both (`cycle`); `swap/*` what a swap of the SDK LRU into "
       "a core of 65,536 resident blocks holds its lock for (the snapshot's copy and the install, "
       "100 misses between them), from a snapshot taken for the install (`logged`) or walking the "
-      "resident set (`walked`). Criterion "
+      "resident set (`walked`), and what its `close()` waits for outside the lock: telling a fresh "
+      "instance the 65,536 blocks with one call each or 128 a call (`replay_*`, ABI 1.9's "
+      "`kplug_evict_seed`), the whole preparation (`prepare_65536`: the snapshot's sort, the "
+      "replay, the host's map of handles). Criterion "
       "median of each run (`target/criterion/*/*/new/estimates.json`), then the median over runs; "
       "with a single run, `[CI a-b]` is criterion's 95% confidence interval of the median.\n")
     P("| bench | time per iteration | per hook call / request | vs native |")

@@ -13,7 +13,11 @@
 //!   makes readers wait for: the snapshot's copy plus the install, both under the mount's
 //!   lock (the replay into the new instance between them is not timed), from a snapshot
 //!   taken for the install (`logged`: the install reads the log of what changed) or not
-//!   (`walked`: it walks the resident set); 100 misses come between the two.
+//!   (`walked`: it walks the resident set); 100 misses come between the two. And what the
+//!   swap's `close()` waits for outside the lock: `replay_*`, telling a fresh instance the
+//!   65,536 blocks with one call each or 128 a call (ABI 1.9, `kplug_evict_seed`);
+//!   `prepare_65536`, the whole preparation (`Prepared::from_snapshot`: the snapshot's sort,
+//!   the replay, the host's map of the handles).
 
 use std::hint::black_box;
 
@@ -245,6 +249,67 @@ fn swap(c: &mut Criterion) {
             })
         });
     }
+    // What a swap's close() waits for outside the lock: telling the new instance every
+    // resident block, with one call each or 128 a call (ABI 1.9's `kplug_evict_seed`), and the
+    // whole preparation (the snapshot's sort, the replay, the host's map of handles).
+    let keys: Vec<u64> = (0..RESIDENT)
+        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20)
+        .collect();
+    for batched in [false, true] {
+        let name = if batched {
+            "replay_65536_batched"
+        } else {
+            "replay_65536_one_call_each"
+        };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let mut handles = Vec::new();
+                for _ in 0..iters {
+                    let mut plugin = sdk.instantiate(&[], RESIDENT).unwrap();
+                    assert!(plugin.seeds_in_batches());
+                    let t = Instant::now();
+                    let mut n = 0;
+                    while n < keys.len() {
+                        n += if batched {
+                            plugin
+                                .evict_seed(&keys[n..], n as u64, &mut handles)
+                                .unwrap()
+                        } else {
+                            black_box(plugin.evict_insert(keys[n], n as u64).unwrap());
+                            1
+                        };
+                        handles.clear();
+                    }
+                    spent += t.elapsed();
+                }
+                spent
+            })
+        });
+    }
+    let mut core: CacheCore<()> = CacheCore::new(RESIDENT, CoreConfig::default());
+    for &k in &keys {
+        core.request(k, || ());
+    }
+    g.bench_function("prepare_65536", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let snapshot = core.snapshot_for_install();
+                let plugin = sdk.instantiate(&[], RESIDENT).unwrap();
+                let t = Instant::now();
+                let prepared = kplug_cache::Prepared::from_snapshot(
+                    plugin,
+                    RoleSet::of(&[Role::Eviction]),
+                    snapshot,
+                )
+                .unwrap();
+                spent += t.elapsed();
+                core.discard_prepared(prepared);
+            }
+            spent
+        })
+    });
 }
 
 criterion_group!(benches, hooks, core, instance, swap);

@@ -171,8 +171,10 @@ fn plugin_swapped_in_evicts_blocks_inserted_before_it() {
             .unwrap();
         assert!(core.policy(Role::Eviction).name.starts_with("lru"));
         assert!(core.policy(Role::Eviction).plugin.is_some());
+        // The SDK's takes the replay in one batch (ABI 1.9); the WAT LRU one call a block.
         let calls_after_replay = status.calls();
-        assert_eq!(calls_after_replay, 4, "one insert per resident block");
+        let replay_calls = if compiled.name() == "lru" { 1 } else { 4 };
+        assert_eq!(calls_after_replay, replay_calls, "{}", compiled.name());
         core.request(5, || ());
         assert!(!core.contains(1));
         core.request(6, || ());

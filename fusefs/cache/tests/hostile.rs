@@ -944,3 +944,143 @@ fn the_by_handle_set_is_checked_at_load_and_preferred() {
     let (core, status) = run_eviction_workload(&text);
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
+
+// The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It
+// takes `$n` keys (a `{SEED}` prefix may change `$n` or answer first), tracks each as its
+// miss would and writes each handle where the host reads it; the fixture checks every handle
+// it is given back, so a run without faults shows the host kept the seeded handles.
+
+const SEED: &str = r#"
+  (func (export "kplug_evict_seed") (param $n i32) (result i64)
+    (local $i i32) (local $slot i32)
+    {SEED}
+    (block $end (loop $l
+      (br_if $end (i32.ge_s (local.get $i) (local.get $n)))
+      (local.set $slot (i32.and (global.get $tail) (i32.const 1023)))
+      (i64.store (i32.add (i32.const 4096) (i32.shl (local.get $slot) (i32.const 3)))
+        (i64.load (i32.add (i32.const {BUF}) (i32.shl (local.get $i) (i32.const 3)))))
+      (i32.store8 (i32.add (i32.const 16384) (local.get $slot)) (i32.const 1))
+      (global.set $tail (i32.add (global.get $tail) (i32.const 1)))
+      (i32.store (i32.add (i32.add (i32.const {BUF}) (i32.const 1024)) (i32.shl (local.get $i) (i32.const 2)))
+        (i32.or (i32.const 0x5a5a0000) (local.get $slot)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i64.shl (i64.extend_i32_u (local.get $n)) (i64.const 32)))"#;
+
+/// The by-handle FIFO with a seed whose body is prefixed by `prefix`.
+fn seeding_fifo(prefix: &str) -> String {
+    handle_fifo(&[("{EXTRA}", &SEED.replace("{SEED}", prefix))])
+}
+
+/// A core of 300 resident blocks (0..300, in that order) under the built-in LRU.
+fn core_of_300() -> CacheCore<()> {
+    let mut core: CacheCore<()> = CacheCore::new(300, Default::default());
+    for k in 0..300 {
+        core.request(k, || ());
+    }
+    core
+}
+
+#[test]
+fn a_plugin_seeded_in_batches_knows_the_blocks_by_their_handles() {
+    // Taking every key offered (128 a call), or one a call: the host offers the rest again.
+    for (prefix, calls) in [("", 3), ("(local.set $n (i32.const 1))", 300)] {
+        let mut core = core_of_300();
+        let plugin = load(&seeding_fifo(prefix), 300);
+        assert!(plugin.seeds_in_batches());
+        let status = plugin.status();
+        let before = status.calls();
+        let prepared = kplug_cache::Prepared::new(plugin, ev(), &core.resident_keys()).unwrap();
+        assert_eq!(status.calls() - before, calls, "{prefix}");
+        core.install_prepared(prepared).unwrap();
+        // Every block's handle comes back with its hit (and its removal), checked by the
+        // fixture; the FIFO order is the replay's.
+        for k in 0..300 {
+            assert!(core.request(k, || ()), "block {k}");
+        }
+        assert!(core.remove(7).is_some());
+        for k in 1000..1010 {
+            assert!(!core.request(k, || ()));
+        }
+        assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+        assert_eq!(core.policy(Role::Eviction).name, "fixture");
+        let resident = core.resident_keys();
+        assert!(!resident.contains(&0) && !resident.contains(&9) && resident.contains(&10));
+        assert!(resident.contains(&1009) && !resident.contains(&7));
+    }
+}
+
+#[test]
+fn seed_answers_are_checked() {
+    let took = |taken: u64, victims: u64| format!("(return (i64.const {}))", taken << 32 | victims);
+    for (prefix, fault) in [
+        (
+            took(0, 0),
+            Fault::InvalidAnswer(
+                "took 0 of 128 keys with 0 victims, expected 1..=128 and 0..=128".into(),
+            ),
+        ),
+        (
+            took(129, 0),
+            Fault::InvalidAnswer(
+                "took 129 of 128 keys with 0 victims, expected 1..=128 and 0..=128".into(),
+            ),
+        ),
+        (
+            took(1, 129),
+            Fault::InvalidAnswer(
+                "took 1 of 128 keys with 129 victims, expected 1..=128 and 0..=128".into(),
+            ),
+        ),
+        // A victim the plugin was never told.
+        (
+            format!(
+                "(i64.store (i32.const 0) (i64.const 0xdead)) {}",
+                took(1, 1)
+            ),
+            Fault::InvalidAnswer("victim 0xdead is not a resident block".into()),
+        ),
+        (
+            TRAP.to_string(),
+            Fault::Trap("wasm `unreachable` instruction executed".into()),
+        ),
+    ] {
+        let mut core = core_of_300();
+        let plugin = load(&seeding_fifo(&prefix), 300);
+        let status = plugin.status();
+        let e = kplug_cache::Prepared::new(plugin, ev(), &core.resident_keys()).unwrap_err();
+        assert_eq!(
+            e,
+            kplug_cache::InstallError::Fault(fault.clone()),
+            "{prefix}"
+        );
+        assert_eq!(status.state(), PluginState::Failed);
+        assert!(status.error().unwrap().starts_with("kplug_evict_seed"));
+        // The cache never saw it: the built-in serves on.
+        assert!(!core.request(5000, || ()));
+        assert_eq!(core.policy(Role::Eviction).name, "lru");
+    }
+}
+
+#[test]
+fn a_seed_is_checked_at_load() {
+    let mistyped = r#"(func (export "kplug_evict_seed") (param i32) (result i32) (i32.const 1))"#;
+    let e = load_err(&handle_fifo(&[("{EXTRA}", mistyped)]));
+    assert!(
+        matches!(&e, LoadError::MistypedExport { name, .. } if name == "kplug_evict_seed"),
+        "{e}"
+    );
+    // A seed belongs to a batched set: beside the 1.0 hooks alone, the set is missing.
+    let seed = r#"(func (export "kplug_evict_seed") (param i32) (result i64) (i64.const 0))"#;
+    let text = fifo(&[("{VERSION}", "0x10009")]).replacen(
+        "(global $head",
+        &format!("{seed}\n  (global $head"),
+        1,
+    );
+    assert_eq!(
+        load_err(&text).to_string(),
+        "missing export `kplug_evict_buf` (the eviction role needs all of its exports)"
+    );
+    // Without one, a batched plugin is told each block with its own miss.
+    assert!(!load(&handle_fifo(&[]), 4).seeds_in_batches());
+}

@@ -218,3 +218,80 @@ fn a_discarded_preparation_does_not_keep_the_log() {
     drop(retired);
     assert_eq!(std::sync::Arc::strong_count(&status), 1);
 }
+
+/// Tells `plugin` the blocks `keys` as a load's replay does, in batches (ABI 1.9) or with one
+/// call each: the handles they got and the victims named meanwhile.
+fn seed(plugin: &mut Plugin, keys: &[u64], batches: bool) -> (Vec<u32>, Vec<u64>) {
+    let (mut handles, mut victims) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    while n < keys.len() {
+        n += if batches {
+            plugin
+                .evict_seed(&keys[n..], n as u64, &mut handles)
+                .unwrap()
+        } else {
+            let h = plugin.evict_insert(keys[n], n as u64 + 1).unwrap();
+            handles.push(h.unwrap_or(0));
+            1
+        };
+        plugin.take_victims(&mut victims);
+    }
+    (handles, victims)
+}
+
+/// Seeding in batches tells a policy exactly what one call per block tells it: the same
+/// handles, the same victims named meanwhile (W-TinyLFU and LIRS name some when told more
+/// blocks than they hold), and the same decisions after, on every shipped policy.
+#[test]
+fn seeding_in_batches_tells_a_policy_what_one_call_per_block_tells_it() {
+    let capacity = 200;
+    // More keys than the capacity (as a load never tells: a policy must still agree with
+    // itself), in more batches than one.
+    let keys: Vec<u64> = (0..450u64).map(|i| (i * 7919) % 1000).collect();
+    let shipped = [
+        "lru", "fifo", "clock", "sieve", "arc", "twoq", "lirs", "s3fifo", "wtinylfu",
+    ]
+    .map(|name| (name, engine().compile(name, policy_wasm(name)).unwrap()));
+    // And an SDK policy by key (ABI 1.4's set, whose seed has no handles).
+    let by_key = ("sdk-roles", sdk_roles().clone());
+    for (name, compiled) in shipped.into_iter().chain([by_key]) {
+        let mut a = compiled.instantiate(&[], capacity).unwrap();
+        let mut b = compiled.instantiate(&[], capacity).unwrap();
+        assert!(a.seeds_in_batches(), "{name}");
+        let seeded = seed(&mut a, &keys, true);
+        // LIRS names victims when told more blocks than it holds: the seed's victims, and
+        // its stopping while its room for them is half taken, are exercised.
+        assert_eq!(name == "lirs", !seeded.1.is_empty(), "{name}");
+        assert_eq!(seeded, seed(&mut b, &keys, false), "{name}");
+        // Then the same misses and hits: the same victims and handles.
+        let mut resident: std::collections::HashMap<u64, u32> =
+            keys.iter().copied().zip(seeded.0.iter().copied()).collect();
+        for v in &seeded.1 {
+            resident.remove(v);
+        }
+        let (mut va, mut vb) = (Vec::new(), Vec::new());
+        for i in 0..3000u64 {
+            let k = (i * 2_654_435_761) % 600;
+            let n = resident.len() as u64;
+            if let Some(&h) = resident.get(&k) {
+                a.evict_access(k, h, n).unwrap();
+                b.evict_access(k, h, n).unwrap();
+            } else {
+                let need = u32::from(resident.len() as u64 >= capacity);
+                let ha = a.evict_miss(k, need, n).unwrap();
+                assert_eq!(ha, b.evict_miss(k, need, n).unwrap(), "{name} miss {k}");
+                resident.insert(k, ha.unwrap_or(0));
+            }
+            a.take_victims(&mut va);
+            b.take_victims(&mut vb);
+            assert_eq!(va, vb, "{name} request {i}");
+            for v in va.drain(..) {
+                assert!(
+                    resident.remove(&v).is_some(),
+                    "{name}: victim {v} not resident"
+                );
+            }
+            vb.clear();
+        }
+    }
+}

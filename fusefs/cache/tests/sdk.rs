@@ -57,11 +57,13 @@ fn the_sdk_speaks_exactly_the_abi() {
     // The SDK's name lists are the ABI's.
     let names: Vec<&str> = abi::exports::EVICTION_BATCHED
         .iter()
+        .chain(abi::exports::EVICTION_OPTIONAL)
         .map(|f| f.name)
         .collect();
     assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);
     let names: Vec<&str> = abi::exports::EVICTION_HANDLES
         .iter()
+        .chain(abi::exports::EVICTION_OPTIONAL)
         .map(|f| f.name)
         .collect();
     assert_eq!(kplug_sdk::names::HANDLE_EVICTION.to_vec(), names);

@@ -805,9 +805,15 @@ fn check_exports(
             roles = roles.with(role);
         }
     }
-    // The key buffer's exports belong to a batched set: without one they are a set exported
-    // in part, refused naming what the 1.4 set lacks (as before 1.8 shared them).
-    if eviction_abi == EvictionAbi::PerEvent && (has(&exp::EVICT_BUF) || has(&exp::EVICT_HIT_BATCH))
+    // The key buffer's exports, and the batched sets' optional ones (1.9), belong to a batched
+    // set: without one they are a set exported in part, refused naming what the 1.4 set lacks
+    // (as before 1.8 shared them).
+    let optional = exp::EVICTION_OPTIONAL.iter().filter(|f| has(f));
+    for f in optional.clone() {
+        check_export(module, f, Some(Role::Eviction))?;
+    }
+    if eviction_abi == EvictionAbi::PerEvent
+        && (has(&exp::EVICT_BUF) || has(&exp::EVICT_HIT_BATCH) || optional.count() > 0)
     {
         for f in exp::EVICTION_BATCHED {
             check_export(module, f, Some(Role::Eviction))?;

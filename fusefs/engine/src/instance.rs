@@ -87,6 +87,8 @@ struct BatchedEviction {
     /// Address of the key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
     buf: usize,
     hit_batch: usize,
+    /// `kplug_evict_seed(n)` (1.9, optional): the load's replay in batches.
+    seed: Option<TypedFunc<i32, i64>>,
     pending: Vec<u64>,
     victims: Vec<u64>,
     /// The hook that returned the last victims (for a fault's message).
@@ -290,6 +292,14 @@ fn load_batched_eviction(
             .map_err(inst_err)?,
         buf,
         hit_batch: hit_batch as usize,
+        seed: match instance.get_export(&mut *store, exp::EVICT_SEED.name) {
+            Some(_) => Some(
+                instance
+                    .get_typed_func(&mut *store, exp::EVICT_SEED.name)
+                    .map_err(inst_err)?,
+            ),
+            None => None,
+        },
         pending: Vec::with_capacity(hit_batch as usize),
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
@@ -980,6 +990,70 @@ impl Plugin {
                 )),
             }),
         }
+    }
+
+    /// Whether the plugin takes the load's replay in batches, [`evict_seed`](Self::evict_seed)
+    /// (1.9).
+    pub fn seeds_in_batches(&self) -> bool {
+        matches!(&self.eviction, Some(EvictionFns::Batched(b)) if b.seed.is_some())
+    }
+
+    /// 1.9: tells the plugin the first of `keys` (blocks resident before it was loaded, least
+    /// recently used first; `told` of them told before) with one `kplug_evict_seed` call: it
+    /// takes the first `taken` of them (at most [`abi::EVICT_SEED_KEYS`]), whose handles
+    /// (1.8; 0 for a plugin by key) are appended to `handles`. Returns `taken`. The victims it
+    /// chose while taking them, checked here for count, wait in
+    /// [`take_victims`](Self::take_victims). Only for a plugin that
+    /// [`seeds_in_batches`](Self::seeds_in_batches), with no hit waiting (a fresh instance).
+    pub fn evict_seed(
+        &mut self,
+        keys: &[u64],
+        told: u64,
+        handles: &mut Vec<u32>,
+    ) -> Result<usize, HookFault> {
+        let hook = exp::EVICT_SEED.name;
+        let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
+            return Err(HookFault {
+                hook,
+                fault: Fault::InvalidAnswer("the host asked a 1.0 plugin to seed".into()),
+            });
+        };
+        let (Some(seed), true) = (&b.seed, b.pending.is_empty()) else {
+            return Err(HookFault {
+                hook,
+                fault: Fault::InvalidAnswer("the host asked for a seed the plugin lacks".into()),
+            });
+        };
+        let n = keys.len().min(abi::EVICT_SEED_KEYS);
+        write_keys(&self.memory, &mut self.rt.store, b.buf, &keys[..n]);
+        let r = self.rt.call(hook, seed, n as i32, told + n as u64)? as u64;
+        let (taken, victims) = ((r >> 32) as usize, (r & 0xffff_ffff) as usize);
+        if !(1..=n).contains(&taken) || victims > abi::EVICT_SEED_KEYS {
+            return Err(HookFault {
+                hook,
+                fault: Fault::InvalidAnswer(format!(
+                    "took {taken} of {n} keys with {victims} victims, expected 1..={n} and 0..={}",
+                    abi::EVICT_SEED_KEYS
+                )),
+            });
+        }
+        let mem = self.memory.data(&self.rt.store);
+        match b.calls {
+            BatchedCalls::Handles { .. } => {
+                let at = b.buf + abi::EVICT_SEED_HANDLES_AT;
+                handles.extend(
+                    mem[at..at + 4 * taken]
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
+                );
+            }
+            BatchedCalls::Keys { .. } => handles.extend(std::iter::repeat_n(0, taken)),
+        }
+        if victims > 0 {
+            read_keys(&self.memory, &self.rt.store, b.buf, victims, &mut b.victims);
+            b.victims_from = hook;
+        }
+        Ok(taken)
     }
 
     /// 1.4 and 1.8: delivers the hits waiting, if any, with `kplug_evict_hits` (or

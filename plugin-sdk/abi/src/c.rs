@@ -227,7 +227,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 11] = [
+        let groups: [(&str, &[Func]); 12] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -247,6 +247,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
                     exports::EVICT_HANDLE_HITS,
                     exports::EVICT_HANDLE_REMOVE,
                 ],
+            ),
+            (
+                "Optional with either batched set (1.9): the load's replay in batches.",
+                exports::EVICTION_OPTIONAL,
             ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),

@@ -40,8 +40,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// `probe_path`, `publish`, `probe_figure`; see [`probe`]); 1.6 the transform role
 /// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`); 1.7 the
 /// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]);
-/// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]).
-pub const ABI_MINOR: u32 = 8;
+/// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]); 1.9 the load's replay in batches
+/// ([`exports::EVICT_SEED`]).
+pub const ABI_MINOR: u32 = 9;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -290,6 +291,18 @@ pub mod exports {
     /// host dropped resident `key`, whose handle is `handle` (invalidation).
     pub const EVICT_HANDLE_REMOVE: Func =
         func("kplug_evict_handle_remove", "LI", "", 8, &["key", "handle"]);
+    /// Optional with either batched set (1.9): `kplug_evict_seed(n: i32) -> i64`, the blocks
+    /// already resident when the plugin is loaded, told in batches. The key buffer holds `n`
+    /// keys (1..=[`EVICT_SEED_KEYS`](crate::EVICT_SEED_KEYS)), least recently used first. The
+    /// plugin takes a first `taken` of them (1..=`n`) in order, each as the miss of a block
+    /// that needs no room (`kplug_evict_miss(key, 0)`, or `kplug_evict_handle_miss(0, key,
+    /// 0)`, would take it); by handle, it writes the handle of key `i` as a little-endian
+    /// `u32` at byte [`EVICT_SEED_HANDLES_AT`](crate::EVICT_SEED_HANDLES_AT)` + 4 * i` of the
+    /// buffer; it writes the victims it chose while taking them (usually none; at most
+    /// `EVICT_SEED_KEYS`) at the buffer's start, and returns `(taken << 32) | victims`. The
+    /// host calls again with the keys it did not take. Without it, the host tells each block
+    /// with its own miss call.
+    pub const EVICT_SEED: Func = func("kplug_evict_seed", "I", "L", 9, &["n"]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -366,6 +379,9 @@ pub mod exports {
         EVICT_HANDLE_HITS,
         EVICT_HANDLE_REMOVE,
     ];
+    /// The optional exports of either batched eviction set (1.9), checked when present: one
+    /// exported without a batched set is a set exported in part.
+    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -399,6 +415,7 @@ pub mod exports {
         EVICT_HANDLE_MISS,
         EVICT_HANDLE_HITS,
         EVICT_HANDLE_REMOVE,
+        EVICT_SEED,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -422,6 +439,12 @@ pub mod exports {
 /// Keys in the batched eviction buffer (1.4): the most hits one `kplug_evict_hits` call
 /// carries and the most victims one call may return (2 KiB of guest memory).
 pub const EVICT_BUF_KEYS: usize = 256;
+/// The most keys one `kplug_evict_seed` call carries (1.9), and the most victims it may
+/// return: the first half of the key buffer.
+pub const EVICT_SEED_KEYS: usize = EVICT_BUF_KEYS / 2;
+/// Where in the key buffer `kplug_evict_seed` writes the handles of the keys it took (1.9):
+/// the byte after the victims' half.
+pub const EVICT_SEED_HANDLES_AT: usize = 8 * EVICT_SEED_KEYS;
 
 pub mod probe;
 
@@ -699,7 +722,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0008);
+        assert_eq!(ABI_VERSION, 0x0001_0009);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

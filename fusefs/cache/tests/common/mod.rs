@@ -303,6 +303,18 @@ pub fn sdk_lru_wasm() -> &'static [u8] {
     })
 }
 
+/// A policy of `policies/` (its directory's name), built once per test binary.
+pub fn policy_wasm(name: &'static str) -> &'static [u8] {
+    static W: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, &'static [u8]>>> =
+        OnceLock::new();
+    let mut built = W.get_or_init(Default::default).lock().unwrap();
+    built.entry(name).or_insert_with(|| {
+        let path = kplug_catalog::build_policy(&policies_dir().join(name), &policy_target_dir())
+            .unwrap_or_else(|e| panic!("building policies/{name}: {e}"));
+        Vec::leak(std::fs::read(path).expect("read policy wasm"))
+    })
+}
+
 /// The hand-written WAT LRU.
 pub fn wat_lru_wasm() -> &'static [u8] {
     static W: OnceLock<Vec<u8>> = OnceLock::new();
