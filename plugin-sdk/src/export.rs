@@ -144,9 +144,10 @@ pub mod __private {
 
     /// `kplug_evict_seed` (1.9): the first keys of the buffer (`n`, copied out first), each
     /// as a miss needing no room (`evict(key, 0)` then `insert`, as `kplug_evict_miss` and
-    /// `kplug_evict_handle_miss` take it), while at most half the victims' room is used
-    /// (so that no key's victims can overflow it unless one key names 64); `insert`'s
-    /// answer (a handle, or nothing) goes to `handle(i, answer)`. `(taken << 32) | victims`.
+    /// `kplug_evict_handle_miss` take it; each key's `evict` sees only its own victims),
+    /// while at most half the victims' room is used (so that no key's victims can overflow
+    /// it unless one key names more than 64); `insert`'s answer (a handle, or nothing) goes
+    /// to `handle(i, answer)`. `(taken << 32) | victims`.
     #[inline]
     pub fn evict_seed<A>(
         n: i32,
@@ -167,14 +168,15 @@ pub mod __private {
         let victims = {
             let mut v = crate::Victims::with_room(buf, ROOM);
             for k in &keys[..n] {
-                if taken > 0 && v.len() > ROOM / 2 {
+                if taken > 0 && v.written() > ROOM / 2 {
                     break;
                 }
+                v.next_block();
                 // SAFETY: the first `n` were written above.
                 answers[taken].write(take(unsafe { k.assume_init() }, &mut v));
                 taken += 1;
             }
-            v.len()
+            v.written()
         };
         // SAFETY: as above; `v`, which borrowed the buffer, is gone.
         let buf = unsafe { evict_keys() };

@@ -1084,3 +1084,31 @@ fn a_seed_is_checked_at_load() {
     // Without one, a batched plugin is told each block with its own miss.
     assert!(!load(&handle_fifo(&[]), 4).seeds_in_batches());
 }
+
+#[test]
+fn a_slow_seed_is_offered_fewer_keys() {
+    // Each call spins about 0.4 ms of CPU (a chain of divisions by a divisor the compiler
+    // cannot fold), under the 1 ms a hook may use: once a call used over 250 us, the next is offered half the keys, so no
+    // batch of a slow but honest policy runs into the hook's deadline.
+    let spin = "(local.set $i (i32.const 130000)) (loop $s \
+        (local.set $slot (i32.div_u (i32.add (local.get $slot) (i32.const 1000003)) \
+            (i32.add (i32.and (local.get $i) (i32.const 1)) (i32.const 3)))) \
+        (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $s (local.get $i))) \
+        (local.set $i (i32.const 0))";
+    let mut core = core_of_300();
+    let plugin = load(&seeding_fifo(spin), 300);
+    let status = plugin.status();
+    let before = status.calls();
+    let prepared = kplug_cache::Prepared::new(plugin, ev(), &core.resident_keys()).unwrap();
+    // 128, 64, 32, ... then one a call: far more than the 3 calls of a fast seed.
+    assert!(
+        status.calls() - before >= 8,
+        "{} calls",
+        status.calls() - before
+    );
+    core.install_prepared(prepared).unwrap();
+    for k in 0..300 {
+        assert!(core.request(k, || ()), "block {k}");
+    }
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+}

@@ -89,6 +89,9 @@ struct BatchedEviction {
     hit_batch: usize,
     /// `kplug_evict_seed(n)` (1.9, optional): the load's replay in batches.
     seed: Option<TypedFunc<i32, i64>>,
+    /// The most keys the next seed call is offered: [`abi::EVICT_SEED_KEYS`], halved after
+    /// each call that used more than [`SEED_CALL_CPU_NS`] of CPU.
+    seed_batch: usize,
     pending: Vec<u64>,
     victims: Vec<u64>,
     /// The hook that returned the last victims (for a fault's message).
@@ -120,6 +123,11 @@ struct ProbeFns {
     report: TypedFunc<(), i64>,
     buf: usize,
 }
+
+/// CPU a seed call (ABI 1.9) may use before the next is offered half the keys: a seed call
+/// runs under a hook's deadline (2 ms in a mount) and budget, which one call a block of a
+/// slow but honest policy would meet; an honest batch of 128 takes a few microseconds.
+const SEED_CALL_CPU_NS: u64 = 250_000;
 
 /// One hook call in this many is timed for [`PluginStatus::time_ns`]: a power of two, so the
 /// check is a mask; 16 keeps the clock's cost under 3 ns per call on average while a plugin
@@ -300,6 +308,7 @@ fn load_batched_eviction(
             ),
             None => None,
         },
+        seed_batch: abi::EVICT_SEED_KEYS,
         pending: Vec::with_capacity(hit_batch as usize),
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
@@ -1000,7 +1009,8 @@ impl Plugin {
 
     /// 1.9: tells the plugin the first of `keys` (blocks resident before it was loaded, least
     /// recently used first; `told` of them told before) with one `kplug_evict_seed` call: it
-    /// takes the first `taken` of them (at most [`abi::EVICT_SEED_KEYS`]), whose handles
+    /// is offered at most [`abi::EVICT_SEED_KEYS`] (fewer after a call that ran long:
+    /// [`SEED_CALL_CPU_NS`]) and takes the first `taken` of them, whose handles
     /// (1.8; 0 for a plugin by key) are appended to `handles`. Returns `taken`. The victims it
     /// chose while taking them, checked here for count, wait in
     /// [`take_victims`](Self::take_victims). Only for a plugin that
@@ -1024,9 +1034,13 @@ impl Plugin {
                 fault: Fault::InvalidAnswer("the host asked for a seed the plugin lacks".into()),
             });
         };
-        let n = keys.len().min(abi::EVICT_SEED_KEYS);
+        let n = keys.len().min(b.seed_batch);
         write_keys(&self.memory, &mut self.rt.store, b.buf, &keys[..n]);
+        let cpu = thread_cpu_ns();
         let r = self.rt.call(hook, seed, n as i32, told + n as u64)? as u64;
+        if thread_cpu_ns().saturating_sub(cpu) > SEED_CALL_CPU_NS {
+            b.seed_batch = (b.seed_batch / 2).max(1);
+        }
         let (taken, victims) = ((r >> 32) as usize, (r & 0xffff_ffff) as usize);
         if !(1..=n).contains(&taken) || victims > abi::EVICT_SEED_KEYS {
             return Err(HookFault {
