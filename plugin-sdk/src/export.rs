@@ -143,46 +143,59 @@ pub mod __private {
     }
 
     /// `kplug_evict_seed` (1.9): the first keys of the buffer (`n`, copied out first), each
-    /// as a miss needing no room (`evict(key, 0)` then `insert`, as `kplug_evict_miss` and
-    /// `kplug_evict_handle_miss` take it; each key's `evict` sees only its own victims),
-    /// while at most half the victims' room is used (so that no key's victims can overflow
-    /// it unless one key names more than 64); `insert`'s answer (a handle, or nothing) goes
-    /// to `handle(i, answer)`. `(taken << 32) | victims`.
+    /// told through `miss` (the plugin's own `kplug_evict_miss(key, 0)` or
+    /// `kplug_evict_handle_miss(0, key, 0)`: the policy decides exactly as with one call a
+    /// block, and the miss path's code stays what it was: calling the policy's `evict` and
+    /// `insert` from a second place made LLVM compile the hot path worse, 8-13 % on a miss).
+    /// `miss` answers `(handle, victims)` with the victims at the buffer's start; they are
+    /// kept after the call's earlier ones. Keys are taken while at most half the call's room
+    /// for victims ([`kplug_abi::EVICT_SEED_KEYS`]) is used; a key naming more than the room
+    /// left traps (the plugin has forgotten blocks it cannot hand back). The handles go to the
+    /// buffer's second half. `(taken << 32) | victims`.
     #[inline]
-    pub fn evict_seed<A>(
-        n: i32,
-        mut take: impl FnMut(u64, &mut crate::Victims<'_>) -> A,
-        mut handle: impl FnMut(&mut [u64; kplug_abi::EVICT_BUF_KEYS], usize, A),
-    ) -> i64 {
+    pub fn evict_seed(n: i32, mut miss: impl FnMut(u64) -> (u32, usize)) -> i64 {
         use core::mem::MaybeUninit;
         const ROOM: usize = kplug_abi::EVICT_SEED_KEYS;
         let n = (n.max(0) as usize).min(ROOM);
         let mut keys = [MaybeUninit::<u64>::uninit(); ROOM];
-        // SAFETY: the only reference to the buffer during this export, until `v` is dropped.
-        let buf = unsafe { evict_keys() };
-        for (dst, k) in keys[..n].iter_mut().zip(buf.iter()) {
-            dst.write(u64::from_le(*k));
-        }
-        let mut answers = [const { MaybeUninit::<A>::uninit() }; ROOM];
-        let mut taken = 0;
-        let victims = {
-            let mut v = crate::Victims::with_room(buf, ROOM);
-            for k in &keys[..n] {
-                if taken > 0 && v.written() > ROOM / 2 {
-                    break;
-                }
-                v.next_block();
-                // SAFETY: the first `n` were written above.
-                answers[taken].write(take(unsafe { k.assume_init() }, &mut v));
-                taken += 1;
+        let mut handles = [0u32; ROOM];
+        let mut named = [MaybeUninit::<u64>::uninit(); ROOM];
+        let (mut taken, mut victims) = (0, 0);
+        {
+            // SAFETY: no other reference to the buffer while this one lives (`miss` writes it
+            // through its own, after this block's reads).
+            let buf = unsafe { evict_keys() };
+            for (dst, k) in keys[..n].iter_mut().zip(buf.iter()) {
+                dst.write(u64::from_le(*k));
             }
-            v.written()
-        };
-        // SAFETY: as above; `v`, which borrowed the buffer, is gone.
+        }
+        for k in &keys[..n] {
+            if taken > 0 && victims > ROOM / 2 {
+                break;
+            }
+            // SAFETY: the first `n` were written above.
+            let (handle, m) = miss(unsafe { k.assume_init() });
+            handles[taken] = handle;
+            taken += 1;
+            assert!(
+                victims + m <= ROOM,
+                "more victims than a seed call may name"
+            );
+            // SAFETY: as above; `miss` has returned.
+            let buf = unsafe { evict_keys() };
+            for (dst, v) in named[victims..victims + m].iter_mut().zip(&buf[..m]) {
+                dst.write(*v);
+            }
+            victims += m;
+        }
+        // SAFETY: as above.
         let buf = unsafe { evict_keys() };
-        for (i, a) in answers[..taken].iter().enumerate() {
-            // SAFETY: the first `taken` were written in the loop.
-            handle(buf, i, unsafe { a.assume_init_read() });
+        for (dst, v) in buf.iter_mut().zip(&named[..victims]) {
+            // SAFETY: the first `victims` were written in the loop.
+            *dst = unsafe { v.assume_init() };
+        }
+        for (i, h) in handles[..taken].iter().enumerate() {
+            seed_handle(buf, i, *h);
         }
         ((taken as u64) << 32 | victims as u64) as i64
     }
@@ -370,6 +383,7 @@ macro_rules! export_plugin {
             $crate::__private::evict_hit_batch(<$ty as $crate::Eviction>::HIT_BATCH)
         }
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub extern "C" fn kplug_evict_miss(key: i64, need: i32) -> i32 {
             $crate::__private::evict_miss(state(), key, need)
         }
@@ -383,15 +397,7 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_seed(n: i32) -> i64 {
-            let p = state();
-            $crate::__private::evict_seed(
-                n,
-                |k, v| {
-                    <$ty as $crate::Eviction>::evict(p, k, 0, v);
-                    <$ty as $crate::Eviction>::insert(p, k)
-                },
-                |_, _, ()| {},
-            )
+            $crate::__private::evict_seed(n, |k| (0, kplug_evict_miss(k as i64, 0) as usize))
         }
     };
     (@role handle_eviction, $ty:ty) => {
@@ -404,6 +410,7 @@ macro_rules! export_plugin {
             $crate::__private::evict_hit_batch(<$ty as $crate::HandleEviction>::HIT_BATCH)
         }
         #[unsafe(no_mangle)]
+        #[inline(never)]
         pub extern "C" fn kplug_evict_handle_miss(hits: i32, key: i64, need: i32) -> i64 {
             $crate::__private::evict_handle_miss(state(), hits, key, need)
         }
@@ -417,15 +424,10 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_seed(n: i32) -> i64 {
-            let p = state();
-            $crate::__private::evict_seed(
-                n,
-                |k, v| {
-                    <$ty as $crate::HandleEviction>::evict(p, k, 0, v);
-                    <$ty as $crate::HandleEviction>::insert(p, k)
-                },
-                $crate::__private::seed_handle,
-            )
+            $crate::__private::evict_seed(n, |k| {
+                let r = kplug_evict_handle_miss(0, k as i64, 0) as u64;
+                ((r >> 32) as u32, (r & 0xffff_ffff) as usize)
+            })
         }
     };
     (@role admission, $ty:ty) => {

@@ -393,63 +393,32 @@ pub trait HandleEviction {
 
 /// The victims of one eviction call, written where the host reads them (at most
 /// [`abi::EVICT_BUF_KEYS`]).
-///
-/// While the blocks resident at load are told in batches (ABI 1.9's `kplug_evict_seed`), one
-/// buffer serves every block of the call: each block's `evict` sees only its own victims
-/// (`len`, `fill`, `iter` count from where the block before stopped), as with one call a
-/// block, and the room is what the call has left.
 pub struct Victims<'a> {
     buf: &'a mut [u64; abi::EVICT_BUF_KEYS],
-    /// Victims written in this call.
     n: usize,
-    /// Where this block's victims start (0 but in a batched replay).
-    base: usize,
-    /// The most victims this call may name: 256, or 128 in a batched replay.
-    room: usize,
 }
 
 impl<'a> Victims<'a> {
     /// Wraps a victim array (used by the generated code and by tests).
     pub fn new(buf: &'a mut [u64; abi::EVICT_BUF_KEYS]) -> Self {
-        Victims {
-            buf,
-            n: 0,
-            base: 0,
-            room: abi::EVICT_BUF_KEYS,
-        }
-    }
-
-    /// A victim array with room for `room` victims at its start.
-    pub(crate) fn with_room(buf: &'a mut [u64; abi::EVICT_BUF_KEYS], room: usize) -> Self {
-        Victims {
-            room: room.min(abi::EVICT_BUF_KEYS),
-            ..Self::new(buf)
-        }
-    }
-
-    /// The next block of a batched replay: its victims start here.
-    pub(crate) fn next_block(&mut self) {
-        self.base = self.n;
-    }
-
-    /// Victims written in this call, every block's (what the host reads).
-    pub(crate) fn written(&self) -> usize {
-        self.n
+        Victims { buf, n: 0 }
     }
 
     /// Names `key` a victim. Panics (a trap: the host disables the plugin, which has
-    /// forgotten blocks it cannot hand back) past the call's room, 256 victims (in a batched
-    /// replay, the 128 less those the call's earlier blocks named, at least 64): check
+    /// forgotten blocks it cannot hand back) past 256 victims in one call: check
     /// [`is_full`](Victims::is_full) when a call can evict more.
     pub fn push(&mut self, key: u64) {
-        assert!(self.n < self.room, "more victims than one call may name");
+        assert!(
+            self.n < abi::EVICT_BUF_KEYS,
+            "more than 256 victims in one call"
+        );
         self.buf[self.n] = key.to_le();
         self.n += 1;
     }
 
     /// Names victims from `next` until there are `need`, or `next` has none.
     pub fn fill(&mut self, need: usize, mut next: impl FnMut() -> Option<u64>) {
-        while self.len() < need {
+        while self.n < need {
             match next() {
                 Some(k) => self.push(k),
                 None => break,
@@ -457,20 +426,20 @@ impl<'a> Victims<'a> {
         }
     }
 
-    /// Whether the call's room is taken (see [`push`](Victims::push)): a policy that evicts
+    /// Whether 256 victims were named, the most one call can return: a policy that evicts
     /// more at once keeps the rest and names them at its next call.
     pub fn is_full(&self) -> bool {
-        self.n >= self.room
+        self.n == abi::EVICT_BUF_KEYS
     }
 
-    /// Victims named so far (for this block).
+    /// Victims named so far.
     pub fn len(&self) -> usize {
-        self.n - self.base
+        self.n
     }
 
-    /// Whether none was named (for this block).
+    /// Whether none was named.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.n == 0
     }
 
     /// The whole buffer, little-endian, victims or not (the generated code reads the hits
@@ -479,9 +448,9 @@ impl<'a> Victims<'a> {
         self.buf
     }
 
-    /// The victims named (for this block), in order.
+    /// The victims named, in order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.buf[self.base..self.n].iter().map(|k| u64::from_le(*k))
+        self.buf[..self.n].iter().map(|k| u64::from_le(*k))
     }
 }
 
@@ -655,41 +624,13 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "more victims than one call may name")]
+    #[should_panic(expected = "more than 256 victims")]
     fn victims_cap_at_256() {
         let mut buf = [0u64; abi::EVICT_BUF_KEYS];
         let mut v = Victims::new(&mut buf);
         for k in 0..=256 {
             v.push(k);
         }
-    }
-
-    #[test]
-    #[should_panic(expected = "more victims than one call may name")]
-    fn a_seeds_victims_have_half_the_room() {
-        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
-        let mut v = Victims::with_room(&mut buf, abi::EVICT_SEED_KEYS);
-        for k in 0..128 {
-            assert!(!v.is_full());
-            v.push(k);
-        }
-        assert!(v.is_full());
-        v.push(128);
-    }
-
-    #[test]
-    fn each_block_of_a_batched_replay_sees_its_own_victims() {
-        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
-        let mut v = Victims::with_room(&mut buf, abi::EVICT_SEED_KEYS);
-        let mut first = 1..;
-        v.fill(2, || first.next());
-        assert_eq!((v.len(), v.written()), (2, 2));
-        v.next_block();
-        assert!(v.is_empty());
-        let mut next = 10..;
-        v.fill(3, || next.next());
-        assert!(v.iter().eq([10, 11, 12]));
-        assert_eq!((v.len(), v.written()), (3, 5));
     }
 
     #[test]
