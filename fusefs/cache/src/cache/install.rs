@@ -3,7 +3,7 @@
 //!
 //! A new eviction policy must be told every resident block before it can name a victim: a
 //! replay of `kplug_evict_insert`, one hook call per block, or up to 128 blocks a call to a
-//! plugin exporting `kplug_evict_seed` (ABI 1.9: a third of the replay's time).
+//! plugin exporting `kplug_evict_seed` (ABI 1.9: under half the replay's time).
 //! [`Prepared::new`] runs that replay from a snapshot of the resident keys, with no lock held
 //! around the core (the mount's cache mutex), so no reader waits for thousands of hook calls;
 //! [`CacheCore::install_prepared`] then tells the plugin about the few blocks that came or
