@@ -817,14 +817,20 @@ impl<V> CacheCore<V> {
     /// Evicts the victims the batched (ABI 1.4) eviction plugin returned from its last
     /// calls, each checked resident (which also refuses one named twice); one that is not
     /// is an `InvalidAnswer` fault, and the built-in takes over from the blocks left.
+    /// The check runs after every hit and miss, so it is kept inline and the eviction out of
+    /// line: a plugin's victims come back only on a miss or a full batch of hits.
     #[inline]
     fn evict_returned(&mut self) {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return;
         };
-        if !self.plugins.peek(slot).has_victims() {
-            return;
+        if self.plugins.peek(slot).has_victims() {
+            self.evict_plugin_victims(slot);
         }
+    }
+
+    #[inline(never)]
+    fn evict_plugin_victims(&mut self, slot: usize) {
         let mut victims = std::mem::take(&mut self.victims);
         let hook = self.plugins.get(slot).take_victims(&mut victims);
         let mut bad = None;

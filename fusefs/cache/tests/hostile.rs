@@ -854,6 +854,34 @@ fn a_plugin_by_handle_gets_its_handles_back_and_its_hits_with_the_miss() {
 }
 
 #[test]
+fn hits_and_victims_pass_while_the_plugin_grows_its_memory() {
+    // The host keeps the key buffer's address for the instance's life (the engine's memories
+    // never move); a plugin growing its memory on every miss (64 KiB each, 12 MiB in all)
+    // still gets each hit's handle (checked by the fixture) and hands back the right victims.
+    on_both_tiers(|| {
+        let grow = "(if (i32.lt_s (memory.grow (i32.const 1)) (i32.const 0)) (then unreachable))";
+        let text = handle_fifo(&[("{MISS}", grow)]);
+        let plugin = load(&text, 4);
+        let status = plugin.status();
+        let mut core = core_with(plugin, ev());
+        for round in 0..48u64 {
+            let base = round * 10;
+            for k in base..base + 4 {
+                assert!(!core.request(k, || ()));
+            }
+            for i in 0..9 {
+                assert!(core.request(base + i % 4, || ()), "round {round}");
+            }
+        }
+        assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+        assert_eq!(status.state(), PluginState::Active);
+        // FIFO: the last four in (least recently used first), every earlier block named a
+        // victim in its turn.
+        assert_eq!(core.resident_keys(), vec![471, 472, 473, 470]);
+    });
+}
+
+#[test]
 fn a_plugin_by_handle_swapped_in_knows_the_blocks_by_their_handles() {
     // The replay of the resident blocks gives each its handle; so does the catch-up of the
     // blocks that came after the snapshot (install_prepared).

@@ -231,7 +231,11 @@ impl PluginEngine {
                 // swap's instantiation paid (`cargo bench -p kplug-cache --bench hook_call --
                 // instance/`: instantiate and drop of the SDK LRU 42.4 -> 28.9 us). The copy
                 // is bounded by the module's size.
-                .memory_init_cow(false);
+                .memory_init_cow(false)
+                // A linear memory never relocates when it grows (a 32-bit memory fits the
+                // default 4 GiB reservation, so this only makes it a guarantee): the host keeps
+                // the eviction key buffer's address for the instance's life (`keybuf.rs`).
+                .memory_may_move(false);
             // For `perf`: the plugins' machine code named in /tmp/perf-PID.map (docs/benchmarks.md).
             if std::env::var_os("KPLUGFS_WASM_PERFMAP").is_some_and(|v| v == "1") {
                 c.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -918,6 +922,19 @@ mod tests {
       (memory (export "memory") 1)
       (func (export "kplug_abi_version") (result i32) i32.const 0x10000)
       (func (export "kplug_admit") (param i64 i64 i64) (result i32) i32.const 1))"#;
+
+    #[test]
+    fn linear_memories_never_move() {
+        // `keybuf.rs` keeps an address inside a plugin's memory for the instance's life.
+        let e = PluginEngine::new(EngineConfig {
+            baseline_tier: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!e.inner.engine.get_memory_may_move());
+        let baseline = e.inner.baseline.as_ref().expect("baseline tier");
+        assert!(!baseline.engine.get_memory_may_move());
+    }
 
     #[test]
     fn the_engine_compiles_a_module_once() {

@@ -34,6 +34,7 @@ use crate::budget::SlowBudget;
 use crate::engine::{CompiledPlugin, EvictionAbi, PluginEngine};
 use crate::error::{Fault, LoadError};
 use crate::figures::Figures;
+use crate::keybuf::KeyBuf;
 use crate::state::{HostState, on_deadline, thread_cpu_ns};
 use crate::status::{PluginStatus, StatusHandle};
 use crate::text::one_line;
@@ -86,6 +87,8 @@ struct BatchedEviction {
     hits: TypedFunc<i32, i32>,
     /// Address of the key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
     buf: usize,
+    /// The same buffer, resolved once for the miss path's accesses.
+    keys: KeyBuf,
     hit_batch: usize,
     /// `kplug_evict_seed(n)` (1.9, optional): the load's replay in batches.
     seed: Option<TypedFunc<i32, i64>>,
@@ -262,6 +265,7 @@ fn load_batched_eviction(
         bytes,
         "key buffer",
     )?;
+    let keys = KeyBuf::new(memory, &*store, buf, bytes).expect("checked by ask_buffer");
     let hit_batch = ask_i32(instance, store, &exp::EVICT_HIT_BATCH)?;
     if !(1..=abi::EVICT_BUF_KEYS as i32).contains(&hit_batch) {
         return Err(LoadError::Fault {
@@ -299,6 +303,7 @@ fn load_batched_eviction(
             .get_typed_func(&mut *store, hits)
             .map_err(inst_err)?,
         buf,
+        keys,
         hit_batch: hit_batch as usize,
         seed: match instance.get_export(&mut *store, exp::EVICT_SEED.name) {
             Some(_) => Some(
@@ -968,7 +973,7 @@ impl Plugin {
             BatchedCalls::Handles { miss, .. } => {
                 let hits = b.pending.len();
                 if hits > 0 {
-                    write_keys(&self.memory, &mut self.rt.store, b.buf, &b.pending);
+                    b.keys.write(&mut self.rt.store, &b.pending);
                     b.pending.clear();
                 }
                 let r = self.rt.call(
@@ -987,7 +992,7 @@ impl Plugin {
         let range = need as usize..=abi::EVICT_BUF_KEYS;
         match usize::try_from(n).ok().filter(|n| range.contains(n)) {
             Some(n) => {
-                read_keys(&self.memory, &self.rt.store, b.buf, n, &mut b.victims);
+                b.keys.read(&self.rt.store, n, &mut b.victims);
                 b.victims_from = hook;
                 Ok(handle)
             }
@@ -1081,7 +1086,7 @@ impl Plugin {
             return Ok(());
         }
         let n = b.pending.len();
-        write_keys(&self.memory, &mut self.rt.store, b.buf, &b.pending);
+        b.keys.write(&mut self.rt.store, &b.pending);
         b.pending.clear();
         let hook = match b.calls {
             BatchedCalls::Keys { .. } => exp::EVICT_HITS.name,
@@ -1094,7 +1099,7 @@ impl Plugin {
         {
             Some(m) => {
                 if m > 0 {
-                    read_keys(&self.memory, &self.rt.store, b.buf, m, &mut b.victims);
+                    b.keys.read(&self.rt.store, m, &mut b.victims);
                     b.victims_from = hook;
                 }
                 Ok(())

@@ -29,6 +29,7 @@ mod globs;
 pub mod hash;
 mod imports;
 mod instance;
+mod keybuf;
 mod limiter;
 pub mod modcache;
 pub mod names;

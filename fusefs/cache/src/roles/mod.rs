@@ -46,6 +46,7 @@ impl PluginSlots {
             .expect("role adapter points at a live plugin slot")
     }
 
+    #[inline]
     pub(crate) fn peek(&self, slot: usize) -> &Plugin {
         self.slots[slot]
             .as_ref()

@@ -1,0 +1,92 @@
+//! The eviction key buffer as the host sees it: the place in a plugin's linear memory where,
+//! on every miss, the host writes the hits waiting and reads the victims named.
+//!
+//! Through wasmtime's safe API each access resolves the memory again (`Memory::data`: the
+//! store's instance, its offsets, the vmctx's memory pointer, the memory's definition, five
+//! dependent loads), twice a miss: about a tenth of what a `CacheCore` miss with the SDK LRU
+//! costs the host outside the plugin (`perf annotate` of `Plugin::evict_miss` under
+//! `cargo bench -p kplug-cache --bench hook_call -- core/requests_wasm_sdk_lru`). A
+//! [`KeyBuf`] resolves the buffer's address once, at load, and keeps it. That is sound
+//! because:
+//!
+//! 1. the address stays inside the memory: the buffer was checked to lie within it at load,
+//!    and a linear memory never shrinks;
+//! 2. the memory never moves: every engine is built with `memory_may_move(false)`
+//!    (`engine.rs`), so growing it never relocates the base the address was taken from; it
+//!    is freed only with the store, which the `Plugin` owning this `KeyBuf` owns too;
+//! 3. nothing else touches those bytes while the host does: each access borrows the store
+//!    (mutably to write), so no wasm code runs and no slice of the memory from
+//!    `Memory::data` is alive meanwhile; the wasm guest is single-threaded (no shared
+//!    memories: the engine turns threads off).
+//!
+//! Only the hot path's two accesses go through it (`evict_miss`, `flush_hits`); the rest use
+//! the safe API.
+
+use std::ptr::NonNull;
+
+use wasmtime::{Memory, Store};
+
+use crate::state::HostState;
+
+/// `len` bytes at a fixed place in one plugin's linear memory (see the module docs).
+pub(crate) struct KeyBuf {
+    at: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `KeyBuf` is an address inside the linear memory of the store it travels with (the
+// same `Plugin`), used only while that store is borrowed; moving both to another thread
+// moves the memory's only users with them.
+unsafe impl Send for KeyBuf {}
+
+impl KeyBuf {
+    /// The `len` bytes at `at` of `memory`, which belongs to `store`; `None` if they do not
+    /// lie inside it.
+    pub(crate) fn new(
+        memory: &Memory,
+        store: &Store<HostState>,
+        at: usize,
+        len: usize,
+    ) -> Option<Self> {
+        if at.checked_add(len)? > memory.data_size(store) {
+            return None;
+        }
+        // wasmtime's raw base pointer (no reference to the memory is made: the bytes are the
+        // guest's, which writes them through the same base).
+        let base = memory.data_ptr(store);
+        // SAFETY: `at + len` is within the memory, checked above.
+        NonNull::new(unsafe { base.add(at) }).map(|at| KeyBuf { at, len })
+    }
+
+    /// Writes `keys` little-endian at the start of the buffer. Panics if they do not fit.
+    #[inline]
+    pub(crate) fn write(&self, _store: &mut Store<HostState>, keys: &[u64]) {
+        let bytes = keys.len() * 8;
+        assert!(
+            bytes <= self.len,
+            "{} keys overflow the key buffer",
+            keys.len()
+        );
+        // SAFETY: in bounds (checked above, and at `new`), and the store borrowed mutably
+        // means no other access to the memory (module docs, 3). Byte copies: no alignment.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr(), bytes) };
+        for (d, k) in dst.chunks_exact_mut(8).zip(keys) {
+            d.copy_from_slice(&k.to_le_bytes());
+        }
+    }
+
+    /// Appends the first `n` little-endian keys of the buffer to `out`. Panics if the buffer
+    /// holds fewer.
+    #[inline]
+    pub(crate) fn read(&self, _store: &Store<HostState>, n: usize, out: &mut Vec<u64>) {
+        let bytes = n * 8;
+        assert!(bytes <= self.len, "{n} keys overflow the key buffer");
+        // SAFETY: in bounds, and the store borrowed means no wasm code writes meanwhile
+        // (module docs, 3).
+        let src = unsafe { std::slice::from_raw_parts(self.at.as_ptr(), bytes) };
+        out.extend(
+            src.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        );
+    }
+}
