@@ -28,7 +28,9 @@ use wasmtime::{Memory, Store};
 
 use crate::state::HostState;
 
-/// `len` bytes at a fixed place in one plugin's linear memory (see the module docs).
+/// `len` bytes at a fixed place in one plugin's linear memory (see the module docs). Its
+/// methods take the store it was made from (the `Plugin` that owns both passes it): that
+/// borrow is what keeps the guest from running meanwhile.
 pub(crate) struct KeyBuf {
     at: NonNull<u8>,
     len: usize,
