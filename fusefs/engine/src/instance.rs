@@ -85,9 +85,7 @@ enum EvictionFns {
 struct BatchedEviction {
     calls: BatchedCalls,
     hits: TypedFunc<i32, i32>,
-    /// Address of the key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
-    buf: usize,
-    /// The same buffer, resolved once for the miss path's accesses.
+    /// The key buffer ([`abi::EVICT_BUF_KEYS`] keys), checked at load.
     keys: KeyBuf,
     hit_batch: usize,
     /// `kplug_evict_seed(n)` (1.9, optional): the load's replay in batches.
@@ -302,7 +300,6 @@ fn load_batched_eviction(
         hits: instance
             .get_typed_func(&mut *store, hits)
             .map_err(inst_err)?,
-        buf,
         keys,
         hit_batch: hit_batch as usize,
         seed: match instance.get_export(&mut *store, exp::EVICT_SEED.name) {
@@ -318,26 +315,6 @@ fn load_batched_eviction(
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
     }))
-}
-
-/// Writes `keys` little-endian at `buf` of the plugin's memory (at most
-/// [`abi::EVICT_BUF_KEYS`]: the buffer, checked at load, holds them; memory never shrinks).
-fn write_keys(memory: &Memory, store: &mut Store<HostState>, buf: usize, keys: &[u64]) {
-    let mem = &mut memory.data_mut(store)[buf..buf + keys.len() * 8];
-    for (dst, k) in mem.chunks_exact_mut(8).zip(keys) {
-        dst.copy_from_slice(&k.to_le_bytes());
-    }
-}
-
-/// Appends the `n` little-endian keys at `buf` of the plugin's memory (in bounds: the buffer
-/// was checked at load and memory never shrinks) to `out`.
-fn read_keys(memory: &Memory, store: &Store<HostState>, buf: usize, n: usize, out: &mut Vec<u64>) {
-    let bytes = &memory.data(store)[buf..buf + n * 8];
-    out.extend(
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
-    );
 }
 
 /// A loaded plugin instance, ready to be installed into a [`crate::CacheCore`].
@@ -1040,7 +1017,7 @@ impl Plugin {
             });
         };
         let n = keys.len().min(b.seed_batch);
-        write_keys(&self.memory, &mut self.rt.store, b.buf, &keys[..n]);
+        b.keys.write(&mut self.rt.store, &keys[..n]);
         let cpu = thread_cpu_ns();
         let r = self.rt.call(hook, seed, n as i32, told + n as u64)? as u64;
         if thread_cpu_ns().saturating_sub(cpu) > SEED_CALL_CPU_NS {
@@ -1056,20 +1033,15 @@ impl Plugin {
                 )),
             });
         }
-        let mem = self.memory.data(&self.rt.store);
         match b.calls {
             BatchedCalls::Handles { .. } => {
-                let at = b.buf + abi::EVICT_SEED_HANDLES_AT;
-                handles.extend(
-                    mem[at..at + 4 * taken]
-                        .chunks_exact(4)
-                        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
-                );
+                b.keys
+                    .read_u32s(&self.rt.store, abi::EVICT_SEED_HANDLES_AT, taken, handles)
             }
             BatchedCalls::Keys { .. } => handles.extend(std::iter::repeat_n(0, taken)),
         }
         if victims > 0 {
-            read_keys(&self.memory, &self.rt.store, b.buf, victims, &mut b.victims);
+            b.keys.read(&self.rt.store, victims, &mut b.victims);
             b.victims_from = hook;
         }
         Ok(taken)

@@ -19,8 +19,8 @@
 //!    `Memory::data` is alive meanwhile; the wasm guest is single-threaded (no shared
 //!    memories: the engine turns threads off).
 //!
-//! Only the hot path's two accesses go through it (`evict_miss`, `flush_hits`); the rest use
-//! the safe API.
+//! Every access to the eviction key buffer goes through it (the miss path's, and a load's
+//! replay in batches, ABI 1.9).
 
 use std::ptr::NonNull;
 
@@ -89,6 +89,28 @@ impl KeyBuf {
         out.extend(
             src.chunks_exact(8)
                 .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        );
+    }
+
+    /// Appends the `n` little-endian `u32`s from byte `at` of the buffer to `out` (a seed's
+    /// handles). Panics if the buffer holds fewer.
+    pub(crate) fn read_u32s(
+        &self,
+        _store: &Store<HostState>,
+        at: usize,
+        n: usize,
+        out: &mut Vec<u32>,
+    ) {
+        let end = at + n * 4;
+        assert!(
+            end <= self.len,
+            "{n} handles at {at} overflow the key buffer"
+        );
+        // SAFETY: as in `read`.
+        let src = unsafe { std::slice::from_raw_parts(self.at.as_ptr().add(at), n * 4) };
+        out.extend(
+            src.chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
         );
     }
 }
