@@ -84,35 +84,13 @@ pub mod __private {
         v.len() as i32
     }
 
-    /// `kplug_evict_hits`: each of the `n` hits in the buffer, oldest first (copied out
-    /// first: victims are written over them); the number of victims written.
+    /// `kplug_evict_hits`: each of the `n` hits in the buffer, oldest first; the number of
+    /// victims written.
     pub fn evict_hits<T: crate::Eviction>(p: &mut T, n: i32) -> i32 {
         // SAFETY: the only reference to the buffer during this export.
         let mut v = crate::Victims::new(unsafe { evict_keys() });
-        take_hits(&mut v, n, |k, v| p.hit(k, v));
+        v.take_hits(n.max(0) as usize, |k, v| p.hit(k, v));
         v.len() as i32
-    }
-
-    /// Calls `hit` with each of the first `n` entries of the buffer behind `v` (which has
-    /// named no victim yet), oldest first, after copying them out: victims are written over
-    /// them. Only the `n` entries are copied (a zeroed 2 KiB array per call was a
-    /// `memory.fill`, a call out of the plugin, on every batch).
-    #[inline]
-    fn take_hits(
-        v: &mut crate::Victims<'_>,
-        n: i32,
-        mut hit: impl FnMut(u64, &mut crate::Victims<'_>),
-    ) {
-        use core::mem::MaybeUninit;
-        let n = (n.max(0) as usize).min(kplug_abi::EVICT_BUF_KEYS);
-        let mut hits = [MaybeUninit::<u64>::uninit(); kplug_abi::EVICT_BUF_KEYS];
-        for (dst, k) in hits[..n].iter_mut().zip(v.entries()) {
-            dst.write(*k);
-        }
-        for h in &hits[..n] {
-            // SAFETY: the first `n` were written just above.
-            hit(u64::from_le(unsafe { h.assume_init() }), v);
-        }
     }
 
     /// `kplug_evict_handle_miss` (1.8): the `hits` handles in the buffer, then `evict` (the
@@ -126,7 +104,7 @@ pub mod __private {
         // SAFETY: the only reference to the buffer during this export.
         let mut v = crate::Victims::new(unsafe { evict_keys() });
         if hits > 0 {
-            take_hits(&mut v, hits, |h, v| p.hit(h as u32, v));
+            v.take_hits(hits as usize, |h, v| p.hit(h as u32, v));
         }
         p.evict(key as u64, need.max(0) as usize, &mut v);
         let handle = p.insert(key as u64);
@@ -138,7 +116,7 @@ pub mod __private {
     pub fn evict_handle_hits<T: crate::HandleEviction>(p: &mut T, n: i32) -> i32 {
         // SAFETY: the only reference to the buffer during this export.
         let mut v = crate::Victims::new(unsafe { evict_keys() });
-        take_hits(&mut v, n, |h, v| p.hit(h as u32, v));
+        v.take_hits(n.max(0) as usize, |h, v| p.hit(h as u32, v));
         v.len() as i32
     }
 

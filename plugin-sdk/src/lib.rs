@@ -73,6 +73,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+use core::mem::MaybeUninit;
+
 #[cfg(feature = "alloc")]
 mod collections;
 mod export;
@@ -393,27 +395,83 @@ pub trait HandleEviction {
 
 /// The victims of one eviction call, written where the host reads them (at most
 /// [`abi::EVICT_BUF_KEYS`]).
+///
+/// The host writes a call's hits at the start of the same buffer, and the generated code
+/// reads them in place: a victim named while hits are still unread would be written over
+/// one, so the first such victim copies the unread hits aside first (the common case, a
+/// policy naming no victim on a hit, copies nothing: copying every batch out was a
+/// `memory.copy`, a call out of the plugin, on every miss).
 pub struct Victims<'a> {
     buf: &'a mut [u64; abi::EVICT_BUF_KEYS],
     n: usize,
+    /// The hits not yet read are at `buf[unread..hits]`, or at `spill[unread..hits]`
+    /// once `spilled`.
+    unread: usize,
+    hits: usize,
+    spilled: bool,
+    spill: [MaybeUninit<u64>; abi::EVICT_BUF_KEYS],
 }
 
 impl<'a> Victims<'a> {
     /// Wraps a victim array (used by the generated code and by tests).
     pub fn new(buf: &'a mut [u64; abi::EVICT_BUF_KEYS]) -> Self {
-        Victims { buf, n: 0 }
+        Victims {
+            buf,
+            n: 0,
+            unread: 0,
+            hits: 0,
+            spilled: false,
+            spill: [MaybeUninit::uninit(); abi::EVICT_BUF_KEYS],
+        }
     }
 
     /// Names `key` a victim. Panics (a trap: the host disables the plugin, which has
     /// forgotten blocks it cannot hand back) past 256 victims in one call: check
     /// [`is_full`](Victims::is_full) when a call can evict more.
+    #[inline]
     pub fn push(&mut self, key: u64) {
         assert!(
             self.n < abi::EVICT_BUF_KEYS,
             "more than 256 victims in one call"
         );
+        if self.n < self.hits && self.n >= self.unread && !self.spilled {
+            self.spill_hits();
+        }
         self.buf[self.n] = key.to_le();
         self.n += 1;
+    }
+
+    /// Copies the unread hits aside before a victim is written over the first of them.
+    #[cold]
+    #[inline(never)]
+    fn spill_hits(&mut self) {
+        for i in self.unread..self.hits {
+            self.spill[i].write(self.buf[i]);
+        }
+        self.spilled = true;
+    }
+
+    /// Calls `hit` with each of the first `n` entries the host wrote in the buffer (the
+    /// call's hits, little-endian), oldest first, read in place unless a victim named
+    /// meanwhile would be written over them (see the type's docs). No victim may have been
+    /// named yet.
+    #[inline]
+    pub(crate) fn take_hits(&mut self, n: usize, mut hit: impl FnMut(u64, &mut Self)) {
+        debug_assert_eq!(self.n, 0);
+        let n = n.min(abi::EVICT_BUF_KEYS);
+        (self.unread, self.hits, self.spilled) = (0, n, false);
+        while self.unread < self.hits {
+            let i = self.unread;
+            let k = if self.spilled {
+                // SAFETY: `spill_hits` wrote every unread entry, this one among them.
+                unsafe { self.spill[i].assume_init() }
+            } else {
+                self.buf[i]
+            };
+            self.unread = i + 1;
+            hit(u64::from_le(k), self);
+        }
+        (self.unread, self.hits, self.spilled) = (0, 0, false);
     }
 
     /// Names victims from `next` until there are `need`, or `next` has none.
@@ -440,12 +498,6 @@ impl<'a> Victims<'a> {
     /// Whether none was named.
     pub fn is_empty(&self) -> bool {
         self.n == 0
-    }
-
-    /// The whole buffer, little-endian, victims or not (the generated code reads the hits
-    /// the host wrote there before any victim is named).
-    pub(crate) fn entries(&self) -> &[u64; abi::EVICT_BUF_KEYS] {
-        self.buf
     }
 
     /// The victims named, in order.
@@ -559,6 +611,7 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn numeric_parameters_are_checked() {
@@ -621,6 +674,42 @@ mod tests {
         // Asks for more than the policy has: stops at `None` (the host reports it).
         p.evict(10, 5, &mut v);
         assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn hits_read_in_place_survive_victims_named_on_hits() {
+        // Hits 100..100+n in the buffer; the hit callback names `per_hit` victims for each,
+        // written over the hits not yet read unless they were copied aside first.
+        for (n, per_hit) in [(0, 0), (5, 0), (5, 1), (5, 2), (7, 3), (256, 1), (3, 100)] {
+            let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+            for (i, k) in buf.iter_mut().take(n).enumerate() {
+                *k = (100 + i as u64).to_le();
+            }
+            let mut v = Victims::new(&mut buf);
+            let mut seen = Vec::new();
+            v.take_hits(n, |k, v| {
+                seen.push(k);
+                for j in 0..per_hit {
+                    if !v.is_full() {
+                        v.push(1000 * k + j);
+                    }
+                }
+            });
+            assert!(
+                seen.iter().copied().eq(100..100 + n as u64),
+                "{n} {per_hit}"
+            );
+            let want: Vec<u64> = (100..100 + n as u64)
+                .flat_map(|k| (0..per_hit).map(move |j| 1000 * k + j))
+                .take(abi::EVICT_BUF_KEYS)
+                .collect();
+            assert!(v.iter().eq(want.iter().copied()), "{n} {per_hit}");
+            // A victim named after the hits (the miss's) goes on after them.
+            if !v.is_full() {
+                v.push(7);
+                assert_eq!(v.iter().last(), Some(7));
+            }
+        }
     }
 
     #[test]
