@@ -19,6 +19,10 @@ mkdir -p fuzz/corpus/traces
 for f in traces/data/*; do
     [ -f "$f" ] && head -c 4096 "$f" > "fuzz/corpus/traces/seed-$(basename "$f")"
 done
+# A compressed seed, so that the readers' zstd path starts from a valid frame.
+if command -v zstd >/dev/null; then
+    head -c 4096 traces/data/cloudPhysicsIO.txt | zstd -q -c > fuzz/corpus/traces/seed-cloudPhysicsIO.txt.zst
+fi
 fail=0
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::Format;
+use crate::input::ZSTD_MAGIC;
 use crate::kplug::KPLUG_MAGIC;
 use crate::readers::vscsi;
 
@@ -12,11 +13,15 @@ pub(crate) const SNIFF_BYTES: usize = 8192;
 
 const CSV_HEADER: &[u8] = b"version,time,op,size,lbn";
 const SYSTOR_HEADER: &[u8] = b"Timestamp,Response,IOType,LUN,Offset,Size";
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-/// The format the file name suggests, if any.
+/// The format the file name suggests, if any (of a compressed trace, the name without its
+/// `.zst`).
 fn name_hint(path: &Path) -> Option<Format> {
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    let name = [".zst", ".zstd"]
+        .iter()
+        .find_map(|z| name.strip_suffix(z))
+        .unwrap_or(&name);
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
     match ext {
         "kplug" => Some(Format::Kplug),
@@ -38,7 +43,13 @@ pub(crate) fn detect(head: &[u8], complete: bool, path: &Path) -> Result<Format,
         return Ok(Format::Kplug);
     }
     if head.starts_with(&ZSTD_MAGIC) {
-        return Err("the file is zstd-compressed; decompress it first (zstd -d)".to_owned());
+        // The file's own zstd layer is decompressed as it is read (`input.rs`): this is a
+        // second one.
+        return Err(
+            "zstd-compressed data inside a zstd-compressed file; decompress one layer first \
+             (zstd -d)"
+                .to_owned(),
+        );
     }
     if head
         .iter()

@@ -2,7 +2,9 @@
 //!
 //! Detection looks at content first and at the file name only to break ties, because names lie
 //! more often than bytes (a `.csv` can be libCacheSim, MSR or SYSTOR; a `.bin` can be
-//! anything). Decisive content signals, in order: the kplug magic; a zstd frame (refused with
+//! anything). A zstd-compressed file is decompressed as it is read (`input.rs`) and its plain
+//! bytes are what detection sees; the name hint then ignores a `.zst` suffix. Decisive content
+//! signals, in order: the kplug magic; a zstd frame inside the file's own (refused with
 //! advice); for text, the csv or SYSTOR header line, an MSR-shaped first line, or lines made of
 //! digits only (txt, or lirs if any line is `*`, empty or CRLF-terminated, or the name says
 //! `.lirs`/`.trace`); for binary, the vscsi version probe that libCacheSim runs and an

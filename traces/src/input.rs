@@ -1,4 +1,4 @@
-//! A fixed-size read buffer shared by every reader.
+//! A fixed-size read buffer shared by every reader, decompressing zstd on the way.
 //!
 //! `BufReader` cannot be asked for "at least N bytes" (it refills only when empty), which the
 //! binary readers need to decode a record in place and the sniffer needs to look at the first
@@ -6,6 +6,14 @@
 //! to the front, and hands out slices: records and lines are parsed straight from the buffer,
 //! with no per-record allocation and no copy beyond the `read` itself. It also tracks the file
 //! offset of the next unread byte, which errors report.
+//!
+//! A zstd-compressed trace (libCacheSim's traces are distributed as `.zst`) is decompressed
+//! as it is read: [`Input::decompress_if_zstd`] looks at the first bytes, and from then on a
+//! refill decompresses (libzstd's streaming decoder, through the `zstd` crate) instead of
+//! copying, so every reader and the format sniffer see the plain bytes, streamed, never the
+//! whole file in memory. Frames one after another are read one after another, as `zstdcat`
+//! does; a stream that ends inside a frame is an error, not a short trace. Offsets are then
+//! into the decompressed bytes.
 
 use std::io::{self, Read};
 
@@ -21,9 +29,14 @@ pub(crate) enum LineError {
     TooLong,
 }
 
+/// The zstd magic number, the first four bytes of a zstd frame.
+pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// A refillable window over a `Read`.
 pub(crate) struct Input<R> {
     inner: R,
+    /// Set when the input is zstd-compressed: refills decompress through it.
+    zstd: Option<Box<Zstd>>,
     buf: Box<[u8]>,
     pos: usize,
     end: usize,
@@ -36,6 +49,7 @@ impl<R: Read> Input<R> {
     pub(crate) fn new(inner: R) -> Self {
         Input {
             inner,
+            zstd: None,
             buf: vec![0; CAPACITY].into_boxed_slice(),
             pos: 0,
             end: 0,
@@ -63,7 +77,12 @@ impl<R: Read> Input<R> {
                 self.end -= self.pos;
                 self.pos = 0;
             }
-            match self.inner.read(&mut self.buf[self.end..]) {
+            let dst = &mut self.buf[self.end..];
+            let read = match &mut self.zstd {
+                None => self.inner.read(dst),
+                Some(z) => z.read(&mut self.inner, dst),
+            };
+            match read {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n.min(self.buf.len() - self.end),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -77,6 +96,27 @@ impl<R: Read> Input<R> {
     #[inline]
     pub(crate) fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.end);
+    }
+
+    /// Decompresses the rest of the input if it starts with a zstd frame (see the module
+    /// docs); nothing may have been consumed yet. Whether it does.
+    pub(crate) fn decompress_if_zstd(&mut self) -> io::Result<bool> {
+        debug_assert_eq!((self.pos, self.base, self.zstd.is_none()), (0, 0, true));
+        if !self.fill(ZSTD_MAGIC.len())?.starts_with(&ZSTD_MAGIC) {
+            return Ok(false);
+        }
+        // What was read so far is compressed: it becomes the decoder's first input.
+        let mut z = Box::new(Zstd {
+            decoder: zstd::stream::raw::Decoder::new()?,
+            zbuf: vec![0; CAPACITY].into_boxed_slice(),
+            zpos: 0,
+            zend: self.end,
+            zeof: self.eof,
+            in_frame: false,
+        });
+        z.zbuf[..self.end].copy_from_slice(&self.buf[..self.end]);
+        (self.zstd, self.end, self.eof) = (Some(z), 0, false);
+        Ok(true)
     }
 
     /// File offset of the next unread byte.
@@ -114,5 +154,59 @@ impl<R: Read> Input<R> {
             line = rest;
         }
         Ok(Some(line))
+    }
+}
+
+/// The decompressing side of an [`Input`] over a zstd stream.
+struct Zstd {
+    decoder: zstd::stream::raw::Decoder<'static>,
+    /// Compressed bytes read and not yet decompressed: `zbuf[zpos..zend]`.
+    zbuf: Box<[u8]>,
+    zpos: usize,
+    zend: usize,
+    /// The compressed input has ended.
+    zeof: bool,
+    /// The decoder is inside a frame (it has not seen the last frame's end).
+    in_frame: bool,
+}
+
+impl Zstd {
+    /// Decompresses into `out` (not empty), reading compressed bytes from `inner` as needed;
+    /// 0 only at the end of the stream, after a whole frame.
+    fn read<R: Read>(&mut self, inner: &mut R, out: &mut [u8]) -> io::Result<usize> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        loop {
+            if self.zpos == self.zend && !self.zeof {
+                let n = loop {
+                    match inner.read(&mut self.zbuf) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                };
+                (self.zpos, self.zend, self.zeof) = (0, n, n == 0);
+            }
+            if self.zpos == self.zend && self.zeof {
+                if self.in_frame {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the zstd stream ends inside a frame (a truncated file?)",
+                    ));
+                }
+                return Ok(0);
+            }
+            let mut src = InBuffer::around(&self.zbuf[self.zpos..self.zend]);
+            let mut dst = OutBuffer::around(&mut *out);
+            let hint = self
+                .decoder
+                .run(&mut src, &mut dst)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+            self.zpos += src.pos();
+            // 0: a frame has just ended (the next bytes, if any, start another).
+            self.in_frame = hint != 0;
+            if dst.pos() > 0 {
+                return Ok(dst.pos());
+            }
+        }
     }
 }

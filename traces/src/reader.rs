@@ -5,7 +5,8 @@
 //! Construction reads and checks whatever header the format has (csv/systor header line, kplug
 //! header, vscsi version probe), so `open` fails early on a file of the wrong kind. With
 //! `Format::Auto` the first 8 KiB are sniffed (see [`crate::Format`]) from the same buffer the
-//! reader then consumes, so detection works on pipes too.
+//! reader then consumes, so detection works on pipes too. A zstd-compressed input, whatever its
+//! format, is decompressed as it is read (`input.rs`).
 
 use std::{
     fs::File,
@@ -106,6 +107,7 @@ impl<R: Read> TraceReader<R> {
             ));
         }
         let mut input = Input::new(reader);
+        input.decompress_if_zstd().map_err(|e| io_err(&file, e))?;
         let format = match opts.format {
             Format::Auto => {
                 let head = input.fill(SNIFF_BYTES).map_err(|e| io_err(&file, e))?;

@@ -214,11 +214,68 @@ fn auto_detection_refuses_what_it_cannot_tell() {
         .unwrap()
         .to_string();
     assert!(err.contains("hello,world"), "{err}");
+    // A zstd frame cut inside its header: an error naming zstd, not an empty trace.
     let err = TraceReader::new(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0][..], "t.zst", Format::Auto)
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("zstd"), "{err}");
+    assert!(err.contains("t.zst") && err.contains("zstd"), "{err}");
+}
+
+/// The compressed bytes of `plain` at `level`, as the `zstd` tool writes them.
+fn zstd(plain: &[u8], level: i32) -> Vec<u8> {
+    zstd::encode_all(plain, level).unwrap()
+}
+
+#[test]
+fn zstd_compressed_traces_read_as_their_plain_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format) in CLOUD {
+        let plain = std::fs::read(data(name)).unwrap();
+        let want = read_all(name, format);
+        // Named as libCacheSim names its traces, detected from the plain bytes; and with
+        // the format given.
+        let path = dir.path().join(format!("{name}.zst"));
+        std::fs::write(&path, zstd(&plain, 19)).unwrap();
+        for f in [Format::Auto, format] {
+            let got: Vec<Request> = open(&path, f).unwrap().collect::<Result<_, _>>().unwrap();
+            assert!(got == want, "{name} as {f}");
+        }
+        // Two frames one after another (split inside a record: the frames are bytes, not
+        // records) are one trace, streamed from a reader that is not a file.
+        let (a, b) = plain.split_at(plain.len() / 2 + 7);
+        let two = [zstd(a, 1), zstd(b, 3)].concat();
+        let got: Vec<Request> = TraceReader::new(&two[..], name, Format::Auto)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(got == want, "{name} in two frames");
+        // Cut inside the second frame: the first frame's requests, then an error, never a
+        // shorter trace that looks whole.
+        let cut = &two[..two.len() - 100];
+        let r: Result<Vec<Request>, _> = TraceReader::new(cut, name, format).unwrap().collect();
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.contains("zstd") && err.contains("inside a frame"),
+            "{name}: {err}"
+        );
+    }
+    // Compressed twice: said so.
+    let plain = std::fs::read(data("cloudPhysicsIO.txt")).unwrap();
+    let twice = zstd(&zstd(&plain, 1), 1);
+    let err = TraceReader::new(&twice[..], "t.txt.zst.zst", Format::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("decompress one layer first"), "{err}");
+    // Bytes that are not a zstd frame after a whole one: the decoder's error, with the name.
+    let mut junk = zstd(&plain, 1);
+    junk.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 0, 1, 2, 3]);
+    let r: Result<Vec<Request>, _> = TraceReader::new(&junk[..], "j.txt.zst", Format::Txt)
+        .unwrap()
+        .collect();
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("j.txt.zst") && err.contains("zstd"), "{err}");
 }
 
 #[test]

@@ -14,7 +14,8 @@ pub struct SimCmd {
     /// The trace file.
     #[arg(long)]
     trace: PathBuf,
-    /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug.
+    /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug. A
+    /// zstd-compressed trace (.zst) is decompressed as it is read, whatever the format.
     #[arg(long, default_value = "auto")]
     format: kplug_traces::Format,
     /// Policies, comma-separated: a built-in plugin name, a path to a .wasm file, or

@@ -1,5 +1,6 @@
 //! `kplugfs trace info` and `kplugfs trace convert` through the binary, on the real traces of
-//! `traces/data/` (replay needs a mount: tests/tests/trace_replay.rs).
+//! `traces/data/` (replay needs a mount: tests/tests/trace_replay.rs), and `kplugfs sim` on a
+//! compressed one.
 
 mod common;
 use common::ok;
@@ -107,6 +108,63 @@ fn info_errors_name_the_problem() {
         String::from_utf8_lossy(&out.stderr).contains("cannot tell the trace format"),
         "{out:?}"
     );
+}
+
+/// A trace compressed as libCacheSim distributes its traces (`NAME.oracleGeneral.zst`) is
+/// read as its plain bytes by `trace info` and `sim`, detected by content and name.
+#[test]
+fn zstd_compressed_traces_give_what_the_plain_ones_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = data("cloudPhysicsIO.oracleGeneral.bin");
+    let zst = tmp(&dir, "cloudPhysicsIO.oracleGeneral.zst");
+    let bytes = std::fs::read(&plain).unwrap();
+    std::fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+    assert!(std::fs::metadata(&zst).unwrap().len() < bytes.len() as u64 / 2);
+    same_except(&info_json(&plain, &[]), &info_json(&zst, &[]), &["file"]);
+    let sim = |trace: &str| -> Vec<serde_json::Value> {
+        let out = ok(&kplugfs(&[
+            "sim",
+            "--trace",
+            trace,
+            "--policy",
+            "lru,arc",
+            "--cache-size",
+            "0.01,0.1",
+            "--json",
+            "--jobs",
+            "1",
+        ]));
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (sim(&plain), sim(&zst));
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert!(a["misses"].as_u64().unwrap() > 0, "{a}");
+        same_except(a, b, &["seconds", "requests_per_sec", "trace"]);
+    }
+    // Cut short: an error naming the file, no figures.
+    let cut = tmp(&dir, "cut.oracleGeneral.zst");
+    let z = std::fs::read(&zst).unwrap();
+    std::fs::write(&cut, &z[..z.len() / 2]).unwrap();
+    let out = kplugfs(&[
+        "sim",
+        "--trace",
+        &cut,
+        "--policy",
+        "lru",
+        "--cache-size",
+        "0.1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cut.oracleGeneral.zst") && err.contains("zstd"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("lru"));
 }
 
 fn same_except(a: &serde_json::Value, b: &serde_json::Value, except: &[&str]) {

@@ -52,7 +52,8 @@ pub enum TraceCommand {
     Info {
         /// The trace file.
         trace: PathBuf,
-        /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug.
+        /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug. A
+        /// zstd-compressed trace (.zst) is decompressed as it is read, whatever the format.
         #[arg(long, default_value = "auto")]
         format: Format,
         /// One JSON object (every TraceInfo field, plus file, format and skipped).
@@ -91,7 +92,8 @@ pub enum TraceCommand {
         /// hit ratio).
         #[arg(long)]
         mount: PathBuf,
-        /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug.
+        /// Trace format: auto, txt, lirs, csv, vscsi, oracle, msr, systor, kplug. A
+        /// zstd-compressed trace (.zst) is decompressed as it is read, whatever the format.
         #[arg(long, default_value = "auto")]
         format: Format,
         /// Scratch files the trace's blocks are spread over.
