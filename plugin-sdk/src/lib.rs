@@ -611,7 +611,6 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
 
     #[test]
     fn numeric_parameters_are_checked() {
@@ -686,9 +685,10 @@ mod tests {
                 *k = (100 + i as u64).to_le();
             }
             let mut v = Victims::new(&mut buf);
-            let mut seen = Vec::new();
+            let (mut seen, mut seen_n) = ([0u64; abi::EVICT_BUF_KEYS], 0);
             v.take_hits(n, |k, v| {
-                seen.push(k);
+                seen[seen_n] = k;
+                seen_n += 1;
                 for j in 0..per_hit {
                     if !v.is_full() {
                         v.push(1000 * k + j);
@@ -696,14 +696,13 @@ mod tests {
                 }
             });
             assert!(
-                seen.iter().copied().eq(100..100 + n as u64),
+                seen[..seen_n].iter().copied().eq(100..100 + n as u64),
                 "{n} {per_hit}"
             );
-            let want: Vec<u64> = (100..100 + n as u64)
+            let want = (100..100 + n as u64)
                 .flat_map(|k| (0..per_hit).map(move |j| 1000 * k + j))
-                .take(abi::EVICT_BUF_KEYS)
-                .collect();
-            assert!(v.iter().eq(want.iter().copied()), "{n} {per_hit}");
+                .take(abi::EVICT_BUF_KEYS);
+            assert!(v.iter().eq(want), "{n} {per_hit}");
             // A victim named after the hits (the miss's) goes on after them.
             if !v.is_full() {
                 v.push(7);

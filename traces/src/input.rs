@@ -102,7 +102,11 @@ impl<R: Read> Input<R> {
     /// docs); nothing may have been consumed yet. Whether it does.
     pub(crate) fn decompress_if_zstd(&mut self) -> io::Result<bool> {
         debug_assert_eq!((self.pos, self.base, self.zstd.is_none()), (0, 0, true));
-        if !self.fill(ZSTD_MAGIC.len())?.starts_with(&ZSTD_MAGIC) {
+        let head = self.fill(ZSTD_MAGIC.len())?;
+        // A zstd frame, or a skippable frame (magic 0x184D2A5?, which `pzstd` writes first).
+        let skippable =
+            head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+        if !head.starts_with(&ZSTD_MAGIC) && !skippable {
             return Ok(false);
         }
         // What was read so far is compressed: it becomes the decoder's first input.
@@ -184,7 +188,7 @@ impl Zstd {
                         Err(e) => return Err(e),
                     }
                 };
-                (self.zpos, self.zend, self.zeof) = (0, n, n == 0);
+                (self.zpos, self.zend, self.zeof) = (0, n.min(self.zbuf.len()), n == 0);
             }
             if self.zpos == self.zend && self.zeof {
                 if self.in_frame {

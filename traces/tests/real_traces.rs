@@ -260,6 +260,15 @@ fn zstd_compressed_traces_read_as_their_plain_bytes() {
             "{name}: {err}"
         );
     }
+    // A skippable frame first (as `pzstd` writes one): skipped, detected by content.
+    let plain = std::fs::read(data("cloudPhysicsIO.txt")).unwrap();
+    let mut skip = vec![0x53, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
+    skip.extend(zstd(&plain, 1));
+    let got: Vec<Request> = TraceReader::new(&skip[..], "t", Format::Auto)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(got == read_all("cloudPhysicsIO.txt", Format::Txt));
     // Compressed twice: said so.
     let plain = std::fs::read(data("cloudPhysicsIO.txt")).unwrap();
     let twice = zstd(&zstd(&plain, 1), 1);
