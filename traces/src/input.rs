@@ -181,13 +181,8 @@ impl Zstd {
         use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
         loop {
             if self.zpos == self.zend && !self.zeof {
-                let n = loop {
-                    match inner.read(&mut self.zbuf) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                };
+                // An `Interrupted` read changes nothing here: `refill` retries the call.
+                let n = inner.read(&mut self.zbuf)?;
                 (self.zpos, self.zend, self.zeof) = (0, n.min(self.zbuf.len()), n == 0);
             }
             if self.zpos == self.zend && self.zeof {

@@ -260,6 +260,27 @@ fn zstd_compressed_traces_read_as_their_plain_bytes() {
             "{name}: {err}"
         );
     }
+    // A reader interrupted before every read it answers: retried, nothing lost.
+    struct Interrupting<'a>(&'a [u8], bool);
+    impl std::io::Read for Interrupting<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = !self.1;
+            if self.1 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = out.len().min(self.0.len()).min(1000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let plain = std::fs::read(data("cloudPhysicsIO.vscsi")).unwrap();
+    let z = zstd(&plain, 3);
+    let got: Vec<Request> = TraceReader::new(Interrupting(&z, false), "t.zst", Format::Auto)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(got == read_all("cloudPhysicsIO.vscsi", Format::Vscsi));
     // A skippable frame first (as `pzstd` writes one): skipped, detected by content.
     let plain = std::fs::read(data("cloudPhysicsIO.txt")).unwrap();
     let mut skip = vec![0x53, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
