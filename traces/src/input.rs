@@ -32,6 +32,13 @@ pub(crate) enum LineError {
 /// The zstd magic number, the first four bytes of a zstd frame.
 pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// Whether bytes starting with `head` are zstd-compressed, as the trace readers take them:
+/// a zstd frame, or a skippable frame (magic `0x184D2A5?`, which `pzstd` writes first).
+pub fn zstd_compressed(head: &[u8]) -> bool {
+    let skippable = head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+    head.starts_with(&ZSTD_MAGIC) || skippable
+}
+
 /// A refillable window over a `Read`.
 pub(crate) struct Input<R> {
     inner: R,
@@ -102,11 +109,7 @@ impl<R: Read> Input<R> {
     /// docs); nothing may have been consumed yet. Whether it does.
     pub(crate) fn decompress_if_zstd(&mut self) -> io::Result<bool> {
         debug_assert_eq!((self.pos, self.base, self.zstd.is_none()), (0, 0, true));
-        let head = self.fill(ZSTD_MAGIC.len())?;
-        // A zstd frame, or a skippable frame (magic 0x184D2A5?, which `pzstd` writes first).
-        let skippable =
-            head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
-        if !head.starts_with(&ZSTD_MAGIC) && !skippable {
+        if !zstd_compressed(self.fill(ZSTD_MAGIC.len())?) {
             return Ok(false);
         }
         // What was read so far is compressed: it becomes the decoder's first input.

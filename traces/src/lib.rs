@@ -50,6 +50,7 @@ mod writer;
 
 pub use error::{Location, TraceError};
 pub use format::{Format, UnknownFormatName};
+pub use input::zstd_compressed;
 pub use kplug::{KPLUG_HEADER_LEN, KPLUG_MAGIC, KPLUG_RECORD_LEN, KPLUG_VERSION};
 pub use reader::{ReadOptions, TraceReader, open, open_with};
 pub use split::{SplitBlocks, TraceIterExt, split_blocks};
