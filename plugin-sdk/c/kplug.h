@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.9, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.10, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,12 +22,13 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 9
+#define KPLUG_ABI_MINOR 10
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
 /* Limits. */
 #define KPLUG_EVICT_BUF_KEYS 256
+#define KPLUG_EVICT_AHEAD_KEYS 64
 #define KPLUG_MAX_PREFETCH_RANGES 64
 #define KPLUG_PREFETCH_RANGE_BYTES 16
 #define KPLUG_MAX_MODULE_BYTES 16777216
@@ -43,6 +44,8 @@ extern "C" {
 #define KPLUG_TRANSFORM_OUT_BYTES 262144
 #define KPLUG_TRANSFORM_MORE 1073741824
 #define KPLUG_TRANSFORM_SIZE_PRESERVING 1
+/* Marks a miss among a call's hits (1.10): kplug_evict_ahead. */
+#define KPLUG_EVICT_MISS_EVENT 0x8000000000000000ULL
 
 /* Roles, as the governor imports number them. */
 #define KPLUG_ROLE_EVICTION 0
@@ -169,6 +172,10 @@ KPLUG_EXPORT("kplug_evict_handle_remove") void kplug_evict_handle_remove(int64_t
 /* Optional with either batched set (1.9): the load's replay in batches. */
 /* kplug_evict_seed(n: i32) -> i64, ABI 1.9 */
 KPLUG_EXPORT("kplug_evict_seed") int64_t kplug_evict_seed(int32_t n);
+
+/* Optional with the set by handle (1.10): victims named ahead. */
+/* kplug_evict_ahead() -> i32, ABI 1.10 */
+KPLUG_EXPORT("kplug_evict_ahead") int32_t kplug_evict_ahead(void);
 
 /* Role admission. */
 /* kplug_admit(key: i64, file: i64, block: i64) -> i32, ABI 1.0 */

@@ -580,6 +580,26 @@ impl HandleList {
     pub fn pop_front(&mut self) -> Option<u64> {
         self.0.pop_front(0)
     }
+
+    /// Writes the keys from the back towards the front into `out`, as many as fit, and
+    /// returns how many: what `pop_back` would answer next, in order (the blocks an LRU or
+    /// a FIFO names ahead, [`HandleEviction::name_ahead`](crate::HandleEviction::name_ahead)).
+    #[inline]
+    pub fn keys_from_back(&self, out: &mut [u64]) -> usize {
+        let mut at = self.back();
+        let mut n = 0;
+        while n < out.len()
+            && let Some(h) = at
+        {
+            // A handle the list links is an entry of the slab; its `prev` is the next one
+            // towards the front, or NIL.
+            let node = &self.0.nodes[h as usize];
+            out[n] = node.key;
+            n += 1;
+            at = some(node.prev);
+        }
+        n
+    }
 }
 
 /// An ordered list of distinct keys, front to back, with O(1) `push_front`,
@@ -821,6 +841,12 @@ mod tests {
             let want: std::vec::Vec<u32> = model.iter().map(|(h, _)| *h).collect();
             assert_eq!(fwd, want);
             assert_eq!(bwd, want);
+            // The keys from the back, as many as fit.
+            let mut out = [0u64; 5];
+            let n = l.keys_from_back(&mut out[..(r % 6) as usize]);
+            let keys: std::vec::Vec<u64> = model.iter().rev().map(|(_, k)| *k).collect();
+            assert_eq!(out[..n], keys[..n.min(keys.len())]);
+            assert_eq!(n, keys.len().min((r % 6) as usize));
         }
     }
 

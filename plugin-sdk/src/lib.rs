@@ -125,15 +125,16 @@ pub mod names {
         e::EVICT_REMOVE.name,
         e::EVICT_SEED.name,
     ];
-    /// Exports of the eviction role by handle (ABI 1.8, and the optional seed of 1.9),
-    /// `export_plugin!(T, handle_eviction)`.
-    pub const HANDLE_EVICTION: [&str; 6] = [
+    /// Exports of the eviction role by handle (ABI 1.8, the optional seed of 1.9 and victims
+    /// named ahead of 1.10), `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 7] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_HANDLE_MISS.name,
         e::EVICT_HANDLE_HITS.name,
         e::EVICT_HANDLE_REMOVE.name,
         e::EVICT_SEED.name,
+        e::EVICT_AHEAD.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -391,6 +392,63 @@ pub trait HandleEviction {
         let _ = victims;
         self.access(handle);
     }
+
+    /// The most blocks [`name_ahead`](HandleEviction::name_ahead) names after a miss (ABI
+    /// 1.10, `kplug_evict_ahead`), `0..=64`. Default 0: none, every miss is a call. Each
+    /// answer asks for as many as the host took of the last ones, doubled, from 1 up to this
+    /// (halved at most per answer when the host stopped early).
+    const AHEAD: u32 = 0;
+
+    /// Writes into `out` (up to its length) the blocks, by key, that
+    /// [`victim`](HandleEviction::victim) would answer next, in order, without forgetting
+    /// them, and returns how many (ABI 1.10). Called after a miss that made room; until the
+    /// next such miss the host may take the next named block at a miss needing one block,
+    /// with no call, as long as that block is resident and has had no hit since: the SDK then
+    /// calls `victim(incoming)`, which must answer that block, and `insert(incoming)`, which
+    /// must answer that block's handle (a [`HandleList`]'s push after a pop does); either
+    /// differing traps, and the host's built-in takes over. So name ahead only what hits on
+    /// other blocks and insertions cannot reorder: the back of an LRU's or a FIFO's list, not
+    /// a CLOCK's (a hit sets a bit its scan reads). Default: none.
+    fn name_ahead(&self, out: &mut [u64]) -> usize {
+        let _ = out;
+        0
+    }
+
+    /// A miss the host took without a call (ABI 1.10): it evicted the next block this policy
+    /// named ahead, whose handle was `handle`, and `incoming` entered with that handle. Traps
+    /// if the policy's `victim` and `insert` do not agree (see
+    /// [`name_ahead`](HandleEviction::name_ahead)).
+    #[doc(hidden)]
+    #[inline]
+    fn took_ahead(&mut self, handle: u32, incoming: u64) {
+        // Handles name distinct resident blocks, and the victim's handle is the one reused:
+        // the same handle means the same victim.
+        let victim = self.victim(incoming);
+        if victim.is_none() || self.insert(incoming) != handle {
+            broken_promise();
+        }
+    }
+}
+
+/// The trap of a policy whose `victim` or `insert` broke what it named ahead.
+#[cold]
+#[inline(never)]
+fn broken_promise() -> ! {
+    panic!("the policy did not evict the block it named ahead")
+}
+
+/// One entry of a by-handle call's hits (ABI 1.8; misses since 1.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A hit on the block of this handle.
+    Hit(u32),
+    /// A miss taken without a call ([`abi::EVICT_MISS_EVENT`]).
+    Miss {
+        /// The handle of the block evicted, now `key`'s.
+        handle: u32,
+        /// The block that entered.
+        key: u64,
+    },
 }
 
 /// The victims of one eviction call, written where the host reads them (at most
@@ -457,21 +515,76 @@ impl<'a> Victims<'a> {
     /// named yet.
     #[inline]
     pub(crate) fn take_hits(&mut self, n: usize, mut hit: impl FnMut(u64, &mut Self)) {
+        self.start_reading(n);
+        while self.unread < self.hits {
+            let k = self.next_unread();
+            hit(k, self);
+        }
+        (self.unread, self.hits, self.spilled) = (0, 0, false);
+    }
+
+    /// [`take_hits`](Self::take_hits) for a by-handle call: each entry a hit's handle, or a
+    /// miss taken without a call and the key after it (ABI 1.10). A miss's key missing (the
+    /// last entry a miss) is the host's contract broken: it traps.
+    #[inline(always)]
+    pub(crate) fn take_events(&mut self, n: usize, mut event: impl FnMut(Event, &mut Self)) {
+        self.start_reading(n);
+        while self.unread < self.hits {
+            let w = self.next_unread();
+            if w & abi::EVICT_MISS_EVENT == 0 {
+                event(Event::Hit(w as u32), self);
+            } else {
+                assert!(self.unread < self.hits, "a miss without its key");
+                let key = self.next_unread();
+                event(
+                    Event::Miss {
+                        handle: w as u32,
+                        key,
+                    },
+                    self,
+                );
+            }
+        }
+        (self.unread, self.hits, self.spilled) = (0, 0, false);
+    }
+
+    #[inline]
+    fn start_reading(&mut self, n: usize) {
         debug_assert_eq!(self.n, 0);
         let n = n.min(abi::EVICT_BUF_KEYS);
         (self.unread, self.hits, self.spilled) = (0, n, false);
-        while self.unread < self.hits {
-            let i = self.unread;
-            let k = if self.spilled {
-                // SAFETY: `spill_hits` wrote every unread entry, this one among them.
-                unsafe { self.spill[i].assume_init() }
-            } else {
-                self.buf[i]
-            };
-            self.unread = i + 1;
-            hit(u64::from_le(k), self);
+    }
+
+    /// The next unread entry; only while `unread < hits`.
+    #[inline]
+    fn next_unread(&mut self) -> u64 {
+        let i = self.unread;
+        let k = if self.spilled {
+            // SAFETY: `spill_hits` wrote every unread entry, this one among them.
+            unsafe { self.spill[i].assume_init() }
+        } else {
+            self.buf[i]
+        };
+        self.unread = i + 1;
+        u64::from_le(k)
+    }
+
+    /// After the call's victims, the blocks named ahead (ABI 1.10): `name` writes up to
+    /// `max` of them (fewer if the buffer has less room) and answers how many. Only once the
+    /// hits are taken.
+    #[inline]
+    pub(crate) fn name_ahead(
+        &mut self,
+        max: usize,
+        name: impl FnOnce(&mut [u64]) -> usize,
+    ) -> usize {
+        let end = (self.n + max).min(abi::EVICT_BUF_KEYS);
+        let out = &mut self.buf[self.n..end];
+        let a = name(out).min(out.len());
+        for k in &mut out[..a] {
+            *k = k.to_le();
         }
-        (self.unread, self.hits, self.spilled) = (0, 0, false);
+        a
     }
 
     /// Names victims from `next` until there are `need`, or `next` has none.
@@ -712,6 +825,77 @@ mod tests {
     }
 
     #[test]
+    fn misses_taken_ahead_read_among_the_hits() {
+        // ABI 1.10: hit 7, a miss (handle 3, key 0xabc), hit 9, a miss whose key has bit 63
+        // set (keys are any u64), then the blocks named after a victim.
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let entries = [
+            7,
+            abi::EVICT_MISS_EVENT | 3,
+            0xabc,
+            9,
+            abi::EVICT_MISS_EVENT | 4,
+            u64::MAX,
+        ];
+        buf[..entries.len()].copy_from_slice(&entries);
+        let mut v = Victims::new(&mut buf);
+        let mut seen = alloc::vec::Vec::new();
+        v.take_events(entries.len(), |e, _| seen.push(e));
+        assert_eq!(
+            seen,
+            [
+                Event::Hit(7),
+                Event::Miss {
+                    handle: 3,
+                    key: 0xabc
+                },
+                Event::Hit(9),
+                Event::Miss {
+                    handle: 4,
+                    key: u64::MAX
+                },
+            ]
+        );
+        v.push(5);
+        assert_eq!(
+            v.name_ahead(64, |out| {
+                out[..3].copy_from_slice(&[1, 2, 3]);
+                3
+            }),
+            3
+        );
+        assert_eq!(buf[..4], [5, 1, 2, 3]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a miss without its key")]
+    fn a_miss_without_its_key_traps() {
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        buf[0] = 1;
+        buf[1] = abi::EVICT_MISS_EVENT | 3;
+        Victims::new(&mut buf).take_events(2, |_, _| {});
+    }
+
+    #[test]
+    #[should_panic(expected = "did not evict the block it named ahead")]
+    fn a_policy_breaking_what_it_named_traps() {
+        // A policy whose insert after a victim does not give the victim's handle back.
+        struct Fresh(u32);
+        impl HandleEviction for Fresh {
+            fn insert(&mut self, _key: u64) -> u32 {
+                self.0 += 1;
+                self.0
+            }
+            fn victim(&mut self, _incoming: u64) -> Option<u64> {
+                Some(1)
+            }
+        }
+        let mut p = Fresh(0);
+        let h = p.insert(1);
+        p.took_ahead(h, 2);
+    }
+
+    #[test]
     #[should_panic(expected = "more than 256 victims")]
     fn victims_cap_at_256() {
         let mut buf = [0u64; abi::EVICT_BUF_KEYS];
@@ -723,6 +907,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_0009);
+        assert_eq!(ABI_VERSION, 0x0001_000a);
     }
 }

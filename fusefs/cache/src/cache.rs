@@ -214,6 +214,9 @@ pub struct CacheCore<V> {
     changes: changes::Changes,
     /// The serving plugin's handles of entries older than its install.
     handles: handles::Handles,
+    /// `seq` when the eviction plugin last answered a miss that made room: the blocks it
+    /// named ahead then (ABI 1.10) are taken only if not accessed since.
+    ahead_stamp: u64,
 }
 
 /// The resident keys of a [`CacheCore`] with their last access, unsorted
@@ -351,6 +354,7 @@ impl<V> CacheCore<V> {
             retired: None,
             changes: Default::default(),
             handles: Default::default(),
+            ahead_stamp: 0,
         }
     }
 
@@ -797,12 +801,22 @@ impl<V> CacheCore<V> {
         }
         let resident = self.map.len() as u64;
         let need = need(resident)?;
+        if need == 1 {
+            if let Some(handle) = self.miss_ahead(slot, key) {
+                return Some(handle);
+            }
+            if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+                return None;
+            }
+        }
         match self
             .plugins
             .get(slot)
             .evict_miss(key, need.min(u32::MAX as u64) as u32, resident)
         {
             Ok(handle) => {
+                // Blocks it named ahead are good while none has a hit after this.
+                self.ahead_stamp = self.seq;
                 self.evict_returned();
                 matches!(self.eviction, EvictionRole::Plugin(s) if s == slot)
                     .then_some(handle.unwrap_or(0))
@@ -812,6 +826,43 @@ impl<V> CacheCore<V> {
                 None
             }
         }
+    }
+
+    /// The miss of `key`, needing one block of room, taken without a call when the plugin in
+    /// `slot` named its next victim ahead (ABI 1.10): that block is evicted if it is resident
+    /// and had no hit since the answer that named it (its last access is not after
+    /// `ahead_stamp`), and `key` takes its handle. `None` (nothing done) otherwise: the
+    /// caller calls the plugin, which names afresh.
+    /// The hits waiting are delivered first if they leave no room for the miss (a flush
+    /// keeps what was named; the plugin may fault, and no longer serves).
+    #[inline]
+    fn miss_ahead(&mut self, slot: usize, key: u64) -> Option<u32> {
+        let plugin = self.plugins.peek(slot);
+        plugin.next_ahead()?;
+        if !plugin.ahead_room() {
+            let resident = self.map.len() as u64;
+            match self.plugins.get(slot).flush_hits(resident) {
+                Ok(()) => self.evict_returned(),
+                Err(fault) => {
+                    self.on_fault(SlotFault { slot, fault });
+                    return None;
+                }
+            }
+            if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+                return None;
+            }
+        }
+        let victim = self.plugins.peek(slot).next_ahead()?;
+        let e = self.map.get(&victim)?;
+        if e.last_access > self.ahead_stamp {
+            return None;
+        }
+        let handle = self.handles.of(victim, e);
+        if !self.plugins.get(slot).take_ahead(key, handle) {
+            return None;
+        }
+        self.evict(victim);
+        Some(handle)
     }
 
     /// Evicts the victims the batched (ABI 1.4) eviction plugin returned from its last

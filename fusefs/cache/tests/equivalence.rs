@@ -192,3 +192,59 @@ fn plugin_swapped_in_evicts_blocks_inserted_before_it() {
         assert_eq!(core.stats().faults, 0);
     }
 }
+
+/// ABI 1.10: after a miss that made room the SDK LRU names the 32 blocks it would evict
+/// next, and the core takes them at the next misses without a call while each is resident
+/// and unhit. On a skewed stream with invalidations (hits on named blocks among them), every
+/// answer is still the native LRU's, the plugin stays active (it traps on any miss it did not
+/// name), and most misses cost no call.
+#[test]
+fn the_sdk_lru_takes_most_misses_without_a_call() {
+    let capacity = 256;
+    let mut native: CacheCore<()> = CacheCore::new(capacity, CoreConfig::default());
+    let (mut sdk, status) = wasm_core(sdk_lru(), capacity);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut invalidated = 0;
+    for i in 0..40_000u32 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        // Half the requests to 128 hot blocks, half to 4096: hits, misses, and hits on
+        // blocks near the back of the list.
+        let key = if s & 1 == 0 {
+            s >> 1 & 127
+        } else {
+            s >> 1 & 4095
+        };
+        let key = block_key((key >> 10) as u32, key as u32 & 1023);
+        let want = native.request(key, || ());
+        assert_eq!(sdk.request(key, || ()), want, "request {i}");
+        if i % 1000 == 999 {
+            let keys = native.resident_keys();
+            // Invalidate one of the blocks the LRU would evict next.
+            let k = keys[(s % 8) as usize];
+            assert!(native.remove(k).is_some() && sdk.remove(k).is_some());
+            invalidated += 1;
+        }
+    }
+    // Runs of 0 to 12 hits between misses: the hits and misses waiting reach every count up
+    // to the batch, the misses' two entries included.
+    for j in 0..3000u32 {
+        for h in 0..j % 13 {
+            let key = block_key(0, h);
+            assert_eq!(sdk.request(key, || ()), native.request(key, || ()), "{j}");
+        }
+        let key = block_key(7, j);
+        assert_eq!(sdk.request(key, || ()), native.request(key, || ()), "{j}");
+    }
+    assert_eq!(sdk.resident_keys(), native.resident_keys());
+    assert_eq!(sdk.stats(), native.stats());
+    assert_eq!(status.state(), PluginState::Active, "{:?}", status.error());
+    let misses = native.stats().misses;
+    assert!(invalidated > 0 && misses > 10_000, "{misses}");
+    assert!(
+        status.calls() < misses / 4,
+        "{} calls for {misses} misses",
+        status.calls()
+    );
+}

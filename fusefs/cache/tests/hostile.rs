@@ -973,6 +973,114 @@ fn the_by_handle_set_is_checked_at_load_and_preferred() {
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
 
+// Victims named ahead (ABI 1.10): the by-handle FIFO declares `kplug_evict_ahead` and names
+// blocks after its victims. It cannot keep the promise (a block entering takes a new ring
+// slot, not its victim's handle, and its hits' check traps on a miss's key), so these test
+// what the host checks and what it does with a plugin that names wrong; the SDK LRU keeps the
+// promise (`equivalence.rs`, `sdk.rs`).
+
+/// `kplug_evict_ahead` answering `n`.
+fn ahead_export(n: i32) -> String {
+    format!(r#"(func (export "kplug_evict_ahead") (result i32) (i32.const {n}))"#)
+}
+
+/// An `{AHEAD}` naming `key` (an i64 expression) after the `$n` victims.
+fn naming(key: &str) -> String {
+    format!(
+        "(block (result i64) (i64.store (i32.shl (local.get $n) (i32.const 3)) {key}) (i64.const 0x10000))"
+    )
+}
+
+#[test]
+fn blocks_named_ahead_are_checked() {
+    let e = load_err(&handle_fifo(&[("{EXTRA}", &ahead_export(65))]));
+    assert_eq!(
+        e.to_string(),
+        "kplug_evict_ahead faulted during load: invalid answer: 65 victims ahead, outside 0..=64"
+    );
+    // More named than declared, or past the buffer with the victims.
+    check_by_handle(
+        &[
+            ("{EXTRA}", &ahead_export(1)),
+            ("{AHEAD}", "(i64.const 0x20000)"),
+        ],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer("2 victims ahead after 0, expected at most 1 and 256 in all".into()),
+    );
+    check_by_handle(
+        &[
+            ("{EXTRA}", &ahead_export(64)),
+            ("{AHEAD}", "(i64.const 0x4000ff)"),
+        ],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer(
+            "64 victims ahead after 255, expected at most 64 and 256 in all".into(),
+        ),
+    );
+}
+
+#[test]
+fn a_block_named_ahead_is_taken_only_while_resident_and_not_hit() {
+    // Named ahead: a key never resident, then the block that just entered (accessed after
+    // the answer): the host takes neither, calls at every miss, and nothing faults.
+    for key in ["(i64.const 0xdead)", "(local.get $k)"] {
+        let text = handle_fifo(&[("{EXTRA}", &ahead_export(1)), ("{AHEAD}", &naming(key))]);
+        let plugin = load(&text, 4);
+        let status = plugin.status();
+        let mut core = core_with(plugin, ev());
+        for k in 0..4 {
+            core.request(k, || ());
+        }
+        let before = status.calls();
+        for k in 10..30 {
+            assert!(!core.request(k, || ()));
+        }
+        assert_eq!(status.calls() - before, 20, "{key}");
+        assert_eq!(core.stats().faults, 0, "{key}: {:?}", status.error());
+        assert_eq!(core.resident_keys(), vec![26, 27, 28, 29]);
+    }
+}
+
+#[test]
+fn a_plugin_breaking_what_it_named_ahead_faults_and_the_builtin_serves() {
+    // It names the second newest block, not its next victim: the host evicts that one at the
+    // next miss without a call (a resident block, unhit: a legal victim, so no data is
+    // wrong), and the plugin, told that miss with its next call, traps on it.
+    let second_newest = "(i64.load (i32.add (i32.const 4096) (i32.shl         (i32.and (i32.sub (global.get $tail) (i32.const 2)) (i32.const 1023)) (i32.const 3))))";
+    let text = handle_fifo(&[
+        ("{EXTRA}", &ahead_export(1)),
+        ("{AHEAD}", &naming(second_newest)),
+    ]);
+    let plugin = load(&text, 4);
+    let status = plugin.status();
+    let mut core: CacheCore<u64> = CacheCore::new(4, Default::default());
+    core.install_plugin(plugin, ev()).unwrap();
+    for k in 0..4 {
+        assert!(!core.request(k, || k));
+    }
+    // 10: a call (FIFO evicts 0), naming 3; 11: 3 taken without a call.
+    let before = status.calls();
+    assert!(!core.request(10, || 10));
+    assert!(!core.request(11, || 11));
+    assert_eq!(status.calls() - before, 1);
+    assert_eq!(core.resident_keys(), vec![1, 2, 10, 11]);
+    // 12: the call carrying that miss traps; the built-in takes over and evicts.
+    assert!(!core.request(12, || 12));
+    assert_eq!(status.state(), PluginState::Failed);
+    let e = status.error().unwrap();
+    assert!(
+        e.starts_with("kplug_evict_handle_miss") && e.contains("unreachable"),
+        "{e}"
+    );
+    assert_eq!(core.stats().faults, 1);
+    assert_eq!(core.len(), 4);
+    for k in [20, 21, 22, 23, 12, 21] {
+        core.request(k, || k);
+        assert_eq!(core.peek(k), Some(&k));
+    }
+    assert_eq!(core.len(), 4);
+}
+
 // The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It
 // takes `$n` keys (a `{SEED}` prefix may change `$n` or answer first), tracks each as its
 // miss would and writes each handle where the host reads it; the fixture checks every handle

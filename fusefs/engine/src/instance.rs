@@ -97,6 +97,13 @@ struct BatchedEviction {
     victims: Vec<u64>,
     /// The hook that returned the last victims (for a fault's message).
     victims_from: &'static str,
+    /// The most victims the plugin names ahead (1.10, `kplug_evict_ahead`; 0: none, and
+    /// always 0 for the set by key).
+    ahead_max: usize,
+    /// The blocks the last miss answer named ahead, next first from `ahead_at` (see
+    /// [`Plugin::next_ahead`]).
+    ahead: Vec<u64>,
+    ahead_at: usize,
 }
 
 /// The calls that differ between the two batched sets.
@@ -274,6 +281,24 @@ fn load_batched_eviction(
             )),
         });
     }
+    // Victims named ahead (1.10): only by handle, where a miss taken without a call can
+    // give the missed block its victim's handle.
+    let ahead_max = match instance.get_export(&mut *store, exp::EVICT_AHEAD.name) {
+        Some(_) if handles => {
+            let n = ask_i32(instance, store, &exp::EVICT_AHEAD)?;
+            if !(0..=abi::EVICT_AHEAD_KEYS as i32).contains(&n) {
+                return Err(LoadError::Fault {
+                    hook: exp::EVICT_AHEAD.name,
+                    fault: Fault::InvalidAnswer(format!(
+                        "{n} victims ahead, outside 0..={}",
+                        abi::EVICT_AHEAD_KEYS
+                    )),
+                });
+            }
+            n as usize
+        }
+        _ => 0,
+    };
     let (calls, hits) = if handles {
         let calls = BatchedCalls::Handles {
             miss: instance
@@ -314,6 +339,9 @@ fn load_batched_eviction(
         pending: Vec::with_capacity(hit_batch as usize),
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
+        ahead_max,
+        ahead: Vec::with_capacity(ahead_max),
+        ahead_at: 0,
     }))
 }
 
@@ -953,17 +981,37 @@ impl Plugin {
                     b.keys.write(&mut self.rt.store, &b.pending);
                     b.pending.clear();
                 }
+                b.ahead.clear();
+                b.ahead_at = 0;
                 let r = self.rt.call(
                     exp::EVICT_HANDLE_MISS.name,
                     miss,
                     (hits as i32, key as i64, need_arg),
                     resident,
                 )? as u64;
-                (
-                    exp::EVICT_HANDLE_MISS.name,
-                    (r & 0xffff_ffff) as i64,
-                    Some((r >> 32) as u32),
-                )
+                let n = if b.ahead_max > 0 {
+                    // 1.10: `(handle << 32) | (ahead << 16) | n`.
+                    let (n, ahead) = ((r & 0xffff) as usize, (r >> 16 & 0xffff) as usize);
+                    if ahead > b.ahead_max || n + ahead > abi::EVICT_BUF_KEYS {
+                        return Err(HookFault {
+                            hook: exp::EVICT_HANDLE_MISS.name,
+                            fault: Fault::InvalidAnswer(format!(
+                                "{ahead} victims ahead after {n}, expected at most {} and {} in all",
+                                b.ahead_max,
+                                abi::EVICT_BUF_KEYS
+                            )),
+                        });
+                    }
+                    // Only a miss that made room names ahead: the core times the names
+                    // from that answer (`CacheCore::batched_miss`).
+                    if need > 0 && ahead > 0 {
+                        b.keys.read_from(&self.rt.store, n, ahead, &mut b.ahead);
+                    }
+                    n as i64
+                } else {
+                    (r & 0xffff_ffff) as i64
+                };
+                (exp::EVICT_HANDLE_MISS.name, n, Some((r >> 32) as u32))
             }
         };
         let range = need as usize..=abi::EVICT_BUF_KEYS;
@@ -981,6 +1029,51 @@ impl Plugin {
                 )),
             }),
         }
+    }
+
+    /// The next block the plugin named ahead (1.10, `kplug_evict_ahead`) and not yet taken,
+    /// if any: the victim the plugin promised for the next miss needing one block of room,
+    /// provided the block is resident and has had no hit since the miss answer that named it
+    /// (which the caller checks: it keeps the blocks' last access).
+    #[inline]
+    pub fn next_ahead(&self) -> Option<u64> {
+        match &self.eviction {
+            Some(EvictionFns::Batched(b)) => b.ahead.get(b.ahead_at).copied(),
+            _ => None,
+        }
+    }
+
+    /// Whether the hits waiting leave room for a miss taken without a call (two entries, and
+    /// still below the hit batch; see
+    /// [`take_ahead`](Self::take_ahead)): if not, the caller delivers them first with
+    /// [`flush_hits`](Self::flush_hits), which keeps the blocks named.
+    #[inline]
+    pub fn ahead_room(&self) -> bool {
+        match &self.eviction {
+            Some(EvictionFns::Batched(b)) => b.pending.len() + 2 < b.hit_batch,
+            _ => false,
+        }
+    }
+
+    /// Takes the miss of `key` without a call, evicting [`next_ahead`](Self::next_ahead)
+    /// (whose handle is `handle`, which `key` takes): the plugin learns it with the next
+    /// call's hits ([`abi::EVICT_MISS_EVENT`]). False, and nothing done, if the hits waiting
+    /// leave no room for it ([`ahead_room`](Self::ahead_room)) or nothing is named: the
+    /// caller then calls [`evict_miss`](Self::evict_miss).
+    #[inline]
+    pub fn take_ahead(&mut self, key: u64, handle: u32) -> bool {
+        let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
+            return false;
+        };
+        // Below the batch after it: a full batch is delivered when a hit fills it
+        // (`evict_access`), so the entries waiting never exceed it.
+        if b.ahead_at >= b.ahead.len() || b.pending.len() + 2 >= b.hit_batch {
+            return false;
+        }
+        b.ahead_at += 1;
+        b.pending.push(abi::EVICT_MISS_EVENT | handle as u64);
+        b.pending.push(key);
+        true
     }
 
     /// Whether the plugin takes the load's replay in batches, [`evict_seed`](Self::evict_seed)
@@ -1143,9 +1236,15 @@ impl Plugin {
     }
 
     /// The plugin now serves its roles: its next hook call is its first decision (the
-    /// replay of resident blocks before it does not count).
+    /// replay of resident blocks before it does not count). The blocks it named ahead, if
+    /// any, are dropped: they were named in another cache's time (a governor's shadow),
+    /// which the cache taking it over cannot check them against.
     pub fn mark_installed(&mut self) {
         self.rt.first_decision_call = self.rt.calls + 1;
+        if let Some(EvictionFns::Batched(b)) = &mut self.eviction {
+            b.ahead.clear();
+            b.ahead_at = 0;
+        }
     }
 
     /// Record `fault` in the plugin's status (state `failed`): the caller drops it.

@@ -80,12 +80,28 @@ impl KeyBuf {
     /// Appends the first `n` little-endian keys of the buffer to `out`. Panics if the buffer
     /// holds fewer.
     #[inline]
-    pub(crate) fn read(&self, _store: &Store<HostState>, n: usize, out: &mut Vec<u64>) {
+    pub(crate) fn read(&self, store: &Store<HostState>, n: usize, out: &mut Vec<u64>) {
+        self.read_from(store, 0, n, out)
+    }
+
+    /// Appends the `n` little-endian keys from key `from` of the buffer to `out`. Panics if
+    /// the buffer holds fewer.
+    #[inline]
+    pub(crate) fn read_from(
+        &self,
+        _store: &Store<HostState>,
+        from: usize,
+        n: usize,
+        out: &mut Vec<u64>,
+    ) {
         let bytes = n * 8;
-        assert!(bytes <= self.len, "{n} keys overflow the key buffer");
+        assert!(
+            (from + n) * 8 <= self.len,
+            "{n} keys from {from} overflow the key buffer"
+        );
         // SAFETY: in bounds, and the store borrowed means no wasm code writes meanwhile
         // (module docs, 3).
-        let src = unsafe { std::slice::from_raw_parts(self.at.as_ptr(), bytes) };
+        let src = unsafe { std::slice::from_raw_parts(self.at.as_ptr().add(from * 8), bytes) };
         out.extend(
             src.chunks_exact(8)
                 .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),

@@ -155,6 +155,7 @@ extern \"C\" {{
         out.write_str("/* Limits. */\n")?;
         for (name, value) in [
             ("EVICT_BUF_KEYS", crate::EVICT_BUF_KEYS),
+            ("EVICT_AHEAD_KEYS", crate::EVICT_AHEAD_KEYS),
             ("MAX_PREFETCH_RANGES", crate::MAX_PREFETCH_RANGES),
             ("PREFETCH_RANGE_BYTES", crate::PREFETCH_RANGE_BYTES),
             ("MAX_MODULE_BYTES", crate::MAX_MODULE_BYTES),
@@ -176,6 +177,12 @@ extern \"C\" {{
         ] {
             writeln!(out, "#define KPLUG_{name} {value}")?;
         }
+        writeln!(
+            out,
+            "/* Marks a miss among a call's hits (1.10): kplug_evict_ahead. */\n\
+             #define KPLUG_EVICT_MISS_EVENT {:#x}ULL",
+            crate::EVICT_MISS_EVENT
+        )?;
         out.write_str("\n/* Roles, as the governor imports number them. */\n")?;
         for r in Role::ALL {
             let name = r.name();
@@ -227,7 +234,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 12] = [
+        let groups: [(&str, &[Func]); 13] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -250,7 +257,11 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             ),
             (
                 "Optional with either batched set (1.9): the load's replay in batches.",
-                exports::EVICTION_OPTIONAL,
+                &[exports::EVICT_SEED],
+            ),
+            (
+                "Optional with the set by handle (1.10): victims named ahead.",
+                &[exports::EVICT_AHEAD],
             ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),

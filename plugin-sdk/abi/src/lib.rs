@@ -41,8 +41,8 @@ pub const ABI_MAJOR: u32 = 1;
 /// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`); 1.7 the
 /// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]);
 /// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]); 1.9 the load's replay in batches
-/// ([`exports::EVICT_SEED`]).
-pub const ABI_MINOR: u32 = 9;
+/// ([`exports::EVICT_SEED`]); 1.10 victims named ahead ([`exports::EVICT_AHEAD`]).
+pub const ABI_MINOR: u32 = 10;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -275,7 +275,12 @@ pub mod exports {
     /// buffer, counting any it chose while taking the hits, forgets them, starts tracking
     /// `key` and returns `(handle << 32) | n`: `handle` is any 32-bit value the plugin
     /// chooses for `key` (its slot, say); the host passes it back with each hit on `key` and
-    /// when it drops `key`, and never interprets it.
+    /// when it drops `key`, and never interprets it. 1.10, a plugin exporting
+    /// [`EVICT_AHEAD`] with a nonzero answer: the buffer's `hits` entries may hold misses
+    /// taken without a call ([`EVICT_MISS_EVENT`](crate::EVICT_MISS_EVENT)), and the answer is
+    /// `(handle << 32) | (a << 16) | n` with `n + a <= 256`: after its `n` victims the plugin
+    /// wrote the `a` blocks it would evict next (keys, in order, still tracked), see
+    /// [`EVICT_AHEAD`].
     pub const EVICT_HANDLE_MISS: Func = func(
         "kplug_evict_handle_miss",
         "ILI",
@@ -303,6 +308,19 @@ pub mod exports {
     /// host calls again with the keys it did not take. Without it, the host tells each block
     /// with its own miss call.
     pub const EVICT_SEED: Func = func("kplug_evict_seed", "I", "L", 9, &["n"]);
+    /// Optional with the by-handle set (1.10): `kplug_evict_ahead() -> i32`, called once at
+    /// load: the most victims the plugin names ahead in one `kplug_evict_handle_miss`
+    /// answer, 0..=[`EVICT_AHEAD_KEYS`](crate::EVICT_AHEAD_KEYS) (0, or no such export: none).
+    /// A block named ahead is the plugin's promise: at the next misses that need one block
+    /// of room, the host may evict the named blocks in order without a call, as long as the
+    /// block it takes has had no hit since the answer and is resident, and give each missed
+    /// block the handle of the block it replaced; it tells the plugin each such miss in the
+    /// next call's hits ([`EVICT_MISS_EVENT`](crate::EVICT_MISS_EVENT)), in order with the
+    /// hits. It stops at the first named block that fails the test, at a miss needing other
+    /// than one block, or when the hits' room is short, and calls; each
+    /// `kplug_evict_handle_miss` answer replaces the blocks named before. A policy may name
+    /// ahead only what its `victim` would answer (LRU, FIFO: the back of its list).
+    pub const EVICT_AHEAD: Func = func("kplug_evict_ahead", "", "I", 10, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -381,7 +399,7 @@ pub mod exports {
     ];
     /// The optional exports of either batched eviction set (1.9), checked when present: one
     /// exported without a batched set is a set exported in part.
-    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED];
+    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -416,6 +434,7 @@ pub mod exports {
         EVICT_HANDLE_HITS,
         EVICT_HANDLE_REMOVE,
         EVICT_SEED,
+        EVICT_AHEAD,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -445,6 +464,14 @@ pub const EVICT_SEED_KEYS: usize = EVICT_BUF_KEYS / 2;
 /// Where in the key buffer `kplug_evict_seed` writes the handles of the keys it took (1.9):
 /// the byte after the victims' half.
 pub const EVICT_SEED_HANDLES_AT: usize = 8 * EVICT_SEED_KEYS;
+/// The most victims one `kplug_evict_handle_miss` answer names ahead (1.10,
+/// [`exports::EVICT_AHEAD`]).
+pub const EVICT_AHEAD_KEYS: usize = 64;
+/// Marks a miss among a by-handle call's hits (1.10, [`exports::EVICT_AHEAD`]): the entry
+/// `EVICT_MISS_EVENT | handle` and the one after it, `key`, say that the host evicted the
+/// next block the plugin named ahead, whose handle was `handle`, and that block `key`
+/// entered in its place with that handle. A hit's entry is a handle, below `2^32`.
+pub const EVICT_MISS_EVENT: u64 = 1 << 63;
 
 pub mod probe;
 
@@ -722,7 +749,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_0009);
+        assert_eq!(ABI_VERSION, 0x0001_000a);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

@@ -31,6 +31,13 @@ impl HandleEviction for Fifo {
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         self.queue.pop_back()
     }
+
+    // As LRU's (ABI 1.10): the back of the queue, whose order nothing but a pop changes.
+    const AHEAD: u32 = 32;
+
+    fn name_ahead(&self, out: &mut [u64]) -> usize {
+        self.queue.keys_from_back(out)
+    }
 }
 
 export_plugin!(Fifo, handle_eviction);

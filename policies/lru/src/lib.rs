@@ -38,6 +38,15 @@ impl HandleEviction for Lru {
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         self.order.pop_back()
     }
+
+    // The back of the list is what `victim` answers next until a hit moves one of those
+    // blocks (which the host sees), and a block entering after a pop takes the popped
+    // handle: the host evicts these at the next misses without a call (ABI 1.10).
+    const AHEAD: u32 = 32;
+
+    fn name_ahead(&self, out: &mut [u64]) -> usize {
+        self.order.keys_from_back(out)
+    }
 }
 
 export_plugin!(Lru, handle_eviction);

@@ -184,7 +184,10 @@ fn fill_batched(template: &str, parts: &[(&str, &str)]) -> String {
     for (k, v) in parts {
         s = s.replace(k, v);
     }
-    s = s.replace("{BUF}", "0").replace("{BATCH}", "4");
+    s = s
+        .replace("{BUF}", "0")
+        .replace("{BATCH}", "4")
+        .replace("{AHEAD}", "(i64.const 0)");
     for k in ["{MISS}", "{HITS}", "{EXTRA}"] {
         s = s.replace(k, "");
     }
@@ -196,7 +199,9 @@ fn fill_batched(template: &str, parts: &[(&str, &str)]) -> String {
 /// removal) is checked: one naming no tracked block, or (removal) another key's, traps. So
 /// a run without faults shows the host kept and returned each block's handle. `{MISS}` and
 /// `{HITS}` prefix `kplug_evict_handle_miss` ($hits $k $need; locals $n $i $slot, after the
-/// hits were taken) and `kplug_evict_handle_hits` ($n); `{BUF}`, `{BATCH}` and `{EXTRA}` as
+/// hits were taken) and `kplug_evict_handle_hits` ($n); `{AHEAD}` (an i64 expression, default
+/// 0) is or-ed into the miss's answer, after the block entered (1.10: `a << 16` for `a` blocks
+/// named ahead, which it writes after the `$n` victims); `{BUF}`, `{BATCH}` and `{EXTRA}` as
 /// there.
 pub const HANDLE_FIFO_TEMPLATE: &str = r#"
 (module
@@ -242,7 +247,7 @@ pub const HANDLE_FIFO_TEMPLATE: &str = r#"
     (global.set $tail (i32.add (global.get $tail) (i32.const 1)))
     (i64.or
       (i64.shl (i64.extend_i32_u (i32.or (i32.const 0x5a5a0000) (local.get $slot))) (i64.const 32))
-      (i64.extend_i32_u (local.get $n))))
+      (i64.or (i64.extend_i32_u (local.get $n)) {AHEAD})))
   (func (export "kplug_evict_handle_remove") (param $k i64) (param $h i32)
     (call $check (local.get $h))
     (if (i64.ne (local.get $k)
