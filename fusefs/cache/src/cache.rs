@@ -35,6 +35,7 @@
 //! insertion/eviction and can be turned off where nothing is invalidated by
 //! file (then `remove_file` scans the map).
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -853,15 +854,19 @@ impl<V> CacheCore<V> {
             }
         }
         let victim = self.plugins.peek(slot).next_ahead()?;
-        let e = self.map.get(&victim)?;
-        if e.last_access > self.ahead_stamp {
+        // One lookup to check the block and evict it.
+        let MapEntry::Occupied(e) = self.map.entry(victim) else {
+            return None;
+        };
+        if e.get().last_access > self.ahead_stamp {
             return None;
         }
-        let handle = self.handles.of(victim, e);
+        let handle = self.handles.of(victim, e.get());
         if !self.plugins.get(slot).take_ahead(key, handle) {
             return None;
         }
-        self.evict(victim);
+        let prefetched = e.remove().prefetched;
+        self.evicted(victim, prefetched);
         Some(handle)
     }
 
@@ -918,6 +923,12 @@ impl<V> CacheCore<V> {
         let Some(e) = self.map.remove(&key) else {
             return false;
         };
+        self.evicted(key, e.prefetched);
+        true
+    }
+
+    /// The bookkeeping of resident `key`'s eviction, its entry already out of the map.
+    fn evicted(&mut self, key: u64, prefetched: bool) {
         self.log_change(key);
         if let Some(log) = &mut self.evicted_log {
             log.push(key);
@@ -927,14 +938,13 @@ impl<V> CacheCore<V> {
         }
         self.unindex(key);
         self.stats.evictions += 1;
-        if e.prefetched {
+        if prefetched {
             self.stats.prefetch_wasted += 1;
         }
         self.note(CoreEvent::Evicted {
             key,
-            wasted: e.prefetched,
+            wasted: prefetched,
         });
-        true
     }
 
     fn unindex(&mut self, key: u64) {
