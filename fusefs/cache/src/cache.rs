@@ -13,7 +13,9 @@
 //! `eviction.victim`, validated resident, evicted -> map insert ->
 //! `eviction.insert` (a batched 1.4 plugin: one `kplug_evict_miss(key, need)`
 //! before the map insert, after the hits waiting were delivered; the victims
-//! it names, on a miss or a hit, are checked resident and evicted at once).
+//! it names, on a miss or a hit, are checked resident and evicted at once; a
+//! 1.10 plugin by handle that named its next victims ahead: the next named one,
+//! if resident and unhit since, is evicted with no call, `miss_ahead`).
 //! Invalidation (`remove`, `remove_file`) calls
 //! `eviction.remove`. `prefetch_plan` asks the prefetch role, validates,
 //! clamps the total to `prefetch_budget` blocks, drops blocks resident or in
