@@ -788,19 +788,9 @@ impl<V> CacheCore<V> {
         if !plugin.evicts_batched() {
             return None;
         }
-        if !plugin.evicts_by_handle() {
-            // The hits waiting go first: what they evict is room the miss need not make.
-            let resident = self.map.len() as u64;
-            match self.plugins.get(slot).flush_hits(resident) {
-                Ok(()) => self.evict_returned(),
-                Err(fault) => {
-                    self.on_fault(SlotFault { slot, fault });
-                    return None;
-                }
-            }
-            if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
-                return None;
-            }
+        // The hits waiting go first (1.4): what they evict is room the miss need not make.
+        if !plugin.evicts_by_handle() && !self.deliver_hits(slot) {
+            return None;
         }
         let resident = self.map.len() as u64;
         let need = need(resident)?;
@@ -831,6 +821,18 @@ impl<V> CacheCore<V> {
         }
     }
 
+    /// Delivers the hits waiting for the batched eviction plugin in `slot` and evicts the
+    /// victims it names; whether it still serves eviction (false after a fault, the built-in
+    /// then serves).
+    fn deliver_hits(&mut self, slot: usize) -> bool {
+        let resident = self.map.len() as u64;
+        match self.plugins.get(slot).flush_hits(resident) {
+            Ok(()) => self.evict_returned(),
+            Err(fault) => self.on_fault(SlotFault { slot, fault }),
+        }
+        matches!(self.eviction, EvictionRole::Plugin(s) if s == slot)
+    }
+
     /// The miss of `key`, needing one block of room, taken without a call when the plugin in
     /// `slot` named its next victim ahead (ABI 1.10): that block is evicted if it is resident
     /// and had no hit since the answer that named it (its last access is not after
@@ -842,18 +844,8 @@ impl<V> CacheCore<V> {
     fn miss_ahead(&mut self, slot: usize, key: u64) -> Option<u32> {
         let plugin = self.plugins.peek(slot);
         plugin.next_ahead()?;
-        if !plugin.ahead_room() {
-            let resident = self.map.len() as u64;
-            match self.plugins.get(slot).flush_hits(resident) {
-                Ok(()) => self.evict_returned(),
-                Err(fault) => {
-                    self.on_fault(SlotFault { slot, fault });
-                    return None;
-                }
-            }
-            if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
-                return None;
-            }
+        if !plugin.ahead_room() && !self.deliver_hits(slot) {
+            return None;
         }
         let victim = self.plugins.peek(slot).next_ahead()?;
         // One lookup to check the block and evict it.
@@ -1177,12 +1169,7 @@ impl<V> CacheCore<V> {
         }
         // A batched plugin takes the hits it has not seen yet here, so that what it holds
         // is this cache's resident set when it leaves.
-        let resident = self.map.len() as u64;
-        match self.plugins.get(slot).flush_hits(resident) {
-            Ok(()) => self.evict_returned(),
-            Err(fault) => self.on_fault(SlotFault { slot, fault }),
-        }
-        if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
+        if !self.deliver_hits(slot) {
             return None;
         }
         self.eviction = self.seeded_builtin(self.config.eviction);
