@@ -111,11 +111,12 @@ pub mod __private {
         // 1.10: named ahead only after a miss that made room (the host takes them only then;
         // any other answer drops what was named).
         let mut named = 0;
-        if T::AHEAD > 0 {
+        let most = evict_ahead(T::AHEAD, T::HIT_BATCH) as u32;
+        if most > 0 {
             // SAFETY: the only reference to the cell during this export.
             let ahead = unsafe { AHEAD.get() };
             if need > 0 {
-                let want = ahead.next(evict_ahead(T::AHEAD) as u32);
+                let want = ahead.next(most);
                 named = v.name_ahead(want as usize, |out| p.name_ahead(out));
             }
             ahead.named(named as u32);
@@ -280,8 +281,12 @@ pub mod __private {
     }
 
     /// `kplug_evict_ahead` (1.10): [`HandleEviction::AHEAD`](crate::HandleEviction::AHEAD),
-    /// at most [`kplug_abi::EVICT_AHEAD_KEYS`].
-    pub fn evict_ahead(ahead: u32) -> i32 {
+    /// at most [`kplug_abi::EVICT_AHEAD_KEYS`]; 0 with a hit batch under 3 (`HIT_BATCH`),
+    /// where no miss fits among the hits and the host takes none.
+    pub fn evict_ahead(ahead: u32, hit_batch: u32) -> i32 {
+        if evict_hit_batch(hit_batch) < 3 {
+            return 0;
+        }
         ahead.min(kplug_abi::EVICT_AHEAD_KEYS as u32) as i32
     }
 
@@ -409,6 +414,10 @@ pub mod __private {
             // An answer naming none (a miss with room) is not judged: the count stays.
             b.named(0);
             assert_eq!(b.next(32), 24);
+            // The most named: the policy's, at most 64; none with a hit batch under 3.
+            assert_eq!(super::evict_ahead(32, 256), 32);
+            assert_eq!(super::evict_ahead(100, 3), 64);
+            assert_eq!(super::evict_ahead(32, 2), 0);
         }
     }
 }
@@ -527,7 +536,10 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_ahead() -> i32 {
-            $crate::__private::evict_ahead(<$ty as $crate::HandleEviction>::AHEAD)
+            $crate::__private::evict_ahead(
+                <$ty as $crate::HandleEviction>::AHEAD,
+                <$ty as $crate::HandleEviction>::HIT_BATCH,
+            )
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {

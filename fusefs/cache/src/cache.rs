@@ -779,7 +779,7 @@ impl<V> CacheCore<V> {
     pub(super) fn batched_miss(
         &mut self,
         key: u64,
-        need: impl FnOnce(u64) -> Option<u64>,
+        need_for: impl Fn(u64) -> Option<u64>,
     ) -> Option<u32> {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return None;
@@ -792,14 +792,19 @@ impl<V> CacheCore<V> {
         if !plugin.evicts_by_handle() && !self.deliver_hits(slot) {
             return None;
         }
-        let resident = self.map.len() as u64;
-        let need = need(resident)?;
+        let mut resident = self.map.len() as u64;
+        let mut need = need_for(resident)?;
         if need == 1 {
             if let Some(handle) = self.miss_ahead(slot, key) {
                 return Some(handle);
             }
             if !matches!(self.eviction, EvictionRole::Plugin(s) if s == slot) {
                 return None;
+            }
+            // Hits delivered on the way may have evicted blocks: room the miss need not make.
+            if self.map.len() as u64 != resident {
+                resident = self.map.len() as u64;
+                need = need_for(resident)?;
             }
         }
         match self
@@ -838,16 +843,28 @@ impl<V> CacheCore<V> {
     /// and had no hit since the answer that named it (its last access is not after
     /// `ahead_stamp`), and `key` takes its handle. `None` (nothing done) otherwise: the
     /// caller calls the plugin, which names afresh.
-    /// The hits waiting are delivered first if they leave no room for the miss (a flush
-    /// keeps what was named; the plugin may fault, and no longer serves).
+    ///
+    /// If the hits waiting leave no room for the miss, a named block that passes is taken
+    /// after they are delivered (a flush keeps what was named; the plugin may fault, and no
+    /// longer serves), unless their delivery evicted blocks: the caller then asks the room
+    /// again (a call with the hits would have counted them towards it).
     #[inline]
     fn miss_ahead(&mut self, slot: usize, key: u64) -> Option<u32> {
         let plugin = self.plugins.peek(slot);
-        plugin.next_ahead()?;
-        if !plugin.ahead_room() && !self.deliver_hits(slot) {
-            return None;
+        let victim = plugin.next_ahead()?;
+        let takes = |map: &BlockMap<u64, Entry<V>>, stamp: u64| {
+            map.get(&victim).is_some_and(|e| e.last_access <= stamp)
+        };
+        if !plugin.ahead_room() {
+            // Checked first: a block that fails leaves the hits to ride with the call.
+            let resident = self.map.len();
+            if !takes(&self.map, self.ahead_stamp)
+                || !self.deliver_hits(slot)
+                || self.map.len() != resident
+            {
+                return None;
+            }
         }
-        let victim = self.plugins.peek(slot).next_ahead()?;
         // One lookup to check the block and evict it.
         let MapEntry::Occupied(e) = self.map.entry(victim) else {
             return None;

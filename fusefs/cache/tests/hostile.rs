@@ -1081,6 +1081,54 @@ fn a_plugin_breaking_what_it_named_ahead_faults_and_the_builtin_serves() {
     assert_eq!(core.len(), 4);
 }
 
+#[test]
+fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
+    // A batch of 4: two hits waiting leave no room for a miss's two entries, so the core
+    // delivers them before taking the named block (3). Their call names a victim (the
+    // FIFO's oldest, 1): that is the miss's room, so the named block stays and the miss is a
+    // call making none (the cache stays full, not one under).
+    let name_on_hits = r#"
+    (local $i i32)
+    (call $hits (local.get $n))
+    (if (i32.eqz (global.get $named_on_hits)) (then
+      (global.set $named_on_hits (i32.const 1))
+      (loop $skip
+        (local.set $i (i32.and (global.get $head) (i32.const 1023)))
+        (global.set $head (i32.add (global.get $head) (i32.const 1)))
+        (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
+      (i32.store8 (i32.add (i32.const 16384) (local.get $i)) (i32.const 0))
+      (i64.store (i32.const 0) (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
+      (return (i32.const 1))))"#;
+    let second_newest = "(i64.load (i32.add (i32.const 4096) (i32.shl \
+        (i32.and (i32.sub (global.get $tail) (i32.const 2)) (i32.const 1023)) (i32.const 3))))";
+    let extra = format!(
+        "{}\n  (global $named_on_hits (mut i32) (i32.const 0))",
+        ahead_export(1)
+    );
+    let text = handle_fifo(&[
+        ("{EXTRA}", &extra),
+        ("{AHEAD}", &naming(second_newest)),
+        ("{HITS}", name_on_hits),
+    ]);
+    let plugin = load(&text, 4);
+    let status = plugin.status();
+    let mut core = core_with(plugin, ev());
+    for k in 0..4 {
+        assert!(!core.request(k, || ()));
+    }
+    // 10: a call (the FIFO evicts 0), naming 3.
+    assert!(!core.request(10, || ()));
+    assert_eq!(core.resident_keys(), vec![1, 2, 3, 10]);
+    let before = status.calls();
+    assert!(core.request(1, || ()) && core.request(2, || ()));
+    // 11: the hits' call evicts 1; the miss's call makes no room.
+    assert!(!core.request(11, || ()));
+    assert_eq!(status.calls() - before, 2);
+    assert_eq!(core.len(), 4);
+    assert_eq!(core.resident_keys(), vec![3, 10, 2, 11]);
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+}
+
 // The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It
 // takes `$n` keys (a `{SEED}` prefix may change `$n` or answer first), tracks each as its
 // miss would and writes each handle where the host reads it; the fixture checks every handle

@@ -1003,8 +1003,9 @@ impl Plugin {
                         });
                     }
                     // Only a miss that made room names ahead: the core times the names
-                    // from that answer (`CacheCore::batched_miss`).
-                    if need > 0 && ahead > 0 {
+                    // from that answer (`CacheCore::batched_miss`). With a hit batch under
+                    // 3 no miss fits among the hits: none is kept.
+                    if need > 0 && ahead > 0 && b.hit_batch >= 3 {
                         b.keys.read_from(&self.rt.store, n, ahead, &mut b.ahead);
                     }
                     n as i64

@@ -316,9 +316,12 @@ pub mod exports {
     /// block it takes has had no hit since the answer and is resident, and give each missed
     /// block the handle of the block it replaced; it tells the plugin each such miss in the
     /// next call's hits ([`EVICT_MISS_EVENT`](crate::EVICT_MISS_EVENT)), in order with the
-    /// hits. It stops at the first named block that fails the test, at a miss needing other
-    /// than one block, or when the hits' room is short, and calls; each
-    /// `kplug_evict_handle_miss` answer replaces the blocks named before. A policy may name
+    /// hits. It stops at the first named block that fails the test, or at a miss needing
+    /// other than one block, and calls; with the hits' room short it delivers them first
+    /// (`kplug_evict_handle_hits`; victims named then are the miss's room, and the miss a
+    /// call); each `kplug_evict_handle_miss` answer replaces the blocks named before. With a
+    /// hit batch under 3 the host keeps nothing named; beside the by-key set the export is
+    /// ignored. A policy may name
     /// ahead only what its `victim` would answer (LRU, FIFO: the back of its list).
     pub const EVICT_AHEAD: Func = func("kplug_evict_ahead", "", "I", 10, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
