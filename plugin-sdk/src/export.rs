@@ -171,7 +171,7 @@ pub mod __private {
     /// reads them as hits alone, as before 1.10.
     #[inline(always)]
     fn take_events<T: crate::HandleEviction>(p: &mut T, v: &mut crate::Victims<'_>, n: i32) {
-        if T::AHEAD == 0 {
+        if evict_ahead(T::AHEAD, T::HIT_BATCH) == 0 {
             v.take_hits(n as usize, |h, v| p.hit(h as u32, v));
             return;
         }

@@ -852,13 +852,11 @@ impl<V> CacheCore<V> {
     fn miss_ahead(&mut self, slot: usize, key: u64) -> Option<u32> {
         let plugin = self.plugins.peek(slot);
         let victim = plugin.next_ahead()?;
-        let takes = |map: &BlockMap<u64, Entry<V>>, stamp: u64| {
-            map.get(&victim).is_some_and(|e| e.last_access <= stamp)
-        };
         if !plugin.ahead_room() {
             // Checked first: a block that fails leaves the hits to ride with the call.
+            let fresh = |e: &Entry<V>| e.last_access <= self.ahead_stamp;
             let resident = self.map.len();
-            if !takes(&self.map, self.ahead_stamp)
+            if !self.map.get(&victim).is_some_and(fresh)
                 || !self.deliver_hits(slot)
                 || self.map.len() != resident
             {

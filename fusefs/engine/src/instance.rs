@@ -106,6 +106,23 @@ struct BatchedEviction {
     ahead_at: usize,
 }
 
+impl BatchedEviction {
+    /// Whether the entries waiting leave room for a miss taken without a call: its two
+    /// entries, still below the hit batch (a full batch is delivered when a hit fills it,
+    /// `Plugin::evict_access`, so the entries waiting never exceed it).
+    #[inline]
+    fn ahead_room(&self) -> bool {
+        self.pending.len() + 2 < self.hit_batch
+    }
+
+    /// Forgets the blocks named ahead.
+    #[inline]
+    fn drop_ahead(&mut self) {
+        self.ahead.clear();
+        self.ahead_at = 0;
+    }
+}
+
 /// The calls that differ between the two batched sets.
 enum BatchedCalls {
     /// 1.4: `kplug_evict_miss(key, need)`, `kplug_evict_remove(key)`.
@@ -968,6 +985,8 @@ impl Plugin {
             });
         };
         let need_arg = need.min(i32::MAX as u32) as i32;
+        // Each miss answer replaces the blocks named before (1.10).
+        b.drop_ahead();
         let (hook, n, handle) = match &b.calls {
             BatchedCalls::Keys { miss, .. } => {
                 let n =
@@ -981,8 +1000,6 @@ impl Plugin {
                     b.keys.write(&mut self.rt.store, &b.pending);
                     b.pending.clear();
                 }
-                b.ahead.clear();
-                b.ahead_at = 0;
                 let r = self.rt.call(
                     exp::EVICT_HANDLE_MISS.name,
                     miss,
@@ -1045,13 +1062,13 @@ impl Plugin {
     }
 
     /// Whether the hits waiting leave room for a miss taken without a call (two entries, and
-    /// still below the hit batch; see
-    /// [`take_ahead`](Self::take_ahead)): if not, the caller delivers them first with
-    /// [`flush_hits`](Self::flush_hits), which keeps the blocks named.
+    /// still below the hit batch; see [`take_ahead`](Self::take_ahead)): if not, the caller
+    /// delivers them first with [`flush_hits`](Self::flush_hits), which keeps the blocks
+    /// named.
     #[inline]
     pub fn ahead_room(&self) -> bool {
         match &self.eviction {
-            Some(EvictionFns::Batched(b)) => b.pending.len() + 2 < b.hit_batch,
+            Some(EvictionFns::Batched(b)) => b.ahead_room(),
             _ => false,
         }
     }
@@ -1066,9 +1083,7 @@ impl Plugin {
         let Some(EvictionFns::Batched(b)) = self.eviction.as_mut() else {
             return false;
         };
-        // Below the batch after it: a full batch is delivered when a hit fills it
-        // (`evict_access`), so the entries waiting never exceed it.
-        if b.ahead_at >= b.ahead.len() || b.pending.len() + 2 >= b.hit_batch {
+        if b.ahead_at >= b.ahead.len() || !b.ahead_room() {
             return false;
         }
         b.ahead_at += 1;
@@ -1243,8 +1258,7 @@ impl Plugin {
     pub fn mark_installed(&mut self) {
         self.rt.first_decision_call = self.rt.calls + 1;
         if let Some(EvictionFns::Batched(b)) = &mut self.eviction {
-            b.ahead.clear();
-            b.ahead_at = 0;
+            b.drop_ahead();
         }
     }
 
