@@ -968,7 +968,9 @@ impl<V> CacheCore<V> {
     }
 
     /// Drops a resident block (invalidation) and tells the eviction policy.
-    /// Also forgets an in-flight prefetch of it.
+    /// Also forgets an in-flight prefetch of it. `None` if it was not resident, or if a
+    /// batched eviction plugin evicted it while taking the hits that waited (its value is
+    /// gone either way).
     pub fn remove(&mut self, key: u64) -> Option<V> {
         self.in_flight.remove(&key);
         if self.governor.is_some() {
@@ -977,11 +979,27 @@ impl<V> CacheCore<V> {
                 s.remove(key);
             });
         }
+        if !self.map.contains_key(&key) {
+            return None;
+        }
+        // The plugin may evict it while taking the hits waiting (then it is not told this).
+        self.deliver_waiting_hits();
         let e = self.map.remove(&key)?;
         self.log_change(key);
         self.unindex(key);
         self.after_remove(key, e.prefetched, self.handles.of(key, &e));
         Some(e.value)
+    }
+
+    /// Delivers the hits waiting for a batched eviction plugin before the host drops blocks
+    /// itself (an invalidation). The plugin takes them as having come before the drop, and
+    /// a victim it names meanwhile may be any block it was told of, the ones about to be
+    /// dropped included: checked while they are still resident, such a victim is evicted,
+    /// where checked after the drop it was an honest plugin's `InvalidAnswer` fault.
+    fn deliver_waiting_hits(&mut self) {
+        if let EvictionRole::Plugin(slot) = self.eviction {
+            self.deliver_hits(slot);
+        }
     }
 
     fn after_remove(&mut self, key: u64, prefetched: bool, handle: u32) {
@@ -1015,6 +1033,7 @@ impl<V> CacheCore<V> {
                 s.remove_file(file, from_block);
             });
         }
+        self.deliver_waiting_hits();
         let doomed: Vec<u32> = match &mut self.files {
             Some(files) => {
                 let Some(set) = files.get_mut(&file) else {

@@ -187,6 +187,65 @@ proptest! {
     }
 }
 
+/// Each policy through the host's cache core, as a mount drives it: requests, and blocks
+/// invalidated (a write) and files truncated between them. An honest policy never faults
+/// and serves to the end. The hits waiting in a batch are delivered before an invalidated
+/// block leaves the core: LIRS and W-TinyLFU name victims on hits, and one they named among
+/// the blocks about to be invalidated was once counted against them as not resident.
+fn serves_through_invalidations(name: &str, capacity: u64, ops: &[(u8, u64)]) {
+    let plugin = compiled()[name].instantiate(&[], capacity).unwrap();
+    let status = plugin.status();
+    let roles = plugin.roles();
+    let mut core: CacheCore<u64> = CacheCore::new(capacity, CoreConfig::default());
+    core.install_plugin(plugin, roles).unwrap();
+    for &(op, k) in ops {
+        let key = ((k % 3) << 32) | (k / 3);
+        match op {
+            0 => {
+                // A resident block, most often (a write to a block read before).
+                let keys = core.resident_keys();
+                core.remove(
+                    keys.get(k as usize % keys.len().max(1))
+                        .copied()
+                        .unwrap_or(key),
+                );
+            }
+            1 => {
+                core.remove_file((k % 3) as u32, (k / 3) as u32);
+            }
+            _ => {
+                core.request(key, || key);
+                assert_eq!(core.peek(key).copied().unwrap_or(key), key);
+            }
+        }
+        assert!(core.len() as u64 <= capacity);
+    }
+    assert_eq!(
+        core.stats().faults,
+        0,
+        "{name} @ {capacity}: {:?}",
+        status.error()
+    );
+    assert_eq!(status.state(), kplug_engine::PluginState::Active);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn policies_serve_through_invalidations(
+        capacity in 1u64..40,
+        ops in prop::collection::vec(
+            (prop_oneof![3 => Just(0u8), 1 => Just(1u8), 24 => Just(2u8)], 0u64..150),
+            1..1500,
+        ),
+    ) {
+        for name in POLICIES {
+            serves_through_invalidations(name, capacity, &ops);
+        }
+    }
+}
+
 fn trace_prefix(
     file: &str,
     format: kplug_traces::Format,

@@ -38,6 +38,11 @@ pub fn on_both_tiers(f: impl Fn()) {
     BASELINE.with(|b| b.set(false));
 }
 
+/// Whether [`compile`] on this thread gives baseline code (within [`on_both_tiers`]).
+pub fn baseline() -> bool {
+    BASELINE.with(|b| b.get())
+}
+
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).unwrap_or_else(|e| panic!("fixture does not parse: {e}\n{text}"))
 }
