@@ -1,10 +1,11 @@
-//! A plugin answering at random: whatever an eviction plugin by handle (ABI 1.8-1.10) answers,
-//! the host keeps its own invariants. `CacheCore` never holds more blocks than its capacity,
+//! A plugin answering at random: whatever an eviction plugin answers (by handle, ABI
+//! 1.8-1.10; batched by key, 1.4 and 1.9; one event a call, 1.0), the host keeps its own
+//! invariants. `CacheCore` never holds more blocks than its capacity,
 //! every resident block holds the value inserted for it, a block just missed is resident,
 //! the counters add up, and a plugin either serves or has failed with one fault naming its
 //! hook, after which the built-in serves; nothing panics.
 //!
-//! The plugin (`chaos`, WAT generated per case) is mostly honest, so that runs get far: a
+//! The plugin (`CHAOS`, WAT: one module per hook set, its settings parameters) is mostly honest, so that runs get far: a
 //! FIFO over a ring of the keys it was given, learning the misses the host took ahead of
 //! a call from the blocks it named. Its answers come from a xorshift generator seeded by the
 //! case, and at a rate the case picks it departs from the contract: more victims than needed,
@@ -69,10 +70,6 @@ const CHAOS: &str = r#"
     (if (i32.eq (local.get $c) (i32.const 97)) (then (global.set $ahead (i32.wrap_i64 (local.get $v)))))
     (if (i32.eq (local.get $c) (i32.const 114)) (then (global.set $rate (local.get $v))))
     (i32.const 0))
-  (func (export "kplug_evict_buf") (result i32) (i32.const 0))
-  (func (export "kplug_evict_hit_batch") (result i32) (global.get $batch))
-  (func (export "kplug_evict_ahead") (result i32) (global.get $ahead))
-  {SEED_EXPORT}
   (func $rnd (result i64)
     (global.set $s (i64.xor (global.get $s) (i64.shl (global.get $s) (i64.const 13))))
     (global.set $s (i64.xor (global.get $s) (i64.shr_u (global.get $s) (i64.const 7))))
@@ -172,6 +169,15 @@ const CHAOS: &str = r#"
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l)))
     (local.get $i))
+  {SET}
+)"#;
+
+/// The chaos plugin's hooks by handle (1.8; 1.10 with `ahead` > 0; 1.9 with `{SEED_EXPORT}`).
+const BY_HANDLE: &str = r#"
+  (func (export "kplug_evict_buf") (result i32) (i32.const 0))
+  (func (export "kplug_evict_hit_batch") (result i32) (global.get $batch))
+  (func (export "kplug_evict_ahead") (result i32) (global.get $ahead))
+  {SEED_EXPORT}
   (func (export "kplug_evict_handle_hits") (param $n i32) (result i32)
     (call $take (local.get $n))
     (if (i32.and (call $odd) (call $once_in (i64.const 8))) (then unreachable))
@@ -231,7 +237,61 @@ const CHAOS: &str = r#"
       (i64.extend_i32_u (i32.or (i32.shl (local.get $a) (i32.const 16)) (local.get $n)))))
   (func (export "kplug_evict_handle_remove") (param $k i64) (param $h i32)
     (call $untrack (local.get $k)))
-)"#;
+"#;
+
+/// The chaos plugin's batched hooks by key (1.4; 1.9 with `{SEED_EXPORT}`). Its
+/// `kplug_evict_ahead`, beside this set, is ignored: it may answer any count.
+const BY_KEY: &str = r#"
+  (func (export "kplug_evict_buf") (result i32) (i32.const 0))
+  (func (export "kplug_evict_hit_batch") (result i32) (global.get $batch))
+  (func (export "kplug_evict_ahead") (result i32) (i32.wrap_i64 (call $rnd)))
+  {SEED_EXPORT}
+  (func (export "kplug_evict_hits") (param $n i32) (result i32)
+    (if (i32.and (call $odd) (call $once_in (i64.const 8))) (then unreachable))
+    (if (call $once_in (i64.const 4)) (then
+      (return (select (i32.const 300)
+        (call $victims (i32.const 1) (i32.const 0) (i64.const -1))
+        (i32.and (call $odd) (call $once_in (i64.const 8)))))))
+    (i32.const 0))
+  (func (export "kplug_evict_miss") (param $k i64) (param $need i32) (result i32)
+    (local $n i32)
+    (if (i32.and (call $odd) (call $once_in (i64.const 8))) (then unreachable))
+    (local.set $n (local.get $need))
+    (if (call $once_in (i64.const 6))
+      (then (local.set $n (i32.add (local.get $n) (i32.const 1)))))
+    (if (i32.and (i32.gt_s (local.get $need) (i32.const 0)) (call $odd))
+      (then (local.set $n (i32.sub (local.get $need) (i32.const 1)))))
+    (local.set $n (call $victims (local.get $n) (local.get $need) (local.get $k)))
+    (drop (call $track (local.get $k)))
+    (select (i32.const 257) (local.get $n) (i32.and (call $odd) (call $once_in (i64.const 8)))))
+  (func (export "kplug_evict_remove") (param $k i64)
+    (call $untrack (local.get $k)))
+"#;
+
+/// The chaos plugin's hooks one event a call (1.0): `kplug_evict_victim` answers its oldest
+/// block, or (odd) another key or a trap.
+const PER_EVENT: &str = r#"
+  (func (export "kplug_evict_insert") (param $k i64)
+    (drop (call $track (local.get $k))))
+  (func (export "kplug_evict_access") (param $k i64)
+    (if (i32.and (call $odd) (call $once_in (i64.const 8))) (then unreachable)))
+  (func (export "kplug_evict_remove") (param $k i64)
+    (call $untrack (local.get $k)))
+  (func (export "kplug_evict_victim") (result i64) (local $v i64)
+    (if (i32.and (call $odd) (call $once_in (i64.const 8))) (then unreachable))
+    (local.set $v (call $pop))
+    (if (result i64) (call $odd)
+      (then (select (i64.const -1) (call $any_key) (call $once_in (i64.const 4))))
+      (else (local.get $v))))
+"#;
+
+/// Which set of eviction hooks the chaos plugin exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Set {
+    ByHandle,
+    ByKey,
+    PerEvent,
+}
 
 /// `kplug_evict_seed` (1.9) for [`CHAOS`]: takes the keys (odd: fewer, none, or more than it
 /// was given), gives each its handle, and names no victim (odd: one).
@@ -258,6 +318,7 @@ const SEED_EXPORT: &str = r#"
 /// The chaos plugin for one case.
 #[derive(Clone, Copy, Debug)]
 struct Chaos {
+    set: Set,
     seed: u64,
     batch: u32,
     ahead: u32,
@@ -275,7 +336,7 @@ impl Chaos {
             self.ahead.to_string(),
             self.rate.to_string(),
         );
-        module(self.seed_export).instantiate(
+        module(self.set, self.seed_export).instantiate(
             &[
                 ("seed", &seed),
                 ("batch", &batch),
@@ -287,29 +348,44 @@ impl Chaos {
     }
 }
 
-/// The chaos module, with or without `kplug_evict_seed`, in the code [`compile`] gives.
-fn module(seed_export: bool) -> CompiledPlugin {
-    static MODULES: Mutex<Vec<((bool, bool), CompiledPlugin)>> = Mutex::new(Vec::new());
-    let which = (baseline(), seed_export);
+/// The chaos module with hook set `set`, with or without `kplug_evict_seed` (batched sets
+/// only), in the code [`compile`] gives.
+fn module(set: Set, seed_export: bool) -> CompiledPlugin {
+    type Key = (bool, Set, bool);
+    static MODULES: Mutex<Vec<(Key, CompiledPlugin)>> = Mutex::new(Vec::new());
+    let seed_export = seed_export && set != Set::PerEvent;
+    let which = (baseline(), set, seed_export);
     let mut modules = MODULES.lock().unwrap();
     if let Some((_, m)) = modules.iter().find(|(w, _)| *w == which) {
         return m.clone();
     }
+    let hooks = match set {
+        Set::ByHandle => BY_HANDLE,
+        Set::ByKey => BY_KEY,
+        Set::PerEvent => PER_EVENT,
+    };
     let seed = if seed_export { SEED_EXPORT } else { "" };
-    let m = compile(&CHAOS.replace("{SEED_EXPORT}", seed));
+    let m = compile(&CHAOS.replace("{SET}", hooks).replace("{SEED_EXPORT}", seed));
     modules.push((which, m.clone()));
     m
 }
 
 fn chaos() -> impl Strategy<Value = Chaos> {
     (
+        prop::sample::select(vec![
+            Set::ByHandle,
+            Set::ByHandle,
+            Set::ByKey,
+            Set::PerEvent,
+        ]),
         any::<u64>(),
         prop::sample::select(vec![1u32, 2, 3, 4, 5, 8, 256]),
         prop::sample::select(vec![0u32, 1, 2, 3, 64]),
         prop::sample::select(vec![4u32, 30, 1000]),
         any::<bool>(),
     )
-        .prop_map(|(seed, batch, ahead, rate, seed_export)| Chaos {
+        .prop_map(|(set, seed, batch, ahead, rate, seed_export)| Chaos {
+            set,
             seed,
             batch,
             ahead,
@@ -558,11 +634,15 @@ fn the_host_keeps_its_invariants_on_baseline_code() {
 /// serves every case without a fault, taking misses ahead when it names blocks.
 #[test]
 fn the_chaos_plugin_without_departures_never_faults() {
-    for (i, (batch, ahead)) in [(1, 0), (4, 0), (4, 1), (8, 3), (256, 64), (3, 64)]
+    let cases = [(1, 0), (4, 0), (4, 1), (8, 3), (256, 64), (3, 64)];
+    let sets = [Set::ByHandle, Set::ByKey, Set::PerEvent];
+    for (i, (set, (batch, ahead))) in sets
         .into_iter()
+        .flat_map(|s| cases.into_iter().map(move |c| (s, c)))
         .enumerate()
     {
         let chaos = Chaos {
+            set,
             seed: 0x9e37_79b9 + i as u64,
             batch,
             ahead,
@@ -597,7 +677,7 @@ fn the_chaos_plugin_without_departures_never_faults() {
             status.error()
         );
         assert_eq!(core.stats().faults, 0);
-        if ahead > 0 && batch >= 3 {
+        if set == Set::ByHandle && ahead > 0 && batch >= 3 {
             assert!(
                 status.calls() < misses,
                 "{chaos:?}: {} calls, {misses} misses",
