@@ -545,8 +545,10 @@ impl<V> CacheCore<V> {
         false
     }
 
+    /// Looks `key` up and counts it: a hit tells the eviction policy (which may evict the
+    /// block while taking it: still a hit); a miss counts. Whether it was a hit.
     #[inline]
-    fn touch(&mut self, key: u64) -> bool {
+    pub(crate) fn touch(&mut self, key: u64) -> bool {
         let Some(e) = self.map.get_mut(&key) else {
             self.stats.misses += 1;
             self.figures.note_request(&mut self.windows, key, false);

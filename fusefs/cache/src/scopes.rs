@@ -352,14 +352,15 @@ impl<V> ScopedCache<V> {
         self.holder(key).unwrap_or(s)
     }
 
-    /// Simulator driver: `get`, and on a miss `insert(s, key, make())`. Returns whether it
-    /// was a hit.
+    /// Simulator driver: a lookup, and on a miss `insert(s, key, make())`. Returns whether it
+    /// was a hit (as [`CacheCore::request`]: a hit whose block the eviction policy evicted
+    /// while taking it is a hit, counted and answered so, not inserted again).
     pub fn request(&mut self, s: ScopeId, key: u64, make: impl FnOnce() -> V) -> bool {
         if self.live == 0 {
             return self.root_mut().request(key, make);
         }
         let at = self.at(s, key);
-        if self.core_mut(at).expect("live").get(key).is_some() {
+        if self.core_mut(at).expect("live").touch(key) {
             return true;
         }
         self.insert(s, key, make());

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use common::*;
 use kplug_abi::{Role, RoleSet, block_key};
-use kplug_cache::{BuiltinEviction, CacheCore, CoreConfig, Insert};
+use kplug_cache::{BuiltinEviction, CacheCore, CoreConfig, Insert, ScopedCache};
 use kplug_engine::{CompiledPlugin, LoadError, Plugin, PluginState, StatusHandle};
 use proptest::prelude::*;
 
@@ -755,5 +755,173 @@ fn a_block_invalidated_while_hits_wait_may_be_their_victim() {
             status.error()
         );
         assert_eq!(status.state(), PluginState::Active);
+    }
+}
+
+/// An operation on a cache of scopes.
+#[derive(Clone, Debug)]
+enum ScopeOp {
+    Request {
+        scope: usize,
+        key: u64,
+    },
+    Remove(u64),
+    RemoveFile {
+        file: u32,
+        from: u32,
+    },
+    /// Scope `scope` created with `share`, its eviction the chaos plugin (or the built-in).
+    Add {
+        scope: usize,
+        share: u64,
+        chaos: Option<Chaos>,
+    },
+    Share {
+        scope: usize,
+        share: u64,
+    },
+    Drop {
+        scope: usize,
+        into: usize,
+    },
+    /// A new chaos plugin serves scope `scope`'s eviction.
+    Install {
+        scope: usize,
+        chaos: Chaos,
+    },
+}
+
+const SLOTS: usize = 3;
+
+fn scope_op() -> impl Strategy<Value = ScopeOp> {
+    prop_oneof![
+        20 => (0..SLOTS, 0u32..3, 0u32..16)
+            .prop_map(|(scope, f, b)| ScopeOp::Request { scope, key: block_key(f, b) }),
+        2 => (0u32..3, 0u32..16).prop_map(|(f, b)| ScopeOp::Remove(block_key(f, b))),
+        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| ScopeOp::RemoveFile { file, from }),
+        2 => (1..SLOTS, 0u64..8, prop::option::of(chaos()))
+            .prop_map(|(scope, share, chaos)| ScopeOp::Add { scope, share, chaos }),
+        1 => (1..SLOTS, 0u64..8).prop_map(|(scope, share)| ScopeOp::Share { scope, share }),
+        1 => (1..SLOTS, 0..SLOTS).prop_map(|(scope, into)| ScopeOp::Drop { scope, into }),
+        2 => (0..SLOTS, chaos()).prop_map(|(scope, chaos)| ScopeOp::Install { scope, chaos }),
+    ]
+}
+
+/// Chaos plugins serving scopes of one cache: whatever they answer, no block is held by two
+/// scopes, the scopes together never hold more than the cache, every resident block holds
+/// its value, and every request is counted once; a scope's shed (a plugin asked to give up
+/// blocks for another scope's insertion, with a key no block has) included.
+fn run_scopes(capacity: u64, ops: &[ScopeOp]) -> Result<(), TestCaseError> {
+    let mut cache: ScopedCache<u64> = ScopedCache::new(capacity, CoreConfig::default(), SLOTS);
+    let (mut values, mut next, mut lookups) = (HashMap::new(), 0u64, 0u64);
+    let mut plugins: Vec<StatusHandle> = Vec::new();
+    let install = |cache: &mut ScopedCache<u64>,
+                   plugins: &mut Vec<StatusHandle>,
+                   scope: usize,
+                   chaos: &Chaos| {
+        let reach = cache.reach(cache.share(scope).unwrap_or(0));
+        let Ok(plugin) = chaos.instantiate(reach) else {
+            return;
+        };
+        plugins.push(plugin.status());
+        let core = cache.core_mut(scope).expect("a scope");
+        // Refused when the replay of the scope's blocks faults: the policy before serves.
+        let _ = core.install_plugin(plugin, RoleSet::of(&[Role::Eviction]));
+    };
+    for op in ops {
+        match *op {
+            ScopeOp::Request { scope, key } => {
+                let scope = if cache.core(scope).is_some() {
+                    scope
+                } else {
+                    0
+                };
+                let was = cache.contains(key);
+                next += 1;
+                let v = next;
+                let hit = cache.request(scope, key, || v);
+                lookups += 1;
+                prop_assert_eq!(hit, was);
+                if !hit && cache.contains(key) {
+                    values.insert(key, v);
+                }
+            }
+            ScopeOp::Remove(key) => {
+                cache.remove(key);
+                prop_assert!(!cache.contains(key));
+            }
+            ScopeOp::RemoveFile { file, from } => {
+                cache.remove_file(file, from);
+                for (_, c) in cache.cores() {
+                    prop_assert!(
+                        c.resident_keys()
+                            .iter()
+                            .all(|k| (k >> 32) as u32 != file || (*k as u32) < from)
+                    );
+                }
+            }
+            ScopeOp::Add {
+                scope,
+                share,
+                ref chaos,
+            } => {
+                if cache.add_scope(scope, share).is_ok()
+                    && let Some(chaos) = chaos
+                {
+                    install(&mut cache, &mut plugins, scope, chaos);
+                }
+            }
+            ScopeOp::Share { scope, share } => {
+                let _ = cache.set_share(scope, share);
+            }
+            ScopeOp::Drop { scope, into } => {
+                let _ = cache.remove_scope(scope, into, "dropped");
+            }
+            ScopeOp::Install { scope, ref chaos } => {
+                if cache.core(scope).is_some() {
+                    install(&mut cache, &mut plugins, scope, chaos);
+                }
+            }
+        }
+        let mut total = 0;
+        let mut seen = std::collections::HashSet::new();
+        for (_, c) in cache.cores() {
+            for k in c.resident_keys() {
+                prop_assert!(seen.insert(k), "block {:#x} held twice", k);
+                prop_assert_eq!(c.peek(k), values.get(&k), "block {:#x}", k);
+            }
+            total += c.len() as u64;
+        }
+        prop_assert!(
+            total <= capacity,
+            "{} blocks in a cache of {}",
+            total,
+            capacity
+        );
+        let s = cache.stats();
+        prop_assert_eq!(s.hits + s.misses, lookups);
+        for p in &plugins {
+            if p.state() == PluginState::Failed {
+                let e = p.error().unwrap_or_default();
+                prop_assert!(
+                    e.starts_with("kplug_evict_") && !e.contains('\n'),
+                    "fault: {}",
+                    e
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn scopes_keep_their_invariants_whatever_their_plugins_answer(
+        capacity in 1u64..16,
+        ops in prop::collection::vec(scope_op(), 1..300),
+    ) {
+        run_scopes(capacity, &ops)?;
     }
 }
