@@ -335,6 +335,140 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
     assert_eq!(st["cache"]["faults"], 0, "{st}");
 }
 
+/// The chaos eviction plugin's WAT (`fusefs/cache/tests/fixtures/chaos/`: a FIFO that departs
+/// from the ABI at random, `fusefs/cache/tests/chaos.rs`) with hook set `set` (0 by handle,
+/// 1 batched by key, 2 one event a call), and `kplug_evict_seed` if `seed` (batched sets).
+fn chaos_wasm(set: usize, seed: bool) -> Vec<u8> {
+    const DIR: &str = "../../fusefs/cache/tests/fixtures/chaos/";
+    let hooks = [
+        include_str!("../../fusefs/cache/tests/fixtures/chaos/by-handle.wat"),
+        include_str!("../../fusefs/cache/tests/fixtures/chaos/by-key.wat"),
+        include_str!("../../fusefs/cache/tests/fixtures/chaos/per-event.wat"),
+    ][set];
+    let seed = match seed && set < 2 {
+        true => include_str!("../../fusefs/cache/tests/fixtures/chaos/seed.wat"),
+        false => "",
+    };
+    let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/chaos.wat")
+        .replace("{SET}", hooks)
+        .replace("{SEED_EXPORT}", seed);
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("{DIR}: {e}"))
+}
+
+/// Chaos plugins dropped again and again into a mount, each hook set with new parameters (its
+/// seed, hit batch, blocks named ahead, rate of departures) or new parameters for the one
+/// serving, some removed, under 2 verifying readers and a writer that rewrites ranges of its
+/// own file and reads all of it back (invalidations while hits wait): every byte read is
+/// right, every plugin is active, failed with one line naming its hook, or out of service,
+/// and the mount serves every file whole at the end.
+#[test]
+fn chaos_plugins_never_change_a_byte() {
+    const FILES: usize = 3;
+    const SIZE: usize = 768 << 10;
+    let m = Arc::new(small_cache_mount(FILES, SIZE));
+    let want: Arc<Vec<Vec<u8>>> = Arc::new((0..FILES).map(|i| pattern(SIZE, i as u32)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, writes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (m, want, stop, reads) = (m.clone(), want.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut x = 0x2545_F491_4F6C_DD1Du64 ^ t;
+                while !stop.load(Ordering::Relaxed) {
+                    kplugfs_tests::xorshift(&mut x);
+                    let i = (x % FILES as u64) as usize;
+                    let off = ((x >> 8) % SIZE as u64) as usize;
+                    let len = (((x >> 32) % (200 << 10)) as usize + 1).min(SIZE - off);
+                    let mut f = fs::File::open(m.m(&format!("f{i}"))).expect("open");
+                    f.seek(SeekFrom::Start(off as u64)).unwrap();
+                    let mut buf = vec![0u8; len];
+                    f.read_exact(&mut buf).expect("read never fails");
+                    assert!(buf == want[i][off..off + len], "f{i} at {off}, {len} bytes");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    threads.push({
+        let (m, stop, writes) = (m.clone(), stop.clone(), writes.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let path = m.m("w");
+            let mut model = pattern(SIZE, 7);
+            fs::write(&path, &model).unwrap();
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            while !stop.load(Ordering::Relaxed) {
+                kplugfs_tests::xorshift(&mut x);
+                let off = ((x >> 8) % SIZE as u64) as usize;
+                let len = (((x >> 32) % (100 << 10)) as usize + 1).min(SIZE - off);
+                model[off..off + len].fill(x as u8);
+                let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.seek(SeekFrom::Start(off as u64)).unwrap();
+                f.write_all(&model[off..off + len]).unwrap();
+                drop(f);
+                assert!(
+                    fs::read(&path).unwrap() == model,
+                    "w after a write at {off}"
+                );
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
+    let mut x = 0x5_DEEC_E66Du64;
+    for k in 0..60 {
+        kplugfs_tests::xorshift(&mut x);
+        let name = format!("chaos{}", k % 2);
+        let params = format!(
+            "seed={}\nbatch={}\nahead={}\nrate={}\n",
+            x,
+            [1, 3, 8, 256][(x >> 8) as usize % 4],
+            [0, 1, 64][(x >> 16) as usize % 3],
+            [4, 30, 1000][(x >> 24) as usize % 3],
+        );
+        // A refused load (a fault replaying the resident blocks) is EINVAL; nothing else.
+        let refused = |r: std::io::Result<()>| match r {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"),
+        };
+        refused(drop_plugin(
+            &m,
+            &format!("{name}.params"),
+            params.as_bytes(),
+        ));
+        if k % 5 != 4 {
+            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1);
+            refused(drop_plugin(&m, &format!("{name}.wasm"), &wasm));
+        }
+        if k % 7 == 6 {
+            let _ = fs::remove_file(m.m(&format!(".kplug/plugins/{name}.wasm")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join()
+            .expect("a read or a write failed or returned wrong bytes");
+    }
+    assert!(reads.load(Ordering::Relaxed) > 20 && writes.load(Ordering::Relaxed) > 5);
+    let st = status(&m);
+    for p in st["plugins"].as_array().unwrap() {
+        let state = p["state"].as_str().unwrap();
+        assert!(["active", "failed", "disabled"].contains(&state), "{p}");
+        if let Some(e) = p["error"].as_str()
+            && state == "failed"
+        {
+            // A fault serving, or one replaying the resident blocks into it (load refused).
+            let e = e.trim_start_matches(
+                "refused at load: plugin faulted while replaying resident blocks: ",
+            );
+            assert!(e.starts_with("kplug_evict_") && !e.contains('\n'), "{p}");
+        }
+    }
+    for i in 0..FILES {
+        check_file(&m, i, SIZE);
+    }
+}
+
 #[test]
 fn params_files_are_checked_and_reload_the_plugin() {
     let m = small_cache_mount(1, 1 << 20);

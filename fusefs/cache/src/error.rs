@@ -1,7 +1,7 @@
 //! Why installing a plugin into a cache failed: the cache keeps its previous policies.
 
 use kplug_abi::Role;
-use kplug_engine::Fault;
+use kplug_engine::HookFault;
 
 /// Installing a plugin into a [`crate::CacheCore`] failed; the cache keeps its
 /// previous policies.
@@ -26,10 +26,10 @@ pub enum InstallError {
         /// Capacity of the cache.
         cache: u64,
     },
-    /// The plugin faulted while being told the resident blocks; it is marked
-    /// failed and the cache keeps its previous policies.
+    /// The plugin faulted while being told the resident blocks (in the hook named); it is
+    /// marked failed and the cache keeps its previous policies.
     #[error("plugin faulted while replaying resident blocks: {0}")]
-    Fault(Fault),
+    Fault(HookFault),
     /// `install_governor` was given a plugin without `kplug_tick`.
     #[error("plugin `{0}` is not a governor (no kplug_tick export)")]
     NotGovernor(String),

@@ -208,9 +208,10 @@ fn install_fault_during_replay_keeps_the_previous_policy() {
         .unwrap_err();
     assert_eq!(
         e,
-        InstallError::Fault(Fault::Trap(
-            "wasm `unreachable` instruction executed".into()
-        ))
+        InstallError::Fault(kplug_engine::HookFault {
+            hook: "kplug_evict_insert",
+            fault: Fault::Trap("wasm `unreachable` instruction executed".into()),
+        })
     );
     assert_eq!(status.state(), PluginState::Failed);
     assert_eq!(c.policy(Role::Eviction).name, "lru");

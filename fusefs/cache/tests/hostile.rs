@@ -1235,7 +1235,10 @@ fn seed_answers_are_checked() {
         let e = kplug_cache::Prepared::new(plugin, ev(), &core.resident_keys()).unwrap_err();
         assert_eq!(
             e,
-            kplug_cache::InstallError::Fault(fault.clone()),
+            kplug_cache::InstallError::Fault(kplug_engine::HookFault {
+                hook: "kplug_evict_seed",
+                fault: fault.clone(),
+            }),
             "{prefix}"
         );
         assert_eq!(status.state(), PluginState::Failed);

@@ -52,7 +52,7 @@ pub struct ProbeFilter {
 }
 
 /// A fault together with the export that raised it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookFault {
     /// The export that faulted.
     pub hook: &'static str,

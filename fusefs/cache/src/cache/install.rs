@@ -159,7 +159,7 @@ impl Prepared {
                     }
                     Err(fault) => {
                         plugin.mark_failed(&fault);
-                        return Err(InstallError::Fault(fault.fault));
+                        return Err(InstallError::Fault(fault));
                     }
                 }
             }
@@ -303,7 +303,7 @@ impl<V> CacheCore<V> {
                 self.stats.faults += 1;
                 plugin.mark_failed(&fault);
                 // The previous eviction policy keeps serving, untouched.
-                return Err(InstallError::Fault(fault.fault));
+                return Err(InstallError::Fault(fault));
             }
             // The blocks' entries take their new handles when next needed (`cache/handles.rs`);
             // freeing a table of every resident block is for after the lock.
