@@ -657,3 +657,171 @@ proptest! {
         run_scopes(capacity, &ops)?;
     }
 }
+
+/// [`chaos_wat`] whose settings are its defaults (a governor's candidates get no parameters).
+fn chaos_with_defaults(chaos: &Chaos) -> String {
+    let wat = chaos_wat(chaos.set, chaos.seed_export);
+    let defaults = [
+        (
+            "(global $s (mut i64) (i64.const 1))",
+            format!(
+                "(global $s (mut i64) (i64.const {}))",
+                chaos.seed.max(1) as i64
+            ),
+        ),
+        (
+            "(global $batch (mut i32) (i32.const 4))",
+            format!("(global $batch (mut i32) (i32.const {}))", chaos.batch),
+        ),
+        (
+            "(global $ahead (mut i32) (i32.const 0))",
+            format!("(global $ahead (mut i32) (i32.const {}))", chaos.ahead),
+        ),
+        (
+            "(global $rate (mut i64) (i64.const 4))",
+            format!("(global $rate (mut i64) (i64.const {}))", chaos.rate),
+        ),
+    ];
+    defaults.iter().fold(wat, |wat, (old, new)| {
+        assert!(wat.contains(old), "chaos.wat declares {old}");
+        wat.replace(old, new)
+    })
+}
+
+/// A governor (ABI 1.2) over candidates `a` and `b` whose weights cycle through every shape on
+/// its ticks: (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
+const CYCLING_GOVERNOR: &str = r#"(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "a")
+  (data (i32.const 200) "b")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 1)))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 1)))
+    (i32.const 0))
+  (func $set (param f64 f64)
+    (drop (call $w (i32.const 0) (local.get 0)))
+    (drop (call $w (i32.const 1) (local.get 1))))
+  (func (export "kplug_tick") (param i64) (result i32)
+    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
+    (block (block (block (block (block
+      (br_table 0 1 2 3 4 (global.get $ticks)))
+      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
+    (call $set (f64.const 0.5) (f64.const 2))
+    (i32.const 0)))
+"#;
+
+#[derive(Clone, Debug)]
+enum GovernorOp {
+    Request {
+        file: u32,
+        block: u32,
+    },
+    Remove {
+        file: u32,
+        block: u32,
+    },
+    RemoveFile {
+        file: u32,
+        from: u32,
+    },
+    Tick,
+    /// A chaos plugin dropped over the governor (an operator's choice: the governor no longer
+    /// decides eviction).
+    Operator(Chaos),
+}
+
+fn governor_op() -> impl Strategy<Value = GovernorOp> {
+    prop_oneof![
+        16 => (0u32..3, 0u32..16).prop_map(|(file, block)| GovernorOp::Request { file, block }),
+        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| GovernorOp::Remove { file, block }),
+        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| GovernorOp::RemoveFile { file, from }),
+        3 => Just(GovernorOp::Tick),
+        1 => chaos().prop_map(GovernorOp::Operator),
+    ]
+}
+
+/// Chaos plugins as a governor's candidates (shadows, then the cache following one, voting
+/// between two, or nobody), with invalidations and an operator's plugin dropped over it,
+/// and the governor removed at the end: the host's governor bookkeeping holds after every
+/// step (`check_governor_invariants`: the cache within capacity, every resident block in its
+/// holders' buckets), every resident block holds its value.
+fn run_governor(a: &Chaos, b: &Chaos, ops: &[GovernorOp]) -> Result<(), TestCaseError> {
+    const CAPACITY: u64 = 8;
+    let (a, b) = (
+        compile(&chaos_with_defaults(a)),
+        compile(&chaos_with_defaults(b)),
+    );
+    let resolve = |name: &str| match name {
+        "a" => Ok(a.clone()),
+        "b" => Ok(b.clone()),
+        _ => Err(format!("no candidate {name}")),
+    };
+    let mut core: CacheCore<u64> = CacheCore::new(CAPACITY, CoreConfig::default());
+    core.install_governor(
+        compile(CYCLING_GOVERNOR)
+            .instantiate(&[], CAPACITY)
+            .unwrap(),
+        &resolve,
+        0,
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut values = HashMap::new();
+    let mut next = 0u64;
+    for op in ops {
+        match *op {
+            GovernorOp::Request { file, block } => {
+                let key = block_key(file, block);
+                next += 1;
+                let v = next;
+                if !core.request(key, || v) && core.contains(key) {
+                    values.insert(key, v);
+                }
+            }
+            GovernorOp::Remove { file, block } => {
+                core.remove(block_key(file, block));
+            }
+            GovernorOp::RemoveFile { file, from } => {
+                core.remove_file(file, from);
+            }
+            GovernorOp::Tick => core.governor_tick(),
+            GovernorOp::Operator(ref chaos) => {
+                if let Ok(p) = chaos.instantiate(CAPACITY) {
+                    let _ = core.install_plugin(p, RoleSet::of(&[Role::Eviction]));
+                }
+            }
+        }
+        if let Err(e) = core.check_governor_invariants() {
+            prop_assert!(false, "after {:?}: {}", op, e);
+        }
+        for k in core.resident_keys() {
+            prop_assert_eq!(core.peek(k), values.get(&k), "block {:#x}", k);
+        }
+    }
+    core.remove_governor();
+    for b in 0..3 * CAPACITY as u32 {
+        let key = block_key(9, b);
+        core.request(key, || 0);
+        prop_assert!(core.len() as u64 <= CAPACITY);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn a_governor_over_chaos_candidates_keeps_its_bookkeeping(
+        a in chaos(),
+        b in chaos(),
+        ops in prop::collection::vec(governor_op(), 1..300),
+    ) {
+        run_governor(&a, &b, &ops)?;
+    }
+}

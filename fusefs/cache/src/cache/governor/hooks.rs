@@ -131,8 +131,9 @@ impl<V> CacheCore<V> {
 
     /// An invalidation: every shadow applies it too (`remove` or `remove_file`), whether the
     /// cache holds the blocks or not, so no shadow counts a hit on data that changed. A
-    /// shadow's invalidation is not an eviction: its log stays empty, and the cache drops the
-    /// blocks it holds itself (their masks go with them).
+    /// shadow's invalidation is not an eviction (the cache drops the blocks it holds itself,
+    /// and their masks go with them), but the hits a shadow's batched plugin had waiting are
+    /// delivered first, and the victims it names while taking them are: they lose its bit.
     pub(in crate::cache) fn invalidate_in_shadows(
         &mut self,
         mut f: impl FnMut(&mut CacheCore<()>),
@@ -145,6 +146,7 @@ impl<V> CacheCore<V> {
                 f(s);
             }
         }
+        g.note_evictions(&self.map);
         self.note_shadow_faults();
     }
 
