@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use common::*;
 use kplug_abi::{Role, RoleSet, block_key};
-use kplug_cache::{BuiltinEviction, CacheCore, CoreConfig, Insert, ScopedCache};
+use kplug_cache::{BuiltinEviction, CacheCore, CoreConfig, Insert, Prepared, ScopedCache};
 use kplug_engine::{CompiledPlugin, LoadError, Plugin, PluginState, StatusHandle};
 use proptest::prelude::*;
 
@@ -823,5 +823,102 @@ proptest! {
         ops in prop::collection::vec(governor_op(), 1..300),
     ) {
         run_governor(&a, &b, &ops)?;
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SplitOp {
+    Request {
+        file: u32,
+        block: u32,
+    },
+    Remove {
+        file: u32,
+        block: u32,
+    },
+    RemoveFile {
+        file: u32,
+        from: u32,
+    },
+    /// A snapshot taken for an install and a chaos plugin prepared from it (as a mount's swap
+    /// does, outside the cache's lock).
+    Prepare(Chaos),
+    /// The oldest (or newest) preparation waiting is installed.
+    Install {
+        newest: bool,
+    },
+}
+
+fn split_op() -> impl Strategy<Value = SplitOp> {
+    prop_oneof![
+        16 => (0u32..3, 0u32..16).prop_map(|(file, block)| SplitOp::Request { file, block }),
+        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| SplitOp::Remove { file, block }),
+        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| SplitOp::RemoveFile { file, from }),
+        2 => chaos().prop_map(SplitOp::Prepare),
+        2 => any::<bool>().prop_map(|newest| SplitOp::Install { newest }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    /// Chaos plugins prepared from snapshots and installed later, in any order, with the
+    /// cache changing between (the install tells each what came and went since its
+    /// snapshot): a refused preparation or install leaves the policy serving before, and the
+    /// core's invariants hold after every step.
+    #[test]
+    fn installs_prepared_from_snapshots_keep_the_invariants(
+        capacity in 1u64..12,
+        ops in prop::collection::vec(split_op(), 1..300),
+    ) {
+        let mut run = Run {
+            core: CacheCore::new(capacity, CoreConfig::default()),
+            values: HashMap::new(),
+            next_value: 0,
+            plugins: Vec::new(),
+            lookups: 0,
+        };
+        let mut waiting = std::collections::VecDeque::new();
+        for op in &ops {
+            match *op {
+                SplitOp::Request { file, block } => run.step(&Op::Request { file, block })?,
+                SplitOp::Remove { file, block } => {
+                    run.core.remove(block_key(file, block));
+                }
+                SplitOp::RemoveFile { file, from } => run.step(&Op::RemoveFile { file, from })?,
+                SplitOp::Prepare(ref chaos) => {
+                    let Ok(plugin) = chaos.instantiate(capacity) else { continue };
+                    let status = plugin.status();
+                    let snapshot = run.core.snapshot_for_install();
+                    match Prepared::from_snapshot(plugin, RoleSet::of(&[Role::Eviction]), snapshot) {
+                        Ok(p) => waiting.push_back((p, status)),
+                        Err(e) => {
+                            let e = e.to_string();
+                            prop_assert!(
+                                e.starts_with("plugin faulted while replaying resident blocks: kplug_evict_"),
+                                "{}", e
+                            );
+                        }
+                    }
+                }
+                SplitOp::Install { newest } => {
+                    let next = if newest { waiting.pop_back() } else { waiting.pop_front() };
+                    if let Some((p, status)) = next {
+                        let before = run.core.policy(Role::Eviction).name;
+                        match run.core.install_prepared(p) {
+                            Ok(()) => run.plugins.push(status),
+                            Err(e) => {
+                                // A fault telling it what changed since: counted, the policy
+                                // before serves on.
+                                run.plugins.push(status);
+                                prop_assert!(e.to_string().contains("kplug_evict_"), "{}", e);
+                                prop_assert_eq!(run.core.policy(Role::Eviction).name, before);
+                            }
+                        }
+                    }
+                }
+            }
+            run.check()?;
+        }
     }
 }
