@@ -133,6 +133,9 @@ enum Op {
     /// `get`, then (on a miss) a `request` of another block, then `insert` (a mount's path:
     /// the block read from the backend meanwhile).
     GetInsert { file: u32, block: u32, other: u32 },
+    /// The prefetch plan after an access to `block` of `file` (24 blocks long), its blocks
+    /// inserted as prefetched (or, for every `cancel`-th range, cancelled).
+    Prefetch { file: u32, block: u32, cancel: u8 },
     /// Invalidate the `i % len`-th resident block.
     Remove(usize),
     /// Truncate `file` to `from` blocks.
@@ -148,6 +151,8 @@ fn op() -> impl Strategy<Value = Op> {
         16 => (0u32..3, 0u32..24).prop_map(|(file, block)| Op::Request { file, block }),
         4 => (0u32..3, 0u32..24, 0u32..24)
             .prop_map(|(file, block, other)| Op::GetInsert { file, block, other }),
+        2 => (0u32..3, 0u32..24, 1u8..4)
+            .prop_map(|(file, block, cancel)| Op::Prefetch { file, block, cancel }),
         1 => any::<usize>().prop_map(Op::Remove),
         1 => (0u32..3, 0u32..24).prop_map(|(file, from)| Op::RemoveFile { file, from }),
         1 => Just(Op::Builtin),
@@ -251,6 +256,35 @@ impl Run {
                         }
                         Insert::AlreadyResident => prop_assert!(resident),
                         r => prop_assert!(false, "insert of {key:#x}: {r:?}"),
+                    }
+                }
+            }
+            Op::Prefetch {
+                file,
+                block,
+                cancel,
+            } => {
+                let hit = self.core.contains(block_key(file, block));
+                let plan = self.core.prefetch_plan(file, block, 24, hit);
+                for (i, r) in plan.iter().enumerate() {
+                    if i % cancel as usize == cancel as usize - 1 {
+                        self.core.cancel_prefetch(file, *r);
+                        continue;
+                    }
+                    for b in r.start..r.start + r.len {
+                        prop_assert!(b < 24, "a plan past the file: {:?}", plan);
+                        let key = block_key(file, b as u32);
+                        let resident = self.core.contains(key);
+                        let v = self.next_value + 1;
+                        match self.core.insert_prefetched(key, v) {
+                            Insert::Inserted => {
+                                prop_assert!(!resident);
+                                self.value(key);
+                            }
+                            // Its plan was made before it entered, or a block entered since.
+                            Insert::AlreadyResident => prop_assert!(resident),
+                            Insert::Refused | Insert::Stale => {}
+                        }
                     }
                 }
             }
