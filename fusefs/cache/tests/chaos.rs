@@ -171,6 +171,17 @@ struct Run {
 }
 
 impl Run {
+    /// An empty core of `capacity` blocks with the built-ins.
+    fn new(capacity: u64) -> Run {
+        Run {
+            core: CacheCore::new(capacity, CoreConfig::default()),
+            values: HashMap::new(),
+            next_value: 0,
+            plugins: Vec::new(),
+            lookups: 0,
+        }
+    }
+
     fn install(&mut self, chaos: &Chaos) -> Result<(), TestCaseError> {
         let plugin = match chaos.instantiate(self.core.capacity()) {
             Ok(p) => p,
@@ -212,6 +223,28 @@ impl Run {
         self.next_value
     }
 
+    /// Inserts a new value for `key` (fetched on demand, or prefetched) and checks the answer
+    /// against whether it was resident.
+    fn insert(&mut self, key: u64, prefetched: bool) -> Result<(), TestCaseError> {
+        let resident = self.core.contains(key);
+        let v = self.next_value + 1;
+        let r = if prefetched {
+            self.core.insert_prefetched(key, v)
+        } else {
+            self.core.insert(key, v)
+        };
+        match r {
+            Insert::Inserted => {
+                prop_assert!(!resident);
+                self.value(key);
+            }
+            Insert::AlreadyResident => prop_assert!(resident),
+            // Not in flight any more (a block of its plan entered or left since), or refused.
+            Insert::Refused | Insert::Stale => prop_assert!(prefetched, "{:#x}: {:?}", key, r),
+        }
+        Ok(())
+    }
+
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
             Op::Request { file, block } => {
@@ -247,16 +280,7 @@ impl Run {
                         self.value(other);
                     }
                     self.lookups += 1;
-                    let resident = self.core.contains(key);
-                    let v = self.next_value + 1;
-                    match self.core.insert(key, v) {
-                        Insert::Inserted => {
-                            prop_assert!(!resident);
-                            self.value(key);
-                        }
-                        Insert::AlreadyResident => prop_assert!(resident),
-                        r => prop_assert!(false, "insert of {key:#x}: {r:?}"),
-                    }
+                    self.insert(key, false)?;
                 }
             }
             Op::Prefetch {
@@ -273,18 +297,7 @@ impl Run {
                     }
                     for b in r.start..r.start + r.len {
                         prop_assert!(b < 24, "a plan past the file: {:?}", plan);
-                        let key = block_key(file, b as u32);
-                        let resident = self.core.contains(key);
-                        let v = self.next_value + 1;
-                        match self.core.insert_prefetched(key, v) {
-                            Insert::Inserted => {
-                                prop_assert!(!resident);
-                                self.value(key);
-                            }
-                            // Its plan was made before it entered, or a block entered since.
-                            Insert::AlreadyResident => prop_assert!(resident),
-                            Insert::Refused | Insert::Stale => {}
-                        }
+                        self.insert(block_key(file, b as u32), true)?;
                     }
                 }
             }
@@ -347,13 +360,7 @@ impl Run {
 }
 
 fn run(capacity: u64, first: &Chaos, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut run = Run {
-        core: CacheCore::new(capacity, CoreConfig::default()),
-        values: HashMap::new(),
-        next_value: 0,
-        plugins: Vec::new(),
-        lookups: 0,
-    };
+    let mut run = Run::new(capacity);
     run.install(first)?;
     for op in ops {
         run.step(op)?;
@@ -460,20 +467,8 @@ fn the_chaos_plugin_without_departures_never_faults() {
 /// now: the block leaves as their victim, and the plugin is not told of its invalidation.
 #[test]
 fn a_block_invalidated_while_hits_wait_may_be_their_victim() {
-    let oldest_on_hits = |take: &str| {
-        format!(
-            r#"
-    (local $i i32)
-    {take}
-    (loop $skip
-      (local.set $i (i32.and (global.get $head) (i32.const 1023)))
-      (global.set $head (i32.add (global.get $head) (i32.const 1)))
-      (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
-    (i32.store8 (i32.add (i32.const 16384) (local.get $i)) (i32.const 0))
-    (i64.store (i32.const 0) (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
-    (return (i32.const 1))"#
-        )
-    };
+    let oldest_on_hits =
+        |take: &str| format!("\n    (local $i i32)\n    {take}\n{NAME_OLDEST_ON_HITS}");
     // By handle (1.8), whose removal traps on a handle it no longer tracks, and by key (1.4).
     for text in [
         handle_fifo(&[("{HITS}", &oldest_on_hits("(call $hits (local.get $n))"))]),
@@ -481,6 +476,12 @@ fn a_block_invalidated_while_hits_wait_may_be_their_victim() {
     ] {
         let plugin = compile(&text).instantiate(&[], 4).unwrap();
         let status = plugin.status();
+        // Faults, evictions, invalidations.
+        let counts = |core: &CacheCore<u64>, want: (u64, u64, u64)| {
+            let s = core.stats();
+            let got = (s.faults, s.evictions, s.invalidations);
+            assert_eq!(got, want, "{:?}", status.error());
+        };
         let mut core: CacheCore<u64> = CacheCore::new(4, CoreConfig::default());
         core.install_plugin(plugin, RoleSet::of(&[Role::Eviction]))
             .unwrap();
@@ -491,35 +492,17 @@ fn a_block_invalidated_while_hits_wait_may_be_their_victim() {
         // 0, the oldest, is invalidated: the plugin takes the hit first and names 0.
         assert_eq!(core.remove(0), None);
         assert_eq!(core.resident_keys(), vec![1, 3, 2]);
-        let s = core.stats();
-        assert_eq!(
-            (s.faults, s.evictions, s.invalidations),
-            (0, 1, 0),
-            "{:?}",
-            status.error()
-        );
+        counts(&core, (0, 1, 0));
         // With no hit waiting, an invalidation is told as before.
         assert_eq!(core.remove(1), Some(1));
         assert!(!core.request(5, || 5));
         assert_eq!(core.resident_keys(), vec![3, 2, 5]);
-        let s = core.stats();
-        assert_eq!(
-            (s.faults, s.evictions, s.invalidations),
-            (0, 1, 1),
-            "{:?}",
-            status.error()
-        );
+        counts(&core, (0, 1, 1));
         // A truncation the same: the hit on 2 first, whose call names 3, then 2 and 5.
         assert!(core.request(2, || 2));
         assert_eq!(core.remove_file(0, 0), 2);
         assert_eq!(core.len(), 0);
-        let s = core.stats();
-        assert_eq!(
-            (s.faults, s.evictions, s.invalidations),
-            (0, 2, 3),
-            "{:?}",
-            status.error()
-        );
+        counts(&core, (0, 2, 3));
         assert_eq!(status.state(), PluginState::Active);
     }
 }
@@ -722,49 +705,47 @@ fn chaos_with_defaults(chaos: &Chaos) -> String {
     })
 }
 
-/// A governor (ABI 1.2) over candidates `a` and `b` whose weights cycle through every shape on
-/// its ticks: (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
-const CYCLING_GOVERNOR: &str = r#"(module
-  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
-  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "a")
-  (data (i32.const 200) "b")
-  (global $ticks (mut i32) (i32.const 0))
-  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
-  (func (export "kplug_init") (param i64) (result i32)
-    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 1)))
-    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 1)))
-    (i32.const 0))
-  (func $set (param f64 f64)
-    (drop (call $w (i32.const 0) (local.get 0)))
-    (drop (call $w (i32.const 1) (local.get 1))))
-  (func (export "kplug_tick") (param i64) (result i32)
-    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
-    (block (block (block (block (block
-      (br_table 0 1 2 3 4 (global.get $ticks)))
-      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
-      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
-      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
-      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
-    (call $set (f64.const 0.5) (f64.const 2))
-    (i32.const 0)))
-"#;
+/// A request or an invalidation, for the properties below.
+#[derive(Clone, Debug)]
+enum CoreOp {
+    Request { file: u32, block: u32 },
+    Remove { file: u32, block: u32 },
+    RemoveFile { file: u32, from: u32 },
+}
+
+fn core_op() -> impl Strategy<Value = CoreOp> {
+    prop_oneof![
+        16 => (0u32..3, 0u32..16).prop_map(|(file, block)| CoreOp::Request { file, block }),
+        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| CoreOp::Remove { file, block }),
+        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| CoreOp::RemoveFile { file, from }),
+    ]
+}
+
+impl CoreOp {
+    /// Applies it; a block entering gets the next of `next`, kept in `values`.
+    fn apply(&self, core: &mut CacheCore<u64>, values: &mut HashMap<u64, u64>, next: &mut u64) {
+        match *self {
+            CoreOp::Request { file, block } => {
+                let key = block_key(file, block);
+                *next += 1;
+                let v = *next;
+                if !core.request(key, || v) && core.contains(key) {
+                    values.insert(key, v);
+                }
+            }
+            CoreOp::Remove { file, block } => {
+                core.remove(block_key(file, block));
+            }
+            CoreOp::RemoveFile { file, from } => {
+                core.remove_file(file, from);
+            }
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 enum GovernorOp {
-    Request {
-        file: u32,
-        block: u32,
-    },
-    Remove {
-        file: u32,
-        block: u32,
-    },
-    RemoveFile {
-        file: u32,
-        from: u32,
-    },
+    Core(CoreOp),
     Tick,
     /// A chaos plugin dropped over the governor (an operator's choice: the governor no longer
     /// decides eviction).
@@ -773,9 +754,7 @@ enum GovernorOp {
 
 fn governor_op() -> impl Strategy<Value = GovernorOp> {
     prop_oneof![
-        16 => (0u32..3, 0u32..16).prop_map(|(file, block)| GovernorOp::Request { file, block }),
-        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| GovernorOp::Remove { file, block }),
-        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| GovernorOp::RemoveFile { file, from }),
+        19 => core_op().prop_map(GovernorOp::Core),
         3 => Just(GovernorOp::Tick),
         1 => chaos().prop_map(GovernorOp::Operator),
     ]
@@ -799,7 +778,7 @@ fn run_governor(a: &Chaos, b: &Chaos, ops: &[GovernorOp]) -> Result<(), TestCase
     };
     let mut core: CacheCore<u64> = CacheCore::new(CAPACITY, CoreConfig::default());
     core.install_governor(
-        compile(CYCLING_GOVERNOR)
+        compile(&weighing_governor(("a", "b"), CYCLING))
             .instantiate(&[], CAPACITY)
             .unwrap(),
         &resolve,
@@ -810,20 +789,7 @@ fn run_governor(a: &Chaos, b: &Chaos, ops: &[GovernorOp]) -> Result<(), TestCase
     let mut next = 0u64;
     for op in ops {
         match *op {
-            GovernorOp::Request { file, block } => {
-                let key = block_key(file, block);
-                next += 1;
-                let v = next;
-                if !core.request(key, || v) && core.contains(key) {
-                    values.insert(key, v);
-                }
-            }
-            GovernorOp::Remove { file, block } => {
-                core.remove(block_key(file, block));
-            }
-            GovernorOp::RemoveFile { file, from } => {
-                core.remove_file(file, from);
-            }
+            GovernorOp::Core(ref op) => op.apply(&mut core, &mut values, &mut next),
             GovernorOp::Tick => core.governor_tick(),
             GovernorOp::Operator(ref chaos) => {
                 if let Ok(p) = chaos.instantiate(CAPACITY) {
@@ -862,18 +828,7 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum SplitOp {
-    Request {
-        file: u32,
-        block: u32,
-    },
-    Remove {
-        file: u32,
-        block: u32,
-    },
-    RemoveFile {
-        file: u32,
-        from: u32,
-    },
+    Core(CoreOp),
     /// A snapshot taken for an install and a chaos plugin prepared from it (as a mount's swap
     /// does, outside the cache's lock).
     Prepare(Chaos),
@@ -885,9 +840,7 @@ enum SplitOp {
 
 fn split_op() -> impl Strategy<Value = SplitOp> {
     prop_oneof![
-        16 => (0u32..3, 0u32..16).prop_map(|(file, block)| SplitOp::Request { file, block }),
-        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| SplitOp::Remove { file, block }),
-        1 => (0u32..3, 0u32..16).prop_map(|(file, from)| SplitOp::RemoveFile { file, from }),
+        19 => core_op().prop_map(SplitOp::Core),
         2 => chaos().prop_map(SplitOp::Prepare),
         2 => any::<bool>().prop_map(|newest| SplitOp::Install { newest }),
     ]
@@ -905,21 +858,14 @@ proptest! {
         capacity in 1u64..12,
         ops in prop::collection::vec(split_op(), 1..300),
     ) {
-        let mut run = Run {
-            core: CacheCore::new(capacity, CoreConfig::default()),
-            values: HashMap::new(),
-            next_value: 0,
-            plugins: Vec::new(),
-            lookups: 0,
-        };
+        let mut run = Run::new(capacity);
         let mut waiting = std::collections::VecDeque::new();
         for op in &ops {
             match *op {
-                SplitOp::Request { file, block } => run.step(&Op::Request { file, block })?,
-                SplitOp::Remove { file, block } => {
-                    run.core.remove(block_key(file, block));
+                SplitOp::Core(ref op) => {
+                    run.lookups += matches!(op, CoreOp::Request { .. }) as u64;
+                    op.apply(&mut run.core, &mut run.values, &mut run.next_value);
                 }
-                SplitOp::RemoveFile { file, from } => run.step(&Op::RemoveFile { file, from })?,
                 SplitOp::Prepare(ref chaos) => {
                     let Ok(plugin) = chaos.instantiate(capacity) else { continue };
                     let status = plugin.status();

@@ -231,33 +231,6 @@ fn a_plugin_dropped_over_the_governor_is_not_taken_for_a_candidate() {
     assert_eq!(core.policy(Role::Eviction).name, "lru-wat");
 }
 
-/// A governor (ABI 1.2) over `fifo` (0) and `lru` (1) that sets weights with `$w`
-/// (`set_weight`) or `$set` (both at once); `tick` is the body of `kplug_tick`, with a
-/// `$ticks` counter.
-fn weighing_governor(tick: &str) -> String {
-    format!(
-        r#"{HEAD}  (func $set (param f64 f64)
-    (drop (call $w (i32.const 0) (local.get 0)))
-    (drop (call $w (i32.const 1) (local.get 1))))
-  (func (export "kplug_tick") (param i64) (result i32)
-{tick}"#
-    )
-}
-
-const HEAD: &str = r#"(module
-  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
-  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "fifo")
-  (data (i32.const 200) "lru")
-  (global $ticks (mut i32) (i32.const 0))
-  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
-  (func (export "kplug_init") (param i64) (result i32)
-    (drop (call $add (i32.const 0) (i32.const 100) (i32.const 4)))
-    (drop (call $add (i32.const 0) (i32.const 200) (i32.const 3)))
-    (i32.const 0))
-"#;
-
 /// The tick of a governor that gives `lru` (1) weight 1 and `fifo` (0) weight 0 with `set_weight`
 /// (ABI 1.2) at its first tick, and traps if a bad weight is not refused.
 const WEIGHING: &str = r#"
@@ -274,8 +247,12 @@ const WEIGHING: &str = r#"
 #[test]
 fn weights_make_the_cache_the_heaviest_candidate() {
     let mut core = CacheCore::new(16, CoreConfig::default());
-    core.install_governor(load(&weighing_governor(WEIGHING), 16), &resolve, 100)
-        .unwrap();
+    core.install_governor(
+        load(&weighing_governor(("fifo", "lru"), WEIGHING), 16),
+        &resolve,
+        100,
+    )
+    .unwrap();
     let mut lru = lru_reference();
     run_beside(&mut core, &mut lru, 5000);
     assert_eq!(core.stats().faults, 0, "a bad weight was not refused");
@@ -307,20 +284,6 @@ fn removing_the_governor_installs_the_candidate_it_followed() {
     assert_eq!(core.stats().faults, 0);
 }
 
-/// The tick of a governor over `fifo` (0) and `lru` (1) whose weights cycle through every shape on its
-/// ticks: (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
-const CYCLING: &str = r#"
-    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
-    (block (block (block (block (block
-      (br_table 0 1 2 3 4 (global.get $ticks)))
-      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
-      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
-      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
-      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
-    (call $set (f64.const 0.5) (f64.const 2))
-    (i32.const 0)))
-"#;
-
 #[derive(Debug, Clone)]
 enum Op {
     Request(u64),
@@ -350,7 +313,7 @@ proptest::proptest! {
     #[test]
     fn the_vote_bookkeeping_survives_any_sequence(ops in proptest::collection::vec(op(), 1..400)) {
         let mut core = CacheCore::new(8, CoreConfig::default());
-        core.install_governor(load(&weighing_governor(CYCLING), 8), &resolve, 0).unwrap();
+        core.install_governor(load(&weighing_governor(("fifo", "lru"), CYCLING), 8), &resolve, 0).unwrap();
         let hits = |core: &CacheCore<()>| core.candidates().iter().map(|c| c.hits).collect::<Vec<_>>();
         let mut operator = false;
         for (i, op) in ops.iter().enumerate() {

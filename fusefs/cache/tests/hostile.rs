@@ -1087,18 +1087,14 @@ fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
     // delivers them before taking the named block (3). Their call names a victim (the
     // FIFO's oldest, 1): that is the miss's room, so the named block stays and the miss is a
     // call making none (the cache stays full, not one under).
-    let name_on_hits = r#"
+    let name_on_hits = format!(
+        r#"
     (local $i i32)
     (call $hits (local.get $n))
     (if (i32.eqz (global.get $named_on_hits)) (then
       (global.set $named_on_hits (i32.const 1))
-      (loop $skip
-        (local.set $i (i32.and (global.get $head) (i32.const 1023)))
-        (global.set $head (i32.add (global.get $head) (i32.const 1)))
-        (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
-      (i32.store8 (i32.add (i32.const 16384) (local.get $i)) (i32.const 0))
-      (i64.store (i32.const 0) (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
-      (return (i32.const 1))))"#;
+      {NAME_OLDEST_ON_HITS}))"#
+    );
     let second_newest = "(i64.load (i32.add (i32.const 4096) (i32.shl \
         (i32.and (i32.sub (global.get $tail) (i32.const 2)) (i32.const 1023)) (i32.const 3))))";
     let extra = format!(
@@ -1108,7 +1104,7 @@ fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
     let text = handle_fifo(&[
         ("{EXTRA}", &extra),
         ("{AHEAD}", &naming(second_newest)),
-        ("{HITS}", name_on_hits),
+        ("{HITS}", &name_on_hits),
     ]);
     let plugin = load(&text, 4);
     let status = plugin.status();

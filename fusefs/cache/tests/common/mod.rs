@@ -262,6 +262,18 @@ pub const HANDLE_FIFO_TEMPLATE: &str = r#"
   {EXTRA}
 )"#;
 
+/// A hits hook's code naming the oldest block of [`BATCHED_FIFO_TEMPLATE`] or
+/// [`HANDLE_FIFO_TEMPLATE`] its victim (forgotten, written at the buffer at 0) and returning 1;
+/// its local `$i` is declared at the hook's start.
+pub const NAME_OLDEST_ON_HITS: &str = r#"
+    (loop $skip
+      (local.set $i (i32.and (global.get $head) (i32.const 1023)))
+      (global.set $head (i32.add (global.get $head) (i32.const 1)))
+      (br_if $skip (i32.eqz (i32.load8_u (i32.add (i32.const 16384) (local.get $i))))))
+    (i32.store8 (i32.add (i32.const 16384) (local.get $i)) (i32.const 0))
+    (i64.store (i32.const 0) (i64.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 3)))))
+    (return (i32.const 1))"#;
+
 /// [`HANDLE_FIFO_TEMPLATE`] filled.
 pub fn handle_fifo(parts: &[(&str, &str)]) -> String {
     fill_batched(HANDLE_FIFO_TEMPLATE, parts)
@@ -383,3 +395,44 @@ pub fn manifest_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
+
+/// A governor (ABI 1.2) over candidates `names.0` (0) and `names.1` (1) that sets weights with
+/// `$w` (`set_weight`) or `$set` (both at once); `tick` is the body of `kplug_tick`, with a
+/// `$ticks` counter.
+pub fn weighing_governor(names: (&str, &str), tick: &str) -> String {
+    let (a, b) = names;
+    let (a_len, b_len) = (a.len(), b.len());
+    format!(
+        r#"(module
+  (import "kplug" "add_candidate" (func $add (param i32 i32 i32) (result i32)))
+  (import "kplug" "set_weight" (func $w (param i32 f64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{a}")
+  (data (i32.const 200) "{b}")
+  (global $ticks (mut i32) (i32.const 0))
+  (func (export "kplug_abi_version") (result i32) (i32.const 0x10002))
+  (func (export "kplug_init") (param i64) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 100) (i32.const {a_len})))
+    (drop (call $add (i32.const 0) (i32.const 200) (i32.const {b_len})))
+    (i32.const 0))
+  (func $set (param f64 f64)
+    (drop (call $w (i32.const 0) (local.get 0)))
+    (drop (call $w (i32.const 1) (local.get 1))))
+  (func (export "kplug_tick") (param i64) (result i32)
+{tick}"#
+    )
+}
+
+/// The tick of a [`weighing_governor`] whose weights cycle through every shape on its ticks:
+/// (0, 1), (1, 0), (1, 1), (0, 0) (nobody: the built-in serves), (0.5, 2).
+pub const CYCLING: &str = r#"
+    (global.set $ticks (i32.rem_u (i32.add (global.get $ticks) (i32.const 1)) (i32.const 5)))
+    (block (block (block (block (block
+      (br_table 0 1 2 3 4 (global.get $ticks)))
+      (call $set (f64.const 0) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 0)) (return (i32.const 0)))
+      (call $set (f64.const 1) (f64.const 1)) (return (i32.const 0)))
+      (call $set (f64.const 0) (f64.const 0)) (return (i32.const 0)))
+    (call $set (f64.const 0.5) (f64.const 2))
+    (i32.const 0)))
+"#;
