@@ -162,5 +162,67 @@ fn print_table(out: &mut impl Write, trace: &Trace, results: &[SimResult]) -> st
             )?;
         }
     }
+    // A row whose plugin faulted counts the built-in's decisions from the fault on: said
+    // under the table (`faults` in `--json`), so no one reads it as the plugin's alone.
+    for r in results.iter().filter(|r| r.faults > 0) {
+        writeln!(
+            out,
+            "# {} at {} objects: {} plugin fault{}; the built-in served from the fault on (the \
+             warning above names the hook), so this row is not the plugin's alone",
+            r.policy,
+            r.cache_objects,
+            r.faults,
+            if r.faults == 1 { "" } else { "s" }
+        )?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(policy: &str, faults: u64) -> SimResult {
+        SimResult {
+            trace: "t".into(),
+            policy: policy.into(),
+            cache_objects: 50,
+            requests: 100,
+            misses: 40,
+            miss_ratio: 0.4,
+            seconds: 0.001,
+            requests_per_sec: 1e5,
+            cache_fraction: None,
+            faults,
+            policy_switches: 0,
+            scopes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_whose_plugin_faulted_is_flagged_under_the_table() {
+        let trace = Trace {
+            ids: vec![1; 100],
+            unique: 1,
+            block_size: None,
+        };
+        let mut out = Vec::new();
+        let results = [
+            result("lru", 0),
+            result("chaos.wasm", 1),
+            result("x.wasm", 3),
+        ];
+        print_table(&mut out, &trace, &results).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7, "{text}");
+        assert!(lines[1].starts_with("POLICY"));
+        assert!(lines[2].starts_with("lru ") && lines[3].starts_with("chaos.wasm "));
+        assert_eq!(
+            lines[5],
+            "# chaos.wasm at 50 objects: 1 plugin fault; the built-in served from the fault on \
+             (the warning above names the hook), so this row is not the plugin's alone"
+        );
+        assert!(lines[6].starts_with("# x.wasm at 50 objects: 3 plugin faults;"));
+    }
 }
