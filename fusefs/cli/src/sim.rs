@@ -162,13 +162,14 @@ fn print_table(out: &mut impl Write, trace: &Trace, results: &[SimResult]) -> st
             )?;
         }
     }
-    // A row whose plugin faulted counts the built-in's decisions from the fault on: said
-    // under the table (`faults` in `--json`), so no one reads it as the plugin's alone.
+    // A plugin that faulted was replaced from its fault on (by the built-in; a governor's
+    // candidate drops out): said under the table (`faults` in `--json`), so no one reads the
+    // row as that plugin's decisions alone.
     for r in results.iter().filter(|r| r.faults > 0) {
         writeln!(
             out,
-            "# {} at {} objects: {} plugin fault{}; the built-in served from the fault on (the \
-             warning above names the hook), so this row is not the plugin's alone",
+            "# {} at {} objects: {} plugin fault{}, each plugin replaced from its fault on (the \
+             warning above names the hook): this row is not its decisions alone",
             r.policy,
             r.cache_objects,
             r.faults,
@@ -220,9 +221,9 @@ mod tests {
         assert!(lines[2].starts_with("lru ") && lines[3].starts_with("chaos.wasm "));
         assert_eq!(
             lines[5],
-            "# chaos.wasm at 50 objects: 1 plugin fault; the built-in served from the fault on \
-             (the warning above names the hook), so this row is not the plugin's alone"
+            "# chaos.wasm at 50 objects: 1 plugin fault, each plugin replaced from its fault \
+             on (the warning above names the hook): this row is not its decisions alone"
         );
-        assert!(lines[6].starts_with("# x.wasm at 50 objects: 3 plugin faults;"));
+        assert!(lines[6].starts_with("# x.wasm at 50 objects: 3 plugin faults,"));
     }
 }
