@@ -281,10 +281,11 @@ pub mod __private {
     }
 
     /// `kplug_evict_ahead` (1.10): [`HandleEviction::AHEAD`](crate::HandleEviction::AHEAD),
-    /// at most [`kplug_abi::EVICT_AHEAD_KEYS`]; 0 with a hit batch under 3 (`HIT_BATCH`),
-    /// where no miss fits among the hits and the host takes none.
+    /// at most [`kplug_abi::EVICT_AHEAD_KEYS`]; 0 with a hit batch (`HIT_BATCH`) under
+    /// [`kplug_abi::EVICT_AHEAD_MIN_HIT_BATCH`], where no miss fits among the hits and the host
+    /// takes none.
     pub fn evict_ahead(ahead: u32, hit_batch: u32) -> i32 {
-        if evict_hit_batch(hit_batch) < 3 {
+        if (evict_hit_batch(hit_batch) as usize) < kplug_abi::EVICT_AHEAD_MIN_HIT_BATCH {
             return 0;
         }
         ahead.min(kplug_abi::EVICT_AHEAD_KEYS as u32) as i32

@@ -981,11 +981,10 @@ impl<V> CacheCore<V> {
                 s.remove(key);
             });
         }
-        if !self.map.contains_key(&key) {
-            return None;
-        }
         // The plugin may evict it while taking the hits waiting (then it is not told this).
-        self.deliver_waiting_hits();
+        if self.hits_waiting() && self.map.contains_key(&key) {
+            self.deliver_waiting_hits();
+        }
         let e = self.map.remove(&key)?;
         self.log_change(key);
         self.unindex(key);
@@ -1002,6 +1001,12 @@ impl<V> CacheCore<V> {
         if let EvictionRole::Plugin(slot) = self.eviction {
             self.deliver_hits(slot);
         }
+    }
+
+    /// Whether hits wait for a batched eviction plugin (an invalidation with none waiting
+    /// looks its block up once).
+    fn hits_waiting(&self) -> bool {
+        matches!(self.eviction, EvictionRole::Plugin(slot) if self.plugins.peek(slot).hits_waiting())
     }
 
     fn after_remove(&mut self, key: u64, prefetched: bool, handle: u32) {

@@ -1020,9 +1020,9 @@ impl Plugin {
                         });
                     }
                     // Only a miss that made room names ahead: the core times the names
-                    // from that answer (`CacheCore::batched_miss`). With a hit batch under
-                    // 3 no miss fits among the hits: none is kept.
-                    if need > 0 && ahead > 0 && b.hit_batch >= 3 {
+                    // from that answer (`CacheCore::batched_miss`). With a smaller hit batch
+                    // no miss fits among the hits: none is kept.
+                    if need > 0 && ahead > 0 && b.hit_batch >= abi::EVICT_AHEAD_MIN_HIT_BATCH {
                         b.keys.read_from(&self.rt.store, n, ahead, &mut b.ahead);
                     }
                     n as i64
@@ -1090,6 +1090,13 @@ impl Plugin {
         b.pending.push(abi::EVICT_MISS_EVENT | handle as u64);
         b.pending.push(key);
         true
+    }
+
+    /// Whether hits wait to be delivered to a batched eviction plugin
+    /// ([`flush_hits`](Self::flush_hits)).
+    #[inline]
+    pub fn hits_waiting(&self) -> bool {
+        matches!(&self.eviction, Some(EvictionFns::Batched(b)) if !b.pending.is_empty())
     }
 
     /// Whether the plugin takes the load's replay in batches, [`evict_seed`](Self::evict_seed)

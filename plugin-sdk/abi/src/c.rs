@@ -156,6 +156,10 @@ extern \"C\" {{
         for (name, value) in [
             ("EVICT_BUF_KEYS", crate::EVICT_BUF_KEYS),
             ("EVICT_AHEAD_KEYS", crate::EVICT_AHEAD_KEYS),
+            (
+                "EVICT_AHEAD_MIN_HIT_BATCH",
+                crate::EVICT_AHEAD_MIN_HIT_BATCH,
+            ),
             ("MAX_PREFETCH_RANGES", crate::MAX_PREFETCH_RANGES),
             ("PREFETCH_RANGE_BYTES", crate::PREFETCH_RANGE_BYTES),
             ("MAX_MODULE_BYTES", crate::MAX_MODULE_BYTES),

@@ -470,6 +470,10 @@ pub const EVICT_SEED_HANDLES_AT: usize = 8 * EVICT_SEED_KEYS;
 /// The most victims one `kplug_evict_handle_miss` answer names ahead (1.10,
 /// [`exports::EVICT_AHEAD`]).
 pub const EVICT_AHEAD_KEYS: usize = 64;
+/// The smallest hit batch with which the host keeps the blocks a plugin names ahead (1.10,
+/// [`exports::EVICT_AHEAD`]): a miss taken without a call is two entries among the hits,
+/// kept below the batch; under it no miss fits, and nothing named is kept.
+pub const EVICT_AHEAD_MIN_HIT_BATCH: usize = 3;
 /// Marks a miss among a by-handle call's hits (1.10, [`exports::EVICT_AHEAD`]): the entry
 /// `EVICT_MISS_EVENT | handle` and the one after it, `key`, say that the host evicted the
 /// next block the plugin named ahead, whose handle was `handle`, and that block `key`
