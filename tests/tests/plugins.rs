@@ -337,8 +337,10 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
 
 /// The chaos eviction plugin's WAT (`fusefs/cache/tests/fixtures/chaos/`: a FIFO that departs
 /// from the ABI at random, `fusefs/cache/tests/chaos.rs`) with hook set `set` (0 by handle,
-/// 1 batched by key, 2 one event a call), and `kplug_evict_seed` if `seed` (batched sets).
-fn chaos_wasm(set: usize, seed: bool) -> Vec<u8> {
+/// 1 batched by key, 2 one event a call), `kplug_evict_seed` if `seed` (batched sets), and
+/// admission and prefetch answering at random (`roles.wat`) if `roles`: it then serves all
+/// three roles.
+fn chaos_wasm(set: usize, seed: bool, roles: bool) -> Vec<u8> {
     const DIR: &str = "../../fusefs/cache/tests/fixtures/chaos/";
     let hooks = [
         include_str!("../../fusefs/cache/tests/fixtures/chaos/by-handle.wat"),
@@ -349,18 +351,25 @@ fn chaos_wasm(set: usize, seed: bool) -> Vec<u8> {
         true => include_str!("../../fusefs/cache/tests/fixtures/chaos/seed.wat"),
         false => "",
     };
+    let roles = match roles {
+        true => include_str!("../../fusefs/cache/tests/fixtures/chaos/roles.wat"),
+        false => "",
+    };
     let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/chaos.wat")
         .replace("{SET}", hooks)
-        .replace("{SEED_EXPORT}", seed);
+        .replace("{SEED_EXPORT}", seed)
+        .replace("{ROLES}", roles);
     wat::parse_str(&text).unwrap_or_else(|e| panic!("{DIR}: {e}"))
 }
 
 /// Chaos plugins dropped again and again into a mount, each hook set with new parameters (its
 /// seed, hit batch, blocks named ahead, rate of departures) or new parameters for the one
-/// serving, some removed, under 2 verifying readers and a writer that rewrites ranges of its
-/// own file and reads all of it back (invalidations while hits wait): every byte read is
-/// right, every plugin is active, failed with one line naming its hook, or out of service,
-/// and the mount serves every file whole at the end.
+/// serving, some removed, half of them serving admission and prefetch too (blocks refused,
+/// prefetches of anything in the file, of the whole file 64 times over, or past its end),
+/// under 2 verifying readers and a writer that rewrites ranges of its own file and reads all
+/// of it back (invalidations while hits wait, and while prefetches are in flight): every byte
+/// read is right, every plugin is active, failed with one line naming its hook, or out of
+/// service, and the mount serves every file whole at the end.
 #[test]
 fn chaos_plugins_never_change_a_byte() {
     const FILES: usize = 3;
@@ -436,7 +445,7 @@ fn chaos_plugins_never_change_a_byte() {
             params.as_bytes(),
         ));
         if k % 5 != 4 {
-            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1);
+            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1, x >> 41 & 1 == 1);
             refused(drop_plugin(&m, &format!("{name}.wasm"), &wasm));
         }
         if k % 7 == 6 {
@@ -461,7 +470,11 @@ fn chaos_plugins_never_change_a_byte() {
             let e = e.trim_start_matches(
                 "refused at load: plugin faulted while replaying resident blocks: ",
             );
-            assert!(e.starts_with("kplug_evict_") && !e.contains('\n'), "{p}");
+            let hooks = ["kplug_evict_", "kplug_admit: ", "kplug_prefetch: "];
+            assert!(
+                hooks.iter().any(|h| e.starts_with(h)) && !e.contains('\n'),
+                "{p}"
+            );
         }
     }
     for i in 0..FILES {

@@ -15,6 +15,14 @@
 //! is the plugin's to choose; a named block is any resident block) and must never fault;
 //! the rest must fault, never hurt the host. Fixed hostile fixtures with exact faults are in
 //! `hostile.rs`; this finds what no one wrote a fixture for.
+//!
+//! The same module may serve admission and prefetch too (`roles.wat`), installed for any of
+//! the three roles: it refuses blocks (legal) and asks to prefetch nothing, the next blocks,
+//! the whole file many times over or ranges anywhere in it (legal: the host clamps and
+//! filters), or departs (an answer not 0 or 1; a count past 64 or below 0; a range empty,
+//! past the file or overflowing; a trap). A refused block is not resident, a plan lies
+//! inside the file and the budget with each block once, never the one accessed nor one
+//! resident, and a fault in any hook takes every role the plugin served.
 
 mod common;
 
@@ -36,8 +44,9 @@ enum Set {
 }
 
 /// The chaos plugin's WAT (`tests/fixtures/chaos/`, which the mount's test drops too) with
-/// hook set `set`, and `kplug_evict_seed` if `seed_export`.
-fn chaos_wat(set: Set, seed_export: bool) -> String {
+/// hook set `set`, `kplug_evict_seed` if `seed_export`, and the admission and prefetch hooks
+/// of `roles.wat` if `roles`.
+fn chaos_wat(set: Set, seed_export: bool, roles: bool) -> String {
     let hooks = match set {
         Set::ByHandle => include_str!("fixtures/chaos/by-handle.wat"),
         Set::ByKey => include_str!("fixtures/chaos/by-key.wat"),
@@ -48,9 +57,52 @@ fn chaos_wat(set: Set, seed_export: bool) -> String {
     } else {
         ""
     };
+    let roles = if roles {
+        include_str!("fixtures/chaos/roles.wat")
+    } else {
+        ""
+    };
     include_str!("fixtures/chaos/chaos.wat")
         .replace("{SET}", hooks)
         .replace("{SEED_EXPORT}", seed)
+        .replace("{ROLES}", roles)
+}
+
+/// The roles a chaos plugin is installed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Roles {
+    Eviction,
+    Admission,
+    Prefetch,
+    /// Admission and prefetch.
+    Data,
+    /// All three: a fault in any hook takes all three from it.
+    All,
+}
+
+impl Roles {
+    fn set(self) -> RoleSet {
+        RoleSet::of(match self {
+            Roles::Eviction => &[Role::Eviction],
+            Roles::Admission => &[Role::Admission],
+            Roles::Prefetch => &[Role::Prefetch],
+            Roles::Data => &[Role::Admission, Role::Prefetch],
+            Roles::All => &[Role::Eviction, Role::Admission, Role::Prefetch],
+        })
+    }
+
+    /// Whether the module must export the admission and prefetch hooks.
+    fn data(self) -> bool {
+        self != Roles::Eviction
+    }
+}
+
+/// Whether `e` is one line naming a hook of the chaos plugin.
+fn names_a_hook(e: &str) -> bool {
+    ["kplug_evict_", "kplug_admit: ", "kplug_prefetch: "]
+        .iter()
+        .any(|h| e.starts_with(h))
+        && !e.contains('\n')
 }
 
 /// The chaos plugin for one case.
@@ -63,6 +115,7 @@ struct Chaos {
     /// A departure from the contract once in `rate` of its chances.
     rate: u32,
     seed_export: bool,
+    roles: Roles,
 }
 
 impl Chaos {
@@ -74,7 +127,7 @@ impl Chaos {
             self.ahead.to_string(),
             self.rate.to_string(),
         );
-        module(self.set, self.seed_export).instantiate(
+        module(self.set, self.seed_export, self.roles.data()).instantiate(
             &[
                 ("seed", &seed),
                 ("batch", &batch),
@@ -87,17 +140,17 @@ impl Chaos {
 }
 
 /// The chaos module with hook set `set`, with or without `kplug_evict_seed` (batched sets
-/// only), in the code [`compile`] gives.
-fn module(set: Set, seed_export: bool) -> CompiledPlugin {
-    type Key = (bool, Set, bool);
+/// only) and the admission and prefetch hooks, in the code [`compile`] gives.
+fn module(set: Set, seed_export: bool, roles: bool) -> CompiledPlugin {
+    type Key = (bool, Set, bool, bool);
     static MODULES: Mutex<Vec<(Key, CompiledPlugin)>> = Mutex::new(Vec::new());
     let seed_export = seed_export && set != Set::PerEvent;
-    let which = (baseline(), set, seed_export);
+    let which = (baseline(), set, seed_export, roles);
     let mut modules = MODULES.lock().unwrap();
     if let Some((_, m)) = modules.iter().find(|(w, _)| *w == which) {
         return m.clone();
     }
-    let m = compile(&chaos_wat(set, seed_export));
+    let m = compile(&chaos_wat(set, seed_export, roles));
     modules.push((which, m.clone()));
     m
 }
@@ -115,15 +168,27 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         prop::sample::select(vec![0u32, 1, 2, 3, 64]),
         prop::sample::select(vec![4u32, 30, 1000]),
         any::<bool>(),
+        prop::sample::select(vec![
+            Roles::Eviction,
+            Roles::Eviction,
+            Roles::Eviction,
+            Roles::Admission,
+            Roles::Prefetch,
+            Roles::Data,
+            Roles::All,
+        ]),
     )
-        .prop_map(|(set, seed, batch, ahead, rate, seed_export)| Chaos {
-            set,
-            seed,
-            batch,
-            ahead,
-            rate,
-            seed_export,
-        })
+        .prop_map(
+            |(set, seed, batch, ahead, rate, seed_export, roles)| Chaos {
+                set,
+                seed,
+                batch,
+                ahead,
+                rate,
+                seed_export,
+                roles,
+            },
+        )
 }
 
 #[derive(Clone, Debug)]
@@ -194,14 +259,12 @@ impl Run {
             }
         };
         let status = plugin.status();
-        let before = self.core.policy(Role::Eviction).name;
-        match self
-            .core
-            .install_plugin(plugin, RoleSet::of(&[Role::Eviction]))
-        {
+        let before =
+            [Role::Eviction, Role::Admission, Role::Prefetch].map(|r| self.core.policy(r).name);
+        match self.core.install_plugin(plugin, chaos.roles.set()) {
             Ok(()) => self.plugins.push(status),
             // The replay of the resident blocks into it faulted: refused (a fault of the
-            // core's), and the policy serving before serves on.
+            // core's), and the policies serving before serve on.
             Err(e) => {
                 self.plugins.push(status);
                 let e = e.to_string();
@@ -211,10 +274,20 @@ impl Run {
                     "install refused: {}",
                     e
                 );
-                prop_assert_eq!(self.core.policy(Role::Eviction).name, before);
+                for (r, name) in [Role::Eviction, Role::Admission, Role::Prefetch]
+                    .into_iter()
+                    .zip(before)
+                {
+                    prop_assert_eq!(self.core.policy(r).name, name);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether the admission policy refused a block since `refusals` was read.
+    fn refused(&self, refusals: u64) -> bool {
+        self.core.stats().admission_refusals > refusals
     }
 
     fn value(&mut self, key: u64) -> u64 {
@@ -227,6 +300,7 @@ impl Run {
     /// against whether it was resident.
     fn insert(&mut self, key: u64, prefetched: bool) -> Result<(), TestCaseError> {
         let resident = self.core.contains(key);
+        let refusals = self.core.stats().admission_refusals;
         let v = self.next_value + 1;
         let r = if prefetched {
             self.core.insert_prefetched(key, v)
@@ -239,8 +313,12 @@ impl Run {
                 self.value(key);
             }
             Insert::AlreadyResident => prop_assert!(resident),
-            // Not in flight any more (a block of its plan entered or left since), or refused.
-            Insert::Refused | Insert::Stale => prop_assert!(prefetched, "{:#x}: {:?}", key, r),
+            // Refused by the admission policy (a capacity of 0 does not occur here).
+            Insert::Refused => {
+                prop_assert!(self.refused(refusals) && !self.core.contains(key))
+            }
+            // Not in flight any more (a block of its plan entered or left since).
+            Insert::Stale => prop_assert!(prefetched, "{:#x}: {:?}", key, r),
         }
         Ok(())
     }
@@ -250,13 +328,16 @@ impl Run {
             Op::Request { file, block } => {
                 let key = block_key(file, block);
                 let was = self.core.contains(key);
+                let refusals = self.core.stats().admission_refusals;
                 let v = self.next_value + 1;
                 let hit = self.core.request(key, || v);
                 self.lookups += 1;
                 prop_assert_eq!(hit, was);
-                // A miss enters; a hit may leave at once (a plugin may name any resident
-                // block while taking hits, the one just hit included).
-                if !hit {
+                // A miss enters unless refused; a hit may leave at once (a plugin may name
+                // any resident block while taking hits, the one just hit included).
+                if !hit && self.refused(refusals) {
+                    prop_assert!(!self.core.contains(key), "{key:#x} refused yet resident");
+                } else if !hit {
                     self.value(key);
                     prop_assert!(
                         self.core.contains(key),
@@ -290,6 +371,18 @@ impl Run {
             } => {
                 let hit = self.core.contains(block_key(file, block));
                 let plan = self.core.prefetch_plan(file, block, 24, hit);
+                // Whatever the policy asked: inside the file, within the budget, each block
+                // once, neither the one accessed nor one resident.
+                let mut planned = std::collections::HashSet::new();
+                for r in &plan {
+                    prop_assert!(r.len > 0 && r.start + r.len <= 24, "{:?}", plan);
+                    for b in r.start..r.start + r.len {
+                        let key = block_key(file, b as u32);
+                        prop_assert!(b != block as u64 && !self.core.contains(key), "{:?}", plan);
+                        prop_assert!(planned.insert(b), "block {} twice: {:?}", b, plan);
+                    }
+                }
+                prop_assert!(planned.len() as u64 <= CoreConfig::default().prefetch_budget);
                 for (i, r) in plan.iter().enumerate() {
                     if i % cancel as usize == cancel as usize - 1 {
                         self.core.cancel_prefetch(file, *r);
@@ -348,11 +441,13 @@ impl Run {
             if p.state() == PluginState::Failed {
                 prop_assert_eq!(p.faults(), 1);
                 let e = p.error().unwrap_or_default();
-                prop_assert!(
-                    e.starts_with("kplug_evict_") && !e.contains('\n'),
-                    "fault: {}",
-                    e
-                );
+                prop_assert!(names_a_hook(&e), "fault: {}", e);
+            }
+        }
+        // A fault took every role from its plugin.
+        for r in [Role::Eviction, Role::Admission, Role::Prefetch] {
+            if let Some(p) = self.core.policy(r).plugin {
+                prop_assert_eq!(p.state(), PluginState::Active, "{:?}", r);
             }
         }
         Ok(())
@@ -404,7 +499,8 @@ fn the_host_keeps_its_invariants_on_baseline_code() {
 }
 
 /// The honest part of the plugin is honest: at a rate of departures no run reaches, it
-/// serves every case without a fault, taking misses ahead when it names blocks.
+/// serves every case without a fault, taking misses ahead when it names blocks; serving
+/// admission and prefetch too, it refuses blocks and asks for prefetches, never a fault.
 #[test]
 fn the_chaos_plugin_without_departures_never_faults() {
     let cases = [(1, 0), (4, 0), (4, 1), (8, 3), (256, 64), (3, 64)];
@@ -421,24 +517,36 @@ fn the_chaos_plugin_without_departures_never_faults() {
             ahead,
             rate: u32::MAX,
             seed_export: i % 2 == 0,
+            roles: [Roles::Eviction, Roles::All, Roles::Eviction][i % 3],
         };
         let plugin = chaos.instantiate(6).unwrap();
         let status = plugin.status();
         let mut core: CacheCore<u64> = CacheCore::new(6, CoreConfig::default());
-        core.install_plugin(plugin, RoleSet::of(&[Role::Eviction]))
-            .unwrap();
+        core.install_plugin(plugin, chaos.roles.set()).unwrap();
         let mut x = 0x2545_f491_4f6c_dd1du64 ^ i as u64;
         let mut misses = 0;
         for _ in 0..5000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let key = block_key((x % 3) as u32, ((x >> 8) % 24) as u32);
-            if !core.request(key, || key ^ 0x5a) {
+            let (file, block) = ((x % 3) as u32, ((x >> 8) % 24) as u32);
+            let key = block_key(file, block);
+            let refusals = core.stats().admission_refusals;
+            let hit = core.request(key, || key ^ 0x5a);
+            if !hit {
                 misses += 1;
-                assert!(core.contains(key));
+                assert_eq!(
+                    core.contains(key),
+                    core.stats().admission_refusals == refusals
+                );
             }
             assert!(core.peek(key).is_none_or(|v| *v == key ^ 0x5a));
+            for r in core.prefetch_plan(file, block, 24, hit) {
+                for b in r.start..r.start + r.len {
+                    let key = block_key(file, b as u32);
+                    core.insert_prefetched(key, key ^ 0x5a);
+                }
+            }
             if x.is_multiple_of(97) {
                 core.remove(key);
             }
@@ -449,8 +557,14 @@ fn the_chaos_plugin_without_departures_never_faults() {
             "{chaos:?}: {:?}",
             status.error()
         );
-        assert_eq!(core.stats().faults, 0);
-        if set == Set::ByHandle && ahead > 0 && batch >= 3 {
+        let s = core.stats();
+        assert_eq!(s.faults, 0);
+        if chaos.roles == Roles::All {
+            assert!(
+                s.admission_refusals > 0 && s.prefetch_planned > 0,
+                "{chaos:?}: {s:?}"
+            );
+        } else if set == Set::ByHandle && ahead > 0 && batch >= 3 {
             assert!(
                 status.calls() < misses,
                 "{chaos:?}: {} calls, {misses} misses",
@@ -575,7 +689,7 @@ fn run_scopes(capacity: u64, ops: &[ScopeOp]) -> Result<(), TestCaseError> {
         plugins.push(plugin.status());
         let core = cache.core_mut(scope).expect("a scope");
         // Refused when the replay of the scope's blocks faults: the policy before serves.
-        let _ = core.install_plugin(plugin, RoleSet::of(&[Role::Eviction]));
+        let _ = core.install_plugin(plugin, chaos.roles.set());
     };
     for op in ops {
         match *op {
@@ -652,11 +766,7 @@ fn run_scopes(capacity: u64, ops: &[ScopeOp]) -> Result<(), TestCaseError> {
         for p in &plugins {
             if p.state() == PluginState::Failed {
                 let e = p.error().unwrap_or_default();
-                prop_assert!(
-                    e.starts_with("kplug_evict_") && !e.contains('\n'),
-                    "fault: {}",
-                    e
-                );
+                prop_assert!(names_a_hook(&e), "fault: {}", e);
             }
         }
     }
@@ -677,7 +787,7 @@ proptest! {
 
 /// [`chaos_wat`] whose settings are its defaults (a governor's candidates get no parameters).
 fn chaos_with_defaults(chaos: &Chaos) -> String {
-    let wat = chaos_wat(chaos.set, chaos.seed_export);
+    let wat = chaos_wat(chaos.set, chaos.seed_export, chaos.roles.data());
     let defaults = [
         (
             "(global $s (mut i64) (i64.const 1))",
@@ -793,7 +903,7 @@ fn run_governor(a: &Chaos, b: &Chaos, ops: &[GovernorOp]) -> Result<(), TestCase
             GovernorOp::Tick => core.governor_tick(),
             GovernorOp::Operator(ref chaos) => {
                 if let Ok(p) = chaos.instantiate(CAPACITY) {
-                    let _ = core.install_plugin(p, RoleSet::of(&[Role::Eviction]));
+                    let _ = core.install_plugin(p, chaos.roles.set());
                 }
             }
         }
@@ -870,7 +980,7 @@ proptest! {
                     let Ok(plugin) = chaos.instantiate(capacity) else { continue };
                     let status = plugin.status();
                     let snapshot = run.core.snapshot_for_install();
-                    match Prepared::from_snapshot(plugin, RoleSet::of(&[Role::Eviction]), snapshot) {
+                    match Prepared::from_snapshot(plugin, chaos.roles.set(), snapshot) {
                         Ok(p) => waiting.push_back((p, status)),
                         Err(e) => {
                             let e = e.to_string();
