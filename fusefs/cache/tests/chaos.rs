@@ -5,15 +5,17 @@
 //! the counters add up, and a plugin either serves or has failed with one fault naming its
 //! hook, after which the built-in serves; nothing panics.
 //!
-//! The plugin (`tests/fixtures/chaos/`, WAT: one module per hook set, its settings parameters) is mostly honest, so that runs get far: a
-//! FIFO over a ring of the keys it was given, learning the misses the host took ahead of
-//! a call from the blocks it named. Its answers come from a xorshift generator seeded by the
-//! case, and at a rate the case picks it departs from the contract: more victims than needed,
-//! fewer, a key not resident, the incoming key, a key twice, a random handle, blocks named
-//! ahead that are not its next victims or not resident, counts past the declared or the
-//! buffer, a seed that takes none or too many, a trap. Some departures are legal (a handle
-//! is the plugin's to choose; a named block is any resident block) and must never fault;
-//! the rest must fault, never hurt the host. Fixed hostile fixtures with exact faults are in
+//! The plugin (`tests/fixtures/chaos/`, WAT: one module per hook set, its settings
+//! parameters) is mostly honest, so that runs get far: a FIFO over a ring of the keys it was
+//! given, learning the misses the host took ahead of a call from the blocks it named. Its
+//! answers come from a xorshift generator seeded by the case, and at a rate the case picks it
+//! departs from the contract: more victims than needed, fewer, a key not resident, the
+//! incoming key, a key twice, a random handle, blocks named ahead that are not its next
+//! victims or not resident, counts past the declared or the buffer, a seed that takes none or
+//! too many, a trap, memory grown past the cap. Some departures are legal (a handle is the
+//! plugin's to choose; a named block is any resident block; memory grown a page at a time,
+//! under the host's view of the key buffer) and must never fault; the rest must fault, never
+//! hurt the host. Fixed hostile fixtures with exact faults are in
 //! `hostile.rs`; this finds what no one wrote a fixture for.
 //!
 //! The same module may serve admission and prefetch too (`roles.wat`), installed for any of
