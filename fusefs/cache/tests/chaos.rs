@@ -25,6 +25,10 @@
 //! past the file or overflowing; a trap). A refused block is not resident, a plan lies
 //! inside the file and the budget with each block once, never the one accessed nor one
 //! resident, and a fault in any hook takes every role the plugin served.
+//!
+//! A governor answering at random (`governor.wat`) drives chaos candidates of every role: it
+//! checks the host's answers to its calls itself and traps apart (a division by zero) on a
+//! wrong one.
 
 mod common;
 
@@ -423,14 +427,27 @@ impl Run {
         self.check()
     }
 
-    /// The host's invariants, whatever the plugin answered.
-    fn check(&self) -> Result<(), TestCaseError> {
+    /// The core within its capacity, every resident block holding its value, and no role
+    /// served by a plugin that faulted.
+    fn check_values(&self) -> Result<(), TestCaseError> {
         let keys = self.core.resident_keys();
         prop_assert!(keys.len() as u64 <= self.core.capacity());
         prop_assert_eq!(keys.len(), self.core.len());
         for k in keys {
             prop_assert_eq!(self.core.peek(k), self.values.get(&k), "block {:#x}", k);
         }
+        // A fault took every role from its plugin.
+        for r in [Role::Eviction, Role::Admission, Role::Prefetch] {
+            if let Some(p) = self.core.policy(r).plugin {
+                prop_assert_eq!(p.state(), PluginState::Active, "{:?}", r);
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's invariants, whatever the plugin answered.
+    fn check(&self) -> Result<(), TestCaseError> {
+        self.check_values()?;
         let s = self.core.stats();
         prop_assert_eq!(s.hits + s.misses, self.lookups);
         let failed = self
@@ -444,12 +461,6 @@ impl Run {
                 prop_assert_eq!(p.faults(), 1);
                 let e = p.error().unwrap_or_default();
                 prop_assert!(names_a_hook(&e), "fault: {}", e);
-            }
-        }
-        // A fault took every role from its plugin.
-        for r in [Role::Eviction, Role::Admission, Role::Prefetch] {
-            if let Some(p) = self.core.policy(r).plugin {
-                prop_assert_eq!(p.state(), PluginState::Active, "{:?}", r);
             }
         }
         Ok(())
@@ -935,6 +946,172 @@ proptest! {
         ops in prop::collection::vec(governor_op(), 1..300),
     ) {
         run_governor(&a, &b, &ops)?;
+    }
+}
+
+/// The chaos governor (`tests/fixtures/chaos/governor.wat`) with seed `seed`, departing once
+/// in `rate` ticks, registering `specs` (eviction, eviction, admission, prefetch).
+fn chaos_governor(seed: u64, rate: u32, specs: &[String; 4]) -> String {
+    let mut set = vec![
+        (
+            "(global $s (mut i64) (i64.const 1))".to_string(),
+            format!("(global $s (mut i64) (i64.const {}))", seed.max(1) as i64),
+        ),
+        (
+            "(global $rate (mut i64) (i64.const 4))".to_string(),
+            format!("(global $rate (mut i64) (i64.const {rate}))"),
+        ),
+    ];
+    for (spec, at) in specs.iter().zip(["A", "B", "C", "D"]) {
+        assert!(spec.len() <= 200);
+        set.push((format!("{{{at}}}"), spec.clone()));
+        set.push((format!("{{{at}_LEN}}"), spec.len().to_string()));
+    }
+    let wat = include_str!("fixtures/chaos/governor.wat").to_string();
+    set.iter().fold(wat, |wat, (old, new)| {
+        assert!(wat.contains(old.as_str()), "governor.wat declares {old}");
+        wat.replace(old.as_str(), new)
+    })
+}
+
+#[derive(Clone, Debug)]
+enum ChaosGovernorOp {
+    Core(CoreOp),
+    /// The prefetch plan after an access to `block` of `file` (16 blocks long), inserted.
+    Prefetch {
+        file: u32,
+        block: u32,
+    },
+    Tick,
+    /// The spares the governor's admission and prefetch candidates lack, made (outside the
+    /// lock, in a mount) and handed back.
+    Spares,
+    /// A chaos plugin dropped over the governor for the roles it picks.
+    Operator(Chaos),
+}
+
+fn chaos_governor_op() -> impl Strategy<Value = ChaosGovernorOp> {
+    prop_oneof![
+        16 => core_op().prop_map(ChaosGovernorOp::Core),
+        2 => (0u32..3, 0u32..16).prop_map(|(file, block)| ChaosGovernorOp::Prefetch { file, block }),
+        4 => Just(ChaosGovernorOp::Tick),
+        2 => Just(ChaosGovernorOp::Spares),
+        1 => chaos().prop_map(ChaosGovernorOp::Operator),
+    ]
+}
+
+/// A governor answering at random over chaos candidates for every role (two for eviction,
+/// one each for admission and prefetch), with requests, prefetches, invalidations, spares
+/// made and handed back, and an operator's plugin dropped over it: the host answers the
+/// governor's calls as the ABI says (the governor checks what it can and traps on a wrong
+/// answer), its bookkeeping holds, every resident block holds its value, no role is served
+/// by a plugin that faulted, and every fault is one line.
+fn run_chaos_governor(
+    seed: u64,
+    rate: u32,
+    candidates: &[Chaos; 4],
+    ops: &[ChaosGovernorOp],
+) -> Result<(), TestCaseError> {
+    const CAPACITY: u64 = 8;
+    // Candidate i is `ci` (the chaos module of its set; admission and prefetch hooks for
+    // the last two) with its parameters in its spec.
+    let data = |i: usize| i >= 2 || candidates[i].roles.data();
+    let specs = std::array::from_fn(|i| {
+        let c = &candidates[i];
+        format!(
+            "c{i}:seed={};batch={};ahead={};rate={}",
+            c.seed, c.batch, c.ahead, c.rate
+        )
+    });
+    let resolve = |name: &str| {
+        let i = match name {
+            "c0" => 0,
+            "c1" => 1,
+            "c2" => 2,
+            "c3" => 3,
+            _ => return Err(format!("no candidate {name}")),
+        };
+        let c = &candidates[i];
+        Ok(module(c.set, c.seed_export, data(i)))
+    };
+    let mut run = Run::new(CAPACITY);
+    run.core
+        .install_governor(
+            compile(&chaos_governor(seed, rate, &specs))
+                .instantiate(&[], CAPACITY)
+                .unwrap(),
+            &resolve,
+            0,
+        )
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let governor = run.core.governor_status().expect("a governor");
+    for op in ops {
+        match *op {
+            ChaosGovernorOp::Core(ref op) => {
+                run.lookups += matches!(op, CoreOp::Request { .. }) as u64;
+                op.apply(&mut run.core, &mut run.values, &mut run.next_value);
+            }
+            ChaosGovernorOp::Prefetch { file, block } => {
+                let hit = run.core.contains(block_key(file, block));
+                for r in run.core.prefetch_plan(file, block, 16, hit) {
+                    prop_assert!(r.start + r.len <= 16);
+                    for b in r.start..r.start + r.len {
+                        run.insert(block_key(file, b as u32), true)?;
+                    }
+                }
+            }
+            ChaosGovernorOp::Tick => run.core.governor_tick(),
+            ChaosGovernorOp::Spares => {
+                let wanted = run.core.spare_requests();
+                if !wanted.is_empty() {
+                    run.core.give_spares(wanted.make());
+                }
+            }
+            ChaosGovernorOp::Operator(ref chaos) => run.install(chaos)?,
+        }
+        if let Err(e) = run.core.check_governor_invariants() {
+            prop_assert!(false, "after {:?}: {}", op, e);
+        }
+        run.check_values()?;
+        if governor.state() == PluginState::Failed {
+            let e = governor.error().unwrap_or_default();
+            prop_assert!(
+                e.starts_with("kplug_tick: ") && !e.contains("divide by zero") && !e.contains('\n'),
+                "governor: {}",
+                e
+            );
+        }
+        for c in run.core.candidates() {
+            if let Some(e) = c.error {
+                prop_assert!(
+                    !e.contains("divide by zero") && !e.contains('\n'),
+                    "{}: {}",
+                    c.spec,
+                    e
+                );
+            }
+        }
+    }
+    run.core.remove_governor();
+    for block in 0..3 * CAPACITY as u32 {
+        let op = CoreOp::Request { file: 9, block };
+        op.apply(&mut run.core, &mut run.values, &mut run.next_value);
+        run.check_values()?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn a_governor_answering_at_random_over_chaos_candidates_of_every_role(
+        seed in any::<u64>(),
+        rate in prop::sample::select(vec![3u32, 20, 1000]),
+        candidates in [chaos(), chaos(), chaos(), chaos()],
+        ops in prop::collection::vec(chaos_governor_op(), 1..300),
+    ) {
+        run_chaos_governor(seed, rate, &candidates, &ops)?;
     }
 }
 
