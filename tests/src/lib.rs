@@ -360,6 +360,70 @@ pub fn plugin<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("{name} in {st}"))
 }
 
+/// The truth `.kplug/status` must tell, whatever happened before (shared by lifecycle.rs and
+/// plugins.rs): every plugin serving a role is accounted for by a file (its own instance, or
+/// a candidate of its governor), the governor named is a file's active governor, a disabled
+/// or loading file serves nothing, no two files share a name, and a candidate shown active
+/// serves its role.
+pub fn check_status_truth(st: &serde_json::Value) {
+    let files = st["plugins"].as_array().expect("plugins[]");
+    for role in ["eviction", "admission", "prefetch"] {
+        let serving = st["active"][role].as_str().unwrap();
+        if serving.starts_with("builtin:") {
+            assert!(
+                files
+                    .iter()
+                    .all(|f| !f["active_roles"].as_array().unwrap().contains(&role.into())),
+                "{role} is built-in, yet a file claims it: {st:#}"
+            );
+            continue;
+        }
+        let owners: Vec<&serde_json::Value> = files
+            .iter()
+            .filter(|f| f["active_roles"].as_array().unwrap().contains(&role.into()))
+            .collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "{role} ({serving}) has no single file: {st:#}"
+        );
+    }
+    let mut names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "two files share a name: {st:#}");
+    for f in files {
+        let serves = !f["active_roles"].as_array().unwrap().is_empty();
+        match f["state"].as_str().unwrap() {
+            "disabled" | "loading" => assert!(!serves, "{f}"),
+            // A failed governor's followed candidate keeps serving, owned by its file.
+            "failed" => assert!(!serves || f["governor"] == true, "{f}"),
+            _ => {}
+        }
+    }
+    match st["active"]["governor"].as_str() {
+        Some(g) => assert!(
+            files
+                .iter()
+                .any(|f| f["name"] == g && f["governor"] == true && f["state"] == "active"),
+            "governor {g} is no active governor file: {st:#}"
+        ),
+        None => assert!(
+            st["active"]["candidates"].as_array().unwrap().is_empty(),
+            "{st:#}"
+        ),
+    }
+    for c in st["active"]["candidates"].as_array().unwrap() {
+        let role = c["role"].as_str().unwrap();
+        let name = c["spec"].as_str().unwrap().split(':').next().unwrap();
+        if c["active"] == true {
+            assert!(c["error"].is_null(), "{c}");
+            assert_eq!(st["active"][role], name, "{c} is active: {st:#}");
+        }
+    }
+}
+
 /// Write `bytes` as `.kplug/plugins/NAME` and return the result of close() (where the
 /// daemon loads the module: EINVAL when it refuses it).
 pub fn drop_plugin(m: &TestMount, name: &str, bytes: &[u8]) -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kplugfs_tests::fixtures::{self, EVICTION_EXPORTS};
-use kplugfs_tests::{TestMount, drop_plugin, exported_policy, pattern, status};
+use kplugfs_tests::{TestMount, check_status_truth, drop_plugin, exported_policy, pattern, status};
 use serde_json::Value;
 
 const SIZE: usize = 1 << 20;
@@ -65,69 +65,6 @@ fn entries(st: &Value) -> &Vec<Value> {
     st["plugins"].as_array().expect("plugins[]")
 }
 
-/// The truth `status` must tell, whatever happened before: every plugin serving a role is
-/// accounted for by a file (its own instance, or a candidate of its governor), the governor
-/// named is a file's active governor, a disabled or loading file serves nothing, no two files
-/// share a name, and a candidate shown active serves its role.
-fn check_truth(st: &Value) {
-    let files = entries(st);
-    for role in ["eviction", "admission", "prefetch"] {
-        let serving = st["active"][role].as_str().unwrap();
-        if serving.starts_with("builtin:") {
-            assert!(
-                files
-                    .iter()
-                    .all(|f| !f["active_roles"].as_array().unwrap().contains(&role.into())),
-                "{role} is built-in, yet a file claims it: {st:#}"
-            );
-            continue;
-        }
-        let owners: Vec<&Value> = files
-            .iter()
-            .filter(|f| f["active_roles"].as_array().unwrap().contains(&role.into()))
-            .collect();
-        assert_eq!(
-            owners.len(),
-            1,
-            "{role} ({serving}) has no single file: {st:#}"
-        );
-    }
-    let mut names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
-    names.sort();
-    let n = names.len();
-    names.dedup();
-    assert_eq!(names.len(), n, "two files share a name: {st:#}");
-    for f in files {
-        let serves = !f["active_roles"].as_array().unwrap().is_empty();
-        match f["state"].as_str().unwrap() {
-            "disabled" | "loading" => assert!(!serves, "{f}"),
-            // A failed governor's followed candidate keeps serving, owned by its file.
-            "failed" => assert!(!serves || f["governor"] == true, "{f}"),
-            _ => {}
-        }
-    }
-    match st["active"]["governor"].as_str() {
-        Some(g) => assert!(
-            files
-                .iter()
-                .any(|f| f["name"] == g && f["governor"] == true && f["state"] == "active"),
-            "governor {g} is no active governor file: {st:#}"
-        ),
-        None => assert!(
-            st["active"]["candidates"].as_array().unwrap().is_empty(),
-            "{st:#}"
-        ),
-    }
-    for c in st["active"]["candidates"].as_array().unwrap() {
-        let role = c["role"].as_str().unwrap();
-        let name = c["spec"].as_str().unwrap().split(':').next().unwrap();
-        if c["active"] == true {
-            assert!(c["error"].is_null(), "{c}");
-            assert_eq!(st["active"][role], name, "{c} is active: {st:#}");
-        }
-    }
-}
-
 fn plugin<'a>(st: &'a Value, file: &str) -> &'a Value {
     entries(st)
         .iter()
@@ -149,7 +86,7 @@ fn eviction_file_replaced_by_a_governor_then_removed_leaves_nothing() {
     assert_eq!(status(&m)["active"]["eviction"], "swp");
     assert!(cp(&m, &gov, "swp.wasm").status.success());
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["governor"], "swp", "{st:#}");
     assert_eq!(
         st["active"]["eviction"], "lru",
@@ -162,7 +99,7 @@ fn eviction_file_replaced_by_a_governor_then_removed_leaves_nothing() {
     read_all(&m, 3);
     fs::remove_file(m.m(".kplug/plugins/swp.wasm")).unwrap();
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert!(st["active"]["governor"].is_null(), "{st:#}");
     assert_eq!(st["active"]["eviction"], "builtin:lru", "{st:#}");
     assert!(entries(&st).is_empty());
@@ -178,11 +115,11 @@ fn governor_file_replaced_by_an_eviction_plugin_stops_governing() {
     assert!(cp(&m, &gov, "swp.wasm").status.success());
     read_all(&m, 3);
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["governor"], "swp");
     assert!(cp(&m, &fifo, "swp.wasm").status.success());
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert!(
         st["active"]["governor"].is_null(),
         "the old governor ticks: {st:#}"
@@ -194,7 +131,7 @@ fn governor_file_replaced_by_an_eviction_plugin_stops_governing() {
     read_all(&m, 3);
     fs::remove_file(m.m(".kplug/plugins/swp.wasm")).unwrap();
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["eviction"], "builtin:lru");
 }
 
@@ -215,7 +152,7 @@ fn names_that_differ_only_by_the_extension_are_refused_and_touch_nothing() {
     let err = fs::remove_file(m.m(".kplug/plugins/nsk")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["governor"], "nsk");
     let p = plugin(&st, "nsk.wasm");
     assert_eq!(p["state"], "active", "{p}");
@@ -226,7 +163,7 @@ fn names_that_differ_only_by_the_extension_are_refused_and_touch_nothing() {
     assert!(!cp(&m, &gov, "nsk.wasm").status.success());
     drop_plugin(&m, "nsk.params", b"").unwrap();
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["eviction"], "nsk");
     read_all(&m, 2);
 }
@@ -259,7 +196,7 @@ fn a_faulting_candidate_is_out_and_the_governor_sees_minus_one() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    check_truth(&st);
+    check_status_truth(&st);
     let c = &st["active"]["candidates"];
     assert_eq!(c[0]["active"], false, "{st:#}");
     let error = c[0]["error"].as_str().unwrap_or_default();
@@ -284,7 +221,7 @@ fn a_governor_exporting_a_role_is_refused() {
     let err = drop_plugin(&m, "both.wasm", &gov).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     let p = plugin(&st, "both.wasm");
     assert_eq!(p["state"], "failed");
     assert!(
@@ -357,7 +294,7 @@ fn reads_go_on_while_plugins_initialise() {
         );
     }
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["governor"], "gov");
     assert_eq!(st["active"]["eviction"], "slowinit");
 }
@@ -422,7 +359,7 @@ fn errors_are_true_and_one_line_and_plugin_logs_forge_nothing() {
     assert!(drop_plugin(&m, "badlog.wasm", &badlog).is_err());
     read_all(&m, 2);
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     for p in entries(&st) {
         let e = p["error"].as_str().unwrap_or("");
         assert!(!e.contains(['\n', '\r', '\u{1b}']), "{p}");
@@ -488,17 +425,17 @@ fn concurrent_copies_into_one_file_leave_the_last_one_serving() {
         t.join().unwrap();
     }
     reader.join().unwrap();
-    check_truth(&status(&m));
+    check_status_truth(&status(&m));
     // A governor last: it governs, and the eviction plugin is gone.
     drop_plugin(&m, "race.wasm", &kinds[1]).unwrap();
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert_eq!(st["active"]["governor"], "race", "{st:#}");
     assert_eq!(st["active"]["eviction"], "lru", "{st:#}");
     // The eviction plugin last: it serves, and the governor is gone with its candidate.
     drop_plugin(&m, "race.wasm", &kinds[0]).unwrap();
     let st = status(&m);
-    check_truth(&st);
+    check_status_truth(&st);
     assert!(st["active"]["governor"].is_null(), "{st:#}");
     assert_eq!(st["active"]["eviction"], "race", "{st:#}");
     read_all(&m, 2);

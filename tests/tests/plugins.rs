@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kplugfs_tests::{
-    Hostile, TestMount, active, drop_plugin, pattern, plugin, status, wat_lru, with_custom_section,
+    Hostile, TestMount, active, check_status_truth, drop_plugin, pattern, plugin, status, wat_lru,
+    with_custom_section,
 };
 
 /// The SDK-built LRU policy, built once per test run.
@@ -362,10 +363,21 @@ fn chaos_wasm(set: usize, seed: bool, roles: bool) -> Vec<u8> {
     wat::parse_str(&text).unwrap_or_else(|e| panic!("{DIR}: {e}"))
 }
 
+/// The chaos governor (`fusefs/cache/tests/fixtures/chaos/governor.wat`): any activation and
+/// weight at each tick, checking the host's answers, its candidates and settings parameters.
+fn chaos_governor_wasm() -> Vec<u8> {
+    wat::parse_str(include_str!(
+        "../../fusefs/cache/tests/fixtures/chaos/governor.wat"
+    ))
+    .expect("governor.wat")
+}
+
 /// Chaos plugins dropped again and again into a mount, each hook set with new parameters (its
 /// seed, hit batch, blocks named ahead, rate of departures) or new parameters for the one
 /// serving, some removed, half of them serving admission and prefetch too (blocks refused,
 /// prefetches of anything in the file, of the whole file 64 times over, or past its end),
+/// the chaos governor over them (any activation and weight each tick, its mount's ticker and
+/// spares), whose status tells the truth at every step,
 /// under 2 verifying readers and a writer that rewrites ranges of its own file and reads all
 /// of it back (invalidations while hits wait, and while prefetches are in flight): every byte
 /// read is right, every plugin is active, failed with one line naming its hook, or out of
@@ -424,6 +436,8 @@ fn chaos_plugins_never_change_a_byte() {
         })
     });
     let mut x = 0x5_DEEC_E66Du64;
+    // Whether the module each name last loaded serves admission and prefetch too.
+    let mut with_roles = [false; 2];
     for k in 0..60 {
         kplugfs_tests::xorshift(&mut x);
         let name = format!("chaos{}", k % 2);
@@ -445,12 +459,49 @@ fn chaos_plugins_never_change_a_byte() {
             params.as_bytes(),
         ));
         if k % 5 != 4 {
-            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1, x >> 41 & 1 == 1);
-            refused(drop_plugin(&m, &format!("{name}.wasm"), &wasm));
+            let roles = x >> 41 & 1 == 1;
+            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1, roles);
+            if drop_plugin(&m, &format!("{name}.wasm"), &wasm)
+                .inspect_err(|e| assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"))
+                .is_ok()
+            {
+                with_roles[k % 2] = roles;
+            }
         }
         if k % 7 == 6 {
             let _ = fs::remove_file(m.m(&format!(".kplug/plugins/{name}.wasm")));
         }
+        // The chaos governor over the two files (refused when a candidate does not resolve
+        // or lacks its role's hooks), sometimes removed.
+        if k % 6 == 5 {
+            // Admission and prefetch from a name that has their hooks, if one has.
+            let data = with_roles.iter().position(|r| *r).unwrap_or(0) as u64;
+            let spec = |i: u64| {
+                format!(
+                    "chaos{}:seed={};batch={};ahead={};rate={}",
+                    if i < 2 { i } else { data },
+                    x ^ i,
+                    [1, 4, 256][(x >> (8 + i)) as usize % 3],
+                    [0, 8][(x >> (12 + i)) as usize % 2],
+                    [4, 30, 1000][(x >> (16 + i)) as usize % 3],
+                )
+            };
+            let params = format!(
+                "e0={}\ne1={}\na={}\np={}\nseed={}\nrate={}\n",
+                spec(0),
+                spec(1),
+                spec(2),
+                spec(3),
+                x >> 3,
+                [3, 20][(x >> 44) as usize % 2]
+            );
+            refused(drop_plugin(&m, "gov.params", params.as_bytes()));
+            refused(drop_plugin(&m, "gov.wasm", &chaos_governor_wasm()));
+        }
+        if k % 13 == 12 {
+            let _ = fs::remove_file(m.m(".kplug/plugins/gov.wasm"));
+        }
+        check_status_truth(&status(&m));
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
@@ -466,17 +517,33 @@ fn chaos_plugins_never_change_a_byte() {
         if let Some(e) = p["error"].as_str()
             && state == "failed"
         {
-            // A fault serving, or one replaying the resident blocks into it (load refused).
+            // A fault serving, or one replaying the resident blocks into it (load refused), or
+            // the governor's candidate refused at its load (its module lacks the role).
             let e = e.trim_start_matches(
                 "refused at load: plugin faulted while replaying resident blocks: ",
             );
-            let hooks = ["kplug_evict_", "kplug_admit: ", "kplug_prefetch: "];
+            let hooks = [
+                "kplug_evict_",
+                "kplug_admit: ",
+                "kplug_prefetch: ",
+                "kplug_tick: ",
+                "refused at load: candidate `chaos",
+            ];
+            // A division by zero is a chaos module's own sign of a wrong answer from the host.
             assert!(
-                hooks.iter().any(|h| e.starts_with(h)) && !e.contains('\n'),
+                hooks.iter().any(|h| e.starts_with(h))
+                    && !e.contains('\n')
+                    && !e.contains("divide by zero"),
                 "{p}"
             );
         }
     }
+    for c in st["active"]["candidates"].as_array().unwrap() {
+        if let Some(e) = c["error"].as_str() {
+            assert!(!e.contains('\n') && !e.contains("divide by zero"), "{c}");
+        }
+    }
+    check_status_truth(&st);
     for i in 0..FILES {
         check_file(&m, i, SIZE);
     }
