@@ -7,6 +7,7 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod chaos;
 pub mod fixtures;
 
 /// The `kplugfs` binary built next to the running test (`KPLUGFS_BIN` overrides).

@@ -13,8 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kplugfs_tests::{
-    Hostile, TestMount, active, check_status_truth, drop_plugin, pattern, plugin, status, wat_lru,
-    with_custom_section,
+    Hostile, TestMount, active, drop_plugin, pattern, plugin, status, wat_lru, with_custom_section,
 };
 
 /// The SDK-built LRU policy, built once per test run.
@@ -336,42 +335,6 @@ fn hundred_swaps_under_concurrent_readers_never_fail_a_read() {
     assert_eq!(st["cache"]["faults"], 0, "{st}");
 }
 
-/// The chaos eviction plugin's WAT (`fusefs/cache/tests/fixtures/chaos/`: a FIFO that departs
-/// from the ABI at random, `fusefs/cache/tests/chaos.rs`) with hook set `set` (0 by handle,
-/// 1 batched by key, 2 one event a call), `kplug_evict_seed` if `seed` (batched sets), and
-/// admission and prefetch answering at random (`roles.wat`) if `roles`: it then serves all
-/// three roles.
-fn chaos_wasm(set: usize, seed: bool, roles: bool) -> Vec<u8> {
-    const DIR: &str = "../../fusefs/cache/tests/fixtures/chaos/";
-    let hooks = [
-        include_str!("../../fusefs/cache/tests/fixtures/chaos/by-handle.wat"),
-        include_str!("../../fusefs/cache/tests/fixtures/chaos/by-key.wat"),
-        include_str!("../../fusefs/cache/tests/fixtures/chaos/per-event.wat"),
-    ][set];
-    let seed = match seed && set < 2 {
-        true => include_str!("../../fusefs/cache/tests/fixtures/chaos/seed.wat"),
-        false => "",
-    };
-    let roles = match roles {
-        true => include_str!("../../fusefs/cache/tests/fixtures/chaos/roles.wat"),
-        false => "",
-    };
-    let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/chaos.wat")
-        .replace("{SET}", hooks)
-        .replace("{SEED_EXPORT}", seed)
-        .replace("{ROLES}", roles);
-    wat::parse_str(&text).unwrap_or_else(|e| panic!("{DIR}: {e}"))
-}
-
-/// The chaos governor (`fusefs/cache/tests/fixtures/chaos/governor.wat`): any activation and
-/// weight at each tick, checking the host's answers, its candidates and settings parameters.
-fn chaos_governor_wasm() -> Vec<u8> {
-    wat::parse_str(include_str!(
-        "../../fusefs/cache/tests/fixtures/chaos/governor.wat"
-    ))
-    .expect("governor.wat")
-}
-
 /// Chaos plugins dropped again and again into a mount, each hook set with new parameters (its
 /// seed, hit batch, blocks named ahead, rate of departures) or new parameters for the one
 /// serving, some removed, half of them serving admission and prefetch too (blocks refused,
@@ -386,164 +349,34 @@ fn chaos_governor_wasm() -> Vec<u8> {
 fn chaos_plugins_never_change_a_byte() {
     const FILES: usize = 3;
     const SIZE: usize = 768 << 10;
-    let m = Arc::new(small_cache_mount(FILES, SIZE));
-    let want: Arc<Vec<Vec<u8>>> = Arc::new((0..FILES).map(|i| pattern(SIZE, i as u32)).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (reads, writes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut threads: Vec<_> = (0..2)
-        .map(|t| {
-            let (m, want, stop, reads) = (m.clone(), want.clone(), stop.clone(), reads.clone());
-            std::thread::spawn(move || {
-                let mut x = 0x2545_F491_4F6C_DD1Du64 ^ t;
-                while !stop.load(Ordering::Relaxed) {
-                    kplugfs_tests::xorshift(&mut x);
-                    let i = (x % FILES as u64) as usize;
-                    let off = ((x >> 8) % SIZE as u64) as usize;
-                    let len = (((x >> 32) % (200 << 10)) as usize + 1).min(SIZE - off);
-                    let mut f = fs::File::open(m.m(&format!("f{i}"))).expect("open");
-                    f.seek(SeekFrom::Start(off as u64)).unwrap();
-                    let mut buf = vec![0u8; len];
-                    f.read_exact(&mut buf).expect("read never fails");
-                    assert!(buf == want[i][off..off + len], "f{i} at {off}, {len} bytes");
-                    reads.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    threads.push({
-        let (m, stop, writes) = (m.clone(), stop.clone(), writes.clone());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let path = m.m("w");
-            let mut model = pattern(SIZE, 7);
-            fs::write(&path, &model).unwrap();
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            while !stop.load(Ordering::Relaxed) {
-                kplugfs_tests::xorshift(&mut x);
-                let off = ((x >> 8) % SIZE as u64) as usize;
-                let len = (((x >> 32) % (100 << 10)) as usize + 1).min(SIZE - off);
-                model[off..off + len].fill(x as u8);
-                let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
-                f.seek(SeekFrom::Start(off as u64)).unwrap();
-                f.write_all(&model[off..off + len]).unwrap();
-                drop(f);
-                assert!(
-                    fs::read(&path).unwrap() == model,
-                    "w after a write at {off}"
-                );
-                writes.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    });
-    let mut x = 0x5_DEEC_E66Du64;
-    // Whether the module each name last loaded serves admission and prefetch too.
-    let mut with_roles = [false; 2];
-    for k in 0..60 {
-        kplugfs_tests::xorshift(&mut x);
-        let name = format!("chaos{}", k % 2);
-        let params = format!(
-            "seed={}\nbatch={}\nahead={}\nrate={}\n",
-            x,
-            [1, 3, 8, 256][(x >> 8) as usize % 4],
-            [0, 1, 64][(x >> 16) as usize % 3],
-            [4, 30, 1000][(x >> 24) as usize % 3],
-        );
-        // A refused load (a fault replaying the resident blocks) is EINVAL; nothing else.
-        let refused = |r: std::io::Result<()>| match r {
-            Ok(()) => {}
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"),
-        };
-        refused(drop_plugin(
-            &m,
-            &format!("{name}.params"),
-            params.as_bytes(),
-        ));
-        if k % 5 != 4 {
-            let roles = x >> 41 & 1 == 1;
-            let wasm = chaos_wasm((x >> 32) as usize % 3, x >> 40 & 1 == 1, roles);
-            if drop_plugin(&m, &format!("{name}.wasm"), &wasm)
-                .inspect_err(|e| assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"))
-                .is_ok()
-            {
-                with_roles[k % 2] = roles;
-            }
-        }
-        if k % 7 == 6 {
-            let _ = fs::remove_file(m.m(&format!(".kplug/plugins/{name}.wasm")));
-        }
-        // The chaos governor over the two files (refused when a candidate does not resolve
-        // or lacks its role's hooks), sometimes removed.
-        if k % 6 == 5 {
-            // Admission and prefetch from a name that has their hooks, if one has.
-            let data = with_roles.iter().position(|r| *r).unwrap_or(0) as u64;
-            let spec = |i: u64| {
-                format!(
-                    "chaos{}:seed={};batch={};ahead={};rate={}",
-                    if i < 2 { i } else { data },
-                    x ^ i,
-                    [1, 4, 256][(x >> (8 + i)) as usize % 3],
-                    [0, 8][(x >> (12 + i)) as usize % 2],
-                    [4, 30, 1000][(x >> (16 + i)) as usize % 3],
-                )
-            };
-            let params = format!(
-                "e0={}\ne1={}\na={}\np={}\nseed={}\nrate={}\n",
-                spec(0),
-                spec(1),
-                spec(2),
-                spec(3),
-                x >> 3,
-                [3, 20][(x >> 44) as usize % 2]
-            );
-            refused(drop_plugin(&m, "gov.params", params.as_bytes()));
-            refused(drop_plugin(&m, "gov.wasm", &chaos_governor_wasm()));
-        }
-        if k % 13 == 12 {
-            let _ = fs::remove_file(m.m(".kplug/plugins/gov.wasm"));
-        }
-        check_status_truth(&status(&m));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join()
-            .expect("a read or a write failed or returned wrong bytes");
-    }
-    assert!(reads.load(Ordering::Relaxed) > 20 && writes.load(Ordering::Relaxed) > 5);
-    let st = status(&m);
-    for p in st["plugins"].as_array().unwrap() {
-        let state = p["state"].as_str().unwrap();
-        assert!(["active", "failed", "disabled"].contains(&state), "{p}");
-        if let Some(e) = p["error"].as_str()
-            && state == "failed"
-        {
-            // A fault serving, or one replaying the resident blocks into it (load refused), or
-            // the governor's candidate refused at its load (its module lacks the role).
-            let e = e.trim_start_matches(
-                "refused at load: plugin faulted while replaying resident blocks: ",
-            );
-            let hooks = [
-                "kplug_evict_",
-                "kplug_admit: ",
-                "kplug_prefetch: ",
-                "kplug_tick: ",
-                "refused at load: candidate `chaos",
-            ];
-            // A division by zero is a chaos module's own sign of a wrong answer from the host.
+    let m = small_cache_mount(FILES, SIZE);
+    let want = (0..FILES).map(|i| pattern(SIZE, i as u32)).collect();
+    let path = m.m("w");
+    let writer = move |stop: &AtomicBool| {
+        use std::io::Write;
+        let mut model = pattern(SIZE, 7);
+        fs::write(&path, &model).unwrap();
+        let (mut x, mut writes) = (0x9E37_79B9_7F4A_7C15u64, 0);
+        while !stop.load(Ordering::Relaxed) {
+            kplugfs_tests::xorshift(&mut x);
+            let off = ((x >> 8) % SIZE as u64) as usize;
+            let len = (((x >> 32) % (100 << 10)) as usize + 1).min(SIZE - off);
+            model[off..off + len].fill(x as u8);
+            let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(off as u64)).unwrap();
+            f.write_all(&model[off..off + len]).unwrap();
+            drop(f);
             assert!(
-                hooks.iter().any(|h| e.starts_with(h))
-                    && !e.contains('\n')
-                    && !e.contains("divide by zero"),
-                "{p}"
+                fs::read(&path).unwrap() == model,
+                "w after a write at {off}"
             );
+            writes += 1;
         }
-    }
-    for c in st["active"]["candidates"].as_array().unwrap() {
-        if let Some(e) = c["error"].as_str() {
-            assert!(!e.contains('\n') && !e.contains("divide by zero"), "{c}");
-        }
-    }
-    check_status_truth(&st);
+        writes
+    };
+    let (reads, writes) = kplugfs_tests::chaos::run_chaos(&m.mnt, want, 60, 0x5_DEEC_E66D, writer);
+    assert!(reads > 20 && writes > 5, "{reads} reads, {writes} writes");
+    kplugfs_tests::chaos::check_chaos_status(&status(&m));
     for i in 0..FILES {
         check_file(&m, i, SIZE);
     }

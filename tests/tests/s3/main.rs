@@ -25,9 +25,12 @@
 //! - `views`: transform views (`grep`, `gunzip`) of objects (docs/views.md).
 //! - `probes`: probe plugins (ABI 1.5) reporting on an object-store mount.
 //! - `scopes`: a prefix of the bucket with its own share of the cache and its own plugin.
+//! - `chaos`: plugins of every role and a governor answering at random while objects are
+//!   read and replaced.
 #![cfg(feature = "mount-tests")]
 
 mod changes;
+mod chaos;
 mod listing;
 mod names;
 mod outage;
