@@ -1,7 +1,7 @@
 //! The chaos plugins of `fusefs/cache/tests/fixtures/chaos/` (see `fusefs/cache/tests/chaos.rs`)
 //! dropped into a live mount, local or S3: plugins that depart from the ABI at random, in every
-//! role, and a governor over them that activates and weighs at random and checks the host's
-//! answers. A test runs verifying readers and its own writer while they are dropped
+//! role, a governor over them that activates and weighs at random, and a probe that filters,
+//! asks paths and publishes figures at random, the last two checking the host's answers. A test runs verifying readers and its own writer while they are dropped
 //! ([`run_chaos`]), then checks what `.kplug/status` says with [`check_chaos_status`].
 
 use std::io::{Read, Seek, SeekFrom};
@@ -113,12 +113,22 @@ pub fn spawn_readers(
         .collect()
 }
 
+/// The chaos probe (`probe.wat`): filters, paths and figures at random, checking the host's
+/// answers; its seed and rate are parameters.
+pub fn chaos_probe_wasm() -> Vec<u8> {
+    wat::parse_str(include_str!(
+        "../../fusefs/cache/tests/fixtures/chaos/probe.wat"
+    ))
+    .unwrap_or_else(|e| panic!("{DIR}probe.wat: {e}"))
+}
+
 /// Drops chaos plugins `drops` times into the mount at `mnt` (20 ms apart), from the random
 /// sequence `seed`: files `chaos0` and `chaos1` alternately, each time new parameters (seed,
 /// hit batch, blocks named ahead, rate of departures) and mostly a new module (a hook set,
 /// with or without the seed, with or without admission and prefetch), some removed; every
 /// sixth time the chaos governor `gov` over them (refused when a candidate lacks its role's
-/// hooks), sometimes removed. A refused load must be EINVAL; `.kplug/status` must tell the
+/// hooks), and every fourth the chaos probe `probe` (its report read: its text, or EIO once
+/// it failed), each sometimes removed. A refused load must be EINVAL; `.kplug/status` must tell the
 /// truth after every step ([`check_status_truth`]).
 pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
     let status = || {
@@ -192,6 +202,23 @@ pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
         if k % 13 == 12 {
             remove("gov.wasm");
         }
+        // The chaos probe, new parameters each time; its report is its text or EIO (failed).
+        if k % 4 == 3 {
+            let params = format!(
+                "seed={}\nrate={}\n",
+                x >> 5,
+                [3, 50, 1000][(x >> 50) as usize % 3]
+            );
+            loaded(drop_plugin_at(mnt, "probe.params", params.as_bytes()));
+            loaded(drop_plugin_at(mnt, "probe.wasm", &chaos_probe_wasm()));
+            match std::fs::read(mnt.join(".kplug/probes/probe")) {
+                Ok(text) => assert_eq!(text, b"chaos probe\n"),
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+            }
+        }
+        if k % 11 == 10 {
+            remove("probe.wasm");
+        }
         check_status_truth(&status());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -208,6 +235,8 @@ pub fn check_chaos_status(st: &serde_json::Value) {
         "kplug_admit: ",
         "kplug_prefetch: ",
         "kplug_tick: ",
+        "kplug_probe_events: ",
+        "kplug_probe_report: ",
         "refused at load: candidate `chaos",
     ];
     for p in st["plugins"].as_array().expect("plugins[]") {
