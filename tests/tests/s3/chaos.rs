@@ -1,11 +1,11 @@
 //! Chaos plugins over an object-store mount (`kplugfs_tests::chaos`): eviction, admission and
 //! prefetch plugins that depart from the ABI at random, a governor over them that activates
-//! and weighs at random, and a probe that asks paths and publishes figures at random, dropped again and again while two readers verify random
-//! ranges of objects and a writer replaces an object of changing length through the mount
-//! (`O_TRUNC`: a whole new object at each close) and reads it back. Prefetches of
-//! anything in an object (the whole of it many times over, or past its end) are in flight
-//! while the object is replaced: every byte read is right, and `.kplug/status` tells the
-//! truth at every step.
+//! and weighs at random, and a probe that asks paths and publishes figures at random, dropped
+//! again and again while two readers verify random ranges of objects and a writer replaces an
+//! object of changing length through the mount (`O_TRUNC`: a whole new object at each close)
+//! and reads it back. Prefetches of anything in an object (the whole of it many times over,
+//! or past its end) are in flight while the object is replaced: every byte read is right, and
+//! `.kplug/status` tells the truth at every step.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
