@@ -1,7 +1,8 @@
 //! The chaos plugins of `fusefs/cache/tests/fixtures/chaos/` (see `fusefs/cache/tests/chaos.rs`)
 //! dropped into a live mount, local or S3: plugins that depart from the ABI at random, in every
-//! role, a governor over them that activates and weighs at random, and a probe that filters,
-//! asks paths and publishes figures at random, the last two checking the host's answers. A test runs verifying readers and its own writer while they are dropped
+//! role, a governor over them that activates and weighs at random, a probe that filters, asks
+//! paths and publishes figures at random (the last two check the host's answers), and a
+//! transform (an identity) that hands its output over in pieces and departs at random. A test runs verifying readers and its own writer while they are dropped
 //! ([`run_chaos`]), then checks what `.kplug/status` says with [`check_chaos_status`].
 
 use std::io::{Read, Seek, SeekFrom};
@@ -63,12 +64,13 @@ pub fn run_chaos(
 ) -> (u64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
-    let readers = spawn_readers(mnt, &Arc::new(want), &stop, &reads, 2);
+    let want = Arc::new(want);
+    let readers = spawn_readers(mnt, &want, &stop, &reads, 2);
     let writer = {
         let stop = stop.clone();
         std::thread::spawn(move || writer(&stop))
     };
-    drop_chaos(mnt, drops, seed);
+    drop_chaos(mnt, &want, drops, seed);
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().expect("a read failed or returned wrong bytes");
@@ -122,15 +124,25 @@ pub fn chaos_probe_wasm() -> Vec<u8> {
     .unwrap_or_else(|e| panic!("{DIR}probe.wat: {e}"))
 }
 
+/// The chaos transform (`transform.wat`): a size-preserving identity handing its output over in
+/// pieces, departing at random; its seed and rate are parameters.
+pub fn chaos_transform_wasm() -> Vec<u8> {
+    wat::parse_str(include_str!(
+        "../../fusefs/cache/tests/fixtures/chaos/transform.wat"
+    ))
+    .unwrap_or_else(|e| panic!("{DIR}transform.wat: {e}"))
+}
+
 /// Drops chaos plugins `drops` times into the mount at `mnt` (20 ms apart), from the random
 /// sequence `seed`: files `chaos0` and `chaos1` alternately, each time new parameters (seed,
 /// hit batch, blocks named ahead, rate of departures) and mostly a new module (a hook set,
 /// with or without the seed, with or without admission and prefetch), some removed; every
 /// sixth time the chaos governor `gov` over them (refused when a candidate lacks its role's
-/// hooks), and every fourth the chaos probe `probe` (its report read: its text, or EIO once
-/// it failed), each sometimes removed. A refused load must be EINVAL; `.kplug/status` must tell the
+/// hooks), every fourth the chaos probe `probe` (its report read: its text, or EIO once it
+/// failed), each sometimes removed, and every fifth the chaos transform `view`, whose view of
+/// a file `fi` (holding `want[i]`) is read after most drops: the file's bytes, or EIO. A refused load must be EINVAL; `.kplug/status` must tell the
 /// truth after every step ([`check_status_truth`]).
-pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
+pub fn drop_chaos(mnt: &Path, want: &[Vec<u8>], drops: usize, seed: u64) {
     let status = || {
         let text = std::fs::read(mnt.join(".kplug/status")).expect("read .kplug/status");
         serde_json::from_slice::<serde_json::Value>(&text).expect(".kplug/status is JSON")
@@ -145,6 +157,16 @@ pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
     };
     let remove = |name: &str| {
         let _ = std::fs::remove_file(mnt.join(".kplug/plugins").join(name));
+    };
+    // `NAME.params` with a seed and a rate of departures, then `NAME.wasm`.
+    let drop_seeded = |name: &str, seed: u64, rate: u32, wasm: &[u8]| {
+        let params = format!("seed={seed}\nrate={rate}\n");
+        loaded(drop_plugin_at(
+            mnt,
+            &format!("{name}.params"),
+            params.as_bytes(),
+        ));
+        loaded(drop_plugin_at(mnt, &format!("{name}.wasm"), wasm));
     };
     let mut x = seed | 1;
     // Whether the module each name last loaded serves admission and prefetch too.
@@ -204,13 +226,8 @@ pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
         }
         // The chaos probe, new parameters each time; its report is its text or EIO (failed).
         if k % 4 == 3 {
-            let params = format!(
-                "seed={}\nrate={}\n",
-                x >> 5,
-                [3, 50, 1000][(x >> 50) as usize % 3]
-            );
-            loaded(drop_plugin_at(mnt, "probe.params", params.as_bytes()));
-            loaded(drop_plugin_at(mnt, "probe.wasm", &chaos_probe_wasm()));
+            let rate = [3, 50, 1000][(x >> 50) as usize % 3];
+            drop_seeded("probe", x >> 5, rate, &chaos_probe_wasm());
             match std::fs::read(mnt.join(".kplug/probes/probe")) {
                 Ok(text) => assert_eq!(text, b"chaos probe\n"),
                 Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
@@ -218,6 +235,21 @@ pub fn drop_chaos(mnt: &Path, drops: usize, seed: u64) {
         }
         if k % 11 == 10 {
             remove("probe.wasm");
+        }
+        // The chaos transform (an identity): its view of a file is the file, or EIO.
+        if k % 5 == 2 {
+            let rate = [2, 8, 1000][(x >> 53) as usize % 3];
+            drop_seeded("view", x >> 7, rate, &chaos_transform_wasm());
+        }
+        if k % 5 >= 2 && !want.is_empty() {
+            let i = (x >> 20) as usize % want.len();
+            match std::fs::read(mnt.join(format!(".kplug/views/view/f{i}"))) {
+                Ok(bytes) => assert!(bytes == want[i], "the view of f{i}: {} bytes", bytes.len()),
+                Err(e) => assert!(
+                    [Some(libc::EIO), Some(libc::ENOENT)].contains(&e.raw_os_error()),
+                    "the view of f{i}: {e}"
+                ),
+            }
         }
         check_status_truth(&status());
         std::thread::sleep(Duration::from_millis(20));
@@ -237,6 +269,7 @@ pub fn check_chaos_status(st: &serde_json::Value) {
         "kplug_tick: ",
         "kplug_probe_events: ",
         "kplug_probe_report: ",
+        "kplug_transform_",
         "refused at load: candidate `chaos",
     ];
     for p in st["plugins"].as_array().expect("plugins[]") {

@@ -1,7 +1,8 @@
 //! Chaos plugins over an object-store mount (`kplugfs_tests::chaos`): eviction, admission and
 //! prefetch plugins that depart from the ABI at random, a governor over them that activates
-//! and weighs at random, and a probe that asks paths and publishes figures at random, dropped
-//! again and again while two readers verify random ranges of objects and a writer replaces an
+//! and weighs at random, a probe that asks paths and publishes figures at random, and a
+//! transform whose views of the objects must read as the objects or EIO, dropped again and
+//! again while two readers verify random ranges of objects and a writer replaces an
 //! object of changing length through the mount (`O_TRUNC`: a whole new object at each close)
 //! and reads it back. Prefetches of anything in an object (the whole of it many times over,
 //! or past its end) are in flight while the object is replaced: every byte read is right, and
