@@ -387,7 +387,8 @@ impl PluginsDir {
         // The user waits on this swap, the readers on their reads: for its few hundred
         // microseconds the swap goes first (a tier-up is background work: not raised).
         let _first = (!matches!(why, Why::TierUp(_))).then(SwapPriority::raise);
-        let (bytes, generation, params) = {
+        // For a tier-up, also the baseline instance it is to replace.
+        let (bytes, generation, params, baseline) = {
             let mut files = self.files.lock();
             let params = Self::params_of(&files, name);
             let Some(f) = files.get_mut(name) else {
@@ -398,12 +399,17 @@ impl PluginsDir {
                 // From what its baseline instance was loaded from: the file may hold a newer
                 // copy since, refused.
                 Why::TierUp(g) => match f.loaded.as_ref().filter(|_| f.runs_baseline_of(g)) {
-                    Some(src) => (src.bytes.clone(), g, Ok(src.params.clone())),
+                    Some(src) => (
+                        src.bytes.clone(),
+                        g,
+                        Ok(src.params.clone()),
+                        f.instance.clone(),
+                    ),
                     None => return Ok(()),
                 },
                 _ => {
                     f.dirty = false;
-                    (f.data.clone(), f.generation, params)
+                    (f.data.clone(), f.generation, params, None)
                 }
             }
         };
@@ -425,10 +431,18 @@ impl PluginsDir {
             }
             return Ok(());
         };
+        // The same instance still serves: a reload with new parameters meanwhile (the same
+        // bytes, so the same generation, again on baseline code) is not the one this tier-up
+        // read its parameters for, and must not be replaced with the old ones.
+        let same = |i: &Option<StatusHandle>| match (i, &baseline) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
         if let Why::TierUp(g) = why
-            && !f.runs_baseline_of(g)
+            && !(f.runs_baseline_of(g) && same(&f.instance))
         {
-            // It faulted, or was taken out of service, while the new instance was prepared.
+            // It faulted, was taken out of service or was reloaded while the new instance
+            // was prepared.
             if let Ok(r) = ready {
                 self.loader
                     .discard(r, "its baseline instance no longer serves");
