@@ -464,6 +464,56 @@ fn a_module_never_compiled_serves_from_baseline_code_then_optimized() {
     check_file(&m, 0, 1 << 20);
 }
 
+/// New parameters are never undone by the tier-up made for the old ones. An admission plugin
+/// whose `kplug_init` takes 1 s is loaded with `v=1` (admit everything) and at once reloaded
+/// with `v=2` (refuse everything), on baseline code again (Cranelift has not finished): the
+/// first tier-up, ready within that second, reads `v=1` while the reload prepares, and used
+/// to install it over the reload (same bytes, same generation, baseline code: its check
+/// passed). Once optimized code serves and the tier-ups have settled, blocks are refused.
+#[test]
+fn a_tier_up_never_undoes_new_parameters() {
+    let m = small_cache_mount(1, 1 << 20);
+    let pad = "i32.const 1 i32.add ".repeat(1_000);
+    let text = format!(
+        r#"(module
+             (import "kplug" "now_ns" (func $now (result i64)))
+             (memory (export "memory") 1)
+             (global $answer (mut i32) (i32.const 1))
+             (func (export "kplug_abi_version") (result i32) i32.const 0x10001)
+             (func (export "kplug_alloc") (param i32) (result i32) i32.const 1024)
+             ;; v=1 admits, v=2 refuses.
+             (func (export "kplug_set_param") (param i32 i32 i32 i32) (result i32)
+               (global.set $answer (i32.eq (i32.load8_u (local.get 2)) (i32.const 49)))
+               i32.const 0)
+             (func (export "kplug_init") (param i64) (result i32) (local $t i64)
+               (local.set $t (call $now))
+               (loop $l (br_if $l (i64.lt_u (i64.sub (call $now) (local.get $t))
+                 (i64.const 1000000000))))
+               i32.const 0)
+             (func (export "kplug_admit") (param i64 i64 i64) (result i32) global.get $answer)
+             (func $pad (param i32) (result i32) local.get 0 {pad}))"#
+    );
+    let bytes = with_custom_section(
+        &wat::parse_str(&text).unwrap(),
+        &format!("{:?}", Instant::now()),
+    );
+    drop_plugin(&m, "slow.params", b"v=1").unwrap();
+    drop_plugin(&m, "slow.wasm", &bytes).unwrap();
+    drop_plugin(&m, "slow.params", b"v=2").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while plugin(&status(&m), "slow")["code"] != "optimized" {
+        assert!(Instant::now() < deadline, "never optimized: {}", status(&m));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Any tier-up still in flight settles (each takes the second of its kplug_init).
+    std::thread::sleep(Duration::from_millis(2500));
+    let misses = || status(&m)["cache"]["misses"].as_u64().unwrap();
+    check_file(&m, 0, 1 << 20);
+    let before = misses();
+    check_file(&m, 0, 1 << 20);
+    assert_eq!(misses() - before, 16, "blocks admitted: {}", status(&m));
+}
+
 /// A baseline instance that faults stays failed: its optimized code, ready later, does not
 /// bring it back; the built-in keeps serving and every read is right.
 #[test]
