@@ -2,8 +2,9 @@
 //! dropped into a live mount, local or S3: plugins that depart from the ABI at random, in every
 //! role, a governor over them that activates and weighs at random, a probe that filters, asks
 //! paths and publishes figures at random (the last two check the host's answers), and a
-//! transform (an identity) that hands its output over in pieces and departs at random. A test runs verifying readers and its own writer while they are dropped
-//! ([`run_chaos`]), then checks what `.kplug/status` says with [`check_chaos_status`].
+//! transform (an identity) that hands its output over in pieces and departs at random. A test
+//! runs verifying readers and its own writer while they are dropped ([`run_chaos`]), then
+//! checks what `.kplug/status` says with [`check_chaos_status`].
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -38,16 +39,22 @@ pub fn chaos_wasm(set: usize, seed: bool, roles: bool) -> Vec<u8> {
         .replace("{SET}", hooks)
         .replace("{SEED_EXPORT}", seed)
         .replace("{ROLES}", roles);
-    wat::parse_str(&text).unwrap_or_else(|e| panic!("{DIR}: {e}"))
+    parse(&text, "chaos.wat")
+}
+
+/// A chaos fixture's module, with the functions they all share (`prelude.wat`) where it marks
+/// them.
+fn parse(text: &str, file: &str) -> Vec<u8> {
+    let prelude = include_str!("../../fusefs/cache/tests/fixtures/chaos/prelude.wat");
+    wat::parse_str(text.replace("{PRELUDE}", prelude))
+        .unwrap_or_else(|e| panic!("{DIR}{file}: {e}"))
 }
 
 /// The chaos governor (`governor.wat`): any activation and weight at each tick, checking the
 /// host's answers; its candidates, seed and rate are parameters.
 pub fn chaos_governor_wasm() -> Vec<u8> {
-    wat::parse_str(include_str!(
-        "../../fusefs/cache/tests/fixtures/chaos/governor.wat"
-    ))
-    .unwrap_or_else(|e| panic!("{DIR}governor.wat: {e}"))
+    let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/governor.wat");
+    parse(text, "governor.wat")
 }
 
 /// [`drop_chaos`] (`drops` times from `seed`) into the mount at `mnt` while 2
@@ -118,19 +125,15 @@ pub fn spawn_readers(
 /// The chaos probe (`probe.wat`): filters, paths and figures at random, checking the host's
 /// answers; its seed and rate are parameters.
 pub fn chaos_probe_wasm() -> Vec<u8> {
-    wat::parse_str(include_str!(
-        "../../fusefs/cache/tests/fixtures/chaos/probe.wat"
-    ))
-    .unwrap_or_else(|e| panic!("{DIR}probe.wat: {e}"))
+    let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/probe.wat");
+    parse(text, "probe.wat")
 }
 
 /// The chaos transform (`transform.wat`): a size-preserving identity handing its output over in
 /// pieces, departing at random; its seed and rate are parameters.
 pub fn chaos_transform_wasm() -> Vec<u8> {
-    wat::parse_str(include_str!(
-        "../../fusefs/cache/tests/fixtures/chaos/transform.wat"
-    ))
-    .unwrap_or_else(|e| panic!("{DIR}transform.wat: {e}"))
+    let text = include_str!("../../fusefs/cache/tests/fixtures/chaos/transform.wat");
+    parse(text, "transform.wat")
 }
 
 /// Drops chaos plugins `drops` times into the mount at `mnt` (20 ms apart), from the random

@@ -33,7 +33,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use common::*;
 use kplug_abi::{Role, RoleSet, block_key};
@@ -68,10 +67,15 @@ fn chaos_wat(set: Set, seed_export: bool, roles: bool) -> String {
     } else {
         ""
     };
-    include_str!("fixtures/chaos/chaos.wat")
+    with_prelude(include_str!("fixtures/chaos/chaos.wat"))
         .replace("{SET}", hooks)
         .replace("{SEED_EXPORT}", seed)
         .replace("{ROLES}", roles)
+}
+
+/// A chaos fixture with the functions they all share (`prelude.wat`) where it marks them.
+fn with_prelude(text: &str) -> String {
+    text.replace("{PRELUDE}", include_str!("fixtures/chaos/prelude.wat"))
 }
 
 /// The roles a chaos plugin is installed for.
@@ -146,19 +150,9 @@ impl Chaos {
 }
 
 /// The chaos module with hook set `set`, with or without `kplug_evict_seed` (batched sets
-/// only) and the admission and prefetch hooks, in the code [`compile`] gives.
+/// only) and the admission and prefetch hooks, compiled once per tier.
 fn module(set: Set, seed_export: bool, roles: bool) -> CompiledPlugin {
-    type Key = (bool, Set, bool, bool);
-    static MODULES: Mutex<Vec<(Key, CompiledPlugin)>> = Mutex::new(Vec::new());
-    let seed_export = seed_export && set != Set::PerEvent;
-    let which = (baseline(), set, seed_export, roles);
-    let mut modules = MODULES.lock().unwrap();
-    if let Some((_, m)) = modules.iter().find(|(w, _)| *w == which) {
-        return m.clone();
-    }
-    let m = compile(&chaos_wat(set, seed_export, roles));
-    modules.push((which, m.clone()));
-    m
+    compile_once(&chaos_wat(set, seed_export && set != Set::PerEvent, roles))
 }
 
 fn chaos() -> impl Strategy<Value = Chaos> {
@@ -949,16 +943,9 @@ proptest! {
     }
 }
 
-/// The chaos governor (`tests/fixtures/chaos/governor.wat`), in the code [`compile`] gives.
+/// The chaos governor (`tests/fixtures/chaos/governor.wat`), compiled once per tier.
 fn chaos_governor() -> CompiledPlugin {
-    static MODULES: Mutex<Vec<(bool, CompiledPlugin)>> = Mutex::new(Vec::new());
-    let mut modules = MODULES.lock().unwrap();
-    if let Some((_, m)) = modules.iter().find(|(b, _)| *b == baseline()) {
-        return m.clone();
-    }
-    let m = compile(include_str!("fixtures/chaos/governor.wat"));
-    modules.push((baseline(), m.clone()));
-    m
+    compile_once(&with_prelude(include_str!("fixtures/chaos/governor.wat")))
 }
 
 #[derive(Clone, Debug)]

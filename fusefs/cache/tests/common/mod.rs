@@ -60,6 +60,23 @@ pub fn compile(text: &str) -> CompiledPlugin {
         .expect("fixture compiles")
 }
 
+/// [`compile`], once per text and tier in the test binary: a fixture many cases share (the
+/// chaos modules, whose settings are parameters) is parsed and compiled only the first time.
+pub fn compile_once(text: &str) -> CompiledPlugin {
+    static COMPILED: std::sync::Mutex<Vec<((bool, String), CompiledPlugin)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut compiled = COMPILED.lock().unwrap();
+    if let Some((_, m)) = compiled
+        .iter()
+        .find(|((b, t), _)| *b == baseline() && t == text)
+    {
+        return m.clone();
+    }
+    let m = compile(text);
+    compiled.push(((baseline(), text.to_string()), m.clone()));
+    m
+}
+
 pub fn load(text: &str, capacity: u64) -> Plugin {
     compile(text)
         .instantiate(&[], capacity)
