@@ -37,7 +37,6 @@
 //! insertion/eviction and can be turned off where nothing is invalidated by
 //! file (then `remove_file` scans the map).
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -55,13 +54,16 @@ use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
-use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse, keep_sparse_set};
+use kplug_engine::hash::{BlockSet, FastMap, keep_sparse_set};
 
 mod changes;
 mod governor;
 mod handles;
 mod install;
 mod scoped;
+mod table;
+
+use table::BlockTable;
 
 /// Configuration of a [`CacheCore`].
 #[derive(Clone, Debug)]
@@ -186,7 +188,7 @@ struct Entry<V> {
 pub struct CacheCore<V> {
     capacity: u64,
     config: CoreConfig,
-    map: BlockMap<u64, Entry<V>>,
+    map: BlockTable<Entry<V>>,
     files: Option<FastMap<u32, BlockSet<u32>>>,
     in_flight: BlockSet<u64>,
     seq: u64,
@@ -335,7 +337,7 @@ impl<V> CacheCore<V> {
     pub fn new(capacity: u64, config: CoreConfig) -> Self {
         CacheCore {
             capacity,
-            map: BlockMap::default(),
+            map: BlockTable::default(),
             files: config.index_files.then(FastMap::default),
             in_flight: BlockSet::default(),
             seq: 0,
@@ -424,12 +426,12 @@ impl<V> CacheCore<V> {
 
     /// Whether `key` is resident (no counters, no policy call).
     pub fn contains(&self, key: u64) -> bool {
-        self.map.contains_key(&key)
+        self.map.contains_key(key)
     }
 
     /// The value of a resident block, without counting or telling the policy.
     pub fn peek(&self, key: u64) -> Option<&V> {
-        self.map.get(&key).map(|e| &e.value)
+        self.map.get(key).map(|e| &e.value)
     }
 
     /// Counters so far.
@@ -455,7 +457,7 @@ impl<V> CacheCore<V> {
 
     /// (last access, key) of every resident block, in the map's order.
     fn resident_entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.map.iter().map(|(k, e)| (e.last_access, *k))
+        self.map.iter().map(|(k, e)| (e.last_access, k))
     }
 
     /// [`resident_snapshot`](Self::resident_snapshot) for a plugin to be prepared from
@@ -529,10 +531,19 @@ impl<V> CacheCore<V> {
     /// the value; a miss counts and returns `None`.
     pub fn get(&mut self, key: u64) -> Option<&V> {
         if self.touch(key) {
-            self.map.get(&key).map(|e| &e.value)
+            self.map.get(key).map(|e| &e.value)
         } else {
             None
         }
+    }
+
+    /// Asks the CPU to bring the map's slot for `key` into its caches, for a driver that knows
+    /// which blocks it will request next (the simulator, a few requests ahead): at a large
+    /// cache nearly every miss finds its slot outside the caches, and a slot read ahead
+    /// overlaps with the requests before it. Changes nothing; costs a hash and an address.
+    #[inline]
+    pub fn prefetch_hint(&self, key: u64) {
+        self.map.prefetch(key);
     }
 
     /// Simulator driver: `get`, and on a miss `insert(key, make())`.
@@ -549,7 +560,7 @@ impl<V> CacheCore<V> {
     /// block while taking it: still a hit); a miss counts. Whether it was a hit.
     #[inline]
     pub(crate) fn touch(&mut self, key: u64) -> bool {
-        let Some(e) = self.map.get_mut(&key) else {
+        let Some(e) = self.map.get_mut(key) else {
             self.stats.misses += 1;
             self.figures.note_request(&mut self.windows, key, false);
             if self.governor.is_some() {
@@ -616,7 +627,7 @@ impl<V> CacheCore<V> {
         if !self.in_flight.remove(&key) && prefetched {
             return Insert::Stale;
         }
-        if self.map.contains_key(&key) {
+        if self.map.contains_key(key) {
             return Insert::AlreadyResident;
         }
         if self.capacity == 0 {
@@ -684,7 +695,7 @@ impl<V> CacheCore<V> {
         match self.eviction.insert(&mut self.plugins, key, resident) {
             Ok(handle) => {
                 if let Some(h) = handle
-                    && let Some(e) = self.map.get_mut(&key)
+                    && let Some(e) = self.map.get_mut(key)
                 {
                     self.handles.set(e, h);
                 }
@@ -696,14 +707,13 @@ impl<V> CacheCore<V> {
 
     /// The handle the eviction plugin gave resident `key` (0 if none, or not resident).
     pub(in crate::cache) fn handle_of(&self, key: u64) -> u32 {
-        self.map.get(&key).map_or(0, |e| self.handles.of(key, e))
+        self.map.get(key).map_or(0, |e| self.handles.of(key, e))
     }
 
     /// Makes `key` resident, the most recently used, in the map and the file index.
     fn put(&mut self, key: u64, value: V, prefetched: bool, handle: u32) {
         self.seq += 1;
         self.log_change(key);
-        keep_sparse(&mut self.map);
         self.map.insert(
             key,
             Entry {
@@ -739,7 +749,7 @@ impl<V> CacheCore<V> {
             let map = &self.map;
             match self
                 .eviction
-                .victim(&mut self.plugins, resident, |k| map.contains_key(&k))
+                .victim(&mut self.plugins, resident, |k| map.contains_key(k))
             {
                 Ok(Some(k)) => {
                     self.native_repairs = 0;
@@ -858,7 +868,7 @@ impl<V> CacheCore<V> {
             // Checked first: a block that fails leaves the hits to ride with the call.
             let fresh = |e: &Entry<V>| e.last_access <= self.ahead_stamp;
             let resident = self.map.len();
-            if !self.map.get(&victim).is_some_and(fresh)
+            if !self.map.get(victim).is_some_and(fresh)
                 || !self.deliver_hits(slot)
                 || self.map.len() != resident
             {
@@ -866,18 +876,21 @@ impl<V> CacheCore<V> {
             }
         }
         // One lookup to check the block and evict it.
-        let MapEntry::Occupied(e) = self.map.entry(victim) else {
-            return None;
-        };
-        if e.get().last_access > self.ahead_stamp {
+        let at = self.map.find(victim)?;
+        let e = self.map.at(at);
+        if e.last_access > self.ahead_stamp {
             return None;
         }
-        let handle = self.handles.of(victim, e.get());
+        let handle = self.handles.of(victim, e);
         if !self.plugins.get(slot).take_ahead(key, handle) {
             return None;
         }
-        let prefetched = e.remove().prefetched;
+        let prefetched = self.map.remove_at(at).prefetched;
         self.evicted(victim, prefetched);
+        // The next miss most likely takes the next block named: its slot is read meanwhile.
+        if let Some(next) = self.plugins.peek(slot).next_ahead() {
+            self.map.prefetch(next);
+        }
         Some(handle)
     }
 
@@ -901,6 +914,12 @@ impl<V> CacheCore<V> {
         let mut victims = std::mem::take(&mut self.victims);
         let hook = self.plugins.get(slot).take_victims(&mut victims);
         let mut bad = None;
+        if victims.len() > 1 {
+            // Their slots are read together rather than one after another.
+            for &k in &victims {
+                self.map.prefetch(k);
+            }
+        }
         for &k in &victims {
             if !self.evict_if_resident(k) {
                 bad = Some(k);
@@ -931,7 +950,7 @@ impl<V> CacheCore<V> {
     /// Evicts `key` if it is resident, with one lookup of the map (a plugin's victims are
     /// checked and evicted at once); false, and nothing done, if it is not.
     fn evict_if_resident(&mut self, key: u64) -> bool {
-        let Some(e) = self.map.remove(&key) else {
+        let Some(e) = self.map.remove(key) else {
             return false;
         };
         self.evicted(key, e.prefetched);
@@ -982,10 +1001,10 @@ impl<V> CacheCore<V> {
             });
         }
         // The plugin may evict it while taking the hits waiting (then it is not told this).
-        if self.hits_waiting() && self.map.contains_key(&key) {
+        if self.hits_waiting() && self.map.contains_key(key) {
             self.deliver_waiting_hits();
         }
-        let e = self.map.remove(&key)?;
+        let e = self.map.remove(key)?;
         self.log_change(key);
         self.unindex(key);
         self.after_remove(key, e.prefetched, self.handles.of(key, &e));
@@ -1058,13 +1077,13 @@ impl<V> CacheCore<V> {
             None => self
                 .map
                 .keys()
-                .filter(|k| key_file(**k) == file && key_block(**k) >= from_block)
-                .map(|k| key_block(*k))
+                .filter(|&k| key_file(k) == file && key_block(k) >= from_block)
+                .map(key_block)
                 .collect(),
         };
         for b in &doomed {
             let key = block_key(file, *b);
-            if let Some(e) = self.map.remove(&key) {
+            if let Some(e) = self.map.remove(key) {
                 self.log_change(key);
                 self.after_remove(key, e.prefetched, self.handles.of(key, &e));
             }
@@ -1115,7 +1134,7 @@ impl<V> CacheCore<V> {
             for b in r.start..end {
                 let key = block_key(file, b as u32);
                 let wanted =
-                    b != block as u64 && !self.map.contains_key(&key) && self.in_flight.insert(key);
+                    b != block as u64 && !self.map.contains_key(key) && self.in_flight.insert(key);
                 match (&mut run, wanted) {
                     (Some(run), true) => run.len += 1,
                     (None, true) => run = Some(BlockRange { start: b, len: 1 }),

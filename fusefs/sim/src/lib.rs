@@ -129,15 +129,27 @@ pub struct SimResult {
     pub scopes: Vec<ScopeResult>,
 }
 
+/// How many requests ahead [`replay`] asks for the map slot of the request it will make
+/// ([`CacheCore::prefetch_hint`]): enough that the slot arrives (a memory access takes
+/// about as long as a few requests that miss), few enough that it is still there.
+pub const LOOKAHEAD: usize = 8;
+
 /// Replay `ids` through `core`; returns misses.
 pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
     let before = core.stats().misses;
+    let ahead = |core: &CacheCore<()>, i: usize| {
+        if let Some(&next) = ids.get(i + LOOKAHEAD) {
+            core.prefetch_hint(next);
+        }
+    };
     if !prefetching {
-        for &id in ids {
+        for (i, &id) in ids.iter().enumerate() {
+            ahead(core, i);
             core.request(id, || ());
         }
     } else {
-        for &id in ids {
+        for (i, &id) in ids.iter().enumerate() {
+            ahead(core, i);
             let hit = core.request(id, || ());
             let (file, block) = ((id >> 32) as u32, id as u32);
             for r in core.prefetch_plan(file, block, 1 << 32, hit) {

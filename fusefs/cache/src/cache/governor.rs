@@ -66,11 +66,11 @@ use crate::error::InstallError;
 pub use install::PreparedGovernor;
 use kplug_abi::{Role, RoleSet};
 use kplug_engine::CompiledPlugin;
-use kplug_engine::hash::BlockMap;
 use kplug_engine::{Plugin, StatusHandle};
 pub use tick::{SpareRequests, Spares};
 
 use super::CacheCore;
+use super::table::BlockTable;
 use votes::Votes;
 
 mod hooks;
@@ -183,7 +183,7 @@ impl Governor {
     }
 
     /// After every shadow handled an event: blocks a shadow dropped lose its bit.
-    fn note_evictions<V>(&mut self, map: &BlockMap<u64, super::Entry<V>>) {
+    fn note_evictions<V>(&mut self, map: &BlockTable<super::Entry<V>>) {
         for (i, c) in self.candidates.iter_mut().enumerate() {
             let (Some(bit), Some(s)) = (self.bit[i], c.shadow.as_mut()) else {
                 continue;
@@ -193,7 +193,7 @@ impl Governor {
             };
             if let Some(v) = self.votes.as_mut() {
                 for k in log.iter() {
-                    if map.contains_key(k)
+                    if map.contains_key(*k)
                         && let Some(m) = v.mask(*k)
                     {
                         v.set(*k, m & !(1 << bit));

@@ -14,6 +14,7 @@
 use kplug_engine::hash::BlockMap;
 
 use super::Entry;
+use super::table::BlockTable;
 
 /// The serving plugin's handles of entries older than its install (see the module docs).
 #[derive(Default)]
@@ -62,11 +63,11 @@ impl Handles {
     /// Writes every entry's handle, `handle(key)`, as the serving plugin gave it.
     pub(in crate::cache) fn set_all<V>(
         &self,
-        map: &mut BlockMap<u64, Entry<V>>,
+        map: &mut BlockTable<Entry<V>>,
         handle: impl Fn(u64) -> u32,
     ) {
         for (k, e) in map.iter_mut() {
-            self.set(e, handle(*k));
+            self.set(e, handle(k));
         }
     }
 
@@ -83,7 +84,7 @@ impl Handles {
     pub(in crate::cache) fn install<V>(
         &mut self,
         table: BlockMap<u64, u32>,
-        map: &mut BlockMap<u64, Entry<V>>,
+        map: &mut BlockTable<Entry<V>>,
     ) -> Option<BlockMap<u64, u32>> {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
@@ -111,19 +112,19 @@ mod tests {
     #[test]
     fn older_entries_take_their_handle_from_the_install() {
         let mut h = Handles::default();
-        let mut map: BlockMap<u64, Entry<()>> = BlockMap::default();
+        let mut map: BlockTable<Entry<()>> = BlockTable::default();
         map.insert(1, entry(11, 0));
         map.insert(2, entry(12, 0));
         let table: BlockMap<u64, u32> = [(1, 21), (2, 22)].into_iter().collect();
         assert!(h.install(table, &mut map).is_none());
-        assert_eq!(h.of(1, &map[&1]), 21);
-        assert_eq!(map[&1].handle, 11, "not written until needed");
-        let e = map.get_mut(&2).unwrap();
+        assert_eq!(h.of(1, map.get(1).unwrap()), 21);
+        assert_eq!(map.get(1).unwrap().handle, 11, "not written until needed");
+        let e = map.get_mut(2).unwrap();
         assert_eq!(h.refresh(2, e), 22);
         assert_eq!((e.handle, e.generation), (22, 1));
         // Written now: its own.
         map.insert(3, entry(33, h.generation()));
-        assert_eq!(h.of(3, &map[&3]), 33);
+        assert_eq!(h.of(3, map.get(3).unwrap()), 33);
     }
 
     #[test]
@@ -132,13 +133,16 @@ mod tests {
             generation: u16::MAX,
             table: None,
         };
-        let mut map: BlockMap<u64, Entry<()>> = BlockMap::default();
+        let mut map: BlockTable<Entry<()>> = BlockTable::default();
         // Written 65,535 installs ago, never touched since: generation 0.
         map.insert(1, entry(7, 0));
         let table: BlockMap<u64, u32> = [(1, 41)].into_iter().collect();
         h.install(table, &mut map);
         assert_eq!(h.generation(), 0);
-        assert_eq!((map[&1].handle, map[&1].generation), (41, 0));
-        assert_eq!(h.of(1, &map[&1]), 41);
+        assert_eq!(
+            (map.get(1).unwrap().handle, map.get(1).unwrap().generation),
+            (41, 0)
+        );
+        assert_eq!(h.of(1, map.get(1).unwrap()), 41);
     }
 }

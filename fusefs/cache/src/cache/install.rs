@@ -294,7 +294,7 @@ impl<V> CacheCore<V> {
                 .and_then(|()| {
                     // What a batched plugin named meanwhile leaves the cache.
                     let hook = plugin.take_victims(&mut victims);
-                    match victims.iter().find(|v| !self.map.contains_key(*v)) {
+                    match victims.iter().find(|v| !self.map.contains_key(**v)) {
                         Some(&v) => Err(not_resident(hook, v)),
                         None => Ok(()),
                     }
@@ -367,7 +367,7 @@ impl<V> CacheCore<V> {
             if !seen.insert(k) {
                 continue;
             }
-            match (seeded.get(&k), self.map.get(&k)) {
+            match (seeded.get(&k), self.map.get(k)) {
                 (Some(&h), None) => gone.push((k, h)),
                 (None, Some(e)) => came.push((e.last_access, k)),
                 _ => {}
@@ -380,7 +380,7 @@ impl<V> CacheCore<V> {
     fn changes_by_walk(&self, seeded: &BlockMap<u64, u32>) -> (Vec<(u64, u32)>, Vec<u64>) {
         let gone = seeded
             .iter()
-            .filter(|(k, _)| !self.map.contains_key(*k))
+            .filter(|(k, _)| !self.map.contains_key(**k))
             .map(|(&k, &h)| (k, h))
             .collect();
         // The newcomers, least recently used first: sorting only them, not every resident

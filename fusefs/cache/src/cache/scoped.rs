@@ -72,7 +72,7 @@ impl<V> CacheCore<V> {
     /// A key that is not resident here, for [`shed`](Self::shed): the highest one free.
     fn phantom_key(&self) -> u64 {
         let mut k = u64::MAX;
-        while self.map.contains_key(&k) {
+        while self.map.contains_key(k) {
             k -= 1;
         }
         k
@@ -82,7 +82,7 @@ impl<V> CacheCore<V> {
     /// without making room (the blocks move, their total does not change); the eviction
     /// policy learns it as an insertion.
     pub(crate) fn adopt(&mut self, key: u64, value: V, prefetched: bool) {
-        if self.map.contains_key(&key) {
+        if self.map.contains_key(key) {
             return;
         }
         self.put(key, value, prefetched, 0);

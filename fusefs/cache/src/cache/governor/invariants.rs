@@ -31,11 +31,11 @@ impl<V> CacheCore<V> {
             ));
         }
         for k in self.map.keys() {
-            let (m, _) = v.of.get(k).ok_or(format!("block {k:#x} has no mask"))?;
-            if *m != g.holders(*k) {
+            let (m, _) = v.of.get(&k).ok_or(format!("block {k:#x} has no mask"))?;
+            if *m != g.holders(k) {
                 return Err(format!(
                     "block {k:#x}: mask {m:#b}, holders {:#b}",
-                    g.holders(*k)
+                    g.holders(k)
                 ));
             }
         }

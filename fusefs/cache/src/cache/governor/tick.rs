@@ -287,7 +287,7 @@ impl<V> CacheCore<V> {
         };
         let keys = shadow.resident_keys();
         let resident = self.map.len() as u64;
-        for &k in keys.iter().filter(|k| !self.map.contains_key(k)) {
+        for &k in keys.iter().filter(|k| !self.map.contains_key(**k)) {
             if let Err(f) = p.evict_remove(k, shadow.handle_of(k), resident) {
                 self.stats.faults += 1;
                 p.mark_failed(&f);
