@@ -71,6 +71,72 @@ fn plain_umount_also_ends_the_daemon() {
 }
 
 #[test]
+fn a_daemon_told_to_stop_unmounts_and_exits() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let m = TestMount::new(&[]);
+        let pids = daemon_pids(&m.mnt);
+        assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+        assert_eq!(unsafe { libc::kill(pids[0] as i32, sig) }, 0);
+        assert!(wait_gone(&pids), "daemon still running after signal {sig}");
+        assert!(
+            !is_kplugfs_mount(&m.mnt),
+            "still mounted after signal {sig}"
+        );
+    }
+}
+
+/// `umount` then `mount` of the same directory while the first daemon is still on its way out
+/// (stopped here, so that it exits only once the second mount is up, as under load or a
+/// slow teardown): the first daemon must not unmount the directory again as it exits. With
+/// fuser 0.18's own teardown it did (it unmounts by path, reading the ended connection as
+/// still mounted), and the second mount vanished with its daemon: a CI run caught it as a
+/// file created right after a remount failing with ENOENT (`mount_plugins.rs`).
+#[test]
+fn a_daemon_exiting_late_leaves_the_next_mount_alone() {
+    let m = TestMount::with_backing(&[], |b| fs::write(b.join("hello"), b"hi\n").unwrap());
+    let old = daemon_pids(&m.mnt);
+    assert_eq!(old.len(), 1, "one daemon: {old:?}");
+    let signal = |sig| assert_eq!(unsafe { libc::kill(old[0] as i32, sig) }, 0);
+    signal(libc::SIGSTOP);
+    let out = kplugfs(&["umount", m.mnt.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (history, state) = (
+        m.root.path().join("history.db"),
+        m.root.path().join("state"),
+    );
+    let out = kplugfs(&[
+        "mount",
+        m.backing.to_str().unwrap(),
+        m.mnt.to_str().unwrap(),
+        "--history-db",
+        history.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    signal(libc::SIGCONT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_gone(&old), "the first daemon did not exit");
+    assert!(
+        is_kplugfs_mount(&m.mnt),
+        "the second mount was unmounted by the first daemon's exit"
+    );
+    assert_eq!(fs::read(m.m("hello")).unwrap(), b"hi\n");
+    let new = daemon_pids(&m.mnt);
+    assert!(
+        new.len() == 1 && new[0] != old[0],
+        "the second daemon is gone: {new:?}"
+    );
+}
+
+#[test]
 fn bad_input_gets_one_line_errors_and_mounts_nothing() {
     let m = TestMount::new(&[]);
     let t = tempfile::tempdir_in("/var/tmp").unwrap();

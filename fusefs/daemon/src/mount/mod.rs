@@ -11,7 +11,9 @@
 //! reports through a pipe (`ok` or the error), and the parent exits 0 only once the mount is
 //! in place. The daemon blocks SIGINT/SIGTERM/SIGHUP in every thread and one thread waits
 //! for them and unmounts, so a killed daemon never leaves a dead mount behind. A plain
-//! `umount MOUNTPOINT` ends the FUSE session and the daemon exits by itself.
+//! `umount MOUNTPOINT` ends the FUSE session and the daemon exits by itself, and never
+//! unmounts the directory again on its way out: another mount may already stand there
+//! (`serve`).
 //!
 //! **Plugins at mount time.** Before the kernel sees the mount, the daemon loads the plugin
 //! files kept in the mount's state directory (`control/persist.rs`) and then those of
@@ -346,7 +348,7 @@ fn serve(
     }
     let adapter = FuseAdapter::new(built.fs);
     let pages = adapter.page_slot();
-    let mut session = match fuser::Session::new(adapter, mountpoint, &fuse_config(source, args)) {
+    let session = match fuser::Session::new(adapter, mountpoint, &fuse_config(source, args)) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("mounting {} failed: {e}", mountpoint.display());
@@ -355,20 +357,42 @@ fn serve(
         }
     };
     pages.connect(session.notifier())?;
-    let mut unmounter = session.unmount_callable();
+    // The connection to the kernel: whether this mount still stands.
+    let connection = std::os::fd::AsFd::as_fd(&session)
+        .try_clone_to_owned()
+        .context("duplicating /dev/fuse")?;
+    let at = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("kplugfs-signals".into())
         .spawn(move || {
             if let Ok(sig) = sigs.wait() {
+                if !still_mounted(&connection) {
+                    tracing::info!("received {sig:?}, already unmounted");
+                    return;
+                }
                 tracing::info!("received {sig:?}, unmounting");
-                if let Err(e) = unmounter.unmount() {
-                    tracing::warn!("unmount after {sig:?} failed: {e}");
+                if let Err(e) = unmount_path(&at) {
+                    tracing::warn!("unmount after {sig:?} failed: {e:#}");
                 }
             }
         })?;
     tracing::info!(source = %source.display(), mountpoint = %mountpoint.display(), "mounted");
     ready(Ok(warnings));
-    match session.run() {
+    // This daemon never unmounts by path once the kernel has ended its session. fuser 0.18
+    // would, when its handle of the mount drops: it reads the connection's POLLERR as "still
+    // mounted" (fixed upstream in cberner/fuser#703, not released), so if another filesystem
+    // was mounted on the same directory meanwhile (`umount` then `mount` while this daemon
+    // was still exiting) that one would be unmounted. `spawn` moves the handle out of the
+    // session into the `BackgroundSession`; the loop's thread is joined through its `guard`
+    // (swapped for one that is done) and the rest is forgotten: the process exits right
+    // after. Unmounting on a signal is `unmount_path`, only while the connection stands.
+    let mut background = session.spawn().context("starting the FUSE session")?;
+    let done = std::thread::spawn(|| Ok(()));
+    let ended = std::mem::replace(&mut background.guard, done)
+        .join()
+        .map_err(|_| anyhow::anyhow!("the FUSE session's thread panicked"))?;
+    std::mem::forget(background);
+    match ended {
         Ok(()) => {}
         // The kernel ends the session with ENODEV when the filesystem is unmounted.
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
@@ -376,6 +400,27 @@ fn serve(
     }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted, exiting");
     Ok(())
+}
+
+/// Whether the mount of the FUSE connection `fd` still stands: a poll asking for no event
+/// reports POLLERR once the kernel has ended the connection (unmounted or aborted), as
+/// libfuse's `fuse_kern_unmount` checks before unmounting.
+fn still_mounted(fd: &impl std::os::fd::AsFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::empty())];
+        match poll(&mut p, PollTimeout::ZERO) {
+            Ok(0) => return true,
+            Ok(_) => {
+                return !p[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLERR));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Cannot tell: unmount, as before this check.
+            Err(_) => return true,
+        }
+    }
 }
 
 /// `kplugfs mount`: validate, then serve in the foreground or in a background daemon.
@@ -452,10 +497,23 @@ fn redirect_stdio() {
 /// `kplugfs umount`: unmount a kplugfs mount and wait until it is gone.
 pub fn umount(mountpoint: &Path) -> Result<()> {
     let (mp, _) = check::kplugfs_mount_at(mountpoint)?;
+    unmount_path(&mp)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mount_at(&mp)?.is_some_and(|m| m.fstype == format!("fuse.{FS_SUBTYPE}")) {
+        if Instant::now() > deadline {
+            bail!("{} is still mounted 10 s after umount", mp.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Unmounts whatever is mounted on `mp` (root: umount(2); otherwise `fusermount3 -u`).
+fn unmount_path(mp: &Path) -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         // Busy is retried for a moment, as for a remount: a file closed just before keeps
         // the mount busy until the daemon has answered its (asynchronous) RELEASE.
-        match remount::retry_busy(|| nix::mount::umount2(&mp, nix::mount::MntFlags::empty())) {
+        match remount::retry_busy(|| nix::mount::umount2(mp, nix::mount::MntFlags::empty())) {
             Ok(()) => {}
             Err(nix::errno::Errno::EBUSY) => bail!(
                 "{} is busy (files open or a process inside it)",
@@ -471,19 +529,12 @@ pub fn umount(mountpoint: &Path) -> Result<()> {
         };
         let st = std::process::Command::new(prog)
             .arg("-u")
-            .arg(&mp)
+            .arg(mp)
             .status()
             .with_context(|| format!("running {prog}"))?;
         if !st.success() {
             bail!("{prog} -u {} failed", mp.display());
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mount_at(&mp)?.is_some_and(|m| m.fstype == format!("fuse.{FS_SUBTYPE}")) {
-        if Instant::now() > deadline {
-            bail!("{} is still mounted 10 s after umount", mp.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
