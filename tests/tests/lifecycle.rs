@@ -440,3 +440,37 @@ fn concurrent_copies_into_one_file_leave_the_last_one_serving() {
     assert_eq!(st["active"]["eviction"], "race", "{st:#}");
     read_all(&m, 2);
 }
+
+/// Every `close()` of a descriptor of a plugin file's bytes answers what loading them found,
+/// not only the first: a refused module fails the writer's own `close()` even when another
+/// descriptor of the same file closed first (a `dup`, or a copy a forked child inherited and
+/// closed at its `exec`, which loads the bytes). Before, the second close found nothing new
+/// to load and returned 0, so a `cp` could succeed on a refused plugin (seen once in CI:
+/// `probes.rs`, a parallel test's child process closing an inherited descriptor).
+#[test]
+fn every_close_of_a_plugin_file_answers_its_load() {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let m = TestMount::new(&[]);
+    let close = |fd: i32| {
+        if unsafe { libc::close(fd) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error())
+        }
+    };
+    for (name, bytes, want) in [
+        ("junk.wasm", b"junk".to_vec(), Err(Some(libc::EINVAL))),
+        ("lru.wasm", kplugfs_tests::wat_lru(), Ok(())),
+    ] {
+        let mut f = fs::File::create(m.m(&format!(".kplug/plugins/{name}"))).unwrap();
+        f.write_all(&bytes).unwrap();
+        let other = f.try_clone().unwrap().into_raw_fd();
+        let own = f.into_raw_fd();
+        assert_eq!(close(other), want, "{name}: the first close");
+        assert_eq!(close(own), want, "{name}: the writer's own close");
+    }
+    let st = status(&m);
+    check_status_truth(&st);
+    assert_eq!(st["active"]["eviction"], "lru", "{st}");
+}

@@ -14,8 +14,10 @@
 //!   and whatever the file's previous instance still served (roles the new one does not take,
 //!   a governor with everything it chose) goes back to the built-ins: replacing a file by a
 //!   module of another kind (eviction, governor, several roles) leaves nothing of the old one.
-//!   A refused module fails `close()` with EINVAL (so `cp` reports an error), the reason
-//!   shows in `status`, and the file's previous instance keeps its state.
+//!   A refused module fails `close()` with EINVAL (so `cp` reports an error), every
+//!   `close()` of a descriptor of those bytes, not only the first (a `dup`, or a copy a
+//!   forked child inherited, may close first: it loads them, the others get its answer); the
+//!   reason shows in `status`, and the file's previous instance keeps its state.
 //! - **rm** retires the file's instance and everything it put in service (a governor's
 //!   candidates too): its roles go back to the built-ins. Only that file's instance: another
 //!   file is never touched.
@@ -113,6 +115,9 @@ pub struct PluginFile {
     pub data: Vec<u8>,
     /// Written since the last load attempt.
     dirty: bool,
+    /// Why the last load of these bytes after a `close()` refused them (`None`: accepted, or
+    /// none yet): what a later `close()` of a descriptor of the same bytes answers.
+    closed_refusal: Option<String>,
     /// New (process-wide) at every change of its bytes: a load installs only what is still
     /// current.
     generation: u64,
@@ -197,6 +202,10 @@ pub struct PluginsDir {
     changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// Itself, for the background tier-up of a load.
     me: Weak<PluginsDir>,
+    /// Held by a load after a `close()` or a parameter change, so that two closes of
+    /// descriptors of the same bytes (a second descriptor, or a copy a forked child inherited
+    /// and closed at its `exec`) load them once and both answer what that load found.
+    closing: Mutex<()>,
 }
 
 impl PluginsDir {
@@ -209,6 +218,7 @@ impl PluginsDir {
             started: SystemTime::now(),
             loader,
             files: Mutex::new(BTreeMap::new()),
+            closing: Mutex::new(()),
             next_ino: AtomicU64::new(2),
             open: Handles::new(ids),
             max_module_bytes,
@@ -325,6 +335,7 @@ impl PluginsDir {
             ino: self.ids.ino(self.next_ino.fetch_add(1, Ordering::Relaxed)),
             data: Vec::new(),
             dirty: true,
+            closed_refusal: None,
             generation: 0,
             mtime: SystemTime::now(),
             instance: None,
@@ -387,6 +398,7 @@ impl PluginsDir {
         // The user waits on this swap, the readers on their reads: for its few hundred
         // microseconds the swap goes first (a tier-up is background work: not raised).
         let _first = (!matches!(why, Why::TierUp(_))).then(SwapPriority::raise);
+        let _one_at_a_time = (!matches!(why, Why::TierUp(_))).then(|| self.closing.lock());
         // For a tier-up, also the baseline instance it is to replace.
         let (bytes, generation, params, baseline) = {
             let mut files = self.files.lock();
@@ -395,7 +407,8 @@ impl PluginsDir {
                 return Ok(());
             };
             match why {
-                Why::Closed if !f.dirty => return Ok(()),
+                // Loaded already (another descriptor's close): that load's answer.
+                Why::Closed if !f.dirty => return f.closed_refusal.clone().map_or(Ok(()), Err),
                 // From what its baseline instance was loaded from: the file may hold a newer
                 // copy since, refused.
                 Why::TierUp(g) => match f.loaded.as_ref().filter(|_| f.runs_baseline_of(g)) {
@@ -466,6 +479,9 @@ impl PluginsDir {
                     params: used,
                 });
                 f.refused = None;
+                if why == Why::Closed {
+                    f.closed_refusal = None;
+                }
                 f.tier = tier;
                 if matches!(why, Why::TierUp(_)) {
                     // The swap the user asked for began at their close() and ended at the
@@ -500,6 +516,9 @@ impl PluginsDir {
             }
             Err(msg) => {
                 f.refused = Some((msg.clone(), SystemTime::now()));
+                if why == Why::Closed {
+                    f.closed_refusal = Some(msg.clone());
+                }
                 Err(msg)
             }
         }
