@@ -139,10 +139,8 @@ mod tests {
         let table: BlockMap<u64, u32> = [(1, 41)].into_iter().collect();
         h.install(table, &mut map);
         assert_eq!(h.generation(), 0);
-        assert_eq!(
-            (map.get(1).unwrap().handle, map.get(1).unwrap().generation),
-            (41, 0)
-        );
-        assert_eq!(h.of(1, map.get(1).unwrap()), 41);
+        let e = map.get(1).unwrap();
+        assert_eq!((e.handle, e.generation), (41, 0));
+        assert_eq!(h.of(1, e), 41);
     }
 }

@@ -94,14 +94,13 @@ impl<V> BlockTable<V> {
 
     #[inline]
     pub(in crate::cache) fn get(&self, key: u64) -> Option<&V> {
-        let i = self.find(key)?;
-        self.slots[i].as_ref().map(|(_, v)| v)
+        self.find(key).map(|i| self.at(i))
     }
 
     #[inline]
     pub(in crate::cache) fn get_mut(&mut self, key: u64) -> Option<&mut V> {
         let i = self.find(key)?;
-        self.slots[i].as_mut().map(|(_, v)| v)
+        Some(&mut self.slots[i].as_mut().expect("an occupied slot").1)
     }
 
     /// Inserts `value` for `key`; the value it replaces, if any.

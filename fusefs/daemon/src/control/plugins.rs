@@ -397,8 +397,9 @@ impl PluginsDir {
         let closed_at = Instant::now();
         // The user waits on this swap, the readers on their reads: for its few hundred
         // microseconds the swap goes first (a tier-up is background work: not raised).
-        let _first = (!matches!(why, Why::TierUp(_))).then(SwapPriority::raise);
-        let _one_at_a_time = (!matches!(why, Why::TierUp(_))).then(|| self.closing.lock());
+        let asked = !matches!(why, Why::TierUp(_));
+        let _first = asked.then(SwapPriority::raise);
+        let _one_at_a_time = asked.then(|| self.closing.lock());
         // For a tier-up, also the baseline instance it is to replace.
         let (bytes, generation, params, baseline) = {
             let mut files = self.files.lock();
