@@ -121,7 +121,14 @@ pub mod __private {
             }
             ahead.named(named as u32);
         }
-        ((handle as u64) << 32 | (named as u64) << 16 | v.len() as u64) as i64
+        // 1.11: likely victims after the blocks named ahead.
+        let mut hints = 0;
+        if T::HINTS > 0 && need > 0 {
+            let most = evict_hints(T::HINTS) as usize;
+            hints = v.name_after(named, most, |out| p.likely_victims(out));
+        }
+        ((handle as u64) << 32 | (hints as u64) << 24 | (named as u64) << 16 | v.len() as u64)
+            as i64
     }
 
     /// How many blocks to name ahead (1.10): as many as the host took last time, doubled,
@@ -289,6 +296,12 @@ pub mod __private {
             return 0;
         }
         ahead.min(kplug_abi::EVICT_AHEAD_KEYS as u32) as i32
+    }
+
+    /// `kplug_evict_hints` (1.11): the policy's `HINTS`, at most
+    /// [`kplug_abi::EVICT_HINT_KEYS`].
+    pub fn evict_hints(hints: u32) -> i32 {
+        hints.min(kplug_abi::EVICT_HINT_KEYS as u32) as i32
     }
 
     /// Where the host writes a probe's events (ABI 1.5).
@@ -541,6 +554,10 @@ macro_rules! export_plugin {
                 <$ty as $crate::HandleEviction>::AHEAD,
                 <$ty as $crate::HandleEviction>::HIT_BATCH,
             )
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_hints() -> i32 {
+            $crate::__private::evict_hints(<$ty as $crate::HandleEviction>::HINTS)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {

@@ -125,9 +125,9 @@ pub mod names {
         e::EVICT_REMOVE.name,
         e::EVICT_SEED.name,
     ];
-    /// Exports of the eviction role by handle (ABI 1.8, the optional seed of 1.9 and victims
-    /// named ahead of 1.10), `export_plugin!(T, handle_eviction)`.
-    pub const HANDLE_EVICTION: [&str; 7] = [
+    /// Exports of the eviction role by handle (ABI 1.8, the optional seed of 1.9, victims
+    /// named ahead of 1.10 and likely victims of 1.11), `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 8] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_HANDLE_MISS.name,
@@ -135,6 +135,7 @@ pub mod names {
         e::EVICT_HANDLE_REMOVE.name,
         e::EVICT_SEED.name,
         e::EVICT_AHEAD.name,
+        e::EVICT_HINTS.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -414,6 +415,21 @@ pub trait HandleEviction {
         0
     }
 
+    /// The most likely victims [`likely_victims`](HandleEviction::likely_victims) names after
+    /// a miss (ABI 1.11, `kplug_evict_hints`), `0..=8`. Default 0: none.
+    const HINTS: u32 = 0;
+
+    /// Writes into `out` (up to its length) blocks, by key, that are likely to be among the
+    /// next victims, and returns how many (ABI 1.11). Called after a miss that made room.
+    /// Advice only, for a policy whose next victim is one of a few blocks it cannot promise
+    /// ahead (ARC: the back of T1 or of T2): the host reads their entries into the CPU's
+    /// caches before the next miss, so that removing the victim then costs no cache miss; a
+    /// wrong key costs a wasted read and nothing else. Default: none.
+    fn likely_victims(&self, out: &mut [u64]) -> usize {
+        let _ = out;
+        0
+    }
+
     /// A miss the host took without a call (ABI 1.10): it evicted the next block this policy
     /// named ahead, whose handle was `handle`, and `incoming` entered with that handle. Traps
     /// if the policy's `victim` and `insert` do not agree (see
@@ -578,8 +594,21 @@ impl<'a> Victims<'a> {
         max: usize,
         name: impl FnOnce(&mut [u64]) -> usize,
     ) -> usize {
-        let end = (self.n + max).min(abi::EVICT_BUF_KEYS);
-        let out = &mut self.buf[self.n..end];
+        self.name_after(0, max, name)
+    }
+
+    /// As [`name_ahead`](Self::name_ahead), `skip` keys after the victims: the likely victims
+    /// (ABI 1.11) after the blocks named ahead.
+    #[inline]
+    pub(crate) fn name_after(
+        &mut self,
+        skip: usize,
+        max: usize,
+        name: impl FnOnce(&mut [u64]) -> usize,
+    ) -> usize {
+        let start = (self.n + skip).min(abi::EVICT_BUF_KEYS);
+        let end = (start + max).min(abi::EVICT_BUF_KEYS);
+        let out = &mut self.buf[start..end];
         let a = name(out).min(out.len());
         for k in &mut out[..a] {
             *k = k.to_le();
@@ -868,6 +897,34 @@ mod tests {
     }
 
     #[test]
+    fn likely_victims_follow_the_blocks_named_ahead() {
+        // ABI 1.11: after 2 victims and 3 blocks named ahead, from key 5; at most `max`, and
+        // never past the buffer.
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        v.push(10);
+        v.push(11);
+        let offered = v.name_after(3, 8, |out| {
+            out[..2].copy_from_slice(&[20, 21]);
+            out.len()
+        });
+        assert_eq!(offered, 8);
+        let mut v = Victims::new(&mut buf);
+        v.fill(abi::EVICT_BUF_KEYS - 1, || Some(1));
+        assert_eq!(v.name_after(0, 8, |out| out.len()), 1);
+        assert_eq!(v.name_after(4, 8, |out| out.len()), 0);
+        let mut buf = [0u64; abi::EVICT_BUF_KEYS];
+        let mut v = Victims::new(&mut buf);
+        v.push(10);
+        v.push(11);
+        v.name_after(3, 2, |out| {
+            out.copy_from_slice(&[20, 21]);
+            2
+        });
+        assert_eq!(buf[..7], [10, 11, 0, 0, 0, 20, 21]);
+    }
+
+    #[test]
     #[should_panic(expected = "a miss without its key")]
     fn a_miss_without_its_key_traps() {
         let mut buf = [0u64; abi::EVICT_BUF_KEYS];
@@ -907,6 +964,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_000a);
+        assert_eq!(ABI_VERSION, 0x0001_000b);
     }
 }

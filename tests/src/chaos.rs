@@ -178,10 +178,11 @@ pub fn drop_chaos(mnt: &Path, want: &[Vec<u8>], drops: usize, seed: u64) {
         xorshift(&mut x);
         let name = format!("chaos{}", k % 2);
         let params = format!(
-            "seed={}\nbatch={}\nahead={}\nrate={}\n",
+            "seed={}\nbatch={}\nahead={}\nhints={}\nrate={}\n",
             x,
             [1, 3, 8, 256][(x >> 8) as usize % 4],
             [0, 1, 64][(x >> 16) as usize % 3],
+            [0, 2, 8][(x >> 20) as usize % 3],
             [4, 30, 1000][(x >> 24) as usize % 3],
         );
         loaded(drop_plugin_at(

@@ -144,6 +144,31 @@ impl<R: Read> TraceReader<R> {
         }
     }
 
+    /// Appends to `out` the ids of up to `max` demand requests (prefetches are skipped, as a
+    /// replay skips them), in order; the number appended, 0 at the end. What iterating and
+    /// keeping `id` of each request whose flags are not a prefetch's gives, errors included
+    /// (an error ends the reader as it ends iteration), with the oracleGeneral reader in a
+    /// loop of its own: `kplugfs sim` loads a trace of millions of requests this way, about
+    /// twice as fast as through the iterator.
+    pub fn demand_ids(&mut self, out: &mut Vec<u64>, max: usize) -> Result<usize, TraceError> {
+        if let Inner::Oracle(r) = &mut self.inner {
+            return r.ids(out, max);
+        }
+        let mut n = 0;
+        while n < max {
+            match self.next() {
+                Some(Ok(r)) if r.flags.is_prefetch() => {}
+                Some(Ok(r)) => {
+                    out.push(r.id);
+                    n += 1;
+                }
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
     /// The format being read (the detected one for `Format::Auto`).
     pub fn format(&self) -> Format {
         self.format

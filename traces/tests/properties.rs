@@ -279,3 +279,92 @@ fn format_names_round_trip() {
     let e = "ORACLE".parse::<Format>().unwrap_err().to_string();
     assert!(e.contains("ORACLE") && e.contains("kplug"), "{e}");
 }
+
+/// The ids of the demand requests of `bytes` read as `format`, and the error that ended them:
+/// by iteration, or (`batch`) by `demand_ids` in batches of up to `batch`.
+fn demand(bytes: &[u8], format: Format, batch: Option<usize>) -> (Vec<u64>, Option<String>) {
+    let mut r = match TraceReader::new(
+        Chunked {
+            data: bytes,
+            chunk: 700,
+        },
+        "a",
+        format,
+    ) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut ids = Vec::new();
+    let Some(batch) = batch else {
+        for q in r.by_ref() {
+            match q {
+                Ok(q) if q.flags.is_prefetch() => {}
+                Ok(q) => ids.push(q.id),
+                Err(e) => return (ids, Some(e.to_string())),
+            }
+        }
+        return (ids, None);
+    };
+    loop {
+        let before = ids.len();
+        match r.demand_ids(&mut ids, batch) {
+            Ok(0) => {
+                assert_eq!(ids.len(), before);
+                // Ended: the reader stays ended.
+                assert_eq!(r.demand_ids(&mut ids, batch).unwrap(), 0);
+                return (ids, None);
+            }
+            Ok(n) => assert!(n <= batch && ids.len() == before + n, "{n} of {batch}"),
+            Err(e) => {
+                assert_eq!(r.demand_ids(&mut ids, batch).unwrap(), 0, "fused after {e}");
+                return (ids, Some(e.to_string()));
+            }
+        }
+    }
+}
+
+/// oracleGeneral records, now and then with a size of 0 (skipped) or a next-access field of 0
+/// (an error), perhaps cut short.
+fn oracle_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let record = (any::<u32>(), 0u64..64, 0u32..4, 0usize..10).prop_map(|(t, id, size, next)| {
+        let next: i64 = [-1, i64::MAX, 3, 7, 1, 2, 9, 40, 5, 0][next];
+        [
+            &t.to_le_bytes()[..],
+            &id.to_le_bytes(),
+            &size.to_le_bytes(),
+            &next.to_le_bytes(),
+        ]
+        .concat()
+    });
+    (proptest::collection::vec(record, 0..300), 0usize..24).prop_map(|(records, cut)| {
+        let mut bytes = records.concat();
+        bytes.truncate(bytes.len().saturating_sub(cut));
+        bytes
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn demand_ids_read_what_iteration_reads(
+        format in format(),
+        body in texty(),
+        oracle in oracle_bytes(),
+        kplug in proptest::collection::vec(kplug_request(), 0..100),
+        batch in 1usize..70,
+    ) {
+        let mut w = TraceWriter::new(Vec::new(), "mem", Format::Kplug).unwrap();
+        for r in &kplug {
+            w.write(r).unwrap();
+        }
+        let cases = [
+            (with_prefix(format, body), format),
+            (oracle, Format::Oracle),
+            (w.finish().unwrap(), Format::Kplug),
+        ];
+        for (bytes, format) in cases {
+            prop_assert_eq!(demand(&bytes, format, Some(batch)), demand(&bytes, format, None));
+        }
+    }
+}

@@ -828,8 +828,14 @@ impl<V> CacheCore<V> {
                 // Blocks it named ahead are good while none has a hit after this.
                 self.ahead_stamp = self.seq;
                 self.evict_returned();
-                matches!(self.eviction, EvictionRole::Plugin(s) if s == slot)
-                    .then_some(handle.unwrap_or(0))
+                let serving = matches!(self.eviction, EvictionRole::Plugin(s) if s == slot);
+                if serving {
+                    // The entries of its likely next victims (1.11) are read meanwhile.
+                    for &k in self.plugins.peek(slot).hints() {
+                        self.map.prefetch(k);
+                    }
+                }
+                serving.then_some(handle.unwrap_or(0))
             }
             Err(fault) => {
                 self.on_fault(SlotFault { slot, fault });

@@ -122,6 +122,8 @@ struct Chaos {
     seed: u64,
     batch: u32,
     ahead: u32,
+    /// Its `kplug_evict_hints` (by handle: ABI 1.11, likely victims, any keys).
+    hints: u32,
     /// A departure from the contract once in `rate` of its chances.
     rate: u32,
     seed_export: bool,
@@ -131,10 +133,11 @@ struct Chaos {
 impl Chaos {
     /// A new instance for a cache of `capacity` blocks (the module compiled once per tier).
     fn instantiate(&self, capacity: u64) -> Result<Plugin, LoadError> {
-        let (seed, batch, ahead, rate) = (
+        let (seed, batch, ahead, hints, rate) = (
             self.seed.to_string(),
             self.batch.to_string(),
             self.ahead.to_string(),
+            self.hints.to_string(),
             self.rate.to_string(),
         );
         module(self.set, self.seed_export, self.roles.data()).instantiate(
@@ -142,6 +145,7 @@ impl Chaos {
                 ("seed", &seed),
                 ("batch", &batch),
                 ("ahead", &ahead),
+                ("hints", &hints),
                 ("rate", &rate),
             ],
             capacity,
@@ -166,6 +170,7 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         any::<u64>(),
         prop::sample::select(vec![1u32, 2, 3, 4, 5, 8, 256]),
         prop::sample::select(vec![0u32, 1, 2, 3, 64]),
+        prop::sample::select(vec![0u32, 0, 2, 8]),
         prop::sample::select(vec![4u32, 30, 1000]),
         any::<bool>(),
         prop::sample::select(vec![
@@ -179,11 +184,12 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         ]),
     )
         .prop_map(
-            |(set, seed, batch, ahead, rate, seed_export, roles)| Chaos {
+            |(set, seed, batch, ahead, hints, rate, seed_export, roles)| Chaos {
                 set,
                 seed,
                 batch,
                 ahead,
+                hints,
                 rate,
                 seed_export,
                 roles,
@@ -522,6 +528,7 @@ fn the_chaos_plugin_without_departures_never_faults() {
             seed: 0x9e37_79b9 + i as u64,
             batch,
             ahead,
+            hints: [0, 2, 8][i % 3],
             rate: u32::MAX,
             seed_export: i % 2 == 0,
             roles: [Roles::Eviction, Roles::All, Roles::Eviction][i % 3],
@@ -812,6 +819,10 @@ fn chaos_with_defaults(chaos: &Chaos) -> String {
             format!("(global $ahead (mut i32) (i32.const {}))", chaos.ahead),
         ),
         (
+            "(global $hints (mut i32) (i32.const 0))",
+            format!("(global $hints (mut i32) (i32.const {}))", chaos.hints),
+        ),
+        (
             "(global $rate (mut i64) (i64.const 4))",
             format!("(global $rate (mut i64) (i64.const {}))", chaos.rate),
         ),
@@ -993,8 +1004,8 @@ fn run_chaos_governor(
     let specs: [String; 4] = std::array::from_fn(|i| {
         let c = &candidates[i];
         format!(
-            "c{i}:seed={};batch={};ahead={};rate={}",
-            c.seed, c.batch, c.ahead, c.rate
+            "c{i}:seed={};batch={};ahead={};hints={};rate={}",
+            c.seed, c.batch, c.ahead, c.hints, c.rate
         )
     });
     let resolve = |name: &str| {

@@ -1125,6 +1125,77 @@ fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
 
+// Likely victims (ABI 1.11): the by-handle FIFO declares `kplug_evict_hints` and writes keys
+// after its victims. They are advice: the host checks their count and reads their entries,
+// and nothing a plugin names there changes what the cache does.
+
+/// `kplug_evict_hints` answering `n`.
+fn hints_export(n: i32) -> String {
+    format!(r#"(func (export "kplug_evict_hints") (result i32) (i32.const {n}))"#)
+}
+
+#[test]
+fn likely_victims_are_checked() {
+    for n in [9, -1] {
+        let e = load_err(&handle_fifo(&[("{EXTRA}", &hints_export(n))]));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "kplug_evict_hints faulted during load: invalid answer: {n} likely victims, \
+                 outside 0..=8"
+            )
+        );
+    }
+    // More named than declared, or past the buffer with the victims.
+    check_by_handle(
+        &[
+            ("{EXTRA}", &hints_export(1)),
+            ("{AHEAD}", "(i64.const 0x2000000)"),
+        ],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer(
+            "0 victims ahead and 2 likely after 0, expected at most 0, 1 and 256 in all".into(),
+        ),
+    );
+    check_by_handle(
+        &[
+            ("{EXTRA}", &hints_export(8)),
+            ("{AHEAD}", "(i64.const 0x20000ff)"),
+        ],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer(
+            "0 victims ahead and 2 likely after 255, expected at most 0, 8 and 256 in all".into(),
+        ),
+    );
+}
+
+#[test]
+fn likely_victims_are_advice_only() {
+    // After its victims the FIFO names keys never resident, the largest key and the block
+    // just entering (resident, not its next victim): the cache does what it does without
+    // them, call for call, and nothing faults.
+    let hints = "(block (result i64)
+      (i64.store (i32.shl (local.get $n) (i32.const 3)) (i64.const 0xdead))
+      (i64.store (i32.shl (i32.add (local.get $n) (i32.const 1)) (i32.const 3)) (i64.const -1))
+      (i64.store (i32.shl (i32.add (local.get $n) (i32.const 2)) (i32.const 3)) (local.get $k))
+      (i64.const 0x3000000))";
+    let (plain, plain_status) = run_eviction_workload(&handle_fifo(&[]));
+    let text = handle_fifo(&[("{EXTRA}", &hints_export(3)), ("{AHEAD}", hints)]);
+    let (mut core, status) = run_eviction_workload(&text);
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+    assert_eq!(status.state(), PluginState::Active);
+    assert_eq!(core.resident_keys(), plain.resident_keys());
+    assert_eq!(status.calls(), plain_status.calls());
+    for k in 100..140 {
+        assert!(!core.request(k, || ()));
+    }
+    assert_eq!(core.resident_keys(), vec![136, 137, 138, 139]);
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+    // Beside the set by key the export is ignored (that set's answers have no room for it).
+    let (core, status) = run_eviction_workload(&batched_fifo(&[("{EXTRA}", &hints_export(8))]));
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+}
+
 // The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It
 // takes `$n` keys (a `{SEED}` prefix may change `$n` or answer first), tracks each as its
 // miss would and writes each handle where the host reads it; the fixture checks every handle

@@ -55,11 +55,11 @@ fn the_sdk_speaks_exactly_the_abi() {
     }
     assert!(exports.contains(abi::exports::MEMORY));
     // The SDK's name lists are the ABI's.
-    // Victims named ahead (1.10) are by handle only.
+    // Victims named ahead (1.10) and likely victims (1.11) are by handle only.
     let names: Vec<&str> = abi::exports::EVICTION_BATCHED
         .iter()
         .chain(abi::exports::EVICTION_OPTIONAL)
-        .filter(|f| **f != abi::exports::EVICT_AHEAD)
+        .filter(|f| **f != abi::exports::EVICT_AHEAD && **f != abi::exports::EVICT_HINTS)
         .map(|f| f.name)
         .collect();
     assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);

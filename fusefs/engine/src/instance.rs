@@ -104,6 +104,11 @@ struct BatchedEviction {
     /// [`Plugin::next_ahead`]).
     ahead: Vec<u64>,
     ahead_at: usize,
+    /// The most likely victims the plugin names (1.11, `kplug_evict_hints`; 0: none, and
+    /// always 0 for the set by key).
+    hints_max: usize,
+    /// The likely victims the last miss answer named (see [`Plugin::hints`]).
+    hints: Vec<u64>,
 }
 
 impl BatchedEviction {
@@ -243,6 +248,28 @@ pub(crate) fn ask_i32(
     })
 }
 
+/// Asks optional export `f` for a count of `what`, `0..=max` (another answer fails the load);
+/// 0 if the plugin does not export it.
+fn ask_count(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    f: &'static abi::Func,
+    max: usize,
+    what: &str,
+) -> Result<usize, LoadError> {
+    if instance.get_export(&mut *store, f.name).is_none() {
+        return Ok(0);
+    }
+    let n = ask_i32(instance, store, f)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= max)
+        .ok_or_else(|| LoadError::Fault {
+            hook: f.name,
+            fault: Fault::InvalidAnswer(format!("{n} {what}, outside 0..={max}")),
+        })
+}
+
 /// Asks export `f` for the address of a buffer of `bytes` through which the host and the
 /// plugin talk, and checks that it lies inside memory (memory never shrinks, so it stays
 /// there for the instance's life); `what` names the buffer in the error.
@@ -299,22 +326,25 @@ fn load_batched_eviction(
         });
     }
     // Victims named ahead (1.10): only by handle, where a miss taken without a call can
-    // give the missed block its victim's handle.
-    let ahead_max = match instance.get_export(&mut *store, exp::EVICT_AHEAD.name) {
-        Some(_) if handles => {
-            let n = ask_i32(instance, store, &exp::EVICT_AHEAD)?;
-            if !(0..=abi::EVICT_AHEAD_KEYS as i32).contains(&n) {
-                return Err(LoadError::Fault {
-                    hook: exp::EVICT_AHEAD.name,
-                    fault: Fault::InvalidAnswer(format!(
-                        "{n} victims ahead, outside 0..={}",
-                        abi::EVICT_AHEAD_KEYS
-                    )),
-                });
-            }
-            n as usize
-        }
-        _ => 0,
+    // give the missed block its victim's handle. Likely victims (1.11): advice, beside it.
+    let (ahead_max, hints_max) = if handles {
+        let ahead = ask_count(
+            instance,
+            store,
+            &exp::EVICT_AHEAD,
+            abi::EVICT_AHEAD_KEYS,
+            "victims ahead",
+        )?;
+        let hints = ask_count(
+            instance,
+            store,
+            &exp::EVICT_HINTS,
+            abi::EVICT_HINT_KEYS,
+            "likely victims",
+        )?;
+        (ahead, hints)
+    } else {
+        (0, 0)
     };
     let (calls, hits) = if handles {
         let calls = BatchedCalls::Handles {
@@ -359,6 +389,8 @@ fn load_batched_eviction(
         ahead_max,
         ahead: Vec::with_capacity(ahead_max),
         ahead_at: 0,
+        hints_max,
+        hints: Vec::with_capacity(hints_max),
     }))
 }
 
@@ -1006,18 +1038,41 @@ impl Plugin {
                     (hits as i32, key as i64, need_arg),
                     resident,
                 )? as u64;
-                let n = if b.ahead_max > 0 {
-                    // 1.10: `(handle << 32) | (ahead << 16) | n`.
-                    let (n, ahead) = ((r & 0xffff) as usize, (r >> 16 & 0xffff) as usize);
-                    if ahead > b.ahead_max || n + ahead > abi::EVICT_BUF_KEYS {
+                b.hints.clear();
+                let n = if b.ahead_max > 0 || b.hints_max > 0 {
+                    // 1.10: `(handle << 32) | (ahead << 16) | n`; 1.11 with likely victims:
+                    // `(handle << 32) | (hints << 24) | (ahead << 16) | n`.
+                    let (n, ahead, hints) = if b.hints_max > 0 {
+                        let byte = |at: u32| (r >> at & 0xff) as usize;
+                        ((r & 0xffff) as usize, byte(16), byte(24))
+                    } else {
+                        ((r & 0xffff) as usize, (r >> 16 & 0xffff) as usize, 0)
+                    };
+                    if ahead > b.ahead_max
+                        || hints > b.hints_max
+                        || n + ahead + hints > abi::EVICT_BUF_KEYS
+                    {
+                        let (most, all) = (b.ahead_max, abi::EVICT_BUF_KEYS);
+                        let what = if b.hints_max == 0 {
+                            format!(
+                                "{ahead} victims ahead after {n}, expected at most {most} and \
+                                 {all} in all"
+                            )
+                        } else {
+                            format!(
+                                "{ahead} victims ahead and {hints} likely after {n}, expected \
+                                 at most {most}, {} and {all} in all",
+                                b.hints_max
+                            )
+                        };
                         return Err(HookFault {
                             hook: exp::EVICT_HANDLE_MISS.name,
-                            fault: Fault::InvalidAnswer(format!(
-                                "{ahead} victims ahead after {n}, expected at most {} and {} in all",
-                                b.ahead_max,
-                                abi::EVICT_BUF_KEYS
-                            )),
+                            fault: Fault::InvalidAnswer(what),
                         });
+                    }
+                    if hints > 0 {
+                        b.keys
+                            .read_from(&self.rt.store, n + ahead, hints, &mut b.hints);
                     }
                     // Only a miss that made room names ahead: the core times the names
                     // from that answer (`CacheCore::batched_miss`). With a smaller hit batch
@@ -1046,6 +1101,17 @@ impl Plugin {
                     abi::EVICT_BUF_KEYS
                 )),
             }),
+        }
+    }
+
+    /// The likely victims the plugin named in its last miss answer (1.11,
+    /// `kplug_evict_hints`): advice, whose entries the caller may read into the CPU's
+    /// caches before the next miss; empty if none.
+    #[inline]
+    pub fn hints(&self) -> &[u64] {
+        match &self.eviction {
+            Some(EvictionFns::Batched(b)) => &b.hints,
+            _ => &[],
         }
     }
 

@@ -52,42 +52,40 @@ pub fn load_trace(
 ) -> Result<Trace> {
     // A trace recorded from a mount also holds the blocks its prefetcher fetched: the
     // simulated policies decide their own prefetching, so only demand accesses replay.
-    let reader = kplug_traces::open(path, format)?;
+    let mut reader = kplug_traces::open(path, format)?;
     let split = split.or(reader.block_size());
+    if split.is_none() {
+        // Unsplit, a request's id is its key: read in batches, between which progress shows.
+        let mut ids = Vec::new();
+        while reader.demand_ids(&mut ids, 1 << 16)? > 0 {
+            progress.set_position(ids.len() as u64);
+        }
+        return trace_of(path, ids, None);
+    }
+    let Some(b) = split.filter(|&b| b > 0) else {
+        bail!("--split-blocks must be a positive size in bytes (e.g. --split-blocks 4096)");
+    };
     let reader = reader.filter(|r| !matches!(r, Ok(req) if req.flags.is_prefetch()));
-    let splitting = split.is_some();
     let mut ids = Vec::new();
-    let mut push = |r: Result<kplug_traces::Request, kplug_traces::TraceError>| -> Result<()> {
+    for r in kplug_traces::split_blocks(reader, b) {
         let r = r?;
         // Blocks of different streams (files of a recorded mount, disks, LUNs) are different
         // objects: key = (stream << 32) | block, as the mount keys its blocks. Stream 0 (every
         // single-address-space trace) keeps the plain block number, as libCacheSim does.
-        let id = if splitting && r.stream != 0 {
+        ids.push(if r.stream != 0 {
             (r.stream << 32) | (r.id & 0xffff_ffff)
         } else {
             r.id
-        };
-        ids.push(id);
+        });
         if ids.len() % (1 << 16) == 0 {
             progress.set_position(ids.len() as u64);
         }
-        Ok(())
-    };
-    match split {
-        Some(b) => {
-            if b == 0 {
-                bail!("--split-blocks must be a positive size in bytes (e.g. --split-blocks 4096)");
-            }
-            for r in kplug_traces::split_blocks(reader, b) {
-                push(r)?;
-            }
-        }
-        None => {
-            for r in reader {
-                push(r)?;
-            }
-        }
     }
+    trace_of(path, ids, split)
+}
+
+/// The trace of `ids` read from `path`; an error if there are none.
+fn trace_of(path: &Path, ids: Vec<u64>, block_size: Option<u64>) -> Result<Trace> {
     if ids.is_empty() {
         bail!(
             "{}: the trace has no demand requests to replay (a recorded trace holds what was \
@@ -100,7 +98,7 @@ pub fn load_trace(
     Ok(Trace {
         ids,
         unique,
-        block_size: split,
+        block_size,
     })
 }
 

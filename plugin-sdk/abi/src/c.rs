@@ -156,6 +156,7 @@ extern \"C\" {{
         for (name, value) in [
             ("EVICT_BUF_KEYS", crate::EVICT_BUF_KEYS),
             ("EVICT_AHEAD_KEYS", crate::EVICT_AHEAD_KEYS),
+            ("EVICT_HINT_KEYS", crate::EVICT_HINT_KEYS),
             (
                 "EVICT_AHEAD_MIN_HIT_BATCH",
                 crate::EVICT_AHEAD_MIN_HIT_BATCH,
@@ -238,7 +239,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 13] = [
+        let groups: [(&str, &[Func]); 14] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -266,6 +267,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Optional with the set by handle (1.10): victims named ahead.",
                 &[exports::EVICT_AHEAD],
+            ),
+            (
+                "Optional with the set by handle (1.11): likely victims.",
+                &[exports::EVICT_HINTS],
             ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),

@@ -41,8 +41,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// (data-path plugins: `kplug_transform_*`, `transform_records`, `transform_uid`); 1.7 the
 /// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]);
 /// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]); 1.9 the load's replay in batches
-/// ([`exports::EVICT_SEED`]); 1.10 victims named ahead ([`exports::EVICT_AHEAD`]).
-pub const ABI_MINOR: u32 = 10;
+/// ([`exports::EVICT_SEED`]); 1.10 victims named ahead ([`exports::EVICT_AHEAD`]); 1.11
+/// likely victims ([`exports::EVICT_HINTS`]).
+pub const ABI_MINOR: u32 = 11;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -280,7 +281,9 @@ pub mod exports {
     /// taken without a call ([`EVICT_MISS_EVENT`](crate::EVICT_MISS_EVENT)), and the answer is
     /// `(handle << 32) | (a << 16) | n` with `n + a <= 256`: after its `n` victims the plugin
     /// wrote the `a` blocks it would evict next (keys, in order, still tracked), see
-    /// [`EVICT_AHEAD`].
+    /// [`EVICT_AHEAD`]. 1.11, a plugin exporting [`EVICT_HINTS`] with a nonzero answer:
+    /// `(handle << 32) | (h << 24) | (a << 16) | n`, `a < 256`, `n + a + h <= 256`, and the
+    /// `h` keys after the blocks named ahead are its likely next victims (advice only).
     pub const EVICT_HANDLE_MISS: Func = func(
         "kplug_evict_handle_miss",
         "ILI",
@@ -324,6 +327,15 @@ pub mod exports {
     /// ignored. A policy may name
     /// ahead only what its `victim` would answer (LRU, FIFO: the back of its list).
     pub const EVICT_AHEAD: Func = func("kplug_evict_ahead", "", "I", 10, &[]);
+    /// Optional with the by-handle set (1.11): `kplug_evict_hints() -> i32`, called once at
+    /// load: the most **likely victims** one `kplug_evict_handle_miss` answer names,
+    /// 0..=[`EVICT_HINT_KEYS`](crate::EVICT_HINT_KEYS) (0, or no such export: none). They are
+    /// advice, for a policy whose next victim is one of a few blocks it knows but cannot
+    /// promise ahead (ARC: the back of T1 or of T2, as the next missed key decides): the host
+    /// reads their entries into its caches meanwhile, so the next victim's removal finds its
+    /// entry there, and does nothing else with them (a key not resident, repeated or never
+    /// evicted costs a wasted read, never a fault). Beside the by-key set it is ignored.
+    pub const EVICT_HINTS: Func = func("kplug_evict_hints", "", "I", 11, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -402,7 +414,7 @@ pub mod exports {
     ];
     /// The optional exports of either batched eviction set (1.9), checked when present: one
     /// exported without a batched set is a set exported in part.
-    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD];
+    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD, EVICT_HINTS];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -438,6 +450,7 @@ pub mod exports {
         EVICT_HANDLE_REMOVE,
         EVICT_SEED,
         EVICT_AHEAD,
+        EVICT_HINTS,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -470,6 +483,9 @@ pub const EVICT_SEED_HANDLES_AT: usize = 8 * EVICT_SEED_KEYS;
 /// The most victims one `kplug_evict_handle_miss` answer names ahead (1.10,
 /// [`exports::EVICT_AHEAD`]).
 pub const EVICT_AHEAD_KEYS: usize = 64;
+/// The most likely victims one `kplug_evict_handle_miss` answer names (1.11,
+/// [`exports::EVICT_HINTS`]).
+pub const EVICT_HINT_KEYS: usize = 8;
 /// The smallest hit batch with which the host keeps the blocks a plugin names ahead (1.10,
 /// [`exports::EVICT_AHEAD`]): a miss taken without a call is two entries among the hits,
 /// kept below the batch; under it no miss fits, and nothing named is kept.
@@ -756,7 +772,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_000a);
+        assert_eq!(ABI_VERSION, 0x0001_000b);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();
