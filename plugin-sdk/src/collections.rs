@@ -305,6 +305,22 @@ impl<const N: usize> HandleLists<N> {
         some(self.tails[list])
     }
 
+    /// Writes the key at the back of each of `lists` that is not empty into `out`, in order
+    /// and up to its length, and returns how many: the likely victims (ABI 1.11,
+    /// `HandleEviction::likely_victims`) of a policy that evicts from the back of one of
+    /// several lists.
+    pub fn backs(&self, lists: &[usize], out: &mut [u64]) -> usize {
+        let keys = lists
+            .iter()
+            .filter_map(|&l| self.back(l).and_then(|h| self.key(h)));
+        let mut n = 0;
+        for (slot, k) in out.iter_mut().zip(keys) {
+            *slot = k;
+            n += 1;
+        }
+        n
+    }
+
     /// The handle of the entry at the front of `list`.
     #[inline]
     pub fn front(&self, list: usize) -> Option<u32> {
@@ -915,6 +931,16 @@ mod tests {
                 *t = (r >> 8) as u8;
                 tags.insert(h, *t);
             }
+            // The backs of lists 2 and 0, skipping an empty one, into room for `r % 3` keys.
+            let backs: std::vec::Vec<u64> = [2, 0]
+                .iter()
+                .filter_map(|&i| model[i].back().map(|(_, k)| *k))
+                .take((r % 3) as usize)
+                .collect();
+            let mut out = [u64::MAX; 2];
+            let room = (r % 3) as usize;
+            assert_eq!(l.backs(&[2, 0], &mut out[..room]), backs.len());
+            assert_eq!(out[..backs.len()], backs[..]);
             for (i, q) in model.iter().enumerate() {
                 assert_eq!(l.len(i), q.len());
                 assert_eq!(l.front(i), q.front().map(|(h, _)| *h));

@@ -174,17 +174,7 @@ impl HandleEviction for Arc {
     const HINTS: u32 = 2;
 
     fn likely_victims(&self, out: &mut [u64]) -> usize {
-        let mut n = 0;
-        for list in [T1, T2] {
-            if let (Some(k), Some(slot)) = (
-                self.lists.back(list).and_then(|h| self.lists.key(h)),
-                out.get_mut(n),
-            ) {
-                *slot = k;
-                n += 1;
-            }
-        }
-        n
+        self.lists.backs(&[T1, T2], out)
     }
 
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {

@@ -72,6 +72,22 @@ impl HandleEviction for Clock {
         self.queue.remove(handle);
     }
 
+    /// The block at the back is the next victim unless a hit set its counter (ABI 1.11).
+    const HINTS: u32 = 1;
+
+    fn likely_victims(&self, out: &mut [u64]) -> usize {
+        match (
+            self.queue.back().and_then(|h| self.queue.key(h)),
+            out.first_mut(),
+        ) {
+            (Some(k), Some(slot)) => {
+                *slot = k;
+                1
+            }
+            _ => 0,
+        }
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         while let Some(h) = self.queue.back() {
             let f = self.queue.tag_mut(h)?;

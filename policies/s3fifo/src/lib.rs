@@ -169,6 +169,14 @@ impl HandleEviction for S3Fifo {
         }
     }
 
+    /// The next victim comes from the back of the small queue or of the main one (unless a
+    /// hit there sends it round again): both are named as likely (ABI 1.11).
+    const HINTS: u32 = 2;
+
+    fn likely_victims(&self, out: &mut [u64]) -> usize {
+        self.lists.backs(&[SMALL, MAIN], out)
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
             let victim = if self.lists.len(MAIN) > self.main_size || self.lists.is_empty(SMALL) {

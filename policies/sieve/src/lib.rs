@@ -51,6 +51,20 @@ impl HandleEviction for Sieve {
         }
     }
 
+    /// The block at the hand is the next victim unless a hit visited it (ABI 1.11).
+    const HINTS: u32 = 1;
+
+    fn likely_victims(&self, out: &mut [u64]) -> usize {
+        let at = self.hand.or_else(|| self.queue.back());
+        match (at.and_then(|h| self.queue.key(h)), out.first_mut()) {
+            (Some(k), Some(slot)) => {
+                *slot = k;
+                1
+            }
+            _ => 0,
+        }
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         let tail = self.queue.back()?;
         let mut i = self.hand.unwrap_or(tail);

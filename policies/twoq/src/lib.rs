@@ -119,6 +119,14 @@ impl HandleEviction for TwoQ {
         }
     }
 
+    /// The next victim is the back of A1in or of Am, as the queues' sizes after the next
+    /// insertion decide (a remembered block enters Am): both are named as likely (ABI 1.11).
+    const HINTS: u32 = 2;
+
+    fn likely_victims(&self, out: &mut [u64]) -> usize {
+        self.lists.backs(&[AIN, AM], out)
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if (self.lists.len(AIN) > self.ain_size || self.lists.is_empty(AM))
             && let Some(h) = self.lists.back(AIN)

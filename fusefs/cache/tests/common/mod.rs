@@ -43,6 +43,14 @@ pub fn baseline() -> bool {
     BASELINE.with(|b| b.get())
 }
 
+/// The next number of a xorshift generator (never 0 from a nonzero state).
+pub fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).unwrap_or_else(|e| panic!("fixture does not parse: {e}\n{text}"))
 }
