@@ -117,6 +117,19 @@ impl<V> IntMap<V> {
         }
     }
 
+    /// Reads `key`'s home slot and nothing else, so that a lookup of `key` soon after finds
+    /// it in the CPU's caches. Wasm has no prefetch instruction, but plain loads that do not
+    /// depend on each other wait for memory together: touching a batch of keys first, then
+    /// looking each up, costs about one cache miss for the batch instead of one a key. No
+    /// effect on the map.
+    #[inline]
+    pub fn touch(&self, key: u64) {
+        if let Some(slot) = self.slots.get(slot_of(key, self.shift) & self.mask) {
+            // SAFETY: a reference to an initialised `u64`; volatile so the load is kept.
+            let _ = unsafe { core::ptr::read_volatile(&slot.key) };
+        }
+    }
+
     /// The value of `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<&V> {
@@ -741,11 +754,14 @@ mod tests {
         ];
         for shape in shapes {
             let mut m = IntMap::new();
+            m.touch(5); // Nothing allocated yet: nothing read.
             let mut model = HashMap::new();
             let mut s = 0x1234_5678_9abc_def1u64;
             for _ in 0..200_000 {
                 let r = rng(&mut s);
                 let key = shape(r);
+                // Touching a key, present or not, changes nothing.
+                m.touch(shape(r >> 16));
                 match (r >> 32) % 3 {
                     0 | 1 => assert_eq!(m.insert(key, r), model.insert(key, r)),
                     _ => assert_eq!(m.remove(key), model.remove(&key)),
