@@ -197,6 +197,17 @@ impl<V> IntMap<V> {
     }
 }
 
+/// Writes `keys` into `out`, in order and up to its length, and returns how many it wrote:
+/// what a policy's `likely_victims` (ABI 1.11) answers with its candidates.
+pub fn write_keys(out: &mut [u64], keys: impl IntoIterator<Item = u64>) -> usize {
+    let mut n = 0;
+    for (slot, k) in out.iter_mut().zip(keys) {
+        *slot = k;
+        n += 1;
+    }
+    n
+}
+
 const NIL: u32 = u32::MAX;
 /// `prev` of a node on the free list (a removed handle).
 const FREE: u32 = u32::MAX - 1;
@@ -323,15 +334,12 @@ impl<const N: usize> HandleLists<N> {
     /// `HandleEviction::likely_victims`) of a policy that evicts from the back of one of
     /// several lists.
     pub fn backs(&self, lists: &[usize], out: &mut [u64]) -> usize {
-        let keys = lists
-            .iter()
-            .filter_map(|&l| self.back(l).and_then(|h| self.key(h)));
-        let mut n = 0;
-        for (slot, k) in out.iter_mut().zip(keys) {
-            *slot = k;
-            n += 1;
-        }
-        n
+        write_keys(
+            out,
+            lists
+                .iter()
+                .filter_map(|&l| self.back(l).and_then(|h| self.key(h))),
+        )
     }
 
     /// The handle of the entry at the front of `list`.

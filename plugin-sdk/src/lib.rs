@@ -85,7 +85,7 @@ pub mod probe;
 pub mod transform;
 
 #[cfg(feature = "alloc")]
-pub use collections::{HandleList, HandleLists, IntMap, KeyList};
+pub use collections::{HandleList, HandleLists, IntMap, KeyList, write_keys};
 pub use host::{
     Level, add_glob, backend_latency_ns, block_size, capacity, file_size, hit_ratio, log, now_ns,
     path_matches, pressure, resident, sequentiality, transform_records, transform_uid,

@@ -229,19 +229,47 @@ impl TestMount {
         std::fs::create_dir(&backing).unwrap();
         std::fs::create_dir(&mnt).unwrap();
         fill(&backing);
-        let mut args = vec!["mount", backing.to_str().unwrap(), mnt.to_str().unwrap()];
+        let m = Self { root, backing, mnt };
+        let out = m.mount_command(extra, env);
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            is_kplugfs_mount(&m.mnt),
+            "mount returned but {} is not mounted",
+            m.mnt.display()
+        );
+        live_mounts::add(&m.mnt);
+        m
+    }
+
+    /// Runs `kplugfs mount` of this mount's directories again (after an unmount), with
+    /// `extra` options and the scratch history database and state directory as at the first
+    /// mount; its output, unchecked.
+    pub fn mount_again(&self, extra: &[&str]) -> Output {
+        self.mount_command(extra, &[])
+    }
+
+    /// `kplugfs mount BACKING MNT EXTRA...`, keeping the history database (on by default) and
+    /// the plugins it keeps in the scratch directory, not under /var/lib/kplugfs, unless
+    /// `extra` chooses.
+    fn mount_command(&self, extra: &[&str], env: &[(&str, &Path)]) -> Output {
+        let mut args = vec![
+            "mount",
+            self.backing.to_str().unwrap(),
+            self.mnt.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
-        // Keep the history database (on by default) in the scratch directory, not in
-        // /var/lib/kplugfs, unless the test chooses.
-        let history = root.path().join("history.db");
+        let history = self.root.path().join("history.db");
         if !extra
             .iter()
             .any(|a| a.starts_with("--history-db") || a.starts_with("--history-period"))
         {
             args.extend_from_slice(&["--history-db", history.to_str().unwrap()]);
         }
-        // Likewise the plugins it keeps (the default is under /var/lib/kplugfs/mounts).
-        let state = root.path().join("state");
+        let state = self.root.path().join("state");
         if !extra.iter().any(|a| {
             a.starts_with("--state-dir")
                 || a.starts_with("--no-keep-plugins")
@@ -249,23 +277,11 @@ impl TestMount {
         }) {
             args.extend_from_slice(&["--state-dir", state.to_str().unwrap()]);
         }
-        let out = Command::new(kplugfs_bin())
+        Command::new(kplugfs_bin())
             .args(&args)
             .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
             .output()
-            .expect("run kplugfs");
-        assert!(
-            out.status.success(),
-            "mount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            is_kplugfs_mount(&mnt),
-            "mount returned but {} is not mounted",
-            mnt.display()
-        );
-        live_mounts::add(&mnt);
-        Self { root, backing, mnt }
+            .expect("run kplugfs")
     }
 
     /// Path inside the mount.

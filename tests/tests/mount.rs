@@ -104,19 +104,7 @@ fn a_daemon_exiting_late_leaves_the_next_mount_alone() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (history, state) = (
-        m.root.path().join("history.db"),
-        m.root.path().join("state"),
-    );
-    let out = kplugfs(&[
-        "mount",
-        m.backing.to_str().unwrap(),
-        m.mnt.to_str().unwrap(),
-        "--history-db",
-        history.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let out = m.mount_again(&[]);
     signal(libc::SIGCONT);
     assert!(
         out.status.success(),

@@ -424,19 +424,10 @@ fn remount(m: &TestMount) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let state = m.root.path().join("state");
     let history = m.root.path().join("history2.db");
-    let mut args = vec![
-        "mount",
-        m.backing.to_str().unwrap(),
-        m.mnt.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--history-db",
-        history.to_str().unwrap(),
-    ];
+    let mut args = vec!["--history-db", history.to_str().unwrap()];
     args.extend_from_slice(&OPTS);
-    let out = kplugfs_tests::kplugfs(&args);
+    let out = m.mount_again(&args);
     assert!(
         out.status.success(),
         "{}",

@@ -89,7 +89,11 @@ impl Arc {
         }
         let (b1, b2) = (self.lists.len(B1) as f64, self.lists.len(B2) as f64);
         // An entry whose handle now names another key is a dropped ghost's, not yet removed.
-        let found = (self.index.get(key).copied()).filter(|&h| self.lists.key(h) == Some(key));
+        let found = self
+            .index
+            .get(key)
+            .copied()
+            .filter(|&h| self.lists.key(h) == Some(key));
         let ghost = match found.map(|h| (h, self.lists.list_of(h))) {
             Some((h, Some(B1))) => {
                 let delta = (b2 / b1).max(1.0);
@@ -111,10 +115,18 @@ impl Arc {
     /// Drops entry `h` from its list and the index.
     fn forget(&mut self, h: u32) -> Option<u64> {
         let k = self.lists.remove(h)?;
-        if self.index.get(k) == Some(&h) {
+        self.unindex_stale(k);
+        Some(k)
+    }
+
+    /// Removes `k`'s index entry if it is stale, its handle no longer holding `k` (a key
+    /// that entered again keeps its live entry, perhaps the very handle its ghost had).
+    fn unindex_stale(&mut self, k: u64) {
+        if let Some(&h) = self.index.get(k)
+            && self.lists.key(h) != Some(k)
+        {
             self.index.remove(k);
         }
-        Some(k)
     }
 
     /// Forgets the oldest ghost of `list` (B1 or B2): out of its list now, out of the index
@@ -133,20 +145,15 @@ impl Arc {
         }
     }
 
-    /// Removes the index entries of the ghosts dropped so far that are still stale: a key
-    /// that entered again since has a live entry (perhaps with the very handle its ghost
-    /// had, given back by the slab), which stays.
+    /// Removes the index entries of the ghosts dropped so far that are still stale.
     fn remove_dropped(&mut self) {
-        let dropped = &self.dropped[..self.n_dropped];
+        let dropped = self.dropped;
+        let dropped = &dropped[..self.n_dropped];
         for &k in dropped {
             self.index.touch(k);
         }
         for &k in dropped {
-            if let Some(&h) = self.index.get(k)
-                && self.lists.key(h) != Some(k)
-            {
-                self.index.remove(k);
-            }
+            self.unindex_stale(k);
         }
         self.n_dropped = 0;
     }

@@ -16,7 +16,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{HandleEviction, HandleList, Plugin, Rejected, export_plugin, param_in};
+use kplug_sdk::{
+    HandleEviction, HandleList, Plugin, Rejected, export_plugin, param_in, write_keys,
+};
 
 /// CLOCK with an n-bit counter per block.
 pub struct Clock {
@@ -76,16 +78,7 @@ impl HandleEviction for Clock {
     const HINTS: u32 = 1;
 
     fn likely_victims(&self, out: &mut [u64]) -> usize {
-        match (
-            self.queue.back().and_then(|h| self.queue.key(h)),
-            out.first_mut(),
-        ) {
-            (Some(k), Some(slot)) => {
-                *slot = k;
-                1
-            }
-            _ => 0,
-        }
+        write_keys(out, self.queue.back().and_then(|h| self.queue.key(h)))
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {

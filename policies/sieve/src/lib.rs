@@ -12,7 +12,7 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{HandleEviction, HandleList, Plugin, export_plugin};
+use kplug_sdk::{HandleEviction, HandleList, Plugin, export_plugin, write_keys};
 
 /// SIEVE.
 #[derive(Default)]
@@ -55,14 +55,12 @@ impl HandleEviction for Sieve {
     const HINTS: u32 = 1;
 
     fn likely_victims(&self, out: &mut [u64]) -> usize {
-        let at = self.hand.or_else(|| self.queue.back());
-        match (at.and_then(|h| self.queue.key(h)), out.first_mut()) {
-            (Some(k), Some(slot)) => {
-                *slot = k;
-                1
-            }
-            _ => 0,
-        }
+        write_keys(
+            out,
+            self.hand
+                .or_else(|| self.queue.back())
+                .and_then(|h| self.queue.key(h)),
+        )
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {

@@ -44,16 +44,14 @@ impl<R: Read> OracleReader<R> {
     pub(crate) fn ids(&mut self, out: &mut Vec<u64>, max: usize) -> Result<usize, TraceError> {
         let mut n = 0;
         while n < max && !self.src.done {
-            match self.read() {
-                Ok(Some(r)) => {
+            let r = self.read();
+            match self.src.fuse(r) {
+                Some(Ok(r)) => {
                     out.push(r.id);
                     n += 1;
                 }
-                Ok(None) => self.src.done = true,
-                Err(e) => {
-                    self.src.done = true;
-                    return Err(e);
-                }
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
         }
         Ok(n)
