@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.11, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.12, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 11
+#define KPLUG_ABI_MINOR 12
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -30,6 +30,7 @@ extern "C" {
 #define KPLUG_EVICT_BUF_KEYS 256
 #define KPLUG_EVICT_AHEAD_KEYS 64
 #define KPLUG_EVICT_HINT_KEYS 8
+#define KPLUG_EVICT_LOOKAHEAD_KEYS 8
 #define KPLUG_EVICT_AHEAD_MIN_HIT_BATCH 3
 #define KPLUG_MAX_PREFETCH_RANGES 64
 #define KPLUG_PREFETCH_RANGE_BYTES 16
@@ -182,6 +183,10 @@ KPLUG_EXPORT("kplug_evict_ahead") int32_t kplug_evict_ahead(void);
 /* Optional with the set by handle (1.11): likely victims. */
 /* kplug_evict_hints() -> i32, ABI 1.11 */
 KPLUG_EXPORT("kplug_evict_hints") int32_t kplug_evict_hints(void);
+
+/* Optional with the set by handle (1.12): the coming requests. */
+/* kplug_evict_lookahead() -> i32, ABI 1.12 */
+KPLUG_EXPORT("kplug_evict_lookahead") int32_t kplug_evict_lookahead(void);
 
 /* Role admission. */
 /* kplug_admit(key: i64, file: i64, block: i64) -> i32, ABI 1.0 */

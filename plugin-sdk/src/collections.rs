@@ -130,6 +130,16 @@ impl<V> IntMap<V> {
         }
     }
 
+    /// The address in memory of `key`'s home slot, where a lookup of `key` reads first
+    /// (`u64::MAX` while the map has no slots): for a host that reads ahead what a plugin
+    /// will read (ABI 1.12, `HandleEviction::coming`). No effect on the map.
+    #[inline]
+    pub fn home(&self, key: u64) -> u64 {
+        self.slots
+            .get(slot_of(key, self.shift) & self.mask)
+            .map_or(u64::MAX, |slot| slot as *const Slot<V> as usize as u64)
+    }
+
     /// The value of `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<&V> {

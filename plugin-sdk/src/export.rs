@@ -102,7 +102,16 @@ pub mod __private {
         need: i32,
     ) -> i64 {
         // SAFETY: the only reference to the buffer during this export.
-        let mut v = crate::Victims::new(unsafe { evict_keys() });
+        let keys = unsafe { evict_keys() };
+        // 1.12: the keys of coming requests in the buffer's last entries, their count in
+        // bits 16-23 (only to a plugin that asked, so a plain count otherwise); the policy
+        // writes over each the address it will read for it, which the host reads ahead.
+        let (hits, coming) = (hits & 0xffff, (hits >> 16 & 0xff) as usize);
+        if T::LOOKAHEAD > 0 && coming > 0 {
+            let at = kplug_abi::EVICT_BUF_KEYS.saturating_sub(coming);
+            p.coming(&mut keys[at..]);
+        }
+        let mut v = crate::Victims::new(keys);
         if hits > 0 {
             take_events(p, &mut v, hits);
         }
@@ -302,6 +311,12 @@ pub mod __private {
     /// [`kplug_abi::EVICT_HINT_KEYS`].
     pub fn evict_hints(hints: u32) -> i32 {
         hints.min(kplug_abi::EVICT_HINT_KEYS as u32) as i32
+    }
+
+    /// `kplug_evict_lookahead` (1.12): the policy's `LOOKAHEAD`, at most
+    /// [`kplug_abi::EVICT_LOOKAHEAD_KEYS`].
+    pub fn evict_lookahead(lookahead: u32) -> i32 {
+        lookahead.min(kplug_abi::EVICT_LOOKAHEAD_KEYS as u32) as i32
     }
 
     /// Where the host writes a probe's events (ABI 1.5).
@@ -558,6 +573,10 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_hints() -> i32 {
             $crate::__private::evict_hints(<$ty as $crate::HandleEviction>::HINTS)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_lookahead() -> i32 {
+            $crate::__private::evict_lookahead(<$ty as $crate::HandleEviction>::LOOKAHEAD)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {

@@ -126,8 +126,9 @@ pub mod names {
         e::EVICT_SEED.name,
     ];
     /// Exports of the eviction role by handle (ABI 1.8, the optional seed of 1.9, victims
-    /// named ahead of 1.10 and likely victims of 1.11), `export_plugin!(T, handle_eviction)`.
-    pub const HANDLE_EVICTION: [&str; 8] = [
+    /// named ahead of 1.10, likely victims of 1.11 and the coming requests of 1.12),
+    /// `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 9] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_HANDLE_MISS.name,
@@ -136,6 +137,7 @@ pub mod names {
         e::EVICT_SEED.name,
         e::EVICT_AHEAD.name,
         e::EVICT_HINTS.name,
+        e::EVICT_LOOKAHEAD.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -428,6 +430,23 @@ pub trait HandleEviction {
     fn likely_victims(&self, out: &mut [u64]) -> usize {
         let _ = out;
         0
+    }
+
+    /// The most keys of coming requests [`coming`](HandleEviction::coming) is told in one
+    /// call (ABI 1.12, `kplug_evict_lookahead`), `0..=8`. Default 0: none.
+    const LOOKAHEAD: u32 = 0;
+
+    /// Keys of requests to come, oldest first (ABI 1.12): told once each, at most
+    /// [`LOOKAHEAD`](HandleEviction::LOOKAHEAD) requests before it is made, before the hits
+    /// and the miss of the call that carries them, by a host that knows them (the
+    /// simulator; a mount never tells any). Advice only, for a policy whose miss looks the
+    /// missed key up in a table of its own: write over each key the address of the memory
+    /// that lookup will read first (an `IntMap`'s [`home`](collections::IntMap::home)), or
+    /// `u64::MAX` for none, and the host reads it into the CPU's caches meanwhile (wasm has
+    /// no prefetch instruction of its own). Whether each request hits, or is made at all,
+    /// the policy learns as before. Default: none.
+    fn coming(&mut self, keys: &mut [u64]) {
+        keys.fill(u64::MAX);
     }
 
     /// A miss the host took without a call (ABI 1.10): it evicted the next block this policy
@@ -964,6 +983,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_000b);
+        assert_eq!(ABI_VERSION, 0x0001_000c);
     }
 }

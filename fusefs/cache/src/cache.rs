@@ -540,10 +540,16 @@ impl<V> CacheCore<V> {
     /// Asks the CPU to bring the map's slot for `key` into its caches, for a driver that knows
     /// which blocks it will request next (the simulator, a few requests ahead): at a large
     /// cache nearly every miss finds its slot outside the caches, and a slot read ahead
-    /// overlaps with the requests before it. Changes nothing; costs a hash and an address.
+    /// overlaps with the requests before it. Tell each coming request once, in order: an
+    /// eviction plugin that asked for them (ABI 1.12, `kplug_evict_lookahead`) is told the
+    /// newest with its next miss, to read its own entries ahead. Changes nothing else; costs
+    /// a hash and an address.
     #[inline]
-    pub fn prefetch_hint(&self, key: u64) {
+    pub fn prefetch_hint(&mut self, key: u64) {
         self.map.prefetch(key);
+        if let EvictionRole::Plugin(slot) = self.eviction {
+            self.plugins.get(slot).tell_coming(key);
+        }
     }
 
     /// Simulator driver: `get`, and on a miss `insert(key, make())`.

@@ -122,7 +122,8 @@ struct Chaos {
     seed: u64,
     batch: u32,
     ahead: u32,
-    /// Its `kplug_evict_hints` (by handle: ABI 1.11, likely victims, any keys).
+    /// Its `kplug_evict_hints` and `kplug_evict_lookahead` (by handle: ABI 1.11, likely
+    /// victims, any keys; 1.12, the coming requests, any offsets answered).
     hints: u32,
     /// A departure from the contract once in `rate` of its chances.
     rate: u32,
@@ -204,6 +205,8 @@ enum Op {
     /// `get`, then (on a miss) a `request` of another block, then `insert` (a mount's path:
     /// the block read from the backend meanwhile).
     GetInsert { file: u32, block: u32, other: u32 },
+    /// A driver that knows the coming requests tells `block` of `file` as one (ABI 1.12).
+    Tell { file: u32, block: u32 },
     /// The prefetch plan after an access to `block` of `file` (24 blocks long), its blocks
     /// inserted as prefetched (or, for every `cancel`-th range, cancelled).
     Prefetch { file: u32, block: u32, cancel: u8 },
@@ -220,6 +223,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         16 => (0u32..3, 0u32..24).prop_map(|(file, block)| Op::Request { file, block }),
+        4 => (0u32..3, 0u32..24).prop_map(|(file, block)| Op::Tell { file, block }),
         4 => (0u32..3, 0u32..24, 0u32..24)
             .prop_map(|(file, block, other)| Op::GetInsert { file, block, other }),
         2 => (0u32..3, 0u32..24, 1u8..4)
@@ -331,6 +335,7 @@ impl Run {
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match *op {
+            Op::Tell { file, block } => self.core.prefetch_hint(block_key(file, block)),
             Op::Request { file, block } => {
                 let key = block_key(file, block);
                 let was = self.core.contains(key);

@@ -1196,6 +1196,110 @@ fn likely_victims_are_advice_only() {
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
 
+// The coming requests (ABI 1.12): the by-handle FIFO declares `kplug_evict_lookahead`. The
+// host writes the keys told since the last miss call in the buffer's last entries, their
+// count in bits 16-23 of `$hits` (the fixture masks them off), and reads each entry back
+// after the call as where the plugin will read: advice, which nothing checks.
+
+/// `kplug_evict_lookahead` answering `n`.
+fn lookahead_export(n: i32) -> String {
+    format!(r#"(func (export "kplug_evict_lookahead") (result i32) (i32.const {n}))"#)
+}
+
+#[test]
+fn coming_requests_are_checked() {
+    for n in [9, -1] {
+        let e = load_err(&handle_fifo(&[("{EXTRA}", &lookahead_export(n))]));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "kplug_evict_lookahead faulted during load: invalid answer: {n} coming requests, \
+                 outside 0..=8"
+            )
+        );
+    }
+}
+
+#[test]
+fn coming_requests_are_told_once_each_the_newest_first_at_the_next_miss() {
+    // The FIFO leaves the keys where they are: what the host reads back is what it told.
+    let mut p = load(&handle_fifo(&[("{EXTRA}", &lookahead_export(3))]), 4);
+    let mut victims = Vec::new();
+    let mut miss = |p: &mut kplug_engine::Plugin, k: u64, resident: u64| {
+        let need = (resident + 1).saturating_sub(4) as u32;
+        let h = p.evict_miss(k, need, resident).unwrap().expect("by handle");
+        p.take_victims(&mut victims);
+        assert_eq!(victims.len(), need as usize);
+        victims.clear();
+        h
+    };
+    p.tell_coming(1);
+    miss(&mut p, 10, 0);
+    assert_eq!(p.coming_reads(), [1]);
+    // Five told: the newest three ride with the next miss, with the hits waiting.
+    for k in 2..7 {
+        p.tell_coming(k);
+    }
+    let h = miss(&mut p, 11, 1);
+    assert_eq!(p.coming_reads(), [4, 5, 6]);
+    p.evict_access(11, h, 2).unwrap();
+    p.evict_access(11, h, 2).unwrap();
+    p.tell_coming(7);
+    miss(&mut p, 12, 2);
+    assert_eq!(p.coming_reads(), [7]);
+    // None told since: none carried.
+    miss(&mut p, 13, 3);
+    assert!(p.coming_reads().is_empty());
+    for k in 14..40 {
+        p.tell_coming(k + 1);
+        miss(&mut p, k, 4);
+        assert_eq!(p.coming_reads(), [k + 1]);
+    }
+    assert_eq!(p.status().error(), None);
+    // A plugin that did not ask is told nothing (its `$hits` is a plain count).
+    let mut p = load(&handle_fifo(&[]), 4);
+    p.tell_coming(1);
+    miss(&mut p, 10, 0);
+    assert!(p.coming_reads().is_empty());
+}
+
+#[test]
+fn coming_requests_are_advice_only() {
+    // Over the keys told the FIFO writes offsets past its memory, past 4 GiB, u64::MAX and
+    // 0: a core replaying with them told does what it does without, call for call.
+    let garbage = "(local.set $i (i32.shr_u (local.get $hits) (i32.const 16)))
+      (block $end (loop $l
+        (br_if $end (i32.eqz (local.get $i)))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (i64.store (i32.sub (i32.const 2040) (i32.shl (local.get $i) (i32.const 3)))
+          (select (i64.const -1) (select (i64.const 0x10000000000) (select (i64.const 0xfffffff0)
+            (i64.const 0) (i32.and (local.get $i) (i32.const 1))) (i32.lt_u (local.get $i) (i32.const 4)))
+            (i32.lt_u (local.get $i) (i32.const 2))))
+        (br $l)))";
+    let replay = |text: &str| {
+        let plugin = load(text, 8);
+        let status = plugin.status();
+        let mut core = core_with(plugin, ev());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let ids: Vec<u64> = (0..3000).map(|_| xorshift(&mut x) % 40).collect();
+        let mut hits = 0;
+        for (i, &id) in ids.iter().enumerate() {
+            if let Some(&next) = ids.get(i + 8) {
+                core.prefetch_hint(next);
+            }
+            hits += u32::from(core.request(id, || ()));
+        }
+        assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+        (hits, core.resident_keys(), status.calls())
+    };
+    let plain = replay(&handle_fifo(&[]));
+    assert!(plain.0 > 100 && plain.0 < 2900, "{plain:?}");
+    for n in [1, 8] {
+        let told = handle_fifo(&[("{EXTRA}", &lookahead_export(n)), ("{MISS}", garbage)]);
+        assert_eq!(replay(&told), plain, "lookahead {n}");
+    }
+}
+
 // The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It
 // takes `$n` keys (a `{SEED}` prefix may change `$n` or answer first), tracks each as its
 // miss would and writes each handle where the host reads it; the fixture checks every handle

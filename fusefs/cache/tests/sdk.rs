@@ -55,11 +55,17 @@ fn the_sdk_speaks_exactly_the_abi() {
     }
     assert!(exports.contains(abi::exports::MEMORY));
     // The SDK's name lists are the ABI's.
-    // Victims named ahead (1.10) and likely victims (1.11) are by handle only.
+    // Victims named ahead (1.10), likely victims (1.11) and the coming requests (1.12) are
+    // by handle only.
+    let by_handle = [
+        abi::exports::EVICT_AHEAD,
+        abi::exports::EVICT_HINTS,
+        abi::exports::EVICT_LOOKAHEAD,
+    ];
     let names: Vec<&str> = abi::exports::EVICTION_BATCHED
         .iter()
         .chain(abi::exports::EVICTION_OPTIONAL)
-        .filter(|f| **f != abi::exports::EVICT_AHEAD && **f != abi::exports::EVICT_HINTS)
+        .filter(|f| !by_handle.contains(f))
         .map(|f| f.name)
         .collect();
     assert_eq!(kplug_sdk::names::EVICTION.to_vec(), names);
@@ -534,5 +540,91 @@ fn likely_victims_name_resident_blocks_and_mostly_the_next_victim() {
         let share = f64::from(foreseen) / f64::from(room);
         eprintln!("{name}: the next victim named at {foreseen} of {room} misses ({share:.3})");
         assert!(room > 5_000 && share >= at_least, "{name}: {share}");
+    }
+}
+
+/// ABI 1.12: the shipped policies that look a missed key up in a table of their own (ARC's
+/// index, 2Q's and S3-FIFO's ghosts) answer, for each coming request told, one place in
+/// their memory, nearly always the same for the same key (a table that grows moves them
+/// all) and spread over the table (each of the 1,024 keys in one of its slots); and being told changes no decision: the
+/// same stream with and without the coming requests gives the same victims and handles.
+#[test]
+fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
+    for name in ["arc", "twoq", "s3fifo"] {
+        let capacity = 64u64;
+        let compiled = engine().compile(name, policy_wasm(name)).unwrap();
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let ids: Vec<u64> = (0..20_000)
+            .map(|_| {
+                let r = xorshift(&mut s);
+                if r & 1 == 0 {
+                    r >> 1 & 47
+                } else {
+                    r >> 1 & 1023
+                }
+            })
+            .collect();
+        let run = |tell: bool| {
+            let mut p = compiled.instantiate(&[], capacity).unwrap();
+            let mut resident = std::collections::HashMap::<u64, u32>::new();
+            let (mut decisions, mut victims) = (Vec::new(), Vec::new());
+            let mut place = std::collections::HashMap::<u64, u64>::new();
+            let (mut answered, mut moved) = (0u32, 0u32);
+            let mut told = std::collections::VecDeque::new();
+            for (i, &key) in ids.iter().enumerate() {
+                if tell && let Some(&next) = ids.get(i + 8) {
+                    p.tell_coming(next);
+                    told.push_back(next);
+                }
+                let len = resident.len() as u64;
+                if let Some(&h) = resident.get(&key) {
+                    p.evict_access(key, h, len).unwrap();
+                } else {
+                    let need = (len + 1).saturating_sub(capacity) as u32;
+                    let h = p.evict_miss(key, need, len).unwrap().expect("by handle");
+                    p.take_victims(&mut victims);
+                    decisions.push((key, h, victims.clone()));
+                    for v in victims.drain(..) {
+                        assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
+                    }
+                    resident.insert(key, h);
+                    // Those told since the last miss, the newest 8, each answered.
+                    while told.len() > 8 {
+                        told.pop_front();
+                    }
+                    let reads = p.coming_reads();
+                    assert_eq!(reads.len(), told.len(), "{name} at request {i}");
+                    for (&k, &at) in told.iter().zip(reads) {
+                        assert!(at < 1 << 32, "{name}: {k} at {at:#x}");
+                        answered += 1;
+                        moved += u32::from(place.insert(k, at).is_some_and(|was| was != at));
+                    }
+                    told.clear();
+                }
+                p.take_victims(&mut victims);
+                for v in victims.drain(..) {
+                    assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
+                }
+            }
+            let mut at: Vec<u64> = place.values().copied().collect();
+            at.sort_unstable();
+            at.dedup();
+            (decisions, place.len(), at.len(), answered, moved)
+        };
+        let (plain, ..) = run(false);
+        let (told, keys, places, answered, moved) = run(true);
+        assert!(
+            plain == told,
+            "{name}: told the coming requests, it decided otherwise"
+        );
+        eprintln!("{name}: {answered} told, {moved} moved; {places} places for {keys} keys");
+        assert!(
+            answered > 10_000 && moved * 20 < answered,
+            "{name}: {moved} of {answered} moved"
+        );
+        assert!(
+            keys > 1000 && places >= 32,
+            "{name}: {places} places for {keys} keys"
+        );
     }
 }

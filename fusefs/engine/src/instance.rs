@@ -67,7 +67,9 @@ impl std::fmt::Display for HookFault {
 }
 
 /// The eviction hooks: the per-event set of ABI 1.0, or a batched set (1.4 by key, 1.8 by
-/// handle).
+/// handle). One per plugin, and the batched set is read on every request: not boxed, which
+/// would put a pointer between every call and its state.
+#[allow(clippy::large_enum_variant)]
 enum EvictionFns {
     PerEvent {
         insert: TypedFunc<i64, ()>,
@@ -109,6 +111,15 @@ struct BatchedEviction {
     hints_max: usize,
     /// The likely victims the last miss answer named (see [`Plugin::hints`]).
     hints: Vec<u64>,
+    /// The most keys of coming requests a miss call carries (1.12, `kplug_evict_lookahead`;
+    /// 0: none, and always 0 for the set by key).
+    lookahead_max: usize,
+    /// The keys of coming requests told since the last miss call, oldest first, the newest
+    /// `lookahead_max` of them (see [`Plugin::tell_coming`]).
+    coming: Vec<u64>,
+    /// Where the last miss answer said the plugin will read for them (see
+    /// [`Plugin::coming_reads`]).
+    reads: Vec<u64>,
 }
 
 impl BatchedEviction {
@@ -327,7 +338,7 @@ fn load_batched_eviction(
     }
     // Victims named ahead (1.10): only by handle, where a miss taken without a call can
     // give the missed block its victim's handle. Likely victims (1.11): advice, beside it.
-    let (ahead_max, hints_max) = if handles {
+    let (ahead_max, hints_max, lookahead_max) = if handles {
         let ahead = ask_count(
             instance,
             store,
@@ -342,9 +353,17 @@ fn load_batched_eviction(
             abi::EVICT_HINT_KEYS,
             "likely victims",
         )?;
-        (ahead, hints)
+        // The coming requests (1.12): advice too, carried by the miss call by handle.
+        let lookahead = ask_count(
+            instance,
+            store,
+            &exp::EVICT_LOOKAHEAD,
+            abi::EVICT_LOOKAHEAD_KEYS,
+            "coming requests",
+        )?;
+        (ahead, hints, lookahead)
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     let (calls, hits) = if handles {
         let calls = BatchedCalls::Handles {
@@ -373,7 +392,8 @@ fn load_batched_eviction(
             .get_typed_func(&mut *store, hits)
             .map_err(inst_err)?,
         keys,
-        hit_batch: hit_batch as usize,
+        // Room after the hits for the coming requests' keys (1.12).
+        hit_batch: (hit_batch as usize).min(abi::EVICT_BUF_KEYS - lookahead_max),
         seed: match instance.get_export(&mut *store, exp::EVICT_SEED.name) {
             Some(_) => Some(
                 instance
@@ -383,7 +403,7 @@ fn load_batched_eviction(
             None => None,
         },
         seed_batch: abi::EVICT_SEED_KEYS,
-        pending: Vec::with_capacity(hit_batch as usize),
+        pending: Vec::with_capacity(hit_batch as usize + lookahead_max),
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
         ahead_max,
@@ -391,6 +411,9 @@ fn load_batched_eviction(
         ahead_at: 0,
         hints_max,
         hints: Vec::with_capacity(hints_max),
+        lookahead_max,
+        coming: Vec::with_capacity(lookahead_max),
+        reads: Vec::with_capacity(lookahead_max),
     }))
 }
 
@@ -1032,17 +1055,25 @@ impl Plugin {
                     b.keys.write(&mut self.rt.store, &b.pending);
                     b.pending.clear();
                 }
+                // 1.12: the keys of coming requests in the buffer's last entries, their count
+                // in bits 16-23 (the hit batch leaves them room).
+                let coming = b.coming.len();
+                if coming > 0 {
+                    b.keys
+                        .write_at(&mut self.rt.store, abi::EVICT_BUF_KEYS - coming, &b.coming);
+                    b.coming.clear();
+                }
                 let r = self.rt.call(
                     exp::EVICT_HANDLE_MISS.name,
                     miss,
-                    (hits as i32, key as i64, need_arg),
+                    ((coming << 16 | hits) as i32, key as i64, need_arg),
                     resident,
                 )? as u64;
                 b.hints.clear();
-                let n = if b.ahead_max > 0 || b.hints_max > 0 {
+                let n = if b.ahead_max > 0 || b.hints_max > 0 || b.lookahead_max > 0 {
                     // 1.10: `(handle << 32) | (ahead << 16) | n`; 1.11 with likely victims:
                     // `(handle << 32) | (hints << 24) | (ahead << 16) | n`.
-                    let (n, ahead, hints) = if b.hints_max > 0 {
+                    let (n, ahead, hints) = if b.hints_max > 0 || b.lookahead_max > 0 {
                         let byte = |at: u32| (r >> at & 0xff) as usize;
                         ((r & 0xffff) as usize, byte(16), byte(24))
                     } else {
@@ -1074,6 +1105,14 @@ impl Plugin {
                         b.keys
                             .read_from(&self.rt.store, n + ahead, hints, &mut b.hints);
                     }
+                    // 1.12: where the plugin will read for each coming request, in place of
+                    // its key (unless its answer wrote over them): read into the caches.
+                    b.reads.clear();
+                    if coming > 0 && n + ahead + hints <= abi::EVICT_BUF_KEYS - coming {
+                        let at = abi::EVICT_BUF_KEYS - coming;
+                        b.keys.read_from(&self.rt.store, at, coming, &mut b.reads);
+                        b.keys.prefetch_guest(&self.rt.store, &b.reads);
+                    }
                     // Only a miss that made room names ahead: the core times the names
                     // from that answer (`CacheCore::batched_miss`). With a smaller hit batch
                     // no miss fits among the hits: none is kept.
@@ -1101,6 +1140,33 @@ impl Plugin {
                     abi::EVICT_BUF_KEYS
                 )),
             }),
+        }
+    }
+
+    /// Tells the key of a request to come (1.12, `kplug_evict_lookahead`), for a caller that
+    /// knows them (the simulator): the next miss call carries the newest ones told since the
+    /// last, up to the plugin's count. Nothing for a plugin that did not ask.
+    #[inline]
+    pub fn tell_coming(&mut self, key: u64) {
+        if let Some(EvictionFns::Batched(b)) = &mut self.eviction
+            && b.lookahead_max > 0
+        {
+            if b.coming.len() == b.lookahead_max {
+                b.coming.remove(0);
+            }
+            b.coming.push(key);
+        }
+    }
+
+    /// Where the plugin said, in its last miss answer, it will read for the coming requests
+    /// that call carried (1.12, `kplug_evict_lookahead`): offsets in its memory, one per key
+    /// told, oldest first (`u64::MAX`: none), which the host has asked the CPU to read; empty
+    /// if none were carried, or the answer wrote over them.
+    #[inline]
+    pub fn coming_reads(&self) -> &[u64] {
+        match &self.eviction {
+            Some(EvictionFns::Batched(b)) => &b.reads,
+            _ => &[],
         }
     }
 

@@ -137,7 +137,7 @@ pub const LOOKAHEAD: usize = 8;
 /// Replay `ids` through `core`; returns misses.
 pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
     let before = core.stats().misses;
-    let ahead = |core: &CacheCore<()>, i: usize| {
+    let ahead = |core: &mut CacheCore<()>, i: usize| {
         if let Some(&next) = ids.get(i + LOOKAHEAD) {
             core.prefetch_hint(next);
         }

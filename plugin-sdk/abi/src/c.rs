@@ -157,6 +157,7 @@ extern \"C\" {{
             ("EVICT_BUF_KEYS", crate::EVICT_BUF_KEYS),
             ("EVICT_AHEAD_KEYS", crate::EVICT_AHEAD_KEYS),
             ("EVICT_HINT_KEYS", crate::EVICT_HINT_KEYS),
+            ("EVICT_LOOKAHEAD_KEYS", crate::EVICT_LOOKAHEAD_KEYS),
             (
                 "EVICT_AHEAD_MIN_HIT_BATCH",
                 crate::EVICT_AHEAD_MIN_HIT_BATCH,
@@ -239,7 +240,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 14] = [
+        let groups: [(&str, &[Func]); 15] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -271,6 +272,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Optional with the set by handle (1.11): likely victims.",
                 &[exports::EVICT_HINTS],
+            ),
+            (
+                "Optional with the set by handle (1.12): the coming requests.",
+                &[exports::EVICT_LOOKAHEAD],
             ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),

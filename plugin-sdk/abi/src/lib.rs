@@ -42,8 +42,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// probes' subtree filter (`probe_subtree`) and their policy events ([`probe::Kind::Policy`]);
 /// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]); 1.9 the load's replay in batches
 /// ([`exports::EVICT_SEED`]); 1.10 victims named ahead ([`exports::EVICT_AHEAD`]); 1.11
-/// likely victims ([`exports::EVICT_HINTS`]).
-pub const ABI_MINOR: u32 = 11;
+/// likely victims ([`exports::EVICT_HINTS`]); 1.12 the coming requests
+/// ([`exports::EVICT_LOOKAHEAD`]).
+pub const ABI_MINOR: u32 = 12;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -284,6 +285,9 @@ pub mod exports {
     /// [`EVICT_AHEAD`]. 1.11, a plugin exporting [`EVICT_HINTS`] with a nonzero answer:
     /// `(handle << 32) | (h << 24) | (a << 16) | n`, `a < 256`, `n + a + h <= 256`, and the
     /// `h` keys after the blocks named ahead are its likely next victims (advice only).
+    /// 1.12, a plugin exporting [`EVICT_LOOKAHEAD`] with a nonzero answer: `hits` is
+    /// `(c << 16) | e`, the buffer's first `e` entries the hits and the next `c` keys of the
+    /// requests to come (advice only, see [`EVICT_LOOKAHEAD`]).
     pub const EVICT_HANDLE_MISS: Func = func(
         "kplug_evict_handle_miss",
         "ILI",
@@ -336,6 +340,18 @@ pub mod exports {
     /// entry there, and does nothing else with them (a key not resident, repeated or never
     /// evicted costs a wasted read, never a fault). Beside the by-key set it is ignored.
     pub const EVICT_HINTS: Func = func("kplug_evict_hints", "", "I", 11, &[]);
+    /// Optional with the by-handle set (1.12): `kplug_evict_lookahead() -> i32`, called once
+    /// at load: the most keys of **coming requests** one `kplug_evict_handle_miss` call may
+    /// carry, 0..=[`EVICT_LOOKAHEAD_KEYS`](crate::EVICT_LOOKAHEAD_KEYS) (0, or no such
+    /// export: none). A host that knows the requests to come (the simulator, replaying a
+    /// trace; a mount never does) tells each request's key once, in a call at most
+    /// `EVICT_LOOKAHEAD_KEYS` requests before it is made, oldest first: after the hits, their
+    /// count in bits 16-23 of `hits`. They are advice, for a policy whose miss looks the
+    /// missed key up in a table of its own (ARC's index of its ghosts): it reads their
+    /// entries into the CPU's caches, so that a coming miss finds its entry there. Whether a
+    /// coming request hits, and whether it is made at all, the plugin learns as before.
+    /// Beside the by-key set it is ignored.
+    pub const EVICT_LOOKAHEAD: Func = func("kplug_evict_lookahead", "", "I", 12, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -414,7 +430,7 @@ pub mod exports {
     ];
     /// The optional exports of either batched eviction set (1.9), checked when present: one
     /// exported without a batched set is a set exported in part.
-    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD, EVICT_HINTS];
+    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD, EVICT_HINTS, EVICT_LOOKAHEAD];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -451,6 +467,7 @@ pub mod exports {
         EVICT_SEED,
         EVICT_AHEAD,
         EVICT_HINTS,
+        EVICT_LOOKAHEAD,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -486,6 +503,9 @@ pub const EVICT_AHEAD_KEYS: usize = 64;
 /// The most likely victims one `kplug_evict_handle_miss` answer names (1.11,
 /// [`exports::EVICT_HINTS`]).
 pub const EVICT_HINT_KEYS: usize = 8;
+/// The most keys of coming requests one `kplug_evict_handle_miss` call carries (1.12,
+/// [`exports::EVICT_LOOKAHEAD`]).
+pub const EVICT_LOOKAHEAD_KEYS: usize = 8;
 /// The smallest hit batch with which the host keeps the blocks a plugin names ahead (1.10,
 /// [`exports::EVICT_AHEAD`]): a miss taken without a call is two entries among the hits,
 /// kept below the batch; under it no miss fits, and nothing named is kept.
@@ -772,7 +792,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_000b);
+        assert_eq!(ABI_VERSION, 0x0001_000c);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

@@ -177,6 +177,16 @@ impl HandleEviction for S3Fifo {
         self.lists.backs(&[SMALL, MAIN], out)
     }
 
+    /// A miss looks its key up among the ghosts, whose slot is outside the CPU's caches at a
+    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12).
+    const LOOKAHEAD: u32 = 8;
+
+    fn coming(&mut self, keys: &mut [u64]) {
+        for k in keys {
+            *k = self.ghosts.home(*k);
+        }
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
             let victim = if self.lists.len(MAIN) > self.main_size || self.lists.is_empty(SMALL) {

@@ -127,6 +127,16 @@ impl HandleEviction for TwoQ {
         self.lists.backs(&[AIN, AM], out)
     }
 
+    /// A miss looks its key up among the ghosts, whose slot is outside the CPU's caches at a
+    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12).
+    const LOOKAHEAD: u32 = 8;
+
+    fn coming(&mut self, keys: &mut [u64]) {
+        for k in keys {
+            *k = self.ghosts.home(*k);
+        }
+    }
+
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if (self.lists.len(AIN) > self.ain_size || self.lists.is_empty(AM))
             && let Some(h) = self.lists.back(AIN)

@@ -228,8 +228,8 @@ fn fill_batched(template: &str, parts: &[(&str, &str)]) -> String {
 /// block's handle is `0x5a5a0000 | its ring slot`; every handle the host passes back (hits,
 /// removal) is checked: one naming no tracked block, or (removal) another key's, traps. So
 /// a run without faults shows the host kept and returned each block's handle. `{MISS}` and
-/// `{HITS}` prefix `kplug_evict_handle_miss` ($hits $k $need; locals $n $i $slot, after the
-/// hits were taken) and `kplug_evict_handle_hits` ($n); `{AHEAD}` (an i64 expression, default
+/// `{HITS}` prefix `kplug_evict_handle_miss` ($hits $k $need, whose bits 16-23 count the
+/// coming requests' keys of 1.12; locals $n $i $slot, after the hits were taken) and `kplug_evict_handle_hits` ($n); `{AHEAD}` (an i64 expression, default
 /// 0) is or-ed into the miss's answer, after the block entered (1.10: `a << 16` for `a` blocks
 /// named ahead, which it writes after the `$n` victims); `{BUF}`, `{BATCH}` and `{EXTRA}` as
 /// there.
@@ -258,7 +258,7 @@ pub const HANDLE_FIFO_TEMPLATE: &str = r#"
     (i32.const 0))
   (func (export "kplug_evict_handle_miss") (param $hits i32) (param $k i64) (param $need i32) (result i64)
     (local $n i32) (local $i i32) (local $slot i32)
-    (call $hits (local.get $hits))
+    (call $hits (i32.and (local.get $hits) (i32.const 0xffff)))
     {MISS}
     (block $done (loop $pop
       (br_if $done (i32.ge_s (local.get $n) (local.get $need)))
