@@ -131,7 +131,9 @@ pub struct SimResult {
 
 /// How many requests ahead [`replay`] asks for the map slot of the request it will make
 /// ([`CacheCore::prefetch_hint`]): enough that the slot arrives (a memory access takes
-/// about as long as a few requests that miss), few enough that it is still there.
+/// about as long as a few requests that miss), few enough that it is still there. The same
+/// hint tells an eviction plugin that asked for them the coming requests (ABI 1.12), so it
+/// can have its own tables read ahead too.
 pub const LOOKAHEAD: usize = 8;
 
 /// Replay `ids` through `core`; returns misses.
