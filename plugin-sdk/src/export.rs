@@ -107,8 +107,12 @@ pub mod __private {
         // bits 16-23 (only to a plugin that asked, so a plain count otherwise); the policy
         // writes over each the address it will read for it, which the host reads ahead.
         let (hits, coming) = (hits & 0xffff, (hits >> 16 & 0xff) as usize);
+        // At most its count, and never over the hits, whatever the host says.
+        let most = (evict_lookahead(T::LOOKAHEAD) as usize)
+            .min(kplug_abi::EVICT_BUF_KEYS.saturating_sub(hits as usize));
+        let coming = coming.min(most);
         if T::LOOKAHEAD > 0 && coming > 0 {
-            let at = kplug_abi::EVICT_BUF_KEYS.saturating_sub(coming);
+            let at = kplug_abi::EVICT_BUF_KEYS - coming;
             p.coming(&mut keys[at..]);
         }
         let mut v = crate::Victims::new(keys);

@@ -436,8 +436,9 @@ pub trait HandleEviction {
     /// call (ABI 1.12, `kplug_evict_lookahead`), `0..=8`. Default 0: none.
     const LOOKAHEAD: u32 = 0;
 
-    /// Keys of requests to come, oldest first (ABI 1.12): told once each, at most
-    /// [`LOOKAHEAD`](HandleEviction::LOOKAHEAD) requests before it is made, before the hits
+    /// Keys of requests to come, oldest first (ABI 1.12): each told at most once, at most 8
+    /// (`EVICT_LOOKAHEAD_KEYS`) requests before it is made, at most
+    /// [`LOOKAHEAD`](HandleEviction::LOOKAHEAD) a call, before the hits
     /// and the miss of the call that carries them, by a host that knows them (the
     /// simulator; a mount never tells any). Advice only, for a policy whose miss looks the
     /// missed key up in a table of its own: write over each key the address of the memory

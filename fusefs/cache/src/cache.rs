@@ -543,7 +543,7 @@ impl<V> CacheCore<V> {
     /// overlaps with the requests before it. Tell each coming request once, in order: an
     /// eviction plugin that asked for them (ABI 1.12, `kplug_evict_lookahead`) is told the
     /// newest with its next miss, to read its own entries ahead. Changes nothing else; costs
-    /// a hash and an address.
+    /// a hash and an address (and, to such a plugin, keeping the key).
     #[inline]
     pub fn prefetch_hint(&mut self, key: u64) {
         self.map.prefetch(key);

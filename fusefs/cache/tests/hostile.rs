@@ -1218,6 +1218,17 @@ fn coming_requests_are_checked() {
             )
         );
     }
+    // Its answer reads as 1.11's: likely victims named without asking for them are a fault.
+    check_by_handle(
+        &[
+            ("{EXTRA}", &lookahead_export(2)),
+            ("{AHEAD}", "(i64.const 0x2000000)"),
+        ],
+        "kplug_evict_handle_miss",
+        Fault::InvalidAnswer(
+            "0 victims ahead and 2 likely after 0, expected at most 0, 0 and 256 in all".into(),
+        ),
+    );
 }
 
 #[test]

@@ -1063,15 +1063,18 @@ impl Plugin {
                         .write_at(&mut self.rt.store, abi::EVICT_BUF_KEYS - coming, &b.coming);
                     b.coming.clear();
                 }
+                // What the last answer named is gone whatever this call answers.
+                b.hints.clear();
+                b.reads.clear();
                 let r = self.rt.call(
                     exp::EVICT_HANDLE_MISS.name,
                     miss,
                     ((coming << 16 | hits) as i32, key as i64, need_arg),
                     resident,
                 )? as u64;
-                b.hints.clear();
                 let n = if b.ahead_max > 0 || b.hints_max > 0 || b.lookahead_max > 0 {
-                    // 1.10: `(handle << 32) | (ahead << 16) | n`; 1.11 with likely victims:
+                    // 1.10: `(handle << 32) | (ahead << 16) | n`; 1.11 with likely victims
+                    // (and 1.12 with the coming requests):
                     // `(handle << 32) | (hints << 24) | (ahead << 16) | n`.
                     let (n, ahead, hints) = if b.hints_max > 0 || b.lookahead_max > 0 {
                         let byte = |at: u32| (r >> at & 0xff) as usize;
@@ -1084,7 +1087,9 @@ impl Plugin {
                         || n + ahead + hints > abi::EVICT_BUF_KEYS
                     {
                         let (most, all) = (b.ahead_max, abi::EVICT_BUF_KEYS);
-                        let what = if b.hints_max == 0 {
+                        // Worded as the answer was read (1.11's layout beside likely
+                        // victims or the coming requests).
+                        let what = if b.hints_max == 0 && b.lookahead_max == 0 {
                             format!(
                                 "{ahead} victims ahead after {n}, expected at most {most} and \
                                  {all} in all"
@@ -1107,7 +1112,6 @@ impl Plugin {
                     }
                     // 1.12: where the plugin will read for each coming request, in place of
                     // its key (unless its answer wrote over them): read into the caches.
-                    b.reads.clear();
                     if coming > 0 && n + ahead + hints <= abi::EVICT_BUF_KEYS - coming {
                         let at = abi::EVICT_BUF_KEYS - coming;
                         b.keys.read_from(&self.rt.store, at, coming, &mut b.reads);

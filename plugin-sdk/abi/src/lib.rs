@@ -286,8 +286,9 @@ pub mod exports {
     /// `(handle << 32) | (h << 24) | (a << 16) | n`, `a < 256`, `n + a + h <= 256`, and the
     /// `h` keys after the blocks named ahead are its likely next victims (advice only).
     /// 1.12, a plugin exporting [`EVICT_LOOKAHEAD`] with a nonzero answer: `hits` is
-    /// `(c << 16) | e`, the buffer's first `e` entries the hits and the next `c` keys of the
-    /// requests to come (advice only, see [`EVICT_LOOKAHEAD`]).
+    /// `(c << 16) | e`, the buffer's first `e` entries the hits and its last `c` entries the
+    /// keys of requests to come, over which the plugin writes offsets in its memory to read
+    /// ahead (advice only, see [`EVICT_LOOKAHEAD`]); its answer reads as 1.11's.
     pub const EVICT_HANDLE_MISS: Func = func(
         "kplug_evict_handle_miss",
         "ILI",
@@ -344,13 +345,19 @@ pub mod exports {
     /// at load: the most keys of **coming requests** one `kplug_evict_handle_miss` call may
     /// carry, 0..=[`EVICT_LOOKAHEAD_KEYS`](crate::EVICT_LOOKAHEAD_KEYS) (0, or no such
     /// export: none). A host that knows the requests to come (the simulator, replaying a
-    /// trace; a mount never does) tells each request's key once, in a call at most
-    /// `EVICT_LOOKAHEAD_KEYS` requests before it is made, oldest first: after the hits, their
-    /// count in bits 16-23 of `hits`. They are advice, for a policy whose miss looks the
-    /// missed key up in a table of its own (ARC's index of its ghosts): it reads their
-    /// entries into the CPU's caches, so that a coming miss finds its entry there. Whether a
-    /// coming request hits, and whether it is made at all, the plugin learns as before.
-    /// Beside the by-key set it is ignored.
+    /// trace; a mount never does) tells a request's key at most once, in a call at most
+    /// `EVICT_LOOKAHEAD_KEYS` requests before it is made: the newest `c` (at most the
+    /// plugin's count) told since the last such call, oldest first, in the key buffer's last
+    /// `c` entries, `c` in bits 16-23 of `hits` (the host's hit batch is at most `256 -` the
+    /// plugin's count, so they never meet the hits). The plugin writes over each key an
+    /// offset in its linear memory where it will read for that key (`u64::MAX`: none), and
+    /// after the call the host prefetches each offset below 4 GiB, unless the answer's
+    /// victims, blocks named ahead and likely victims reached into those entries. Advice,
+    /// for a policy whose miss looks the missed key up in a table of its own (ARC's index
+    /// of its ghosts), which wasm cannot prefetch: a wrong key or offset costs a wasted read,
+    /// never a fault. Whether a coming request hits, and whether it is made at all, the
+    /// plugin learns as before. The answer of a plugin exporting it reads as 1.11's (`h` in
+    /// bits 24-31, 0 without likely victims). Beside the by-key set it is ignored.
     pub const EVICT_LOOKAHEAD: Func = func("kplug_evict_lookahead", "", "I", 12, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
