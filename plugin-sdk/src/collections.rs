@@ -140,6 +140,15 @@ impl<V> IntMap<V> {
             .map_or(u64::MAX, |slot| slot as *const Slot<V> as usize as u64)
     }
 
+    /// Replaces each key of `keys` with its [`home`](Self::home): a policy's answer to the
+    /// coming requests (ABI 1.12, `HandleEviction::coming`) when its miss looks them up here.
+    #[inline]
+    pub fn homes(&self, keys: &mut [u64]) {
+        for k in keys {
+            *k = self.home(*k);
+        }
+    }
+
     /// The value of `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<&V> {

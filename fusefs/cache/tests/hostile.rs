@@ -7,6 +7,9 @@
 mod common;
 
 use common::*;
+use kplug_abi::exports::{
+    EVICT_AHEAD as AHEAD, EVICT_HINTS as HINTS, EVICT_LOOKAHEAD as LOOKAHEAD,
+};
 use kplug_abi::{Role, RoleSet};
 use kplug_cache::{BlockRange, CacheCore};
 use kplug_engine::{EngineConfig, Fault, LoadError, PluginEngine, PluginState, StatusHandle};
@@ -979,9 +982,28 @@ fn the_by_handle_set_is_checked_at_load_and_preferred() {
 // what the host checks and what it does with a plugin that names wrong; the SDK LRU keeps the
 // promise (`equivalence.rs`, `sdk.rs`).
 
-/// `kplug_evict_ahead` answering `n`.
-fn ahead_export(n: i32) -> String {
-    format!(r#"(func (export "kplug_evict_ahead") (result i32) (i32.const {n}))"#)
+/// Optional count export `f` (`kplug_evict_ahead`, `kplug_evict_hints`,
+/// `kplug_evict_lookahead`) answering `n`.
+fn count_export(f: kplug_abi::Func, n: i32) -> String {
+    format!(
+        r#"(func (export "{}") (result i32) (i32.const {n}))"#,
+        f.name
+    )
+}
+
+/// The by-handle FIFO whose count export `f` answers each of `bad` fails the load, naming
+/// the count's `what` and its range `0..=max`.
+fn count_is_checked_at_load(f: kplug_abi::Func, bad: &[i32], what: &str, max: usize) {
+    for &n in bad {
+        let e = load_err(&handle_fifo(&[("{EXTRA}", &count_export(f, n))]));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} faulted during load: invalid answer: {n} {what}, outside 0..={max}",
+                f.name
+            )
+        );
+    }
 }
 
 /// An `{AHEAD}` naming `key` (an i64 expression) after the `$n` victims.
@@ -993,15 +1015,11 @@ fn naming(key: &str) -> String {
 
 #[test]
 fn blocks_named_ahead_are_checked() {
-    let e = load_err(&handle_fifo(&[("{EXTRA}", &ahead_export(65))]));
-    assert_eq!(
-        e.to_string(),
-        "kplug_evict_ahead faulted during load: invalid answer: 65 victims ahead, outside 0..=64"
-    );
+    count_is_checked_at_load(AHEAD, &[65], "victims ahead", 64);
     // More named than declared, or past the buffer with the victims.
     check_by_handle(
         &[
-            ("{EXTRA}", &ahead_export(1)),
+            ("{EXTRA}", &count_export(AHEAD, 1)),
             ("{AHEAD}", "(i64.const 0x20000)"),
         ],
         "kplug_evict_handle_miss",
@@ -1009,7 +1027,7 @@ fn blocks_named_ahead_are_checked() {
     );
     check_by_handle(
         &[
-            ("{EXTRA}", &ahead_export(64)),
+            ("{EXTRA}", &count_export(AHEAD, 64)),
             ("{AHEAD}", "(i64.const 0x4000ff)"),
         ],
         "kplug_evict_handle_miss",
@@ -1024,7 +1042,10 @@ fn a_block_named_ahead_is_taken_only_while_resident_and_not_hit() {
     // Named ahead: a key never resident, then the block that just entered (accessed after
     // the answer): the host takes neither, calls at every miss, and nothing faults.
     for key in ["(i64.const 0xdead)", "(local.get $k)"] {
-        let text = handle_fifo(&[("{EXTRA}", &ahead_export(1)), ("{AHEAD}", &naming(key))]);
+        let text = handle_fifo(&[
+            ("{EXTRA}", &count_export(AHEAD, 1)),
+            ("{AHEAD}", &naming(key)),
+        ]);
         let plugin = load(&text, 4);
         let status = plugin.status();
         let mut core = core_with(plugin, ev());
@@ -1048,7 +1069,7 @@ fn a_plugin_breaking_what_it_named_ahead_faults_and_the_builtin_serves() {
     // wrong), and the plugin, told that miss with its next call, traps on it.
     let second_newest = "(i64.load (i32.add (i32.const 4096) (i32.shl         (i32.and (i32.sub (global.get $tail) (i32.const 2)) (i32.const 1023)) (i32.const 3))))";
     let text = handle_fifo(&[
-        ("{EXTRA}", &ahead_export(1)),
+        ("{EXTRA}", &count_export(AHEAD, 1)),
         ("{AHEAD}", &naming(second_newest)),
     ]);
     let plugin = load(&text, 4);
@@ -1099,7 +1120,7 @@ fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
         (i32.and (i32.sub (global.get $tail) (i32.const 2)) (i32.const 1023)) (i32.const 3))))";
     let extra = format!(
         "{}\n  (global $named_on_hits (mut i32) (i32.const 0))",
-        ahead_export(1)
+        count_export(AHEAD, 1)
     );
     let text = handle_fifo(&[
         ("{EXTRA}", &extra),
@@ -1129,27 +1150,13 @@ fn hits_delivered_before_a_miss_taken_ahead_count_towards_its_room() {
 // after its victims. They are advice: the host checks their count and reads their entries,
 // and nothing a plugin names there changes what the cache does.
 
-/// `kplug_evict_hints` answering `n`.
-fn hints_export(n: i32) -> String {
-    format!(r#"(func (export "kplug_evict_hints") (result i32) (i32.const {n}))"#)
-}
-
 #[test]
 fn likely_victims_are_checked() {
-    for n in [9, -1] {
-        let e = load_err(&handle_fifo(&[("{EXTRA}", &hints_export(n))]));
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "kplug_evict_hints faulted during load: invalid answer: {n} likely victims, \
-                 outside 0..=8"
-            )
-        );
-    }
+    count_is_checked_at_load(HINTS, &[9, -1], "likely victims", 8);
     // More named than declared, or past the buffer with the victims.
     check_by_handle(
         &[
-            ("{EXTRA}", &hints_export(1)),
+            ("{EXTRA}", &count_export(HINTS, 1)),
             ("{AHEAD}", "(i64.const 0x2000000)"),
         ],
         "kplug_evict_handle_miss",
@@ -1159,7 +1166,7 @@ fn likely_victims_are_checked() {
     );
     check_by_handle(
         &[
-            ("{EXTRA}", &hints_export(8)),
+            ("{EXTRA}", &count_export(HINTS, 8)),
             ("{AHEAD}", "(i64.const 0x20000ff)"),
         ],
         "kplug_evict_handle_miss",
@@ -1180,7 +1187,7 @@ fn likely_victims_are_advice_only() {
       (i64.store (i32.shl (i32.add (local.get $n) (i32.const 2)) (i32.const 3)) (local.get $k))
       (i64.const 0x3000000))";
     let (plain, plain_status) = run_eviction_workload(&handle_fifo(&[]));
-    let text = handle_fifo(&[("{EXTRA}", &hints_export(3)), ("{AHEAD}", hints)]);
+    let text = handle_fifo(&[("{EXTRA}", &count_export(HINTS, 3)), ("{AHEAD}", hints)]);
     let (mut core, status) = run_eviction_workload(&text);
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
     assert_eq!(status.state(), PluginState::Active);
@@ -1192,7 +1199,8 @@ fn likely_victims_are_advice_only() {
     assert_eq!(core.resident_keys(), vec![136, 137, 138, 139]);
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
     // Beside the set by key the export is ignored (that set's answers have no room for it).
-    let (core, status) = run_eviction_workload(&batched_fifo(&[("{EXTRA}", &hints_export(8))]));
+    let (core, status) =
+        run_eviction_workload(&batched_fifo(&[("{EXTRA}", &count_export(HINTS, 8))]));
     assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
 
@@ -1201,27 +1209,13 @@ fn likely_victims_are_advice_only() {
 // count in bits 16-23 of `$hits` (the fixture masks them off), and reads each entry back
 // after the call as where the plugin will read: advice, which nothing checks.
 
-/// `kplug_evict_lookahead` answering `n`.
-fn lookahead_export(n: i32) -> String {
-    format!(r#"(func (export "kplug_evict_lookahead") (result i32) (i32.const {n}))"#)
-}
-
 #[test]
 fn coming_requests_are_checked() {
-    for n in [9, -1] {
-        let e = load_err(&handle_fifo(&[("{EXTRA}", &lookahead_export(n))]));
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "kplug_evict_lookahead faulted during load: invalid answer: {n} coming requests, \
-                 outside 0..=8"
-            )
-        );
-    }
+    count_is_checked_at_load(LOOKAHEAD, &[9, -1], "coming requests", 8);
     // Its answer reads as 1.11's: likely victims named without asking for them are a fault.
     check_by_handle(
         &[
-            ("{EXTRA}", &lookahead_export(2)),
+            ("{EXTRA}", &count_export(LOOKAHEAD, 2)),
             ("{AHEAD}", "(i64.const 0x2000000)"),
         ],
         "kplug_evict_handle_miss",
@@ -1234,7 +1228,7 @@ fn coming_requests_are_checked() {
 #[test]
 fn coming_requests_are_told_once_each_the_newest_first_at_the_next_miss() {
     // The FIFO leaves the keys where they are: what the host reads back is what it told.
-    let mut p = load(&handle_fifo(&[("{EXTRA}", &lookahead_export(3))]), 4);
+    let mut p = load(&handle_fifo(&[("{EXTRA}", &count_export(LOOKAHEAD, 3))]), 4);
     let mut victims = Vec::new();
     let mut miss = |p: &mut kplug_engine::Plugin, k: u64, resident: u64| {
         let need = (resident + 1).saturating_sub(4) as u32;
@@ -1306,7 +1300,10 @@ fn coming_requests_are_advice_only() {
     let plain = replay(&handle_fifo(&[]));
     assert!(plain.0 > 100 && plain.0 < 2900, "{plain:?}");
     for n in [1, 8] {
-        let told = handle_fifo(&[("{EXTRA}", &lookahead_export(n)), ("{MISS}", garbage)]);
+        let told = handle_fifo(&[
+            ("{EXTRA}", &count_export(LOOKAHEAD, n)),
+            ("{MISS}", garbage),
+        ]);
         assert_eq!(replay(&told), plain, "lookahead {n}");
     }
 }

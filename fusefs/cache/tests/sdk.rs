@@ -479,6 +479,75 @@ fn baseline_and_optimized_code_decide_identically() {
     assert!(checked >= 8, "only {checked} eviction policies checked");
 }
 
+/// `n` requests, half to 48 hot blocks and half to 1,024: the skewed stream that the tests
+/// below drive plugins with by hand.
+fn skewed_stream(n: usize) -> Vec<u64> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            let r = xorshift(&mut s);
+            if r & 1 == 0 {
+                r >> 1 & 47
+            } else {
+                r >> 1 & 1023
+            }
+        })
+        .collect()
+}
+
+/// What a by-handle plugin answered to a miss driven by hand.
+struct Miss {
+    need: u32,
+    handle: u32,
+    victims: Vec<u64>,
+}
+
+/// Requests `key` of by-handle plugin `p` as a core of `capacity` blocks holding `resident`
+/// (key -> handle) would: a hit, or a miss that makes room, after which the block enters.
+/// Every victim (of the miss, or named while taking hits) must be resident, and leaves.
+/// `Some` for a miss.
+fn request_by_hand(
+    p: &mut kplug_engine::Plugin,
+    resident: &mut std::collections::HashMap<u64, u32>,
+    capacity: u64,
+    key: u64,
+) -> Option<Miss> {
+    let leave = |p: &kplug_engine::Plugin,
+                 resident: &mut std::collections::HashMap<_, _>,
+                 victims: &[u64]| {
+        for v in victims {
+            assert!(
+                resident.remove(v).is_some(),
+                "{}: victim {v}",
+                p.status().name()
+            );
+        }
+    };
+    let len = resident.len() as u64;
+    let mut victims = Vec::new();
+    let miss = match resident.get(&key) {
+        Some(&h) => {
+            p.evict_access(key, h, len).unwrap();
+            None
+        }
+        None => {
+            let need = (len + 1).saturating_sub(capacity) as u32;
+            let handle = p.evict_miss(key, need, len).unwrap().expect("by handle");
+            p.take_victims(&mut victims);
+            leave(p, resident, &victims);
+            resident.insert(key, handle);
+            Some(Miss {
+                need,
+                handle,
+                victims: std::mem::take(&mut victims),
+            })
+        }
+    };
+    p.take_victims(&mut victims);
+    leave(p, resident, &victims);
+    miss
+}
+
 /// ABI 1.11: the shipped policies that name likely victims name resident blocks, and their
 /// next victim is among them: driven through the plugin's own calls on a skewed stream (half
 /// the requests to 48 hot blocks, half to 1,024; a cache of 64), after each miss the keys
@@ -499,42 +568,19 @@ fn likely_victims_name_resident_blocks_and_mostly_the_next_victim() {
         let compiled = engine().compile(name, policy_wasm(name)).unwrap();
         let mut p = compiled.instantiate(&[], capacity).unwrap();
         let mut resident = std::collections::HashMap::<u64, u32>::new();
-        let (mut named, mut room, mut s) = (Vec::new(), 0u32, 0x2545_f491_4f6c_dd1du64);
-        let mut foreseen = 0u32;
-        let mut victims = Vec::new();
-        for _ in 0..20_000 {
-            let r = xorshift(&mut s);
-            let key = if r & 1 == 0 {
-                r >> 1 & 47
-            } else {
-                r >> 1 & 1023
+        let (mut named, mut room, mut foreseen) = (Vec::new(), 0u32, 0u32);
+        for key in skewed_stream(20_000) {
+            let Some(miss) = request_by_hand(&mut p, &mut resident, capacity, key) else {
+                continue;
             };
-            let len = resident.len() as u64;
-            if let Some(&h) = resident.get(&key) {
-                p.evict_access(key, h, len).unwrap();
-            } else {
-                let need = (len + 1).saturating_sub(capacity) as u32;
-                let h = p.evict_miss(key, need, len).unwrap().expect("by handle");
-                p.take_victims(&mut victims);
-                if need > 0 {
-                    room += 1;
-                    foreseen += u32::from(named.contains(&victims[0]));
+            if miss.need > 0 {
+                room += 1;
+                foreseen += u32::from(named.contains(&miss.victims[0]));
+                named = p.hints().to_vec();
+                assert!(!named.is_empty(), "{name} named none");
+                for k in &named {
+                    assert!(resident.contains_key(k), "{name} named {k}, not resident");
                 }
-                for v in victims.drain(..) {
-                    assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
-                }
-                resident.insert(key, h);
-                if need > 0 {
-                    named = p.hints().to_vec();
-                    assert!(!named.is_empty(), "{name} named none");
-                    for k in &named {
-                        assert!(resident.contains_key(k), "{name} named {k}, not resident");
-                    }
-                }
-            }
-            p.take_victims(&mut victims);
-            for v in victims.drain(..) {
-                assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
             }
         }
         let share = f64::from(foreseen) / f64::from(room);
@@ -553,21 +599,11 @@ fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
     for name in ["arc", "twoq", "s3fifo"] {
         let capacity = 64u64;
         let compiled = engine().compile(name, policy_wasm(name)).unwrap();
-        let mut s = 0x2545_f491_4f6c_dd1du64;
-        let ids: Vec<u64> = (0..20_000)
-            .map(|_| {
-                let r = xorshift(&mut s);
-                if r & 1 == 0 {
-                    r >> 1 & 47
-                } else {
-                    r >> 1 & 1023
-                }
-            })
-            .collect();
+        let ids = skewed_stream(20_000);
         let run = |tell: bool| {
             let mut p = compiled.instantiate(&[], capacity).unwrap();
             let mut resident = std::collections::HashMap::<u64, u32>::new();
-            let (mut decisions, mut victims) = (Vec::new(), Vec::new());
+            let mut decisions = Vec::new();
             let mut place = std::collections::HashMap::<u64, u64>::new();
             let (mut answered, mut moved) = (0u32, 0u32);
             let mut told = std::collections::VecDeque::new();
@@ -576,35 +612,22 @@ fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
                     p.tell_coming(next);
                     told.push_back(next);
                 }
-                let len = resident.len() as u64;
-                if let Some(&h) = resident.get(&key) {
-                    p.evict_access(key, h, len).unwrap();
-                } else {
-                    let need = (len + 1).saturating_sub(capacity) as u32;
-                    let h = p.evict_miss(key, need, len).unwrap().expect("by handle");
-                    p.take_victims(&mut victims);
-                    decisions.push((key, h, victims.clone()));
-                    for v in victims.drain(..) {
-                        assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
-                    }
-                    resident.insert(key, h);
-                    // Those told since the last miss, the newest 8, each answered.
-                    while told.len() > 8 {
-                        told.pop_front();
-                    }
-                    let reads = p.coming_reads();
-                    assert_eq!(reads.len(), told.len(), "{name} at request {i}");
-                    for (&k, &at) in told.iter().zip(reads) {
-                        assert!(at < 1 << 32, "{name}: {k} at {at:#x}");
-                        answered += 1;
-                        moved += u32::from(place.insert(k, at).is_some_and(|was| was != at));
-                    }
-                    told.clear();
+                let Some(miss) = request_by_hand(&mut p, &mut resident, capacity, key) else {
+                    continue;
+                };
+                decisions.push((key, miss.handle, miss.victims));
+                // Those told since the last miss, the newest 8, each answered.
+                while told.len() > 8 {
+                    told.pop_front();
                 }
-                p.take_victims(&mut victims);
-                for v in victims.drain(..) {
-                    assert!(resident.remove(&v).is_some(), "{name}: victim {v}");
+                let reads = p.coming_reads();
+                assert_eq!(reads.len(), told.len(), "{name} at request {i}");
+                for (&k, &at) in told.iter().zip(reads) {
+                    assert!(at < 1 << 32, "{name}: {k} at {at:#x}");
+                    answered += 1;
+                    moved += u32::from(place.insert(k, at).is_some_and(|was| was != at));
                 }
+                told.clear();
             }
             let mut at: Vec<u64> = place.values().copied().collect();
             at.sort_unstable();

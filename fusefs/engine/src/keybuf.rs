@@ -67,19 +67,8 @@ impl KeyBuf {
 
     /// Writes `keys` little-endian at the start of the buffer. Panics if they do not fit.
     #[inline]
-    pub(crate) fn write(&self, _store: &mut Store<HostState>, keys: &[u64]) {
-        let bytes = keys.len() * 8;
-        assert!(
-            bytes <= self.len,
-            "{} keys overflow the key buffer",
-            keys.len()
-        );
-        // SAFETY: in bounds (checked above, and at `new`), and the store borrowed mutably
-        // means no other access to the memory (module docs, 3). Byte copies: no alignment.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr(), bytes) };
-        for (d, k) in dst.chunks_exact_mut(8).zip(keys) {
-            d.copy_from_slice(&k.to_le_bytes());
-        }
+    pub(crate) fn write(&self, store: &mut Store<HostState>, keys: &[u64]) {
+        self.write_at(store, 0, keys)
     }
 
     /// Writes `keys` little-endian from key `from` of the buffer. Panics if they do not fit.
@@ -90,7 +79,8 @@ impl KeyBuf {
             "{} keys from {from} overflow the key buffer",
             keys.len()
         );
-        // SAFETY: as in `write`.
+        // SAFETY: in bounds (checked above, and at `new`), and the store borrowed mutably
+        // means no other access to the memory (module docs, 3). Byte copies: no alignment.
         let dst = unsafe {
             std::slice::from_raw_parts_mut(self.at.as_ptr().add(from * 8), keys.len() * 8)
         };

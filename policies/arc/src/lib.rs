@@ -237,9 +237,7 @@ impl HandleEviction for Arc {
     const LOOKAHEAD: u32 = 8;
 
     fn coming(&mut self, keys: &mut [u64]) {
-        for k in keys {
-            *k = self.index.home(*k);
-        }
+        self.index.homes(keys);
     }
 
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {

@@ -182,9 +182,7 @@ impl HandleEviction for S3Fifo {
     const LOOKAHEAD: u32 = 8;
 
     fn coming(&mut self, keys: &mut [u64]) {
-        for k in keys {
-            *k = self.ghosts.home(*k);
-        }
+        self.ghosts.homes(keys);
     }
 
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
