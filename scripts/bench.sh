@@ -822,6 +822,9 @@ if want simpeer; then
     # kplugfs policy -> the cachesim algorithm implementing it (libCacheSim's names).
     declare -A cs_algo=([lru]=lru [fifo]=fifo [clock]=clock [sieve]=sieve [arc]=arc [twoq]=twoq
                         [lirs]=lirs [s3fifo]=s3fifo [wtinylfu]=wtinyLFU)
+    # The parameters that make a policy follow the cachesim built here (libcachesim 0.3.5)
+    # where it changed since the libCacheSim the golden tests pin (docs/policies.md).
+    declare -A cs_param=([s3fifo]=s3fifo:fill-main=1 [wtinylfu]=wtinylfu:evict-once=1)
     peer_pols=()
     for p in "${evict_pols[@]}"; do
         if [ -n "${cs_algo[$p]:-}" ]; then peer_pols+=("$p"); else log "simpeer: $p has no cachesim counterpart, left out"; fi
@@ -885,8 +888,9 @@ if want simpeer; then
                     self_mreq_s="${mq:-0}"
                 kp=("$p"); [ "$p" != lru ] || kp+=(builtin:lru)
                 for k in "${kp[@]}"; do
+                    kparam=(); [ -z "${cs_param[$k]:-}" ] || kparam=(--param "${cs_param[$k]}")
                     ns0=$(date +%s%N)
-                    taskset -c "$pin_cpu" "$kplugfs" sim --trace "$tr" --format oracle --policy "$k" \
+                    taskset -c "$pin_cpu" "$kplugfs" sim --trace "$tr" --format oracle --policy "$k" "${kparam[@]}" \
                         --cache-objects "$cobj" --jobs 1 --json > "$sdir/kplugfs.stdout" 2>> "$sdir/kplugfs.err" ||
                         { tail -3 "$sdir/kplugfs.err" >&2; die "simpeer: kplugfs sim $k on $tname failed"; }
                     ns1=$(date +%s%N)
@@ -897,7 +901,7 @@ print("miss_ratio=%s self_mreq_s=%.3f" % (d["miss_ratio"], d["requests_per_sec"]
                         die "simpeer: kplugfs sim $k on $tname: unexpected output $(head -c 300 "$sdir/kplugfs.stdout")"
                     sys=kplugfs; [ "$k" = "$p" ] || sys=kplugfs-builtin
                     emit simpeer trace="$tname" requests="$nreq" unique="$nuniq" cache_objects="$cobj" policy="$p" \
-                        system=$sys run="$r" wall_s="$(( (ns1 - ns0) / 1000 ))e-6" $res
+                        system=$sys run="$r" wall_s="$(( (ns1 - ns0) / 1000 ))e-6" param="${cs_param[$k]:-}" $res
                 done
                 log "simpeer: $tname run $r $p: $(python3 -c 'import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1])][-(3 if sys.argv[2] == "lru" else 2):]

@@ -650,9 +650,11 @@ if SP:
       "reading the trace, the replay, exit), the median over the runs with `(min-max)`. "
       "*speed* = cachesim time / kplugfs time: above 1, kplugfs is faster. *equal* compares "
       "the miss ratios to 4 decimals (cachesim prints 4); the policies follow the libCacheSim "
-      "the golden tests pin (`traces/data/libcachesim-miss-ratios.csv`, docs/policies.md), so a "
-      "difference can be a change in libCacheSim since, as S3-FIFO's admission to main "
-      "(docs/policies.md). The target (issue 19): every WASM policy at speed >= 1 with equal "
+      "the golden tests pin (`traces/data/libcachesim-miss-ratios.csv`, docs/policies.md), and "
+      "where that version's policy changed since, kplugfs runs with the parameter that follows "
+      "the newer one ("
+      + (", ".join(f"`--param {q}`" for q in sorted({r['param'] for r in SP if r.get('param')})) or "none")
+      + "; docs/policies.md). The target (issue 19): every WASM policy at speed >= 1 with equal "
       "miss ratios.\n")
     summary["simpeer"] = []
     short = []
@@ -675,7 +677,9 @@ if SP:
             eq = f"{mr['cachesim']:.4f}" == f"{mr['kplugfs']:.4f}"
             f3 = lambda x: f"{x:.3f}"
             cell = lambda s: (f3(m[s]) + spread(w[s], f3)) if w[s] else ""
-            P(f"| {p} | {cell('cachesim')} | {cell('kplugfs')} | " + (f"**{fr(sp)}**" if sp < 1 else fr(sp))
+            par = next((r["param"] for r in T if r["policy"] == p and r["system"] == "kplugfs" and r.get("param")), "")
+            label = p + (f" (`{par.split(':', 1)[1]}`)" if par else "")
+            P(f"| {label} | {cell('cachesim')} | {cell('kplugfs')} | " + (f"**{fr(sp)}**" if sp < 1 else fr(sp))
               + f" | {cell('kplugfs-builtin')} | {fr(spb) if w['kplugfs-builtin'] else ''} | "
               f"{mr['cachesim']:.4f} | {mr['kplugfs']:.4f} | {'yes' if eq else '**no**'} | "
               f"{own['cachesim']:.2f} / {own['kplugfs']:.2f} |")

@@ -18,8 +18,9 @@
 //! once main is full it is compared with main's victim (probation's tail):
 //! if the sketch says the window block is **more** frequent, main's victim is
 //! evicted and the window block enters main (and the next window block is
-//! considered); otherwise the window block is evicted. An empty window makes
-//! main evict.
+//! considered: the reference libCacheSim, commit aa0fc40, the golden tests'
+//! numbers; libCacheSim 0.3.5 stops there, as `evict-once=1` does); otherwise
+//! the window block is evicted. An empty window makes main evict.
 //!
 //! libCacheSim's loop can evict several main blocks for one miss, leaving
 //! the cache below capacity, and a hit in probation can evict too (protected's
@@ -35,7 +36,9 @@
 //!
 //! Parameters (libCacheSim's names and defaults):
 //! - `window-size=0.01`: window share, `floor(capacity x ratio)`, in [0, 1);
-//! - `main-cache=SLRU`: the only main cache implemented.
+//! - `main-cache=SLRU`: the only main cache implemented;
+//! - `evict-once=0`: 1 ends an eviction at the first window block admitted
+//!   into main (libCacheSim 0.3.5).
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -159,6 +162,8 @@ pub struct WTinyLfu {
     sketch: Sketch,
     main_hits: u64,
     decay_every: u64,
+    /// `evict-once`: a window block admitted into main ends the eviction.
+    evict_once: bool,
 }
 
 impl Default for WTinyLfu {
@@ -174,6 +179,7 @@ impl Default for WTinyLfu {
             },
             main_hits: 0,
             decay_every: u64::MAX,
+            evict_once: false,
         }
     }
 }
@@ -246,9 +252,13 @@ impl WTinyLfu {
             let m = self.main_victim().and_then(|m| self.lists.key(m));
             match m {
                 Some(m) if self.sketch.estimate(wkey) > self.sketch.estimate(m) => {
+                    let victim = self.main_victim();
                     self.main_evict_to_pending();
                     self.main_insert(w);
                     self.sketch.add(wkey);
+                    if self.evict_once {
+                        return victim;
+                    }
                 }
                 _ => {
                     self.sketch.add(wkey);
@@ -267,6 +277,13 @@ impl Plugin for WTinyLfu {
                 _ => return Err(Rejected),
             },
             "main-cache" if value.eq_ignore_ascii_case("SLRU") => {}
+            "evict-once" => {
+                self.evict_once = match value {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(Rejected),
+                }
+            }
             _ => return Err(Rejected),
         }
         Ok(())
@@ -444,6 +461,39 @@ mod tests {
         assert_eq!(xxh64_u64(0, 0), 0x34c9_6acd_cadb_1bbb);
     }
 
+    /// A miss that admits window blocks into main evicts main's victim for each, and goes on
+    /// to the next window block (the pinned libCacheSim); with `evict-once` the first
+    /// admission ends it (libCacheSim 0.3.5).
+    #[test]
+    fn evict_once_stops_at_the_first_admission() {
+        let victims = |once: bool| {
+            let mut w = WTinyLfu::default();
+            w.set_param("window-size", "0.2").unwrap();
+            if once {
+                w.set_param("evict-once", "1").unwrap();
+            }
+            w.init(10).unwrap(); // window 2, main 8
+            // Ten misses with room: all in the (uncapped) window, oldest first out.
+            for k in 1..=10 {
+                w.insert(k);
+            }
+            // 9 and 10 are frequent; 1-8 go to main while it has room.
+            for _ in 0..5 {
+                w.sketch.add(9);
+                w.sketch.add(10);
+            }
+            let mut buf = [0u64; 256];
+            let mut v = Victims::new(&mut buf);
+            w.evict(11, 1, &mut v);
+            v.iter().collect::<Vec<_>>()
+        };
+        // Main holds 1 and 8 in probation (of 1 block; 2-7 filled protected). Both frequent
+        // window blocks are admitted, each evicting probation's tail (1, then 8), and the
+        // empty window makes main evict once more (9, just admitted).
+        assert_eq!(victims(false), vec![1, 8, 9]);
+        assert_eq!(victims(true), vec![1]);
+    }
+
     /// Every parameter by its name (lowercase kebab-case; this policy has no alias): a valid
     /// value is taken, an out-of-range or malformed one and an unknown name are refused.
     #[test]
@@ -455,10 +505,13 @@ mod tests {
         assert_eq!(set("window-size", "0.05").unwrap().window_ratio, 0.05);
         assert!(set("main-cache", "SLRU").is_ok());
         assert!(set("main-cache", "slru").is_ok());
+        assert!(set("evict-once", "1").unwrap().evict_once);
+        assert!(!set("evict-once", "false").unwrap().evict_once);
         for (key, bad) in [
             ("window-size", "1"),
             ("window-size", "-0.1"),
             ("main-cache", "LRU"),
+            ("evict-once", "2"),
             ("window", "0.05"),
         ] {
             assert!(set(key, bad).is_err(), "{key}={bad}");
