@@ -21,6 +21,14 @@ NAMES = {"LRU": "lru", "FIFO": "fifo", "Clock": "clock", "Sieve": "sieve", "ARC"
          "TwoQ": "twoq", "LIRS": "lirs", "S3FIFO": "s3fifo", "WTinyLFU": "wtinylfu"}
 
 
+def run(cmd, **kw):
+    """`cmd`'s stdout; exits with its stderr if it fails."""
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"cachesim-agree: {' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+    return r.stdout
+
+
 def oracle(kplugfs, trace, tmp):
     """The trace as an oracleGeneral file in `tmp`."""
     src = trace
@@ -29,8 +37,7 @@ def oracle(kplugfs, trace, tmp):
         with gzip.open(trace, "rb") as f, open(src, "wb") as out:
             out.write(f.read())
     dst = os.path.join(tmp, os.path.basename(src) + ".oracle.bin")
-    subprocess.run([kplugfs, "trace", "convert", src, dst, "--to", "oracle"],
-                   check=True, capture_output=True)
+    run([kplugfs, "trace", "convert", src, dst, "--to", "oracle"])
     return dst
 
 
@@ -48,16 +55,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for trace in traces:
             path = oracle(kplugfs, os.path.abspath(trace), tmp)
-            out = subprocess.run([cachesim, path, "oracleGeneral", POLICIES, FRACTIONS,
-                                  "--ignore-obj-size=1", "--num-thread=1"],
-                                 capture_output=True, text=True, cwd=tmp, check=True).stdout
+            out = run([cachesim, path, "oracleGeneral", POLICIES, FRACTIONS,
+                       "--ignore-obj-size=1", "--num-thread=1"], cwd=tmp)
             ref = {}
             for m in re.finditer(r" (\w+)\S* cache size\s+(\d+), \d+ req, miss ratio ([0-9.]+)", out):
                 ref[(NAMES[m.group(1)], int(m.group(2)))] = float(m.group(3))
             sizes = sorted({n for _, n in ref})
-            res = subprocess.run([kplugfs, "sim", "--trace", path, "--format", "oracle", "--policy",
-                                  POLICIES, "--cache-objects", ",".join(map(str, sizes)), "--json",
-                                  *params], capture_output=True, text=True, check=True).stdout
+            if not ref:
+                sys.exit(f"cachesim-agree: cachesim printed no miss ratio for {trace}: {out[-300:]}")
+            res = run([kplugfs, "sim", "--trace", path, "--format", "oracle", "--policy", POLICIES,
+                       "--cache-objects", ",".join(map(str, sizes)), "--json", *params])
             for line in res.splitlines():
                 if not line.startswith("{"):
                     continue
