@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Replay traces with every eviction policy that has a libCacheSim counterpart, in `kplugfs
-sim` and in libCacheSim's `cachesim`, at 1, 5, 10 and 25 % of the unique ids, and print every
+sim` and in libCacheSim's `cachesim`, at 1, 5, 10 and 25 % of the unique ids (`--fractions`:
+others, comma-separated), and print every
 cell whose miss ratios differ at the 4th decimal (cachesim prints 4).
 
-usage: scripts/cachesim-agree.py KPLUGFS CACHESIM [--param NAME:KEY=VALUE ...] TRACE...
+usage: scripts/cachesim-agree.py KPLUGFS CACHESIM [--param NAME:KEY=VALUE ...]
+                                   [--fractions LIST] TRACE...
 
 TRACE: any format `kplugfs trace convert` reads (`--format auto`), optionally gzipped
 (traces/heldout/*.gz); each is converted to oracleGeneral first, which both tools then read.
@@ -45,17 +47,25 @@ def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     kplugfs, cachesim, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    params, traces = [], []
+    params, traces, fractions = [], [], FRACTIONS
     while args:
-        if args[0] == "--param":
+        if args[0] == "--param" and len(args) > 1:
             params += args[:2]; args = args[2:]
+        elif args[0] == "--fractions" and len(args) > 1:
+            fractions = args[1]; args = args[2:]
+            try:
+                ok = all(0 < float(f) <= 1 for f in fractions.split(","))
+            except ValueError:
+                ok = False
+            if not ok:
+                sys.exit(f"cachesim-agree: --fractions {fractions}: numbers in (0, 1], comma-separated")
         else:
             traces.append(args[0]); args = args[1:]
     cells, differ = 0, []
     with tempfile.TemporaryDirectory() as tmp:
         for trace in traces:
             path = oracle(kplugfs, os.path.abspath(trace), tmp)
-            out = run([cachesim, path, "oracleGeneral", POLICIES, FRACTIONS,
+            out = run([cachesim, path, "oracleGeneral", POLICIES, fractions,
                        "--ignore-obj-size=1", "--num-thread=1"], cwd=tmp)
             ref = {}
             for m in re.finditer(r" (\w+)\S* cache size\s+(\d+), \d+ req, miss ratio ([0-9.]+)", out):
