@@ -70,9 +70,9 @@ def main():
             ref = {}
             for m in re.finditer(r" (\w+)\S* cache size\s+(\d+), \d+ req, miss ratio ([0-9.]+)", out):
                 ref[(NAMES[m.group(1)], int(m.group(2)))] = float(m.group(3))
-            sizes = sorted({n for _, n in ref})
             if not ref:
                 sys.exit(f"cachesim-agree: cachesim printed no miss ratio for {trace}: {out[-300:]}")
+            sizes = sorted({n for _, n in ref})
             res = run([kplugfs, "sim", "--trace", path, "--format", "oracle", "--policy", POLICIES,
                        "--cache-objects", ",".join(map(str, sizes)), "--json", *params])
             for line in res.splitlines():

@@ -230,6 +230,15 @@ where
     }
 }
 
+/// A switch parameter: `1` or `true` on, `0` or `false` off, anything else refused.
+pub fn param_bool(value: &str) -> Result<bool, Rejected> {
+    match value {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(Rejected),
+    }
+}
+
 /// The canonical name of parameter `key`: the name `aliases` maps it to, else `key` itself.
 ///
 /// Parameter names are lowercase kebab-case (`hirs-ratio`, `half-life`; `docs/policies.md`,

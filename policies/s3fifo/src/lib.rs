@@ -38,7 +38,9 @@
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-use kplug_sdk::{HandleEviction, HandleLists, IntMap, Plugin, Rejected, export_plugin, param_in};
+use kplug_sdk::{
+    HandleEviction, HandleLists, IntMap, Plugin, Rejected, export_plugin, param_bool, param_in,
+};
 
 /// The queues, numbered as in `HandleLists`.
 const SMALL: usize = 0;
@@ -138,13 +140,7 @@ impl Plugin for S3Fifo {
             "move-to-main-threshold" => {
                 self.threshold = value.parse()?;
             }
-            "fill-main" => {
-                self.fill_main = match value {
-                    "1" | "true" => true,
-                    "0" | "false" => false,
-                    _ => return Err(Rejected),
-                }
-            }
+            "fill-main" => self.fill_main = param_bool(value)?,
             _ => return Err(Rejected),
         }
         Ok(())

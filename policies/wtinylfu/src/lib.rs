@@ -46,7 +46,9 @@ extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use kplug_sdk::{HandleEviction, HandleLists, Plugin, Rejected, Victims, export_plugin};
+use kplug_sdk::{
+    HandleEviction, HandleLists, Plugin, Rejected, Victims, export_plugin, param_bool,
+};
 
 /// The lists, numbered as in `HandleLists`.
 const WINDOW: usize = 0;
@@ -208,10 +210,11 @@ impl WTinyLfu {
     }
 
     /// Main's victim leaves the model: to the pending list (still resident in the host).
-    fn main_evict_to_pending(&mut self) {
-        if let Some(h) = self.main_victim() {
-            self.lists.move_to_front(PENDING, h);
-        }
+    /// Its handle, if main had one.
+    fn main_evict_to_pending(&mut self) -> Option<u32> {
+        let h = self.main_victim()?;
+        self.lists.move_to_front(PENDING, h);
+        Some(h)
     }
 
     fn main_hit(&mut self, h: u32) {
@@ -252,8 +255,7 @@ impl WTinyLfu {
             let m = self.main_victim().and_then(|m| self.lists.key(m));
             match m {
                 Some(m) if self.sketch.estimate(wkey) > self.sketch.estimate(m) => {
-                    let victim = self.main_victim();
-                    self.main_evict_to_pending();
+                    let victim = self.main_evict_to_pending();
                     self.main_insert(w);
                     self.sketch.add(wkey);
                     if self.evict_once {
@@ -277,13 +279,7 @@ impl Plugin for WTinyLfu {
                 _ => return Err(Rejected),
             },
             "main-cache" if value.eq_ignore_ascii_case("SLRU") => {}
-            "evict-once" => {
-                self.evict_once = match value {
-                    "1" | "true" => true,
-                    "0" | "false" => false,
-                    _ => return Err(Rejected),
-                }
-            }
+            "evict-once" => self.evict_once = param_bool(value)?,
             _ => return Err(Rejected),
         }
         Ok(())
