@@ -9,13 +9,12 @@ Exit status 1 if adaptive is more than 0.005 worse than the best fixed policy an
 the default rule that is cloudPhysicsIO (objects) at 25 %, out of reach of a governor that
 decides from the past (docs/policies.md, "Why cloudPhysicsIO objects at 25 % is out of reach").
 
---heldout replays the traces of traces/heldout/ instead (the LIRS paper's, gzipped; no
-setting of `adaptive` was chosen on them: docs/policies.md, "On traces it was not tuned
-on") and also counts the cells over 0.01.
+--heldout replays the traces of traces/heldout/ instead (the LIRS authors', cache2k's web
+and database traces, SPEC CPU address traces; no setting of `adaptive` was chosen on them:
+traces/heldout/README.md, docs/policies.md "On traces it was not tuned on") and also counts
+the cells over 0.01.
 """
-import gzip, json, os, subprocess, sys, tempfile
-
-HELDOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "traces", "heldout")
+import json, os, subprocess, sys, tempfile
 
 FIXED = "fifo,lru,clock,sieve,arc,twoq,lirs,s3fifo,wtinylfu"
 TRACES = [
@@ -62,17 +61,9 @@ def main():
     sys.exit(0 if worst <= 0.005 else 1)
 
 def heldout():
-    """traces/heldout/*.trace.gz, decompressed into a temporary directory (one id a line)."""
-    tmp = tempfile.mkdtemp(prefix="kplug-heldout-")
-    out = []
-    for name in sorted(os.listdir(HELDOUT)):
-        if name.endswith(".trace.gz"):
-            path = os.path.join(tmp, name[:-len(".trace.gz")] + ".txt")
-            with gzip.open(os.path.join(HELDOUT, name)) as src, open(path, "wb") as dst:
-                dst.write(src.read())
-            out.append((path, ["--format", "lirs"]))
-    if not out:
-        sys.exit(f"no *.trace.gz in {HELDOUT}")
-    return out
+    """The traces of traces/heldout/, one id a line in a temporary directory (heldout.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import heldout as h
+    return [(p, ["--format", "txt"]) for p in h.convert(tempfile.mkdtemp(prefix="kplug-heldout-"))]
 
 main()
