@@ -37,6 +37,8 @@ def convert(out_dir):
     paths = []
     for sub, suffix, read, prefix in SETS:
         src_dir = os.path.join(HELDOUT, sub)
+        if not os.path.isdir(src_dir):
+            continue
         for name in sorted(os.listdir(src_dir)):
             if not name.endswith(suffix):
                 continue
