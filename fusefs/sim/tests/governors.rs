@@ -182,7 +182,7 @@ const DOCUMENTED: &[(&str, Format, Option<u64>, [f64; 4])] = &[
         "cloudPhysicsIO.vscsi",
         Format::Vscsi,
         None,
-        [0.0007, -0.0007, -0.0001, 0.0471],
+        [0.0006, -0.0007, -0.0001, 0.0471],
     ),
     (
         "cloudPhysicsIO.vscsi",
@@ -206,7 +206,7 @@ const DOCUMENTED: &[(&str, Format, Option<u64>, [f64; 4])] = &[
         "systor17-sample.csv",
         Format::Systor,
         Some(4096),
-        [0.0004, 0.0, 0.0, 0.0002],
+        [0.0003, 0.0, 0.0, 0.0002],
     ),
 ];
 
@@ -246,7 +246,7 @@ fn adaptive_is_no_further_from_the_best_fixed_policy_than_documented() {
 /// Cells of the held-out traces (`traces/heldout/`, 19 traces at 1, 5, 10 and 25 %) where
 /// `adaptive` is within 0.005 and within 0.01 of the best fixed policy (docs/policies.md,
 /// "On traces it was not tuned on"; `python3 scripts/adaptive-check.py BIN --heldout`).
-const HELD_OUT_WITHIN: (usize, usize, usize) = (76, 53, 61);
+const HELD_OUT_WITHIN: (usize, usize, usize) = (76, 55, 63);
 
 /// No rule is chosen on the held-out traces, so they are held to counts, not cell by cell:
 /// a change to the governor machinery or to `adaptive` that brings fewer of their cells
