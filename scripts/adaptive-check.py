@@ -10,9 +10,9 @@ the default rule that is cloudPhysicsIO (objects) at 25 %, out of reach of a gov
 decides from the past (docs/policies.md, "Why cloudPhysicsIO objects at 25 % is out of reach").
 
 --heldout replays the traces of traces/heldout/ instead (the LIRS authors', cache2k's web
-and database traces, SPEC CPU address traces; no setting of `adaptive` was chosen on them:
-traces/heldout/README.md, docs/policies.md "On traces it was not tuned on") and also counts
-the cells over 0.01.
+and database traces, SPEC CPU address traces; no setting of `adaptive` was chosen on them,
+but for its rule for tied leaders: traces/heldout/README.md, docs/policies.md "On traces it
+was not tuned on") and also counts the cells over 0.01.
 """
 import json, os, subprocess, sys, tempfile
 
@@ -61,9 +61,12 @@ def main():
     sys.exit(0 if worst <= 0.005 else 1)
 
 def heldout():
-    """The traces of traces/heldout/, one id a line in a temporary directory (heldout.py)."""
+    """The traces of traces/heldout/, one id a line in a temporary directory (heldout.py)
+    removed when the script exits."""
+    global _tmp
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import heldout as h
-    return [(p, ["--format", "txt"]) for p in h.convert(tempfile.mkdtemp(prefix="kplug-heldout-"))]
+    _tmp = tempfile.TemporaryDirectory(prefix="kplug-heldout-")
+    return [(p, ["--format", "txt"]) for p in h.convert(_tmp.name)]
 
 main()
