@@ -90,7 +90,7 @@ pub struct Adaptive {
     /// `tied=different` (true, the default): a switch goes to the candidate whose blocks
     /// differ most from the cache's among those not significantly behind the best scored;
     /// `tied=best`: to the best scored.
-    differ: bool,
+    tie_to_different: bool,
     switch_cost: f64,
     temperature: f64,
     confidence: f64,
@@ -115,7 +115,7 @@ impl Default for Adaptive {
             half_life: DEFAULT_HALF_LIFE,
             capacity_lives: 0.0,
             margin: 0.0,
-            differ: true,
+            tie_to_different: true,
             switch_cost: 0.0,
             temperature: 0.0,
             confidence: 1.0,
@@ -147,7 +147,7 @@ impl Plugin for Adaptive {
             "temperature" => self.temperature = param_in(value, 0.0..=1e6)?,
             "margin" => self.margin = param_in(value, 0.0..=1.0)?,
             "tied" => {
-                self.differ = match value {
+                self.tie_to_different = match value {
                     "different" => true,
                     "best" => false,
                     _ => return Err(Rejected),
@@ -215,7 +215,7 @@ impl Adaptive {
             && significant
             && advantage / self.requests.max(1.0) * horizon > self.switch_cost * divergence(best)
         {
-            self.serving = if self.differ {
+            self.serving = if self.tie_to_different {
                 self.most_different_tied(best, divergence)
             } else {
                 best
