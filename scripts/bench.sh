@@ -50,8 +50,9 @@
 #               (cachesim built once from the PyPI sdist of libcachesim into
 #               KPLUG_CACHESIM_DIR, default /var/cache/kplugfs/cachesim). Traces:
 #               KPLUG_SIMPEER_TRACES (comma-separated oracleGeneral files), default
-#               traces/data/cloudPhysicsIO.oracleGeneral.bin and its 4 KiB and 1 KiB splits
-#               (1.1 M and 4.2 M requests, made here; about 3 min with --runs 3)
+#               traces/data/cloudPhysicsIO.oracleGeneral.bin, its 4 KiB and 1 KiB splits
+#               (1.1 M and 4.2 M requests) and cache2k's orm-busy from traces/heldout/ (5 M
+#               requests, mostly hits), made here; about 4 min with --runs 3
 #   views       a CSV log (64 MiB quick, 1 GiB full) with a pattern on 1 % of its lines on a
 #               slow store (--backend-latency 1ms, no kernel cache), each command on a fresh
 #               mount: `grep -c` through the plain mount against `wc -l` of the grep view,
@@ -857,6 +858,19 @@ if want simpeer; then
             ptraces+=("$split")
         done
         rm -f "$work/cp.csv"
+        # And a long real trace whose requests mostly hit (cache2k's orm-busy from
+        # traces/heldout/: 5 M requests over 76,349 sparse ids, 88 % hits at 10 %), where the
+        # cost of a hit and of reading the trace decide rather than the misses (120 MB, deleted
+        # at the end).
+        orm=$work/orm-busy.oracleGeneral.bin
+        log "simpeer: writing traces/heldout/cache2k/orm-busy.trace.xz as oracleGeneral ($orm)"
+        python3 -c 'import sys; sys.path.insert(0, "scripts"); import heldout
+sys.stdout.write("\n".join(map(str, heldout.cache2k(sys.argv[1]))) + "\n")' \
+            traces/heldout/cache2k/orm-busy.trace.xz > "$work/orm-busy.txt" 2>> "$sdir/split.log" &&
+            "$kplugfs" trace convert --format txt --to oracle "$work/orm-busy.txt" "$orm" >> "$sdir/split.log" 2>&1 ||
+            { tail "$sdir/split.log" >&2; die "simpeer: making the oracleGeneral orm-busy trace failed"; }
+        rm -f "$work/orm-busy.txt"
+        ptraces+=("$orm")
     fi
     for tr in "${ptraces[@]}"; do
         [ -f "$tr" ] || die "simpeer: trace $tr missing"

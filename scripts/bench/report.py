@@ -634,9 +634,12 @@ if SP:
       f"{machine['nproc']} CPUs" + (" (**a busy machine: other work shared it, figures are noisy**)" if busy else "") + ".\n")
     algos = {r["policy"]: r["algo"] for r in SP if r["system"] == "cachesim"}
     P("Both simulators replay the same oracleGeneral file (by default "
-      "`traces/data/cloudPhysicsIO.oracleGeneral.bin` and the same requests split into 4 KiB and "
+      "`traces/data/cloudPhysicsIO.oracleGeneral.bin`, the same requests split into 4 KiB and "
       "1 KiB blocks, as `kplugfs sim --split-blocks` splits them, written by "
-      "`scripts/bench/oracle-split.py` during the run; `KPLUG_SIMPEER_TRACES` names others) "
+      "`scripts/bench/oracle-split.py` during the run, and cache2k's `orm-busy` from "
+      "`traces/heldout/cache2k/` (5 M requests over 76,349 sparse ids, most of them hits), "
+      "written as oracleGeneral by `kplugfs trace convert` during the run; "
+      "`KPLUG_SIMPEER_TRACES` names others) "
       "at a cache of 10% of its unique ids "
       "(an object count, every object of size 1): `kplugfs sim --trace FILE --format oracle "
       "--policy P --cache-objects N --jobs 1 --json` with the WASM plugin `P` (and, for LRU, the "

@@ -131,7 +131,7 @@ fn print_table(out: &mut impl Write, trace: &Trace, results: &[SimResult]) -> st
         out,
         "# {} requests, {} unique ids{blocks}",
         trace.ids.len(),
-        trace.unique
+        trace.unique()
     )?;
     let w = results
         .iter()
@@ -202,11 +202,7 @@ mod tests {
 
     #[test]
     fn a_row_whose_plugin_faulted_is_flagged_under_the_table() {
-        let trace = Trace {
-            ids: vec![1; 100],
-            unique: 1,
-            block_size: None,
-        };
+        let trace = Trace::new(vec![1; 100], None);
         let mut out = Vec::new();
         let results = [
             result("lru", 0),

@@ -222,7 +222,7 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
         if !(f > 0.0 && f <= 1.0) {
             bail!("--cache-size {f}: a fraction of the unique ids, in (0, 1]");
         }
-        let n = (trace.unique as f64 * f).floor() as u64;
+        let n = (trace.unique() as f64 * f).floor() as u64;
         if n == 0 {
             let hint = if trace.block_size.is_none() {
                 ", or --split-blocks BYTES to replay each request as the blocks it touches"
@@ -232,8 +232,8 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
             bail!(
                 "--cache-size {f} of {} unique ids is 0 objects: use a larger fraction \
                  (at least {}), or --cache-objects N{hint}",
-                trace.unique,
-                1.0 / trace.unique as f64
+                trace.unique(),
+                1.0 / trace.unique() as f64
             );
         }
         sizes.push((n, Some(f)));
@@ -392,7 +392,6 @@ pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn recorded_traces_replay_per_file_blocks_without_prefetches() {
@@ -419,18 +418,14 @@ mod tests {
         w.finish().unwrap();
         let t = load_trace(&path, Format::Kplug, Some(4096), &()).unwrap();
         assert_eq!(t.ids.len(), 16);
-        assert_eq!(t.unique, 16, "the same block of two files is two objects");
+        assert_eq!(t.unique(), 16, "the same block of two files is two objects");
         assert!(t.ids.contains(&((7 << 32) | 3)) && t.ids.contains(&((9 << 32) | 3)));
         let unsplit = load_trace(&path, Format::Kplug, None, &()).unwrap();
-        assert_eq!((unsplit.ids.len(), unsplit.unique), (16, 2));
+        assert_eq!((unsplit.ids.len(), unsplit.unique()), (16, 2));
     }
 
     fn trace(ids: &[u64]) -> Trace {
-        Trace {
-            ids: ids.to_vec(),
-            unique: ids.iter().collect::<HashSet<_>>().len() as u64,
-            block_size: None,
-        }
+        Trace::new(ids.to_vec(), None)
     }
 
     fn args(policies: &[&str], objects: &[u64]) -> SimConfig {

@@ -2,8 +2,14 @@
 //! through `kplug_traces`), split into blocks when asked, and by default for a trace that
 //! says its block size (`kplugfs trace record` writes the mount's): a recorded trace replays
 //! the blocks the mount cached, not one object per file.
+//!
+//! The distinct ids are counted only when asked (a size given as a fraction, the table's
+//! header): on a trace of sparse ids that is a hash-set insert per request, which on
+//! cache2k's `orm-busy` (5 M requests over 76,349 ids) was a fifth of a whole FIFO run, and
+//! `kplugfs sim --cache-objects N --json` never needs it (docs/benchmarks.md §10).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{Result, bail};
 use kplug_engine::hash::FastSet;
@@ -11,15 +17,30 @@ use kplug_traces::Format;
 
 use crate::Progress;
 
-/// A loaded trace: the id sequence and its unique count.
+/// A loaded trace: the id sequence, and its unique count once asked for.
 #[derive(Debug)]
 pub struct Trace {
     /// Ids in request order.
     pub ids: Vec<u64>,
-    /// Distinct ids.
-    pub unique: u64,
     /// The block size requests were split by (`--split-blocks`, or the trace's own).
     pub block_size: Option<u64>,
+    unique: OnceLock<u64>,
+}
+
+impl Trace {
+    /// The trace of `ids` (in request order), split by `block_size` if any.
+    pub fn new(ids: Vec<u64>, block_size: Option<u64>) -> Trace {
+        Trace {
+            ids,
+            block_size,
+            unique: OnceLock::new(),
+        }
+    }
+
+    /// The number of distinct ids, counted at the first call (one pass over the ids).
+    pub fn unique(&self) -> u64 {
+        *self.unique.get_or_init(|| count_unique(&self.ids))
+    }
 }
 
 /// The number of distinct ids. Dense ids (the largest below 16 times their count: block
@@ -56,7 +77,14 @@ pub fn load_trace(
     let split = split.or(reader.block_size());
     if split.is_none() {
         // Unsplit, a request's id is its key: read in batches, between which progress shows.
+        // An oracleGeneral file says its length in records (24 bytes each; fewer than that
+        // if compressed, and the vector grows): reserved at once, it is not copied as it grows.
         let mut ids = Vec::new();
+        if reader.format() == Format::Oracle
+            && let Ok(meta) = std::fs::metadata(path)
+        {
+            ids.reserve((meta.len() / 24).min(1 << 32) as usize);
+        }
         while reader.demand_ids(&mut ids, 1 << 16)? > 0 {
             progress.set_position(ids.len() as u64);
         }
@@ -94,12 +122,7 @@ fn trace_of(path: &Path, ids: Vec<u64>, block_size: Option<u64>) -> Result<Trace
             path.display()
         );
     }
-    let unique = count_unique(&ids);
-    Ok(Trace {
-        ids,
-        unique,
-        block_size,
-    })
+    Ok(Trace::new(ids, block_size))
 }
 
 #[cfg(test)]

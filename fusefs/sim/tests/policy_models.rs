@@ -355,11 +355,7 @@ fn throughput_wasm_vs_native() {
         } else {
             t.ids.clone()
         };
-        let trace = kplug_sim::Trace {
-            ids,
-            unique: t.unique,
-            block_size: t.block_size,
-        };
+        let trace = kplug_sim::Trace::new(ids, t.block_size);
         let wasm = kplug_sim::run(&args, &trace, &bar).unwrap();
         for r in &wasm {
             let (native, misses) = native_throughput(&r.policy, r.cache_objects, &trace.ids);
