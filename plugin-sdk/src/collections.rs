@@ -12,6 +12,12 @@ use alloc::vec::Vec;
 
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// The CPU cache one core has to itself, for a policy judging whether its tables stay in it
+/// ([`IntMap::outgrows_core_cache`]): 1 MiB, a server core's L2 (this project's benchmark
+/// machine, an AMD EPYC, has 1 MiB; recent Intel and AMD cores 1-2 MiB). A wasm plugin cannot
+/// ask the CPU, and the choice it serves is a cost, never a decision.
+pub const CORE_CACHE_BYTES: usize = 1 << 20;
+
 /// The home slot of `key` in a table of `2^(64 - shift)` slots (at least 8): keys
 /// `4j..4j+3` take four neighbouring slots, one cache line of 16-byte slots, at a place
 /// Fibonacci hashing of `j` picks (the top bits of `j * K`: one 64-bit multiply, as wasm
@@ -138,6 +144,21 @@ impl<V> IntMap<V> {
         self.slots
             .get(slot_of(key, self.shift) & self.mask)
             .map_or(u64::MAX, |slot| slot as *const Slot<V> as usize as u64)
+    }
+
+    /// The bytes of its slot array, which its lookups read.
+    #[inline]
+    pub fn table_bytes(&self) -> usize {
+        self.slots.len() * core::mem::size_of::<Slot<V>>()
+    }
+
+    /// Whether its slot array is larger than [`CORE_CACHE_BYTES`]: then a lookup of a key
+    /// not looked up lately reads memory, and reading its slot ahead pays (ABI 1.12,
+    /// `HandleEviction::lookahead`); below, the slots stay in the core's cache and telling
+    /// the coming keys costs more than it saves.
+    #[inline]
+    pub fn outgrows_core_cache(&self) -> bool {
+        self.table_bytes() > CORE_CACHE_BYTES
     }
 
     /// Replaces each key of `keys` with its [`home`](Self::home): a policy's answer to the

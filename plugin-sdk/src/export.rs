@@ -317,8 +317,8 @@ pub mod __private {
         hints.min(kplug_abi::EVICT_HINT_KEYS as u32) as i32
     }
 
-    /// `kplug_evict_lookahead` (1.12): the policy's `LOOKAHEAD`, at most
-    /// [`kplug_abi::EVICT_LOOKAHEAD_KEYS`].
+    /// `kplug_evict_lookahead` (1.12): the policy's `lookahead()` (at most its `LOOKAHEAD`),
+    /// at most [`kplug_abi::EVICT_LOOKAHEAD_KEYS`].
     pub fn evict_lookahead(lookahead: u32) -> i32 {
         lookahead.min(kplug_abi::EVICT_LOOKAHEAD_KEYS as u32) as i32
     }
@@ -580,7 +580,10 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_lookahead() -> i32 {
-            $crate::__private::evict_lookahead(<$ty as $crate::HandleEviction>::LOOKAHEAD)
+            $crate::__private::evict_lookahead(
+                <$ty as $crate::HandleEviction>::lookahead(state())
+                    .min(<$ty as $crate::HandleEviction>::LOOKAHEAD),
+            )
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {

@@ -445,6 +445,19 @@ pub trait HandleEviction {
     /// call (ABI 1.12, `kplug_evict_lookahead`), `0..=8`. Default 0: none.
     const LOOKAHEAD: u32 = 0;
 
+    /// The count `kplug_evict_lookahead` answers, at most
+    /// [`LOOKAHEAD`](HandleEviction::LOOKAHEAD): asked once at load, after
+    /// [`init`](Plugin::init), so it may depend on the capacity. Telling the coming keys
+    /// costs the host and the policy a little on every request and saves a cache miss on
+    /// a miss only when the table the miss looks up is larger than the CPU's cache:
+    /// `policies/arc` answers 0 while its index stays within
+    /// [`CORE_CACHE_BYTES`](collections::CORE_CACHE_BYTES)
+    /// ([`IntMap::outgrows_core_cache`](collections::IntMap::outgrows_core_cache)).
+    /// Default: [`LOOKAHEAD`](HandleEviction::LOOKAHEAD).
+    fn lookahead(&self) -> u32 {
+        Self::LOOKAHEAD
+    }
+
     /// Keys of requests to come, oldest first (ABI 1.12): each told at most once, at most 8
     /// (`EVICT_LOOKAHEAD_KEYS`) requests before it is made, at most
     /// [`LOOKAHEAD`](HandleEviction::LOOKAHEAD) a call, before the hits

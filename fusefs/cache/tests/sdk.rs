@@ -495,6 +495,18 @@ fn skewed_stream(n: usize) -> Vec<u64> {
         .collect()
 }
 
+/// [`skewed_stream`] over more blocks: half of the `n` requests to `hot` of them, half to
+/// `all`.
+fn wide_stream(n: usize, hot: u64, all: u64) -> Vec<u64> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            let r = xorshift(&mut s);
+            (r >> 1) % if r & 1 == 0 { hot } else { all }
+        })
+        .collect()
+}
+
 /// What a by-handle plugin answered to a miss driven by hand.
 struct Miss {
     need: u32,
@@ -590,17 +602,17 @@ fn likely_victims_name_resident_blocks_and_mostly_the_next_victim() {
 }
 
 /// ABI 1.12: the shipped policies that look a missed key up in a table of their own (ARC's
-/// index, 2Q's and S3-FIFO's ghosts) answer, for each coming request told, one place in
-/// their memory, nearly always the same for the same key (a table that grows moves them
-/// all) and spread over the table (each of the 1,024 keys in one of its slots); and being told changes no decision: the
-/// same stream with and without the coming requests gives the same victims and handles.
+/// index, 2Q's and S3-FIFO's ghosts) ask for the coming requests once that table outgrows a
+/// core's cache (`IntMap::outgrows_core_cache`) and then answer, for each one told, one
+/// place in their memory, nearly always the same for the same key (a table that grows moves
+/// them all) and spread over the table; a small cache's policy asks for none. And being told
+/// changes no decision: the same stream with and without the coming requests gives the same
+/// victims and handles.
 #[test]
 fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
     for name in ["arc", "twoq", "s3fifo"] {
-        let capacity = 64u64;
         let compiled = engine().compile(name, policy_wasm(name)).unwrap();
-        let ids = skewed_stream(20_000);
-        let run = |tell: bool| {
+        let run = |tell: bool, capacity: u64, ids: &[u64]| {
             let mut p = compiled.instantiate(&[], capacity).unwrap();
             let mut resident = std::collections::HashMap::<u64, u32>::new();
             let mut decisions = Vec::new();
@@ -620,9 +632,7 @@ fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
                 while told.len() > 8 {
                     told.pop_front();
                 }
-                let reads = p.coming_reads();
-                assert_eq!(reads.len(), told.len(), "{name} at request {i}");
-                for (&k, &at) in told.iter().zip(reads) {
+                for (&k, &at) in told.iter().zip(p.coming_reads()) {
                     assert!(at < 1 << 32, "{name}: {k} at {at:#x}");
                     answered += 1;
                     moved += u32::from(place.insert(k, at).is_some_and(|was| was != at));
@@ -634,19 +644,28 @@ fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
             at.dedup();
             (decisions, place.len(), at.len(), answered, moved)
         };
-        let (plain, ..) = run(false);
-        let (told, keys, places, answered, moved) = run(true);
+        // 64 blocks: every table stays in a core's cache, nothing is asked for.
+        let small = skewed_stream(20_000);
+        let (plain, ..) = run(false, 64, &small);
+        let (told, _, _, answered, _) = run(true, 64, &small);
+        assert!(plain == told, "{name}: told, it decided otherwise");
+        assert_eq!(answered, 0, "{name} at 64 blocks asked for coming requests");
+        // 131,072 blocks and three times as many ids: the tables outgrow it.
+        let capacity = 1 << 17;
+        let large = wide_stream(600_000, capacity / 2, 3 * capacity);
+        let (plain, ..) = run(false, capacity, &large);
+        let (told, keys, places, answered, moved) = run(true, capacity, &large);
         assert!(
             plain == told,
             "{name}: told the coming requests, it decided otherwise"
         );
         eprintln!("{name}: {answered} told, {moved} moved; {places} places for {keys} keys");
         assert!(
-            answered > 10_000 && moved * 20 < answered,
+            answered > 100_000 && moved * 20 < answered,
             "{name}: {moved} of {answered} moved"
         );
         assert!(
-            keys > 1000 && places >= 32,
+            keys > 100_000 && places * 4 >= keys,
             "{name}: {places} places for {keys} keys"
         );
     }

@@ -194,8 +194,18 @@ impl HandleEviction for S3Fifo {
     }
 
     /// A miss looks its key up among the ghosts, whose slot is outside the CPU's caches at a
-    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12).
+    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12), once
+    /// the ghosts' table outgrows a core's cache (below, telling a key per request costs more
+    /// than it saves).
     const LOOKAHEAD: u32 = 8;
+
+    fn lookahead(&self) -> u32 {
+        if self.ghosts.outgrows_core_cache() {
+            Self::LOOKAHEAD
+        } else {
+            0
+        }
+    }
 
     fn coming(&mut self, keys: &mut [u64]) {
         self.ghosts.homes(keys);
@@ -225,6 +235,16 @@ export_plugin!(S3Fifo, handle_eviction);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The coming keys are asked for only once the ghosts' table outgrows a core's cache.
+    #[test]
+    fn coming_keys_only_for_ghosts_larger_than_a_core_cache() {
+        for (capacity, lookahead) in [(10, 0), (7_634, 0), (26_921, 0), (106_607, 8)] {
+            let mut s = S3Fifo::default();
+            s.init(capacity).unwrap();
+            assert_eq!(s.lookahead(), lookahead, "{capacity} blocks");
+        }
+    }
 
     #[test]
     fn one_hit_wonders_leave_through_small() {

@@ -128,8 +128,18 @@ impl HandleEviction for TwoQ {
     }
 
     /// A miss looks its key up among the ghosts, whose slot is outside the CPU's caches at a
-    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12).
+    /// large cache: the coming requests' slots are read ahead by the host (ABI 1.12), once
+    /// the ghosts' table outgrows a core's cache (below, telling a key per request costs more
+    /// than it saves).
     const LOOKAHEAD: u32 = 8;
+
+    fn lookahead(&self) -> u32 {
+        if self.ghosts.outgrows_core_cache() {
+            Self::LOOKAHEAD
+        } else {
+            0
+        }
+    }
 
     fn coming(&mut self, keys: &mut [u64]) {
         self.ghosts.homes(keys);
@@ -155,6 +165,16 @@ export_plugin!(TwoQ, handle_eviction);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The coming keys are asked for only once the ghosts' table outgrows a core's cache.
+    #[test]
+    fn coming_keys_only_for_ghosts_larger_than_a_core_cache() {
+        for (capacity, lookahead) in [(4, 0), (7_634, 0), (26_921, 0), (106_607, 8)] {
+            let mut q = TwoQ::default();
+            q.init(capacity).unwrap();
+            assert_eq!(q.lookahead(), lookahead, "{capacity} blocks");
+        }
+    }
 
     #[test]
     fn remembered_blocks_enter_am() {
