@@ -161,6 +161,14 @@ impl<V> IntMap<V> {
         self.table_bytes() > CORE_CACHE_BYTES
     }
 
+    /// What a policy whose miss looks its key up here answers for
+    /// `HandleEviction::lookahead`: `most` once the table
+    /// [outgrows a core's cache](Self::outgrows_core_cache), 0 before.
+    #[inline]
+    pub fn lookahead_count(&self, most: u32) -> u32 {
+        if self.outgrows_core_cache() { most } else { 0 }
+    }
+
     /// Replaces each key of `keys` with its [`home`](Self::home): a policy's answer to the
     /// coming requests (ABI 1.12, `HandleEviction::coming`) when its miss looks them up here.
     #[inline]

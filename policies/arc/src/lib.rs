@@ -242,11 +242,7 @@ impl HandleEviction for Arc {
 
     /// Only while the index outgrows the core's cache (see the module docs).
     fn lookahead(&self) -> u32 {
-        if self.index.outgrows_core_cache() {
-            Self::LOOKAHEAD
-        } else {
-            0
-        }
+        self.index.lookahead_count(Self::LOOKAHEAD)
     }
 
     fn coming(&mut self, keys: &mut [u64]) {

@@ -200,11 +200,7 @@ impl HandleEviction for S3Fifo {
     const LOOKAHEAD: u32 = 8;
 
     fn lookahead(&self) -> u32 {
-        if self.ghosts.outgrows_core_cache() {
-            Self::LOOKAHEAD
-        } else {
-            0
-        }
+        self.ghosts.lookahead_count(Self::LOOKAHEAD)
     }
 
     fn coming(&mut self, keys: &mut [u64]) {

@@ -134,11 +134,7 @@ impl HandleEviction for TwoQ {
     const LOOKAHEAD: u32 = 8;
 
     fn lookahead(&self) -> u32 {
-        if self.ghosts.outgrows_core_cache() {
-            Self::LOOKAHEAD
-        } else {
-            0
-        }
+        self.ghosts.lookahead_count(Self::LOOKAHEAD)
     }
 
     fn coming(&mut self, keys: &mut [u64]) {
