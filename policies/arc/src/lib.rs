@@ -44,9 +44,9 @@
 //! retire). Told the coming requests (ABI 1.12, the simulator), ARC answers each one's
 //! slot and the host prefetches it: that lookup 15 % of the replay -> 4 %. It asks for them
 //! only when its index is larger than a core's cache (`IntMap::outgrows_core_cache`, 1 MiB:
-//! from about 16,000 blocks): below, the slots stay in the cache and passing a key per
-//! request cost more than it saved (cache2k's `orm-busy` at 7,634 blocks, 88 % hits: the
-//! replay 0.278 -> 0.264 s without them, 9 runs alternated).
+//! from 16,385 blocks): below, the slots stay in the cache and passing a key per request
+//! cost more than it saved (cache2k's `orm-busy` at 7,634 blocks, 88 % hits: the replay
+//! 0.280 -> 0.259 s, 7 runs alternated; docs/plugin-abi.md §3).
 //!
 //! Parameters: none (libCacheSim's ARC has none).
 
