@@ -20,10 +20,10 @@
 //! The switch goes to the best scored candidate or, with `tied=different` (the default), to
 //! the one whose shadow holds the most blocks the cache does not among the candidates the
 //! same test cannot tell from the best and finds significantly ahead of the serving one:
-//! the serving one is significantly behind each of them, so the evidence is against its behaviour, and among those it cannot tell apart the
-//! switch goes furthest from it. On the LIRS paper's `multi2` and `multi3` at 10 % this goes
-//! to LIRS at the first evidence, where the best scored was ARC, level with it
-//! (docs/policies.md).
+//! the serving one is significantly behind each of them, so the evidence is against its
+//! behaviour, and among those it cannot tell apart the switch goes furthest from it. On the
+//! LIRS paper's `multi2` and `multi3` at 10 % this goes to LIRS at the first evidence, where
+//! the best scored was ARC, level with it (docs/policies.md).
 //!
 //! The half-life is in requests, not in cache lifetimes: a policy's advantage on a real
 //! trace comes in bursts on blocks it kept for long, and a memory shorter than about
