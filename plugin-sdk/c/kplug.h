@@ -1,4 +1,4 @@
-/* kplug.h: the kplugfs plugin ABI 1.12, for plugins written in C.
+/* kplug.h: the kplugfs plugin ABI 1.13, for plugins written in C.
  *
  * GENERATED from plugin-sdk/abi (the kplug-abi crate), where the ABI is defined once:
  * do not edit. Regenerate with `KPLUG_BLESS=1 cargo test -p kplug-abi --test c_header`.
@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KPLUG_ABI_MAJOR 1
-#define KPLUG_ABI_MINOR 12
+#define KPLUG_ABI_MINOR 13
 /* What kplug_abi_version() returns. */
 #define KPLUG_ABI_VERSION ((KPLUG_ABI_MAJOR << 16) | KPLUG_ABI_MINOR)
 
@@ -187,6 +187,10 @@ KPLUG_EXPORT("kplug_evict_hints") int32_t kplug_evict_hints(void);
 /* Optional with the set by handle (1.12): the coming requests. */
 /* kplug_evict_lookahead() -> i32, ABI 1.12 */
 KPLUG_EXPORT("kplug_evict_lookahead") int32_t kplug_evict_lookahead(void);
+
+/* Optional with the set by handle (1.13): the hits that may wait. */
+/* kplug_evict_hit_marks() -> i32, ABI 1.13 */
+KPLUG_EXPORT("kplug_evict_hit_marks") int32_t kplug_evict_hit_marks(void);
 
 /* Role admission. */
 /* kplug_admit(key: i64, file: i64, block: i64) -> i32, ABI 1.0 */

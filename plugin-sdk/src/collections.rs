@@ -281,19 +281,27 @@ struct Node {
 /// (never given, or removed) is refused, never a panic. Keys need not be distinct: the
 /// handle, not the key, names an entry. Lists are numbered `0..N` (`N <= 256`); a list
 /// number out of range panics (a bug in the policy, not the host's input).
-pub struct HandleLists<const N: usize> {
+///
+/// `MARKED` (default 0: none, and no cost) is a set of lists, bit `l` for list `l < 64`:
+/// [`marks`](HandleLists::marks) then holds a byte per handle, 1 while its entry is in one of
+/// them, kept as entries move: the hit marks of ABI 1.13
+/// ([`HandleEviction::hit_marks`](crate::HandleEviction::hit_marks)) of a policy whose hits
+/// evict nothing in those lists (W-TinyLFU's window and protected segment).
+pub struct HandleLists<const N: usize, const MARKED: u64 = 0> {
     nodes: Vec<Node>,
+    marks: Vec<u8>,
     free: Vec<u32>,
     heads: [u32; N],
     tails: [u32; N],
     lens: [usize; N],
 }
 
-impl<const N: usize> Default for HandleLists<N> {
+impl<const N: usize, const MARKED: u64> Default for HandleLists<N, MARKED> {
     fn default() -> Self {
         const { assert!(N >= 1 && N <= 256, "1 to 256 lists") };
         HandleLists {
             nodes: Vec::new(),
+            marks: Vec::new(),
             free: Vec::new(),
             heads: [NIL; N],
             tails: [NIL; N],
@@ -307,16 +315,34 @@ fn some(i: u32) -> Option<u32> {
     (i != NIL).then_some(i)
 }
 
-impl<const N: usize> HandleLists<N> {
+impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
     /// Empty lists.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A byte per handle, 1 while its entry is in a list of `MARKED` (empty with none).
+    #[inline]
+    pub fn marks(&self) -> &[u8] {
+        &self.marks
+    }
+
+    /// Keeps handle `i`'s mark: in list `l` (`None`: removed).
+    #[inline(always)]
+    fn mark(&mut self, i: u32, l: Option<usize>) {
+        if MARKED != 0 {
+            let m = l.is_some_and(|l| l < 64 && MARKED >> l & 1 != 0);
+            self.marks[i as usize] = m as u8;
+        }
+    }
+
     /// Makes room for `additional` more entries.
     pub fn reserve(&mut self, additional: usize) {
-        self.nodes
-            .reserve(additional.saturating_sub(self.free.len()));
+        let more = additional.saturating_sub(self.free.len());
+        self.nodes.reserve(more);
+        if MARKED != 0 {
+            self.marks.reserve(more);
+        }
     }
 
     /// Number of entries in list `list`.
@@ -441,6 +467,7 @@ impl<const N: usize> HandleLists<N> {
         }
         self.heads[l] = i;
         self.lens[l] += 1;
+        self.mark(i, Some(l));
     }
 
     #[inline]
@@ -454,6 +481,7 @@ impl<const N: usize> HandleLists<N> {
         }
         self.tails[l] = i;
         self.lens[l] += 1;
+        self.mark(i, Some(l));
     }
 
     #[inline]
@@ -472,6 +500,9 @@ impl<const N: usize> HandleLists<N> {
             }
             None => {
                 self.nodes.push(node);
+                if MARKED != 0 {
+                    self.marks.push(0);
+                }
                 (self.nodes.len() - 1) as u32
             }
         }
@@ -532,6 +563,7 @@ impl<const N: usize> HandleLists<N> {
         self.unlink(handle);
         self.nodes[handle as usize].prev = FREE;
         self.free.push(handle);
+        self.mark(handle, None);
         Some(key)
     }
 

@@ -140,8 +140,9 @@ pub mod __private {
             let most = evict_hints(T::HINTS) as usize;
             hints = v.name_after(named, most, |out| p.likely_victims(out));
         }
-        ((handle as u64) << 32 | (hints as u64) << 24 | (named as u64) << 16 | v.len() as u64)
-            as i64
+        let n = v.len() as u64;
+        publish_marks(p);
+        ((handle as u64) << 32 | (hints as u64) << 24 | (named as u64) << 16 | n) as i64
     }
 
     /// How many blocks to name ahead (1.10): as many as the host took last time, doubled,
@@ -224,7 +225,44 @@ pub mod __private {
         if n > 0 {
             take_events(p, &mut v, n);
         }
-        v.len() as i32
+        let n = v.len() as i32;
+        publish_marks(p);
+        n
+    }
+
+    /// `kplug_evict_handle_remove` (1.8).
+    pub fn evict_handle_remove<T: crate::HandleEviction>(p: &mut T, key: i64, handle: i32) {
+        p.remove(key as u64, handle as u32);
+        publish_marks(p);
+    }
+
+    /// The hit marks' header (1.13): the table's address and its length in bytes,
+    /// little-endian `u32`s, as [`publish_marks`] last wrote them.
+    pub static HIT_MARKS: Buffer<8> = Buffer(UnsafeCell::new([0; 8]));
+
+    /// `kplug_evict_hit_marks` (1.13): the header's address for a policy that marks
+    /// ([`HandleEviction::HIT_MARKS`](crate::HandleEviction::HIT_MARKS)), else 0 (none).
+    pub fn evict_hit_marks(marks: bool) -> i32 {
+        if marks {
+            HIT_MARKS.0.get() as usize as i32
+        } else {
+            0
+        }
+    }
+
+    /// Writes where the policy's hit marks are now into the header (1.13), at the end of
+    /// every export that may have changed them: the table moves as it grows.
+    #[inline(always)]
+    fn publish_marks<T: crate::HandleEviction>(p: &T) {
+        if T::HIT_MARKS {
+            let marks = p.hit_marks();
+            let mut header = [0u8; 8];
+            // wasm32: a 32-bit address (the truncation only ever applies to native tests).
+            header[..4].copy_from_slice(&(marks.as_ptr() as usize as u32).to_le_bytes());
+            header[4..].copy_from_slice(&(marks.len() as u32).to_le_bytes());
+            // SAFETY: the only reference to the header during this export.
+            unsafe { *HIT_MARKS.0.get() = header };
+        }
     }
 
     /// `kplug_evict_seed` (1.9): the first keys of the buffer (`n`, copied out first), each
@@ -587,7 +625,11 @@ macro_rules! export_plugin {
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_handle_remove(key: i64, handle: i32) {
-            <$ty as $crate::HandleEviction>::remove(state(), key as u64, handle as u32)
+            $crate::__private::evict_handle_remove(state(), key, handle)
+        }
+        #[unsafe(no_mangle)]
+        pub extern "C" fn kplug_evict_hit_marks() -> i32 {
+            $crate::__private::evict_hit_marks(<$ty as $crate::HandleEviction>::HIT_MARKS)
         }
         #[unsafe(no_mangle)]
         pub extern "C" fn kplug_evict_seed(n: i32) -> i64 {

@@ -126,9 +126,9 @@ pub mod names {
         e::EVICT_SEED.name,
     ];
     /// Exports of the eviction role by handle (ABI 1.8, the optional seed of 1.9, victims
-    /// named ahead of 1.10, likely victims of 1.11 and the coming requests of 1.12),
-    /// `export_plugin!(T, handle_eviction)`.
-    pub const HANDLE_EVICTION: [&str; 9] = [
+    /// named ahead of 1.10, likely victims of 1.11, the coming requests of 1.12 and the hit
+    /// marks of 1.13), `export_plugin!(T, handle_eviction)`.
+    pub const HANDLE_EVICTION: [&str; 10] = [
         e::EVICT_BUF.name,
         e::EVICT_HIT_BATCH.name,
         e::EVICT_HANDLE_MISS.name,
@@ -138,6 +138,7 @@ pub mod names {
         e::EVICT_AHEAD.name,
         e::EVICT_HINTS.name,
         e::EVICT_LOOKAHEAD.name,
+        e::EVICT_HIT_MARKS.name,
     ];
     /// Exports of the admission role.
     pub const ADMISSION: [&str; 1] = [e::ADMIT.name];
@@ -403,6 +404,21 @@ pub trait HandleEviction {
     fn hit(&mut self, handle: u32, victims: &mut Victims<'_>) {
         let _ = victims;
         self.access(handle);
+    }
+
+    /// Whether the policy marks the hits that may wait (ABI 1.13, `kplug_evict_hit_marks`):
+    /// for a policy whose hits can evict (so its [`HIT_BATCH`](HandleEviction::HIT_BATCH) is
+    /// 1) but only some of them. Default false.
+    const HIT_MARKS: bool = false;
+
+    /// With [`HIT_MARKS`](HandleEviction::HIT_MARKS), one byte per handle: byte `h`
+    /// nonzero promises that a hit on handle `h` evicts nothing and that taking it unmarks
+    /// no handle, so the host may hold it with the hits after it, up to a batch of the key
+    /// buffer, until the next call (LIRS marks its LIR blocks: a hit on one only moves it,
+    /// and prunes HIR entries). Read after every eviction call; a handle past its end is
+    /// unmarked. Ignored beside [`AHEAD`](HandleEviction::AHEAD) > 0. Default: none.
+    fn hit_marks(&self) -> &[u8] {
+        &[]
     }
 
     /// The most blocks [`name_ahead`](HandleEviction::name_ahead) names after a miss (ABI
@@ -1006,6 +1022,6 @@ mod tests {
 
     #[test]
     fn version_word() {
-        assert_eq!(ABI_VERSION, 0x0001_000c);
+        assert_eq!(ABI_VERSION, 0x0001_000d);
     }
 }

@@ -125,6 +125,9 @@ struct Chaos {
     /// Its `kplug_evict_hints` and `kplug_evict_lookahead` (by handle: ABI 1.11, likely
     /// victims, any keys; 1.12, the coming requests, any offsets answered).
     hints: u32,
+    /// By handle: its hit marks (ABI 1.13: any handles marked, the header at times naming
+    /// part of the table, more than the memory or anything), its handles mostly its slots.
+    marks: bool,
     /// A departure from the contract once in `rate` of its chances.
     rate: u32,
     seed_export: bool,
@@ -141,12 +144,14 @@ impl Chaos {
             self.hints.to_string(),
             self.rate.to_string(),
         );
+        let marks = u32::from(self.marks).to_string();
         module(self.set, self.seed_export, self.roles.data()).instantiate(
             &[
                 ("seed", &seed),
                 ("batch", &batch),
                 ("ahead", &ahead),
                 ("hints", &hints),
+                ("marks", &marks),
                 ("rate", &rate),
             ],
             capacity,
@@ -171,7 +176,7 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         any::<u64>(),
         prop::sample::select(vec![1u32, 2, 3, 4, 5, 8, 256]),
         prop::sample::select(vec![0u32, 1, 2, 3, 64]),
-        prop::sample::select(vec![0u32, 0, 2, 8]),
+        (prop::sample::select(vec![0u32, 0, 2, 8]), any::<bool>()),
         prop::sample::select(vec![4u32, 30, 1000]),
         any::<bool>(),
         prop::sample::select(vec![
@@ -185,12 +190,13 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         ]),
     )
         .prop_map(
-            |(set, seed, batch, ahead, hints, rate, seed_export, roles)| Chaos {
+            |(set, seed, batch, ahead, (hints, marks), rate, seed_export, roles)| Chaos {
                 set,
                 seed,
                 batch,
                 ahead,
                 hints,
+                marks,
                 rate,
                 seed_export,
                 roles,
@@ -534,6 +540,7 @@ fn the_chaos_plugin_without_departures_never_faults() {
             batch,
             ahead,
             hints: [0, 2, 8][i % 3],
+            marks: i % 4 < 2,
             rate: u32::MAX,
             seed_export: i % 2 == 0,
             roles: [Roles::Eviction, Roles::All, Roles::Eviction][i % 3],
@@ -826,6 +833,13 @@ fn chaos_with_defaults(chaos: &Chaos) -> String {
         (
             "(global $hints (mut i32) (i32.const 0))",
             format!("(global $hints (mut i32) (i32.const {}))", chaos.hints),
+        ),
+        (
+            "(global $marks (mut i32) (i32.const 0))",
+            format!(
+                "(global $marks (mut i32) (i32.const {}))",
+                u32::from(chaos.marks)
+            ),
         ),
         (
             "(global $rate (mut i64) (i64.const 4))",

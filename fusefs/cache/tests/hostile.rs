@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use kplug_abi::exports::{
-    EVICT_AHEAD as AHEAD, EVICT_HINTS as HINTS, EVICT_LOOKAHEAD as LOOKAHEAD,
+    EVICT_AHEAD as AHEAD, EVICT_HINTS as HINTS, EVICT_HIT_MARKS, EVICT_LOOKAHEAD as LOOKAHEAD,
 };
 use kplug_abi::{Role, RoleSet};
 use kplug_cache::{BlockRange, CacheCore};
@@ -1306,6 +1306,134 @@ fn coming_requests_are_advice_only() {
         ]);
         assert_eq!(replay(&told), plain, "lookahead {n}");
     }
+}
+
+// Hit marks (ABI 1.13): the by-handle FIFO with a hit batch of 1, its handles its ring slots
+// (0..=1023), exporting `kplug_evict_hit_marks`, the header in a data segment. Marks decide
+// only which hits wait for the next call: whatever they say, the cache holds and hits what
+// it would without them, and every hit reaches the plugin in order (the fixture checks each
+// handle it is given).
+
+/// The FIFO above: `kplug_evict_hit_marks` answers `at` (none exported with `None`), the
+/// header at 24000 holds `header` and the table at 24576 `table` (data-segment strings);
+/// `miss` prefixes the miss hook.
+fn marked_fifo(at: Option<i32>, header: &str, table: &str, miss: &str) -> String {
+    let extra = match at {
+        Some(at) => format!(
+            r#"(func (export "kplug_evict_hit_marks") (result i32) (i32.const {at}))
+  (data (i32.const 24000) "{header}")
+  (data (i32.const 24576) "{table}")"#
+        ),
+        None => String::new(),
+    };
+    handle_fifo(&[("{BATCH}", "1"), ("{EXTRA}", &extra), ("{MISS}", miss)])
+        .replace("0x5a5a0000", "0")
+}
+
+/// A header naming the table at 24576 with `len` bytes.
+fn marks_header(at: u32, len: u32) -> String {
+    let bytes = [at.to_le_bytes(), len.to_le_bytes()].concat();
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// Fills four blocks (slots 0-3), makes 600 hits on them in turn, then a random workload:
+/// the calls the hits took, and what the whole replay hit and left resident.
+fn replay_marked(text: &str) -> (u64, u32, Vec<u64>) {
+    let plugin = load(text, 4);
+    let status = plugin.status();
+    let mut core = core_with(plugin, ev());
+    for k in 0..4 {
+        assert!(!core.request(k, || ()));
+    }
+    let before = status.calls();
+    for i in 0..600u64 {
+        assert!(core.request(i % 4, || ()));
+    }
+    let hit_calls = status.calls() - before;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut hits = 0;
+    for _ in 0..3000 {
+        hits += u32::from(core.request(xorshift(&mut x) % 12, || ()));
+    }
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+    assert_eq!(status.state(), PluginState::Active);
+    (hit_calls, hits, core.resident_keys())
+}
+
+#[test]
+fn hits_on_marked_handles_wait_for_the_next_call() {
+    let all = "\\01".repeat(1024);
+    let none = replay_marked(&marked_fifo(None, "", "", ""));
+    assert_eq!(none.0, 600, "a hit batch of 1: a call a hit");
+    assert!(none.1 > 500 && none.1 < 2900, "{none:?}");
+    // All marked: a call each time 256 wait; the last 88 ride with the next miss.
+    let marked = replay_marked(&marked_fifo(
+        Some(24000),
+        &marks_header(24576, 1024),
+        &all,
+        "",
+    ));
+    assert_eq!(marked.0, 2);
+    assert_eq!(marked.1, none.1);
+    assert_eq!(marked.2, none.2);
+    // Even slots marked: each hit on an odd one is delivered at once with the one before.
+    let even = "\\01\\00".repeat(512);
+    let half = replay_marked(&marked_fifo(
+        Some(24000),
+        &marks_header(24576, 1024),
+        &even,
+        "",
+    ));
+    assert_eq!((half.0, half.1, &half.2), (300, none.1, &none.2));
+    // A table of 2 bytes: slots 2 and 3 are past its end, unmarked.
+    let short = replay_marked(&marked_fifo(Some(24000), &marks_header(24576, 2), &all, ""));
+    assert_eq!((short.0, short.1, &short.2), (300, none.1, &none.2));
+}
+
+#[test]
+fn hit_marks_out_of_place_read_as_none() {
+    let all = "\\01".repeat(1024);
+    let none = replay_marked(&marked_fifo(None, "", "", ""));
+    for (at, header) in [
+        // No header (0), one reaching past the memory's 64 KiB, one past 4 GiB.
+        (0, marks_header(24576, 1024)),
+        (65532, marks_header(24576, 1024)),
+        (-8, marks_header(24576, 1024)),
+        // A table reaching past the memory, or starting there.
+        (24000, marks_header(65000, 1024)),
+        (24000, marks_header(u32::MAX, 1024)),
+        (24000, marks_header(24576, u32::MAX)),
+    ] {
+        let run = replay_marked(&marked_fifo(Some(at), &header, &all, ""));
+        assert_eq!(run, none, "header at {at}: {header}");
+    }
+    // Beside the set by key, and beside blocks named ahead, the export is ignored.
+    let (core, status) = run_eviction_workload(&batched_fifo(&[(
+        "{EXTRA}",
+        &count_export(EVICT_HIT_MARKS, 24000),
+    )]));
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
+    let ahead = marked_fifo(Some(24000), &marks_header(24576, 1024), &all, "").replace(
+        "(data (i32.const 24000)",
+        &format!("{}\n  (data (i32.const 24000)", count_export(AHEAD, 1)),
+    );
+    assert_eq!(replay_marked(&ahead), none);
+}
+
+#[test]
+fn a_mark_table_in_memory_grown_since_load_is_read() {
+    // The table lies past the first page, which the first miss grows (filling it with marks):
+    // the host looks the memory's size up again rather than read it as none.
+    let grow = "(if (i32.eq (memory.size) (i32.const 1)) (then
+        (if (i32.lt_s (memory.grow (i32.const 1)) (i32.const 0)) (then unreachable))
+        (memory.fill (i32.const 65536) (i32.const 1) (i32.const 1024))))";
+    let run = replay_marked(&marked_fifo(
+        Some(24000),
+        &marks_header(65536, 1024),
+        "",
+        grow,
+    ));
+    assert_eq!(run.0, 2);
 }
 
 // The load's replay in batches (ABI 1.9): `kplug_evict_seed` beside the by-handle FIFO. It

@@ -61,6 +61,7 @@ fn the_sdk_speaks_exactly_the_abi() {
         abi::exports::EVICT_AHEAD,
         abi::exports::EVICT_HINTS,
         abi::exports::EVICT_LOOKAHEAD,
+        abi::exports::EVICT_HIT_MARKS,
     ];
     let names: Vec<&str> = abi::exports::EVICTION_BATCHED
         .iter()
@@ -667,6 +668,45 @@ fn coming_requests_are_answered_with_a_place_per_key_and_change_no_decision() {
         assert!(
             keys > 100_000 && places * 4 >= keys,
             "{name}: {places} places for {keys} keys"
+        );
+    }
+}
+
+/// ABI 1.13: LIRS and W-TinyLFU take some hits in a call of their own (their hit batch is 1:
+/// a hit on a LIRS HIR block, or in W-TinyLFU's probation, can evict) but mark the blocks
+/// whose hits evict nothing (LIR blocks; the window and the protected segment), so hits on
+/// those wait for the next call: on a skewed stream most hits cost no call. That the
+/// decisions stay what they were, hit for hit, is `fusefs/sim/tests/policy_models.rs`
+/// (against the policy driven natively, one hit at a time); here the two code tiers must
+/// agree too.
+#[test]
+fn hits_on_marked_blocks_wait_for_the_next_call() {
+    let ids = skewed_stream(200_000);
+    for name in ["lirs", "wtinylfu"] {
+        let wasm = policy_wasm(name);
+        let run = |c: &kplug_engine::CompiledPlugin| {
+            let plugin = c.instantiate(&[], 256).unwrap();
+            let status = plugin.status();
+            let mut core = core_with(plugin, RoleSet::of(&[Role::Eviction]));
+            let hits: Vec<bool> = ids.iter().map(|&k| core.request(k, || ())).collect();
+            assert_eq!(core.stats().faults, 0, "{name}: {:?}", status.error());
+            (hits, core.resident_keys(), status.calls())
+        };
+        let optimized = run(&engine().compile(name, wasm).unwrap());
+        let baseline = run(&engine().compile_baseline(name, wasm).unwrap());
+        assert!(
+            optimized.0 == baseline.0 && optimized.1 == baseline.1,
+            "{name}"
+        );
+        let hits = optimized.0.iter().filter(|h| **h).count() as u64;
+        let misses = ids.len() as u64 - hits;
+        let calls = optimized.2;
+        eprintln!("{name}: {hits} hits, {misses} misses, {calls} calls");
+        assert!(hits > 100_000, "{name}: {hits}");
+        // Every miss is a call; were every hit one too, calls would be hits + misses.
+        assert!(
+            calls >= misses && calls - misses < hits / 4,
+            "{name}: {calls} calls for {hits} hits and {misses} misses"
         );
     }
 }

@@ -34,7 +34,7 @@ use crate::budget::SlowBudget;
 use crate::engine::{CompiledPlugin, EvictionAbi, PluginEngine};
 use crate::error::{Fault, LoadError};
 use crate::figures::Figures;
-use crate::keybuf::KeyBuf;
+use crate::keybuf::{HitMarks, KeyBuf};
 use crate::state::{HostState, on_deadline, thread_cpu_ns};
 use crate::status::{PluginStatus, StatusHandle};
 use crate::text::one_line;
@@ -81,7 +81,8 @@ enum EvictionFns {
 }
 
 /// ABI 1.4's and 1.8's eviction: hits (1.4: keys; 1.8: handles) wait in `pending` (host
-/// memory) until `hit_batch` of them, a miss or a removal; they are then copied into the
+/// memory) until `hit_batch` of them (1.13: `marked_batch`, after a hit on a handle the
+/// plugin marked), a miss or a removal; they are then copied into the
 /// plugin's key buffer and delivered in one call (1.8: the miss's own). Victims come back
 /// through the same buffer into `victims`, where the caller takes them.
 struct BatchedEviction {
@@ -120,6 +121,12 @@ struct BatchedEviction {
     /// Where the last miss answer said the plugin will read for them (see
     /// [`Plugin::coming_reads`]).
     reads: Vec<u64>,
+    /// The plugin's hit marks (1.13, `kplug_evict_hit_marks`; `None`: none, and always
+    /// `None` for the set by key or beside blocks named ahead).
+    marks: Option<HitMarks>,
+    /// The most hits on marked handles that wait: the key buffer less the coming requests'
+    /// room.
+    marked_batch: usize,
 }
 
 impl BatchedEviction {
@@ -365,6 +372,16 @@ fn load_batched_eviction(
     } else {
         (0, 0, 0)
     };
+    // The hit marks (1.13): by handle only, and not beside blocks named ahead, whose misses
+    // taken without a call hand handles to other blocks between calls. A header outside
+    // memory is as none: marks only let hits wait, and none waiting is always right.
+    let marks = match instance.get_export(&mut *store, exp::EVICT_HIT_MARKS.name) {
+        Some(_) if handles && ahead_max == 0 => {
+            let at = ask_i32(instance, store, &exp::EVICT_HIT_MARKS)? as u32 as usize;
+            HitMarks::new(memory, &*store, at)
+        }
+        _ => None,
+    };
     let (calls, hits) = if handles {
         let calls = BatchedCalls::Handles {
             miss: instance
@@ -403,7 +420,7 @@ fn load_batched_eviction(
             None => None,
         },
         seed_batch: abi::EVICT_SEED_KEYS,
-        pending: Vec::with_capacity(hit_batch as usize + lookahead_max),
+        pending: Vec::with_capacity(abi::EVICT_BUF_KEYS),
         victims: Vec::new(),
         victims_from: exp::EVICT_MISS.name,
         ahead_max,
@@ -414,6 +431,8 @@ fn load_batched_eviction(
         lookahead_max,
         coming: Vec::with_capacity(lookahead_max),
         reads: Vec::with_capacity(lookahead_max),
+        marks,
+        marked_batch: abi::EVICT_BUF_KEYS - lookahead_max,
     }))
 }
 
@@ -951,8 +970,9 @@ impl Plugin {
 
     /// A hit on resident `key`, whose handle is `handle` (1.8; ignored otherwise). 1.0:
     /// `kplug_evict_access`; 1.4 and 1.8: queued, delivered once the plugin's hit batch is
-    /// full (its victims then wait in [`take_victims`](Self::take_victims)) or with the next
-    /// miss or removal.
+    /// full (1.13: a hit on a handle the plugin marked fills only the key buffer's room; its
+    /// victims then wait in [`take_victims`](Self::take_victims)) or with the next miss or
+    /// removal.
     #[inline]
     pub fn evict_access(&mut self, key: u64, handle: u32, resident: u64) -> Result<(), HookFault> {
         match self.eviction.as_mut().expect("eviction role") {
@@ -965,7 +985,10 @@ impl Plugin {
                     BatchedCalls::Keys { .. } => key,
                     BatchedCalls::Handles { .. } => handle as u64,
                 });
-                if b.pending.len() >= b.hit_batch {
+                // 1.13: a hit on a marked handle waits whatever the hit batch.
+                let marked = (b.marks.as_mut()).is_some_and(|m| m.marked(&self.rt.store, handle));
+                let batch = if marked { b.marked_batch } else { b.hit_batch };
+                if b.pending.len() >= batch {
                     self.flush_hits(resident)?;
                 }
                 Ok(())

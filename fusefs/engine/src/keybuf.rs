@@ -24,6 +24,12 @@
 //! the places a plugin said it will read for the coming requests (ABI 1.12): a prefetch
 //! reads nothing into the program and never faults, and an offset below 4 GiB stays inside
 //! the memory's reservation.
+//!
+//! [`HitMarks`] reads a plugin's hit marks (ABI 1.13) the same way, at every hit: its header
+//! was checked to lie inside memory at load (1 and 2 keep it there), and the table the header
+//! names is checked on each read against the memory's size, which is looked up again only
+//! when a table reaches past the size last seen (a memory only grows, so a table within the
+//! size seen is within the memory).
 
 use std::ptr::NonNull;
 
@@ -162,5 +168,66 @@ impl KeyBuf {
             src.chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
         );
+    }
+}
+
+/// A plugin's hit marks (ABI 1.13, `kplug_evict_hit_marks`): an 8-byte header at a fixed
+/// place in its memory naming a table (address and length, little-endian `u32`s) whose byte
+/// `h`, nonzero, lets a hit on handle `h` wait for the next call (see the module docs).
+pub(crate) struct HitMarks {
+    header: NonNull<u8>,
+    base: NonNull<u8>,
+    /// The memory's size when last looked up (it only grows).
+    size: usize,
+    memory: Memory,
+}
+
+// SAFETY: as for `KeyBuf`: addresses inside the memory of the store they travel with.
+unsafe impl Send for HitMarks {}
+
+impl HitMarks {
+    /// The header at `at` of `memory`, which belongs to `store`; `None` for address 0 (no
+    /// marks) or a header not inside the memory.
+    pub(crate) fn new(memory: &Memory, store: &Store<HostState>, at: usize) -> Option<Self> {
+        let size = memory.data_size(store);
+        if at == 0 || at.checked_add(8)? > size {
+            return None;
+        }
+        let base = NonNull::new(memory.data_ptr(store))?;
+        // SAFETY: `at + 8` is within the memory, checked above.
+        let header = NonNull::new(unsafe { base.as_ptr().add(at) })?;
+        Some(HitMarks {
+            header,
+            base,
+            size,
+            memory: *memory,
+        })
+    }
+
+    /// Whether handle `handle` is marked: its byte lies inside the table and the memory, and
+    /// is nonzero. Anything out of place reads as unmarked.
+    #[inline]
+    pub(crate) fn marked(&mut self, store: &Store<HostState>, handle: u32) -> bool {
+        // SAFETY: the header lies inside the memory (checked at `new`, module docs 1 and 2),
+        // and the store borrowed means no wasm code writes meanwhile (3). Byte reads: no
+        // alignment.
+        let header = unsafe { std::ptr::read_unaligned(self.header.as_ptr().cast::<[u8; 8]>()) };
+        let [a0, a1, a2, a3, l0, l1, l2, l3] = header;
+        let at = u32::from_le_bytes([a0, a1, a2, a3]) as usize;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        if handle as usize >= len {
+            return false;
+        }
+        // 32-bit values: no overflow in a 64-bit `usize`.
+        let end = at + len;
+        if end > self.size {
+            self.size = self.memory.data_size(store);
+            if end > self.size {
+                return false;
+            }
+        }
+        // SAFETY: `at + handle < at + len <= size`, within the memory (the size only grows);
+        // as above for the rest.
+        unsafe { *self.base.as_ptr().add(at + handle as usize) != 0 }
     }
 }

@@ -240,7 +240,7 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
  * exports come all together or not at all. */
 "
         )?;
-        let groups: [(&str, &[Func]); 15] = [
+        let groups: [(&str, &[Func]); 16] = [
             ("Required.", &[exports::ABI_VERSION]),
             ("Optional: parameters and init.", exports::LIFECYCLE),
             ("Role eviction.", exports::EVICTION),
@@ -276,6 +276,10 @@ _Static_assert(sizeof(kplug_range) == KPLUG_PREFETCH_RANGE_BYTES, \"kplug_range 
             (
                 "Optional with the set by handle (1.12): the coming requests.",
                 &[exports::EVICT_LOOKAHEAD],
+            ),
+            (
+                "Optional with the set by handle (1.13): the hits that may wait.",
+                &[exports::EVICT_HIT_MARKS],
             ),
             ("Role admission.", exports::ADMISSION),
             ("Role prefetch.", exports::PREFETCH_ROLE),

@@ -43,8 +43,8 @@ pub const ABI_MAJOR: u32 = 1;
 /// 1.8 eviction by handle ([`exports::EVICTION_HANDLES`]); 1.9 the load's replay in batches
 /// ([`exports::EVICT_SEED`]); 1.10 victims named ahead ([`exports::EVICT_AHEAD`]); 1.11
 /// likely victims ([`exports::EVICT_HINTS`]); 1.12 the coming requests
-/// ([`exports::EVICT_LOOKAHEAD`]).
-pub const ABI_MINOR: u32 = 12;
+/// ([`exports::EVICT_LOOKAHEAD`]); 1.13 the hits that may wait ([`exports::EVICT_HIT_MARKS`]).
+pub const ABI_MINOR: u32 = 13;
 /// The version word of this ABI, what `kplug_abi_version` returns for a plugin built on it.
 pub const ABI_VERSION: u32 = (ABI_MAJOR << 16) | ABI_MINOR;
 
@@ -359,6 +359,23 @@ pub mod exports {
     /// plugin learns as before. The answer of a plugin exporting it reads as 1.11's (`h` in
     /// bits 24-31, 0 without likely victims). Beside the by-key set it is ignored.
     pub const EVICT_LOOKAHEAD: Func = func("kplug_evict_lookahead", "", "I", 12, &[]);
+    /// Optional with the by-handle set (1.13): `kplug_evict_hit_marks() -> i32`, called once
+    /// at load: the address of the plugin's **hit marks** header (0: none), 8 bytes that stay
+    /// there for the instance's life: a table's address and its length in bytes, each a
+    /// little-endian `u32`, which the plugin keeps current (the table may move as it grows).
+    /// Byte `h` of the table, nonzero, promises that a hit on handle `h` evicts nothing, and
+    /// that taking it unmarks no handle, so the hit may wait for the next call whatever the
+    /// plugin's hit batch: for a policy whose hits can evict, and whose hit batch is
+    /// therefore 1, but only some of them (LIRS: a hit on a LIR block never evicts; one on a
+    /// HIR block can). The host reads the byte at each hit, from the header and table as the
+    /// plugin's last call left them: a hit on a marked handle waits (up to
+    /// [`EVICT_BUF_KEYS`](crate::EVICT_BUF_KEYS) less the coming requests' room, 1.12), one
+    /// on an unmarked handle is delivered at once with the hits before it when the hit
+    /// batch is 1. A header, table or handle outside the plugin's memory or the table reads
+    /// as unmarked (a wrong mark misleads only the plugin's own policy; the host checks its
+    /// answers as ever). Ignored beside the by-key set and from a plugin naming victims ahead
+    /// ([`EVICT_AHEAD`]: a miss taken without a call gives a handle to another block).
+    pub const EVICT_HIT_MARKS: Func = func("kplug_evict_hit_marks", "", "I", 13, &[]);
     /// Admission: `kplug_admit(key: i64, file: i64, block: i64) -> i32`, 1 = admit, 0 = refuse.
     pub const ADMIT: Func = func("kplug_admit", "LLL", "I", 0, &["key", "file", "block"]);
     /// Prefetch: `kplug_prefetch_buf() -> i32`, address of the range output array
@@ -437,7 +454,13 @@ pub mod exports {
     ];
     /// The optional exports of either batched eviction set (1.9), checked when present: one
     /// exported without a batched set is a set exported in part.
-    pub const EVICTION_OPTIONAL: &[Func] = &[EVICT_SEED, EVICT_AHEAD, EVICT_HINTS, EVICT_LOOKAHEAD];
+    pub const EVICTION_OPTIONAL: &[Func] = &[
+        EVICT_SEED,
+        EVICT_AHEAD,
+        EVICT_HINTS,
+        EVICT_LOOKAHEAD,
+        EVICT_HIT_MARKS,
+    ];
     /// The exports of the admission role.
     pub const ADMISSION: &[Func] = &[ADMIT];
     /// The exports of the prefetch role.
@@ -475,6 +498,7 @@ pub mod exports {
         EVICT_AHEAD,
         EVICT_HINTS,
         EVICT_LOOKAHEAD,
+        EVICT_HIT_MARKS,
         ADMIT,
         PREFETCH_BUF,
         PREFETCH,
@@ -799,7 +823,7 @@ mod tests {
 
     #[test]
     fn tables_are_consistent() {
-        assert_eq!(ABI_VERSION, 0x0001_000c);
+        assert_eq!(ABI_VERSION, 0x0001_000d);
         let mut names: std::vec::Vec<&str> = imports::ALL.iter().map(|f| f.name).collect();
         names.sort();
         names.dedup();

@@ -26,6 +26,10 @@
 //! transition evicted, as many as there are, and a hit names the blocks it
 //! evicted too (`HIT_BATCH = 1`, so they leave before the next request). The
 //! host then holds what libCacheSim holds, below capacity when libCacheSim is.
+//! A hit on a LIR block evicts nothing, nor makes any block LIR or HIR: the
+//! LIR blocks are marked (ABI 1.13, the `LIR` flag mirrored in `Nodes`'
+//! marks), and the host holds hits on them until the next call, so on a
+//! trace of mostly hits nearly every hit costs no call of its own.
 //! The state keeps the host's view (`host`) beside libCacheSim's, so that a
 //! disagreement (a 1-block cache, whose LIR set has size 0) is repaired by
 //! replaying libCacheSim's view rather than by a wrong answer.
@@ -68,7 +72,7 @@ const RESIDENT: u8 = 2;
 
 /// LIRS.
 pub struct Lirs {
-    nodes: Nodes<5>,
+    nodes: Nodes<5, LIR>,
     hirs_ratio: f64,
     capacity: u64,
     lirs_limit: u64,
@@ -320,6 +324,13 @@ impl Plugin for Lirs {
 
 impl HandleEviction for Lirs {
     const HIT_BATCH: u32 = 1;
+    const HIT_MARKS: bool = true;
+
+    /// The LIR blocks: a hit on one moves it to S's top and prunes S's bottom of HIR
+    /// entries, which evicts nothing and makes no block LIR or HIR.
+    fn hit_marks(&self) -> &[u8] {
+        self.nodes.marks()
+    }
 
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
         let h = self.nodes.find(incoming);

@@ -7,6 +7,10 @@
 //! serves misses. An entry in no list and with no flag set is freed at the
 //! next [`Nodes::collect`], which the policy calls at the end of each hook:
 //! within one, a handle always names the same key.
+//!
+//! Whether an entry has any of the flag bits `MARK` is mirrored in a byte
+//! table beside the slab, one byte a handle: the hit marks the host reads
+//! (ABI 1.13), kept by the one place flags are set.
 
 use alloc::vec::Vec;
 use kplug_sdk::IntMap;
@@ -37,9 +41,11 @@ struct Node<const N: usize> {
     flags: u8,
 }
 
-/// `N` (at most 7) lists over one slab; an entry in any of them at once.
-pub struct Nodes<const N: usize> {
+/// `N` (at most 7) lists over one slab; an entry in any of them at once; byte `h` of
+/// [`marks`](Nodes::marks) is 1 while entry `h` has a flag of `MARK`.
+pub struct Nodes<const N: usize, const MARK: u8> {
     nodes: Vec<Node<N>>,
+    marks: Vec<u8>,
     free: Vec<u32>,
     /// Entries that left their last list or lost their flags since the last `collect`.
     orphans: Vec<u32>,
@@ -49,11 +55,12 @@ pub struct Nodes<const N: usize> {
     lens: [u32; N],
 }
 
-impl<const N: usize> Default for Nodes<N> {
+impl<const N: usize, const MARK: u8> Default for Nodes<N, MARK> {
     fn default() -> Self {
-        const { assert!(N <= 7) };
+        const { assert!(N <= 7 && MARK & FREE == 0) };
         Nodes {
             nodes: Vec::new(),
+            marks: Vec::new(),
             free: Vec::new(),
             orphans: Vec::new(),
             index: IntMap::new(),
@@ -64,9 +71,10 @@ impl<const N: usize> Default for Nodes<N> {
     }
 }
 
-impl<const N: usize> Nodes<N> {
+impl<const N: usize, const MARK: u8> Nodes<N, MARK> {
     pub fn reserve(&mut self, additional: usize) {
         self.nodes.reserve(additional);
+        self.marks.reserve(additional);
         self.index.reserve(additional);
     }
 
@@ -89,12 +97,14 @@ impl<const N: usize> Nodes<N> {
             flags: 0,
         };
         let h = match self.free.pop() {
+            // A free entry's flags were 0 when it was freed, and so is its mark.
             Some(h) => {
                 self.nodes[h as usize] = node;
                 h
             }
             None => {
                 self.nodes.push(node);
+                self.marks.push(0);
                 (self.nodes.len() - 1) as u32
             }
         };
@@ -135,6 +145,13 @@ impl<const N: usize> Nodes<N> {
         if flags == 0 && n.member == 0 {
             self.orphans.push(h);
         }
+        self.marks[h as usize] = (flags & MARK != 0) as u8;
+    }
+
+    /// The hit marks: byte `h` is 1 while entry `h` has a flag of `MARK`.
+    #[inline]
+    pub fn marks(&self) -> &[u8] {
+        &self.marks
     }
 
     /// Whether `h` names an entry (any handle, even one never given) in `list`.
@@ -234,7 +251,7 @@ mod tests {
     /// once in neither and their keys found again only while they have an entry.
     #[test]
     fn lists_match_a_model() {
-        let mut nodes = Nodes::<2>::default();
+        let mut nodes = Nodes::<2, 1>::default();
         let mut model = [VecDeque::new(), VecDeque::new()];
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {

@@ -28,6 +28,9 @@
 //! exactly: a miss names every block the loop evicted, and a hit names what it
 //! evicted (`HIT_BATCH = 1`, so they leave before the next request). The
 //! blocks evicted on the way wait on a pending list only within one call.
+//! Only a hit in probation can evict: the window's and the protected
+//! segment's blocks are marked (ABI 1.13, `HandleLists`' marks), and the
+//! host holds hits on them until the next call.
 //!
 //! By handle (ABI 1.8): window, probation, protected and the pending list share one
 //! slab (`HandleLists`), so a block keeps its handle as it moves between them (a
@@ -157,7 +160,7 @@ fn ln(x: f64) -> f64 {
 /// W-TinyLFU with an SLRU main cache.
 pub struct WTinyLfu {
     /// Window, probation, protected (fronts are MRU) and pending.
-    lists: HandleLists<4>,
+    lists: HandleLists<4, { 1 << WINDOW | 1 << PROTECTED }>,
     seg_max: [usize; 2],
     main_size: usize,
     window_ratio: f64,
@@ -315,6 +318,14 @@ impl WTinyLfu {
 
 impl HandleEviction for WTinyLfu {
     const HIT_BATCH: u32 = 1;
+    const HIT_MARKS: bool = true;
+
+    /// The window's and the protected segment's blocks: a hit on one moves it to the front
+    /// of its list (and counts in the sketch), which evicts nothing and moves no other block
+    /// between lists.
+    fn hit_marks(&self) -> &[u8] {
+        self.lists.marks()
+    }
 
     fn evict(&mut self, _incoming: u64, need: usize, victims: &mut Victims<'_>) {
         self.hand_over(victims);
