@@ -68,8 +68,9 @@ impl<R: Read> OracleReader<R> {
     /// The ids of the whole records already buffered (no read), up to `room` of them, in a
     /// loop that builds no `Request` and reports nothing: what `read` gives for each, size-0
     /// records skipped, stopping before a record whose next-access field `read` rejects, for
-    /// `read` to report. The number appended. (Loading a trace of 5 M records: 63 -> 41 ms
-    /// of the whole process outside the replay, docs/benchmarks.md §10.)
+    /// `read` to report. The number appended. (`kplugfs sim` on cache2k's `orm-busy`, 5 M
+    /// records: the whole process's time outside the replay 63 -> 54 ms, docs/benchmarks.md
+    /// §10.)
     #[inline]
     fn take_buffered(&mut self, out: &mut Vec<u64>, room: usize) -> usize {
         let Ok(buf) = self.src.input.fill(0) else {
