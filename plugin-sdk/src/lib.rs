@@ -415,8 +415,10 @@ pub trait HandleEviction {
     /// nonzero promises that a hit on handle `h` evicts nothing and that taking it unmarks
     /// no handle, so the host may hold it with the hits after it, up to a batch of the key
     /// buffer, until the next call (LIRS marks its LIR blocks: a hit on one only moves it,
-    /// and prunes HIR entries). Read after every eviction call; a handle past its end is
-    /// unmarked. Ignored beside [`AHEAD`](HandleEviction::AHEAD) > 0. Default: none.
+    /// and prunes HIR entries). Read after every eviction call (not after another role's:
+    /// keep the marks in eviction state); a handle past its end is unmarked. Return none
+    /// while any hit would name victims (blocks left to hand over). Ignored beside
+    /// [`AHEAD`](HandleEviction::AHEAD) > 0. Default: none.
     fn hit_marks(&self) -> &[u8] {
         &[]
     }

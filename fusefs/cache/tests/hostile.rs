@@ -1318,6 +1318,17 @@ fn coming_requests_are_advice_only() {
 /// header at 24000 holds `header` and the table at 24576 `table` (data-segment strings);
 /// `miss` prefixes the miss hook.
 fn marked_fifo(at: Option<i32>, header: &str, table: &str, miss: &str) -> String {
+    marked_fifo_batch("1", at, header, table, miss)
+}
+
+/// [`marked_fifo`] with hit batch `batch`.
+fn marked_fifo_batch(
+    batch: &str,
+    at: Option<i32>,
+    header: &str,
+    table: &str,
+    miss: &str,
+) -> String {
     let extra = match at {
         Some(at) => format!(
             r#"(func (export "kplug_evict_hit_marks") (result i32) (i32.const {at}))
@@ -1326,7 +1337,7 @@ fn marked_fifo(at: Option<i32>, header: &str, table: &str, miss: &str) -> String
         ),
         None => String::new(),
     };
-    handle_fifo(&[("{BATCH}", "1"), ("{EXTRA}", &extra), ("{MISS}", miss)])
+    handle_fifo(&[("{BATCH}", batch), ("{EXTRA}", &extra), ("{MISS}", miss)])
         .replace("0x5a5a0000", "0")
 }
 
@@ -1388,6 +1399,30 @@ fn hits_on_marked_handles_wait_for_the_next_call() {
     // A table of 2 bytes: slots 2 and 3 are past its end, unmarked.
     let short = replay_marked(&marked_fifo(Some(24000), &marks_header(24576, 2), &all, ""));
     assert_eq!((short.0, short.1, &short.2), (300, none.1, &none.2));
+}
+
+#[test]
+fn a_hit_on_an_unmarked_handle_waits_no_longer_than_the_hit_batch() {
+    // Hit batch 4, even slots marked: a hit on slot 1 waits, and the marked hits after it
+    // fill the batch of 4 (they may not hold it up to the buffer's 256); once delivered, the
+    // marked hits wait again.
+    let even = "\\01\\00".repeat(512);
+    let text = marked_fifo_batch("4", Some(24000), &marks_header(24576, 1024), &even, "");
+    let plugin = load(&text, 4);
+    let status = plugin.status();
+    let mut core = core_with(plugin, ev());
+    for k in 0..4 {
+        assert!(!core.request(k, || ()));
+    }
+    let before = status.calls();
+    assert!(core.request(1, || ()));
+    for _ in 0..10 {
+        assert!(core.request(0, || ()));
+    }
+    assert_eq!(status.calls() - before, 1);
+    assert!(!core.request(10, || ()));
+    assert_eq!(status.calls() - before, 2);
+    assert_eq!(core.stats().faults, 0, "{:?}", status.error());
 }
 
 #[test]

@@ -127,6 +127,10 @@ struct BatchedEviction {
     /// The most hits on marked handles that wait: the key buffer less the coming requests'
     /// room.
     marked_batch: usize,
+    /// Whether a hit on an unmarked handle waits in `pending` (always, after a hit, for a
+    /// plugin without marks): the batch is then `hit_batch` whatever the next hits' marks,
+    /// which that hit, promising nothing, may have made stale.
+    unmarked_waiting: bool,
 }
 
 impl BatchedEviction {
@@ -433,6 +437,7 @@ fn load_batched_eviction(
         reads: Vec::with_capacity(lookahead_max),
         marks,
         marked_batch: abi::EVICT_BUF_KEYS - lookahead_max,
+        unmarked_waiting: false,
     }))
 }
 
@@ -985,9 +990,15 @@ impl Plugin {
                     BatchedCalls::Keys { .. } => key,
                     BatchedCalls::Handles { .. } => handle as u64,
                 });
-                // 1.13: a hit on a marked handle waits whatever the hit batch.
+                // 1.13: hits on marked handles wait whatever the hit batch, until one on an
+                // unmarked handle joins them.
                 let marked = (b.marks.as_mut()).is_some_and(|m| m.marked(&self.rt.store, handle));
-                let batch = if marked { b.marked_batch } else { b.hit_batch };
+                b.unmarked_waiting |= !marked;
+                let batch = if b.unmarked_waiting {
+                    b.hit_batch
+                } else {
+                    b.marked_batch
+                };
                 if b.pending.len() >= batch {
                     self.flush_hits(resident)?;
                 }
@@ -1077,6 +1088,7 @@ impl Plugin {
                 if hits > 0 {
                     b.keys.write(&mut self.rt.store, &b.pending);
                     b.pending.clear();
+                    b.unmarked_waiting = false;
                 }
                 // 1.12: the keys of coming requests in the buffer's last entries, their count
                 // in bits 16-23 (the hit batch leaves them room).
@@ -1335,6 +1347,7 @@ impl Plugin {
         let n = b.pending.len();
         b.keys.write(&mut self.rt.store, &b.pending);
         b.pending.clear();
+        b.unmarked_waiting = false;
         let hook = match b.calls {
             BatchedCalls::Keys { .. } => exp::EVICT_HITS.name,
             BatchedCalls::Handles { .. } => exp::EVICT_HANDLE_HITS.name,

@@ -218,8 +218,9 @@ impl HitMarks {
         if handle as usize >= len {
             return false;
         }
-        // 32-bit values: no overflow in a 64-bit `usize`.
-        let end = at + len;
+        let Some(end) = at.checked_add(len) else {
+            return false;
+        };
         if end > self.size {
             self.size = self.memory.data_size(store);
             if end > self.size {

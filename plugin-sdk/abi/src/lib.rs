@@ -369,9 +369,9 @@ pub mod exports {
     /// therefore 1, but only some of them (LIRS: a hit on a LIR block never evicts; one on a
     /// HIR block can). The host reads the byte at each hit, from the header and table as the
     /// plugin's last call left them: a hit on a marked handle waits (up to
-    /// [`EVICT_BUF_KEYS`](crate::EVICT_BUF_KEYS) less the coming requests' room, 1.12), one
-    /// on an unmarked handle is delivered at once with the hits before it when the hit
-    /// batch is 1. A header, table or handle outside the plugin's memory or the table reads
+    /// [`EVICT_BUF_KEYS`](crate::EVICT_BUF_KEYS) less the coming requests' room, 1.12); once
+    /// one on an unmarked handle waits, the hit batch bounds the hits waiting until the next
+    /// call (with a batch of 1 it is delivered at once, with the hits before it). A header, table or handle outside the plugin's memory or the table reads
     /// as unmarked (a wrong mark misleads only the plugin's own policy; the host checks its
     /// answers as ever). Ignored beside the by-key set and from a plugin naming victims ahead
     /// ([`EVICT_AHEAD`]: a miss taken without a call gives a handle to another block).

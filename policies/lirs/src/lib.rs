@@ -327,8 +327,13 @@ impl HandleEviction for Lirs {
     const HIT_MARKS: bool = true;
 
     /// The LIR blocks: a hit on one moves it to S's top and prunes S's bottom of HIR
-    /// entries, which evicts nothing and makes no block LIR or HIR.
+    /// entries, which evicts nothing and makes no block LIR or HIR. None while blocks
+    /// libCacheSim evicted wait to be handed over (more than one call's answer holds): any
+    /// hit hands them over.
     fn hit_marks(&self) -> &[u8] {
+        if self.nodes.len(PENDING) > 0 {
+            return &[];
+        }
         self.nodes.marks()
     }
 
@@ -446,6 +451,52 @@ mod tests {
 
     fn keys(resident: &HashMap<u64, u32>) -> HashSet<u64> {
         resident.keys().copied().collect()
+    }
+
+    /// ABI 1.13: a hit on a marked handle names no victim and unmarks no handle, on a
+    /// skewed stream through a cache of 100 blocks; and nothing is marked while blocks wait
+    /// to be handed over.
+    #[test]
+    fn hits_on_marked_blocks_evict_nothing_and_unmark_nothing() {
+        let mut l = Lirs::default();
+        l.init(100).unwrap();
+        let mut resident = HashMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let (mut marked_hits, mut hits) = (0, 0);
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = if x & 1 == 0 {
+                x >> 1 & 63
+            } else {
+                x >> 1 & 1023
+            };
+            let Some(&h) = resident.get(&k) else {
+                request(&mut l, &mut resident, k);
+                continue;
+            };
+            hits += 1;
+            let before = l.hit_marks().to_vec();
+            if before.get(h as usize).is_some_and(|m| *m != 0) {
+                let mut buf = [0u64; 256];
+                let mut v = Victims::new(&mut buf);
+                l.hit(h, &mut v);
+                assert_eq!(v.len(), 0, "a marked hit named victims");
+                let after = l.hit_marks();
+                assert!(before.iter().zip(after).all(|(b, a)| *b == 0 || *a != 0));
+                marked_hits += 1;
+            } else {
+                request(&mut l, &mut resident, k);
+            }
+        }
+        assert!(
+            marked_hits * 2 > hits,
+            "{marked_hits} of {hits} hits marked"
+        );
+        let h = *resident.values().next().unwrap();
+        l.nodes.push_front(PENDING, h);
+        assert!(l.hit_marks().is_empty());
     }
 
     #[test]

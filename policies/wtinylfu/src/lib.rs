@@ -322,8 +322,12 @@ impl HandleEviction for WTinyLfu {
 
     /// The window's and the protected segment's blocks: a hit on one moves it to the front
     /// of its list (and counts in the sketch), which evicts nothing and moves no other block
-    /// between lists.
+    /// between lists. None while evicted blocks wait to be handed over (more than one
+    /// call's answer holds): any hit hands them over.
     fn hit_marks(&self) -> &[u8] {
+        if !self.lists.is_empty(PENDING) {
+            return &[];
+        }
         self.lists.marks()
     }
 
@@ -449,6 +453,60 @@ mod tests {
             hot >= 45,
             "{hot} hot blocks in main of {n}, window {window}"
         );
+    }
+
+    /// ABI 1.13: a hit on a marked handle names no victim and unmarks no handle, on a
+    /// skewed stream through a cache of 100 blocks; and nothing is marked while evicted
+    /// blocks wait to be handed over.
+    #[test]
+    fn hits_on_marked_blocks_evict_nothing_and_unmark_nothing() {
+        let mut w = WTinyLfu::default();
+        w.init(100).unwrap();
+        let mut resident = std::collections::HashMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let (mut marked_hits, mut hits) = (0, 0);
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = if x & 1 == 0 {
+                x >> 1 & 63
+            } else {
+                x >> 1 & 1023
+            };
+            let mut buf = [0u64; 256];
+            let mut v = Victims::new(&mut buf);
+            match resident.get(&k).copied() {
+                Some(h) => {
+                    hits += 1;
+                    let before = w.hit_marks().to_vec();
+                    let marked = before.get(h as usize).is_some_and(|m| *m != 0);
+                    w.hit(h, &mut v);
+                    if marked {
+                        assert_eq!(v.len(), 0, "a marked hit named victims");
+                        let after = w.hit_marks();
+                        assert!(before.iter().zip(after).all(|(b, a)| *b == 0 || *a != 0));
+                        marked_hits += 1;
+                    }
+                }
+                None => {
+                    let need = (resident.len() + 1).saturating_sub(100);
+                    w.evict(k, need, &mut v);
+                }
+            }
+            for victim in v.iter() {
+                assert!(resident.remove(&victim).is_some());
+            }
+            if !resident.contains_key(&k) && v.iter().all(|victim| victim != k) {
+                resident.insert(k, w.insert(k));
+            }
+        }
+        assert!(
+            marked_hits * 2 > hits,
+            "{marked_hits} of {hits} hits marked"
+        );
+        w.lists.push_front(PENDING, 5000);
+        assert!(w.hit_marks().is_empty());
     }
 
     #[test]
