@@ -81,10 +81,10 @@ enum EvictionFns {
 }
 
 /// ABI 1.4's and 1.8's eviction: hits (1.4: keys; 1.8: handles) wait in `pending` (host
-/// memory) until `hit_batch` of them (1.13: `marked_batch`, after a hit on a handle the
-/// plugin marked), a miss or a removal; they are then copied into the
-/// plugin's key buffer and delivered in one call (1.8: the miss's own). Victims come back
-/// through the same buffer into `victims`, where the caller takes them.
+/// memory) until `hit_batch` of them (1.13: while only hits on handles the plugin marked
+/// wait, the key buffer less the coming requests' room), a miss or a removal; they are then
+/// copied into the plugin's key buffer and delivered in one call (1.8: the miss's own).
+/// Victims come back through the same buffer into `victims`, where the caller takes them.
 struct BatchedEviction {
     calls: BatchedCalls,
     hits: TypedFunc<i32, i32>,
@@ -124,9 +124,6 @@ struct BatchedEviction {
     /// The plugin's hit marks (1.13, `kplug_evict_hit_marks`; `None`: none, and always
     /// `None` for the set by key or beside blocks named ahead).
     marks: Option<HitMarks>,
-    /// The most hits on marked handles that wait: the key buffer less the coming requests'
-    /// room.
-    marked_batch: usize,
     /// Whether a hit on an unmarked handle waits in `pending` (always, after a hit, for a
     /// plugin without marks): the batch is then `hit_batch` whatever the next hits' marks,
     /// which that hit, promising nothing, may have made stale.
@@ -436,7 +433,6 @@ fn load_batched_eviction(
         coming: Vec::with_capacity(lookahead_max),
         reads: Vec::with_capacity(lookahead_max),
         marks,
-        marked_batch: abi::EVICT_BUF_KEYS - lookahead_max,
         unmarked_waiting: false,
     }))
 }
@@ -997,7 +993,7 @@ impl Plugin {
                 let batch = if b.unmarked_waiting {
                     b.hit_batch
                 } else {
-                    b.marked_batch
+                    abi::EVICT_BUF_KEYS - b.lookahead_max
                 };
                 if b.pending.len() >= batch {
                     self.flush_hits(resident)?;

@@ -39,8 +39,9 @@ impl<R: Read> OracleReader<R> {
     }
 
     /// Appends the ids of up to `max` requests to `out`: the requests iterating would yield,
-    /// with the same skips and errors (the same `read`, inlined into this loop so that the
-    /// fields nobody reads are never built). The number appended; 0 at the end.
+    /// with the same skips and errors (the records already buffered through
+    /// [`take_buffered`](Self::take_buffered), which builds no `Request`; the rest through the
+    /// same `read`, inlined into this loop). The number appended; 0 at the end.
     pub(crate) fn ids(&mut self, out: &mut Vec<u64>, max: usize) -> Result<usize, TraceError> {
         let mut n = 0;
         while n < max && !self.src.done {
@@ -77,20 +78,18 @@ impl<R: Read> OracleReader<R> {
             return 0;
         };
         let (mut records, mut pushed, mut skipped) = (0, 0, 0);
-        for r in buf.chunks_exact(RECORD_LEN) {
+        for r in buf.as_chunks::<RECORD_LEN>().0 {
             if pushed == room {
                 break;
             }
-            let field = |at: usize| -> [u8; 8] { r[at..at + 8].try_into().expect("8 bytes") };
-            let size = u32::from_le_bytes(r[12..16].try_into().expect("4 bytes"));
+            let (_, id, size, next) = fields(r);
             if size == 0 {
                 skipped += 1;
             } else {
-                let next = i64::from_le_bytes(field(16));
-                if !(next > 0 || next == -1) {
+                if next_access(next).is_none() {
                     break;
                 }
-                out.push(u64::from_le_bytes(field(4)));
+                out.push(id);
                 pushed += 1;
             }
             records += 1;
@@ -111,29 +110,7 @@ impl<R: Read> OracleReader<R> {
             else {
                 return Ok(None);
             };
-            let [
-                t0,
-                t1,
-                t2,
-                t3,
-                i0,
-                i1,
-                i2,
-                i3,
-                i4,
-                i5,
-                i6,
-                i7,
-                s0,
-                s1,
-                s2,
-                s3,
-                rest @ ..,
-            ] = *r;
-            let time = u32::from_le_bytes([t0, t1, t2, t3]);
-            let id = u64::from_le_bytes([i0, i1, i2, i3, i4, i5, i6, i7]);
-            let size = u32::from_le_bytes([s0, s1, s2, s3]);
-            let next = i64::from_le_bytes(rest);
+            let (time, id, size, next) = fields(r);
             self.src.input.consume(RECORD_LEN);
             if size == 0 {
                 self.skipped += 1;
@@ -143,18 +120,14 @@ impl<R: Read> OracleReader<R> {
                 index: self.record,
                 byte: at,
             };
-            let next_access = match next {
-                -1 | i64::MAX => None,
-                n if n > 0 => Some(n as u64),
-                n => {
-                    return Err(parse_err(
-                        &self.src.file,
-                        loc,
-                        format!(
-                            "next-access field is {n}; expected -1, i64::MAX or a 1-based request number"
-                        ),
-                    ));
-                }
+            let Some(next_access) = next_access(next) else {
+                return Err(parse_err(
+                    &self.src.file,
+                    loc,
+                    format!(
+                        "next-access field is {next}; expected -1, i64::MAX or a 1-based request number"
+                    ),
+                ));
             };
             let offset = match self.sector_bytes {
                 None => None,
@@ -177,6 +150,47 @@ impl<R: Read> OracleReader<R> {
                 next_access,
             }));
         }
+    }
+}
+
+/// A record's fields: time (s), id, size (bytes), next access.
+#[inline(always)]
+fn fields(r: &[u8; RECORD_LEN]) -> (u32, u64, u32, i64) {
+    let [
+        t0,
+        t1,
+        t2,
+        t3,
+        i0,
+        i1,
+        i2,
+        i3,
+        i4,
+        i5,
+        i6,
+        i7,
+        s0,
+        s1,
+        s2,
+        s3,
+        rest @ ..,
+    ] = *r;
+    (
+        u32::from_le_bytes([t0, t1, t2, t3]),
+        u64::from_le_bytes([i0, i1, i2, i3, i4, i5, i6, i7]),
+        u32::from_le_bytes([s0, s1, s2, s3]),
+        i64::from_le_bytes(rest),
+    )
+}
+
+/// The next-access field: `Some(None)` for never (-1, `i64::MAX`), `Some(Some(n))` for
+/// request `n`, `None` for a value the format does not allow.
+#[inline(always)]
+fn next_access(next: i64) -> Option<Option<u64>> {
+    match next {
+        -1 | i64::MAX => Some(None),
+        n if n > 0 => Some(Some(n as u64)),
+        _ => None,
     }
 }
 
