@@ -131,11 +131,8 @@ impl Arc {
     /// Removes `k`'s index entry if it is stale, its handle no longer holding `k` (a key
     /// that entered again keeps its live entry, perhaps the very handle its ghost had).
     fn unindex_stale(&mut self, k: u64) {
-        if let Some(&h) = self.index.get(k)
-            && self.lists.key(h) != Some(k)
-        {
-            self.index.remove(k);
-        }
+        let lists = &self.lists;
+        self.index.remove_if(k, |&h| lists.key(h) != Some(k));
     }
 
     /// Forgets the oldest ghost of `list` (B1 or B2): out of its list now, out of the index
