@@ -454,8 +454,8 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         (n.prev != FREE).then_some(n.next).and_then(some)
     }
 
-    // Unlink and link are always inlined: left to LLVM, a move (ARC's hit) called the
-    // unlink, about 30 instructions a request more (docs/benchmarks.md §10).
+    // `unlink` and `link_front` are always inlined: left to LLVM, a move to the front (ARC's
+    // hit) called the unlink, about 30 instructions a request more (docs/benchmarks.md §10).
     #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let Node {
