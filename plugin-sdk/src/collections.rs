@@ -112,12 +112,15 @@ impl<V> IntMap<V> {
         if self.slots.is_empty() {
             return Err(usize::MAX);
         }
-        let mut i = slot_of(key, self.shift);
+        // The mask from the slice's own length: no bounds check in the probe loop.
+        let slots = &self.slots[..];
+        let mask = slots.len() - 1;
+        let mut i = slot_of(key, self.shift) & mask;
         loop {
-            let slot = &self.slots[i];
+            let slot = &slots[i];
             match slot.value {
                 Some(_) if slot.key == key => return Ok(i),
-                Some(_) => i = (i + 1) & self.mask,
+                Some(_) => i = (i + 1) & mask,
                 None => return Err(i),
             }
         }
@@ -240,15 +243,18 @@ impl<V> IntMap<V> {
         let value = self.slots[hole].value.take()?;
         self.len -= 1;
         // Backward-shift: pull later entries of the probe run into the hole
-        // when their home slot is at or before it (cyclically).
-        let mut i = (hole + 1) & self.mask;
-        while self.slots[i].value.is_some() {
-            let home = slot_of(self.slots[i].key, self.shift);
-            if (i.wrapping_sub(home) & self.mask) >= (i.wrapping_sub(hole) & self.mask) {
-                self.slots[hole] = core::mem::replace(&mut self.slots[i], empty());
+        // when their home slot is at or before it (cyclically). The mask taken from the
+        // slice's own length (a power of two) lets the compiler drop the bounds checks.
+        let slots = &mut self.slots[..];
+        let mask = slots.len() - 1;
+        let mut i = (hole + 1) & mask;
+        while slots[i & mask].value.is_some() {
+            let home = slot_of(slots[i & mask].key, self.shift);
+            if (i.wrapping_sub(home) & mask) >= (i.wrapping_sub(hole) & mask) {
+                slots.swap(hole & mask, i & mask);
                 hole = i;
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
         Some(value)
     }
@@ -423,12 +429,16 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
     /// `HandleEviction::likely_victims`) of a policy that evicts from the back of one of
     /// several lists.
     pub fn backs(&self, lists: &[usize], out: &mut [u64]) -> usize {
-        write_keys(
-            out,
-            lists
-                .iter()
-                .filter_map(|&l| self.back(l).and_then(|h| self.key(h))),
-        )
+        let mut n = 0;
+        for &l in lists {
+            let Some(slot) = out.get_mut(n) else { break };
+            // A list's back is always an entry: its key needs no check.
+            if let Some(node) = some(self.tails[l]).and_then(|h| self.nodes.get(h as usize)) {
+                *slot = node.key;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The handle of the entry at the front of `list`.

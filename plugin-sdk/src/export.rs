@@ -334,6 +334,10 @@ pub mod __private {
     }
 
     /// `kplug_evict_hit_batch`: the policy's batch (its `HIT_BATCH`), within 1..=256.
+    /// This and the three counts below are inlined: from the policy's constants they fold
+    /// away in the miss export, where each was a call (with `evict_ahead`'s, ~30
+    /// instructions a miss).
+    #[inline]
     pub fn evict_hit_batch(batch: u32) -> i32 {
         batch.clamp(1, kplug_abi::EVICT_BUF_KEYS as u32) as i32
     }
@@ -342,6 +346,7 @@ pub mod __private {
     /// at most [`kplug_abi::EVICT_AHEAD_KEYS`]; 0 with a hit batch (`HIT_BATCH`) under
     /// [`kplug_abi::EVICT_AHEAD_MIN_HIT_BATCH`], where no miss fits among the hits and the host
     /// takes none.
+    #[inline]
     pub fn evict_ahead(ahead: u32, hit_batch: u32) -> i32 {
         if (evict_hit_batch(hit_batch) as usize) < kplug_abi::EVICT_AHEAD_MIN_HIT_BATCH {
             return 0;
@@ -351,12 +356,14 @@ pub mod __private {
 
     /// `kplug_evict_hints` (1.11): the policy's `HINTS`, at most
     /// [`kplug_abi::EVICT_HINT_KEYS`].
+    #[inline]
     pub fn evict_hints(hints: u32) -> i32 {
         hints.min(kplug_abi::EVICT_HINT_KEYS as u32) as i32
     }
 
     /// `kplug_evict_lookahead` (1.12): the policy's `lookahead()` (at most its `LOOKAHEAD`),
     /// at most [`kplug_abi::EVICT_LOOKAHEAD_KEYS`].
+    #[inline]
     pub fn evict_lookahead(lookahead: u32) -> i32 {
         lookahead.min(kplug_abi::EVICT_LOOKAHEAD_KEYS as u32) as i32
     }
