@@ -630,7 +630,9 @@ impl<V> CacheCore<V> {
         prefetched: bool,
         room: Option<&mut dyn FnMut(usize) -> u64>,
     ) -> Insert {
-        if !self.in_flight.remove(&key) && prefetched {
+        // Nothing in flight (the simulator without a prefetch policy): no probe.
+        let was_in_flight = !self.in_flight.is_empty() && self.in_flight.remove(&key);
+        if !was_in_flight && prefetched {
             return Insert::Stale;
         }
         if self.map.contains_key(key) {
