@@ -432,7 +432,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         let mut n = 0;
         for &l in lists {
             let Some(slot) = out.get_mut(n) else { break };
-            // A list's back is always an entry: its key needs no check.
+            // A list's back is always a live entry: its key is read without `key`'s check.
             if let Some(node) = some(self.tails[l]).and_then(|h| self.nodes.get(h as usize)) {
                 *slot = node.key;
                 n += 1;

@@ -46,28 +46,30 @@ trap 'rm -rf "$work"' EXIT
 head -c $((24 * n)) "$trace" > "$work/n.bin"
 head -c $((48 * n)) "$trace" > "$work/2n.bin"
 
+# One whole run of `kplugfs sim` on trace $1 with policy $2, under the command that follows
+# (none: natively); its output in $work/sim.json.
+sim() {
+    local trace=$1 policy=$2
+    shift 2
+    # shellcheck disable=SC2086
+    "$@" "$kplugfs" sim --trace "$trace" --format oracle --policy "$policy" ${PARAMS:-} \
+        --cache-objects "$objects" --jobs 1 --json > "$work/sim.json" 2> "$work/err" ||
+        { cat "$work/err" >&2; echo "instructions.sh: kplugfs sim failed for $policy" >&2; exit 1; }
+}
+
 # The instructions of one whole run of `kplugfs sim` on $1 with policy $2.
 count() {
     local out=$work/cg.out
-    # shellcheck disable=SC2086
-    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out" -q \
-        "$kplugfs" sim --trace "$1" --format oracle --policy "$2" ${PARAMS:-} \
-        --cache-objects "$objects" --jobs 1 --json > "$work/sim.json" 2> "$work/err" ||
-        { cat "$work/err" >&2; echo "instructions.sh: kplugfs sim failed for $2" >&2; exit 1; }
+    sim "$1" "$2" valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out" -q
     awk '/^summary:/ {print $2}' "$out"
 }
 
 printf '%-28s %14s %14s %14s\n' policy "runs of $n" "runs of $((2 * n))" "instr/request"
 for p in "$@"; do
-    # Fills the compiled-module cache, run natively: the cache is written by a background
-    # thread, which under valgrind may not run before the process exits (then the next
-    # count compiles the plugin again, ~200 M instructions more on one side of the
-    # difference).
-    # shellcheck disable=SC2086
-    "$kplugfs" sim --trace "$work/2n.bin" --format oracle --policy "$p" ${PARAMS:-} \
-        --cache-objects "$objects" --jobs 1 --json > /dev/null 2> "$work/err" ||
-        { cat "$work/err" >&2; echo "instructions.sh: kplugfs sim failed for $p" >&2; exit 1; }
-    count "$work/n.bin" "$p" > /dev/null
+    # Fills the compiled-module cache, natively: the cache is written by a background thread,
+    # which under valgrind may not run before the process exits (then a count compiles the
+    # plugin again, ~200 M instructions more on one side of the difference).
+    sim "$work/2n.bin" "$p"
     a=$(count "$work/n.bin" "$p")
     b=$(count "$work/2n.bin" "$p")
     printf '%-28s %14s %14s %14s\n' "$p" "$a" "$b" $(((b - a) / n))
