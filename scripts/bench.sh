@@ -414,10 +414,10 @@ if want hooks; then
     log "hooks: cargo bench -p kplug-cache --bench hook_call -- ${crit_args[*]} (x$hook_runs)"
     crit=$target_dir/criterion
     for r in $(seq 1 "$hook_runs"); do
-        rm -rf "$crit/hook" "$crit/core" "$crit/instance" "$crit/swap"
+        rm -rf "$crit/hook" "$crit/core" "$crit/instance" "$crit/swap" "$crit/compile"
         cargo bench -p kplug-cache --bench hook_call -- "${crit_args[@]}" > "$logs/hook_call.$r.log" 2>&1 ||
             { tail -20 "$logs/hook_call.$r.log" >&2; die "hook_call bench failed"; }
-        for f in "$crit"/hook/*/new/estimates.json "$crit"/core/*/new/estimates.json "$crit"/instance/*/new/estimates.json "$crit"/swap/*/new/estimates.json; do
+        for f in "$crit"/hook/*/new/estimates.json "$crit"/core/*/new/estimates.json "$crit"/instance/*/new/estimates.json "$crit"/swap/*/new/estimates.json "$crit"/compile/*/new/estimates.json; do
             [ -f "$f" ] || continue
             name=$(basename "$(dirname "$(dirname "$f")")"); group=$(basename "$(dirname "$(dirname "$(dirname "$f")")")")
             ns=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["median"]; c=m["confidence_interval"]; print(m["point_estimate"], c["lower_bound"], c["upper_bound"])' "$f")

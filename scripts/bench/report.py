@@ -299,7 +299,9 @@ if H:
       "resident set (`walked`), and what its `close()` waits for outside the lock: telling a fresh "
       "instance the 65,536 blocks with one call each or 128 a call (`replay_*`, ABI 1.9's "
       "`kplug_evict_seed`), the whole preparation (`prepare_65536`: the snapshot's sort, the "
-      "replay, the host's map of handles). Criterion "
+      "replay, the host's map of handles); `compile/*` compiling the SDK LRU as a swap of a module "
+      "never seen does, with Winch (`baseline`, a mount's first load) or Cranelift "
+      "(`optimized`). Criterion "
       "median of each run (`target/criterion/*/*/new/estimates.json`), then the median over runs; "
       "with a single run, `[CI a-b]` is criterion's 95% confidence interval of the median.\n")
     P("| bench | time per iteration | per hook call / request | vs native |")
@@ -325,7 +327,7 @@ if H:
             summary["hooks"][f"{g}/{b}"] = {"ns_per_iter": m, "ns_per_hook": per}
             hook_cats.append(b)
             hook_vals.append(per)
-        elif g in ("instance", "swap"):
+        elif g in ("instance", "swap", "compile"):
             P(f"| {g}/{b} | {m/1e3:.1f} us{spread(v, lambda x: f'{x/1e3:.1f}')} | | |")
             summary["hooks"][f"{g}/{b}"] = {"ns_per_iter": m}
         else:

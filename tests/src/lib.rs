@@ -595,28 +595,5 @@ fn manifest_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
 
-/// `wasm` with a custom section carrying `text` appended: a valid module doing the same, whose
-/// bytes (so its content hash) no mount has seen, so it is compiled, not found in a cache.
-pub fn with_custom_section(wasm: &[u8], text: &str) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    let name = b"kplugfs-test";
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(text.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0);
-    leb(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
-}
+/// A module doing the same under bytes no mount has seen (compiled, not found in a cache).
+pub use kplug_engine::modcache::with_custom_section;

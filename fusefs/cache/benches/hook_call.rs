@@ -18,6 +18,10 @@
 //!   65,536 blocks with one call each or 128 a call (ABI 1.9, `kplug_evict_seed`);
 //!   `prepare_65536`, the whole preparation (`Prepared::from_snapshot`: the snapshot's sort,
 //!   the replay, the host's map of the handles).
+//! - `compile/*`: compiling the SDK LRU as a hot swap of a module never seen does, with the
+//!   baseline compiler (Winch: the mount's first load) and the optimizing one (Cranelift:
+//!   the code that replaces it, and every load with `--plugin-code optimized`); each
+//!   iteration compiles bytes the engine has not seen (a custom section of its own).
 
 use std::hint::black_box;
 
@@ -312,7 +316,41 @@ fn swap(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hooks, core, instance, swap);
+/// Compiling a module never seen, with either compiler (see the module docs).
+fn compile(c: &mut Criterion) {
+    let root = manifest_dir().join("../../policies");
+    let target = std::env::temp_dir().join("kplugfs-policy-target");
+    let lru = kplug_catalog::build_policy(&root.join("lru"), &target).expect("build policies/lru");
+    let lru = std::fs::read(lru).unwrap();
+    let engine = PluginEngine::new(EngineConfig {
+        baseline_tier: true,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let mut g = c.benchmark_group("compile");
+    g.sample_size(20);
+    let mut n = 0u64;
+    let mut fresh = || {
+        n += 1;
+        kplug_engine::modcache::with_custom_section(&lru, &n.to_string())
+    };
+    g.bench_function("baseline_sdk_lru", |b| {
+        b.iter_batched(
+            &mut fresh,
+            |bytes| engine.compile_baseline("lru", &bytes).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("optimized_sdk_lru", |b| {
+        b.iter_batched(
+            &mut fresh,
+            |bytes| engine.compile("lru", &bytes).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, hooks, core, instance, swap, compile);
 criterion_main!(benches);
 
 /// The package's directory: read when the test runs (cargo sets it), so a build reused

@@ -31,11 +31,12 @@
 //! code in the background ([`PluginEngine::optimize_later`]: one low-priority thread per
 //! engine, a job dropped if the caller no longer wants it; what the caller does with the
 //! result runs on a second thread at normal priority, since it takes locks readers wait
-//! on). When it is ready (in the module
-//! cache), the caller loads the module again, which now finds the optimized code: the mount
-//! swaps the plugin to it like any hot swap. The two compilers run the same validated
-//! module with the same limits: the same linear memory cap, the same epoch deadlines (both
-//! engines tick), the same host imports. A module Winch cannot compile (a proposal it lacks)
+//! on). A compile's parallel work runs on threads at its caller's priority
+//! ([`crate::pools`]): a swap's at the swap's, the optimizer's below the readers. When it
+//! is ready (in the module cache), the caller loads the module again, which now finds the
+//! optimized code: the mount swaps the plugin to it like any hot swap. The two compilers run
+//! the same validated module with the same limits: the same linear memory cap, the same
+//! epoch deadlines (both engines tick), the same host imports. A module Winch cannot compile (a proposal it lacks)
 //! is compiled by Cranelift at once. Baseline code is never cached: only optimized code
 //! enters the module cache, so a module seen before always loads optimized.
 //!
@@ -52,7 +53,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use wasmtime::{
-    Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, Strategy, ValType,
+    Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, RegallocAlgorithm,
+    Strategy, ValType,
 };
 
 use crate::error::LoadError;
@@ -236,6 +238,17 @@ impl PluginEngine {
                 // default 4 GiB reservation, so this only makes it a guarantee): the host keeps
                 // the eviction key buffer's address for the instance's life (`keybuf.rs`).
                 .memory_may_move(false);
+            // Winch compiles the module's functions; Cranelift still compiles its trampolines
+            // (one a signature, one an export and one a runtime builtin called: 39 beside the
+            // SDK LRU's 50 functions), about a third of a baseline compile's instructions.
+            // Baseline code serves only until the optimized code replaces it, so its
+            // trampolines are compiled unoptimized with the single-pass register allocator:
+            // `cargo bench -p kplug-cache --bench hook_call -- compile/baseline` 7.8-8.3 ->
+            // 5.7-6.3 ms (docs/benchmarks.md §5).
+            if strategy == Strategy::Winch {
+                c.cranelift_opt_level(OptLevel::None)
+                    .cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
+            }
             // For `perf`: the plugins' machine code named in /tmp/perf-PID.map (docs/benchmarks.md).
             if std::env::var_os("KPLUGFS_WASM_PERFMAP").is_some_and(|v| v == "1") {
                 c.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -396,13 +409,12 @@ impl PluginEngine {
             return Err(LoadError::NotWasm);
         }
         let key = modcache::key(bytes);
-        let optimized = || {
-            Module::from_binary(&self.inner.engine, bytes)
+        let compile = |engine: &Engine| {
+            crate::pools::at_callers_priority(|| Module::from_binary(engine, bytes))
                 .map_err(|e| LoadError::Invalid(format!("{e:#}")))
         };
-        let baseline = |b: &Baseline| {
-            Module::from_binary(&b.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
-        };
+        let optimized = || compile(&self.inner.engine);
+        let baseline = |b: &Baseline| compile(&b.engine);
         let cached = match want {
             Want::Baseline => None,
             _ => self.inner.modules.get(&self.inner.engine, &key),
@@ -589,7 +601,7 @@ fn optimizer(
         } else if modules.get(engine, &job.key).is_some() {
             Outcome::Optimized
         } else {
-            match Module::from_binary(engine, &job.bytes) {
+            match crate::pools::at_callers_priority(|| Module::from_binary(engine, &job.bytes)) {
                 Ok(m) => {
                     modules.put(job.key, &m);
                     Outcome::Optimized

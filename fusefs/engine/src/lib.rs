@@ -13,8 +13,8 @@
 //! store's data and the deadline policy), `budget` (what slow calls may cost per second),
 //! `text` (plugin and wasmtime text made one printable line), `imports` (the host functions),
 //! `engine` (wasmtime config, epoch ticker, compile + validate), `modcache` (compiled modules
-//! by content hash, in memory and on disk), `instance` (the load sequence
-//! and the hooks), `transform` (a data-path plugin's streams, ABI 1.6), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
+//! by content hash, in memory and on disk), `pools` (compile threads at their caller's
+//! priority), `instance` (the load sequence and the hooks), `transform` (a data-path plugin's streams, ABI 1.6), `registry` (compiled plugins by name), `names` (plugin file names and parameter text),
 //! `status`, `error`.
 //! The cache core that decides when hooks are called, and what to do with a fault, is
 //! `kplug-cache`.
@@ -34,6 +34,7 @@ mod limiter;
 pub mod modcache;
 pub mod names;
 pub mod nice;
+mod pools;
 mod registry;
 mod state;
 mod status;

@@ -190,6 +190,33 @@ impl ModuleCache {
     }
 }
 
+/// `wasm` with a custom section carrying `text` appended: a valid module doing the same, whose
+/// bytes (so its key here) no cache holds, so it is compiled, not found (tests and benches
+/// of a first load).
+pub fn with_custom_section(wasm: &[u8], text: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let name = b"kplugfs-test";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(text.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
 /// Whether `meta` belongs to us and nobody else can write it.
 fn trusted(meta: &fs::Metadata, what: &Path) -> std::io::Result<()> {
     let euid = unsafe { libc::geteuid() };

@@ -21,6 +21,10 @@
 //! ([`replay_pacer`]): a swap on a cache it can be quick on goes first, a long one runs as
 //! the readers do.
 //!
+//! A compile's parallel work runs on threads at the priority of the thread that asked for it
+//! (`kplug_engine`'s compile pools), so a swap's compile is raised with it and the tier-up's
+//! optimizing compile stays below the readers.
+//!
 //! Needs `CAP_SYS_NICE` (root); without it nothing changes. The state is the thread's own
 //! (`kplug_engine::nice`), as the priority is; a thread spawned while a swap is raised (the
 //! tier-up finisher, a governor's ticker, the probes' delivery) starts at its spawner's own
