@@ -140,6 +140,12 @@ fn main() -> ExitCode {
         Command::Policy { command } => command.run(),
         Command::Trace { command } => trace::run(command),
     };
+    // What this process compiled is kept for the next (the compiled-module cache's disk
+    // writes run in the background).
+    let left = kplug_engine::modcache::wait_for_writes(std::time::Duration::from_secs(10));
+    if left > 0 {
+        tracing::debug!("module cache: exiting with {left} write(s) not done");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

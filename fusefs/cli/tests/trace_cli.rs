@@ -307,6 +307,46 @@ fn convert_refuses_what_it_cannot_write_and_leaves_no_output() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the input"));
 }
 
+/// `kplugfs sim` leaves the module it compiled in the compiled-module cache, however short
+/// its run: the cache's disk write runs in the background (niced), and the process waits for
+/// it before it exits. Each run is given a cache of its own, so each compiles, and is pinned
+/// to one CPU, where the write competes with the process's own exit: without the wait, 3 of
+/// 10 such runs over 4 requests left no file (mutation-checked).
+#[test]
+fn sim_leaves_what_it_compiled_in_the_module_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = tmp(&dir, "four.txt");
+    std::fs::write(&trace, "1\n2\n1\n3\n").unwrap();
+    for run in 0..20 {
+        let cache = dir.path().join(format!("modules{run}"));
+        let out = Command::new("taskset")
+            .args(["-c", "0", env!("CARGO_BIN_EXE_kplugfs"), "sim"])
+            .args(["--trace", &trace, "--format", "txt", "--policy", "lru"])
+            .args(["--cache-objects", "2", "--json"])
+            .env("KPLUGFS_MODULE_CACHE", &cache)
+            .output()
+            .expect("run kplugfs under taskset");
+        ok(&out);
+        // One directory per engine configuration, one file per module.
+        let files = walk(&cache);
+        assert_eq!(files.len(), 1, "run {run}: {files:?}");
+    }
+}
+
+/// The files under `dir`, at any depth.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// The package's directory: read when the test runs (cargo sets it), so a build reused
 /// from another clone of the repository reads this clone's files.
 fn manifest_dir() -> std::path::PathBuf {

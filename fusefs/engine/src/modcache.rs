@@ -25,7 +25,10 @@
 //! the module is compiled as if the cache were empty.
 //!
 //! Writes happen on a background thread (niced, without fsync: the checksum catches a torn
-//! file) after the module is in service, so a first load pays nothing for them. The
+//! file) after the module is in service, so a first load pays nothing for them. A process
+//! about to exit waits for the writes it started ([`wait_for_writes`], called by the CLI
+//! after every command): `kplugfs sim` over a short trace is done within milliseconds of
+//! its compile, and its module would otherwise be lost with the process. The
 //! directory keeps at most [`DISK_ENTRIES`] files (oldest by modification time removed
 //! first).
 
@@ -34,6 +37,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -47,6 +52,26 @@ pub const DISK_ENTRIES: usize = 256;
 /// The environment variable that moves the disk cache (`KPLUGFS_MODULE_CACHE=DIR`) or turns
 /// it off (`KPLUGFS_MODULE_CACHE=off`).
 pub const ENV: &str = "KPLUGFS_MODULE_CACHE";
+
+/// The disk writes started by [`ModuleCache::put`] and not yet seen done, of every engine.
+static WRITES: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits for the disk cache writes started so far to end, for at most `timeout`, and returns
+/// how many are still under way then: a process calls it before it exits, so that what it
+/// compiled is in the cache for the next one. A write is one file of a few hundred KiB to a
+/// few MiB; the bound is for a disk that hangs.
+pub fn wait_for_writes(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut writes = WRITES.lock();
+        writes.retain(|w| !w.is_finished());
+        if writes.is_empty() || Instant::now() >= deadline {
+            return writes.len();
+        }
+        drop(writes);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// A module's content key: SHA-256 of its bytes.
 pub type Key = [u8; 32];
@@ -174,8 +199,13 @@ impl ModuleCache {
                         tracing::debug!("module cache: writing {}: {e}", hex(&key));
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::debug!("module cache: no writer thread: {e}");
+            match spawned {
+                Ok(w) => {
+                    let mut writes = WRITES.lock();
+                    writes.retain(|w| !w.is_finished());
+                    writes.push(w);
+                }
+                Err(e) => tracing::debug!("module cache: no writer thread: {e}"),
             }
         }
     }
