@@ -466,47 +466,70 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
 
     // `unlink` and `link_front` are always inlined: left to LLVM, a move to the front (ARC's
     // hit) called the unlink, about 30 instructions a request more (docs/benchmarks.md §10).
+    // They read and write nodes and list ends without bounds checks ([`Self::at`],
+    // [`Self::end`]): every handle they are given names a slab entry (checked by `contains`,
+    // or just allocated), as does every link of a live entry, and a list number is below
+    // `N` (asserted where it enters, kept in the node).
+
+    /// The node of handle `i`, which names a slab entry.
+    #[inline(always)]
+    fn at(&mut self, i: u32) -> &mut Node {
+        debug_assert!((i as usize) < self.nodes.len(), "handle {i}");
+        // SAFETY: the callers' handles name slab entries (above); the slab only grows.
+        unsafe { self.nodes.get_unchecked_mut(i as usize) }
+    }
+
+    /// Entry `l` of `heads` or `tails`, `l < N`.
+    #[inline(always)]
+    fn end(ends: &mut [u32; N], l: usize) -> &mut u32 {
+        debug_assert!(l < N, "list {l}");
+        // SAFETY: `l` is below `N` (above).
+        unsafe { ends.get_unchecked_mut(l) }
+    }
+
     #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let Node {
             prev, next, list, ..
-        } = self.nodes[i as usize];
+        } = *self.at(i);
         let l = list as usize;
         match prev {
-            NIL => self.heads[l] = next,
-            p => self.nodes[p as usize].next = next,
+            NIL => *Self::end(&mut self.heads, l) = next,
+            p => self.at(p).next = next,
         }
         match next {
-            NIL => self.tails[l] = prev,
-            n => self.nodes[n as usize].prev = prev,
+            NIL => *Self::end(&mut self.tails, l) = prev,
+            n => self.at(n).prev = prev,
         }
-        self.lens[l] -= 1;
+        debug_assert!(l < N);
+        // SAFETY: `l` is below `N` (above).
+        unsafe { *self.lens.get_unchecked_mut(l) -= 1 };
     }
 
     #[inline(always)]
     fn link_front(&mut self, l: usize, i: u32) {
-        let old = self.heads[l];
-        let n = &mut self.nodes[i as usize];
+        let old = *Self::end(&mut self.heads, l);
+        let n = self.at(i);
         (n.prev, n.next, n.list) = (NIL, old, l as u8);
         match old {
-            NIL => self.tails[l] = i,
-            h => self.nodes[h as usize].prev = i,
+            NIL => *Self::end(&mut self.tails, l) = i,
+            h => self.at(h).prev = i,
         }
-        self.heads[l] = i;
+        *Self::end(&mut self.heads, l) = i;
         self.lens[l] += 1;
         self.mark(i, Some(l));
     }
 
     #[inline]
     fn link_back(&mut self, l: usize, i: u32) {
-        let old = self.tails[l];
-        let n = &mut self.nodes[i as usize];
+        let old = *Self::end(&mut self.tails, l);
+        let n = self.at(i);
         (n.prev, n.next, n.list) = (old, NIL, l as u8);
         match old {
-            NIL => self.heads[l] = i,
-            t => self.nodes[t as usize].next = i,
+            NIL => *Self::end(&mut self.heads, l) = i,
+            t => self.at(t).next = i,
         }
-        self.tails[l] = i;
+        *Self::end(&mut self.tails, l) = i;
         self.lens[l] += 1;
         self.mark(i, Some(l));
     }
@@ -555,7 +578,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
 
     /// Moves the entry `handle` names to the front of `list` (from whichever list it is in);
     /// false if it names none.
-    #[inline]
+    #[inline(always)]
     pub fn move_to_front(&mut self, list: usize, handle: u32) -> bool {
         assert!(list < N, "list {list} of {N}");
         if !self.contains(handle) {

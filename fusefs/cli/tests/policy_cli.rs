@@ -6,7 +6,7 @@
 //! goes to a target directory under this package's test target dir, kept between runs.
 
 mod common;
-use common::ok;
+use common::{files_under, ok};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,20 +32,6 @@ fn error(out: &Output) -> String {
     let last = err.lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("kplugfs: "), "{err}");
     last
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(files_under(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v.sort();
-    v
 }
 
 /// Misses per cache size of each policy, from `kplugfs sim --json`.

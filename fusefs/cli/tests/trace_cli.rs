@@ -3,7 +3,7 @@
 //! compressed one.
 
 mod common;
-use common::ok;
+use common::{files_under, ok};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -328,23 +328,9 @@ fn sim_leaves_what_it_compiled_in_the_module_cache() {
             .expect("run kplugfs under taskset");
         ok(&out);
         // One directory per engine configuration, one file per module.
-        let files = walk(&cache);
+        let files = files_under(&cache);
         assert_eq!(files.len(), 1, "run {run}: {files:?}");
     }
-}
-
-/// The files under `dir`, at any depth.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// The package's directory: read when the test runs (cargo sets it), so a build reused
