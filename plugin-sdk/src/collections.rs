@@ -479,9 +479,9 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         unsafe { self.nodes.get_unchecked_mut(i as usize) }
     }
 
-    /// Entry `l` of `heads` or `tails`, `l < N`.
+    /// Entry `l` of `heads`, `tails` or `lens`, `l < N`.
     #[inline(always)]
-    fn end(ends: &mut [u32; N], l: usize) -> &mut u32 {
+    fn end<T>(ends: &mut [T; N], l: usize) -> &mut T {
         debug_assert!(l < N, "list {l}");
         // SAFETY: `l` is below `N` (above).
         unsafe { ends.get_unchecked_mut(l) }
@@ -501,9 +501,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
             NIL => *Self::end(&mut self.tails, l) = prev,
             n => self.at(n).prev = prev,
         }
-        debug_assert!(l < N);
-        // SAFETY: `l` is below `N` (above).
-        unsafe { *self.lens.get_unchecked_mut(l) -= 1 };
+        *Self::end(&mut self.lens, l) -= 1;
     }
 
     #[inline(always)]
@@ -516,7 +514,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
             h => self.at(h).prev = i,
         }
         *Self::end(&mut self.heads, l) = i;
-        self.lens[l] += 1;
+        *Self::end(&mut self.lens, l) += 1;
         self.mark(i, Some(l));
     }
 
@@ -530,7 +528,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
             t => self.at(t).next = i,
         }
         *Self::end(&mut self.tails, l) = i;
-        self.lens[l] += 1;
+        *Self::end(&mut self.lens, l) += 1;
         self.mark(i, Some(l));
     }
 

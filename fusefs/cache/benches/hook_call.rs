@@ -33,13 +33,19 @@ use kplug_engine::{CompiledPlugin, EngineConfig, Plugin, PluginEngine};
 
 const N: u64 = 4096;
 
-fn plugins() -> (PluginEngine, CompiledPlugin, CompiledPlugin) {
-    let engine = PluginEngine::new(EngineConfig::default()).unwrap();
+/// The SDK LRU's module, built from `policies/lru`.
+fn sdk_lru_wasm() -> Vec<u8> {
     let root = manifest_dir().join("../../policies");
     let target = std::env::temp_dir().join("kplugfs-policy-target");
     let sdk = kplug_catalog::build_policy(&root.join("lru"), &target).expect("build policies/lru");
-    let sdk = engine.compile("lru", &std::fs::read(sdk).unwrap()).unwrap();
-    let wat = wat::parse_file(root.join("lru-wat/lru.wat")).unwrap();
+    std::fs::read(sdk).unwrap()
+}
+
+fn plugins() -> (PluginEngine, CompiledPlugin, CompiledPlugin) {
+    let engine = PluginEngine::new(EngineConfig::default()).unwrap();
+    let sdk = engine.compile("lru", &sdk_lru_wasm()).unwrap();
+    let wat = manifest_dir().join("../../policies/lru-wat/lru.wat");
+    let wat = wat::parse_file(wat).unwrap();
     let wat = engine.compile("lru-wat", &wat).unwrap();
     (engine, sdk, wat)
 }
@@ -318,10 +324,7 @@ fn swap(c: &mut Criterion) {
 
 /// Compiling a module never seen, with either compiler (see the module docs).
 fn compile(c: &mut Criterion) {
-    let root = manifest_dir().join("../../policies");
-    let target = std::env::temp_dir().join("kplugfs-policy-target");
-    let lru = kplug_catalog::build_policy(&root.join("lru"), &target).expect("build policies/lru");
-    let lru = std::fs::read(lru).unwrap();
+    let lru = sdk_lru_wasm();
     let engine = PluginEngine::new(EngineConfig {
         baseline_tier: true,
         ..EngineConfig::default()

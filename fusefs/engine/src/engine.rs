@@ -410,8 +410,7 @@ impl PluginEngine {
         }
         let key = modcache::key(bytes);
         let compile = |engine: &Engine| {
-            crate::pools::at_callers_priority(|| Module::from_binary(engine, bytes))
-                .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+            crate::pools::compile(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
         };
         let optimized = || compile(&self.inner.engine);
         let baseline = |b: &Baseline| compile(&b.engine);
@@ -601,7 +600,7 @@ fn optimizer(
         } else if modules.get(engine, &job.key).is_some() {
             Outcome::Optimized
         } else {
-            match crate::pools::at_callers_priority(|| Module::from_binary(engine, &job.bytes)) {
+            match crate::pools::compile(engine, &job.bytes) {
                 Ok(m) => {
                     modules.put(job.key, &m);
                     Outcome::Optimized

@@ -7,7 +7,7 @@
 //! later optimizing compile of the background optimizer (nice 10, `engine.rs`, "Tiers") ran at
 //! -10 too, ahead of the readers for its tens of milliseconds; had the optimizer or a
 //! load at mount start come first, every swap's compile would have waited behind them.
-//! [`at_callers_priority`] runs a compile in a pool whose threads run at the calling thread's
+//! [`compile`] runs a compile in a pool whose threads run at the calling thread's
 //! current nice, one pool per nice asked for (in practice three: a swap's, the readers', the
 //! optimizer's), made on first use and kept.
 
@@ -21,9 +21,17 @@ static POOLS: Mutex<Vec<(i32, &'static ThreadPool)>> = Mutex::new(Vec::new());
 /// nearest nice. Bounds the threads a process can make for its compiles.
 const MAX_POOLS: usize = 4;
 
+/// `bytes` compiled by `engine`, its parallel work on threads at this thread's nice.
+pub(crate) fn compile(
+    engine: &wasmtime::Engine,
+    bytes: &[u8],
+) -> wasmtime::Result<wasmtime::Module> {
+    at_callers_priority(|| wasmtime::Module::from_binary(engine, bytes))
+}
+
 /// Runs `f` (a wasmtime compile) with its parallel work on threads at this thread's nice;
 /// on this thread alone if no pool can be made.
-pub(crate) fn at_callers_priority<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+fn at_callers_priority<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match crate::nice::get().and_then(pool) {
         Some(p) => p.install(f),
         None => f(),
