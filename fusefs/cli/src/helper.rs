@@ -159,7 +159,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         }
         return match kplug_daemon::mount::remount(call.target.as_ref(), &call.options) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(EX_FAIL, &format!("{e:#}")),
+            Err(e) => fail(EX_FAIL, &kplug_daemon::error::report(&e)),
         };
     }
     let expanded = match option_flags(&call.options, call.sloppy) {
@@ -191,7 +191,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     }
     match cli.mount.run(|log| crate::init_logging(verbose, log)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(EX_FAIL, &format!("{e:#}").replace('\n', " ")),
+        Err(e) => fail(EX_FAIL, &kplug_daemon::error::report(&e).replace('\n', " ")),
     }
 }
 

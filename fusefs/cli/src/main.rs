@@ -149,7 +149,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kplugfs: {e:#}");
+            eprintln!("kplugfs: {}", kplug_daemon::error::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -101,10 +101,12 @@ impl SimCmd {
             .expect("template")
             .progress_chars("=> "),
         ));
+        // Bad policies, modules and parameters are errors before a large trace is read.
+        let sim = kplug_sim::Sim::new(&config)?;
         bar.0.set_message("reading");
         let trace = kplug_sim::load_trace(&config.trace, config.format, config.split_blocks, &bar)?;
         bar.0.set_message("replaying");
-        let results = kplug_sim::run(&config, &trace, &bar)?;
+        let results = sim.run(&trace, &bar)?;
         bar.0.finish_and_clear();
         let mut out = std::io::stdout().lock();
         if self.json {

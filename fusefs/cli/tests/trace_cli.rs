@@ -110,6 +110,38 @@ fn info_errors_name_the_problem() {
     );
 }
 
+/// `sim` checks what it was asked before it reads the trace (a large one takes minutes): a
+/// misspelt policy, a module that is not there or a size out of range is named even when
+/// the trace is missing too; and an OS error is said once, not once per layer.
+#[test]
+fn sim_names_bad_policies_before_reading_the_trace() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["builtin:fifo"], "unknown native policy \"builtin:fifo\""),
+        (&["/nonexistent/p.wasm"], "reading /nonexistent/p.wasm"),
+        (&["lru", "--cache-size", "1.5"], "--cache-size 1.5"),
+        (&["lru", "--param", "arc:x=1"], "no policy named \"arc\""),
+        // With nothing wrong but the trace, the trace.
+        (&["lru"], "/nonexistent/trace"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["sim", "--trace", "/nonexistent/trace", "--policy"];
+        all.extend_from_slice(args);
+        if !args.contains(&"--cache-size") {
+            all.extend_from_slice(&["--cache-objects", "10"]);
+        }
+        let out = kplugfs(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+        let trace_named = err.contains("/nonexistent/trace");
+        assert_eq!(trace_named, want == "/nonexistent/trace", "{args:?}: {err}");
+        let os_errors = err.matches("No such file").count();
+        assert_eq!(os_errors, usize::from(want.contains('/')), "{err}");
+    }
+}
+
 /// A trace compressed as libCacheSim distributes its traces (`NAME.oracleGeneral.zst`) is
 /// read as its plain bytes by `trace info` and `sim`, detected by content and name.
 #[test]

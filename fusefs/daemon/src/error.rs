@@ -151,9 +151,44 @@ macro_rules! fs_err {
     };
 }
 
+/// `e` and its causes on one line, `outer: cause: cause`, as `{:#}` prints them, without
+/// a cause its outer message already ends with: several error types (the trace readers',
+/// the catalog's, the kernel bridge's) say their `io::Error` in their own message and also
+/// give it as their source, which `{:#}` alone would print twice ("No such file or
+/// directory (os error 2): No such file or directory (os error 2)").
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cause said in the message above it is not said again; every other one is.
+    #[test]
+    fn report_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading x.wasm: {source}")]
+        struct Says {
+            source: io::Error,
+        }
+        let gone = || io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(Says { source: gone() }).context("policy x");
+        assert_eq!(report(&e), format!("policy x: reading x.wasm: {}", gone()));
+        let e = anyhow::Error::new(gone()).context("cannot open x");
+        assert_eq!(report(&e), format!("cannot open x: {}", gone()));
+    }
 
     #[test]
     fn io_error_keeps_errno_and_level() {

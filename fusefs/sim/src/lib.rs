@@ -9,9 +9,10 @@
 //! different objects, and a recorded trace's prefetch records are skipped (the simulated
 //! policies prefetch for themselves).
 //!
-//! The trace is read once (streaming, through `kplug_traces`) into a vector of ids, then every
-//! (policy, size) pair replays it on its own core, in parallel across cores. Each module is
-//! compiled once and instantiated per pair. A prefetch policy in the mix is asked after every
+//! A run is checked and its modules compiled first ([`Sim::new`]), so that bad input is an
+//! error before a large trace is read; the trace is then read once (streaming, through
+//! `kplug_traces`) into a vector of ids, then every (policy, size) pair replays it on its own
+//! core, in parallel across cores. Each module is compiled once and instantiated per pair. A prefetch policy in the mix is asked after every
 //! request and its blocks are inserted at once, so a simulation is deterministic.
 //!
 //! A policy spec is `NAME[+NAME...]`: each NAME is a built-in policy plugin (`kplugfs policy
@@ -219,179 +220,229 @@ impl SimResult {
 
 /// Run every (policy, size) pair; results in (policy, size) order.
 pub fn run(args: &SimConfig, trace: &Trace, progress: &dyn Progress) -> Result<Vec<SimResult>> {
-    if args.policies.is_empty() {
-        bail!("--policy is required");
-    }
-    let mut sizes: Vec<(u64, Option<f64>)> = Vec::new();
-    for &f in &args.fractions {
-        if !(f > 0.0 && f <= 1.0) {
-            bail!("--cache-size {f}: a fraction of the unique ids, in (0, 1]");
+    Sim::new(args)?.run(trace, progress)
+}
+
+/// A simulation checked and its modules compiled before any trace is read: a misspelt policy,
+/// a module that does not load, a parameter for no policy or a size out of range is an error
+/// in a moment, not after minutes of reading a large trace. What depends on the trace (the
+/// cache sizes given as fractions, each policy built at each size) is checked by
+/// [`run`](Self::run) before the first replay.
+pub struct Sim<'a> {
+    args: &'a SimConfig,
+    engine: PluginEngine,
+    params: HashMap<String, Vec<(String, String)>>,
+    /// Each `--policy` spec and its components.
+    policies: Vec<(String, Vec<Component>)>,
+    /// Each `--scope`'s components, in order.
+    scope_comps: Vec<Vec<Component>>,
+}
+
+impl<'a> Sim<'a> {
+    /// Checks `args` and compiles (or finds in the module cache) every module it names.
+    pub fn new(args: &'a SimConfig) -> Result<Self> {
+        if args.policies.is_empty() {
+            bail!("--policy is required");
         }
-        let n = (trace.unique() as f64 * f).floor() as u64;
-        if n == 0 {
-            let hint = if trace.block_size.is_none() {
-                ", or --split-blocks BYTES to replay each request as the blocks it touches"
-            } else {
-                ""
-            };
-            bail!(
-                "--cache-size {f} of {} unique ids is 0 objects: use a larger fraction \
-                 (at least {}), or --cache-objects N{hint}",
-                trace.unique(),
-                1.0 / trace.unique() as f64
-            );
+        for &f in &args.fractions {
+            if !(f > 0.0 && f <= 1.0) {
+                bail!("--cache-size {f}: a fraction of the unique ids, in (0, 1]");
+            }
         }
-        sizes.push((n, Some(f)));
-    }
-    for &n in &args.objects {
-        if n == 0 {
+        if args.objects.contains(&0) {
             bail!("--cache-objects must be positive");
         }
-        sizes.push((n, None));
-    }
-    if sizes.is_empty() {
-        bail!("give --cache-size F[,F...] or --cache-objects N[,N...]");
-    }
-    // Offline replay: a hook may legitimately run long once (W-TinyLFU's first eviction
-    // moves most of the window into main, O(capacity)); allow 1 s instead of the mount's
-    // 2 ms, and no slow-call budget (nobody waits on a simulation). A runaway plugin still
-    // faults.
-    let engine = PluginEngine::new(EngineConfig {
-        hook_deadline_ticks: SIM_HOOK_DEADLINE_TICKS,
-        slow_budget: std::time::Duration::ZERO,
-        // A policy compiled by an earlier run or a mount is deserialized, not compiled.
-        module_cache: kplug_engine::modcache::default_dir(),
-        ..EngineConfig::default()
-    })?;
-    let params = parse_params(&args.params)?;
-    let candidates = Candidates {
-        engine: &engine,
-        cache: Mutex::new(HashMap::new()),
-    };
-    let mut compiled = BTreeMap::new();
-    let scope_comps = args
-        .scopes
-        .iter()
-        .map(|s| {
-            components(&engine, &s.policy, &mut compiled)
-                .with_context(|| format!("--scope {}", s.name))
+        if args.fractions.is_empty() && args.objects.is_empty() {
+            bail!("give --cache-size F[,F...] or --cache-objects N[,N...]");
+        }
+        if args.scopes.len() > MAX_SIM_SCOPES {
+            bail!("at most {MAX_SIM_SCOPES} --scope");
+        }
+        // Offline replay: a hook may legitimately run long once (W-TinyLFU's first eviction
+        // moves most of the window into main, O(capacity)); allow 1 s instead of the mount's
+        // 2 ms, and no slow-call budget (nobody waits on a simulation). A runaway plugin still
+        // faults.
+        let engine = PluginEngine::new(EngineConfig {
+            hook_deadline_ticks: SIM_HOOK_DEADLINE_TICKS,
+            slow_budget: std::time::Duration::ZERO,
+            // A policy compiled by an earlier run or a mount is deserialized, not compiled.
+            module_cache: kplug_engine::modcache::default_dir(),
+            ..EngineConfig::default()
+        })?;
+        let params = parse_params(&args.params)?;
+        let mut compiled = BTreeMap::new();
+        let scope_comps = args
+            .scopes
+            .iter()
+            .map(|s| {
+                components(&engine, &s.policy, &mut compiled)
+                    .with_context(|| format!("--scope {}", s.name))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let policies = args
+            .policies
+            .iter()
+            .map(|spec| Ok((spec.clone(), components(&engine, spec, &mut compiled)?)))
+            .collect::<Result<Vec<_>>>()?;
+        // A parameter for a plugin the run does not load would silently change nothing. (One
+        // that is also a governor's candidate is tuned only where it runs as a fixed policy.)
+        let loaded: BTreeSet<&str> = compiled
+            .values()
+            .filter_map(|c| match c {
+                Component::Plugin { name, .. } => Some(name.as_str()),
+                Component::Native(_) => None,
+            })
+            .collect();
+        for name in params.keys() {
+            if !loaded.contains(name.as_str()) {
+                bail!(
+                    "--param {name}:...: no policy named {name:?} in --policy (loaded: {}); a \
+                     governor's candidates take parameters in its own, e.g. \
+                     adaptive:candidates=lirs:hirs-ratio=0.05/lru",
+                    if loaded.is_empty() {
+                        "no plugin".to_string()
+                    } else {
+                        loaded.iter().copied().collect::<Vec<_>>().join(", ")
+                    }
+                );
+            }
+        }
+        Ok(Sim {
+            args,
+            engine,
+            params,
+            policies,
+            scope_comps,
         })
-        .collect::<Result<Vec<_>>>()?;
-    if args.scopes.len() > MAX_SIM_SCOPES {
-        bail!("at most {MAX_SIM_SCOPES} --scope");
     }
-    let resolver = scopes::Resolver::new(&args.scopes);
-    let scoped = |comps: &[Component], n: u64| -> Result<(ScopedCache<()>, bool)> {
-        let share = |spec: &ScopeSpec| (spec.share * n as f64).floor() as u64;
-        let reserved: u64 = args.scopes.iter().map(share).sum();
-        if reserved > n {
-            bail!("the scopes' shares add up to {reserved} objects, more than the cache's {n}");
-        }
-        // Each scope's policies are sized for what it can hold while the others hold their
-        // shares (`ScopedCache::reach`).
-        let reach = |own: u64| (n - (reserved - own)).max(1);
-        let (root, prefetching) =
-            build_core(comps, reach(0), &params, &candidates, args.tick_every)?;
-        let mut cache = ScopedCache::with_root(n, root, args.scopes.len());
-        for (i, (spec, comps)) in args.scopes.iter().zip(&scope_comps).enumerate() {
-            let share = share(spec);
-            let (core, _) = build_core(comps, reach(share), &params, &candidates, args.tick_every)
-                .with_context(|| format!("--scope {}", spec.name))?;
-            cache
-                .add_scope_with(i + 1, share, core)
-                .map_err(|e| anyhow::anyhow!("--scope {}: {e}", spec.name))?;
-        }
-        Ok((cache, prefetching))
-    };
-    let mut jobs = Vec::new();
-    for spec in &args.policies {
-        let comps = components(&engine, spec, &mut compiled)?;
-        for &(n, f) in &sizes {
-            jobs.push((spec.clone(), comps.clone(), n, f));
-        }
-    }
-    // A parameter for a plugin the run does not load would silently change nothing. (One
-    // that is also a governor's candidate is tuned only where it runs as a fixed policy.)
-    let loaded: BTreeSet<&str> = compiled
-        .values()
-        .filter_map(|c| match c {
-            Component::Plugin { name, .. } => Some(name.as_str()),
-            Component::Native(_) => None,
-        })
-        .collect();
-    for name in params.keys() {
-        if !loaded.contains(name.as_str()) {
-            bail!(
-                "--param {name}:...: no policy named {name:?} in --policy (loaded: {}); a \
-                 governor's candidates take parameters in its own, e.g. \
-                 adaptive:candidates=lirs:hirs-ratio=0.05/lru",
-                if loaded.is_empty() {
-                    "no plugin".to_string()
+
+    /// The cache sizes in objects of a run over `trace`, each with the fraction it came from.
+    fn sizes(&self, trace: &Trace) -> Result<Vec<(u64, Option<f64>)>> {
+        let mut sizes: Vec<(u64, Option<f64>)> = Vec::new();
+        for &f in &self.args.fractions {
+            let n = (trace.unique() as f64 * f).floor() as u64;
+            if n == 0 {
+                let hint = if trace.block_size.is_none() {
+                    ", or --split-blocks BYTES to replay each request as the blocks it touches"
                 } else {
-                    loaded.iter().copied().collect::<Vec<_>>().join(", ")
-                }
-            );
+                    ""
+                };
+                bail!(
+                    "--cache-size {f} of {} unique ids is 0 objects: use a larger fraction \
+                     (at least {}), or --cache-objects N{hint}",
+                    trace.unique(),
+                    1.0 / trace.unique() as f64
+                );
+            }
+            sizes.push((n, Some(f)));
         }
+        sizes.extend(self.args.objects.iter().map(|&n| (n, None)));
+        Ok(sizes)
     }
-    // Fail fast on a bad parameter or module before spending time on replays.
-    for (spec, comps, n, _) in &jobs {
-        if args.scopes.is_empty() {
-            build_core(comps, *n, &params, &candidates, args.tick_every).map(drop)
-        } else {
-            scoped(comps, *n).map(drop)
+
+    /// Replays `trace` through every (policy, size) pair; results in (policy, size) order.
+    pub fn run(&self, trace: &Trace, progress: &dyn Progress) -> Result<Vec<SimResult>> {
+        let (args, params) = (self.args, &self.params);
+        let sizes = self.sizes(trace)?;
+        let candidates = Candidates {
+            engine: &self.engine,
+            cache: Mutex::new(HashMap::new()),
+        };
+        let resolver = scopes::Resolver::new(&args.scopes);
+        let scoped = |comps: &[Component], n: u64| -> Result<(ScopedCache<()>, bool)> {
+            let share = |spec: &ScopeSpec| (spec.share * n as f64).floor() as u64;
+            let reserved: u64 = args.scopes.iter().map(share).sum();
+            if reserved > n {
+                bail!("the scopes' shares add up to {reserved} objects, more than the cache's {n}");
+            }
+            // Each scope's policies are sized for what it can hold while the others hold their
+            // shares (`ScopedCache::reach`).
+            let reach = |own: u64| (n - (reserved - own)).max(1);
+            let (root, prefetching) =
+                build_core(comps, reach(0), params, &candidates, args.tick_every)?;
+            let mut cache = ScopedCache::with_root(n, root, args.scopes.len());
+            for (i, (spec, comps)) in args.scopes.iter().zip(&self.scope_comps).enumerate() {
+                let share = share(spec);
+                let (core, _) =
+                    build_core(comps, reach(share), params, &candidates, args.tick_every)
+                        .with_context(|| format!("--scope {}", spec.name))?;
+                cache
+                    .add_scope_with(i + 1, share, core)
+                    .map_err(|e| anyhow::anyhow!("--scope {}: {e}", spec.name))?;
+            }
+            Ok((cache, prefetching))
+        };
+        let mut jobs = Vec::new();
+        for (spec, comps) in &self.policies {
+            for &(n, f) in &sizes {
+                jobs.push((spec.as_str(), comps, n, f));
+            }
         }
-        .with_context(|| format!("policy {spec}"))?;
-    }
-    progress.set_length((jobs.len() * trace.ids.len()) as u64);
-    progress.set_position(0);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<SimResult>)>> = Mutex::new(Vec::new());
-    let workers = args.jobs.max(1).min(jobs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((spec, comps, n, f)) = jobs.get(i) else {
-                        break;
-                    };
-                    let job = (spec.as_str(), *n, *f);
-                    let r = (|| {
-                        if !args.scopes.is_empty() {
-                            let mut cache = scoped(comps, *n)?.0;
-                            let run = timed(trace, progress, |c| {
-                                scopes::replay(&mut cache, &resolver, c)
-                            });
-                            let per_scope = scopes::results(&cache, &args.scopes, spec);
-                            return Ok(SimResult::of(
+        // Fail fast on a bad parameter or module before spending time on replays. (A
+        // component's error names it; a spec of several names the whole spec too.)
+        for &(spec, comps, n, _) in &jobs {
+            let built = if args.scopes.is_empty() {
+                build_core(comps, n, params, &candidates, args.tick_every).map(drop)
+            } else {
+                scoped(comps, n).map(drop)
+            };
+            if comps.len() > 1 {
+                built.with_context(|| format!("policy {spec}"))?;
+            } else {
+                built?;
+            }
+        }
+        progress.set_length((jobs.len() * trace.ids.len()) as u64);
+        progress.set_position(0);
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, Result<SimResult>)>> = Mutex::new(Vec::new());
+        let workers = args.jobs.max(1).min(jobs.len());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(spec, comps, n, f)) = jobs.get(i) else {
+                            break;
+                        };
+                        let job = (spec, n, f);
+                        let r = (|| {
+                            if !args.scopes.is_empty() {
+                                let mut cache = scoped(comps, n)?.0;
+                                let run = timed(trace, progress, |c| {
+                                    scopes::replay(&mut cache, &resolver, c)
+                                });
+                                let per_scope = scopes::results(&cache, &args.scopes, spec);
+                                return Ok(SimResult::of(
+                                    args,
+                                    trace,
+                                    job,
+                                    run,
+                                    &cache.stats(),
+                                    per_scope,
+                                ));
+                            }
+                            let (mut core, prefetching) =
+                                build_core(comps, n, params, &candidates, args.tick_every)?;
+                            let run = timed(trace, progress, |c| replay(&mut core, c, prefetching));
+                            Ok(SimResult::of(
                                 args,
                                 trace,
                                 job,
                                 run,
-                                &cache.stats(),
-                                per_scope,
-                            ));
-                        }
-                        let (mut core, prefetching) =
-                            build_core(comps, *n, &params, &candidates, args.tick_every)?;
-                        let run = timed(trace, progress, |c| replay(&mut core, c, prefetching));
-                        Ok(SimResult::of(
-                            args,
-                            trace,
-                            job,
-                            run,
-                            core.stats(),
-                            Vec::new(),
-                        ))
-                    })();
-                    results.lock().unwrap().push((i, r));
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+                                core.stats(),
+                                Vec::new(),
+                            ))
+                        })();
+                        results.lock().unwrap().push((i, r));
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap();
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
 }
 
 #[cfg(test)]

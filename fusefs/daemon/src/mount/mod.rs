@@ -327,7 +327,7 @@ fn serve(
     let built = match build_fs(source, args) {
         Ok(b) => b,
         Err(e) => {
-            ready(Err(format!("{e:#}")));
+            ready(Err(crate::error::report(&e)));
             return Err(e);
         }
     };
