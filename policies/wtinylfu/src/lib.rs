@@ -306,8 +306,18 @@ impl Plugin for WTinyLfu {
 
 impl WTinyLfu {
     /// Names the blocks evicted on the way, as many as one call can return (the rest at the
-    /// next call: a hit on one of them meanwhile is replayed as libCacheSim's miss).
+    /// next call: a hit on one of them meanwhile is replayed as libCacheSim's miss). Runs
+    /// on every hit and nearly always finds none: tested inline, the loop called only when
+    /// there are some (as a call it cost 76 instructions a request on cache2k's `orm-busy`).
+    #[inline]
     fn hand_over(&mut self, victims: &mut Victims<'_>) {
+        if !self.lists.is_empty(PENDING) {
+            self.hand_over_pending(victims);
+        }
+    }
+
+    #[inline(never)]
+    fn hand_over_pending(&mut self, victims: &mut Victims<'_>) {
         while !victims.is_full()
             && let Some(k) = self.lists.pop_back(PENDING)
         {
