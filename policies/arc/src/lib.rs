@@ -91,6 +91,7 @@ const DROPPED_BATCH: usize = 16;
 
 impl Arc {
     /// libCacheSim's `ARC_find` for a block that is not resident.
+    #[inline(always)]
     fn miss(&mut self, key: u64) {
         // A ghost parked by a miss whose block never came is dropped, as `find` dropped it.
         if let Some(h) = self.lists.back(PARKED) {
@@ -137,6 +138,7 @@ impl Arc {
 
     /// Forgets the oldest ghost of `list` (B1 or B2): out of its list now, out of the index
     /// with the next batch.
+    #[inline(always)]
     fn drop_ghost(&mut self, list: usize) {
         let Some(h) = self.lists.back(list) else {
             return;
@@ -169,6 +171,7 @@ impl Arc {
     }
 
     /// REPLACE: evict T1's or T2's tail into its ghost.
+    #[inline(always)]
     fn replace(&mut self) -> Option<u64> {
         let t1 = self.lists.len(T1) as f64;
         let from_t1 = (t1 > 0.0 && (t1 > self.p || (t1 == self.p && self.ghost() == Ghost::B2)))
@@ -192,6 +195,7 @@ impl Plugin for Arc {
 }
 
 impl HandleEviction for Arc {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         if self.current.map(|(k, _)| k) != Some(key) {
             self.miss(key);
@@ -246,11 +250,13 @@ impl HandleEviction for Arc {
         self.index.homes(keys);
     }
 
+    #[inline(always)]
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
         self.miss(incoming);
         victims.fill(need, || self.victim(incoming));
     }
 
+    #[inline(always)]
     fn victim(&mut self, incoming: u64) -> Option<u64> {
         if self.current.map(|(k, _)| k) != Some(incoming) {
             self.miss(incoming);

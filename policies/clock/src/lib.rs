@@ -57,6 +57,7 @@ impl Plugin for Clock {
 }
 
 impl HandleEviction for Clock {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         // A new entry's tag, its counter, is clear.
         self.queue.push_front(key)
@@ -81,6 +82,7 @@ impl HandleEviction for Clock {
         write_keys(out, self.queue.back().and_then(|h| self.queue.key(h)))
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         while let Some(h) = self.queue.back() {
             let f = self.queue.tag_mut(h)?;

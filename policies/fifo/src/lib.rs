@@ -20,6 +20,7 @@ impl Plugin for Fifo {
 }
 
 impl HandleEviction for Fifo {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         self.queue.push_front(key)
     }
@@ -28,6 +29,7 @@ impl HandleEviction for Fifo {
         self.queue.remove(handle);
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         self.queue.pop_back()
     }

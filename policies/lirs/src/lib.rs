@@ -218,6 +218,7 @@ impl Lirs {
 
     /// libCacheSim's find + can_insert for a block it does not have (`h`, its entry if it
     /// has one).
+    #[inline(always)]
     fn prepare_miss(&mut self, key: u64, h: Option<u32>) {
         let in_s = h.is_some_and(|h| {
             let in_s = self.nodes.move_to_front(S, h);
@@ -237,6 +238,7 @@ impl Lirs {
     }
 
     /// libCacheSim's insert.
+    #[inline(always)]
     fn insert_model(&mut self, h: u32) {
         if self.state(h).is_some() {
             // Non-resident HIR in S: becomes LIR (already on top of S).
@@ -312,6 +314,7 @@ impl Lirs {
 
     /// A miss in libCacheSim's view (host miss, or host hit on a block
     /// libCacheSim had evicted).
+    #[inline(always)]
     fn miss(&mut self, h: u32) {
         let key = self.nodes.key(h);
         if self.prepared != Some(key) {
@@ -368,6 +371,7 @@ impl HandleEviction for Lirs {
         self.nodes.marks()
     }
 
+    #[inline(always)]
     fn evict(&mut self, incoming: u64, need: usize, victims: &mut Victims<'_>) {
         let h = self.nodes.find(incoming);
         if !h.is_some_and(|h| self.model_resident(h)) {
@@ -384,6 +388,7 @@ impl HandleEviction for Lirs {
         self.nodes.collect();
     }
 
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         let h = self.nodes.entry(key);
         self.nodes.push_front(HOST, h);
@@ -423,6 +428,7 @@ impl HandleEviction for Lirs {
         self.nodes.collect();
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         loop {
             while let Some(h) = self.nodes.pop_back(PENDING) {

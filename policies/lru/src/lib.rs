@@ -23,6 +23,7 @@ impl Plugin for Lru {
 }
 
 impl HandleEviction for Lru {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         self.order.push_front(key)
     }
@@ -35,6 +36,7 @@ impl HandleEviction for Lru {
         self.order.remove(handle);
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         self.order.pop_back()
     }

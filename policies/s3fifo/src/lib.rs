@@ -82,6 +82,7 @@ impl Default for S3Fifo {
 }
 
 impl S3Fifo {
+    #[inline(always)]
     fn trim_ghost(&mut self, to: usize) {
         while self.lists.len(GHOST) > to {
             if let Some(k) = self.lists.pop_back(GHOST) {
@@ -90,6 +91,7 @@ impl S3Fifo {
         }
     }
 
+    #[inline(always)]
     fn evict_main(&mut self) -> Option<u64> {
         while let Some(h) = self.lists.back(MAIN) {
             let f = self.lists.tag_mut(h)?;
@@ -104,6 +106,7 @@ impl S3Fifo {
     }
 
     /// Evicts one block from small, or moves all of small to main (None).
+    #[inline(always)]
     fn evict_small(&mut self) -> Option<u64> {
         while let Some(h) = self.lists.back(SMALL) {
             let f = self.lists.tag_mut(h)?;
@@ -158,6 +161,7 @@ impl Plugin for S3Fifo {
 }
 
 impl HandleEviction for S3Fifo {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         let remembered = match self.ghosts.remove(key) {
             Some(h) => self.lists.remove(h).is_some(),
@@ -207,6 +211,7 @@ impl HandleEviction for S3Fifo {
         self.ghosts.homes(keys);
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         self.evicted = true;
         loop {

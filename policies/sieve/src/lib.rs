@@ -32,6 +32,7 @@ impl Plugin for Sieve {
 }
 
 impl HandleEviction for Sieve {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         self.queue.push_front(key)
     }
@@ -63,6 +64,7 @@ impl HandleEviction for Sieve {
         )
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         let tail = self.queue.back()?;
         let mut i = self.hand.unwrap_or(tail);

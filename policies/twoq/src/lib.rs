@@ -66,6 +66,7 @@ impl Default for TwoQ {
 }
 
 impl TwoQ {
+    #[inline(always)]
     fn trim_aout(&mut self, to: usize) {
         while self.lists.len(AOUT) > to {
             if let Some(k) = self.lists.pop_back(AOUT) {
@@ -96,6 +97,7 @@ impl Plugin for TwoQ {
 }
 
 impl HandleEviction for TwoQ {
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         let remembered = match self.ghosts.remove(key) {
             Some(h) => self.lists.remove(h).is_some(),
@@ -141,6 +143,7 @@ impl HandleEviction for TwoQ {
         self.ghosts.homes(keys);
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if (self.lists.len(AIN) > self.ain_size || self.lists.is_empty(AM))
             && let Some(h) = self.lists.back(AIN)

@@ -244,6 +244,7 @@ impl WTinyLfu {
 
     /// libCacheSim's `WTinyLFU_evict`: evicts at least one block; all but the
     /// last go to the pending list, the last is returned (its entry still in its list).
+    #[inline(always)]
     fn evict_one(&mut self) -> Option<u32> {
         loop {
             let Some(w) = self.lists.back(WINDOW) else {
@@ -341,6 +342,7 @@ impl HandleEviction for WTinyLfu {
         self.lists.marks()
     }
 
+    #[inline(always)]
     fn evict(&mut self, _incoming: u64, need: usize, victims: &mut Victims<'_>) {
         self.hand_over(victims);
         while victims.len() < need {
@@ -360,6 +362,7 @@ impl HandleEviction for WTinyLfu {
         self.hand_over(victims);
     }
 
+    #[inline(always)]
     fn insert(&mut self, key: u64) -> u32 {
         self.sketch.add(key);
         self.lists.push_front(WINDOW, key)
@@ -387,6 +390,7 @@ impl HandleEviction for WTinyLfu {
         self.lists.remove(handle);
     }
 
+    #[inline(always)]
     fn victim(&mut self, _incoming: u64) -> Option<u64> {
         if let Some(k) = self.lists.pop_back(PENDING) {
             return Some(k);
