@@ -12,8 +12,9 @@
 //! A run is checked and its modules compiled first ([`Sim::new`]), so that bad input is an
 //! error before a large trace is read; the trace is then read once (streaming, through
 //! `kplug_traces`) into a vector of ids, then every (policy, size) pair replays it on its own
-//! core, in parallel across cores. Each module is compiled once and instantiated per pair. A prefetch policy in the mix is asked after every
-//! request and its blocks are inserted at once, so a simulation is deterministic.
+//! core, in parallel across cores. Each module is compiled once and instantiated per pair. A
+//! prefetch policy in the mix is asked after every request and its blocks are inserted at
+//! once, so a simulation is deterministic.
 //!
 //! A policy spec is `NAME[+NAME...]`: each NAME is a built-in policy plugin (`kplugfs policy
 //! list`), a path to a `.wasm` file, or `builtin:lru` / `builtin:readahead` / `builtin:admit-all`
