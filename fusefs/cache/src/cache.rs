@@ -585,11 +585,14 @@ impl<V> CacheCore<V> {
         }
         self.stats.hits += 1;
         let resident = self.map.len() as u64;
+        // Only a call into the plugin can name victims: a hit that only joined the queue
+        // looks no further (the plugin's slot once a hit, not twice).
         match self
             .eviction
             .access(&mut self.plugins, key, handle, resident)
         {
-            Ok(()) => self.evict_returned(),
+            Ok(true) => self.evict_returned(),
+            Ok(false) => {}
             Err(f) => self.on_fault(f),
         }
         if self.governor.is_some() {

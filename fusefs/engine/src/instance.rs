@@ -973,14 +973,20 @@ impl Plugin {
     /// `kplug_evict_access`; 1.4 and 1.8: queued, delivered once the plugin's hit batch is
     /// full (1.13: a hit on a handle the plugin marked fills only the key buffer's room; its
     /// victims then wait in [`take_victims`](Self::take_victims)) or with the next miss or
-    /// removal.
+    /// removal. Whether the plugin was called: only a call can name victims, so a caller
+    /// that takes them after every call need not look after a hit that only queued.
     #[inline]
-    pub fn evict_access(&mut self, key: u64, handle: u32, resident: u64) -> Result<(), HookFault> {
+    pub fn evict_access(
+        &mut self,
+        key: u64,
+        handle: u32,
+        resident: u64,
+    ) -> Result<bool, HookFault> {
         match self.eviction.as_mut().expect("eviction role") {
-            EvictionFns::PerEvent { access, .. } => {
-                self.rt
-                    .call(exp::EVICT_ACCESS.name, access, key as i64, resident)
-            }
+            EvictionFns::PerEvent { access, .. } => self
+                .rt
+                .call(exp::EVICT_ACCESS.name, access, key as i64, resident)
+                .map(|()| true),
             EvictionFns::Batched(b) => {
                 b.pending.push(match b.calls {
                     BatchedCalls::Keys { .. } => key,
@@ -997,8 +1003,9 @@ impl Plugin {
                 };
                 if b.pending.len() >= batch {
                     self.flush_hits(resident)?;
+                    return Ok(true);
                 }
-                Ok(())
+                Ok(false)
             }
         }
     }

@@ -51,11 +51,11 @@ impl EvictionRole {
         key: u64,
         handle: u32,
         resident: u64,
-    ) -> Result<(), SlotFault> {
+    ) -> Result<bool, SlotFault> {
         match self {
             EvictionRole::Native(p, _) => {
                 p.access(key);
-                Ok(())
+                Ok(false)
             }
             EvictionRole::Plugin(slot) => plugins
                 .get(*slot)
