@@ -552,6 +552,23 @@ impl<V> CacheCore<V> {
         }
     }
 
+    /// [`prefetch_hint`](Self::prefetch_hint) without telling the eviction plugin: the
+    /// map's slot only, for a driver that found [`wants_coming`](Self::wants_coming) false
+    /// (the plugin's slot looked up for nothing was about 18 instructions a request).
+    #[inline]
+    pub fn prefetch_slot(&self, key: u64) {
+        self.map.prefetch(key);
+    }
+
+    /// Whether the serving eviction plugin asked for the coming requests (ABI 1.12,
+    /// `kplug_evict_lookahead`): while it did not, [`prefetch_slot`](Self::prefetch_slot)
+    /// does all that [`prefetch_hint`](Self::prefetch_hint) does. The keys are advice: a
+    /// driver that asks once in a while (the simulator, once a chunk of the trace) and
+    /// misses a few after a change of policy changes no decision's validity.
+    pub fn wants_coming(&self) -> bool {
+        matches!(self.eviction, EvictionRole::Plugin(slot) if self.plugins.peek(slot).wants_coming())
+    }
+
     /// Simulator driver: `get`, and on a miss `insert(key, make())`.
     /// Returns whether it was a hit.
     pub fn request(&mut self, key: u64, make: impl FnOnce() -> V) -> bool {

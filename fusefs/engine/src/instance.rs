@@ -1185,6 +1185,13 @@ impl Plugin {
         }
     }
 
+    /// Whether the plugin asked for the keys of requests to come (1.12, a nonzero
+    /// `kplug_evict_lookahead`): [`tell_coming`](Self::tell_coming) does nothing otherwise.
+    #[inline]
+    pub fn wants_coming(&self) -> bool {
+        matches!(&self.eviction, Some(EvictionFns::Batched(b)) if b.lookahead_max > 0)
+    }
+
     /// Tells the key of a request to come (1.12, `kplug_evict_lookahead`), for a caller that
     /// knows them (the simulator): the next miss call carries the newest ones told since the
     /// last, up to the plugin's count. Nothing for a plugin that did not ask.

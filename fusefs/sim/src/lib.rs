@@ -141,14 +141,16 @@ pub const LOOKAHEAD: usize = 8;
 /// Replay `ids` through `core`; returns misses.
 pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
     let before = core.stats().misses;
+    // Asked once a chunk: the coming keys are advice (`CacheCore::wants_coming`).
+    let tell = core.wants_coming();
     if !prefetching {
         for (i, &id) in ids.iter().enumerate() {
-            hint_ahead(core, ids, i);
+            hint_ahead(core, ids, i, tell);
             core.request(id, || ());
         }
     } else {
         for (i, &id) in ids.iter().enumerate() {
-            hint_ahead(core, ids, i);
+            hint_ahead(core, ids, i, tell);
             let hit = core.request(id, || ());
             let (file, block) = ((id >> 32) as u32, id as u32);
             for r in core.prefetch_plan(file, block, 1 << 32, hit) {
@@ -161,13 +163,18 @@ pub fn replay(core: &mut CacheCore<()>, ids: &[u64], prefetching: bool) -> u64 {
     core.stats().misses - before
 }
 
-/// Tells `core` the request [`LOOKAHEAD`] after request `i` of `ids`, if any. Inlined into
-/// the loops of [`replay`]: as a closure it was a call of its own on every request, about 15
-/// instructions of saving registers and jumping (`scripts/bench/instructions.sh`).
+/// Tells `core` the request [`LOOKAHEAD`] after request `i` of `ids`, if any: its map slot,
+/// and to the eviction plugin if it asked (`tell`). Inlined into the loops of [`replay`]: as
+/// a closure it was a call of its own on every request, about 15 instructions of saving
+/// registers and jumping (`scripts/bench/instructions.sh`).
 #[inline(always)]
-fn hint_ahead(core: &mut CacheCore<()>, ids: &[u64], i: usize) {
+fn hint_ahead(core: &mut CacheCore<()>, ids: &[u64], i: usize, tell: bool) {
     if let Some(&next) = ids.get(i + LOOKAHEAD) {
-        core.prefetch_hint(next);
+        if tell {
+            core.prefetch_hint(next);
+        } else {
+            core.prefetch_slot(next);
+        }
     }
 }
 
