@@ -554,7 +554,7 @@ impl<V> CacheCore<V> {
 
     /// [`prefetch_hint`](Self::prefetch_hint) without telling the eviction plugin: the
     /// map's slot only, for a driver that found [`wants_coming`](Self::wants_coming) false
-    /// (the plugin's slot looked up for nothing was about 18 instructions a request).
+    /// (the plugin's slot looked up for nothing was about 25 instructions a request).
     #[inline]
     pub fn prefetch_slot(&self, key: u64) {
         self.map.prefetch(key);
