@@ -126,6 +126,7 @@ fn memory_bomb_hits_the_memory_limit() {
 fn memory_limit_is_configurable_and_exact() {
     let e = PluginEngine::new(EngineConfig {
         memory_limit: 4 << 20,
+        memory_per_block: 0,
         ..EngineConfig::default()
     })
     .unwrap();
@@ -146,6 +147,37 @@ fn memory_limit_is_configurable_and_exact() {
     core.request(2, || ()); // grows a 65th page
     assert_eq!(status.state(), PluginState::Failed);
     assert!(status.error().unwrap().contains("memory limit"));
+}
+
+#[test]
+fn the_memory_cap_grows_with_the_capacity() {
+    // A base of 4 MiB (64 pages) and one page a block: 68 pages for a cache of 4 blocks, 67
+    // for 3. The plugin starts with 1 page and grows 67 more on its first insertion.
+    let e = PluginEngine::new(EngineConfig {
+        memory_limit: 4 << 20,
+        memory_per_block: 64 << 10,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    assert_eq!(e.config().memory_cap(4), 68 << 16);
+    let grow = fifo(&[(
+        "{INSERT}",
+        "(if (i32.lt_s (memory.grow (i32.const 67)) (i32.const 0)) (then unreachable))",
+    )]);
+    let module = e.compile("grow", &wat(&grow)).unwrap();
+    let run = |capacity: u64| {
+        let p = module.instantiate(&[], capacity).unwrap();
+        let status = p.status();
+        let mut core = core_with(p, ev());
+        core.request(1, || ());
+        (status.state(), status.error())
+    };
+    assert_eq!(run(4), (PluginState::Active, None));
+    let (state, error) = run(3);
+    assert_eq!(state, PluginState::Failed);
+    assert!(error.unwrap().contains("memory limit"));
+    // The cap never passes a 32-bit memory's 4 GiB, however large the cache.
+    assert_eq!(e.config().memory_cap(u64::MAX), 1 << 32);
 }
 
 #[test]

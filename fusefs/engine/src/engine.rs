@@ -66,8 +66,12 @@ use kplug_abi::{self as abi, Func, Role, RoleSet, exports as exp, imports as imp
 /// Tunables of a [`PluginEngine`]; the defaults are the documented ABI limits.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Cap on each plugin's linear memory, in bytes.
+    /// Base of the cap on each plugin's linear memory, in bytes; a module's initial memory
+    /// must fit in it.
     pub memory_limit: usize,
+    /// Bytes the cap grows by per block of the capacity an instance is loaded for
+    /// ([`EngineConfig::memory_cap`]).
+    pub memory_per_block: usize,
     /// Largest module accepted, in bytes.
     pub max_module_bytes: usize,
     /// Per-hook deadline in epoch ticks (a call times out after `ticks - 1`
@@ -93,6 +97,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             memory_limit: abi::DEFAULT_MEMORY_LIMIT,
+            memory_per_block: abi::MEMORY_PER_BLOCK,
             max_module_bytes: abi::MAX_MODULE_BYTES,
             hook_deadline_ticks: abi::DEFAULT_HOOK_DEADLINE_TICKS,
             init_deadline_ticks: abi::DEFAULT_INIT_DEADLINE_TICKS,
@@ -100,6 +105,16 @@ impl Default for EngineConfig {
             module_cache: None,
             baseline_tier: false,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The cap on the linear memory of an instance loaded for a cache of `capacity` blocks:
+    /// `memory_limit + memory_per_block x capacity`, at most 4 GiB (a 32-bit memory's
+    /// whole range).
+    pub fn memory_cap(&self, capacity: u64) -> usize {
+        let cap = abi::memory_cap(self.memory_limit, self.memory_per_block, capacity);
+        usize::try_from(cap).unwrap_or(usize::MAX)
     }
 }
 

@@ -494,7 +494,7 @@ impl CompiledPlugin {
         let name: Arc<str> = Arc::from(c.name.as_str());
         let mut store = Store::new(
             self.wasmtime(),
-            HostState::new(name, capacity, cfg.memory_limit),
+            HostState::new(name, capacity, cfg.memory_cap(capacity)),
         );
         store.limiter(|s| &mut s.limiter);
         store.data_mut().probe.is_probe = c.probe;

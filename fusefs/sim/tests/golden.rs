@@ -396,3 +396,45 @@ fn manifest_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
+
+/// Every policy serves a cache whose state outgrows a flat 64 MiB memory cap: LIRS keeps an
+/// entry for up to twice the capacity and faulted at load past about 400,000 objects, ARC
+/// and W-TinyLFU mid-trace past about 600,000, before the cap grew with the capacity
+/// (`kplug_abi::MEMORY_PER_BLOCK`). 600,000 objects, a scan of 1.2 M ids and a second pass
+/// over the first 200,000; LRU's misses equal the host's native LRU's.
+#[test]
+fn every_policy_serves_a_cache_past_a_flat_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scan.txt");
+    let ids: Vec<String> = (0..1_200_000u32)
+        .chain(0..200_000)
+        .map(|i| i.to_string())
+        .collect();
+    std::fs::write(&path, ids.join("\n") + "\n").unwrap();
+    let mut policies: Vec<String> = CSV_NAMES.iter().map(|(p, _)| p.to_string()).collect();
+    policies.push("builtin:lru".into());
+    let args = SimConfig {
+        trace: path,
+        format: Format::Txt,
+        policies,
+        fractions: vec![],
+        objects: vec![600_000],
+        split_blocks: None,
+        params: vec![],
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        tick_every: None,
+        scopes: Vec::new(),
+    };
+    let bar = ();
+    let t = load_trace(&args.trace, args.format, args.split_blocks, &bar).unwrap();
+    let results = run(&args, &t, &bar).unwrap();
+    assert_eq!(results.len(), CSV_NAMES.len() + 1);
+    for r in &results {
+        assert_eq!(r.faults, 0, "{} faulted", r.policy);
+        assert!(r.misses >= 1_200_000, "{}: {} misses", r.policy, r.misses);
+    }
+    let misses = |p: &str| results.iter().find(|r| r.policy == p).unwrap().misses;
+    // LRU holds ids 600,000..1,200,000 after the scan: the second pass misses every id.
+    assert_eq!(misses("lru"), 1_400_000);
+    assert_eq!(misses("builtin:lru"), 1_400_000);
+}

@@ -166,6 +166,7 @@ extern \"C\" {{
             ("PREFETCH_RANGE_BYTES", crate::PREFETCH_RANGE_BYTES),
             ("MAX_MODULE_BYTES", crate::MAX_MODULE_BYTES),
             ("DEFAULT_MEMORY_LIMIT", crate::DEFAULT_MEMORY_LIMIT),
+            ("MEMORY_PER_BLOCK", crate::MEMORY_PER_BLOCK),
             ("MAX_TABLE_ELEMENTS", crate::MAX_TABLE_ELEMENTS),
             ("MAX_PARAM_BYTES", crate::MAX_PARAM_BYTES),
             ("MAX_LOG_BYTES", crate::MAX_LOG_BYTES),

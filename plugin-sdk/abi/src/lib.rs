@@ -578,9 +578,28 @@ pub const TRANSFORM_BASE_TICKS: u64 = 5;
 /// Largest module accepted, in bytes. A policy is a few KiB to a few hundred KiB; 16 MiB
 /// leaves room for big lookup tables while bounding compile time.
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
-/// Default cap on a plugin's linear memory (64 MiB): room for per-block state of a
-/// million-block cache, small enough that dozens of plugins fit in RAM.
+/// Default base of the cap on a plugin's linear memory (64 MiB), to which each instance adds
+/// [`MEMORY_PER_BLOCK`] per block of its cache's capacity: small enough that dozens of
+/// plugins fit in RAM beside a small cache. A module's *initial* memory must fit in the base.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+/// Bytes of linear memory an instance may grow by for each block (or object, in `kplugfs
+/// sim`) of the capacity it is loaded for, beyond [`DEFAULT_MEMORY_LIMIT`]: a policy's state
+/// grows with the blocks it tracks, so a fixed cap would fault every policy past some cache
+/// size (at 64 MiB flat: ARC and W-TinyLFU past about 600,000 blocks, LIRS past 150,000).
+/// The shipped policies peak at 25-502 bytes a block (LIRS the most: an entry for up to
+/// twice the capacity, in tables that double as they grow; docs/plugin-abi.md §1); 1 KiB is
+/// a quarter of a 4 KiB block's data.
+pub const MEMORY_PER_BLOCK: usize = 1 << 10;
+/// The most a 32-bit linear memory can hold: 65,536 pages of 64 KiB (4 GiB).
+pub const MAX_LINEAR_MEMORY: u64 = 1 << 32;
+
+/// The cap on the linear memory of an instance loaded for a cache of `capacity` blocks:
+/// `base + per_block x capacity`, at most [`MAX_LINEAR_MEMORY`].
+pub fn memory_cap(base: usize, per_block: usize, capacity: u64) -> u64 {
+    (base as u64)
+        .saturating_add((per_block as u64).saturating_mul(capacity))
+        .min(MAX_LINEAR_MEMORY)
+}
 /// Largest table a plugin may have, in elements (function-pointer tables of Rust/C programs
 /// are a few hundred entries).
 pub const MAX_TABLE_ELEMENTS: usize = 10_000;
