@@ -399,7 +399,7 @@ fn manifest_dir() -> std::path::PathBuf {
 
 /// Every policy serves a cache whose state outgrows a flat 64 MiB memory cap: LIRS keeps an
 /// entry for up to twice the capacity and faulted at load past about 400,000 objects, ARC
-/// and W-TinyLFU mid-trace past about 600,000, before the cap grew with the capacity
+/// mid-trace past about 500,000, before the cap grew with the capacity
 /// (`kplug_abi::MEMORY_PER_BLOCK`). 600,000 objects, a scan of 1.2 M ids and a second pass
 /// over the first 200,000; LRU's misses equal the host's native LRU's.
 #[test]

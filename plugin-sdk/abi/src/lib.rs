@@ -585,7 +585,8 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// Bytes of linear memory an instance may grow by for each block (or object, in `kplugfs
 /// sim`) of the capacity it is loaded for, beyond [`DEFAULT_MEMORY_LIMIT`]: a policy's state
 /// grows with the blocks it tracks, so a fixed cap would fault every policy past some cache
-/// size (at 64 MiB flat: ARC and W-TinyLFU past about 600,000 blocks, LIRS past 150,000).
+/// size (at a flat 64 MiB, on a Zipf trace: LIRS past about 150,000 blocks, ARC past about
+/// 500,000, S3-FIFO and W-TinyLFU past about 750,000).
 /// The shipped policies peak at 25-502 bytes a block (LIRS the most: an entry for up to
 /// twice the capacity, in tables that double as they grow; docs/plugin-abi.md §1); 1 KiB is
 /// a quarter of a 4 KiB block's data.
