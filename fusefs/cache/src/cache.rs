@@ -54,7 +54,7 @@ use kplug_abi::{BlockRange, Role, block_key, key_block, key_file};
 use kplug_engine::Plugin;
 use kplug_engine::StatusHandle;
 use kplug_engine::figures::{Figures, Windows};
-use kplug_engine::hash::{BlockSet, FastMap, keep_sparse_set};
+use kplug_engine::hash::{BlockMap, BlockSet, FastMap, keep_sparse_set};
 
 mod changes;
 mod governor;
@@ -794,7 +794,7 @@ impl<V> CacheCore<V> {
                     tracing::error!(
                         "built-in eviction policy out of sync with the cache; rebuilding it"
                     );
-                    self.eviction = self.seeded_builtin(self.config.eviction);
+                    self.serve_builtin(self.config.eviction);
                 }
                 Err(f) => self.on_fault(f),
             }
@@ -1183,12 +1183,21 @@ impl<V> CacheCore<V> {
         out
     }
 
-    fn seeded_builtin(&self, b: BuiltinEviction) -> EvictionRole {
+    /// Serves eviction with built-in `b`, seeded with the resident blocks (least recently
+    /// used first); the handles it gives them reach their entries as a plugin's do at its
+    /// install (`cache/handles.rs`).
+    fn serve_builtin(&mut self, b: BuiltinEviction) {
         let mut p = b.build();
-        for k in self.resident_keys() {
-            p.insert(k);
+        let keys = self.resident_keys();
+        let mut table = BlockMap::default();
+        table.reserve(keys.len());
+        for k in keys {
+            table.insert(k, p.insert(k));
         }
-        EvictionRole::Native(p, b.name())
+        if let Some(old) = self.handles.install(table, &mut self.map) {
+            self.bury(old);
+        }
+        self.eviction = EvictionRole::Native(p, b.name());
     }
 
     fn on_fault(&mut self, f: SlotFault) {
@@ -1201,7 +1210,7 @@ impl<V> CacheCore<V> {
         let served = self.slots().map(|s| s == Some(f.slot));
         self.candidate_faulted(served, &f.fault);
         if matches!(self.eviction, EvictionRole::Plugin(s) if s == f.slot) {
-            self.eviction = self.seeded_builtin(self.config.eviction);
+            self.serve_builtin(self.config.eviction);
             if let Some(g) = self.governor.as_mut() {
                 g.eviction_lost();
             }
@@ -1249,8 +1258,10 @@ impl<V> CacheCore<V> {
     /// Takes the plugin serving eviction, leaving the configured built-in seeded with the
     /// resident blocks in its place; if the same plugin also serves admission (a 1.0 plugin
     /// learning the incoming key there), admission goes back to its built-in too. `None` if a
-    /// built-in serves eviction or the plugin also serves prefetch.
-    pub(crate) fn take_eviction_plugin(&mut self) -> Option<Plugin> {
+    /// built-in serves eviction or the plugin also serves prefetch. With it, the handle it
+    /// gave each resident block if it evicts by handle (the built-in's replace them in the
+    /// entries), else nothing.
+    pub(crate) fn take_eviction_plugin(&mut self) -> Option<(Plugin, BlockMap<u64, u32>)> {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return None;
         };
@@ -1266,15 +1277,23 @@ impl<V> CacheCore<V> {
         if !self.deliver_hits(slot) {
             return None;
         }
-        self.eviction = self.seeded_builtin(self.config.eviction);
-        self.plugins.take(slot)
+        let handles = if self.plugins.peek(slot).evicts_by_handle() {
+            self.map
+                .iter()
+                .map(|(k, e)| (k, self.handles.of(k, e)))
+                .collect()
+        } else {
+            BlockMap::default()
+        };
+        self.serve_builtin(self.config.eviction);
+        self.plugins.take(slot).map(|p| (p, handles))
     }
 
     /// Switches eviction to a built-in, seeded with the resident blocks.
     pub fn set_eviction(&mut self, policy: BuiltinEviction) {
         self.governor_loses(Role::Eviction.into());
         let old = self.slots();
-        self.eviction = self.seeded_builtin(policy);
+        self.serve_builtin(policy);
         self.release_unused(&old, "replaced");
     }
 

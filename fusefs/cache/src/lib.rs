@@ -47,13 +47,13 @@ pub mod __bench {
     pub struct NativeLru(crate::builtin::Lru);
 
     impl NativeLru {
-        /// `insert` hook.
-        pub fn insert(&mut self, key: u64) {
+        /// `insert` hook: the block's handle.
+        pub fn insert(&mut self, key: u64) -> u32 {
             self.0.insert(key)
         }
-        /// `access` hook.
-        pub fn access(&mut self, key: u64) {
-            self.0.access(key)
+        /// `access` hook, with the handle `insert` gave `key`.
+        pub fn access(&mut self, key: u64, handle: u32) {
+            self.0.access(key, handle)
         }
         /// `victim` hook.
         pub fn victim(&mut self) -> Option<u64> {

@@ -1,13 +1,18 @@
-//! Native LRU: a doubly linked list threaded through a slab of nodes, plus a
-//! key -> node map. Every hook is O(1): one map operation and a few index
-//! writes. Nodes are `u32` indices rather than pointers (no unsafe, half the
-//! size), and freed nodes are reused so the slab never exceeds the largest
-//! resident set. The head is the most recently used block, the tail the victim.
+//! Native LRU: a doubly linked list threaded through a slab of nodes. Every hook is O(1)
+//! and looks nothing up: a node's index is the block's handle (`NativeEviction`), which
+//! the core keeps in the block's entry and passes back on each hit and removal, so the list
+//! needs no key -> node map of its own (one hash table probed a request, the core's, not
+//! two: on a cache far larger than the CPU's caches each probe is a cache miss;
+//! docs/benchmarks.md §10). Nodes are `u32` indices rather than pointers (no unsafe, half
+//! the size), and freed nodes are reused so the slab never exceeds the largest resident
+//! set. The head is the most recently used block, the tail the victim. A handle that is
+//! not `key`'s live node is ignored (see `NativeEviction`).
 
 use super::NativeEviction;
-use kplug_engine::hash::{BlockMap, keep_sparse};
 
 const NIL: u32 = u32::MAX;
+/// `prev` of a freed node: no live node has it (a live node's `prev` is a node or [`NIL`]).
+const FREED: u32 = u32::MAX - 1;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -18,26 +23,34 @@ struct Node {
 
 /// Least-recently-used eviction order.
 pub(crate) struct Lru {
-    map: BlockMap<u64, u32>,
     nodes: Vec<Node>,
     free: Vec<u32>,
     head: u32,
     tail: u32,
+    len: usize,
 }
 
 impl Default for Lru {
     fn default() -> Self {
         Lru {
-            map: BlockMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
+            len: 0,
         }
     }
 }
 
 impl Lru {
+    /// Whether `handle` is the live node of `key`.
+    #[inline]
+    fn holds(&self, key: u64, handle: u32) -> bool {
+        self.nodes
+            .get(handle as usize)
+            .is_some_and(|n| n.key == key && n.prev != FREED)
+    }
+
     #[inline]
     fn unlink(&mut self, i: u32) {
         let Node { prev, next, .. } = self.nodes[i as usize];
@@ -65,25 +78,24 @@ impl Lru {
         self.head = i;
     }
 
+    /// Unlinks live node `i` and frees it.
     fn release(&mut self, i: u32) {
+        self.unlink(i);
+        self.nodes[i as usize].prev = FREED;
         self.free.push(i);
+        self.len -= 1;
     }
 
     /// Number of tracked blocks.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 }
 
 impl NativeEviction for Lru {
     #[inline]
-    fn insert(&mut self, key: u64) {
-        if let Some(&i) = self.map.get(&key) {
-            self.unlink(i);
-            self.push_front(i);
-            return;
-        }
+    fn insert(&mut self, key: u64) -> u32 {
         let node = Node {
             key,
             prev: NIL,
@@ -99,25 +111,22 @@ impl NativeEviction for Lru {
                 (self.nodes.len() - 1) as u32
             }
         };
-        keep_sparse(&mut self.map);
-        self.map.insert(key, i);
+        self.len += 1;
         self.push_front(i);
+        i
     }
 
     #[inline]
-    fn access(&mut self, key: u64) {
-        if let Some(&i) = self.map.get(&key)
-            && i != self.head
-        {
-            self.unlink(i);
-            self.push_front(i);
+    fn access(&mut self, key: u64, handle: u32) {
+        if handle != self.head && self.holds(key, handle) {
+            self.unlink(handle);
+            self.push_front(handle);
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        if let Some(i) = self.map.remove(&key) {
-            self.unlink(i);
-            self.release(i);
+    fn remove(&mut self, key: u64, handle: u32) {
+        if self.holds(key, handle) {
+            self.release(handle);
         }
     }
 
@@ -128,8 +137,6 @@ impl NativeEviction for Lru {
             return None;
         }
         let key = self.nodes[i as usize].key;
-        self.unlink(i);
-        self.map.remove(&key);
         self.release(i);
         Some(key)
     }
@@ -142,13 +149,11 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         let mut l = Lru::default();
-        for k in 1..=4 {
-            l.insert(k);
-        }
-        l.access(1);
-        l.access(3);
+        let h: Vec<u32> = (1..=4).map(|k| l.insert(k)).collect();
+        l.access(1, h[0]);
+        l.access(3, h[2]);
         assert_eq!(l.victim(), Some(2));
-        l.remove(4);
+        l.remove(4, h[3]);
         assert_eq!(l.victim(), Some(1));
         l.insert(9);
         assert_eq!(l.victim(), Some(3));
@@ -156,5 +161,22 @@ mod tests {
         assert_eq!(l.victim(), None);
         assert_eq!(l.len(), 0);
         assert!(l.nodes.len() <= 4, "freed nodes are reused");
+    }
+
+    #[test]
+    fn a_handle_not_of_the_key_changes_nothing() {
+        let mut l = Lru::default();
+        let a = l.insert(1);
+        let b = l.insert(2);
+        // Another key's handle, one out of range, a freed node's: ignored.
+        l.access(1, b);
+        l.access(1, 99);
+        l.remove(2, a);
+        assert_eq!(l.victim(), Some(1));
+        l.access(1, a);
+        l.remove(1, a);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.victim(), Some(2));
+        assert_eq!(l.victim(), None);
     }
 }

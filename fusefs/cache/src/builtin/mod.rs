@@ -23,13 +23,20 @@ pub use readahead::ReadaheadConfig;
 use kplug_abi::BlockRange;
 
 /// Eviction hooks of a native policy (same contracts as the ABI's).
+///
+/// As a plugin on the handles of ABI 1.8, a native policy answers `insert` with the block's
+/// handle, which the core keeps in the block's entry and passes back on each hit and
+/// removal: the policy finds its state without a map of its own, so a request looks one
+/// table up (the core's), not two. A handle the policy did not give `key` (a host bug) must
+/// not corrupt its state: it is ignored, and the victims the core then finds not resident
+/// make the core rebuild the policy.
 pub(crate) trait NativeEviction: Send {
-    /// A block became resident (it is not tracked yet).
-    fn insert(&mut self, key: u64);
-    /// A hit on a resident block.
-    fn access(&mut self, key: u64);
-    /// The host dropped a resident block.
-    fn remove(&mut self, key: u64);
+    /// A block became resident (it is not tracked yet); returns its handle.
+    fn insert(&mut self, key: u64) -> u32;
+    /// A hit on a resident block, with the handle `insert` gave it.
+    fn access(&mut self, key: u64, handle: u32);
+    /// The host dropped a resident block, with the handle `insert` gave it.
+    fn remove(&mut self, key: u64, handle: u32);
     /// Chooses a resident block and forgets it; `None` if it tracks nothing.
     fn victim(&mut self) -> Option<u64>;
 }

@@ -1,5 +1,6 @@
-//! Where the serving eviction plugin's handles (ABI 1.8) are kept: in each block's entry,
-//! or, for an entry older than the plugin's install, in the table the install brought.
+//! Where the serving eviction policy's handles are kept (a plugin's on ABI 1.8, or the
+//! native built-in's, `builtin/mod.rs`): in each block's entry, or, for an entry older than
+//! the policy's install, in the table the install brought.
 //!
 //! A plugin by handle gives every block a handle when it is told the block, and gets it back
 //! on each hit and removal. A hot swap tells the new plugin every resident block (outside

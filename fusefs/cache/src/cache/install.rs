@@ -450,7 +450,7 @@ impl<V> CacheCore<V> {
         };
         let [e, a, p] = old.map(owned);
         if e {
-            self.eviction = self.seeded_builtin(self.config.eviction);
+            self.serve_builtin(self.config.eviction);
         }
         if a {
             self.admission =

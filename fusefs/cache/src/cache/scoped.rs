@@ -109,7 +109,7 @@ impl<V> CacheCore<V> {
         }
         self.in_flight.clear();
         let old = self.slots();
-        self.eviction = self.seeded_builtin(self.config.eviction);
+        self.serve_builtin(self.config.eviction);
         self.admission = crate::roles::admission::AdmissionRole::Native(
             self.config.admission.build(),
             self.config.admission.name(),

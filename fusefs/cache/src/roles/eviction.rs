@@ -12,7 +12,7 @@
 //! checks and evicts them (`CacheCore::evict_returned`). One on the handles of
 //! 1.8 also answers `insert` (and the core's miss) with the block's handle, which
 //! the core keeps in the block's entry and passes to `access` and `remove`; the
-//! others ignore it.
+//! others ignore it. The native built-ins are on handles too (`builtin/mod.rs`).
 
 use super::{PluginSlots, SlotFault};
 use crate::builtin::NativeEviction;
@@ -33,10 +33,7 @@ impl EvictionRole {
         resident: u64,
     ) -> Result<Option<u32>, SlotFault> {
         match self {
-            EvictionRole::Native(p, _) => {
-                p.insert(key);
-                Ok(None)
-            }
+            EvictionRole::Native(p, _) => Ok(Some(p.insert(key))),
             EvictionRole::Plugin(slot) => plugins
                 .get(*slot)
                 .evict_insert(key, resident)
@@ -54,7 +51,7 @@ impl EvictionRole {
     ) -> Result<bool, SlotFault> {
         match self {
             EvictionRole::Native(p, _) => {
-                p.access(key);
+                p.access(key, handle);
                 Ok(false)
             }
             EvictionRole::Plugin(slot) => plugins
@@ -74,7 +71,7 @@ impl EvictionRole {
     ) -> Result<(), SlotFault> {
         match self {
             EvictionRole::Native(p, _) => {
-                p.remove(key);
+                p.remove(key, handle);
                 Ok(())
             }
             EvictionRole::Plugin(slot) => plugins

@@ -264,7 +264,7 @@ impl<V> CacheCore<V> {
                     self.config.admission.name(),
                 );
             }
-            self.eviction = self.seeded_builtin(self.config.eviction);
+            self.serve_builtin(self.config.eviction);
             self.release_unused(&old, "replaced");
         }
         self.governor = Some(g);
@@ -282,13 +282,14 @@ impl<V> CacheCore<V> {
         let Some(mut shadow) = g.candidates[j].shadow.take() else {
             return;
         };
-        let Some(mut p) = shadow.take_eviction_plugin() else {
+        let Some((mut p, handles)) = shadow.take_eviction_plugin() else {
             return;
         };
+        let handle_of = |k: u64| handles.get(&k).copied().unwrap_or(0);
         let keys = shadow.resident_keys();
         let resident = self.map.len() as u64;
         for &k in keys.iter().filter(|k| !self.map.contains_key(**k)) {
-            if let Err(f) = p.evict_remove(k, shadow.handle_of(k), resident) {
+            if let Err(f) = p.evict_remove(k, handle_of(k), resident) {
                 self.stats.faults += 1;
                 p.mark_failed(&f);
                 return;
@@ -302,7 +303,7 @@ impl<V> CacheCore<V> {
         }
         // The instance knows the blocks by the handles it gave them in the shadow.
         if p.evicts_by_handle() {
-            self.handles.set_all(&mut self.map, |k| shadow.handle_of(k));
+            self.handles.set_all(&mut self.map, handle_of);
         }
         let old = self.slots();
         p.attach_figures(self.figures.clone());
