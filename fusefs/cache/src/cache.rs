@@ -32,8 +32,9 @@
 //! plugin is marked disabled and dropped. A plugin can be made ready outside the
 //! embedder's lock ([`Prepared`], `cache/install.rs`) and installed in a moment.
 //!
-//! Cost: a hit is two map lookups plus the policy's hook; with the native LRU
-//! a request costs tens of ns. The per-file index adds a set insert/remove per
+//! Cost: a hit is one map lookup plus the policy's hook (the native LRU, like a
+//! plugin by handle, finds its node through the handle kept in the entry); with the
+//! native LRU a request costs tens of ns. The per-file index adds a set insert/remove per
 //! insertion/eviction and can be turned off where nothing is invalidated by
 //! file (then `remove_file` scans the map).
 
@@ -178,8 +179,9 @@ struct Entry<V> {
     value: V,
     last_access: u64,
     prefetched: bool,
-    /// The handle the eviction plugin gave the block (ABI 1.8; 0 for other policies), if
-    /// `generation` is the serving plugin's (`cache/handles.rs`).
+    /// The handle the eviction policy gave the block (a plugin on ABI 1.8 or the native
+    /// built-in; 0 for other plugins), if `generation` is the serving policy's
+    /// (`cache/handles.rs`).
     handle: u32,
     generation: u16,
 }
@@ -217,7 +219,7 @@ pub struct CacheCore<V> {
     retired: Option<Retired>,
     /// The keys that came and left since a snapshot a swap will install from.
     changes: changes::Changes,
-    /// The serving plugin's handles of entries older than its install.
+    /// The serving eviction policy's handles of entries older than its install.
     handles: handles::Handles,
     /// `seq` when the eviction plugin last answered a miss that made room: the blocks it
     /// named ahead then (ABI 1.10) are taken only if not accessed since.
@@ -1184,18 +1186,20 @@ impl<V> CacheCore<V> {
     }
 
     /// Serves eviction with built-in `b`, seeded with the resident blocks (least recently
-    /// used first); the handles it gives them reach their entries as a plugin's do at its
-    /// install (`cache/handles.rs`).
+    /// used first). The handles it gives them are written into their entries at once, under
+    /// a new generation (`cache/handles.rs`): the seeding visits every block anyway, and no
+    /// table of them outlives it.
     fn serve_builtin(&mut self, b: BuiltinEviction) {
         let mut p = b.build();
         let keys = self.resident_keys();
-        let mut table = BlockMap::default();
-        table.reserve(keys.len());
-        for k in keys {
-            table.insert(k, p.insert(k));
-        }
-        if let Some(old) = self.handles.install(table, &mut self.map) {
+        if let Some(old) = self.handles.install(BlockMap::default(), &mut self.map) {
             self.bury(old);
+        }
+        for k in keys {
+            let h = p.insert(k);
+            if let Some(e) = self.map.get_mut(k) {
+                self.handles.set(e, h);
+            }
         }
         self.eviction = EvictionRole::Native(p, b.name());
     }

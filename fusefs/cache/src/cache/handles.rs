@@ -17,13 +17,14 @@ use kplug_engine::hash::BlockMap;
 use super::Entry;
 use super::table::BlockTable;
 
-/// The serving plugin's handles of entries older than its install (see the module docs).
+/// The serving eviction policy's handles of entries older than its install (see the module
+/// docs).
 #[derive(Default)]
 pub(in crate::cache) struct Handles {
-    /// The generation of the serving plugin's install: an entry of another takes its handle
+    /// The generation of the serving policy's install: an entry of another takes its handle
     /// from `table`.
     generation: u16,
-    /// The handle the serving plugin gave each block resident at its install.
+    /// The handle the serving policy gave each block resident at its install.
     table: Option<BlockMap<u64, u32>>,
 }
 
@@ -34,7 +35,7 @@ impl Handles {
         self.generation
     }
 
-    /// The handle of `key` whose entry is `e`, as the serving plugin gave it.
+    /// The handle of `key` whose entry is `e`, as the serving policy gave it.
     #[inline]
     pub(in crate::cache) fn of<V>(&self, key: u64, e: &Entry<V>) -> u32 {
         if e.generation == self.generation {
@@ -54,14 +55,14 @@ impl Handles {
         e.handle
     }
 
-    /// Writes `handle` into `e`, as the serving plugin gave it.
+    /// Writes `handle` into `e`, as the serving policy gave it.
     #[inline]
     pub(in crate::cache) fn set<V>(&self, e: &mut Entry<V>, handle: u32) {
         e.handle = handle;
         e.generation = self.generation;
     }
 
-    /// Writes every entry's handle, `handle(key)`, as the serving plugin gave it.
+    /// Writes every entry's handle, `handle(key)`, as the serving policy gave it.
     pub(in crate::cache) fn set_all<V>(
         &self,
         map: &mut BlockTable<Entry<V>>,
@@ -80,8 +81,9 @@ impl Handles {
             .unwrap_or(0)
     }
 
-    /// A plugin by handle now serves: `table` holds the handle it gave each resident block.
-    /// Returns the previous table, for the caller to drop where it likes.
+    /// A policy by handle (a plugin on ABI 1.8, the native built-in) now serves: `table`
+    /// holds the handle it gave each resident block. Returns the previous table, for the
+    /// caller to drop where it likes.
     pub(in crate::cache) fn install<V>(
         &mut self,
         table: BlockMap<u64, u32>,

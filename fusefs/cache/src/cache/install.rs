@@ -325,8 +325,7 @@ impl<V> CacheCore<V> {
         plugin.mark_installed();
         let slot = self.plugins.add(plugin);
         if roles.contains(Role::Eviction) {
-            // A built-in's tables (a map and a list of every resident block: 5 ms to free at
-            // a million) go after the lock too.
+            // A built-in's tables (a list of every resident block) go after the lock too.
             if let EvictionRole::Native(native, _) =
                 std::mem::replace(&mut self.eviction, EvictionRole::Plugin(slot))
             {
