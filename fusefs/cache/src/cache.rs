@@ -1259,38 +1259,26 @@ impl<V> CacheCore<V> {
         ]
     }
 
-    /// Takes the plugin serving eviction, leaving the configured built-in seeded with the
-    /// resident blocks in its place; if the same plugin also serves admission (a 1.0 plugin
-    /// learning the incoming key there), admission goes back to its built-in too. `None` if a
-    /// built-in serves eviction or the plugin also serves prefetch. With it, the handle it
-    /// gave each resident block if it evicts by handle (the built-in's replace them in the
-    /// entries), else nothing.
-    pub(crate) fn take_eviction_plugin(&mut self) -> Option<(Plugin, BlockMap<u64, u32>)> {
+    /// Takes apart a cache whose eviction plugin is to serve another (a governor's shadow):
+    /// the plugin, once it has taken the hits waiting (so that what it holds is this cache's
+    /// resident set), and the resident blocks, least recently used first, each with the
+    /// handle the plugin gave it (ABI 1.8; unused for a plugin not by handle). `None` if a
+    /// built-in serves eviction, the plugin also serves prefetch, or it faulted taking the
+    /// hits. Nothing is seeded in the plugin's place: the cache goes with this call.
+    pub(crate) fn into_eviction_plugin(mut self) -> Option<(Plugin, Vec<(u64, u32)>)> {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return None;
         };
         if matches!(self.prefetch, PrefetchRole::Plugin(s) if s == slot) {
             return None;
         }
-        if matches!(self.admission, AdmissionRole::Plugin(s) if s == slot) {
-            self.admission =
-                AdmissionRole::Native(self.config.admission.build(), self.config.admission.name());
-        }
-        // A batched plugin takes the hits it has not seen yet here, so that what it holds
-        // is this cache's resident set when it leaves.
         if !self.deliver_hits(slot) {
             return None;
         }
-        let handles = if self.plugins.peek(slot).evicts_by_handle() {
-            self.map
-                .iter()
-                .map(|(k, e)| (k, self.handles.of(k, e)))
-                .collect()
-        } else {
-            BlockMap::default()
-        };
-        self.serve_builtin(self.config.eviction);
-        self.plugins.take(slot).map(|p| (p, handles))
+        let blocks = (self.resident_keys().into_iter())
+            .map(|k| (k, self.handle_of(k)))
+            .collect();
+        self.plugins.take(slot).map(|p| (p, blocks))
     }
 
     /// Switches eviction to a built-in, seeded with the resident blocks.

@@ -27,7 +27,6 @@ pub(crate) struct Lru {
     free: Vec<u32>,
     head: u32,
     tail: u32,
-    len: usize,
 }
 
 impl Default for Lru {
@@ -37,7 +36,6 @@ impl Default for Lru {
             free: Vec::new(),
             head: NIL,
             tail: NIL,
-            len: 0,
         }
     }
 }
@@ -83,13 +81,12 @@ impl Lru {
         self.unlink(i);
         self.nodes[i as usize].prev = FREED;
         self.free.push(i);
-        self.len -= 1;
     }
 
     /// Number of tracked blocks.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.nodes.len() - self.free.len()
     }
 }
 
@@ -111,7 +108,6 @@ impl NativeEviction for Lru {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.len += 1;
         self.push_front(i);
         i
     }

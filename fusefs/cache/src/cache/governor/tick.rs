@@ -8,7 +8,7 @@ use crate::cache::CacheCore;
 use crate::roles::admission::AdmissionRole;
 use crate::roles::eviction::EvictionRole;
 use kplug_abi::Role;
-use kplug_engine::hash::FastSet;
+use kplug_engine::hash::FastMap;
 use kplug_engine::{CompiledPlugin, Plugin, StatusHandle};
 
 use super::{Governor, adopt, make_instance};
@@ -279,31 +279,30 @@ impl<V> CacheCore<V> {
             return;
         };
         let roles = g.candidates[j].eviction_roles();
-        let Some(mut shadow) = g.candidates[j].shadow.take() else {
+        let Some(shadow) = g.candidates[j].shadow.take() else {
             return;
         };
-        let Some((mut p, handles)) = shadow.take_eviction_plugin() else {
+        let Some((mut p, blocks)) = shadow.into_eviction_plugin() else {
             return;
         };
-        let handle_of = |k: u64| handles.get(&k).copied().unwrap_or(0);
-        let keys = shadow.resident_keys();
         let resident = self.map.len() as u64;
-        for &k in keys.iter().filter(|k| !self.map.contains_key(**k)) {
-            if let Err(f) = p.evict_remove(k, handle_of(k), resident) {
+        for &(k, h) in blocks.iter().filter(|(k, _)| !self.map.contains_key(*k)) {
+            if let Err(f) = p.evict_remove(k, h, resident) {
                 self.stats.faults += 1;
                 p.mark_failed(&f);
                 return;
             }
         }
-        let theirs: FastSet<u64> = keys.into_iter().collect();
+        let theirs: FastMap<u64, u32> = blocks.into_iter().collect();
         for k in self.resident_keys() {
-            if !theirs.contains(&k) {
+            if !theirs.contains_key(&k) {
                 self.evict(k);
             }
         }
         // The instance knows the blocks by the handles it gave them in the shadow.
         if p.evicts_by_handle() {
-            self.handles.set_all(&mut self.map, handle_of);
+            self.handles
+                .set_all(&mut self.map, |k| theirs.get(&k).copied().unwrap_or(0));
         }
         let old = self.slots();
         p.attach_figures(self.figures.clone());
