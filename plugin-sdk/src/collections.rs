@@ -582,10 +582,58 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         if !self.contains(handle) {
             return false;
         }
+        self.to_front(list, handle);
+        true
+    }
+
+    /// Moves live entry `handle` to the front of `list`.
+    #[inline(always)]
+    fn to_front(&mut self, list: usize, handle: u32) {
         if self.heads[list] != handle {
-            self.unlink(handle);
-            self.link_front(list, handle);
+            if N == 1 {
+                // One list (a `HandleList`): the entry stays in it, so its list, its mark and
+                // the list's length stay as they are; only the links change (an LRU's hit).
+                self.relink_front(handle);
+            } else {
+                self.unlink(handle);
+                self.link_front(list, handle);
+            }
         }
+    }
+
+    /// Moves entry `i`, in list 0 and not its front, to the front of list 0, leaving its list,
+    /// its mark and the length alone.
+    #[inline(always)]
+    fn relink_front(&mut self, i: u32) {
+        let Node { prev, next, .. } = *self.at(i);
+        // Not the front: it has a `prev`.
+        self.at(prev).next = next;
+        match next {
+            NIL => self.tails[0] = prev,
+            n => self.at(n).prev = prev,
+        }
+        let old = self.heads[0];
+        let n = self.at(i);
+        (n.prev, n.next) = (NIL, old);
+        self.at(old).prev = i;
+        self.heads[0] = i;
+    }
+
+    /// The entry at the back of `list`, which `handle` must name, becomes `key` at the
+    /// front of `list`, keeping its handle and its tag set to 0: what
+    /// [`pop_back`](Self::pop_back) then [`push_front`](Self::push_front) do (the push takes
+    /// the handle the pop freed), in one step, with no trip through the free list. An LRU's or
+    /// a FIFO's miss taken ahead ([`HandleEviction::took_ahead`](crate::HandleEviction::took_ahead)).
+    /// False, changing nothing, if `handle` is not the back of `list`.
+    #[inline]
+    pub fn replace_back(&mut self, list: usize, handle: u32, key: u64) -> bool {
+        assert!(list < N, "list {list} of {N}");
+        if handle == NIL || self.tails[list] != handle {
+            return false;
+        }
+        self.to_front(list, handle);
+        let n = self.at(handle);
+        (n.key, n.tag) = (key, 0);
         true
     }
 
@@ -720,6 +768,13 @@ impl HandleList {
     #[inline]
     pub fn move_to_front(&mut self, handle: u32) -> bool {
         self.0.move_to_front(0, handle)
+    }
+
+    /// See [`HandleLists::replace_back`]: the back entry, `handle`, becomes `key` at the
+    /// front; false, changing nothing, if `handle` is not the back.
+    #[inline]
+    pub fn replace_back(&mut self, handle: u32, key: u64) -> bool {
+        self.0.replace_back(0, handle, key)
     }
 
     /// Moves the entry `handle` names to the back; false if it names none.
@@ -985,7 +1040,21 @@ mod tests {
                         gone.push(h);
                     }
                 }
-                4 => assert_eq!(l.pop_back(), model.pop_back().map(|(_, k)| k)),
+                4 if r & 1 == 0 => assert_eq!(l.pop_back(), model.pop_back().map(|(_, k)| k)),
+                4 => {
+                    // The back replaced in one step, or a handle that is not the back refused.
+                    let other = pick(&model).map_or(7, |(h, _)| h);
+                    let back = model.back().map(|(h, _)| *h);
+                    if back != Some(other) {
+                        assert!(!l.replace_back(other, 99));
+                    }
+                    if let Some((h, _)) = model.pop_back() {
+                        model.push_front((h, r % 64));
+                        *l.tag_mut(h).unwrap() = 5;
+                        assert!(l.replace_back(h, r % 64));
+                        assert_eq!((l.key(h), l.tag(h)), (Some(r % 64), Some(0)));
+                    }
+                }
                 5 => assert_eq!(l.pop_front(), model.pop_front().map(|(_, k)| k)),
                 _ => {
                     // A handle naming nothing: removed (and not reused since), or never given.

@@ -204,9 +204,13 @@ pub mod __private {
         });
     }
 
-    /// A miss taken ahead, out of line so that the loop over the hits keeps the policy's
-    /// `hit` inline (with both in it, LLVM made the loop's body a call of its own).
-    #[inline(never)]
+    /// A miss taken ahead, inline in the loop over the hits. Out of line it cost a call a miss
+    /// (~30 instructions of Cranelift's prologue and epilogue). Inline, a policy's `access`
+    /// should be `#[inline(always)]` (the SDK LRU's is): left to LLVM beside this one, it
+    /// made the loop's body, hit or miss, a function called at every entry (the SDK LRU on
+    /// cache2k's `orm-busy` 304 -> 356 instructions a request); with both inline, 296
+    /// (`scripts/bench/instructions.sh`).
+    #[inline(always)]
     fn took_ahead<T: crate::HandleEviction>(
         p: &mut T,
         ahead: &mut AheadCount,
@@ -214,7 +218,9 @@ pub mod __private {
         key: u64,
     ) {
         ahead.taken += 1;
-        p.took_ahead(handle, key)
+        if !p.took_ahead(handle, key) {
+            crate::broken_promise()
+        }
     }
 
     /// `kplug_evict_handle_hits` (1.8): each of the `n` handles in the buffer, oldest first;

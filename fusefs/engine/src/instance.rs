@@ -993,13 +993,18 @@ impl Plugin {
                     BatchedCalls::Handles { .. } => handle as u64,
                 });
                 // 1.13: hits on marked handles wait whatever the hit batch, until one on an
-                // unmarked handle joins them.
-                let marked = (b.marks.as_mut()).is_some_and(|m| m.marked(&self.rt.store, handle));
-                b.unmarked_waiting |= !marked;
-                let batch = if b.unmarked_waiting {
-                    b.hit_batch
-                } else {
-                    abi::EVICT_BUF_KEYS - b.lookahead_max
+                // unmarked handle joins them. A plugin without marks: the hit batch (its
+                // own branch, a few instructions off every hit).
+                let batch = match b.marks.as_mut() {
+                    None => b.hit_batch,
+                    Some(m) => {
+                        b.unmarked_waiting |= !m.marked(&self.rt.store, handle);
+                        if b.unmarked_waiting {
+                            b.hit_batch
+                        } else {
+                            abi::EVICT_BUF_KEYS - b.lookahead_max
+                        }
+                    }
                 };
                 if b.pending.len() >= batch {
                     self.flush_hits(resident)?;

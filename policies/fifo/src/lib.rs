@@ -40,6 +40,12 @@ impl HandleEviction for Fifo {
     fn name_ahead(&self, out: &mut [u64]) -> usize {
         self.queue.keys_from_back(out)
     }
+
+    // As LRU's: the back's entry becomes the incoming block at the front.
+    #[inline(always)]
+    fn took_ahead(&mut self, handle: u32, incoming: u64) -> bool {
+        self.queue.replace_back(handle, incoming)
+    }
 }
 
 export_plugin!(Fifo, handle_eviction);
@@ -58,5 +64,18 @@ mod tests {
         assert_eq!(f.victim(0), Some(3));
         assert_eq!(f.victim(0), Some(4));
         assert_eq!(f.victim(0), None);
+    }
+
+    #[test]
+    fn a_miss_taken_ahead_renames_the_oldest_as_the_newest() {
+        let mut f = Fifo::default();
+        let h: Vec<u32> = (1..=3).map(|k| f.insert(k)).collect();
+        // Only the oldest block may be taken; it becomes the newest, keeping its handle.
+        assert!(!f.took_ahead(h[1], 9));
+        assert!(f.took_ahead(h[0], 9));
+        assert_eq!(f.queue.front(), Some(h[0]));
+        assert_eq!(f.victim(0), Some(2));
+        assert_eq!(f.victim(0), Some(3));
+        assert_eq!(f.victim(0), Some(9));
     }
 }

@@ -28,6 +28,10 @@ impl HandleEviction for Lru {
         self.order.push_front(key)
     }
 
+    // Inline into the export's loop over the hits, beside the misses taken ahead (left to
+    // LLVM, the loop's body became a function called at every hit: 296 -> 356 instructions
+    // a request on `orm-busy`).
+    #[inline(always)]
     fn access(&mut self, handle: u32) {
         self.order.move_to_front(handle);
     }
@@ -49,6 +53,13 @@ impl HandleEviction for Lru {
     fn name_ahead(&self, out: &mut [u64]) -> usize {
         self.order.keys_from_back(out)
     }
+
+    // A miss taken ahead evicts the back and inserts at the front: the back's entry moved
+    // and renamed, its handle kept, with no trip through the free list.
+    #[inline(always)]
+    fn took_ahead(&mut self, handle: u32, incoming: u64) -> bool {
+        self.order.replace_back(handle, incoming)
+    }
 }
 
 export_plugin!(Lru, handle_eviction);
@@ -68,5 +79,35 @@ mod tests {
         assert_eq!(l.victim(0), Some(4));
         assert_eq!(l.victim(0), Some(1));
         assert_eq!(l.victim(0), None);
+    }
+
+    #[test]
+    fn a_miss_taken_ahead_is_a_victim_then_an_insertion() {
+        // Two copies; one takes each miss in one step, the other by victim then insert.
+        let (mut a, mut b) = (Lru::default(), Lru::default());
+        let mut handles = Vec::new();
+        for k in 1..=5 {
+            assert_eq!(a.insert(k), b.insert(k));
+            handles.push(a.order.back().unwrap());
+        }
+        a.access(handles[0]);
+        b.access(handles[0]);
+        for k in 10..20 {
+            let back = a.order.back().unwrap();
+            let front = a.order.front().unwrap();
+            // Not the back: refused, nothing changed.
+            if front != back {
+                assert!(!a.took_ahead(front, k));
+            }
+            assert!(a.took_ahead(back, k));
+            assert!(b.victim(k).is_some());
+            assert_eq!(b.insert(k), back);
+            if k % 3 == 0 {
+                a.access(back);
+                b.access(back);
+            }
+        }
+        let drain = |p: &mut Lru| std::iter::from_fn(|| p.victim(0)).collect::<Vec<_>>();
+        assert_eq!(drain(&mut a), drain(&mut b));
     }
 }
