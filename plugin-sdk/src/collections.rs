@@ -582,13 +582,13 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         if !self.contains(handle) {
             return false;
         }
-        self.to_front(list, handle);
+        self.bring_to_front(list, handle);
         true
     }
 
     /// Moves live entry `handle` to the front of `list`.
     #[inline(always)]
-    fn to_front(&mut self, list: usize, handle: u32) {
+    fn bring_to_front(&mut self, list: usize, handle: u32) {
         if self.heads[list] != handle {
             if N == 1 {
                 // One list (a `HandleList`): the entry stays in it, so its list, its mark and
@@ -631,7 +631,7 @@ impl<const N: usize, const MARKED: u64> HandleLists<N, MARKED> {
         if handle == NIL || self.tails[list] != handle {
             return false;
         }
-        self.to_front(list, handle);
+        self.bring_to_front(list, handle);
         let n = self.at(handle);
         (n.key, n.tag) = (key, 0);
         true

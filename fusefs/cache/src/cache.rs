@@ -1259,13 +1259,15 @@ impl<V> CacheCore<V> {
         ]
     }
 
-    /// Takes apart a cache whose eviction plugin is to serve another (a governor's shadow):
-    /// the plugin, once it has taken the hits waiting (so that what it holds is this cache's
-    /// resident set), and the resident blocks, least recently used first, each with the
-    /// handle the plugin gave it (ABI 1.8; unused for a plugin not by handle). `None` if a
-    /// built-in serves eviction, the plugin also serves prefetch, or it faulted taking the
-    /// hits. Nothing is seeded in the plugin's place: the cache goes with this call.
-    pub(crate) fn into_eviction_plugin(mut self) -> Option<(Plugin, Vec<(u64, u32)>)> {
+    /// Takes the eviction plugin out of a cache whose plugin is to serve another (a
+    /// governor's shadow): the plugin, once it has taken the hits waiting (so that what it
+    /// holds is this cache's resident set), and the resident blocks, least recently used
+    /// first, each with the handle the plugin gave it (ABI 1.8; unused for a plugin not by
+    /// handle). `None` if a built-in serves eviction, the plugin also serves prefetch, or it
+    /// faulted taking the hits. Nothing is seeded in the plugin's place (its role points at
+    /// an empty slot: any later request panics): the cache is only to be dropped, by a
+    /// caller that defers it past the lock, as it holds a table of the resident blocks.
+    pub(crate) fn take_eviction_plugin(&mut self) -> Option<(Plugin, Vec<(u64, u32)>)> {
         let EvictionRole::Plugin(slot) = self.eviction else {
             return None;
         };

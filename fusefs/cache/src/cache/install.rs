@@ -68,6 +68,11 @@ impl Retired {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// How many things were taken out of service (plugin instances, a governor, tables).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl std::fmt::Debug for Retired {

@@ -274,15 +274,25 @@ impl<V> CacheCore<V> {
     /// directly. Its shadow's instance forgets the blocks the cache lacks, the cache drops
     /// the orphans, and the instance is installed. If that fails (a fault, or the shadow
     /// fell back to its built-in) the built-in tracking the resident set keeps serving.
+    /// What goes (the governor and its shadows, the built-in replaced, the tables built
+    /// here: each the size of the resident set) is buried, dropped after the lock by a caller
+    /// that defers drops ([`deferring_drops`](CacheCore::deferring_drops)).
     pub(super) fn materialize(&mut self, mut g: Box<Governor>) {
+        self.take_over_followed(&mut g);
+        self.bury(g);
+    }
+
+    fn take_over_followed(&mut self, g: &mut Governor) {
         let Some(j) = g.live[Role::Eviction as usize] else {
             return;
         };
         let roles = g.candidates[j].eviction_roles();
-        let Some(shadow) = g.candidates[j].shadow.take() else {
+        let Some(mut shadow) = g.candidates[j].shadow.take() else {
             return;
         };
-        let Some((mut p, blocks)) = shadow.into_eviction_plugin() else {
+        let taken = shadow.take_eviction_plugin();
+        self.bury(shadow);
+        let Some((mut p, blocks)) = taken else {
             return;
         };
         let resident = self.map.len() as u64;
@@ -290,6 +300,7 @@ impl<V> CacheCore<V> {
             if let Err(f) = p.evict_remove(k, h, resident) {
                 self.stats.faults += 1;
                 p.mark_failed(&f);
+                self.bury(p);
                 return;
             }
         }
@@ -304,11 +315,16 @@ impl<V> CacheCore<V> {
             self.handles
                 .set_all(&mut self.map, |k| theirs.get(&k).copied().unwrap_or(0));
         }
+        self.bury(theirs);
         let old = self.slots();
         p.attach_figures(self.figures.clone());
         p.mark_installed();
         let slot = self.plugins.add(p);
-        self.eviction = EvictionRole::Plugin(slot);
+        if let EvictionRole::Native(native, _) =
+            std::mem::replace(&mut self.eviction, EvictionRole::Plugin(slot))
+        {
+            self.bury(native);
+        }
         // A 1.0 candidate that learns the missed key in `kplug_admit` takes admission too; an
         // admission plugin the operator installed keeps its role.
         if roles.contains(Role::Admission) && matches!(self.admission, AdmissionRole::Native(..)) {
