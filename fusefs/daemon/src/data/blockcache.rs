@@ -374,7 +374,9 @@ impl BlockCache {
 
     /// Tick a governor plugin every [`GOVERNOR_TICK`] from a thread of its own, started
     /// once (the first time a governor is installed) and ending with the cache. After a tick
-    /// the candidates it activated get new spare instances, made without the lock.
+    /// the candidates it activated get new spare instances, made without the lock. What a
+    /// tick takes out of service (a faulted governor with its shadows, the built-in a
+    /// followed candidate replaces) is dropped with the lock released.
     pub fn start_governor_ticker(&self) {
         if self.ticker.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -384,14 +386,23 @@ impl BlockCache {
             loop {
                 std::thread::sleep(GOVERNOR_TICK);
                 let Some(i) = inner.upgrade() else { break };
-                let wanted = {
+                let (wanted, retired) = {
                     let mut g = i.lock();
-                    g.cache.root_mut().governor_tick();
-                    g.cache.root_mut().spare_requests()
+                    g.cache.root_mut().deferring_drops(|c| {
+                        c.governor_tick();
+                        c.spare_requests()
+                    })
                 };
+                drop(retired);
                 if !wanted.is_empty() {
                     let spares = wanted.make();
-                    i.lock().cache.root_mut().give_spares(spares);
+                    let ((), retired) = {
+                        let mut g = i.lock();
+                        g.cache
+                            .root_mut()
+                            .deferring_drops(|c| c.give_spares(spares))
+                    };
+                    drop(retired);
                 }
             }
         });
