@@ -155,7 +155,7 @@ impl<V> IntMap<V> {
         self.slots.len() * core::mem::size_of::<Slot<V>>()
     }
 
-    /// Whether its slot array is larger than [`CORE_CACHE_BYTES`]: then a lookup of a key
+    /// Whether its slot array is larger than `CORE_CACHE_BYTES`: then a lookup of a key
     /// not looked up lately reads memory, and reading its slot ahead pays (ABI 1.12,
     /// `HandleEviction::lookahead`); below, the slots stay in the core's cache and telling
     /// the coming keys costs more than it saves.

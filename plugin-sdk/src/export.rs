@@ -243,7 +243,7 @@ pub mod __private {
     }
 
     /// The hit marks' header (1.13): the table's address and its length in bytes,
-    /// little-endian `u32`s, as [`publish_marks`] last wrote them.
+    /// little-endian `u32`s, as `publish_marks` last wrote them.
     pub static HIT_MARKS: Buffer<8> = Buffer(UnsafeCell::new([0; 8]));
 
     /// `kplug_evict_hit_marks` (1.13): the header's address for a policy that marks

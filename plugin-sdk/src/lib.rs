@@ -434,9 +434,10 @@ pub trait HandleEviction {
     /// them, and returns how many (ABI 1.10). Called after a miss that made room; until the
     /// next such miss the host may take the next named block at a miss needing one block,
     /// with no call, as long as that block is resident and has had no hit since: the SDK then
-    /// calls `victim(incoming)`, which must answer that block, and `insert(incoming)`, which
-    /// must answer that block's handle (a [`HandleList`]'s push after a pop does); either
-    /// differing traps, and the host's built-in takes over. So name ahead only what hits on
+    /// calls [`took_ahead`](HandleEviction::took_ahead), by default `victim(incoming)`, which
+    /// must answer that block, and `insert(incoming)`, which must answer that block's handle
+    /// (a [`HandleList`]'s push after a pop does); either differing traps, and the host's
+    /// built-in takes over. So name ahead only what hits on
     /// other blocks and insertions cannot reorder: the back of an LRU's or a FIFO's list, not
     /// a CLOCK's (a hit sets a bit its scan reads). Default: none.
     fn name_ahead(&self, out: &mut [u64]) -> usize {
@@ -469,7 +470,7 @@ pub trait HandleEviction {
     /// costs the host and the policy a little on every request and saves a cache miss on
     /// a miss only when the table the miss looks up is larger than the CPU's cache:
     /// `policies/arc` answers 0 while its index stays within
-    /// [`CORE_CACHE_BYTES`](collections::CORE_CACHE_BYTES)
+    /// `CORE_CACHE_BYTES` (1 MiB)
     /// ([`IntMap::outgrows_core_cache`](collections::IntMap::outgrows_core_cache)).
     /// Default: [`LOOKAHEAD`](HandleEviction::LOOKAHEAD).
     fn lookahead(&self) -> u32 {
@@ -498,8 +499,8 @@ pub trait HandleEviction {
     /// answer a block, then `insert(incoming)`, which must answer `handle` (handles name
     /// distinct resident blocks, and the victim's handle is the one reused: the same handle
     /// means the same victim). A policy that can do both in one step overrides it: an LRU's
-    /// or a FIFO's [`HandleList::replace_back`], which skips the free list (the SDK LRU's
-    /// miss taken ahead ~116 -> ~50 instructions).
+    /// or a FIFO's [`HandleList::replace_back`], which skips the free list (through it, in a
+    /// call of its own, the SDK LRU's miss taken ahead was ~116 instructions).
     #[inline]
     fn took_ahead(&mut self, handle: u32, incoming: u64) -> bool {
         self.victim(incoming).is_some() && self.insert(incoming) == handle
