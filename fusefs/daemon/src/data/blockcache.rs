@@ -386,23 +386,13 @@ impl BlockCache {
             loop {
                 std::thread::sleep(GOVERNOR_TICK);
                 let Some(i) = inner.upgrade() else { break };
-                let (wanted, retired) = {
-                    let mut g = i.lock();
-                    g.cache.root_mut().deferring_drops(|c| {
-                        c.governor_tick();
-                        c.spare_requests()
-                    })
-                };
-                drop(retired);
+                let wanted = on_root_deferring_drops(&i, |c| {
+                    c.governor_tick();
+                    c.spare_requests()
+                });
                 if !wanted.is_empty() {
                     let spares = wanted.make();
-                    let ((), retired) = {
-                        let mut g = i.lock();
-                        g.cache
-                            .root_mut()
-                            .deferring_drops(|c| c.give_spares(spares))
-                    };
-                    drop(retired);
+                    on_root_deferring_drops(&i, |c| c.give_spares(spares));
                 }
             }
         });
@@ -762,6 +752,19 @@ impl BlockCache {
             }
         }
     }
+}
+
+/// Runs `f` on the root scope's core under the lock; what it takes out of service (plugin
+/// instances, a governor with its shadows, a built-in's tables) is dropped once the lock is
+/// released.
+fn on_root_deferring_drops<R>(
+    inner: &Mutex<Inner>,
+    f: impl FnOnce(&mut CacheCore<Block>) -> R,
+) -> R {
+    // The guard is a temporary of this statement: released before `retired` is dropped.
+    let (r, retired) = inner.lock().cache.root_mut().deferring_drops(f);
+    drop(retired);
+    r
 }
 
 fn run_prefetch(
