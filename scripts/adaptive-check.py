@@ -4,7 +4,7 @@
 (trace, size), the best fixed policy, adaptive's miss ratio and the difference.
 
 usage: scripts/adaptive-check.py KPLUGFS_BINARY [--param adaptive:key=value ...]
-                                 [--trace PATH ...] [--heldout]
+                                 [--trace PATH ...] [--heldout] [--json FILE]
 Exit status 1 if adaptive is more than 0.005 worse than the best fixed policy anywhere: with
 the default rule that is cloudPhysicsIO (objects) at 25 %, out of reach of a governor that
 decides from the past (docs/policies.md, "Why cloudPhysicsIO objects at 25 % is out of reach").
@@ -13,6 +13,10 @@ decides from the past (docs/policies.md, "Why cloudPhysicsIO objects at 25 % is 
 and database traces, SPEC CPU address traces; no setting of `adaptive` was chosen on them,
 but for its rule for tied leaders: traces/heldout/README.md, docs/policies.md "On traces it
 was not tuned on") and also counts the cells over 0.01.
+
+--json FILE also writes one JSON object a cell to FILE (`trace`, `size`, `best`,
+`best_miss_ratio`, `adaptive_miss_ratio`, `diff`, `switches`, `requests`): what
+`scripts/bench.sh --only adaptive` reports from.
 """
 import json, os, subprocess, sys, tempfile
 
@@ -27,7 +31,7 @@ TRACES = [
 
 def main():
     kplugfs = sys.argv[1]
-    extra, traces, args = [], [], sys.argv[2:]
+    extra, traces, args, jsonl = [], [], sys.argv[2:], None
     while args:
         if args[0] == "--param":
             extra += args[:2]; args = args[2:]
@@ -35,6 +39,8 @@ def main():
             traces.append((args[1], [])); args = args[2:]
         elif args[0] == "--heldout":
             traces += heldout(); args = args[1:]
+        elif args[0] == "--json":
+            jsonl = open(args[1], "w"); args = args[2:]
         else:
             sys.exit(f"unknown argument {args[0]}")
     worst, over5, over10, cells = -1.0, 0, 0, 0
@@ -56,6 +62,12 @@ def main():
             over10 += diff > 0.01
             name = trace.split("/")[-1] + (" " + " ".join(opts) if opts else "")
             print(f"{name:44} {f:5} {best[1]:>10} {best[0]:7.4f} {a['miss_ratio']:8.4f} {diff:+8.4f} {a['policy_switches']:8}")
+            if jsonl:
+                jsonl.write(json.dumps({
+                    "trace": name, "size": f, "best": best[1], "best_miss_ratio": best[0],
+                    "adaptive_miss_ratio": a["miss_ratio"], "diff": diff,
+                    "switches": a["policy_switches"], "requests": a["requests"]}) + "\n")
+                jsonl.flush()
     print(f"worst difference: {worst:+.4f}; within 0.005 on {cells - over5} of {cells} cells, "
           f"within 0.01 on {cells - over10}")
     sys.exit(0 if worst <= 0.005 else 1)

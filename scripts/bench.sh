@@ -8,7 +8,7 @@
 #   --out DIR    where report.json, report.md, the charts and raw logs go
 #                (default: bench-out/<date>)
 #   --only LIST  comma-separated subset of: reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,
-#                simpeer,views,probes,scopes
+#                simpeer,views,probes,scopes,adaptive
 #   --runs N     repetitions of every measured configuration (default 3; s3: at most 2)
 #   --docs FILE  also write FILE (docs/benchmarks.md) from this run; a run of some
 #                scenarios replaces only their sections of FILE
@@ -53,6 +53,12 @@
 #               traces/data/cloudPhysicsIO.oracleGeneral.bin, its 4 KiB and 1 KiB splits
 #               (1.1 M and 4.2 M requests) and cache2k's orm-busy from traces/heldout/ (5 M
 #               requests, mostly hits), made here; about 4 min with --runs 3
+#   adaptive    the `adaptive` governor against every fixed eviction policy, each (trace,
+#               size) cell replayed by `kplugfs sim` at 1, 5, 10 and 25 % of the unique ids
+#               (scripts/adaptive-check.py): the repo's real traces, the held-out traces of
+#               traces/heldout/ (not in --quick) and the phase-changing trace of
+#               scripts/phase-trace.py; the difference to the best fixed policy per cell and
+#               the cells within 0.005 and 0.01 of it (deterministic: one run; about 2 min)
 #   views       a CSV log (64 MiB quick, 1 GiB full) with a pattern on 1 % of its lines on a
 #               slow store (--backend-latency 1ms, no kernel cache), each command on a fresh
 #               mount: `grep -c` through the plain mount against `wc -l` of the grep view,
@@ -88,7 +94,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 cmdline="scripts/bench.sh $*"
-docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views,probes,scopes"; runs=3
+docs=""; quick=0; out=""; only="reads,slow,hooks,sim,hotswap,smallfiles,writes,stall,s3,simpeer,views,probes,scopes,adaptive"; runs=3
 s3_systems="kplugfs,kplugfs+s3window,kplugfs+scanboost,kplugfs-noprefetch,s3fs,rclone,mountpoint-s3"; s3_rtts="0,20"; s3_rows="seq,rand,warm,small,write"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -926,6 +932,39 @@ print(", ".join("%s %.3f s miss %.4f" % (x["system"], x["wall_s"], x["miss_ratio
     read -r l1 l5 l15 _ < /proc/loadavg
     emit simpeerload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
     emit timing phase=simpeer seconds=$((SECONDS - t0))
+fi
+
+# ---- 15. adaptive: the governor against every fixed policy, cell by cell ----------------
+if want adaptive; then
+    t0=$SECONDS
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit adaptiveload phase=start load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    adir=$logs/adaptive; mkdir -p "$adir"
+    python3 scripts/phase-trace.py "$work/phase.txt" > "$adir/phase.log" 2>&1 ||
+        { tail "$adir/phase.log" >&2; die "adaptive: building the phase trace failed"; }
+    sets=(repo phase); [ $quick = 1 ] || sets=(repo heldout phase)
+    for set in "${sets[@]}"; do
+        case $set in
+            repo) args=() ;;
+            heldout) args=(--heldout) ;;
+            phase) args=(--trace "$work/phase.txt") ;;
+        esac
+        log "adaptive: $set traces (scripts/adaptive-check.py${args[0]:+ ${args[0]}}; output in $adir/$set.txt)"
+        # Exit status 1 only says a cell is over 0.005: the report shows which.
+        rc=0; python3 scripts/adaptive-check.py "$kplugfs" "${args[@]}" --json "$adir/$set.jsonl" \
+            > "$adir/$set.txt" 2>&1 || rc=$?
+        [ $rc -le 1 ] && [ -s "$adir/$set.jsonl" ] ||
+            { tail "$adir/$set.txt" >&2; die "adaptive: scripts/adaptive-check.py on the $set traces failed"; }
+        python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    print(json.dumps({"scenario": "adaptive", "set": sys.argv[2], **json.loads(line)}))' \
+            "$adir/$set.jsonl" "$set" >> "$raw"
+        log "adaptive: $set: $(tail -1 "$adir/$set.txt")"
+    done
+    rm -f "$work/phase.txt"
+    read -r l1 l5 l15 _ < /proc/loadavg
+    emit adaptiveload phase=end load1="$l1" load5="$l5" load15="$l15" nproc="$(nproc)"
+    emit timing phase=adaptive seconds=$((SECONDS - t0))
 fi
 
 # ---- 11. views: data-path transforms against the user-space pipeline -------------------

@@ -787,6 +787,57 @@ if F:
                                   "delivered": dl, "dropped": dr})
     P("")
 
+A = sel("adaptive")
+if A:
+    P("## 15. `adaptive` against every fixed eviction policy (`scripts/adaptive-check.py`)\n")
+    load_line("adaptiveload")
+    P("Each (trace, size) cell replayed by `kplugfs sim --policy adaptive,fifo,lru,clock,sieve,arc,"
+      "twoq,lirs,s3fifo,wtinylfu --cache-size 0.01,0.05,0.1,0.25` (libCacheSim's object mode; "
+      "deterministic, so one run): *diff* is `adaptive`'s miss ratio less the best fixed "
+      "policy's in that cell (negative: better than every fixed policy). Sets: the repo's real "
+      "traces (`traces/data/`, the ones the governor's rule was chosen on), the held-out traces "
+      "of `traces/heldout/` (no setting chosen on them), the phase-changing trace of "
+      "`scripts/phase-trace.py`. Target (issue 19): never more than 0.01 behind the best fixed "
+      "policy on any cell, within 0.005 on all but the cells shown out of reach of a governor "
+      "deciding from the past (docs/policies.md), below every fixed policy on the phase trace "
+      "at every size.\n")
+    names = {"repo": "repo's real traces", "heldout": "held-out traces", "phase": "phase trace"}
+    for r in A:  # the held-out traces are replayed from text files: the format is no news
+        r["trace"] = r["trace"].replace(" --format txt", "")
+    P("| set | cells | within 0.005 | within 0.01 | below every fixed policy | worst (cell) |")
+    P("|---|---:|---:|---:|---:|---|")
+    summary["adaptive"] = {}
+    for st in ("repo", "heldout", "phase"):
+        rows = sel("adaptive", set=st)
+        if not rows:
+            continue
+        w = max(rows, key=lambda r: r["diff"])
+        n5 = sum(r["diff"] <= 0.005 for r in rows)
+        n10 = sum(r["diff"] <= 0.01 for r in rows)
+        below = sum(r["diff"] < 0 for r in rows)
+        P(f"| {names[st]} | {len(rows)} | {n5} | {n10} | {below} | {w['diff']:+.4f} ({w['trace']} "
+          f"{w['size'] * 100:g} %, best {w['best']}) |")
+        summary["adaptive"][st] = {"cells": len(rows), "within_0_005": n5, "within_0_01": n10,
+                                   "below_every_fixed": below, "worst": w["diff"],
+                                   "worst_cell": f"{w['trace']} {w['size']}"}
+    ph = sel("adaptive", set="phase")
+    if ph:
+        P("\nThe phase trace, size by size:\n")
+        P("| size | best fixed | its miss ratio | adaptive | diff | switches |")
+        P("|---|---|---:|---:|---:|---:|")
+        for r in sorted(ph, key=lambda r: r["size"]):
+            P(f"| {r['size'] * 100:g} % | {r['best']} | {r['best_miss_ratio']:.4f} | "
+              f"{r['adaptive_miss_ratio']:.4f} | {r['diff']:+.4f} | {r['switches']} |")
+    over = sorted((r for r in A if r["diff"] > 0.005), key=lambda r: -r["diff"])
+    if over:
+        P(f"\nThe {len(over)} cells more than 0.005 behind (worst first):\n")
+        P("| set | trace | size | best fixed | diff | switches |")
+        P("|---|---|---:|---|---:|---:|")
+        for r in over:
+            P(f"| {r['set']} | {r['trace']} | {r['size'] * 100:g} % | {r['best']} | {r['diff']:+.4f} | "
+              f"{r['switches']} |")
+    P("")
+
 open(os.path.join(args.out, "report.md"), "w").write("\n".join(md) + "\n")
 if args.docs:
     body = [l for l in md if not l.startswith("![")]
