@@ -802,8 +802,8 @@ if A:
       "deciding from the past (docs/policies.md), below every fixed policy on the phase trace "
       "at every size.\n")
     names = {"repo": "repo's real traces", "heldout": "held-out traces", "phase": "phase trace"}
-    for r in A:  # the held-out traces are replayed from text files: the format is no news
-        r["trace"] = r["trace"].replace(" --format txt", "")
+    # The held-out traces are replayed from text files: the format is no news in a table.
+    cell = lambda r: r["trace"].replace(" --format txt", "")
     P("| set | cells | within 0.005 | within 0.01 | below every fixed policy | worst (cell) |")
     P("|---|---:|---:|---:|---:|---|")
     summary["adaptive"] = {}
@@ -815,11 +815,11 @@ if A:
         n5 = sum(r["diff"] <= 0.005 for r in rows)
         n10 = sum(r["diff"] <= 0.01 for r in rows)
         below = sum(r["diff"] < 0 for r in rows)
-        P(f"| {names[st]} | {len(rows)} | {n5} | {n10} | {below} | {w['diff']:+.4f} ({w['trace']} "
+        P(f"| {names[st]} | {len(rows)} | {n5} | {n10} | {below} | {w['diff']:+.4f} ({cell(w)} "
           f"{w['size'] * 100:g} %, best {w['best']}) |")
         summary["adaptive"][st] = {"cells": len(rows), "within_0_005": n5, "within_0_01": n10,
                                    "below_every_fixed": below, "worst": w["diff"],
-                                   "worst_cell": f"{w['trace']} {w['size']}"}
+                                   "worst_cell": f"{cell(w)} {w['size']}"}
     ph = sel("adaptive", set="phase")
     if ph:
         P("\nThe phase trace, size by size:\n")
@@ -834,7 +834,7 @@ if A:
         P("| set | trace | size | best fixed | diff | switches |")
         P("|---|---|---:|---|---:|---:|")
         for r in over:
-            P(f"| {r['set']} | {r['trace']} | {r['size'] * 100:g} % | {r['best']} | {r['diff']:+.4f} | "
+            P(f"| {r['set']} | {cell(r)} | {r['size'] * 100:g} % | {r['best']} | {r['diff']:+.4f} | "
               f"{r['switches']} |")
     P("")
 
